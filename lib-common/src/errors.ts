@@ -1,0 +1,97 @@
+/**
+ * Errors with stable codes. Every failure a tool reports carries a code
+ * (`ERR_<AREA>_<WHAT>`) that scripts can branch on, a one-line message, an
+ * optional hint, and the exit code the tool should end with.
+ */
+
+/** Exit codes shared by every tool (ctr-spawn adds Docker's 125/126/127). */
+export const EXIT = {
+  OK: 0,
+  FAILED: 1,
+  USAGE: 2,
+  SPAWN_FAILED: 125,
+  NOT_EXECUTABLE: 126,
+  NOT_FOUND: 127,
+} as const;
+
+/** Every stable error code and the exit code it maps to. Documented in docs/protocol.md. */
+export const ERROR_CODES = {
+  ERR_USAGE: EXIT.USAGE,
+  ERR_INPUT_JSON: EXIT.USAGE,
+  ERR_INPUT_RECORD: EXIT.USAGE,
+  ERR_REF_INVALID: EXIT.USAGE,
+  ERR_PLATFORM_INVALID: EXIT.USAGE,
+  ERR_REGISTRY_NOT_FOUND: EXIT.FAILED,
+  ERR_REGISTRY_UNAUTHORIZED: EXIT.FAILED,
+  ERR_REGISTRY_DENIED: EXIT.FAILED,
+  ERR_REGISTRY_RATE_LIMITED: EXIT.FAILED,
+  ERR_REGISTRY_UNAVAILABLE: EXIT.FAILED,
+  ERR_REGISTRY_PROTOCOL: EXIT.FAILED,
+  ERR_REGISTRY_TLS: EXIT.FAILED,
+  ERR_MANIFEST_UNSUPPORTED: EXIT.FAILED,
+  ERR_MANIFEST_INVALID: EXIT.FAILED,
+  ERR_PLATFORM_NOT_FOUND: EXIT.FAILED,
+  ERR_DIGEST_MISMATCH: EXIT.FAILED,
+  ERR_SIZE_MISMATCH: EXIT.FAILED,
+  ERR_AUTH_HELPER: EXIT.FAILED,
+  ERR_STORE_CORRUPT: EXIT.FAILED,
+  ERR_STORE_LOCKED: EXIT.FAILED,
+  ERR_STORE_IO: EXIT.FAILED,
+  ERR_IMAGE_NOT_FOUND: EXIT.FAILED,
+  ERR_LAYER_MALICIOUS: EXIT.FAILED,
+  ERR_LAYER_INVALID: EXIT.FAILED,
+  ERR_LAYER_TOO_LARGE: EXIT.FAILED,
+  ERR_LAYER_COMPRESSION: EXIT.FAILED,
+  ERR_MOUNT_FAILED: EXIT.FAILED,
+  ERR_MOUNT_NOT_FOUND: EXIT.FAILED,
+  ERR_RUNTIME_NOT_FOUND: EXIT.SPAWN_FAILED,
+  ERR_SPAWN_FAILED: EXIT.SPAWN_FAILED,
+  ERR_SPAWN_NOT_EXECUTABLE: EXIT.NOT_EXECUTABLE,
+  ERR_SPAWN_COMMAND_NOT_FOUND: EXIT.NOT_FOUND,
+  ERR_USER_NOT_FOUND: EXIT.SPAWN_FAILED,
+  ERR_CGROUP: EXIT.SPAWN_FAILED,
+  ERR_INTERNAL: EXIT.FAILED,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ConveyorErrorOptions {
+  /** What the user can do about it; printed in parentheses after the message. */
+  hint?: string;
+  /** Overrides the exit code the code maps to. */
+  exitCode?: number;
+  cause?: unknown;
+  /** Extra machine-readable fields for `--log-format=json` (line number, digest, url...). */
+  details?: Record<string, unknown>;
+}
+
+export class ConveyorError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  readonly exitCode: number;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: ConveyorErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ConveyorError';
+    this.code = code;
+    this.hint = options.hint;
+    this.exitCode = options.exitCode ?? ERROR_CODES[code];
+    this.details = options.details;
+  }
+}
+
+export function isConveyorError(error: unknown): error is ConveyorError {
+  return error instanceof ConveyorError;
+}
+
+/** Wraps anything thrown into a ConveyorError, keeping Node's errno text as the cause. */
+export function toConveyorError(error: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): ConveyorError {
+  if (error instanceof ConveyorError) return error;
+  const err = error as NodeJS.ErrnoException;
+  const message = err && typeof err.message === 'string' ? err.message : String(error);
+  if (err && typeof err.code === 'string' && err.syscall) {
+    return new ConveyorError(fallback === 'ERR_INTERNAL' ? 'ERR_STORE_IO' : fallback, message, { cause: error });
+  }
+  return new ConveyorError(fallback, message, { cause: error });
+}

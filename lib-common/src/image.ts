@@ -1,0 +1,166 @@
+/**
+ * Reading images out of the store and describing them as `image` records.
+ * Manifests and configs come from registries and are hostile input: every
+ * field used is type-checked before it is trusted.
+ */
+import { chainIDs, assertDigest } from './digest.js';
+import { ConveyorError } from './errors.js';
+import { MANIFEST_MEDIA_TYPES, MEDIA_TYPES, layerCompression } from './mediatypes.js';
+import { RECORD_VERSION, type Descriptor, type ImageRecord, type ImageRuntimeConfig, type LayerInfo, type Platform } from './records.js';
+import { REF_NAME_ANNOTATION, type Store } from './store.js';
+
+export interface ImageManifest {
+  schemaVersion: number;
+  mediaType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface ImageConfigBlob {
+  architecture?: string;
+  os?: string;
+  variant?: string;
+  created?: string;
+  config?: ImageRuntimeConfig;
+  rootfs?: { type: string; diff_ids: string[] };
+  history?: unknown[];
+}
+
+function invalid(what: string, digest?: string): never {
+  throw new ConveyorError('ERR_MANIFEST_INVALID', `${what}${digest ? ` (${digest})` : ''}`);
+}
+
+export function checkDescriptor(value: unknown, what: string): Descriptor {
+  const d = value as Descriptor;
+  if (!d || typeof d !== 'object') invalid(`${what}: not a descriptor`);
+  if (typeof d.mediaType !== 'string') invalid(`${what}: mediaType missing`);
+  assertDigest(d.digest, `${what} digest`);
+  if (!Number.isSafeInteger(d.size) || d.size < 0) invalid(`${what}: size is not a non-negative integer`);
+  return d;
+}
+
+/** Validates a parsed image manifest (OCI or Docker schema2). */
+export function checkManifest(value: unknown, digest?: string): ImageManifest {
+  const m = value as ImageManifest;
+  if (!m || typeof m !== 'object' || m.schemaVersion !== 2) {
+    if ((m as { schemaVersion?: number })?.schemaVersion === 1) {
+      throw new ConveyorError('ERR_MANIFEST_UNSUPPORTED', `schema1 manifests are not supported${digest ? ` (${digest})` : ''}`, {
+        hint: 'schema1 is deprecated; push the image again with a current client to get a schema2 or OCI manifest',
+      });
+    }
+    invalid('manifest: schemaVersion is not 2', digest);
+  }
+  if (m.mediaType !== undefined && !MANIFEST_MEDIA_TYPES.includes(m.mediaType)) invalid(`manifest: unexpected mediaType ${m.mediaType}`, digest);
+  checkDescriptor(m.config, 'manifest config');
+  if (!Array.isArray(m.layers)) invalid('manifest: layers is not an array', digest);
+  m.layers.forEach((layer, i) => {
+    checkDescriptor(layer, `layer ${i}`);
+    if (layerCompression(layer.mediaType) === undefined) {
+      throw new ConveyorError('ERR_MANIFEST_UNSUPPORTED', `layer ${i} has unsupported media type ${layer.mediaType}`);
+    }
+  });
+  return m;
+}
+
+export function checkConfig(value: unknown, layerCount: number, digest?: string): ImageConfigBlob {
+  const c = value as ImageConfigBlob;
+  if (!c || typeof c !== 'object') invalid('image config: not an object', digest);
+  if (!c.rootfs || !Array.isArray(c.rootfs.diff_ids)) invalid('image config: rootfs.diff_ids missing', digest);
+  if (c.rootfs.diff_ids.length !== layerCount) {
+    invalid(`image config lists ${c.rootfs.diff_ids.length} diff IDs for ${layerCount} layers`, digest);
+  }
+  c.rootfs.diff_ids.forEach((id, i) => assertDigest(id, `diff ID ${i}`));
+  const rc = c.config ?? {};
+  for (const key of ['Entrypoint', 'Cmd', 'Env'] as const) {
+    const list = rc[key];
+    if (list !== undefined && list !== null && (!Array.isArray(list) || list.some((s) => typeof s !== 'string'))) {
+      invalid(`image config: ${key} is not a list of strings`, digest);
+    }
+  }
+  for (const key of ['User', 'WorkingDir', 'StopSignal'] as const) {
+    if (rc[key] !== undefined && typeof rc[key] !== 'string') invalid(`image config: ${key} is not a string`, digest);
+  }
+  return c;
+}
+
+/** Layer descriptors joined with diff IDs and chain IDs. */
+export function layerInfos(manifest: ImageManifest, config: ImageConfigBlob): LayerInfo[] {
+  const diffIDs = config.rootfs!.diff_ids;
+  const chain = chainIDs(diffIDs);
+  return manifest.layers.map((layer, i) => ({
+    mediaType: layer.mediaType,
+    digest: layer.digest,
+    size: layer.size,
+    ...(layer.annotations ? { annotations: layer.annotations } : {}),
+    diffID: diffIDs[i],
+    chainID: chain[i],
+  }));
+}
+
+/** Only the runtime fields we pass along, with nulls (Docker writes `"Cmd": null`) dropped. */
+export function runtimeConfig(config: ImageConfigBlob): ImageRuntimeConfig {
+  const out: ImageRuntimeConfig = {};
+  const rc = config.config ?? {};
+  for (const key of ['User', 'ExposedPorts', 'Env', 'Entrypoint', 'Cmd', 'Volumes', 'WorkingDir', 'Labels', 'StopSignal'] as const) {
+    const value = rc[key];
+    if (value !== undefined && value !== null && value !== '') (out as Record<string, unknown>)[key] = value;
+  }
+  return out;
+}
+
+export interface BuildImageRecordInput {
+  ref: string;
+  manifestDescriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfigBlob;
+  store: string;
+  indexDigest?: string;
+}
+
+export function buildImageRecord(input: BuildImageRecordInput): ImageRecord {
+  const { manifest, config } = input;
+  const platform: Platform = { os: config.os ?? 'linux', architecture: config.architecture ?? 'unknown' };
+  if (config.variant) platform.variant = config.variant;
+  const layers = layerInfos(manifest, config);
+  const size = input.manifestDescriptor.size + manifest.config.size + layers.reduce((sum, l) => sum + l.size, 0);
+  const record: ImageRecord = {
+    type: 'image',
+    v: RECORD_VERSION,
+    ref: input.ref,
+    digest: input.manifestDescriptor.digest,
+    mediaType: input.manifestDescriptor.mediaType ?? manifest.mediaType ?? MEDIA_TYPES.ociManifest,
+    platform,
+    configDescriptor: { mediaType: manifest.config.mediaType, digest: manifest.config.digest, size: manifest.config.size },
+    config: runtimeConfig(config),
+    layers,
+    size,
+    store: input.store,
+  };
+  if (input.indexDigest) record.indexDigest = input.indexDigest;
+  if (config.created) record.created = config.created;
+  return record;
+}
+
+/**
+ * Describes the image a store index entry points at. Index entries that point
+ * at an index (an image layout written by another tool) resolve to the host's
+ * platform manifest inside it.
+ */
+export async function imageRecordFromStore(store: Store, entry: Descriptor, pickPlatform?: (manifests: Descriptor[]) => Descriptor | undefined): Promise<ImageRecord> {
+  const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
+  let descriptor = entry;
+  let indexDigest: string | undefined;
+  let parsed = await store.readJsonBlob<Record<string, unknown>>(entry.digest);
+  if (Array.isArray(parsed.manifests)) {
+    indexDigest = entry.digest;
+    const manifests = (parsed.manifests as unknown[]).map((m, i) => checkDescriptor(m, `index entry ${i}`));
+    const chosen = pickPlatform ? pickPlatform(manifests) : manifests[0];
+    if (!chosen) throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', `${ref}: no manifest for this platform in index ${entry.digest}`);
+    descriptor = chosen;
+    parsed = await store.readJsonBlob<Record<string, unknown>>(chosen.digest);
+  }
+  const manifest = checkManifest(parsed, descriptor.digest);
+  const config = checkConfig(await store.readJsonBlob(manifest.config.digest), manifest.layers.length, manifest.config.digest);
+  return buildImageRecord({ ref, manifestDescriptor: descriptor, manifest, config, store: store.root, indexDigest });
+}

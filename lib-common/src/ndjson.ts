@@ -1,0 +1,107 @@
+/**
+ * Newline-delimited JSON in and out. One compact object per line; a bad input
+ * line is reported as `stdin:N` and never silently dropped; a closed stdout
+ * (EPIPE, `| head`) ends output quietly.
+ */
+import type { Readable, Writable } from 'node:stream';
+import split2 from 'split2';
+import { ConveyorError } from './errors.js';
+
+export interface InputLine {
+  /** The parsed JSON object, or undefined when the line is not JSON (a bare reference). */
+  record?: Record<string, unknown>;
+  /** The raw text of the line, trimmed. */
+  text: string;
+  /** 1-based line number. */
+  line: number;
+  /** Where the line came from, `stdin` or a file name, for messages like `stdin:3`. */
+  source: string;
+}
+
+export interface ReadOptions {
+  source?: string;
+  /** Lines that do not start with `{` are passed as bare text instead of failing (references per line). */
+  allowBare?: boolean;
+  /** Longest accepted line in bytes; longer lines fail as bad input instead of exhausting memory. */
+  maxLineBytes?: number;
+}
+
+/**
+ * Reads NDJSON lines. Blank lines are skipped. Throws ERR_INPUT_JSON naming
+ * `source:line` when a line that looks like JSON does not parse or is not an
+ * object, or when a bare line arrives and allowBare is false.
+ */
+export async function* readLines(input: Readable, options: ReadOptions = {}): AsyncGenerator<InputLine> {
+  const source = options.source ?? 'stdin';
+  const maxLength = options.maxLineBytes ?? 16 * 1024 * 1024;
+  const lines = input.pipe(split2({ maxLength }));
+  let line = 0;
+  try {
+    for await (const chunk of lines as AsyncIterable<string>) {
+      line++;
+      const text = chunk.trim();
+      if (text === '') continue;
+      if (text.startsWith('{') || text.startsWith('[') || !options.allowBare) {
+        yield { record: parseRecord(text, source, line), text, line, source };
+      } else {
+        yield { text, line, source };
+      }
+    }
+  } catch (error) {
+    if (error instanceof ConveyorError) throw error;
+    throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line + 1}: cannot read input: ${(error as Error).message}`, {
+      details: { source, line: line + 1 },
+    });
+  }
+}
+
+function parseRecord(text: string, source: string, line: number): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: not valid JSON: ${(error as Error).message}`, {
+      hint: 'each input line must be one JSON object or, where a tool takes references, one bare reference',
+      details: { source, line, text: text.slice(0, 200) },
+    });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: expected a JSON object`, {
+      details: { source, line, text: text.slice(0, 200) },
+    });
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Writes records as NDJSON, honouring backpressure. A closed reader (EPIPE) makes writes no-ops. */
+export class RecordWriter {
+  private closed = false;
+  constructor(private readonly output: Writable) {
+    output.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closed = true;
+      else throw error;
+    });
+  }
+
+  /** True once the reader went away; producers can stop early. */
+  get isClosed(): boolean {
+    return this.closed || this.output.destroyed;
+  }
+
+  async write(record: object): Promise<void> {
+    if (this.isClosed) return;
+    if (!this.output.write(JSON.stringify(record) + '\n')) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.output.off('drain', done);
+          this.output.off('close', done);
+          this.output.off('error', done);
+          resolve();
+        };
+        this.output.on('drain', done);
+        this.output.on('close', done);
+        this.output.on('error', done);
+      });
+    }
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The record types tools exchange on stdout, one JSON object per line. Every
+ * record has `type` (a noun) and `v` (its format version). OCI descriptor
+ * fields (mediaType, digest, size) are kept verbatim. docs/protocol.md is the
+ * reference for every field; keep the two in step.
+ */
+
+export const RECORD_VERSION = 1;
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  urls?: string[];
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+  'os.version'?: string;
+}
+
+/** A layer of an image as recorded in `image` records: the manifest descriptor plus what the config says. */
+export interface LayerInfo extends Descriptor {
+  /** sha256 of the uncompressed tar, from the config's rootfs.diff_ids. */
+  diffID: string;
+  /** OCI chain ID of this layer and all below it: the key of its unpacked directory. */
+  chainID: string;
+}
+
+/** The runtime-relevant part of the image config (OCI `config` object), keys as in the spec. */
+export interface ImageRuntimeConfig {
+  User?: string;
+  ExposedPorts?: Record<string, object>;
+  Env?: string[];
+  Entrypoint?: string[];
+  Cmd?: string[];
+  Volumes?: Record<string, object>;
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  StopSignal?: string;
+}
+
+interface RecordBase {
+  type: string;
+  v: number;
+}
+
+/** An image in the store: emitted by img-fetch and img-ls, consumed by layer-unpack. */
+export interface ImageRecord extends RecordBase {
+  type: 'image';
+  /** Fully normalised reference: `docker.io/library/busybox:latest`. */
+  ref: string;
+  /** Digest of the platform manifest (not of an index). */
+  digest: string;
+  mediaType: string;
+  /** Digest of the index the manifest was chosen from, when there was one. */
+  indexDigest?: string;
+  platform: Platform;
+  /** The config blob's descriptor. */
+  configDescriptor: Descriptor;
+  /** Entrypoint, Cmd, Env, WorkingDir, User... */
+  config: ImageRuntimeConfig;
+  created?: string;
+  /** Bottom layer first. */
+  layers: LayerInfo[];
+  /** Sum of compressed layer sizes plus config and manifest. */
+  size: number;
+  /** Absolute path of the store root the blobs live in. */
+  store: string;
+}
+
+/**
+ * Emitted by img-fetch as soon as one layer blob is verified in the store,
+ * before the `image` record, so a downstream unpacker can start on it while
+ * later layers still download.
+ */
+export interface LayerRecord extends RecordBase, LayerInfo {
+  type: 'layer';
+  /** The image reference this layer belongs to. */
+  ref: string;
+  /** Position in the image, 0 = bottom. */
+  index: number;
+  /** Number of layers in the image. */
+  count: number;
+  /** ChainID of the layer below, absent for the bottom layer. */
+  parentChainID?: string;
+  store: string;
+}
+
+/** An image made usable as a filesystem: emitted by layer-unpack. */
+export interface RootfsRecord extends Omit<ImageRecord, 'type'> {
+  type: 'rootfs';
+  /** Per-layer directories (overlay lower dirs), bottom first. Present unless flattened. */
+  layerDirs?: string[];
+  /** The flattened root filesystem, with --flatten. */
+  dir?: string;
+}
+
+/** A mounted overlay: emitted by overlay-mount, consumed by ctr-spawn. */
+export interface MountRecord extends Omit<RootfsRecord, 'type'> {
+  type: 'mount';
+  /** Container id (64 hex characters) this mount belongs to. */
+  id: string;
+  /** The container directory holding upper, work and merged. */
+  containerDir: string;
+  /** The merged view: the container's root filesystem. */
+  target: string;
+  upper: string;
+  work: string;
+}
+
+/** A container's lifecycle: emitted by ctr-spawn --detach and the control-plane tools. */
+export interface ContainerRecord extends RecordBase {
+  type: 'container';
+  id: string;
+  name?: string;
+  /** The image reference it runs. */
+  ref?: string;
+  image?: string;
+  status: 'created' | 'running' | 'exited';
+  pid?: number;
+  exitCode?: number;
+  signal?: string;
+  oomKilled?: boolean;
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  bundle?: string;
+  store: string;
+}
+
+export type AnyRecord = ImageRecord | LayerRecord | RootfsRecord | MountRecord | ContainerRecord | (RecordBase & Record<string, unknown>);
+
+export function isRecordOfType<T extends RecordBase>(value: Record<string, unknown> | undefined, type: T['type']): value is T & Record<string, unknown> {
+  return value !== undefined && value.type === type;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test file with tap and ends with one line: `N passed, N failed, N skipped`.
+# Tests that need root (runc, overlay mounts) run when we are root, as in CI.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p test/.fixtures
+files=$(ls lib-common/test/*.test.ts tools/*/test/*.test.ts test/*.test.ts 2>/dev/null)
+log=test/.fixtures/tap-output.txt
+# shellcheck disable=SC2086
+pnpm exec tap --reporter=tap $files "$@" 2>&1 | tee "$log" | grep -E '^(not ok|ok|# )' | grep -vE '^# (Subtest|No coverage)'
+status=${PIPESTATUS[0]}
+node -e '
+const text = require("fs").readFileSync(process.argv[1], "utf8");
+// tap prints one summary line for the whole run: # { total: N, pass: N, fail: N, skip: N }
+const lines = text.split("\n").filter((l) => /^# \{ total: /.test(l));
+const last = lines.at(-1) ?? "";
+const get = (k) => Number((last.match(new RegExp(k + ": (\\d+)")) ?? [0, 0])[1]);
+const failed = get("fail") + (last ? 0 : 1);
+console.log(`${get("pass")} passed, ${failed} failed, ${get("skip") + get("todo")} skipped`);
+' "$log"
+exit "$status"

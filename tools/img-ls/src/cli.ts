@@ -1,0 +1,60 @@
+import { runCli } from '@conveyor/lib-common/cli';
+import { formatBytes } from '@conveyor/lib-common/log';
+import { familiarName, parseReference } from '@conveyor/lib-common/reference';
+import { Store } from '@conveyor/lib-common/store';
+import { formatTable, timeAgo } from '@conveyor/lib-common/table';
+import { listImages } from './list.js';
+
+const HELP = `Usage: img-ls [OPTIONS] [PATTERN...]
+
+List the images in the local store as NDJSON \`image\` records (the same shape
+img-fetch emits), or as a table when stdout is a terminal.
+
+A PATTERN is a reference or a glob over it: \`alpine\` (every tag), \`alpine:3*\`,
+\`localhost:5000/*\`, \`docker.io/library/busybox:latest\`.
+
+Options:
+      --json               NDJSON even on a terminal
+      --table              a table even when piped
+      --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
+      --log-format FORMAT  text (default) or json
+  -q, --quiet              print only references
+  -h, --help               show this help
+      --version            print the version
+
+Examples:
+  img-ls
+  img-ls alpine | layer-unpack | ctr-spawn -- echo hi
+  img-ls | jq -c 'select(.size > 1e8)'
+  img-ls -q 'localhost:5000/*'
+
+Exit status: 0 listed (even nothing), 1 the store could not be read, 2 usage.
+`;
+
+await runCli({
+  name: 'img-ls',
+  help: HELP,
+  spec: { boolean: ['json', 'table'] },
+  main: async (ctx) => {
+    const store = new Store(ctx.root);
+    const images = await listImages(store, {
+      patterns: ctx.args._,
+      onBroken: (ref, error) => ctx.log.warn(`skipping ${ref}: ${error.message}`),
+    });
+    if (ctx.args.quiet) {
+      for (const image of images) ctx.stdout.write(`${image.ref}\n`);
+      return;
+    }
+    const table = ctx.args.table || (ctx.humanOutput && !ctx.args.json);
+    if (!table) {
+      for (const image of images) await ctx.out.write(image);
+      return;
+    }
+    const rows = images.map((image) => {
+      const ref = parseReference(image.ref);
+      const name = familiarName({ ...ref, tag: undefined, digest: undefined });
+      return [name, ref.tag ?? '<none>', image.configDescriptor.digest.slice(7, 19), timeAgo(image.created), formatBytes(image.size)];
+    });
+    ctx.stdout.write(formatTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
+  },
+});
