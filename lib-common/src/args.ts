@@ -74,8 +74,11 @@ export function parseArgs(argv: string[], spec: ArgSpec = {}): ParsedArgs {
       if (index === argv.length - 1) throw new ConveyorError('ERR_USAGE', `--${name} needs a value`, { hint: 'see --help' });
     }
   }
+  const end = argv.indexOf('--');
+  const flagWords = end < 0 ? argv : argv.slice(0, end);
   for (const name of booleans) {
-    if (typeof parsed[name] !== 'boolean' && parsed[name] !== undefined) {
+    const withValue = flagWords.find((a) => a.startsWith(`--${name}=`) || a.startsWith(`--no-${name}=`));
+    if (withValue || (typeof parsed[name] !== 'boolean' && parsed[name] !== undefined)) {
       throw new ConveyorError('ERR_USAGE', `--${name} takes no value`, { hint: 'see --help' });
     }
   }

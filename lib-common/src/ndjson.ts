@@ -39,6 +39,9 @@ export async function* readLines(input: Readable, options: ReadOptions = {}): As
   try {
     for await (const chunk of lines as AsyncIterable<string>) {
       line++;
+      if (chunk.length > maxLength) {
+        throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: line longer than ${maxLength} bytes`, { details: { source, line } });
+      }
       const text = chunk.trim();
       if (text === '') continue;
       if (text.startsWith('{') || text.startsWith('[') || !options.allowBare) {

@@ -1,0 +1,109 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Store } from '../src/store.js';
+import { sha256, chainIDs } from '../src/digest.js';
+import { acquireLock } from '../src/lock.js';
+
+const run = promisify(execFile);
+const distStore = fileURLToPath(new URL('../dist/store.js', import.meta.url));
+
+t.test('init writes a valid, empty OCI layout', async (t) => {
+  const store = new Store(t.testdir());
+  await store.init();
+  await store.init();
+  t.strictSame(JSON.parse(await readFile(join(store.root, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
+  t.strictSame((await store.readIndex()).manifests, []);
+});
+
+t.test('writeBlob verifies before storing', async (t) => {
+  const store = new Store(t.testdir());
+  await store.init();
+  const data = Buffer.from('{"hello":"world"}');
+  await store.writeBlob(sha256(data), data);
+  t.ok(await store.hasBlob(sha256(data), data.length));
+  t.strictSame(await store.readBlob(sha256(data)), data);
+  const wrong = sha256('something else');
+  await t.rejects(store.writeBlob(wrong, data), { code: 'ERR_DIGEST_MISMATCH' });
+  t.notOk(await store.hasBlob(wrong), 'nothing stored under the claimed digest');
+  t.strictSame((await readdir(store.blobsDir)).length, 1, 'no temp files left behind');
+});
+
+t.test('readBlob detects a corrupted blob', async (t) => {
+  const store = new Store(t.testdir());
+  await store.init();
+  const data = Buffer.from('original');
+  await store.writeBlob(sha256(data), data);
+  await writeFile(store.blobPath(sha256(data)), 'tampered');
+  await t.rejects(store.readBlob(sha256(data)), { code: 'ERR_STORE_CORRUPT' });
+  await t.rejects(store.readBlob(sha256('absent')), { code: 'ERR_IMAGE_NOT_FOUND' });
+});
+
+t.test('tagManifest replaces the entry for a ref and keeps others', async (t) => {
+  const store = new Store(t.testdir());
+  const d = (s: string) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(s), size: s.length });
+  await store.tagManifest('docker.io/library/a:latest', d('one'));
+  await store.tagManifest('docker.io/library/b:latest', d('two'));
+  await store.tagManifest('docker.io/library/a:latest', d('three'));
+  const index = await store.readIndex();
+  t.equal(index.manifests.length, 2);
+  t.equal((await store.lookup('docker.io/library/a:latest'))?.digest, sha256('three'));
+  t.equal((await store.lookup('docker.io/library/b:latest'))?.digest, sha256('two'));
+  t.equal(await store.lookup('docker.io/library/c:latest'), undefined);
+});
+
+t.test('concurrent processes updating index.json lose no entry', async (t) => {
+  const root = t.testdir();
+  const script = `
+    import { Store } from ${JSON.stringify(distStore)};
+    const store = new Store(process.argv[1]);
+    for (let i = 0; i < 10; i++) {
+      const s = process.argv[2] + '-' + i;
+      await store.tagManifest('localhost/p' + process.argv[2] + ':t' + i, { mediaType: 'x', digest: 'sha256:' + String(i).padStart(64, '0'), size: 1 });
+    }`;
+  await Promise.all(Array.from({ length: 6 }, (_, n) => run(process.execPath, ['--input-type=module', '-e', script, root, String(n)])));
+  const index = await new Store(root).readIndex();
+  t.equal(index.manifests.length, 60, 'all 60 tags present');
+});
+
+t.test('a lock left by a dead process is broken', async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, 'x.lock');
+  await mkdir(dir, { recursive: true });
+  // A pid that cannot be alive (above pid_max).
+  await writeFile(path, '4194305 stale');
+  const lock = await acquireLock(path, { timeoutMs: 2000 });
+  t.match(await readFile(path, 'utf8'), new RegExp(`^${process.pid} `));
+  await lock.release();
+});
+
+t.test('a live lock makes the second taker wait, then time out', async (t) => {
+  const path = join(t.testdir(), 'y.lock');
+  const lock = await acquireLock(path);
+  let waited = false;
+  await t.rejects(acquireLock(path, { timeoutMs: 100, onWait: () => (waited = true) }), { code: 'ERR_STORE_LOCKED' });
+  t.ok(waited);
+  await lock.release();
+  const again = await acquireLock(path, { timeoutMs: 100 });
+  await again.release();
+});
+
+t.test('chain IDs follow the OCI definition', async (t) => {
+  const a = sha256('a');
+  const b = sha256('b');
+  const c = sha256('c');
+  const chain = chainIDs([a, b, c]);
+  t.equal(chain[0], a);
+  t.equal(chain[1], sha256(`${a} ${b}`));
+  t.equal(chain[2], sha256(`${chain[1]} ${c}`));
+});
+
+t.test('ids and digests are validated before they become paths', async (t) => {
+  const store = new Store('/nonexistent');
+  t.throws(() => store.blobPath('sha256:../../etc/passwd'), { code: 'ERR_INPUT_RECORD' });
+  t.throws(() => store.containerDir('../x'), { code: 'ERR_INPUT_RECORD' });
+  t.throws(() => store.layerDir('md5:abc'), { code: 'ERR_INPUT_RECORD' });
+});

@@ -1,0 +1,104 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { busyboxLayout, importToStore, REPO_ROOT } from '../../../test/helpers/fixtures.js';
+import { matchesPattern } from '../src/list.js';
+
+const run = promisify(execFile);
+const BIN = join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js');
+
+async function imgLs(args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+// [ref, pattern, matches]
+const patterns: [string, string, boolean][] = [
+  ['docker.io/library/busybox:latest', 'busybox', true],
+  ['docker.io/library/busybox:v2', 'busybox', true],
+  ['docker.io/library/busybox:latest', 'busybox:latest', true],
+  ['docker.io/library/busybox:latest', 'busybox:v2', false],
+  ['docker.io/library/busybox:latest', 'docker.io/library/busybox', true],
+  ['docker.io/library/busyboxx:latest', 'busybox', false],
+  ['localhost:5000/app:v1', 'localhost:5000/*', true],
+  ['localhost:5000/app:v1', 'localhost:5000/app', true],
+  ['localhost:5000/app:v1', 'app', false],
+  ['docker.io/library/alpine:3.20', 'alpine:3*', true],
+  ['docker.io/library/alpine:edge', 'alpine:3*', false],
+];
+for (const [ref, pattern, expected] of patterns) {
+  t.equal(matchesPattern(ref, pattern), expected, `${pattern} ${expected ? 'matches' : 'does not match'} ${ref}`);
+}
+
+t.test('lists images written by skopeo, filtered by pattern', async (t) => {
+  const root = t.testdir();
+  const layout = busyboxLayout();
+  importToStore(`${layout}:latest`, root, 'docker.io/library/busybox:latest');
+  importToStore(`${layout}:v2`, root, 'localhost:5000/bb:v2');
+
+  const all = await imgLs(['--root', root]);
+  t.equal(all.code, 0);
+  const records = all.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  t.strictSame(records.map((r) => r.ref).sort(), ['docker.io/library/busybox:latest', 'localhost:5000/bb:v2']);
+  const v2 = records.find((r) => r.ref === 'localhost:5000/bb:v2');
+  t.equal(v2.type, 'image');
+  t.equal(v2.v, 1);
+  t.equal(v2.layers.length, 2);
+  t.equal(v2.layers[1].chainID.length, 71);
+  t.not(v2.layers[1].chainID, v2.layers[1].diffID, 'the upper chain ID differs from its diff ID');
+  t.equal(v2.store, root);
+  t.match(v2.configDescriptor.digest, /^sha256:[a-f0-9]{64}$/);
+
+  const filtered = await imgLs(['--root', root, 'busybox']);
+  t.equal(filtered.stdout.trim().split('\n').length, 1);
+
+  const quiet = await imgLs(['--root', root, '-q', 'localhost:5000/*']);
+  t.equal(quiet.stdout, 'localhost:5000/bb:v2\n');
+
+  const table = await imgLs(['--root', root, '--table']);
+  t.match(table.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\n/);
+  t.match(table.stdout, /localhost:5000\/bb\s+v2\s+[a-f0-9]{12}\s/);
+});
+
+t.test('an empty or missing store lists nothing and succeeds', async (t) => {
+  const result = await imgLs(['--root', join(t.testdir(), 'none')]);
+  t.equal(result.code, 0);
+  t.equal(result.stdout, '');
+});
+
+t.test('a broken entry is skipped with a warning, the rest listed', async (t) => {
+  const root = t.testdir();
+  const layout = busyboxLayout();
+  importToStore(`${layout}:latest`, root, 'docker.io/library/busybox:latest');
+  importToStore(`${layout}:v2`, root, 'docker.io/library/busybox:v2');
+  const records = (await imgLs(['--root', root])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const v2 = records.find((r) => r.ref.endsWith(':v2'));
+  await rm(join(root, 'blobs', 'sha256', v2.configDescriptor.digest.slice(7)));
+  const result = await imgLs(['--root', root]);
+  t.equal(result.code, 0);
+  t.equal(result.stdout.trim().split('\n').length, 1);
+  t.match(result.stderr, /img-ls: warning: skipping docker\.io\/library\/busybox:v2/);
+});
+
+t.test('a corrupt index.json is a clear error', async (t) => {
+  const root = t.testdir({ 'index.json': '{ nope', 'oci-layout': '{"imageLayoutVersion":"1.0.0"}' });
+  const result = await imgLs(['--root', root, '--log-format=json']);
+  t.equal(result.code, 1);
+  t.equal(JSON.parse(result.stderr.trim()).code, 'ERR_STORE_CORRUPT');
+});
+
+t.test('usage errors exit 2', async (t) => {
+  const result = await imgLs(['--nope']);
+  t.equal(result.code, 2);
+  t.match(result.stderr, /^img-ls: unknown flag --nope \(see --help\)/);
+  const help = await imgLs(['--help']);
+  t.match(help.stdout, /^Usage: img-ls/);
+  t.match(help.stdout, /Examples:/);
+});
