@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+// conveyor-run: what `docker run IMAGE [COMMAND...]` does, composed from the tools:
+//   img-fetch --pull=missing IMAGE | layer-unpack | ctr-spawn [OPTIONS] -- COMMAND
+// Pulls only when the image is missing, reuses unpacked layers, and exits with
+// the container's own exit code (125/126/127 when it could not start).
+import { $, minimist } from 'zx';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { realpathSync } from 'node:fs';
+
+const HELP = `Usage: conveyor-run [OPTIONS] IMAGE [COMMAND [ARG...]]
+
+Run a command in a new container, pulling the image first if it is not in the
+store: img-fetch --pull=missing | layer-unpack | ctr-spawn.
+
+Options are ctr-spawn's (see ctr-spawn --help), plus:
+      --pull POLICY     always, missing (default) or never
+      --platform P      os/arch[/variant] to pull
+      --insecure        do not verify the registry's TLS certificate
+      --root DIR        store root
+
+Examples:
+  conveyor-run busybox echo hello
+  conveyor-run -e GREETING=hi -v /tmp:/data localhost:5000/app:v1
+  conveyor-run --memory 64m --pids-limit 50 alpine sh -c 'ulimit -a'
+`;
+
+// ctr-spawn flags that take a value; everything else is a boolean switch.
+const SPAWN_VALUE_FLAGS = ['env', 'env-file', 'volume', 'tmpfs', 'workdir', 'user', 'hostname', 'entrypoint', 'memory', 'cpus',
+  'pids-limit', 'runtime', 'net', 'network', 'name', 'cap-add', 'cap-drop', 'log-format', 'progress'];
+const FETCH_VALUE_FLAGS = ['pull', 'platform', 'root'];
+const SHORT = { e: 'env', v: 'volume', w: 'workdir', u: 'user', h: 'help' };
+
+const here = dirname(realpathSync(fileURLToPath(import.meta.url)));
+const tool = (name) => join(here, '..', 'tools', name, 'bin', `${name}.js`);
+
+const args = minimist(process.argv.slice(2), {
+  string: [...SPAWN_VALUE_FLAGS, ...FETCH_VALUE_FLAGS],
+  boolean: ['help', 'insecure', 'plain-http'],
+  alias: SHORT,
+  stopEarly: true,
+});
+if (args.help) {
+  process.stdout.write(HELP);
+} else if (args._.length === 0) {
+  process.stderr.write('conveyor-run: an IMAGE is required (see --help)\n');
+  process.exitCode = 2;
+} else {
+  const [image, ...command] = args._.map(String);
+  const common = args.root ? ['--root', args.root] : [];
+  const fetchFlags = [...common, '--pull', args.pull ?? 'missing'];
+  if (args.platform) fetchFlags.push('--platform', args.platform);
+  if (args.insecure) fetchFlags.push('--insecure');
+  if (args['plain-http']) fetchFlags.push('--plain-http');
+
+  // Re-serialise the ctr-spawn flags exactly as given, minus the ones meant for img-fetch.
+  const spawnFlags = [...common];
+  const { _, pull, platform, insecure, root, help, ...rest } = args;
+  for (const [key, value] of Object.entries(rest)) {
+    if (key.length === 1 && SHORT[key]) continue;
+    if (key === 'plain-http') continue;
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (v === false) continue;
+      spawnFlags.push(v === true ? `--${key}` : `--${key}=${v}`);
+    }
+  }
+
+  $.verbose = false;
+  const fetch = $({ stdio: ['ignore', 'pipe', 'inherit'], nothrow: true })`${process.execPath} ${tool('img-fetch')} ${fetchFlags} ${image}`;
+  const unpack = $({ stdio: ['pipe', 'pipe', 'inherit'], nothrow: true })`${process.execPath} ${tool('layer-unpack')} ${common}`;
+  const spawn = $({ stdio: ['pipe', 'inherit', 'inherit'], nothrow: true })`${process.execPath} ${tool('ctr-spawn')} ${spawnFlags} -- ${command}`;
+  const result = await fetch.pipe(unpack).pipe(spawn);
+  const fetched = await fetch;
+  const unpacked = await unpack;
+  // A failed pull or unpack is reported by that tool on stderr; its code wins
+  // over ctr-spawn's "no input" so scripts see why nothing ran.
+  process.exitCode = fetched.exitCode !== 0 ? fetched.exitCode : unpacked.exitCode !== 0 ? unpacked.exitCode : result.exitCode;
+}
