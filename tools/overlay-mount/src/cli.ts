@@ -1,4 +1,60 @@
-// Placeholder until the tool lands; replaced by its real command-line entry point.
 import { runCli } from '@conveyor/lib-common/cli';
-import { ConveyorError } from '@conveyor/lib-common/errors';
-await runCli({ name: 'overlay-mount', help: 'Usage: overlay-mount', main: async () => { throw new ConveyorError('ERR_INTERNAL', 'not built yet'); } });
+import { Store } from '@conveyor/lib-common/store';
+import { mountStream, unmountId, unmountStream, type MountOptions } from './mount.js';
+
+const HELP = `Usage: overlay-mount [OPTIONS] < rootfs-records
+       overlay-mount --unmount [ID...] [< mount-records]
+
+Mount an overlayfs of an image's layers plus a writable upper dir for every
+\`rootfs\` record on stdin, and print a \`mount\` record for it. The container
+directory <store>/containers/<id>/ (id: 64 random hex) holds upper/, work/ and
+merged/ (the container's root filesystem). A flattened rootfs (\`dir\`) becomes
+the single lower layer, so the flattened tree itself is never written to.
+Records of other types pass through unchanged.
+
+With --unmount, tear down the overlays of the \`mount\` records on stdin, or
+of the container ids given as arguments: unmount, then remove the container
+directory. Unmounting what is already gone is not an error.
+
+Options:
+      --unmount            unmount and remove instead of mounting
+      --links              always name lower dirs by short links in <store>/l
+                           (done anyway when the options would exceed a page)
+      --root DIR           store root for records without \`store\`
+                           (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
+      --log-format FORMAT  text (default) or json
+  -q, --quiet              no message per mount on stderr
+  -h, --help               show this help
+      --version            print the version
+
+Examples:
+  img-ls busybox | layer-unpack | overlay-mount | ctr-spawn -- sh
+  overlay-mount < rootfs.json > mount.json && overlay-mount --unmount < mount.json
+  overlay-mount --unmount 3f4c…(64 hex)
+
+Exit status: 0 done, 1 a mount or unmount failed (ERR_MOUNT_FAILED), 2 usage or bad input.
+`;
+
+await runCli({
+  name: 'overlay-mount',
+  help: HELP,
+  spec: { boolean: ['unmount', 'links'] },
+  main: async (ctx) => {
+    const options: MountOptions = {
+      root: ctx.root,
+      forceLinks: Boolean(ctx.args.links),
+      onDone: (what, id, path) => ctx.log.info(`${what} ${id.slice(0, 12)} ${what === 'mounted' ? 'at ' : ''}${path}`),
+    };
+    if (!ctx.args.unmount) {
+      if (ctx.args._.length > 0) ctx.log.warn('arguments are ignored when mounting; records are read from stdin');
+      await mountStream(ctx.stdin, ctx.out, options);
+      return;
+    }
+    if (ctx.args._.length > 0) {
+      const store = new Store(ctx.root);
+      for (const id of ctx.args._) await unmountId(store, id, options);
+      return;
+    }
+    await unmountStream(ctx.stdin, ctx.out, options);
+  },
+});

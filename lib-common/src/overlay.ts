@@ -1,0 +1,224 @@
+/**
+ * Overlay mounts of image layers, shared by overlay-mount and ctr-spawn.
+ *
+ * A container directory `<store>/containers/<id>/` holds `upper/`, `work/`
+ * and `merged/`; overlayfs is mounted on `merged/` with the layer directories
+ * as lower dirs (the top layer first in the option, as the kernel wants).
+ *
+ * mount(2) copies its option string into one page (4096 bytes), so an image
+ * with many layers in a deep store overflows it. As Docker's overlay2 does, the
+ * layers are then named by short links `<store>/l/<26 hex>` → layer dir and
+ * the `mount` binary runs with cwd `<store>/l`, so the option holds only the
+ * short relative names. The same path is taken when a path holds a character
+ * the option syntax cannot carry (`,` `:` `\`, whitespace).
+ *
+ * Node has no mount syscall: mount and umount are util-linux binaries. A failed
+ * mount is reported as ERR_MOUNT_FAILED with the kernel's own reason, read from
+ * the kernel log when it is readable.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { ConveyorError } from './errors.js';
+import { readKernelLog } from './kmsg.js';
+import type { Store } from './store.js';
+
+/** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
+export const MOUNT_OPTIONS_LIMIT = 4096 - 256;
+/** overlayfs refuses more lower layers than this (OVL_MAX_STACK). */
+export const MAX_LOWER_LAYERS = 500;
+
+export interface ContainerPaths {
+  id: string;
+  containerDir: string;
+  upper: string;
+  work: string;
+  merged: string;
+}
+
+export interface OverlayPlan {
+  /** The `-o` argument for mount(8). */
+  options: string;
+  /** Working directory for mount(8); relative lower dirs are resolved against it. */
+  cwd?: string;
+  /** Short links to create first: name in `<store>/l` → target directory. */
+  links: { name: string; target: string }[];
+}
+
+/** 64 random hex characters, like a Docker container id. */
+export function newContainerId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+export function containerPaths(store: Store, id: string): ContainerPaths {
+  const containerDir = store.containerDir(id);
+  return { id, containerDir, upper: join(containerDir, 'upper'), work: join(containerDir, 'work'), merged: join(containerDir, 'merged') };
+}
+
+/** The short link name of a layer directory: stable, so every mount of a layer shares one link. */
+export function shortLinkName(target: string): string {
+  return createHash('sha256').update(resolve(target)).digest('hex').slice(0, 26);
+}
+
+const UNSAFE_IN_OPTION = /[,:\\\s]/;
+
+/**
+ * Plans the mount options for `lowerDirs` (bottom layer first). Absolute paths
+ * when they fit in a page; short links relative to `<store>/l` otherwise.
+ */
+export function planOverlay(store: Store, lowerDirs: string[], paths: ContainerPaths, forceLinks = false): OverlayPlan {
+  const top = [...lowerDirs].reverse().map((dir) => resolve(dir));
+  const direct = `lowerdir=${top.join(':')},upperdir=${paths.upper},workdir=${paths.work}`;
+  const unsafe = [...top, paths.upper, paths.work].some((p) => UNSAFE_IN_OPTION.test(p));
+  if (!forceLinks && !unsafe && direct.length <= MOUNT_OPTIONS_LIMIT) return { options: direct, links: [] };
+  const linksDir = store.linksDir;
+  const links = top.map((target) => ({ name: shortLinkName(target), target }));
+  const upper = relative(linksDir, paths.upper);
+  const work = relative(linksDir, paths.work);
+  const options = `lowerdir=${links.map((l) => l.name).join(':')},upperdir=${upper},workdir=${work}`;
+  if (UNSAFE_IN_OPTION.test(upper) || UNSAFE_IN_OPTION.test(work)) {
+    throw new ConveyorError('ERR_MOUNT_FAILED', `container directory ${paths.containerDir} has a character overlay options cannot hold`, {
+      hint: 'use a store root (--root) whose path has no comma, colon, backslash or whitespace',
+    });
+  }
+  if (options.length > MOUNT_OPTIONS_LIMIT) {
+    throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers do not fit in the kernel's mount option page even with short links`, {
+      hint: 'flatten the image with layer-unpack --flatten',
+    });
+  }
+  return { options, cwd: linksDir, links };
+}
+
+/** Creates (or confirms) `<store>/l/<name>` → target; atomic, safe to race. */
+async function ensureLink(storeRoot: string, linksDir: string, name: string, target: string): Promise<void> {
+  const path = join(linksDir, name);
+  // Relative inside the store (it may move), absolute outside it.
+  const inStore = relative(resolve(storeRoot), target);
+  const want = inStore.startsWith('..') || isAbsolute(inStore) ? target : relative(linksDir, target);
+  try {
+    if ((await readlink(path)) === want) return;
+  } catch {
+    // missing: create below
+  }
+  const temp = join(linksDir, `.${name}.${randomBytes(6).toString('hex')}`);
+  await symlink(want, temp);
+  try {
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((done) => {
+    execFile(cmd, args, { cwd, encoding: 'utf8' }, (error, _stdout, stderr) => {
+      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 127) : 0;
+      done({ code, stderr: stderr || (error && code === 127 ? String(error.message) : '') });
+    });
+  });
+}
+
+export interface MountOverlayOptions {
+  /** Container id; a new random one by default. */
+  id?: string;
+  /** Always use short links (tests; deep stores). */
+  forceLinks?: boolean;
+}
+
+/**
+ * Creates `<store>/containers/<id>/{upper,work,merged}` and mounts overlayfs on
+ * merged with `lowerDirs` (bottom first) below it. On failure nothing is left
+ * mounted and the container directory is removed.
+ */
+export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<ContainerPaths> {
+  if (lowerDirs.length === 0) throw new ConveyorError('ERR_INPUT_RECORD', 'no layer directories to mount');
+  if (lowerDirs.length > MAX_LOWER_LAYERS) {
+    throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, { hint: 'flatten the image with layer-unpack --flatten' });
+  }
+  for (const dir of lowerDirs) {
+    if (typeof dir !== 'string' || !isAbsolute(dir)) throw new ConveyorError('ERR_INPUT_RECORD', `layer directory is not an absolute path: ${JSON.stringify(dir)}`);
+    let info;
+    try {
+      info = await stat(dir);
+    } catch {
+      throw new ConveyorError('ERR_MOUNT_FAILED', `layer directory ${dir} does not exist`, { hint: 'unpack the image first: layer-unpack' });
+    }
+    if (!info.isDirectory()) throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
+  }
+  const id = options.id ?? newContainerId();
+  const paths = containerPaths(store, id);
+  const plan = planOverlay(store, lowerDirs, paths, options.forceLinks);
+  await mkdir(store.containersDir, { recursive: true });
+  await mkdir(paths.containerDir, { mode: 0o710 });
+  try {
+    await Promise.all([mkdir(paths.upper, { mode: 0o755 }), mkdir(paths.work, { mode: 0o700 }), mkdir(paths.merged, { mode: 0o755 })]);
+    if (plan.links.length > 0) {
+      await mkdir(store.linksDir, { recursive: true });
+      for (const link of plan.links) await ensureLink(store.root, store.linksDir, link.name, link.target);
+    }
+    const result = await run('mount', ['-t', 'overlay', 'overlay', '-o', plan.options, paths.merged], plan.cwd);
+    if (result.code !== 0) throw mountError(result, paths.merged);
+    return paths;
+  } catch (error) {
+    await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
+function mountError(result: { code: number; stderr: string }, target: string): ConveyorError {
+  if (result.code === 127) {
+    return new ConveyorError('ERR_MOUNT_FAILED', `cannot run mount(8): ${result.stderr.trim()}`, { hint: 'install util-linux' });
+  }
+  const kernel = readKernelLog((m) => m.startsWith('overlayfs:'), 1)[0];
+  const tool = result.stderr.split('\n')[0].replace(/^mount: /, '').trim();
+  const reason = kernel ?? tool;
+  let hint = 'check the layer directories and that the store is not on overlayfs itself';
+  if (/permission denied|must be superuser|operation not permitted/i.test(result.stderr)) hint = 'mounting overlays needs root (or CAP_SYS_ADMIN)';
+  else if (/unknown filesystem type/i.test(result.stderr)) hint = 'load the overlay kernel module: modprobe overlay';
+  else if (/upper fs does not support|not supported as upperdir/i.test(reason)) hint = 'put the store on a filesystem overlayfs supports as upper (ext4, xfs)';
+  return new ConveyorError('ERR_MOUNT_FAILED', `overlay mount on ${target} failed: ${reason}`, { hint, details: { mountStderr: result.stderr.trim(), kernel } });
+}
+
+/** Decodes mountinfo's octal escapes (`\040` for a space). */
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+/** Mount points of this mount namespace, from /proc/self/mountinfo. */
+export async function mountPoints(): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => unescapeMountPath(line.split(' ')[4]));
+}
+
+/** Mount points at or below `dir`. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const base = resolve(dir);
+  return (await mountPoints()).filter((p) => p === base || p.startsWith(base + '/'));
+}
+
+/**
+ * Unmounts everything at or below the container's merged dir and removes the
+ * container directory. Refuses to remove the directory while anything below it
+ * is still mounted. Missing directories are not an error (idempotent).
+ */
+export async function removeContainer(store: Store, id: string, options: { keepDir?: boolean } = {}): Promise<void> {
+  const paths = containerPaths(store, id);
+  const mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
+  for (const point of mounted) {
+    const result = await run('umount', [point]);
+    if (result.code !== 0) {
+      const busy = /busy/i.test(result.stderr);
+      throw new ConveyorError('ERR_MOUNT_FAILED', `unmount of ${point} failed: ${result.stderr.split('\n')[0].replace(/^umount: /, '').trim()}`, {
+        hint: busy ? 'a process still uses the container filesystem; stop it first (fuser -vm ' + point + ')' : 'check with findmnt ' + point,
+      });
+    }
+  }
+  const left = await mountsUnder(paths.containerDir);
+  if (left.length > 0) throw new ConveyorError('ERR_MOUNT_FAILED', `still mounted after unmount: ${left.join(', ')}`);
+  if (!options.keepDir) await rm(paths.containerDir, { recursive: true, force: true });
+}

@@ -1,0 +1,69 @@
+/**
+ * `rootfs` records for overlay-mount and ctr-spawn tests, made without
+ * layer-unpack: the busybox fixture is imported into a fresh store with skopeo,
+ * described by img-ls, and unpacked with `umoci raw unpack` (an independent
+ * unpacker) into the store's layer directory of its top chain ID.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { busyboxLayout, importToStore, REPO_ROOT } from './fixtures.js';
+
+/** A fresh store directory under /tmp (not tap's testdir: overlays get mounted below it). */
+export function tempStore(prefix = 'conveyor-test-', deep = 0): string {
+  const base = mkdtempSync(join('/tmp', prefix));
+  const root = deep > 0 ? join(base, 'd'.repeat(deep)) : join(base, 'store');
+  mkdirSync(root, { recursive: true });
+  return root;
+}
+
+/** Removes a temp store; unmounts anything left below it first, so a failed test cannot leak mounts. */
+export function removeStore(root: string): void {
+  const base = root.replace(/\/[^/]+$/, '');
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p) => p && p.startsWith(base + '/'))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) execFileSync('umount', ['-l', m]);
+  rmSync(base, { recursive: true, force: true });
+}
+
+/** The image record img-ls prints for `ref` in `root`. */
+export function imageRecord(root: string, ref: string): Record<string, any> {
+  const out = execFileSync(process.execPath, [join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js'), '--root', root, '--json', ref], { encoding: 'utf8' });
+  const record = out.trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.ref === ref);
+  if (!record) throw new Error(`img-ls did not list ${ref}`);
+  return record;
+}
+
+/**
+ * A rootfs record of the busybox fixture's `tag` in store `root`: one layer
+ * dir holding the whole unpacked image (or `dir` with flatten).
+ */
+export function busyboxRootfs(root: string, tag = 'latest', options: { flatten?: boolean } = {}): Record<string, any> {
+  const ref = `docker.io/library/busybox:${tag}`;
+  importToStore(`${busyboxLayout()}:${tag}`, root, ref);
+  const image = imageRecord(root, ref);
+  const top = image.layers[image.layers.length - 1].chainID.slice('sha256:'.length);
+  const layerDir = join(root, 'layers', top);
+  const diff = join(layerDir, 'diff');
+  rmSync(layerDir, { recursive: true, force: true });
+  mkdirSync(layerDir, { recursive: true });
+  execFileSync('umoci', ['raw', 'unpack', '--image', `${busyboxLayout()}:${tag}`, diff], { stdio: 'pipe' });
+  const { type: _t, ...rest } = image;
+  return options.flatten ? { type: 'rootfs', ...rest, dir: diff } : { type: 'rootfs', ...rest, layerDirs: [diff] };
+}
+
+/** Adds `count` small layers on top of a rootfs record, each holding /layers/<i>. */
+export function addLayers(root: string, record: Record<string, any>, count: number): Record<string, any> {
+  const dirs = [...record.layerDirs];
+  for (let i = 0; i < count; i++) {
+    const hex = execFileSync('sha256sum', { input: `${record.ref} extra ${i}`, encoding: 'utf8' }).slice(0, 64);
+    const diff = join(root, 'layers', hex, 'diff');
+    mkdirSync(join(diff, 'layers'), { recursive: true });
+    writeFileSync(join(diff, 'layers', String(i)), `layer ${i}\n`);
+    dirs.push(diff);
+  }
+  return { ...record, layerDirs: dirs };
+}

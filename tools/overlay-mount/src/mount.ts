@@ -1,0 +1,105 @@
+/**
+ * overlay-mount's work: `rootfs` records in, `mount` records out; with
+ * unmount, `mount` records (or ids) in and their overlays torn down. Library
+ * code: takes streams and options, never touches `process`.
+ */
+import type { Readable } from 'node:stream';
+import { isAbsolute } from 'node:path';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { readLines } from '@conveyor/lib-common/ndjson';
+import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay';
+import { RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
+import { Store } from '@conveyor/lib-common/store';
+
+export interface RecordSink {
+  write(record: object): Promise<void>;
+}
+
+export interface MountOptions {
+  /** Store root used when a record carries none. */
+  root: string;
+  /** Always name lower dirs through `<store>/l` short links. */
+  forceLinks?: boolean;
+  /** Called after each mount or unmount, for a message on stderr. */
+  onDone?: (what: 'mounted' | 'unmounted', id: string, path: string) => void;
+}
+
+/** The store a record belongs to: its own `store` field, else the default root. */
+export function recordStore(record: Record<string, unknown>, root: string): Store {
+  const store = record.store;
+  if (store === undefined) return new Store(root);
+  if (typeof store !== 'string' || !isAbsolute(store)) throw new ConveyorError('ERR_INPUT_RECORD', `store is not an absolute path: ${JSON.stringify(store)}`);
+  return new Store(store);
+}
+
+/** The lower dirs of a rootfs record, bottom first: its layerDirs, or its flattened dir as the single lower. */
+export function lowerDirsOf(record: RootfsRecord): string[] {
+  if (Array.isArray(record.layerDirs) && record.layerDirs.length > 0) {
+    if (!record.layerDirs.every((d) => typeof d === 'string' && isAbsolute(d))) {
+      throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record: layerDirs must be absolute paths');
+    }
+    return record.layerDirs;
+  }
+  if (typeof record.dir === 'string' && isAbsolute(record.dir)) return [record.dir];
+  throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record has neither layerDirs nor dir', { hint: 'produce it with layer-unpack' });
+}
+
+/** Mounts one rootfs record and describes the result as a mount record. */
+export async function mountRootfs(record: RootfsRecord, options: MountOptions): Promise<MountRecord> {
+  const store = recordStore(record as unknown as Record<string, unknown>, options.root);
+  const paths = await mountOverlay(store, lowerDirsOf(record), { forceLinks: options.forceLinks });
+  const { type: _type, v: _v, ...rest } = record;
+  return {
+    type: 'mount',
+    v: RECORD_VERSION,
+    ...rest,
+    store: store.root,
+    id: paths.id,
+    containerDir: paths.containerDir,
+    target: paths.merged,
+    upper: paths.upper,
+    work: paths.work,
+  };
+}
+
+/** Mounts every rootfs record of `input`; other records pass through unchanged. */
+export async function mountStream(input: Readable, out: RecordSink, options: MountOptions): Promise<number> {
+  let mounted = 0;
+  for await (const { record } of readLines(input)) {
+    if (record?.type === 'rootfs') {
+      const result = await mountRootfs(record as unknown as RootfsRecord, options);
+      options.onDone?.('mounted', result.id, result.target);
+      await out.write(result);
+      mounted++;
+    } else {
+      await out.write(record!);
+    }
+  }
+  return mounted;
+}
+
+/** Unmounts a container's overlay and removes its directory. */
+export async function unmountId(store: Store, id: string, options: MountOptions): Promise<void> {
+  if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) throw new ConveyorError('ERR_USAGE', `not a container id: ${JSON.stringify(id)}`, { hint: 'give the 64-hex id of a mount record' });
+  await removeContainer(store, id);
+  options.onDone?.('unmounted', id, store.containerDir(id));
+}
+
+/**
+ * Unmounts the overlay of every mount record of `input` (records of other
+ * types, including containers, pass through unchanged).
+ */
+export async function unmountStream(input: Readable, out: RecordSink, options: MountOptions): Promise<number> {
+  let count = 0;
+  for await (const { record, source, line } of readLines(input)) {
+    if (record?.type === 'mount') {
+      const id = record.id;
+      if (typeof id !== 'string') throw new ConveyorError('ERR_INPUT_RECORD', `${source}:${line}: mount record without id`);
+      await unmountId(recordStore(record, options.root), id, options);
+      count++;
+    } else {
+      await out.write(record!);
+    }
+  }
+  return count;
+}
