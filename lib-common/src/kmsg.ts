@@ -4,14 +4,15 @@
  * Root only; returns nothing when the log cannot be read (a container without
  * /dev/kmsg), so callers treat it as a best-effort source of detail.
  */
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
 
 /**
  * Kernel log messages (text only, oldest first) that match `filter`, at most
- * `limit` of the newest. Each /dev/kmsg read returns one record:
+ * `limit` of the newest, logged at or after `sinceMicros` (microseconds since
+ * boot, see uptimeMicros). Each /dev/kmsg read returns one record:
  * `prio,seq,usec,flags;message`.
  */
-export function readKernelLog(filter: (message: string) => boolean = () => true, limit = 50): string[] {
+export function readKernelLog(filter: (message: string) => boolean = () => true, limit = 50, sinceMicros = 0): string[] {
   let fd: number;
   try {
     fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
@@ -33,8 +34,9 @@ export function readKernelLog(filter: (message: string) => boolean = () => true,
       if (n <= 0) break;
       const record = buffer.toString('utf8', 0, n);
       const semicolon = record.indexOf(';');
+      const micros = Number(record.slice(0, semicolon).split(',')[2]);
       const message = record.slice(semicolon + 1).split('\n')[0];
-      if (filter(message)) {
+      if (!(micros < sinceMicros) && filter(message)) {
         found.push(message);
         if (found.length > limit) found.shift();
       }
@@ -43,4 +45,13 @@ export function readKernelLog(filter: (message: string) => boolean = () => true,
     closeSync(fd);
   }
   return found;
+}
+
+/** Time since boot in microseconds (/proc/uptime), the clock kernel log records are stamped with; 0 when unknown. */
+export function uptimeMicros(): number {
+  try {
+    return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1e6) || 0;
+  } catch {
+    return 0;
+  }
 }

@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from './errors.js';
-import { readKernelLog } from './kmsg.js';
+import { readKernelLog, uptimeMicros } from './kmsg.js';
 import type { Store } from './store.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
@@ -158,8 +158,10 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
       await mkdir(store.linksDir, { recursive: true });
       for (const link of plan.links) await ensureLink(store.root, store.linksDir, link.name, link.target);
     }
+    // Uptime has 10 ms steps and the two clocks drift a little: allow a margin.
+    const since = uptimeMicros() - 100_000;
     const result = await run('mount', ['-t', 'overlay', 'overlay', '-o', plan.options, paths.merged], plan.cwd);
-    if (result.code !== 0) throw mountError(result, paths.merged);
+    if (result.code !== 0) throw mountError(result, paths.merged, since);
     return paths;
   } catch (error) {
     await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
@@ -167,11 +169,11 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
   }
 }
 
-function mountError(result: { code: number; stderr: string }, target: string): ConveyorError {
+function mountError(result: { code: number; stderr: string }, target: string, since: number): ConveyorError {
   if (result.code === 127) {
     return new ConveyorError('ERR_MOUNT_FAILED', `cannot run mount(8): ${result.stderr.trim()}`, { hint: 'install util-linux' });
   }
-  const kernel = readKernelLog((m) => m.startsWith('overlayfs:'), 1)[0];
+  const kernel = readKernelLog((m) => /^overlay(fs)?:/.test(m), 1, since)[0];
   const tool = result.stderr.split('\n')[0].replace(/^mount: /, '').trim();
   const reason = kernel ?? tool;
   let hint = 'check the layer directories and that the store is not on overlayfs itself';
