@@ -1,4 +1,133 @@
-// Placeholder until the tool lands; replaced by its real command-line entry point.
 import { runCli } from '@conveyor/lib-common/cli';
-import { ConveyorError } from '@conveyor/lib-common/errors';
-await runCli({ name: 'img-fetch', help: 'Usage: img-fetch', main: async () => { throw new ConveyorError('ERR_INTERNAL', 'not built yet'); } });
+import { flag, intFlag } from '@conveyor/lib-common/args';
+import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
+import { hostPlatform, parsePlatform } from '@conveyor/lib-common/platform';
+import { RegistryClient } from '@conveyor/lib-common/registry/client';
+
+const HELP = `Usage: img-fetch [OPTIONS] [REFERENCE...]
+
+Pull images (manifest, config and layers) from an OCI or Docker registry into
+the local store, and print one \`image\` record per image. Each layer is
+announced with a \`layer\` record as soon as it is verified in the store, so
+\`img-fetch | layer-unpack\` unpacks while later layers still download.
+
+With no REFERENCE, references are read from stdin: one bare reference per
+line, or records with \`ref\` (or \`name\` [+ \`tag\`]); other records pass
+through unchanged.
+
+A REFERENCE is [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST]; \`alpine\` means
+docker.io/library/alpine:latest. Registries on localhost and 127.0.0.0/8 fall
+back to plain HTTP when they do not speak TLS.
+
+Options:
+      --platform OS/ARCH[/VARIANT]  platform to pick from an index (default: this host's)
+      --pull POLICY        always (default): ask the registry for the tag's current manifest;
+                           missing: use the store when the image is there; never: store only
+  -j, --jobs N             parallel layer downloads (default 3)
+      --no-layers          do not print \`layer\` records, only \`image\` records
+      --insecure           do not verify TLS certificates (and allow plain HTTP)
+      --plain-http         talk plain HTTP to the registry
+      --ca-file FILE       also trust this CA certificate (PEM); SSL_CERT_FILE replaces
+                           the system bundle; /etc/docker/certs.d/HOST/*.crt is read too
+      --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
+      --progress MODE      auto (default: bars on a terminal), json, bar or none
+      --log-format FORMAT  text (default) or json (one object per line with a stable code)
+  -q, --quiet              no progress, no info messages
+  -h, --help               show this help
+      --version            print the version
+
+Credentials come from $DOCKER_CONFIG/config.json (default ~/.docker/config.json):
+\`auths\`, \`credHelpers\` and \`credsStore\` (docker-credential-* helpers), as docker login writes them.
+
+Examples:
+  img-fetch alpine:3.20
+  img-fetch --platform linux/arm64 localhost:5000/team/app:v2
+  img-fetch busybox | layer-unpack | ctr-spawn -- echo hello
+  echo 'debian:bookworm-slim' | img-fetch --no-layers | jq -r .digest
+  img-fetch --pull=missing --progress=json app@sha256:4f3c... 2>progress.ndjson
+
+Exit status: 0 every image pulled, 1 a pull failed (the others still ran), 2 usage or bad input.
+`;
+
+await runCli({
+  name: 'img-fetch',
+  help: HELP,
+  spec: {
+    string: ['platform', 'pull', 'jobs', 'ca-file'],
+    boolean: ['layers', 'insecure', 'plain-http'],
+    alias: { j: 'jobs' },
+    default: { layers: true },
+  },
+  main: async (ctx) => {
+    const pull = flag(ctx.args, 'pull') ?? 'always';
+    if (pull !== 'always' && pull !== 'missing' && pull !== 'never') {
+      throw new ConveyorError('ERR_USAGE', `--pull must be always, missing or never, got ${JSON.stringify(pull)}`);
+    }
+    const jobs = intFlag(ctx.args, 'jobs', 3, 1, 32);
+    const platformText = flag(ctx.args, 'platform');
+    const platform = platformText ? parsePlatform(platformText) : hostPlatform();
+    const { Store } = await import('@conveyor/lib-common/store');
+    const { fetchImage } = await import('./fetch.js');
+    const store = new Store(ctx.root);
+
+    let client: RegistryClient | undefined;
+    let credentialsModule: typeof import('@conveyor/lib-common/registry/credentials') | undefined;
+    const makeClient = (): RegistryClient => {
+      if (!client) {
+        client = new RegistryClient({
+          insecure: Boolean(ctx.args.insecure),
+          plainHttp: Boolean(ctx.args['plain-http']),
+          caFile: flag(ctx.args, 'ca-file'),
+          sslCertFile: ctx.env.SSL_CERT_FILE || undefined,
+          credentials: async (registry) => {
+            credentialsModule ??= await import('@conveyor/lib-common/registry/credentials');
+            return credentialsModule.lookupCredentials(registry, { env: ctx.env });
+          },
+          userAgent: 'conveyor-img-fetch',
+          onRetry: (message) => ctx.log.info(message),
+        });
+      }
+      return client;
+    };
+
+    let exitCode: number = EXIT.OK;
+    const pullOne = async (ref: string) => {
+      try {
+        const result = await fetchImage(ref, {
+          store,
+          client: makeClient,
+          platform,
+          platformExplicit: platformText !== undefined,
+          pull,
+          jobs,
+          emitLayers: ctx.args.layers !== false,
+          write: (record) => ctx.out.write(record),
+          progress: ctx.progress,
+          info: (message) => ctx.log.info(message),
+          warn: (message) => ctx.log.warn(message),
+          onRetry: (message) => ctx.log.info(message),
+        });
+        if (result.source === 'pulled') ctx.log.info(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
+      } catch (error) {
+        const err = toConveyorError(error);
+        ctx.log.error(err);
+        if (exitCode === EXIT.OK) exitCode = err.exitCode;
+      }
+    };
+
+    try {
+      if (ctx.args._.length > 0) {
+        for (const ref of ctx.args._) await pullOne(ref);
+      } else {
+        const { readInput } = await import('./input.js');
+        for await (const item of readInput(ctx.stdin)) {
+          if (item.kind === 'passthrough') await ctx.out.write(item.record);
+          else await pullOne(item.ref);
+        }
+      }
+    } finally {
+      client?.close();
+    }
+    return exitCode;
+  },
+});

@@ -1,0 +1,221 @@
+/**
+ * Downloading one blob into the store, resumably and never trusting a byte
+ * before it is verified:
+ *
+ *   ingest/<hex>   the partial download, kept across runs; a per-digest lock
+ *                  makes sure only one process appends to it
+ *   → hashed while streaming (on resume, the bytes already there are hashed
+ *     first), size and digest checked, fsynced, then renamed into blobs/.
+ *
+ * A connection that drops mid-body is resumed with `Range: bytes=N-`; a
+ * registry that ignores Range (200) restarts the file. When resumed content
+ * fails verification the partial is thrown away and the blob downloaded once
+ * more from zero; a fresh download that fails verification is
+ * ERR_DIGEST_MISMATCH, and nothing is stored under the digest.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { digestHex } from '../digest.js';
+import { ConveyorError } from '../errors.js';
+import { acquireLock } from '../lock.js';
+import type { Descriptor } from '../records.js';
+import type { Store } from '../store.js';
+import { isRetryableNetworkError, sleep, type RegistryClient, type RepositoryRef } from './client.js';
+
+export interface BlobFetchOptions {
+  signal?: AbortSignal;
+  /** Bytes in the store so far (resumed bytes included) and the total. */
+  onProgress?: (current: number, total: number) => void;
+  /** Called when another process holds this blob's lock. */
+  onWait?: () => void;
+  /** Called before each retry with a human message. */
+  onRetry?: (message: string) => void;
+  /** Attempts that fail without making progress before giving up (default 5). */
+  maxStalls?: number;
+}
+
+export interface BlobFetchResult {
+  /** `present`: already in the store (or a peer process fetched it meanwhile). */
+  status: 'present' | 'downloaded';
+  /** Bytes that came from an earlier partial download. */
+  resumedBytes: number;
+  /** Requests made for this blob. */
+  requests: number;
+}
+
+const WRITE_BATCH = 1024 * 1024;
+
+export async function fetchBlobToStore(client: RegistryClient, store: Store, ref: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Promise<BlobFetchResult> {
+  const { digest, size } = desc;
+  if (await store.hasBlob(digest, size)) return { status: 'present', resumedBytes: 0, requests: 0 };
+  await mkdir(store.ingestDir, { recursive: true });
+  const lock = await acquireLock(store.lockPath(`ingest-${digestHex(digest)}`), { onWait: options.onWait });
+  try {
+    if (await store.hasBlob(digest, size)) return { status: 'present', resumedBytes: 0, requests: 0 };
+    return await download(client, store, ref, desc, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function download(client: RegistryClient, store: Store, ref: RepositoryRef, desc: Descriptor, options: BlobFetchOptions): Promise<BlobFetchResult> {
+  const { digest, size } = desc;
+  const partial = store.ingestPath(digest);
+  const maxStalls = options.maxStalls ?? 5;
+  let stalls = 0;
+  let requests = 0;
+  let resumedBytes = -1;
+  let restartedClean = false;
+  for (;;) {
+    let offset = await fileSize(partial);
+    if (offset > size) {
+      await rm(partial, { force: true });
+      offset = 0;
+    }
+    if (resumedBytes < 0) resumedBytes = offset;
+    const resumedThisAttempt = offset > 0;
+    let hash = createHash('sha256');
+    if (offset > 0) await hashFile(partial, hash, offset);
+    let written = offset;
+    if (offset < size) {
+      let res: IncomingMessage;
+      try {
+        requests++;
+        res = await client.openBlob(ref, digest, offset, options.signal);
+      } catch (error) {
+        if (error instanceof ConveyorError && error.code === 'ERR_REGISTRY_UNAVAILABLE' && isRetryableNetworkError(error.cause) && ++stalls < maxStalls) {
+          await backoff(client, stalls, options, `${digest.slice(0, 19)}: ${error.message}`);
+          continue;
+        }
+        throw error;
+      }
+      if (res.statusCode === 416) {
+        // The registry does not like our range: start over.
+        await rm(partial, { force: true });
+        if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry refuses ranges and full downloads`);
+        continue;
+      }
+      if (res.statusCode === 206) {
+        const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+        if (!range || Number(range[1]) !== offset) {
+          res.destroy();
+          await rm(partial, { force: true });
+          if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry answers ranges wrongly`);
+          continue;
+        }
+      } else if (offset > 0) {
+        // 200: the registry ignored Range and sends the whole blob; start the file over.
+        offset = 0;
+        written = 0;
+        hash = createHash('sha256');
+      }
+      const before = written;
+      try {
+        written = await receive(res, partial, offset > 0, hash, written, size, digest, options);
+      } catch (error) {
+        if (error instanceof ConveyorError) {
+          await rm(partial, { force: true });
+          throw error;
+        }
+        if (options.signal?.aborted) throw error;
+        if (written === before && ++stalls >= maxStalls) {
+          throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, { cause: error });
+        }
+        // Progress was made (the partial grew): resume from there.
+        const now = await fileSize(partial);
+        if (now > before) stalls = 0;
+        await backoff(client, Math.max(stalls, 1), options, `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`);
+        continue;
+      }
+      if (written < size) {
+        // The server ended the body early without an error.
+        if (++stalls >= maxStalls) throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent ${written} of ${size} bytes`);
+        await backoff(client, stalls, options, `${digest.slice(0, 19)}: body ended at ${written} of ${size} bytes; resuming`);
+        continue;
+      }
+    }
+    const actual = `sha256:${hash.digest('hex')}`;
+    if (actual !== digest) {
+      await rm(partial, { force: true });
+      if (resumedThisAttempt && !restartedClean) {
+        restartedClean = true;
+        options.onRetry?.(`${digest.slice(0, 19)}: resumed download does not verify; downloading again from the start`);
+        continue;
+      }
+      throw new ConveyorError('ERR_DIGEST_MISMATCH', `blob ${digest} from ${ref.registry}/${ref.repository}: the content has digest ${actual}`, {
+        hint: 'the registry is broken or lying; nothing was stored',
+        details: { digest, actual },
+      });
+    }
+    await syncFile(partial);
+    await store.commitIngest(digest, partial);
+    return { status: 'downloaded', resumedBytes, requests };
+  }
+}
+
+async function backoff(client: RegistryClient, attempt: number, options: BlobFetchOptions, message: string): Promise<void> {
+  const wait = client.backoff(attempt - 1);
+  options.onRetry?.(`${message} (in ${wait} ms)`);
+  await sleep(wait, options.signal);
+}
+
+/** Streams the body into the partial file, hashing as it goes. Returns the bytes now in the file. */
+async function receive(res: IncomingMessage, path: string, append: boolean, hash: Hash, written: number, size: number, digest: string, options: BlobFetchOptions): Promise<number> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, append ? 'a' : 'w', 0o644);
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      if (batchBytes === 0) return;
+      const data = batch.length === 1 ? batch[0] : Buffer.concat(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+      await handle!.write(data);
+      written += data.length;
+      options.onProgress?.(written, size);
+    };
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        if (written + batchBytes + chunk.length > size) {
+          res.destroy();
+          throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent more than the ${size} bytes the manifest says`, { hint: 'the registry is broken or lying; nothing was stored' });
+        }
+        hash.update(chunk);
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= WRITE_BATCH) await flush();
+      }
+    } finally {
+      // Whatever arrived before a failure is kept for the resume.
+      await flush();
+    }
+    return written;
+  } finally {
+    await handle?.close();
+  }
+}
+
+async function hashFile(path: string, hash: Hash, length: number): Promise<void> {
+  if (length === 0) return;
+  for await (const chunk of createReadStream(path, { start: 0, end: length - 1 }) as AsyncIterable<Buffer>) hash.update(chunk);
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

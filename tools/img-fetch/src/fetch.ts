@@ -1,0 +1,242 @@
+/**
+ * Pulling one image into the store. Library code: takes a store, a client
+ * factory and callbacks; never touches `process`.
+ *
+ * Order of work, so a crash at any point leaves a consistent store:
+ * config blob → layer blobs (in parallel, each verified and committed on its
+ * own; a `layer` record goes out as soon as each is in) → manifest blob →
+ * index.json entry (the platform manifest, annotated with the index digest
+ * when it came from one) → the `image` record.
+ */
+import { checkConfig, imageRecordFromStore, layerInfos, buildImageRecord, type ImageConfigBlob } from '@conveyor/lib-common/image';
+import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
+import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
+import { RECORD_VERSION, type Descriptor, type ImageRecord, type LayerInfo, type LayerRecord, type Platform } from '@conveyor/lib-common/records';
+import { formatReference, parseReference } from '@conveyor/lib-common/reference';
+import type { Store } from '@conveyor/lib-common/store';
+import type { RegistryClient, RepositoryRef } from '@conveyor/lib-common/registry/client';
+
+/** Set on a store index entry whose manifest was chosen from an index: the index digest. */
+export const INDEX_DIGEST_ANNOTATION = 'io.conveyor.index.digest';
+/** Set on a store index entry chosen from an index: the platform it was chosen for (`linux/amd64`). */
+export const PLATFORM_ANNOTATION = 'io.conveyor.platform';
+
+export const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
+
+export type PullPolicy = 'always' | 'missing' | 'never';
+
+export interface ProgressSink {
+  start(event: { id: string; action: string; current: number; total?: number; label?: string }): void;
+  update(event: { id: string; action: string; current: number; total?: number; label?: string }): void;
+  done(event: { id: string; action: string; current: number; total?: number; label?: string }): void;
+}
+
+export interface FetchOptions {
+  store: Store;
+  /** Creates (once) the registry client; not called when the store can answer alone. */
+  client: () => RegistryClient;
+  /** The platform to choose from an index (default: the host's, chosen by the caller). */
+  platform: Platform;
+  /** True when the user asked for the platform: a single-platform image of another platform is then an error. */
+  platformExplicit?: boolean;
+  /** always: ask the registry even when the image is present; missing: only when absent; never: store only. */
+  pull?: PullPolicy;
+  /** Parallel layer downloads. */
+  jobs?: number;
+  /** Emit a `layer` record per layer before the `image` record. */
+  emitLayers?: boolean;
+  write: (record: object) => Promise<void>;
+  progress?: ProgressSink;
+  info?: (message: string) => void;
+  warn?: (message: string) => void;
+  /** Passed to blob downloads: called before each retry. */
+  onRetry?: (message: string) => void;
+}
+
+export interface FetchResult {
+  record: ImageRecord;
+  /** `store`: answered from the store; `pulled`: manifest fetched from the registry. */
+  source: 'store' | 'pulled';
+  downloadedLayers: number;
+}
+
+/** Pulls one reference and writes its records. */
+export async function fetchImage(input: string, options: FetchOptions): Promise<FetchResult> {
+  const ref = parseReference(input);
+  const name = formatReference(ref);
+  const { store } = options;
+  const pull = options.pull ?? 'always';
+  const entry = await store.lookup(name);
+
+  if (entry && (ref.digest || pull !== 'always')) {
+    const hit = await fromStore(store, entry, options);
+    if (hit) return emitFromStore(name, hit, options);
+  }
+  if (pull === 'never') {
+    throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `${name} is not in the store ${store.root}`, { hint: 'pull it with --pull=missing or --pull=always' });
+  }
+  const client = options.client();
+  const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
+  const reference = ref.digest ?? ref.tag!;
+
+  if (entry && !ref.digest) {
+    // Present by tag: one HEAD tells whether the tag still points where we have it.
+    const head = await client.headManifest(repo, reference);
+    if (head && (head.digest === entry.digest || head.digest === entry.annotations?.[INDEX_DIGEST_ANNOTATION])) {
+      const hit = await fromStore(store, entry, options);
+      if (hit) return emitFromStore(name, hit, options);
+    }
+  }
+  return pullFromRegistry(name, repo, reference, client, options);
+}
+
+async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+  const { store } = options;
+  const { resolveManifest } = await import('@conveyor/lib-common/registry/manifest');
+  const { fetchBlobToStore } = await import('@conveyor/lib-common/registry/blob');
+  await store.init();
+  const resolved = await resolveManifest(client, repo, reference, options.platform);
+  const { manifest } = resolved;
+
+  // The config: small, read into memory, verified, stored.
+  let configBytes: Buffer;
+  if (await store.hasBlob(manifest.config.digest, manifest.config.size)) {
+    configBytes = await store.readBlob(manifest.config.digest);
+  } else {
+    configBytes = await client.getSmallBlob(repo, manifest.config.digest, manifest.config.size, MAX_CONFIG_BYTES);
+    await store.writeBlob(manifest.config.digest, configBytes);
+  }
+  let parsedConfig: unknown;
+  try {
+    parsedConfig = JSON.parse(configBytes.toString('utf8'));
+  } catch (error) {
+    throw new ConveyorError('ERR_MANIFEST_INVALID', `image config ${manifest.config.digest} is not valid JSON: ${(error as Error).message}`);
+  }
+  const config: ImageConfigBlob = checkConfig(parsedConfig, manifest.layers.length, manifest.config.digest);
+  if (!resolved.indexDigest) {
+    const actual: Platform = { os: config.os ?? 'linux', architecture: config.architecture ?? 'unknown', ...(config.variant ? { variant: config.variant } : {}) };
+    if (!platformMatches(actual, options.platform)) {
+      const message = `${name} is a single-platform image for ${formatPlatform(actual)}, not ${formatPlatform(options.platform)}`;
+      if (options.platformExplicit) throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', message, { hint: `use --platform ${formatPlatform(actual)}, or another tag` });
+      options.warn?.(message);
+    }
+  }
+
+  const layers = layerInfos(manifest, config);
+  const count = layers.length;
+  const layerRecord = (layer: LayerInfo, index: number): LayerRecord => ({
+    type: 'layer',
+    v: RECORD_VERSION,
+    ...layer,
+    ref: name,
+    index,
+    count,
+    ...(index > 0 ? { parentChainID: layers[index - 1].chainID } : {}),
+    store: store.root,
+  });
+
+  // Layers already in the store go out at once; the rest as each one lands.
+  const missing: number[] = [];
+  for (let i = 0; i < count; i++) {
+    if (await store.hasBlob(layers[i].digest, layers[i].size)) {
+      if (options.emitLayers !== false) await options.write(layerRecord(layers[i], i));
+    } else {
+      missing.push(i);
+    }
+  }
+  let downloaded = 0;
+  const abort = new AbortController();
+  let firstError: unknown;
+  let next = 0;
+  const worker = async () => {
+    while (next < missing.length && !abort.signal.aborted) {
+      const i = missing[next++];
+      const layer = layers[i];
+      const label = `${layer.digest.slice(7, 19)}`;
+      const event = { id: layer.digest, action: 'download', current: 0, total: layer.size, label };
+      try {
+        options.progress?.start(event);
+        const result = await fetchBlobToStore(client, store, repo, layer, {
+          signal: abort.signal,
+          onProgress: (current) => options.progress?.update({ ...event, current }),
+          onWait: () => options.info?.(`waiting for another process downloading ${layer.digest}`),
+          onRetry: options.onRetry,
+        });
+        if (result.status === 'downloaded') downloaded++;
+        options.progress?.done({ ...event, current: layer.size });
+        if (options.emitLayers !== false) await options.write(layerRecord(layer, i));
+      } catch (error) {
+        if (firstError === undefined) firstError = error;
+        abort.abort(error);
+        return;
+      }
+    }
+  };
+  const jobs = Math.max(1, Math.min(options.jobs ?? 3, missing.length || 1));
+  await Promise.all(Array.from({ length: jobs }, worker));
+  if (firstError !== undefined) throw toConveyorError(firstError);
+
+  await store.writeBlob(resolved.descriptor.digest, resolved.body);
+  const annotations: Record<string, string> = {};
+  if (resolved.indexDigest) {
+    annotations[INDEX_DIGEST_ANNOTATION] = resolved.indexDigest;
+    if (resolved.platform) annotations[PLATFORM_ANNOTATION] = formatPlatform(resolved.platform);
+  }
+  await store.tagManifest(name, { ...resolved.descriptor, ...(resolved.indexDigest ? { annotations } : {}) });
+  const record = buildImageRecord({ ref: name, manifestDescriptor: resolved.descriptor, manifest, config, store: store.root, indexDigest: resolved.indexDigest });
+  await options.write(record);
+  return { record, source: 'pulled', downloadedLayers: downloaded };
+}
+
+/**
+ * The image as the store has it, when it is complete (every blob present) and
+ * of the wanted platform; undefined means: ask the registry.
+ */
+async function fromStore(store: Store, entry: Descriptor, options: FetchOptions): Promise<ImageRecord | undefined> {
+  let record: ImageRecord;
+  try {
+    record = await imageRecordFromStore(store, entry);
+  } catch {
+    return undefined;
+  }
+  for (const layer of record.layers) {
+    if (!(await store.hasBlob(layer.digest, layer.size))) return undefined;
+  }
+  const indexDigest = entry.annotations?.[INDEX_DIGEST_ANNOTATION];
+  if (indexDigest) {
+    record.indexDigest = indexDigest;
+    const chosenFor = entry.annotations?.[PLATFORM_ANNOTATION];
+    const platform = chosenFor ? parsePlatformLoose(chosenFor) : record.platform;
+    if (!platformMatches(platform, options.platform)) return undefined;
+  } else if (options.platformExplicit && !platformMatches(record.platform, options.platform)) {
+    return undefined;
+  }
+  return record;
+}
+
+function parsePlatformLoose(text: string): Platform {
+  const [os, architecture, variant] = text.split('/');
+  return { os, architecture, ...(variant ? { variant } : {}) };
+}
+
+async function emitFromStore(name: string, record: ImageRecord, options: FetchOptions): Promise<FetchResult> {
+  record.ref = name;
+  if (options.emitLayers !== false) {
+    const count = record.layers.length;
+    for (let i = 0; i < count; i++) {
+      const layer: LayerRecord = {
+        type: 'layer',
+        v: RECORD_VERSION,
+        ...record.layers[i],
+        ref: name,
+        index: i,
+        count,
+        ...(i > 0 ? { parentChainID: record.layers[i - 1].chainID } : {}),
+        store: record.store,
+      };
+      await options.write(layer);
+    }
+  }
+  await options.write(record);
+  return { record, source: 'store', downloadedLayers: 0 };
+}
