@@ -1,4 +1,87 @@
-// Placeholder until the tool lands; replaced by its real command-line entry point.
+import { intFlag, flag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-await runCli({ name: 'layer-unpack', help: 'Usage: layer-unpack', main: async () => { throw new ConveyorError('ERR_INTERNAL', 'not built yet'); } });
+
+const HELP = `Usage: layer-unpack [OPTIONS]
+       layer-unpack --flatten DIR [OPTIONS] FILE...
+
+Make image layers usable as filesystems. Reads \`image\` records (from img-fetch
+or img-ls) on stdin and writes \`rootfs\` records: by default each layer is
+unpacked once into the store, keyed by chain ID, as an overlayfs lower dir
+(layers/<chain>/diff, whiteouts as 0/0 character devices, opaque directories
+marked with trusted.overlay.opaque), and the record lists those dirs bottom
+first in \`layerDirs\`. With --flatten, all layers go into one directory with
+whiteouts applied, and the record carries \`dir\`.
+
+\`layer\` records (img-fetch emits one per layer as soon as its blob is
+verified) start unpacking at once, so unpacking overlaps the download; they
+are consumed. Other records pass through unchanged.
+
+Layers are hostile input: nothing is ever written outside the target, no
+symlink is followed, device nodes and trusted.* xattrs are skipped, and every
+layer's uncompressed digest must match the image config's diff ID.
+
+With FILE arguments (and --flatten), applies those tarballs in order without a
+store (gzip, zstd or plain tar, detected from their first bytes).
+
+Options:
+      --flatten DIR        apply all layers into DIR (new or empty)
+      --root DIR           store root for records without one (default: $CONVEYOR_ROOT,
+                           /var/lib/conveyor as root)
+      --jobs N             layers unpacked in parallel (default 2)
+      --max-bytes SIZE     cap on file content written per layer, or per image with
+                           --flatten (default 64g; units k, m, g, t)
+      --max-entries N      cap on tar entries per layer (default 2000000)
+      --rootless           do not chown; record owners in meta.json (default when not root)
+      --keep-going         report a failed image and go on with the next (exit 1 at the end)
+      --progress MODE      auto, json, bar or none (stderr)
+      --log-format FORMAT  text (default) or json
+  -q, --quiet              no informational messages
+  -h, --help               show this help
+      --version            print the version
+
+Examples:
+  img-fetch alpine | layer-unpack | ctr-spawn -- echo hi
+  img-ls busybox | layer-unpack --flatten /tmp/bb
+  layer-unpack --flatten ./rootfs layer1.tar.gz layer2.tar
+  img-ls | layer-unpack --jobs 4 --progress=json 2>progress.ndjson | jq -r .layerDirs[]
+
+Exit status: 0 done, 1 a layer failed (ERR_LAYER_MALICIOUS, ERR_LAYER_INVALID,
+ERR_LAYER_TOO_LARGE, ERR_LAYER_COMPRESSION, ERR_DIGEST_MISMATCH, ERR_STORE_IO),
+2 usage or bad input (ERR_USAGE, ERR_INPUT_JSON, ERR_INPUT_RECORD).
+`;
+
+await runCli({
+  name: 'layer-unpack',
+  help: HELP,
+  spec: { string: ['flatten', 'jobs', 'max-bytes', 'max-entries'], boolean: ['rootless', 'keep-going'] },
+  main: async (ctx) => {
+    const flatten = flag(ctx.args, 'flatten');
+    const files = ctx.args._;
+    if (files.length > 0 && flatten === undefined) {
+      throw new ConveyorError('ERR_USAGE', 'layer files need --flatten DIR', { hint: 'layer-unpack --flatten ./rootfs layer1.tar.gz layer2.tar' });
+    }
+    if (flatten === '') throw new ConveyorError('ERR_USAGE', '--flatten needs a directory');
+    const rawMax = flag(ctx.args, 'max-bytes');
+    const maxBytes = rawMax === undefined ? 64 * 1024 ** 3 : parseBytes(rawMax, '--max-bytes');
+    const uid = process.getuid?.() ?? 0;
+    const opts = {
+      defaultRoot: ctx.root,
+      flatten,
+      jobs: intFlag(ctx.args, 'jobs', 2, 1, 64),
+      maxBytes,
+      maxEntries: intFlag(ctx.args, 'max-entries', 2_000_000, 1),
+      rootless: Boolean(ctx.args.rootless) || uid !== 0,
+      keepGoing: Boolean(ctx.args['keep-going']),
+      pid: process.pid,
+      log: ctx.log,
+      progress: ctx.progress,
+    };
+    const { unpackFiles, unpackRecords } = await import('./unpack.js');
+    if (files.length > 0) {
+      await ctx.out.write(await unpackFiles(files, flatten!, opts));
+      return 0;
+    }
+    return unpackRecords(ctx.stdin, ctx.out, opts);
+  },
+});

@@ -1,0 +1,255 @@
+/**
+ * One layer blob → an Applier: decompress (gzip with node:zlib, zstd with the
+ * `zstd` binary, or none), hash the uncompressed stream (the diff ID) while
+ * feeding tar-stream, and apply each entry as it arrives. No temporary copy
+ * of the layer is made.
+ *
+ * The diff ID is checked when the stream ends, before this layer's batch
+ * steps (mknod, setfattr) run; on a mismatch the layer fails with
+ * ERR_DIGEST_MISMATCH and the caller removes its staging directory.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
+import type { Compression } from '@conveyor/lib-common/mediatypes';
+import type { Applier, EntryHeader } from './applier.js';
+import { invalid } from './names.js';
+import { createExtract } from './tarparser.js';
+
+export interface LayerSource {
+  /** Path of the (compressed) blob or tarball. */
+  path: string;
+  /** From the media type; undefined = detect from magic bytes. */
+  compression?: Compression;
+  /** Expected sha256 of the uncompressed tar, when known. */
+  diffID?: string;
+  /** Name for messages (the digest or the file name). */
+  label: string;
+}
+
+export interface LayerResult {
+  /** sha256 of the uncompressed tar as read. */
+  diffID: string;
+  /** Uncompressed bytes read. */
+  tarBytes: number;
+  /** Compressed bytes read. */
+  blobBytes: number;
+}
+
+/** Sniffs gzip (1f 8b) and zstd (28 b5 2f fd) magic; anything else is taken as a plain tar. */
+export async function detectCompression(path: string): Promise<Compression> {
+  const handle = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);
+    if (bytesRead >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) return 'gzip';
+    if (bytesRead >= 4 && buffer.readUInt32BE(0) === 0x28b52ffd) return 'zstd';
+    return 'none';
+  } finally {
+    await handle.close();
+  }
+}
+
+function toLayerError(error: unknown, label: string): ConveyorError {
+  if (isConveyorError(error)) return error;
+  const err = error as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && err.syscall) {
+    if (err.code === 'ENAMETOOLONG') return invalid(`layer ${label}: ${err.message}`);
+    return new ConveyorError('ERR_STORE_IO', `layer ${label}: ${err.message}`, { cause: error });
+  }
+  // zlib and tar-stream errors: a corrupt, truncated or malformed archive.
+  return new ConveyorError('ERR_LAYER_INVALID', `layer ${label} is not a valid tar archive: ${err?.message ?? String(error)}`, { cause: error });
+}
+
+interface Decompressor {
+  stream: Readable;
+  /** Resolves when the decompressor process (zstd) exited cleanly. */
+  done: Promise<void>;
+  kill(): void;
+}
+
+async function decompress(source: Readable, compression: Compression, label: string): Promise<Decompressor> {
+  if (compression === 'none') return { stream: source, done: Promise.resolve(), kill: () => source.destroy() };
+  if (compression === 'gzip') {
+    const { createGunzip } = await import('node:zlib');
+    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+    source.on('error', (error) => gunzip.destroy(error));
+    source.pipe(gunzip);
+    return { stream: gunzip, done: Promise.resolve(), kill: () => (source.destroy(), gunzip.destroy()) };
+  }
+  const { spawn } = await import('node:child_process');
+  const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => {
+    if (stderr.length < 2000) stderr += d;
+  });
+  child.stdin.on('error', () => undefined);
+  source.pipe(child.stdin);
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'ENOENT'
+          ? new ConveyorError('ERR_LAYER_COMPRESSION', `layer ${label} is zstd-compressed and the zstd program is not installed`, {
+              hint: 'install zstd (Debian: apt-get install zstd)',
+            })
+          : new ConveyorError('ERR_LAYER_COMPRESSION', `cannot run zstd for layer ${label}: ${error.message}`),
+      );
+    });
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new ConveyorError('ERR_LAYER_INVALID', `layer ${label}: zstd failed: ${stderr.trim() || `exit ${code}`}`));
+    });
+  });
+  done.catch(() => undefined);
+  return {
+    stream: child.stdout,
+    done,
+    kill: () => {
+      source.destroy();
+      child.kill('SIGKILL');
+    },
+  };
+}
+
+/**
+ * Streams one layer into `applier` (whose beginLayer the caller has called).
+ * Verifies the diff ID when `source.diffID` is set, then runs the layer's
+ * batch steps. Progress is reported in compressed bytes read.
+ */
+export async function applyLayer(source: LayerSource, applier: Applier, onProgress?: (blobBytes: number) => void): Promise<LayerResult> {
+  const compression = source.compression ?? (await detectCompression(source.path));
+  const input = createReadStream(source.path, { highWaterMark: 256 * 1024 });
+  let blobBytes = 0;
+  input.on('data', (chunk) => {
+    blobBytes += chunk.length;
+    onProgress?.(blobBytes);
+  });
+  const dec = await decompress(input, compression, source.label);
+  const extract = await createExtract();
+  const hash = createHash('sha256');
+  let tarBytes = 0;
+  const maxTarBytes = applier.opts.maxBytes + 1024 * applier.opts.maxEntries + 1024 * 1024;
+
+  let openFd: number | undefined;
+  let failure: ConveyorError | undefined;
+  const fail = (error: unknown) => {
+    if (failure) return;
+    failure = toLayerError(error, source.label);
+    markDone();
+    dec.kill();
+    extract.destroy(failure);
+  };
+
+  // tar-stream may finish while the last entry's data is still being delivered: track it.
+  let entryDone: Promise<void> = Promise.resolve();
+  let markDone: () => void = () => undefined;
+  extract.on('entry', (header, stream, nextEntry) => {
+    if (failure) return;
+    entryDone = new Promise<void>((resolve) => (markDone = resolve));
+    const next = () => {
+      markDone();
+      nextEntry();
+    };
+    let file: ReturnType<Applier['entry']>;
+    try {
+      file = applier.entry(header as unknown as EntryHeader);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    if (file === undefined) {
+      stream.on('end', () => next());
+      stream.resume();
+      return;
+    }
+    const { fd, meta } = file;
+    openFd = fd;
+    stream.on('data', (chunk: unknown) => {
+      if (failure) return;
+      try {
+        applier.writeData(fd, chunk as Uint8Array);
+      } catch (error) {
+        fail(error);
+      }
+    });
+    stream.on('end', () => {
+      if (failure) return;
+      openFd = undefined;
+      try {
+        applier.finishFile(fd, meta);
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      next();
+    });
+  });
+
+  const finished = new Promise<void>((resolve, reject) => {
+    extract.on('finish', () => resolve());
+    extract.on('error', (error) => reject(error));
+    extract.on('close', () => (failure ? reject(failure) : resolve()));
+  });
+  finished.catch(() => undefined);
+
+  dec.stream.on('data', (chunk: Buffer) => {
+    if (failure) return;
+    tarBytes += chunk.length;
+    if (tarBytes > maxTarBytes) {
+      fail(new ConveyorError('ERR_LAYER_TOO_LARGE', `layer ${source.label} inflates past ${maxTarBytes} bytes`, { hint: 'raise --max-bytes if the image is really this large' }));
+      return;
+    }
+    hash.update(chunk);
+    if (!extract.write(chunk)) dec.stream.pause();
+  });
+  extract.on('drain', () => dec.stream.resume());
+  const streamEnded = new Promise<void>((resolve, reject) => {
+    dec.stream.on('end', () => {
+      if (!failure) extract.end(undefined);
+      resolve();
+    });
+    dec.stream.on('error', (error) => {
+      fail(error);
+      reject(failure);
+    });
+    input.on('error', (error) => {
+      fail(error);
+      reject(failure);
+    });
+  });
+  streamEnded.catch(() => undefined);
+
+  try {
+    await streamEnded;
+    await dec.done;
+    await finished;
+    await entryDone;
+    if (failure) throw failure;
+  } catch (error) {
+    if (openFd !== undefined) {
+      try {
+        (await import('node:fs')).closeSync(openFd);
+      } catch {
+        // already closed
+      }
+    }
+    fail(error);
+    throw failure;
+  }
+
+  const diffID = `sha256:${hash.digest('hex')}`;
+  if (source.diffID !== undefined && diffID !== source.diffID) {
+    throw new ConveyorError('ERR_DIGEST_MISMATCH', `layer ${source.label}: uncompressed content is ${diffID}, the image config says ${source.diffID}`, {
+      hint: 'the blob in the store is not the layer the image names; remove it and pull again',
+      details: { expected: source.diffID, actual: diffID },
+    });
+  }
+  try {
+    await applier.finishLayer();
+  } catch (error) {
+    throw toLayerError(error, source.label);
+  }
+  return { diffID, tarBytes, blobBytes };
+}

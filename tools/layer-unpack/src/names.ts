@@ -1,0 +1,62 @@
+/**
+ * Entry names from a tar header, checked before anything touches the disk.
+ * Names are attacker-chosen: we never "clean" a hostile name into a benign
+ * one. A name is split into components; `.` and empty components (`./a`,
+ * `a//b`, a trailing `/`) are dropped; a leading `/` or any `..` component is
+ * refused as malicious, as is a NUL byte.
+ */
+import { ConveyorError } from '@conveyor/lib-common/errors';
+
+/** Longest entry name or link target accepted (Linux PATH_MAX). */
+export const MAX_NAME_BYTES = 4096;
+/** Longest single path component (Linux NAME_MAX). */
+export const MAX_COMPONENT_BYTES = 255;
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+
+export function malicious(message: string, name?: string): ConveyorError {
+  return new ConveyorError('ERR_LAYER_MALICIOUS', message, {
+    hint: 'the layer tries to write outside its root or through a symlink; refusing it',
+    details: name === undefined ? undefined : { entry: name.slice(0, 300) },
+  });
+}
+
+export function invalid(message: string, name?: string): ConveyorError {
+  return new ConveyorError('ERR_LAYER_INVALID', message, { details: name === undefined ? undefined : { entry: name.slice(0, 300) } });
+}
+
+/**
+ * Splits an entry name into path components relative to the root.
+ * Returns [] for the root itself (`.`, `./`).
+ */
+export function splitName(name: string, what = 'entry'): string[] {
+  if (typeof name !== 'string') throw invalid(`${what} has no name`);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalid(`${what} name is longer than ${MAX_NAME_BYTES} bytes`, name);
+  if (name.includes('\0')) throw malicious(`${what} name contains a NUL byte: ${JSON.stringify(name)}`, name);
+  if (name.startsWith('/')) throw malicious(`${what} has an absolute name: ${JSON.stringify(name)}`, name);
+  const parts: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') throw malicious(`${what} name climbs out of the root: ${JSON.stringify(name)}`, name);
+    if (Buffer.byteLength(part) > MAX_COMPONENT_BYTES) throw invalid(`${what} name has a component longer than ${MAX_COMPONENT_BYTES} bytes`, name);
+    parts.push(part);
+  }
+  return parts;
+}
+
+/** What a whiteout entry asks for, after validating its name. */
+export type WhiteoutKind = { kind: 'opaque' } | { kind: 'whiteout'; target: string } | { kind: 'aufs-meta' };
+
+/** Returns undefined for a normal entry; otherwise what the whiteout means. Throws on an invalid whiteout name. */
+export function whiteoutOf(base: string, name: string): WhiteoutKind | undefined {
+  if (!base.startsWith(WHITEOUT_PREFIX)) return undefined;
+  if (base === OPAQUE_MARKER) return { kind: 'opaque' };
+  // `.wh..wh.plnk`, `.wh..wh.aufs`: AUFS bookkeeping, never meaningful to us.
+  if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return { kind: 'aufs-meta' };
+  const target = base.slice(WHITEOUT_PREFIX.length);
+  if (target === '' || target === '.' || target === '..') {
+    throw malicious(`whiteout ${JSON.stringify(name)} names no deletable entry (it would delete the directory itself or its parent)`, name);
+  }
+  return { kind: 'whiteout', target };
+}
