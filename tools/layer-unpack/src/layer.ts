@@ -69,16 +69,28 @@ interface Decompressor {
   kill(): void;
 }
 
-async function decompress(source: Readable, compression: Compression, label: string): Promise<Decompressor> {
+interface Modules {
+  zlib?: typeof import('node:zlib');
+  childProcess?: typeof import('node:child_process');
+}
+
+/** Loads what the decompressor needs up front, so no data flows before every listener is attached. */
+async function loadModules(compression: Compression): Promise<Modules> {
+  if (compression === 'gzip') return { zlib: await import('node:zlib') };
+  if (compression === 'zstd') return { childProcess: await import('node:child_process') };
+  return {};
+}
+
+function decompress(source: Readable, compression: Compression, label: string, modules: Modules): Decompressor {
   if (compression === 'none') return { stream: source, done: Promise.resolve(), kill: () => source.destroy() };
   if (compression === 'gzip') {
-    const { createGunzip } = await import('node:zlib');
+    const { createGunzip } = modules.zlib!;
     const gunzip = createGunzip({ chunkSize: 256 * 1024 });
     source.on('error', (error) => gunzip.destroy(error));
     source.pipe(gunzip);
     return { stream: gunzip, done: Promise.resolve(), kill: () => (source.destroy(), gunzip.destroy()) };
   }
-  const { spawn } = await import('node:child_process');
+  const { spawn } = modules.childProcess!;
   const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8');
@@ -120,23 +132,29 @@ async function decompress(source: Readable, compression: Compression, label: str
  */
 export async function applyLayer(source: LayerSource, applier: Applier, onProgress?: (blobBytes: number) => void): Promise<LayerResult> {
   const compression = source.compression ?? (await detectCompression(source.path));
+  const modules = await loadModules(compression);
+  const extract = await createExtract();
+  // From here on, everything is wired synchronously: no chunk can flow before its listener exists.
   const input = createReadStream(source.path, { highWaterMark: 256 * 1024 });
   let blobBytes = 0;
+  const dec = decompress(input, compression, source.label, modules);
   input.on('data', (chunk) => {
     blobBytes += chunk.length;
     onProgress?.(blobBytes);
   });
-  const dec = await decompress(input, compression, source.label);
-  const extract = await createExtract();
   const hash = createHash('sha256');
   let tarBytes = 0;
   const maxTarBytes = applier.opts.maxBytes + 1024 * applier.opts.maxEntries + 1024 * 1024;
 
   let openFd: number | undefined;
   let failure: ConveyorError | undefined;
+  let rejectFailed: (error: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
+  failed.catch(() => undefined);
   const fail = (error: unknown) => {
     if (failure) return;
     failure = toLayerError(error, source.label);
+    rejectFailed(failure);
     markDone();
     dec.kill();
     extract.destroy(failure);
@@ -146,6 +164,8 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   let entryDone: Promise<void> = Promise.resolve();
   let markDone: () => void = () => undefined;
   extract.on('entry', (header, stream, nextEntry) => {
+    // Destroying the extractor errors the current entry stream; the failure is reported once, by fail().
+    stream.on('error', () => undefined);
     if (failure) return;
     entryDone = new Promise<void>((resolve) => (markDone = resolve));
     const next = () => {
@@ -222,10 +242,16 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   streamEnded.catch(() => undefined);
 
   try {
-    await streamEnded;
-    await dec.done;
-    await finished;
-    await entryDone;
+    // Any failure (a hostile entry, a parser error, a dead decompressor) ends the wait at once.
+    await Promise.race([
+      (async () => {
+        await streamEnded;
+        await dec.done;
+        await finished;
+        await entryDone;
+      })(),
+      failed,
+    ]);
     if (failure) throw failure;
   } catch (error) {
     if (openFd !== undefined) {
