@@ -33,6 +33,8 @@ export interface ToolDefinition {
   spec?: ArgSpec;
   /** Returns the exit code (default 0). */
   main: (ctx: ToolContext) => Promise<number | void>;
+  /** Maps a failure to the exit code (ctr-spawn: Docker's 125 for its own failures). Default: the error's exitCode. */
+  exitCodeFor?: (error: ConveyorError) => number;
 }
 
 export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)): Promise<void> {
@@ -81,6 +83,6 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     const err = toConveyorError(error);
     log.error(err);
     if (err.code === 'ERR_INTERNAL' && process.env.CONVEYOR_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    process.exitCode = err.exitCode;
+    process.exitCode = def.exitCodeFor ? def.exitCodeFor(err) : err.exitCode;
   }
 }

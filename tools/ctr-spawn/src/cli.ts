@@ -1,4 +1,150 @@
-// Placeholder until the tool lands; replaced by its real command-line entry point.
+import { createReadStream } from 'node:fs';
+import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
-import { ConveyorError } from '@conveyor/lib-common/errors';
-await runCli({ name: 'ctr-spawn', help: 'Usage: ctr-spawn', main: async () => { throw new ConveyorError('ERR_INTERNAL', 'not built yet'); } });
+import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
+import { parseCpus, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
+import { spawnContainer } from './spawn.js';
+
+const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
+
+Run a container from the first \`rootfs\` record (layer-unpack) or \`mount\`
+record (overlay-mount) on stdin, with an OCI runtime (runc by default). A
+rootfs record gets an overlay of its own, removed when the container exits; a
+mount record's overlay is used as it is and left mounted. The container's
+stdout and stderr are ctr-spawn's; its stdin is /dev/null unless -i. Exits
+with the container's exit code (128+N when killed by signal N), or 125 when
+the container could not be started, 126 when the command is not executable,
+127 when it is not found. Signals sent to ctr-spawn go to the container.
+
+Command and environment:
+      --entrypoint CMD     replace the image Entrypoint ('' clears it)
+  -- COMMAND [ARG...]      replace the image Cmd
+  -e, --env KEY[=VAL]      set a variable (KEY alone: take it from here); repeatable
+      --env-file FILE      read KEY=VAL lines; repeatable; -e wins
+  -w, --workdir DIR        working directory (default: image WorkingDir or /)
+  -u, --user USER[:GROUP]  name or uid, resolved in the image's /etc/passwd
+      --hostname NAME      default: the first 12 hex of the container id
+      --init               run a reaping init (tini) as pid 1
+Isolation and limits:
+      --net MODE           private (default: own network namespace, lo up) or host
+      --read-only          mount the root filesystem read-only
+      --privileged         all capabilities, no masked /proc paths, /sys writable
+      --cap-add CAP        add a capability (or ALL); repeatable
+      --cap-drop CAP       drop a capability (or ALL); repeatable
+  -v, --volume HOST:CTR[:ro]  bind mount (HOST created as a directory if missing)
+      --tmpfs PATH[:OPTS]  mount a tmpfs (default options nosuid,nodev,noexec)
+  -m, --memory SIZE        memory limit (swap limited to the same): 64m, 1g
+      --cpus N             CPU quota, fractional: 0.5
+      --pids-limit N       maximum number of processes
+Terminal and lifetime:
+  -i, --interactive        attach stdin (reopens /dev/tty when stdin is the record)
+  -t, --tty                allocate a terminal
+  -d, --detach             start in the background, print a \`container\` record;
+                           output goes to <container dir>/ctr.log
+      --keep               keep the container directory after exit
+      --rm                 remove after exit (the default; for familiarity)
+      --name NAME          a name recorded with the container
+      --record FILE        read the record from FILE instead of stdin
+Runtime:
+      --print-spec         print the OCI runtime spec (config.json) as one line and stop
+      --spec FILE          run with this (edited) spec instead of building one
+      --runtime PATH       OCI runtime (default runc; crun works where it works)
+      --runtime-root DIR   the runtime's state directory (default /run/conveyor-runc)
+      --root DIR           store root for records without \`store\`
+      --log-format FORMAT  text (default) or json
+  -q, --quiet              fewer messages
+  -h, --help               show this help
+      --version            print the version
+
+Examples:
+  img-ls busybox | layer-unpack | ctr-spawn -- echo hello
+  layer-unpack < image.json | ctr-spawn -m 64m --pids-limit 100 -- sh -c 'make test'
+  ctr-spawn --record rootfs.json -it -- sh
+  ctr-spawn -v /srv/data:/data:ro -e DEBUG=1 -u 1000:1000 -- ls /data < rootfs.json
+  ctr-spawn --print-spec < rootfs.json | jq '.process.env += ["X=1"]' > spec.json
+  ctr-spawn --spec spec.json < rootfs.json
+  ctr-spawn -d -- sleep 1000 < rootfs.json     # prints a container record
+
+Exit status: the container's own code; 125 ctr-spawn failed (bad flags,
+runtime missing, mount failed); 126 command not executable; 127 command not found.
+`;
+
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+await runCli({
+  name: 'ctr-spawn',
+  help: HELP,
+  spec: {
+    string: ['entrypoint', 'workdir', 'user', 'hostname', 'net', 'memory', 'cpus', 'pids-limit', 'name', 'record', 'spec', 'runtime', 'runtime-root'],
+    multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop'],
+    boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec'],
+    alias: { e: 'env', w: 'workdir', u: 'user', v: 'volume', m: 'memory', i: 'interactive', t: 'tty', d: 'detach' },
+    stopAtDoubleDash: true,
+  },
+  exitCodeFor: (error) => (error.exitCode === EXIT.NOT_EXECUTABLE || error.exitCode === EXIT.NOT_FOUND ? error.exitCode : EXIT.SPAWN_FAILED),
+  main: async (ctx) => {
+    const args = ctx.args;
+    if (args._.length > 0) {
+      throw new ConveyorError('ERR_USAGE', `unexpected argument ${JSON.stringify(args._[0])}`, { hint: 'put the command after --: ctr-spawn -- echo hi' });
+    }
+    const net = flag(args, 'net') ?? 'private';
+    if (!['private', 'none', 'host'].includes(net)) throw new ConveyorError('ERR_USAGE', `--net must be private or host, got ${JSON.stringify(net)}`);
+    const memoryRaw = flag(args, 'memory');
+    const memory = memoryRaw === undefined ? undefined : parseBytes(memoryRaw, '--memory');
+    if (memory !== undefined && memory < 6 * 1024 * 1024) throw new ConveyorError('ERR_USAGE', '--memory must be at least 6m');
+    const cpus = flag(args, 'cpus');
+    const entrypoint = flag(args, 'entrypoint');
+    const envFiles = args['env-file'] as string[];
+    const env = [
+      ...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(),
+      ...resolveEnvEntries(args.env as string[], ctx.env),
+    ];
+    const options: SpawnOptions = {
+      root: ctx.root,
+      runtime: flag(args, 'runtime') ?? 'runc',
+      runtimeRoot: flag(args, 'runtime-root') ?? '/run/conveyor-runc',
+      entrypoint: entrypoint === undefined ? undefined : entrypoint === '' ? [] : [entrypoint],
+      command: args['--'],
+      env,
+      workdir: flag(args, 'workdir'),
+      user: flag(args, 'user'),
+      hostname: flag(args, 'hostname'),
+      name: flag(args, 'name'),
+      netHost: net === 'host',
+      readOnly: Boolean(args['read-only']),
+      privileged: Boolean(args.privileged),
+      capAdd: args['cap-add'] as string[],
+      capDrop: args['cap-drop'] as string[],
+      volumes: (args.volume as string[]).map(parseVolume),
+      tmpfs: (args.tmpfs as string[]).map(parseTmpfs),
+      limits: {
+        memory,
+        cpus: cpus === undefined ? undefined : parseCpus(cpus),
+        pids: flag(args, 'pids-limit') === undefined ? undefined : intFlag(args, 'pids-limit', 0, 1, 4194304),
+      },
+      interactive: Boolean(args.interactive),
+      tty: Boolean(args.tty),
+      init: Boolean(args.init),
+      keep: Boolean(args.keep),
+      detach: Boolean(args.detach),
+      printSpec: Boolean(args['print-spec']),
+      specFile: flag(args, 'spec'),
+    };
+    if (options.detach && (options.interactive || options.tty)) throw new ConveyorError('ERR_USAGE', '-d cannot be combined with -i or -t');
+    const recordFile = flag(args, 'record');
+    return spawnContainer(options, {
+      input: recordFile ? createReadStream(recordFile) : ctx.stdin,
+      inputIsStdin: !recordFile,
+      fds: { stdin: 0, stdout: 1, stderr: 2 },
+      out: ctx.out,
+      log: ctx.log,
+      stdinIsTTY: Boolean(process.stdin.isTTY),
+      signals: (handler) => {
+        for (const signal of FORWARDED) process.on(signal, handler);
+        return () => {
+          for (const signal of FORWARDED) process.off(signal, handler);
+        };
+      },
+    });
+  },
+});

@@ -1,0 +1,235 @@
+/**
+ * Real containers with runc from the busybox fixture: what the image config
+ * and flags turn into inside the container, and what every run leaves behind.
+ */
+import t from 'tap';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder, OVERLAY_MOUNT, runTool } from './helpers.js';
+
+const root = tempStore('conveyor-ctr-');
+t.teardown(() => removeStore(root));
+const cfg = busyboxRootfs(root, 'cfg');
+const latest = busyboxRootfs(root, 'latest');
+
+/** Nothing of a finished run may remain: mounts, container dirs, runc state, cgroups. */
+function assertClean(t: Tap.Test, shortId?: string) {
+  t.strictSame(mountsUnder(root), [], 'no mounts left under the store');
+  t.strictSame(containerDirs(root), [], 'no container dirs left');
+  if (shortId) {
+    t.strictSame(conveyorCgroups().filter((d) => d.includes(`/conveyor/${shortId}`)), [], 'no cgroup dirs left');
+    t.notOk(existsSync('/run/conveyor-runc') && readdirSync('/run/conveyor-runc').some((e) => e.startsWith(shortId)), 'no runc state left');
+  }
+}
+
+t.test('image config: user, workdir, env, entrypoint + cmd', async (t) => {
+  const r = await ctrSpawn(cfg, []);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, '1000\n/home/app\nbar\n', 'id -u; pwd; echo $FOO from the cfg image');
+  assertClean(t);
+});
+
+t.test('flags override the image config', async (t) => {
+  // [flags, command, expected stdout]
+  const cases: [string[], string[], string][] = [
+    [[], ['id -u; id -g; id -G'], '1000\n1000\n1000 50\n'],
+    [['-u', 'root'], ['id -u; echo $HOME'], '0\n/root\n'],
+    [['-u', '1000:50'], ['id -u; id -g'], '1000\n50\n'],
+    [['-u', 'app:staff'], ['id -g'], '50\n'],
+    [['-u', '4242'], ['id -u; id -g; echo $HOME'], '4242\n0\n/\n'],
+    [['-w', '/tmp/new/dir'], ['pwd'], '/tmp/new/dir\n'],
+    [['-e', 'FOO=baz', '-e', 'NEW=1'], ['echo $FOO $NEW'], 'baz 1\n'],
+    [['--hostname', 'box'], ['hostname; cat /etc/hostname'], 'box\nbox\n'],
+    [[], ['echo $HOME; echo $PATH'], '/home/app\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n'],
+  ];
+  for (const [flags, command, expected] of cases) {
+    const r = await ctrSpawn(cfg, [...flags, '--', ...command]);
+    t.equal(r.code, 0, `${flags.join(' ')}: ${r.stderr}`);
+    t.equal(r.stdout, expected, `${flags.join(' ')} ${command.join(' ')}`);
+  }
+  const entry = await ctrSpawn(cfg, ['--entrypoint', '/bin/echo', '--', 'plain']);
+  t.equal(entry.stdout, 'plain\n', '--entrypoint replaces the image entrypoint');
+  const cleared = await ctrSpawn(cfg, ['--entrypoint', '', '--', 'echo', 'no', 'entrypoint']);
+  t.equal(cleared.stdout, 'no entrypoint\n', "--entrypoint '' clears it");
+  assertClean(t);
+});
+
+t.test('env file and -e KEY from our environment', async (t) => {
+  const dir = t.testdir({ 'env.list': '# comment\nA=from-file\nB=file\n\nPASSED\n' });
+  process.env.PASSED = 'from-host';
+  const r = await ctrSpawn(latest, ['--env-file', join(dir, 'env.list'), '-e', 'B=flag', '-e', 'PASSED', '--', 'sh', '-c', 'echo $A $B $PASSED']);
+  delete process.env.PASSED;
+  t.equal(r.stdout, 'from-file flag from-host\n', r.stderr);
+});
+
+t.test('isolation: pid 1, few processes, own hostname, host filesystem unreachable', async (t) => {
+  const sentinel = join('/tmp', `conveyor-sentinel-${process.pid}`);
+  writeFileSync(sentinel, 'host secret');
+  t.teardown(() => rmSync(sentinel, { force: true }));
+  const r = await ctrSpawn(latest, ['--', 'sh', '-c', `echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; ps -o pid | wc -l; hostname; test -e ${sentinel} && echo visible || echo hidden; ls /sys/class/net; cat /sys/class/net/lo/flags`]);
+  t.equal(r.code, 0, r.stderr);
+  const [pid, cmdline, psLines, hostname, sentinelSeen, ...net] = r.stdout.trim().split('\n');
+  t.equal(pid, '1', 'the command is pid 1');
+  t.match(cmdline, /^sh -c /, '/proc/1 is the command');
+  t.ok(Number(psLines) <= 4, `ps sees only the container (${psLines} lines)`);
+  t.match(hostname, /^[a-f0-9]{12}$/, 'hostname is the short container id');
+  t.equal(sentinelSeen, 'hidden', 'a host file is not visible');
+  t.strictSame(net.slice(0, -1), ['lo'], 'only loopback in the network namespace');
+  t.ok((Number(net.at(-1)) & 1) === 1, 'lo is up');
+  assertClean(t, hostname);
+});
+
+t.test('Docker\'s default capabilities, no new privileges, masked /proc paths', async (t) => {
+  const r = await ctrSpawn(latest, ['--', 'sh', '-c', 'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; grep -c \" /proc/keys \" /proc/mounts; grep \" /proc/sys \" /proc/mounts']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /CapEff:\s+00000000a80425fb/, 'the 14 default capabilities');
+  t.match(r.stdout, /NoNewPrivs:\s+1/);
+  t.match(r.stdout, /^1$/m, '/proc/keys is masked (a mount over it)');
+  t.match(r.stdout, /^proc \/proc\/sys proc ro,/m, '/proc/sys is read-only');
+  const dropped = await ctrSpawn(latest, ['--cap-drop', 'ALL', '--cap-add', 'chown', '--', 'grep', 'CapEff', '/proc/self/status']);
+  t.match(dropped.stdout, /CapEff:\s+0000000000000001/, '--cap-drop ALL --cap-add chown');
+  const privileged = await ctrSpawn(latest, ['--privileged', '--', 'sh', '-c', 'grep NoNewPrivs /proc/self/status; grep -c " /proc/keys " /proc/mounts']);
+  t.match(privileged.stdout, /NoNewPrivs:\s+0\n0\n/, '--privileged: no masks, privileges allowed');
+});
+
+t.test('exit codes', async (t) => {
+  // [flags, command, exit code, stderr pattern]
+  const cases: [string[], string[], number, RegExp][] = [
+    [[], ['true'], 0, /^$/],
+    [[], ['sh', '-c', 'exit 7'], 7, /^$/],
+    [[], ['/etc/passwd'], 126, /permission denied/],
+    [[], ['/bin'], 126, /is a directory/],
+    [[], ['no-such-command'], 127, /executable file not found/],
+    [[], ['/no/such/file'], 127, /no such file/],
+    [['--init'], ['sh', '-c', 'kill -9 $$'], 137, /^$/],
+    [[], ['sh', '-c', 'sh -c \'kill -9 $$\'; exit $?'], 137, /Killed|^$/],
+    [['--bogus-flag'], ['true'], 125, /unknown flag/],
+    [['-u', 'nobody-here'], ['true'], 125, /unable to find user nobody-here/],
+    [['--runtime', '/nonexistent/runc'], ['true'], 125, /runtime .* not found/],
+    [['-m', 'lots'], ['true'], 125, /not a size/],
+    [[], [], 0, /^$/], // the image's Cmd: sh with stdin /dev/null exits 0
+  ];
+  for (const [flags, command, code, stderr] of cases) {
+    const r = await ctrSpawn(latest, [...flags, ...(command.length ? ['--', ...command] : [])]);
+    t.equal(r.code, code, `${[...flags, ...command].join(' ') || '(image cmd)'} exits ${code}`);
+    t.match(r.stderr, stderr, `${[...flags, ...command].join(' ')}: stderr`);
+  }
+  const noCmd = await ctrSpawn({ ...latest, config: { ...latest.config, Cmd: undefined } }, []);
+  t.equal(noCmd.code, 125, 'no command at all: 125');
+  assertClean(t);
+});
+
+t.test('volumes and tmpfs', async (t) => {
+  const host = t.testdir({ 'in.txt': 'from host\n' });
+  const created = join(host, 'created', 'later');
+  const r = await ctrSpawn(latest, [
+    '-v', `${host}:/data`, '-v', `${host}:/ro:ro`, '-v', `${created}:/made`, '--tmpfs', '/scratch:size=1m',
+    '--', 'sh', '-c', 'cat /data/in.txt; echo written > /data/out.txt; echo x > /ro/fail.txt || echo ro-refused; touch /made/f && echo made; echo t > /scratch/t && grep /scratch /proc/mounts',
+  ]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^from host\n/);
+  t.equal(readFileSync(join(host, 'out.txt'), 'utf8'), 'written\n', 'rw volume writes reach the host');
+  t.match(r.stdout, /ro-refused/, 'ro volume refuses writes');
+  t.notOk(existsSync(join(host, 'fail.txt')));
+  t.ok(existsSync(join(created, 'f')), 'missing host dir was created');
+  t.match(r.stdout, /tmpfs \/scratch tmpfs rw,nosuid,nodev,noexec.*size=1024k/, 'tmpfs with default and given options');
+  assertClean(t);
+});
+
+t.test('--read-only root', async (t) => {
+  const r = await ctrSpawn(latest, ['--read-only', '--tmpfs', '/tmp', '--', 'sh', '-c', 'touch /x 2>/dev/null && echo wrote || echo refused; touch /tmp/ok && echo tmp-ok']);
+  t.equal(r.stdout, 'refused\ntmp-ok\n', r.stderr);
+});
+
+t.test('--print-spec prints one config.json line and runs nothing', async (t) => {
+  const r = await ctrSpawn(cfg, ['--print-spec', '-m', '32m', '--pids-limit', '50', '--cpus', '0.5', '-v', '/tmp:/host-tmp:ro']);
+  t.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  t.equal(lines.length, 1);
+  const spec = JSON.parse(lines[0]);
+  t.equal(spec.ociVersion, '1.0.2');
+  t.strictSame(spec.process.args, ['/bin/sh', '-c', 'id -u; pwd; echo $FOO']);
+  t.strictSame(spec.process.user, { uid: 1000, gid: 1000, additionalGids: [50] });
+  t.equal(spec.process.cwd, '/home/app');
+  t.ok(spec.process.env.includes('FOO=bar'));
+  t.ok(spec.process.env.includes('HOME=/home/app'));
+  t.equal(spec.process.noNewPrivileges, true);
+  t.equal(spec.process.capabilities.bounding.length, 14);
+  t.ok(spec.process.rlimits[0].hard <= 1048576);
+  t.match(spec.linux.cgroupsPath, /^\/conveyor\/[a-f0-9]{64}$/);
+  t.strictSame(spec.linux.resources.memory, { limit: 32 * 1024 * 1024, swap: 32 * 1024 * 1024 }, 'swap limited to memory');
+  t.strictSame(spec.linux.resources.pids, { limit: 50 });
+  t.strictSame(spec.linux.resources.cpu, { quota: 50000, period: 100000 });
+  t.strictSame(spec.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['ipc', 'mount', 'network', 'pid', 'uts']);
+  t.ok(spec.linux.maskedPaths.includes('/proc/kcore'));
+  t.ok(spec.mounts.some((m: { destination: string; options: string[] }) => m.destination === '/host-tmp' && m.options.includes('ro')));
+  assertClean(t);
+
+  const edited = { ...spec, process: { ...spec.process, args: ['/bin/echo', 'edited'] } };
+  const specFile = join(t.testdir(), 'spec.json');
+  writeFileSync(specFile, JSON.stringify(edited));
+  const run = await ctrSpawn(cfg, ['--spec', specFile]);
+  t.equal(run.stdout, 'edited\n', `--spec runs the edited spec ${run.stderr}`);
+  assertClean(t);
+});
+
+t.test('a mount record from overlay-mount runs and stays mounted', async (t) => {
+  const mounted = await runTool(OVERLAY_MOUNT, [], JSON.stringify(latest) + '\n');
+  t.equal(mounted.code, 0, mounted.stderr);
+  const mount = JSON.parse(mounted.stdout);
+  const r = await ctrSpawn(mount, ['--', 'sh', '-c', 'echo kept > /state.txt; hostname']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, `${mount.id.slice(0, 12)}\n`, 'the mount record\'s id is the container id');
+  t.ok(mountsUnder(mount.target).length > 0, 'overlay still mounted');
+  t.equal(readFileSync(join(mount.target, 'state.txt'), 'utf8'), 'kept\n', 'writes stay in the overlay');
+  t.notOk(existsSync(join(mount.containerDir, 'config.json')), 'bundle files removed');
+  const again = await ctrSpawn(mount, ['--', 'cat', '/state.txt']);
+  t.equal(again.stdout, 'kept\n', 'a second run sees the first one\'s writes');
+  const down = await runTool(OVERLAY_MOUNT, ['--unmount'], mounted.stdout);
+  t.equal(down.code, 0, down.stderr);
+  assertClean(t);
+  const gone = await ctrSpawn(mount, ['--', 'true']);
+  t.equal(gone.code, 125, 'an unmounted mount record is refused');
+  t.match(gone.stderr, /not mounted/);
+});
+
+t.test('--keep keeps the container dir (unmounted) with the upper dir', async (t) => {
+  const r = await ctrSpawn(latest, ['--keep', '--', 'sh', '-c', 'echo x > /kept; hostname']);
+  t.equal(r.code, 0, r.stderr);
+  const short = r.stdout.trim();
+  const dirs = containerDirs(root).filter((d) => d.startsWith(short));
+  t.equal(dirs.length, 1);
+  t.strictSame(mountsUnder(root), [], 'unmounted');
+  t.ok(existsSync(join(root, 'containers', dirs[0], 'upper', 'kept')), 'the changes are in upper/');
+  rmSync(join(root, 'containers', dirs[0]), { recursive: true });
+});
+
+t.test('-d runs in the background and prints a container record', async (t) => {
+  const r = await ctrSpawn(latest, ['-d', '--name', 'bg', '--', 'sh', '-c', 'echo started; sleep 30']);
+  t.equal(r.code, 0, r.stderr);
+  const record = JSON.parse(r.stdout);
+  t.equal(record.type, 'container');
+  t.equal(record.status, 'running');
+  t.equal(record.name, 'bg');
+  t.ok(record.pid > 1);
+  const state = JSON.parse(readFileSync(join(record.bundle, 'state.json'), 'utf8'));
+  t.equal(state.runtimeRoot, '/run/conveyor-runc');
+  t.equal(state.ephemeralMount, true);
+  for (let i = 0; i < 50 && !readFileSync(state.log, 'utf8').includes('started'); i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(readFileSync(state.log, 'utf8'), 'started\n', 'output goes to ctr.log');
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('runc', ['--root', state.runtimeRoot, 'delete', '--force', record.id]);
+  execFileSync('umount', [state.rootfs]);
+  rmSync(record.bundle, { recursive: true });
+  assertClean(t);
+});
+
+t.test('-i passes stdin when the record comes from --record', async (t) => {
+  const file = join(t.testdir(), 'rootfs.json');
+  writeFileSync(file, JSON.stringify(latest) + '\n');
+  const r = await runTool((await import('./helpers.js')).CTR_SPAWN, ['--record', file, '-i', '--', 'sh', '-c', 'cat; echo end'], 'typed input\n');
+  t.equal(r.stdout, 'typed input\nend\n', r.stderr);
+  const noStdin = await runTool((await import('./helpers.js')).CTR_SPAWN, ['--record', file, '--', 'sh', '-c', 'cat; echo end'], 'ignored\n');
+  t.equal(noStdin.stdout, 'end\n', 'without -i, stdin is /dev/null');
+});
