@@ -1,0 +1,49 @@
+/** Builds a conveyor store holding one image made of the given layer tarballs, and reads its image record. */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { Store } from '@conveyor/lib-common/store';
+import { REPO_ROOT } from '../../../../test/helpers/fixtures.js';
+
+export const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
+export const IMG_LS = join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js');
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export async function storeImage(root: string, ref: string, tars: Buffer[], compression: 'gzip' | 'zstd' | 'none' = 'gzip'): Promise<void> {
+  const store = new Store(root);
+  await store.init();
+  const layers = [];
+  for (const tar of tars) {
+    let blob = tar;
+    let mediaType = 'application/vnd.oci.image.layer.v1.tar';
+    if (compression === 'gzip') {
+      blob = gzipSync(tar);
+      mediaType += '+gzip';
+    } else if (compression === 'zstd') {
+      blob = execFileSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 30 });
+      mediaType += '+zstd';
+    }
+    await store.writeBlob(sha(blob), blob);
+    layers.push({ mediaType, digest: sha(blob), size: blob.length, diffID: sha(tar) });
+  }
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) } }));
+  await store.writeBlob(sha(config), config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: layers.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
+    }),
+  );
+  await store.writeBlob(sha(manifest), manifest);
+  await store.tagManifest(ref, { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length });
+}
+
+/** The image records img-ls prints for the store, as text and parsed. */
+export function imageRecords(root: string, ...patterns: string[]): { text: string; records: Record<string, any>[] } {
+  const text = execFileSync('node', [IMG_LS, '--root', root, ...patterns], { encoding: 'utf8' });
+  return { text, records: text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+}

@@ -1,0 +1,289 @@
+/**
+ * Per-layer directories in the store: overlay-ready layers (checked with a real
+ * overlay mount), reuse, crash recovery, diff ID verification, streaming from
+ * `layer` records, concurrent unpacks, rootless unpack, zstd.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
+import { BIN, imageRecords, storeImage } from './helpers/store.js';
+import { makeTar } from './helpers/tars.js';
+import { diffTrees } from './helpers/tree.js';
+
+function unpack(root: string, input: string, extra: string[] = [], opts: { user?: boolean } = {}) {
+  const argv = ['node', BIN, '--log-format=json', '--root', root, ...extra];
+  // env -i: tap wraps child processes to inject its NODE_OPTIONS hooks, which would try to
+  // write tap's own files as the other user.
+  const cmd = opts.user ? ['env', '-i', `PATH=${process.env.PATH}`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv] : argv;
+  const run = spawnSync(cmd[0], cmd.slice(1), { input, encoding: 'utf8' });
+  const records = run.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return { ...run, records };
+}
+
+const layersDir = (root: string) => join(root, 'layers');
+const staging = (root: string) => (existsSync(layersDir(root)) ? readdirSync(layersDir(root)).filter((n) => n.startsWith('.tmp-')) : []);
+
+async function poll(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 3000; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+t.test('busybox fixture: per-layer dirs keyed by chain ID, meta.json, reuse', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  importToStore(`${busyboxLayout()}:v2`, root, 'localhost/bb:v2');
+  const { text, records: [image] } = imageRecords(root);
+  const first = unpack(root, text + '{"type":"note","v":1,"x":1}\n');
+  t.equal(first.status, 0, first.stderr);
+  t.equal(first.records.length, 2);
+  const [rootfs, note] = first.records;
+  t.strictSame(note, { type: 'note', v: 1, x: 1 }, 'other records pass through unchanged');
+  t.equal(rootfs.type, 'rootfs');
+  t.equal(rootfs.ref, image.ref);
+  t.strictSame(rootfs.layers, image.layers);
+  t.strictSame(
+    rootfs.layerDirs,
+    image.layers.map((l: { chainID: string }) => join(root, 'layers', l.chainID.slice(7), 'diff')),
+    'layerDirs bottom first, keyed by chain ID',
+  );
+  const meta = JSON.parse(readFileSync(join(root, 'layers', image.layers[1].chainID.slice(7), 'meta.json'), 'utf8'));
+  t.match(meta, { chainID: image.layers[1].chainID, diffID: image.layers[1].diffID, digest: image.layers[1].digest, size: image.layers[1].size, rootless: false });
+  t.ok(Date.parse(meta.time) > 0);
+  t.equal(readFileSync(join(rootfs.layerDirs[1], 'hello.txt'), 'utf8'), 'hello from v2\n');
+  t.ok(existsSync(join(rootfs.layerDirs[0], 'bin', 'busybox')));
+  t.equal(statSync(join(rootfs.layerDirs[0], 'home', 'app')).uid, 1000, 'ownership applied as root');
+  t.strictSame(staging(root), []);
+
+  const second = unpack(root, text);
+  t.equal(second.status, 0);
+  t.strictSame(second.records[0].layerDirs, rootfs.layerDirs);
+  const again = JSON.parse(readFileSync(join(root, 'layers', image.layers[1].chainID.slice(7), 'meta.json'), 'utf8'));
+  t.equal(again.time, meta.time, 'reused, not redone');
+});
+
+t.test('whiteouts and opaque dirs become overlayfs whiteouts; a real overlay mount agrees', async (t) => {
+  const dir = t.testdir({});
+  const root = join(dir, 'store');
+  await storeImage(root, 'localhost/wh:1', [
+    await makeTar([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/gone', content: 'lower' },
+      { name: 'etc/kept', content: 'lower' },
+      { name: 'skel/', type: 'directory' },
+      { name: 'skel/old', content: 'lower' },
+    ]),
+    await makeTar([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/.wh.gone', content: '' },
+      { name: 'skel/', type: 'directory' },
+      { name: 'skel/.wh..wh..opq', content: '' },
+      { name: 'skel/new', content: 'upper' },
+    ]),
+  ]);
+  const run = unpack(root, imageRecords(root).text);
+  t.equal(run.status, 0, run.stderr);
+  const [lower, upper] = run.records[0].layerDirs;
+  const wh = lstatSync(join(upper, 'etc', 'gone'));
+  t.ok(wh.isCharacterDevice(), 'whiteout is a character device');
+  t.equal(wh.rdev, 0, 'with device number 0/0');
+  t.notOk(existsSync(join(upper, 'etc', '.wh.gone')), 'no .wh. file left');
+  t.notOk(existsSync(join(upper, 'skel', '.wh..wh..opq')), 'no opaque marker file left');
+  const xattr = execFileSync('getfattr', ['-h', '--only-values', '-n', 'trusted.overlay.opaque', join(upper, 'skel')], { encoding: 'utf8' });
+  t.equal(xattr, 'y');
+  const mnt = join(dir, 'mnt');
+  const work = join(dir, 'work');
+  const up = join(dir, 'up');
+  for (const d of [mnt, work, up]) mkdirSync(d);
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${upper}:${lower},upperdir=${up},workdir=${work}`, mnt]);
+  try {
+    t.strictSame(readdirSync(join(mnt, 'etc')).sort(), ['kept']);
+    t.strictSame(readdirSync(join(mnt, 'skel')).sort(), ['new']);
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+});
+
+t.test('a half-unpacked layer (kill -9) is never used and is redone', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  // A big-enough layer that the unpack is still running when we kill it.
+  const big = Array.from({ length: 3000 }, (_, i) => ({ name: `d${i % 30}/f${i}`, content: Buffer.alloc(8192, i % 251) }));
+  await storeImage(root, 'localhost/big:1', [await makeTar(big)]);
+  const { text, records: [image] } = imageRecords(root);
+  const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end(text);
+  const exited = new Promise((r) => child.on('close', r));
+  await poll(() => staging(root).length > 0 || existsSync(join(root, 'layers', image.layers[0].chainID.slice(7))), 'the unpack to start');
+  child.kill('SIGKILL');
+  await exited;
+  const final = join(root, 'layers', image.layers[0].chainID.slice(7));
+  if (!existsSync(final)) t.ok(staging(root).length > 0, 'the killed unpack left a staging dir behind');
+  // A dead owner's staging dir, as a crash would leave it.
+  mkdirSync(join(layersDir(root), `.tmp-${'0'.repeat(64)}-999999999-dead`, 'diff'), { recursive: true });
+  const run = unpack(root, text);
+  t.equal(run.status, 0, run.stderr);
+  t.strictSame(staging(root), [], 'stale staging dirs removed');
+  t.equal(readdirSync(join(final, 'diff', 'd7')).length, 100, 'complete layer');
+});
+
+t.test('a diff ID mismatch fails the layer and leaves nothing behind', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  await storeImage(root, 'localhost/bad:1', [await makeTar([{ name: 'a', content: 'a' }])]);
+  const { records: [image] } = imageRecords(root);
+  const wrong = `sha256:${'1'.repeat(64)}`;
+  const bad = { ...image, layers: [{ ...image.layers[0], diffID: wrong, chainID: wrong }] };
+  const run = unpack(root, JSON.stringify(bad) + '\n');
+  t.equal(run.status, 1);
+  t.match(run.stderr, /"code":"ERR_DIGEST_MISMATCH"/);
+  t.strictSame(run.records, []);
+  t.notOk(existsSync(join(root, 'layers', '1'.repeat(64))));
+  t.strictSame(staging(root), []);
+});
+
+t.test('an inconsistent chain ID is bad input', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  await storeImage(root, 'localhost/bad:1', [await makeTar([{ name: 'a', content: 'a' }])]);
+  const { records: [image] } = imageRecords(root);
+  const bad = { ...image, layers: [{ ...image.layers[0], chainID: `sha256:${'2'.repeat(64)}` }] };
+  const run = unpack(root, JSON.stringify(bad) + '\n');
+  t.equal(run.status, 2);
+  t.match(run.stderr, /"code":"ERR_INPUT_RECORD"/);
+  t.match(run.stderr, /stdin:1: layer 0 chainID/);
+});
+
+t.test('layer records start unpacking before the image record arrives, and are consumed', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  await storeImage(root, 'localhost/stream:1', [await makeTar([{ name: 'one', content: '1' }]), await makeTar([{ name: 'two', content: '2' }])]);
+  const { text, records: [image] } = imageRecords(root);
+  const layerRecord = (i: number) =>
+    JSON.stringify({ type: 'layer', v: 1, ...image.layers[i], ref: image.ref, index: i, count: 2, store: root, ...(i > 0 ? { parentChainID: image.layers[i - 1].chainID } : {}) }) + '\n';
+  const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  const exited = new Promise<number>((r) => child.on('close', r));
+  child.stdin.write(layerRecord(0));
+  await poll(() => existsSync(join(root, 'layers', image.layers[0].chainID.slice(7), 'meta.json')), 'layer 0 to be unpacked from its layer record');
+  t.equal(out, '', 'nothing emitted yet');
+  child.stdin.write(layerRecord(1));
+  await poll(() => existsSync(join(root, 'layers', image.layers[1].chainID.slice(7), 'meta.json')), 'layer 1');
+  child.stdin.end(text);
+  t.equal(await exited, 0);
+  const records = out.trim().split('\n').map((l) => JSON.parse(l));
+  t.equal(records.length, 1, 'layer records consumed; one rootfs record');
+  t.equal(records[0].type, 'rootfs');
+  t.equal(records[0].layerDirs.length, 2);
+});
+
+t.test('concurrent unpacks of the same image are safe', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  importToStore(`${busyboxLayout()}:v2`, root, 'localhost/bb:v2');
+  const { text } = imageRecords(root);
+  const runOne = () =>
+    new Promise<{ code: number; out: string }>((resolve) => {
+      const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+      child.on('close', (code) => resolve({ code: code ?? -1, out }));
+      child.stdin.end(text);
+    });
+  const results = await Promise.all([runOne(), runOne(), runOne()]);
+  t.strictSame(results.map((r) => r.code), [0, 0, 0]);
+  const dirs = results.map((r) => JSON.parse(r.out).layerDirs);
+  t.strictSame(dirs[1], dirs[0]);
+  t.strictSame(dirs[2], dirs[0]);
+  t.strictSame(staging(root), []);
+  t.ok(existsSync(join(dirs[0][0], 'bin', 'busybox')));
+});
+
+t.test('rootless: as uid 65534, ownership is recorded in meta.json, not applied', async (t) => {
+  const dir = t.testdir({});
+  const root = join(dir, 'store');
+  importToStore(`${busyboxLayout()}:latest`, root, 'localhost/bb:latest');
+  execFileSync('chown', ['-R', '65534:65534', dir]);
+  const { text, records: [image] } = imageRecords(root);
+  const run = unpack(root, text, [], { user: true });
+  t.equal(run.status, 0, run.stderr);
+  const diff = run.records[0].layerDirs[0];
+  t.equal(statSync(join(diff, 'home', 'app')).uid, 65534, 'files belong to the unpacking user');
+  const meta = JSON.parse(readFileSync(join(root, 'layers', image.layers[0].chainID.slice(7), 'meta.json'), 'utf8'));
+  t.equal(meta.rootless, true);
+  t.strictSame(meta.owners['home/app'], [1000, 1000], 'the owner the layer asked for is recorded');
+  t.equal(meta.opaqueXattr, 'user.overlay.opaque');
+});
+
+t.test('rootless flatten with --rootless as root gives the same tree but our ownership', async (t) => {
+  const dir = t.testdir({});
+  const root = join(dir, 'store');
+  importToStore(`${busyboxLayout()}:latest`, root, 'localhost/bb:latest');
+  const { text } = imageRecords(root);
+  t.equal(unpack(root, text, ['--flatten', join(dir, 'owned')]).status, 0);
+  t.equal(unpack(root, text, ['--rootless', '--flatten', join(dir, 'rootless')]).status, 0);
+  t.equal(statSync(join(dir, 'owned', 'home', 'app')).uid, 1000);
+  t.equal(statSync(join(dir, 'rootless', 'home', 'app')).uid, 0);
+  const diffs = diffTrees(join(dir, 'owned'), join(dir, 'rootless'));
+  t.strictSame(diffs.map((d) => d.split(':')[0]), ['home/app'], 'only the ownership of home/app differs');
+});
+
+t.test('zstd layers: by media type in the store and by magic bytes for raw files', async (t) => {
+  const dir = t.testdir({});
+  const root = join(dir, 'store');
+  const tar = await makeTar([{ name: 'z/', type: 'directory' }, { name: 'z/file', content: 'zstd content' }]);
+  await storeImage(root, 'localhost/z:1', [tar], 'zstd');
+  const run = unpack(root, imageRecords(root).text);
+  t.equal(run.status, 0, run.stderr);
+  t.equal(readFileSync(join(run.records[0].layerDirs[0], 'z', 'file'), 'utf8'), 'zstd content');
+  writeFileSync(join(dir, 'layer.tar.zst'), execFileSync('zstd', ['-q', '-c'], { input: tar }));
+  const raw = spawnSync('node', [BIN, '--flatten', join(dir, 'flat'), join(dir, 'layer.tar.zst')], { encoding: 'utf8' });
+  t.equal(raw.status, 0, raw.stderr);
+  t.equal(readFileSync(join(dir, 'flat', 'z', 'file'), 'utf8'), 'zstd content');
+  // Without the zstd program: a clear error.
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  symlinkSync(process.execPath, join(bin, 'node'));
+  const nozstd = spawnSync(join(bin, 'node'), [BIN, '--log-format=json', '--flatten', join(dir, 'flat2'), join(dir, 'layer.tar.zst')], {
+    encoding: 'utf8',
+    env: { PATH: bin },
+  });
+  t.equal(nozstd.status, 1);
+  t.match(nozstd.stderr, /"code":"ERR_LAYER_COMPRESSION"/);
+  t.notOk(existsSync(join(dir, 'flat2')));
+});
+
+t.test('usage and input errors', async (t) => {
+  const dir = t.testdir({});
+  const cases = [
+    { args: ['layer.tar'], input: '', status: 2, code: 'ERR_USAGE' },
+    { args: ['--jobs', '0'], input: '', status: 2, code: 'ERR_USAGE' },
+    { args: ['--max-bytes', 'lots'], input: '', status: 2, code: 'ERR_USAGE' },
+    { args: [], input: '{"type":"note","v":1}\nnot json\n', status: 2, code: 'ERR_INPUT_JSON', match: /stdin:2/ },
+    { args: [], input: '{"type":"image","v":1,"layers":"no"}\n', status: 2, code: 'ERR_INPUT_RECORD' },
+  ];
+  for (const c of cases) {
+    const run = spawnSync('node', [BIN, '--log-format=json', '--root', join(dir, 's'), ...c.args], { input: c.input, encoding: 'utf8' });
+    t.equal(run.status, c.status, `${c.args.join(' ')} ${c.input.slice(0, 20)}: exit ${c.status}`);
+    t.match(run.stderr, `"code":"${c.code}"`);
+    if (c.match) t.match(run.stderr, c.match);
+  }
+  const help = spawnSync('node', [BIN, '--help'], { encoding: 'utf8' });
+  t.equal(help.status, 0);
+  t.match(help.stdout, /img-fetch alpine \| layer-unpack \| ctr-spawn -- echo hi/);
+  t.match(help.stdout, /layer-unpack --flatten \.\/rootfs layer1\.tar\.gz layer2\.tar/);
+});
+
+t.test('--keep-going reports a failed image and continues', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  await storeImage(root, 'localhost/ok:1', [await makeTar([{ name: 'a', content: 'a' }])]);
+  await storeImage(root, 'localhost/evil:1', [await makeTar([{ name: '../evil', content: 'x' }])]);
+  const { text } = imageRecords(root);
+  const run = unpack(root, text, ['--keep-going']);
+  t.equal(run.status, 1);
+  t.match(run.stderr, /ERR_LAYER_MALICIOUS/);
+  t.equal(run.records.length, 1);
+  t.equal(run.records[0].ref, 'localhost/ok:1');
+  const stop = unpack(root, text);
+  t.equal(stop.status, 1);
+});
+
