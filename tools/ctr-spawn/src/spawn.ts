@@ -331,14 +331,17 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     let stdin: number | 'ignore' = 'ignore';
     let ttyFd: number | undefined;
     if (options.interactive || options.tty) {
-      if (!io.inputIsStdin) stdin = io.fds.stdin;
+      // runc's foreground terminal mode needs a terminal as its own stdin.
+      const stdinUsable = !io.inputIsStdin && (io.stdinIsTTY || !options.tty);
+      if (stdinUsable) stdin = io.fds.stdin;
       else {
         try {
           ttyFd = openSync('/dev/tty', 'r+');
           stdin = ttyFd;
         } catch {
-          if (options.tty) throw new ConveyorError('ERR_USAGE', '-t needs a terminal: /dev/tty cannot be opened', { hint: 'drop -t, or pass the record with --record FILE' });
-          if (options.interactive) throw new ConveyorError('ERR_USAGE', '-i needs a terminal when stdin carries the record', { hint: 'pass the record with --record FILE so stdin goes to the container' });
+          throw new ConveyorError('ERR_USAGE', `${options.tty ? '-t' : '-i'} needs a terminal: /dev/tty cannot be opened`, {
+            hint: options.tty ? 'drop -t, or run from a terminal' : 'pass the record with --record FILE so stdin goes to the container',
+          });
         }
       }
     }

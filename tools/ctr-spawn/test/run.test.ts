@@ -233,3 +233,25 @@ t.test('-i passes stdin when the record comes from --record', async (t) => {
   const noStdin = await runTool((await import('./helpers.js')).CTR_SPAWN, ['--record', file, '--', 'sh', '-c', 'cat; echo end'], 'ignored\n');
   t.equal(noStdin.stdout, 'end\n', 'without -i, stdin is /dev/null');
 });
+
+t.test('-t gives the container a terminal (under script(1), which provides one)', async (t) => {
+  const file = join(t.testdir(), 'rootfs.json');
+  writeFileSync(file, JSON.stringify(latest) + '\n');
+  const { execFile } = await import('node:child_process');
+  const { CTR_SPAWN } = await import('./helpers.js');
+  const command = `${process.execPath} ${CTR_SPAWN} --record ${file} -t -- sh -c 'tty; echo $TERM; exit 5'`;
+  const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
+    execFile('script', ['-qec', command, '/dev/null'], (error, stdout) => resolve({ code: error ? Number((error as { code?: number }).code) : 0, stdout }));
+  });
+  t.equal(r.code, 5, 'the container\'s exit code comes through');
+  t.match(r.stdout, /^\/dev\/pts\/0\r?\nxterm\r?\n/, 'stdin is a terminal; TERM=xterm');
+  // setsid: no controlling terminal even when the tests run from one.
+  const piped = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    const child = execFile('setsid', ['-w', process.execPath, CTR_SPAWN, '-t', '--', 'true'], (error, _out, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code) : 0, stderr }),
+    );
+    child.stdin!.end(JSON.stringify(latest) + '\n');
+  });
+  t.equal(piped.code, 125, 'without a terminal -t is refused');
+  t.match(piped.stderr, /-t needs a terminal/);
+});
