@@ -5,7 +5,7 @@
  * from the test token issuer. Each test file starts its own.
  *
  *   const reg = await startRegistry({ htpasswd: { alice: 'secret' } });
- *   pushImage(`${busyboxLayout()}:latest`, reg, 'busybox:latest');
+ *   await pushImage(`${busyboxLayout()}:latest`, reg, 'busybox:latest');
  *   ... reg.host ('127.0.0.1:PORT'), reg.logs() ...
  *   await reg.stop();
  *
@@ -13,7 +13,8 @@
  * that can cut, corrupt, fail or redirect chosen responses, and pushIndex,
  * which PUTs an image index the registry already holds the manifests of.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -22,6 +23,8 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTokenIssuer, type TokenIssuer } from './token-issuer.js';
+
+const execFileAsync = promisify(execFile);
 
 export interface RegistryOptions {
   /** Serve HTTPS with a self-signed certificate for 127.0.0.1 and localhost. */
@@ -173,22 +176,23 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
  * Pushes `layout:tag` (an OCI layout) to the registry as `name` (repo:tag) with
  * skopeo, an independent client. format: 'v2s2' for Docker schema2, 'v2s1' for schema1.
  */
-export function pushImage(layoutAndTag: string, registry: Pick<TestRegistry, 'host' | 'creds'>, name: string, format?: 'oci' | 'v2s2' | 'v2s1'): void {
+export async function pushImage(layoutAndTag: string, registry: Pick<TestRegistry, 'host' | 'creds'>, name: string, format?: 'oci' | 'v2s2' | 'v2s1'): Promise<void> {
   const args = ['copy', '-q', '--dest-tls-verify=false'];
   if (format) args.push('--format', format);
   if (registry.creds) args.push('--dest-creds', registry.creds);
   args.push(`oci:${layoutAndTag}`, `docker://${registry.host}/${name}`);
-  execFileSync('skopeo', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Asynchronous: the token issuer may live in this very process and must keep answering.
+  await execFileAsync('skopeo', args);
 }
 
 /** A manifest's digest, media type and size as the registry serves it (via skopeo inspect --raw). */
-export function rawManifest(registry: Pick<TestRegistry, 'host' | 'creds'>, name: string): { digest: string; mediaType: string; size: number; body: Buffer } {
+export async function rawManifest(registry: Pick<TestRegistry, 'host' | 'creds'>, name: string): Promise<{ digest: string; mediaType: string; size: number; body: Buffer }> {
   const args = ['inspect', '--raw', '--tls-verify=false'];
   if (registry.creds) args.push('--creds', registry.creds);
   args.push(`docker://${registry.host}/${name}`);
-  const body = execFileSync('skopeo', args);
+  const body = (await execFileAsync('skopeo', args, { encoding: 'buffer' })).stdout as Buffer;
   const json = JSON.parse(body.toString('utf8'));
-  return { digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, mediaType: json.mediaType, size: body.length, body };
+  return { digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json'), size: body.length, body };
 }
 
 /**

@@ -22,7 +22,7 @@ import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { createHash } from 'node:crypto';
 import { ConveyorError, type ErrorCode } from '../errors.js';
-import { MANIFEST_ACCEPT } from '../mediatypes.js';
+import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../mediatypes.js';
 import { isLoopbackRegistry, registryApiHost } from '../reference.js';
 import { parseChallenge, parseTokenResponse, repositoryScope, type Challenge, type TokenResponse } from './auth.js';
 import type { Credentials } from './credentials.js';
@@ -177,6 +177,15 @@ export class RegistryClient {
     if (res.statusCode !== 200) await this.fail(res, ref, what);
     const body = await readBody(res, MAX_MANIFEST_BYTES, what);
     const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const contentType = (res.headers['content-type'] ?? '').split(';')[0].trim();
+    // schema1's digest covers the payload without its signatures, so it cannot be
+    // verified like the others; it is refused before that.
+    if (contentType === MEDIA_TYPES.dockerSchema1 || contentType === MEDIA_TYPES.dockerSchema1Signed || looksLikeSchema1(body)) {
+      throw new ConveyorError('ERR_MANIFEST_UNSUPPORTED', `${what} is a Docker schema1 manifest, which is not supported`, {
+        hint: 'schema1 is deprecated and unsafe (no content-addressed config); push the image again with a current client (docker, skopeo, buildah) to get a schema2 or OCI manifest',
+        details: { mediaType: contentType },
+      });
+    }
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what}: the registry sent content with digest ${digest}`, { hint: 'the registry is broken or lying; nothing was stored' });
     }
@@ -184,7 +193,6 @@ export class RegistryClient {
     if (typeof header === 'string' && header.startsWith('sha256:') && header !== digest) {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what}: Docker-Content-Digest says ${header} but the content is ${digest}`);
     }
-    const contentType = (res.headers['content-type'] ?? '').split(';')[0].trim();
     return { body, digest, mediaType: contentType };
   }
 
@@ -578,6 +586,11 @@ async function readCa(readFile: typeof import('node:fs/promises').readFile, file
   } catch (error) {
     throw new ConveyorError('ERR_REGISTRY_TLS', `cannot read CA file ${file}: ${(error as Error).message}`);
   }
+}
+
+/** An old registry may serve schema1 as application/json: look for `"schemaVersion": 1` near the top. */
+function looksLikeSchema1(body: Buffer): boolean {
+  return /"schemaVersion"\s*:\s*1\s*[,}]/.test(body.subarray(0, 4096).toString('utf8')) && !/"schemaVersion"\s*:\s*2/.test(body.subarray(0, 4096).toString('utf8'));
 }
 
 function basic(user: string, password: string): string {
