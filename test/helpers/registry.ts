@@ -174,10 +174,12 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
 
 /**
  * Pushes `layout:tag` (an OCI layout) to the registry as `name` (repo:tag) with
- * skopeo, an independent client. format: 'v2s2' for Docker schema2, 'v2s1' for schema1.
+ * skopeo, an independent client. format: 'v2s2' for Docker schema2, 'v2s1' for schema1;
+ * all: copy an index whole (skopeo otherwise copies only this host's manifest).
  */
-export async function pushImage(layoutAndTag: string, registry: Pick<TestRegistry, 'host' | 'creds'>, name: string, format?: 'oci' | 'v2s2' | 'v2s1'): Promise<void> {
+export async function pushImage(layoutAndTag: string, registry: Pick<TestRegistry, 'host' | 'creds'>, name: string, format?: 'oci' | 'v2s2' | 'v2s1', options: { all?: boolean } = {}): Promise<void> {
   const args = ['copy', '-q', '--dest-tls-verify=false'];
+  if (options.all) args.push('--all');
   if (format) args.push('--format', format);
   if (registry.creds) args.push('--dest-creds', registry.creds);
   args.push(`oci:${layoutAndTag}`, `docker://${registry.host}/${name}`);
