@@ -15,7 +15,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { digestHex } from '../digest.js';
 import { ConveyorError } from '../errors.js';
@@ -149,6 +149,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
         details: { digest, actual },
       });
     }
+    if (size === 0) await writeFile(partial, '');
     await syncFile(partial);
     await store.commitIngest(digest, partial);
     return { status: 'downloaded', resumedBytes, requests };

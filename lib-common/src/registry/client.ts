@@ -340,6 +340,12 @@ export class RegistryClient {
         cause: error,
       });
     }
+    if (isNotTlsError(error) && err.code !== 'ECONNRESET') {
+      return new ConveyorError('ERR_REGISTRY_TLS', `TLS handshake with ${host} failed: ${err.code}`, {
+        hint: 'if the registry serves plain HTTP, use --plain-http (or --insecure)',
+        cause: error,
+      });
+    }
     if (err?.code === 'ENOTFOUND' || err?.code === 'EAI_AGAIN') {
       return new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `cannot resolve registry host ${host}: ${err.code}`, { cause: error });
     }
