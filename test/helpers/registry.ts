@@ -32,7 +32,7 @@ export interface RegistryOptions {
   /** Basic auth: user → password (bcrypt htpasswd file made with `htpasswd -Bbn`). */
   htpasswd?: Record<string, string>;
   /** Bearer-token auth through the test token issuer. */
-  token?: { users?: Record<string, string>; anonymousPull?: boolean; expiresIn?: number };
+  token?: { users?: Record<string, string>; refreshTokens?: Record<string, string>; anonymousPull?: boolean; expiresIn?: number };
   /** Accept schema1 manifest pushes (distribution's compatibility.schema1.enabled). */
   schema1?: boolean;
 }
@@ -117,7 +117,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
     const [user, password] = Object.entries(options.htpasswd)[0];
     creds = `${user}:${password}`;
   } else if (options.token) {
-    tokenIssuer = await startTokenIssuer({ dir, users: options.token.users, anonymousPull: options.token.anonymousPull, expiresIn: options.token.expiresIn });
+    tokenIssuer = await startTokenIssuer({ dir, users: options.token.users, refreshTokens: options.token.refreshTokens, anonymousPull: options.token.anonymousPull, expiresIn: options.token.expiresIn });
     lines.push('auth:', '  token:', `    realm: ${tokenIssuer.realm}`, `    service: ${tokenIssuer.service}`, `    issuer: ${tokenIssuer.issuer}`, `    rootcertbundle: ${tokenIssuer.certFile}`);
     const first = Object.entries(options.token.users ?? {})[0];
     if (first) creds = `${first[0]}:${first[1]}`;

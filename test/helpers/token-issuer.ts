@@ -20,6 +20,8 @@ export interface TokenIssuerOptions {
   dir: string;
   /** Accepted user → password. */
   users?: Record<string, string>;
+  /** OAuth2 refresh tokens (docker's identity tokens) → user, accepted by POST /token. */
+  refreshTokens?: Record<string, string>;
   /** Hand out pull-only tokens without credentials (Docker Hub does for public images). */
   anonymousPull?: boolean;
   service?: string;
@@ -80,11 +82,21 @@ export async function startTokenIssuer(options: TokenIssuerOptions): Promise<Tok
     return { user, ok: options.users?.[user] !== undefined && options.users[user] === password };
   };
 
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
-    const { user, ok } = userOf(req);
-    requests.push({ method: req.method ?? 'GET', service: url.searchParams.get('service') ?? undefined, scopes, user, authorization: req.headers.authorization });
+    let params = url.searchParams;
+    let { user, ok } = userOf(req);
+    if (req.method === 'POST') {
+      // The OAuth2 refresh-token grant docker uses for identity tokens.
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      params = new URLSearchParams(body);
+      const owner = params.get('grant_type') === 'refresh_token' ? options.refreshTokens?.[params.get('refresh_token') ?? ''] : undefined;
+      user = owner;
+      ok = owner !== undefined;
+    }
+    const scopes = params.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+    requests.push({ method: req.method ?? 'GET', service: params.get('service') ?? undefined, scopes, user, authorization: req.headers.authorization });
     if (url.pathname !== '/token') {
       res.writeHead(404).end();
       return;

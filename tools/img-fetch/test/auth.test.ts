@@ -110,7 +110,7 @@ t.test('basic auth (htpasswd)', async (t) => {
 });
 
 t.test('bearer tokens (the Docker Hub flow)', async (t) => {
-  const reg = await startRegistry({ token: { users: { bob: 'hunter2' }, anonymousPull: false } });
+  const reg = await startRegistry({ token: { users: { bob: 'hunter2' }, refreshTokens: { 'refresh-bob-1': 'bob' }, anonymousPull: false } });
   t.teardown(() => reg.stop());
   await pushImage(`${busyboxLayout()}:v2`, reg, 'team/bb:v2');
   const digest = (await rawManifest(reg, 'team/bb:v2')).digest;
@@ -136,6 +136,17 @@ t.test('bearer tokens (the Docker Hub flow)', async (t) => {
     t.strictSame(mine[0].scopes, ['repository:team/bb:pull']);
     t.equal(mine[0].service, issuer.service);
     t.equal(mine[0].user, 'bob');
+  });
+
+  t.test('an identity token is exchanged with the OAuth2 refresh-token grant', async (t) => {
+    const work = t.testdir();
+    const configDir = dockerConfig(join(work, 'docker'), { auths: { [reg.host]: { auth: '', identitytoken: 'refresh-bob-1' } } });
+    const before = issuer.requests.length;
+    const r = await runFetch(['--root', join(work, 'root'), ref], { env: { DOCKER_CONFIG: configDir } });
+    t.equal(r.code, 0, r.stderr);
+    const mine = issuer.requests.slice(before);
+    t.equal(mine.length, 1);
+    t.match(mine[0], { method: 'POST', user: 'bob', scopes: ['repository:team/bb:pull'], authorization: undefined });
   });
 
   t.test('a wrong password is ERR_REGISTRY_UNAUTHORIZED', async (t) => {

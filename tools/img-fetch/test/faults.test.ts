@@ -176,3 +176,15 @@ t.test('a redirect to another host is followed without the credentials', async (
   t.equal(blobHost.requests[0].headers.authorization, undefined, 'no Authorization sent to it');
   t.match(seen().filter(isLayerGet).map((q) => q.headers.authorization), [/^Basic /], 'the registry itself got the credentials');
 });
+
+t.test('a registry that refuses HEAD: the re-pull GETs the manifest instead', async (t) => {
+  const root = t.testdir();
+  t.equal((await fetch(root)).code, 0);
+  const seen = withRule(t, (req) => (req.method === 'HEAD' ? { kind: 'status', status: 405 } : { kind: 'pass' }));
+  const r = await fetch(root);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.records.at(-1)?.digest, manifestDigest);
+  t.ok(seen().some((q) => q.method === 'HEAD'), 'HEAD was tried');
+  t.ok(seen().some((q) => q.method === 'GET' && q.url === '/v2/bb/manifests/latest'), 'then GET');
+  t.equal(seen().filter(isLayerGet).length, 0, 'no layer downloaded again');
+});

@@ -172,6 +172,22 @@ t.test('dedupe: a second image sharing a layer downloads only the new one', asyn
   t.equal(layerRecords[0].index, 0, 'the present layer is announced first, before any download');
 });
 
+t.test('two processes pulling the same image into one store download each blob once', async (t) => {
+  await pushImage(`${busyboxLayout()}:v2`, reg, 'race:v2');
+  const root = t.testdir();
+  const digests = (await rawManifest(reg, 'race:v2')).body;
+  const layers: string[] = JSON.parse(digests.toString('utf8')).layers.map((l: { digest: string }) => l.digest);
+  const before = layers.map((d) => reg.blobGets(d));
+  const [a, b] = await Promise.all([runFetch(['--root', root, `${reg.host}/race:v2`]), runFetch(['--root', root, `${reg.host}/race:v2`])]);
+  t.equal(a.code, 0, a.stderr);
+  t.equal(b.code, 0, b.stderr);
+  t.equal(a.records.at(-1)!.digest, b.records.at(-1)!.digest);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.strictSame(layers.map((d, i) => reg.blobGets(d) - before[i]), layers.map(() => 1));
+  for (const d of layers) t.equal(fileDigest(join(root, 'blobs', 'sha256', d.slice(7))), d);
+  t.equal(JSON.parse(readFileSync(join(root, 'index.json'), 'utf8')).manifests.length, 1);
+});
+
 t.test('re-pull of a present image', async (t) => {
   const root = t.testdir();
   const ref = `${reg.host}/bb:v2`;
