@@ -285,12 +285,19 @@ function formatSize(bytes: number): string {
 export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promise<number> {
   let pendingSignal: NodeJS.Signals | undefined;
   let child: ReturnType<typeof spawn> | undefined;
+  let containerId: string | undefined;
+  let stops = 0;
   const unsubscribe = io.signals((signal) => {
     if (child?.pid !== undefined && child.exitCode === null) {
       try {
         child.kill(signal);
       } catch {
         // runtime already gone
+      }
+      // A pid 1 without a handler ignores SIGTERM and SIGINT: the third one kills it.
+      if ((signal === 'SIGINT' || signal === 'SIGTERM') && ++stops === 3 && containerId) {
+        io.log.warn(`third ${signal}: killing container ${containerId.slice(0, 12)}`);
+        void quiet(options.runtime, ['--root', options.runtimeRoot, 'kill', containerId, 'KILL']);
       }
     } else pendingSignal ??= signal;
   });
@@ -301,6 +308,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     const ephemeral = record.type === 'rootfs';
     const paths = ephemeral ? await mountOverlay(store, lowerDirsOf(record as unknown as RootfsRecord)) : await existingMount(store, record);
     const id = paths.id;
+    containerId = id;
     const cgroupsPath = `/conveyor/${id}`;
     const bundleFiles = ['config.json', 'runtime.log', 'hostname', 'hosts'].map((f) => join(paths.containerDir, f));
     let keep = options.keep;

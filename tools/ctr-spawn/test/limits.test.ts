@@ -98,3 +98,21 @@ t.test('an image with 60 layers in a deep store runs', async (t) => {
   t.strictSame(mountsUnder(deepRoot), []);
   t.strictSame(containerDirs(deepRoot), []);
 });
+
+t.test('a pid 1 that ignores SIGTERM is killed at the third one, and cleaned up', async (t) => {
+  let sent = 0;
+  const r = await ctrSpawn(latest, ['--', 'sh', '-c', 'hostname; echo ready; while true; do sleep 0.1; done'], (out, child) => {
+    if (sent === 0 && out.includes('ready\n')) {
+      // Apart: the kernel merges a signal that is still pending with the next.
+      const send = () => {
+        child.kill('SIGTERM');
+        if (++sent < 3) setTimeout(send, 300);
+      };
+      send();
+    }
+  });
+  t.equal(sent, 3);
+  t.equal(r.code, 137, 'SIGKILL: 128+9');
+  t.match(r.stderr, /third SIGTERM: killing container/);
+  assertClean(t, r.stdout.split('\n')[0]);
+});
