@@ -171,11 +171,12 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
     let batchBytes = 0;
     const flush = async () => {
       if (batchBytes === 0) return;
-      const data = batch.length === 1 ? batch[0] : Buffer.concat(batch, batchBytes);
+      const chunks = batch;
+      const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
-      await handle!.write(data);
-      written += data.length;
+      await writeAll(handle!, chunks, bytes);
+      written += bytes;
       options.onProgress?.(written, size);
     };
     try {
@@ -196,6 +197,28 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
     return written;
   } finally {
     await handle?.close();
+  }
+}
+
+/** writev without copying the chunks together; loops on short writes. */
+async function writeAll(handle: FileHandle, chunks: Buffer[], bytes: number): Promise<void> {
+  let pending = chunks;
+  let left = bytes;
+  while (left > 0) {
+    const { bytesWritten } = await handle.writev(pending);
+    left -= bytesWritten;
+    if (left === 0) break;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const chunk of pending) {
+      if (skip >= chunk.length) {
+        skip -= chunk.length;
+        continue;
+      }
+      rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+      skip = 0;
+    }
+    pending = rest;
   }
 }
 

@@ -148,6 +148,8 @@ export class RegistryClient {
   private readonly schemes = new Map<string, Scheme>();
   private readonly auth = new Map<string, AuthState>();
   private readonly secureContexts = new Map<string, Promise<SecureContext | undefined>>();
+  /** Hosts whose certificates need the system CA bundle. */
+  private readonly systemCa = new Set<string>();
   private httpAgent?: HttpAgent;
   private httpsAgent?: HttpsAgent;
   private httpModule?: typeof import('node:http');
@@ -518,19 +520,26 @@ export class RegistryClient {
     }
   }
 
-  private async tlsContext(host: string): Promise<SecureContext | undefined> {
-    let context = this.secureContexts.get(host);
+  /**
+   * The TLS context for a host. Undefined means Node's built-in (Mozilla)
+   * roots, which cost nothing until a certificate is checked; `system` adds
+   * the system bundle, used when a certificate does not verify against the
+   * built-in roots (a CA the administrator added). An explicit CA (--ca-file,
+   * SSL_CERT_FILE, certs.d) always builds a context.
+   */
+  private async tlsContext(host: string, system: boolean): Promise<SecureContext | undefined> {
+    const key = `${host}|${system}`;
+    let context = this.secureContexts.get(key);
     if (!context) {
-      context = this.buildTlsContext(host);
-      this.secureContexts.set(host, context);
+      context = this.buildTlsContext(host, system);
+      this.secureContexts.set(key, context);
     }
     return context;
   }
 
-  private async buildTlsContext(host: string): Promise<SecureContext | undefined> {
+  private async buildTlsContext(host: string, system: boolean): Promise<SecureContext | undefined> {
     const { readFile, readdir } = await import('node:fs/promises');
     const { join } = await import('node:path');
-    const tls = await import('node:tls');
     const extra: string[] = [];
     const certsDir = join(this.options.certsDir ?? '/etc/docker/certs.d', host.replace(/[/\\]/g, '_'));
     try {
@@ -540,14 +549,16 @@ export class RegistryClient {
     } catch {
       // No per-registry certificates.
     }
+    if (this.options.caFile) extra.push(await readCa(readFile, this.options.caFile));
+    if (!system && !this.options.sslCertFile && extra.length === 0) return undefined;
+    const tls = await import('node:tls');
     let base: string[];
     if (this.options.sslCertFile) {
       base = [await readCa(readFile, this.options.sslCertFile)];
     } else {
-      const system = await readFile('/etc/ssl/certs/ca-certificates.crt', 'utf8').catch(() => undefined);
-      base = system ? [system] : [...tls.rootCertificates];
+      const bundle = await readFile('/etc/ssl/certs/ca-certificates.crt', 'utf8').catch(() => undefined);
+      base = bundle ? [bundle] : [...tls.rootCertificates];
     }
-    if (this.options.caFile) extra.push(await readCa(readFile, this.options.caFile));
     return tls.createSecureContext({ ca: [...base, ...extra] });
   }
 
@@ -558,13 +569,17 @@ export class RegistryClient {
     if (body !== undefined) allHeaders['content-length'] = String(Buffer.byteLength(body));
     let requestFn: typeof import('node:http').request;
     const extra: Record<string, unknown> = {};
+    let secureContext: SecureContext | undefined;
     if (https) {
       this.httpsModule ??= await import('node:https');
       this.httpsAgent ??= new this.httpsModule.Agent({ keepAlive: true, maxSockets: 16 });
       requestFn = this.httpsModule.request as unknown as typeof import('node:http').request;
       extra.agent = this.httpsAgent;
       extra.rejectUnauthorized = !this.options.insecure;
-      if (!this.options.insecure) extra.secureContext = await this.tlsContext(url.host);
+      if (!this.options.insecure) {
+        secureContext = await this.tlsContext(url.host, this.systemCa.has(url.host));
+        if (secureContext) extra.secureContext = secureContext;
+      }
       extra.servername = url.hostname.startsWith('[') || /^\d+\.\d+\.\d+\.\d+$/.test(url.hostname) ? undefined : url.hostname;
     } else {
       this.httpModule ??= await import('node:http');
@@ -573,7 +588,7 @@ export class RegistryClient {
       extra.agent = this.httpAgent;
     }
     const timeout = this.options.timeoutMs ?? 60_000;
-    return new Promise<IncomingMessage>((resolve, reject) => {
+    const attempt = new Promise<IncomingMessage>((resolve, reject) => {
       const req = requestFn(url, { method, headers: allHeaders, signal, ...extra }, resolve);
       // Covers the response body too: a stalled download is a network failure.
       req.setTimeout(timeout, () => {
@@ -582,6 +597,13 @@ export class RegistryClient {
       });
       req.on('error', reject);
       req.end(body);
+    });
+    if (!https || this.options.insecure || secureContext) return attempt;
+    return attempt.catch((error) => {
+      if (!isCertError(error) || this.systemCa.has(url.host)) throw error;
+      // Not signed by a built-in root: try the system bundle (locally added CAs).
+      this.systemCa.add(url.host);
+      return this.send(url, method, headers, signal, body);
     });
   }
 }
