@@ -304,6 +304,10 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   let cleanup: (() => Promise<void>) | undefined;
   try {
     const record = await firstRecord(io.input, io.log);
+    // One container per run: stop reading, so a producer that keeps writing
+    // (or never closes) does not keep us alive after the container exits.
+    io.input.unpipe();
+    io.input.destroy();
     const store = recordStore(record, options.root);
     const ephemeral = record.type === 'rootfs';
     const paths = ephemeral ? await mountOverlay(store, lowerDirsOf(record as unknown as RootfsRecord)) : await existingMount(store, record);
