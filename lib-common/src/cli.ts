@@ -80,9 +80,11 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     process.exitCode = code ?? EXIT.OK;
   } catch (error) {
     progress?.finish();
-    const err = toConveyorError(error);
+    let err = toConveyorError(error);
+    const code = def.exitCodeFor ? def.exitCodeFor(err) : err.exitCode;
+    if (code !== err.exitCode) err = new ConveyorError(err.code, err.message, { hint: err.hint, details: err.details, exitCode: code, cause: error });
     log.error(err);
     if (err.code === 'ERR_INTERNAL' && process.env.CONVEYOR_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    process.exitCode = def.exitCodeFor ? def.exitCodeFor(err) : err.exitCode;
+    process.exitCode = code;
   }
 }
