@@ -119,6 +119,7 @@ await runCli({
       if (ctx.args._.length > 0) {
         for (const ref of ctx.args._) await pullOne(ref);
       } else {
+        if (ctx.stdin.isTTY) throw new ConveyorError('ERR_USAGE', 'no reference given', { hint: 'name an image (img-fetch alpine:3.20) or pipe references in; see --help' });
         const { readInput } = await import('./input.js');
         for await (const item of readInput(ctx.stdin)) {
           if (item.kind === 'passthrough') await ctx.out.write(item.record);
