@@ -255,3 +255,12 @@ t.test('-t gives the container a terminal (under script(1), which provides one)'
   t.equal(piped.code, 125, 'without a terminal -t is refused');
   t.match(piped.stderr, /-t needs a terminal/);
 });
+
+t.test('--net host shares the host network namespace', async (t) => {
+  const hostNet = readdirSync('/sys/class/net').sort();
+  const r = await ctrSpawn(latest, ['--net', 'host', '--', 'ls', '/sys/class/net']);
+  t.equal(r.code, 0, r.stderr);
+  t.strictSame(r.stdout.trim().split('\n').sort(), hostNet, 'the host\'s interfaces');
+  const bad = await ctrSpawn(latest, ['--net', 'bridge', '--', 'true']);
+  t.equal(bad.code, 125);
+});
