@@ -205,6 +205,21 @@ t.test('re-pull of a present image', async (t) => {
     t.equal(heads(), h + 1);
     t.equal(gets(), g);
   });
+  t.test('by tag of an index: one HEAD (the index digest), no GET; another platform is pulled', async (t) => {
+    const multi = `${reg.host}/bb:multi`;
+    t.equal((await runFetch(['--root', root, multi])).code, 0);
+    const headsOf = () => countOf(/"HEAD \/v2\/bb\/manifests\/multi /);
+    const [h, g] = [headsOf(), gets()];
+    const r = await runFetch(['--root', root, multi]);
+    t.equal(r.code, 0, r.stderr);
+    t.equal(r.records.at(-1)!.indexDigest, indexDigest);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    t.equal(headsOf(), h + 1);
+    t.equal(gets(), g);
+    const arm = await runFetch(['--root', root, '--platform', 'linux/arm64', multi]);
+    t.equal(arm.code, 0, arm.stderr);
+    t.equal(arm.records.at(-1)!.digest, v2.digest, 'the stored amd64 entry does not answer for arm64');
+  });
   t.test('--pull=missing: no request', async (t) => {
     const [h, g] = [heads(), gets()];
     const r = await runFetch(['--root', root, '--pull=missing', ref]);
