@@ -46,6 +46,7 @@ export interface BlobFetchResult {
 }
 
 const WRITE_BATCH = 1024 * 1024;
+const MAX_ATTEMPTS = 50;
 
 export async function fetchBlobToStore(client: RegistryClient, store: Store, ref: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Promise<BlobFetchResult> {
   const { digest, size } = desc;
@@ -68,7 +69,9 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
   let requests = 0;
   let resumedBytes = -1;
   let restartedClean = false;
-  for (;;) {
+  for (let attempt = 1; ; attempt++) {
+    // Progress resets the stall count; this caps a registry that trickles a byte per connection.
+    if (attempt > MAX_ATTEMPTS) throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: gave up after ${MAX_ATTEMPTS} attempts`);
     let offset = await fileSize(partial);
     if (offset > size) {
       await rm(partial, { force: true });
@@ -120,12 +123,12 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
           throw error;
         }
         if (options.signal?.aborted) throw error;
-        if (written === before && ++stalls >= maxStalls) {
-          throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, { cause: error });
-        }
-        // Progress was made (the partial grew): resume from there.
+        // A failure after progress (the partial grew) does not count: resume from there.
         const now = await fileSize(partial);
         if (now > before) stalls = 0;
+        else if (++stalls >= maxStalls) {
+          throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, { cause: error });
+        }
         await backoff(client, Math.max(stalls, 1), options, `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`);
         continue;
       }

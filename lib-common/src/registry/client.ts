@@ -437,7 +437,7 @@ export class RegistryClient {
     const status = res.statusCode ?? 0;
     const text = (await readBody(res, 1024 * 1024, 'token response')).toString('utf8');
     if (status === 401 || status === 403) {
-      throw new ConveyorError(creds ? 'ERR_REGISTRY_UNAUTHORIZED' : 'ERR_REGISTRY_UNAUTHORIZED', `the token server ${url.origin}${url.pathname} refused ${creds ? `the credentials from ${creds.source}` : 'anonymous access'} for ${scope} (HTTP ${status})`, {
+      throw new ConveyorError('ERR_REGISTRY_UNAUTHORIZED', `the token server ${url.origin}${url.pathname} refused ${creds ? `the credentials from ${creds.source}` : 'anonymous access'} for ${scope} (HTTP ${status})`, {
         hint: creds ? `check the credentials for ${ref.registry} in ${creds.source}` : `log in to ${ref.registry} (docker login writes ~/.docker/config.json, which img-fetch reads)`,
       });
     }
