@@ -30,28 +30,20 @@
  * directory and only rename it into place on success.
  */
 import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fchownSync,
-  futimesSync,
   lchownSync,
   linkSync,
   lstatSync,
   lutimesSync,
   chmodSync,
-  mkdirSync,
-  openSync,
   readdirSync,
   rmSync,
-  symlinkSync,
   unlinkSync,
-  writeSync,
   type Stats,
 } from 'node:fs';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { invalid, malicious, splitName, whiteoutOf, type WhiteoutKind } from './names.js';
 import { XATTR_PAX_PREFIX } from './tarparser.js';
+import { Writer, type FileMetaOp, type WriterError } from './writer.js';
 
 export type ApplyMode = 'overlay' | 'flat';
 
@@ -67,6 +59,8 @@ export interface ApplierOptions {
   maxEntries: number;
   /** Non-fatal notes (skipped device nodes, dropped xattrs). */
   warn: (message: string) => void;
+  /** Threads creating files (default 2); 0 creates them inline on the calling thread. */
+  writerThreads?: number;
 }
 
 /** The parts of a tar header we act on (tar-stream's Header plus its PAX records). */
@@ -95,7 +89,14 @@ interface Special {
   meta?: Meta;
 }
 
-const OPEN_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/** Files up to this size are sent to the writer thread whole; larger ones in chunks. */
+const SMALL_FILE = 1024 * 1024;
+
+/** Receives one regular file's data. */
+export interface FileSink {
+  write(chunk: Uint8Array): void;
+  end(): void;
+}
 /** xattrs we restore; everything else (trusted.*, security.* but capabilities, unknown namespaces) is dropped. */
 function xattrAllowed(name: string): boolean {
   return name.startsWith('user.') || name === 'security.capability' || name === 'system.posix_acl_access' || name === 'system.posix_acl_default';
@@ -129,6 +130,8 @@ export class Applier {
   /** Directory metadata applied by finish(). */
   private readonly dirMeta = new Map<string, Meta>();
   private readonly owners = new Map<string, [number, number]>();
+  /** File creation runs on a worker thread, in queue order; see writer.ts. */
+  private readonly writer: Writer;
 
   // Per layer.
   /** Directories verified to be real directories (not symlinks) inside the root. */
@@ -143,6 +146,7 @@ export class Applier {
 
   constructor(opts: ApplierOptions) {
     this.opts = opts;
+    this.writer = new Writer(opts.writerThreads ?? 2);
   }
 
   /** Starts a layer. `rootIsEmpty` lets the first layer skip existence checks. */
@@ -153,6 +157,32 @@ export class Applier {
     this.special = new Map();
     this.xattrs = new Map();
     this.opaque = new Set();
+  }
+
+  /** Called with the first failure of the file-creation thread. */
+  setFailureHandler(handler: (error: Error) => void): void {
+    this.writer.setErrorHandler((e: WriterError) => handler(Object.assign(new Error(e.message), { code: e.code, syscall: e.syscall, path: e.path })));
+  }
+
+  /** Waits for queued file operations; throws if one failed. */
+  async drain(): Promise<void> {
+    if (!this.writer.idle) await this.writer.drain();
+    const failed = this.writer.failed;
+    if (failed) throw Object.assign(new Error(failed.message), { code: failed.code, syscall: failed.syscall, path: failed.path });
+  }
+
+  /** True when the parser should wait (room()) before the next entry. */
+  get busy(): boolean {
+    return this.writer.full;
+  }
+
+  room(): Promise<void> {
+    return this.writer.room();
+  }
+
+  /** Stops the file-creation thread (after success, or before cleaning up a failure). */
+  async close(): Promise<void> {
+    await this.writer.stop();
   }
 
   stats(): ApplyStats {
@@ -192,7 +222,7 @@ export class Applier {
    * root, creating missing ones when `create`. Returns false when one is
    * missing and `create` is false. Throws ERR_LAYER_MALICIOUS on a symlink.
    */
-  private resolveParent(parts: string[], create: boolean, name: string): boolean {
+  private async resolveParent(parts: string[], create: boolean, name: string): Promise<boolean> {
     let rel = '';
     let missing = false;
     for (let i = 0; i < parts.length - 1; i++) {
@@ -200,12 +230,16 @@ export class Applier {
       rel = i === 0 ? parts[0] : `${rel}/${parts[i]}`;
       if (!missing && this.verified.has(rel)) continue;
       let st: Stats | undefined;
-      if (!missing && !(this.fresh.has(parent) && !this.written.has(rel))) st = lstatSync(this.abs(rel), { throwIfNoEntry: false });
+      if (!missing && !(this.fresh.has(parent) && !this.written.has(rel))) {
+        // Something this layer wrote (maybe still queued): look at it as the queue leaves it.
+        if (this.written.has(rel)) await this.drain();
+        st = lstatSync(this.abs(rel), { throwIfNoEntry: false });
+      }
       if (st === undefined) {
         if (!create) return false;
         missing = true;
         this.special.delete(rel);
-        mkdirSync(this.abs(rel), 0o755);
+        this.writer.mkdir(this.abs(rel));
         this.verified.add(rel);
         this.fresh.add(rel);
         this.written.add(rel);
@@ -237,8 +271,9 @@ export class Applier {
   }
 
   /** Removes what is at `rel` (a file, symlink, or a whole directory tree), never following symlinks. */
-  private remove(rel: string, st: Stats): void {
+  private async remove(rel: string, st: Stats): Promise<void> {
     if (rel === '') throw new ConveyorError('ERR_INTERNAL', '[internal error] refusing to remove the root');
+    await this.drain();
     if (st.isDirectory()) rmSync(this.abs(rel), { recursive: true, force: true });
     else unlinkSync(this.abs(rel));
     this.forget(rel, st.isDirectory());
@@ -248,15 +283,16 @@ export class Applier {
    * Makes `rel` free for a new entry: resolves its parents and removes what is
    * there, unless both are directories (then returns true: merge, keep contents).
    */
-  private prepare(parts: string[], rel: string, isDir: boolean, name: string): boolean {
-    this.resolveParent(parts, true, name);
+  private async prepare(parts: string[], rel: string, isDir: boolean, name: string): Promise<boolean> {
+    await this.resolveParent(parts, true, name);
     const parent = parentOf(rel);
     this.special.delete(rel);
     if (this.fresh.has(parent) && !this.written.has(rel)) return false;
+    if (this.written.has(rel)) await this.drain();
     const st = lstatSync(this.abs(rel), { throwIfNoEntry: false });
     if (st === undefined) return false;
     if (isDir && st.isDirectory()) return true;
-    this.remove(rel, st);
+    await this.remove(rel, st);
     return false;
   }
 
@@ -285,7 +321,7 @@ export class Applier {
    * Handles one entry's header. Returns an open descriptor when the entry's
    * data must be written to it (then call writeData and finishFile), else undefined.
    */
-  entry(h: EntryHeader): { fd: number; meta: Meta; rel: string } | undefined {
+  async entry(h: EntryHeader): Promise<FileSink | undefined> {
     if (++this.entries > this.opts.maxEntries) {
       throw new ConveyorError('ERR_LAYER_TOO_LARGE', `layer has more than ${this.opts.maxEntries} entries`);
     }
@@ -308,7 +344,7 @@ export class Applier {
     }
     const wh = whiteoutOf(parts[parts.length - 1], name);
     if (wh) {
-      this.whiteout(parts, wh, name);
+      await this.whiteout(parts, wh, name);
       return undefined;
     }
     const meta = this.metaOf(h);
@@ -316,17 +352,16 @@ export class Applier {
     switch (h.type) {
       case 'file':
       case 'contiguous-file': {
-        this.prepare(parts, rel, false, name);
-        const fd = openSync(abs, OPEN_FLAGS, 0o600);
+        await this.prepare(parts, rel, false, name);
         this.bytes += h.size;
         this.written.add(rel);
         this.collectXattrs(rel, h);
         this.recordOwner(rel, meta);
-        return { fd, meta, rel };
+        return this.fileSink(abs, h.size, this.opMeta(meta));
       }
       case 'directory': {
-        if (!this.prepare(parts, rel, true, name)) {
-          mkdirSync(abs, 0o755);
+        if (!(await this.prepare(parts, rel, true, name))) {
+          this.writer.mkdir(abs);
           this.fresh.add(rel);
         }
         this.verified.add(rel);
@@ -339,11 +374,9 @@ export class Applier {
       case 'symlink': {
         const target = h.linkname ?? '';
         if (target === '' || target.includes('\0') || Buffer.byteLength(target) > 4096) throw invalid(`symlink ${JSON.stringify(name)} has an invalid target`, name);
-        this.prepare(parts, rel, false, name);
+        await this.prepare(parts, rel, false, name);
         // The target is data, written verbatim (absolute targets too) and never followed.
-        symlinkSync(target, abs);
-        if (!this.opts.rootless) lchownSync(abs, meta.uid, meta.gid);
-        lutimesSync(abs, meta.atime, meta.mtime);
+        this.writer.symlink(abs, target, this.opMeta(meta));
         this.written.add(rel);
         this.collectXattrs(rel, h);
         this.recordOwner(rel, meta);
@@ -354,18 +387,20 @@ export class Applier {
         const trel = tparts.join('/');
         if (tparts.length === 0) throw malicious(`hardlink ${JSON.stringify(name)} points at the root directory`, name);
         if (trel === rel) throw invalid(`hardlink ${JSON.stringify(name)} points at itself`, name);
-        if (!this.resolveParent(tparts, false, h.linkname ?? '')) throw this.missingLinkTarget(name, h.linkname ?? '');
+        await this.drain();
+        if (!(await this.resolveParent(tparts, false, h.linkname ?? ''))) throw this.missingLinkTarget(name, h.linkname ?? '');
         const tst = lstatSync(this.abs(trel), { throwIfNoEntry: false });
         if (tst === undefined) throw this.missingLinkTarget(name, h.linkname ?? '');
         if (tst.isDirectory()) throw malicious(`hardlink ${JSON.stringify(name)} points at a directory`, name);
-        this.prepare(parts, rel, false, name);
+        await this.prepare(parts, rel, false, name);
+        await this.drain();
         // link(2) does not follow a symlink target: a link to a symlink links the symlink itself.
         linkSync(this.abs(trel), abs);
         this.written.add(rel);
         return undefined;
       }
       case 'fifo': {
-        this.prepare(parts, rel, false, name);
+        await this.prepare(parts, rel, false, name);
         this.special.set(rel, { kind: 'fifo', meta });
         this.written.add(rel);
         this.recordOwner(rel, meta);
@@ -386,22 +421,38 @@ export class Applier {
     return invalid(`hardlink ${JSON.stringify(name)} points at ${JSON.stringify(target)}, which does not exist ${where}`, name);
   }
 
-  writeData(fd: number, chunk: Uint8Array): void {
-    let offset = 0;
-    while (offset < chunk.length) offset += writeSync(fd, chunk, offset, chunk.length - offset);
+  private opMeta(meta: Meta): FileMetaOp {
+    return { ...meta, chown: !this.opts.rootless };
   }
 
-  finishFile(fd: number, meta: Meta): void {
-    try {
-      if (!this.opts.rootless) fchownSync(fd, meta.uid, meta.gid);
-      fchmodSync(fd, meta.mode);
-      futimesSync(fd, meta.atime, meta.mtime);
-    } finally {
-      closeSync(fd);
+  /** Small files go to the writer whole (one operation); large ones are streamed in chunks. */
+  private fileSink(abs: string, size: number, meta: FileMetaOp): FileSink {
+    const writer = this.writer;
+    if (size <= SMALL_FILE) {
+      const chunks: Uint8Array[] = [];
+      let length = 0;
+      return {
+        write(chunk) {
+          chunks.push(chunk);
+          length += chunk.length;
+        },
+        end() {
+          writer.file(abs, length > 0 ? writer.own(chunks, length) : undefined, meta);
+        },
+      };
     }
+    const id = writer.open(abs);
+    return {
+      write(chunk) {
+        writer.write(id, writer.own([chunk], chunk.length));
+      },
+      end() {
+        writer.close(id, meta);
+      },
+    };
   }
 
-  private whiteout(parts: string[], wh: WhiteoutKind, name: string): void {
+  private async whiteout(parts: string[], wh: WhiteoutKind, name: string): Promise<void> {
     const dirRel = parts.slice(0, -1).join('/');
     if (wh.kind === 'aufs-meta') {
       this.warnOnce('aufs', `ignoring AUFS metadata entry ${JSON.stringify(name)}`);
@@ -409,28 +460,30 @@ export class Applier {
     }
     if (wh.kind === 'opaque') {
       if (this.opts.mode === 'overlay') {
-        this.resolveParent(parts, true, name);
+        await this.resolveParent(parts, true, name);
         this.opaque.add(dirRel);
         return;
       }
-      if (!this.resolveParent(parts, false, name)) return;
-      this.clearOpaque(dirRel);
+      await this.drain();
+      if (!(await this.resolveParent(parts, false, name))) return;
+      await this.clearOpaque(dirRel);
       return;
     }
     const targetRel = dirRel === '' ? wh.target : `${dirRel}/${wh.target}`;
     if (this.written.has(targetRel)) return;
     if (this.opts.mode === 'overlay') {
-      this.resolveParent(parts, true, name);
+      await this.resolveParent(parts, true, name);
       this.special.set(targetRel, { kind: 'whiteout' });
       return;
     }
-    if (!this.resolveParent(parts, false, name)) return;
+    await this.drain();
+    if (!(await this.resolveParent(parts, false, name))) return;
     const st = lstatSync(this.abs(targetRel), { throwIfNoEntry: false });
-    if (st) this.remove(targetRel, st);
+    if (st) await this.remove(targetRel, st);
   }
 
   /** Flat mode: removes what lower layers put in `dirRel`, keeping what this layer wrote. */
-  private clearOpaque(dirRel: string): void {
+  private async clearOpaque(dirRel: string): Promise<void> {
     const keep = new Set<string>();
     const prefix = dirRel === '' ? '' : `${dirRel}/`;
     for (const key of this.written) {
@@ -444,7 +497,7 @@ export class Applier {
       if (keep.has(child)) continue;
       const childRel = `${prefix}${child}`;
       const st = lstatSync(this.abs(childRel), { throwIfNoEntry: false });
-      if (st) this.remove(childRel, st);
+      if (st) await this.remove(childRel, st);
     }
   }
 
@@ -471,6 +524,7 @@ export class Applier {
 
   /** Runs this layer's batches: mknod (whiteouts, fifos), then setfattr (xattrs, opaque markers). */
   async finishLayer(): Promise<void> {
+    await this.drain();
     const memo = new Map<string, boolean>();
     if (this.special.size > 0) {
       const args: string[] = [];
@@ -515,7 +569,8 @@ export class Applier {
   }
 
   /** Applies directory ownership, modes and times (after everything else). */
-  finish(): void {
+  async finish(): Promise<void> {
+    await this.drain();
     const memo = new Map<string, boolean>();
     for (const [rel, meta] of this.dirMeta) {
       const st = this.verifyChain(rel, memo);

@@ -29,6 +29,8 @@ Options:
       --root DIR           store root for records without one (default: $CONVEYOR_ROOT,
                            /var/lib/conveyor as root)
       --jobs N             layers unpacked in parallel (default 2)
+      --threads N          threads creating files, per layer (default 2; 0 = none,
+                           create them on the main thread)
       --max-bytes SIZE     cap on file content written per layer, or per image with
                            --flatten (default 64g; units k, m, g, t)
       --max-entries N      cap on tar entries per layer (default 2000000)
@@ -54,7 +56,7 @@ ERR_LAYER_TOO_LARGE, ERR_LAYER_COMPRESSION, ERR_DIGEST_MISMATCH, ERR_STORE_IO),
 await runCli({
   name: 'layer-unpack',
   help: HELP,
-  spec: { string: ['flatten', 'jobs', 'max-bytes', 'max-entries'], boolean: ['rootless', 'keep-going'] },
+  spec: { string: ['flatten', 'jobs', 'threads', 'max-bytes', 'max-entries'], boolean: ['rootless', 'keep-going'] },
   main: async (ctx) => {
     const flatten = flag(ctx.args, 'flatten');
     const files = ctx.args._;
@@ -74,6 +76,7 @@ await runCli({
       rootless: Boolean(ctx.args.rootless) || uid !== 0,
       keepGoing: Boolean(ctx.args['keep-going']),
       pid: process.pid,
+      writerThreads: intFlag(ctx.args, 'threads', 2, 0, 16),
       log: ctx.log,
       progress: ctx.progress,
     };

@@ -15,6 +15,8 @@ export interface FlattenOptions {
   maxBytes: number;
   maxEntries: number;
   warn: (message: string) => void;
+  /** Threads creating files per layer (default 2); 0 = inline. */
+  writerThreads?: number;
   /** Called as each layer starts and ends. */
   onLayer?: (index: number, phase: 'start' | 'done', result?: LayerResult) => void;
   onProgress?: (index: number, blobBytes: number) => void;
@@ -50,22 +52,25 @@ export async function flattenLayers(sources: LayerSource[], target: string, opts
   await mkdir(dirname(dir), { recursive: true });
   const staging = join(dirname(dir), `.${basename(dir)}.unpack-${Math.random().toString(16).slice(2, 10)}`);
   await mkdir(staging, { mode: 0o755 });
+  let applier: Applier | undefined;
   try {
-    const applier = new Applier({ root: staging, mode: 'flat', rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: opts.warn });
+    applier = new Applier({ root: staging, mode: 'flat', rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: opts.warn, writerThreads: opts.writerThreads });
     const layers: LayerResult[] = [];
     for (const [i, source] of sources.entries()) {
       opts.onLayer?.(i, 'start');
       applier.beginLayer(i === 0);
-      const result = await applyLayer(source, applier, (n) => opts.onProgress?.(i, n));
+      const result = await applyLayer(source, applier!, (n) => opts.onProgress?.(i, n));
       layers.push(result);
       opts.onLayer?.(i, 'done', result);
     }
-    applier.finish();
+    await applier.finish();
+    await applier.close();
     if (existed) await rmdir(dir);
     await rename(staging, dir);
     const stats = applier.stats();
     return { dir, layers, bytes: stats.bytes, entries: stats.entries, owners: stats.owners };
   } catch (error) {
+    await applier?.close();
     await rm(staging, { recursive: true, force: true }).catch(() => undefined);
     throw error;
   }

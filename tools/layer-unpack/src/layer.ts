@@ -134,6 +134,7 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   const compression = source.compression ?? (await detectCompression(source.path));
   const modules = await loadModules(compression);
   const extract = await createExtract();
+  applier.setFailureHandler((error) => fail(error));
   // From here on, everything is wired synchronously: no chunk can flow before its listener exists.
   const input = createReadStream(source.path, { highWaterMark: 256 * 1024 });
   let blobBytes = 0;
@@ -146,7 +147,6 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   let tarBytes = 0;
   const maxTarBytes = applier.opts.maxBytes + 1024 * applier.opts.maxEntries + 1024 * 1024;
 
-  let openFd: number | undefined;
   let failure: ConveyorError | undefined;
   let rejectFailed: (error: unknown) => void = () => undefined;
   const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
@@ -172,39 +172,27 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
       markDone();
       nextEntry();
     };
-    let file: ReturnType<Applier['entry']>;
-    try {
-      file = applier.entry(header as unknown as EntryHeader);
-    } catch (error) {
-      fail(error);
-      return;
-    }
-    if (file === undefined) {
-      stream.on('end', () => next());
-      stream.resume();
-      return;
-    }
-    const { fd, meta } = file;
-    openFd = fd;
-    stream.on('data', (chunk: unknown) => {
-      if (failure) return;
-      try {
-        applier.writeData(fd, chunk as Uint8Array);
-      } catch (error) {
-        fail(error);
-      }
-    });
-    stream.on('end', () => {
-      if (failure) return;
-      openFd = undefined;
-      try {
-        applier.finishFile(fd, meta);
-      } catch (error) {
-        fail(error);
-        return;
-      }
-      next();
-    });
+    applier.entry(header as unknown as EntryHeader).then(
+      (sink) => {
+        if (failure) return;
+        if (sink === undefined) {
+          stream.on('end', () => next());
+          stream.resume();
+          return;
+        }
+        stream.on('data', (chunk: unknown) => {
+          if (!failure) sink.write(chunk as Uint8Array);
+        });
+        stream.on('end', () => {
+          if (failure) return;
+          sink.end();
+          // Bounded: when the writer thread has too much in flight, hold the parser back.
+          if (applier.busy) applier.room().then(next, fail);
+          else next();
+        });
+      },
+      (error) => fail(error),
+    );
   });
 
   const finished = new Promise<void>((resolve, reject) => {
@@ -254,13 +242,6 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
     ]);
     if (failure) throw failure;
   } catch (error) {
-    if (openFd !== undefined) {
-      try {
-        (await import('node:fs')).closeSync(openFd);
-      } catch {
-        // already closed
-      }
-    }
     fail(error);
     throw failure;
   }

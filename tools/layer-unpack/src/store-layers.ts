@@ -47,6 +47,8 @@ export interface EnsureOptions {
   maxBytes: number;
   maxEntries: number;
   warn: (message: string) => void;
+  /** Threads creating files per layer (default 2); 0 = inline. */
+  writerThreads?: number;
   /** Our process id, to name staging directories (their owner's liveness is checked in /proc). */
   pid: number;
   onProgress?: (blobBytes: number) => void;
@@ -110,12 +112,14 @@ export async function ensureLayer(store: Store, layer: LayerInfo, opts: EnsureOp
     const staging = join(store.layersDir, `${STAGING_PREFIX}${hex}-${opts.pid}-${Math.random().toString(16).slice(2, 10)}`);
     const diff = join(staging, 'diff');
     await mkdir(diff, { recursive: true, mode: 0o755 });
+    let applier: Applier | undefined;
     try {
       const compression = layerCompression(layer.mediaType);
-      const applier = new Applier({ root: diff, mode: 'overlay', rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: opts.warn });
+      applier = new Applier({ root: diff, mode: 'overlay', rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: opts.warn, writerThreads: opts.writerThreads });
       applier.beginLayer(true);
       const result = await applyLayer({ path: store.blobPath(layer.digest), compression, diffID: layer.diffID, label: layer.digest }, applier, opts.onProgress);
-      applier.finish();
+      await applier.finish();
+      await applier.close();
       const stats = applier.stats();
       const meta: LayerMeta = {
         chainID: layer.chainID,
@@ -140,6 +144,7 @@ export async function ensureLayer(store: Store, layer: LayerInfo, opts: EnsureOp
       await rename(staging, dir);
       return done(meta, false);
     } catch (error) {
+      await applier?.close();
       await rm(staging, { recursive: true, force: true }).catch(() => undefined);
       throw error;
     }

@@ -29,6 +29,8 @@ export interface UnpackOptions {
   /** Report a failed image and go on with the next one (exit 1 at the end). */
   keepGoing: boolean;
   pid: number;
+  /** Threads creating files per layer (default 2); 0 = inline. */
+  writerThreads?: number;
   log: { warn(message: string): void; info(message: string): void; error(error: ConveyorError): void };
   progress?: Progress;
 }
@@ -125,6 +127,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           maxEntries: opts.maxEntries,
           warn: (m) => opts.log.warn(`layer ${label}: ${m}`),
           pid: opts.pid,
+          writerThreads: opts.writerThreads,
           onProgress: (n) => progress?.update({ id, action: 'unpack', current: n, total: layer.size, label }),
         });
         progress?.done({ id, action: result.reused ? 'reuse' : 'unpack', current: layer.size, total: layer.size, label });
@@ -155,6 +158,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           maxBytes: opts.maxBytes,
           maxEntries: opts.maxEntries,
           warn: (m) => opts.log.warn(m),
+          writerThreads: opts.writerThreads,
           onLayer: (i, phase) => {
             const l = image.layers[i];
             const event = { id: l.digest, action: 'unpack', current: phase === 'done' ? l.size : 0, total: l.size, label: l.digest.slice(7, 19) };
@@ -241,7 +245,7 @@ export async function unpackFiles(files: string[], dir: string, opts: UnpackOpti
   const result = await flattenLayers(
     files.map((f) => ({ path: f, label: f })),
     dir,
-    { rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: (m) => opts.log.warn(m) },
+    { rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: (m) => opts.log.warn(m), writerThreads: opts.writerThreads },
   );
   return {
     type: 'rootfs',

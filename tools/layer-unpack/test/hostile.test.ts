@@ -226,6 +226,7 @@ for (const c of cases) {
     const result = applyLayer({ path: files[0], label: 'test' }, applier);
     if (c.code) await t.rejects(result, { code: c.code });
     else await t.resolves(result);
+    await applier.close();
     t.strictSame([...readTree(ctx.outside).entries], [...before.entries], 'outside untouched');
     t.strictSame(readTree('/etc').entries.get('passwd'), t0, '/etc/passwd untouched');
   });

@@ -1,0 +1,75 @@
+/**
+ * The file operations the Applier queues, executed with synchronous system
+ * calls: by the writer thread (writer-worker.ts) or inline. Every create uses
+ * O_EXCL|O_NOFOLLOW (or mkdir/symlink, which never follow the final
+ * component); metadata goes through the new descriptor or an l* call.
+ */
+import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
+import type { WriterOp } from './writer.js';
+
+const OPEN_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const fds = new Map<number, number>();
+
+function writeAll(fd: number, data: Uint8Array): void {
+  let offset = 0;
+  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset);
+}
+
+function finish(fd: number, op: { uid: number; gid: number; mode: number; atime: number; mtime: number; chown: boolean }): void {
+  try {
+    if (op.chown) fchownSync(fd, op.uid, op.gid);
+    fchmodSync(fd, op.mode);
+    futimesSync(fd, op.atime, op.mtime);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function runOp(op: WriterOp): void {
+  switch (op.op) {
+    case 'mkdir':
+      mkdirSync(op.path, 0o755);
+      return;
+    case 'file': {
+      const fd = openSync(op.path, OPEN_FLAGS, 0o600);
+      try {
+        if (op.data) writeAll(fd, op.data);
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
+      finish(fd, op);
+      return;
+    }
+    case 'open':
+      fds.set(op.id, openSync(op.path, OPEN_FLAGS, 0o600));
+      return;
+    case 'write':
+      writeAll(fds.get(op.id)!, op.data);
+      return;
+    case 'close': {
+      const fd = fds.get(op.id)!;
+      fds.delete(op.id);
+      finish(fd, op);
+      return;
+    }
+    case 'symlink':
+      symlinkSync(op.target, op.path);
+      if (op.chown) lchownSync(op.path, op.uid, op.gid);
+      lutimesSync(op.path, op.atime, op.mtime);
+      return;
+  }
+}
+
+
+/** Closes descriptors left open by a failed sequence. */
+export function closeAll(): void {
+  for (const fd of fds.values()) {
+    try {
+      closeSync(fd);
+    } catch {
+      // ignore
+    }
+  }
+  fds.clear();
+}

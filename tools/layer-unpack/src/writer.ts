@@ -1,0 +1,245 @@
+/**
+ * Main-thread side of the file-creation threads (writer-worker.ts). File
+ * and symlink creations are spread over N threads (bounded parallelism; the
+ * file system overlaps their waits), each thread running its queue in order;
+ * directories are created at once on the calling thread, so they always exist
+ * before anything queued inside them. The Applier waits for the queues
+ * (drain) before any step that must see the disk as the queued operations
+ * leave it (lstat of a path this layer wrote, removals, hardlinks, whiteouts,
+ * batches, directory metadata); different queued operations never touch the
+ * same path. Bounded memory: at most MAX_INFLIGHT_BYTES of file data are
+ * queued or in flight; past that the parser is held back (room()).
+ *
+ * With 0 threads every operation runs inline as it is queued.
+ */
+import { Worker } from 'node:worker_threads';
+import { closeAll, runOp } from './writer-ops.js';
+
+export interface FileMetaOp {
+  uid: number;
+  gid: number;
+  mode: number;
+  atime: number;
+  mtime: number;
+  chown: boolean;
+}
+
+export type WriterOp =
+  | { op: 'mkdir'; path: string }
+  | ({ op: 'file'; path: string; data?: Uint8Array } & FileMetaOp)
+  | { op: 'open'; id: number; path: string }
+  | { op: 'write'; id: number; data: Uint8Array }
+  | ({ op: 'close'; id: number } & FileMetaOp)
+  | ({ op: 'symlink'; path: string; target: string } & FileMetaOp);
+
+/** Descriptor ids are unique in the process (inline writers share one table). */
+let nextId = 1;
+
+const MAX_INFLIGHT_BYTES = 32 * 1024 * 1024;
+const BATCH_OPS = 128;
+const BATCH_BYTES = 1024 * 1024;
+
+export interface WriterError {
+  message: string;
+  code?: string;
+  syscall?: string;
+  path?: string;
+}
+
+interface Lane {
+  worker: Worker | undefined;
+  queue: WriterOp[];
+  transfer: ArrayBuffer[];
+  queuedBytes: number;
+  posted: number;
+  acked: number;
+}
+
+export class Writer {
+  private readonly lanes: Lane[] = [];
+  private nextLane = 0;
+  private readonly laneOf = new Map<number, Lane>();
+  private inflightBytes = 0;
+  private flushScheduled = false;
+  private waiters: (() => void)[] = [];
+  private error: WriterError | undefined;
+  private onError: (error: WriterError) => void = () => undefined;
+
+  /** `threads` file-creation threads; 0 runs everything inline. */
+  constructor(threads = 2) {
+    for (let i = 0; i < threads; i++) this.lanes.push({ worker: undefined, queue: [], transfer: [], queuedBytes: 0, posted: 0, acked: 0 });
+  }
+
+  /** Called once with the first failed operation. */
+  setErrorHandler(handler: (error: WriterError) => void): void {
+    this.onError = handler;
+  }
+
+  get failed(): WriterError | undefined {
+    return this.error;
+  }
+
+  get idle(): boolean {
+    return this.lanes.every((l) => l.queue.length === 0 && l.acked === l.posted);
+  }
+
+  /** True when too much data is in flight: await room() before reading more. */
+  get full(): boolean {
+    return this.inflightBytes > MAX_INFLIGHT_BYTES;
+  }
+
+  private startWorker(lane: Lane): Worker {
+    if (lane.worker) return lane.worker;
+    const worker = new Worker(new URL('./writer-worker.js', import.meta.url));
+    worker.on('message', (msg: { done?: number; bytes?: number; error?: WriterError }) => {
+      if (msg.error) {
+        this.fail(msg.error);
+        return;
+      }
+      lane.acked += msg.done ?? 0;
+      this.inflightBytes -= msg.bytes ?? 0;
+      // Keep the process alive only while the thread has work.
+      if (lane.acked === lane.posted) worker.unref();
+      this.wake();
+    });
+    worker.on('error', (error) => this.fail({ message: error.message }));
+    worker.on('exit', (code) => {
+      if (lane.acked < lane.posted) this.fail({ message: `file writer thread exited (${code}) with work pending` });
+    });
+    lane.worker = worker;
+    return worker;
+  }
+
+  private fail(error: WriterError): void {
+    if (this.error) return;
+    this.error = error;
+    // Nothing more will be acknowledged: never let a failed thread keep the process alive.
+    for (const lane of this.lanes) lane.worker?.unref();
+    this.onError(error);
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  private inline(op: WriterOp): void {
+    if (this.error) return;
+    try {
+      runOp(op);
+    } catch (error) {
+      closeAll();
+      const err = error as NodeJS.ErrnoException;
+      this.fail({ message: err.message, code: err.code, syscall: err.syscall, path: err.path });
+    }
+  }
+
+  private push(lane: Lane | undefined, op: WriterOp, data?: Uint8Array): void {
+    if (!lane) return this.inline(op);
+    lane.queue.push(op);
+    if (data) {
+      lane.transfer.push(data.buffer as ArrayBuffer);
+      lane.queuedBytes += data.length;
+      this.inflightBytes += data.length;
+    }
+    if (lane.queue.length >= BATCH_OPS || lane.queuedBytes >= BATCH_BYTES) this.flushLane(lane);
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  private flushLane(lane: Lane): void {
+    if (lane.queue.length === 0 || this.error) return;
+    const worker = this.startWorker(lane);
+    const ops = lane.queue;
+    const transfer = lane.transfer;
+    lane.queue = [];
+    lane.transfer = [];
+    lane.queuedBytes = 0;
+    lane.posted += ops.length;
+    worker.ref();
+    worker.postMessage(ops, transfer);
+  }
+
+  flush(): void {
+    for (const lane of this.lanes) this.flushLane(lane);
+  }
+
+  private pick(): Lane | undefined {
+    if (this.lanes.length === 0) return undefined;
+    const lane = this.lanes[this.nextLane];
+    this.nextLane = (this.nextLane + 1) % this.lanes.length;
+    return lane;
+  }
+
+  /** Data the writer may keep: a private copy when it goes to a thread (never a view of a pooled or shared buffer). */
+  own(chunks: Uint8Array[], length: number): Uint8Array {
+    if (this.lanes.length === 0) return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length);
+    const data = new Uint8Array(length);
+    let offset = 0;
+    for (const chunk of chunks) {
+      data.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return data;
+  }
+
+  /** Directories are created at once, on the calling thread. */
+  mkdir(path: string): void {
+    this.inline({ op: 'mkdir', path });
+  }
+
+  file(path: string, data: Uint8Array | undefined, meta: FileMetaOp): void {
+    const payload = data && data.length > 0 ? data : undefined;
+    this.push(this.pick(), { op: 'file', path, ...(payload ? { data: payload } : {}), ...meta }, payload);
+  }
+
+  open(path: string): number {
+    const id = nextId++;
+    const lane = this.pick();
+    if (lane) this.laneOf.set(id, lane);
+    this.push(lane, { op: 'open', id, path });
+    return id;
+  }
+
+  write(id: number, data: Uint8Array): void {
+    this.push(this.laneOf.get(id), { op: 'write', id, data }, data);
+  }
+
+  close(id: number, meta: FileMetaOp): void {
+    const lane = this.laneOf.get(id);
+    this.laneOf.delete(id);
+    this.push(lane, { op: 'close', id, ...meta });
+  }
+
+  symlink(path: string, target: string, meta: FileMetaOp): void {
+    this.push(this.pick(), { op: 'symlink', path, target, ...meta });
+  }
+
+  async room(): Promise<void> {
+    this.flush();
+    while (this.inflightBytes > MAX_INFLIGHT_BYTES && !this.error) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  /** Waits until every queued operation has run. Throws nothing: check `failed` after. */
+  async drain(): Promise<void> {
+    this.flush();
+    while (!this.error && this.lanes.some((l) => l.acked < l.posted)) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.lanes.map(async (lane) => {
+        const worker = lane.worker;
+        lane.worker = undefined;
+        if (worker) await worker.terminate();
+      }),
+    );
+  }
+}
