@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { access, open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
 import type { Compression } from '@conveyor/lib-common/mediatypes';
@@ -131,6 +131,11 @@ function decompress(source: Readable, compression: Compression, label: string, m
  * batch steps. Progress is reported in compressed bytes read.
  */
 export async function applyLayer(source: LayerSource, applier: Applier, onProgress?: (blobBytes: number) => void): Promise<LayerResult> {
+  try {
+    await access(source.path);
+  } catch {
+    throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `layer ${source.label}: ${source.path} is missing`, { hint: 'pull the image again with img-fetch' });
+  }
   const compression = source.compression ?? (await detectCompression(source.path));
   const modules = await loadModules(compression);
   const extract = await createExtract();

@@ -4,7 +4,7 @@
  * `layer` records, concurrent unpacks, rootless unpack, zstd.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
@@ -140,6 +140,17 @@ t.test('a diff ID mismatch fails the layer and leaves nothing behind', async (t)
   t.match(run.stderr, /"code":"ERR_DIGEST_MISMATCH"/);
   t.strictSame(run.records, []);
   t.notOk(existsSync(join(root, 'layers', '1'.repeat(64))));
+  t.strictSame(staging(root), []);
+});
+
+t.test('a missing layer blob is reported as such', async (t) => {
+  const root = join(t.testdir({}), 'store');
+  await storeImage(root, 'localhost/gone:1', [await makeTar([{ name: 'a', content: 'a' }])]);
+  const { text, records: [image] } = imageRecords(root);
+  rmSync(join(root, 'blobs', 'sha256', image.layers[0].digest.slice(7)));
+  const run = unpack(root, text);
+  t.equal(run.status, 1);
+  t.match(run.stderr, /"code":"ERR_IMAGE_NOT_FOUND"/);
   t.strictSame(staging(root), []);
 });
 
