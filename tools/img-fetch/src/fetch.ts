@@ -3,8 +3,9 @@
  * factory and callbacks; never touches `process`.
  *
  * Order of work, so a crash at any point leaves a consistent store:
- * config blob → layer blobs (in parallel, each verified and committed on its
- * own; a `layer` record goes out as soon as each is in) → manifest blob →
+ * config blob and layer blobs (in parallel, each verified and committed on
+ * its own; a `layer` record goes out as soon as each is in and the config is
+ * known) → manifest blob →
  * index.json entry (the platform manifest, annotated with the index digest
  * when it came from one) → the `image` record.
  */
@@ -15,6 +16,7 @@ import { RECORD_VERSION, type Descriptor, type ImageRecord, type LayerInfo, type
 import { formatReference, parseReference } from '@conveyor/lib-common/reference';
 import type { Store } from '@conveyor/lib-common/store';
 import type { RegistryClient, RepositoryRef } from '@conveyor/lib-common/registry/client';
+import type { ResolvedManifest } from '@conveyor/lib-common/registry/manifest';
 
 /** Set on a store index entry whose manifest was chosen from an index: the index digest. */
 export const INDEX_DIGEST_ANNOTATION = 'io.conveyor.index.digest';
@@ -90,15 +92,10 @@ export async function fetchImage(input: string, options: FetchOptions): Promise<
   return pullFromRegistry(name, repo, reference, client, options);
 }
 
-async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+/** Fetches (or reads) the config blob, validates it, checks its platform. */
+async function loadConfig(name: string, repo: RepositoryRef, client: RegistryClient, resolved: ResolvedManifest, options: FetchOptions): Promise<{ config: ImageConfigBlob; layers: LayerInfo[] }> {
   const { store } = options;
-  const { resolveManifest } = await import('@conveyor/lib-common/registry/manifest');
-  const { fetchBlobToStore } = await import('@conveyor/lib-common/registry/blob');
-  await store.init();
-  const resolved = await resolveManifest(client, repo, reference, options.platform);
   const { manifest } = resolved;
-
-  // The config: small, read into memory, verified, stored.
   let configBytes: Buffer;
   if (await store.hasBlob(manifest.config.digest, manifest.config.size)) {
     configBytes = await store.readBlob(manifest.config.digest);
@@ -121,37 +118,63 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
       options.warn?.(message);
     }
   }
+  return { config, layers: layerInfos(manifest, config) };
+}
 
-  const layers = layerInfos(manifest, config);
-  const count = layers.length;
-  const layerRecord = (layer: LayerInfo, index: number): LayerRecord => ({
-    type: 'layer',
-    v: RECORD_VERSION,
-    ...layer,
-    ref: name,
-    index,
-    count,
-    ...(index > 0 ? { parentChainID: layers[index - 1].chainID } : {}),
-    store: store.root,
-  });
+async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+  const { store } = options;
+  const { resolveManifest } = await import('@conveyor/lib-common/registry/manifest');
+  const { fetchBlobToStore } = await import('@conveyor/lib-common/registry/blob');
+  await store.init();
+  const resolved = await resolveManifest(client, repo, reference, options.platform);
+  const { manifest } = resolved;
 
-  // Layers already in the store go out at once; the rest as each one lands.
-  const missing: number[] = [];
-  for (let i = 0; i < count; i++) {
-    if (await store.hasBlob(layers[i].digest, layers[i].size)) {
-      if (options.emitLayers !== false) await options.write(layerRecord(layers[i], i));
-    } else {
-      missing.push(i);
-    }
-  }
-  let downloaded = 0;
+  // The config is fetched while the layers already download: the layer
+  // records need its diff IDs, the downloads do not.
   const abort = new AbortController();
   let firstError: unknown;
+  const fail = (error: unknown) => {
+    if (firstError === undefined) firstError = error;
+    abort.abort(error);
+  };
+  const configReady = loadConfig(name, repo, client, resolved, options).catch((error) => {
+    fail(error);
+    throw error;
+  });
+  configReady.catch(() => undefined);
+  const count = manifest.layers.length;
+  const emitLayer = async (index: number) => {
+    const { layers } = await configReady;
+    if (options.emitLayers === false) return;
+    const record: LayerRecord = {
+      type: 'layer',
+      v: RECORD_VERSION,
+      ...layers[index],
+      ref: name,
+      index,
+      count,
+      ...(index > 0 ? { parentChainID: layers[index - 1].chainID } : {}),
+      store: store.root,
+    };
+    await options.write(record);
+  };
+
+  // Layers already in the store go out at once; the rest as each one lands.
+  const present: number[] = [];
+  const missing: number[] = [];
+  for (let i = 0; i < count; i++) {
+    if (await store.hasBlob(manifest.layers[i].digest, manifest.layers[i].size)) present.push(i);
+    else missing.push(i);
+  }
+  const announcePresent = (async () => {
+    for (const i of present) await emitLayer(i);
+  })().catch(fail);
+  let downloaded = 0;
   let next = 0;
   const worker = async () => {
     while (next < missing.length && !abort.signal.aborted) {
       const i = missing[next++];
-      const layer = layers[i];
+      const layer = manifest.layers[i];
       const label = `${layer.digest.slice(7, 19)}`;
       const event = { id: layer.digest, action: 'download', current: 0, total: layer.size, label };
       try {
@@ -164,17 +187,17 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
         });
         if (result.status === 'downloaded') downloaded++;
         options.progress?.done({ ...event, current: layer.size });
-        if (options.emitLayers !== false) await options.write(layerRecord(layer, i));
+        await emitLayer(i);
       } catch (error) {
-        if (firstError === undefined) firstError = error;
-        abort.abort(error);
+        fail(error);
         return;
       }
     }
   };
   const jobs = Math.max(1, Math.min(options.jobs ?? 3, missing.length || 1));
-  await Promise.all(Array.from({ length: jobs }, worker));
+  await Promise.all([announcePresent, ...Array.from({ length: jobs }, worker)]);
   if (firstError !== undefined) throw toConveyorError(firstError);
+  const { config } = await configReady;
 
   await store.writeBlob(resolved.descriptor.digest, resolved.body);
   const annotations: Record<string, string> = {};

@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxLayout } from '../../../test/helpers/fixtures.js';
 import { pushImage, rawManifest, startBlobHost, startFaultProxy, startRegistry, type FaultAction, type FaultProxy, type ProxiedRequest, type TestRegistry } from '../../../test/helpers/registry.js';
@@ -155,8 +155,7 @@ t.test('a registry that lies: ERR_DIGEST_MISMATCH and nothing stored under the d
       t.equal(r.code, 1);
       t.equal(errorCode(r.logs), 'ERR_DIGEST_MISMATCH');
       t.notOk(existsSync(join(root, 'blobs', 'sha256', c.digest().slice(7))), 'no blob under the digest');
-      const ingest = join(root, 'ingest');
-      t.strictSame(existsSync(ingest) ? readdirSync(ingest) : [], [], 'no partial left');
+      t.notOk(existsSync(join(root, 'ingest', c.digest().slice(7))), 'no partial of it left');
       const index = existsSync(join(root, 'index.json')) ? JSON.parse(readFileSync(join(root, 'index.json'), 'utf8')) : { manifests: [] };
       t.strictSame(index.manifests, [], 'no image tagged');
       t.equal(r.records.filter((x) => x.type === 'image').length, 0);
