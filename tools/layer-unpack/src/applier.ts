@@ -437,14 +437,14 @@ export class Applier {
           length += chunk.length;
         },
         end() {
-          writer.file(abs, length > 0 ? writer.own(chunks, length) : undefined, meta);
+          writer.file(abs, chunks, length, meta);
         },
       };
     }
     const id = writer.open(abs);
     return {
       write(chunk) {
-        writer.write(id, writer.own([chunk], chunk.length));
+        writer.write(id, chunk);
       },
       end() {
         writer.close(id, meta);

@@ -25,7 +25,14 @@ function finish(fd: number, op: { uid: number; gid: number; mode: number; atime:
   }
 }
 
-export function runOp(op: WriterOp): void {
+/** The bytes an operation writes: its own buffer, or its slice of the shared ring. */
+function dataOf(op: { data?: Uint8Array; ring?: [number, number, number] }, ring: Uint8Array | undefined): Uint8Array | undefined {
+  if (op.data) return op.data;
+  if (op.ring && ring) return ring.subarray(op.ring[0], op.ring[0] + op.ring[1]);
+  return undefined;
+}
+
+export function runOp(op: WriterOp, ring?: Uint8Array): void {
   switch (op.op) {
     case 'mkdir':
       mkdirSync(op.path, 0o755);
@@ -33,7 +40,8 @@ export function runOp(op: WriterOp): void {
     case 'file': {
       const fd = openSync(op.path, OPEN_FLAGS, 0o600);
       try {
-        if (op.data) writeAll(fd, op.data);
+        const data = dataOf(op, ring);
+        if (data) writeAll(fd, data);
       } catch (error) {
         closeSync(fd);
         throw error;
@@ -45,7 +53,10 @@ export function runOp(op: WriterOp): void {
       fds.set(op.id, openSync(op.path, OPEN_FLAGS, 0o600));
       return;
     case 'write':
-      writeAll(fds.get(op.id)!, op.data);
+    {
+      const data = dataOf(op, ring);
+      if (data) writeAll(fds.get(op.id)!, data);
+    }
       return;
     case 'close': {
       const fd = fds.get(op.id)!;

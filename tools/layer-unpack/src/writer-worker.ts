@@ -5,18 +5,21 @@
  * per-call event loop round trip). After the first error it stops and
  * reports it; later operations are ignored.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import type { WriterOp } from './writer.js';
 import { closeAll, runOp } from './writer-ops.js';
 
 let failed = false;
+/** File data shared with the main thread (see writer.ts); ops name their slice. */
+const ring = new Uint8Array((workerData as { ring: SharedArrayBuffer }).ring);
 
 parentPort!.on('message', (ops: WriterOp[]) => {
   if (failed) return;
   let bytes = 0;
+  let ringBytes = 0;
   for (const op of ops) {
     try {
-      runOp(op);
+      runOp(op, ring);
     } catch (error) {
       failed = true;
       closeAll();
@@ -24,8 +27,13 @@ parentPort!.on('message', (ops: WriterOp[]) => {
       parentPort!.postMessage({ error: { message: err.message, code: err.code, syscall: err.syscall, path: err.path } });
       return;
     }
-    if (op.op === 'file' && op.data) bytes += op.data.length;
-    else if (op.op === 'write') bytes += op.data.length;
+    if (op.op === 'file' || op.op === 'write') {
+      if (op.data) bytes += op.data.length;
+      if (op.ring) {
+        bytes += op.ring[1];
+        ringBytes += op.ring[2];
+      }
+    }
   }
-  parentPort!.postMessage({ done: ops.length, bytes });
+  parentPort!.postMessage({ done: ops.length, bytes, ring: ringBytes });
 });

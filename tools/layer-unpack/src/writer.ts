@@ -26,9 +26,9 @@ export interface FileMetaOp {
 
 export type WriterOp =
   | { op: 'mkdir'; path: string }
-  | ({ op: 'file'; path: string; data?: Uint8Array } & FileMetaOp)
+  | ({ op: 'file'; path: string; data?: Uint8Array; ring?: RingSlice } & FileMetaOp)
   | { op: 'open'; id: number; path: string }
-  | { op: 'write'; id: number; data: Uint8Array }
+  | { op: 'write'; id: number; data?: Uint8Array; ring?: RingSlice }
   | ({ op: 'close'; id: number } & FileMetaOp)
   | ({ op: 'symlink'; path: string; target: string } & FileMetaOp);
 
@@ -38,6 +38,12 @@ let nextId = 1;
 const MAX_INFLIGHT_BYTES = 32 * 1024 * 1024;
 const BATCH_OPS = 128;
 const BATCH_BYTES = 1024 * 1024;
+
+/** [offset, length, ring bytes consumed (length plus any skipped tail)] in the lane's shared ring. */
+export type RingSlice = [number, number, number];
+
+/** Shared memory per writer thread for file data: one copy, no allocation per file. */
+const RING_BYTES = 16 * 1024 * 1024;
 
 export interface WriterError {
   message: string;
@@ -53,6 +59,9 @@ interface Lane {
   queuedBytes: number;
   posted: number;
   acked: number;
+  ring: Uint8Array;
+  ringHead: number;
+  ringAcked: number;
 }
 
 export class Writer {
@@ -67,7 +76,9 @@ export class Writer {
 
   /** `threads` file-creation threads; 0 runs everything inline. */
   constructor(threads = 2) {
-    for (let i = 0; i < threads; i++) this.lanes.push({ worker: undefined, queue: [], transfer: [], queuedBytes: 0, posted: 0, acked: 0 });
+    for (let i = 0; i < threads; i++) {
+      this.lanes.push({ worker: undefined, queue: [], transfer: [], queuedBytes: 0, posted: 0, acked: 0, ring: new Uint8Array(new SharedArrayBuffer(RING_BYTES)), ringHead: 0, ringAcked: 0 });
+    }
   }
 
   /** Called once with the first failed operation. */
@@ -90,13 +101,14 @@ export class Writer {
 
   private startWorker(lane: Lane): Worker {
     if (lane.worker) return lane.worker;
-    const worker = new Worker(new URL('./writer-worker.js', import.meta.url));
-    worker.on('message', (msg: { done?: number; bytes?: number; error?: WriterError }) => {
+    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: lane.ring.buffer } });
+    worker.on('message', (msg: { done?: number; bytes?: number; ring?: number; error?: WriterError }) => {
       if (msg.error) {
         this.fail(msg.error);
         return;
       }
       lane.acked += msg.done ?? 0;
+      lane.ringAcked += msg.ring ?? 0;
       this.inflightBytes -= msg.bytes ?? 0;
       // Keep the process alive only while the thread has work.
       if (lane.acked === lane.posted) worker.unref();
@@ -136,14 +148,17 @@ export class Writer {
     }
   }
 
-  private push(lane: Lane | undefined, op: WriterOp, data?: Uint8Array): void {
-    if (!lane) return this.inline(op);
-    lane.queue.push(op);
-    if (data) {
-      lane.transfer.push(data.buffer as ArrayBuffer);
-      lane.queuedBytes += data.length;
-      this.inflightBytes += data.length;
+  private push(lane: Lane | undefined, op: WriterOp, chunks?: Uint8Array[], length = 0): void {
+    if (!lane) {
+      if (chunks && length > 0) (op as { data?: Uint8Array }).data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length);
+      return this.inline(op);
     }
+    if (chunks && length > 0) {
+      this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks, length);
+      lane.queuedBytes += length;
+      this.inflightBytes += length;
+    }
+    lane.queue.push(op);
     if (lane.queue.length >= BATCH_OPS || lane.queuedBytes >= BATCH_BYTES) this.flushLane(lane);
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -178,16 +193,34 @@ export class Writer {
     return lane;
   }
 
-  /** Data the writer may keep: a private copy when it goes to a thread (never a view of a pooled or shared buffer). */
-  own(chunks: Uint8Array[], length: number): Uint8Array {
-    if (this.lanes.length === 0) return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length);
+  /**
+   * Copies file data where the thread can read it: into the lane's shared ring
+   * when there is room (one memcpy, no allocation), else into a private buffer
+   * that is transferred (never a view of a pooled or shared Node buffer).
+   */
+  private stage(lane: Lane, op: { data?: Uint8Array; ring?: RingSlice }, chunks: Uint8Array[], length: number): void {
+    const size = lane.ring.length;
+    const pos = lane.ringHead % size;
+    const pad = pos + length > size ? size - pos : 0;
+    const need = pad + length;
+    if (length <= size / 4 && need <= size - (lane.ringHead - lane.ringAcked)) {
+      let offset = (pos + pad) % size;
+      op.ring = [offset, length, need];
+      for (const chunk of chunks) {
+        lane.ring.set(chunk, offset);
+        offset += chunk.length;
+      }
+      lane.ringHead += need;
+      return;
+    }
     const data = new Uint8Array(length);
     let offset = 0;
     for (const chunk of chunks) {
       data.set(chunk, offset);
       offset += chunk.length;
     }
-    return data;
+    op.data = data;
+    lane.transfer.push(data.buffer as ArrayBuffer);
   }
 
   /** Directories are created at once, on the calling thread. */
@@ -195,9 +228,8 @@ export class Writer {
     this.inline({ op: 'mkdir', path });
   }
 
-  file(path: string, data: Uint8Array | undefined, meta: FileMetaOp): void {
-    const payload = data && data.length > 0 ? data : undefined;
-    this.push(this.pick(), { op: 'file', path, ...(payload ? { data: payload } : {}), ...meta }, payload);
+  file(path: string, chunks: Uint8Array[], length: number, meta: FileMetaOp): void {
+    this.push(this.pick(), { op: 'file', path, ...meta }, chunks, length);
   }
 
   open(path: string): number {
@@ -208,8 +240,8 @@ export class Writer {
     return id;
   }
 
-  write(id: number, data: Uint8Array): void {
-    this.push(this.laneOf.get(id), { op: 'write', id, data }, data);
+  write(id: number, chunk: Uint8Array): void {
+    this.push(this.laneOf.get(id), { op: 'write', id }, [chunk], chunk.length);
   }
 
   close(id: number, meta: FileMetaOp): void {
