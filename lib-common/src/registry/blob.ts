@@ -47,6 +47,7 @@ export interface BlobFetchResult {
 
 const WRITE_BATCH = 1024 * 1024;
 const MAX_ATTEMPTS = 50;
+const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
 export async function fetchBlobToStore(client: RegistryClient, store: Store, ref: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Promise<BlobFetchResult> {
   const { digest, size } = desc;
@@ -170,33 +171,60 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
   let handle: FileHandle | undefined;
   try {
     handle = await open(path, append ? 'a' : 'w', 0o644);
+    const file = handle;
+    // Writes are chained behind the reads (up to MAX_IN_FLIGHT bytes), so the
+    // socket keeps flowing while the disk catches up.
+    let received = written;
+    let inFlight = 0;
+    let writing: Promise<void> = Promise.resolve();
+    let writeError: unknown;
     let batch: Buffer[] = [];
     let batchBytes = 0;
-    const flush = async () => {
+    const flush = () => {
       if (batchBytes === 0) return;
       const chunks = batch;
       const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
-      await writeAll(handle!, chunks, bytes);
-      written += bytes;
-      options.onProgress?.(written, size);
+      inFlight += bytes;
+      writing = writing.then(async () => {
+        await writeAll(file, chunks, bytes);
+        written += bytes;
+        inFlight -= bytes;
+        options.onProgress?.(written, size);
+      });
+      writing.catch((error) => {
+        writeError ??= error;
+      });
     };
+    let readError: unknown;
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
-        if (written + batchBytes + chunk.length > size) {
+        if (writeError) throw writeError;
+        if (received + chunk.length > size) {
           res.destroy();
           throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent more than the ${size} bytes the manifest says`, { hint: 'the registry is broken or lying; nothing was stored' });
         }
+        received += chunk.length;
         hash.update(chunk);
         batch.push(chunk);
         batchBytes += chunk.length;
-        if (batchBytes >= WRITE_BATCH) await flush();
+        if (batchBytes >= WRITE_BATCH) {
+          flush();
+          if (inFlight >= MAX_IN_FLIGHT) await writing;
+        }
       }
-    } finally {
-      // Whatever arrived before a failure is kept for the resume.
-      await flush();
+    } catch (error) {
+      readError = error;
     }
+    // Whatever arrived before a failure is kept for the resume.
+    flush();
+    try {
+      await writing;
+    } catch (error) {
+      readError ??= error;
+    }
+    if (readError !== undefined) throw readError;
     return written;
   } finally {
     await handle?.close();
