@@ -27,6 +27,8 @@ Options:
       --no-layers          do not print \`layer\` records, only \`image\` records
       --insecure           do not verify TLS certificates (and allow plain HTTP)
       --plain-http         talk plain HTTP to the registry
+      --registry-mirror HOST  try this mirror of docker.io first (repeatable; also
+                           CONVEYOR_REGISTRY_MIRRORS=host1,host2), as Docker's registry-mirrors
       --ca-file FILE       also trust this CA certificate (PEM); SSL_CERT_FILE replaces
                            the system bundle; /etc/docker/certs.d/HOST/*.crt is read too
       --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
@@ -54,6 +56,7 @@ await runCli({
   help: HELP,
   spec: {
     string: ['platform', 'pull', 'jobs', 'ca-file'],
+    multiple: ['registry-mirror'],
     boolean: ['layers', 'insecure', 'plain-http'],
     alias: { j: 'jobs' },
     default: { layers: true },
@@ -67,7 +70,8 @@ await runCli({
     const platformText = flag(ctx.args, 'platform');
     const platform = platformText ? parsePlatform(platformText) : hostPlatform();
     const { Store } = await import('@conveyor/lib-common/store');
-    const { fetchImage } = await import('./fetch.js');
+    const { fetchImage, parseMirrors } = await import('./fetch.js');
+    const mirrors = parseMirrors([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
     const store = new Store(ctx.root);
 
     let client: RegistryClient | undefined;
@@ -106,6 +110,7 @@ await runCli({
           info: (message) => ctx.log.info(message),
           warn: (message) => ctx.log.warn(message),
           onRetry: (message) => ctx.log.info(message),
+          mirrors,
         });
         if (result.source === 'pulled') ctx.log.info(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
       } catch (error) {

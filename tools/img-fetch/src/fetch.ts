@@ -13,7 +13,7 @@ import { checkConfig, imageRecordFromStore, layerInfos, buildImageRecord, type I
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
 import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type LayerInfo, type LayerRecord, type Platform } from '@conveyor/lib-common/records';
-import { formatReference, parseReference } from '@conveyor/lib-common/reference';
+import { DEFAULT_REGISTRY, formatReference, parseReference } from '@conveyor/lib-common/reference';
 import type { Store } from '@conveyor/lib-common/store';
 import type { RegistryClient, RepositoryRef } from '@conveyor/lib-common/registry/client';
 import type { ResolvedManifest } from '@conveyor/lib-common/registry/manifest';
@@ -53,6 +53,11 @@ export interface FetchOptions {
   warn?: (message: string) => void;
   /** Passed to blob downloads: called before each retry. */
   onRetry?: (message: string) => void;
+  /**
+   * Registry hosts that mirror docker.io (Docker's `registry-mirrors`): tried
+   * in order for docker.io references, docker.io itself last.
+   */
+  mirrors?: string[];
 }
 
 export interface FetchResult {
@@ -78,18 +83,39 @@ export async function fetchImage(input: string, options: FetchOptions): Promise<
     throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `${name} is not in the store ${store.root}`, { hint: 'pull it with --pull=missing or --pull=always' });
   }
   const client = options.client();
-  const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
   const reference = ref.digest ?? ref.tag!;
+  const mirrors = ref.registry === DEFAULT_REGISTRY ? (options.mirrors ?? []) : [];
+  const sources = [...mirrors, ref.registry];
+  for (let i = 0; ; i++) {
+    const repo: RepositoryRef = { registry: sources[i], repository: ref.repository };
+    try {
+      return await pullVia(name, repo, reference, entry, client, options);
+    } catch (error) {
+      if (i === sources.length - 1) throw error;
+      // A mirror is a cache: whatever it fails with, the origin may still answer.
+      options.info?.(`mirror ${sources[i]} failed for ${name}: ${toConveyorError(error).message}; trying ${sources[i + 1]}`);
+    }
+  }
+}
 
-  if (entry && !ref.digest) {
+async function pullVia(name: string, repo: RepositoryRef, reference: string, entry: Descriptor | undefined, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+  if (entry && !parseReference(name).digest) {
     // Present by tag: one HEAD tells whether the tag still points where we have it.
     const head = await client.headManifest(repo, reference);
     if (head && (head.digest === entry.digest || head.digest === entry.annotations?.[INDEX_DIGEST_ANNOTATION])) {
-      const hit = await fromStore(store, entry, options);
+      const hit = await fromStore(options.store, entry, options);
       if (hit) return emitFromStore(name, hit, options);
     }
   }
   return pullFromRegistry(name, repo, reference, client, options);
+}
+
+/** Mirror hosts from `--registry-mirror` values or CONVEYOR_REGISTRY_MIRRORS (comma-separated); a scheme is dropped. */
+export function parseMirrors(values: string[]): string[] {
+  return values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim().replace(/^https?:\/\//, '').replace(/\/+$/, ''))
+    .filter((v) => v !== '');
 }
 
 /** Fetches (or reads) the config blob, validates it, checks its platform. */
