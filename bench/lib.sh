@@ -22,7 +22,7 @@ YAML
 }
 
 stop_registry() {
-  [ -n "${registry_pid:-}" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  if [ -n "${registry_pid:-}" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; fi
   rm -rf "${registry_dir:-/nonexistent}"
 }
 

@@ -7,8 +7,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/conveyor-demo.XXXXXX)
 registry_pid=
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  local status=$?
+  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; fi
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 
