@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
 import type { Compression } from '@conveyor/lib-common/mediatypes';
 import type { Applier, EntryHeader } from './applier.js';
@@ -67,29 +67,81 @@ interface Decompressor {
   /** Resolves when the decompressor process (zstd) exited cleanly. */
   done: Promise<void>;
   kill(): void;
+  /** The uncompressed stream's digest, when the decompressor computes it (the inflate thread). */
+  diffID?: Promise<string>;
+}
+
+/**
+ * gzip and plain tar: read, inflate and hash on the inflate thread
+ * (inflate-worker.ts); chunks arrive here as a Readable. The thread is told
+ * what was consumed (read() calls), which bounds how far it runs ahead.
+ */
+function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('node:worker_threads').Worker, onBlobBytes: (n: number) => void): Decompressor {
+  const worker = new Worker(new URL('./inflate-worker.js', import.meta.url), { workerData: { path, gzip } });
+  let consumed = 0;
+  let resolveDigest!: (d: string) => void;
+  let rejectDigest!: (e: Error) => void;
+  const diffID = new Promise<string>((resolve, reject) => ((resolveDigest = resolve), (rejectDigest = reject)));
+  diffID.catch(() => undefined);
+  let ended = false;
+  const stream = new Readable({
+    highWaterMark: 1024 * 1024,
+    read() {
+      if (consumed > 0 && !ended) {
+        worker.postMessage({ ack: consumed });
+        consumed = 0;
+      }
+    },
+  });
+  worker.on('message', (msg: { chunk?: Uint8Array; blobBytes?: number; end?: boolean; diffID?: string; error?: { message: string; code?: string } }) => {
+    if (msg.error) {
+      const error = Object.assign(new Error(msg.error.message), { code: msg.error.code });
+      rejectDigest(error);
+      stream.destroy(error);
+      void worker.terminate();
+      return;
+    }
+    if (msg.blobBytes !== undefined) onBlobBytes(msg.blobBytes);
+    if (msg.chunk) {
+      const chunk = Buffer.from(msg.chunk.buffer, msg.chunk.byteOffset, msg.chunk.byteLength);
+      consumed += chunk.length;
+      stream.push(chunk);
+    }
+    if (msg.end) {
+      ended = true;
+      resolveDigest(msg.diffID!);
+      stream.push(null);
+      void worker.terminate();
+    }
+  });
+  worker.on('error', (error) => {
+    rejectDigest(error);
+    stream.destroy(error);
+  });
+  return {
+    stream,
+    done: Promise.resolve(),
+    diffID,
+    kill: () => {
+      void worker.terminate();
+      stream.destroy();
+    },
+  };
 }
 
 interface Modules {
-  zlib?: typeof import('node:zlib');
   childProcess?: typeof import('node:child_process');
+  workerThreads?: typeof import('node:worker_threads');
 }
 
 /** Loads what the decompressor needs up front, so no data flows before every listener is attached. */
 async function loadModules(compression: Compression): Promise<Modules> {
-  if (compression === 'gzip') return { zlib: await import('node:zlib') };
   if (compression === 'zstd') return { childProcess: await import('node:child_process') };
-  return {};
+  return { workerThreads: await import('node:worker_threads') };
 }
 
 function decompress(source: Readable, compression: Compression, label: string, modules: Modules): Decompressor {
   if (compression === 'none') return { stream: source, done: Promise.resolve(), kill: () => source.destroy() };
-  if (compression === 'gzip') {
-    const { createGunzip } = modules.zlib!;
-    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
-    source.on('error', (error) => gunzip.destroy(error));
-    source.pipe(gunzip);
-    return { stream: gunzip, done: Promise.resolve(), kill: () => (source.destroy(), gunzip.destroy()) };
-  }
   const { spawn } = modules.childProcess!;
   const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
@@ -141,13 +193,23 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   const extract = await createExtract();
   applier.setFailureHandler((error) => fail(error));
   // From here on, everything is wired synchronously: no chunk can flow before its listener exists.
-  const input = createReadStream(source.path, { highWaterMark: 256 * 1024 });
   let blobBytes = 0;
-  const dec = decompress(input, compression, source.label, modules);
-  input.on('data', (chunk) => {
-    blobBytes += chunk.length;
-    onProgress?.(blobBytes);
-  });
+  let dec: Decompressor;
+  let input: Readable;
+  if (compression === 'zstd') {
+    input = createReadStream(source.path, { highWaterMark: 256 * 1024 });
+    dec = decompress(input, compression, source.label, modules);
+    input.on('data', (chunk) => {
+      blobBytes += chunk.length;
+      onProgress?.(blobBytes);
+    });
+  } else {
+    dec = inflateOnThread(source.path, compression === 'gzip', modules.workerThreads!.Worker, (n) => {
+      blobBytes = n;
+      onProgress?.(n);
+    });
+    input = dec.stream;
+  }
   const hash = createHash('sha256');
   let tarBytes = 0;
   const maxTarBytes = applier.opts.maxBytes + 1024 * applier.opts.maxEntries + 1024 * 1024;
@@ -214,7 +276,7 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
       fail(new ConveyorError('ERR_LAYER_TOO_LARGE', `layer ${source.label} inflates past ${maxTarBytes} bytes`, { hint: 'raise --max-bytes if the image is really this large' }));
       return;
     }
-    hash.update(chunk);
+    if (!dec.diffID) hash.update(chunk);
     if (!extract.write(chunk)) dec.stream.pause();
   });
   extract.on('drain', () => dec.stream.resume());
@@ -251,7 +313,7 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
     throw failure;
   }
 
-  const diffID = `sha256:${hash.digest('hex')}`;
+  const diffID = dec.diffID ? await dec.diffID : `sha256:${hash.digest('hex')}`;
   if (source.diffID !== undefined && diffID !== source.diffID) {
     throw new ConveyorError('ERR_DIGEST_MISMATCH', `layer ${source.label}: uncompressed content is ${diffID}, the image config says ${source.diffID}`, {
       hint: 'the blob in the store is not the layer the image names; remove it and pull again',
