@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
+import { busyboxLayout, hasSharedImages, importToStore, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
 import { BIN, imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 import { diffTrees } from './helpers/tree.js';
@@ -298,3 +298,24 @@ t.test('--keep-going reports a failed image and continues', async (t) => {
   t.equal(stop.status, 1);
 });
 
+
+t.test('multi: an overlay mount of the per-layer dirs equals umoci raw unpack', { skip: hasSharedImages ? false : 'shared images absent' }, async (t) => {
+  const dir = t.testdir({});
+  const root = join(dir, 'store');
+  const layout = `${join(SHARED_IMAGES, 'multi')}:latest`;
+  importToStore(layout, root, 'localhost/multi:latest');
+  execFileSync('umoci', ['raw', 'unpack', '--image', layout, join(dir, 'umoci')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const run = unpack(root, imageRecords(root).text);
+  t.equal(run.status, 0, run.stderr);
+  const layerDirs: string[] = run.records[0].layerDirs;
+  t.equal(layerDirs.length, 5);
+  const mnt = join(dir, 'mnt');
+  for (const d of [mnt, join(dir, 'work'), join(dir, 'up')]) mkdirSync(d);
+  const lower = [...layerDirs].reverse().join(':');
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${join(dir, 'up')},workdir=${join(dir, 'work')}`, mnt]);
+  try {
+    t.strictSame(diffTrees(join(dir, 'umoci'), mnt), [], 'merged view identical to the flat umoci tree');
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+});
