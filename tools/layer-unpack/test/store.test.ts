@@ -319,3 +319,22 @@ t.test('multi: an overlay mount of the per-layer dirs equals umoci raw unpack', 
     execFileSync('umount', [mnt]);
   }
 });
+
+t.test('rootless: whiteouts and opaque markers as uid 65534', async (t) => {
+  const dir = t.testdir({});
+  const root = join(dir, 'store');
+  await storeImage(root, 'localhost/rl:1', [
+    await makeTar([{ name: 'a/', type: 'directory' }, { name: 'a/x', content: 'x' }]),
+    await makeTar([{ name: 'a/', type: 'directory', mode: 0o555 }, { name: 'a/.wh.x', content: '' }, { name: 'a/.wh..wh..opq', content: '' }, { name: 'a/y', content: 'y', uid: 7 }]),
+  ]);
+  execFileSync('chown', ['-R', '65534:65534', dir]);
+  const run = unpack(root, imageRecords(root).text, [], { user: true });
+  t.equal(run.status, 0, run.stderr);
+  const upper = run.records[0].layerDirs[1];
+  const wh = lstatSync(join(upper, 'a', 'x'));
+  t.ok(wh.isCharacterDevice() && wh.rdev === 0, 'whiteout device created without root');
+  t.equal(execFileSync('getfattr', ['-h', '--only-values', '-n', 'user.overlay.opaque', join(upper, 'a')], { encoding: 'utf8' }), 'y');
+  t.equal(statSync(join(upper, 'a')).mode & 0o777, 0o555, 'read-only dir mode applied after filling it');
+  const meta = JSON.parse(readFileSync(join(root, 'layers', run.records[0].layers[1].chainID.slice(7), 'meta.json'), 'utf8'));
+  t.strictSame(meta.owners, { 'a/y': [7, 0] });
+});
