@@ -130,7 +130,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           writerThreads: opts.writerThreads,
           onProgress: (n) => progress?.update({ id, action: 'unpack', current: n, total: layer.size, label }),
         });
-        progress?.done({ id, action: result.reused ? 'reuse' : 'unpack', current: layer.size, total: layer.size, label });
+        progress?.done({ id, action: 'unpack', current: layer.size, total: layer.size, label: result.reused ? `${label} (reused)` : label });
         return result;
       });
       job.catch(() => undefined);
