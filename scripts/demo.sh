@@ -5,10 +5,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/conveyor-demo.XXXXXX)
-registry_pid=
+source "$here/registry.sh"
 cleanup() {
   local status=$?
-  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; fi
+  stop_registry
   rm -rf "$work"
   exit "$status"
 }
@@ -19,17 +19,9 @@ for cmd in docker-registry umoci skopeo runc; do
 done
 
 # 1. A registry on a free loopback port.
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $work/registry } }
-http: { addr: 127.0.0.1:$port }
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-echo "demo: registry at 127.0.0.1:$port" >&2
+start_registry
+trap cleanup EXIT # start_registry set its own
+echo "demo: registry at $registry" >&2
 
 # 2. A busybox image built by an independent tool (umoci), pushed with skopeo.
 umoci init --layout "$work/layout" >/dev/null
@@ -44,8 +36,8 @@ printf 'root:x:0:\n' > "$rootfs/etc/group"
 umoci repack --image "$work/layout:latest" "$work/bundle" >/dev/null
 umoci config --image "$work/layout:latest" --config.cmd sh \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin >/dev/null
-image="127.0.0.1:$port/demo/busybox:latest"
-skopeo copy -q --dest-tls-verify=false "oci:$work/layout:latest" "docker://$image"
+image="$registry/demo/busybox:latest"
+seed_image "$work/layout:latest" demo/busybox:latest
 echo "demo: pushed $image" >&2
 
 # 3. Pull and run it: img-fetch | layer-unpack | ctr-spawn.
