@@ -30,7 +30,8 @@ hyperfine -N -w 1 -r "$((runs * 2))" --export-json "$out/repull.json" \
   -n 'img-fetch --pull=missing' "$fetch -q --pull=missing --root $out/store $image" >/dev/null
 report "$out/repull.json"
 
-if [ -f unpack.sh ]; then echo "== unpack"; bash unpack.sh "$runs"; fi
+echo "== unpack 30 MB debian (one layer) into a directory"
+RUNS=$runs bash unpack.sh
 
 echo "== fetch + unpack of a cold image (streamed: img-fetch | layer-unpack)"
 cmds=(-n 'skopeo + umoci unpack' "bash -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$out/sk:b && umoci raw unpack --image $out/sk:b $out/umoci-rootfs'"
