@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
-import { parseCpus, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
+import { parseCpus, parseSecurityOpts, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
 import { spawnContainer } from './spawn.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
@@ -31,6 +31,9 @@ Isolation and limits:
       --privileged         all capabilities, no masked /proc paths, /sys writable
       --cap-add CAP        add a capability (or ALL); repeatable
       --cap-drop CAP       drop a capability (or ALL); repeatable
+      --security-opt seccomp=unconfined
+                           no seccomp filter (default: Docker's blocked syscalls,
+                           unblocked per capability)
   -v, --volume HOST:CTR[:ro]  bind mount (HOST created as a directory if missing)
       --tmpfs PATH[:OPTS]  mount a tmpfs (default options nosuid,nodev,noexec)
   -m, --memory SIZE        memory limit (swap limited to the same): 64m, 1g
@@ -76,7 +79,7 @@ await runCli({
   help: HELP,
   spec: {
     string: ['entrypoint', 'workdir', 'user', 'hostname', 'net', 'memory', 'cpus', 'pids-limit', 'name', 'record', 'spec', 'runtime', 'runtime-root'],
-    multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop'],
+    multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt'],
     boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec'],
     alias: { e: 'env', w: 'workdir', u: 'user', v: 'volume', m: 'memory', i: 'interactive', t: 'tty', d: 'detach' },
     stopAtDoubleDash: true,
@@ -113,6 +116,8 @@ await runCli({
       netHost: net === 'host',
       readOnly: Boolean(args['read-only']),
       privileged: Boolean(args.privileged),
+      ...parseSecurityOpts(args['security-opt'] as string[]),
+      arch: process.arch,
       capAdd: args['cap-add'] as string[],
       capDrop: args['cap-drop'] as string[],
       volumes: (args.volume as string[]).map(parseVolume),

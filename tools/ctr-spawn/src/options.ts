@@ -28,6 +28,10 @@ export interface SpawnOptions {
   netHost: boolean;
   readOnly: boolean;
   privileged: boolean;
+  /** --security-opt seccomp=unconfined: no seccomp filter. */
+  seccompUnconfined: boolean;
+  /** The host architecture (Node's process.arch), for the seccomp filter. */
+  arch: string;
   capAdd: string[];
   capDrop: string[];
   volumes: Volume[];
@@ -125,4 +129,14 @@ export function parseCpus(raw: string): number {
   const value = Number(raw);
   if (!Number.isFinite(value) || value <= 0 || value > 1024) throw new ConveyorError('ERR_USAGE', `--cpus must be a positive number, got ${JSON.stringify(raw)}`);
   return value;
+}
+
+/** Parses --security-opt values; only `seccomp=unconfined` is supported for now. */
+export function parseSecurityOpts(values: string[]): { seccompUnconfined: boolean } {
+  let seccompUnconfined = false;
+  for (const value of values) {
+    if (value === 'seccomp=unconfined' || value === 'seccomp:unconfined') seccompUnconfined = true;
+    else throw new ConveyorError('ERR_USAGE', `--security-opt ${JSON.stringify(value)} is not supported`, { hint: 'supported: seccomp=unconfined' });
+  }
+  return { seccompUnconfined };
 }

@@ -21,6 +21,7 @@ import { boundingCaps, findInit, nofileHardLimit, removeCgroups, swapLimitSuppor
 import { envValue, mergeEnv, type SpawnOptions } from './options.js';
 import { findCommand, mkdirInRoot, DEFAULT_PATH } from './rootfs.js';
 import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount } from './spec.js';
+import { defaultSeccomp } from './seccomp.js';
 import { resolveUser } from './user.js';
 
 export interface RecordSink {
@@ -171,6 +172,7 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
     cgroupsPath,
     nofile: nofileHardLimit(),
+    seccomp: options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch),
     annotations: {
       'org.opencontainers.image.ref.name': typeof record.ref === 'string' ? record.ref : '',
       'org.opencontainers.image.digest': typeof record.digest === 'string' ? record.digest : '',

@@ -80,6 +80,8 @@ export interface SpecInput {
   /** RLIMIT_NOFILE soft/hard: never above the host's hard limit. */
   nofile: number;
   annotations?: Record<string, string>;
+  /** `linux.seccomp`, or undefined for none (--privileged, --security-opt seccomp=unconfined). */
+  seccomp?: Record<string, unknown>;
 }
 
 /** Applies --cap-add and --cap-drop (names with or without CAP_, or ALL) to a base set. */
@@ -149,6 +151,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       resources,
       namespaces,
       ...(input.privileged ? {} : { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS }),
+      ...(input.seccomp ? { seccomp: input.seccomp } : {}),
     },
   };
 }

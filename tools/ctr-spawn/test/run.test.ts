@@ -93,6 +93,25 @@ t.test('Docker\'s default capabilities, no new privileges, masked /proc paths', 
   t.match(privileged.stdout, /NoNewPrivs:\s+0\n0\n/, '--privileged: no masks, privileges allowed');
 });
 
+t.test('seccomp: Docker\'s blocked syscalls, unblocked by their capability or unconfined', async (t) => {
+  const probe = ['--', 'sh', '-c', 'busybox unshare -U true 2>/dev/null && echo unshare-allowed || echo unshare-blocked; grep Seccomp: /proc/self/status'];
+  // [flags, expected unshare outcome, seccomp mode in /proc/self/status (2 = filter)]
+  const cases: [string[], string, string][] = [
+    [[], 'unshare-blocked', '2'],
+    [['--cap-add', 'SYS_ADMIN'], 'unshare-allowed', '2'],
+    [['--security-opt', 'seccomp=unconfined'], 'unshare-allowed', '0'],
+    [['--privileged'], 'unshare-allowed', '0'],
+  ];
+  for (const [flags, outcome, mode] of cases) {
+    const r = await ctrSpawn(latest, [...flags, ...probe]);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, new RegExp(`^${outcome}\nSeccomp:\\s+${mode}\n$`), flags.join(' ') || 'default');
+  }
+  const bad = await ctrSpawn(latest, ['--security-opt', 'apparmor=x', '--', 'true']);
+  t.equal(bad.code, 125, 'an unsupported --security-opt fails before running');
+  assertClean(t);
+});
+
 t.test('exit codes', async (t) => {
   // [flags, command, exit code, stderr pattern]
   const cases: [string[], string[], number, RegExp][] = [
@@ -163,6 +182,8 @@ t.test('--print-spec prints one config.json line and runs nothing', async (t) =>
   t.strictSame(spec.linux.resources.cpu, { quota: 50000, period: 100000 });
   t.strictSame(spec.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['ipc', 'mount', 'network', 'pid', 'uts']);
   t.ok(spec.linux.maskedPaths.includes('/proc/kcore'));
+  t.equal(spec.linux.seccomp.defaultAction, 'SCMP_ACT_ALLOW');
+  t.ok(spec.linux.seccomp.syscalls[0].names.includes('keyctl'), 'seccomp blocks keyctl');
   t.ok(spec.mounts.some((m: { destination: string; options: string[] }) => m.destination === '/host-tmp' && m.options.includes('ro')));
   assertClean(t);
 

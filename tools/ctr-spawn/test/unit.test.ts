@@ -6,6 +6,7 @@ import { applyCaps, DEFAULT_CAPS, ALL_CAPS, buildSpec } from '../src/spec.js';
 import { findCommand, readRootFile, resolveInRoot } from '../src/rootfs.js';
 import { mergeEnv, parseTmpfs, parseVolume, resolveEnvEntries } from '../src/options.js';
 import { parseGroup, parsePasswd, resolveUser, resolveUserIn } from '../src/user.js';
+import { blockedSyscalls, defaultSeccomp } from '../src/seccomp.js';
 
 const passwd = parsePasswd('root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nbroken line\nbad:x:notnum:1:::\n# comment\n');
 const groups = parseGroup('root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:app\n');
@@ -106,4 +107,24 @@ t.test('capabilities', async (t) => {
   t.notOk(spec.linux.namespaces.some((n) => n.type === 'network'), '--net host: no network namespace');
   t.notOk('memory' in spec.linux.resources, 'no limit unless asked');
   t.equal(spec.process.rlimits[0].hard, 20000);
+});
+
+t.test('seccomp denylist follows the capabilities', async (t) => {
+  // [capabilities, blocked, allowed]
+  const cases: [string[], string[], string[]][] = [
+    [[], ['keyctl', 'unshare', 'mount', 'init_module', 'reboot', 'clock_settime', 'bpf', 'syslog'], ['read', 'clone', 'execve']],
+    [['CAP_SYS_ADMIN'], ['keyctl', 'init_module'], ['unshare', 'setns', 'mount', 'bpf']],
+    [['CAP_SYS_TIME'], ['unshare'], ['clock_settime', 'settimeofday']],
+    [['CAP_SYS_PTRACE'], [], ['process_vm_readv', 'kcmp']],
+  ];
+  for (const [caps, blocked, allowed] of cases) {
+    const names = blockedSyscalls(caps);
+    for (const name of blocked) t.ok(names.includes(name), `${caps.join(',') || 'no caps'}: ${name} blocked`);
+    for (const name of allowed) t.notOk(names.includes(name), `${caps.join(',') || 'no caps'}: ${name} allowed`);
+  }
+  const profile = defaultSeccomp([], 'x64') as { defaultAction: string; architectures: string[]; syscalls: { names: string[]; errnoRet: number }[] };
+  t.equal(profile.defaultAction, 'SCMP_ACT_ALLOW');
+  t.ok(profile.architectures.includes('SCMP_ARCH_X86_64'));
+  t.strictSame(profile.syscalls[1], { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }, 'clone3 is ENOSYS so libc falls back to clone');
+  t.equal((defaultSeccomp(['CAP_SYS_ADMIN'], 'x64') as { syscalls: unknown[] }).syscalls.length, 1, 'CAP_SYS_ADMIN allows clone3');
 });
