@@ -46,14 +46,15 @@ report "$out/cold.json"
 echo "== run /bin/true from a present image"
 bb="$registry/bench/busybox:latest"
 $fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/rootfs.json"
-umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" >/dev/null 2>&1 || true
+mkdir -p "$out/bundle"
+umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
 (cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
 cmds=(-n 'runc run' "runc run --bundle $out/bundle bench-$$"
       -n 'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store -- /bin/true < $out/rootfs.json'"
       -n 'img-ls | layer-unpack | ctr-spawn' "bash -c '$ls_ --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store -- /bin/true'")
 if command -v podman >/dev/null; then
   podman --runtime runc --root "$out/podman2" --runroot "$out/podman2-run" pull -q --tls-verify=false "$bb" >/dev/null
-  cmds+=(-n 'podman run' "podman --runtime runc --root $out/podman2 --runroot $out/podman2-run run --rm --network none $bb /bin/true")
+  cmds+=(-n 'podman run' "podman --runtime runc --root $out/podman2 --runroot $out/podman2-run run --rm --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 --network none $bb /bin/true")
 fi
 hyperfine -N -w 2 -r "$((runs * 2))" --export-json "$out/run.json" "${cmds[@]}" >/dev/null
 report "$out/run.json"
