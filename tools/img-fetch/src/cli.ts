@@ -2,7 +2,7 @@ import { runCli } from '@conveyor/lib-common/cli';
 import { flag, intFlag } from '@conveyor/lib-common/args';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, parsePlatform } from '@conveyor/lib-common/platform';
-import { RegistryClient } from '@conveyor/lib-common/registry/client';
+import type { RegistryClient } from '@conveyor/lib-common/registry/client';
 
 const HELP = `Usage: img-fetch [OPTIONS] [REFERENCE...]
 
@@ -76,8 +76,10 @@ await runCli({
 
     let client: RegistryClient | undefined;
     let credentialsModule: typeof import('@conveyor/lib-common/registry/credentials') | undefined;
-    const makeClient = (): RegistryClient => {
+    // Loaded only when the store cannot answer alone: http, https and TLS cost start-up time.
+    const makeClient = async (): Promise<RegistryClient> => {
       if (!client) {
+        const { RegistryClient } = await import('@conveyor/lib-common/registry/client');
         client = new RegistryClient({
           insecure: Boolean(ctx.args.insecure),
           plainHttp: Boolean(ctx.args['plain-http']),

@@ -36,7 +36,7 @@ export interface ProgressSink {
 export interface FetchOptions {
   store: Store;
   /** Creates (once) the registry client; not called when the store can answer alone. */
-  client: () => RegistryClient;
+  client: () => Promise<RegistryClient>;
   /** The platform to choose from an index (default: the host's, chosen by the caller). */
   platform: Platform;
   /** True when the user asked for the platform: a single-platform image of another platform is then an error. */
@@ -82,7 +82,7 @@ export async function fetchImage(input: string, options: FetchOptions): Promise<
   if (pull === 'never') {
     throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `${name} is not in the store ${store.root}`, { hint: 'pull it with --pull=missing or --pull=always' });
   }
-  const client = options.client();
+  const client = await options.client();
   const reference = ref.digest ?? ref.tag!;
   const mirrors = ref.registry === DEFAULT_REGISTRY ? (options.mirrors ?? []) : [];
   const sources = [...mirrors, ref.registry];
