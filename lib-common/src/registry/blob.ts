@@ -18,6 +18,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { digestHex } from '../digest.js';
+import { garbageCollectorEvery } from '../memory.js';
 import { ConveyorError } from '../errors.js';
 import { acquireLock } from '../lock.js';
 import type { Descriptor } from '../records.js';
@@ -198,8 +199,10 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
       });
     };
     let readError: unknown;
+    const collect = garbageCollectorEvery(1 << 20);
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
+        collect(chunk.length);
         if (writeError) throw writeError;
         if (received + chunk.length > size) {
           res.destroy();
