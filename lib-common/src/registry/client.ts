@@ -32,6 +32,13 @@ export interface RegistryClientOptions {
   insecure?: boolean;
   /** Talk plain HTTP to every registry. */
   plainHttp?: boolean;
+  /**
+   * Registries (host[:port], as in references) treated as `insecure` alone,
+   * like Docker's `insecure-registries`: no certificate verification and a
+   * plain-HTTP fallback there, full verification everywhere else (including
+   * hosts they redirect to).
+   */
+  insecureRegistries?: string[];
   /** Extra trusted CA certificates (PEM file), added to the system ones. */
   caFile?: string;
   /** A CA bundle that replaces the system one (the SSL_CERT_FILE convention). */
@@ -511,7 +518,7 @@ export class RegistryClient {
       this.schemes.set(registry, 'https');
       return res;
     } catch (error) {
-      const mayFallBack = this.options.insecure || isLoopbackRegistry(registry);
+      const mayFallBack = this.isInsecure(registry) || isLoopbackRegistry(registry);
       if (!mayFallBack || !isNotTlsError(error)) throw error;
       const plain = new URL(url.href.replace(/^https:/, 'http:'));
       const res = await this.send(plain, method, headers, signal);
@@ -562,6 +569,11 @@ export class RegistryClient {
     return tls.createSecureContext({ ca: [...base, ...extra] });
   }
 
+  /** Whether TLS verification is off for this registry or host (`--insecure`, `--insecure-registry`). */
+  private isInsecure(host: string): boolean {
+    return Boolean(this.options.insecure) || (this.options.insecureRegistries ?? []).some((r) => r === host || registryApiHost(r) === host);
+  }
+
   /** One HTTP exchange; resolves with the response head. */
   private async send(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal, body?: string): Promise<IncomingMessage> {
     const https = url.protocol === 'https:';
@@ -575,8 +587,9 @@ export class RegistryClient {
       this.httpsAgent ??= new this.httpsModule.Agent({ keepAlive: true, maxSockets: 16 });
       requestFn = this.httpsModule.request as unknown as typeof import('node:http').request;
       extra.agent = this.httpsAgent;
-      extra.rejectUnauthorized = !this.options.insecure;
-      if (!this.options.insecure) {
+      const insecure = this.isInsecure(url.host);
+      extra.rejectUnauthorized = !insecure;
+      if (!insecure) {
         secureContext = await this.tlsContext(url.host, this.systemCa.has(url.host));
         if (secureContext) extra.secureContext = secureContext;
       }
@@ -598,7 +611,7 @@ export class RegistryClient {
       req.on('error', reject);
       req.end(body);
     });
-    if (!https || this.options.insecure || secureContext) return attempt;
+    if (!https || this.isInsecure(url.host) || secureContext) return attempt;
     return attempt.catch((error) => {
       if (!isCertError(error) || this.systemCa.has(url.host)) throw error;
       // Not signed by a built-in root: try the system bundle (locally added CAs).

@@ -25,7 +25,9 @@ Options:
                            missing: use the store when the image is there; never: store only
   -j, --jobs N             parallel layer downloads (default 3)
       --no-layers          do not print \`layer\` records, only \`image\` records
-      --insecure           do not verify TLS certificates (and allow plain HTTP)
+      --insecure           do not verify TLS certificates (and allow plain HTTP), any registry
+      --insecure-registry HOST  the same for this registry only (repeatable; also
+                           CONVEYOR_INSECURE_REGISTRIES=host1,host2), as Docker's insecure-registries
       --plain-http         talk plain HTTP to the registry
       --registry-mirror HOST  try this mirror of docker.io first (repeatable; also
                            CONVEYOR_REGISTRY_MIRRORS=host1,host2), as Docker's registry-mirrors
@@ -56,7 +58,7 @@ await runCli({
   help: HELP,
   spec: {
     string: ['platform', 'pull', 'jobs', 'ca-file'],
-    multiple: ['registry-mirror'],
+    multiple: ['registry-mirror', 'insecure-registry'],
     boolean: ['layers', 'insecure', 'plain-http'],
     alias: { j: 'jobs' },
     default: { layers: true },
@@ -70,8 +72,8 @@ await runCli({
     const platformText = flag(ctx.args, 'platform');
     const platform = platformText ? parsePlatform(platformText) : hostPlatform();
     const { Store } = await import('@conveyor/lib-common/store');
-    const { fetchImage, parseMirrors } = await import('./fetch.js');
-    const mirrors = parseMirrors([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
+    const { fetchImage, parseHostList } = await import('./fetch.js');
+    const mirrors = parseHostList([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
     const store = new Store(ctx.root);
 
     let client: RegistryClient | undefined;
@@ -82,6 +84,7 @@ await runCli({
         const { RegistryClient } = await import('@conveyor/lib-common/registry/client');
         client = new RegistryClient({
           insecure: Boolean(ctx.args.insecure),
+          insecureRegistries: parseHostList([...(ctx.args['insecure-registry'] as string[]), ctx.env.CONVEYOR_INSECURE_REGISTRIES ?? '']),
           plainHttp: Boolean(ctx.args['plain-http']),
           caFile: flag(ctx.args, 'ca-file'),
           sslCertFile: ctx.env.SSL_CERT_FILE || undefined,

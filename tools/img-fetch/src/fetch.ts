@@ -110,8 +110,8 @@ async function pullVia(name: string, repo: RepositoryRef, reference: string, ent
   return pullFromRegistry(name, repo, reference, client, options);
 }
 
-/** Mirror hosts from `--registry-mirror` values or CONVEYOR_REGISTRY_MIRRORS (comma-separated); a scheme is dropped. */
-export function parseMirrors(values: string[]): string[] {
+/** Registry hosts from repeatable flag values and comma-separated environment lists; a scheme is dropped. */
+export function parseHostList(values: string[]): string[] {
   return values
     .flatMap((v) => v.split(','))
     .map((v) => v.trim().replace(/^https?:\/\//, '').replace(/\/+$/, ''))

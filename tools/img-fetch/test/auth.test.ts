@@ -190,6 +190,8 @@ t.test('TLS', async (t) => {
     { name: '--insecure', args: ['--insecure'], env: {} },
     { name: '--ca-file', args: ['--ca-file', reg.caFile!], env: {} },
     { name: 'SSL_CERT_FILE', args: [], env: { SSL_CERT_FILE: reg.caFile! } },
+    { name: '--insecure-registry for this host', args: ['--insecure-registry', reg.host], env: {} },
+    { name: 'CONVEYOR_INSECURE_REGISTRIES', args: [], env: { CONVEYOR_INSECURE_REGISTRIES: `other.example:5000,${reg.host}` } },
   ];
   for (const c of ok) {
     t.test(`accepted with ${c.name}`, async (t) => {
@@ -199,6 +201,12 @@ t.test('TLS', async (t) => {
       t.equal(r.records.at(-1)?.type, 'image');
     });
   }
+  t.test('--insecure-registry for another host leaves this one verified', async (t) => {
+    const work = t.testdir();
+    const r = await runFetch(['--root', join(work, 'root'), '--log-format=json', '--insecure-registry', '127.0.0.1:1', ref]);
+    t.equal(r.code, 1);
+    t.equal(errorCode(r.logs), 'ERR_REGISTRY_TLS');
+  });
   t.test('--plain-http against a TLS registry fails cleanly', async (t) => {
     const work = t.testdir();
     const r = await runFetch(['--root', join(work, 'root'), '--log-format=json', '--plain-http', ref]);
