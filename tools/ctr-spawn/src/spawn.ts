@@ -9,6 +9,7 @@
 import { spawn, type StdioOptions } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { basename, join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
@@ -50,9 +51,10 @@ export interface SpawnIO {
   stdinIsTTY: boolean;
 }
 
-const SIGNAL_NUMBERS: Record<string, number> = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGWINCH: 28,
-};
+/** 128 + N for signal N, as shells and Docker report a death by signal. */
+function signalExit(signal: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[signal] ?? 0);
+}
 
 /** The first rootfs or mount record of the input; records before it are reported and skipped. */
 async function firstRecord(input: Readable, log: Logger): Promise<Record<string, unknown>> {
@@ -82,13 +84,17 @@ function lowerDirsOf(record: RootfsRecord): string[] {
 }
 
 /** The overlay of a mount record: checked to be a live mount in its store's container dir. */
-async function existingMount(store: Store, record: Record<string, unknown>): Promise<ContainerPaths> {
+async function existingMount(store: Store, record: Record<string, unknown>, runtimeRoot: string): Promise<ContainerPaths> {
   const id = record.id;
   if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) throw new ConveyorError('ERR_INPUT_RECORD', `mount record: not a container id: ${JSON.stringify(id)}`);
   const paths = containerPaths(store, id);
   if (record.target !== paths.merged) throw new ConveyorError('ERR_INPUT_RECORD', `mount record: target ${JSON.stringify(record.target)} is not ${paths.merged}`);
-  if ((await mountsUnder(paths.merged)).length === 0) {
+  if (!(await mountsUnder(paths.merged)).includes(paths.merged)) {
     throw new ConveyorError('ERR_MOUNT_NOT_FOUND', `${paths.merged} is not mounted`, { hint: 'mount it again: overlay-mount' });
+  }
+  // One container per mount: a second run would share (and on exit tear down) the first one's state.
+  if (existsSync(join(runtimeRoot, id))) {
+    throw new ConveyorError('ERR_SPAWN_FAILED', `container ${id.slice(0, 12)} is already running on this mount`, { hint: 'mount another overlay-mount for a second container' });
   }
   return paths;
 }
@@ -289,6 +295,10 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   let child: ReturnType<typeof spawn> | undefined;
   let containerId: string | undefined;
   let stops = 0;
+  let runtimeStarted = false;
+  let interrupt: ((error: Error) => void) | undefined;
+  const interrupted = new Promise<never>((_, reject) => (interrupt = reject));
+  interrupted.catch(() => undefined);
   const unsubscribe = io.signals((signal) => {
     if (child?.pid !== undefined && child.exitCode === null) {
       try {
@@ -301,25 +311,40 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
         io.log.warn(`third ${signal}: killing container ${containerId.slice(0, 12)}`);
         void quiet(options.runtime, ['--root', options.runtimeRoot, 'kill', containerId, 'KILL']);
       }
-    } else pendingSignal ??= signal;
+    } else {
+      pendingSignal ??= signal;
+      // Still waiting for the record (a producer that never closes): stop waiting.
+      interrupt?.(new Error(`interrupted by ${signal}`));
+    }
   });
   let cleanup: (() => Promise<void>) | undefined;
   try {
-    const record = await firstRecord(io.input, io.log);
+    let record: Record<string, unknown>;
+    try {
+      record = await Promise.race([firstRecord(io.input, io.log), interrupted]);
+    } catch (error) {
+      if (pendingSignal) {
+        io.input.destroy();
+        return signalExit(pendingSignal);
+      }
+      throw error;
+    }
+    interrupt = undefined;
     // One container per run: stop reading, so a producer that keeps writing
     // (or never closes) does not keep us alive after the container exits.
     io.input.unpipe();
     io.input.destroy();
     const store = recordStore(record, options.root);
     const ephemeral = record.type === 'rootfs';
-    const paths = ephemeral ? await mountOverlay(store, lowerDirsOf(record as unknown as RootfsRecord)) : await existingMount(store, record);
+    const paths = ephemeral ? await mountOverlay(store, lowerDirsOf(record as unknown as RootfsRecord)) : await existingMount(store, record, options.runtimeRoot);
     const id = paths.id;
     containerId = id;
     const cgroupsPath = `/conveyor/${id}`;
     const bundleFiles = ['config.json', 'runtime.log', 'hostname', 'hosts'].map((f) => join(paths.containerDir, f));
     let keep = options.keep;
     cleanup = async () => {
-      if (existsSync(join(options.runtimeRoot, id))) await quiet(options.runtime, ['--root', options.runtimeRoot, 'delete', '--force', id]);
+      // Only state this run created: never another run's container of the same id.
+      if (runtimeStarted && existsSync(join(options.runtimeRoot, id))) await quiet(options.runtime, ['--root', options.runtimeRoot, 'delete', '--force', id]);
       removeCgroups(cgroupsPath);
       if (ephemeral) await removeContainer(store, id, { keepDir: keep });
       else if (!keep) await Promise.all(bundleFiles.map((f) => rm(f, { force: true })));
@@ -338,7 +363,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       return 0;
     }
     await writeFile(join(paths.containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n');
-    if (pendingSignal) return 128 + (SIGNAL_NUMBERS[pendingSignal] ?? 0);
+    if (pendingSignal) return signalExit(pendingSignal);
 
     // Container stdio: stdin is /dev/null unless -i; with -i and records on
     // stdin, the terminal is reopened.
@@ -369,7 +394,10 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       const logFd = openSync(ctrLog, 'a', 0o640);
       let result: RuntimeResult;
       try {
-        result = await runRuntime(options, [...runtimeLogArgs(options.runtime, logPath), 'run', '--bundle', paths.containerDir, '--detach', id], [stdin, logFd, logFd], false, (c) => (child = c));
+        result = await runRuntime(options, [...runtimeLogArgs(options.runtime, logPath), 'run', '--bundle', paths.containerDir, '--detach', id], [stdin, logFd, logFd], false, (c) => {
+          child = c;
+          runtimeStarted = true;
+        });
       } finally {
         closeSync(logFd);
         if (ttyFd !== undefined) closeSync(ttyFd);
@@ -420,6 +448,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
         !usesTerminal,
         (c) => {
           child = c;
+          runtimeStarted = true;
           if (pendingSignal) c.kill(pendingSignal);
         },
       );
@@ -436,6 +465,9 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     // Still subscribed: a second Ctrl-C must not kill us half-way through cleanup.
     try {
       if (cleanup) await cleanup();
+    } catch (error) {
+      // The container's exit code (or the spawn error) is the answer; a failed clean-up is reported, not substituted.
+      io.log.warn(`clean-up failed: ${(error as Error).message}`);
     } finally {
       unsubscribe();
     }
@@ -458,7 +490,7 @@ function runRuntime(
     });
     child.on('spawn', () => onStart(child));
     child.on('exit', (code, signal) => {
-      resolve({ code: code ?? 128 + (signal ? (SIGNAL_NUMBERS[signal] ?? 0) : 0), errors: [] });
+      resolve({ code: code ?? (signal ? signalExit(signal) : 128), errors: [] });
     });
   });
 }

@@ -116,3 +116,25 @@ t.test('a pid 1 that ignores SIGTERM is killed at the third one, and cleaned up'
   t.match(r.stderr, /third SIGTERM: killing container/);
   assertClean(t, r.stdout.split('\n')[0]);
 });
+
+t.test('a signal while still waiting for the record ends ctr-spawn with 128+N', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { CTR_SPAWN } = await import('./helpers.js');
+  // Node's own start-up SIGTERM handler (it restores the terminal, then dies of the signal) is
+  // replaced by ctr-spawn's once it runs; a loaded machine may not be there yet, so wait longer
+  // on each attempt. A ctr-spawn that ignores the signal, or dies of it, never gives 143.
+  let result: { code: number | null; signal: string | null; stdout: string } = { code: null, signal: null, stdout: '' };
+  for (const wait of [500, 1500, 4000]) {
+    // stdin stays open and empty: a producer that never writes nor closes.
+    const child = spawn(process.execPath, [CTR_SPAWN, '--', 'echo', 'never'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    child.kill('SIGTERM');
+    result = await new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout })));
+    child.stdin.end();
+    if (result.code !== null) break;
+  }
+  t.equal(result.code, 143, 'SIGTERM → 143, as a shell reports it');
+  t.equal(result.stdout, '', 'nothing ran');
+});
