@@ -7,6 +7,7 @@ import { $, minimist } from 'zx';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { realpathSync } from 'node:fs';
+import os from 'node:os';
 
 const HELP = `Usage: conveyor-run [OPTIONS] IMAGE [COMMAND [ARG...]]
 
@@ -27,16 +28,18 @@ Examples:
 
 // ctr-spawn flags that take a value; everything else is a boolean switch.
 const SPAWN_VALUE_FLAGS = ['env', 'env-file', 'volume', 'tmpfs', 'workdir', 'user', 'hostname', 'entrypoint', 'memory', 'cpus',
-  'pids-limit', 'runtime', 'net', 'network', 'name', 'cap-add', 'cap-drop', 'log-format', 'progress'];
+  'pids-limit', 'runtime', 'runtime-root', 'net', 'name', 'cap-add', 'cap-drop', 'security-opt', 'log-format', 'progress'];
+// ctr-spawn's switches: declared so that `--rm alpine` does not read alpine as --rm's value.
+const SPAWN_SWITCHES = ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'quiet'];
 const FETCH_VALUE_FLAGS = ['pull', 'platform', 'root'];
-const SHORT = { e: 'env', v: 'volume', w: 'workdir', u: 'user', h: 'help' };
+const SHORT = { e: 'env', v: 'volume', w: 'workdir', u: 'user', m: 'memory', i: 'interactive', t: 'tty', d: 'detach', q: 'quiet', h: 'help' };
 
 const here = dirname(realpathSync(fileURLToPath(import.meta.url)));
 const tool = (name) => join(here, '..', 'tools', name, 'bin', `${name}.js`);
 
 const args = minimist(process.argv.slice(2), {
   string: [...SPAWN_VALUE_FLAGS, ...FETCH_VALUE_FLAGS],
-  boolean: ['help', 'insecure', 'plain-http'],
+  boolean: ['help', 'insecure', 'plain-http', ...SPAWN_SWITCHES],
   alias: SHORT,
   stopEarly: true,
 });
@@ -74,5 +77,7 @@ if (args.help) {
   const unpacked = await unpack;
   // A failed pull or unpack is reported by that tool on stderr; its code wins
   // over ctr-spawn's "no input" so scripts see why nothing ran.
-  process.exitCode = fetched.exitCode !== 0 ? fetched.exitCode : unpacked.exitCode !== 0 ? unpacked.exitCode : result.exitCode;
+  // A tool killed by a signal has no exit code: report 128+N, as a shell does.
+  const code = (r) => r.exitCode ?? 128 + (os.constants.signals[r.signal] ?? 0);
+  process.exitCode = code(fetched) !== 0 ? code(fetched) : code(unpacked) !== 0 ? code(unpacked) : code(result);
 }

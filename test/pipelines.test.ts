@@ -51,6 +51,11 @@ t.test('README pipelines run verbatim', async (t) => {
   t.equal(outputs[0], 'hello\n', 'the container printed hello');
   t.ok(existsSync(join(work, 'rootfs', 'bin', 'busybox')), 'the flattened rootfs holds busybox');
   t.equal(outputs[2], '', 'no image is over 100 MB');
+  // conveyor-run: docker run's flags before the image, the command after it, the container's exit code.
+  const runScript = join(REPO_ROOT, 'scripts', 'run.mjs');
+  const ran = await run(process.execPath, [runScript, '--rm', '-e', 'A=1', '--init', 'alpine', 'sh', '-c', 'echo A=$A; exit 7'], { env }).catch((error) => error);
+  t.equal(ran.code, 7, `conveyor-run returns the container's exit code ${ran.stderr}`);
+  t.equal(ran.stdout, 'A=1\n', 'switches before the image do not swallow it');
   const stored = (await run('bash', ['-c', 'img-ls -q'], { env })).stdout.split('\n').filter(Boolean).sort();
   t.strictSame(stored, ['docker.io/library/alpine:latest'], 'pulled through the mirror under docker.io names');
 });
