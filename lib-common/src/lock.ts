@@ -3,9 +3,12 @@
  * owner died (kill -9, crash) is stale and is broken by the next taker, so a
  * crash never wedges the store.
  */
-import { open, readFile, unlink, mkdir } from 'node:fs/promises';
+import { open, readFile, unlink, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConveyorError } from './errors.js';
+
+/** How long an empty lock file may exist before it counts as abandoned. */
+const EMPTY_LOCK_GRACE_MS = 5000;
 
 export interface Lock {
   release(): Promise<void>;
@@ -37,7 +40,14 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
     try {
       const handle = await open(path, 'wx', 0o644);
       const token = `${process.pid} ${Date.now()}-${Math.random()}`;
-      await handle.writeFile(token);
+      try {
+        await handle.writeFile(token);
+      } catch (error) {
+        // Never leave an ownerless lock behind for others to wait on.
+        await handle.close().catch(() => undefined);
+        await unlink(path).catch(() => undefined);
+        throw error;
+      }
       await handle.close();
       return {
         release: async () => {
@@ -50,7 +60,9 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
     }
     const owner = await readFile(path, 'utf8').catch(() => undefined);
     const pid = owner === undefined ? NaN : Number.parseInt(owner, 10);
-    if (owner !== undefined && owner !== '' && (!Number.isInteger(pid) || !isAlive(pid))) {
+    // An empty lock is a taker between create and write, or one that crashed there: stale after a grace period.
+    const emptyAndOld = owner === '' && Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? Date.now()) > EMPTY_LOCK_GRACE_MS;
+    if (emptyAndOld || (owner !== undefined && owner !== '' && (!Number.isInteger(pid) || !isAlive(pid)))) {
       // Stale: break it only if it still holds the same dead owner's token.
       const again = await readFile(path, 'utf8').catch(() => undefined);
       if (again === owner) await unlink(path).catch(() => undefined);

@@ -22,7 +22,7 @@ export class Logger {
     } else {
       const prefix = level === 'warn' ? 'warning: ' : '';
       const hint = typeof fields.hint === 'string' ? ` (${fields.hint})` : '';
-      this.stream.write(`${this.tool}: ${prefix}${message}${hint}\n`);
+      this.stream.write(`${this.tool}: ${prefix}${printable(message)}${printable(hint)}\n`);
     }
   }
 
@@ -37,6 +37,15 @@ export class Logger {
   error(error: ConveyorError): void {
     this.emit('error', error.message, { code: error.code, hint: error.hint, exitCode: error.exitCode, ...(error.details ?? {}) });
   }
+}
+
+/**
+ * Messages quote registries, manifests and layers: hostile text. Control
+ * characters (terminal escape sequences, carriage returns) become `?` so they
+ * cannot rewrite the user's terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '?');
 }
 
 export type ProgressMode = 'auto' | 'json' | 'bar' | 'none';

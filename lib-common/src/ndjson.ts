@@ -4,7 +4,6 @@
  * (EPIPE, `| head`) ends output quietly.
  */
 import type { Readable, Writable } from 'node:stream';
-import split2 from 'split2';
 import { ConveyorError } from './errors.js';
 
 export interface InputLine {
@@ -34,6 +33,8 @@ export interface ReadOptions {
 export async function* readLines(input: Readable, options: ReadOptions = {}): AsyncGenerator<InputLine> {
   const source = options.source ?? 'stdin';
   const maxLength = options.maxLineBytes ?? 16 * 1024 * 1024;
+  // Loaded here, not at start-up: tools that only write records never pay for it.
+  const { default: split2 } = await import('split2');
   const lines = input.pipe(split2({ maxLength }));
   let line = 0;
   try {

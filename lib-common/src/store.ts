@@ -100,14 +100,14 @@ export class Store {
 
   async writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
     const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const handle = await open(temp, 'w', 0o644);
     try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
+      const handle = await open(temp, 'w', 0o644);
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await rename(temp, path);
     } catch (error) {
       await rm(temp, { force: true });

@@ -65,3 +65,13 @@ t.test('writer turns EPIPE into a quiet close', async (t) => {
   t.ok(writer.isClosed);
   await writer.write({ type: 'x', v: 1 });
 });
+
+t.test('text diagnostics cannot carry terminal escapes', async (t) => {
+  const { Logger, printable } = await import('../src/log.js');
+  t.equal(printable('manifest \x1b[2Jcleared\r\x07'), 'manifest ?[2Jcleared??');
+  const sink = new PassThrough();
+  let text = '';
+  sink.on('data', (c) => (text += c));
+  new Logger('img-fetch', sink).warn('bad \x1b]0;title\x07', { hint: 'x\x1by' });
+  t.equal(text, 'img-fetch: warning: bad ?]0;title? (x?y)\n');
+});

@@ -107,3 +107,15 @@ t.test('ids and digests are validated before they become paths', async (t) => {
   t.throws(() => store.containerDir('../x'), { code: 'ERR_INPUT_RECORD' });
   t.throws(() => store.layerDir('md5:abc'), { code: 'ERR_INPUT_RECORD' });
 });
+
+t.test('an empty lock file (owner crashed before writing its pid) goes stale', async (t) => {
+  const dir = t.testdir();
+  const path = join(dir, 'z.lock');
+  await writeFile(path, '');
+  const { utimes } = await import('node:fs/promises');
+  const old = new Date(Date.now() - 60_000);
+  await utimes(path, old, old);
+  const lock = await acquireLock(path, { timeoutMs: 2000 });
+  t.match(await readFile(path, 'utf8'), new RegExp(`^${process.pid} `));
+  await lock.release();
+});

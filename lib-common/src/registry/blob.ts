@@ -195,7 +195,8 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
         options.onProgress?.(written, size);
       });
       writing.catch((error) => {
-        writeError ??= error;
+        // A full or failing disk is not a dropped connection: no retry, and not the registry's fault.
+        writeError ??= new ConveyorError('ERR_STORE_IO', `cannot write ${path}: ${(error as Error).message}`, { cause: error, hint: 'check free space and the store directory' });
       });
     };
     let readError: unknown;

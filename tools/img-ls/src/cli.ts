@@ -51,9 +51,16 @@ await runCli({
       return;
     }
     const rows = images.map((image) => {
-      const ref = parseReference(image.ref);
-      const name = familiarName({ ...ref, tag: undefined, digest: undefined });
-      return [name, ref.tag ?? '<none>', image.configDescriptor.digest.slice(7, 19), timeAgo(image.created), formatBytes(image.size)];
+      let name = image.ref;
+      let tag = '<none>';
+      try {
+        const ref = parseReference(image.ref);
+        name = familiarName({ ...ref, tag: undefined, digest: undefined });
+        tag = ref.tag ?? '<none>';
+      } catch {
+        // An entry another tool named freely (a bare tag, a digest): shown as it is.
+      }
+      return [name, tag, image.configDescriptor.digest.slice(7, 19), timeAgo(image.created), formatBytes(image.size)];
     });
     ctx.stdout.write(formatTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
   },
