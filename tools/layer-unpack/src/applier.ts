@@ -97,10 +97,21 @@ export interface FileSink {
   write(chunk: Uint8Array): void;
   end(): void;
 }
-/** xattrs we restore; everything else (trusted.*, security.* but capabilities, unknown namespaces) is dropped. */
+/**
+ * xattrs we restore; everything else (trusted.*, security.* but capabilities,
+ * unknown namespaces) is dropped, and so is user.overlay.*: overlayfs's own
+ * metadata in rootless mode (opaque, whiteout, redirect, origin), which only
+ * we may write.
+ */
 function xattrAllowed(name: string): boolean {
+  if (name.startsWith('user.overlay.')) return false;
   return name.startsWith('user.') || name === 'security.capability' || name === 'system.posix_acl_access' || name === 'system.posix_acl_default';
 }
+
+/** Linux caps one xattr value at 64 KiB; more per entry is an attack on our memory, not data. */
+const MAX_XATTR_BYTES_PER_ENTRY = 64 * 1024;
+/** xattrs are kept until the layer's batch is applied: a cap on what one layer may hold. */
+const MAX_XATTR_BYTES_PER_LAYER = 16 * 1024 * 1024;
 
 function parentOf(rel: string): string {
   const slash = rel.lastIndexOf('/');
@@ -125,6 +136,8 @@ export class Applier {
   readonly opts: ApplierOptions;
   private bytes = 0;
   private entries = 0;
+  /** xattr bytes held for the current layer's batch (capped). */
+  private xattrBytes = 0;
   private skippedDevices = 0;
   private readonly warned = new Set<string>();
   /** Directory metadata applied by finish(). */
@@ -305,14 +318,23 @@ export class Applier {
     this.xattrs.delete(rel);
     if (!h.pax) return;
     let found: Map<string, string> | undefined;
+    let bytes = 0;
     for (const key of Object.keys(h.pax)) {
       if (!key.startsWith(XATTR_PAX_PREFIX)) continue;
       const attr = key.slice(XATTR_PAX_PREFIX.length);
       if (!xattrAllowed(attr)) {
-        this.warnOnce(`xattr:${attr}`, `dropping xattr ${attr} (on ${JSON.stringify(h.name)} and maybe others): only user.*, security.capability and POSIX ACLs are restored`);
+        this.warnOnce(`xattr:${attr}`, `dropping xattr ${attr} (on ${JSON.stringify(h.name)} and maybe others): only user.* (but user.overlay.*), security.capability and POSIX ACLs are restored`);
         continue;
       }
+      bytes += attr.length + h.pax[key].length;
       (found ??= new Map()).set(attr, h.pax[key]);
+    }
+    if (bytes > MAX_XATTR_BYTES_PER_ENTRY) {
+      throw new ConveyorError('ERR_LAYER_TOO_LARGE', `${JSON.stringify(h.name)} carries ${bytes} bytes of xattrs (limit ${MAX_XATTR_BYTES_PER_ENTRY})`);
+    }
+    this.xattrBytes += bytes;
+    if (this.xattrBytes > MAX_XATTR_BYTES_PER_LAYER) {
+      throw new ConveyorError('ERR_LAYER_TOO_LARGE', `layer carries more than ${MAX_XATTR_BYTES_PER_LAYER} bytes of xattrs`);
     }
     if (found) this.xattrs.set(rel, found);
   }
@@ -565,6 +587,7 @@ export class Applier {
     }
     this.special = new Map();
     this.xattrs = new Map();
+    this.xattrBytes = 0;
     this.opaque = new Set();
   }
 

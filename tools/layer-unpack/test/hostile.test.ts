@@ -143,6 +143,19 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'user.overlay.* xattrs (overlayfs metadata in rootless mode) are dropped',
+    layers: async () => [[{ name: 'd', type: 'directory', pax: { 'SCHILY.xattr.user.overlay.opaque': 'y', 'SCHILY.xattr.user.overlay.redirect': '/etc', 'SCHILY.xattr.user.keep': 'kept' } }]],
+    check: (t, c) => {
+      t.strictSame(readTree(c.target).entries.get('d')?.xattrs, { 'user.keep': '0x6b657074' }, 'only user.keep restored');
+    },
+  },
+  {
+    name: 'more than 64 KiB of xattrs on one entry',
+    layers: async () => [[{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.user.big': 'y'.repeat(70 * 1024) } }]],
+    code: 'ERR_LAYER_TOO_LARGE',
+    overlay: true,
+  },
+  {
     name: 'absolute symlink target kept verbatim, then replaced, never followed',
     layers: async () => [[{ name: 'abs', type: 'symlink', linkname: '/etc/passwd' }, { name: 'abs2', type: 'symlink', linkname: '/etc/passwd' }], [{ name: 'abs', content: 'replaced' }]],
     check: (t, c) => {
