@@ -5,6 +5,7 @@
  */
 import { chainIDs, assertDigest } from './digest.js';
 import { ConveyorError } from './errors.js';
+import { hostPlatform, platformMatches } from './platform.js';
 import { MANIFEST_MEDIA_TYPES, MEDIA_TYPES, layerCompression } from './mediatypes.js';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type ImageRuntimeConfig, type LayerInfo, type Platform } from './records.js';
 import { REF_NAME_ANNOTATION, type Store } from './store.js';
@@ -143,6 +144,16 @@ export function buildImageRecord(input: BuildImageRecordInput): ImageRecord {
 }
 
 /**
+ * The host's manifest in an index another tool stored; never an attestation
+ * or other `unknown` platform entry when a real one is there.
+ */
+export function pickHostPlatform(manifests: Descriptor[]): Descriptor | undefined {
+  const host = hostPlatform();
+  const platformOf = (m: Descriptor) => (m as Descriptor & { platform?: Platform }).platform;
+  return manifests.find((m) => platformMatches(platformOf(m), host)) ?? manifests.find((m) => platformOf(m)?.architecture !== 'unknown') ?? manifests[0];
+}
+
+/**
  * Describes the image a store index entry points at. Index entries that point
  * at an index (an image layout written by another tool) resolve to the host's
  * platform manifest inside it.
@@ -155,7 +166,7 @@ export async function imageRecordFromStore(store: Store, entry: Descriptor, pick
   if (Array.isArray(parsed.manifests)) {
     indexDigest = entry.digest;
     const manifests = (parsed.manifests as unknown[]).map((m, i) => checkDescriptor(m, `index entry ${i}`));
-    const chosen = pickPlatform ? pickPlatform(manifests) : manifests[0];
+    const chosen = (pickPlatform ?? pickHostPlatform)(manifests);
     if (!chosen) throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', `${ref}: no manifest for this platform in index ${entry.digest}`);
     descriptor = chosen;
     parsed = await store.readJsonBlob<Record<string, unknown>>(chosen.digest);

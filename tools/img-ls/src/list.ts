@@ -3,8 +3,7 @@
  * returns records; never prints.
  */
 import { imageRecordFromStore } from '@conveyor/lib-common/image';
-import { hostPlatform, platformMatches } from '@conveyor/lib-common/platform';
-import type { Descriptor, ImageRecord } from '@conveyor/lib-common/records';
+import type { ImageRecord } from '@conveyor/lib-common/records';
 import { familiarName, parseReference } from '@conveyor/lib-common/reference';
 import { REF_NAME_ANNOTATION, type Store } from '@conveyor/lib-common/store';
 
@@ -52,15 +51,12 @@ export function matchesPattern(ref: string, pattern: string): boolean {
 
 export async function listImages(store: Store, options: ListOptions = {}): Promise<ImageRecord[]> {
   const index = await store.readIndex();
-  const host = hostPlatform();
-  const pick = (manifests: Descriptor[]) =>
-    manifests.find((m) => platformMatches((m as Descriptor & { platform?: never }).platform, host)) ?? manifests[0];
   const records: ImageRecord[] = [];
   for (const entry of index.manifests) {
     const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
     if (options.patterns?.length && !options.patterns.some((p) => matchesPattern(ref, p))) continue;
     try {
-      records.push(await imageRecordFromStore(store, entry, pick));
+      records.push(await imageRecordFromStore(store, entry));
     } catch (error) {
       options.onBroken?.(ref, error as Error);
     }

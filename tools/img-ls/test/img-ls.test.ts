@@ -102,3 +102,18 @@ t.test('usage errors exit 2', async (t) => {
   t.match(help.stdout, /^Usage: img-ls/);
   t.match(help.stdout, /Examples:/);
 });
+
+t.test('an index stored whole by another tool lists as the host platform image', async (t) => {
+  const { hasSharedImages, SHARED_IMAGES } = await import('../../../test/helpers/fixtures.js');
+  if (!hasSharedImages) return t.skip('no shared images');
+  const root = t.testdir();
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('skopeo', ['copy', '-q', '--all', `oci:${SHARED_IMAGES}/busybox-index:index`, `oci:${root}:docker.io/library/bbindex:latest`]);
+  const result = await imgLs(['--root', root]);
+  t.equal(result.code, 0, result.stderr);
+  const [record] = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  t.equal(record.ref, 'docker.io/library/bbindex:latest');
+  t.match(record.indexDigest, /^sha256:/, 'the index digest is kept');
+  t.not(record.digest, record.indexDigest, 'the record names the platform manifest');
+  t.strictSame(record.platform, { os: 'linux', architecture: 'amd64' });
+});
