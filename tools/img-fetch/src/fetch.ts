@@ -118,6 +118,20 @@ export function parseHostList(values: string[]): string[] {
     .filter((v) => v !== '');
 }
 
+/** The `layer` record announcing layer `index` of an image. */
+function layerRecord(ref: string, layers: LayerInfo[], index: number, store: string): LayerRecord {
+  return {
+    type: 'layer',
+    v: RECORD_VERSION,
+    ...layers[index],
+    ref,
+    index,
+    count: layers.length,
+    ...(index > 0 ? { parentChainID: layers[index - 1].chainID } : {}),
+    store,
+  };
+}
+
 /** Fetches (or reads) the config blob, validates it, checks its platform. */
 async function loadConfig(name: string, repo: RepositoryRef, client: RegistryClient, resolved: ResolvedManifest, options: FetchOptions): Promise<{ config: ImageConfigBlob; layers: LayerInfo[] }> {
   const { store } = options;
@@ -172,17 +186,7 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
   const emitLayer = async (index: number) => {
     const { layers } = await configReady;
     if (options.emitLayers === false) return;
-    const record: LayerRecord = {
-      type: 'layer',
-      v: RECORD_VERSION,
-      ...layers[index],
-      ref: name,
-      index,
-      count,
-      ...(index > 0 ? { parentChainID: layers[index - 1].chainID } : {}),
-      store: store.root,
-    };
-    await options.write(record);
+    await options.write(layerRecord(name, layers, index, store.root));
   };
 
   // Layers already in the store go out at once; the rest as each one lands.
@@ -271,20 +275,7 @@ function parsePlatformLoose(text: string): Platform {
 async function emitFromStore(name: string, record: ImageRecord, options: FetchOptions): Promise<FetchResult> {
   record.ref = name;
   if (options.emitLayers !== false) {
-    const count = record.layers.length;
-    for (let i = 0; i < count; i++) {
-      const layer: LayerRecord = {
-        type: 'layer',
-        v: RECORD_VERSION,
-        ...record.layers[i],
-        ref: name,
-        index: i,
-        count,
-        ...(i > 0 ? { parentChainID: record.layers[i - 1].chainID } : {}),
-        store: record.store,
-      };
-      await options.write(layer);
-    }
+    for (let i = 0; i < record.layers.length; i++) await options.write(layerRecord(name, record.layers, i, record.store));
   }
   await options.write(record);
   return { record, source: 'store', downloadedLayers: 0 };
