@@ -22,7 +22,8 @@ import { mkdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/pr
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from './errors.js';
 import { readKernelLog, uptimeMicros } from './kmsg.js';
-import type { Store } from './store.js';
+import type { RootfsRecord } from './records.js';
+import { Store } from './store.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
 export const MOUNT_OPTIONS_LIMIT = 4096 - 256;
@@ -223,4 +224,24 @@ export async function removeContainer(store: Store, id: string, options: { keepD
   const left = await mountsUnder(paths.containerDir);
   if (left.length > 0) throw new ConveyorError('ERR_MOUNT_FAILED', `still mounted after unmount: ${left.join(', ')}`);
   if (!options.keepDir) await rm(paths.containerDir, { recursive: true, force: true });
+}
+
+/** The store a record belongs to: its own `store` field, else the default root. */
+export function recordStore(record: Record<string, unknown>, root: string): Store {
+  const store = record.store;
+  if (store === undefined) return new Store(root);
+  if (typeof store !== 'string' || !isAbsolute(store)) throw new ConveyorError('ERR_INPUT_RECORD', `store is not an absolute path: ${JSON.stringify(store)}`);
+  return new Store(store);
+}
+
+/** The lower dirs of a rootfs record, bottom first: its layerDirs, or its flattened dir as the single lower. */
+export function lowerDirsOf(record: RootfsRecord): string[] {
+  if (Array.isArray(record.layerDirs) && record.layerDirs.length > 0) {
+    if (!record.layerDirs.every((d) => typeof d === 'string' && isAbsolute(d))) {
+      throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record: layerDirs must be absolute paths');
+    }
+    return record.layerDirs;
+  }
+  if (typeof record.dir === 'string' && isAbsolute(record.dir)) return [record.dir];
+  throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record has neither layerDirs nor dir', { hint: 'produce it with layer-unpack' });
 }

@@ -12,10 +12,10 @@
  * Invariant: a file under blobs/ always holds the bytes its name promises.
  * Every blob is written to a temporary file, verified, fsynced and renamed.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assertDigest, digestHex } from './digest.js';
+import { assertDigest, digestHex, sha256 } from './digest.js';
 import { ConveyorError } from './errors.js';
 import { withLock } from './lock.js';
 import type { Descriptor } from './records.js';
@@ -137,7 +137,7 @@ export class Store {
       }
       throw error;
     }
-    const actual = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const actual = sha256(data);
     if (actual !== digest) {
       throw new ConveyorError('ERR_STORE_CORRUPT', `blob ${digest} in ${this.root} holds ${actual}`, { hint: 'remove the blob file and pull again' });
     }
@@ -156,7 +156,7 @@ export class Store {
   /** Stores a small blob after checking its digest. Fails with ERR_DIGEST_MISMATCH and stores nothing otherwise. */
   async writeBlob(digest: string, data: Buffer): Promise<void> {
     assertDigest(digest);
-    const actual = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const actual = sha256(data);
     if (actual !== digest) {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `content does not match ${digest}: got ${actual}`);
     }

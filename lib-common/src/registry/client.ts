@@ -20,7 +20,7 @@
 import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
-import { createHash } from 'node:crypto';
+import { sha256 } from '../digest.js';
 import { ConveyorError, type ErrorCode } from '../errors.js';
 import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../mediatypes.js';
 import { isLoopbackRegistry, registryApiHost } from '../reference.js';
@@ -185,7 +185,7 @@ export class RegistryClient {
     const res = await this.request(ref, `/v2/${ref.repository}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT }, signal });
     if (res.statusCode !== 200) await this.fail(res, ref, what);
     const body = await readBody(res, MAX_MANIFEST_BYTES, what);
-    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const digest = sha256(body);
     const contentType = (res.headers['content-type'] ?? '').split(';')[0].trim();
     // schema1's digest covers the payload without its signatures, so it cannot be
     // verified like the others; it is refused before that.
@@ -231,7 +231,7 @@ export class RegistryClient {
     const res = await this.request(ref, `/v2/${ref.repository}/blobs/${digest}`, { signal });
     if (res.statusCode !== 200) await this.fail(res, ref, what);
     const body = await readBody(res, max, what);
-    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const actual = sha256(body);
     if (actual !== digest) {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what} from ${ref.registry}: the content has digest ${actual}`, { hint: 'the registry is broken or lying; nothing was stored' });
     }

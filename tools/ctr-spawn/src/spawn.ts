@@ -15,9 +15,9 @@ import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readKernelLog, uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { readLines } from '@conveyor/lib-common/ndjson';
-import { containerPaths, mountOverlay, mountsUnder, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay';
+import { containerPaths, lowerDirsOf, mountOverlay, mountsUnder, recordStore, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay';
 import { RECORD_VERSION, type ContainerRecord, type RootfsRecord } from '@conveyor/lib-common/records';
-import { Store } from '@conveyor/lib-common/store';
+import type { Store } from '@conveyor/lib-common/store';
 import { boundingCaps, findInit, nofileHardLimit, removeCgroups, swapLimitSupported } from './host.js';
 import { envValue, mergeEnv, type SpawnOptions } from './options.js';
 import { findCommand, mkdirInRoot, DEFAULT_PATH } from './rootfs.js';
@@ -65,22 +65,6 @@ async function firstRecord(input: Readable, log: Logger): Promise<Record<string,
   throw new ConveyorError('ERR_INPUT_RECORD', 'no rootfs or mount record on input', {
     hint: 'pipe in layer-unpack or overlay-mount output, e.g. img-ls busybox | layer-unpack | ctr-spawn -- sh',
   });
-}
-
-function recordStore(record: Record<string, unknown>, root: string): Store {
-  const store = record.store;
-  if (store === undefined) return new Store(root);
-  if (typeof store !== 'string' || !store.startsWith('/')) throw new ConveyorError('ERR_INPUT_RECORD', `store is not an absolute path: ${JSON.stringify(store)}`);
-  return new Store(store);
-}
-
-function lowerDirsOf(record: RootfsRecord): string[] {
-  if (Array.isArray(record.layerDirs) && record.layerDirs.length > 0) {
-    if (!record.layerDirs.every((d) => typeof d === 'string' && d.startsWith('/'))) throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record: layerDirs must be absolute paths');
-    return record.layerDirs;
-  }
-  if (typeof record.dir === 'string' && record.dir.startsWith('/')) return [record.dir];
-  throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record has neither layerDirs nor dir', { hint: 'produce it with layer-unpack' });
 }
 
 /** The overlay of a mount record: checked to be a live mount in its store's container dir. */

@@ -4,12 +4,11 @@
  * code: takes streams and options, never touches `process`.
  */
 import type { Readable } from 'node:stream';
-import { isAbsolute } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readLines } from '@conveyor/lib-common/ndjson';
-import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay';
+import { lowerDirsOf, mountOverlay, recordStore, removeContainer } from '@conveyor/lib-common/overlay';
 import { RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
-import { Store } from '@conveyor/lib-common/store';
+import type { Store } from '@conveyor/lib-common/store';
 
 export interface RecordSink {
   write(record: object): Promise<void>;
@@ -22,26 +21,6 @@ export interface MountOptions {
   forceLinks?: boolean;
   /** Called after each mount or unmount, for a message on stderr. */
   onDone?: (what: 'mounted' | 'unmounted', id: string, path: string) => void;
-}
-
-/** The store a record belongs to: its own `store` field, else the default root. */
-export function recordStore(record: Record<string, unknown>, root: string): Store {
-  const store = record.store;
-  if (store === undefined) return new Store(root);
-  if (typeof store !== 'string' || !isAbsolute(store)) throw new ConveyorError('ERR_INPUT_RECORD', `store is not an absolute path: ${JSON.stringify(store)}`);
-  return new Store(store);
-}
-
-/** The lower dirs of a rootfs record, bottom first: its layerDirs, or its flattened dir as the single lower. */
-export function lowerDirsOf(record: RootfsRecord): string[] {
-  if (Array.isArray(record.layerDirs) && record.layerDirs.length > 0) {
-    if (!record.layerDirs.every((d) => typeof d === 'string' && isAbsolute(d))) {
-      throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record: layerDirs must be absolute paths');
-    }
-    return record.layerDirs;
-  }
-  if (typeof record.dir === 'string' && isAbsolute(record.dir)) return [record.dir];
-  throw new ConveyorError('ERR_INPUT_RECORD', 'rootfs record has neither layerDirs nor dir', { hint: 'produce it with layer-unpack' });
 }
 
 /** Mounts one rootfs record and describes the result as a mount record. */
