@@ -11,10 +11,22 @@
  *
  * Invariant: a file under blobs/ always holds the bytes its name promises.
  * Every blob is written to a temporary file, verified, fsynced and renamed.
+ *
+ * Permissions: the store root is 0700 and that one directory is the boundary.
+ * Unpacked layers keep setuid binaries and file capabilities, so another local
+ * user who could reach layers/<chain>/diff or a container's merged dir could
+ * run them (Moby's CVE-2021-41091). We chose a closed root over Docker's 0711
+ * root with 0700 sub-trees because other programs write into our OCI layout
+ * with their own modes (skopeo copy creates blobs/ 0755, umoci and podman
+ * likewise): with 0711 every such directory would be one more hole to
+ * re-close, with 0700 at the top nothing below it is reachable whatever its
+ * mode. skopeo, umoci and podman still read the layout as the store's owner
+ * (or root), which is the only way it is used. Sub-trees we create are 0700 too,
+ * so loosening the root by hand does not open the layers at once.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, lstat, mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { assertDigest, digestHex, sha256 } from './digest.js';
 import { ConveyorError } from './errors.js';
 import { withLock } from './lock.js';
@@ -31,11 +43,22 @@ export interface OciIndex {
   annotations?: Record<string, string>;
 }
 
+/** Mode of the store root and of every directory we create in it: owner only. */
+export const STORE_DIR_MODE = 0o700;
+
+export interface StoreOptions {
+  /** Called with a message for things the user should know but that do not stop the work (a loose store tightened, a malformed index entry skipped). */
+  warn?: (message: string) => void;
+}
+
 export class Store {
   readonly root: string;
+  readonly warn: (message: string) => void;
+  private tightened = false;
 
-  constructor(root: string) {
+  constructor(root: string, options: StoreOptions = {}) {
     this.root = root;
+    this.warn = options.warn ?? (() => undefined);
   }
 
   get blobsDir(): string {
@@ -77,10 +100,14 @@ export class Store {
     return join(this.locksDir, `${name}.lock`);
   }
 
-  /** Creates the layout if missing. Idempotent and safe to race. */
+  /**
+   * Creates the layout if missing, closed to other users (see the top of this
+   * file), and tightens a store left open by an older version or another tool.
+   * Idempotent and safe to race.
+   */
   async init(): Promise<void> {
-    await mkdir(this.blobsDir, { recursive: true });
-    await mkdir(this.tmpDir, { recursive: true });
+    await this.tighten();
+    for (const dir of [join(this.root, 'blobs'), this.blobsDir, this.tmpDir]) await mkdirClosed(dir);
     if (!(await exists(join(this.root, 'oci-layout')))) {
       await this.writeFileAtomic(join(this.root, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
     }
@@ -153,6 +180,38 @@ export class Store {
     }
   }
 
+  /**
+   * Closes the store root to other users: creates it 0700 when missing, and
+   * when it exists with group or other bits, chmods it to 0700 with a
+   * warning. The mode is set with chmod, since mkdir's is masked by the umask.
+   * Runs once per Store object.
+   */
+  async tighten(): Promise<void> {
+    if (this.tightened) return;
+    let info;
+    try {
+      info = await stat(this.root);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // Parents keep the usual modes (they may be shared, like /var/lib); only the store is closed.
+      await mkdir(dirname(this.root), { recursive: true });
+      await mkdirClosed(this.root);
+      this.tightened = true;
+      return;
+    }
+    if (!info.isDirectory()) throw new ConveyorError('ERR_STORE_IO', `store root ${this.root} is not a directory`);
+    if ((info.mode & 0o077) !== 0) {
+      const was = (info.mode & 0o7777).toString(8).padStart(4, '0');
+      try {
+        await chmod(this.root, STORE_DIR_MODE);
+        this.warn(`store ${this.root} was mode ${was}, open to other users; changed to 0700 so they cannot reach unpacked layers (setuid files) or containers`);
+      } catch (error) {
+        this.warn(`store ${this.root} is mode ${was}, open to other users, and cannot be closed: ${(error as Error).message} (chmod 700 ${this.root} as its owner)`);
+      }
+    }
+    this.tightened = true;
+  }
+
   /** Stores a small blob after checking its digest. Fails with ERR_DIGEST_MISMATCH and stores nothing otherwise. */
   async writeBlob(digest: string, data: Buffer): Promise<void> {
     assertDigest(digest);
@@ -161,7 +220,7 @@ export class Store {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `content does not match ${digest}: got ${actual}`);
     }
     if (await this.hasBlob(digest, data.length)) return;
-    await mkdir(this.blobsDir, { recursive: true });
+    await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
     await this.writeFileAtomic(this.blobPath(digest), data);
   }
 
@@ -170,7 +229,7 @@ export class Store {
    * the digest while streaming; the rename is the commit point.
    */
   async commitIngest(digest: string, ingestFile: string): Promise<void> {
-    await mkdir(this.blobsDir, { recursive: true });
+    await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
     await rename(ingestFile, this.blobPath(digest));
   }
 
@@ -205,7 +264,8 @@ export class Store {
   /** Points `ref` (a normalised reference) at a manifest, replacing what it pointed at before. */
   async tagManifest(ref: string, descriptor: Descriptor): Promise<void> {
     await this.updateIndex((index) => {
-      index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME_ANNOTATION] !== ref);
+      // Null-safe: index.json may hold entries another tool (or a hand) wrote malformed; they are kept as they are.
+      index.manifests = index.manifests.filter((m) => (m as Descriptor | null)?.annotations?.[REF_NAME_ANNOTATION] !== ref);
       index.manifests.push({
         mediaType: descriptor.mediaType,
         digest: descriptor.digest,
@@ -215,10 +275,115 @@ export class Store {
     });
   }
 
+  /**
+   * The well-formed entries of index.json, in order, each with its position.
+   * index.json may be written by other tools (or by hand): an entry that is
+   * not a descriptor (null, a string, a bad digest or size, annotations that
+   * are not strings) is skipped with a warning instead of failing every
+   * reader. readIndex keeps them, so a rewrite never drops another tool's data.
+   */
+  async indexEntries(): Promise<{ entry: Descriptor; position: number }[]> {
+    const index = await this.readIndex();
+    const entries: { entry: Descriptor; position: number }[] = [];
+    (index.manifests as unknown[]).forEach((entry, position) => {
+      const problem = indexEntryProblem(entry);
+      if (problem) this.warn(`${join(this.root, 'index.json')}: skipping entry ${position}: ${problem}`);
+      else entries.push({ entry: entry as Descriptor, position });
+    });
+    return entries;
+  }
+
   /** The manifest descriptor `ref` points at, or undefined. */
   async lookup(ref: string): Promise<Descriptor | undefined> {
-    const index = await this.readIndex();
-    return index.manifests.find((m) => m.annotations?.[REF_NAME_ANNOTATION] === ref);
+    return (await this.indexEntries()).find(({ entry }) => entry.annotations?.[REF_NAME_ANNOTATION] === ref)?.entry;
+  }
+}
+
+/** Why an index.json entry is not a usable descriptor, or undefined when it is one. */
+export function indexEntryProblem(entry: unknown): string | undefined {
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return `not a descriptor object: ${JSON.stringify(entry)?.slice(0, 80)}`;
+  const d = entry as Record<string, unknown>;
+  if (typeof d.mediaType !== 'string') return 'mediaType is not a string';
+  if (typeof d.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest)) return `digest is not a sha256 digest: ${JSON.stringify(d.digest)?.slice(0, 80)}`;
+  if (!Number.isSafeInteger(d.size) || (d.size as number) < 0) return 'size is not a non-negative integer';
+  if (d.annotations !== undefined) {
+    if (d.annotations === null || typeof d.annotations !== 'object' || Array.isArray(d.annotations)) return 'annotations is not an object';
+    if (Object.values(d.annotations).some((v) => typeof v !== 'string')) return 'an annotation value is not a string';
+  }
+  if (d.platform !== undefined && (d.platform === null || typeof d.platform !== 'object' || Array.isArray(d.platform))) return 'platform is not an object';
+  return undefined;
+}
+
+/** mkdir with the store's closed mode, chmod'ed since mkdir's mode is masked by the umask. Existing dirs are left alone. */
+export async function mkdirClosed(path: string): Promise<void> {
+  try {
+    await mkdir(path, { mode: STORE_DIR_MODE });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw error;
+  }
+  await chmod(path, STORE_DIR_MODE);
+}
+
+/**
+ * Refuses a store that anyone but root (or, for a non-root caller, the caller
+ * itself) could change, as sshd's StrictModes refuses such key files. Tools
+ * running as root follow paths in the store and write there (mount, unpack,
+ * remove): a store another user could write, or whose parent they could
+ * rename entries in, lets them swap a directory for a symlink between our
+ * check and our use and aim root's writes and mounts anywhere.
+ *
+ * The store and every ancestor up to / must be owned by root (or the caller)
+ * and not writable by group or others. One exception for ancestors: a
+ * root-owned sticky directory such as /tmp (1777). In a sticky directory only
+ * an entry's owner, the directory's owner or root may rename or remove the
+ * entry, so others can add their own names there but cannot replace ours: the
+ * next component is checked to be ours (or root's), so the path stays ours.
+ * The store itself must not be sticky-writable: there, others could create
+ * names we would later use.
+ *
+ * The path must contain no symlink (its realpath is itself): a symlink's
+ * target is only as safe as every directory it passes, and records carry
+ * paths under the store as written. A store that does not exist yet is
+ * checked from its nearest existing ancestor; we create the rest ourselves.
+ * Fails with ERR_STORE_UNSAFE.
+ */
+export async function assertTrustedStore(root: string): Promise<void> {
+  const uid = process.geteuid?.() ?? 0;
+  const allowed = (owner: number) => owner === 0 || owner === uid;
+  const who = uid === 0 ? 'root' : `root or uid ${uid}`;
+  const unsafe = (message: string, hint: string) => new ConveyorError('ERR_STORE_UNSAFE', message, { hint });
+  const absolute = resolve(root);
+  let existing = absolute;
+  for (;;) {
+    try {
+      await lstat(existing);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || existing === '/') throw error;
+      existing = dirname(existing);
+    }
+  }
+  const real = await realpath(existing);
+  if (real !== existing) {
+    throw unsafe(`store path ${absolute} passes through a symlink (${existing} is ${real})`, `give the store by its real path, --root ${join(real, absolute.slice(existing.length))}`);
+  }
+  let child: { path: string; uid: number } | undefined;
+  for (let dir = existing; ; dir = dirname(dir)) {
+    const info = await lstat(dir);
+    const isStore = dir === absolute;
+    if (!info.isDirectory()) throw unsafe(`store path component ${dir} is not a directory`, 'choose another --root');
+    if (!allowed(info.uid)) {
+      throw unsafe(`${isStore ? 'store' : 'store parent'} ${dir} is owned by uid ${info.uid}, not ${who}`, `another user could redirect the store; use a store under directories owned by ${who}`);
+    }
+    const writable = (info.mode & 0o022) !== 0;
+    const sticky = (info.mode & 0o1000) !== 0;
+    if (writable && (isStore || !sticky || info.uid !== 0 || !child || !allowed(child.uid))) {
+      const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
+      throw unsafe(`${isStore ? 'store' : 'store parent'} ${dir} is mode ${mode}, writable by group or others`, `chmod go-w ${dir}, or use a store under directories only ${who} can write`);
+    }
+    if (dir === '/') return;
+    child = { path: dir, uid: info.uid };
   }
 }
 
