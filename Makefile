@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PREFIX ?= /usr/local
 TOOLS := $(notdir $(wildcard tools/*))
 APT_PACKAGES := docker-registry skopeo umoci runc crun busybox-static hyperfine \
-	apache2-utils openssl zstd attr jq iproute2 util-linux procps ca-certificates curl tini
+	apache2-utils openssl zstd attr jq iproute2 util-linux procps ca-certificates curl tini gcc libc6-dev
 PNPM_VERSION := 10.34.8
 
 .PHONY: all setup deps build test bench demo install uninstall clean lint

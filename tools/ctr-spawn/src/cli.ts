@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
-import { parseCpus, parseSecurityOpts, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
+import { loadSeccompProfile, parseCpus, parseSecurityOpts, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
 import { spawnContainer } from './spawn.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
@@ -27,13 +27,16 @@ Command and environment:
       --init               run a reaping init (tini) as pid 1
 Isolation and limits:
       --net MODE           private (default: own network namespace, lo up) or host
-      --read-only          mount the root filesystem read-only
+      --read-only          mount the root filesystem (and /etc/hosts, /etc/hostname,
+                           /etc/resolv.conf) read-only
       --privileged         all capabilities, no masked /proc paths, /sys writable
       --cap-add CAP        add a capability (or ALL); repeatable
       --cap-drop CAP       drop a capability (or ALL); repeatable
+      --security-opt seccomp=PROFILE.json
+                           this seccomp profile (Docker's JSON format) instead of
+                           Docker's default allowlist
       --security-opt seccomp=unconfined
-                           no seccomp filter (default: Docker's blocked syscalls,
-                           unblocked per capability)
+                           no seccomp filter
   -v, --volume HOST:CTR[:ro]  bind mount (HOST created as a directory if missing)
       --tmpfs PATH[:OPTS]  mount a tmpfs (default options nosuid,nodev,noexec)
   -m, --memory SIZE        memory limit (swap limited to the same): 64m, 1g
@@ -102,6 +105,7 @@ await runCli({
       ...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(),
       ...resolveEnvEntries(args.env as string[], ctx.env),
     ];
+    const security = parseSecurityOpts(args['security-opt'] as string[]);
     const options: SpawnOptions = {
       root: ctx.root,
       runtime: flag(args, 'runtime') ?? 'runc',
@@ -116,7 +120,8 @@ await runCli({
       netHost: net === 'host',
       readOnly: Boolean(args['read-only']),
       privileged: Boolean(args.privileged),
-      ...parseSecurityOpts(args['security-opt'] as string[]),
+      seccompUnconfined: security.seccompUnconfined,
+      seccompProfile: security.seccompProfileFile === undefined ? undefined : await loadSeccompProfile(security.seccompProfileFile),
       arch: process.arch,
       capAdd: args['cap-add'] as string[],
       capDrop: args['cap-drop'] as string[],

@@ -6,6 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { resolveInRoot } from './rootfs.js';
+import type { DockerProfile } from './seccomp.js';
 import type { Limits, Tmpfs, Volume } from './spec.js';
 
 export interface SpawnOptions {
@@ -30,6 +32,8 @@ export interface SpawnOptions {
   privileged: boolean;
   /** --security-opt seccomp=unconfined: no seccomp filter. */
   seccompUnconfined: boolean;
+  /** --security-opt seccomp=FILE: this profile (Docker's format) instead of Docker's default. */
+  seccompProfile?: DockerProfile;
   /** The host architecture (Node's process.arch), for the seccomp filter. */
   arch: string;
   capAdd: string[];
@@ -131,12 +135,47 @@ export function parseCpus(raw: string): number {
   return value;
 }
 
-/** Parses --security-opt values; only `seccomp=unconfined` is supported for now. */
-export function parseSecurityOpts(values: string[]): { seccompUnconfined: boolean } {
+/**
+ * Parses --security-opt values: `seccomp=unconfined` or `seccomp=FILE` (a
+ * profile in Docker's JSON format; `seccomp:` as older Docker spelled it).
+ */
+export function parseSecurityOpts(values: string[]): { seccompUnconfined: boolean; seccompProfileFile?: string } {
   let seccompUnconfined = false;
+  let seccompProfileFile: string | undefined;
   for (const value of values) {
-    if (value === 'seccomp=unconfined' || value === 'seccomp:unconfined') seccompUnconfined = true;
-    else throw new ConveyorError('ERR_USAGE', `--security-opt ${JSON.stringify(value)} is not supported`, { hint: 'supported: seccomp=unconfined' });
+    const match = /^seccomp[=:](.+)$/.exec(value);
+    if (!match) throw new ConveyorError('ERR_USAGE', `--security-opt ${JSON.stringify(value)} is not supported`, { hint: 'supported: seccomp=unconfined, seccomp=PROFILE.json' });
+    if (match[1] === 'unconfined') seccompUnconfined = true;
+    else seccompProfileFile = match[1];
   }
-  return { seccompUnconfined };
+  if (seccompUnconfined && seccompProfileFile) throw new ConveyorError('ERR_USAGE', '--security-opt: seccomp=unconfined and a seccomp profile exclude each other');
+  return { seccompUnconfined, seccompProfileFile };
+}
+
+/** Reads and checks a `--security-opt seccomp=FILE` profile. */
+export async function loadSeccompProfile(path: string): Promise<DockerProfile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConveyorError('ERR_USAGE', `--security-opt seccomp=${path}: ${(error as Error).message}`);
+  }
+  const { parseProfile } = await import('./seccomp.js');
+  return parseProfile(text, path);
+}
+
+/**
+ * Refuses a working directory in /proc, textually or once symlinks in the
+ * image are resolved: runc enters it after /proc is mounted, so a WorkingDir
+ * of /proc/self/fd/N (or a symlink to it) starts the process in a directory
+ * of the host that a leaked descriptor points at (CVE-2024-21626).
+ */
+export async function checkWorkdir(rootfs: string, cwd: string): Promise<void> {
+  const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
+  const resolved = await resolveInRoot(rootfs, cwd);
+  if (under(posix.normalize(cwd), '/proc') || under(resolved, `${rootfs.replace(/\/+$/, '')}/proc`)) {
+    throw new ConveyorError('ERR_SPAWN_UNSAFE_WORKDIR', `working directory ${JSON.stringify(cwd)} is in /proc`, {
+      hint: 'a working directory under /proc can reach the host through a leaked descriptor (CVE-2024-21626); choose another with -w',
+    });
+  }
 }

@@ -19,7 +19,7 @@ import { containerPaths, lowerDirsOf, mountOverlay, mountsUnder, recordStore, re
 import { RECORD_VERSION, type ContainerRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { boundingCaps, findInit, nofileHardLimit, removeCgroups, swapLimitSupported } from './host.js';
-import { envValue, mergeEnv, type SpawnOptions } from './options.js';
+import { checkWorkdir, envValue, mergeEnv, type SpawnOptions } from './options.js';
 import { findCommand, mkdirInRoot, DEFAULT_PATH } from './rootfs.js';
 import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount } from './spec.js';
 import { defaultSeccomp } from './seccomp.js';
@@ -109,6 +109,7 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
   const workdirRaw = options.workdir ?? (typeof config.WorkingDir === 'string' && config.WorkingDir !== '' ? config.WorkingDir : '/');
   if (!workdirRaw.startsWith('/')) throw new ConveyorError('ERR_USAGE', `working directory must be absolute: ${JSON.stringify(workdirRaw)}`);
   const cwd = posix.normalize(workdirRaw);
+  await checkWorkdir(rootfs, cwd);
   const mountsByUser = [...options.volumes, ...options.tmpfs];
   if (!underAny(cwd, mountsByUser)) await mkdirInRoot(rootfs, cwd);
 
@@ -162,7 +163,7 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
     cgroupsPath,
     nofile: nofileHardLimit(),
-    seccomp: options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch),
+    seccomp: options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile),
     annotations: {
       'org.opencontainers.image.ref.name': typeof record.ref === 'string' ? record.ref : '',
       'org.opencontainers.image.digest': typeof record.digest === 'string' ? record.digest : '',

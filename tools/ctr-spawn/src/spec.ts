@@ -30,6 +30,15 @@ export const MASKED_PATHS = [
 
 export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
+/** Files ctr-spawn bind-mounts into /etc: read-only with --read-only, as Docker does. */
+export const ETC_FILES = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'];
+
+function readOnly(mount: Mount): Mount {
+  const options = (mount.options ?? []).filter((o) => o !== 'rw' && o !== 'ro');
+  const at = options.indexOf('rbind') + 1;
+  return { ...mount, options: [...options.slice(0, at), 'ro', ...options.slice(at)] };
+}
+
 export interface Mount {
   destination: string;
   type?: string;
@@ -112,11 +121,15 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', input.privileged ? 'rw' : 'ro'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-    ...input.extraMounts,
+    // Docker mounts the files it writes into /etc read-only in a read-only container.
+    ...input.extraMounts.map((m) => (input.readOnlyRoot && ETC_FILES.includes(m.destination) ? readOnly(m) : m)),
     ...input.volumes.map((v) => ({ destination: v.destination, type: 'bind', source: v.source, options: ['rbind', 'rprivate', v.readOnly ? 'ro' : 'rw'] })),
     ...input.tmpfs.map((t) => ({ destination: t.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...t.options] })),
   ];
-  const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, ...(input.netHost ? [] : [{ type: 'network' }])];
+  // A cgroup namespace (Docker's default on cgroup v2; on v1 Docker shares the
+  // host's): /proc/self/cgroup and the cgroup mount show the container's own
+  // cgroup as /, not the host's hierarchy and our cgroup paths.
+  const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }, ...(input.netHost ? [] : [{ type: 'network' }])];
   const resources: Record<string, unknown> = {
     devices: [{ allow: input.privileged, access: 'rwm' }],
   };

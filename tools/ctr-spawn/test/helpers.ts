@@ -1,5 +1,5 @@
 /** Running the built ctr-spawn (and overlay-mount) as a user would, and checking what a run leaves behind. */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
@@ -56,4 +56,20 @@ export function conveyorCgroups(id?: string): string[] {
     for (const entry of readdirSync(dir)) if (/^[a-f0-9]{64}$/.test(entry) && (!id || entry === id)) found.push(join(dir, entry));
   }
   return found;
+}
+
+/**
+ * Compiles test/fixtures/seccomp-probe.c (static, gcc and libc6-dev from
+ * Debian) into `dir` and returns the directory, to be bind-mounted into a
+ * container: `-v DIR:/probe:ro -- /probe/seccomp-probe NAME...`.
+ */
+export function buildSeccompProbe(dir: string): string {
+  const source = join(REPO_ROOT, 'tools', 'ctr-spawn', 'test', 'fixtures', 'seccomp-probe.c');
+  execFileSync('gcc', ['-static', '-O2', '-o', join(dir, 'seccomp-probe'), source], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return dir;
+}
+
+/** `NAME RESULT` lines of the probe → { NAME: RESULT }. */
+export function probeResults(stdout: string): Record<string, string> {
+  return Object.fromEntries(stdout.trim().split('\n').filter(Boolean).map((line) => line.split(' ', 2)));
 }

@@ -180,10 +180,10 @@ t.test('--print-spec prints one config.json line and runs nothing', async (t) =>
   t.strictSame(spec.linux.resources.memory, { limit: 32 * 1024 * 1024, swap: 32 * 1024 * 1024 }, 'swap limited to memory');
   t.strictSame(spec.linux.resources.pids, { limit: 50 });
   t.strictSame(spec.linux.resources.cpu, { quota: 50000, period: 100000 });
-  t.strictSame(spec.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['ipc', 'mount', 'network', 'pid', 'uts']);
+  t.strictSame(spec.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['cgroup', 'ipc', 'mount', 'network', 'pid', 'uts']);
   t.ok(spec.linux.maskedPaths.includes('/proc/kcore'));
-  t.equal(spec.linux.seccomp.defaultAction, 'SCMP_ACT_ALLOW');
-  t.ok(spec.linux.seccomp.syscalls[0].names.includes('keyctl'), 'seccomp blocks keyctl');
+  t.equal(spec.linux.seccomp.defaultAction, 'SCMP_ACT_ERRNO', 'seccomp: an allowlist');
+  t.notOk(spec.linux.seccomp.syscalls.some((r: { names: string[] }) => r.names.includes('keyctl')), 'keyctl is not allowed');
   t.ok(spec.mounts.some((m: { destination: string; options: string[] }) => m.destination === '/host-tmp' && m.options.includes('ro')));
   assertClean(t);
 

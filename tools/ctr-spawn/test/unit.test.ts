@@ -4,9 +4,8 @@ import { mkdirSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyCaps, DEFAULT_CAPS, ALL_CAPS, buildSpec } from '../src/spec.js';
 import { findCommand, readRootFile, resolveInRoot } from '../src/rootfs.js';
-import { mergeEnv, parseTmpfs, parseVolume, resolveEnvEntries } from '../src/options.js';
+import { checkWorkdir, mergeEnv, parseTmpfs, parseVolume, resolveEnvEntries } from '../src/options.js';
 import { parseGroup, parsePasswd, resolveUser, resolveUserIn } from '../src/user.js';
-import { blockedSyscalls, defaultSeccomp } from '../src/seccomp.js';
 
 const passwd = parsePasswd('root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nbroken line\nbad:x:notnum:1:::\n# comment\n');
 const groups = parseGroup('root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:app\n');
@@ -109,22 +108,39 @@ t.test('capabilities', async (t) => {
   t.equal(spec.process.rlimits[0].hard, 20000);
 });
 
-t.test('seccomp denylist follows the capabilities', async (t) => {
-  // [capabilities, blocked, allowed]
-  const cases: [string[], string[], string[]][] = [
-    [[], ['keyctl', 'unshare', 'mount', 'init_module', 'reboot', 'clock_settime', 'bpf', 'syslog'], ['read', 'clone', 'execve']],
-    [['CAP_SYS_ADMIN'], ['keyctl', 'init_module'], ['unshare', 'setns', 'mount', 'bpf']],
-    [['CAP_SYS_TIME'], ['unshare'], ['clock_settime', 'settimeofday']],
-    [['CAP_SYS_PTRACE'], [], ['process_vm_readv', 'kcmp']],
+t.test('spec: cgroup namespace; --read-only covers the /etc files we mount', async (t) => {
+  const etc = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'].map((destination) => ({ destination, type: 'bind', source: `/c${destination}`, options: ['rbind', 'rprivate'] }));
+  const init = { destination: '/.conveyor-init', type: 'bind', source: '/usr/bin/tini-static', options: ['rbind', 'rprivate', 'ro'] };
+  const input = (readOnlyRoot: boolean) => ({
+    rootfs: '/r', readOnlyRoot, args: ['sh'], env: [], cwd: '/', user: { uid: 0, gid: 0, additionalGids: [], home: '/root' }, hostname: 'h',
+    terminal: false, capabilities: DEFAULT_CAPS, privileged: false, netHost: false, volumes: [{ source: '/v', destination: '/etc/app', readOnly: false }], tmpfs: [],
+    extraMounts: [...etc, init], limits: {}, cgroupsPath: '/conveyor/x', nofile: 1024,
+  });
+  type S = { mounts: { destination: string; options: string[] }[]; linux: { namespaces: { type: string }[] }; root: { readonly: boolean } };
+  const options = (spec: S, destination: string) => spec.mounts.find((m) => m.destination === destination)!.options;
+  const ro = buildSpec(input(true)) as S;
+  t.ok(ro.root.readonly);
+  for (const file of ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf']) t.strictSame(options(ro, file), ['rbind', 'ro', 'rprivate'], `--read-only: ${file} read-only, as Docker mounts it`);
+  t.strictSame(options(ro, '/etc/app'), ['rbind', 'rprivate', 'rw'], 'a volume keeps its own mode');
+  const rw = buildSpec(input(false)) as S;
+  t.strictSame(options(rw, '/etc/hosts'), ['rbind', 'rprivate'], 'writable without --read-only, as in Docker');
+  t.strictSame(options(rw, '/.conveyor-init'), ['rbind', 'rprivate', 'ro']);
+  t.ok(rw.linux.namespaces.some((n) => n.type === 'cgroup'), 'a cgroup namespace');
+});
+
+t.test('working directory under /proc is refused, also through symlinks in the image', async (t) => {
+  const dir = t.testdir({ rootfs: { proc: {}, app: {}, etc: {} } });
+  const rootfs = join(dir, 'rootfs');
+  symlinkSync('/proc/self/fd/7', join(rootfs, 'fdlink'));
+  symlinkSync('../proc', join(rootfs, 'etc', 'p'));
+  symlinkSync('/app', join(rootfs, 'applink'));
+  // [cwd, refused]
+  const cases: [string, boolean][] = [
+    ['/proc', true], ['/proc/self/fd/8', true], ['/proc/../proc/1/cwd', true], ['/fdlink', true], ['/etc/p/self/cwd', true], ['/fdlink/x', true],
+    ['/', false], ['/app', false], ['/applink', false], ['/procfs', false], ['/app/proc', false], ['/missing/dir', false],
   ];
-  for (const [caps, blocked, allowed] of cases) {
-    const names = blockedSyscalls(caps);
-    for (const name of blocked) t.ok(names.includes(name), `${caps.join(',') || 'no caps'}: ${name} blocked`);
-    for (const name of allowed) t.notOk(names.includes(name), `${caps.join(',') || 'no caps'}: ${name} allowed`);
+  for (const [cwd, refused] of cases) {
+    if (refused) await t.rejects(checkWorkdir(rootfs, cwd), { code: 'ERR_SPAWN_UNSAFE_WORKDIR', message: /is in \/proc/ }, `${cwd} refused`);
+    else await t.resolves(checkWorkdir(rootfs, cwd), `${cwd} allowed`);
   }
-  const profile = defaultSeccomp([], 'x64') as { defaultAction: string; architectures: string[]; syscalls: { names: string[]; errnoRet: number }[] };
-  t.equal(profile.defaultAction, 'SCMP_ACT_ALLOW');
-  t.ok(profile.architectures.includes('SCMP_ARCH_X86_64'));
-  t.strictSame(profile.syscalls[1], { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }, 'clone3 is ENOSYS so libc falls back to clone');
-  t.equal((defaultSeccomp(['CAP_SYS_ADMIN'], 'x64') as { syscalls: unknown[] }).syscalls.length, 1, 'CAP_SYS_ADMIN allows clone3');
 });
