@@ -5,16 +5,32 @@
  * unpacker) into the store's layer directory of its top chain ID.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxLayout, importToStore, REPO_ROOT } from './fixtures.js';
 
-/** A fresh store directory under /tmp (not tap's testdir: overlays get mounted below it). */
+/**
+ * A fresh store directory under /tmp (not tap's testdir: overlays get mounted
+ * below it). Closed (0700) like a store the tools create, so tools do not warn
+ * about it; its parents are root-owned and closed, so it passes the tools'
+ * trust check (assertTrustedStore).
+ */
 export function tempStore(prefix = 'conveyor-test-', deep = 0): string {
   const base = mkdtempSync(join('/tmp', prefix));
   const root = deep > 0 ? join(base, 'd'.repeat(deep)) : join(base, 'store');
   mkdirSync(root, { recursive: true });
+  chmodSync(root, 0o700);
   return root;
+}
+
+/**
+ * Marks `<root>/layers/<hex>` as an unpacked layer the way layer-unpack does:
+ * a meta.json naming its chain ID, without which the tools refuse the
+ * directory as a lower layer.
+ */
+export function writeLayerMeta(root: string, hex: string, diffID: string): void {
+  const meta = { chainID: `sha256:${hex}`, diffID, digest: diffID, mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 0, unpackedBytes: 0, entries: 0, time: new Date().toISOString(), rootless: false, opaqueXattr: 'trusted.overlay.opaque' };
+  writeFileSync(join(root, 'layers', hex, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
 }
 
 /** Removes a temp store; unmounts anything left below it first, so a failed test cannot leak mounts. */
@@ -51,6 +67,7 @@ export function busyboxRootfs(root: string, tag = 'latest', options: { flatten?:
   rmSync(layerDir, { recursive: true, force: true });
   mkdirSync(layerDir, { recursive: true });
   execFileSync('umoci', ['raw', 'unpack', '--image', `${busyboxLayout()}:${tag}`, diff], { stdio: 'pipe' });
+  writeLayerMeta(root, top, image.layers[image.layers.length - 1].diffID);
   const { type: _t, ...rest } = image;
   return options.flatten ? { type: 'rootfs', ...rest, dir: diff } : { type: 'rootfs', ...rest, layerDirs: [diff] };
 }
@@ -63,6 +80,7 @@ export function addLayers(root: string, record: Record<string, any>, count: numb
     const diff = join(root, 'layers', hex, 'diff');
     mkdirSync(join(diff, 'layers'), { recursive: true });
     writeFileSync(join(diff, 'layers', String(i)), `layer ${i}\n`);
+    writeLayerMeta(root, hex, `sha256:${hex}`);
     dirs.push(diff);
   }
   return { ...record, layerDirs: dirs };

@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readKernelLog, uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { readLines } from '@conveyor/lib-common/ndjson';
-import { containerPaths, lowerDirsOf, mountOverlay, mountsUnder, recordStore, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay';
+import { mountOverlay, mountsUnder, removeContainer, trustedLowerDirs, trustedMountPaths, trustedRecordStore, type ContainerPaths } from '@conveyor/lib-common/overlay';
 import { RECORD_VERSION, type ContainerRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { boundingCaps, findInit, nofileHardLimit, removeCgroups, swapLimitSupported } from './host.js';
@@ -67,12 +67,13 @@ async function firstRecord(input: Readable, log: Logger): Promise<Record<string,
   });
 }
 
-/** The overlay of a mount record: checked to be a live mount in its store's container dir. */
+/**
+ * The overlay of a mount record: its paths exactly those its id names in a
+ * trusted store (trustedMountPaths), and a live mount there.
+ */
 async function existingMount(store: Store, record: Record<string, unknown>, runtimeRoot: string): Promise<ContainerPaths> {
-  const id = record.id;
-  if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) throw new ConveyorError('ERR_INPUT_RECORD', `mount record: not a container id: ${JSON.stringify(id)}`);
-  const paths = containerPaths(store, id);
-  if (record.target !== paths.merged) throw new ConveyorError('ERR_INPUT_RECORD', `mount record: target ${JSON.stringify(record.target)} is not ${paths.merged}`);
+  const paths = await trustedMountPaths(store, record);
+  const id = paths.id;
   if (!(await mountsUnder(paths.merged)).includes(paths.merged)) {
     throw new ConveyorError('ERR_MOUNT_NOT_FOUND', `${paths.merged} is not mounted`, { hint: 'mount it again: overlay-mount' });
   }
@@ -319,9 +320,12 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     // (or never closes) does not keep us alive after the container exits.
     io.input.unpipe();
     io.input.destroy();
-    const store = recordStore(record, options.root);
+    // Records may be forged: the store and every path are checked before anything is mounted or run.
+    const store = await trustedRecordStore(record, options.root, { warn: (message) => io.log.warn(message) });
     const ephemeral = record.type === 'rootfs';
-    const paths = ephemeral ? await mountOverlay(store, lowerDirsOf(record as unknown as RootfsRecord)) : await existingMount(store, record, options.runtimeRoot);
+    const paths = ephemeral
+      ? await mountOverlay(store, await trustedLowerDirs(store, record as unknown as RootfsRecord))
+      : await existingMount(store, record, options.runtimeRoot);
     const id = paths.id;
     containerId = id;
     const cgroupsPath = `/conveyor/${id}`;

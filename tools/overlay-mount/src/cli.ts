@@ -1,5 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { Store } from '@conveyor/lib-common/store';
+import { trustedRecordStore } from '@conveyor/lib-common/overlay';
 import { mountStream, unmountId, unmountStream, type MountOptions } from './mount.js';
 
 const HELP = `Usage: overlay-mount [OPTIONS] < rootfs-records
@@ -44,6 +44,7 @@ await runCli({
       root: ctx.root,
       forceLinks: Boolean(ctx.args.links),
       onDone: (what, id, path) => ctx.log.info(`${what} ${id.slice(0, 12)} ${what === 'mounted' ? 'at ' : ''}${path}`),
+      warn: (message) => ctx.log.warn(message),
     };
     if (!ctx.args.unmount) {
       if (ctx.args._.length > 0) ctx.log.warn('arguments are ignored when mounting; records are read from stdin');
@@ -51,7 +52,7 @@ await runCli({
       return;
     }
     if (ctx.args._.length > 0) {
-      const store = new Store(ctx.root);
+      const store = await trustedRecordStore({}, ctx.root, { warn: options.warn });
       for (const id of ctx.args._) await unmountId(store, id, options);
       return;
     }

@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readLines } from '@conveyor/lib-common/ndjson';
-import { lowerDirsOf, mountOverlay, recordStore, removeContainer } from '@conveyor/lib-common/overlay';
+import { mountOverlay, removeContainer, trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay';
 import { RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 
@@ -21,12 +21,19 @@ export interface MountOptions {
   forceLinks?: boolean;
   /** Called after each mount or unmount, for a message on stderr. */
   onDone?: (what: 'mounted' | 'unmounted', id: string, path: string) => void;
+  /** Warnings that do not stop the work (a store open to other users, closed now). */
+  warn?: (message: string) => void;
 }
 
-/** Mounts one rootfs record and describes the result as a mount record. */
+/**
+ * Mounts one rootfs record and describes the result as a mount record. The
+ * record's store and lower dirs are checked first (records may be forged):
+ * only layers unpacked in a trusted store are mounted.
+ */
 export async function mountRootfs(record: RootfsRecord, options: MountOptions): Promise<MountRecord> {
-  const store = recordStore(record as unknown as Record<string, unknown>, options.root);
-  const paths = await mountOverlay(store, lowerDirsOf(record), { forceLinks: options.forceLinks });
+  const store = await trustedRecordStore(record as unknown as Record<string, unknown>, options.root, { warn: options.warn });
+  const lowerDirs = await trustedLowerDirs(store, record);
+  const paths = await mountOverlay(store, lowerDirs, { forceLinks: options.forceLinks });
   const { type: _type, v: _v, ...rest } = record;
   return {
     type: 'mount',
@@ -74,7 +81,10 @@ export async function unmountStream(input: Readable, out: RecordSink, options: M
     if (record?.type === 'mount') {
       const id = record.id;
       if (typeof id !== 'string') throw new ConveyorError('ERR_INPUT_RECORD', `${source}:${line}: mount record without id`);
-      await unmountId(recordStore(record, options.root), id, options);
+      const store = await trustedRecordStore(record, options.root, { warn: options.warn });
+      // Its paths must be the ones its id names, in a trusted store, before anything there is unmounted or removed.
+      await trustedMountPaths(store, record, { mustExist: false });
+      await unmountId(store, id, options);
       count++;
     } else {
       await out.write(record!);

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
-import { addLayers, busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { addLayers, busyboxRootfs, removeStore, tempStore, writeLayerMeta } from '../../../test/helpers/rootfs.js';
 
 const BIN = join(REPO_ROOT, 'tools', 'overlay-mount', 'bin', 'overlay-mount.js');
 
@@ -108,9 +108,9 @@ t.test('failures are clear', async (t) => {
   t.teardown(() => removeStore(root));
   // [name, input line, exit code, error code, message]
   const cases: [string, string, number, string, RegExp][] = [
-    ['missing layer dir', JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: [join(root, 'layers', 'nope', 'diff')] }), 1, 'ERR_MOUNT_FAILED', /does not exist/],
+    ['missing layer dir', JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: [join(root, 'layers', 'a'.repeat(64), 'diff')] }), 1, 'ERR_MOUNT_FAILED', /does not exist/],
     ['no layers', JSON.stringify({ type: 'rootfs', v: 1, store: root }), 2, 'ERR_INPUT_RECORD', /neither layerDirs nor dir/],
-    ['relative layer dir', JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: ['layers/x'] }), 2, 'ERR_INPUT_RECORD', /absolute/],
+    ['relative layer dir', JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: ['layers/x'] }), 2, 'ERR_INPUT_RECORD', /is not .*layers\/<64 hex>\/diff/],
     ['bad json', '{"type": rootfs}', 2, 'ERR_INPUT_JSON', /^stdin:1: /],
   ];
   for (const [name, input, exit, code, message] of cases) {
@@ -133,9 +133,13 @@ t.test('the kernel\'s reason is reported when mount(2) fails', async (t) => {
   const result = await overlayMount(['--root', root], JSON.stringify(rootfs) + '\n');
   t.equal(result.code, 0, result.stderr);
   const [mount] = lines(result.stdout);
-  const nested = { ...rootfs, store: join(mount.target, 'nested') };
+  // The nested store has a layer of its own: lower dirs must be in the record's store.
+  const nestedStore = join(mount.target, 'nested');
+  const hex = 'b'.repeat(64);
   const { mkdirSync } = await import('node:fs');
-  mkdirSync(nested.store);
+  mkdirSync(join(nestedStore, 'layers', hex, 'diff'), { recursive: true, mode: 0o700 });
+  writeLayerMeta(nestedStore, hex, `sha256:${hex}`);
+  const nested = { ...rootfs, store: nestedStore, layerDirs: [join(nestedStore, 'layers', hex, 'diff')] };
   const failed = await overlayMount(['--log-format=json'], JSON.stringify(nested) + '\n');
   t.equal(failed.code, 1);
   const log = JSON.parse(failed.stderr.trim().split('\n').at(-1)!);
