@@ -69,14 +69,14 @@ t.test('concurrent processes updating index.json lose no entry', async (t) => {
   t.equal(index.manifests.length, 60, 'all 60 tags present');
 });
 
-t.test('a lock left by a dead process is broken', async (t) => {
+t.test('a lock file left by an older conveyor whose owner is dead is broken', async (t) => {
   const dir = t.testdir();
   const path = join(dir, 'x.lock');
   await mkdir(dir, { recursive: true });
   // A pid that cannot be alive (above pid_max).
   await writeFile(path, '4194305 stale');
   const lock = await acquireLock(path, { timeoutMs: 2000 });
-  t.match(await readFile(path, 'utf8'), new RegExp(`^${process.pid} `));
+  t.match((await readdir(path))[0], new RegExp(`^${process.pid}\\.`), 'now a lock directory holding our token');
   await lock.release();
 });
 
@@ -108,7 +108,7 @@ t.test('ids and digests are validated before they become paths', async (t) => {
   t.throws(() => store.layerDir('md5:abc'), { code: 'ERR_INPUT_RECORD' });
 });
 
-t.test('an empty lock file (owner crashed before writing its pid) goes stale', async (t) => {
+t.test('an empty lock file of an older conveyor (owner crashed before writing its pid) goes stale', async (t) => {
   const dir = t.testdir();
   const path = join(dir, 'z.lock');
   await writeFile(path, '');
@@ -116,6 +116,15 @@ t.test('an empty lock file (owner crashed before writing its pid) goes stale', a
   const old = new Date(Date.now() - 60_000);
   await utimes(path, old, old);
   const lock = await acquireLock(path, { timeoutMs: 2000 });
-  t.match(await readFile(path, 'utf8'), new RegExp(`^${process.pid} `));
+  t.match((await readdir(path))[0], new RegExp(`^${process.pid}\\.`));
   await lock.release();
+});
+
+t.test('an empty lock directory (holder killed while releasing) is taken over', async (t) => {
+  const path = join(t.testdir(), 'e.lock');
+  await mkdir(path);
+  const lock = await acquireLock(path, { timeoutMs: 1000 });
+  await lock.release();
+  const { existsSync } = await import('node:fs');
+  t.notOk(existsSync(path), 'released: gone');
 });
