@@ -59,7 +59,40 @@ export async function* readLines(input: Readable, options: ReadOptions = {}): As
   }
 }
 
+/**
+ * Deepest nesting of arrays and objects a record may have. Ours are a few
+ * levels deep; a hostile line of 100000 `[` parses, but every recursive step
+ * after it (JSON.stringify when passing it through, a deep copy) overflows the
+ * stack, a crash reported as an internal error. Refused at the door instead.
+ */
+export const MAX_RECORD_DEPTH = 512;
+
+/** Whether `text` nests arrays/objects deeper than `max`, counting brackets outside strings. */
+function nestedDeeperThan(text: string, max: number): boolean {
+  // Fewer characters than the limit cannot nest deeper than it.
+  if (text.length <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 function parseRecord(text: string, source: string, line: number): Record<string, unknown> {
+  if (nestedDeeperThan(text, MAX_RECORD_DEPTH)) {
+    throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: JSON nested deeper than ${MAX_RECORD_DEPTH} levels`, {
+      hint: 'records are flat objects; this line is not one',
+      details: { source, line, text: text.slice(0, 200) },
+    });
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -75,3 +75,15 @@ t.test('text diagnostics cannot carry terminal escapes', async (t) => {
   new Logger('img-fetch', sink).warn('bad \x1b]0;title\x07', { hint: 'x\x1by' });
   t.equal(text, 'img-fetch: warning: bad ?]0;title? (x?y)\n');
 });
+
+t.test('a deeply nested record is bad input (ERR_INPUT_JSON naming its line), not a stack overflow', async (t) => {
+  const deep = `{"a":${'['.repeat(100000)}${']'.repeat(100000)}}`;
+  await t.rejects(collect(`{"ok":1}\n${deep}\n`), { code: 'ERR_INPUT_JSON', message: /^stdin:2: JSON nested deeper than 512 levels/ });
+  const deepObjects = `${'{"a":'.repeat(600)}1${'}'.repeat(600)}`;
+  await t.rejects(collect(deepObjects + '\n'), { code: 'ERR_INPUT_JSON' });
+  // Brackets inside strings are text, not nesting.
+  const inString = JSON.stringify({ a: '['.repeat(100000), b: '\\"[[' });
+  t.equal((await collect(inString + '\n'))[0].record!.a, '['.repeat(100000));
+  const fine = `{"a":${'['.repeat(100)}${']'.repeat(100)}}`;
+  t.equal((await collect(fine + '\n')).length, 1);
+});

@@ -179,3 +179,10 @@ t.test('container dirs are created with their modes whatever the umask', async (
   t.equal(statSync(paths.upper).mode & 0o7777, 0o755, 'upper 0755 under umask 077');
   t.equal(statSync(paths.containerDir).mode & 0o7777, 0o700);
 });
+
+t.test('a deeply nested record is ERR_INPUT_JSON (exit 2), not an internal error', async (t) => {
+  const deep = `{"type":"x","a":${'['.repeat(100000)}${']'.repeat(100000)}}`;
+  const result = await overlayMount(['--root', root, '--log-format=json'], deep + '\n');
+  t.equal(result.code, 2);
+  t.equal(JSON.parse(result.stderr.trim().split('\n').at(-1)!).code, 'ERR_INPUT_JSON');
+});
