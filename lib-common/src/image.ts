@@ -8,7 +8,7 @@ import { ConveyorError } from './errors.js';
 import { hostPlatform, platformMatches } from './platform.js';
 import { MANIFEST_MEDIA_TYPES, MEDIA_TYPES, layerCompression } from './mediatypes.js';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type ImageRuntimeConfig, type LayerInfo, type Platform } from './records.js';
-import { REF_NAME_ANNOTATION, type Store } from './store.js';
+import { indexEntryProblem, REF_NAME_ANNOTATION, type Store } from './store.js';
 
 export interface ImageManifest {
   schemaVersion: number;
@@ -162,14 +162,21 @@ export async function imageRecordFromStore(store: Store, entry: Descriptor, pick
   const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
   let descriptor = entry;
   let indexDigest: string | undefined;
-  let parsed = await store.readJsonBlob<Record<string, unknown>>(entry.digest);
+  let parsed = await store.readJsonBlob<Record<string, unknown> | null>(entry.digest);
+  if (!parsed || typeof parsed !== 'object') invalid('manifest: not a JSON object', entry.digest);
   if (Array.isArray(parsed.manifests)) {
     indexDigest = entry.digest;
-    const manifests = (parsed.manifests as unknown[]).map((m, i) => checkDescriptor(m, `index entry ${i}`));
+    // An index another tool wrote may hold junk entries beside good ones: skip those with a warning, as index.json's.
+    const manifests: Descriptor[] = [];
+    (parsed.manifests as unknown[]).forEach((m, i) => {
+      const problem = indexEntryProblem(m);
+      if (problem) store.warn(`${ref}: index ${entry.digest}: skipping entry ${i}: ${problem}`);
+      else manifests.push(m as Descriptor);
+    });
     const chosen = (pickPlatform ?? pickHostPlatform)(manifests);
     if (!chosen) throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', `${ref}: no manifest for this platform in index ${entry.digest}`);
     descriptor = chosen;
-    parsed = await store.readJsonBlob<Record<string, unknown>>(chosen.digest);
+    parsed = await store.readJsonBlob<Record<string, unknown> | null>(chosen.digest);
   }
   const manifest = checkManifest(parsed, descriptor.digest);
   const config = checkConfig(await store.readJsonBlob(manifest.config.digest), manifest.layers.length, manifest.config.digest);

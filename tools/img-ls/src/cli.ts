@@ -36,7 +36,7 @@ await runCli({
   help: HELP,
   spec: { boolean: ['json', 'table'] },
   main: async (ctx) => {
-    const store = new Store(ctx.root);
+    const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
     const images = await listImages(store, {
       patterns: ctx.args._,
       onBroken: (ref, error) => ctx.log.warn(`skipping ${ref}: ${error.message}`),

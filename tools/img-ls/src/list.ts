@@ -49,10 +49,10 @@ export function matchesPattern(ref: string, pattern: string): boolean {
   return candidates.some((c) => re.test(c));
 }
 
+/** Lists the images of the store's index.json; malformed entries are skipped with a warning through the store's warn. */
 export async function listImages(store: Store, options: ListOptions = {}): Promise<ImageRecord[]> {
-  const index = await store.readIndex();
   const records: ImageRecord[] = [];
-  for (const entry of index.manifests) {
+  for (const { entry } of await store.indexEntries()) {
     const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
     if (options.patterns?.length && !options.patterns.some((p) => matchesPattern(ref, p))) continue;
     try {

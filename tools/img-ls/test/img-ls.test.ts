@@ -117,3 +117,37 @@ t.test('an index stored whole by another tool lists as the host platform image',
   t.not(record.digest, record.indexDigest, 'the record names the platform manifest');
   t.strictSame(record.platform, { os: 'linux', architecture: 'amd64' });
 });
+
+t.test('null or malformed index.json entries are skipped with a warning, not a crash', async (t) => {
+  const root = t.testdir();
+  importToStore(`${busyboxLayout()}:latest`, root, 'docker.io/library/busybox:latest');
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const index = JSON.parse(readFileSync(join(root, 'index.json'), 'utf8'));
+  index.manifests = [null, { annotations: 'x' }, ...index.manifests, 'junk'];
+  writeFileSync(join(root, 'index.json'), JSON.stringify(index));
+  const result = await imgLs(['--root', root, '--log-format=json']);
+  t.equal(result.code, 0, result.stderr);
+  t.strictSame(result.stdout.trim().split('\n').map((l) => JSON.parse(l).ref), ['docker.io/library/busybox:latest']);
+  const warnings = result.stderr.trim().split('\n').map((l) => JSON.parse(l));
+  t.equal(warnings.length, 3);
+  t.ok(warnings.every((w) => w.level === 'warn'));
+  t.match(warnings[0].message, /index\.json: skipping entry 0: not a descriptor object: null/);
+});
+
+t.test('null entries inside a stored index are skipped with a warning', async (t) => {
+  const root = t.testdir();
+  importToStore(`${busyboxLayout()}:latest`, root, 'docker.io/library/busybox:latest');
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const { createHash } = await import('node:crypto');
+  const index = JSON.parse(readFileSync(join(root, 'index.json'), 'utf8'));
+  const [entry] = index.manifests;
+  const nested = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [null, { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, platform: { os: 'linux', architecture: 'amd64' } }] }));
+  const digest = `sha256:${createHash('sha256').update(nested).digest('hex')}`;
+  writeFileSync(join(root, 'blobs', 'sha256', digest.slice(7)), nested);
+  index.manifests = [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: nested.length, annotations: entry.annotations }];
+  writeFileSync(join(root, 'index.json'), JSON.stringify(index));
+  const result = await imgLs(['--root', root]);
+  t.equal(result.code, 0, result.stderr);
+  t.equal(JSON.parse(result.stdout).digest, entry.digest);
+  t.match(result.stderr, /warning: docker\.io\/library\/busybox:latest: index sha256:[a-f0-9]+: skipping entry 0: not a descriptor object: null/);
+});
