@@ -74,7 +74,7 @@ await runCli({
     const { Store } = await import('@conveyor/lib-common/store');
     const { fetchImage, parseHostList } = await import('./fetch.js');
     const mirrors = parseHostList([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
-    const store = new Store(ctx.root);
+    const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
 
     let client: RegistryClient | undefined;
     let credentialsModule: typeof import('@conveyor/lib-common/registry/credentials') | undefined;
