@@ -19,7 +19,13 @@ are consumed. Other records pass through unchanged.
 
 Layers are hostile input: nothing is ever written outside the target, no
 symlink is followed, device nodes and trusted.* xattrs are skipped, and every
-layer's uncompressed digest must match the image config's diff ID.
+layer's uncompressed digest must match the image config's diff ID. Chain IDs
+are recomputed from the diff IDs (and a \`layer\` record's parentChainID); a
+record whose chain does not follow is refused, and a layer in the store is
+reused only when its meta.json names the same chain, diff ID and parent.
+A record's \`store\` other than --root must be owned and writable by root
+alone (or by you, when not root). With --flatten, a warning says when other
+users can reach DIR and it holds setuid, setgid or capability-bearing files.
 
 With FILE arguments (and --flatten), applies those tarballs in order without a
 store (gzip, zstd or plain tar, detected from their first bytes).
@@ -31,9 +37,14 @@ Options:
       --jobs N             layers unpacked in parallel (default 2)
       --threads N          threads creating files, per layer (default 2; 0 = none,
                            create them on the main thread)
-      --max-bytes SIZE     cap on file content written per layer, or per image with
-                           --flatten (default 64g; units k, m, g, t)
+      --max-bytes SIZE     cap on file content written per layer (default 64g;
+                           units k, m, g, t)
       --max-entries N      cap on tar entries per layer (default 2000000)
+      --max-image-bytes SIZE
+                           cap on file content of all of an image's layers together
+                           (default 128g)
+      --max-image-entries N
+                           cap on tar entries of all of an image's layers (default 8000000)
       --rootless           do not chown; record owners in meta.json (default when not root)
       --keep-going         report a failed image and go on with the next (exit 1 at the end)
       --progress MODE      auto, json, bar or none (stderr)
@@ -49,14 +60,15 @@ Examples:
   img-ls | layer-unpack --jobs 4 --progress=json 2>progress.ndjson | jq -r .layerDirs[]
 
 Exit status: 0 done, 1 a layer failed (ERR_LAYER_MALICIOUS, ERR_LAYER_INVALID,
-ERR_LAYER_TOO_LARGE, ERR_LAYER_COMPRESSION, ERR_DIGEST_MISMATCH, ERR_STORE_IO),
+ERR_LAYER_TOO_LARGE, ERR_LAYER_COMPRESSION, ERR_DIGEST_MISMATCH, ERR_STORE_IO,
+ERR_STORE_UNSAFE),
 2 usage or bad input (ERR_USAGE, ERR_INPUT_JSON, ERR_INPUT_RECORD).
 `;
 
 await runCli({
   name: 'layer-unpack',
   help: HELP,
-  spec: { string: ['flatten', 'jobs', 'threads', 'max-bytes', 'max-entries'], boolean: ['rootless', 'keep-going'] },
+  spec: { string: ['flatten', 'jobs', 'threads', 'max-bytes', 'max-entries', 'max-image-bytes', 'max-image-entries'], boolean: ['rootless', 'keep-going'] },
   main: async (ctx) => {
     const flatten = flag(ctx.args, 'flatten');
     const files = ctx.args._;
@@ -64,15 +76,20 @@ await runCli({
       throw new ConveyorError('ERR_USAGE', 'layer files need --flatten DIR', { hint: 'layer-unpack --flatten ./rootfs layer1.tar.gz layer2.tar' });
     }
     if (flatten === '') throw new ConveyorError('ERR_USAGE', '--flatten needs a directory');
-    const rawMax = flag(ctx.args, 'max-bytes');
-    const maxBytes = rawMax === undefined ? 64 * 1024 ** 3 : parseBytes(rawMax, '--max-bytes');
+    const bytesFlag = (name: string, fallback: number) => {
+      const raw = flag(ctx.args, name);
+      return raw === undefined ? fallback : parseBytes(raw, `--${name}`);
+    };
     const uid = process.getuid?.() ?? 0;
     const opts = {
       defaultRoot: ctx.root,
       flatten,
       jobs: intFlag(ctx.args, 'jobs', 2, 1, 64),
-      maxBytes,
+      maxBytes: bytesFlag('max-bytes', 64 * 1024 ** 3),
       maxEntries: intFlag(ctx.args, 'max-entries', 2_000_000, 1),
+      maxImageBytes: bytesFlag('max-image-bytes', 128 * 1024 ** 3),
+      maxImageEntries: intFlag(ctx.args, 'max-image-entries', 8_000_000, 1),
+      uid,
       rootless: Boolean(ctx.args.rootless) || uid !== 0,
       keepGoing: Boolean(ctx.args['keep-going']),
       pid: process.pid,

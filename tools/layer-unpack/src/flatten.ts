@@ -3,17 +3,27 @@
  * applied. Built in a staging directory beside the target and renamed into
  * place at the end, so a failure (bad digest, hostile entry) leaves nothing
  * behind. The target must not exist or be an empty directory.
+ *
+ * The place is the caller's choice (a bundle's rootfs, a build context), so
+ * it is not forced closed the way the store is; exposureWarning says when
+ * other users can reach setuid or capability-bearing files there.
  */
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { Applier } from './applier.js';
+import { explainTooLarge, layerLimits, withLimits, type Usage } from './budget.js';
 import { applyLayer, type LayerResult, type LayerSource } from './layer.js';
 
 export interface FlattenOptions {
   rootless: boolean;
+  /** Caps on each layer's file content bytes and tar entries. */
   maxBytes: number;
   maxEntries: number;
+  /** Caps on all layers together. */
+  maxImageBytes: number;
+  maxImageEntries: number;
   warn: (message: string) => void;
   /** Threads creating files per layer (default 2); 0 = inline. */
   writerThreads?: number;
@@ -53,11 +63,17 @@ export async function flattenLayers(sources: LayerSource[], target: string, opts
   const staging = join(dirname(dir), `.${basename(dir)}.unpack-${Math.random().toString(16).slice(2, 10)}`);
   await mkdir(staging, { mode: 0o755 });
   let applier: Applier | undefined;
+  // One Applier counts all layers: a layer's own cap starts from what the layers below used.
+  let below: Usage = { bytes: 0, entries: 0 };
+  const image = { maxBytes: opts.maxImageBytes, maxEntries: opts.maxImageEntries };
+  const limits = layerLimits(opts, image, () => below);
   try {
-    applier = new Applier({ root: staging, mode: 'flat', rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: opts.warn, writerThreads: opts.writerThreads });
+    applier = new Applier(withLimits({ root: staging, mode: 'flat', rootless: opts.rootless, warn: opts.warn, writerThreads: opts.writerThreads }, limits));
     const layers: LayerResult[] = [];
     for (const [i, source] of sources.entries()) {
       opts.onLayer?.(i, 'start');
+      const { bytes, entries } = applier.stats();
+      below = { bytes, entries };
       applier.beginLayer(i === 0);
       const result = await applyLayer(source, applier!, (n) => opts.onProgress?.(i, n));
       layers.push(result);
@@ -72,6 +88,54 @@ export async function flattenLayers(sources: LayerSource[], target: string, opts
   } catch (error) {
     await applier?.close();
     await rm(staging, { recursive: true, force: true }).catch(() => undefined);
-    throw error;
+    throw explainTooLarge(error, limits, image);
   }
+}
+
+/** The first directory from `dir` up to / that other users cannot pass, if any. */
+async function closedOnTheWay(dir: string, uid: number): Promise<string | undefined> {
+  for (let path = await realpath(dir); ; path = dirname(path)) {
+    const info = await stat(path);
+    // Closed: no search (x) bit for group or others, and owned by us or root. A 0700
+    // directory of another user still lets that user through.
+    if ((info.mode & 0o011) === 0 && (info.uid === uid || info.uid === 0)) return path;
+    if (path === '/') return undefined;
+  }
+}
+
+/** Runs a read-only scan; its stdout, or undefined when the program is missing. */
+function scan(command: string, args: string[], cwd: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    // A non-zero exit (an unreadable entry) still leaves a useful listing.
+    execFile(command, args, { cwd, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout) => {
+      resolve(error && (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : stdout);
+    });
+  });
+}
+
+/**
+ * A warning when other users can reach `dir` (every directory from / to it
+ * lets them search it) and it holds setuid/setgid files or files with
+ * capabilities (security.capability): any local user could run them with
+ * the privileges they carry (Moby's CVE-2021-41091). Undefined otherwise.
+ * The tree is scanned only when it is reachable.
+ */
+export async function exposureWarning(dir: string, uid: number): Promise<string | undefined> {
+  if ((await closedOnTheWay(dir, uid)) !== undefined) return undefined;
+  // find and getfattr read names as bytes and never follow symlinks (-P, -h).
+  const setid = ((await scan('find', ['-P', '.', '-type', 'f', '-perm', '/6000', '-print0'], dir)) ?? '').split('\0').filter(Boolean);
+  const caps = ((await scan('getfattr', ['-R', '-h', '-P', '-m', '^security\\.capability$', '.'], dir)) ?? '')
+    .split('\n')
+    .filter((l) => l.startsWith('# file: '))
+    .map((l) => l.slice('# file: '.length));
+  if (setid.length === 0 && caps.length === 0) return undefined;
+  const held = [
+    ...(setid.length > 0 ? [`${setid.length} setuid/setgid file${setid.length === 1 ? '' : 's'} (${setid[0].replace(/^\.\//, '')}...)`] : []),
+    ...(caps.length > 0 ? [`${caps.length} file${caps.length === 1 ? '' : 's'} with capabilities (${caps[0]}...)`] : []),
+  ];
+  const mode = ((await stat(dir)).mode & 0o7777).toString(8).padStart(4, '0');
+  return (
+    `--flatten ${dir} holds ${held.join(' and ')} and other users can reach it (it is mode ${mode} and every directory above lets others through): ` +
+    `any local user could run them with the privileges they carry (chmod 700 ${dir}, or unpack under a directory only you can enter)`
+  );
 }

@@ -2,8 +2,26 @@
  * Per-layer directories in the store, keyed by chain ID:
  *
  *   layers/<chain hex>/diff/       the layer's tree, an overlayfs lower dir
- *   layers/<chain hex>/meta.json   chainID, diffID, digest, size, time, ...
- *   layers/.tmp-<chain hex>-<pid>-<rand>/   a layer being unpacked
+ *   layers/<chain hex>/meta.json   chainID, diffID, parentChainID, digest, size, time, ...
+ *   layers/.tmp-<chain hex>-<pid>-<rand>/   a layer being unpacked (0700)
+ *
+ * The key must say what the directory holds, or one forged record poisons
+ * every later run of another image (a `layer` record claiming that image's
+ * chain ID over the attacker's blob). So the key is never taken on trust: a
+ * chain ID is accepted only when it follows from the parent chain ID and the
+ * diff ID (OCI image spec: bottom chainID = diffID, above it
+ * sha256(parentChainID + " " + diffID)), and the diff ID is verified against
+ * the blob's uncompressed bytes while unpacking, before anything is committed.
+ * A layer directory therefore holds exactly the diff its chain ID names: a
+ * record cannot claim another image's diff ID (the content check fails) nor
+ * its chain ID with its own diff ID (the chain does not follow), and a parent
+ * chain ID it makes up only yields a chain ID nobody else has. The blob
+ * digest in the record is not part of the key: two compressions of one diff
+ * rightly share a directory.
+ *
+ * A directory found in the store is reused only when its meta.json names the
+ * same chain ID, diff ID and parent chain ID and is consistent in itself;
+ * anything else under that name is debris or a plant and is replaced.
  *
  * A layer is unpacked into a staging directory under layers/ and renamed into
  * place: the rename is the commit point, so `layers/<chain hex>` existing with
@@ -12,20 +30,36 @@
  * (or by any run, once its pid is gone). A lock per chain ID makes concurrent
  * unpacks of the same layer wait for one another, then reuse the result.
  */
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { digestHex } from '@conveyor/lib-common/digest';
+import { chainIDs, digestHex } from '@conveyor/lib-common/digest';
+import { ConveyorError } from '@conveyor/lib-common/errors';
 import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { LayerInfo } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { Applier } from './applier.js';
+import { explainTooLarge, layerLimits, withLimits, type ImageBudget } from './budget.js';
 import { applyLayer } from './layer.js';
+
+/** A layer and its place in the chain: what its directory's key is computed from. */
+export interface ChainedLayer extends LayerInfo {
+  /** Chain ID of the layer below; undefined for the bottom layer. */
+  parentChainID?: string;
+}
+
+/** The chain ID a layer with this parent and diff ID has (OCI image spec, "ChainID"). */
+export function expectedChainID(parentChainID: string | undefined, diffID: string): string {
+  // One step of chainIDs' rule: the parent's chain ID stands where the lower diff IDs' chain would.
+  return parentChainID === undefined ? chainIDs([diffID])[0] : chainIDs([parentChainID, diffID])[1];
+}
 
 export interface LayerMeta {
   chainID: string;
   diffID: string;
+  /** Chain ID of the layer below; null for the bottom layer (absent in metas written before it was recorded). */
+  parentChainID?: string | null;
   digest: string;
   mediaType: string;
   /** Compressed size of the blob. */
@@ -44,8 +78,11 @@ export interface LayerMeta {
 
 export interface EnsureOptions {
   rootless: boolean;
+  /** Caps on this layer's file content bytes and entries. */
   maxBytes: number;
   maxEntries: number;
+  /** The image's budget, shared with its other layers (they may use only what is left of it). */
+  budget?: ImageBudget;
   warn: (message: string) => void;
   /** Threads creating files per layer (default 2); 0 = inline. */
   writerThreads?: number;
@@ -65,13 +102,54 @@ export interface EnsuredLayer {
 
 const STAGING_PREFIX = '.tmp-';
 
-async function readMeta(dir: string, chainID: string): Promise<LayerMeta | undefined> {
+/** Why the meta of a layer directory does not describe `layer`; undefined when it does. */
+export function metaMismatch(meta: LayerMeta, layer: ChainedLayer): string | undefined {
+  if (!meta || typeof meta !== 'object') return 'meta.json is not an object';
+  if (meta.chainID !== layer.chainID) return `meta.json names chain ID ${JSON.stringify(meta.chainID)}`;
+  if (meta.diffID !== layer.diffID) return `meta.json names diff ID ${JSON.stringify(meta.diffID)}, the record ${layer.diffID}`;
+  // Metas written before the parent was recorded lack it. They are still
+  // sound: the record's chain ID was recomputed from its parent and diff ID,
+  // and it and the diff ID match, so the parent matches too (sha256 is not
+  // invertible). Redoing them would delete lower dirs running containers use.
+  if (meta.parentChainID === undefined) return undefined;
+  if (meta.parentChainID !== (layer.parentChainID ?? null)) {
+    return `meta.json names parent chain ID ${JSON.stringify(meta.parentChainID)}, the record ${JSON.stringify(layer.parentChainID ?? null)}`;
+  }
+  if (expectedChainID(meta.parentChainID ?? undefined, meta.diffID) !== meta.chainID) {
+    return 'meta.json chain ID does not follow from its parent and diff ID';
+  }
+  return undefined;
+}
+
+type Found = { meta: LayerMeta } | { stale: string } | undefined;
+
+/**
+ * What `layers/<chain hex>` holds: a complete copy of `layer`, something else
+ * (stale: why), or nothing. The directory and its diff/ must be real
+ * directories: a symlink planted there would make layerDirs point anywhere.
+ */
+async function inspect(dir: string, layer: ChainedLayer): Promise<Found> {
+  let top;
   try {
-    const meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as LayerMeta;
-    return meta && meta.chainID === chainID ? meta : undefined;
+    top = await lstat(dir);
   } catch {
     return undefined;
   }
+  if (!top.isDirectory()) return { stale: 'it is not a directory' };
+  try {
+    if (!(await lstat(join(dir, 'diff'))).isDirectory()) return { stale: 'diff is not a directory' };
+  } catch {
+    return { stale: 'it has no diff directory' };
+  }
+  let meta: LayerMeta;
+  try {
+    meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as LayerMeta;
+  } catch {
+    // No meta.json (or a torn one): not committed by us.
+    return { stale: 'it has no valid meta.json' };
+  }
+  const why = metaMismatch(meta, layer);
+  return why === undefined ? { meta } : { stale: why };
 }
 
 function isAlive(pid: number): boolean {
@@ -97,25 +175,46 @@ export async function cleanStaging(store: Store, hex?: string): Promise<void> {
   }
 }
 
-/** Makes sure the layer is unpacked in the store; reuses a complete one. */
-export async function ensureLayer(store: Store, layer: LayerInfo, opts: EnsureOptions): Promise<EnsuredLayer> {
+/**
+ * Makes sure the layer is unpacked in the store; reuses a complete one whose
+ * meta.json matches. Refuses (ERR_INPUT_RECORD) a layer whose chain ID does
+ * not follow from its parent and diff ID: callers check records first and
+ * name the line; this is the last guard before the key is used.
+ */
+export async function ensureLayer(store: Store, layer: ChainedLayer, opts: EnsureOptions): Promise<EnsuredLayer> {
+  const expected = expectedChainID(layer.parentChainID, layer.diffID);
+  if (layer.chainID !== expected) {
+    throw new ConveyorError('ERR_INPUT_RECORD', `layer ${layer.digest}: chain ID ${layer.chainID} does not follow from its parent and diff ID (expected ${expected})`);
+  }
   const hex = digestHex(layer.chainID);
   const dir = store.layerDir(layer.chainID);
   const done = (meta: LayerMeta, reused: boolean): EnsuredLayer => ({ dir, diffDir: join(dir, 'diff'), reused, meta });
-  const existing = await readMeta(dir, layer.chainID);
-  if (existing) return done(existing, true);
-  await mkdir(store.layersDir, { recursive: true });
+  const existing = await inspect(dir, layer);
+  if (existing && 'meta' in existing) return done(existing.meta, true);
+  // 0700: unpacked layers hold setuid binaries and file capabilities (CVE-2021-41091).
+  await mkdir(store.layersDir, { recursive: true, mode: 0o700 });
   return withLock(store.lockPath(`layer-${hex}`), async () => {
-    const again = await readMeta(dir, layer.chainID);
-    if (again) return done(again, true);
+    const again = await inspect(dir, layer);
+    if (again && 'meta' in again) return done(again.meta, true);
+    if (again) opts.warn(`layers/${hex} is not this layer (${again.stale}): unpacking it again`);
     await cleanStaging(store, hex);
     const staging = join(store.layersDir, `${STAGING_PREFIX}${hex}-${opts.pid}-${Math.random().toString(16).slice(2, 10)}`);
     const diff = join(staging, 'diff');
-    await mkdir(diff, { recursive: true, mode: 0o755 });
+    // The layer dir (staging, then renamed) is 0700 so no other user reaches what it holds;
+    // diff/ is the container's root directory and keeps the usual 0755 (the layer may set its own).
+    await mkdir(staging, { mode: 0o700 });
+    await mkdir(diff, { mode: 0o755 });
     let applier: Applier | undefined;
+    let stopCounting = () => {};
+    const image = opts.budget?.caps ?? { maxBytes: Infinity, maxEntries: Infinity };
+    const limits = layerLimits(opts, image, () => ({ bytes: 0, entries: 0 }), () => opts.budget?.others(layer.chainID) ?? { bytes: 0, entries: 0 });
     try {
       const compression = layerCompression(layer.mediaType);
-      applier = new Applier({ root: diff, mode: 'overlay', rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: opts.warn, writerThreads: opts.writerThreads });
+      // `limits` is passed by reference: the Applier reads its caps at every entry, so the
+      // image budget it sees shrinks as the image's other layers unpack (see budget.ts).
+      applier = new Applier(withLimits({ root: diff, mode: 'overlay', rootless: opts.rootless, warn: opts.warn, writerThreads: opts.writerThreads }, limits));
+      const counted = applier;
+      if (opts.budget) stopCounting = opts.budget.watch(layer.chainID, () => counted.stats());
       applier.beginLayer(true);
       const result = await applyLayer({ path: store.blobPath(layer.digest), compression, diffID: layer.diffID, label: layer.digest }, applier, opts.onProgress);
       await applier.finish();
@@ -123,7 +222,9 @@ export async function ensureLayer(store: Store, layer: LayerInfo, opts: EnsureOp
       const stats = applier.stats();
       const meta: LayerMeta = {
         chainID: layer.chainID,
+        // Verified: applyLayer fails unless the uncompressed bytes hash to layer.diffID.
         diffID: result.diffID,
+        parentChainID: layer.parentChainID ?? null,
         digest: layer.digest,
         mediaType: layer.mediaType,
         size: layer.size,
@@ -135,7 +236,8 @@ export async function ensureLayer(store: Store, layer: LayerInfo, opts: EnsureOp
         ...(opts.rootless ? { owners: stats.owners } : {}),
       };
       await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-      // A directory without meta.json at the final name is debris (not ours to trust): clear it.
+      // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
+      // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
       const broken = `${staging}-old`;
       await rename(dir, broken).then(
         () => rm(broken, { recursive: true, force: true }),
@@ -146,7 +248,9 @@ export async function ensureLayer(store: Store, layer: LayerInfo, opts: EnsureOp
     } catch (error) {
       await applier?.close();
       await rm(staging, { recursive: true, force: true }).catch(() => undefined);
-      throw error;
+      throw explainTooLarge(error, limits, image);
+    } finally {
+      stopCounting();
     }
   });
 }

@@ -4,18 +4,23 @@
  * records become `rootfs` records once all their layers are unpacked; every
  * other record passes through unchanged. Output keeps input order.
  * Independent layers unpack in parallel, at most `jobs` at a time.
+ *
+ * Records may be forged (docs/security.md): every chain ID is recomputed
+ * before it names a directory (see store-layers.ts for why that is enough).
  */
 import type { Readable } from 'node:stream';
-import { assertDigest, chainIDs } from '@conveyor/lib-common/digest';
+import { resolve } from 'node:path';
+import { assertDigest } from '@conveyor/lib-common/digest';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { Progress } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
 import { RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
-import { Store } from '@conveyor/lib-common/store';
-import { flattenLayers } from './flatten.js';
+import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
+import { ImageBudget } from './budget.js';
+import { exposureWarning, flattenLayers, type FlattenResult } from './flatten.js';
 import type { LayerSource } from './layer.js';
-import { cleanStaging, ensureLayer, type EnsuredLayer } from './store-layers.js';
+import { cleanStaging, ensureLayer, expectedChainID, type ChainedLayer, type EnsuredLayer } from './store-layers.js';
 
 export interface UnpackOptions {
   /** Store root for records that do not name one. */
@@ -23,12 +28,18 @@ export interface UnpackOptions {
   /** Flat mode: the one image's layers all go into this directory. */
   flatten?: string;
   jobs: number;
+  /** Caps on one layer's file content bytes and tar entries. */
   maxBytes: number;
   maxEntries: number;
+  /** Caps on the sum over an image's layers. */
+  maxImageBytes: number;
+  maxImageEntries: number;
   rootless: boolean;
   /** Report a failed image and go on with the next one (exit 1 at the end). */
   keepGoing: boolean;
   pid: number;
+  /** Our uid: whom a --flatten directory must not be reachable by others than. */
+  uid: number;
   /** Threads creating files per layer (default 2); 0 = inline. */
   writerThreads?: number;
   log: { warn(message: string): void; info(message: string): void; error(error: ConveyorError): void };
@@ -78,42 +89,118 @@ function checkLayerInfo(value: unknown, where: string): LayerInfo {
   return l;
 }
 
+function checkStore(store: unknown, where: string): string | undefined {
+  if (store !== undefined && (typeof store !== 'string' || !store.startsWith('/'))) throw badRecord(where, 'store is not an absolute path');
+  return store;
+}
+
+/** An image record whose chain IDs follow from its diff IDs, bottom first. */
 function checkImage(record: Record<string, unknown>, where: string): ImageRecord {
   const image = record as unknown as ImageRecord;
   if (!Array.isArray(image.layers)) throw badRecord(where, 'image record has no layers list');
   image.layers.forEach((l, i) => checkLayerInfo(l, `${where} layer ${i}`));
-  const chain = chainIDs(image.layers.map((l) => l.diffID));
-  image.layers.forEach((l, i) => {
-    if (l.chainID !== chain[i]) throw badRecord(where, `layer ${i} chainID ${l.chainID} does not follow from the diff IDs (expected ${chain[i]})`);
+  chained(image).forEach((l, i) => {
+    const expected = expectedChainID(l.parentChainID, l.diffID);
+    if (l.chainID !== expected) throw badRecord(where, `layer ${i} chainID ${l.chainID} does not follow from the diff IDs (expected ${expected})`);
   });
-  if (image.store !== undefined && (typeof image.store !== 'string' || !image.store.startsWith('/'))) throw badRecord(where, 'store is not an absolute path');
+  checkStore(image.store, where);
   return image;
+}
+
+/** An image's layers with their parents: each one's is the chain ID below it. */
+function chained(image: ImageRecord): ChainedLayer[] {
+  return image.layers.map((l, i) => (i === 0 ? { ...l, parentChainID: undefined } : { ...l, parentChainID: image.layers[i - 1].chainID }));
+}
+
+/**
+ * A streamed `layer` record (img-fetch: `index`, `count`, `parentChainID`).
+ * Its chain ID must follow from the parent and diff ID it states. The parent
+ * is not checked against the other records: a made-up parent only yields a
+ * chain ID no real image has, holding the diff it names, and the `image`
+ * record that follows recomputes its own chain from its diff IDs.
+ */
+function checkLayerRecord(record: Record<string, unknown>, where: string): ChainedLayer {
+  const layer = checkLayerInfo(record, where) as ChainedLayer;
+  const { index, count, parentChainID } = record;
+  if (!Number.isSafeInteger(index) || (index as number) < 0) throw badRecord(where, 'layer index is not a non-negative integer');
+  if (!Number.isSafeInteger(count) || (count as number) <= (index as number)) throw badRecord(where, `layer count ${JSON.stringify(count)} is not an integer above its index ${index}`);
+  if (index === 0) {
+    if (parentChainID !== undefined) throw badRecord(where, 'the bottom layer (index 0) has a parentChainID');
+  } else {
+    try {
+      assertDigest(parentChainID, `layer ${index} parentChainID`);
+    } catch (error) {
+      throw badRecord(where, (error as Error).message);
+    }
+  }
+  const expected = expectedChainID(parentChainID as string | undefined, layer.diffID);
+  if (layer.chainID !== expected) {
+    throw badRecord(where, `layer ${index} chainID ${layer.chainID} does not follow from its parentChainID and diffID (expected ${expected})`);
+  }
+  checkStore(record.store, where);
+  return { ...layer, parentChainID: parentChainID as string | undefined };
+}
+
+/**
+ * The store a record names must be one its owner (root, when we run as root)
+ * alone controls: a user-owned store would let that user swap directories for
+ * symlinks under root's writes. `--root` and the default store are the
+ * caller's own choice and are not second-guessed here.
+ */
+async function trustStore(path: string, where: string): Promise<void> {
+  try {
+    await assertTrustedStore(path);
+  } catch (error) {
+    const err = toConveyorError(error);
+    throw new ConveyorError(err.code, `${where}: store ${path}: ${err.message}`, { hint: err.hint, cause: error });
+  }
 }
 
 export async function unpackRecords(input: Readable, out: RecordSink, opts: UnpackOptions): Promise<number> {
   const limiter = new Limiter(opts.jobs);
-  const stores = new Map<string, Store>();
+  const defaultRoot = resolve(opts.defaultRoot);
+  const stores = new Map<string, Promise<Store>>();
   const jobs = new Map<string, Promise<EnsuredLayer>>();
+  /** Inflate budgets of the images being unpacked, by store and reference. */
+  const budgets = new Map<string, ImageBudget>();
   const inFlight = new Set<Promise<unknown>>();
   let exitCode: number = EXIT.OK;
   let flattened = false;
   let fatal: ConveyorError | undefined;
   let output: Promise<void> = Promise.resolve();
 
-  const storeFor = (root: string | undefined): Store => {
-    const path = root ?? opts.defaultRoot;
+  const storeFor = (root: string | undefined, where: string): Promise<Store> => {
+    const path = root === undefined ? defaultRoot : resolve(root);
     let store = stores.get(path);
     if (!store) {
-      store = new Store(path);
+      store = (async () => {
+        if (path !== defaultRoot) await trustStore(path, where);
+        const s = new Store(path);
+        // Sweep staging dirs left by dead processes; harmless to race.
+        void cleanStaging(s).catch(() => undefined);
+        return s;
+      })();
+      store.catch(() => undefined);
       stores.set(path, store);
-      // Sweep staging dirs left by dead processes; harmless to race.
-      void cleanStaging(store).catch(() => undefined);
     }
     return store;
   };
 
+  // A `layer` record's image is known by its ref; its `image` record comes later and shares the budget.
+  const budgetKey = (store: Store, ref: unknown, where: string) => `${store.root}\0${typeof ref === 'string' ? ref : where}`;
+  const budgetFor = (key: string): ImageBudget => {
+    let budget = budgets.get(key);
+    if (!budget) {
+      budget = new ImageBudget({ maxBytes: opts.maxImageBytes, maxEntries: opts.maxImageEntries });
+      budgets.set(key, budget);
+    }
+    return budget;
+  };
+
   const progress = opts.progress;
-  const startLayer = (store: Store, layer: LayerInfo): Promise<EnsuredLayer> => {
+  /** Unpacks (or reuses) a layer once per store; each image's budget counts it when it is there. */
+  const startLayer = (store: Store, layer: ChainedLayer, budget: ImageBudget): Promise<EnsuredLayer> => {
+    // The chain ID was recomputed from the parent and diff ID, so one key is one layer.
     const key = `${store.root}\0${layer.chainID}`;
     let job = jobs.get(key);
     if (!job) {
@@ -125,6 +212,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           rootless: opts.rootless,
           maxBytes: opts.maxBytes,
           maxEntries: opts.maxEntries,
+          budget,
           warn: (m) => opts.log.warn(`layer ${label}: ${m}`),
           pid: opts.pid,
           writerThreads: opts.writerThreads,
@@ -138,41 +226,58 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
       // A failed unpack may be retried by a later record.
       job.catch(() => jobs.delete(key));
     }
-    return job;
+    return job.then((result) => {
+      budget.settle(layer.chainID, { bytes: countOf(result.meta.unpackedBytes), entries: countOf(result.meta.entries) });
+      return result;
+    });
+  };
+
+  const flatten = async (image: ImageRecord, store: Store, dir: string): Promise<FlattenResult> => {
+    const sources: LayerSource[] = image.layers.map((l) => ({
+      path: store.blobPath(l.digest),
+      compression: layerCompression(l.mediaType),
+      diffID: l.diffID,
+      label: l.digest,
+    }));
+    return flattenLayers(sources, dir, {
+      rootless: opts.rootless,
+      maxBytes: opts.maxBytes,
+      maxEntries: opts.maxEntries,
+      maxImageBytes: opts.maxImageBytes,
+      maxImageEntries: opts.maxImageEntries,
+      warn: (m) => opts.log.warn(m),
+      writerThreads: opts.writerThreads,
+      onLayer: (i, phase) => {
+        const l = image.layers[i];
+        const event = { id: l.digest, action: 'unpack', current: phase === 'done' ? l.size : 0, total: l.size, label: l.digest.slice(7, 19) };
+        if (phase === 'start') progress?.start(event);
+        else progress?.done(event);
+      },
+    });
   };
 
   const handleImage = async (image: ImageRecord, where: string): Promise<RootfsRecord | undefined> => {
-    const store = storeFor(image.store);
+    const store = await storeFor(image.store, where);
     try {
       if (opts.flatten !== undefined) {
         if (flattened) throw badRecord(where, '--flatten takes one image; this is a second one');
         flattened = true;
-        const sources: LayerSource[] = image.layers.map((l) => ({
-          path: store.blobPath(l.digest),
-          compression: layerCompression(l.mediaType),
-          diffID: l.diffID,
-          label: l.digest,
-        }));
-        const result = await flattenLayers(sources, opts.flatten, {
-          rootless: opts.rootless,
-          maxBytes: opts.maxBytes,
-          maxEntries: opts.maxEntries,
-          warn: (m) => opts.log.warn(m),
-          writerThreads: opts.writerThreads,
-          onLayer: (i, phase) => {
-            const l = image.layers[i];
-            const event = { id: l.digest, action: 'unpack', current: phase === 'done' ? l.size : 0, total: l.size, label: l.digest.slice(7, 19) };
-            if (phase === 'start') progress?.start(event);
-            else progress?.done(event);
-          },
-        });
+        const result = await flatten(image, store, opts.flatten);
         if (opts.rootless && Object.keys(result.owners).length > 0) {
           opts.log.warn(`rootless: ${Object.keys(result.owners).length} entries keep our own uid/gid instead of the owners the image asks for`);
         }
+        await warnIfExposed(result.dir, opts);
         return { ...image, type: 'rootfs', v: RECORD_VERSION, dir: result.dir };
       }
-      const layers = await Promise.all(image.layers.map((l) => startLayer(store, l)));
-      return { ...image, type: 'rootfs', v: RECORD_VERSION, layerDirs: layers.map((l) => l.diffDir) };
+      const key = budgetKey(store, image.ref, where);
+      const budget = budgetFor(key);
+      try {
+        const layers = await Promise.all(chained(image).map((l) => startLayer(store, l, budget)));
+        budget.check(image.ref ?? where);
+        return { ...image, type: 'rootfs', v: RECORD_VERSION, layerDirs: layers.map((l) => l.diffDir) };
+      } finally {
+        budgets.delete(key);
+      }
     } catch (error) {
       const err = toConveyorError(error);
       if (!opts.keepGoing || err.code === 'ERR_INPUT_RECORD') throw err;
@@ -201,9 +306,12 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
       const record = line.record!;
       const where = `${line.source}:${line.line}`;
       if (record.type === 'layer') {
-        const layer = checkLayerInfo(record, where);
-        if (typeof record.store === 'string' && !record.store.startsWith('/')) throw badRecord(where, 'store is not an absolute path');
-        if (opts.flatten === undefined) startLayer(storeFor(record.store as string | undefined), layer);
+        const layer = checkLayerRecord(record, where);
+        // With --flatten the layers are applied in order when the image record arrives.
+        if (opts.flatten === undefined) {
+          const store = await storeFor(record.store as string | undefined, where);
+          startLayer(store, layer, budgetFor(budgetKey(store, record.ref, where))).catch(() => undefined);
+        }
         continue;
       }
       if (record.type === 'image') {
@@ -227,9 +335,19 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
   return exitCode;
 }
 
+/** A count from a meta.json; a missing or malformed one counts as nothing (older metas have both). */
+function countOf(value: unknown): number {
+  return Number.isSafeInteger(value) && (value as number) > 0 ? (value as number) : 0;
+}
+
+/** --flatten DIR stays where the caller put it, but they hear when others could run its setuid files. */
+async function warnIfExposed(dir: string, opts: UnpackOptions): Promise<void> {
+  const warning = await exposureWarning(dir, opts.uid).catch(() => undefined);
+  if (warning) opts.log.warn(warning);
+}
+
 /** `layer-unpack --flatten DIR FILE...`: tarballs applied in order, no store. */
 export async function unpackFiles(files: string[], dir: string, opts: UnpackOptions): Promise<RootfsRecord> {
-  const { resolve } = await import('node:path');
   const { stat } = await import('node:fs/promises');
   const sizes: number[] = [];
   for (const file of files) {
@@ -245,8 +363,17 @@ export async function unpackFiles(files: string[], dir: string, opts: UnpackOpti
   const result = await flattenLayers(
     files.map((f) => ({ path: f, label: f })),
     dir,
-    { rootless: opts.rootless, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, warn: (m) => opts.log.warn(m), writerThreads: opts.writerThreads },
+    {
+      rootless: opts.rootless,
+      maxBytes: opts.maxBytes,
+      maxEntries: opts.maxEntries,
+      maxImageBytes: opts.maxImageBytes,
+      maxImageEntries: opts.maxImageEntries,
+      warn: (m) => opts.log.warn(m),
+      writerThreads: opts.writerThreads,
+    },
   );
+  await warnIfExposed(result.dir, opts);
   return {
     type: 'rootfs',
     v: RECORD_VERSION,

@@ -1,12 +1,15 @@
 /**
  * Flat mode against umoci: the tree layer-unpack --flatten builds must match
- * what `umoci raw unpack` builds from the same image, entry for entry.
+ * what `umoci raw unpack` builds from the same image, entry for entry; and a
+ * warning when other users can reach what it built and it is privileged.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { busyboxLayout, hasSharedImages, importToStore, REPO_ROOT, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
+import { imageRecords, storeImage } from './helpers/store.js';
+import { makeTar, type TarEntry } from './helpers/tars.js';
 import { diffTrees } from './helpers/tree.js';
 
 const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
@@ -75,4 +78,62 @@ t.test('--flatten refuses a non-empty target and leaves it alone', async (t) => 
   t.equal(code, 2);
   t.match(stderr, /ERR_USAGE/);
   t.ok(existsSync(join(dir, 'full', 'keep')));
+});
+
+t.test('--flatten warns when other users can reach setuid, setgid or capability-bearing files', async (t) => {
+  const dir = t.testdir({});
+  const tars = join(dir, 'tars');
+  mkdirSync(tars);
+  const write = async (name: string, entries: TarEntry[]) => writeFileSync(join(tars, name), await makeTar(entries));
+  await write('setuid.tar', [{ name: 'bin/', type: 'directory' }, { name: 'bin/su', content: 'x', mode: 0o4755 }]);
+  await write('setgid.tar', [{ name: 'bin/', type: 'directory' }, { name: 'bin/wall', content: 'x', mode: 0o2755 }]);
+  await write('plain.tar', [{ name: 'bin/', type: 'directory' }, { name: 'bin/ls', content: 'x', mode: 0o755 }]);
+  // A file capability, as GNU tar records it (SCHILY.xattr.security.capability).
+  const capSrc = join(dir, 'cap-src');
+  mkdirSync(capSrc);
+  writeFileSync(join(capSrc, 'ping'), 'x');
+  execFileSync('setcap', ['cap_net_raw+ep', join(capSrc, 'ping')]);
+  execFileSync('tar', ['--xattrs', '--xattrs-include=security.capability', '-C', capSrc, '-cf', join(tars, 'cap.tar'), 'ping']);
+
+  /** A parent directory for the target: open (0755), closed (0700, ours) or another user's 0700. */
+  const parent = (kind: 'open' | 'closed' | 'theirs', name: string) => {
+    const p = join(dir, name);
+    mkdirSync(p);
+    chmodSync(p, kind === 'open' ? 0o755 : 0o700);
+    if (kind === 'theirs') chownSync(p, 65534, 65534);
+    return p;
+  };
+  const cases = [
+    { name: 'setuid file, open path', tar: 'setuid.tar', parent: 'open', warn: /1 setuid\/setgid file \(bin\/su/ },
+    { name: 'setgid file, open path', tar: 'setgid.tar', parent: 'open', warn: /1 setuid\/setgid file \(bin\/wall/ },
+    { name: 'file capability, open path', tar: 'cap.tar', parent: 'open', warn: /1 file with capabilities \(ping/ },
+    { name: 'setuid file under a 0700 directory of ours', tar: 'setuid.tar', parent: 'closed', warn: undefined },
+    { name: "setuid file under another user's 0700 directory", tar: 'setuid.tar', parent: 'theirs', warn: /setuid\/setgid/ },
+    { name: 'no privileged files, open path', tar: 'plain.tar', parent: 'open', warn: undefined },
+  ] as const;
+  for (const [i, c] of cases.entries()) {
+    t.test(c.name, async (t) => {
+      const target = join(parent(c.parent, `p${i}`), 'rootfs');
+      const run = spawnSync('node', [BIN, '--log-format=json', '--flatten', target, join(tars, c.tar)], { encoding: 'utf8' });
+      t.equal(run.status, 0, run.stderr);
+      t.equal(JSON.parse(run.stdout).dir, target, 'the target stays where the caller put it');
+      const warnings = run.stderr.split('\n').filter((l) => l.includes('"level":"warn"'));
+      if (c.warn) {
+        t.equal(warnings.length, 1, 'one warning');
+        t.match(warnings[0], c.warn);
+        t.match(warnings[0], 'other users can reach it');
+      } else {
+        t.strictSame(warnings, [], 'no warning');
+      }
+    });
+  }
+
+  t.test('from an image record too', async (t) => {
+    const root = join(dir, 'store');
+    await storeImage(root, 'localhost/suid:1', [await makeTar([{ name: 'bin/', type: 'directory' }, { name: 'bin/su', content: 'x', mode: 0o4755 }])]);
+    const target = join(parent('open', 'rec'), 'rootfs');
+    const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, '--flatten', target], { input: imageRecords(root).text, encoding: 'utf8' });
+    t.equal(run.status, 0, run.stderr);
+    t.match(run.stderr, /"level":"warn".*1 setuid\/setgid file \(bin\/su/);
+  });
 });
