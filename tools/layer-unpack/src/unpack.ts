@@ -38,7 +38,7 @@ export interface UnpackOptions {
   /** Report a failed image and go on with the next one (exit 1 at the end). */
   keepGoing: boolean;
   pid: number;
-  /** Our uid: whom a --flatten directory must not be reachable by others than. */
+  /** Our uid: a --flatten directory with privileged files should be reachable by no one else (exposureWarning). */
   uid: number;
   /** Threads creating files per layer (default 2); 0 = inline. */
   writerThreads?: number;
@@ -152,7 +152,7 @@ async function trustStore(path: string, where: string): Promise<void> {
     await assertTrustedStore(path);
   } catch (error) {
     const err = toConveyorError(error);
-    throw new ConveyorError(err.code, `${where}: store ${path}: ${err.message}`, { hint: err.hint, cause: error });
+    throw new ConveyorError(err.code, `${where}: ${err.message}`, { hint: err.hint, cause: error });
   }
 }
 
