@@ -137,7 +137,8 @@ export interface MountOverlayOptions {
 /**
  * Creates `<store>/containers/<id>/{upper,work,merged}` and mounts overlayfs on
  * merged with `lowerDirs` (bottom first) below it. On failure nothing is left
- * mounted and the container directory is removed.
+ * mounted and the container directory is removed. The lower dirs are mounted
+ * as given: take them from a record only through trustedLowerDirs.
  */
 export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<ContainerPaths> {
   if (lowerDirs.length === 0) throw new ConveyorError('ERR_INPUT_RECORD', 'no layer directories to mount');
