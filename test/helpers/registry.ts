@@ -10,16 +10,18 @@
  *   await reg.stop();
  *
  * Also here: startFaultProxy, a loopback HTTP proxy in front of a registry
- * that can cut, corrupt, fail or redirect chosen responses, and pushIndex,
+ * that can cut, corrupt, trickle, fail or redirect chosen responses (and, with
+ * `tls`, speaks HTTPS and plain HTTP on one port), and pushIndex,
  * which PUTs an image index the registry already holds the manifests of.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
+import { Duplex } from 'node:stream';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTokenIssuer, type TokenIssuer } from './token-issuer.js';
@@ -225,7 +227,10 @@ export async function pushIndex(
 
 /** What the fault proxy does with one request. */
 export type FaultAction =
-  | { kind: 'pass' }
+  /** Forward; `headers` replace request headers sent upstream (e.g. an authorization the client rightly withheld). */
+  | { kind: 'pass'; headers?: Record<string, string> }
+  /** Send the status and headers, then the body one byte every `intervalMs` (until the client goes). */
+  | { kind: 'trickle'; intervalMs: number }
   /** Send the headers and this many body bytes (default half), then reset the connection. */
   | { kind: 'cut'; bytes?: number }
   /** Pass the response with its body bytes altered (same length). */
@@ -235,6 +240,8 @@ export type FaultAction =
   | { kind: 'redirect'; location: string; status?: number };
 
 export interface ProxiedRequest {
+  /** How it reached the proxy (only a `tls` proxy sees https). */
+  scheme?: 'http' | 'https';
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
@@ -242,20 +249,35 @@ export interface ProxiedRequest {
 
 export interface FaultProxy {
   host: string;
+  /** http://HOST, or https://HOST for a `tls` proxy (which answers plain HTTP on the same port too). */
   url: string;
+  /** The certificate to trust (`tls` proxies). */
+  caFile?: string;
   requests: ProxiedRequest[];
   /** Decides per request; `n` counts earlier requests with the same method and URL. */
   rule: (req: ProxiedRequest, n: number) => FaultAction;
   stop(): Promise<void>;
 }
 
-/** A plain-HTTP loopback proxy in front of `target` (an http:// registry URL). */
-export async function startFaultProxy(target: string, rule: FaultProxy['rule'] = () => ({ kind: 'pass' })): Promise<FaultProxy> {
+export interface FaultProxyOptions {
+  /**
+   * Serve HTTPS (a self-signed certificate for 127.0.0.1, localhost and
+   * `bind`) and plain HTTP on the same port, told apart by the first byte, so
+   * https://HOST and http://HOST name the same host and port.
+   */
+  tls?: boolean;
+  /** Address to listen on (default 127.0.0.1): another interface's address makes a non-loopback registry. */
+  bind?: string;
+}
+
+/** A loopback proxy in front of `target` (an http:// registry URL). */
+export async function startFaultProxy(target: string, rule: FaultProxy['rule'] = () => ({ kind: 'pass' }), options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const targetUrl = new URL(target);
   const seen = new Map<string, number>();
+  const bind = options.bind ?? '127.0.0.1';
   const proxy: FaultProxy = { host: '', url: '', requests: [], rule, stop: async () => undefined };
-  const server: Server = createServer((req, res) => {
-    const info: ProxiedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
+  const handler = (scheme: 'http' | 'https') => (req: IncomingMessage, res: ServerResponse) => {
+    const info: ProxiedRequest = { scheme, method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
     proxy.requests.push(info);
     const key = `${info.method} ${info.url}`;
     const n = seen.get(key) ?? 0;
@@ -270,20 +292,78 @@ export async function startFaultProxy(target: string, rule: FaultProxy['rule'] =
       return;
     }
     forward(targetUrl, req, res, action);
+  };
+  const server: Server = createServer(handler('http'));
+  if (!options.tls) {
+    await new Promise<void>((resolve) => server.listen(0, bind, resolve));
+    const port = (server.address() as AddressInfo).port;
+    proxy.host = `${bind}:${port}`;
+    proxy.url = `http://${proxy.host}`;
+    proxy.stop = () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+    return proxy;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-proxy-'));
+  const caFile = join(dir, 'proxy.crt');
+  const keyFile = join(dir, 'proxy.key');
+  const names = ['IP:127.0.0.1', 'DNS:localhost', ...(bind !== '127.0.0.1' ? [`IP:${bind}`] : [])];
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', caFile, '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', `subjectAltName=${names.join(',')}`,
+  ], { stdio: 'ignore' });
+  const secure = createHttpsServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, handler('https'));
+  const sockets = new Set<Socket>();
+  const front = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.once('data', (first: Buffer) => {
+      // Handed on as a JS stream that replays the first bytes: a net.Socket
+      // given to the TLS or HTTP server is read from its native handle, which
+      // would skip bytes already read here.
+      const stream = new Duplex({
+        read: () => socket.resume(),
+        write: (chunk, encoding, done) => socket.write(chunk, encoding, done),
+        final: (done) => {
+          socket.end();
+          done();
+        },
+        destroy: (error, done) => {
+          socket.destroy();
+          done(error);
+        },
+      });
+      socket.on('data', (chunk: Buffer) => {
+        if (!stream.push(chunk)) socket.pause();
+      });
+      socket.on('end', () => stream.push(null));
+      socket.on('error', (error) => stream.destroy(error));
+      socket.on('close', () => stream.destroy());
+      stream.push(first);
+      // 0x16: a TLS handshake record; anything else is plain HTTP.
+      (first[0] === 0x16 ? secure : server).emit('connection', stream);
+    });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  proxy.host = `127.0.0.1:${port}`;
-  proxy.url = `http://${proxy.host}`;
+  await new Promise<void>((resolve) => front.listen(0, bind, resolve));
+  const port = (front.address() as AddressInfo).port;
+  proxy.host = `${bind}:${port}`;
+  proxy.url = `https://${proxy.host}`;
+  proxy.caFile = caFile;
   proxy.stop = () => new Promise<void>((resolve) => {
+    for (const socket of sockets) socket.destroy();
     server.closeAllConnections();
-    server.close(() => resolve());
+    secure.closeAllConnections();
+    front.close(() => {
+      rmSync(dir, { recursive: true, force: true });
+      resolve();
+    });
   });
   return proxy;
 }
 
 function forward(target: URL, req: IncomingMessage, res: ServerResponse, action: FaultAction): void {
-  const headers = { ...req.headers, host: target.host };
+  const headers = { ...req.headers, host: target.host, ...(action.kind === 'pass' ? action.headers ?? {} : {}) };
   const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (up) => {
     const outHeaders = { ...up.headers };
     // Keep the registry's own absolute Location headers pointing through the proxy.
@@ -302,6 +382,31 @@ function forward(target: URL, req: IncomingMessage, res: ServerResponse, action:
           // Let the bytes leave, then reset the connection mid-body.
           setTimeout(() => res.socket?.destroy(), 20);
         }
+      });
+      return;
+    }
+    if (action.kind === 'trickle') {
+      let pending = Buffer.alloc(0);
+      let ended = false;
+      up.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        up.pause();
+      });
+      up.on('end', () => (ended = true));
+      const timer = setInterval(() => {
+        if (pending.length === 0) {
+          if (ended) {
+            clearInterval(timer);
+            res.end();
+          } else up.resume();
+          return;
+        }
+        res.write(pending.subarray(0, 1));
+        pending = pending.subarray(1);
+      }, action.intervalMs);
+      res.on('close', () => {
+        clearInterval(timer);
+        up.destroy();
       });
       return;
     }

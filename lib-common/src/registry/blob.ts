@@ -12,10 +12,17 @@
  * fails verification the partial is thrown away and the blob downloaded once
  * more from zero; a fresh download that fails verification is
  * ERR_DIGEST_MISMATCH, and nothing is stored under the digest.
+ *
+ * A registry is also kept from wasting time and disk: a declared size above
+ * the maximum blob size is refused before a request is made
+ * (ERR_LAYER_TOO_LARGE), so is a blob the store's file system has no room for
+ * (ERR_STORE_IO), and a transfer below the client's minimum rate counts as a
+ * stall even when bytes arrived (a trickle would otherwise reset the count
+ * for ever), ending in ERR_REGISTRY_UNAVAILABLE.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { digestHex } from '../digest.js';
 import { garbageCollectorEvery } from '../memory.js';
@@ -33,8 +40,53 @@ export interface BlobFetchOptions {
   onWait?: () => void;
   /** Called before each retry with a human message. */
   onRetry?: (message: string) => void;
-  /** Attempts that fail without making progress before giving up (default 5). */
+  /** Attempts that fail without making progress (or too slowly) before giving up (default 5). */
   maxStalls?: number;
+  /** Largest declared blob size accepted (default DEFAULT_MAX_BLOB_SIZE). */
+  maxSize?: number;
+  /** Bytes free for the store's files under a directory; default statfs. Tests inject a reading. */
+  freeSpace?: FreeSpace;
+}
+
+/** Bytes an unprivileged writer may still use on the file system holding `dir`; undefined when unknown. */
+export type FreeSpace = (dir: string) => Promise<number | undefined>;
+
+/**
+ * 16 GiB. Docker and containerd set no limit; the largest layers of real
+ * images (CUDA, ML runtimes) are a few GiB compressed, and a manifest that
+ * declares a terabyte is an attack on the disk and the clock.
+ */
+export const DEFAULT_MAX_BLOB_SIZE = 16 * 1024 ** 3;
+
+/** Refuses a blob whose declared size is above `max`, before anything is requested. */
+export function checkBlobSize(desc: Descriptor, max: number, where: string): void {
+  if (desc.size <= max) return;
+  throw new ConveyorError('ERR_LAYER_TOO_LARGE', `blob ${desc.digest} from ${where} is declared as ${desc.size} bytes, more than the ${max} accepted`, {
+    hint: 'raise the limit with --max-blob-size (or CONVEYOR_MAX_BLOB_SIZE) if the image is trusted',
+    details: { digest: desc.digest, size: desc.size, max },
+  });
+}
+
+/** statfs's available blocks (bavail: what is left after the root reserve). */
+export const statfsFreeSpace: FreeSpace = async (dir) => {
+  try {
+    const fs = await statfs(dir);
+    return fs.bavail * fs.bsize;
+  } catch {
+    // A file system that cannot say: the write itself will tell (ERR_STORE_IO).
+    return undefined;
+  }
+};
+
+/** Fails with ERR_STORE_IO, before downloading, when `needed` bytes do not fit under `dir`. */
+export async function ensureFreeSpace(dir: string, needed: number, what: string, freeSpace: FreeSpace = statfsFreeSpace): Promise<void> {
+  if (needed <= 0) return;
+  const free = await freeSpace(dir);
+  if (free === undefined || free >= needed) return;
+  throw new ConveyorError('ERR_STORE_IO', `not enough space for ${what}: ${needed} bytes needed, ${free} free under ${dir}`, {
+    hint: `free ${needed - free} bytes or more on the file system of ${dir}, or use another store with --root`,
+    details: { path: dir, needed, free },
+  });
 }
 
 export interface BlobFetchResult {
@@ -53,6 +105,7 @@ const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 export async function fetchBlobToStore(client: RegistryClient, store: Store, ref: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Promise<BlobFetchResult> {
   const { digest, size } = desc;
   if (await store.hasBlob(digest, size)) return { status: 'present', resumedBytes: 0, requests: 0 };
+  checkBlobSize(desc, options.maxSize ?? DEFAULT_MAX_BLOB_SIZE, `${ref.registry}/${ref.repository}`);
   await mkdir(store.ingestDir, { recursive: true });
   const lock = await acquireLock(store.lockPath(`ingest-${digestHex(digest)}`), { onWait: options.onWait });
   try {
@@ -71,6 +124,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
   let requests = 0;
   let resumedBytes = -1;
   let restartedClean = false;
+  await ensureFreeSpace(store.ingestDir, size - Math.min(size, await fileSize(partial)), `blob ${digest}`, options.freeSpace);
   for (let attempt = 1; ; attempt++) {
     // Progress resets the stall count; this caps a registry that trickles a byte per connection.
     if (attempt > MAX_ATTEMPTS) throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: gave up after ${MAX_ATTEMPTS} attempts`);
@@ -90,7 +144,8 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
         requests++;
         res = await client.openBlob(ref, digest, offset, options.signal);
       } catch (error) {
-        if (error instanceof ConveyorError && error.code === 'ERR_REGISTRY_UNAVAILABLE' && isRetryableNetworkError(error.cause) && ++stalls < maxStalls) {
+        // Too slow was retried by the request already; another round here would square the wait.
+        if (error instanceof ConveyorError && error.code === 'ERR_REGISTRY_UNAVAILABLE' && isRetryableNetworkError(error.cause) && !isSlow(error.cause) && ++stalls < maxStalls) {
           await backoff(client, stalls, options, `${digest.slice(0, 19)}: ${error.message}`);
           continue;
         }
@@ -125,11 +180,15 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
           throw error;
         }
         if (options.signal?.aborted) throw error;
-        // A failure after progress (the partial grew) does not count: resume from there.
+        // A failure after progress (the partial grew) does not count: resume
+        // from there. Too slow always counts, bytes or not.
         const now = await fileSize(partial);
-        if (now > before) stalls = 0;
+        if (now > before && !isSlow(error)) stalls = 0;
         else if (++stalls >= maxStalls) {
-          throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, { cause: error });
+          throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, {
+            cause: error,
+            ...(isSlow(error) ? { hint: `${ref.registry} stayed below the minimum rate ${maxStalls} times; on a slow link lower --min-rate (0 turns the check off) or widen --rate-window` } : {}),
+          });
         }
         await backoff(client, Math.max(stalls, 1), options, `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`);
         continue;
@@ -159,6 +218,10 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
     await store.commitIngest(digest, partial);
     return { status: 'downloaded', resumedBytes, requests };
   }
+}
+
+function isSlow(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException)?.code === 'ERR_CONVEYOR_SLOW';
 }
 
 async function backoff(client: RegistryClient, attempt: number, options: BlobFetchOptions, message: string): Promise<void> {
@@ -225,9 +288,12 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
     flush();
     try {
       await writing;
-    } catch (error) {
-      readError ??= error;
+    } catch {
+      // writeError holds it, as ERR_STORE_IO.
     }
+    // A failed write wins over whatever the socket did meanwhile: a full disk
+    // is not a dropped connection to resume (nor the registry's fault).
+    if (writeError !== undefined) throw writeError;
     if (readError !== undefined) throw readError;
     return written;
   } finally {

@@ -13,11 +13,17 @@
  *   repository scope, cached for its lifetime). Credentials are looked up
  *   lazily, only when a registry asks for them.
  * - Redirects are followed by hand (blob storage); Authorization is never sent
- *   to another host.
+ *   to another host, nor over plain HTTP after an HTTPS hop. Credentials go to
+ *   a token realm over HTTPS only, unless the registry is one where plain HTTP
+ *   is accepted anyway (see mayCredentialRealm).
+ * - A minimum transfer rate (bytes per window) on every exchange, headers and
+ *   body: the idle timeout alone restarts with every byte, so a registry could
+ *   hold a pull for ever by sending one byte a minute.
  * - Retries with exponential backoff (and Retry-After) on 429, 5xx and
  *   connection resets; mapped to stable error codes once they run out.
  */
-import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
+import type { ClientRequest, Agent as HttpAgent, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { sha256 } from '../digest.js';
@@ -55,6 +61,15 @@ export interface RegistryClientOptions {
   maxRetryDelayMs?: number;
   /** Socket idle timeout in ms (default 60 s). */
   timeoutMs?: number;
+  /**
+   * Least average rate, in bytes per second, an exchange must keep up over
+   * each `rateWindowMs` once it has started (waiting for the answer included);
+   * slower is a network failure (retried, then ERR_REGISTRY_UNAVAILABLE).
+   * Default 1 KiB/s; 0 turns the check off.
+   */
+  minRate?: number;
+  /** The window the minimum rate is measured over, in ms (default 60 s, the idle timeout). */
+  rateWindowMs?: number;
   userAgent?: string;
   /** Told about each retry, for a warning on stderr. */
   onRetry?: (message: string) => void;
@@ -80,7 +95,10 @@ export interface ManifestResponse {
   digest: string;
 }
 
+/** Manifests and indexes are read into memory: capped as containerd caps them. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MIN_RATE = 1024;
+export const DEFAULT_RATE_WINDOW_MS = 60_000;
 
 type Scheme = 'https' | 'http';
 
@@ -91,7 +109,7 @@ interface AuthState {
 }
 
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
-const RETRY_ERRNO = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_CONVEYOR_TIMEOUT', 'UND_ERR_SOCKET']);
+const RETRY_ERRNO = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_CONVEYOR_TIMEOUT', 'ERR_CONVEYOR_SLOW', 'UND_ERR_SOCKET']);
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTNAME/;
 
 export function isRetryableNetworkError(error: unknown): boolean {
@@ -134,15 +152,63 @@ export async function readBody(res: IncomingMessage, max: number, what: string):
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > max) {
-      res.destroy();
-      throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${what} is more than the ${max} bytes accepted`);
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > max) {
+        res.destroy();
+        throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${what} is more than the ${max} bytes accepted`);
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (error) {
+    // A body that breaks off (reset, idle timeout, too slow) is the registry's failure, not ours.
+    if (error instanceof ConveyorError) throw error;
+    const code = (error as NodeJS.ErrnoException)?.code;
+    throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error, ...(code === 'ERR_CONVEYOR_SLOW' ? { hint: SLOW_HINT } : {}) });
   }
   return Buffer.concat(chunks);
+}
+
+const SLOW_HINT = 'the registry sends too slowly; on a slow link lower --min-rate (0 turns the check off) or widen --rate-window';
+
+/**
+ * Ends an exchange that moves fewer than `minRate` bytes per second, averaged
+ * over each window, from the moment it has a socket until the response is
+ * read (or dropped). Measured on the socket, so the TLS handshake, the wait
+ * for headers and the body all count; keep-alive sockets are measured from
+ * where this exchange starts.
+ */
+function watchRate(req: ClientRequest, host: string, minRate: number, windowMs: number): void {
+  const minBytes = Math.max(1, Math.ceil((minRate * windowMs) / 1000));
+  let res: IncomingMessage | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const stop = () => clearInterval(timer);
+  // Timed from the socket on: a request queued for a free socket is not slow.
+  req.on('socket', (socket: Socket) => {
+    let mark = socket.bytesRead;
+    timer = setInterval(() => {
+      const now = socket.bytesRead;
+      if (now - mark >= minBytes) {
+        mark = now;
+        return;
+      }
+      stop();
+      const error = Object.assign(new Error(`${host} sent ${now - mark} bytes in ${windowMs / 1000} s, fewer than the ${minBytes} required`), { code: 'ERR_CONVEYOR_SLOW' });
+      if (res) res.destroy(error);
+      req.destroy(error);
+    }, windowMs);
+    timer.unref();
+  });
+  req.on('response', (r: IncomingMessage) => {
+    res = r;
+    r.on('end', stop);
+    r.on('close', stop);
+  });
+  req.on('close', () => {
+    if (!res) stop();
+  });
+  req.on('error', stop);
 }
 
 function drain(res: IncomingMessage): void {
@@ -355,6 +421,9 @@ export class RegistryClient {
         cause: error,
       });
     }
+    if (err?.code === 'ERR_CONVEYOR_SLOW') {
+      return new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `registry ${host} too slow: ${err.message}`, { hint: SLOW_HINT, cause: error });
+    }
     if (err?.code === 'ENOTFOUND' || err?.code === 'EAI_AGAIN') {
       return new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `cannot resolve registry host ${host}: ${err.code}`, { cause: error });
     }
@@ -406,7 +475,10 @@ export class RegistryClient {
     } catch {
       throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${ref.registry} sent a bearer challenge with an unusable realm ${JSON.stringify(realm)}`);
     }
-    const creds = await this.credentials(ref.registry);
+    const known = await this.credentials(ref.registry);
+    const withheld = known !== undefined && !this.mayCredentialRealm(ref.registry, url);
+    // Withheld credentials mean an anonymous token request: public images still pull.
+    const creds = withheld ? undefined : known;
     const headers: Record<string, string> = {};
     let body: string | undefined;
     let method: 'GET' | 'POST' = 'GET';
@@ -444,6 +516,12 @@ export class RegistryClient {
     const status = res.statusCode ?? 0;
     const text = (await readBody(res, 1024 * 1024, 'token response')).toString('utf8');
     if (status === 401 || status === 403) {
+      if (withheld) {
+        throw new ConveyorError('ERR_REGISTRY_UNAUTHORIZED', `the token server ${url.origin}${url.pathname} refused anonymous access for ${scope} (HTTP ${status}); the credentials for ${ref.registry} were not sent because ${ref.registry} names a token realm on plain HTTP`, {
+          hint: `credentials go over plain HTTP only to an insecure registry: if ${ref.registry} and its network are trusted, use --insecure-registry ${ref.registry}`,
+          details: { realm: `${url.origin}${url.pathname}` },
+        });
+      }
       throw new ConveyorError('ERR_REGISTRY_UNAUTHORIZED', `the token server ${url.origin}${url.pathname} refused ${creds ? `the credentials from ${creds.source}` : 'anonymous access'} for ${scope} (HTTP ${status})`, {
         hint: creds ? `check the credentials for ${ref.registry} in ${creds.source}` : `log in to ${ref.registry} (docker login writes ~/.docker/config.json, which img-fetch reads)`,
       });
@@ -454,6 +532,23 @@ export class RegistryClient {
     if (!token) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `the token server ${url.host} sent no token`);
     state.tokens.set(scope, token);
     return token.token;
+  }
+
+  /**
+   * Whether credentials (basic auth, an identity token) may go to this token
+   * realm. The registry names the realm, so any host is accepted, as in
+   * Docker's token auth; the scheme decides. HTTPS: yes. Plain HTTP: only for
+   * a registry where plain HTTP is already the user's accepted risk, the ones
+   * Docker calls insecure: `--insecure`, `--insecure-registry` (Docker's
+   * insecure-registries), `--plain-http`, and loopback registries (Docker
+   * lists 127.0.0.0/8 as insecure by default). An HTTPS registry elsewhere
+   * that names an http:// realm would have the password cross the network in
+   * clear, readable and replayable by anyone on the path: it gets an
+   * anonymous token request instead.
+   */
+  private mayCredentialRealm(registry: string, realm: URL): boolean {
+    if (realm.protocol === 'https:') return true;
+    return Boolean(this.options.plainHttp) || this.isInsecure(registry) || isLoopbackRegistry(registry);
   }
 
   private async requestOnce(ref: RepositoryRef, path: string, options: RequestOptions): Promise<IncomingMessage> {
@@ -467,7 +562,10 @@ export class RegistryClient {
     let triedChallenge = false;
     let url = new URL(`${this.schemes.get(registry) ?? (this.options.plainHttp ? 'http' : 'https')}://${apiHost}${path}`);
     for (let redirects = 0; ; ) {
-      const onRegistry = url.host === apiHost;
+      // The registry is its host *and* scheme: a 401 from http:// after an
+      // https:// registry redirected there must not win the credentials back.
+      const known = this.schemes.get(registry);
+      const onRegistry = url.host === apiHost && (known === undefined || url.protocol === `${known}:`);
       let res: IncomingMessage;
       if (onRegistry && !this.schemes.has(registry)) {
         res = await this.probe(registry, url, method, headers, options.signal);
@@ -497,8 +595,10 @@ export class RegistryClient {
         if (++redirects > 10) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${registry}: too many redirects for ${path}`);
         const next = new URL(res.headers.location, url);
         if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${registry} redirected to ${next.protocol} URL`);
-        // Credentials are for the registry only, never for blob storage elsewhere.
-        if (next.host !== apiHost) delete headers.authorization;
+        // Credentials are for the registry only, never for blob storage
+        // elsewhere, and never in clear: an https → http hop on the same host
+        // (default ports make https://h and http://h the same `host`) drops them too.
+        if (next.host !== apiHost || (url.protocol === 'https:' && next.protocol === 'http:')) delete headers.authorization;
         url = next;
         continue;
       }
@@ -603,6 +703,8 @@ export class RegistryClient {
     const timeout = this.options.timeoutMs ?? 60_000;
     const attempt = new Promise<IncomingMessage>((resolve, reject) => {
       const req = requestFn(url, { method, headers: allHeaders, signal, ...extra }, resolve);
+      const minRate = this.options.minRate ?? DEFAULT_MIN_RATE;
+      if (minRate > 0) watchRate(req, url.host, minRate, this.options.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS);
       // Covers the response body too: a stalled download is a network failure.
       req.setTimeout(timeout, () => {
         const error = Object.assign(new Error(`no answer from ${url.host} in ${timeout} ms`), { code: 'ERR_CONVEYOR_TIMEOUT' });

@@ -1,5 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { flag, intFlag } from '@conveyor/lib-common/args';
+import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, parsePlatform } from '@conveyor/lib-common/platform';
 import type { RegistryClient } from '@conveyor/lib-common/registry/client';
@@ -33,6 +33,12 @@ Options:
                            CONVEYOR_REGISTRY_MIRRORS=host1,host2), as Docker's registry-mirrors
       --ca-file FILE       also trust this CA certificate (PEM); SSL_CERT_FILE replaces
                            the system bundle; /etc/docker/certs.d/HOST/*.crt is read too
+      --max-blob-size SIZE refuse a layer declared larger than this, before downloading
+                           (default 16g; also CONVEYOR_MAX_BLOB_SIZE)
+      --min-rate RATE      end a transfer slower than RATE bytes/s over the rate window
+                           (default 1k; 0 turns it off; also CONVEYOR_MIN_RATE)
+      --rate-window SECONDS  the window the minimum rate is measured over (default 60;
+                           also CONVEYOR_RATE_WINDOW)
       --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
       --progress MODE      auto (default: bars on a terminal), json, bar or none
       --log-format FORMAT  text (default) or json (one object per line with a stable code)
@@ -57,7 +63,7 @@ await runCli({
   name: 'img-fetch',
   help: HELP,
   spec: {
-    string: ['platform', 'pull', 'jobs', 'ca-file'],
+    string: ['platform', 'pull', 'jobs', 'ca-file', 'max-blob-size', 'min-rate', 'rate-window'],
     multiple: ['registry-mirror', 'insecure-registry'],
     boolean: ['layers', 'insecure', 'plain-http'],
     alias: { j: 'jobs' },
@@ -71,6 +77,7 @@ await runCli({
     const jobs = intFlag(ctx.args, 'jobs', 3, 1, 32);
     const platformText = flag(ctx.args, 'platform');
     const platform = platformText ? parsePlatform(platformText) : hostPlatform();
+    const limits = transferLimits(flag(ctx.args, 'max-blob-size') ?? ctx.env.CONVEYOR_MAX_BLOB_SIZE, flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE, flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW);
     const { Store } = await import('@conveyor/lib-common/store');
     const { fetchImage, parseHostList } = await import('./fetch.js');
     const mirrors = parseHostList([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
@@ -93,6 +100,8 @@ await runCli({
             return credentialsModule.lookupCredentials(registry, { env: ctx.env });
           },
           userAgent: 'conveyor-img-fetch',
+          minRate: limits.minRate,
+          rateWindowMs: limits.rateWindowMs,
           onRetry: (message) => ctx.log.info(message),
         });
       }
@@ -116,6 +125,7 @@ await runCli({
           warn: (message) => ctx.log.warn(message),
           onRetry: (message) => ctx.log.info(message),
           mirrors,
+          maxBlobSize: limits.maxBlobSize,
         });
         if (result.source === 'pulled') ctx.log.info(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
       } catch (error) {
@@ -142,3 +152,17 @@ await runCli({
     return exitCode;
   },
 });
+
+/** The size and rate limits from flags (or their environment variables); undefined keeps the library's default. */
+function transferLimits(maxBlob: string | undefined, minRate: string | undefined, window: string | undefined): { maxBlobSize?: number; minRate?: number; rateWindowMs?: number } {
+  const maxBlobSize = maxBlob === undefined || maxBlob === '' ? undefined : parseBytes(maxBlob, '--max-blob-size');
+  if (maxBlobSize === 0) throw new ConveyorError('ERR_USAGE', '--max-blob-size must be more than 0');
+  const rate = minRate === undefined || minRate === '' ? undefined : parseBytes(minRate.replace(/\/s$/, ''), '--min-rate');
+  let rateWindowMs: number | undefined;
+  if (window !== undefined && window !== '') {
+    const seconds = Number(window);
+    if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3600) throw new ConveyorError('ERR_USAGE', `--rate-window must be a number of seconds from 0.1 to 3600, got ${JSON.stringify(window)}`);
+    rateWindowMs = Math.round(seconds * 1000);
+  }
+  return { maxBlobSize, minRate: rate, rateWindowMs };
+}

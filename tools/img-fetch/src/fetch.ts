@@ -17,13 +17,19 @@ import { DEFAULT_REGISTRY, formatReference, parseReference } from '@conveyor/lib
 import type { Store } from '@conveyor/lib-common/store';
 import type { RegistryClient, RepositoryRef } from '@conveyor/lib-common/registry/client';
 import type { ResolvedManifest } from '@conveyor/lib-common/registry/manifest';
+import type { FreeSpace } from '@conveyor/lib-common/registry/blob';
 
 /** Set on a store index entry whose manifest was chosen from an index: the index digest. */
 export const INDEX_DIGEST_ANNOTATION = 'io.conveyor.index.digest';
 /** Set on a store index entry chosen from an index: the platform it was chosen for (`linux/amd64`). */
 export const PLATFORM_ANNOTATION = 'io.conveyor.platform';
 
-export const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
+/**
+ * An image config is read into memory and parsed whole. Real ones are a few
+ * KiB (hundreds with long histories); 8 MiB leaves room for those and keeps a
+ * hostile one from costing more than a manifest's order of magnitude.
+ */
+export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
 
 export type PullPolicy = 'always' | 'missing' | 'never';
 
@@ -58,6 +64,10 @@ export interface FetchOptions {
    * in order for docker.io references, docker.io itself last.
    */
   mirrors?: string[];
+  /** Largest layer blob accepted, by its declared size (default DEFAULT_MAX_BLOB_SIZE). */
+  maxBlobSize?: number;
+  /** Free-space reading for the store; default statfs (tests inject a small one). */
+  freeSpace?: FreeSpace;
 }
 
 export interface FetchResult {
@@ -164,10 +174,28 @@ async function loadConfig(name: string, repo: RepositoryRef, client: RegistryCli
 async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
   const { store } = options;
   const { resolveManifest } = await import('@conveyor/lib-common/registry/manifest');
-  const { fetchBlobToStore } = await import('@conveyor/lib-common/registry/blob');
+  const { checkBlobSize, DEFAULT_MAX_BLOB_SIZE, ensureFreeSpace, fetchBlobToStore } = await import('@conveyor/lib-common/registry/blob');
+  const maxSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
   await store.init();
   const resolved = await resolveManifest(client, repo, reference, options.platform);
   const { manifest } = resolved;
+
+  const count = manifest.layers.length;
+  // Layers already in the store go out at once; the rest as each one lands.
+  const present: number[] = [];
+  const missing: number[] = [];
+  for (let i = 0; i < count; i++) {
+    if (await store.hasBlob(manifest.layers[i].digest, manifest.layers[i].size)) present.push(i);
+    else missing.push(i);
+  }
+  // Refused before the first byte moves: a layer over the limit, or an image
+  // the disk cannot hold (each download checks again for its own blob).
+  let needed = 0;
+  for (const i of missing) {
+    checkBlobSize(manifest.layers[i], maxSize, `${repo.registry}/${repo.repository}`);
+    needed += manifest.layers[i].size;
+  }
+  await ensureFreeSpace(store.root, needed, `the ${missing.length} missing layers of ${name}`, options.freeSpace);
 
   // The config is fetched while the layers already download: the layer
   // records need its diff IDs, the downloads do not.
@@ -182,20 +210,12 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
     throw error;
   });
   configReady.catch(() => undefined);
-  const count = manifest.layers.length;
   const emitLayer = async (index: number) => {
     const { layers } = await configReady;
     if (options.emitLayers === false) return;
     await options.write(layerRecord(name, layers, index, store.root));
   };
 
-  // Layers already in the store go out at once; the rest as each one lands.
-  const present: number[] = [];
-  const missing: number[] = [];
-  for (let i = 0; i < count; i++) {
-    if (await store.hasBlob(manifest.layers[i].digest, manifest.layers[i].size)) present.push(i);
-    else missing.push(i);
-  }
   const announcePresent = (async () => {
     for (const i of present) await emitLayer(i);
   })().catch(fail);
@@ -214,6 +234,8 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
           onProgress: (current) => options.progress?.update({ ...event, current }),
           onWait: () => options.info?.(`waiting for another process downloading ${layer.digest}`),
           onRetry: options.onRetry,
+          maxSize,
+          freeSpace: options.freeSpace,
         });
         if (result.status === 'downloaded') downloaded++;
         options.progress?.done({ ...event, current: layer.size });
