@@ -9,8 +9,9 @@
  * it getters: each evaluation subtracts what the image's other layers have
  * unpacked by then, while the Applier's own count covers the layer itself.
  * Layers unpacking in parallel see each other's progress at most
- * SNAPSHOT_MS late; that slack is all they can overshoot by, and the sum
- * check after the last layer (ImageBudget.total) is exact.
+ * SNAPSHOT_MS late (later when reading it is slow, see ImageBudget.others);
+ * that slack is all they can overshoot by, and the sum check after the last
+ * layer (ImageBudget.check) is exact.
  */
 import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
 
@@ -36,6 +37,8 @@ const ZERO: Usage = { bytes: 0, entries: 0 };
 
 /** How stale the view of parallel layers' progress may be. */
 const SNAPSHOT_MS = 20;
+/** Reading progress (Applier.stats) walks the layer's tree: spend at most 1/SNAPSHOT_COST_SHARE of the time on it. */
+const SNAPSHOT_COST_SHARE = 20;
 
 /**
  * Limits for one layer. `offset` is what the Applier had already counted when
@@ -92,6 +95,8 @@ export class ImageBudget {
   private readonly settled = new Map<string, Usage>();
   private readonly live = new Map<string, () => Usage>();
   private snapshot?: { at: number; total: Usage; per: Map<string, Usage> };
+  /** Wait at least this long between snapshots taken while layers unpack. */
+  private interval = SNAPSHOT_MS;
 
   constructor(readonly caps: Caps) {}
 
@@ -114,7 +119,7 @@ export class ImageBudget {
   /** What the image's layers other than `chainID` have unpacked so far. */
   others(chainID: string): Usage {
     const now = Date.now();
-    if (!this.snapshot || now - this.snapshot.at > SNAPSHOT_MS) {
+    if (!this.snapshot || now - this.snapshot.at > this.interval) {
       const per = new Map<string, Usage>(this.settled);
       for (const [chain, usage] of this.live) if (!per.has(chain)) per.set(chain, usage());
       const total = { bytes: 0, entries: 0 };
@@ -123,6 +128,9 @@ export class ImageBudget {
         total.entries += u.entries;
       }
       this.snapshot = { at: now, total, per };
+      // The Applier's stats() costs time in proportion to its tree: back off so a
+      // huge layer is not slowed down by watching it.
+      this.interval = Math.max(SNAPSHOT_MS, (Date.now() - now) * SNAPSHOT_COST_SHARE);
     }
     const own = this.snapshot.per.get(chainID) ?? ZERO;
     return { bytes: this.snapshot.total.bytes - own.bytes, entries: this.snapshot.total.entries - own.entries };
