@@ -93,57 +93,53 @@ export function imageTooLarge(message: string): ConveyorError {
  */
 export class ImageBudget {
   private readonly settled = new Map<string, Usage>();
-  private readonly live = new Map<string, () => Usage>();
-  private snapshot?: { at: number; total: Usage; per: Map<string, Usage> };
-  /** Wait at least this long between snapshots taken while layers unpack. */
-  private interval = SNAPSHOT_MS;
+  /** The sum over `settled`, kept so that each look costs O(layers unpacking), not O(layers). */
+  private settledTotal: Usage = { bytes: 0, entries: 0 };
+  /** Layers unpacking now: how to read their progress, and the last reading. */
+  private readonly live = new Map<string, { read: () => Usage; last?: Usage; at: number; interval: number }>();
 
   constructor(readonly caps: Caps) {}
 
   /** Counts a layer's usage while it unpacks; returns the function that stops counting it. */
-  watch(chainID: string, usage: () => Usage): () => void {
-    this.live.set(chainID, usage);
-    this.snapshot = undefined;
+  watch(chainID: string, read: () => Usage): () => void {
+    const entry = { read, at: 0, interval: SNAPSHOT_MS };
+    this.live.set(chainID, entry);
     return () => {
-      if (this.live.get(chainID) === usage) this.live.delete(chainID);
-      this.snapshot = undefined;
+      if (this.live.get(chainID) === entry) this.live.delete(chainID);
     };
   }
 
   /** A layer of this image is complete, with its final usage (from its meta.json). */
   settle(chainID: string, usage: Usage): void {
+    const old = this.settled.get(chainID) ?? ZERO;
     this.settled.set(chainID, { bytes: usage.bytes, entries: usage.entries });
-    this.snapshot = undefined;
+    this.settledTotal = { bytes: this.settledTotal.bytes - old.bytes + usage.bytes, entries: this.settledTotal.entries - old.entries + usage.entries };
   }
 
   /** What the image's layers other than `chainID` have unpacked so far. */
   others(chainID: string): Usage {
-    const now = Date.now();
-    if (!this.snapshot || now - this.snapshot.at > this.interval) {
-      const per = new Map<string, Usage>(this.settled);
-      for (const [chain, usage] of this.live) if (!per.has(chain)) per.set(chain, usage());
-      const total = { bytes: 0, entries: 0 };
-      for (const u of per.values()) {
-        total.bytes += u.bytes;
-        total.entries += u.entries;
+    const own = this.settled.get(chainID) ?? ZERO;
+    let bytes = this.settledTotal.bytes - own.bytes;
+    let entries = this.settledTotal.entries - own.entries;
+    for (const [chain, layer] of this.live) {
+      if (chain === chainID || this.settled.has(chain)) continue;
+      const now = Date.now();
+      if (!layer.last || now - layer.at > layer.interval) {
+        layer.last = layer.read();
+        layer.at = now;
+        // Applier.stats() costs time in proportion to the layer's tree: back off so
+        // that watching a huge layer does not slow the others down.
+        layer.interval = Math.max(SNAPSHOT_MS, (Date.now() - now) * SNAPSHOT_COST_SHARE);
       }
-      this.snapshot = { at: now, total, per };
-      // The Applier's stats() costs time in proportion to its tree: back off so a
-      // huge layer is not slowed down by watching it.
-      this.interval = Math.max(SNAPSHOT_MS, (Date.now() - now) * SNAPSHOT_COST_SHARE);
+      bytes += layer.last.bytes;
+      entries += layer.last.entries;
     }
-    const own = this.snapshot.per.get(chainID) ?? ZERO;
-    return { bytes: this.snapshot.total.bytes - own.bytes, entries: this.snapshot.total.entries - own.entries };
+    return { bytes, entries };
   }
 
   /** Throws ERR_LAYER_TOO_LARGE when the settled layers pass the caps. */
   check(what: string): void {
-    let bytes = 0;
-    let entries = 0;
-    for (const u of this.settled.values()) {
-      bytes += u.bytes;
-      entries += u.entries;
-    }
+    const { bytes, entries } = this.settledTotal;
     if (bytes > this.caps.maxBytes || entries > this.caps.maxEntries) {
       throw imageTooLarge(
         `${what}: its ${this.settled.size} layers unpack to ${bytes} bytes in ${entries} entries; the limit is ${this.caps.maxBytes} bytes in ${this.caps.maxEntries} entries`,

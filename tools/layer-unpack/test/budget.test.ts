@@ -103,3 +103,36 @@ t.test('usage errors for the image caps', async (t) => {
     t.match(run.stderr, /"code":"ERR_USAGE"/);
   }
 });
+
+t.test('ImageBudget and layerLimits: what a layer may use while others unpack', async (t) => {
+  const { ImageBudget, layerLimits } = await import('../src/budget.js');
+  const budget = new ImageBudget({ maxBytes: 1000, maxEntries: 100 });
+  let a = { bytes: 0, entries: 0 };
+  let b = { bytes: 0, entries: 0 };
+  const stopA = budget.watch('a', () => a);
+  budget.watch('b', () => b);
+  const limitsOf = (chain: string) => layerLimits({ maxBytes: 700, maxEntries: 60 }, budget.caps, () => ({ bytes: 0, entries: 0 }), () => budget.others(chain));
+  const la = limitsOf('a');
+  const lb = limitsOf('b');
+  const cases = [
+    // [maxBytes, image cap bound it, maxEntries, image cap bound it]
+    { name: 'nothing unpacked: the per-layer caps bind', a: { bytes: 0, entries: 0 }, b: { bytes: 0, entries: 0 }, la: [700, false, 60, false], lb: [700, false, 60, false] },
+    { name: 'a has used 600 bytes: b may use 400', a: { bytes: 600, entries: 10 }, b: { bytes: 0, entries: 0 }, la: [700, false, 60, false], lb: [400, true, 60, false] },
+    { name: 'both past half: each may use what the other left', a: { bytes: 600, entries: 50 }, b: { bytes: 500, entries: 45 }, la: [500, true, 55, true], lb: [400, true, 50, true] },
+  ] as const;
+  const read = (l: typeof la) => [l.maxBytes, l.imageBound, l.maxEntries, l.imageBound];
+  for (const c of cases) {
+    a = { ...c.a };
+    b = { ...c.b };
+    await new Promise((r) => setTimeout(r, 30)); // past the snapshot interval
+    t.strictSame(read(la), c.la, `${c.name}: a`);
+    t.strictSame(read(lb), c.lb, `${c.name}: b`);
+  }
+  // a ends and is settled with its final usage; b keeps counting it.
+  stopA();
+  budget.settle('a', { bytes: 650, entries: 50 });
+  t.equal(lb.maxBytes, 350, 'a settled: b may use the rest');
+  t.doesNotThrow(() => budget.check('image'));
+  budget.settle('b', { bytes: 400, entries: 10 });
+  t.throws(() => budget.check('image'), { code: 'ERR_LAYER_TOO_LARGE', message: /its 2 layers unpack to 1050 bytes in 60 entries; the limit is 1000 bytes/ });
+});
