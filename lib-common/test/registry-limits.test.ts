@@ -102,6 +102,20 @@ t.test('a server that trickles', async (t) => {
     const bodyHost = await listen(t, server);
     await t.rejects(client(t).getManifest({ registry: bodyHost, repository: 'r' }, 'latest'), { code: 'ERR_REGISTRY_UNAVAILABLE', hint: /--min-rate/ });
   });
+  t.test('minRate 0 turns the check off', async (t) => {
+    const body = '{"schemaVersion":2}';
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(body.length) });
+      let i = 0;
+      const timer = setInterval(() => (i < body.length ? res.write(body[i++]) : res.end()), 50);
+      res.on('close', () => clearInterval(timer));
+    });
+    const host = await listen(t, server);
+    const c = new RegistryClient({ plainHttp: true, minRate: 0, rateWindowMs: 300, retries: 0 });
+    t.teardown(() => c.close());
+    const got = await c.getManifest({ registry: host, repository: 'r' }, 'latest');
+    t.equal(got.body.toString(), body, 'a second of trickle, read whole');
+  });
   t.test('a fast answer on a kept-alive socket is not slow later', async (t) => {
     const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end('{}'));
     const host = await listen(t, server);

@@ -55,6 +55,20 @@ t.test('a plain-HTTP token realm named by an HTTPS registry gets no credentials'
     t.strictSame(asked.map((q) => q.authorization), asked.map(() => undefined), 'never with the password');
   });
 
+  t.test('withheld, a registry that serves anonymous pulls still pulls', async (t) => {
+    const open = await startRegistry({ token: { users: { dave: 'hunter2' }, anonymousPull: true } });
+    t.teardown(() => open.stop());
+    await pushImage(`${busyboxLayout()}:latest`, open, 'bb:latest');
+    const front = await startFaultProxy(`http://${open.host}`, () => ({ kind: 'pass' }), { tls: true, bind: outside });
+    t.teardown(() => front.stop());
+    const before = open.tokenIssuer!.requests.length;
+    const r = await runFetch(['--root', join(dir, 'open'), '--log-format=json', '--ca-file', front.caFile!, `${front.host}/bb:latest`], { env: { DOCKER_CONFIG: dockerConfig(join(dir, 'docker-open'), front.host, 'dave:hunter2') } });
+    t.equal(r.code, 0, r.stderr);
+    const asked = open.tokenIssuer!.requests.slice(before);
+    t.ok(asked.length > 0, 'the token server was asked');
+    t.ok(asked.every((q) => q.authorization === undefined), 'anonymously only');
+  });
+
   t.test('an insecure registry (the user accepts plain HTTP there) sends them', async (t) => {
     const before = reg.tokenIssuer!.requests.length;
     const r = await run(['--insecure-registry', proxy.host]);
