@@ -195,7 +195,7 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
     checkBlobSize(manifest.layers[i], maxSize, `${repo.registry}/${repo.repository}`);
     needed += manifest.layers[i].size;
   }
-  await ensureFreeSpace(store.root, needed, `the ${missing.length} missing layers of ${name}`, options.freeSpace);
+  await ensureFreeSpace(store.root, needed, `${missing.length === 1 ? 'the missing layer' : `the ${missing.length} missing layers`} of ${name}`, options.freeSpace);
 
   // The config is fetched while the layers already download: the layer
   // records need its diff IDs, the downloads do not.
