@@ -60,9 +60,9 @@ Examples:
   img-ls | layer-unpack --jobs 4 --progress=json 2>progress.ndjson | jq -r .layerDirs[]
 
 Exit status: 0 done, 1 a layer failed (ERR_LAYER_MALICIOUS, ERR_LAYER_INVALID,
-ERR_LAYER_TOO_LARGE, ERR_LAYER_COMPRESSION, ERR_DIGEST_MISMATCH, ERR_STORE_IO,
-ERR_STORE_UNSAFE),
-2 usage or bad input (ERR_USAGE, ERR_INPUT_JSON, ERR_INPUT_RECORD).
+ERR_LAYER_TOO_LARGE, ERR_LAYER_COMPRESSION, ERR_DIGEST_MISMATCH, ERR_STORE_IO),
+2 usage or bad input (ERR_USAGE, ERR_INPUT_JSON, ERR_INPUT_RECORD: also a record
+naming a store another user could change).
 `;
 
 await runCli({

@@ -152,7 +152,9 @@ async function trustStore(path: string, where: string): Promise<void> {
     await assertTrustedStore(path);
   } catch (error) {
     const err = toConveyorError(error);
-    throw new ConveyorError(err.code, `${where}: ${err.message}`, { hint: err.hint, cause: error });
+    // As in overlay-mount and ctr-spawn: an unsafe store named by a record is a forged record (exit 2).
+    const code = err.code === 'ERR_STORE_UNSAFE' ? 'ERR_INPUT_RECORD' : err.code;
+    throw new ConveyorError(code, `${where}: record names an unsafe store: ${err.message}`, { hint: err.hint, cause: error });
   }
 }
 

@@ -239,9 +239,9 @@ t.test("a record's store must be one only root can change", async (t) => {
     t.test(c.name, async (t) => {
       const input = c.kind === 'image' ? JSON.stringify({ ...victim, store: c.store }) + '\n' : layerRecord(victim, 0, { store: c.store });
       const run = unpack(root, JSON.stringify({ type: 'note', v: 1 }) + '\n' + input);
-      t.equal(run.status, 1, run.stderr);
-      t.match(run.stderr, /"code":"ERR_STORE_UNSAFE"/);
-      t.match(run.stderr, /stdin:2: store /);
+      t.equal(run.status, 2, run.stderr);
+      t.match(run.stderr, /"code":"ERR_INPUT_RECORD"/);
+      t.match(run.stderr, /stdin:2: record names an unsafe store: store /);
       t.notOk(existsSync(join(c.store, 'layers')), 'nothing written in the untrusted store');
     });
   }
