@@ -33,6 +33,9 @@ report "$out/repull.json"
 echo "== unpack 30 MB debian (one layer) into a directory"
 RUNS=$runs bash unpack.sh
 
+echo "== applier scaling: 10x the entries should take about 10x the time"
+bash applier-scaling.sh
+
 echo "== fetch + unpack of a cold image (streamed: img-fetch | layer-unpack)"
 cmds=(-n 'skopeo + umoci unpack' "bash -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$out/sk:b && umoci raw unpack --image $out/sk:b $out/umoci-rootfs'"
       -n 'img-fetch | layer-unpack' "bash -c '$fetch -q --root $out/cold $image | $unpack -q --root $out/cold >/dev/null'")

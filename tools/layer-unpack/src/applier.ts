@@ -6,8 +6,14 @@
  * never followed. Existing paths are replaced (unlink, then create with
  * O_EXCL|O_NOFOLLOW), never opened and truncated, so a hardlink to a lower
  * file is never written through. Verified directories are cached (no syscall
- * per component per entry); the cache entries under a path are dropped when
- * an entry replaces or removes it.
+ * per component per entry). Names are byte strings (see tarheader.ts) and
+ * reach the file system as Buffers, byte for byte.
+ *
+ * What we know about paths lives in two trees of path components
+ * (pathtree.ts): one per layer (verified, created, written, pending
+ * whiteouts/fifos, xattrs, opaque markers) and one across layers (deferred
+ * directory metadata, rootless owners). Removing a path detaches its
+ * subtree from both, so every operation costs what it touches.
  *
  * Two modes:
  *  - overlay: one layer into its own empty directory, made ready to be an
@@ -26,24 +32,22 @@
  * into one `sh` running `mknod` and one `setfattr -h --restore=-`, with every
  * path re-verified right before.
  *
- * On failure the root is left partly written; callers unpack into a staging
- * directory and only rename it into place on success.
+ * The layer's own root entry (`./`) never changes the root's owner, mode or
+ * ACLs: those are the store's (or the --flatten caller's) business, and an
+ * unpacked layer holds setuid files (CVE-2021-41091).
+ *
+ * On failure the root is left partly written (and every method below leaves
+ * it so when it throws); callers unpack into a staging directory and only
+ * rename it into place on success.
  */
-import {
-  lchownSync,
-  linkSync,
-  lstatSync,
-  lutimesSync,
-  chmodSync,
-  readdirSync,
-  rmSync,
-  unlinkSync,
-  type Stats,
-} from 'node:fs';
+import { chmodSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdtempSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { invalid, malicious, splitName, whiteoutOf, type WhiteoutKind } from './names.js';
-import { XATTR_PAX_PREFIX } from './tarparser.js';
+import { invalid, malicious, show, splitName, text, whiteoutOf, type WhiteoutKind } from './names.js';
+import { PathTree, type PathNode } from './pathtree.js';
+import { showTypeflag } from './tarheader.js';
+import type { TarEntryHeader } from './tarparser.js';
 import { Writer, type FileMetaOp, type WriterError } from './writer.js';
+import { fsTime } from './writer-ops.js';
 
 export type ApplyMode = 'overlay' | 'flat';
 
@@ -63,18 +67,8 @@ export interface ApplierOptions {
   writerThreads?: number;
 }
 
-/** The parts of a tar header we act on (tar-stream's Header plus its PAX records). */
-export interface EntryHeader {
-  name: string;
-  type: string | null;
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: Date;
-  linkname?: string | null;
-  pax?: Record<string, string> | null;
-}
+/** The parts of a tar header we act on (tarparser.ts decodes them as Go does). */
+export type EntryHeader = Pick<TarEntryHeader, 'name' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime'> & Partial<TarEntryHeader>;
 
 interface Meta {
   uid: number;
@@ -88,6 +82,35 @@ interface Special {
   kind: 'whiteout' | 'fifo';
   meta?: Meta;
 }
+
+/** What this layer did at one path. Reset by beginLayer. */
+interface LayerState {
+  /** A real directory inside the root (not a symlink): checked, or created by us. */
+  verified: boolean;
+  /** Created empty during this layer: its children exist only if written this layer. */
+  fresh: boolean;
+  /** Written by this layer: its whiteouts and opaque markers never delete it. */
+  written: boolean;
+  /** Something below was written by this layer (an opaque marker keeps this child). */
+  writtenBelow: boolean;
+  /** A whiteout or fifo to create in the layer's mknod batch. */
+  special?: Special;
+  xattrs?: Map<string, string>;
+  /** Overlay mode: mark this directory opaque. */
+  opaque: boolean;
+}
+
+/** What is kept across layers at one path, until finish(). */
+interface KeptState {
+  /** Directory metadata, applied last. `rootEntry`: times only (the root's owner and mode are not the layer's). */
+  dirMeta?: Meta & { rootEntry?: boolean };
+  /** Rootless: the owner the layer asked for, when not 0:0. */
+  owner?: [number, number];
+}
+
+type LayerNode = PathNode<LayerState>;
+
+const newLayerState = (): LayerState => ({ verified: false, fresh: false, written: false, writtenBelow: false, opaque: false });
 
 /** Files up to this size are sent to the writer thread whole; larger ones in chunks. */
 const SMALL_FILE = 1024 * 1024;
@@ -105,7 +128,12 @@ export interface FileSink {
  */
 function xattrAllowed(name: string): boolean {
   if (name.startsWith('user.overlay.')) return false;
-  return name.startsWith('user.') || name === 'security.capability' || name === 'system.posix_acl_access' || name === 'system.posix_acl_default';
+  return name.startsWith('user.') || name === 'security.capability' || isAcl(name);
+}
+
+/** POSIX ACLs rewrite a directory's group bits and grant others access: a mode change by another name. */
+function isAcl(name: string): boolean {
+  return name === 'system.posix_acl_access' || name === 'system.posix_acl_default';
 }
 
 /** Linux caps one xattr value at 64 KiB; more per entry is an attack on our memory, not data. */
@@ -113,14 +141,8 @@ const MAX_XATTR_BYTES_PER_ENTRY = 64 * 1024;
 /** xattrs are kept until the layer's batch is applied: a cap on what one layer may hold. */
 const MAX_XATTR_BYTES_PER_LAYER = 16 * 1024 * 1024;
 
-function parentOf(rel: string): string {
-  const slash = rel.lastIndexOf('/');
-  return slash < 0 ? '' : rel.slice(0, slash);
-}
-
-function under(key: string, rel: string): boolean {
-  return rel === '' || key === rel || key.startsWith(`${rel}/`);
-}
+/** A byte string as the Buffer the file system takes. */
+const bytes = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 export interface ApplyStats {
   entries: number;
@@ -128,48 +150,39 @@ export interface ApplyStats {
   bytes: number;
   /** Device nodes skipped. */
   skippedDevices: number;
-  /** Rootless only: entries not owned by 0:0, with the owner the layer asked for. */
+  /** Rootless only: entries not owned by 0:0, with the owner the layer asked for (paths as text). */
   owners: Record<string, [number, number]>;
 }
 
 export class Applier {
   readonly opts: ApplierOptions;
+  /** The root as a byte string, the prefix of every path we build. */
+  private readonly rootBytes: string;
   private bytes = 0;
   private entries = 0;
   /** xattr bytes held for the current layer's batch (capped). */
   private xattrBytes = 0;
   private skippedDevices = 0;
   private readonly warned = new Set<string>();
-  /** Directory metadata applied by finish(). */
-  private readonly dirMeta = new Map<string, Meta>();
-  private readonly owners = new Map<string, [number, number]>();
+  /** Across layers: directory metadata (applied by finish()) and rootless owners. */
+  private readonly kept = new PathTree<KeptState>(() => ({}));
   /** File creation runs on a worker thread, in queue order; see writer.ts. */
   private readonly writer: Writer;
-
-  // Per layer.
-  /** Directories verified to be real directories (not symlinks) inside the root. */
-  private verified = new Set<string>(['']);
-  /** Directories created empty during this layer: their children exist only if written this layer. */
-  private fresh = new Set<string>();
-  /** Paths this layer wrote: whiteouts and opaque markers of this layer never delete them. */
-  private written = new Set<string>();
-  private special = new Map<string, Special>();
-  private xattrs = new Map<string, Map<string, string>>();
-  private opaque = new Set<string>();
+  /** This layer's bookkeeping. */
+  private layer = new PathTree<LayerState>(newLayerState);
 
   constructor(opts: ApplierOptions) {
     this.opts = opts;
+    this.rootBytes = Buffer.from(opts.root).toString('latin1');
     this.writer = new Writer(opts.writerThreads ?? 2);
   }
 
   /** Starts a layer. `rootIsEmpty` lets the first layer skip existence checks. */
   beginLayer(rootIsEmpty: boolean): void {
-    this.verified = new Set(['']);
-    this.fresh = new Set(rootIsEmpty ? [''] : []);
-    this.written = new Set();
-    this.special = new Map();
-    this.xattrs = new Map();
-    this.opaque = new Set();
+    this.layer = new PathTree<LayerState>(newLayerState);
+    this.layer.root.value.verified = true;
+    this.layer.root.value.fresh = rootIsEmpty;
+    this.xattrBytes = 0;
   }
 
   /** Called with the first failure of the file-creation thread. */
@@ -199,11 +212,18 @@ export class Applier {
   }
 
   stats(): ApplyStats {
-    return { entries: this.entries, bytes: this.bytes, skippedDevices: this.skippedDevices, owners: Object.fromEntries(this.owners) };
+    const owners: Record<string, [number, number]> = {};
+    for (const [rel, node] of this.kept.walk()) if (node.value.owner) owners[text(rel)] = node.value.owner;
+    return { entries: this.entries, bytes: this.bytes, skippedDevices: this.skippedDevices, owners };
   }
 
+  /** The byte-string path of `rel` (a byte string relative to the root). */
   private abs(rel: string): string {
-    return rel === '' ? this.opts.root : `${this.opts.root}/${rel}`;
+    return rel === '' ? this.rootBytes : `${this.rootBytes}/${rel}`;
+  }
+
+  private lstat(rel: string): Stats | undefined {
+    return lstatSync(bytes(this.abs(rel)), { throwIfNoEntry: false });
   }
 
   private warnOnce(key: string, message: string): void {
@@ -213,135 +233,134 @@ export class Applier {
   }
 
   private metaOf(h: EntryHeader): Meta {
-    const pax = h.pax ?? {};
-    const num = (key: string, fallback: number): number => {
-      const value = pax[key];
-      if (value === undefined) return fallback;
-      const n = Number(value);
-      return Number.isFinite(n) ? n : fallback;
-    };
-    const uid = num('uid', h.uid);
-    const gid = num('gid', h.gid);
+    const { uid, gid } = h;
     if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid < 0 || gid < 0 || uid > 0xfffffffe || gid > 0xfffffffe) {
-      throw invalid(`entry ${JSON.stringify(h.name)} has an invalid owner ${uid}:${gid}`, h.name);
+      throw invalid(`entry ${show(h.name)} has an invalid owner ${uid}:${gid}`, h.name);
     }
-    const mtime = num('mtime', h.mtime instanceof Date && !Number.isNaN(h.mtime.getTime()) ? h.mtime.getTime() / 1000 : 0);
-    const atime = num('atime', mtime);
-    return { uid, gid, mode: h.mode & 0o7777, mtime, atime };
+    if (!Number.isFinite(h.mtime) || !Number.isFinite(h.atime ?? h.mtime)) throw invalid(`entry ${show(h.name)} has an invalid time`, h.name);
+    return { uid, gid, mode: h.mode & 0o7777, mtime: h.mtime, atime: h.atime ?? h.mtime };
+  }
+
+  private markWritten(node: LayerNode): void {
+    node.value.written = true;
+    for (let p = node.parent; p && !p.value.writtenBelow; p = p.parent) p.value.writtenBelow = true;
   }
 
   /**
    * Resolves the parent directories of `parts` (all but the last), inside the
-   * root, creating missing ones when `create`. Returns false when one is
-   * missing and `create` is false. Throws ERR_LAYER_MALICIOUS on a symlink.
+   * root, creating missing ones when `create`. Returns the parent's node, or
+   * undefined when one is missing and `create` is false. Throws
+   * ERR_LAYER_MALICIOUS on a symlink (having created nothing after it).
    */
-  private async resolveParent(parts: string[], create: boolean, name: string): Promise<boolean> {
+  private async resolveParent(parts: string[], create: boolean, name: string): Promise<LayerNode | undefined> {
+    let node = this.layer.root;
     let rel = '';
     let missing = false;
     for (let i = 0; i < parts.length - 1; i++) {
-      const parent = rel;
+      const parent = node;
       rel = i === 0 ? parts[0] : `${rel}/${parts[i]}`;
-      if (!missing && this.verified.has(rel)) continue;
+      node = this.layer.ensureChild(parent, parts[i]);
+      const state = node.value;
+      if (!missing && state.verified) continue;
       let st: Stats | undefined;
-      if (!missing && !(this.fresh.has(parent) && !this.written.has(rel))) {
+      if (!missing && !(parent.value.fresh && !state.written)) {
         // Something this layer wrote (maybe still queued): look at it as the queue leaves it.
-        if (this.written.has(rel)) await this.drain();
-        st = lstatSync(this.abs(rel), { throwIfNoEntry: false });
+        if (state.written) await this.drain();
+        st = this.lstat(rel);
       }
       if (st === undefined) {
-        if (!create) return false;
+        if (!create) return undefined;
         missing = true;
-        this.special.delete(rel);
+        state.special = undefined;
         this.writer.mkdir(this.abs(rel));
-        this.verified.add(rel);
-        this.fresh.add(rel);
-        this.written.add(rel);
+        state.verified = true;
+        state.fresh = true;
+        this.markWritten(node);
         continue;
       }
-      if (st.isSymbolicLink()) throw malicious(`entry ${JSON.stringify(name)} goes through the symlink ${JSON.stringify(rel)}`, name);
-      if (!st.isDirectory()) throw invalid(`entry ${JSON.stringify(name)}: ${JSON.stringify(rel)} is not a directory`, name);
-      this.verified.add(rel);
+      if (st.isSymbolicLink()) throw malicious(`entry ${show(name)} goes through the symlink ${show(rel)}`, name);
+      if (!st.isDirectory()) throw invalid(`entry ${show(name)}: ${show(rel)} is not a directory`, name);
+      state.verified = true;
     }
-    return true;
+    return node;
   }
 
-  /** Forgets everything recorded at or under `rel` (it was removed or replaced). */
-  private forget(rel: string, wasDir: boolean): void {
-    if (!wasDir) {
-      this.verified.delete(rel);
-      this.fresh.delete(rel);
-      this.dirMeta.delete(rel);
-      this.special.delete(rel);
-      this.xattrs.delete(rel);
-      this.opaque.delete(rel);
-      this.owners.delete(rel);
-      return;
-    }
-    for (const set of [this.verified, this.fresh, this.opaque]) for (const key of set) if (key !== '' && under(key, rel)) set.delete(key);
-    for (const map of [this.dirMeta, this.special, this.xattrs, this.owners] as Map<string, unknown>[]) {
-      for (const key of map.keys()) if (key !== '' && under(key, rel)) map.delete(key);
-    }
+  /** Forgets everything recorded at or under `parts` (it was removed or replaced). */
+  private forget(parts: string[]): void {
+    const l = this.layer.find(parts, false);
+    if (l) this.layer.remove(l);
+    const k = this.kept.find(parts, false);
+    if (k) this.kept.remove(k);
   }
 
-  /** Removes what is at `rel` (a file, symlink, or a whole directory tree), never following symlinks. */
-  private async remove(rel: string, st: Stats): Promise<void> {
-    if (rel === '') throw new ConveyorError('ERR_INTERNAL', '[internal error] refusing to remove the root');
+  /** Removes what is at `parts` (a file, symlink, or a whole directory tree), never following symlinks. */
+  private async remove(parts: string[], st: Stats): Promise<void> {
+    if (parts.length === 0) throw new ConveyorError('ERR_INTERNAL', '[internal error] refusing to remove the root');
     await this.drain();
-    if (st.isDirectory()) rmSync(this.abs(rel), { recursive: true, force: true });
-    else unlinkSync(this.abs(rel));
-    this.forget(rel, st.isDirectory());
+    const path = bytes(this.abs(parts.join('/')));
+    if (st.isDirectory()) rmSync(path, { recursive: true, force: true });
+    else unlinkSync(path);
+    this.forget(parts);
   }
 
   /**
-   * Makes `rel` free for a new entry: resolves its parents and removes what is
-   * there, unless both are directories (then returns true: merge, keep contents).
+   * Makes `parts` free for a new entry: resolves its parents and removes what
+   * is there, unless both are directories (merge, keep contents). Returns the
+   * entry's node and whether a directory is already there.
    */
-  private async prepare(parts: string[], rel: string, isDir: boolean, name: string): Promise<boolean> {
-    await this.resolveParent(parts, true, name);
-    const parent = parentOf(rel);
-    this.special.delete(rel);
-    if (this.fresh.has(parent) && !this.written.has(rel)) return false;
-    if (this.written.has(rel)) await this.drain();
-    const st = lstatSync(this.abs(rel), { throwIfNoEntry: false });
-    if (st === undefined) return false;
-    if (isDir && st.isDirectory()) return true;
-    await this.remove(rel, st);
-    return false;
+  private async prepare(parts: string[], isDir: boolean, name: string): Promise<{ node: LayerNode; merge: boolean }> {
+    const parent = (await this.resolveParent(parts, true, name))!;
+    let node = this.layer.ensureChild(parent, parts[parts.length - 1]);
+    node.value.special = undefined;
+    if (parent.value.fresh && !node.value.written) return { node, merge: false };
+    if (node.value.written) await this.drain();
+    const st = this.lstat(parts.join('/'));
+    if (st === undefined) return { node, merge: false };
+    if (isDir && st.isDirectory()) return { node, merge: true };
+    await this.remove(parts, st);
+    node = this.layer.ensureChild(parent, parts[parts.length - 1]);
+    return { node, merge: false };
   }
 
-  private recordOwner(rel: string, meta: Meta): void {
-    if (this.opts.rootless && (meta.uid !== 0 || meta.gid !== 0)) this.owners.set(rel, [meta.uid, meta.gid]);
-    else this.owners.delete(rel);
+  private recordOwner(parts: string[], meta: Meta): void {
+    if (this.opts.rootless && (meta.uid !== 0 || meta.gid !== 0)) this.kept.find(parts, true)!.value.owner = [meta.uid, meta.gid];
+    else {
+      const k = this.kept.find(parts, false);
+      if (k) k.value.owner = undefined;
+    }
   }
 
-  private collectXattrs(rel: string, h: EntryHeader): void {
-    this.xattrs.delete(rel);
-    if (!h.pax) return;
+  private collectXattrs(node: LayerNode, h: EntryHeader, isRoot = false): void {
+    node.value.xattrs = undefined;
+    if (!h.xattrs) return;
     let found: Map<string, string> | undefined;
-    let bytes = 0;
-    for (const key of Object.keys(h.pax)) {
-      if (!key.startsWith(XATTR_PAX_PREFIX)) continue;
-      const attr = key.slice(XATTR_PAX_PREFIX.length);
+    let size = 0;
+    for (const [attr, value] of h.xattrs) {
       if (!xattrAllowed(attr)) {
-        this.warnOnce(`xattr:${attr}`, `dropping xattr ${attr} (on ${JSON.stringify(h.name)} and maybe others): only user.* (but user.overlay.*), security.capability and POSIX ACLs are restored`);
+        this.warnOnce(`xattr:${attr}`, `dropping xattr ${show(attr)} (on ${show(h.name)} and maybe others): only user.* (but user.overlay.*), security.capability and POSIX ACLs are restored`);
         continue;
       }
-      bytes += attr.length + h.pax[key].length;
-      (found ??= new Map()).set(attr, h.pax[key]);
+      if (isRoot && isAcl(attr)) {
+        this.warnOnce(`root-acl`, `dropping the ACL ${show(attr)} of the layer's root entry: the root's permissions are not the layer's to set`);
+        continue;
+      }
+      size += attr.length + value.length;
+      (found ??= new Map()).set(attr, value);
     }
-    if (bytes > MAX_XATTR_BYTES_PER_ENTRY) {
-      throw new ConveyorError('ERR_LAYER_TOO_LARGE', `${JSON.stringify(h.name)} carries ${bytes} bytes of xattrs (limit ${MAX_XATTR_BYTES_PER_ENTRY})`);
+    if (size > MAX_XATTR_BYTES_PER_ENTRY) {
+      throw new ConveyorError('ERR_LAYER_TOO_LARGE', `${show(h.name)} carries ${size} bytes of xattrs (limit ${MAX_XATTR_BYTES_PER_ENTRY})`);
     }
-    this.xattrBytes += bytes;
+    this.xattrBytes += size;
     if (this.xattrBytes > MAX_XATTR_BYTES_PER_LAYER) {
       throw new ConveyorError('ERR_LAYER_TOO_LARGE', `layer carries more than ${MAX_XATTR_BYTES_PER_LAYER} bytes of xattrs`);
     }
-    if (found) this.xattrs.set(rel, found);
+    node.value.xattrs = found;
   }
 
   /**
-   * Handles one entry's header. Returns an open descriptor when the entry's
-   * data must be written to it (then call writeData and finishFile), else undefined.
+   * Handles one entry's header. Returns a sink when the entry's data must be
+   * written (regular files), else undefined. On a throw, what earlier entries
+   * wrote stays (see the class comment).
    */
   async entry(h: EntryHeader): Promise<FileSink | undefined> {
     if (++this.entries > this.opts.maxEntries) {
@@ -351,17 +370,18 @@ export class Applier {
     const parts = splitName(name);
     const rel = parts.join('/');
     if (h.type === 'file' || h.type === 'contiguous-file') {
-      if (!Number.isSafeInteger(h.size) || h.size < 0) throw invalid(`entry ${JSON.stringify(name)} has an invalid size`, name);
+      if (!Number.isSafeInteger(h.size) || h.size < 0) throw invalid(`entry ${show(name)} has an invalid size`, name);
       if (this.bytes + h.size > this.opts.maxBytes) {
-        throw new ConveyorError('ERR_LAYER_TOO_LARGE', `unpacking ${JSON.stringify(name)} (${h.size} bytes) would pass the limit of ${this.opts.maxBytes} bytes`, {
+        throw new ConveyorError('ERR_LAYER_TOO_LARGE', `unpacking ${show(name)} (${h.size} bytes) would pass the limit of ${this.opts.maxBytes} bytes`, {
           hint: 'raise --max-bytes if the image is really this large',
         });
       }
     }
     if (parts.length === 0) {
-      if (h.type !== 'directory') throw malicious(`entry ${JSON.stringify(name)} would replace the root directory`, name);
-      this.dirMeta.set('', this.metaOf(h));
-      this.collectXattrs('', h);
+      if (h.type !== 'directory') throw malicious(`entry ${show(name)} would replace the root directory`, name);
+      // Times only: the root's owner and mode belong to the store (or the --flatten caller).
+      this.kept.root.value.dirMeta = { ...this.metaOf(h), rootEntry: true };
+      this.collectXattrs(this.layer.root, h, true);
       return undefined;
     }
     const wh = whiteoutOf(parts[parts.length - 1], name);
@@ -374,73 +394,76 @@ export class Applier {
     switch (h.type) {
       case 'file':
       case 'contiguous-file': {
-        await this.prepare(parts, rel, false, name);
+        const { node } = await this.prepare(parts, false, name);
         this.bytes += h.size;
-        this.written.add(rel);
-        this.collectXattrs(rel, h);
-        this.recordOwner(rel, meta);
+        this.markWritten(node);
+        this.collectXattrs(node, h);
+        this.recordOwner(parts, meta);
         return this.fileSink(abs, h.size, this.opMeta(meta));
       }
       case 'directory': {
-        if (!(await this.prepare(parts, rel, true, name))) {
+        const { node, merge } = await this.prepare(parts, true, name);
+        if (!merge) {
           this.writer.mkdir(abs);
-          this.fresh.add(rel);
+          node.value.fresh = true;
         }
-        this.verified.add(rel);
-        this.written.add(rel);
-        this.dirMeta.set(rel, meta);
-        this.collectXattrs(rel, h);
-        this.recordOwner(rel, meta);
+        node.value.verified = true;
+        this.markWritten(node);
+        this.kept.find(parts, true)!.value.dirMeta = meta;
+        this.collectXattrs(node, h);
+        this.recordOwner(parts, meta);
         return undefined;
       }
       case 'symlink': {
         const target = h.linkname ?? '';
-        if (target === '' || target.includes('\0') || Buffer.byteLength(target) > 4096) throw invalid(`symlink ${JSON.stringify(name)} has an invalid target`, name);
-        await this.prepare(parts, rel, false, name);
+        if (target === '' || target.includes('\0') || target.length > 4096) throw invalid(`symlink ${show(name)} has an invalid target`, name);
+        const { node } = await this.prepare(parts, false, name);
         // The target is data, written verbatim (absolute targets too) and never followed.
         this.writer.symlink(abs, target, this.opMeta(meta));
-        this.written.add(rel);
-        this.collectXattrs(rel, h);
-        this.recordOwner(rel, meta);
+        this.markWritten(node);
+        this.collectXattrs(node, h);
+        this.recordOwner(parts, meta);
         return undefined;
       }
       case 'link': {
-        const tparts = splitName(h.linkname ?? '', 'hardlink target');
+        // An absolute target names a path in the layer root, as Docker reads it (kaniko writes them).
+        const target = h.linkname ?? '';
+        const tparts = splitName(target, 'hardlink target', true);
         const trel = tparts.join('/');
-        if (tparts.length === 0) throw malicious(`hardlink ${JSON.stringify(name)} points at the root directory`, name);
-        if (trel === rel) throw invalid(`hardlink ${JSON.stringify(name)} points at itself`, name);
+        if (tparts.length === 0) throw malicious(`hardlink ${show(name)} points at the root directory`, name);
+        if (trel === rel) throw invalid(`hardlink ${show(name)} points at itself`, name);
         await this.drain();
-        if (!(await this.resolveParent(tparts, false, h.linkname ?? ''))) throw this.missingLinkTarget(name, h.linkname ?? '');
-        const tst = lstatSync(this.abs(trel), { throwIfNoEntry: false });
-        if (tst === undefined) throw this.missingLinkTarget(name, h.linkname ?? '');
-        if (tst.isDirectory()) throw malicious(`hardlink ${JSON.stringify(name)} points at a directory`, name);
-        await this.prepare(parts, rel, false, name);
+        if (!(await this.resolveParent(tparts, false, target))) throw this.missingLinkTarget(name, target);
+        const tst = this.lstat(trel);
+        if (tst === undefined) throw this.missingLinkTarget(name, target);
+        if (tst.isDirectory()) throw malicious(`hardlink ${show(name)} points at a directory`, name);
+        const { node } = await this.prepare(parts, false, name);
         await this.drain();
         // link(2) does not follow a symlink target: a link to a symlink links the symlink itself.
-        linkSync(this.abs(trel), abs);
-        this.written.add(rel);
+        linkSync(bytes(this.abs(trel)), bytes(abs));
+        this.markWritten(node);
         return undefined;
       }
       case 'fifo': {
-        await this.prepare(parts, rel, false, name);
-        this.special.set(rel, { kind: 'fifo', meta });
-        this.written.add(rel);
-        this.recordOwner(rel, meta);
+        const { node } = await this.prepare(parts, false, name);
+        node.value.special = { kind: 'fifo', meta };
+        this.markWritten(node);
+        this.recordOwner(parts, meta);
         return undefined;
       }
       case 'character-device':
       case 'block-device':
         this.skippedDevices++;
-        this.warnOnce('device', `skipping device node ${JSON.stringify(name)} (and any others): containers get their devices from the runtime`);
+        this.warnOnce('device', `skipping device node ${show(name)} (and any others): containers get their devices from the runtime`);
         return undefined;
       default:
-        throw invalid(`entry ${JSON.stringify(name)} has an unsupported type ${JSON.stringify(h.type)}`, name);
+        throw invalid(`entry ${show(name)} has an unsupported type ${h.typeflag === undefined ? JSON.stringify(h.type) : showTypeflag(h.typeflag)}`, name);
     }
   }
 
   private missingLinkTarget(name: string, target: string): ConveyorError {
     const where = this.opts.mode === 'overlay' ? 'in this layer' : 'in the tree';
-    return invalid(`hardlink ${JSON.stringify(name)} points at ${JSON.stringify(target)}, which does not exist ${where}`, name);
+    return invalid(`hardlink ${show(name)} points at ${show(target)}, which does not exist ${where}`, name);
   }
 
   private opMeta(meta: Meta): FileMetaOp {
@@ -475,51 +498,44 @@ export class Applier {
   }
 
   private async whiteout(parts: string[], wh: WhiteoutKind, name: string): Promise<void> {
-    const dirRel = parts.slice(0, -1).join('/');
     if (wh.kind === 'aufs-meta') {
-      this.warnOnce('aufs', `ignoring AUFS metadata entry ${JSON.stringify(name)}`);
+      this.warnOnce('aufs', `ignoring AUFS metadata entry ${show(name)}`);
       return;
     }
+    const dirParts = parts.slice(0, -1);
     if (wh.kind === 'opaque') {
       if (this.opts.mode === 'overlay') {
-        await this.resolveParent(parts, true, name);
-        this.opaque.add(dirRel);
+        (await this.resolveParent(parts, true, name))!.value.opaque = true;
         return;
       }
       await this.drain();
-      if (!(await this.resolveParent(parts, false, name))) return;
-      await this.clearOpaque(dirRel);
+      const dir = await this.resolveParent(parts, false, name);
+      if (dir) await this.clearOpaque(dirParts, dir);
       return;
     }
-    const targetRel = dirRel === '' ? wh.target : `${dirRel}/${wh.target}`;
-    if (this.written.has(targetRel)) return;
+    const targetParts = [...dirParts, wh.target];
+    if (this.layer.find(targetParts, false)?.value.written) return;
     if (this.opts.mode === 'overlay') {
-      await this.resolveParent(parts, true, name);
-      this.special.set(targetRel, { kind: 'whiteout' });
+      const dir = (await this.resolveParent(parts, true, name))!;
+      this.layer.ensureChild(dir, wh.target).value.special = { kind: 'whiteout' };
       return;
     }
     await this.drain();
     if (!(await this.resolveParent(parts, false, name))) return;
-    const st = lstatSync(this.abs(targetRel), { throwIfNoEntry: false });
-    if (st) await this.remove(targetRel, st);
+    const st = this.lstat(targetParts.join('/'));
+    if (st) await this.remove(targetParts, st);
   }
 
-  /** Flat mode: removes what lower layers put in `dirRel`, keeping what this layer wrote. */
-  private async clearOpaque(dirRel: string): Promise<void> {
+  /** Flat mode: removes what lower layers put in the directory, keeping what this layer wrote (its children only: costs what it touches). */
+  private async clearOpaque(dirParts: string[], dir: LayerNode): Promise<void> {
     const keep = new Set<string>();
-    const prefix = dirRel === '' ? '' : `${dirRel}/`;
-    for (const key of this.written) {
-      if (key.startsWith(prefix) && key.length > prefix.length) {
-        const rest = key.slice(prefix.length);
-        const slash = rest.indexOf('/');
-        keep.add(slash < 0 ? rest : rest.slice(0, slash));
-      }
-    }
-    for (const child of readdirSync(this.abs(dirRel))) {
+    if (dir.children) for (const [child, node] of dir.children) if (node.value.written || node.value.writtenBelow) keep.add(child);
+    const dirRel = dirParts.join('/');
+    for (const child of readdirSync(bytes(this.abs(dirRel)), { encoding: 'latin1' })) {
       if (keep.has(child)) continue;
-      const childRel = `${prefix}${child}`;
-      const st = lstatSync(this.abs(childRel), { throwIfNoEntry: false });
-      if (st) await this.remove(childRel, st);
+      const childParts = [...dirParts, child];
+      const st = this.lstat(childParts.join('/'));
+      if (st) await this.remove(childParts, st);
     }
   }
 
@@ -535,74 +551,100 @@ export class Applier {
       prefix = i === 0 ? parts[0] : `${prefix}/${parts[i]}`;
       let ok = memo.get(prefix);
       if (ok === undefined) {
-        const st = lstatSync(this.abs(prefix), { throwIfNoEntry: false });
+        const st = this.lstat(prefix);
         ok = st !== undefined && st.isDirectory() && !st.isSymbolicLink();
         memo.set(prefix, ok);
       }
-      if (!ok) throw malicious(`${JSON.stringify(rel)} is no longer inside a plain directory tree`, rel);
+      if (!ok) throw malicious(`${show(rel)} is no longer inside a plain directory tree`, rel);
     }
-    return lstatSync(this.abs(rel), { throwIfNoEntry: false });
+    return this.lstat(rel);
+  }
+
+  /**
+   * Creates this layer's whiteouts and fifos. `mknod` runs in a child
+   * process that only takes text arguments, so nodes are made under ASCII
+   * names in a fresh directory inside the root and renamed into place from
+   * here, where paths are Buffers (names that are not UTF-8 stay exact).
+   * On failure the temporary directory may remain inside the root.
+   */
+  private async makeSpecials(specials: [string, Special][], memo: Map<string, boolean>): Promise<void> {
+    for (const [rel] of specials) {
+      if (this.verifyChain(rel, memo) !== undefined) throw invalid(`cannot create ${show(rel)}: something is already there`, rel);
+    }
+    const tmp = mkdtempSync(`${this.opts.root}/.conveyor-mknod-`);
+    const { mknodBatch } = await import('./batch.js');
+    await mknodBatch(specials.map(([, special], i) => `${special.kind === 'fifo' ? 'p' : 'c'}:${tmp}/${i}`));
+    specials.forEach(([rel], i) => renameSync(`${tmp}/${i}`, bytes(this.abs(rel))));
+    rmdirSync(tmp);
+    for (const [rel, special] of specials) {
+      if (special.kind !== 'fifo' || !special.meta) continue;
+      const st = this.verifyChain(rel, memo);
+      if (!st?.isFIFO()) throw invalid(`fifo ${show(rel)} vanished`, rel);
+      const meta = special.meta;
+      const path = bytes(this.abs(rel));
+      if (!this.opts.rootless) lchownSync(path, meta.uid, meta.gid);
+      chmodSync(path, meta.mode);
+      lutimesSync(path, fsTime(meta.atime), fsTime(meta.mtime));
+    }
   }
 
   /** Runs this layer's batches: mknod (whiteouts, fifos), then setfattr (xattrs, opaque markers). */
   async finishLayer(): Promise<void> {
     await this.drain();
     const memo = new Map<string, boolean>();
-    if (this.special.size > 0) {
-      const args: string[] = [];
-      for (const [rel, special] of this.special) {
-        if (this.verifyChain(rel, memo) !== undefined) throw invalid(`cannot create ${JSON.stringify(rel)}: something is already there`, rel);
-        args.push(`${special.kind === 'fifo' ? 'p' : 'c'}:${this.abs(rel)}`);
-      }
-      const { mknodBatch } = await import('./batch.js');
-      await mknodBatch(args);
-      for (const [rel, special] of this.special) {
-        if (special.kind !== 'fifo' || !special.meta) continue;
-        const st = this.verifyChain(rel, memo);
-        if (!st?.isFIFO()) throw invalid(`fifo ${JSON.stringify(rel)} vanished`, rel);
-        const meta = special.meta;
-        if (!this.opts.rootless) lchownSync(this.abs(rel), meta.uid, meta.gid);
-        chmodSync(this.abs(rel), meta.mode);
-        lutimesSync(this.abs(rel), meta.atime, meta.mtime);
-      }
+    const specials: [string, Special][] = [];
+    const xattrs: [string, Map<string, string>][] = [];
+    const opaque: string[] = [];
+    if (this.layer.root.value.xattrs) xattrs.push(['', this.layer.root.value.xattrs]);
+    for (const [rel, node] of this.layer.walk()) {
+      const v = node.value;
+      if (v.special) specials.push([rel, v.special]);
+      if (v.xattrs) xattrs.push([rel, v.xattrs]);
+      if (v.opaque) opaque.push(rel);
     }
+    if (this.layer.root.value.opaque) opaque.push('');
+    if (specials.length > 0) await this.makeSpecials(specials, memo);
     const opaqueName = this.opts.rootless ? 'user.overlay.opaque' : 'trusted.overlay.opaque';
-    if (this.xattrs.size > 0 || this.opaque.size > 0) {
+    if (xattrs.length > 0 || opaque.length > 0) {
       const entries: { path: string; attrs: [string, Buffer][] }[] = [];
-      for (const [rel, attrs] of this.xattrs) {
+      for (const [rel, attrs] of xattrs) {
         if (this.verifyChain(rel, memo) === undefined) continue;
-        entries.push({ path: this.abs(rel), attrs: [...attrs].map(([k, v]) => [k, Buffer.from(v, 'latin1')]) });
+        entries.push({ path: this.abs(rel), attrs: [...attrs].map(([k, v]) => [k, bytes(v)]) });
       }
-      for (const rel of this.opaque) {
+      for (const rel of opaque) {
         const st = this.verifyChain(rel, memo);
-        if (!st || !st.isDirectory()) throw malicious(`opaque directory ${JSON.stringify(rel)} is not a plain directory`, rel);
+        if (!st || !st.isDirectory()) throw malicious(`opaque directory ${show(rel)} is not a plain directory`, rel);
         entries.push({ path: this.abs(rel), attrs: [[opaqueName, Buffer.from('y')]] });
       }
       const { setfattrBatch } = await import('./batch.js');
       const failure = await setfattrBatch(entries);
       if (failure) {
-        if (this.opts.rootless && this.opaque.size === 0) this.opts.warn(`some xattrs could not be set (rootless): ${failure}`);
+        if (this.opts.rootless && opaque.length === 0) this.opts.warn(`some xattrs could not be set (rootless): ${failure}`);
         else throw new ConveyorError('ERR_STORE_IO', `setting xattrs failed: ${failure}`);
       }
     }
-    this.special = new Map();
-    this.xattrs = new Map();
+    this.layer = new PathTree<LayerState>(newLayerState);
     this.xattrBytes = 0;
-    this.opaque = new Set();
   }
 
-  /** Applies directory ownership, modes and times (after everything else). */
+  /** Applies directory ownership, modes and times (after everything else; children before their parents). */
   async finish(): Promise<void> {
     await this.drain();
     const memo = new Map<string, boolean>();
-    for (const [rel, meta] of this.dirMeta) {
+    const dirs = this.kept.walk(true);
+    dirs.push(['', this.kept.root]);
+    for (const [rel, node] of dirs) {
+      const meta = node.value.dirMeta;
+      if (!meta) continue;
       const st = this.verifyChain(rel, memo);
       if (!st || !st.isDirectory()) continue;
-      const abs = this.abs(rel);
-      if (!this.opts.rootless) lchownSync(abs, meta.uid, meta.gid);
-      chmodSync(abs, meta.mode);
-      lutimesSync(abs, meta.atime, meta.mtime);
+      const path = bytes(this.abs(rel));
+      if (!meta.rootEntry) {
+        if (!this.opts.rootless) lchownSync(path, meta.uid, meta.gid);
+        chmodSync(path, meta.mode);
+      }
+      lutimesSync(path, fsTime(meta.atime), fsTime(meta.mtime));
+      node.value.dirMeta = undefined;
     }
-    this.dirMeta.clear();
   }
 }

@@ -43,7 +43,11 @@ function run(command: string, args: string[], input?: string): Promise<{ code: n
   });
 }
 
-/** Each argument is `c:/abs/path` (a 0/0 character device: an overlay whiteout) or `p:/abs/path` (a fifo). */
+/**
+ * Each argument is `c:/abs/path` (a 0/0 character device: an overlay
+ * whiteout) or `p:/abs/path` (a fifo). Arguments are text: callers pass
+ * ASCII paths and rename the nodes to their real names themselves.
+ */
 export async function mknodBatch(args: string[]): Promise<void> {
   for (let i = 0; i < args.length; i += MKNOD_ARGS_PER_PROCESS) {
     const chunk = args.slice(i, i + MKNOD_ARGS_PER_PROCESS);
@@ -52,17 +56,17 @@ export async function mknodBatch(args: string[]): Promise<void> {
   }
 }
 
-/** getfattr/setfattr's escaping: every byte outside a safe set as \\ooo octal. */
+/** getfattr/setfattr's escaping: every byte outside a safe set as \\ooo octal. `path` is a byte string (latin1). */
 export function escapeAttrPath(path: string): string {
   let out = '';
-  for (const byte of Buffer.from(path)) {
+  for (const byte of Buffer.from(path, 'latin1')) {
     const c = String.fromCharCode(byte);
     out += /[A-Za-z0-9/._+,:@%^-]/.test(c) ? c : `\\${byte.toString(8).padStart(3, '0')}`;
   }
   return out;
 }
 
-/** Sets xattrs without following symlinks. Returns undefined on success, else setfattr's complaint. */
+/** Sets xattrs without following symlinks (paths and names are byte strings). Returns undefined on success, else setfattr's complaint. */
 export async function setfattrBatch(entries: { path: string; attrs: [string, Buffer][] }[]): Promise<string | undefined> {
   if (entries.length === 0) return undefined;
   let text = '';

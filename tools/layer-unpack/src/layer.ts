@@ -6,7 +6,9 @@
  *
  * The diff ID is checked when the stream ends, before this layer's batch
  * steps (mknod, setfattr) run; on a mismatch the layer fails with
- * ERR_DIGEST_MISMATCH and the caller removes its staging directory.
+ * ERR_DIGEST_MISMATCH and the caller removes its staging directory. Bytes
+ * after the tar's end-of-archive marker are hashed (they are part of the
+ * diff ID) but never parsed (tarparser.ts).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -14,9 +16,9 @@ import { access, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
 import type { Compression } from '@conveyor/lib-common/mediatypes';
-import type { Applier, EntryHeader } from './applier.js';
+import type { Applier } from './applier.js';
 import { invalid } from './names.js';
-import { createExtract } from './tarparser.js';
+import { createExtract, type TarEntryHeader } from './tarparser.js';
 
 export interface LayerSource {
   /** Path of the (compressed) blob or tarball. */
@@ -239,7 +241,7 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
       markDone();
       nextEntry();
     };
-    applier.entry(header as unknown as EntryHeader).then(
+    applier.entry(header as unknown as TarEntryHeader).then(
       (sink) => {
         if (failure) return;
         if (sink === undefined) {
@@ -264,7 +266,11 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
 
   const finished = new Promise<void>((resolve, reject) => {
     extract.on('finish', () => resolve());
-    extract.on('error', (error) => reject(error));
+    // A parser error must end the wait at once: the input is paused behind the dead parser and would never end.
+    extract.on('error', (error) => {
+      reject(error);
+      fail(error);
+    });
     extract.on('close', () => (failure ? reject(failure) : resolve()));
   });
   finished.catch(() => undefined);

@@ -4,6 +4,10 @@
  * one. A name is split into components; `.` and empty components (`./a`,
  * `a//b`, a trailing `/`) are dropped; a leading `/` or any `..` component is
  * refused as malicious, as is a NUL byte.
+ *
+ * Names are byte strings (latin1-decoded, one char per byte; see
+ * tarheader.ts): lengths are byte counts, and `show` turns a name into text
+ * for messages only.
  */
 import { ConveyorError } from '@conveyor/lib-common/errors';
 
@@ -15,31 +19,43 @@ export const MAX_COMPONENT_BYTES = 255;
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';
 
+/** A byte-string name as quoted text for messages (UTF-8 where it is UTF-8, U+FFFD elsewhere). */
+export function show(name: string): string {
+  return JSON.stringify(Buffer.from(name.slice(0, 1024), 'latin1').toString('utf8'));
+}
+
+/** A byte string as the text it encodes (lossy for bytes that are not UTF-8). */
+export function text(name: string): string {
+  return Buffer.from(name, 'latin1').toString('utf8');
+}
+
 export function malicious(message: string, name?: string): ConveyorError {
   return new ConveyorError('ERR_LAYER_MALICIOUS', message, {
     hint: 'the layer tries to write outside its root or through a symlink; refusing it',
-    details: name === undefined ? undefined : { entry: name.slice(0, 300) },
+    details: name === undefined ? undefined : { entry: text(name.slice(0, 300)) },
   });
 }
 
 export function invalid(message: string, name?: string): ConveyorError {
-  return new ConveyorError('ERR_LAYER_INVALID', message, { details: name === undefined ? undefined : { entry: name.slice(0, 300) } });
+  return new ConveyorError('ERR_LAYER_INVALID', message, { details: name === undefined ? undefined : { entry: text(name.slice(0, 300)) } });
 }
 
 /**
- * Splits an entry name into path components relative to the root.
- * Returns [] for the root itself (`.`, `./`).
+ * Splits an entry name (a byte string) into path components relative to the
+ * root. Returns [] for the root itself (`.`, `./`). With `absoluteIsRooted`
+ * a leading `/` names the layer root instead of being refused: hardlink
+ * targets, which kaniko writes absolute (moby/go-archive#99).
  */
-export function splitName(name: string, what = 'entry'): string[] {
+export function splitName(name: string, what = 'entry', absoluteIsRooted = false): string[] {
   if (typeof name !== 'string') throw invalid(`${what} has no name`);
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalid(`${what} name is longer than ${MAX_NAME_BYTES} bytes`, name);
-  if (name.includes('\0')) throw malicious(`${what} name contains a NUL byte: ${JSON.stringify(name)}`, name);
-  if (name.startsWith('/')) throw malicious(`${what} has an absolute name: ${JSON.stringify(name)}`, name);
+  if (name.length > MAX_NAME_BYTES) throw invalid(`${what} name is longer than ${MAX_NAME_BYTES} bytes`, name);
+  if (name.includes('\0')) throw malicious(`${what} name contains a NUL byte: ${show(name)}`, name);
+  if (name.startsWith('/') && !absoluteIsRooted) throw malicious(`${what} has an absolute name: ${show(name)}`, name);
   const parts: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
-    if (part === '..') throw malicious(`${what} name climbs out of the root: ${JSON.stringify(name)}`, name);
-    if (Buffer.byteLength(part) > MAX_COMPONENT_BYTES) throw invalid(`${what} name has a component longer than ${MAX_COMPONENT_BYTES} bytes`, name);
+    if (part === '..') throw malicious(`${what} name climbs out of the root: ${show(name)}`, name);
+    if (part.length > MAX_COMPONENT_BYTES) throw invalid(`${what} name has a component longer than ${MAX_COMPONENT_BYTES} bytes`, name);
     parts.push(part);
   }
   return parts;
@@ -56,7 +72,7 @@ export function whiteoutOf(base: string, name: string): WhiteoutKind | undefined
   if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return { kind: 'aufs-meta' };
   const target = base.slice(WHITEOUT_PREFIX.length);
   if (target === '' || target === '.' || target === '..') {
-    throw malicious(`whiteout ${JSON.stringify(name)} names no deletable entry (it would delete the directory itself or its parent)`, name);
+    throw malicious(`whiteout ${show(name)} names no deletable entry (it would delete the directory itself or its parent)`, name);
   }
   return { kind: 'whiteout', target };
 }

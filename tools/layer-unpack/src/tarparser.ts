@@ -1,60 +1,287 @@
 /**
- * tar-stream's extractor, hardened for hostile input.
+ * tar-stream's extractor, reading headers as Go's archive/tar does.
  *
- * tar-stream decodes every PAX value as UTF-8, which mangles binary xattr
- * values (security.capability) and has no cap on the number of records. We
- * install our own PAX decoder on tar-stream's header module (the same module
- * object its extractor calls, reached by file path because the package's
- * `exports` does not list it): xattr values keep their exact bytes (as a
- * latin1 string, one char per byte), records are length-checked, and a PAX
- * header with more than MAX_PAX_RECORDS records fails the archive.
- * tar-stream itself caps a PAX/GNU long-name header at 4 MiB.
+ * tar-stream keeps the stream plumbing (buffering, one Readable per entry,
+ * back-pressure); we replace, on each extractor we create, the three methods
+ * that decide what an entry is (`_consumeHeader`, `_decodeLongHeader`,
+ * `_write`), so that (see tarheader.ts for the field decoding):
+ *  - header-only types (links, symlinks, devices, fifos, directories) have no
+ *    data whatever their size field says (tar-stream skipped the size as
+ *    data, hiding entries from every other reader, and never ended a
+ *    directory's stream);
+ *  - PAX and GNU long-name/link headers are capped at 1 MiB before a byte of
+ *    them is buffered (ERR_LAYER_TOO_LARGE); a GNU long name wins over a PAX
+ *    path, an empty one applies at once, and a global PAX header is
+ *    validated and ignored (it applies to no entry in Go, nor in Docker);
+ *  - a zero block followed by a zero block ends the archive: everything
+ *    after it is dropped unparsed (the caller still hashes it); a zero block
+ *    followed by anything else is an error;
+ *  - names are byte strings (see tarheader.ts);
+ *  - PAX numbers are parsed strictly; sparse files are refused by name.
+ * The methods are tar-stream 3.x internals: install() checks they exist and
+ * fails loudly (not subtly) if an upgrade moved them.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Extract } from 'tar-stream';
+import {
+  MAX_SPECIAL_FILE_BYTES,
+  TYPE,
+  XATTR_PAX_PREFIX,
+  decodeBlock,
+  headerError,
+  isHeaderOnly,
+  isMetaHeader,
+  isZeroBlock,
+  paxSparseFormat,
+  parsePax,
+  parsePaxInt,
+  parsePaxTime,
+  showTypeflag,
+  type PaxRecords,
+  type RawHeader,
+} from './tarheader.js';
 
-export const MAX_PAX_RECORDS = 10_000;
-export const XATTR_PAX_PREFIX = 'SCHILY.xattr.';
+export { XATTR_PAX_PREFIX };
 
-let installed = false;
+export type EntryType = 'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo' | 'contiguous-file' | null;
 
-function decodePax(buf: Buffer): Record<string, string> {
-  const result: Record<string, string> = {};
-  let records = 0;
-  let offset = 0;
-  while (offset < buf.length) {
-    let space = offset;
-    while (space < buf.length && buf[space] !== 0x20) space++;
-    const lengthText = buf.toString('latin1', offset, space);
-    if (lengthText === '' && buf.subarray(offset).every((b) => b === 0)) break; // NUL padding
-    if (!/^[0-9]{1,8}$/.test(lengthText)) throw new Error('invalid PAX record length');
-    const length = Number(lengthText);
-    if (length <= space - offset + 1 || offset + length > buf.length || buf[offset + length - 1] !== 0x0a) {
-      throw new Error('invalid PAX record');
-    }
-    if (++records > MAX_PAX_RECORDS) throw new Error(`PAX header has more than ${MAX_PAX_RECORDS} records`);
-    const record = buf.subarray(space + 1, offset + length - 1);
-    const eq = record.indexOf(0x3d);
-    if (eq <= 0) throw new Error('invalid PAX record: no key');
-    const key = record.toString('utf8', 0, eq);
-    // xattr values are bytes; everything else is UTF-8 text (paths, numbers).
-    result[key] = record.toString(key.startsWith(XATTR_PAX_PREFIX) ? 'latin1' : 'utf8', eq + 1);
-    offset += length;
-  }
-  return result;
+/** One entry as the applier sees it: every extended header applied, names as byte strings. */
+export interface TarEntryHeader {
+  /** Byte string (latin1: one char per byte). */
+  name: string;
+  /** null for a typeflag we do not apply (see `typeflag`). */
+  type: EntryType;
+  typeflag: number;
+  /** Data bytes that follow (0 for header-only types). */
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch, fractional, possibly negative. */
+  mtime: number;
+  atime: number;
+  /** Byte string; '' when none. */
+  linkname: string;
+  /** SCHILY.xattr.* records: name → value, both byte strings. */
+  xattrs?: Map<string, string>;
 }
 
-function install(): void {
-  if (installed) return;
-  const require = createRequire(import.meta.url);
-  const headers = require(join(dirname(require.resolve('tar-stream')), 'headers.js')) as { decodePax: typeof decodePax };
-  headers.decodePax = decodePax;
-  installed = true;
+const TYPES: Record<number, EntryType> = {
+  [TYPE.reg]: 'file',
+  [TYPE.link]: 'link',
+  [TYPE.symlink]: 'symlink',
+  [TYPE.char]: 'character-device',
+  [TYPE.block]: 'block-device',
+  [TYPE.dir]: 'directory',
+  [TYPE.fifo]: 'fifo',
+  [TYPE.cont]: 'contiguous-file',
+};
+
+/** Our state, kept beside tar-stream's on the extractor. */
+interface State {
+  pax: PaxRecords | undefined;
+  gnuName: string;
+  gnuLink: string;
+  /** The meta header whose data is being buffered. */
+  meta: number;
+  /** A zero block was read: the next block decides between the end and an error. */
+  zero: boolean;
+  eof: boolean;
+}
+
+/** The tar-stream internals we drive (extract.js, 3.x). */
+interface Internals {
+  _locked: boolean;
+  _offset: number;
+  _header: unknown;
+  _stream: unknown;
+  _missing: number;
+  _longHeader: boolean;
+  _unlockBound: () => void;
+  _buffer: { shifted: number; buffered: number; shift(n: number): Buffer; shiftFirst(n: number): Buffer | null };
+  _continueWrite(err: Error | null): void;
+  _createStream(): unknown;
+  _update(): void;
+  _write(data: Buffer, cb: (err?: Error | null) => void): void;
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
+const EMPTY_STRING_OK = new Set(['path', 'linkpath', 'uname', 'gname']);
+
+/** Go's mergePAX (strict about numbers, see the README) plus GNU long names and the legacy trailing-slash directory. */
+function finalHeader(raw: RawHeader, st: State): TarEntryHeader {
+  const pax = st.pax;
+  const h: TarEntryHeader = {
+    name: raw.name,
+    type: null,
+    typeflag: raw.typeflag,
+    size: raw.size,
+    mode: raw.mode,
+    uid: raw.uid,
+    gid: raw.gid,
+    mtime: raw.mtime,
+    atime: raw.mtime,
+    linkname: raw.linkname,
+  };
+  let atime: number | undefined;
+  if (pax) {
+    for (const [key, value] of pax) {
+      if (value === '') {
+        // Go keeps the USTAR value; an empty number is refused here as a malformed header.
+        if (EMPTY_STRING_OK.has(key) || !['uid', 'gid', 'size', 'mtime', 'atime', 'ctime'].includes(key)) continue;
+        throw headerError(`PAX ${key} is empty`);
+      }
+      switch (key) {
+        case 'path':
+          h.name = value;
+          break;
+        case 'linkpath':
+          h.linkname = value;
+          break;
+        case 'uid':
+          h.uid = parsePaxInt(key, value);
+          break;
+        case 'gid':
+          h.gid = parsePaxInt(key, value);
+          break;
+        case 'size':
+          h.size = parsePaxInt(key, value);
+          break;
+        case 'mtime':
+          h.mtime = parsePaxTime(key, value);
+          break;
+        case 'atime':
+          atime = parsePaxTime(key, value);
+          break;
+        case 'ctime':
+          parsePaxTime(key, value);
+          break;
+        default:
+          if (key.startsWith(XATTR_PAX_PREFIX)) (h.xattrs ??= new Map()).set(key.slice(XATTR_PAX_PREFIX.length), value);
+      }
+    }
+  }
+  h.atime = atime ?? h.mtime;
+  if (st.gnuName !== '') h.name = st.gnuName;
+  if (st.gnuLink !== '') h.linkname = st.gnuLink;
+  let typeflag = raw.typeflag;
+  if (typeflag === TYPE.regA) typeflag = h.name.endsWith('/') ? TYPE.dir : TYPE.reg;
+  h.type = TYPES[typeflag] ?? null;
+  if (h.size < 0) throw headerError(`${JSON.stringify(h.name)} has a negative size`);
+  if (isHeaderOnly(typeflag)) h.size = 0;
+  if (typeflag === TYPE.gnuSparse) {
+    throw new ConveyorError('ERR_LAYER_INVALID', `entry ${JSON.stringify(h.name)} is an old GNU sparse file (type ${showTypeflag(typeflag)}), which is not supported`, {
+      hint: 're-create the layer without --sparse (GNU tar -S)',
+    });
+  }
+  if (pax) {
+    const sparse = paxSparseFormat(pax);
+    if (sparse !== undefined) {
+      throw new ConveyorError('ERR_LAYER_INVALID', `entry ${JSON.stringify(pax.get('GNU.sparse.name') || h.name)} is a GNU sparse file (PAX format ${sparse}), which is not supported`, {
+        hint: 're-create the layer without --sparse (GNU tar -S)',
+      });
+    }
+  }
+  st.pax = undefined;
+  st.gnuName = '';
+  st.gnuLink = '';
+  return h;
+}
+
+function decodeMeta(st: State, buf: Buffer): void {
+  switch (st.meta) {
+    case TYPE.paxLocal:
+      st.pax = parsePax(buf);
+      return;
+    case TYPE.paxGlobal:
+      // Validated, then dropped with whatever was pending: Go returns it as an entry of its own.
+      parsePax(buf);
+      st.pax = undefined;
+      st.gnuName = '';
+      st.gnuLink = '';
+      return;
+    case TYPE.gnuLongName:
+    case TYPE.gnuLongLink: {
+      const nul = buf.indexOf(0);
+      const value = buf.toString('latin1', 0, nul < 0 ? buf.length : nul);
+      if (st.meta === TYPE.gnuLongName) st.gnuName = value;
+      else st.gnuLink = value;
+    }
+  }
+}
+
+function install(extract: Extract): void {
+  const x = extract as unknown as Internals;
+  for (const method of ['_continueWrite', '_createStream', '_update', '_write'] as const) {
+    if (typeof x[method] !== 'function') throw new ConveyorError('ERR_INTERNAL', `[internal error] tar-stream changed: ${method} is missing`);
+  }
+  if (!x._buffer || typeof x._buffer.shift !== 'function') throw new ConveyorError('ERR_INTERNAL', '[internal error] tar-stream changed: _buffer is missing');
+  const st: State = { pax: undefined, gnuName: '', gnuLink: '', meta: 0, zero: false, eof: false };
+  const write = x._write;
+
+  const dropBuffered = () => {
+    while (x._buffer.buffered > 0) x._buffer.shiftFirst(x._buffer.buffered);
+  };
+
+  x._write = function (data, cb) {
+    if (st.eof) return cb(null); // after the end-of-archive marker: hashed by the caller, never parsed
+    write.call(this, data, cb);
+  };
+
+  (x as unknown as { _decodeLongHeader(buf: Buffer): void })._decodeLongHeader = (buf) => decodeMeta(st, buf);
+
+  (x as unknown as { _consumeHeader(): boolean })._consumeHeader = function consumeHeader(): boolean {
+    if (x._locked) return false;
+    x._offset = x._buffer.shifted;
+    let header: TarEntryHeader;
+    try {
+      const block = x._buffer.shift(512);
+      if (isZeroBlock(block)) {
+        if (st.zero) {
+          st.eof = true;
+          dropBuffered();
+          return true;
+        }
+        st.zero = true;
+        return true;
+      }
+      if (st.zero) throw headerError('a zero block followed by a header (the end-of-archive marker is two zero blocks)');
+      const raw = decodeBlock(block);
+      if (isMetaHeader(raw.typeflag)) {
+        if (raw.size > MAX_SPECIAL_FILE_BYTES) {
+          throw new ConveyorError('ERR_LAYER_TOO_LARGE', `an extended header (typeflag ${showTypeflag(raw.typeflag)}) of ${raw.size} bytes exceeds the limit of ${MAX_SPECIAL_FILE_BYTES} bytes`);
+        }
+        st.meta = raw.typeflag;
+        x._header = { size: raw.size };
+        if (raw.size === 0) {
+          decodeMeta(st, Buffer.alloc(0));
+          return true;
+        }
+        x._longHeader = true;
+        x._missing = raw.size;
+        return true;
+      }
+      header = finalHeader(raw, st);
+    } catch (err) {
+      x._continueWrite(err as Error);
+      return false;
+    }
+    x._header = header;
+    x._locked = true;
+    if (header.size === 0) {
+      x.emit('entry', header, x._createStream(), x._unlockBound);
+      return true;
+    }
+    x._stream = x._createStream();
+    x._missing = header.size;
+    x.emit('entry', header, x._stream, x._unlockBound);
+    return true;
+  };
 }
 
 export async function createExtract(): Promise<Extract> {
-  install();
   const tar = await import('tar-stream');
-  return tar.extract();
+  const extract = tar.extract();
+  install(extract);
+  return extract;
 }

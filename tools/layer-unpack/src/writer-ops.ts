@@ -3,9 +3,24 @@
  * calls: by the writer thread (writer-worker.ts) or inline. Every create uses
  * O_EXCL|O_NOFOLLOW (or mkdir/symlink, which never follow the final
  * component); metadata goes through the new descriptor or an l* call.
+ * Paths and symlink targets arrive as byte strings (latin1, one char per
+ * byte: strings are cheap to post to a thread) and reach the kernel as
+ * Buffers, byte for byte.
  */
 import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
 import type { WriterOp } from './writer.js';
+
+/** A byte string as the Buffer the file system takes. */
+const bytes = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+/**
+ * A time in seconds as Node's utimes family takes it: Node replaces a
+ * negative number with the current time, but takes a numeric string as is,
+ * so pre-1970 times are passed as strings.
+ */
+export function fsTime(seconds: number): number | string {
+  return seconds < 0 ? String(seconds) : seconds;
+}
 
 const OPEN_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const fds = new Map<number, number>();
@@ -19,7 +34,7 @@ function finish(fd: number, op: { uid: number; gid: number; mode: number; atime:
   try {
     if (op.chown) fchownSync(fd, op.uid, op.gid);
     fchmodSync(fd, op.mode);
-    futimesSync(fd, op.atime, op.mtime);
+    futimesSync(fd, fsTime(op.atime), fsTime(op.mtime));
   } finally {
     closeSync(fd);
   }
@@ -35,10 +50,10 @@ function dataOf(op: { data?: Uint8Array; ring?: [number, number, number] }, ring
 export function runOp(op: WriterOp, ring?: Uint8Array): void {
   switch (op.op) {
     case 'mkdir':
-      mkdirSync(op.path, 0o755);
+      mkdirSync(bytes(op.path), 0o755);
       return;
     case 'file': {
-      const fd = openSync(op.path, OPEN_FLAGS, 0o600);
+      const fd = openSync(bytes(op.path), OPEN_FLAGS, 0o600);
       try {
         const data = dataOf(op, ring);
         if (data) writeAll(fd, data);
@@ -50,7 +65,7 @@ export function runOp(op: WriterOp, ring?: Uint8Array): void {
       return;
     }
     case 'open':
-      fds.set(op.id, openSync(op.path, OPEN_FLAGS, 0o600));
+      fds.set(op.id, openSync(bytes(op.path), OPEN_FLAGS, 0o600));
       return;
     case 'write':
     {
@@ -64,11 +79,13 @@ export function runOp(op: WriterOp, ring?: Uint8Array): void {
       finish(fd, op);
       return;
     }
-    case 'symlink':
-      symlinkSync(op.target, op.path);
-      if (op.chown) lchownSync(op.path, op.uid, op.gid);
-      lutimesSync(op.path, op.atime, op.mtime);
+    case 'symlink': {
+      const path = bytes(op.path);
+      symlinkSync(bytes(op.target), path);
+      if (op.chown) lchownSync(path, op.uid, op.gid);
+      lutimesSync(path, fsTime(op.atime), fsTime(op.mtime));
       return;
+    }
   }
 }
 

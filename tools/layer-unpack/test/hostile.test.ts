@@ -55,7 +55,17 @@ const cases: Case[] = [
     layers: async () => [[{ name: 'up', type: 'symlink', linkname: '../outside' }], [{ name: 'up/new', content: 'pwned' }]],
     code: 'ERR_LAYER_MALICIOUS',
   },
-  { name: 'hardlink to /etc/passwd', layers: async () => [[{ name: 'pw', type: 'link', linkname: '/etc/passwd' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
+  // An absolute hardlink target names a path in the layer root (as Docker reads it), never the host's.
+  { name: 'hardlink to /etc/passwd (absent from the layer)', layers: async () => [[{ name: 'pw', type: 'link', linkname: '/etc/passwd' }]], code: 'ERR_LAYER_INVALID', overlay: true },
+  {
+    name: 'hardlink to /etc/passwd links the layer\'s own etc/passwd',
+    layers: async () => [[{ name: 'etc/passwd', content: 'layer' }], [{ name: 'pw', type: 'link', linkname: '/etc/passwd' }]],
+    check: (t, c) => {
+      t.equal(readFileSync(join(c.target, 'pw'), 'utf8'), 'layer');
+      t.equal(statSync(join(c.target, 'pw')).ino, statSync(join(c.target, 'etc', 'passwd')).ino);
+    },
+  },
+  { name: 'hardlink to /../outside', layers: async () => [[{ name: 'pw', type: 'link', linkname: '/../outside/sentinel' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
   { name: 'hardlink to ../x', layers: async () => [[{ name: 'pw', type: 'link', linkname: '../outside/sentinel' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
   {
     name: 'hardlink through a symlinked dir',
@@ -123,7 +133,7 @@ const cases: Case[] = [
     code: 'ERR_LAYER_TOO_LARGE',
     overlay: true,
   },
-  { name: '--max-bytes cap on total size', layers: async () => [[{ name: 'a', content: Buffer.alloc(3000) }], [{ name: 'b', content: Buffer.alloc(3000) }]], flags: ['--max-bytes', '5k'], code: 'ERR_LAYER_TOO_LARGE' },
+  { name: '--max-bytes cap on file content', layers: async () => [[{ name: 'a', content: Buffer.alloc(3000) }, { name: 'b', content: Buffer.alloc(3000) }]], flags: ['--max-bytes', '5k'], code: 'ERR_LAYER_TOO_LARGE' },
   {
     name: 'char device entry is skipped',
     layers: async () => [[{ name: 'null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }, { name: 'ok', content: 'ok' }]],
