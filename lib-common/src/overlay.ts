@@ -27,6 +27,7 @@ import { chmod, lstat, mkdir, open, readFile, readlink, rename, rm, stat, symlin
 import { constants as fsConstants } from 'node:fs';
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path';
 import { ConveyorError } from './errors.js';
+import { isRegisteredFlattened } from './flattened.js';
 import { readKernelLog, uptimeMicros } from './kmsg.js';
 import type { RootfsRecord } from './records.js';
 import { assertTrustedStore, mkdirClosed, Store, type StoreOptions } from './store.js';
@@ -345,7 +346,9 @@ export async function assertLayerDir(store: Store, dir: unknown): Promise<string
  * asked): it is taken as the single, never-written lower of the container's
  * overlay, but only in that role: a flattened tree never passes as a layer
  * (a `dir` path in layerDirs is refused like any path outside layers/).
- * It must be an absolute, normalised path to a directory, not a symlink.
+ * It must be an absolute, normalised path to a directory, not a symlink, and
+ * registered in the store by layer-unpack (flattened.ts): a record alone
+ * cannot name /etc as a root filesystem.
  */
 export async function trustedLowerDirs(store: Store, record: RootfsRecord): Promise<string[]> {
   const layerDirs = (record as { layerDirs?: unknown }).layerDirs;
@@ -368,6 +371,9 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
   }
   if (info.isSymbolicLink()) refuse(`rootfs record: dir ${dir} is a symlink`, 'give the directory itself');
   if (!info.isDirectory()) refuse(`rootfs record: dir ${dir} is not a directory`);
+  if (!(await isRegisteredFlattened(store, dir))) {
+    refuse(`rootfs record: dir ${dir} was not flattened by layer-unpack for the store ${store.root}`, 'a dir is accepted only as layer-unpack --flatten DIR registered it in the store; flatten the image again');
+  }
   return [dir];
 }
 

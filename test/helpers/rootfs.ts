@@ -5,7 +5,8 @@
  * unpacker) into the store's layer directory of its top chain ID.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxLayout, importToStore, REPO_ROOT } from './fixtures.js';
 
@@ -31,6 +32,18 @@ export function tempStore(prefix = 'conveyor-test-', deep = 0): string {
 export function writeLayerMeta(root: string, hex: string, diffID: string): void {
   const meta = { chainID: `sha256:${hex}`, diffID, digest: diffID, mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 0, unpackedBytes: 0, entries: 0, time: new Date().toISOString(), rootless: false, opaqueXattr: 'trusted.overlay.opaque' };
   writeFileSync(join(root, 'layers', hex, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+}
+
+/**
+ * Registers `dir` as a tree layer-unpack --flatten built for the store (the
+ * register lib-common/src/flattened.ts keeps), without which the tools refuse
+ * a `dir` record.
+ */
+export function registerFlattened(root: string, dir: string): void {
+  const info = statSync(dir, { bigint: true });
+  mkdirSync(join(root, 'flattened'), { recursive: true, mode: 0o700 });
+  const name = createHash('sha256').update(dir).digest('hex');
+  writeFileSync(join(root, 'flattened', `${name}.json`), JSON.stringify({ dir, dev: String(info.dev), ino: String(info.ino), birth: String(info.birthtimeNs) }) + '\n');
 }
 
 /** Removes a temp store; unmounts anything left below it first, so a failed test cannot leak mounts. */
@@ -69,6 +82,7 @@ export function busyboxRootfs(root: string, tag = 'latest', options: { flatten?:
   execFileSync('umoci', ['raw', 'unpack', '--image', `${busyboxLayout()}:${tag}`, diff], { stdio: 'pipe' });
   writeLayerMeta(root, top, image.layers[image.layers.length - 1].diffID);
   const { type: _t, ...rest } = image;
+  if (options.flatten) registerFlattened(root, diff);
   return options.flatten ? { type: 'rootfs', ...rest, dir: diff } : { type: 'rootfs', ...rest, layerDirs: [diff] };
 }
 

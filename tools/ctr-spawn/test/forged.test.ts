@@ -6,7 +6,7 @@
 import t from 'tap';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxRootfs, removeStore, tempStore, writeLayerMeta } from '../../../test/helpers/rootfs.js';
+import { busyboxRootfs, registerFlattened, removeStore, tempStore, writeLayerMeta } from '../../../test/helpers/rootfs.js';
 import { containerDirs, ctrSpawn, mountsUnder, OVERLAY_MOUNT, runTool } from './helpers.js';
 
 const root = tempStore('conveyor-ctrforge-');
@@ -29,6 +29,33 @@ t.test('a rootfs record with the host\'s /etc as a layer is refused, nothing run
   t.notOk(existsSync(marker), 'the container never ran');
   t.strictSame(mountsUnder(root), [], 'nothing mounted');
   t.strictSame(containerDirs(root), [], 'no container dir');
+});
+
+t.test('a flattened dir is run only when layer-unpack registered it in the store', async (t) => {
+  const marker = join(mkdtempSync('/tmp/conveyor-ran-'), 'ran');
+  t.teardown(() => rmSync(join(marker, '..'), { recursive: true, force: true }));
+  const { layerDirs: _l, ...image } = rootfs;
+  // A hand-made tree at a path the register never saw, the host's own dirs, and a
+  // registered path whose directory was swapped for another (a new inode).
+  const unregistered = mkdtempSync('/tmp/conveyor-flat-');
+  t.teardown(() => rmSync(unregistered, { recursive: true, force: true }));
+  mkdirSync(join(unregistered, 'bin'));
+  const swapped = mkdtempSync('/tmp/conveyor-flat-');
+  t.teardown(() => rmSync(swapped, { recursive: true, force: true }));
+  registerFlattened(root, swapped);
+  rmSync(swapped, { recursive: true });
+  mkdirSync(swapped);
+  for (const dir of ['/', '/etc', unregistered, swapped]) {
+    const r = await ctrSpawn({ ...image, dir }, ['--log-format=json', '-v', `${join(marker, '..')}:/out`, '--', 'sh', '-c', 'cat /passwd /hostname; touch /out/ran']);
+    t.equal(lastLog(r.stderr).code, 'ERR_INPUT_RECORD', dir);
+    t.match(lastLog(r.stderr).message, /not flattened by layer-unpack/, dir);
+    t.equal(r.stdout, '', 'nothing from the host is shown');
+  }
+  t.notOk(existsSync(marker), 'the container never ran');
+  t.strictSame(mountsUnder(root), [], 'nothing mounted');
+  const flat = busyboxRootfs(root, 'latest', { flatten: true });
+  const ok = await ctrSpawn(flat, ['--', 'echo', 'registered']);
+  t.equal(ok.stdout, 'registered\n', 'a registered flattened tree runs');
 });
 
 t.test('a record naming a store others can write is refused', async (t) => {

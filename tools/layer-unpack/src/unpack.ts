@@ -16,6 +16,7 @@ import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { Progress } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
 import { RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
+import { registerFlattened } from '@conveyor/lib-common/flattened';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
 import { ImageBudget } from './budget.js';
 import { exposureWarning, flattenLayers, type FlattenResult } from './flatten.js';
@@ -269,6 +270,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           opts.log.warn(`rootless: ${Object.keys(result.owners).length} entries keep our own uid/gid instead of the owners the image asks for`);
         }
         await warnIfExposed(result.dir, opts);
+        await registerFlattened(store, result.dir);
         return { ...image, type: 'rootfs', v: RECORD_VERSION, dir: result.dir };
       }
       const key = budgetKey(store, image.ref, where);
@@ -376,6 +378,8 @@ export async function unpackFiles(files: string[], dir: string, opts: UnpackOpti
     },
   );
   await warnIfExposed(result.dir, opts);
+  // ctr-spawn and overlay-mount take a `dir` only when the store registered it (records may be forged).
+  await registerFlattened(new Store(resolve(opts.defaultRoot), { warn: (m) => opts.log.warn(m) }), result.dir);
   return {
     type: 'rootfs',
     v: RECORD_VERSION,
