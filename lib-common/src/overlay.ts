@@ -310,7 +310,7 @@ async function assertRealDirsUnder(store: Store, path: string, what: string, mus
  * it last. Anything else, a host directory such as /etc, a flattened tree, a
  * layer of another store, is refused with ERR_INPUT_RECORD.
  */
-export async function assertLayerDir(store: Store, dir: unknown): Promise<string> {
+export async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer> {
   if (typeof dir !== 'string') refuse(`layer directory is not a string: ${JSON.stringify(dir)}`);
   const match = /^layers\/([a-f0-9]{64})\/diff$/.exec(relative(store.root, dir));
   if (!isAbsolute(dir) || !match || dir !== join(store.root, 'layers', match[1], 'diff')) {
@@ -332,11 +332,26 @@ export async function assertLayerDir(store: Store, dir: unknown): Promise<string
   } catch (error) {
     refuse(`layer directory ${dir} has no valid meta.json (${(error as Error).message}): not a layer unpacked by layer-unpack`, 'unpack the image again: layer-unpack');
   }
-  const m = meta as { chainID?: unknown; diffID?: unknown } | null;
-  if (!m || typeof m !== 'object' || m.chainID !== `sha256:${match[1]}` || typeof m.diffID !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(m.diffID)) {
+  const m = meta as { chainID?: unknown; diffID?: unknown; parentChainID?: unknown } | null;
+  if (
+    !m ||
+    typeof m !== 'object' ||
+    m.chainID !== `sha256:${match[1]}` ||
+    typeof m.diffID !== 'string' ||
+    !/^sha256:[a-f0-9]{64}$/.test(m.diffID) ||
+    !(m.parentChainID === undefined || m.parentChainID === null || (typeof m.parentChainID === 'string' && /^sha256:[a-f0-9]{64}$/.test(m.parentChainID)))
+  ) {
     refuse(`layer directory ${dir}: meta.json does not describe chain ${match[1].slice(0, 12)}`, 'unpack the image again: layer-unpack');
   }
-  return dir;
+  return { dir, chainID: m.chainID, parentChainID: m.parentChainID as string | null | undefined };
+}
+
+/** What assertLayerDir vouches for: the directory and the chain its meta.json names. */
+export interface TrustedLayer {
+  dir: string;
+  chainID: string;
+  /** null for a bottom layer; undefined in metas written before layer-unpack recorded it. */
+  parentChainID?: string | null;
 }
 
 /**
@@ -357,7 +372,17 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
     if (layerDirs.length > MAX_LOWER_LAYERS) {
       throw new ConveyorError('ERR_MOUNT_FAILED', `${layerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, { hint: 'flatten the image with layer-unpack --flatten' });
     }
-    for (const dir of layerDirs) await assertLayerDir(store, dir);
+    // Each layer must sit on the one it was unpacked over (meta.json's parentChainID, written by
+    // layer-unpack since chain IDs are recomputed): a record cannot stack stored layers of
+    // different images, or reorder one image's. Metas from before the field are not checked.
+    let below: string | null = null;
+    for (const dir of layerDirs) {
+      const meta = await assertLayerDir(store, dir);
+      if (meta.parentChainID !== undefined && meta.parentChainID !== below) {
+        refuse(`layer directory ${dir} was unpacked over ${meta.parentChainID ?? 'nothing'}, not ${below ?? 'nothing'}`, 'give the layers of one image, bottom first, as layer-unpack lists them');
+      }
+      below = meta.chainID;
+    }
     return layerDirs as string[];
   }
   const dir = (record as { dir?: unknown }).dir;

@@ -29,8 +29,8 @@ export function tempStore(prefix = 'conveyor-test-', deep = 0): string {
  * a meta.json naming its chain ID, without which the tools refuse the
  * directory as a lower layer.
  */
-export function writeLayerMeta(root: string, hex: string, diffID: string): void {
-  const meta = { chainID: `sha256:${hex}`, diffID, digest: diffID, mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 0, unpackedBytes: 0, entries: 0, time: new Date().toISOString(), rootless: false, opaqueXattr: 'trusted.overlay.opaque' };
+export function writeLayerMeta(root: string, hex: string, diffID: string, parentChainID?: string | null): void {
+  const meta = { chainID: `sha256:${hex}`, diffID, ...(parentChainID === undefined ? {} : { parentChainID }), digest: diffID, mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 0, unpackedBytes: 0, entries: 0, time: new Date().toISOString(), rootless: false, opaqueXattr: 'trusted.overlay.opaque' };
   writeFileSync(join(root, 'layers', hex, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
 }
 

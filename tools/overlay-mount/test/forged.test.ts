@@ -66,6 +66,10 @@ t.test('lower dirs outside <store>/layers/<hex>/diff, or without a valid meta.js
   const metaLink = '8'.repeat(64);
   mkdirSync(join(root, 'layers', metaLink, 'diff'), { recursive: true });
   symlinkSync(join(layer, '..', 'meta.json'), join(root, 'layers', metaLink, 'meta.json'));
+  // Two layers of one chain, as layer-unpack records them: the top names its parent.
+  const chainBottom = layerIn(root, '6'.repeat(64));
+  const chainTop = layerIn(root, '7'.repeat(64), false);
+  writeLayerMeta(root, '7'.repeat(64), `sha256:${'7'.repeat(64)}`, `sha256:${'6'.repeat(64)}`);
   const cases: [string, unknown[]][] = [
     ['the host /etc', ['/etc']],
     ['a layer dir plus /etc', [layer, '/etc']],
@@ -78,6 +82,8 @@ t.test('lower dirs outside <store>/layers/<hex>/diff, or without a valid meta.js
     ['meta.json a symlink', [join(root, 'layers', metaLink, 'diff')]],
     ['the layer dir itself, not its diff', [join(layer, '..')]],
     ['a number', [42]],
+    ['layers of one chain upside down', [chainTop, chainBottom]],
+    ['an upper layer without the one it was unpacked over', [chainTop]],
   ];
   for (const [name, layerDirs] of cases) {
     const result = await overlayMount(['--root', root, '--log-format=json'], JSON.stringify({ ...rootfs, layerDirs }) + '\n');
@@ -88,6 +94,10 @@ t.test('lower dirs outside <store>/layers/<hex>/diff, or without a valid meta.js
   }
   t.strictSame(mountsBelow(root), [], 'nothing was mounted');
   t.strictSame(existsSync(join(root, 'containers')) ? readdirSync(join(root, 'containers')) : [], [], 'no container dir left');
+  const inOrder = await overlayMount(['--root', root], JSON.stringify({ ...rootfs, layerDirs: [chainBottom, chainTop] }) + '\n');
+  t.equal(inOrder.code, 0, `the same chain bottom first mounts: ${inOrder.stderr}`);
+  const unmounted = await overlayMount(['--root', root, '--unmount'], inOrder.stdout);
+  t.equal(unmounted.code, 0, unmounted.stderr);
 });
 
 t.test('a store named by a record must be trusted: root-owned, closed, every parent too', async (t) => {
