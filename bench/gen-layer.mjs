@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Writes a plain tar layer to stdout that stresses the applier's bookkeeping:
-//   node bench/gen-layer.mjs dir-to-file N   N directories (each with a file), then each replaced by a file
+//   node bench/gen-layer.mjs dir-to-file N   N empty directories, then each replaced by a file
 //   node bench/gen-layer.mjs opaque N        N directories (each with a file), then an opaque marker in each
 // Headers are written by hand (ustar, no PAX): the generator must cost little next to the unpack.
 import { writeSync } from 'node:fs';
@@ -50,7 +50,8 @@ function flush() {
 }
 
 const name = (i) => `d${i.toString(36)}`;
-for (let i = 0; i < count; i++) emit(header(`${name(i)}/`, '5', 0), ...file(`${name(i)}/f`));
+// Directories to be replaced stay empty (removing them costs one rmdir): the bookkeeping is what is measured.
+for (let i = 0; i < count; i++) emit(header(`${name(i)}/`, '5', 0), ...(kind === 'opaque' ? file(`${name(i)}/f`) : []));
 for (let i = 0; i < count; i++) {
   if (kind === 'dir-to-file') emit(...file(name(i)));
   else emit(header(`${name(i)}/.wh..wh..opq`, '0', 0));

@@ -285,7 +285,7 @@ export class Applier {
     return node;
   }
 
-  /** Forgets everything recorded at or under `parts` (it was removed or replaced). */
+  /** Forgets everything recorded at or under `parts` (it was removed or replaced). Cannot fail. */
   private forget(parts: string[]): void {
     const l = this.layer.find(parts, false);
     if (l) this.layer.remove(l);
@@ -293,7 +293,10 @@ export class Applier {
     if (k) this.kept.remove(k);
   }
 
-  /** Removes what is at `parts` (a file, symlink, or a whole directory tree), never following symlinks. */
+  /**
+   * Removes what is at `parts` (a file, symlink, or a whole directory tree), never following
+   * symlinks. On failure part of a tree may be gone while its bookkeeping remains: the layer fails.
+   */
   private async remove(parts: string[], st: Stats): Promise<void> {
     if (parts.length === 0) throw new ConveyorError('ERR_INTERNAL', '[internal error] refusing to remove the root');
     await this.drain();
@@ -306,7 +309,7 @@ export class Applier {
   /**
    * Makes `parts` free for a new entry: resolves its parents and removes what
    * is there, unless both are directories (merge, keep contents). Returns the
-   * entry's node and whether a directory is already there.
+   * entry's node and whether a directory is already there. On failure, parents it created stay.
    */
   private async prepare(parts: string[], isDir: boolean, name: string): Promise<{ node: LayerNode; merge: boolean }> {
     const parent = (await this.resolveParent(parts, true, name))!;
@@ -497,6 +500,7 @@ export class Applier {
     };
   }
 
+  /** Applies a whiteout or opaque marker (overlay: recorded for finishLayer; flat: deleted now, possibly partly on failure). */
   private async whiteout(parts: string[], wh: WhiteoutKind, name: string): Promise<void> {
     if (wh.kind === 'aufs-meta') {
       this.warnOnce('aufs', `ignoring AUFS metadata entry ${show(name)}`);
@@ -588,7 +592,11 @@ export class Applier {
     }
   }
 
-  /** Runs this layer's batches: mknod (whiteouts, fifos), then setfattr (xattrs, opaque markers). */
+  /**
+   * Runs this layer's batches: mknod (whiteouts, fifos), then setfattr (xattrs, opaque markers).
+   * On failure some nodes or xattrs may exist and others not (and the mknod temporary directory may
+   * remain inside the root): the layer fails and its staging directory is removed by the caller.
+   */
   async finishLayer(): Promise<void> {
     await this.drain();
     const memo = new Map<string, boolean>();
@@ -627,7 +635,10 @@ export class Applier {
     this.xattrBytes = 0;
   }
 
-  /** Applies directory ownership, modes and times (after everything else; children before their parents). */
+  /**
+   * Applies directory ownership, modes and times (after everything else; children before their
+   * parents). On failure some directories have their final metadata and others not.
+   */
   async finish(): Promise<void> {
     await this.drain();
     const memo = new Map<string, boolean>();
