@@ -19,7 +19,7 @@ import { RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } f
 import { registerFlattened } from '@conveyor/lib-common/flattened';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
 import { ImageBudget } from './budget.js';
-import { exposureWarning, flattenLayers, type FlattenResult } from './flatten.js';
+import { exposureWarning, flattenLayers, type FlattenOptions, type FlattenResult } from './flatten.js';
 import type { LayerSource } from './layer.js';
 import { cleanStaging, ensureLayer, expectedChainID, type ChainedLayer, type EnsuredLayer } from './store-layers.js';
 
@@ -243,13 +243,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
       label: l.digest,
     }));
     return flattenLayers(sources, dir, {
-      rootless: opts.rootless,
-      maxBytes: opts.maxBytes,
-      maxEntries: opts.maxEntries,
-      maxImageBytes: opts.maxImageBytes,
-      maxImageEntries: opts.maxImageEntries,
-      warn: (m) => opts.log.warn(m),
-      writerThreads: opts.writerThreads,
+      ...flattenOptions(opts),
       onLayer: (i, phase) => {
         const l = image.layers[i];
         const event = { id: l.digest, action: 'unpack', current: phase === 'done' ? l.size : 0, total: l.size, label: l.digest.slice(7, 19) };
@@ -344,6 +338,19 @@ function countOf(value: unknown): number {
   return Number.isSafeInteger(value) && (value as number) > 0 ? (value as number) : 0;
 }
 
+/** The flatten options every --flatten run shares: the tool's limits, threads and warnings. */
+function flattenOptions(opts: UnpackOptions): FlattenOptions {
+  return {
+    rootless: opts.rootless,
+    maxBytes: opts.maxBytes,
+    maxEntries: opts.maxEntries,
+    maxImageBytes: opts.maxImageBytes,
+    maxImageEntries: opts.maxImageEntries,
+    warn: (m) => opts.log.warn(m),
+    writerThreads: opts.writerThreads,
+  };
+}
+
 /** --flatten DIR stays where the caller put it, but they hear when others could run its setuid files. */
 async function warnIfExposed(dir: string, opts: UnpackOptions): Promise<void> {
   const warning = await exposureWarning(dir, opts.uid).catch(() => undefined);
@@ -367,15 +374,7 @@ export async function unpackFiles(files: string[], dir: string, opts: UnpackOpti
   const result = await flattenLayers(
     files.map((f) => ({ path: f, label: f })),
     dir,
-    {
-      rootless: opts.rootless,
-      maxBytes: opts.maxBytes,
-      maxEntries: opts.maxEntries,
-      maxImageBytes: opts.maxImageBytes,
-      maxImageEntries: opts.maxImageEntries,
-      warn: (m) => opts.log.warn(m),
-      writerThreads: opts.writerThreads,
-    },
+    flattenOptions(opts),
   );
   await warnIfExposed(result.dir, opts);
   // ctr-spawn and overlay-mount take a `dir` only when the store registered it (records may be forged).
