@@ -110,8 +110,16 @@ function parseRecord(text: string, source: string, line: number): Record<string,
   return value as Record<string, unknown>;
 }
 
+/**
+ * Where a tool's library writes its output records: a RecordWriter in a tool,
+ * an array in a unit test. The one declaration every tool's library takes.
+ */
+export interface RecordSink {
+  write(record: object): Promise<void>;
+}
+
 /** Writes records as NDJSON, honouring backpressure. A closed reader (EPIPE) makes writes no-ops. */
-export class RecordWriter {
+export class RecordWriter implements RecordSink {
   private closed = false;
   constructor(private readonly output: Writable) {
     output.on('error', (error: NodeJS.ErrnoException) => {

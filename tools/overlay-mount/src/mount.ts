@@ -5,15 +5,11 @@
  */
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { readLines } from '@conveyor/lib-common/ndjson';
+import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
 import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/record-paths';
 import { RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
-
-export interface RecordSink {
-  write(record: object): Promise<void>;
-}
 
 export interface MountOptions {
   /** Store root used when a record carries none. */
