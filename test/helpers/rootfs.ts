@@ -36,7 +36,7 @@ export function writeLayerMeta(root: string, hex: string, diffID: string, parent
 
 /**
  * Registers `dir` as a tree layer-unpack --flatten built for the store (the
- * register lib-common/src/flattened.ts keeps), without which the tools refuse
+ * register lib-common/src/overlay/flattened.ts keeps), without which the tools refuse
  * a `dir` record.
  */
 export function registerFlattened(root: string, dir: string): void {

@@ -16,7 +16,7 @@ import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { Progress } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
 import { RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
-import { registerFlattened } from '@conveyor/lib-common/flattened';
+import { registerFlattened } from '@conveyor/lib-common/overlay/flattened';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
 import { ImageBudget } from './budget.js';
 import { exposureWarning, flattenLayers, type FlattenOptions, type FlattenResult } from './flatten.js';

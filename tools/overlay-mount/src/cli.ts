@@ -1,5 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { trustedRecordStore } from '@conveyor/lib-common/record-paths';
+import { trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { mountStream, unmountId, unmountStream, type MountOptions } from './mount.js';
 
 const HELP = `Usage: overlay-mount [OPTIONS] < rootfs-records

@@ -6,8 +6,8 @@
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
-import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay';
-import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/record-paths';
+import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay/mount';
+import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 

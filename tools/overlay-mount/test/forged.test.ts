@@ -175,7 +175,7 @@ t.test('an open store is closed on first use with a warning; others reach neithe
 });
 
 t.test('container dirs are created with their modes whatever the umask', async (t) => {
-  const { mountOverlay, removeContainer } = await import('@conveyor/lib-common/overlay');
+  const { mountOverlay, removeContainer } = await import('@conveyor/lib-common/overlay/mount');
   const { Store } = await import('@conveyor/lib-common/store');
   const store = new Store(root);
   const old = process.umask(0o077);

@@ -1,6 +1,6 @@
 /** The mount option plan: absolute paths while they fit a page, short links past it, a clear error past that. */
 import t from 'tap';
-import { containerPaths, planOverlay, shortLinkName, MOUNT_OPTIONS_LIMIT } from '@conveyor/lib-common/overlay';
+import { containerPaths, planOverlay, shortLinkName, MOUNT_OPTIONS_LIMIT } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 
 const id = 'a'.repeat(64);

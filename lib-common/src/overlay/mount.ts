@@ -23,9 +23,9 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { ConveyorError } from './errors.js';
-import { readKernelLog, uptimeMicros } from './kmsg.js';
-import { mkdirClosed, Store } from './store.js';
+import { ConveyorError } from '../errors.js';
+import { readKernelLog, uptimeMicros } from '../kmsg.js';
+import { mkdirClosed, Store } from '../store.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
 export const MOUNT_OPTIONS_LIMIT = 4096 - 256;

@@ -11,11 +11,11 @@
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path';
-import { ConveyorError } from './errors.js';
+import { ConveyorError } from '../errors.js';
 import { isRegisteredFlattened } from './flattened.js';
-import { containerPaths, MAX_LOWER_LAYERS, type ContainerPaths } from './overlay.js';
-import type { RootfsRecord } from './records.js';
-import { assertTrustedStore, Store, type StoreOptions } from './store.js';
+import { containerPaths, MAX_LOWER_LAYERS, type ContainerPaths } from './mount.js';
+import type { RootfsRecord } from '../records.js';
+import { assertTrustedStore, Store, type StoreOptions } from '../store.js';
 
 /**
  * The store a record belongs to (its own `store` field, else `root`), checked

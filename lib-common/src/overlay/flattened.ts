@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mkdirClosed, type Store } from './store.js';
+import { mkdirClosed, type Store } from '../store.js';
 
 interface Registration {
   dir: string;
