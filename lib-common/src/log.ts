@@ -4,6 +4,7 @@
  * one JSON object per line carrying the stable error code.
  */
 import type { Writable } from 'node:stream';
+import { formatBytes } from './bytes.js';
 import type { ConveyorError } from './errors.js';
 
 export type LogFormat = 'text' | 'json';
@@ -143,15 +144,4 @@ export class Progress {
     if (this.mode === 'bar' && this.active.size > 0) this.clearLine();
     this.active.clear();
   }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(value < 10 ? 2 : 1)}${units[unit]}`;
 }

@@ -5,6 +5,8 @@
  * reference for every field; keep the two in step.
  */
 
+import { ConveyorError } from './errors.js';
+
 export const RECORD_VERSION = 1;
 
 export interface Descriptor {
@@ -134,6 +136,11 @@ export interface ContainerRecord extends RecordBase {
 
 export type AnyRecord = ImageRecord | LayerRecord | RootfsRecord | MountRecord | ContainerRecord | (RecordBase & Record<string, unknown>);
 
-export function isRecordOfType<T extends RecordBase>(value: Record<string, unknown> | undefined, type: T['type']): value is T & Record<string, unknown> {
-  return value !== undefined && value.type === type;
+/**
+ * A record that breaks the protocol, or names what the store would not have
+ * put there: ERR_INPUT_RECORD (exit 2). `where` places it for the reader
+ * (`stdin:3`, `stdin:3 layer 1`) and starts the message when given.
+ */
+export function badRecord(where: string | undefined, message: string, hint?: string): ConveyorError {
+  return new ConveyorError('ERR_INPUT_RECORD', where === undefined ? message : `${where}: ${message}`, { hint });
 }

@@ -43,6 +43,17 @@ export interface OciIndex {
   annotations?: Record<string, string>;
 }
 
+/**
+ * A container id: 64 lowercase hex characters, as Docker's (overlay/mount.ts's
+ * newContainerId). It names `containers/<id>/`, so nothing else may pass for
+ * one: a record's id becomes a path under the store.
+ */
+export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
+
+export function isContainerId(id: unknown): id is string {
+  return typeof id === 'string' && CONTAINER_ID_PATTERN.test(id);
+}
+
 /** Mode of the store root and of every directory we create in it: owner only. */
 export const STORE_DIR_MODE = 0o700;
 
@@ -93,7 +104,7 @@ export class Store {
     return join(this.layersDir, digestHex(chainID));
   }
   containerDir(id: string): string {
-    if (!/^[a-f0-9]{12,64}$/.test(id)) throw new ConveyorError('ERR_INPUT_RECORD', `not a container id: ${JSON.stringify(id)}`);
+    if (!isContainerId(id)) throw new ConveyorError('ERR_INPUT_RECORD', `not a container id: ${JSON.stringify(id)}`);
     return join(this.containersDir, id);
   }
   lockPath(name: string): string {

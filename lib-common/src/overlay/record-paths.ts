@@ -14,8 +14,8 @@ import { isAbsolute, join, normalize, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { isRegisteredFlattened } from './flattened.js';
 import { containerPaths, MAX_LOWER_LAYERS, type ContainerPaths } from './mount.js';
-import type { RootfsRecord } from '../records.js';
-import { assertTrustedStore, Store, type StoreOptions } from '../store.js';
+import { badRecord, type RootfsRecord } from '../records.js';
+import { assertTrustedStore, isContainerId, Store, type StoreOptions } from '../store.js';
 
 /**
  * The store a record belongs to (its own `store` field, else `root`), checked
@@ -28,7 +28,7 @@ import { assertTrustedStore, Store, type StoreOptions } from '../store.js';
 export async function trustedRecordStore(record: Record<string, unknown>, root: string, options: StoreOptions = {}): Promise<Store> {
   const named = record.store;
   if (named !== undefined && (typeof named !== 'string' || !isAbsolute(named) || normalize(named) !== named || (named.endsWith('/') && named !== '/'))) {
-    throw new ConveyorError('ERR_INPUT_RECORD', `store is not a normalised absolute path: ${JSON.stringify(named)}`);
+    throw badRecord(undefined, `store is not a normalised absolute path: ${JSON.stringify(named)}`);
   }
   const path = named === undefined ? resolve(root) : named;
   try {
@@ -47,7 +47,7 @@ export async function trustedRecordStore(record: Record<string, unknown>, root: 
 const MAX_META_BYTES = 1024 * 1024;
 
 function refuse(message: string, hint?: string): never {
-  throw new ConveyorError('ERR_INPUT_RECORD', message, { hint: hint ?? 'use records produced by layer-unpack and overlay-mount for this store' });
+  throw badRecord(undefined, message, hint ?? 'use records produced by layer-unpack and overlay-mount for this store');
 }
 
 /**
@@ -186,7 +186,7 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
  */
 export async function trustedMountPaths(store: Store, record: Record<string, unknown>, options: { mustExist?: boolean } = {}): Promise<ContainerPaths> {
   const id = record.id;
-  if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) refuse(`mount record: not a container id: ${JSON.stringify(id)}`);
+  if (!isContainerId(id)) refuse(`mount record: not a container id: ${JSON.stringify(id)}`);
   const paths = containerPaths(store, id);
   const expected: [string, string][] = [
     ['containerDir', paths.containerDir],

@@ -1,9 +1,7 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { formatBytes } from '@conveyor/lib-common/log';
-import { familiarName, parseReference } from '@conveyor/lib-common/reference';
 import { Store } from '@conveyor/lib-common/store';
-import { formatTable, timeAgo } from '@conveyor/lib-common/table';
 import { listImages } from './list.js';
+import { imageTable } from './table.js';
 
 const HELP = `Usage: img-ls [OPTIONS] [PATTERN...]
 
@@ -50,18 +48,6 @@ await runCli({
       for (const image of images) await ctx.out.write(image);
       return;
     }
-    const rows = images.map((image) => {
-      let name = image.ref;
-      let tag = '<none>';
-      try {
-        const ref = parseReference(image.ref);
-        name = familiarName({ ...ref, tag: undefined, digest: undefined });
-        tag = ref.tag ?? '<none>';
-      } catch {
-        // An entry another tool named freely (a bare tag, a digest): shown as it is.
-      }
-      return [name, tag, image.configDescriptor.digest.slice(7, 19), timeAgo(image.created), formatBytes(image.size)];
-    });
-    ctx.stdout.write(formatTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows));
+    ctx.stdout.write(imageTable(images));
   },
 });

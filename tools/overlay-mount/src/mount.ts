@@ -8,8 +8,8 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
 import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay/mount';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
-import { RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
-import type { Store } from '@conveyor/lib-common/store';
+import { badRecord, RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
+import { isContainerId, type Store } from '@conveyor/lib-common/store';
 
 export interface MountOptions {
   /** Store root used when a record carries none. */
@@ -63,7 +63,7 @@ export async function mountStream(input: Readable, out: RecordSink, options: Mou
 
 /** Unmounts a container's overlay and removes its directory. */
 export async function unmountId(store: Store, id: string, options: MountOptions): Promise<void> {
-  if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) throw new ConveyorError('ERR_USAGE', `not a container id: ${JSON.stringify(id)}`, { hint: 'give the 64-hex id of a mount record' });
+  if (!isContainerId(id)) throw new ConveyorError('ERR_USAGE', `not a container id: ${JSON.stringify(id)}`, { hint: 'give the 64-hex id of a mount record' });
   await removeContainer(store, id);
   options.onDone?.('unmounted', id, store.containerDir(id));
 }
@@ -77,7 +77,7 @@ export async function unmountStream(input: Readable, out: RecordSink, options: M
   for await (const { record, source, line } of readLines(input)) {
     if (record?.type === 'mount') {
       const id = record.id;
-      if (typeof id !== 'string') throw new ConveyorError('ERR_INPUT_RECORD', `${source}:${line}: mount record without id`);
+      if (typeof id !== 'string') throw badRecord(`${source}:${line}`, 'mount record without id');
       const store = await trustedRecordStore(record, options.root, { warn: options.warn });
       // Its paths must be the ones its id names, in a trusted store, before anything there is unmounted or removed.
       await trustedMountPaths(store, record, { mustExist: false });
