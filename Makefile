@@ -52,4 +52,4 @@ uninstall:
 	@for s in scripts/*.mjs; do rm -f "$(DESTDIR)$(PREFIX)/bin/conveyor-$$(basename $$s .mjs)"; done
 
 clean:
-	rm -rf lib-common/dist tools/*/dist tsconfig.tsbuildinfo lib-common/*.tsbuildinfo tools/*/*.tsbuildinfo test/.fixtures
+	rm -rf lib-common/dist lib-common/*/dist tools/*/dist tsconfig.tsbuildinfo lib-common/*.tsbuildinfo lib-common/*/*.tsbuildinfo tools/*/*.tsbuildinfo test/.fixtures

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test/.fixtures
-files=$(ls lib-common/test/*.test.ts tools/*/test/*.test.ts test/*.test.ts 2>/dev/null)
+files=$(ls lib-common/test/*.test.ts lib-common/*/test/*.test.ts tools/*/test/*.test.ts test/*.test.ts 2>/dev/null)
 log=test/.fixtures/tap-output.txt
 # shellcheck disable=SC2086
 pnpm exec tap --reporter=tap $files "$@" 2>&1 | tee "$log" | grep -E '^(not ok|ok|# )' | grep -vE '^# (Subtest|No coverage)'

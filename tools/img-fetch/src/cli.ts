@@ -2,7 +2,7 @@ import { runCli } from '@conveyor/lib-common/cli';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, parsePlatform } from '@conveyor/lib-common/platform';
-import type { RegistryClient } from '@conveyor/lib-common/registry/client';
+import type { RegistryClient } from '@conveyor/registry/client';
 
 const HELP = `Usage: img-fetch [OPTIONS] [REFERENCE...]
 
@@ -84,11 +84,11 @@ await runCli({
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
 
     let client: RegistryClient | undefined;
-    let credentialsModule: typeof import('@conveyor/lib-common/registry/credentials') | undefined;
+    let credentialsModule: typeof import('@conveyor/registry/credentials') | undefined;
     // Loaded only when the store cannot answer alone: http, https and TLS cost start-up time.
     const makeClient = async (): Promise<RegistryClient> => {
       if (!client) {
-        const { RegistryClient } = await import('@conveyor/lib-common/registry/client');
+        const { RegistryClient } = await import('@conveyor/registry/client');
         client = new RegistryClient({
           insecure: Boolean(ctx.args.insecure),
           insecureRegistries: parseHostList([...(ctx.args['insecure-registry'] as string[]), ctx.env.CONVEYOR_INSECURE_REGISTRIES ?? '']),
@@ -96,7 +96,7 @@ await runCli({
           caFile: flag(ctx.args, 'ca-file'),
           sslCertFile: ctx.env.SSL_CERT_FILE || undefined,
           credentials: async (registry) => {
-            credentialsModule ??= await import('@conveyor/lib-common/registry/credentials');
+            credentialsModule ??= await import('@conveyor/registry/credentials');
             return credentialsModule.lookupCredentials(registry, { env: ctx.env });
           },
           userAgent: 'conveyor-img-fetch',

@@ -15,9 +15,9 @@ import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type LayerInfo, type LayerRecord, type Platform } from '@conveyor/lib-common/records';
 import { DEFAULT_REGISTRY, formatReference, parseReference } from '@conveyor/lib-common/reference';
 import type { Store } from '@conveyor/lib-common/store';
-import type { RegistryClient, RepositoryRef } from '@conveyor/lib-common/registry/client';
-import type { ResolvedManifest } from '@conveyor/lib-common/registry/manifest';
-import type { FreeSpace } from '@conveyor/lib-common/registry/blob';
+import type { RegistryClient, RepositoryRef } from '@conveyor/registry/client';
+import type { ResolvedManifest } from '@conveyor/registry/manifest';
+import type { FreeSpace } from '@conveyor/registry/blob';
 
 /** Set on a store index entry whose manifest was chosen from an index: the index digest. */
 export const INDEX_DIGEST_ANNOTATION = 'io.conveyor.index.digest';
@@ -173,8 +173,8 @@ async function loadConfig(name: string, repo: RepositoryRef, client: RegistryCli
 
 async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
   const { store } = options;
-  const { resolveManifest } = await import('@conveyor/lib-common/registry/manifest');
-  const { checkBlobSize, DEFAULT_MAX_BLOB_SIZE, ensureFreeSpace, fetchBlobToStore } = await import('@conveyor/lib-common/registry/blob');
+  const { resolveManifest } = await import('@conveyor/registry/manifest');
+  const { checkBlobSize, DEFAULT_MAX_BLOB_SIZE, ensureFreeSpace, fetchBlobToStore } = await import('@conveyor/registry/blob');
   const maxSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
   await store.init();
   const resolved = await resolveManifest(client, repo, reference, options.platform);

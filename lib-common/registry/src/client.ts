@@ -26,10 +26,10 @@ import type { ClientRequest, Agent as HttpAgent, IncomingMessage } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
-import { sha256 } from '../digest.js';
-import { ConveyorError, type ErrorCode } from '../errors.js';
-import { MANIFEST_ACCEPT, MEDIA_TYPES } from '../mediatypes.js';
-import { isLoopbackRegistry, registryApiHost } from '../reference.js';
+import { sha256 } from '@conveyor/lib-common/digest';
+import { ConveyorError, type ErrorCode } from '@conveyor/lib-common/errors';
+import { MANIFEST_ACCEPT, MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
+import { isLoopbackRegistry, registryApiHost } from '@conveyor/lib-common/reference';
 import { parseChallenge, parseTokenResponse, repositoryScope, type Challenge, type TokenResponse } from './auth.js';
 import type { Credentials } from './credentials.js';
 

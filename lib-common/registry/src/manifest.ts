@@ -4,11 +4,11 @@
  * out of an index, and resolving `tag` or `@digest` to a verified platform
  * manifest.
  */
-import { checkDescriptor, checkManifest, type ImageManifest } from '../image.js';
-import { ConveyorError } from '../errors.js';
-import { INDEX_MEDIA_TYPES, MEDIA_TYPES } from '../mediatypes.js';
-import { formatPlatform, platformMatches } from '../platform.js';
-import type { Descriptor, Platform } from '../records.js';
+import { checkDescriptor, checkManifest, type ImageManifest } from '@conveyor/lib-common/image';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { INDEX_MEDIA_TYPES, MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
+import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
+import type { Descriptor, Platform } from '@conveyor/lib-common/records';
 import type { ManifestResponse, RegistryClient, RepositoryRef } from './client.js';
 
 export type IndexEntry = Descriptor & { platform?: Platform };

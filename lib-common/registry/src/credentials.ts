@@ -10,8 +10,8 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConveyorError } from '../errors.js';
-import { DEFAULT_REGISTRY } from '../reference.js';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { DEFAULT_REGISTRY } from '@conveyor/lib-common/reference';
 
 export interface Credentials {
   username?: string;

@@ -7,10 +7,10 @@
 import t from 'tap';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseChallenge, parseTokenResponse, repositoryScope } from '../src/registry/auth.js';
-import { configKey, keyHostname, lookupCredentials } from '../src/registry/credentials.js';
-import { parseManifest, selectPlatform, type IndexEntry } from '../src/registry/manifest.js';
-import { RegistryClient } from '../src/registry/client.js';
+import { parseChallenge, parseTokenResponse, repositoryScope } from '../src/auth.js';
+import { configKey, keyHostname, lookupCredentials } from '../src/credentials.js';
+import { parseManifest, selectPlatform, type IndexEntry } from '../src/manifest.js';
+import { RegistryClient } from '../src/client.js';
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
 

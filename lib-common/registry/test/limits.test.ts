@@ -14,10 +14,10 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConveyorError } from '../src/errors.js';
-import { checkBlobSize, ensureFreeSpace, fetchBlobToStore, statfsFreeSpace } from '../src/registry/blob.js';
-import { RegistryClient } from '../src/registry/client.js';
-import { Store } from '../src/store.js';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { checkBlobSize, ensureFreeSpace, fetchBlobToStore, statfsFreeSpace } from '../src/blob.js';
+import { RegistryClient } from '../src/client.js';
+import { Store } from '@conveyor/lib-common/store';
 
 const D = `sha256:${'a'.repeat(64)}`;
 

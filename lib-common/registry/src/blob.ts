@@ -24,12 +24,12 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { digestHex } from '../digest.js';
-import { garbageCollectorEvery } from '../memory.js';
-import { ConveyorError } from '../errors.js';
-import { acquireLock } from '../lock.js';
-import type { Descriptor } from '../records.js';
-import type { Store } from '../store.js';
+import { digestHex } from '@conveyor/lib-common/digest';
+import { garbageCollectorEvery } from '@conveyor/lib-common/memory';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { acquireLock } from '@conveyor/lib-common/lock';
+import type { Descriptor } from '@conveyor/lib-common/records';
+import type { Store } from '@conveyor/lib-common/store';
 import { isRetryableNetworkError, sleep, type RegistryClient, type RepositoryRef } from './client.js';
 
 export interface BlobFetchOptions {
