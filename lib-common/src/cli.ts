@@ -1,7 +1,8 @@
 /**
- * The one place that touches `process`: each tool's cli.ts hands its parser
- * spec and main function to runCli, which handles --help/--version, logging
- * set-up, stdout EPIPE, and turning thrown errors into messages and exit codes.
+ * The one module that owns the process (its arguments, environment, stdio and
+ * exit status): each tool's cli.ts hands its parser spec and main function to
+ * runCli, which handles --help/--version, logging set-up, stdout EPIPE, and
+ * turning thrown errors into messages and exit codes.
  */
 import { parseArgs, flag, type ArgSpec, type ParsedArgs } from './args.js';
 import { ConveyorError, EXIT, toConveyorError } from './errors.js';

@@ -100,7 +100,7 @@ export function layerInfos(manifest: ImageManifest, config: ImageConfigBlob): La
 }
 
 /** Only the runtime fields we pass along, with nulls (Docker writes `"Cmd": null`) dropped. */
-export function runtimeConfig(config: ImageConfigBlob): ImageRuntimeConfig {
+function runtimeConfig(config: ImageConfigBlob): ImageRuntimeConfig {
   const out: ImageRuntimeConfig = {};
   const rc = config.config ?? {};
   for (const key of ['User', 'ExposedPorts', 'Env', 'Entrypoint', 'Cmd', 'Volumes', 'WorkingDir', 'Labels', 'StopSignal'] as const) {
@@ -147,7 +147,7 @@ export function buildImageRecord(input: BuildImageRecordInput): ImageRecord {
  * The host's manifest in an index another tool stored; never an attestation
  * or other `unknown` platform entry when a real one is there.
  */
-export function pickHostPlatform(manifests: Descriptor[]): Descriptor | undefined {
+function pickHostPlatform(manifests: Descriptor[]): Descriptor | undefined {
   const host = hostPlatform();
   const platformOf = (m: Descriptor) => (m as Descriptor & { platform?: Platform }).platform;
   return manifests.find((m) => platformMatches(platformOf(m), host)) ?? manifests.find((m) => platformOf(m)?.architecture !== 'unknown') ?? manifests[0];

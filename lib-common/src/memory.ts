@@ -13,7 +13,7 @@ type Collect = (options?: { type?: 'minor' | 'major' }) => void;
 let collect: Collect | null | undefined;
 
 /** Runs a minor GC; a no-op where the engine does not allow it. */
-export function collectYoungGarbage(): void {
+function collectYoungGarbage(): void {
   if (collect === undefined) {
     try {
       const existing = (globalThis as { gc?: Collect }).gc;

@@ -65,7 +65,7 @@ export async function* readLines(input: Readable, options: ReadOptions = {}): As
  * after it (JSON.stringify when passing it through, a deep copy) overflows the
  * stack, a crash reported as an internal error. Refused at the door instead.
  */
-export const MAX_RECORD_DEPTH = 512;
+const MAX_RECORD_DEPTH = 512;
 
 /** Whether `text` nests arrays/objects deeper than `max`, counting brackets outside strings. */
 function nestedDeeperThan(text: string, max: number): boolean {

@@ -134,8 +134,6 @@ export interface ContainerRecord extends RecordBase {
   store: string;
 }
 
-export type AnyRecord = ImageRecord | LayerRecord | RootfsRecord | MountRecord | ContainerRecord | (RecordBase & Record<string, unknown>);
-
 /**
  * A record that breaks the protocol, or names what the store would not have
  * put there: ERR_INPUT_RECORD (exit 2). `where` places it for the reader

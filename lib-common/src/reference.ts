@@ -8,7 +8,7 @@ import { ConveyorError } from './errors.js';
 
 export const DEFAULT_REGISTRY = 'docker.io';
 /** Where docker.io's API actually lives. */
-export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
+const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN = /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;

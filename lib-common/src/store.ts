@@ -6,8 +6,13 @@
  *   layers/<chain hex>/     unpacked layers keyed by chain ID (see layer-unpack)
  *   l/<short>               short links to layer dirs for overlay lowerdir
  *   containers/<id>/        container state, upper/work/merged, bundle, logs
+ *   flattened/<hash>.json   trees layer-unpack --flatten built (overlay/flattened.ts)
  *   locks/                  cross-process locks
- *   tmp/                    scratch on the same filesystem, for atomic renames
+ *   tmp/                    made by init, 0700; nothing writes there today: a
+ *                           temporary file sits beside its target instead
+ *                           (writeFileAtomic's `<path>.<pid>.<rand>.tmp`,
+ *                           layers/.tmp-*, ingest/), the same filesystem, so
+ *                           its rename is atomic
  *
  * Invariant: a file under blobs/ always holds the bytes its name promises.
  * Every blob is written to a temporary file, verified, fsynced and renamed.
@@ -34,7 +39,7 @@ import type { Descriptor } from './records.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 /** containerd's annotation for the full image name; we set both. */
-export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
+const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
 
 export interface OciIndex {
   schemaVersion: 2;
@@ -55,7 +60,7 @@ export function isContainerId(id: unknown): id is string {
 }
 
 /** Mode of the store root and of every directory we create in it: owner only. */
-export const STORE_DIR_MODE = 0o700;
+const STORE_DIR_MODE = 0o700;
 
 export interface StoreOptions {
   /** Called with a message for things the user should know but that do not stop the work (a loose store tightened, a malformed index entry skipped). */
@@ -129,11 +134,6 @@ export class Store {
         }
       });
     }
-  }
-
-  /** A unique path in tmp/ (same filesystem as the store, so rename is atomic). */
-  tempPath(prefix = 'tmp'): string {
-    return join(this.tmpDir, `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
   async writeFileAtomic(path: string, data: string | Buffer): Promise<void> {

@@ -63,7 +63,9 @@ t.test('writer turns EPIPE into a quiet close', async (t) => {
   const error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
   sink.emit('error', error);
   t.ok(writer.isClosed);
+  // Resolves at once (no wait for a drain that will never come) and writes nothing.
   await writer.write({ type: 'x', v: 1 });
+  t.equal(sink.read(), null, 'nothing written after the reader went away');
 });
 
 t.test('text diagnostics cannot carry terminal escapes', async (t) => {

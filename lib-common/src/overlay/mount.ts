@@ -202,7 +202,7 @@ function unescapeMountPath(path: string): string {
 }
 
 /** Mount points of this mount namespace, from /proc/self/mountinfo. */
-export async function mountPoints(): Promise<string[]> {
+async function mountPoints(): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
   return text
     .split('\n')

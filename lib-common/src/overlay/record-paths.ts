@@ -84,7 +84,7 @@ async function assertRealDirsUnder(store: Store, path: string, what: string, mus
  * it last. Anything else, a host directory such as /etc, a flattened tree, a
  * layer of another store, is refused with ERR_INPUT_RECORD.
  */
-export async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer> {
+async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer> {
   if (typeof dir !== 'string') refuse(`layer directory is not a string: ${JSON.stringify(dir)}`);
   const match = /^layers\/([a-f0-9]{64})\/diff$/.exec(relative(store.root, dir));
   if (!isAbsolute(dir) || !match || dir !== join(store.root, 'layers', match[1], 'diff')) {
@@ -121,7 +121,7 @@ export async function assertLayerDir(store: Store, dir: unknown): Promise<Truste
 }
 
 /** What assertLayerDir vouches for: the directory and the chain its meta.json names. */
-export interface TrustedLayer {
+interface TrustedLayer {
   dir: string;
   chainID: string;
   /** null for a bottom layer; undefined in metas written before layer-unpack recorded it. */

@@ -27,7 +27,7 @@ export interface MountOptions {
  * record's store and lower dirs are checked first (records may be forged):
  * only layers unpacked in a trusted store are mounted.
  */
-export async function mountRootfs(record: RootfsRecord, options: MountOptions): Promise<MountRecord> {
+async function mountRootfs(record: RootfsRecord, options: MountOptions): Promise<MountRecord> {
   const store = await trustedRecordStore(record as unknown as Record<string, unknown>, options.root, { warn: options.warn });
   const lowerDirs = await trustedLowerDirs(store, record);
   const paths = await mountOverlay(store, lowerDirs, { forceLinks: options.forceLinks });
