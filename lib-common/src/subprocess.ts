@@ -63,6 +63,8 @@ export interface SubprocessResult {
   stderr: string;
   /** One line saying what went wrong ('' when it succeeded), as execa's. */
   shortMessage: string;
+  /** Node's own message when it could not be started (`spawn runc ENOENT`), as execa's. */
+  originalMessage?: string;
 }
 
 /** A started program: signal it, watch it, and await its result. */
@@ -139,7 +141,7 @@ export function startProcess(file: string, args: string[], options: SubprocessOp
         // Not started (ENOENT, EACCES), or a failed kill of one that is: only the first counts.
         if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) return;
         const code = error.code ?? 'ERROR';
-        settle({ failed: true, code, shortMessage: `Command failed with ${code}: ${command}\n${error.message}` });
+        settle({ failed: true, code, shortMessage: `Command failed with ${code}: ${command}\n${error.message}`, originalMessage: error.message });
       });
       child.on('close', (exitCode, signal) => {
         if (signal) {

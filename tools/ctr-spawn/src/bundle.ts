@@ -1,0 +1,163 @@
+/**
+ * Spec preparation: the OCI runtime spec (config.json) of one container,
+ * either translated from the image config and ctr-spawn's options against the
+ * mounted rootfs (prepareSpec: command, environment, user resolved in the
+ * image's /etc/passwd, working directory, hostname, /etc/hosts, init,
+ * capabilities, seccomp, limits), or an edited spec from --spec made to fit
+ * this container (adoptSpec). Writes the hostname and hosts files it mounts
+ * into the container directory; writeConfig writes config.json.
+ *
+ * Failure: ERR_USAGE (no command, relative working directory, a --spec file
+ * that is not a spec), ERR_USER_NOT_FOUND, ERR_SPAWN_UNSAFE_WORKDIR,
+ * ERR_SPAWN_COMMAND_NOT_FOUND / ERR_SPAWN_NOT_EXECUTABLE (checked in the
+ * rootfs before the runtime starts, as Docker reports them), ERR_SPAWN_FAILED
+ * (--init without tini). Files written before a failure are the container
+ * directory's, removed by the run's clean-up.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import type { RootfsRecord } from '@conveyor/lib-common/records';
+import { isContainerId, type Store } from '@conveyor/lib-common/store';
+import { boundingCaps, findInit, nofileHardLimit, swapLimitSupported } from './host.js';
+import { checkWorkdir, envValue, mergeEnv, type SpawnOptions } from './options.js';
+import { findCommand, mkdirInRoot, DEFAULT_PATH } from './rootfs.js';
+import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount } from './spec.js';
+import { defaultSeccomp } from './seccomp.js';
+import { resolveUser } from './user.js';
+
+export interface PreparedSpec {
+  spec: Record<string, unknown>;
+  hostname: string;
+}
+
+function underAny(path: string, mounts: { destination: string }[]): boolean {
+  return mounts.some((m) => path === m.destination || path.startsWith(m.destination + '/'));
+}
+
+/** Resolves the image config and options against the mounted rootfs into a spec. */
+export async function prepareSpec(record: Record<string, unknown>, paths: ContainerPaths, options: SpawnOptions, cgroupsPath: string): Promise<PreparedSpec> {
+  const config = (record.config && typeof record.config === 'object' ? record.config : {}) as RootfsRecord['config'];
+  const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((s) => typeof s === 'string') ? (v as string[]) : undefined);
+  const rootfs = paths.merged;
+  const entrypoint = options.entrypoint ?? strings(config.Entrypoint) ?? [];
+  const cmd = options.command.length > 0 ? options.command : options.entrypoint !== undefined ? [] : (strings(config.Cmd) ?? []);
+  const args = [...entrypoint, ...cmd];
+  if (args.length === 0) throw new ConveyorError('ERR_USAGE', 'no command specified', { hint: 'give one after --, e.g. ctr-spawn -- sh -c "echo hi"' });
+  const user = await resolveUser(rootfs, options.user ?? (typeof config.User === 'string' ? config.User : ''));
+  const hostname = options.hostname ?? paths.id.slice(0, 12);
+  const imageEnv = strings(config.Env) ?? [];
+  let env = mergeEnv([`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`], options.tty ? ['TERM=xterm'] : [], imageEnv, options.env);
+  if (envValue(env, 'HOME') === undefined) env = [...env, `HOME=${user.home}`];
+  const workdirRaw = options.workdir ?? (typeof config.WorkingDir === 'string' && config.WorkingDir !== '' ? config.WorkingDir : '/');
+  if (!workdirRaw.startsWith('/')) throw new ConveyorError('ERR_USAGE', `working directory must be absolute: ${JSON.stringify(workdirRaw)}`);
+  const cwd = posix.normalize(workdirRaw);
+  await checkWorkdir(rootfs, cwd);
+  const mountsByUser = [...options.volumes, ...options.tmpfs];
+  if (!underAny(cwd, mountsByUser)) await mkdirInRoot(rootfs, cwd);
+
+  // Exit 126/127 before the runtime starts, as Docker reports them.
+  const lookup = await findCommand(rootfs, args[0], envValue(env, 'PATH'), cwd);
+  if (!underAny(lookup.path, mountsByUser)) {
+    if (lookup.status === 'not-found') {
+      throw new ConveyorError('ERR_SPAWN_COMMAND_NOT_FOUND', `exec: ${JSON.stringify(args[0])}: ${args[0].includes('/') ? 'no such file or directory' : 'executable file not found in $PATH'}`, {
+        hint: 'check the command and the image',
+      });
+    }
+    if (lookup.status === 'not-executable') {
+      throw new ConveyorError('ERR_SPAWN_NOT_EXECUTABLE', `exec: ${JSON.stringify(lookup.path)}: ${lookup.why}`, { hint: 'the command must be an executable file' });
+    }
+  }
+
+  const extraMounts: Mount[] = [];
+  await writeFile(join(paths.containerDir, 'hostname'), `${hostname}\n`);
+  await writeFile(join(paths.containerDir, 'hosts'), hostsFile(hostname));
+  extraMounts.push({ destination: '/etc/hostname', type: 'bind', source: join(paths.containerDir, 'hostname'), options: ['rbind', 'rprivate'] });
+  extraMounts.push({ destination: '/etc/hosts', type: 'bind', source: join(paths.containerDir, 'hosts'), options: ['rbind', 'rprivate'] });
+  if (options.netHost && existsSync('/etc/resolv.conf')) {
+    extraMounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'rprivate', 'ro'] });
+  }
+  let finalArgs = args;
+  if (options.init) {
+    const init = findInit();
+    if (!init) throw new ConveyorError('ERR_SPAWN_FAILED', '--init needs a static tini', { hint: 'apt-get install tini (provides /usr/bin/tini-static)' });
+    extraMounts.push({ destination: '/.conveyor-init', type: 'bind', source: init, options: ['rbind', 'rprivate', 'ro'] });
+    finalArgs = ['/.conveyor-init', '--', ...args];
+  }
+  // A missing host path is created as a directory, as docker run -v does.
+  for (const volume of options.volumes) await mkdir(volume.source, { recursive: true });
+  const available = boundingCaps();
+  const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
+  const spec = buildSpec({
+    rootfs,
+    readOnlyRoot: options.readOnly,
+    args: finalArgs,
+    env,
+    cwd,
+    user,
+    hostname,
+    terminal: options.tty,
+    capabilities,
+    privileged: options.privileged,
+    netHost: options.netHost,
+    volumes: options.volumes,
+    tmpfs: options.tmpfs,
+    extraMounts,
+    limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
+    cgroupsPath,
+    nofile: nofileHardLimit(),
+    seccomp: options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile),
+    annotations: {
+      'org.opencontainers.image.ref.name': typeof record.ref === 'string' ? record.ref : '',
+      'org.opencontainers.image.digest': typeof record.digest === 'string' ? record.digest : '',
+      ...(options.name ? { 'io.conveyor.container.name': options.name } : {}),
+    },
+  });
+  return { spec, hostname };
+}
+
+/**
+ * Makes an edited spec (from --print-spec of another run) fit this container:
+ * its root, cgroup and the files of the other container's directory
+ * (/etc/hostname, /etc/hosts) point at this one's.
+ */
+export async function adoptSpec(spec: Record<string, unknown>, paths: ContainerPaths, store: Store, cgroupsPath: string): Promise<Record<string, unknown>> {
+  const hostname = typeof spec.hostname === 'string' ? spec.hostname : paths.id.slice(0, 12);
+  await writeFile(join(paths.containerDir, 'hostname'), `${hostname}\n`);
+  await writeFile(join(paths.containerDir, 'hosts'), hostsFile(hostname));
+  const mounts = Array.isArray(spec.mounts) ? (spec.mounts as Mount[]) : [];
+  return {
+    ...spec,
+    root: { ...((spec.root as object) ?? {}), path: paths.merged },
+    mounts: mounts.map((m) => {
+      const file = typeof m.source === 'string' ? containerFile(store, m.source) : undefined;
+      return file ? { ...m, source: join(paths.containerDir, file) } : m;
+    }),
+    linux: { ...((spec.linux as object) ?? {}), cgroupsPath },
+  };
+}
+
+/** `hostname` or `hosts` when `source` is that file of a container directory of the store. */
+function containerFile(store: Store, source: string): string | undefined {
+  if (!source.startsWith(`${store.containersDir}/`)) return undefined;
+  const parts = source.slice(store.containersDir.length + 1).split('/');
+  return parts.length === 2 && isContainerId(parts[0]) && (parts[1] === 'hostname' || parts[1] === 'hosts') ? parts[1] : undefined;
+}
+
+function hostsFile(hostname: string): string {
+  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`;
+}
+
+/** Reads a --spec file: an OCI runtime spec, e.g. from --print-spec, edited. */
+export async function readSpecFile(path: string): Promise<Record<string, unknown>> {
+  const spec = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  if (!spec || typeof spec !== 'object' || !spec.process) throw new ConveyorError('ERR_USAGE', `--spec ${path}: not an OCI runtime spec`);
+  return spec;
+}
+
+/** Writes the spec as the bundle's config.json. */
+export async function writeConfig(paths: ContainerPaths, spec: Record<string, unknown>): Promise<void> {
+  await writeFile(join(paths.containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n');
+}

@@ -1,0 +1,106 @@
+/**
+ * Calls to the OCI runtime (runc, crun): `run` in the foreground or with
+ * --detach, `state`, `kill`, `delete`, each with `--root <runtime root>`, and
+ * reading why it failed from its JSON log (`--log`).
+ *
+ * Failure: runtimeRun throws ERR_RUNTIME_NOT_FOUND when the runtime binary
+ * is missing and ERR_SPAWN_FAILED when it cannot be started; otherwise it
+ * resolves to the runtime's exit code, which in the foreground is the
+ * container's. runtimeFailure maps the runtime's own error text to Docker's
+ * codes (127 not found, 126 not executable, ERR_CGROUP). state, kill and
+ * delete never throw: they are best-effort.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { runProcess, type StdioSlot, type Subprocess } from '@conveyor/lib-common/subprocess';
+import { signalExit } from './signals.js';
+
+export interface Runtime {
+  /** The runtime binary (name on PATH or path). */
+  runtime: string;
+  /** Its state directory (its --root). */
+  runtimeRoot: string;
+}
+
+export interface RuntimeRunOptions {
+  /** The container's stdin, stdout, stderr. */
+  stdio: [StdioSlot, StdioSlot, StdioSlot];
+  /** Its own session: signals from our terminal do not reach it directly. */
+  ownSession: boolean;
+  /** Called once the runtime process is running. */
+  onStart: (child: Subprocess) => void;
+}
+
+/** The arguments that make the runtime log to `logPath` as JSON (none for runtimes we do not know). */
+export function runtimeLogArgs(runtime: string, logPath: string): string[] {
+  const name = basename(runtime);
+  if (name === 'runc') return ['--log', logPath, '--log-format', 'json'];
+  if (name === 'crun') return [`--log=file:${logPath}`, '--log-format=json'];
+  return [];
+}
+
+/** Runs the runtime with `args`; resolves to its exit code (128+N when killed by signal N). */
+export async function runtimeRun(rt: Runtime, args: string[], options: RuntimeRunOptions): Promise<number> {
+  const result = await runProcess(rt.runtime, ['--root', rt.runtimeRoot, ...args], {
+    stdin: options.stdio[0],
+    stdout: options.stdio[1],
+    stderr: options.stdio[2],
+    detached: options.ownSession,
+    onSpawn: options.onStart,
+  });
+  if (result.code === 'ENOENT') {
+    throw new ConveyorError('ERR_RUNTIME_NOT_FOUND', `OCI runtime ${rt.runtime} not found`, { hint: 'install runc, or choose one with --runtime' });
+  }
+  if (result.code !== undefined) throw new ConveyorError('ERR_SPAWN_FAILED', `cannot start ${rt.runtime}: ${result.originalMessage}`);
+  return result.exitCode ?? (result.signal ? signalExit(result.signal) : 128);
+}
+
+/** The pid of a running container's process, from `runtime state`; undefined when unknown. */
+export async function runtimeStatePid(rt: Runtime, id: string): Promise<number | undefined> {
+  const state = await runProcess(rt.runtime, ['--root', rt.runtimeRoot, 'state', id], { stderr: 'ignore' });
+  try {
+    return (JSON.parse(state.stdout) as { pid?: number }).pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sends `signal` (a name without SIG: KILL) to the container. */
+export async function runtimeKill(rt: Runtime, id: string, signal: string): Promise<void> {
+  await runProcess(rt.runtime, ['--root', rt.runtimeRoot, 'kill', id, signal], { stdout: 'ignore', stderr: 'ignore' });
+}
+
+/** Removes the runtime's state of the container, killing it if it still runs. */
+export async function runtimeDelete(rt: Runtime, id: string): Promise<void> {
+  await runProcess(rt.runtime, ['--root', rt.runtimeRoot, 'delete', '--force', id], { stdout: 'ignore', stderr: 'ignore' });
+}
+
+/** The error messages of the runtime's JSON log, oldest first ([] when there is none). */
+export async function runtimeErrors(logPath: string): Promise<string[]> {
+  const text = await readFile(logPath, 'utf8').catch(() => '');
+  const errors: string[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if ((entry.level === 'error' || entry.level === 'fatal') && entry.msg) errors.push(entry.msg);
+    } catch {
+      // not JSON: a runtime that ignores --log-format
+    }
+  }
+  return errors;
+}
+
+/** Turns the runtime's own failure text into Docker's exit codes. */
+export function runtimeFailure(message: string): ConveyorError {
+  const text = message.replace(/^runc run failed: /, '');
+  if (/exec: .*(executable file not found|no such file or directory)/i.test(text)) {
+    return new ConveyorError('ERR_SPAWN_COMMAND_NOT_FOUND', text, { hint: 'check the command and the image' });
+  }
+  if (/exec: .*(permission denied|is a directory|exec format error)/i.test(text)) {
+    return new ConveyorError('ERR_SPAWN_NOT_EXECUTABLE', text, { hint: 'the command must be an executable file' });
+  }
+  if (/cgroup/i.test(text)) return new ConveyorError('ERR_CGROUP', text, { hint: 'check the limits (--memory, --cpus, --pids-limit) and the cgroup filesystem' });
+  return new ConveyorError('ERR_SPAWN_FAILED', text, { hint: 'the OCI runtime refused the container; inspect it with --print-spec' });
+}
