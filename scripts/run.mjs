@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { realpathSync } from 'node:fs';
 import os from 'node:os';
+import { RUN_FLAGS } from '../tools/ctr-spawn/dist/flags.js';
 
 const HELP = `Usage: conveyor-run [OPTIONS] IMAGE [COMMAND [ARG...]]
 
@@ -26,20 +27,17 @@ Examples:
   conveyor-run --memory 64m --pids-limit 50 alpine sh -c 'ulimit -a'
 `;
 
-// ctr-spawn flags that take a value; everything else is a boolean switch.
-const SPAWN_VALUE_FLAGS = ['env', 'env-file', 'volume', 'tmpfs', 'workdir', 'user', 'hostname', 'entrypoint', 'memory', 'cpus',
-  'pids-limit', 'runtime', 'runtime-root', 'net', 'name', 'cap-add', 'cap-drop', 'security-opt', 'log-format', 'progress'];
-// ctr-spawn's switches: declared so that `--rm alpine` does not read alpine as --rm's value.
-const SPAWN_SWITCHES = ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'quiet'];
+// ctr-spawn's flags come from ctr-spawn itself, so a flag it gains is never
+// taken for the image here (`--print-spec alpine` once read alpine as its value).
 const FETCH_VALUE_FLAGS = ['pull', 'platform', 'root'];
-const SHORT = { e: 'env', v: 'volume', w: 'workdir', u: 'user', m: 'memory', i: 'interactive', t: 'tty', d: 'detach', q: 'quiet', h: 'help' };
+const SHORT = { ...RUN_FLAGS.alias, h: 'help' };
 
 const here = dirname(realpathSync(fileURLToPath(import.meta.url)));
 const tool = (name) => join(here, '..', 'tools', name, 'bin', `${name}.js`);
 
 const args = minimist(process.argv.slice(2), {
-  string: [...SPAWN_VALUE_FLAGS, ...FETCH_VALUE_FLAGS],
-  boolean: ['help', 'insecure', 'plain-http', ...SPAWN_SWITCHES],
+  string: [...RUN_FLAGS.values, ...FETCH_VALUE_FLAGS],
+  boolean: ['help', 'insecure', 'plain-http', ...RUN_FLAGS.switches],
   alias: SHORT,
   stopEarly: true,
 });

@@ -3,6 +3,7 @@ import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
 import { loadSeccompProfile, parseCpus, parseSecurityOpts, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
+import { SPAWN_FLAGS } from './flags.js';
 import { spawnContainer } from './spawn.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
@@ -80,13 +81,7 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
 await runCli({
   name: 'ctr-spawn',
   help: HELP,
-  spec: {
-    string: ['entrypoint', 'workdir', 'user', 'hostname', 'net', 'memory', 'cpus', 'pids-limit', 'name', 'record', 'spec', 'runtime', 'runtime-root'],
-    multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt'],
-    boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec'],
-    alias: { e: 'env', w: 'workdir', u: 'user', v: 'volume', m: 'memory', i: 'interactive', t: 'tty', d: 'detach' },
-    stopAtDoubleDash: true,
-  },
+  spec: SPAWN_FLAGS,
   exitCodeFor: (error) => (error.exitCode === EXIT.NOT_EXECUTABLE || error.exitCode === EXIT.NOT_FOUND ? error.exitCode : EXIT.SPAWN_FAILED),
   main: async (ctx) => {
     const args = ctx.args;
