@@ -1,7 +1,9 @@
 /**
  * ctr-spawn's options and the small parsers behind its flags: environment
- * entries and env files, volumes, tmpfs mounts. Pure functions plus one file
- * read; no `process`.
+ * entries and env files, volumes, tmpfs mounts, --cpus, --security-opt, and
+ * the working-directory check. Pure functions except for reading env files
+ * and seccomp profiles and resolving the working directory in the rootfs;
+ * no `process` (the host environment comes in as an argument).
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';

@@ -3,9 +3,10 @@
  * container, cleanup when ctr-spawn is interrupted, and images with many layers.
  */
 import t from 'tap';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { addLayers, busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
+import { cgroupDirOf, containerDirs, containerPid, conveyorCgroups, ctrSpawn, mountsUnder, type CgroupDir } from './helpers.js';
 
 const root = tempStore('conveyor-lim-');
 t.teardown(() => removeStore(root));
@@ -16,6 +17,35 @@ function assertClean(t: Tap.Test, shortId: string) {
   t.strictSame(containerDirs(root), [], 'no container dirs left');
   t.strictSame(conveyorCgroups().filter((d) => d.includes(`/conveyor/${shortId}`)), [], 'no cgroup dirs left');
   t.notOk(existsSync('/run/conveyor-runc') && readdirSync('/run/conveyor-runc').some((e) => e.startsWith(shortId)), 'no runc state left');
+}
+
+/**
+ * Runs a container with `flags` and, once it is up, hands the host pid of its
+ * first process (from the runtime's state) to `inspect`; then stops it
+ * (--init: tini passes SIGTERM on) and checks that nothing is left.
+ */
+async function whileUp<T>(t: Tap.Test, flags: string[], inspect: (pid: number) => T): Promise<T> {
+  let seen: { value: T } | { error: unknown } | undefined;
+  const r = await ctrSpawn(latest, ['--init', ...flags, '--', 'sh', '-c', 'hostname; echo ready; exec sleep 60'], (out, child) => {
+    if (seen || !out.includes('ready\n')) return;
+    try {
+      seen = { value: inspect(containerPid(out.split('\n')[0])) };
+    } catch (error) {
+      seen = { error };
+    }
+    child.kill('SIGTERM');
+  });
+  if (!seen) throw new Error(`the container never came up: exit ${r.code}: ${r.stderr}`);
+  t.equal(r.code, 143, 'stopped by SIGTERM');
+  assertClean(t, r.stdout.split('\n')[0]);
+  if ('error' in seen) throw seen.error;
+  return seen.value;
+}
+
+/** A cgroup file's content, trimmed; undefined when the kernel does not have it. */
+function cgroupFile(cgroup: CgroupDir, name: string): string | undefined {
+  const path = join(cgroup.dir, name);
+  return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
 }
 
 t.test('a memory hog is OOM-killed and reported', async (t) => {
@@ -29,9 +59,25 @@ t.test('a memory hog is OOM-killed and reported', async (t) => {
   const fits = await ctrSpawn(latest, ['-m', '16m', '--', 'sh', '-c', 'exec dd if=/dev/zero of=/dev/null bs=1M count=4 2>/dev/null']);
   t.equal(fits.code, 0, 'within the limit it runs');
   t.notMatch(fits.stderr, /OOM/);
-  const limit = await ctrSpawn(latest, ['-m', '16m', '--', 'cat', '/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes']);
-  if (existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes')) {
-    t.equal(limit.stdout, `${16 * 1024 * 1024}\n${16 * 1024 * 1024}\n`, 'memory and memory+swap limited alike (cgroup v1)');
+});
+
+t.test("--memory limits memory, and memory+swap alike, in the container's cgroup (v1 or v2)", async (t) => {
+  const limit = String(16 * 1024 * 1024);
+  const found = await whileUp(t, ['-m', '16m'], (pid) => {
+    const cgroup = cgroupDirOf(pid, 'memory');
+    if (!cgroup) return undefined;
+    const swapFile = cgroup.version === 1 ? 'memory.memsw.limit_in_bytes' : 'memory.swap.max';
+    return { cgroup, swapFile, memory: cgroupFile(cgroup, cgroup.version === 1 ? 'memory.limit_in_bytes' : 'memory.max'), swap: cgroupFile(cgroup, swapFile) };
+  });
+  if (!found) return t.fail('the container has no memory cgroup (v1 or v2): --memory would be ignored');
+  t.equal(found.memory, limit, `memory limit 16 MiB (cgroup v${found.cgroup.version}, ${found.cgroup.dir})`);
+  if (found.swap === undefined) {
+    t.pass('swap limit', { skip: `no ${found.swapFile}: this kernel does not account swap, so there is no swap limit to set` });
+  } else if (found.cgroup.version === 1) {
+    t.equal(found.swap, limit, 'memory+swap limited to the same 16 MiB: no swap on top');
+  } else {
+    // v2 limits swap apart from memory: runc writes memory+swap minus memory.
+    t.equal(found.swap, '0', 'no swap on top of the 16 MiB');
   }
 });
 
@@ -40,13 +86,21 @@ t.test('a fork loop hits the pids limit', async (t) => {
   t.match(r.stderr, /can't fork/, 'fork fails');
   t.not(r.code, 0, 'the shell gives up (busybox sh exits when fork fails)');
   t.notMatch(r.stdout, /loop done/);
-  const max = await ctrSpawn(latest, ['--pids-limit', '10', '--', 'cat', '/sys/fs/cgroup/pids/pids.max']);
-  t.equal(max.stdout, '10\n', 'pids.max is 10');
+  const max = await whileUp(t, ['--pids-limit', '10'], (pid) => {
+    const cgroup = cgroupDirOf(pid, 'pids');
+    return cgroup && cgroupFile(cgroup, 'pids.max');
+  });
+  t.equal(max, '10', "pids.max is 10 in the container's cgroup");
 });
 
 t.test('--cpus sets a CFS quota', async (t) => {
-  const r = await ctrSpawn(latest, ['--cpus', '0.5', '--', 'cat', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us', '/sys/fs/cgroup/cpu/cpu.cfs_period_us']);
-  t.equal(r.stdout, '50000\n100000\n', r.stderr);
+  const quota = await whileUp(t, ['--cpus', '0.5'], (pid) => {
+    const cgroup = cgroupDirOf(pid, 'cpu');
+    if (!cgroup) return undefined;
+    // v1: a file each; v2: "quota period" in cpu.max.
+    return cgroup.version === 1 ? `${cgroupFile(cgroup, 'cpu.cfs_quota_us')} ${cgroupFile(cgroup, 'cpu.cfs_period_us')}` : cgroupFile(cgroup, 'cpu.max');
+  });
+  t.equal(quota, '50000 100000', 'half of each 100 ms period');
 });
 
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const) {
