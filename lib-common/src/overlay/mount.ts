@@ -19,12 +19,12 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
+import { runProcess, type SubprocessResult } from '../subprocess.js';
 import { mkdirClosed, Store } from '../store.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
@@ -114,15 +114,6 @@ async function ensureLink(storeRoot: string, linksDir: string, name: string, tar
   }
 }
 
-function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {
-  return new Promise((done) => {
-    execFile(cmd, args, { cwd, encoding: 'utf8' }, (error, _stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 127) : 0;
-      done({ code, stderr: stderr || (error && code === 127 ? String(error.message) : '') });
-    });
-  });
-}
-
 export interface MountOverlayOptions {
   /** Container id; a new random one by default. */
   id?: string;
@@ -173,8 +164,8 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
     }
     // Uptime has 10 ms steps and the two clocks drift a little: allow a margin.
     const since = uptimeMicros() - 100_000;
-    const result = await run('mount', ['-t', 'overlay', 'overlay', '-o', plan.options, paths.merged], plan.cwd);
-    if (result.code !== 0) throw mountError(result, paths.merged, since);
+    const result = await runProcess('mount', ['-t', 'overlay', 'overlay', '-o', plan.options, paths.merged], { cwd: plan.cwd });
+    if (result.failed) throw mountError(result, paths.merged, since);
     return paths;
   } catch (error) {
     await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
@@ -182,9 +173,10 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
   }
 }
 
-function mountError(result: { code: number; stderr: string }, target: string, since: number): ConveyorError {
-  if (result.code === 127) {
-    return new ConveyorError('ERR_MOUNT_FAILED', `cannot run mount(8): ${result.stderr.trim()}`, { hint: 'install util-linux' });
+function mountError(result: SubprocessResult, target: string, since: number): ConveyorError {
+  // Only a mount(8) that could not start is "cannot run" (an exit status of 127 from mount itself is its own failure).
+  if (result.code !== undefined) {
+    return new ConveyorError('ERR_MOUNT_FAILED', `cannot run mount(8): ${result.originalMessage ?? result.shortMessage}`, { hint: 'install util-linux' });
   }
   const kernel = readKernelLog((m) => /^overlay(fs)?:/.test(m), 1, since)[0];
   const tool = result.stderr.split('\n')[0].replace(/^mount: /, '').trim();
@@ -225,10 +217,12 @@ export async function removeContainer(store: Store, id: string, options: { keepD
   const paths = containerPaths(store, id);
   const mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
   for (const point of mounted) {
-    const result = await run('umount', [point]);
-    if (result.code !== 0) {
+    const result = await runProcess('umount', [point]);
+    if (result.failed) {
       const busy = /busy/i.test(result.stderr);
-      throw new ConveyorError('ERR_MOUNT_FAILED', `unmount of ${point} failed: ${result.stderr.split('\n')[0].replace(/^umount: /, '').trim()}`, {
+      const said = result.stderr.split('\n')[0].replace(/^umount: /, '').trim();
+      const why = result.code !== undefined ? (result.originalMessage ?? result.shortMessage) : said || result.shortMessage;
+      throw new ConveyorError('ERR_MOUNT_FAILED', `unmount of ${point} failed: ${why}`, {
         hint: busy ? 'a process still uses the container filesystem; stop it first (fuser -vm ' + point + ')' : 'check with findmnt ' + point,
       });
     }
