@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import { ConveyorError } from './errors.js';
 
-const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** A sha256 digest, `sha256:` and 64 lowercase hex digits: the one pattern for digests (no g/y flag, so `.test` keeps no state). */
+export const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** 64 lowercase hex digits: a digest's hex part, and ids made of one (chain-ID directories, container ids). */
+export const SHA256_HEX = /^[a-f0-9]{64}$/;
 
 export function sha256(data: Buffer | string): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;

@@ -16,6 +16,18 @@ export const MEDIA_TYPES = {
   dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
 
+/**
+ * Docker schema1, refused everywhere by this one check: deprecated, signed
+ * payloads whose digest is not the bytes', no content-addressed config.
+ * Known by its media type (a Content-Type, or the manifest's own) or, since
+ * old registries serve it as application/json, by `schemaVersion: 1` in the
+ * parsed manifest.
+ */
+export function isSchema1(mediaType: string | undefined, manifest?: unknown): boolean {
+  if (mediaType === MEDIA_TYPES.dockerSchema1 || mediaType === MEDIA_TYPES.dockerSchema1Signed) return true;
+  return typeof manifest === 'object' && manifest !== null && (manifest as { schemaVersion?: unknown }).schemaVersion === 1;
+}
+
 export const INDEX_MEDIA_TYPES: readonly string[] = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList];
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest];
 

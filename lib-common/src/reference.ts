@@ -4,6 +4,7 @@
  * port or `localhost` is a registry host; `@sha256:` pins a digest; with a
  * digest and no tag, no `latest` is implied.
  */
+import { SHA256_DIGEST } from './digest.js';
 import { ConveyorError } from './errors.js';
 
 export const DEFAULT_REGISTRY = 'docker.io';
@@ -14,7 +15,6 @@ const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN = /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
-const SHA256 = /^sha256:[a-f0-9]{64}$/;
 
 export interface Reference {
   /** Registry host as written, with port: `docker.io`, `localhost:5000`. */
@@ -40,7 +40,7 @@ export function parseReference(input: string): Reference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST.test(digest)) fail('malformed digest');
-    if (digest.startsWith('sha256:') && !SHA256.test(digest)) fail('a sha256 digest is 64 lowercase hex characters');
+    if (digest.startsWith('sha256:') && !SHA256_DIGEST.test(digest)) fail('a sha256 digest is 64 lowercase hex characters');
   }
   let tag: string | undefined;
   const lastSlash = rest.lastIndexOf('/');

@@ -1,9 +1,10 @@
 /**
- * The registry auth handshake: a 401 carries `WWW-Authenticate: Bearer
- * realm="…",service="…",scope="…"` (Docker Hub, most registries) or `Basic
- * realm="…"`. For Bearer we fetch a token from the realm (with basic auth when
- * we have credentials, or an OAuth2 refresh-token POST for identity tokens)
- * and cache it per scope for its lifetime.
+ * Parsing for the registry auth handshake, no I/O: the `WWW-Authenticate`
+ * challenge a 401 carries (`Bearer realm="…",service="…",scope="…"` from
+ * Docker Hub and most registries, or `Basic realm="…"`), a token endpoint's
+ * answer, and repository scopes. The flow that uses them (fetching and
+ * caching tokens) is authorizer.ts. Malformed input is undefined, never a
+ * throw: the caller decides what a missing challenge or token means.
  */
 
 export interface Challenge {

@@ -30,7 +30,8 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { acquireLock } from '@conveyor/lib-common/lock';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
-import { isRetryableNetworkError, sleep, type RegistryClient, type RepositoryRef } from './client.js';
+import type { RegistryClient, RepositoryRef } from './client.js';
+import { backoffDelay, isRetryableNetworkError, retry, type Attempt } from './retry.js';
 
 export interface BlobFetchOptions {
   signal?: AbortSignal;
@@ -94,7 +95,7 @@ export interface BlobFetchResult {
   status: 'present' | 'downloaded';
   /** Bytes that came from an earlier partial download. */
   resumedBytes: number;
-  /** Requests made for this blob. */
+  /** Downloads started for this blob (openBlob calls; each retries 429/5xx/resets inside, uncounted here). */
   requests: number;
 }
 
@@ -125,9 +126,12 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
   let resumedBytes = -1;
   let restartedClean = false;
   await ensureFreeSpace(store.ingestDir, size - Math.min(size, await fileSize(partial)), `blob ${digest}`, options.freeSpace);
-  for (let attempt = 1; ; attempt++) {
+  // Each round resumes from what the partial file holds; it goes again after a
+  // stall (counted, with backoff), at once after a refused range or a resumed
+  // file that does not verify.
+  return retry<BlobFetchResult>(async (n) => {
     // Progress resets the stall count; this caps a registry that trickles a byte per connection.
-    if (attempt > MAX_ATTEMPTS) throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: gave up after ${MAX_ATTEMPTS} attempts`);
+    if (n >= MAX_ATTEMPTS) throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: gave up after ${MAX_ATTEMPTS} attempts`);
     let offset = await fileSize(partial);
     if (offset > size) {
       await rm(partial, { force: true });
@@ -146,8 +150,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
       } catch (error) {
         // Too slow was retried by the request already; another round here would square the wait.
         if (error instanceof ConveyorError && error.code === 'ERR_REGISTRY_UNAVAILABLE' && isRetryableNetworkError(error.cause) && !isSlow(error.cause) && ++stalls < maxStalls) {
-          await backoff(client, stalls, options, `${digest.slice(0, 19)}: ${error.message}`);
-          continue;
+          return again(client, stalls, `${digest.slice(0, 19)}: ${error.message}`);
         }
         throw error;
       }
@@ -155,7 +158,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
         // The registry does not like our range: start over.
         await rm(partial, { force: true });
         if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry refuses ranges and full downloads`);
-        continue;
+        return { again: true };
       }
       if (res.statusCode === 206) {
         const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
@@ -163,7 +166,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
           res.destroy();
           await rm(partial, { force: true });
           if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry answers ranges wrongly`);
-          continue;
+          return { again: true };
         }
       } else if (offset > 0) {
         // 200: the registry ignored Range and sends the whole blob; start the file over.
@@ -190,14 +193,12 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
             ...(isSlow(error) ? { hint: `${ref.registry} stayed below the minimum rate ${maxStalls} times; on a slow link lower --min-rate (0 turns the check off) or widen --rate-window` } : {}),
           });
         }
-        await backoff(client, Math.max(stalls, 1), options, `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`);
-        continue;
+        return again(client, Math.max(stalls, 1), `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`);
       }
       if (written < size) {
         // The server ended the body early without an error.
         if (++stalls >= maxStalls) throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent ${written} of ${size} bytes`);
-        await backoff(client, stalls, options, `${digest.slice(0, 19)}: body ended at ${written} of ${size} bytes; resuming`);
-        continue;
+        return again(client, stalls, `${digest.slice(0, 19)}: body ended at ${written} of ${size} bytes; resuming`);
       }
     }
     const actual = `sha256:${hash.digest('hex')}`;
@@ -205,8 +206,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
       await rm(partial, { force: true });
       if (resumedThisAttempt && !restartedClean) {
         restartedClean = true;
-        options.onRetry?.(`${digest.slice(0, 19)}: resumed download does not verify; downloading again from the start`);
-        continue;
+        return { again: true, message: `${digest.slice(0, 19)}: resumed download does not verify; downloading again from the start` };
       }
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `blob ${digest} from ${ref.registry}/${ref.repository}: the content has digest ${actual}`, {
         hint: 'the registry is broken or lying; nothing was stored',
@@ -216,18 +216,18 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
     if (size === 0) await writeFile(partial, '');
     await syncFile(partial);
     await store.commitIngest(digest, partial);
-    return { status: 'downloaded', resumedBytes, requests };
-  }
+    return { done: { status: 'downloaded', resumedBytes, requests } };
+  }, { signal: options.signal, onRetry: options.onRetry });
 }
 
 function isSlow(error: unknown): boolean {
   return (error as NodeJS.ErrnoException)?.code === 'ERR_CONVEYOR_SLOW';
 }
 
-async function backoff(client: RegistryClient, attempt: number, options: BlobFetchOptions, message: string): Promise<void> {
-  const wait = client.backoff(attempt - 1);
-  options.onRetry?.(`${message} (in ${wait} ms)`);
-  await sleep(wait, options.signal);
+/** Another round after the `stalls`-th stall, after the client's backoff. */
+function again(client: RegistryClient, stalls: number, message: string): Attempt<never> {
+  const wait = backoffDelay(client.retryPolicy, stalls - 1);
+  return { again: true, wait, message: `${message} (in ${wait} ms)` };
 }
 
 /** Streams the body into the partial file, hashing as it goes. Returns the bytes now in the file. */

@@ -5,7 +5,8 @@
  * helpers: `credHelpers[host]` first, then `credsStore`, each run as
  * `docker-credential-<name> get` with the server URL on stdin.
  *
- * Library code: the environment (HOME, DOCKER_CONFIG, PATH) is passed in.
+ * Library code: the environment (HOME, DOCKER_CONFIG, PATH) is passed in;
+ * without HOME there, os.homedir() names the config's home.
  */
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';

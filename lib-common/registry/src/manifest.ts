@@ -6,7 +6,7 @@
  */
 import { checkDescriptor, checkManifest, type ImageManifest } from '@conveyor/lib-common/image';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { INDEX_MEDIA_TYPES, MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
+import { INDEX_MEDIA_TYPES, isSchema1, MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
 import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
 import type { Descriptor, Platform } from '@conveyor/lib-common/records';
 import type { ManifestResponse, RegistryClient, RepositoryRef } from './client.js';
@@ -17,7 +17,16 @@ export type ParsedManifest =
   | { kind: 'index'; manifests: IndexEntry[]; mediaType: string }
   | { kind: 'manifest'; manifest: ImageManifest; mediaType: string };
 
-const SCHEMA1 = new Set<string>([MEDIA_TYPES.dockerSchema1, MEDIA_TYPES.dockerSchema1Signed, 'application/json']);
+/** Content-Types that say nothing about the manifest inside: schema1's, and the application/json old registries serve. */
+const VAGUE_CONTENT_TYPES = new Set<string>([MEDIA_TYPES.dockerSchema1, MEDIA_TYPES.dockerSchema1Signed, 'application/json']);
+
+/** The error for a schema1 manifest (told by lib-common's isSchema1), wherever the registry client meets one. */
+export function schema1Error(what: string, details: Record<string, unknown>): ConveyorError {
+  return new ConveyorError('ERR_MANIFEST_UNSUPPORTED', `${what} is a Docker schema1 manifest, which is not supported`, {
+    hint: 'schema1 is deprecated and unsafe (no content-addressed config); push the image again with a current client (docker, skopeo, buildah) to get a schema2 or OCI manifest',
+    details,
+  });
+}
 
 /** Parses and validates what a registry sent for a manifest request. */
 export function parseManifest(response: ManifestResponse, what: string): ParsedManifest {
@@ -30,14 +39,9 @@ export function parseManifest(response: ManifestResponse, what: string): ParsedM
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new ConveyorError('ERR_MANIFEST_INVALID', `${what}: not a JSON object`);
   const declared = typeof json.mediaType === 'string' ? json.mediaType : undefined;
   const contentType = response.mediaType;
-  if (json.schemaVersion === 1 || contentType === MEDIA_TYPES.dockerSchema1 || contentType === MEDIA_TYPES.dockerSchema1Signed) {
-    throw new ConveyorError('ERR_MANIFEST_UNSUPPORTED', `${what} is a Docker schema1 manifest, which img-fetch does not support`, {
-      hint: 'schema1 is deprecated and unsafe (no content-addressed config); push the image again with a current client (docker, skopeo, buildah) to get a schema2 or OCI manifest',
-      details: { digest: response.digest, mediaType: contentType || declared },
-    });
-  }
-  const mediaType = declared ?? (SCHEMA1.has(contentType) || contentType === '' ? undefined : contentType);
-  if (declared && contentType && !SCHEMA1.has(contentType) && contentType !== declared) {
+  if (isSchema1(contentType, json)) throw schema1Error(what, { digest: response.digest, mediaType: contentType || declared });
+  const mediaType = declared ?? (VAGUE_CONTENT_TYPES.has(contentType) || contentType === '' ? undefined : contentType);
+  if (declared && contentType && !VAGUE_CONTENT_TYPES.has(contentType) && contentType !== declared) {
     throw new ConveyorError('ERR_MANIFEST_INVALID', `${what}: Content-Type ${contentType} but the manifest says ${declared}`);
   }
   const isIndex = mediaType ? INDEX_MEDIA_TYPES.includes(mediaType) : Array.isArray(json.manifests);

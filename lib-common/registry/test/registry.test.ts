@@ -1,7 +1,8 @@
 /**
  * The registry client's pure parts, table-driven: WWW-Authenticate parsing,
  * token responses, config.json credential lookup (with a real helper script),
- * manifest classification and platform selection. The HTTP paths are tested
+ * manifest classification and platform selection (backoff and the retry loop
+ * are retry.test.ts). The HTTP paths are tested
  * end to end against a real registry in tools/img-fetch/test.
  */
 import t from 'tap';
@@ -10,7 +11,6 @@ import { join } from 'node:path';
 import { parseChallenge, parseTokenResponse, repositoryScope } from '../src/auth.js';
 import { configKey, keyHostname, lookupCredentials } from '../src/credentials.js';
 import { parseManifest, selectPlatform, type IndexEntry } from '../src/manifest.js';
-import { RegistryClient } from '../src/client.js';
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
 
@@ -156,17 +156,4 @@ t.test('selectPlatform', async (t) => {
   t.equal(selectPlatform([entry('7', 'linux', 'arm64')], { os: 'linux', architecture: 'arm64', variant: 'v8' }, 'x').digest, D('7'), 'arm64 without variant is v8');
   t.throws(() => selectPlatform(list, { os: 'linux', architecture: 's390x' }, 'x'), { code: 'ERR_PLATFORM_NOT_FOUND' });
   t.throws(() => selectPlatform(list, { os: 'unknown', architecture: 'unknown', variant: 'z' }, 'x'), { code: 'ERR_PLATFORM_NOT_FOUND' });
-});
-
-t.test('backoff: exponential, capped, Retry-After wins', async (t) => {
-  const client = new RegistryClient({ retryDelayMs: 100, maxRetryDelayMs: 1000 });
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const ms = client.backoff(attempt);
-    t.ok(ms >= 75 * 2 ** attempt && ms <= 125 * 2 ** attempt, `attempt ${attempt}: ${ms}`);
-  }
-  t.equal(client.backoff(10), 1000, 'capped');
-  t.equal(client.backoff(0, '0'), 0);
-  t.equal(client.backoff(0, '0.5'), 500);
-  t.equal(client.backoff(0, '3600'), 1000, 'Retry-After is capped too');
-  client.close();
 });
