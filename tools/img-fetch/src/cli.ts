@@ -1,6 +1,6 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
-import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
+import { ConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, parsePlatform } from '@conveyor/lib-common/platform';
 import type { RegistryClient } from '@conveyor/registry/client';
 
@@ -108,10 +108,10 @@ await runCli({
       return client;
     };
 
-    let exitCode: number = EXIT.OK;
-    const pullOne = async (ref: string) => {
-      try {
-        const result = await fetchImage(ref, {
+    const { pullEach, argumentItems } = await import('./pull-each.js');
+    const options = {
+      pull: (ref: string) =>
+        fetchImage(ref, {
           store,
           client: makeClient,
           platform,
@@ -126,30 +126,19 @@ await runCli({
           onRetry: (message) => ctx.log.info(message),
           mirrors,
           maxBlobSize: limits.maxBlobSize,
-        });
-        if (result.source === 'pulled') ctx.log.info(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
-      } catch (error) {
-        const err = toConveyorError(error);
-        ctx.log.error(err);
-        if (exitCode === EXIT.OK) exitCode = err.exitCode;
-      }
+        }),
+      write: (record: Record<string, unknown>) => ctx.out.write(record),
+      info: (message: string) => ctx.log.info(message),
+      error: (error: ConveyorError) => ctx.log.error(error),
     };
-
     try {
-      if (ctx.args._.length > 0) {
-        for (const ref of ctx.args._) await pullOne(ref);
-      } else {
-        if (ctx.stdin.isTTY) throw new ConveyorError('ERR_USAGE', 'no reference given', { hint: 'name an image (img-fetch alpine:3.20) or pipe references in; see --help' });
-        const { readInput } = await import('./input.js');
-        for await (const item of readInput(ctx.stdin)) {
-          if (item.kind === 'passthrough') await ctx.out.write(item.record);
-          else await pullOne(item.ref);
-        }
-      }
+      if (ctx.args._.length > 0) return await pullEach(argumentItems(ctx.args._), options);
+      if (ctx.stdin.isTTY) throw new ConveyorError('ERR_USAGE', 'no reference given', { hint: 'name an image (img-fetch alpine:3.20) or pipe references in; see --help' });
+      const { readInput } = await import('./input.js');
+      return await pullEach(readInput(ctx.stdin), options);
     } finally {
       client?.close();
     }
-    return exitCode;
   },
 });
 

@@ -1,0 +1,51 @@
+/**
+ * Pulling every reference of a run, one after another, and the exit policy:
+ * a reference that fails is reported and the others still run; the run ends
+ * with 0 when every pull succeeded, otherwise with the exit code of the first
+ * failure (1 for a failed pull, 2 for a bad reference). Records that name no
+ * reference pass through in their place in the stream. Library code: the
+ * pull, the writer and the reporting are passed in.
+ *
+ * Never throws for a failed pull (it becomes the `error` report); what the
+ * input iterator or `write` throw (a bad input line, a closed stdout) ends
+ * the run and propagates.
+ */
+import { EXIT, toConveyorError, type ConveyorError } from '@conveyor/lib-common/errors';
+import type { FetchResult } from './fetch.js';
+import type { InputItem } from './input.js';
+
+export interface PullEachOptions {
+  /** Pulls one reference and writes its records (fetchImage with the run's options). */
+  pull: (ref: string) => Promise<FetchResult>;
+  /** Writes a record that passes through. */
+  write: (record: Record<string, unknown>) => Promise<void>;
+  /** Told about each image pulled from the registry (not those the store answered). */
+  info?: (message: string) => void;
+  /** Told about each failed reference. */
+  error: (error: ConveyorError) => void;
+}
+
+/** Pulls each reference of `items` in order; resolves with the run's exit code. */
+export async function pullEach(items: Iterable<InputItem> | AsyncIterable<InputItem>, options: PullEachOptions): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  for await (const item of items) {
+    if (item.kind === 'passthrough') {
+      await options.write(item.record);
+      continue;
+    }
+    try {
+      const result = await options.pull(item.ref);
+      if (result.source === 'pulled') options.info?.(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
+    } catch (error) {
+      const err = toConveyorError(error);
+      options.error(err);
+      if (exitCode === EXIT.OK) exitCode = err.exitCode;
+    }
+  }
+  return exitCode;
+}
+
+/** References given as arguments, as input items. */
+export function argumentItems(refs: string[]): InputItem[] {
+  return refs.map((ref, i) => ({ kind: 'ref', ref, source: `argument ${i + 1}` }));
+}
