@@ -18,8 +18,12 @@
  *    followed by anything else is an error;
  *  - names are byte strings (see tarheader.ts);
  *  - PAX numbers are parsed strictly; sparse files are refused by name.
- * The methods are tar-stream 3.x internals: install() checks they exist and
- * fails loudly (not subtly) if an upgrade moved them.
+ * The methods are tar-stream internals (lib/extract.js of 3.2.2): install()
+ * checks they exist and fails loudly (not subtly) if an upgrade moved them.
+ * That check cannot see a method whose meaning changed, so tar-stream is
+ * pinned exactly (3.2.2, in the root package.json and layer-unpack's): an
+ * upgrade is a deliberate step, re-reading extract.js against the methods
+ * below and running tar-go.test.ts.
  */
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Extract } from 'tar-stream';
@@ -89,7 +93,7 @@ interface State {
   eof: boolean;
 }
 
-/** The tar-stream internals we drive (extract.js, 3.x). */
+/** The tar-stream internals we drive (extract.js of 3.2.2, pinned exactly: see the file comment). */
 interface Internals {
   _locked: boolean;
   _offset: number;
