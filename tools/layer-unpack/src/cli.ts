@@ -97,7 +97,7 @@ await runCli({
       log: ctx.log,
       progress: ctx.progress,
     };
-    const { unpackFiles, unpackRecords } = await import('./unpack.js');
+    const { unpackFiles, unpackRecords } = await import('./records.js');
     if (files.length > 0) {
       await ctx.out.write(await unpackFiles(files, flatten!, opts));
       return 0;

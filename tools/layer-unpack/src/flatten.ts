@@ -8,13 +8,13 @@
  * it is not forced closed the way the store is; exposureWarning says when
  * other users can reach setuid or capability-bearing files there.
  */
-import { execFile } from 'node:child_process';
 import { mkdir, readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { Applier } from './applier.js';
+import { runProcess } from '@conveyor/lib-common/subprocess';
+import { Applier } from './apply/applier.js';
 import { explainTooLarge, layerLimits, withLimits, type Usage } from './budget.js';
-import { applyLayer, type LayerResult, type LayerSource } from './layer.js';
+import { applyLayer, type LayerResult, type LayerSource } from './read-layer.js';
 
 export interface FlattenOptions {
   rootless: boolean;
@@ -104,13 +104,10 @@ async function closedOnTheWay(dir: string, uid: number): Promise<string | undefi
 }
 
 /** Runs a read-only scan; its stdout, or undefined when the program is missing. */
-function scan(command: string, args: string[], cwd: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    // A non-zero exit (an unreadable entry) still leaves a useful listing.
-    execFile(command, args, { cwd, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout) => {
-      resolve(error && (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : stdout);
-    });
-  });
+async function scan(command: string, args: string[], cwd: string): Promise<string | undefined> {
+  const result = await runProcess(command, args, { cwd, stderr: 'ignore', maxBuffer: 64 * 1024 * 1024 });
+  // A non-zero exit (an unreadable entry) still leaves a useful listing.
+  return result.code === 'ENOENT' ? undefined : result.stdout;
 }
 
 /**

@@ -39,9 +39,9 @@ import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { LayerInfo } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
-import { Applier } from './applier.js';
+import { Applier } from './apply/applier.js';
 import { explainTooLarge, layerLimits, withLimits, type ImageBudget } from './budget.js';
-import { applyLayer } from './layer.js';
+import { applyLayer } from './read-layer.js';
 
 /** A layer and its place in the chain: what its directory's key is computed from. */
 export interface ChainedLayer extends LayerInfo {

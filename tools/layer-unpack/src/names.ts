@@ -7,9 +7,10 @@
  *
  * Names are byte strings (latin1-decoded, one char per byte; see
  * tarheader.ts): lengths are byte counts, and `show` turns a name into text
- * for messages only.
+ * for messages only. Whiteout names (`.wh.NAME`, `.wh..wh..opq`) are read
+ * here too; what a whiteout does is apply/whiteouts.ts's business.
  */
-import { ConveyorError } from '@conveyor/lib-common/errors';
+import { invalid, malicious } from './errors.js';
 
 /** Longest entry name or link target accepted (Linux PATH_MAX). */
 export const MAX_NAME_BYTES = 4096;
@@ -27,17 +28,6 @@ export function show(name: string): string {
 /** A byte string as the text it encodes (lossy for bytes that are not UTF-8). */
 export function text(name: string): string {
   return Buffer.from(name, 'latin1').toString('utf8');
-}
-
-export function malicious(message: string, name?: string): ConveyorError {
-  return new ConveyorError('ERR_LAYER_MALICIOUS', message, {
-    hint: 'the layer tries to write outside its root or through a symlink; refusing it',
-    details: name === undefined ? undefined : { entry: text(name.slice(0, 300)) },
-  });
-}
-
-export function invalid(message: string, name?: string): ConveyorError {
-  return new ConveyorError('ERR_LAYER_INVALID', message, { details: name === undefined ? undefined : { entry: text(name.slice(0, 300)) } });
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
- * One layer blob → an Applier: decompress (gzip with node:zlib, zstd with the
- * `zstd` binary, or none), hash the uncompressed stream (the diff ID) while
- * feeding tar-stream, and apply each entry as it arrives. No temporary copy
- * of the layer is made.
+ * Reads one layer: blob → decompress → tar entries into an Applier. gzip and
+ * plain tar are read, inflated and hashed on the inflate thread
+ * (inflate-worker.ts); zstd is inflated by the `zstd` program and hashed
+ * here. The uncompressed stream feeds tar-stream (tarparser.ts) and each
+ * entry is applied as it arrives. No temporary copy of the layer is made.
  *
  * The diff ID is checked when the stream ends, before this layer's batch
  * steps (mknod, setfattr) run; on a mismatch the layer fails with
@@ -16,8 +17,8 @@ import { access, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
 import type { Compression } from '@conveyor/lib-common/mediatypes';
-import type { Applier } from './applier.js';
-import { invalid } from './names.js';
+import type { Applier } from './apply/applier.js';
+import { invalid } from './errors.js';
 import { createExtract, type TarEntryHeader } from './tarparser.js';
 
 export interface LayerSource {
@@ -66,7 +67,7 @@ function toLayerError(error: unknown, label: string): ConveyorError {
 
 interface Decompressor {
   stream: Readable;
-  /** Resolves when the decompressor process (zstd) exited cleanly. */
+  /** Resolves when the decompressor process (zstd) exited cleanly; at once for the inflate thread. */
   done: Promise<void>;
   kill(): void;
   /** The uncompressed stream's digest, when the decompressor computes it (the inflate thread). */
@@ -132,45 +133,41 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
 }
 
 interface Modules {
-  childProcess?: typeof import('node:child_process');
+  subprocess?: typeof import('@conveyor/lib-common/subprocess');
   workerThreads?: typeof import('node:worker_threads');
 }
 
 /** Loads what the decompressor needs up front, so no data flows before every listener is attached. */
 async function loadModules(compression: Compression): Promise<Modules> {
-  if (compression === 'zstd') return { childProcess: await import('node:child_process') };
+  if (compression === 'zstd') return { subprocess: await import('@conveyor/lib-common/subprocess') };
   return { workerThreads: await import('node:worker_threads') };
 }
 
-function decompress(source: Readable, compression: Compression, label: string, modules: Modules): Decompressor {
-  if (compression === 'none') return { stream: source, done: Promise.resolve(), kill: () => source.destroy() };
-  const { spawn } = modules.childProcess!;
-  const child = spawn('zstd', ['-dc', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * zstd: `zstd -dc` started with lib-common's startProcess, `source` piped
+ * into it and its stdout streamed to the parser (not collected: buffer off),
+ * so its stderr is collected here; the result maps to our errors.
+ */
+function inflateZstd(source: Readable, label: string, { startProcess }: typeof import('@conveyor/lib-common/subprocess')): Decompressor {
+  const child = startProcess('zstd', ['-dc', '-q'], { stdin: 'pipe', buffer: false });
   let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => {
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
     if (stderr.length < 2000) stderr += d;
   });
-  child.stdin.on('error', () => undefined);
-  source.pipe(child.stdin);
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        error.code === 'ENOENT'
-          ? new ConveyorError('ERR_LAYER_COMPRESSION', `layer ${label} is zstd-compressed and the zstd program is not installed`, {
-              hint: 'install zstd (Debian: apt-get install zstd)',
-            })
-          : new ConveyorError('ERR_LAYER_COMPRESSION', `cannot run zstd for layer ${label}: ${error.message}`),
-      );
-    });
-    child.on('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new ConveyorError('ERR_LAYER_INVALID', `layer ${label}: zstd failed: ${stderr.trim() || `exit ${code}`}`));
-    });
+  source.pipe(child.stdin!);
+  const done = child.result.then((result) => {
+    if (result.code === 'ENOENT') {
+      throw new ConveyorError('ERR_LAYER_COMPRESSION', `layer ${label} is zstd-compressed and the zstd program is not installed`, {
+        hint: 'install zstd (Debian: apt-get install zstd)',
+      });
+    }
+    if (result.code !== undefined) throw new ConveyorError('ERR_LAYER_COMPRESSION', `cannot run zstd for layer ${label}: ${result.originalMessage}`);
+    if (result.failed) throw new ConveyorError('ERR_LAYER_INVALID', `layer ${label}: zstd failed: ${stderr.trim() || `exit ${result.exitCode ?? null}`}`);
   });
   done.catch(() => undefined);
   return {
-    stream: child.stdout,
+    stream: child.stdout!,
     done,
     kill: () => {
       source.destroy();
@@ -200,7 +197,7 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   let input: Readable;
   if (compression === 'zstd') {
     input = createReadStream(source.path, { highWaterMark: 256 * 1024 });
-    dec = decompress(input, compression, source.label, modules);
+    dec = inflateZstd(input, source.label, modules.subprocess!);
     input.on('data', (chunk) => {
       blobBytes += chunk.length;
       onProgress?.(blobBytes);

@@ -6,7 +6,7 @@
  * Independent layers unpack in parallel, at most `jobs` at a time.
  *
  * Records may be forged (docs/security.md): every chain ID is recomputed
- * before it names a directory (see store-layers.ts for why that is enough).
+ * before it names a directory (see layer-cache.ts for why that is enough).
  */
 import type { Readable } from 'node:stream';
 import { resolve } from 'node:path';
@@ -14,14 +14,14 @@ import { assertDigest } from '@conveyor/lib-common/digest';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { Progress } from '@conveyor/lib-common/log';
-import { readLines } from '@conveyor/lib-common/ndjson';
-import { RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
+import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
+import { badRecord, RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
 import { registerFlattened } from '@conveyor/lib-common/overlay/flattened';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
 import { ImageBudget } from './budget.js';
 import { exposureWarning, flattenLayers, type FlattenOptions, type FlattenResult } from './flatten.js';
-import type { LayerSource } from './layer.js';
-import { cleanStaging, ensureLayer, expectedChainID, type ChainedLayer, type EnsuredLayer } from './store-layers.js';
+import type { LayerSource } from './read-layer.js';
+import { cleanStaging, ensureLayer, expectedChainID, type ChainedLayer, type EnsuredLayer } from './layer-cache.js';
 
 export interface UnpackOptions {
   /** Store root for records that do not name one. */
@@ -47,10 +47,6 @@ export interface UnpackOptions {
   progress?: Progress;
 }
 
-export interface RecordSink {
-  write(record: object): Promise<void>;
-}
-
 /** A counting semaphore: at most `limit` tasks run at once. */
 export class Limiter {
   private running = 0;
@@ -66,10 +62,6 @@ export class Limiter {
       this.queue.shift()?.();
     }
   }
-}
-
-function badRecord(where: string, message: string): ConveyorError {
-  return new ConveyorError('ERR_INPUT_RECORD', `${where}: ${message}`);
 }
 
 function checkLayerInfo(value: unknown, where: string): LayerInfo {

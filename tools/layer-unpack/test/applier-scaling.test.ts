@@ -8,8 +8,8 @@
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { Applier } from '../dist/applier.js';
-import { applyLayer } from '../dist/layer.js';
+import { Applier } from '../dist/apply/applier.js';
+import { applyLayer } from '../dist/read-layer.js';
 import { END, block, fileEntry } from './helpers/tars.js';
 
 const N = 1000;

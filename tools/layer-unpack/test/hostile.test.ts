@@ -10,10 +10,10 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { join } from 'node:path';
 import t from 'tap';
 import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
-import { Applier } from '../dist/applier.js';
-import { applyLayer } from '../dist/layer.js';
+import { Applier } from '../dist/apply/applier.js';
+import { applyLayer } from '../dist/read-layer.js';
 import { gnuLongNameTar, gzip, makeTar, type TarEntry } from './helpers/tars.js';
-import { diffTrees, readTree } from './helpers/tree.js';
+import { diffSnapshots, diffTrees, readTree } from './helpers/tree.js';
 
 const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
 
@@ -230,8 +230,7 @@ for (const c of cases) {
       t.equal(JSON.parse(run.stdout).dir, ctx.target);
       c.check?.(t, ctx);
     }
-    t.strictSame(diffTrees(ctx.outside, ctx.outside), []);
-    t.strictSame([...readTree(ctx.outside).entries], [...before.entries], 'outside untouched');
+    t.strictSame(diffSnapshots(before, readTree(ctx.outside)), [], 'outside untouched');
     t.strictSame(readdirSync(ctx.dir).filter((n) => n.startsWith('.')), [], 'no staging dir left');
     t.strictSame(readTree('/etc').entries.get('passwd'), t0, '/etc/passwd untouched');
   });
@@ -250,7 +249,7 @@ for (const c of cases) {
     if (c.code) await t.rejects(result, { code: c.code });
     else await t.resolves(result);
     await applier.close();
-    t.strictSame([...readTree(ctx.outside).entries], [...before.entries], 'outside untouched');
+    t.strictSame(diffSnapshots(before, readTree(ctx.outside)), [], 'outside untouched');
     t.strictSame(readTree('/etc').entries.get('passwd'), t0, '/etc/passwd untouched');
   });
 }
@@ -261,4 +260,7 @@ t.test('the tree comparison sees differences', async (t) => {
   writeFileSync(join(ctx.target, 'sentinel'), 'precious\n', { mode: 0o600 });
   mkdirSync(join(ctx.target, 'sub'));
   t.match(diffTrees(ctx.outside, ctx.target), [/sentinel/]);
+  const before = readTree(ctx.outside);
+  writeFileSync(join(ctx.outside, 'sentinel'), 'pwned\n');
+  t.match(diffSnapshots(before, readTree(ctx.outside)), [/sentinel/], 'a change after the snapshot is seen');
 });

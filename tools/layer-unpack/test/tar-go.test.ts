@@ -10,8 +10,8 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync
 import { join } from 'node:path';
 import t from 'tap';
 import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
-import { Applier } from '../dist/applier.js';
-import { applyLayer } from '../dist/layer.js';
+import { Applier } from '../dist/apply/applier.js';
+import { applyLayer } from '../dist/read-layer.js';
 import { END, block, data, fileEntry, pax } from './helpers/tars.js';
 
 const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');

@@ -5,8 +5,8 @@
  * before calling; paths are absolute and passed as arguments or escaped
  * octal, never through a shell's word splitting.
  */
-import { spawn } from 'node:child_process';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { runProcess } from '@conveyor/lib-common/subprocess';
 
 /** Arguments per `sh` process; a layer with more whiteouts than this uses several. */
 const MKNOD_ARGS_PER_PROCESS = 2000;
@@ -20,27 +20,19 @@ for a; do
   esac
 done`;
 
-function run(command: string, args: string[], input?: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (d: string) => {
-      if (stderr.length < 4000) stderr += d;
+/**
+ * Runs `command` to the end: its exit code (null when killed by a signal) and
+ * the start of its stderr. A program that cannot be started is ERR_STORE_IO
+ * naming the package to install.
+ */
+async function run(command: string, args: string[], input?: string): Promise<{ code: number | null; stderr: string }> {
+  const result = await runProcess(command, args, { input, stdout: 'ignore', maxBuffer: 4000 });
+  if (result.code !== undefined) {
+    throw new ConveyorError('ERR_STORE_IO', `cannot run ${command}: ${result.originalMessage}`, {
+      hint: result.code === 'ENOENT' ? `install ${command === 'setfattr' ? "Debian's attr package" : 'coreutils'}` : undefined,
     });
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        new ConveyorError('ERR_STORE_IO', `cannot run ${command}: ${error.message}`, {
-          hint: error.code === 'ENOENT' ? `install ${command === 'setfattr' ? "Debian's attr package" : 'coreutils'}` : undefined,
-        }),
-      );
-    });
-    child.on('close', (code) => resolve({ code, stderr: stderr.trim() }));
-    if (input !== undefined) {
-      child.stdin!.on('error', () => undefined);
-      child.stdin!.end(input);
-    }
-  });
+  }
+  return { code: result.exitCode ?? null, stderr: result.stderr.trim() };
 }
 
 /**

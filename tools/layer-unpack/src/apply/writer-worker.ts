@@ -1,6 +1,7 @@
 /**
- * The file-creation thread. The main thread parses, hashes and verifies every
- * path; this thread only executes the resulting operations (writer-ops.ts),
+ * The file-creation thread. The main thread parses the tar and verifies every
+ * path (the inflate thread hashes gzip and plain layers; the main thread, zstd
+ * ones); this thread only executes the resulting operations (writer-ops.ts),
  * strictly in the order they were queued, with synchronous system calls (no
  * per-call event loop round trip). After the first error it stops and
  * reports it; later operations are ignored.

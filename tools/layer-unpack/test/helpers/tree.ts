@@ -92,8 +92,11 @@ export function readTree(root: string): Tree {
 
 /** Human-readable differences between two trees; empty when identical. */
 export function diffTrees(a: string, b: string): string[] {
-  const ta = readTree(a);
-  const tb = readTree(b);
+  return diffSnapshots(readTree(a), readTree(b), a, b);
+}
+
+/** The differences between two trees read by readTree (e.g. one directory before and after a run); [] when equal. */
+export function diffSnapshots(ta: Tree, tb: Tree, a = 'before', b = 'after'): string[] {
   const diffs: string[] = [];
   for (const [path, ea] of ta.entries) {
     const eb = tb.entries.get(path);
