@@ -27,7 +27,6 @@ import { repositoryScope } from './auth.js';
 import { Authorizer } from './authorizer.js';
 import type { Credentials } from './credentials.js';
 import { networkError, responseError } from './error-map.js';
-import { schema1Error } from './manifest.js';
 import { retryRequest, type RetryPolicy } from './retry.js';
 import { Schemer, type Scheme } from './schemer.js';
 import { drain, readBody, redirectTarget, Transport, type TransportOptions } from './transport.js';
@@ -106,7 +105,11 @@ export class RegistryClient {
     const contentType = (res.headers['content-type'] ?? '').split(';')[0].trim();
     // schema1's digest covers the payload without its signatures, so it cannot be
     // verified like the others; it is refused before that.
-    if (isSchema1(contentType) || isSchema1(undefined, parseJson(body))) throw schema1Error(what, { mediaType: contentType });
+    if (isSchema1(contentType) || isSchema1(undefined, parseJson(body))) {
+      // Loaded on this failure only: a HEAD-only re-pull never needs manifest.js.
+      const { schema1Error } = await import('./manifest.js');
+      throw schema1Error(what, { mediaType: contentType });
+    }
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what}: the registry sent content with digest ${digest}`, { hint: 'the registry is broken or lying; nothing was stored' });
     }
