@@ -6,7 +6,7 @@
 import { chainIDs, assertDigest } from './digest.js';
 import { ConveyorError } from './errors.js';
 import { hostPlatform, platformMatches } from './platform.js';
-import { MANIFEST_MEDIA_TYPES, MEDIA_TYPES, layerCompression } from './mediatypes.js';
+import { isSchema1, MANIFEST_MEDIA_TYPES, MEDIA_TYPES, layerCompression } from './mediatypes.js';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type ImageRuntimeConfig, type LayerInfo, type Platform } from './records.js';
 import { indexEntryProblem, REF_NAME_ANNOTATION, type Store } from './store.js';
 
@@ -45,7 +45,7 @@ export function checkDescriptor(value: unknown, what: string): Descriptor {
 export function checkManifest(value: unknown, digest?: string): ImageManifest {
   const m = value as ImageManifest;
   if (!m || typeof m !== 'object' || m.schemaVersion !== 2) {
-    if ((m as { schemaVersion?: number })?.schemaVersion === 1) {
+    if (isSchema1(undefined, m)) {
       throw new ConveyorError('ERR_MANIFEST_UNSUPPORTED', `schema1 manifests are not supported${digest ? ` (${digest})` : ''}`, {
         hint: 'schema1 is deprecated; push the image again with a current client to get a schema2 or OCI manifest',
       });

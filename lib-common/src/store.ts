@@ -32,7 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { assertDigest, digestHex, sha256 } from './digest.js';
+import { assertDigest, digestHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { ConveyorError } from './errors.js';
 import { withLock } from './lock.js';
 import type { Descriptor } from './records.js';
@@ -53,10 +53,8 @@ export interface OciIndex {
  * newContainerId). It names `containers/<id>/`, so nothing else may pass for
  * one: a record's id becomes a path under the store.
  */
-export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
-
 export function isContainerId(id: unknown): id is string {
-  return typeof id === 'string' && CONTAINER_ID_PATTERN.test(id);
+  return typeof id === 'string' && SHA256_HEX.test(id);
 }
 
 /** Mode of the store root and of every directory we create in it: owner only. */
@@ -315,7 +313,7 @@ export function indexEntryProblem(entry: unknown): string | undefined {
   if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return `not a descriptor object: ${JSON.stringify(entry)?.slice(0, 80)}`;
   const d = entry as Record<string, unknown>;
   if (typeof d.mediaType !== 'string') return 'mediaType is not a string';
-  if (typeof d.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest)) return `digest is not a sha256 digest: ${JSON.stringify(d.digest)?.slice(0, 80)}`;
+  if (typeof d.digest !== 'string' || !SHA256_DIGEST.test(d.digest)) return `digest is not a sha256 digest: ${JSON.stringify(d.digest)?.slice(0, 80)}`;
   if (!Number.isSafeInteger(d.size) || (d.size as number) < 0) return 'size is not a non-negative integer';
   if (d.annotations !== undefined) {
     if (d.annotations === null || typeof d.annotations !== 'object' || Array.isArray(d.annotations)) return 'annotations is not an object';

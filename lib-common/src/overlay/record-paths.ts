@@ -11,6 +11,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path';
+import { SHA256_DIGEST, SHA256_HEX } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { isRegisteredFlattened } from './flattened.js';
 import { containerPaths, MAX_LOWER_LAYERS, type ContainerPaths } from './mount.js';
@@ -86,7 +87,8 @@ async function assertRealDirsUnder(store: Store, path: string, what: string, mus
  */
 async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer> {
   if (typeof dir !== 'string') refuse(`layer directory is not a string: ${JSON.stringify(dir)}`);
-  const match = /^layers\/([a-f0-9]{64})\/diff$/.exec(relative(store.root, dir));
+  const [top, hex, diff, ...rest] = relative(store.root, dir).split('/');
+  const match = top === 'layers' && SHA256_HEX.test(hex ?? '') && diff === 'diff' && rest.length === 0 ? [dir, hex] : null;
   if (!isAbsolute(dir) || !match || dir !== join(store.root, 'layers', match[1], 'diff')) {
     refuse(`layer directory ${JSON.stringify(dir)} is not ${join(store.root, 'layers', '<64 hex>', 'diff')}`, 'lower layers come only from the store\'s layers/; run the record through layer-unpack');
   }
@@ -112,8 +114,8 @@ async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer>
     typeof m !== 'object' ||
     m.chainID !== `sha256:${match[1]}` ||
     typeof m.diffID !== 'string' ||
-    !/^sha256:[a-f0-9]{64}$/.test(m.diffID) ||
-    !(m.parentChainID === undefined || m.parentChainID === null || (typeof m.parentChainID === 'string' && /^sha256:[a-f0-9]{64}$/.test(m.parentChainID)))
+    !SHA256_DIGEST.test(m.diffID) ||
+    !(m.parentChainID === undefined || m.parentChainID === null || (typeof m.parentChainID === 'string' && SHA256_DIGEST.test(m.parentChainID)))
   ) {
     refuse(`layer directory ${dir}: meta.json does not describe chain ${match[1].slice(0, 12)}`, 'unpack the image again: layer-unpack');
   }
