@@ -107,25 +107,15 @@ function findByHost<T>(map: Record<string, T> | undefined, registry: string): T 
 async function runHelper(name: string, serverURL: string, env: NodeJS.ProcessEnv): Promise<Credentials | undefined> {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ConveyorError('ERR_AUTH_HELPER', `invalid credential helper name ${JSON.stringify(name)}`);
   const program = `docker-credential-${name}`;
-  const { spawn } = await import('node:child_process');
-  const result = await new Promise<{ code: number | null; stdout: string; stderr: string; error?: Error }>((resolve) => {
-    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', (error) => resolve({ code: null, stdout, stderr, error }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(serverURL);
-  });
-  if (result.error) {
-    throw new ConveyorError('ERR_AUTH_HELPER', `cannot run ${program}: ${result.error.message}`, { hint: `install ${program} or remove it from config.json` });
+  const { runProcess } = await import('@conveyor/lib-common/subprocess');
+  const result = await runProcess(program, ['get'], { env, input: serverURL, maxBuffer: 1024 * 1024 });
+  if (result.code !== undefined) {
+    throw new ConveyorError('ERR_AUTH_HELPER', `cannot run ${program}: ${result.originalMessage ?? result.shortMessage}`, { hint: `install ${program} or remove it from config.json` });
   }
   const text = (result.stdout + result.stderr).trim();
-  if (result.code !== 0) {
+  if (result.failed) {
     if (/credentials not found/i.test(text)) return undefined;
-    throw new ConveyorError('ERR_AUTH_HELPER', `${program} get failed (exit ${result.code}): ${text.slice(0, 200)}`);
+    throw new ConveyorError('ERR_AUTH_HELPER', `${program} get failed (${result.signal ?? `exit ${result.exitCode}`}): ${text.slice(0, 200)}`);
   }
   let parsed: { Username?: unknown; Secret?: unknown };
   try {
