@@ -7,7 +7,7 @@ APT_PACKAGES := docker-registry skopeo umoci runc crun busybox-static hyperfine 
 	apache2-utils openssl zstd attr jq iproute2 util-linux procps ca-certificates curl tini gcc libc6-dev
 PNPM_VERSION := 10.34.8
 
-.PHONY: all setup deps build test bench demo install uninstall clean lint
+.PHONY: all setup deps build test bench demo install uninstall clean lint format
 
 all: build
 
@@ -33,6 +33,14 @@ build: deps
 # Unit and integration tests (real registry, real runc, real overlays). Prints `N passed, N failed`.
 test: build
 	bash test/run.sh
+
+# Biome: the linter and formatter (biome.json); `make format` rewrites, `make lint` checks.
+# test/lint.test.ts runs the same check, so `make test` (and CI) enforce it.
+lint: deps
+	pnpm exec biome ci .
+
+format: deps
+	pnpm exec biome format --write .
 
 bench: build
 	bash bench/run.sh

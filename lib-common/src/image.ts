@@ -71,7 +71,7 @@ export function checkConfig(value: unknown, layerCount: number, digest?: string)
   if (c.rootfs.diff_ids.length !== layerCount) {
     invalid(`image config lists ${c.rootfs.diff_ids.length} diff IDs for ${layerCount} layers`, digest);
   }
-  c.rootfs.diff_ids.forEach((id, i) => assertDigest(id, `diff ID ${i}`));
+  for (const [i, id] of c.rootfs.diff_ids.entries()) assertDigest(id, `diff ID ${i}`);
   const rc = c.config ?? {};
   for (const key of ['Entrypoint', 'Cmd', 'Env'] as const) {
     const list = rc[key];

@@ -4,6 +4,6 @@ import { homedir } from 'node:os';
 /** `/var/lib/conveyor` for root, `$XDG_DATA_HOME/conveyor` (or ~/.local/share/conveyor) otherwise. */
 export function defaultStoreRoot(env: NodeJS.ProcessEnv, uid: number): string {
   if (uid === 0) return '/var/lib/conveyor';
-  const dataHome = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/') ? env.XDG_DATA_HOME : join(env.HOME || homedir(), '.local', 'share');
+  const dataHome = env.XDG_DATA_HOME?.startsWith('/') ? env.XDG_DATA_HOME : join(env.HOME || homedir(), '.local', 'share');
   return join(dataHome, 'conveyor');
 }

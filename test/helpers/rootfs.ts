@@ -52,7 +52,7 @@ export function removeStore(root: string): void {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[4])
-    .filter((p) => p && p.startsWith(base + '/'))
+    .filter((p) => p?.startsWith(base + '/'))
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) execFileSync('umount', ['-l', m]);
   rmSync(base, { recursive: true, force: true });

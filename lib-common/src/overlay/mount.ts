@@ -25,7 +25,7 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
 import { runProcess, type SubprocessResult } from '../subprocess.js';
-import { mkdirClosed, Store } from '../store.js';
+import { mkdirClosed, type Store } from '../store.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
 export const MOUNT_OPTIONS_LIMIT = 4096 - 256;

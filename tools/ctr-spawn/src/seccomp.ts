@@ -269,7 +269,7 @@ export function parseProfile(text: string, source: string): DockerProfile {
   if (!data || typeof data !== 'object' || Array.isArray(data)) return fail('not a JSON object');
   const p = data as Record<string, unknown>;
   const isStrings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
-  const isUint = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffffffffffff;
+  const isUint = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64;
   if (typeof p.defaultAction !== 'string' || (p.defaultAction !== '' && !ACTIONS.includes(p.defaultAction))) fail(`defaultAction ${JSON.stringify(p.defaultAction)} is not a seccomp action`);
   if (p.defaultErrnoRet !== undefined && p.defaultErrnoRet !== null && !isUint(p.defaultErrnoRet)) fail('defaultErrnoRet must be an errno number');
   if (p.architectures !== undefined && p.architectures !== null && !isStrings(p.architectures)) fail('architectures must be a list of names');

@@ -105,7 +105,7 @@ export function applyCaps(base: string[], add: string[], drop: string[], availab
     else caps.delete(raw);
   }
   for (const raw of add.map(norm)) {
-    if (raw === 'ALL') available.forEach((c) => caps.add(c));
+    if (raw === 'ALL') for (const c of available) caps.add(c);
     else caps.add(raw);
   }
   return ALL_CAPS.filter((c) => caps.has(c)).concat([...caps].filter((c) => !ALL_CAPS.includes(c)));

@@ -81,7 +81,7 @@ t.test('isolation: pid 1, few processes, own hostname, host filesystem unreachab
 });
 
 t.test('Docker\'s default capabilities, no new privileges, masked /proc paths', async (t) => {
-  const r = await ctrSpawn(latest, ['--', 'sh', '-c', 'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; grep -c \" /proc/keys \" /proc/mounts; grep \" /proc/sys \" /proc/mounts']);
+  const r = await ctrSpawn(latest, ['--', 'sh', '-c', 'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; grep -c " /proc/keys " /proc/mounts; grep " /proc/sys " /proc/mounts']);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /CapEff:\s+00000000a80425fb/, 'the 14 default capabilities');
   t.match(r.stdout, /NoNewPrivs:\s+1/);

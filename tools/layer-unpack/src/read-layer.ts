@@ -84,7 +84,10 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
   let consumed = 0;
   let resolveDigest!: (d: string) => void;
   let rejectDigest!: (e: Error) => void;
-  const diffID = new Promise<string>((resolve, reject) => ((resolveDigest = resolve), (rejectDigest = reject)));
+  const diffID = new Promise<string>((resolve, reject) => {
+    resolveDigest = resolve;
+    rejectDigest = reject;
+  });
   diffID.catch(() => undefined);
   let ended = false;
   const stream = new Readable({

@@ -91,7 +91,7 @@ function checkStore(store: unknown, where: string): string | undefined {
 function checkImage(record: Record<string, unknown>, where: string): ImageRecord {
   const image = record as unknown as ImageRecord;
   if (!Array.isArray(image.layers)) throw badRecord(where, 'image record has no layers list');
-  image.layers.forEach((l, i) => checkLayerInfo(l, `${where} layer ${i}`));
+  for (const [i, l] of image.layers.entries()) checkLayerInfo(l, `${where} layer ${i}`);
   chained(image).forEach((l, i) => {
     const expected = expectedChainID(l.parentChainID, l.diffID);
     if (l.chainID !== expected) throw badRecord(where, `layer ${i} chainID ${l.chainID} does not follow from the diff IDs (expected ${expected})`);

@@ -104,7 +104,7 @@ t.test('forged records are refused before anything lands under the victim chain 
     },
     {
       name: 'layer record without index and count',
-      input: (v, a) => layerRecord(a, 0, { index: undefined, count: undefined }),
+      input: (_v, a) => layerRecord(a, 0, { index: undefined, count: undefined }),
       status: 2,
       code: 'ERR_INPUT_RECORD',
       match: /stdin:1: layer index/,

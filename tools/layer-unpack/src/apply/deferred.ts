@@ -41,7 +41,7 @@ async function makeSpecials(root: SafeRoot, specials: [string, Special][], memo:
   const tmp = mkdtempSync(`${root.root}/.conveyor-mknod-`);
   const { mknodBatch } = await import('./batch.js');
   await mknodBatch(specials.map(([, special], i) => `${special.kind === 'fifo' ? 'p' : 'c'}:${tmp}/${i}`));
-  specials.forEach(([rel], i) => renameSync(`${tmp}/${i}`, bytes(root.abs(rel))));
+  for (const [i, [rel]] of specials.entries()) renameSync(`${tmp}/${i}`, bytes(root.abs(rel)));
   rmdirSync(tmp);
   for (const [rel, special] of specials) {
     if (special.kind !== 'fifo' || !special.meta) continue;
@@ -79,7 +79,7 @@ export async function runLayerBatches(root: SafeRoot, layer: PathTree<LayerState
     }
     for (const rel of opaque) {
       const st = root.verifyChain(rel, memo);
-      if (!st || !st.isDirectory()) throw malicious(`opaque directory ${show(rel)} is not a plain directory`, rel);
+      if (!st?.isDirectory()) throw malicious(`opaque directory ${show(rel)} is not a plain directory`, rel);
       entries.push({ path: root.abs(rel), attrs: [[opaqueName, Buffer.from('y')]] });
     }
     const { setfattrBatch } = await import('./batch.js');
@@ -100,7 +100,7 @@ export function applyDirMeta(root: SafeRoot, kept: PathTree<KeptState>, rootless
     const meta = node.value.dirMeta;
     if (!meta) continue;
     const st = root.verifyChain(rel, memo);
-    if (!st || !st.isDirectory()) continue;
+    if (!st?.isDirectory()) continue;
     const path = bytes(root.abs(rel));
     if (!meta.rootEntry) {
       if (!rootless) lchownSync(path, meta.uid, meta.gid);

@@ -103,7 +103,7 @@ export class SafeRoot {
       let ok = memo.get(prefix);
       if (ok === undefined) {
         const st = this.lstat(prefix);
-        ok = st !== undefined && st.isDirectory() && !st.isSymbolicLink();
+        ok = st?.isDirectory() === true && !st.isSymbolicLink();
         memo.set(prefix, ok);
       }
       if (!ok) throw malicious(`${show(rel)} is no longer inside a plain directory tree`, rel);

@@ -151,7 +151,8 @@ export class Writer {
   private push(lane: Lane | undefined, op: WriterOp, chunks?: Uint8Array[], length = 0): void {
     if (!lane) {
       if (chunks && length > 0) (op as { data?: Uint8Array }).data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length);
-      return this.inline(op);
+      this.inline(op);
+      return;
     }
     if (chunks && length > 0) {
       this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks, length);
