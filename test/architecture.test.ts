@@ -81,7 +81,10 @@ function partOfImport(file: string, spec: string): Part {
   if (spec.startsWith('.') || spec.startsWith('/')) return partOfPath(resolve(dirname(file), spec));
   if (spec.startsWith('node:') || builtinModules.includes(spec)) return { kind: 'builtin' };
   const scoped = spec.startsWith('@');
-  const name = spec.split('/').slice(0, scoped ? 2 : 1).join('/');
+  const name = spec
+    .split('/')
+    .slice(0, scoped ? 2 : 1)
+    .join('/');
   if (name === '@conveyor/lib-common') return spec.startsWith('@conveyor/lib-common/overlay/') ? { kind: 'overlay' } : { kind: 'core' };
   if (packages.some((p) => p.name === name)) return { kind: 'package', name };
   if (toolNames.has(name)) return { kind: 'tool', name: toolNames.get(name)! };
@@ -125,7 +128,8 @@ function processUses(file: string): { property: string; line: number }[] {
       const line = source.getLineAndCharacterOfPosition(node.getStart()).line + 1;
       const isName =
         (ts.isPropertyAccessExpression(parent) && parent.name === node) ||
-        ((ts.isPropertyAssignment(parent) || ts.isPropertySignature(parent) || ts.isPropertyDeclaration(parent) || ts.isMethodDeclaration(parent)) && parent.name === node) ||
+        ((ts.isPropertyAssignment(parent) || ts.isPropertySignature(parent) || ts.isPropertyDeclaration(parent) || ts.isMethodDeclaration(parent)) &&
+          parent.name === node) ||
         ts.isQualifiedName(parent);
       if (!isName) {
         if (ts.isPropertyAccessExpression(parent) && parent.expression === node) uses.push({ property: parent.name.text, line });
@@ -153,7 +157,9 @@ function checkProcess(t: typeof tap, file: string): void {
 }
 
 const libraryFiles = {
-  core: readdirSync(join(LIB, 'src')).filter((f) => f.endsWith('.ts')).map((f) => join(LIB, 'src', f)),
+  core: readdirSync(join(LIB, 'src'))
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(LIB, 'src', f)),
   overlay: sources(join(LIB, 'src', 'overlay')),
   packages: packages.flatMap((p) => sources(join(p.dir, 'src'))),
 };
@@ -161,7 +167,10 @@ const libraryFiles = {
 t.test('the parts exist where the rules expect them', async (t) => {
   t.ok(libraryFiles.core.length > 10, 'lib-common core');
   t.ok(libraryFiles.overlay.length > 0, 'lib-common/src/overlay');
-  t.ok(packages.some((p) => p.name === '@conveyor/registry' || /registry/.test(p.dir)), 'the registry package under lib-common/');
+  t.ok(
+    packages.some((p) => p.name === '@conveyor/registry' || /registry/.test(p.dir)),
+    'the registry package under lib-common/',
+  );
   t.ok(libraryFiles.packages.length > 0, 'package sources');
   t.ok(tools.length >= 5, 'tools');
   for (const part of [...libraryFiles.core, ...libraryFiles.overlay]) t.equal(partOfPath(part).kind, part.includes(`${sep}overlay${sep}`) ? 'overlay' : 'core');
@@ -169,7 +178,10 @@ t.test('the parts exist where the rules expect them', async (t) => {
   t.strictSame(partOfImport(join(REPO_ROOT, 'tools/img-ls/src/cli.ts'), '../../overlay-mount/src/mount.js'), { kind: 'tool', name: 'overlay-mount' });
   t.strictSame(partOfImport(join(REPO_ROOT, 'tools/img-ls/src/cli.ts'), '@conveyor/lib-common/overlay/mount'), { kind: 'overlay' });
   t.strictSame(partOfImport(join(REPO_ROOT, 'tools/img-ls/src/cli.ts'), 'overlay-mount'), { kind: 'tool', name: 'overlay-mount' });
-  t.ok(processUses(join(REPO_ROOT, 'lib-common/src/cli.ts')).some((u) => u.property === 'stdout'), 'process uses are seen');
+  t.ok(
+    processUses(join(REPO_ROOT, 'lib-common/src/cli.ts')).some((u) => u.property === 'stdout'),
+    'process uses are seen',
+  );
 });
 
 for (const tool of tools) {

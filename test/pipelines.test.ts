@@ -19,7 +19,10 @@ const run = promisify(execFile);
 function readmePipelines(): string[] {
   const text = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
   const block = text.split('\n## ')[0];
-  return block.split('\n').filter((l) => /^ {4}img-/.test(l)).map((l) => l.trim());
+  return block
+    .split('\n')
+    .filter((l) => /^ {4}img-/.test(l))
+    .map((l) => l.trim());
 }
 
 t.test('README pipelines run verbatim', async (t) => {
@@ -53,7 +56,9 @@ t.test('README pipelines run verbatim', async (t) => {
   t.equal(outputs[2], '', 'no image is over 100 MB');
   // conveyor-run: docker run's flags before the image, the command after it, the container's exit code.
   const runScript = join(REPO_ROOT, 'scripts', 'run.mjs');
-  const ran = await run(process.execPath, [runScript, '--rm', '-e', 'A=1', '--init', 'alpine', 'sh', '-c', 'echo A=$A; exit 7'], { env }).catch((error) => error);
+  const ran = await run(process.execPath, [runScript, '--rm', '-e', 'A=1', '--init', 'alpine', 'sh', '-c', 'echo A=$A; exit 7'], { env }).catch(
+    (error) => error,
+  );
   t.equal(ran.code, 7, `conveyor-run returns the container's exit code ${ran.stderr}`);
   t.equal(ran.stdout, 'A=1\n', 'switches before the image do not swallow it');
   const stored = (await run('bash', ['-c', 'img-ls -q'], { env })).stdout.split('\n').filter(Boolean).sort();
@@ -69,7 +74,20 @@ t.test('a failing mirror falls back to the origin, and says so', async (t) => {
   // The first mirror has nothing; the second has the image. docker.io is never reached.
   const empty = await startRegistry();
   t.teardown(() => empty.stop());
-  const result = await run(process.execPath, [join(REPO_ROOT, 'tools/img-fetch/bin/img-fetch.js'), '--root', root, '--no-layers', '--registry-mirror', empty.host, '--registry-mirror', registry.host, 'busybox']);
+  const result = await run(process.execPath, [
+    join(REPO_ROOT, 'tools/img-fetch/bin/img-fetch.js'),
+    '--root',
+    root,
+    '--no-layers',
+    '--registry-mirror',
+    empty.host,
+    '--registry-mirror',
+    registry.host,
+    'busybox',
+  ]);
   t.equal(JSON.parse(result.stdout).ref, 'docker.io/library/busybox:latest');
-  t.match(result.stderr, new RegExp(`mirror ${empty.host.replace(/\./g, '\\.')} failed for docker.io/library/busybox:latest: .*; trying ${registry.host.replace(/\./g, '\\.')}`));
+  t.match(
+    result.stderr,
+    new RegExp(`mirror ${empty.host.replace(/\./g, '\\.')} failed for docker.io/library/busybox:latest: .*; trying ${registry.host.replace(/\./g, '\\.')}`),
+  );
 });

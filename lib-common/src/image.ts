@@ -158,7 +158,11 @@ function pickHostPlatform(manifests: Descriptor[]): Descriptor | undefined {
  * at an index (an image layout written by another tool) resolve to the host's
  * platform manifest inside it.
  */
-export async function imageRecordFromStore(store: Store, entry: Descriptor, pickPlatform?: (manifests: Descriptor[]) => Descriptor | undefined): Promise<ImageRecord> {
+export async function imageRecordFromStore(
+  store: Store,
+  entry: Descriptor,
+  pickPlatform?: (manifests: Descriptor[]) => Descriptor | undefined,
+): Promise<ImageRecord> {
   const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
   let descriptor = entry;
   let indexDigest: string | undefined;

@@ -155,9 +155,13 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
       const owner = await inspect(path);
       if (owner === undefined && Date.now() <= deadline) continue;
       if (Date.now() > deadline) {
-        throw new ConveyorError('ERR_STORE_LOCKED', `timed out waiting for lock ${path} held by ${owner === undefined ? 'a process that keeps changing' : `pid ${owner}`}`, {
-          hint: 'another conveyor process is working on the same item; retry when it is done',
-        });
+        throw new ConveyorError(
+          'ERR_STORE_LOCKED',
+          `timed out waiting for lock ${path} held by ${owner === undefined ? 'a process that keeps changing' : `pid ${owner}`}`,
+          {
+            hint: 'another conveyor process is working on the same item; retry when it is done',
+          },
+        );
       }
       if (!waited) {
         waited = true;

@@ -32,12 +32,7 @@ export const INDEX_MEDIA_TYPES: readonly string[] = [MEDIA_TYPES.ociIndex, MEDIA
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest];
 
 /** The Accept header for manifest requests, most preferred first. */
-export const MANIFEST_ACCEPT = [
-  MEDIA_TYPES.ociIndex,
-  MEDIA_TYPES.dockerManifestList,
-  MEDIA_TYPES.ociManifest,
-  MEDIA_TYPES.dockerManifest,
-].join(', ');
+export const MANIFEST_ACCEPT = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList, MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest].join(', ');
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 

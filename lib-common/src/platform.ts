@@ -1,7 +1,15 @@
 import { ConveyorError } from './errors.js';
 import type { Platform } from './records.js';
 
-const NODE_TO_OCI_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const NODE_TO_OCI_ARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 /** The platform this machine runs, in OCI terms. */
 export function hostPlatform(): Platform {
@@ -15,7 +23,9 @@ export function hostPlatform(): Platform {
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().toLowerCase().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9._-]+$/.test(p))) {
-    throw new ConveyorError('ERR_PLATFORM_INVALID', `invalid platform ${JSON.stringify(text)}`, { hint: 'use OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm/v7' });
+    throw new ConveyorError('ERR_PLATFORM_INVALID', `invalid platform ${JSON.stringify(text)}`, {
+      hint: 'use OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm/v7',
+    });
   }
   const platform: Platform = { os: parts[0], architecture: parts[1] === 'x86_64' ? 'amd64' : parts[1] === 'aarch64' ? 'arm64' : parts[1] };
   if (parts[2]) platform.variant = parts[2];

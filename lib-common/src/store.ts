@@ -215,7 +215,9 @@ export class Store {
         await chmod(this.root, STORE_DIR_MODE);
         this.warn(`store ${this.root} was mode ${was}, open to other users; changed to 0700 so they cannot reach unpacked layers (setuid files) or containers`);
       } catch (error) {
-        this.warn(`store ${this.root} is mode ${was}, open to other users, and cannot be closed: ${(error as Error).message} (chmod 700 ${this.root} as its owner)`);
+        this.warn(
+          `store ${this.root} is mode ${was}, open to other users, and cannot be closed: ${(error as Error).message} (chmod 700 ${this.root} as its owner)`,
+        );
       }
     }
     this.tightened = true;
@@ -375,7 +377,10 @@ export async function assertTrustedStore(root: string): Promise<void> {
   }
   const real = await realpath(existing);
   if (real !== existing) {
-    throw unsafe(`store path ${absolute} passes through a symlink (${existing} is ${real})`, `give the store by its real path, --root ${join(real, absolute.slice(existing.length))}`);
+    throw unsafe(
+      `store path ${absolute} passes through a symlink (${existing} is ${real})`,
+      `give the store by its real path, --root ${join(real, absolute.slice(existing.length))}`,
+    );
   }
   let child: { path: string; uid: number } | undefined;
   for (let dir = existing; ; dir = dirname(dir)) {
@@ -383,13 +388,19 @@ export async function assertTrustedStore(root: string): Promise<void> {
     const isStore = dir === absolute;
     if (!info.isDirectory()) throw unsafe(`store path component ${dir} is not a directory`, 'choose another --root');
     if (!allowed(info.uid)) {
-      throw unsafe(`${isStore ? 'store' : 'store parent'} ${dir} is owned by uid ${info.uid}, not ${who}`, `another user could redirect the store; use a store under directories owned by ${who}`);
+      throw unsafe(
+        `${isStore ? 'store' : 'store parent'} ${dir} is owned by uid ${info.uid}, not ${who}`,
+        `another user could redirect the store; use a store under directories owned by ${who}`,
+      );
     }
     const writable = (info.mode & 0o022) !== 0;
     const sticky = (info.mode & 0o1000) !== 0;
     if (writable && (isStore || !sticky || info.uid !== 0 || !child || !allowed(child.uid))) {
       const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
-      throw unsafe(`${isStore ? 'store' : 'store parent'} ${dir} is mode ${mode}, writable by group or others`, `chmod go-w ${dir}, or use a store under directories only ${who} can write`);
+      throw unsafe(
+        `${isStore ? 'store' : 'store parent'} ${dir} is mode ${mode}, writable by group or others`,
+        `chmod go-w ${dir}, or use a store under directories only ${who} can write`,
+      );
     }
     if (dir === '/') return;
     child = { path: dir, uid: info.uid };
@@ -408,4 +419,3 @@ export async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
-

@@ -15,7 +15,11 @@ const distLock = process.env.CONVEYOR_TEST_LOCK_MODULE ?? fileURLToPath(new URL(
 function node(script: string, args: string[]): Promise<{ code: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, ['--input-type=module', '-e', script, ...args], (error, _stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, signal: error ? ((error as { signal?: string }).signal ?? null) : null, stderr });
+      resolve({
+        code: error ? ((error as { code?: number }).code ?? null) : 0,
+        signal: error ? ((error as { signal?: string }).signal ?? null) : null,
+        stderr,
+      });
     });
   });
 }
@@ -61,10 +65,14 @@ t.test('20 processes x 50 increments, with holders killed while holding and stal
   for (const r of (await Promise.all(crashers)) as { signal: string | null }[]) t.equal(r.signal, 'SIGKILL', 'a holder died holding the lock');
   for (const r of results) t.equal(r.code, 0, r.stderr.slice(0, 500));
   t.equal(readFileSync(counter, 'utf8'), '1000', 'no increment lost: never two holders at once');
-  t.strictSame(readdirSync(dir).filter((n) => n.startsWith('.count.lock.')), [], 'no staging dirs left');
+  t.strictSame(
+    readdirSync(dir).filter((n) => n.startsWith('.count.lock.')),
+    [],
+    'no staging dirs left',
+  );
 });
 
-t.test('a dead holder\'s claim is broken; a live one waits; release frees it', async (t) => {
+t.test("a dead holder's claim is broken; a live one waits; release frees it", async (t) => {
   const path = join(t.testdir(), 'x.lock');
   mkdirSync(path);
   writeFileSync(join(path, DEAD), '');

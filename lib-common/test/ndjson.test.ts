@@ -10,8 +10,14 @@ async function collect(text: string, options = {}) {
 
 t.test('reads one object per line, skipping blank lines', async (t) => {
   const lines = await collect('{"type":"a"}\n\n  {"type":"b","n":1}  \n');
-  t.strictSame(lines.map((l) => l.record), [{ type: 'a' }, { type: 'b', n: 1 }]);
-  t.strictSame(lines.map((l) => l.line), [1, 3]);
+  t.strictSame(
+    lines.map((l) => l.record),
+    [{ type: 'a' }, { type: 'b', n: 1 }],
+  );
+  t.strictSame(
+    lines.map((l) => l.line),
+    [1, 3],
+  );
 });
 
 t.test('a final line without newline is read', async (t) => {

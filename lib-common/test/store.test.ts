@@ -133,8 +133,22 @@ t.test('null or malformed index.json entries are skipped with a warning, and kep
   const root = t.testdir();
   const warnings: string[] = [];
   const store = new Store(root, { warn: (m) => warnings.push(m) });
-  const good = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256('good'), size: 4, annotations: { 'org.opencontainers.image.ref.name': 'docker.io/library/good:latest' } };
-  const junk = [null, 'str', 7, [], { digest: 'sha256:nothex' }, { mediaType: 'x', digest: sha256('a'), size: -1 }, { mediaType: 'x', digest: sha256('b'), size: 1, annotations: null }, { mediaType: 'x', digest: sha256('c'), size: 1, annotations: { 'org.opencontainers.image.ref.name': 5 } }];
+  const good = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: sha256('good'),
+    size: 4,
+    annotations: { 'org.opencontainers.image.ref.name': 'docker.io/library/good:latest' },
+  };
+  const junk = [
+    null,
+    'str',
+    7,
+    [],
+    { digest: 'sha256:nothex' },
+    { mediaType: 'x', digest: sha256('a'), size: -1 },
+    { mediaType: 'x', digest: sha256('b'), size: 1, annotations: null },
+    { mediaType: 'x', digest: sha256('c'), size: 1, annotations: { 'org.opencontainers.image.ref.name': 5 } },
+  ];
   await writeFile(join(root, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [...junk, good] }));
   t.equal((await store.lookup('docker.io/library/good:latest'))?.digest, good.digest);
   t.equal(await store.lookup('docker.io/library/none:latest'), undefined);
@@ -142,7 +156,7 @@ t.test('null or malformed index.json entries are skipped with a warning, and kep
   t.match(warnings[0], /index\.json: skipping entry 0: not a descriptor object: null/);
   await store.tagManifest('docker.io/library/new:latest', { mediaType: 'x', digest: sha256('new'), size: 3 });
   const raw = JSON.parse(await readFile(join(root, 'index.json'), 'utf8'));
-  t.equal(raw.manifests.length, junk.length + 2, 'a rewrite keeps the entries it cannot read (they may be another tool\'s)');
+  t.equal(raw.manifests.length, junk.length + 2, "a rewrite keeps the entries it cannot read (they may be another tool's)");
 });
 
 t.test('a fresh store is closed to other users; an open one is closed with a warning', async (t) => {
@@ -152,7 +166,8 @@ t.test('a fresh store is closed to other users; an open one is closed with a war
   try {
     const fresh = new Store(join(base, 'fresh'));
     await fresh.init();
-    for (const dir of ['', 'blobs', 'blobs/sha256', 'tmp']) t.equal(statSync(join(fresh.root, dir)).mode & 0o7777, 0o700, `${dir || 'root'} 0700 even with umask 000`);
+    for (const dir of ['', 'blobs', 'blobs/sha256', 'tmp'])
+      t.equal(statSync(join(fresh.root, dir)).mode & 0o7777, 0o700, `${dir || 'root'} 0700 even with umask 000`);
   } finally {
     process.umask(old);
   }

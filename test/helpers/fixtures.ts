@@ -22,7 +22,39 @@ export const FIXTURES_DIR = join(REPO_ROOT, 'test', '.fixtures');
 export const SHARED_IMAGES = join(REPO_ROOT, '..', 'shared', 'images');
 export const hasSharedImages = existsSync(join(SHARED_IMAGES, 'busybox', 'index.json'));
 
-const APPLETS = ['sh', 'ash', 'echo', 'cat', 'ls', 'id', 'env', 'pwd', 'hostname', 'sleep', 'true', 'false', 'ps', 'mount', 'touch', 'rm', 'mkdir', 'kill', 'head', 'dd', 'wc', 'grep', 'stat', 'readlink', 'test', 'whoami', 'yes', 'seq', 'printf', 'trap', 'uname'];
+const APPLETS = [
+  'sh',
+  'ash',
+  'echo',
+  'cat',
+  'ls',
+  'id',
+  'env',
+  'pwd',
+  'hostname',
+  'sleep',
+  'true',
+  'false',
+  'ps',
+  'mount',
+  'touch',
+  'rm',
+  'mkdir',
+  'kill',
+  'head',
+  'dd',
+  'wc',
+  'grep',
+  'stat',
+  'readlink',
+  'test',
+  'whoami',
+  'yes',
+  'seq',
+  'printf',
+  'trap',
+  'uname',
+];
 const FIXTURE_VERSION = '1';
 
 function run(cmd: string, args: string[], cwd?: string): void {
@@ -65,11 +97,22 @@ export function busyboxLayout(): string {
     copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
     chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
     for (const applet of APPLETS) symlinkSync('busybox', join(rootfs, 'bin', applet));
-    writeFileSync(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+    writeFileSync(
+      join(rootfs, 'etc', 'passwd'),
+      'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+    );
     writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n');
     execFileSync('chown', ['1000:1000', join(rootfs, 'home', 'app')]);
     run('umoci', ['repack', '--image', `${tmpLayout}:latest`, bundle]);
-    run('umoci', ['config', '--image', `${tmpLayout}:latest`, '--config.cmd', 'sh', '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+    run('umoci', [
+      'config',
+      '--image',
+      `${tmpLayout}:latest`,
+      '--config.cmd',
+      'sh',
+      '--config.env',
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    ]);
     // v2: one more layer on top of latest.
     rmSync(bundle, { recursive: true, force: true });
     run('umoci', ['unpack', '--image', `${tmpLayout}:latest`, bundle]);
@@ -77,9 +120,23 @@ export function busyboxLayout(): string {
     run('umoci', ['repack', '--image', `${tmpLayout}:v2`, bundle]);
     run('umoci', ['config', '--image', `${tmpLayout}:v2`, '--tag', 'v2']);
     run('umoci', [
-      'config', '--image', `${tmpLayout}:v2`, '--tag', 'cfg',
-      '--config.user', 'app', '--config.workingdir', '/home/app', '--config.env', 'FOO=bar',
-      '--config.entrypoint', '/bin/sh', '--config.entrypoint', '-c', '--config.cmd', 'id -u; pwd; echo $FOO',
+      'config',
+      '--image',
+      `${tmpLayout}:v2`,
+      '--tag',
+      'cfg',
+      '--config.user',
+      'app',
+      '--config.workingdir',
+      '/home/app',
+      '--config.env',
+      'FOO=bar',
+      '--config.entrypoint',
+      '/bin/sh',
+      '--config.entrypoint',
+      '-c',
+      '--config.cmd',
+      'id -u; pwd; echo $FOO',
     ]);
     run('umoci', ['gc', '--layout', tmpLayout]);
     rmSync(layout, { recursive: true, force: true });

@@ -103,10 +103,27 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
   if (options.tls) {
     caFile = join(dir, 'registry.crt');
     const keyFile = join(dir, 'registry.key');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', caFile, '-days', '2',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        caFile,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ],
+      { stdio: 'ignore' },
+    );
     lines.push('  tls:', `    certificate: ${caFile}`, `    key: ${keyFile}`);
   }
   if (options.htpasswd) {
@@ -119,8 +136,21 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
     const [user, password] = Object.entries(options.htpasswd)[0];
     creds = `${user}:${password}`;
   } else if (options.token) {
-    tokenIssuer = await startTokenIssuer({ dir, users: options.token.users, refreshTokens: options.token.refreshTokens, anonymousPull: options.token.anonymousPull, expiresIn: options.token.expiresIn });
-    lines.push('auth:', '  token:', `    realm: ${tokenIssuer.realm}`, `    service: ${tokenIssuer.service}`, `    issuer: ${tokenIssuer.issuer}`, `    rootcertbundle: ${tokenIssuer.certFile}`);
+    tokenIssuer = await startTokenIssuer({
+      dir,
+      users: options.token.users,
+      refreshTokens: options.token.refreshTokens,
+      anonymousPull: options.token.anonymousPull,
+      expiresIn: options.token.expiresIn,
+    });
+    lines.push(
+      'auth:',
+      '  token:',
+      `    realm: ${tokenIssuer.realm}`,
+      `    service: ${tokenIssuer.service}`,
+      `    issuer: ${tokenIssuer.issuer}`,
+      `    rootcertbundle: ${tokenIssuer.certFile}`,
+    );
     const first = Object.entries(options.token.users ?? {})[0];
     if (first) creds = `${first[0]}:${first[1]}`;
   }
@@ -179,7 +209,13 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
  * skopeo, an independent client. format: 'v2s2' for Docker schema2, 'v2s1' for schema1;
  * all: copy an index whole (skopeo otherwise copies only this host's manifest).
  */
-export async function pushImage(layoutAndTag: string, registry: Pick<TestRegistry, 'host' | 'creds'>, name: string, format?: 'oci' | 'v2s2' | 'v2s1', options: { all?: boolean } = {}): Promise<void> {
+export async function pushImage(
+  layoutAndTag: string,
+  registry: Pick<TestRegistry, 'host' | 'creds'>,
+  name: string,
+  format?: 'oci' | 'v2s2' | 'v2s1',
+  options: { all?: boolean } = {},
+): Promise<void> {
   const args = ['copy', '-q', '--dest-tls-verify=false'];
   if (options.all) args.push('--all');
   if (format) args.push('--format', format);
@@ -190,13 +226,21 @@ export async function pushImage(layoutAndTag: string, registry: Pick<TestRegistr
 }
 
 /** A manifest's digest, media type and size as the registry serves it (via skopeo inspect --raw). */
-export async function rawManifest(registry: Pick<TestRegistry, 'host' | 'creds'>, name: string): Promise<{ digest: string; mediaType: string; size: number; body: Buffer }> {
+export async function rawManifest(
+  registry: Pick<TestRegistry, 'host' | 'creds'>,
+  name: string,
+): Promise<{ digest: string; mediaType: string; size: number; body: Buffer }> {
   const args = ['inspect', '--raw', '--tls-verify=false'];
   if (registry.creds) args.push('--creds', registry.creds);
   args.push(`docker://${registry.host}/${name}`);
   const body = (await execFileAsync('skopeo', args, { encoding: 'buffer' })).stdout as Buffer;
   const json = JSON.parse(body.toString('utf8'));
-  return { digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json'), size: body.length, body };
+  return {
+    digest: `sha256:${createHash('sha256').update(body).digest('hex')}`,
+    mediaType: json.mediaType ?? (Array.isArray(json.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json'),
+    size: body.length,
+    body,
+  };
 }
 
 /**
@@ -271,7 +315,11 @@ export interface FaultProxyOptions {
 }
 
 /** A loopback proxy in front of `target` (an http:// registry URL). */
-export async function startFaultProxy(target: string, rule: FaultProxy['rule'] = () => ({ kind: 'pass' }), options: FaultProxyOptions = {}): Promise<FaultProxy> {
+export async function startFaultProxy(
+  target: string,
+  rule: FaultProxy['rule'] = () => ({ kind: 'pass' }),
+  options: FaultProxyOptions = {},
+): Promise<FaultProxy> {
   const targetUrl = new URL(target);
   const seen = new Map<string, number>();
   const bind = options.bind ?? '127.0.0.1';
@@ -299,20 +347,38 @@ export async function startFaultProxy(target: string, rule: FaultProxy['rule'] =
     const port = (server.address() as AddressInfo).port;
     proxy.host = `${bind}:${port}`;
     proxy.url = `http://${proxy.host}`;
-    proxy.stop = () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
+    proxy.stop = () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
     return proxy;
   }
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-proxy-'));
   const caFile = join(dir, 'proxy.crt');
   const keyFile = join(dir, 'proxy.key');
   const names = ['IP:127.0.0.1', 'DNS:localhost', ...(bind !== '127.0.0.1' ? [`IP:${bind}`] : [])];
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', caFile, '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', `subjectAltName=${names.join(',')}`,
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      caFile,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      `subjectAltName=${names.join(',')}`,
+    ],
+    { stdio: 'ignore' },
+  );
   const secure = createHttpsServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, handler('https'));
   const sockets = new Set<Socket>();
   const front = createNetServer((socket) => {
@@ -350,20 +416,21 @@ export async function startFaultProxy(target: string, rule: FaultProxy['rule'] =
   proxy.host = `${bind}:${port}`;
   proxy.url = `https://${proxy.host}`;
   proxy.caFile = caFile;
-  proxy.stop = () => new Promise<void>((resolve) => {
-    for (const socket of sockets) socket.destroy();
-    server.closeAllConnections();
-    secure.closeAllConnections();
-    front.close(() => {
-      rmSync(dir, { recursive: true, force: true });
-      resolve();
+  proxy.stop = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.closeAllConnections();
+      secure.closeAllConnections();
+      front.close(() => {
+        rmSync(dir, { recursive: true, force: true });
+        resolve();
+      });
     });
-  });
   return proxy;
 }
 
 function forward(target: URL, req: IncomingMessage, res: ServerResponse, action: FaultAction): void {
-  const headers = { ...req.headers, host: target.host, ...(action.kind === 'pass' ? action.headers ?? {} : {}) };
+  const headers = { ...req.headers, host: target.host, ...(action.kind === 'pass' ? (action.headers ?? {}) : {}) };
   const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (up) => {
     const outHeaders = { ...up.headers };
     // Keep the registry's own absolute Location headers pointing through the proxy.
@@ -431,7 +498,9 @@ function forward(target: URL, req: IncomingMessage, res: ServerResponse, action:
  * credentials and serves it. Records the headers it was sent, so tests can
  * check that no Authorization reached it.
  */
-export async function startBlobHost(registry: Pick<TestRegistry, 'url' | 'creds'>): Promise<{ url: string; requests: ProxiedRequest[]; stop(): Promise<void> }> {
+export async function startBlobHost(
+  registry: Pick<TestRegistry, 'url' | 'creds'>,
+): Promise<{ url: string; requests: ProxiedRequest[]; stop(): Promise<void> }> {
   const requests: ProxiedRequest[] = [];
   const server = createServer((req, res) => {
     requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
@@ -444,7 +513,11 @@ export async function startBlobHost(registry: Pick<TestRegistry, 'url' | 'creds'
     if (registry.creds) headers.authorization = `Basic ${Buffer.from(registry.creds).toString('base64')}`;
     if (req.headers.range) headers.range = req.headers.range;
     const up = httpRequest(`${registry.url}/v2/${match[1]}/blobs/${match[2]}`, { headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, { 'content-type': 'application/octet-stream', ...(upRes.headers['content-length'] ? { 'content-length': upRes.headers['content-length'] } : {}), ...(upRes.headers['content-range'] ? { 'content-range': upRes.headers['content-range'] } : {}) });
+      res.writeHead(upRes.statusCode ?? 502, {
+        'content-type': 'application/octet-stream',
+        ...(upRes.headers['content-length'] ? { 'content-length': upRes.headers['content-length'] } : {}),
+        ...(upRes.headers['content-range'] ? { 'content-range': upRes.headers['content-range'] } : {}),
+      });
       upRes.pipe(res);
     });
     up.on('error', () => res.destroy());
@@ -455,9 +528,10 @@ export async function startBlobHost(registry: Pick<TestRegistry, 'url' | 'creds'
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -30,7 +30,19 @@ export function tempStore(prefix = 'conveyor-test-', deep = 0): string {
  * directory as a lower layer.
  */
 export function writeLayerMeta(root: string, hex: string, diffID: string, parentChainID?: string | null): void {
-  const meta = { chainID: `sha256:${hex}`, diffID, ...(parentChainID === undefined ? {} : { parentChainID }), digest: diffID, mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 0, unpackedBytes: 0, entries: 0, time: new Date().toISOString(), rootless: false, opaqueXattr: 'trusted.overlay.opaque' };
+  const meta = {
+    chainID: `sha256:${hex}`,
+    diffID,
+    ...(parentChainID === undefined ? {} : { parentChainID }),
+    digest: diffID,
+    mediaType: 'application/vnd.oci.image.layer.v1.tar',
+    size: 0,
+    unpackedBytes: 0,
+    entries: 0,
+    time: new Date().toISOString(),
+    rootless: false,
+    opaqueXattr: 'trusted.overlay.opaque',
+  };
   writeFileSync(join(root, 'layers', hex, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
 }
 
@@ -43,7 +55,10 @@ export function registerFlattened(root: string, dir: string): void {
   const info = statSync(dir, { bigint: true });
   mkdirSync(join(root, 'flattened'), { recursive: true, mode: 0o700 });
   const name = createHash('sha256').update(dir).digest('hex');
-  writeFileSync(join(root, 'flattened', `${name}.json`), JSON.stringify({ dir, dev: String(info.dev), ino: String(info.ino), birth: String(info.birthtimeNs) }) + '\n');
+  writeFileSync(
+    join(root, 'flattened', `${name}.json`),
+    JSON.stringify({ dir, dev: String(info.dev), ino: String(info.ino), birth: String(info.birthtimeNs) }) + '\n',
+  );
 }
 
 /** Removes a temp store; unmounts anything left below it first, so a failed test cannot leak mounts. */
@@ -61,7 +76,11 @@ export function removeStore(root: string): void {
 /** The image record img-ls prints for `ref` in `root`. */
 export function imageRecord(root: string, ref: string): Record<string, any> {
   const out = execFileSync(process.execPath, [join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js'), '--root', root, '--json', ref], { encoding: 'utf8' });
-  const record = out.trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.ref === ref);
+  const record = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .find((r) => r.ref === ref);
   if (!record) throw new Error(`img-ls did not list ${ref}`);
   return record;
 }

@@ -56,7 +56,11 @@ function b64url(data: Buffer | string): string {
 export async function startTokenIssuer(options: TokenIssuerOptions): Promise<TokenIssuer> {
   const keyFile = join(options.dir, 'issuer.key');
   const certFile = join(options.dir, 'issuer.crt');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=conveyor-test-issuer'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=conveyor-test-issuer'],
+    { stdio: 'ignore' },
+  );
   const key = createPrivateKey(readFileSync(keyFile));
   const certDer = new X509Certificate(readFileSync(certFile)).raw;
   const service = options.service ?? 'conveyor-test-registry';
@@ -95,7 +99,10 @@ export async function startTokenIssuer(options: TokenIssuerOptions): Promise<Tok
       user = owner;
       ok = owner !== undefined;
     }
-    const scopes = params.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+    const scopes = params
+      .getAll('scope')
+      .flatMap((s) => s.split(' '))
+      .filter(Boolean);
     requests.push({ method: req.method ?? 'GET', service: params.get('service') ?? undefined, scopes, user, authorization: req.headers.authorization });
     if (url.pathname !== '/token') {
       res.writeHead(404).end();
@@ -113,8 +120,19 @@ export async function startTokenIssuer(options: TokenIssuerOptions): Promise<Tok
       return granted.length ? [{ type, name, actions: granted }] : [];
     });
     const now = Math.floor(Date.now() / 1000);
-    const token = sign({ iss: issuer, sub: user ?? '', aud: service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access });
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() }));
+    const token = sign({
+      iss: issuer,
+      sub: user ?? '',
+      aud: service,
+      exp: now + expiresIn,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    });
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
@@ -124,9 +142,10 @@ export async function startTokenIssuer(options: TokenIssuerOptions): Promise<Tok
     issuer,
     certFile,
     requests,
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -126,22 +126,36 @@ export class Authorizer {
       if (creds?.username !== undefined) headers.authorization = basic(creds.username, creds.password ?? '');
     }
     // Retried silently: the request that needs the token reports its own retries.
-    const res = await retryRequest(() => this.transport.send(url, method, headers, signal, body), this.options.retry, { signal, fail: (error) => networkError(error, url.host) });
+    const res = await retryRequest(() => this.transport.send(url, method, headers, signal, body), this.options.retry, {
+      signal,
+      fail: (error) => networkError(error, url.host),
+    });
     const status = res.statusCode ?? 0;
     const text = (await readBody(res, 1024 * 1024, 'token response')).toString('utf8');
     if (status === 401 || status === 403) {
       if (withheld) {
-        throw new ConveyorError('ERR_REGISTRY_UNAUTHORIZED', `the token server ${url.origin}${url.pathname} refused anonymous access for ${scope} (HTTP ${status}); the credentials for ${ref.registry} were not sent because ${ref.registry} names a token realm on plain HTTP`, {
-          hint: `credentials go over plain HTTP only to an insecure registry: if ${ref.registry} and its network are trusted, use --insecure-registry ${ref.registry}`,
-          details: { realm: `${url.origin}${url.pathname}` },
-        });
+        throw new ConveyorError(
+          'ERR_REGISTRY_UNAUTHORIZED',
+          `the token server ${url.origin}${url.pathname} refused anonymous access for ${scope} (HTTP ${status}); the credentials for ${ref.registry} were not sent because ${ref.registry} names a token realm on plain HTTP`,
+          {
+            hint: `credentials go over plain HTTP only to an insecure registry: if ${ref.registry} and its network are trusted, use --insecure-registry ${ref.registry}`,
+            details: { realm: `${url.origin}${url.pathname}` },
+          },
+        );
       }
-      throw new ConveyorError('ERR_REGISTRY_UNAUTHORIZED', `the token server ${url.origin}${url.pathname} refused ${creds ? `the credentials from ${creds.source}` : 'anonymous access'} for ${scope} (HTTP ${status})`, {
-        hint: creds ? `check the credentials for ${ref.registry} in ${creds.source}` : `log in to ${ref.registry} (docker login writes ~/.docker/config.json, which img-fetch reads)`,
-      });
+      throw new ConveyorError(
+        'ERR_REGISTRY_UNAUTHORIZED',
+        `the token server ${url.origin}${url.pathname} refused ${creds ? `the credentials from ${creds.source}` : 'anonymous access'} for ${scope} (HTTP ${status})`,
+        {
+          hint: creds
+            ? `check the credentials for ${ref.registry} in ${creds.source}`
+            : `log in to ${ref.registry} (docker login writes ~/.docker/config.json, which img-fetch reads)`,
+        },
+      );
     }
     if (status === 429) throw new ConveyorError('ERR_REGISTRY_RATE_LIMITED', `the token server ${url.host} rate-limits requests (HTTP 429)`);
-    if (status !== 200) throw new ConveyorError(status >= 500 ? 'ERR_REGISTRY_UNAVAILABLE' : 'ERR_REGISTRY_PROTOCOL', `the token server ${url.host} answered HTTP ${status}`);
+    if (status !== 200)
+      throw new ConveyorError(status >= 500 ? 'ERR_REGISTRY_UNAVAILABLE' : 'ERR_REGISTRY_PROTOCOL', `the token server ${url.host} answered HTTP ${status}`);
     const token = parseTokenResponse(text);
     if (!token) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `the token server ${url.host} sent no token`);
     state.tokens.set(scope, token);

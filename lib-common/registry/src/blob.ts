@@ -103,7 +103,13 @@ const WRITE_BATCH = 1024 * 1024;
 const MAX_ATTEMPTS = 50;
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
-export async function fetchBlobToStore(client: RegistryClient, store: Store, ref: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Promise<BlobFetchResult> {
+export async function fetchBlobToStore(
+  client: RegistryClient,
+  store: Store,
+  ref: RepositoryRef,
+  desc: Descriptor,
+  options: BlobFetchOptions = {},
+): Promise<BlobFetchResult> {
   const { digest, size } = desc;
   if (await store.hasBlob(digest, size)) return { status: 'present', resumedBytes: 0, requests: 0 };
   checkBlobSize(desc, options.maxSize ?? DEFAULT_MAX_BLOB_SIZE, `${ref.registry}/${ref.repository}`);
@@ -129,95 +135,112 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
   // Each round resumes from what the partial file holds; it goes again after a
   // stall (counted, with backoff), at once after a refused range or a resumed
   // file that does not verify.
-  return retry<BlobFetchResult>(async (n) => {
-    // Progress resets the stall count; this caps a registry that trickles a byte per connection.
-    if (n >= MAX_ATTEMPTS) throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: gave up after ${MAX_ATTEMPTS} attempts`);
-    let offset = await fileSize(partial);
-    if (offset > size) {
-      await rm(partial, { force: true });
-      offset = 0;
-    }
-    if (resumedBytes < 0) resumedBytes = offset;
-    const resumedThisAttempt = offset > 0;
-    let hash = createHash('sha256');
-    if (offset > 0) await hashFile(partial, hash, offset);
-    let written = offset;
-    if (offset < size) {
-      let res: IncomingMessage;
-      try {
-        requests++;
-        res = await client.openBlob(ref, digest, offset, options.signal);
-      } catch (error) {
-        // Too slow was retried by the request already; another round here would square the wait.
-        if (error instanceof ConveyorError && error.code === 'ERR_REGISTRY_UNAVAILABLE' && isRetryableNetworkError(error.cause) && !isSlow(error.cause) && ++stalls < maxStalls) {
-          return again(client, stalls, `${digest.slice(0, 19)}: ${error.message}`);
-        }
-        throw error;
-      }
-      if (res.statusCode === 416) {
-        // The registry does not like our range: start over.
+  return retry<BlobFetchResult>(
+    async (n) => {
+      // Progress resets the stall count; this caps a registry that trickles a byte per connection.
+      if (n >= MAX_ATTEMPTS) throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: gave up after ${MAX_ATTEMPTS} attempts`);
+      let offset = await fileSize(partial);
+      if (offset > size) {
         await rm(partial, { force: true });
-        if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry refuses ranges and full downloads`);
-        return { again: true };
-      }
-      if (res.statusCode === 206) {
-        const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
-        if (!range || Number(range[1]) !== offset) {
-          res.destroy();
-          await rm(partial, { force: true });
-          if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry answers ranges wrongly`);
-          return { again: true };
-        }
-      } else if (offset > 0) {
-        // 200: the registry ignored Range and sends the whole blob; start the file over.
         offset = 0;
-        written = 0;
-        hash = createHash('sha256');
       }
-      const before = written;
-      try {
-        written = await receive(res, partial, offset > 0, hash, written, size, digest, options);
-      } catch (error) {
-        if (error instanceof ConveyorError) {
-          await rm(partial, { force: true });
+      if (resumedBytes < 0) resumedBytes = offset;
+      const resumedThisAttempt = offset > 0;
+      let hash = createHash('sha256');
+      if (offset > 0) await hashFile(partial, hash, offset);
+      let written = offset;
+      if (offset < size) {
+        let res: IncomingMessage;
+        try {
+          requests++;
+          res = await client.openBlob(ref, digest, offset, options.signal);
+        } catch (error) {
+          // Too slow was retried by the request already; another round here would square the wait.
+          if (
+            error instanceof ConveyorError &&
+            error.code === 'ERR_REGISTRY_UNAVAILABLE' &&
+            isRetryableNetworkError(error.cause) &&
+            !isSlow(error.cause) &&
+            ++stalls < maxStalls
+          ) {
+            return again(client, stalls, `${digest.slice(0, 19)}: ${error.message}`);
+          }
           throw error;
         }
-        if (options.signal?.aborted) throw error;
-        // A failure after progress (the partial grew) does not count: resume
-        // from there. Too slow always counts, bytes or not.
-        const now = await fileSize(partial);
-        if (now > before && !isSlow(error)) stalls = 0;
-        else if (++stalls >= maxStalls) {
-          throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, {
-            cause: error,
-            ...(isSlow(error) ? { hint: `${ref.registry} stayed below the minimum rate ${maxStalls} times; on a slow link lower --min-rate (0 turns the check off) or widen --rate-window` } : {}),
-          });
+        if (res.statusCode === 416) {
+          // The registry does not like our range: start over.
+          await rm(partial, { force: true });
+          if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry refuses ranges and full downloads`);
+          return { again: true };
         }
-        return again(client, Math.max(stalls, 1), `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`);
+        if (res.statusCode === 206) {
+          const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+          if (!range || Number(range[1]) !== offset) {
+            res.destroy();
+            await rm(partial, { force: true });
+            if (++stalls >= maxStalls) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `blob ${digest}: the registry answers ranges wrongly`);
+            return { again: true };
+          }
+        } else if (offset > 0) {
+          // 200: the registry ignored Range and sends the whole blob; start the file over.
+          offset = 0;
+          written = 0;
+          hash = createHash('sha256');
+        }
+        const before = written;
+        try {
+          written = await receive(res, partial, offset > 0, hash, written, size, digest, options);
+        } catch (error) {
+          if (error instanceof ConveyorError) {
+            await rm(partial, { force: true });
+            throw error;
+          }
+          if (options.signal?.aborted) throw error;
+          // A failure after progress (the partial grew) does not count: resume
+          // from there. Too slow always counts, bytes or not.
+          const now = await fileSize(partial);
+          if (now > before && !isSlow(error)) stalls = 0;
+          else if (++stalls >= maxStalls) {
+            throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `blob ${digest} from ${ref.registry}: ${(error as Error).message}`, {
+              cause: error,
+              ...(isSlow(error)
+                ? {
+                    hint: `${ref.registry} stayed below the minimum rate ${maxStalls} times; on a slow link lower --min-rate (0 turns the check off) or widen --rate-window`,
+                  }
+                : {}),
+            });
+          }
+          return again(
+            client,
+            Math.max(stalls, 1),
+            `${digest.slice(0, 19)}: connection lost at ${now} of ${size} bytes (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); resuming`,
+          );
+        }
+        if (written < size) {
+          // The server ended the body early without an error.
+          if (++stalls >= maxStalls) throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent ${written} of ${size} bytes`);
+          return again(client, stalls, `${digest.slice(0, 19)}: body ended at ${written} of ${size} bytes; resuming`);
+        }
       }
-      if (written < size) {
-        // The server ended the body early without an error.
-        if (++stalls >= maxStalls) throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent ${written} of ${size} bytes`);
-        return again(client, stalls, `${digest.slice(0, 19)}: body ended at ${written} of ${size} bytes; resuming`);
+      const actual = `sha256:${hash.digest('hex')}`;
+      if (actual !== digest) {
+        await rm(partial, { force: true });
+        if (resumedThisAttempt && !restartedClean) {
+          restartedClean = true;
+          return { again: true, message: `${digest.slice(0, 19)}: resumed download does not verify; downloading again from the start` };
+        }
+        throw new ConveyorError('ERR_DIGEST_MISMATCH', `blob ${digest} from ${ref.registry}/${ref.repository}: the content has digest ${actual}`, {
+          hint: 'the registry is broken or lying; nothing was stored',
+          details: { digest, actual },
+        });
       }
-    }
-    const actual = `sha256:${hash.digest('hex')}`;
-    if (actual !== digest) {
-      await rm(partial, { force: true });
-      if (resumedThisAttempt && !restartedClean) {
-        restartedClean = true;
-        return { again: true, message: `${digest.slice(0, 19)}: resumed download does not verify; downloading again from the start` };
-      }
-      throw new ConveyorError('ERR_DIGEST_MISMATCH', `blob ${digest} from ${ref.registry}/${ref.repository}: the content has digest ${actual}`, {
-        hint: 'the registry is broken or lying; nothing was stored',
-        details: { digest, actual },
-      });
-    }
-    if (size === 0) await writeFile(partial, '');
-    await syncFile(partial);
-    await store.commitIngest(digest, partial);
-    return { done: { status: 'downloaded', resumedBytes, requests } };
-  }, { signal: options.signal, onRetry: options.onRetry });
+      if (size === 0) await writeFile(partial, '');
+      await syncFile(partial);
+      await store.commitIngest(digest, partial);
+      return { done: { status: 'downloaded', resumedBytes, requests } };
+    },
+    { signal: options.signal, onRetry: options.onRetry },
+  );
 }
 
 function isSlow(error: unknown): boolean {
@@ -231,7 +254,16 @@ function again(client: RegistryClient, stalls: number, message: string): Attempt
 }
 
 /** Streams the body into the partial file, hashing as it goes. Returns the bytes now in the file. */
-async function receive(res: IncomingMessage, path: string, append: boolean, hash: Hash, written: number, size: number, digest: string, options: BlobFetchOptions): Promise<number> {
+async function receive(
+  res: IncomingMessage,
+  path: string,
+  append: boolean,
+  hash: Hash,
+  written: number,
+  size: number,
+  digest: string,
+  options: BlobFetchOptions,
+): Promise<number> {
   let handle: FileHandle | undefined;
   try {
     handle = await open(path, append ? 'a' : 'w', 0o644);
@@ -259,7 +291,10 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
       });
       writing.catch((error) => {
         // A full or failing disk is not a dropped connection: no retry, and not the registry's fault.
-        writeError ??= new ConveyorError('ERR_STORE_IO', `cannot write ${path}: ${(error as Error).message}`, { cause: error, hint: 'check free space and the store directory' });
+        writeError ??= new ConveyorError('ERR_STORE_IO', `cannot write ${path}: ${(error as Error).message}`, {
+          cause: error,
+          hint: 'check free space and the store directory',
+        });
       });
     };
     let readError: unknown;
@@ -270,7 +305,9 @@ async function receive(res: IncomingMessage, path: string, append: boolean, hash
         if (writeError) throw writeError;
         if (received + chunk.length > size) {
           res.destroy();
-          throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent more than the ${size} bytes the manifest says`, { hint: 'the registry is broken or lying; nothing was stored' });
+          throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent more than the ${size} bytes the manifest says`, {
+            hint: 'the registry is broken or lying; nothing was stored',
+          });
         }
         received += chunk.length;
         hash.update(chunk);

@@ -111,7 +111,9 @@ export class RegistryClient {
       throw schema1Error(what, { mediaType: contentType });
     }
     if (reference.startsWith('sha256:') && digest !== reference) {
-      throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what}: the registry sent content with digest ${digest}`, { hint: 'the registry is broken or lying; nothing was stored' });
+      throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what}: the registry sent content with digest ${digest}`, {
+        hint: 'the registry is broken or lying; nothing was stored',
+      });
     }
     const header = res.headers['docker-content-digest'];
     if (typeof header === 'string' && header.startsWith('sha256:') && header !== digest) {
@@ -148,7 +150,9 @@ export class RegistryClient {
     const body = await readBody(res, max, what);
     const actual = sha256(body);
     if (actual !== digest) {
-      throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what} from ${ref.registry}: the content has digest ${actual}`, { hint: 'the registry is broken or lying; nothing was stored' });
+      throw new ConveyorError('ERR_DIGEST_MISMATCH', `${what} from ${ref.registry}: the content has digest ${actual}`, {
+        hint: 'the registry is broken or lying; nothing was stored',
+      });
     }
     if (body.length !== size) throw new ConveyorError('ERR_SIZE_MISMATCH', `${what}: ${body.length} bytes, the manifest says ${size}`);
     return body;
@@ -181,7 +185,10 @@ export class RegistryClient {
     return retryRequest(() => this.exchange(ref, path, options), policy, {
       signal: options.signal,
       onRetry: this.options.onRetry,
-      describe: ({ error, status }, wait) => (error !== undefined ? `${ref.registry}: ${(error as Error).message}; retrying in ${wait} ms` : `${ref.registry}: HTTP ${status} for ${path}; retrying in ${wait} ms`),
+      describe: ({ error, status }, wait) =>
+        error !== undefined
+          ? `${ref.registry}: ${(error as Error).message}; retrying in ${wait} ms`
+          : `${ref.registry}: HTTP ${status} for ${path}; retrying in ${wait} ms`,
       fail: (error) => networkError(error, ref.registry),
     });
   }

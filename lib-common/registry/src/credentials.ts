@@ -110,7 +110,9 @@ async function runHelper(name: string, serverURL: string, env: NodeJS.ProcessEnv
   const { runProcess } = await import('@conveyor/lib-common/subprocess');
   const result = await runProcess(program, ['get'], { env, input: serverURL, maxBuffer: 1024 * 1024 });
   if (result.code !== undefined) {
-    throw new ConveyorError('ERR_AUTH_HELPER', `cannot run ${program}: ${result.originalMessage ?? result.shortMessage}`, { hint: `install ${program} or remove it from config.json` });
+    throw new ConveyorError('ERR_AUTH_HELPER', `cannot run ${program}: ${result.originalMessage ?? result.shortMessage}`, {
+      hint: `install ${program} or remove it from config.json`,
+    });
   }
   const text = (result.stdout + result.stderr).trim();
   if (result.failed) {

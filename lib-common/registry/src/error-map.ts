@@ -43,7 +43,8 @@ export async function responseError(res: IncomingMessage, ref: RepositoryRef, wh
     hint = `your credentials for ${ref.registry} do not allow pulling ${ref.repository}`;
   } else if (status === 404) {
     code = 'ERR_REGISTRY_NOT_FOUND';
-    hint = /MANIFEST_UNKNOWN|NAME_UNKNOWN|manifest unknown/i.test(detail) || what.startsWith('manifest') ? 'manifest unknown: check the name and tag' : undefined;
+    hint =
+      /MANIFEST_UNKNOWN|NAME_UNKNOWN|manifest unknown/i.test(detail) || what.startsWith('manifest') ? 'manifest unknown: check the name and tag' : undefined;
   } else if (status === 429) {
     code = 'ERR_REGISTRY_RATE_LIMITED';
     hint = 'the registry rate-limits pulls; wait, or log in for a higher limit';

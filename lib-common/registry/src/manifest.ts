@@ -13,9 +13,7 @@ import type { ManifestResponse, RegistryClient, RepositoryRef } from './client.j
 
 export type IndexEntry = Descriptor & { platform?: Platform };
 
-export type ParsedManifest =
-  | { kind: 'index'; manifests: IndexEntry[]; mediaType: string }
-  | { kind: 'manifest'; manifest: ImageManifest; mediaType: string };
+export type ParsedManifest = { kind: 'index'; manifests: IndexEntry[]; mediaType: string } | { kind: 'manifest'; manifest: ImageManifest; mediaType: string };
 
 /** Content-Types that say nothing about the manifest inside: schema1's, and the application/json old registries serve. */
 const VAGUE_CONTENT_TYPES = new Set<string>([MEDIA_TYPES.dockerSchema1, MEDIA_TYPES.dockerSchema1Signed, 'application/json']);
@@ -46,7 +44,8 @@ export function parseManifest(response: ManifestResponse, what: string): ParsedM
   }
   const isIndex = mediaType ? INDEX_MEDIA_TYPES.includes(mediaType) : Array.isArray(json.manifests);
   if (isIndex) {
-    if (json.schemaVersion !== 2 || !Array.isArray(json.manifests)) throw new ConveyorError('ERR_MANIFEST_INVALID', `${what}: an index without a manifests list`);
+    if (json.schemaVersion !== 2 || !Array.isArray(json.manifests))
+      throw new ConveyorError('ERR_MANIFEST_INVALID', `${what}: an index without a manifests list`);
     const manifests = (json.manifests as unknown[]).map((m, i) => {
       const d = checkDescriptor(m, `${what} entry ${i}`) as IndexEntry;
       const p = (m as { platform?: unknown }).platform as Platform | undefined;
@@ -91,7 +90,13 @@ export interface ResolvedManifest {
 }
 
 /** Resolves a tag or digest to a verified platform manifest. */
-export async function resolveManifest(client: RegistryClient, ref: RepositoryRef, reference: string, wanted: Platform, signal?: AbortSignal): Promise<ResolvedManifest> {
+export async function resolveManifest(
+  client: RegistryClient,
+  ref: RepositoryRef,
+  reference: string,
+  wanted: Platform,
+  signal?: AbortSignal,
+): Promise<ResolvedManifest> {
   const name = `${ref.registry}/${ref.repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
   const first = await client.getManifest(ref, reference, signal);
   const parsed = parseManifest(first, name);

@@ -25,7 +25,17 @@ export interface RetryPolicy {
 
 /** Statuses a registry (or its CDN) may answer differently a moment later. */
 export const RETRY_STATUS: ReadonlySet<number> = new Set([429, 500, 502, 503, 504]);
-const RETRY_ERRNO = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_CONVEYOR_TIMEOUT', 'ERR_CONVEYOR_SLOW', 'UND_ERR_SOCKET']);
+const RETRY_ERRNO = new Set([
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ECONNABORTED',
+  'EAI_AGAIN',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_CONVEYOR_TIMEOUT',
+  'ERR_CONVEYOR_SLOW',
+  'UND_ERR_SOCKET',
+]);
 
 /** A dropped, reset, timed-out or too-slow connection: another attempt may get through. */
 export function isRetryableNetworkError(error: unknown): boolean {
@@ -68,7 +78,10 @@ export function backoffDelay(policy: RetryPolicy, attempt: number, retryAfter?: 
 export type Attempt<T> = { done: T } | { again: true; wait?: number; message?: string };
 
 /** The retry loop. `attempt` gets the number of attempts made before it (0 first). */
-export async function retry<T>(attempt: (n: number) => Promise<Attempt<T>>, options: { signal?: AbortSignal; onRetry?: (message: string) => void } = {}): Promise<T> {
+export async function retry<T>(
+  attempt: (n: number) => Promise<Attempt<T>>,
+  options: { signal?: AbortSignal; onRetry?: (message: string) => void } = {},
+): Promise<T> {
   for (let n = 0; ; n++) {
     const outcome = await attempt(n);
     if ('done' in outcome) return outcome.done;

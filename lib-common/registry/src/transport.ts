@@ -102,7 +102,10 @@ export async function readBody(res: IncomingMessage, max: number, what: string):
     // A body that breaks off (reset, idle timeout, too slow) is the registry's failure, not ours.
     if (error instanceof ConveyorError) throw error;
     const code = (error as NodeJS.ErrnoException)?.code;
-    throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error, ...(code === 'ERR_CONVEYOR_SLOW' ? { hint: SLOW_HINT } : {}) });
+    throw new ConveyorError('ERR_REGISTRY_UNAVAILABLE', `${what}: ${(error as Error)?.message ?? String(error)}`, {
+      cause: error,
+      ...(code === 'ERR_CONVEYOR_SLOW' ? { hint: SLOW_HINT } : {}),
+    });
   }
   return Buffer.concat(chunks);
 }
@@ -129,13 +132,21 @@ const MAX_REDIRECTS = 10;
  * redirects already followed. Throws ERR_REGISTRY_PROTOCOL past
  * MAX_REDIRECTS or for a scheme other than http(s).
  */
-export function redirectTarget(res: IncomingMessage, url: URL, apiHost: string, hops: number, registry: string, path: string): { url: URL; keepAuthorization: boolean } | undefined {
+export function redirectTarget(
+  res: IncomingMessage,
+  url: URL,
+  apiHost: string,
+  hops: number,
+  registry: string,
+  path: string,
+): { url: URL; keepAuthorization: boolean } | undefined {
   const status = res.statusCode ?? 0;
   if (status < 300 || status >= 400 || status === 304 || !res.headers.location) return undefined;
   drain(res);
   if (hops >= MAX_REDIRECTS) throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${registry}: too many redirects for ${path}`);
   const next = new URL(res.headers.location, url);
-  if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${registry} redirected to ${next.protocol} URL`);
+  if (next.protocol !== 'http:' && next.protocol !== 'https:')
+    throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${registry} redirected to ${next.protocol} URL`);
   return { url: next, keepAuthorization: !(next.host !== apiHost || (url.protocol === 'https:' && next.protocol === 'http:')) };
 }
 
@@ -161,7 +172,9 @@ function watchRate(req: ClientRequest, host: string, minRate: number, windowMs: 
         return;
       }
       stop();
-      const error = Object.assign(new Error(`${host} sent ${now - mark} bytes in ${windowMs / 1000} s, fewer than the ${minBytes} required`), { code: 'ERR_CONVEYOR_SLOW' });
+      const error = Object.assign(new Error(`${host} sent ${now - mark} bytes in ${windowMs / 1000} s, fewer than the ${minBytes} required`), {
+        code: 'ERR_CONVEYOR_SLOW',
+      });
       if (res) res.destroy(error);
       req.destroy(error);
     }, windowMs);

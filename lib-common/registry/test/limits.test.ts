@@ -23,10 +23,13 @@ const D = `sha256:${'a'.repeat(64)}`;
 
 async function listen<S extends Server | NetServer>(t: { teardown(fn: () => unknown): void }, server: S): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    if ('closeAllConnections' in server) server.closeAllConnections();
-    server.close(() => resolve());
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        if ('closeAllConnections' in server) server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return `127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
@@ -73,7 +76,13 @@ t.test('ensureFreeSpace', async (t) => {
   for (const [needed, free, ok] of cases) {
     const run = ensureFreeSpace('/some/store', needed, 'blob x', async () => free);
     if (ok) await t.resolves(run, `${needed} in ${free}`);
-    else await t.rejects(run, { code: 'ERR_STORE_IO', message: /1001 bytes needed, 1000 free under \/some\/store/, hint: /\/some\/store/, details: { path: '/some/store', needed, free } });
+    else
+      await t.rejects(run, {
+        code: 'ERR_STORE_IO',
+        message: /1001 bytes needed, 1000 free under \/some\/store/,
+        hint: /\/some\/store/,
+        details: { path: '/some/store', needed, free },
+      });
   }
   const real = await statfsFreeSpace(tmpdir());
   t.ok(typeof real === 'number' && real > 0, `statfs reads a real file system (${real} bytes free)`);
@@ -88,7 +97,11 @@ t.test('a server that trickles', async (t) => {
   t.test('its headers: ERR_REGISTRY_UNAVAILABLE after the window, retried once', async (t) => {
     const host = await trickler(t, `HTTP/1.1 200 OK\r\nX-Padding: ${'a'.repeat(10_000)}\r\n\r\n`, 20);
     const started = Date.now();
-    await t.rejects(client(t).getManifest({ registry: host, repository: 'r' }, 'latest'), { code: 'ERR_REGISTRY_UNAVAILABLE', message: /too slow/, hint: /--min-rate/ });
+    await t.rejects(client(t).getManifest({ registry: host, repository: 'r' }, 'latest'), {
+      code: 'ERR_REGISTRY_UNAVAILABLE',
+      message: /too slow/,
+      hint: /--min-rate/,
+    });
     t.ok(Date.now() - started < 5000, 'within a few windows');
   });
   t.test('its body: ERR_REGISTRY_UNAVAILABLE, not an internal error', async (t) => {
@@ -151,33 +164,43 @@ t.test('fetchBlobToStore', async (t) => {
   t.test('a blob that does not fit is refused before a request', async (t) => {
     gets = 0;
     const root = t.testdir();
-    await t.rejects(fetchBlobToStore(client, new Store(root), ref, desc, { freeSpace: async () => 1000 }), { code: 'ERR_STORE_IO', details: { needed: blob.length, free: 1000 } });
+    await t.rejects(fetchBlobToStore(client, new Store(root), ref, desc, { freeSpace: async () => 1000 }), {
+      code: 'ERR_STORE_IO',
+      details: { needed: blob.length, free: 1000 },
+    });
     t.equal(gets, 0);
   });
   t.test('it fits: downloaded', async (t) => {
     const result = await fetchBlobToStore(client, new Store(t.testdir()), ref, desc, { freeSpace: async () => 10 * blob.length });
     t.equal(result.status, 'downloaded');
   });
-  t.test('a disk that fills mid-download is ERR_STORE_IO at once, not a dropped connection to resume', { skip: process.getuid?.() === 0 ? false : 'mounting a tmpfs needs root' }, async (t) => {
-    const root = mkdtempSync(join(tmpdir(), 'conveyor-tmpfs-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', root], { stdio: 'ignore' });
-    } catch {
-      rmSync(root, { recursive: true, force: true });
-      t.skip('mount -t tmpfs failed');
-      return;
-    }
-    t.teardown(() => {
-      execFileSync('umount', [root]);
-      rmSync(root, { recursive: true, force: true });
-    });
-    gets = 0;
-    const retries: string[] = [];
-    // The reading lies (another writer filled the disk after it): the write itself must tell.
-    const error = await fetchBlobToStore(client, new Store(root), ref, desc, { freeSpace: async () => 10 * blob.length, onRetry: (m) => retries.push(m) }).catch((e) => e);
-    t.type(error, ConveyorError);
-    t.equal(error.code, 'ERR_STORE_IO', error.message);
-    t.equal(gets, 1, 'not retried');
-    t.strictSame(retries, []);
-  });
+  t.test(
+    'a disk that fills mid-download is ERR_STORE_IO at once, not a dropped connection to resume',
+    { skip: process.getuid?.() === 0 ? false : 'mounting a tmpfs needs root' },
+    async (t) => {
+      const root = mkdtempSync(join(tmpdir(), 'conveyor-tmpfs-'));
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', root], { stdio: 'ignore' });
+      } catch {
+        rmSync(root, { recursive: true, force: true });
+        t.skip('mount -t tmpfs failed');
+        return;
+      }
+      t.teardown(() => {
+        execFileSync('umount', [root]);
+        rmSync(root, { recursive: true, force: true });
+      });
+      gets = 0;
+      const retries: string[] = [];
+      // The reading lies (another writer filled the disk after it): the write itself must tell.
+      const error = await fetchBlobToStore(client, new Store(root), ref, desc, {
+        freeSpace: async () => 10 * blob.length,
+        onRetry: (m) => retries.push(m),
+      }).catch((e) => e);
+      t.type(error, ConveyorError);
+      t.equal(error.code, 'ERR_STORE_IO', error.message);
+      t.equal(gets, 1, 'not retried');
+      t.strictSame(retries, []);
+    },
+  );
 });

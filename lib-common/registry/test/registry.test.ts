@@ -16,13 +16,21 @@ const D = (c: string) => `sha256:${c.repeat(64)}`;
 
 t.test('parseChallenge', async (t) => {
   const cases: [string | undefined, unknown][] = [
-    ['Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"', {
-      scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' },
-    }],
+    [
+      'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"',
+      {
+        scheme: 'bearer',
+        params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' },
+      },
+    ],
     ['Basic realm="Registry Realm"', { scheme: 'basic', params: { realm: 'Registry Realm' } }],
-    ['bearer realm="http://127.0.0.1:5001/token", service="svc", scope="repository:a/b:pull,push"', {
-      scheme: 'bearer', params: { realm: 'http://127.0.0.1:5001/token', service: 'svc', scope: 'repository:a/b:pull,push' },
-    }],
+    [
+      'bearer realm="http://127.0.0.1:5001/token", service="svc", scope="repository:a/b:pull,push"',
+      {
+        scheme: 'bearer',
+        params: { realm: 'http://127.0.0.1:5001/token', service: 'svc', scope: 'repository:a/b:pull,push' },
+      },
+    ],
     ['Bearer realm=https://x/token,service=reg', { scheme: 'bearer', params: { realm: 'https://x/token', service: 'reg' } }],
     ['Bearer realm="a \\"quoted\\" realm"', { scheme: 'bearer', params: { realm: 'a "quoted" realm' } }],
     ['Basic', { scheme: 'basic', params: {} }],
@@ -61,7 +69,9 @@ t.test('lookupCredentials', async (t) => {
   const bin = join(dir, 'bin');
   mkdirSync(bin);
   const helper = join(bin, 'docker-credential-fake');
-  writeFileSync(helper, `#!/bin/sh
+  writeFileSync(
+    helper,
+    `#!/bin/sh
 read -r server || true
 case "$server" in
   https://index.docker.io/v1/) echo '{"Username":"hubuser","Secret":"hubpass"}' ;;
@@ -69,7 +79,8 @@ case "$server" in
   broken.example) echo 'boom' >&2; exit 3 ;;
   *) echo 'credentials not found in native keychain'; exit 1 ;;
 esac
-`);
+`,
+  );
   chmodSync(helper, 0o755);
   const write = (name: string, config: object) => {
     const d = join(dir, name);
@@ -95,7 +106,11 @@ esac
     ['plain', 'empty.example', undefined],
     ['plain', 'unknown.example', undefined],
   ];
-  const helpers = write('helpers', { credsStore: 'fake', credHelpers: { 'tok.example': 'fake', 'broken.example': 'fake' }, auths: { 'fallback.example': { auth: b64('f:b') } } });
+  const helpers = write('helpers', {
+    credsStore: 'fake',
+    credHelpers: { 'tok.example': 'fake', 'broken.example': 'fake' },
+    auths: { 'fallback.example': { auth: b64('f:b') } },
+  });
   cases.push(
     ['helpers', 'docker.io', { username: 'hubuser', password: 'hubpass', source: 'docker-credential-fake' }],
     ['helpers', 'tok.example', { identityToken: 'refresh-me' }],
@@ -118,9 +133,22 @@ esac
 });
 
 t.test('parseManifest', async (t) => {
-  const ociManifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: D('a'), size: 2 }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: D('b'), size: 3 }] };
-  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: ociManifest.mediaType, digest: D('c'), size: 10, platform: { os: 'linux', architecture: 'amd64' } }] };
-  const resp = (body: object | string, mediaType = '') => ({ body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)), mediaType, digest: D('f') });
+  const ociManifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: D('a'), size: 2 },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: D('b'), size: 3 }],
+  };
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: ociManifest.mediaType, digest: D('c'), size: 10, platform: { os: 'linux', architecture: 'amd64' } }],
+  };
+  const resp = (body: object | string, mediaType = '') => ({
+    body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
+    mediaType,
+    digest: D('f'),
+  });
   t.equal(parseManifest(resp(ociManifest, ociManifest.mediaType), 'm').kind, 'manifest');
   t.equal(parseManifest(resp(index, index.mediaType), 'i').kind, 'index');
   const { mediaType: _omit, ...bare } = index;
@@ -132,7 +160,12 @@ t.test('parseManifest', async (t) => {
     ['not json', '{oops', '', 'ERR_MANIFEST_INVALID'],
     ['array', '[]', '', 'ERR_MANIFEST_INVALID'],
     ['type disagreement', ociManifest, 'application/vnd.docker.distribution.manifest.v2+json', 'ERR_MANIFEST_INVALID'],
-    ['bad layer digest', { ...ociManifest, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: 'sha256:xyz', size: 1 }] }, '', 'ERR_INPUT_RECORD'],
+    [
+      'bad layer digest',
+      { ...ociManifest, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: 'sha256:xyz', size: 1 }] },
+      '',
+      'ERR_INPUT_RECORD',
+    ],
     ['unknown layer type', { ...ociManifest, layers: [{ mediaType: 'text/plain', digest: D('b'), size: 1 }] }, '', 'ERR_MANIFEST_UNSUPPORTED'],
     ['bad platform', { ...index, manifests: [{ ...index.manifests[0], platform: 'linux' }] }, index.mediaType, 'ERR_MANIFEST_INVALID'],
   ];
@@ -141,9 +174,19 @@ t.test('parseManifest', async (t) => {
 
 t.test('selectPlatform', async (t) => {
   const entry = (c: string, os: string, architecture: string, variant?: string): IndexEntry => ({
-    mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: D(c), size: 1, platform: { os, architecture, ...(variant ? { variant } : {}) },
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: D(c),
+    size: 1,
+    platform: { os, architecture, ...(variant ? { variant } : {}) },
   });
-  const list = [entry('1', 'unknown', 'unknown'), entry('2', 'linux', 'amd64'), entry('3', 'linux', 'arm', 'v6'), entry('4', 'linux', 'arm', 'v7'), entry('5', 'linux', 'arm64', 'v8'), entry('6', 'windows', 'amd64')];
+  const list = [
+    entry('1', 'unknown', 'unknown'),
+    entry('2', 'linux', 'amd64'),
+    entry('3', 'linux', 'arm', 'v6'),
+    entry('4', 'linux', 'arm', 'v7'),
+    entry('5', 'linux', 'arm64', 'v8'),
+    entry('6', 'windows', 'amd64'),
+  ];
   const cases: [object, string][] = [
     [{ os: 'linux', architecture: 'amd64' }, D('2')],
     [{ os: 'linux', architecture: 'arm', variant: 'v7' }, D('4')],
@@ -153,7 +196,11 @@ t.test('selectPlatform', async (t) => {
     [{ os: 'windows', architecture: 'amd64' }, D('6')],
   ];
   for (const [wanted, digest] of cases) t.equal(selectPlatform(list, wanted as never, 'x').digest, digest, JSON.stringify(wanted));
-  t.equal(selectPlatform([entry('7', 'linux', 'arm64')], { os: 'linux', architecture: 'arm64', variant: 'v8' }, 'x').digest, D('7'), 'arm64 without variant is v8');
+  t.equal(
+    selectPlatform([entry('7', 'linux', 'arm64')], { os: 'linux', architecture: 'arm64', variant: 'v8' }, 'x').digest,
+    D('7'),
+    'arm64 without variant is v8',
+  );
   t.throws(() => selectPlatform(list, { os: 'linux', architecture: 's390x' }, 'x'), { code: 'ERR_PLATFORM_NOT_FOUND' });
   t.throws(() => selectPlatform(list, { os: 'unknown', architecture: 'unknown', variant: 'z' }, 'x'), { code: 'ERR_PLATFORM_NOT_FOUND' });
 });

@@ -29,10 +29,13 @@ t.test('retry: goes again until done, reporting each message once', async (t) =>
   const messages: string[] = [];
   const seen: number[] = [];
   const outcomes: Attempt<string>[] = [{ again: true, wait: 1, message: 'one' }, { again: true }, { again: true, wait: 0, message: 'three' }, { done: 'ok' }];
-  const value = await retry(async (n) => {
-    seen.push(n);
-    return outcomes[n];
-  }, { onRetry: (m) => messages.push(m) });
+  const value = await retry(
+    async (n) => {
+      seen.push(n);
+      return outcomes[n];
+    },
+    { onRetry: (m) => messages.push(m) },
+  );
   t.equal(value, 'ok');
   t.strictSame(seen, [0, 1, 2, 3]);
   t.strictSame(messages, ['one', 'three']);
@@ -40,10 +43,13 @@ t.test('retry: goes again until done, reporting each message once', async (t) =>
 
 t.test('retry: an attempt that throws ends the loop; an abort ends a wait', async (t) => {
   let calls = 0;
-  await t.rejects(retry(async () => {
-    calls++;
-    throw new Error('boom');
-  }), { message: 'boom' });
+  await t.rejects(
+    retry(async () => {
+      calls++;
+      throw new Error('boom');
+    }),
+    { message: 'boom' },
+  );
   t.equal(calls, 1);
   const abort = new AbortController();
   const pending = retry(async () => ({ again: true, wait: 60_000 }), { signal: abort.signal });
@@ -86,11 +92,15 @@ t.test('retryRequest: which answers and errors go again', async (t) => {
       if (next instanceof Error) throw next;
       return response(next, { 'retry-after': '0' });
     };
-    const result = retryRequest(send, { retries, retryDelayMs: 1 }, {
-      onRetry: (m) => messages.push(m),
-      describe: ({ error, status }, wait) => `${status ?? (error as Error).message} in ${wait}`,
-      fail: (error) => new Error(`mapped ${(error as Error).message}`),
-    });
+    const result = retryRequest(
+      send,
+      { retries, retryDelayMs: 1 },
+      {
+        onRetry: (m) => messages.push(m),
+        describe: ({ error, status }, wait) => `${status ?? (error as Error).message} in ${wait}`,
+        fail: (error) => new Error(`mapped ${(error as Error).message}`),
+      },
+    );
     if (typeof expected === 'string') await t.rejects(result, { message: expected }, name);
     else t.equal((await result).statusCode, expected, name);
     t.equal(made, attempts, `${name}: attempts`);

@@ -64,7 +64,9 @@ export async function isRegisteredFlattened(store: Store, dir: string): Promise<
       await handle.close();
     }
     const now = await stat(dir, { bigint: true });
-    return registration.dir === dir && registration.dev === String(now.dev) && registration.ino === String(now.ino) && registration.birth === String(now.birthtimeNs);
+    return (
+      registration.dir === dir && registration.dev === String(now.dev) && registration.ino === String(now.ino) && registration.birth === String(now.birthtimeNs)
+    );
   } catch {
     return false;
   }

@@ -130,17 +130,21 @@ export interface MountOverlayOptions {
 export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<ContainerPaths> {
   if (lowerDirs.length === 0) throw new ConveyorError('ERR_INPUT_RECORD', 'no layer directories to mount');
   if (lowerDirs.length > MAX_LOWER_LAYERS) {
-    throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, { hint: 'flatten the image with layer-unpack --flatten' });
+    throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, {
+      hint: 'flatten the image with layer-unpack --flatten',
+    });
   }
   for (const dir of lowerDirs) {
-    if (typeof dir !== 'string' || !isAbsolute(dir)) throw new ConveyorError('ERR_INPUT_RECORD', `layer directory is not an absolute path: ${JSON.stringify(dir)}`);
+    if (typeof dir !== 'string' || !isAbsolute(dir))
+      throw new ConveyorError('ERR_INPUT_RECORD', `layer directory is not an absolute path: ${JSON.stringify(dir)}`);
     let info;
     try {
       info = await stat(dir);
     } catch {
       throw new ConveyorError('ERR_MOUNT_FAILED', `layer directory ${dir} does not exist`, { hint: 'unpack the image first: layer-unpack' });
     }
-    if (!info.isDirectory()) throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
+    if (!info.isDirectory())
+      throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
   }
   const id = options.id ?? newContainerId();
   const paths = containerPaths(store, id);
@@ -179,13 +183,19 @@ function mountError(result: SubprocessResult, target: string, since: number): Co
     return new ConveyorError('ERR_MOUNT_FAILED', `cannot run mount(8): ${result.originalMessage ?? result.shortMessage}`, { hint: 'install util-linux' });
   }
   const kernel = readKernelLog((m) => /^overlay(fs)?:/.test(m), 1, since)[0];
-  const tool = result.stderr.split('\n')[0].replace(/^mount: /, '').trim();
+  const tool = result.stderr
+    .split('\n')[0]
+    .replace(/^mount: /, '')
+    .trim();
   const reason = kernel ?? tool;
   let hint = 'check the layer directories and that the store is not on overlayfs itself';
   if (/permission denied|must be superuser|operation not permitted/i.test(result.stderr)) hint = 'mounting overlays needs root (or CAP_SYS_ADMIN)';
   else if (/unknown filesystem type/i.test(result.stderr)) hint = 'load the overlay kernel module: modprobe overlay';
   else if (/upper fs does not support|not supported as upperdir/i.test(reason)) hint = 'put the store on a filesystem overlayfs supports as upper (ext4, xfs)';
-  return new ConveyorError('ERR_MOUNT_FAILED', `overlay mount on ${target} failed: ${reason}`, { hint, details: { mountStderr: result.stderr.trim(), kernel } });
+  return new ConveyorError('ERR_MOUNT_FAILED', `overlay mount on ${target} failed: ${reason}`, {
+    hint,
+    details: { mountStderr: result.stderr.trim(), kernel },
+  });
 }
 
 /** Decodes mountinfo's octal escapes (`\040` for a space). */
@@ -220,7 +230,10 @@ export async function removeContainer(store: Store, id: string, options: { keepD
     const result = await runProcess('umount', [point]);
     if (result.failed) {
       const busy = /busy/i.test(result.stderr);
-      const said = result.stderr.split('\n')[0].replace(/^umount: /, '').trim();
+      const said = result.stderr
+        .split('\n')[0]
+        .replace(/^umount: /, '')
+        .trim();
       const why = result.code !== undefined ? (result.originalMessage ?? result.shortMessage) : said || result.shortMessage;
       throw new ConveyorError('ERR_MOUNT_FAILED', `unmount of ${point} failed: ${why}`, {
         hint: busy ? 'a process still uses the container filesystem; stop it first (fuser -vm ' + point + ')' : 'check with findmnt ' + point,

@@ -68,7 +68,8 @@ async function assertRealDirsUnder(store: Store, path: string, what: string, mus
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (!mustExist) return;
-        if (what.startsWith('layer')) throw new ConveyorError('ERR_MOUNT_FAILED', `${what} ${path} does not exist`, { hint: 'unpack the image first: layer-unpack' });
+        if (what.startsWith('layer'))
+          throw new ConveyorError('ERR_MOUNT_FAILED', `${what} ${path} does not exist`, { hint: 'unpack the image first: layer-unpack' });
         throw new ConveyorError('ERR_MOUNT_NOT_FOUND', `${path} is not mounted: ${current} does not exist`, { hint: 'mount it again: overlay-mount' });
       }
       throw error;
@@ -90,7 +91,10 @@ async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer>
   const [top, hex, diff, ...rest] = relative(store.root, dir).split('/');
   const match = top === 'layers' && SHA256_HEX.test(hex ?? '') && diff === 'diff' && rest.length === 0 ? [dir, hex] : null;
   if (!isAbsolute(dir) || !match || dir !== join(store.root, 'layers', match[1], 'diff')) {
-    refuse(`layer directory ${JSON.stringify(dir)} is not ${join(store.root, 'layers', '<64 hex>', 'diff')}`, 'lower layers come only from the store\'s layers/; run the record through layer-unpack');
+    refuse(
+      `layer directory ${JSON.stringify(dir)} is not ${join(store.root, 'layers', '<64 hex>', 'diff')}`,
+      "lower layers come only from the store's layers/; run the record through layer-unpack",
+    );
   }
   await assertRealDirsUnder(store, dir, 'layer directory');
   const metaPath = join(store.root, 'layers', match[1], 'meta.json');
@@ -106,7 +110,10 @@ async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer>
       await handle.close();
     }
   } catch (error) {
-    refuse(`layer directory ${dir} has no valid meta.json (${(error as Error).message}): not a layer unpacked by layer-unpack`, 'unpack the image again: layer-unpack');
+    refuse(
+      `layer directory ${dir} has no valid meta.json (${(error as Error).message}): not a layer unpacked by layer-unpack`,
+      'unpack the image again: layer-unpack',
+    );
   }
   const m = meta as { chainID?: unknown; diffID?: unknown; parentChainID?: unknown } | null;
   if (
@@ -146,7 +153,9 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
   if (layerDirs !== undefined && !(Array.isArray(layerDirs) && layerDirs.length === 0)) {
     if (!Array.isArray(layerDirs)) refuse('rootfs record: layerDirs is not an array');
     if (layerDirs.length > MAX_LOWER_LAYERS) {
-      throw new ConveyorError('ERR_MOUNT_FAILED', `${layerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, { hint: 'flatten the image with layer-unpack --flatten' });
+      throw new ConveyorError('ERR_MOUNT_FAILED', `${layerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, {
+        hint: 'flatten the image with layer-unpack --flatten',
+      });
     }
     // Each layer must sit on the one it was unpacked over (meta.json's parentChainID, written by
     // layer-unpack since chain IDs are recomputed): a record cannot stack stored layers of
@@ -155,7 +164,10 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
     for (const dir of layerDirs) {
       const meta = await assertLayerDir(store, dir);
       if (meta.parentChainID !== undefined && meta.parentChainID !== below) {
-        refuse(`layer directory ${dir} was unpacked over ${meta.parentChainID ?? 'nothing'}, not ${below ?? 'nothing'}`, 'give the layers of one image, bottom first, as layer-unpack lists them');
+        refuse(
+          `layer directory ${dir} was unpacked over ${meta.parentChainID ?? 'nothing'}, not ${below ?? 'nothing'}`,
+          'give the layers of one image, bottom first, as layer-unpack lists them',
+        );
       }
       below = meta.chainID;
     }
@@ -163,7 +175,8 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
   }
   const dir = (record as { dir?: unknown }).dir;
   if (dir === undefined) refuse('rootfs record has neither layerDirs nor dir', 'produce it with layer-unpack');
-  if (typeof dir !== 'string' || !isAbsolute(dir) || normalize(dir) !== dir) refuse(`rootfs record: dir is not a normalised absolute path: ${JSON.stringify(dir)}`);
+  if (typeof dir !== 'string' || !isAbsolute(dir) || normalize(dir) !== dir)
+    refuse(`rootfs record: dir is not a normalised absolute path: ${JSON.stringify(dir)}`);
   let info;
   try {
     info = await lstat(dir);
@@ -173,7 +186,10 @@ export async function trustedLowerDirs(store: Store, record: RootfsRecord): Prom
   if (info.isSymbolicLink()) refuse(`rootfs record: dir ${dir} is a symlink`, 'give the directory itself');
   if (!info.isDirectory()) refuse(`rootfs record: dir ${dir} is not a directory`);
   if (!(await isRegisteredFlattened(store, dir))) {
-    refuse(`rootfs record: dir ${dir} was not flattened by layer-unpack for the store ${store.root}`, 'a dir is accepted only as layer-unpack --flatten DIR registered it in the store; flatten the image again');
+    refuse(
+      `rootfs record: dir ${dir} was not flattened by layer-unpack for the store ${store.root}`,
+      'a dir is accepted only as layer-unpack --flatten DIR registered it in the store; flatten the image again',
+    );
   }
   return [dir];
 }
@@ -199,7 +215,8 @@ export async function trustedMountPaths(store: Store, record: Record<string, unk
   for (const [field, want] of expected) {
     const value = record[field];
     if (value === undefined && field !== 'target') continue;
-    if (value !== want) refuse(`mount record: ${field} ${JSON.stringify(value)} is not ${want}`, 'mount records come from overlay-mount; the paths follow from the id');
+    if (value !== want)
+      refuse(`mount record: ${field} ${JSON.stringify(value)} is not ${want}`, 'mount records come from overlay-mount; the paths follow from the id');
   }
   await assertRealDirsUnder(store, paths.merged, 'container directory', options.mustExist ?? true);
   return paths;

@@ -62,12 +62,18 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
   const lookup = await findCommand(rootfs, args[0], envValue(env, 'PATH'), cwd);
   if (!underAny(lookup.path, mountsByUser)) {
     if (lookup.status === 'not-found') {
-      throw new ConveyorError('ERR_SPAWN_COMMAND_NOT_FOUND', `exec: ${JSON.stringify(args[0])}: ${args[0].includes('/') ? 'no such file or directory' : 'executable file not found in $PATH'}`, {
-        hint: 'check the command and the image',
-      });
+      throw new ConveyorError(
+        'ERR_SPAWN_COMMAND_NOT_FOUND',
+        `exec: ${JSON.stringify(args[0])}: ${args[0].includes('/') ? 'no such file or directory' : 'executable file not found in $PATH'}`,
+        {
+          hint: 'check the command and the image',
+        },
+      );
     }
     if (lookup.status === 'not-executable') {
-      throw new ConveyorError('ERR_SPAWN_NOT_EXECUTABLE', `exec: ${JSON.stringify(lookup.path)}: ${lookup.why}`, { hint: 'the command must be an executable file' });
+      throw new ConveyorError('ERR_SPAWN_NOT_EXECUTABLE', `exec: ${JSON.stringify(lookup.path)}: ${lookup.why}`, {
+        hint: 'the command must be an executable file',
+      });
     }
   }
 

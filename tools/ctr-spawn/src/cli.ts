@@ -96,10 +96,7 @@ await runCli({
     const cpus = flag(args, 'cpus');
     const entrypoint = flag(args, 'entrypoint');
     const envFiles = args['env-file'] as string[];
-    const env = [
-      ...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(),
-      ...resolveEnvEntries(args.env as string[], ctx.env),
-    ];
+    const env = [...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(), ...resolveEnvEntries(args.env as string[], ctx.env)];
     const security = parseSecurityOpts(args['security-opt'] as string[]);
     const options: SpawnOptions = {
       root: ctx.root,

@@ -71,7 +71,15 @@ export async function runDetached(run: DetachedRun): Promise<ContainerRecord> {
   await writeFile(
     join(paths.containerDir, 'state.json'),
     JSON.stringify(
-      { ...containerRecord, runtime: runtime.runtime, runtimeRoot: runtime.runtimeRoot, cgroupsPath: run.cgroupsPath, ephemeralMount: run.ephemeral, rootfs: paths.merged, log: ctrLog },
+      {
+        ...containerRecord,
+        runtime: runtime.runtime,
+        runtimeRoot: runtime.runtimeRoot,
+        cgroupsPath: run.cgroupsPath,
+        ephemeralMount: run.ephemeral,
+        rootfs: paths.merged,
+        log: ctrLog,
+      },
       null,
       2,
     ) + '\n',

@@ -11,7 +11,9 @@ import { ALL_CAPS } from './spec.js';
 /** The hard RLIMIT_NOFILE of this process, capped at Docker's 1048576. */
 export function nofileHardLimit(): number {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
     const hard = line?.trim().split(/\s+/)[4];
     if (hard === 'unlimited') return 1048576;
     const n = Number(hard);
@@ -24,7 +26,9 @@ export function nofileHardLimit(): number {
 /** Capabilities in this process's bounding set (CapBnd), by name. */
 export function boundingCaps(): string[] {
   try {
-    const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapBnd:'));
+    const line = readFileSync('/proc/self/status', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('CapBnd:'));
     const mask = BigInt(`0x${line!.split(/\s+/)[1]}`);
     return ALL_CAPS.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
   } catch {

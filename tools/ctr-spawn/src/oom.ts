@@ -11,10 +11,16 @@ import { readKernelLog } from '@conveyor/lib-common/kmsg';
 /** True when the kernel logged an OOM kill in `cgroupsPath` since `sinceMicros` (uptime). */
 export function oomKilled(cgroupsPath: string, sinceMicros: number): boolean {
   const marker = `oom_memcg=${cgroupsPath}`;
-  return readKernelLog((m) => {
-    const at = m.indexOf(marker);
-    return at >= 0 && [',', '/', undefined].includes(m[at + marker.length]);
-  }, 1, sinceMicros).length > 0;
+  return (
+    readKernelLog(
+      (m) => {
+        const at = m.indexOf(marker);
+        return at >= 0 && [',', '/', undefined].includes(m[at + marker.length]);
+      },
+      1,
+      sinceMicros,
+    ).length > 0
+  );
 }
 
 /** The warning for a container the OOM killer ended, or undefined. `startedMicros`: uptime when it was started. */

@@ -79,8 +79,15 @@ export async function readEnvFile(path: string, hostEnv: Record<string, string |
   } catch (error) {
     throw new ConveyorError('ERR_USAGE', `--env-file ${path}: ${(error as Error).message}`);
   }
-  const lines = text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
-  return resolveEnvEntries(lines.map((l) => l.replace(/^\s+/, '')), hostEnv, `--env-file ${path}`);
+  const lines = text
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''))
+    .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
+  return resolveEnvEntries(
+    lines.map((l) => l.replace(/^\s+/, '')),
+    hostEnv,
+    `--env-file ${path}`,
+  );
 }
 
 /** Later entries win; the order of first appearance is kept. */
@@ -113,9 +120,11 @@ export function parseVolume(spec: string): Volume {
   const parts = spec.split(':');
   if (parts.length < 2 || parts.length > 3) throw new ConveyorError('ERR_USAGE', `-v ${spec}: expected HOST:CONTAINER[:ro|rw]`);
   const [source, destination, mode = 'rw'] = parts;
-  if (!isAbsolute(source)) throw new ConveyorError('ERR_USAGE', `-v ${spec}: host path must be absolute`, { hint: 'named volumes are not supported; use an absolute host path' });
+  if (!isAbsolute(source))
+    throw new ConveyorError('ERR_USAGE', `-v ${spec}: host path must be absolute`, { hint: 'named volumes are not supported; use an absolute host path' });
   const flags = mode.split(',');
-  if (!flags.every((f) => ['ro', 'rw', 'z', 'Z'].includes(f))) throw new ConveyorError('ERR_USAGE', `-v ${spec}: unknown mode ${JSON.stringify(mode)}`, { hint: 'use ro or rw' });
+  if (!flags.every((f) => ['ro', 'rw', 'z', 'Z'].includes(f)))
+    throw new ConveyorError('ERR_USAGE', `-v ${spec}: unknown mode ${JSON.stringify(mode)}`, { hint: 'use ro or rw' });
   return { source: posix.normalize(source), destination: containerPath(destination, `-v ${spec}`), readOnly: flags.includes('ro') };
 }
 
@@ -123,7 +132,13 @@ export function parseVolume(spec: string): Volume {
 export function parseTmpfs(spec: string): Tmpfs {
   const colon = spec.indexOf(':');
   const path = colon < 0 ? spec : spec.slice(0, colon);
-  const options = colon < 0 ? [] : spec.slice(colon + 1).split(',').filter(Boolean);
+  const options =
+    colon < 0
+      ? []
+      : spec
+          .slice(colon + 1)
+          .split(',')
+          .filter(Boolean);
   for (const option of options) {
     if (!/^[a-z0-9_]+(=[\w.:/-]+)?$/i.test(option)) throw new ConveyorError('ERR_USAGE', `--tmpfs ${spec}: bad option ${JSON.stringify(option)}`);
   }
@@ -133,7 +148,8 @@ export function parseTmpfs(spec: string): Tmpfs {
 /** `--cpus 1.5`. */
 export function parseCpus(raw: string): number {
   const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0 || value > 1024) throw new ConveyorError('ERR_USAGE', `--cpus must be a positive number, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(value) || value <= 0 || value > 1024)
+    throw new ConveyorError('ERR_USAGE', `--cpus must be a positive number, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -146,11 +162,15 @@ export function parseSecurityOpts(values: string[]): { seccompUnconfined: boolea
   let seccompProfileFile: string | undefined;
   for (const value of values) {
     const match = /^seccomp[=:](.+)$/.exec(value);
-    if (!match) throw new ConveyorError('ERR_USAGE', `--security-opt ${JSON.stringify(value)} is not supported`, { hint: 'supported: seccomp=unconfined, seccomp=PROFILE.json' });
+    if (!match)
+      throw new ConveyorError('ERR_USAGE', `--security-opt ${JSON.stringify(value)} is not supported`, {
+        hint: 'supported: seccomp=unconfined, seccomp=PROFILE.json',
+      });
     if (match[1] === 'unconfined') seccompUnconfined = true;
     else seccompProfileFile = match[1];
   }
-  if (seccompUnconfined && seccompProfileFile) throw new ConveyorError('ERR_USAGE', '--security-opt: seccomp=unconfined and a seccomp profile exclude each other');
+  if (seccompUnconfined && seccompProfileFile)
+    throw new ConveyorError('ERR_USAGE', '--security-opt: seccomp=unconfined and a seccomp profile exclude each other');
   return { seccompUnconfined, seccompProfileFile };
 }
 

@@ -40,7 +40,11 @@ export interface ContainerRoot {
 }
 
 /** The checked store and the overlay of `record`: mounted now for a rootfs record, found for a mount record. */
-export async function containerRoot(record: Record<string, unknown>, options: { root: string; runtimeRoot: string }, log: Pick<Logger, 'warn'>): Promise<ContainerRoot> {
+export async function containerRoot(
+  record: Record<string, unknown>,
+  options: { root: string; runtimeRoot: string },
+  log: Pick<Logger, 'warn'>,
+): Promise<ContainerRoot> {
   const store = await trustedRecordStore(record, options.root, { warn: (message) => log.warn(message) });
   const ephemeral = record.type === 'rootfs';
   const paths = ephemeral
@@ -61,7 +65,9 @@ async function existingMount(store: Store, record: Record<string, unknown>, runt
   }
   // One container per mount: a second run would share (and on exit tear down) the first one's state.
   if (existsSync(join(runtimeRoot, id))) {
-    throw new ConveyorError('ERR_SPAWN_FAILED', `container ${id.slice(0, 12)} is already running on this mount`, { hint: 'mount another overlay-mount for a second container' });
+    throw new ConveyorError('ERR_SPAWN_FAILED', `container ${id.slice(0, 12)} is already running on this mount`, {
+      hint: 'mount another overlay-mount for a second container',
+    });
   }
   return paths;
 }

@@ -69,10 +69,7 @@ export async function readRootFile(root: string, path: string, maxBytes = 4 * 10
   }
 }
 
-export type CommandLookup =
-  | { status: 'found'; path: string }
-  | { status: 'not-found'; path: string }
-  | { status: 'not-executable'; path: string; why: string };
+export type CommandLookup = { status: 'found'; path: string } | { status: 'not-found'; path: string } | { status: 'not-executable'; path: string; why: string };
 
 async function check(root: string, path: string): Promise<CommandLookup> {
   const host = await resolveInRoot(root, path);

@@ -101,6 +101,7 @@ export function runtimeFailure(message: string): ConveyorError {
   if (/exec: .*(permission denied|is a directory|exec format error)/i.test(text)) {
     return new ConveyorError('ERR_SPAWN_NOT_EXECUTABLE', text, { hint: 'the command must be an executable file' });
   }
-  if (/cgroup/i.test(text)) return new ConveyorError('ERR_CGROUP', text, { hint: 'check the limits (--memory, --cpus, --pids-limit) and the cgroup filesystem' });
+  if (/cgroup/i.test(text))
+    return new ConveyorError('ERR_CGROUP', text, { hint: 'check the limits (--memory, --cpus, --pids-limit) and the cgroup filesystem' });
   return new ConveyorError('ERR_SPAWN_FAILED', text, { hint: 'the OCI runtime refused the container; inspect it with --print-spec' });
 }

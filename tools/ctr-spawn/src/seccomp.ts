@@ -63,7 +63,11 @@ export interface DockerProfile {
 }
 
 const words = (text: string): string[] => text.trim().split(/\s+/);
-const allow = (names: string, more: Omit<DockerSyscallRule, 'names' | 'action'> = {}): DockerSyscallRule => ({ names: words(names), action: 'SCMP_ACT_ALLOW', ...more });
+const allow = (names: string, more: Omit<DockerSyscallRule, 'names' | 'action'> = {}): DockerSyscallRule => ({
+  names: words(names),
+  action: 'SCMP_ACT_ALLOW',
+  ...more,
+});
 const argRule = (index: number, op: string, value: number): SeccompArg[] => [{ index, value, op }];
 const CLONE_NAMESPACE_FLAGS = 0x7e020000;
 
@@ -136,10 +140,13 @@ export const DEFAULT_PROFILE: DockerProfile = {
     allow('s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr', { includes: { arches: ['s390', 's390x'] } }),
     allow('riscv_flush_icache', { includes: { arches: ['riscv64'] } }),
     allow('open_by_handle_at', { includes: { caps: ['CAP_DAC_READ_SEARCH'] } }),
-    allow(`
+    allow(
+      `
       bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount mount_setattr
       move_mount open_tree perf_event_open quotactl quotactl_fd setdomainname sethostname setns syslog
-      umount umount2 unshare`, { includes: { caps: ['CAP_SYS_ADMIN'] } }),
+      umount umount2 unshare`,
+      { includes: { caps: ['CAP_SYS_ADMIN'] } },
+    ),
     allow('clone', { args: argRule(0, 'SCMP_CMP_MASKED_EQ', CLONE_NAMESPACE_FLAGS), excludes: { caps: ['CAP_SYS_ADMIN'], arches: ['s390', 's390x'] } }),
     allow('clone', {
       args: argRule(1, 'SCMP_CMP_MASKED_EQ', CLONE_NAMESPACE_FLAGS),
@@ -165,15 +172,35 @@ export const DEFAULT_PROFILE: DockerProfile = {
 
 /** Node's process.arch → the architecture names Docker's profiles use (Go's GOARCH, mapped as moby does). */
 const DOCKER_ARCH: Record<string, string> = {
-  x64: 'amd64', ia32: 'x86', arm: 'arm', arm64: 'arm64', ppc: 'ppc', ppc64: 'ppc64le', s390: 's390', s390x: 's390x',
-  mips: 'mips', mipsel: 'mipsle', mips64: 'mips64', mips64el: 'mipsel64', riscv64: 'riscv64',
+  x64: 'amd64',
+  ia32: 'x86',
+  arm: 'arm',
+  arm64: 'arm64',
+  ppc: 'ppc',
+  ppc64: 'ppc64le',
+  s390: 's390',
+  s390x: 's390x',
+  mips: 'mips',
+  mipsel: 'mipsle',
+  mips64: 'mips64',
+  mips64el: 'mipsel64',
+  riscv64: 'riscv64',
 };
 
 /** Docker's architecture name → the native libseccomp architecture an archMap entry is chosen by. */
 const NATIVE_SCMP_ARCH: Record<string, string> = {
-  x86: 'SCMP_ARCH_X86', amd64: 'SCMP_ARCH_X86_64', arm: 'SCMP_ARCH_ARM', arm64: 'SCMP_ARCH_AARCH64', mips64: 'SCMP_ARCH_MIPS64',
-  mipsel64: 'SCMP_ARCH_MIPSEL64', mipsle: 'SCMP_ARCH_MIPSEL', ppc: 'SCMP_ARCH_PPC', ppc64le: 'SCMP_ARCH_PPC64LE', s390: 'SCMP_ARCH_S390',
-  s390x: 'SCMP_ARCH_S390X', riscv64: 'SCMP_ARCH_RISCV64',
+  x86: 'SCMP_ARCH_X86',
+  amd64: 'SCMP_ARCH_X86_64',
+  arm: 'SCMP_ARCH_ARM',
+  arm64: 'SCMP_ARCH_AARCH64',
+  mips64: 'SCMP_ARCH_MIPS64',
+  mipsel64: 'SCMP_ARCH_MIPSEL64',
+  mipsle: 'SCMP_ARCH_MIPSEL',
+  ppc: 'SCMP_ARCH_PPC',
+  ppc64le: 'SCMP_ARCH_PPC64LE',
+  s390: 'SCMP_ARCH_S390',
+  s390x: 'SCMP_ARCH_S390X',
+  riscv64: 'SCMP_ARCH_RISCV64',
 };
 
 /** -1, 0, 1 comparing "major.minor[.patch]" kernel releases (suffixes such as -generic ignored). */
@@ -229,7 +256,9 @@ export function translateProfile(profile: DockerProfile, context: SeccompContext
       names: rule.name ? [rule.name] : rule.names,
       action: rule.action,
       ...(rule.errnoRet !== undefined ? { errnoRet: rule.errnoRet } : {}),
-      ...(rule.args?.length ? { args: rule.args.map((a) => ({ index: a.index, value: a.value, ...(a.valueTwo ? { valueTwo: a.valueTwo } : {}), op: a.op })) } : {}),
+      ...(rule.args?.length
+        ? { args: rule.args.map((a) => ({ index: a.index, value: a.value, ...(a.valueTwo ? { valueTwo: a.valueTwo } : {}), op: a.op })) }
+        : {}),
     });
   }
   return {
@@ -244,11 +273,26 @@ export function translateProfile(profile: DockerProfile, context: SeccompContext
 }
 
 /** The OCI `linux.seccomp` for a container: Docker's default profile, or `profile` (--security-opt seccomp=FILE). */
-export function defaultSeccomp(capabilities: string[], arch: string, profile: DockerProfile = DEFAULT_PROFILE, kernel?: string): Record<string, unknown> | undefined {
+export function defaultSeccomp(
+  capabilities: string[],
+  arch: string,
+  profile: DockerProfile = DEFAULT_PROFILE,
+  kernel?: string,
+): Record<string, unknown> | undefined {
   return translateProfile(profile, { capabilities, arch, kernel });
 }
 
-const ACTIONS = ['SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_TRAP', 'SCMP_ACT_ERRNO', 'SCMP_ACT_TRACE', 'SCMP_ACT_ALLOW', 'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY'];
+const ACTIONS = [
+  'SCMP_ACT_KILL',
+  'SCMP_ACT_KILL_PROCESS',
+  'SCMP_ACT_KILL_THREAD',
+  'SCMP_ACT_TRAP',
+  'SCMP_ACT_ERRNO',
+  'SCMP_ACT_TRACE',
+  'SCMP_ACT_ALLOW',
+  'SCMP_ACT_LOG',
+  'SCMP_ACT_NOTIFY',
+];
 const OPS = ['SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_MASKED_EQ'];
 
 /**
@@ -258,7 +302,9 @@ const OPS = ['SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_EQ', 'SCMP_C
  */
 export function parseProfile(text: string, source: string): DockerProfile {
   const fail = (why: string): never => {
-    throw new ConveyorError('ERR_USAGE', `--security-opt seccomp=${source}: ${why}`, { hint: "a profile in Docker's format, e.g. moby's profiles/seccomp/default.json" });
+    throw new ConveyorError('ERR_USAGE', `--security-opt seccomp=${source}: ${why}`, {
+      hint: "a profile in Docker's format, e.g. moby's profiles/seccomp/default.json",
+    });
   };
   let data: unknown;
   try {
@@ -270,14 +316,16 @@ export function parseProfile(text: string, source: string): DockerProfile {
   const p = data as Record<string, unknown>;
   const isStrings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
   const isUint = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64;
-  if (typeof p.defaultAction !== 'string' || (p.defaultAction !== '' && !ACTIONS.includes(p.defaultAction))) fail(`defaultAction ${JSON.stringify(p.defaultAction)} is not a seccomp action`);
+  if (typeof p.defaultAction !== 'string' || (p.defaultAction !== '' && !ACTIONS.includes(p.defaultAction)))
+    fail(`defaultAction ${JSON.stringify(p.defaultAction)} is not a seccomp action`);
   if (p.defaultErrnoRet !== undefined && p.defaultErrnoRet !== null && !isUint(p.defaultErrnoRet)) fail('defaultErrnoRet must be an errno number');
   if (p.architectures !== undefined && p.architectures !== null && !isStrings(p.architectures)) fail('architectures must be a list of names');
   if (p.archMap !== undefined && p.archMap !== null) {
     if (!Array.isArray(p.archMap)) fail('archMap must be a list');
     for (const entry of p.archMap as Record<string, unknown>[]) {
       if (!entry || typeof entry.architecture !== 'string') fail('archMap entries need an architecture');
-      if (entry.subArchitectures !== undefined && entry.subArchitectures !== null && !isStrings(entry.subArchitectures)) fail('subArchitectures must be a list of names');
+      if (entry.subArchitectures !== undefined && entry.subArchitectures !== null && !isStrings(entry.subArchitectures))
+        fail('subArchitectures must be a list of names');
     }
   }
   if (p.syscalls !== undefined && p.syscalls !== null && !Array.isArray(p.syscalls)) fail('syscalls must be a list');
@@ -303,14 +351,19 @@ export function parseProfile(text: string, source: string): DockerProfile {
       if (typeof f !== 'object') fail(`${where}.${key} must be an object`);
       if (f.caps !== undefined && f.caps !== null && !isStrings(f.caps)) fail(`${where}.${key}.caps must be a list of capability names`);
       if (f.arches !== undefined && f.arches !== null && !isStrings(f.arches)) fail(`${where}.${key}.arches must be a list of names`);
-      if (f.minKernel !== undefined && f.minKernel !== null && !(typeof f.minKernel === 'string' && /^\d+\.\d+/.test(f.minKernel))) fail(`${where}.${key}.minKernel must look like 4.8`);
+      if (f.minKernel !== undefined && f.minKernel !== null && !(typeof f.minKernel === 'string' && /^\d+\.\d+/.test(f.minKernel)))
+        fail(`${where}.${key}.minKernel must look like 4.8`);
     }
   });
   // null where Docker's Go decoder sees an empty value.
   const clean = (f: unknown): SeccompFilter | undefined => {
     if (!f || typeof f !== 'object') return undefined;
     const { caps, arches, minKernel } = f as Record<string, unknown>;
-    return { ...(caps ? { caps: caps as string[] } : {}), ...(arches ? { arches: arches as string[] } : {}), ...(minKernel ? { minKernel: minKernel as string } : {}) };
+    return {
+      ...(caps ? { caps: caps as string[] } : {}),
+      ...(arches ? { arches: arches as string[] } : {}),
+      ...(minKernel ? { minKernel: minKernel as string } : {}),
+    };
   };
   return {
     defaultAction: p.defaultAction as string,

@@ -60,7 +60,14 @@ export function parseGroup(text: string): GroupEntry[] {
     if (f.length < 4) continue;
     const gid = parseId(f[2]);
     if (gid === undefined) continue;
-    entries.push({ name: f[0], gid, members: f[3].split(',').map((m) => m.trim()).filter(Boolean) });
+    entries.push({
+      name: f[0],
+      gid,
+      members: f[3]
+        .split(',')
+        .map((m) => m.trim())
+        .filter(Boolean),
+    });
   }
   return entries;
 }
@@ -73,7 +80,9 @@ export function resolveUserIn(spec: string, passwd: PasswdEntry[], groups: Group
   const uidNumber = parseId(wanted);
   const entry = uidNumber !== undefined ? passwd.find((p) => p.uid === uidNumber) : passwd.find((p) => p.name === wanted);
   if (!entry && uidNumber === undefined) {
-    throw new ConveyorError('ERR_USER_NOT_FOUND', `unable to find user ${wanted}: no matching entries in passwd file`, { hint: 'use a numeric uid or a user the image defines' });
+    throw new ConveyorError('ERR_USER_NOT_FOUND', `unable to find user ${wanted}: no matching entries in passwd file`, {
+      hint: 'use a numeric uid or a user the image defines',
+    });
   }
   const user: ResolvedUser = {
     uid: uidNumber ?? entry!.uid,

@@ -17,13 +17,21 @@ function lastLog(stderr: string): Record<string, any> {
   return JSON.parse(stderr.trim().split('\n').at(-1)!);
 }
 
-t.test('a rootfs record with the host\'s /etc as a layer is refused, nothing runs', async (t) => {
+t.test("a rootfs record with the host's /etc as a layer is refused, nothing runs", async (t) => {
   const marker = join(mkdtempSync('/tmp/conveyor-ran-'), 'ran');
   t.teardown(() => rmSync(join(marker, '..'), { recursive: true, force: true }));
   for (const layerDirs of [['/etc', ...rootfs.layerDirs], [...rootfs.layerDirs, '/etc'], ['/']]) {
-    const r = await ctrSpawn({ ...rootfs, layerDirs }, ['--log-format=json', '-v', `${join(marker, '..')}:/out`, '--', 'sh', '-c', 'cat /passwd /hostname; touch /out/ran']);
+    const r = await ctrSpawn({ ...rootfs, layerDirs }, [
+      '--log-format=json',
+      '-v',
+      `${join(marker, '..')}:/out`,
+      '--',
+      'sh',
+      '-c',
+      'cat /passwd /hostname; touch /out/ran',
+    ]);
     t.equal(lastLog(r.stderr).code, 'ERR_INPUT_RECORD', JSON.stringify(layerDirs));
-    t.equal(r.stdout, '', 'the host\'s files are not shown');
+    t.equal(r.stdout, '', "the host's files are not shown");
     t.not(r.code, 0);
   }
   t.notOk(existsSync(marker), 'the container never ran');
@@ -46,7 +54,15 @@ t.test('a flattened dir is run only when layer-unpack registered it in the store
   rmSync(swapped, { recursive: true });
   mkdirSync(swapped);
   for (const dir of ['/', '/etc', unregistered, swapped]) {
-    const r = await ctrSpawn({ ...image, dir }, ['--log-format=json', '-v', `${join(marker, '..')}:/out`, '--', 'sh', '-c', 'cat /passwd /hostname; touch /out/ran']);
+    const r = await ctrSpawn({ ...image, dir }, [
+      '--log-format=json',
+      '-v',
+      `${join(marker, '..')}:/out`,
+      '--',
+      'sh',
+      '-c',
+      'cat /passwd /hostname; touch /out/ran',
+    ]);
     t.equal(lastLog(r.stderr).code, 'ERR_INPUT_RECORD', dir);
     t.match(lastLog(r.stderr).message, /not flattened by layer-unpack/, dir);
     t.equal(r.stdout, '', 'nothing from the host is shown');
@@ -72,14 +88,20 @@ t.test('a record naming a store others can write is refused', async (t) => {
   t.strictSame(mountsUnder(store), []);
 });
 
-t.test('a mount record whose paths are not its id\'s is refused', async (t) => {
+t.test("a mount record whose paths are not its id's is refused", async (t) => {
   const up = await runTool(OVERLAY_MOUNT, ['--root', root], JSON.stringify(rootfs) + '\n');
   t.equal(up.code, 0, up.stderr);
   const mount = JSON.parse(up.stdout);
   t.teardown(() => runTool(OVERLAY_MOUNT, ['--unmount'], up.stdout));
   const other = mkdtempSync('/tmp/conveyor-other-');
   t.teardown(() => rmSync(other, { recursive: true, force: true }));
-  for (const [field, value] of [['target', '/'], ['containerDir', other], ['upper', join(other, 'upper')], ['work', '/tmp'], ['id', '../../x']]) {
+  for (const [field, value] of [
+    ['target', '/'],
+    ['containerDir', other],
+    ['upper', join(other, 'upper')],
+    ['work', '/tmp'],
+    ['id', '../../x'],
+  ]) {
     const r = await ctrSpawn({ ...mount, [field]: value }, ['--log-format=json', '--', 'true']);
     t.equal(lastLog(r.stderr).code, 'ERR_INPUT_RECORD', `${field} forged: ${lastLog(r.stderr).message}`);
   }

@@ -33,13 +33,25 @@ t.test('--read-only: /etc/hosts, /etc/hostname and /etc/resolv.conf are read-onl
 });
 
 t.test('a cgroup namespace of its own', async (t) => {
-  const r = await ctrSpawn(latest, ['-m', '32m', '--pids-limit', '50', '--', 'sh', '-c',
-    'cat /proc/self/cgroup; readlink /proc/self/ns/cgroup; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; (mkdir /sys/fs/cgroup/memory/x) 2>/dev/null && echo writable || echo read-only']);
+  const r = await ctrSpawn(latest, [
+    '-m',
+    '32m',
+    '--pids-limit',
+    '50',
+    '--',
+    'sh',
+    '-c',
+    'cat /proc/self/cgroup; readlink /proc/self/ns/cgroup; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; (mkdir /sys/fs/cgroup/memory/x) 2>/dev/null && echo writable || echo read-only',
+  ]);
   t.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   const cgroups = lines.filter((l) => /^\d+:/.test(l));
   t.ok(cgroups.length > 0, 'cgroup lines');
-  t.strictSame(cgroups.filter((l) => !l.endsWith(':/')), [], 'every hierarchy shows the container cgroup as /');
+  t.strictSame(
+    cgroups.filter((l) => !l.endsWith(':/')),
+    [],
+    'every hierarchy shows the container cgroup as /',
+  );
   t.notOk(r.stdout.includes('/conveyor/'), 'the host path of the cgroup stays hidden');
   const ns = lines.find((l) => l.startsWith('cgroup:['));
   t.ok(ns, 'ns link');

@@ -82,16 +82,22 @@ export interface CgroupDir {
  * enabled there. Undefined when the controller is in neither.
  */
 export function cgroupDirOf(pid: number, controller: string): CgroupDir | undefined {
-  const memberships = readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n').map((line) => {
-    const [hierarchy, controllers, ...path] = line.split(':');
-    return { hierarchy, controllers: controllers ? controllers.split(',') : [], path: path.join(':') };
-  });
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n').map((line) => {
-    const [before, after] = line.split(' - ');
-    const fields = before.split(' ');
-    const [fstype, , superOptions] = after.split(' ');
-    return { root: fields[3], point: fields[4], fstype, options: superOptions.split(',') };
-  });
+  const memberships = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [hierarchy, controllers, ...path] = line.split(':');
+      return { hierarchy, controllers: controllers ? controllers.split(',') : [], path: path.join(':') };
+    });
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [before, after] = line.split(' - ');
+      const fields = before.split(' ');
+      const [fstype, , superOptions] = after.split(' ');
+      return { root: fields[3], point: fields[4], fstype, options: superOptions.split(',') };
+    });
   const v1 = memberships.find((m) => m.controllers.includes(controller));
   const v1Mount = mounts.find((m) => m.fstype === 'cgroup' && m.options.includes(controller));
   if (v1 && v1Mount) return { version: 1, dir: join(v1Mount.point, relative(v1Mount.root, v1.path)) };
@@ -116,5 +122,11 @@ export function buildSeccompProbe(dir: string): string {
 
 /** `NAME RESULT` lines of the probe → { NAME: RESULT }. */
 export function probeResults(stdout: string): Record<string, string> {
-  return Object.fromEntries(stdout.trim().split('\n').filter(Boolean).map((line) => line.split(' ', 2)));
+  return Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(' ', 2)),
+  );
 }

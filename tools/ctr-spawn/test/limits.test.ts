@@ -15,7 +15,11 @@ const latest = busyboxRootfs(root, 'latest');
 function assertClean(t: Tap.Test, shortId: string) {
   t.strictSame(mountsUnder(root), [], 'no mounts left under the store');
   t.strictSame(containerDirs(root), [], 'no container dirs left');
-  t.strictSame(conveyorCgroups().filter((d) => d.includes(`/conveyor/${shortId}`)), [], 'no cgroup dirs left');
+  t.strictSame(
+    conveyorCgroups().filter((d) => d.includes(`/conveyor/${shortId}`)),
+    [],
+    'no cgroup dirs left',
+  );
   t.notOk(existsSync('/run/conveyor-runc') && readdirSync('/run/conveyor-runc').some((e) => e.startsWith(shortId)), 'no runc state left');
 }
 
@@ -107,12 +111,16 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const) {
   t.test(`${signal} to ctr-spawn reaches the container's trap, then everything is cleaned up`, async (t) => {
     const name = signal.slice(3);
     let sent = false;
-    const r = await ctrSpawn(latest, ['--', 'sh', '-c', `trap 'echo got ${name}; exit 3' ${name}; hostname; echo ready; while true; do sleep 0.1; done`], (out, child) => {
-      if (!sent && out.includes('ready\n')) {
-        sent = true;
-        child.kill(signal);
-      }
-    });
+    const r = await ctrSpawn(
+      latest,
+      ['--', 'sh', '-c', `trap 'echo got ${name}; exit 3' ${name}; hostname; echo ready; while true; do sleep 0.1; done`],
+      (out, child) => {
+        if (!sent && out.includes('ready\n')) {
+          sent = true;
+          child.kill(signal);
+        }
+      },
+    );
     t.ok(sent);
     t.equal(r.code, 3, `the trap's exit code (${r.stderr})`);
     t.match(r.stdout, new RegExp(`got ${name}\\n$`));

@@ -18,7 +18,11 @@ function assertClean(t: Tap.Test, shortId?: string) {
   t.strictSame(mountsUnder(root), [], 'no mounts left under the store');
   t.strictSame(containerDirs(root), [], 'no container dirs left');
   if (shortId) {
-    t.strictSame(conveyorCgroups().filter((d) => d.includes(`/conveyor/${shortId}`)), [], 'no cgroup dirs left');
+    t.strictSame(
+      conveyorCgroups().filter((d) => d.includes(`/conveyor/${shortId}`)),
+      [],
+      'no cgroup dirs left',
+    );
     t.notOk(existsSync('/run/conveyor-runc') && readdirSync('/run/conveyor-runc').some((e) => e.startsWith(shortId)), 'no runc state left');
   }
 }
@@ -67,7 +71,12 @@ t.test('isolation: pid 1, few processes, own hostname, host filesystem unreachab
   const sentinel = join('/tmp', `conveyor-sentinel-${process.pid}`);
   writeFileSync(sentinel, 'host secret');
   t.teardown(() => rmSync(sentinel, { force: true }));
-  const r = await ctrSpawn(latest, ['--', 'sh', '-c', `echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; ps -o pid | wc -l; hostname; test -e ${sentinel} && echo visible || echo hidden; ls /sys/class/net; cat /sys/class/net/lo/flags`]);
+  const r = await ctrSpawn(latest, [
+    '--',
+    'sh',
+    '-c',
+    `echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; ps -o pid | wc -l; hostname; test -e ${sentinel} && echo visible || echo hidden; ls /sys/class/net; cat /sys/class/net/lo/flags`,
+  ]);
   t.equal(r.code, 0, r.stderr);
   const [pid, cmdline, psLines, hostname, sentinelSeen, ...net] = r.stdout.trim().split('\n');
   t.equal(pid, '1', 'the command is pid 1');
@@ -80,8 +89,13 @@ t.test('isolation: pid 1, few processes, own hostname, host filesystem unreachab
   assertClean(t, hostname);
 });
 
-t.test('Docker\'s default capabilities, no new privileges, masked /proc paths', async (t) => {
-  const r = await ctrSpawn(latest, ['--', 'sh', '-c', 'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; grep -c " /proc/keys " /proc/mounts; grep " /proc/sys " /proc/mounts']);
+t.test("Docker's default capabilities, no new privileges, masked /proc paths", async (t) => {
+  const r = await ctrSpawn(latest, [
+    '--',
+    'sh',
+    '-c',
+    'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; grep -c " /proc/keys " /proc/mounts; grep " /proc/sys " /proc/mounts',
+  ]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /CapEff:\s+00000000a80425fb/, 'the 14 default capabilities');
   t.match(r.stdout, /NoNewPrivs:\s+1/);
@@ -93,7 +107,7 @@ t.test('Docker\'s default capabilities, no new privileges, masked /proc paths', 
   t.match(privileged.stdout, /NoNewPrivs:\s+0\n0\n/, '--privileged: no masks, privileges allowed');
 });
 
-t.test('seccomp: Docker\'s blocked syscalls, unblocked by their capability or unconfined', async (t) => {
+t.test("seccomp: Docker's blocked syscalls, unblocked by their capability or unconfined", async (t) => {
   const probe = ['--', 'sh', '-c', 'busybox unshare -U true 2>/dev/null && echo unshare-allowed || echo unshare-blocked; grep Seccomp: /proc/self/status'];
   // [flags, expected unshare outcome, seccomp mode in /proc/self/status (2 = filter)]
   const cases: [string[], string, string][] = [
@@ -122,7 +136,7 @@ t.test('exit codes', async (t) => {
     [[], ['no-such-command'], 127, /executable file not found/],
     [[], ['/no/such/file'], 127, /no such file/],
     [['--init'], ['sh', '-c', 'kill -9 $$'], 137, /^$/],
-    [[], ['sh', '-c', 'sh -c \'kill -9 $$\'; exit $?'], 137, /Killed|^$/],
+    [[], ['sh', '-c', "sh -c 'kill -9 $$'; exit $?"], 137, /Killed|^$/],
     [['--bogus-flag'], ['true'], 125, /unknown flag/],
     [['-u', 'nobody-here'], ['true'], 125, /unable to find user nobody-here/],
     [['--runtime', '/nonexistent/runc'], ['true'], 125, /runtime .* not found/],
@@ -143,8 +157,18 @@ t.test('volumes and tmpfs', async (t) => {
   const host = t.testdir({ 'in.txt': 'from host\n' });
   const created = join(host, 'created', 'later');
   const r = await ctrSpawn(latest, [
-    '-v', `${host}:/data`, '-v', `${host}:/ro:ro`, '-v', `${created}:/made`, '--tmpfs', '/scratch:size=1m',
-    '--', 'sh', '-c', 'cat /data/in.txt; echo written > /data/out.txt; echo x > /ro/fail.txt || echo ro-refused; touch /made/f && echo made; echo t > /scratch/t && grep /scratch /proc/mounts',
+    '-v',
+    `${host}:/data`,
+    '-v',
+    `${host}:/ro:ro`,
+    '-v',
+    `${created}:/made`,
+    '--tmpfs',
+    '/scratch:size=1m',
+    '--',
+    'sh',
+    '-c',
+    'cat /data/in.txt; echo written > /data/out.txt; echo x > /ro/fail.txt || echo ro-refused; touch /made/f && echo made; echo t > /scratch/t && grep /scratch /proc/mounts',
   ]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /^from host\n/);
@@ -157,7 +181,15 @@ t.test('volumes and tmpfs', async (t) => {
 });
 
 t.test('--read-only root', async (t) => {
-  const r = await ctrSpawn(latest, ['--read-only', '--tmpfs', '/tmp', '--', 'sh', '-c', 'touch /x 2>/dev/null && echo wrote || echo refused; touch /tmp/ok && echo tmp-ok']);
+  const r = await ctrSpawn(latest, [
+    '--read-only',
+    '--tmpfs',
+    '/tmp',
+    '--',
+    'sh',
+    '-c',
+    'touch /x 2>/dev/null && echo wrote || echo refused; touch /tmp/ok && echo tmp-ok',
+  ]);
   t.equal(r.stdout, 'refused\ntmp-ok\n', r.stderr);
 });
 
@@ -183,7 +215,10 @@ t.test('--print-spec prints one config.json line and runs nothing', async (t) =>
   t.strictSame(spec.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['cgroup', 'ipc', 'mount', 'network', 'pid', 'uts']);
   t.ok(spec.linux.maskedPaths.includes('/proc/kcore'));
   t.equal(spec.linux.seccomp.defaultAction, 'SCMP_ACT_ERRNO', 'seccomp: an allowlist');
-  t.notOk(spec.linux.seccomp.syscalls.some((r: { names: string[] }) => r.names.includes('keyctl')), 'keyctl is not allowed');
+  t.notOk(
+    spec.linux.seccomp.syscalls.some((r: { names: string[] }) => r.names.includes('keyctl')),
+    'keyctl is not allowed',
+  );
   t.ok(spec.mounts.some((m: { destination: string; options: string[] }) => m.destination === '/host-tmp' && m.options.includes('ro')));
   assertClean(t);
 
@@ -201,12 +236,12 @@ t.test('a mount record from overlay-mount runs and stays mounted', async (t) => 
   const mount = JSON.parse(mounted.stdout);
   const r = await ctrSpawn(mount, ['--', 'sh', '-c', 'echo kept > /state.txt; hostname']);
   t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, `${mount.id.slice(0, 12)}\n`, 'the mount record\'s id is the container id');
+  t.equal(r.stdout, `${mount.id.slice(0, 12)}\n`, "the mount record's id is the container id");
   t.ok(mountsUnder(mount.target).length > 0, 'overlay still mounted');
   t.equal(readFileSync(join(mount.target, 'state.txt'), 'utf8'), 'kept\n', 'writes stay in the overlay');
   t.notOk(existsSync(join(mount.containerDir, 'config.json')), 'bundle files removed');
   const again = await ctrSpawn(mount, ['--', 'cat', '/state.txt']);
-  t.equal(again.stdout, 'kept\n', 'a second run sees the first one\'s writes');
+  t.equal(again.stdout, 'kept\n', "a second run sees the first one's writes");
   const down = await runTool(OVERLAY_MOUNT, ['--unmount'], mounted.stdout);
   t.equal(down.code, 0, down.stderr);
   assertClean(t);
@@ -264,7 +299,7 @@ t.test('-t gives the container a terminal (under script(1), which provides one)'
   const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
     execFile('script', ['-qec', command, '/dev/null'], (error, stdout) => resolve({ code: error ? Number((error as { code?: number }).code) : 0, stdout }));
   });
-  t.equal(r.code, 5, 'the container\'s exit code comes through');
+  t.equal(r.code, 5, "the container's exit code comes through");
   t.match(r.stdout, /^\/dev\/pts\/0\r?\nxterm\r?\n/, 'stdin is a terminal; TERM=xterm');
   // setsid: no controlling terminal even when the tests run from one.
   const piped = await new Promise<{ code: number; stderr: string }>((resolve) => {
@@ -281,7 +316,7 @@ t.test('--net host shares the host network namespace', async (t) => {
   const hostNet = readdirSync('/sys/class/net').sort();
   const r = await ctrSpawn(latest, ['--net', 'host', '--', 'ls', '/sys/class/net']);
   t.equal(r.code, 0, r.stderr);
-  t.strictSame(r.stdout.trim().split('\n').sort(), hostNet, 'the host\'s interfaces');
+  t.strictSame(r.stdout.trim().split('\n').sort(), hostNet, "the host's interfaces");
   const bad = await ctrSpawn(latest, ['--net', 'bridge', '--', 'true']);
   t.equal(bad.code, 125);
 });

@@ -84,21 +84,38 @@ t.test('the default profile for a container, per capability', async (t) => {
   ];
   const profiles = [table(DEFAULT_CAPS), table(withCap('CAP_SYS_ADMIN')), table(withCap('CAP_SYS_PTRACE'))];
   for (const [name, ...verdicts] of expected) {
-    t.strictSame(profiles.map((p) => verdict(p, name)), verdicts, name);
+    t.strictSame(
+      profiles.map((p) => verdict(p, name)),
+      verdicts,
+      name,
+    );
   }
   const base = profiles[0];
   t.equal(base.defaultAction, 'SCMP_ACT_ERRNO', 'an allowlist');
   t.equal(base.defaultErrnoRet, 1, 'EPERM by default');
   t.strictSame(base.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], 'archMap for amd64');
-  t.strictSame(base.syscalls.filter((r) => r.names.includes('clone')).map((r) => r.args), [[{ index: 0, value: 0x7e020000, op: 'SCMP_CMP_MASKED_EQ' }]], 'clone without namespace flags only');
-  t.strictSame(base.syscalls.filter((r) => r.names.includes('socket')).map((r) => r.args![0]), [
-    { index: 0, value: 38, op: 'SCMP_CMP_LT' },
-    { index: 0, value: 39, op: 'SCMP_CMP_EQ' },
-    { index: 0, value: 40, op: 'SCMP_CMP_GT' },
-  ], 'socket: every family but AF_ALG and AF_VSOCK');
-  t.strictSame(base.syscalls.filter((r) => r.names.includes('personality')).map((r) => r.args![0].value), [0, 8, 0x20000, 0x20008, 0xffffffff], "personality: Docker's values");
+  t.strictSame(
+    base.syscalls.filter((r) => r.names.includes('clone')).map((r) => r.args),
+    [[{ index: 0, value: 0x7e020000, op: 'SCMP_CMP_MASKED_EQ' }]],
+    'clone without namespace flags only',
+  );
+  t.strictSame(
+    base.syscalls.filter((r) => r.names.includes('socket')).map((r) => r.args![0]),
+    [
+      { index: 0, value: 38, op: 'SCMP_CMP_LT' },
+      { index: 0, value: 39, op: 'SCMP_CMP_EQ' },
+      { index: 0, value: 40, op: 'SCMP_CMP_GT' },
+    ],
+    'socket: every family but AF_ALG and AF_VSOCK',
+  );
+  t.strictSame(
+    base.syscalls.filter((r) => r.names.includes('personality')).map((r) => r.args![0].value),
+    [0, 8, 0x20000, 0x20008, 0xffffffff],
+    "personality: Docker's values",
+  );
   // runc skips names libseccomp does not know without a word, so a typo would silently refuse a syscall.
-  for (const rule of DEFAULT_PROFILE.syscalls!) for (const name of rule.names!) t.ok(/^[a-z_][a-z0-9_]*$/.test(name), `well-formed name ${name}`, { diagnostic: false });
+  for (const rule of DEFAULT_PROFILE.syscalls!)
+    for (const name of rule.names!) t.ok(/^[a-z_][a-z0-9_]*$/.test(name), `well-formed name ${name}`, { diagnostic: false });
 });
 
 t.test('architecture and kernel conditions', async (t) => {
@@ -107,7 +124,11 @@ t.test('architecture and kernel conditions', async (t) => {
   t.equal(verdict(arm, 'set_tls'), 'allow', 'arm: set_tls');
   t.equal(verdict(arm, 'arch_prctl'), 'EPERM', 'arm: no arch_prctl');
   const s390 = table(DEFAULT_CAPS, 's390x');
-  t.strictSame(s390.syscalls.filter((r) => r.names.includes('clone')).map((r) => r.args![0].index), [1], 's390x: clone flags are the second argument');
+  t.strictSame(
+    s390.syscalls.filter((r) => r.names.includes('clone')).map((r) => r.args![0].index),
+    [1],
+    's390x: clone flags are the second argument',
+  );
   t.notOk('architectures' in table(DEFAULT_CAPS, 'ppc64'), 'ppc64le has no archMap entry: runc uses the native one');
   t.equal(verdict(table(DEFAULT_CAPS, 'x64', '4.4.0'), 'ptrace'), 'EPERM', 'before 4.8 ptrace stays refused (it could bypass seccomp)');
   t.equal(verdict(table(DEFAULT_CAPS, 'x64', '4.8.0-generic'), 'ptrace'), 'allow');
@@ -135,13 +156,31 @@ t.test('Docker-format profiles: translation and checks', async (t) => {
       { names: ['getpid'], action: 'SCMP_ACT_ERRNO' },
     ],
   });
-  t.strictSame((translateProfile(profile, { capabilities: ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_FOWNER'], arch: 'x64', kernel: '6.1' }) as unknown as Seccomp).syscalls.map((r) => r.names[0]), ['mkdir', 'sync']);
+  t.strictSame(
+    (translateProfile(profile, { capabilities: ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_FOWNER'], arch: 'x64', kernel: '6.1' }) as unknown as Seccomp).syscalls.map(
+      (r) => r.names[0],
+    ),
+    ['mkdir', 'sync'],
+  );
   t.equal(translateProfile({ defaultAction: '', syscalls: [] }, { capabilities: [], arch: 'x64' }), undefined, 'an empty profile is unconfined, as in Docker');
-  t.throws(() => translateProfile({ ...profile, archMap: DEFAULT_PROFILE.archMap }, { capabilities: [], arch: 'x64' }), { code: 'ERR_USAGE', message: /architectures and archMap/ });
-  t.throws(() => translateProfile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ name: 'a', names: ['b'], action: 'SCMP_ACT_ALLOW' }] }, { capabilities: [], arch: 'x64' }), { code: 'ERR_USAGE' });
+  t.throws(() => translateProfile({ ...profile, archMap: DEFAULT_PROFILE.archMap }, { capabilities: [], arch: 'x64' }), {
+    code: 'ERR_USAGE',
+    message: /architectures and archMap/,
+  });
+  t.throws(
+    () =>
+      translateProfile(
+        { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ name: 'a', names: ['b'], action: 'SCMP_ACT_ALLOW' }] },
+        { capabilities: [], arch: 'x64' },
+      ),
+    { code: 'ERR_USAGE' },
+  );
 
   // The default profile survives a round trip through Docker's JSON.
-  t.strictSame(translateProfile(parseProfile(JSON.stringify(DEFAULT_PROFILE), 'default.json'), { capabilities: DEFAULT_CAPS, arch: 'x64', kernel: '6.1' }), table(DEFAULT_CAPS));
+  t.strictSame(
+    translateProfile(parseProfile(JSON.stringify(DEFAULT_PROFILE), 'default.json'), { capabilities: DEFAULT_CAPS, arch: 'x64', kernel: '6.1' }),
+    table(DEFAULT_CAPS),
+  );
   // [profile text, error pattern]
   const bad: [string, RegExp][] = [
     ['{', /not JSON/],
@@ -170,7 +209,18 @@ const latest = busyboxRootfs(root, 'latest');
 const probeDir = mkdtempSync(join(tmpdir(), 'conveyor-probe-'));
 t.teardown(() => rmSync(probeDir, { recursive: true, force: true }));
 buildSeccompProbe(probeDir);
-const PROBES = ['clone_plain', 'clone_newuser', 'unshare_newuser', 'clone3', 'clock_adjtime', 'io_uring_setup', 'mount_setattr', 'pidfd_getfd', 'personality_query', 'personality_bad'];
+const PROBES = [
+  'clone_plain',
+  'clone_newuser',
+  'unshare_newuser',
+  'clone3',
+  'clock_adjtime',
+  'io_uring_setup',
+  'mount_setattr',
+  'pidfd_getfd',
+  'personality_query',
+  'personality_bad',
+];
 const probe = (flags: string[]) => ctrSpawn(latest, ['-v', `${probeDir}:/probe:ro`, ...flags, '--', '/probe/seccomp-probe', ...PROBES]);
 
 t.test('inside a container: namespaces refused, ordinary calls allowed', async (t) => {
@@ -188,7 +238,12 @@ t.test('inside a container: namespaces refused, ordinary calls allowed', async (
     personality_query: 'ok',
     personality_bad: 'EPERM',
   });
-  const shell = await ctrSpawn(latest, ['--', 'sh', '-c', 'ls / > /dev/null && echo hi | cat && sleep 0 && mkdir /tmp/d && echo ok; grep Seccomp: /proc/self/status']);
+  const shell = await ctrSpawn(latest, [
+    '--',
+    'sh',
+    '-c',
+    'ls / > /dev/null && echo hi | cat && sleep 0 && mkdir /tmp/d && echo ok; grep Seccomp: /proc/self/status',
+  ]);
   t.equal(shell.code, 0, shell.stderr);
   t.match(shell.stdout, /^hi\nok\nSeccomp:\s+2\n$/, 'a shell, ls, pipes, mkdir run under the filter');
 });

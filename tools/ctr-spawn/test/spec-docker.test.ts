@@ -61,11 +61,14 @@ function looser(ours: Json, docker: Json): string[] {
     if (missing.length) found.push(`${field} missing ${missing.join(' ')}`);
   }
   const namespaces = ours.linux.namespaces.map((n: Json) => n.type);
-  for (const ns of docker.linux.namespaces) if (!namespaces.includes(ns.type) || ours.linux.namespaces.find((n: Json) => n.type === ns.type).path) found.push(`namespace ${ns.type}`);
+  for (const ns of docker.linux.namespaces)
+    if (!namespaces.includes(ns.type) || ours.linux.namespaces.find((n: Json) => n.type === ns.type).path) found.push(`namespace ${ns.type}`);
   // Devices: Docker denies all, then allows a few; ours may allow only what Docker allows.
   const rules = (spec: Json) => spec.linux.resources?.devices ?? [];
   if (rules(docker)[0]?.allow === false && rules(ours)[0]?.allow !== false) found.push('devices: not deny-all first');
-  const dockerAllows = rules(docker).filter((d: Json) => d.allow).map((d: Json) => JSON.stringify(d));
+  const dockerAllows = rules(docker)
+    .filter((d: Json) => d.allow)
+    .map((d: Json) => JSON.stringify(d));
   for (const d of rules(ours).filter((d: Json) => d.allow)) if (!dockerAllows.includes(JSON.stringify(d))) found.push(`devices: allows ${JSON.stringify(d)}`);
   for (const spec of ours.linux.devices ?? []) found.push(`device node ${spec.path}`);
   // rlimits: none may exceed Docker's (Docker 20.10 sets none: the daemon's own apply, here the host's hard limits).
@@ -130,7 +133,10 @@ t.test('ours matches or is stricter than Docker, field by field', async (t) => {
     t.strictSame(looser(ours, docker), [], `${flags.join(' ') || 'default'}: nothing looser than Docker`);
     // Where ours is stricter, on purpose:
     t.ok(ours.process.noNewPrivileges && !docker.process.noNewPrivileges, 'no new privileges (Docker: only with --security-opt no-new-privileges)');
-    t.ok(ours.linux.namespaces.some((n: Json) => n.type === 'cgroup') && !docker.linux.namespaces.some((n: Json) => n.type === 'cgroup'), 'a cgroup namespace (Docker on cgroup v1: the host one)');
+    t.ok(
+      ours.linux.namespaces.some((n: Json) => n.type === 'cgroup') && !docker.linux.namespaces.some((n: Json) => n.type === 'cgroup'),
+      'a cgroup namespace (Docker on cgroup v1: the host one)',
+    );
     t.ok(ours.linux.maskedPaths.includes('/proc/interrupts'), 'newer Docker masks: /proc/interrupts, /sys/devices/virtual/powercap');
     t.notOk(allowedSyscalls(ours.linux.seccomp).has('io_uring_setup'), 'io_uring refused (Docker 25+)');
     t.notOk(ours.linux.sysctl, 'no sysctls (Docker opens unprivileged ping and ports < 1024 in its network namespace)');
@@ -149,7 +155,11 @@ t.test('the diff catches a looser spec', async (t) => {
     ['a mount flag', (s) => (s.mounts.find((m: Json) => m.destination === '/etc/hosts').options = ['rbind', 'rprivate']), /\/etc\/hosts: without ro/],
     ['the read-only root', (s) => (s.root.readonly = false), /root.readonly/],
     ['a syscall', (s) => s.linux.seccomp.syscalls.push({ names: ['keyctl'], action: 'SCMP_ACT_ALLOW' }), /seccomp allows keyctl/],
-    ['clone flags', (s) => (s.linux.seccomp.syscalls = s.linux.seccomp.syscalls.filter((r: Json) => !(r.names.includes('clone') && r.args))), /clone argument rules/],
+    [
+      'clone flags',
+      (s) => (s.linux.seccomp.syscalls = s.linux.seccomp.syscalls.filter((r: Json) => !(r.names.includes('clone') && r.args))),
+      /clone argument rules/,
+    ],
     ['clone3', (s) => (s.linux.seccomp.syscalls = s.linux.seccomp.syscalls.filter((r: Json) => r.action !== 'SCMP_ACT_ERRNO')), /errno rules/],
     ['a sysctl', (s) => (s.linux.sysctl = { 'kernel.shmmax': '1' }), /sysctl kernel.shmmax/],
   ];
@@ -160,11 +170,15 @@ t.test('the diff catches a looser spec', async (t) => {
   }
 });
 
-t.test('the devices cgroup runc applies allows no more than Docker\'s', async (t) => {
+t.test("the devices cgroup runc applies allows no more than Docker's", async (t) => {
   const r = await ctrSpawn(latest, ['--', 'cat', '/sys/fs/cgroup/devices/devices.list']);
   t.equal(r.code, 0, r.stderr);
   const ours = r.stdout.trim().split('\n').sort();
-  t.strictSame(ours.filter((rule) => !fixture.devicesList.includes(rule)), [], 'no device allowed that Docker denies');
+  t.strictSame(
+    ours.filter((rule) => !fixture.devicesList.includes(rule)),
+    [],
+    'no device allowed that Docker denies',
+  );
   // Docker also allows c 5:1 (/dev/console) explicitly; without it ours is a subset.
   t.ok(ours.includes('c 1:3 rwm') && ours.includes('c 136:* rwm'), '/dev/null and the ptys stay usable');
 });

@@ -31,12 +31,19 @@ for (const [spec, ...expected] of users) {
   } else {
     const [uid, gid, additionalGids, home] = expected as [number, number, number[], string];
     const user = resolveUserIn(spec, passwd, groups);
-    t.strictSame({ uid: user.uid, gid: user.gid, additionalGids: user.additionalGids, home: user.home }, { uid, gid, additionalGids, home }, `user ${JSON.stringify(spec)}`);
+    t.strictSame(
+      { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids, home: user.home },
+      { uid, gid, additionalGids, home },
+      `user ${JSON.stringify(spec)}`,
+    );
   }
 }
 
 t.test('lookups never leave the rootfs', async (t) => {
-  const dir = t.testdir({ host: { 'secret': 'host secret\n' }, rootfs: { etc: {}, bin: {}, 'usr': { bin: {} }, data: { 'passwd.real': 'app:x:7:7::/app:/bin/sh\n' } } });
+  const dir = t.testdir({
+    host: { secret: 'host secret\n' },
+    rootfs: { etc: {}, bin: {}, usr: { bin: {} }, data: { 'passwd.real': 'app:x:7:7::/app:/bin/sh\n' } },
+  });
   const rootfs = join(dir, 'rootfs');
   // Planted symlinks: absolute and relative escapes.
   symlinkSync(join(dir, 'host', 'secret'), join(rootfs, 'etc', 'abs-escape'));
@@ -100,32 +107,73 @@ t.test('capabilities', async (t) => {
   t.ok(applyCaps(DEFAULT_CAPS, ['SYS_ADMIN'], [], ALL_CAPS).includes('CAP_SYS_ADMIN'));
   t.strictSame(applyCaps([], ['ALL'], [], ['CAP_CHOWN', 'CAP_KILL']), ['CAP_CHOWN', 'CAP_KILL'], 'ALL means what the host can grant');
   const spec = buildSpec({
-    rootfs: '/r', readOnlyRoot: false, args: ['sh'], env: [], cwd: '/', user: { uid: 0, gid: 0, additionalGids: [], home: '/root' }, hostname: 'h',
-    terminal: false, capabilities: DEFAULT_CAPS, privileged: false, netHost: true, volumes: [], tmpfs: [], extraMounts: [], limits: {}, cgroupsPath: '/conveyor/x', nofile: 20000,
+    rootfs: '/r',
+    readOnlyRoot: false,
+    args: ['sh'],
+    env: [],
+    cwd: '/',
+    user: { uid: 0, gid: 0, additionalGids: [], home: '/root' },
+    hostname: 'h',
+    terminal: false,
+    capabilities: DEFAULT_CAPS,
+    privileged: false,
+    netHost: true,
+    volumes: [],
+    tmpfs: [],
+    extraMounts: [],
+    limits: {},
+    cgroupsPath: '/conveyor/x',
+    nofile: 20000,
   }) as { linux: { namespaces: { type: string }[]; resources: Record<string, unknown> }; process: { rlimits: { hard: number }[] } };
-  t.notOk(spec.linux.namespaces.some((n) => n.type === 'network'), '--net host: no network namespace');
+  t.notOk(
+    spec.linux.namespaces.some((n) => n.type === 'network'),
+    '--net host: no network namespace',
+  );
   t.notOk('memory' in spec.linux.resources, 'no limit unless asked');
   t.equal(spec.process.rlimits[0].hard, 20000);
 });
 
 t.test('spec: cgroup namespace; --read-only covers the /etc files we mount', async (t) => {
-  const etc = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'].map((destination) => ({ destination, type: 'bind', source: `/c${destination}`, options: ['rbind', 'rprivate'] }));
+  const etc = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'].map((destination) => ({
+    destination,
+    type: 'bind',
+    source: `/c${destination}`,
+    options: ['rbind', 'rprivate'],
+  }));
   const init = { destination: '/.conveyor-init', type: 'bind', source: '/usr/bin/tini-static', options: ['rbind', 'rprivate', 'ro'] };
   const input = (readOnlyRoot: boolean) => ({
-    rootfs: '/r', readOnlyRoot, args: ['sh'], env: [], cwd: '/', user: { uid: 0, gid: 0, additionalGids: [], home: '/root' }, hostname: 'h',
-    terminal: false, capabilities: DEFAULT_CAPS, privileged: false, netHost: false, volumes: [{ source: '/v', destination: '/etc/app', readOnly: false }], tmpfs: [],
-    extraMounts: [...etc, init], limits: {}, cgroupsPath: '/conveyor/x', nofile: 1024,
+    rootfs: '/r',
+    readOnlyRoot,
+    args: ['sh'],
+    env: [],
+    cwd: '/',
+    user: { uid: 0, gid: 0, additionalGids: [], home: '/root' },
+    hostname: 'h',
+    terminal: false,
+    capabilities: DEFAULT_CAPS,
+    privileged: false,
+    netHost: false,
+    volumes: [{ source: '/v', destination: '/etc/app', readOnly: false }],
+    tmpfs: [],
+    extraMounts: [...etc, init],
+    limits: {},
+    cgroupsPath: '/conveyor/x',
+    nofile: 1024,
   });
   type S = { mounts: { destination: string; options: string[] }[]; linux: { namespaces: { type: string }[] }; root: { readonly: boolean } };
   const options = (spec: S, destination: string) => spec.mounts.find((m) => m.destination === destination)!.options;
   const ro = buildSpec(input(true)) as S;
   t.ok(ro.root.readonly);
-  for (const file of ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf']) t.strictSame(options(ro, file), ['rbind', 'ro', 'rprivate'], `--read-only: ${file} read-only, as Docker mounts it`);
+  for (const file of ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'])
+    t.strictSame(options(ro, file), ['rbind', 'ro', 'rprivate'], `--read-only: ${file} read-only, as Docker mounts it`);
   t.strictSame(options(ro, '/etc/app'), ['rbind', 'rprivate', 'rw'], 'a volume keeps its own mode');
   const rw = buildSpec(input(false)) as S;
   t.strictSame(options(rw, '/etc/hosts'), ['rbind', 'rprivate'], 'writable without --read-only, as in Docker');
   t.strictSame(options(rw, '/.conveyor-init'), ['rbind', 'rprivate', 'ro']);
-  t.ok(rw.linux.namespaces.some((n) => n.type === 'cgroup'), 'a cgroup namespace');
+  t.ok(
+    rw.linux.namespaces.some((n) => n.type === 'cgroup'),
+    'a cgroup namespace',
+  );
 });
 
 t.test('working directory under /proc is refused, also through symlinks in the image', async (t) => {
@@ -136,8 +184,18 @@ t.test('working directory under /proc is refused, also through symlinks in the i
   symlinkSync('/app', join(rootfs, 'applink'));
   // [cwd, refused]
   const cases: [string, boolean][] = [
-    ['/proc', true], ['/proc/self/fd/8', true], ['/proc/../proc/1/cwd', true], ['/fdlink', true], ['/etc/p/self/cwd', true], ['/fdlink/x', true],
-    ['/', false], ['/app', false], ['/applink', false], ['/procfs', false], ['/app/proc', false], ['/missing/dir', false],
+    ['/proc', true],
+    ['/proc/self/fd/8', true],
+    ['/proc/../proc/1/cwd', true],
+    ['/fdlink', true],
+    ['/etc/p/self/cwd', true],
+    ['/fdlink/x', true],
+    ['/', false],
+    ['/app', false],
+    ['/applink', false],
+    ['/procfs', false],
+    ['/app/proc', false],
+    ['/missing/dir', false],
   ];
   for (const [cwd, refused] of cases) {
     if (refused) await t.rejects(checkWorkdir(rootfs, cwd), { code: 'ERR_SPAWN_UNSAFE_WORKDIR', message: /is in \/proc/ }, `${cwd} refused`);

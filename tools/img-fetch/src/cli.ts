@@ -77,7 +77,11 @@ await runCli({
     const jobs = intFlag(ctx.args, 'jobs', 3, 1, 32);
     const platformText = flag(ctx.args, 'platform');
     const platform = platformText ? parsePlatform(platformText) : hostPlatform();
-    const limits = transferLimits(flag(ctx.args, 'max-blob-size') ?? ctx.env.CONVEYOR_MAX_BLOB_SIZE, flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE, flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW);
+    const limits = transferLimits(
+      flag(ctx.args, 'max-blob-size') ?? ctx.env.CONVEYOR_MAX_BLOB_SIZE,
+      flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE,
+      flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW,
+    );
     const { Store } = await import('@conveyor/lib-common/store');
     const { fetchImage, parseHostList } = await import('./fetch.js');
     const mirrors = parseHostList([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
@@ -133,7 +137,8 @@ await runCli({
     };
     try {
       if (ctx.args._.length > 0) return await pullEach(argumentItems(ctx.args._), options);
-      if (ctx.stdin.isTTY) throw new ConveyorError('ERR_USAGE', 'no reference given', { hint: 'name an image (img-fetch alpine:3.20) or pipe references in; see --help' });
+      if (ctx.stdin.isTTY)
+        throw new ConveyorError('ERR_USAGE', 'no reference given', { hint: 'name an image (img-fetch alpine:3.20) or pipe references in; see --help' });
       const { readInput } = await import('./input.js');
       return await pullEach(readInput(ctx.stdin), options);
     } finally {
@@ -143,14 +148,19 @@ await runCli({
 });
 
 /** The size and rate limits from flags (or their environment variables); undefined keeps the library's default. */
-function transferLimits(maxBlob: string | undefined, minRate: string | undefined, window: string | undefined): { maxBlobSize?: number; minRate?: number; rateWindowMs?: number } {
+function transferLimits(
+  maxBlob: string | undefined,
+  minRate: string | undefined,
+  window: string | undefined,
+): { maxBlobSize?: number; minRate?: number; rateWindowMs?: number } {
   const maxBlobSize = maxBlob === undefined || maxBlob === '' ? undefined : parseBytes(maxBlob, '--max-blob-size');
   if (maxBlobSize === 0) throw new ConveyorError('ERR_USAGE', '--max-blob-size must be more than 0');
   const rate = minRate === undefined || minRate === '' ? undefined : parseBytes(minRate.replace(/\/s$/, ''), '--min-rate');
   let rateWindowMs: number | undefined;
   if (window !== undefined && window !== '') {
     const seconds = Number(window);
-    if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3600) throw new ConveyorError('ERR_USAGE', `--rate-window must be a number of seconds from 0.1 to 3600, got ${JSON.stringify(window)}`);
+    if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3600)
+      throw new ConveyorError('ERR_USAGE', `--rate-window must be a number of seconds from 0.1 to 3600, got ${JSON.stringify(window)}`);
     rateWindowMs = Math.round(seconds * 1000);
   }
   return { maxBlobSize, minRate: rate, rateWindowMs };

@@ -108,7 +108,14 @@ export async function fetchImage(input: string, options: FetchOptions): Promise<
   }
 }
 
-async function pullVia(name: string, repo: RepositoryRef, reference: string, entry: Descriptor | undefined, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+async function pullVia(
+  name: string,
+  repo: RepositoryRef,
+  reference: string,
+  entry: Descriptor | undefined,
+  client: RegistryClient,
+  options: FetchOptions,
+): Promise<FetchResult> {
   if (entry && !parseReference(name).digest) {
     // Present by tag: one HEAD tells whether the tag still points where we have it.
     const head = await client.headManifest(repo, reference);
@@ -124,7 +131,12 @@ async function pullVia(name: string, repo: RepositoryRef, reference: string, ent
 export function parseHostList(values: string[]): string[] {
   return values
     .flatMap((v) => v.split(','))
-    .map((v) => v.trim().replace(/^https?:\/\//, '').replace(/\/+$/, ''))
+    .map((v) =>
+      v
+        .trim()
+        .replace(/^https?:\/\//, '')
+        .replace(/\/+$/, ''),
+    )
     .filter((v) => v !== '');
 }
 
@@ -143,7 +155,13 @@ function layerRecord(ref: string, layers: LayerInfo[], index: number, store: str
 }
 
 /** Fetches (or reads) the config blob, validates it, checks its platform. */
-async function loadConfig(name: string, repo: RepositoryRef, client: RegistryClient, resolved: ResolvedManifest, options: FetchOptions): Promise<{ config: ImageConfigBlob; layers: LayerInfo[] }> {
+async function loadConfig(
+  name: string,
+  repo: RepositoryRef,
+  client: RegistryClient,
+  resolved: ResolvedManifest,
+  options: FetchOptions,
+): Promise<{ config: ImageConfigBlob; layers: LayerInfo[] }> {
   const { store } = options;
   const { manifest } = resolved;
   let configBytes: Buffer;
@@ -161,10 +179,15 @@ async function loadConfig(name: string, repo: RepositoryRef, client: RegistryCli
   }
   const config: ImageConfigBlob = checkConfig(parsedConfig, manifest.layers.length, manifest.config.digest);
   if (!resolved.indexDigest) {
-    const actual: Platform = { os: config.os ?? 'linux', architecture: config.architecture ?? 'unknown', ...(config.variant ? { variant: config.variant } : {}) };
+    const actual: Platform = {
+      os: config.os ?? 'linux',
+      architecture: config.architecture ?? 'unknown',
+      ...(config.variant ? { variant: config.variant } : {}),
+    };
     if (!platformMatches(actual, options.platform)) {
       const message = `${name} is a single-platform image for ${formatPlatform(actual)}, not ${formatPlatform(options.platform)}`;
-      if (options.platformExplicit) throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', message, { hint: `use --platform ${formatPlatform(actual)}, or another tag` });
+      if (options.platformExplicit)
+        throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', message, { hint: `use --platform ${formatPlatform(actual)}, or another tag` });
       options.warn?.(message);
     }
   }
@@ -195,7 +218,12 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
     checkBlobSize(manifest.layers[i], maxSize, `${repo.registry}/${repo.repository}`);
     needed += manifest.layers[i].size;
   }
-  await ensureFreeSpace(store.root, needed, `${missing.length === 1 ? 'the missing layer' : `the ${missing.length} missing layers`} of ${name}`, options.freeSpace);
+  await ensureFreeSpace(
+    store.root,
+    needed,
+    `${missing.length === 1 ? 'the missing layer' : `the ${missing.length} missing layers`} of ${name}`,
+    options.freeSpace,
+  );
 
   // The config is fetched while the layers already download: the layer
   // records need its diff IDs, the downloads do not.
@@ -258,7 +286,14 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
     if (resolved.platform) annotations[PLATFORM_ANNOTATION] = formatPlatform(resolved.platform);
   }
   await store.tagManifest(name, { ...resolved.descriptor, ...(resolved.indexDigest ? { annotations } : {}) });
-  const record = buildImageRecord({ ref: name, manifestDescriptor: resolved.descriptor, manifest, config, store: store.root, indexDigest: resolved.indexDigest });
+  const record = buildImageRecord({
+    ref: name,
+    manifestDescriptor: resolved.descriptor,
+    manifest,
+    config,
+    store: store.root,
+    indexDigest: resolved.indexDigest,
+  });
   await options.write(record);
   return { record, source: 'pulled', downloadedLayers: downloaded };
 }

@@ -35,7 +35,8 @@ export async function pullEach(items: Iterable<InputItem> | AsyncIterable<InputI
     }
     try {
       const result = await options.pull(item.ref);
-      if (result.source === 'pulled') options.info?.(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
+      if (result.source === 'pulled')
+        options.info?.(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
     } catch (error) {
       const err = toConveyorError(error);
       options.error(err);

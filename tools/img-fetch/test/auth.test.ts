@@ -26,7 +26,9 @@ function credentialHelper(dir: string, server: string, user: string, secret: str
   const log = join(dir, 'helper.log');
   mkdirSync(binDir, { recursive: true });
   const script = join(binDir, 'docker-credential-test');
-  writeFileSync(script, `#!/bin/sh
+  writeFileSync(
+    script,
+    `#!/bin/sh
 read -r server || true
 echo "$1 $server" >> '${log}'
 if [ "$1" = get ] && [ "$server" = '${server}' ]; then
@@ -35,7 +37,8 @@ if [ "$1" = get ] && [ "$server" = '${server}' ]; then
 fi
 echo 'credentials not found in native keychain'
 exit 1
-`);
+`,
+  );
   chmodSync(script, 0o755);
   return { binDir, log };
 }

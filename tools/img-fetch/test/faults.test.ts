@@ -10,7 +10,17 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxLayout } from '../../../test/helpers/fixtures.js';
-import { pushImage, rawManifest, startBlobHost, startFaultProxy, startRegistry, type FaultAction, type FaultProxy, type ProxiedRequest, type TestRegistry } from '../../../test/helpers/registry.js';
+import {
+  pushImage,
+  rawManifest,
+  startBlobHost,
+  startFaultProxy,
+  startRegistry,
+  type FaultAction,
+  type FaultProxy,
+  type ProxiedRequest,
+  type TestRegistry,
+} from '../../../test/helpers/registry.js';
 import { runFetch } from './run.js';
 
 let reg: TestRegistry;
@@ -42,7 +52,8 @@ t.teardown(async () => {
 
 const ref = () => `${proxy.host}/bb:latest`;
 const isLayerGet = (r: ProxiedRequest) => r.method === 'GET' && r.url === `/v2/bb/blobs/${layerDigest}`;
-const fetch = (root: string, extra: string[] = []) => runFetch(['--root', root, '--log-format=json', ...extra, ref()], { env: { DOCKER_CONFIG: dockerConfig } });
+const fetch = (root: string, extra: string[] = []) =>
+  runFetch(['--root', root, '--log-format=json', ...extra, ref()], { env: { DOCKER_CONFIG: dockerConfig } });
 const errorCode = (logs: Record<string, any>[]) => logs.find((l) => l.level === 'error')?.code;
 const fileDigest = (path: string) => `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
 
@@ -111,7 +122,10 @@ t.test('a corrupt partial download is thrown away and fetched again from the sta
   const r = await fetch(root);
   t.equal(r.code, 0, r.stderr);
   const gets = seen().filter(isLayerGet);
-  t.strictSame(gets.map((g) => g.headers.range), ['bytes=1000-', undefined]);
+  t.strictSame(
+    gets.map((g) => g.headers.range),
+    ['bytes=1000-', undefined],
+  );
   t.equal(fileDigest(join(root, 'blobs', 'sha256', layerDigest.slice(7))), layerDigest);
 });
 
@@ -134,7 +148,9 @@ t.test('5xx and 429 are retried', async (t) => {
 
 t.test('429 that does not stop is ERR_REGISTRY_RATE_LIMITED', async (t) => {
   const root = t.testdir();
-  const seen = withRule(t, (req) => (req.url.startsWith('/v2/bb/manifests/') ? { kind: 'status', status: 429, headers: { 'retry-after': '0' } } : { kind: 'pass' }));
+  const seen = withRule(t, (req) =>
+    req.url.startsWith('/v2/bb/manifests/') ? { kind: 'status', status: 429, headers: { 'retry-after': '0' } } : { kind: 'pass' },
+  );
   const r = await fetch(root);
   t.equal(r.code, 1);
   t.equal(errorCode(r.logs), 'ERR_REGISTRY_RATE_LIMITED');
@@ -167,13 +183,21 @@ t.test('a redirect to another host is followed without the credentials', async (
   const blobHost = await startBlobHost(reg);
   t.teardown(() => blobHost.stop());
   const root = t.testdir();
-  const seen = withRule(t, (req) => (isLayerGet(req) ? { kind: 'redirect', status: 307, location: `${blobHost.url}/blobs/bb/${layerDigest}` } : { kind: 'pass' }));
+  const seen = withRule(t, (req) =>
+    isLayerGet(req) ? { kind: 'redirect', status: 307, location: `${blobHost.url}/blobs/bb/${layerDigest}` } : { kind: 'pass' },
+  );
   const r = await fetch(root);
   t.equal(r.code, 0, r.stderr);
   t.equal(fileDigest(join(root, 'blobs', 'sha256', layerDigest.slice(7))), layerDigest);
   t.equal(blobHost.requests.length, 1, 'the blob came from the other host');
   t.equal(blobHost.requests[0].headers.authorization, undefined, 'no Authorization sent to it');
-  t.match(seen().filter(isLayerGet).map((q) => q.headers.authorization), [/^Basic /], 'the registry itself got the credentials');
+  t.match(
+    seen()
+      .filter(isLayerGet)
+      .map((q) => q.headers.authorization),
+    [/^Basic /],
+    'the registry itself got the credentials',
+  );
 });
 
 t.test('a registry that refuses HEAD: the re-pull GETs the manifest instead', async (t) => {
@@ -183,7 +207,13 @@ t.test('a registry that refuses HEAD: the re-pull GETs the manifest instead', as
   const r = await fetch(root);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.records.at(-1)?.digest, manifestDigest);
-  t.ok(seen().some((q) => q.method === 'HEAD'), 'HEAD was tried');
-  t.ok(seen().some((q) => q.method === 'GET' && q.url === '/v2/bb/manifests/latest'), 'then GET');
+  t.ok(
+    seen().some((q) => q.method === 'HEAD'),
+    'HEAD was tried',
+  );
+  t.ok(
+    seen().some((q) => q.method === 'GET' && q.url === '/v2/bb/manifests/latest'),
+    'then GET',
+  );
   t.equal(seen().filter(isLayerGet).length, 0, 'no layer downloaded again');
 });

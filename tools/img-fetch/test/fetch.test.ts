@@ -48,7 +48,10 @@ t.test('pulls an OCI image: layer records first, verified blobs, a store skopeo 
   const ref = `${reg.host}/bb:latest`;
   const r = await runFetch(['--root', root, ref]);
   t.equal(r.code, 0, r.stderr);
-  t.strictSame(r.records.map((x) => x.type), ['layer', 'image']);
+  t.strictSame(
+    r.records.map((x) => x.type),
+    ['layer', 'image'],
+  );
   const [layer, image] = r.records;
   t.equal(image.ref, ref);
   t.equal(image.digest, latest.digest);
@@ -78,7 +81,13 @@ t.test('pulls a Docker schema2 image', async (t) => {
   t.equal(image.mediaType, DOCKER_MANIFEST);
   t.equal(image.digest, v2.digest);
   t.equal(image.layers.length, 2);
-  t.strictSame(r.records.filter((x) => x.type === 'layer').map((x) => x.index).sort(), [0, 1]);
+  t.strictSame(
+    r.records
+      .filter((x) => x.type === 'layer')
+      .map((x) => x.index)
+      .sort(),
+    [0, 1],
+  );
   const top = r.records.find((x) => x.type === 'layer' && x.index === 1)!;
   t.equal(top.parentChainID, image.layers[0].chainID);
   // The manifest is stored verbatim (its digest is the registry's); skopeo's oci: transport
@@ -149,8 +158,15 @@ t.test('digest pinning: by manifest digest and by index digest; a present pinned
   const before = requestsIn(reg.logs());
   const r3 = await runFetch(['--root', root, byManifest, byIndex]);
   t.equal(r3.code, 0, r3.stderr);
-  t.strictSame(r3.records.filter((x) => x.type === 'image').map((x) => x.digest), [v2.digest, latest.digest]);
-  t.strictSame(r3.records.map((x) => x.type), ['layer', 'layer', 'image', 'layer', 'image'], 'present layers are announced too');
+  t.strictSame(
+    r3.records.filter((x) => x.type === 'image').map((x) => x.digest),
+    [v2.digest, latest.digest],
+  );
+  t.strictSame(
+    r3.records.map((x) => x.type),
+    ['layer', 'layer', 'image', 'layer', 'image'],
+    'present layers are announced too',
+  );
   await new Promise((resolve) => setTimeout(resolve, 200));
   t.equal(requestsIn(reg.logs()), before, 'no request reached the registry');
 });
@@ -183,7 +199,10 @@ t.test('two processes pulling the same image into one store download each blob o
   t.equal(b.code, 0, b.stderr);
   t.equal(a.records.at(-1)!.digest, b.records.at(-1)!.digest);
   await new Promise((resolve) => setTimeout(resolve, 200));
-  t.strictSame(layers.map((d, i) => reg.blobGets(d) - before[i]), layers.map(() => 1));
+  t.strictSame(
+    layers.map((d, i) => reg.blobGets(d) - before[i]),
+    layers.map(() => 1),
+  );
   for (const d of layers) t.equal(fileDigest(join(root, 'blobs', 'sha256', d.slice(7))), d);
   t.equal(JSON.parse(readFileSync(join(root, 'index.json'), 'utf8')).manifests.length, 1);
 });
@@ -192,7 +211,11 @@ t.test('re-pull of a present image', async (t) => {
   const root = t.testdir();
   const ref = `${reg.host}/bb:v2`;
   t.equal((await runFetch(['--root', root, ref])).code, 0);
-  const countOf = (re: RegExp) => reg.logs().split('\n').filter((l) => re.test(l)).length;
+  const countOf = (re: RegExp) =>
+    reg
+      .logs()
+      .split('\n')
+      .filter((l) => re.test(l)).length;
   const heads = () => countOf(/"HEAD \/v2\/bb\/manifests\/v2 /);
   const gets = () => countOf(/"GET \/v2\/bb\/(manifests|blobs)\//);
 
@@ -267,7 +290,10 @@ t.test('references from stdin: bare lines and records; other records pass throug
   ].join('\n');
   const r = await runFetch(['--root', root, '--no-layers'], { input });
   t.equal(r.code, 0, r.stderr);
-  t.strictSame(r.records.map((x) => x.type), ['image', 'container', 'image', 'image']);
+  t.strictSame(
+    r.records.map((x) => x.type),
+    ['image', 'container', 'image', 'image'],
+  );
   t.strictSame(r.records[1], other, 'passed through unchanged');
   t.equal(r.records[2].digest, v2.digest);
 });

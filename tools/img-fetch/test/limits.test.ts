@@ -13,12 +13,26 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { busyboxLayout } from '../../../test/helpers/fixtures.js';
-import { pushImage, rawManifest, startFaultProxy, startRegistry, type FaultAction, type FaultProxy, type ProxiedRequest, type TestRegistry } from '../../../test/helpers/registry.js';
+import {
+  pushImage,
+  rawManifest,
+  startFaultProxy,
+  startRegistry,
+  type FaultAction,
+  type FaultProxy,
+  type ProxiedRequest,
+  type TestRegistry,
+} from '../../../test/helpers/registry.js';
 import { runFetch } from './run.js';
 
 let reg: TestRegistry;
 let proxy: FaultProxy;
-let manifest: { schemaVersion: number; mediaType: string; config: { mediaType: string; digest: string; size: number }; layers: { mediaType: string; digest: string; size: number }[] };
+let manifest: {
+  schemaVersion: number;
+  mediaType: string;
+  config: { mediaType: string; digest: string; size: number };
+  layers: { mediaType: string; digest: string; size: number }[];
+};
 
 t.before(async () => {
   reg = await startRegistry();
@@ -36,7 +50,8 @@ const isManifestGet = (q: ProxiedRequest) => q.method === 'GET' && q.url === '/v
 const isLayerGet = (q: ProxiedRequest) => q.method === 'GET' && q.url === `/v2/bb/blobs/${manifest.layers[0].digest}`;
 const isConfigGet = (q: ProxiedRequest) => q.method === 'GET' && q.url === `/v2/bb/blobs/${manifest.config.digest}`;
 const errorOf = (logs: Record<string, any>[]) => logs.find((l) => l.level === 'error');
-const fetch = (root: string, extra: string[] = [], env: Record<string, string> = {}) => runFetch(['--root', root, '--log-format=json', '--plain-http', ...extra, ref()], { env });
+const fetch = (root: string, extra: string[] = [], env: Record<string, string> = {}) =>
+  runFetch(['--root', root, '--log-format=json', '--plain-http', ...extra, ref()], { env });
 
 function withRule(t: { teardown(fn: () => void): void }, rule: (req: ProxiedRequest) => FaultAction): () => ProxiedRequest[] {
   const start = proxy.requests.length;
@@ -49,7 +64,15 @@ function withRule(t: { teardown(fn: () => void): void }, rule: (req: ProxiedRequ
 
 /** Serves a doctored copy of the real manifest for the tag. */
 function serveManifest(doctored: object): (req: ProxiedRequest) => FaultAction {
-  return (req) => (isManifestGet(req) ? { kind: 'status', status: 200, headers: { 'content-type': manifest.mediaType ?? 'application/vnd.oci.image.manifest.v1+json' }, body: JSON.stringify(doctored) } : { kind: 'pass' });
+  return (req) =>
+    isManifestGet(req)
+      ? {
+          kind: 'status',
+          status: 200,
+          headers: { 'content-type': manifest.mediaType ?? 'application/vnd.oci.image.manifest.v1+json' },
+          body: JSON.stringify(doctored),
+        }
+      : { kind: 'pass' };
 }
 
 const ingestEmpty = (root: string) => !existsSync(join(root, 'ingest')) || readdirSync(join(root, 'ingest')).length === 0;
@@ -59,7 +82,13 @@ t.test('a layer declared larger than the maximum blob size is refused before dow
     { name: 'a declared 64 GiB is over the 16 GiB default', size: 64 * 1024 ** 3, code: 1, error: 'ERR_LAYER_TOO_LARGE' },
     { name: '--max-blob-size 1k', size: manifest.layers[0].size, extra: ['--max-blob-size', '1k'], code: 1, error: 'ERR_LAYER_TOO_LARGE' },
     { name: 'CONVEYOR_MAX_BLOB_SIZE=1k', size: manifest.layers[0].size, env: { CONVEYOR_MAX_BLOB_SIZE: '1k' }, code: 1, error: 'ERR_LAYER_TOO_LARGE' },
-    { name: 'the flag wins over the environment', size: manifest.layers[0].size, extra: ['--max-blob-size', '100m'], env: { CONVEYOR_MAX_BLOB_SIZE: '1k' }, code: 0 },
+    {
+      name: 'the flag wins over the environment',
+      size: manifest.layers[0].size,
+      extra: ['--max-blob-size', '100m'],
+      env: { CONVEYOR_MAX_BLOB_SIZE: '1k' },
+      code: 0,
+    },
     { name: '--max-blob-size 0 is a usage error', size: manifest.layers[0].size, extra: ['--max-blob-size', '0'], code: 2, error: 'ERR_USAGE' },
   ];
   for (const c of cases) {

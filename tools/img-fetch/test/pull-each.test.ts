@@ -48,7 +48,10 @@ t.test('exit code: 0 when all pull, else the first failure', async (t) => {
     t.strictSame(pulled, input, `${name}: every reference was tried, in order`);
     t.equal(errors.length, failed.length, `${name}: one report per failure`);
     for (const [i, ref] of failed.entries()) t.match(errors[i]?.message ?? '', ref, `${name}: report ${i + 1} names ${ref}`);
-    t.ok(errors.every((e) => e instanceof ConveyorError), `${name}: reports are ConveyorErrors`);
+    t.ok(
+      errors.every((e) => e instanceof ConveyorError),
+      `${name}: reports are ConveyorErrors`,
+    );
   }
 });
 

@@ -26,7 +26,11 @@ export function runFetch(args: string[], options: { env?: NodeJS.ProcessEnv; inp
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
-      const parse = (text: string) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+      const parse = (text: string) =>
+        text
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l));
       resolve({ code, stdout, stderr, records: parse(stdout), logs: parse(stderr) });
     });
     child.stdin.end(options.input ?? '');

@@ -71,9 +71,17 @@ if (!hasSharedImages) {
     t.equal(r2.code, 0, r2.stderr);
     const v2 = r2.records.at(-1)!;
     t.equal(v2.layers.length, 3);
-    t.strictSame(v2.layers.slice(0, 2).map((l: { digest: string }) => l.digest), v1.layers.slice(0, 2).map((l: { digest: string }) => l.digest), 'the lower two layers are shared');
+    t.strictSame(
+      v2.layers.slice(0, 2).map((l: { digest: string }) => l.digest),
+      v1.layers.slice(0, 2).map((l: { digest: string }) => l.digest),
+      'the lower two layers are shared',
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
-    t.strictSame(v1.layers.slice(0, 2).map((l: { digest: string }) => reg.blobGets(l.digest)), counts.slice(0, 2), 'shared layers were not downloaded again');
+    t.strictSame(
+      v1.layers.slice(0, 2).map((l: { digest: string }) => reg.blobGets(l.digest)),
+      counts.slice(0, 2),
+      'shared layers were not downloaded again',
+    );
     t.equal(reg.blobGets(v2.layers[2].digest), 1, 'the top layer was downloaded once');
     t.match(r2.stderr, /1 of 3 layers downloaded/);
   });

@@ -24,5 +24,8 @@ export function imageRow(image: ImageRecord, now = Date.now()): string[] {
 }
 
 export function imageTable(images: ImageRecord[], now = Date.now()): string {
-  return formatTable(IMAGE_TABLE_HEADERS, images.map((image) => imageRow(image, now)));
+  return formatTable(
+    IMAGE_TABLE_HEADERS,
+    images.map((image) => imageRow(image, now)),
+  );
 }

@@ -45,7 +45,10 @@ t.test('lists images written by skopeo, filtered by pattern', async (t) => {
 
   const all = await imgLs(['--root', root]);
   t.equal(all.code, 0);
-  const records = all.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const records = all.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.strictSame(records.map((r) => r.ref).sort(), ['docker.io/library/busybox:latest', 'localhost:5000/bb:v2']);
   const v2 = records.find((r) => r.ref === 'localhost:5000/bb:v2');
   t.equal(v2.type, 'image');
@@ -78,7 +81,10 @@ t.test('a broken entry is skipped with a warning, the rest listed', async (t) =>
   const layout = busyboxLayout();
   importToStore(`${layout}:latest`, root, 'docker.io/library/busybox:latest');
   importToStore(`${layout}:v2`, root, 'docker.io/library/busybox:v2');
-  const records = (await imgLs(['--root', root])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const records = (await imgLs(['--root', root])).stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const v2 = records.find((r) => r.ref.endsWith(':v2'));
   await rm(join(root, 'blobs', 'sha256', v2.configDescriptor.digest.slice(7)));
   const result = await imgLs(['--root', root]);
@@ -111,7 +117,10 @@ t.test('an index stored whole by another tool lists as the host platform image',
   execFileSync('skopeo', ['copy', '-q', '--all', `oci:${SHARED_IMAGES}/busybox-index:index`, `oci:${root}:docker.io/library/bbindex:latest`]);
   const result = await imgLs(['--root', root]);
   t.equal(result.code, 0, result.stderr);
-  const [record] = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const [record] = result.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.equal(record.ref, 'docker.io/library/bbindex:latest');
   t.match(record.indexDigest, /^sha256:/, 'the index digest is kept');
   t.not(record.digest, record.indexDigest, 'the record names the platform manifest');
@@ -127,8 +136,17 @@ t.test('null or malformed index.json entries are skipped with a warning, not a c
   writeFileSync(join(root, 'index.json'), JSON.stringify(index));
   const result = await imgLs(['--root', root, '--log-format=json']);
   t.equal(result.code, 0, result.stderr);
-  t.strictSame(result.stdout.trim().split('\n').map((l) => JSON.parse(l).ref), ['docker.io/library/busybox:latest']);
-  const warnings = result.stderr.trim().split('\n').map((l) => JSON.parse(l));
+  t.strictSame(
+    result.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).ref),
+    ['docker.io/library/busybox:latest'],
+  );
+  const warnings = result.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.equal(warnings.length, 3);
   t.ok(warnings.every((w) => w.level === 'warn'));
   t.match(warnings[0].message, /index\.json: skipping entry 0: not a descriptor object: null/);
@@ -141,7 +159,13 @@ t.test('null entries inside a stored index are skipped with a warning', async (t
   const { createHash } = await import('node:crypto');
   const index = JSON.parse(readFileSync(join(root, 'index.json'), 'utf8'));
   const [entry] = index.manifests;
-  const nested = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [null, { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, platform: { os: 'linux', architecture: 'amd64' } }] }));
+  const nested = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [null, { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, platform: { os: 'linux', architecture: 'amd64' } }],
+    }),
+  );
   const digest = `sha256:${createHash('sha256').update(nested).digest('hex')}`;
   writeFileSync(join(root, 'blobs', 'sha256', digest.slice(7)), nested);
   index.manifests = [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: nested.length, annotations: entry.annotations }];

@@ -34,7 +34,7 @@ for (const [ref, size, created, expected] of rows) {
   t.strictSame(imageRow(image(ref, size, created), now), expected, `row of ${ref}`);
 }
 
-t.test('the table has Docker\'s headers and one line per image, columns aligned', async (t) => {
+t.test("the table has Docker's headers and one line per image, columns aligned", async (t) => {
   const text = imageTable([image('docker.io/library/busybox:latest', 2_154_000), image('localhost:5000/app:v1', 999)], now);
   const lines = text.split('\n');
   t.equal(lines.length, 4, 'headers, two rows, final newline');

@@ -184,7 +184,10 @@ export async function cleanStaging(store: Store, hex?: string): Promise<void> {
 export async function ensureLayer(store: Store, layer: ChainedLayer, opts: EnsureOptions): Promise<EnsuredLayer> {
   const expected = expectedChainID(layer.parentChainID, layer.diffID);
   if (layer.chainID !== expected) {
-    throw new ConveyorError('ERR_INPUT_RECORD', `layer ${layer.digest}: chain ID ${layer.chainID} does not follow from its parent and diff ID (expected ${expected})`);
+    throw new ConveyorError(
+      'ERR_INPUT_RECORD',
+      `layer ${layer.digest}: chain ID ${layer.chainID} does not follow from its parent and diff ID (expected ${expected})`,
+    );
   }
   const hex = digestHex(layer.chainID);
   const dir = store.layerDir(layer.chainID);
@@ -207,7 +210,12 @@ export async function ensureLayer(store: Store, layer: ChainedLayer, opts: Ensur
     let applier: Applier | undefined;
     let stopCounting = () => {};
     const image = opts.budget?.caps ?? { maxBytes: Infinity, maxEntries: Infinity };
-    const limits = layerLimits(opts, image, () => ({ bytes: 0, entries: 0 }), () => opts.budget?.others(layer.chainID) ?? { bytes: 0, entries: 0 });
+    const limits = layerLimits(
+      opts,
+      image,
+      () => ({ bytes: 0, entries: 0 }),
+      () => opts.budget?.others(layer.chainID) ?? { bytes: 0, entries: 0 },
+    );
     try {
       const compression = layerCompression(layer.mediaType);
       // `limits` is passed by reference: the Applier reads its caps at every entry, so the

@@ -279,7 +279,11 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
     if (failure) return;
     tarBytes += chunk.length;
     if (tarBytes > maxTarBytes) {
-      fail(new ConveyorError('ERR_LAYER_TOO_LARGE', `layer ${source.label} inflates past ${maxTarBytes} bytes`, { hint: 'raise --max-bytes if the image is really this large' }));
+      fail(
+        new ConveyorError('ERR_LAYER_TOO_LARGE', `layer ${source.label} inflates past ${maxTarBytes} bytes`, {
+          hint: 'raise --max-bytes if the image is really this large',
+        }),
+      );
       return;
     }
     if (!dec.diffID) hash.update(chunk);

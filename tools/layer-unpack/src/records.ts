@@ -116,7 +116,8 @@ function checkLayerRecord(record: Record<string, unknown>, where: string): Chain
   const layer = checkLayerInfo(record, where) as ChainedLayer;
   const { index, count, parentChainID } = record;
   if (!Number.isSafeInteger(index) || (index as number) < 0) throw badRecord(where, 'layer index is not a non-negative integer');
-  if (!Number.isSafeInteger(count) || (count as number) <= (index as number)) throw badRecord(where, `layer count ${JSON.stringify(count)} is not an integer above its index ${index}`);
+  if (!Number.isSafeInteger(count) || (count as number) <= (index as number))
+    throw badRecord(where, `layer count ${JSON.stringify(count)} is not an integer above its index ${index}`);
   if (index === 0) {
     if (parentChainID !== undefined) throw badRecord(where, 'the bottom layer (index 0) has a parentChainID');
   } else {

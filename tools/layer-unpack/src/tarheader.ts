@@ -37,7 +37,9 @@ export const TYPE = {
 
 /** Go's isHeaderOnlyType: these never have a data section, whatever their size field says. */
 export function isHeaderOnly(typeflag: number): boolean {
-  return typeflag === TYPE.link || typeflag === TYPE.symlink || typeflag === TYPE.char || typeflag === TYPE.block || typeflag === TYPE.dir || typeflag === TYPE.fifo;
+  return (
+    typeflag === TYPE.link || typeflag === TYPE.symlink || typeflag === TYPE.char || typeflag === TYPE.block || typeflag === TYPE.dir || typeflag === TYPE.fifo
+  );
 }
 
 export function isMetaHeader(typeflag: number): boolean {

@@ -174,16 +174,24 @@ function finalHeader(raw: RawHeader, st: State): TarEntryHeader {
   if (h.size < 0) throw headerError(`${JSON.stringify(h.name)} has a negative size`);
   if (isHeaderOnly(typeflag)) h.size = 0;
   if (typeflag === TYPE.gnuSparse) {
-    throw new ConveyorError('ERR_LAYER_INVALID', `entry ${JSON.stringify(h.name)} is an old GNU sparse file (type ${showTypeflag(typeflag)}), which is not supported`, {
-      hint: 're-create the layer without --sparse (GNU tar -S)',
-    });
+    throw new ConveyorError(
+      'ERR_LAYER_INVALID',
+      `entry ${JSON.stringify(h.name)} is an old GNU sparse file (type ${showTypeflag(typeflag)}), which is not supported`,
+      {
+        hint: 're-create the layer without --sparse (GNU tar -S)',
+      },
+    );
   }
   if (pax) {
     const sparse = paxSparseFormat(pax);
     if (sparse !== undefined) {
-      throw new ConveyorError('ERR_LAYER_INVALID', `entry ${JSON.stringify(pax.get('GNU.sparse.name') || h.name)} is a GNU sparse file (PAX format ${sparse}), which is not supported`, {
-        hint: 're-create the layer without --sparse (GNU tar -S)',
-      });
+      throw new ConveyorError(
+        'ERR_LAYER_INVALID',
+        `entry ${JSON.stringify(pax.get('GNU.sparse.name') || h.name)} is a GNU sparse file (PAX format ${sparse}), which is not supported`,
+        {
+          hint: 're-create the layer without --sparse (GNU tar -S)',
+        },
+      );
     }
   }
   st.pax = undefined;
@@ -253,7 +261,10 @@ function install(extract: Extract): void {
       const raw = decodeBlock(block);
       if (isMetaHeader(raw.typeflag)) {
         if (raw.size > MAX_SPECIAL_FILE_BYTES) {
-          throw new ConveyorError('ERR_LAYER_TOO_LARGE', `an extended header (typeflag ${showTypeflag(raw.typeflag)}) of ${raw.size} bytes exceeds the limit of ${MAX_SPECIAL_FILE_BYTES} bytes`);
+          throw new ConveyorError(
+            'ERR_LAYER_TOO_LARGE',
+            `an extended header (typeflag ${showTypeflag(raw.typeflag)}) of ${raw.size} bytes exceeds the limit of ${MAX_SPECIAL_FILE_BYTES} bytes`,
+          );
         }
         st.meta = raw.typeflag;
         x._header = { size: raw.size };

@@ -53,7 +53,11 @@ t.test('opaque markers clear lower layers and keep this layer, directory by dire
   const root = await flatten(t, [
     Buffer.concat([...dirs(N, (i) => [fileEntry(`d${i}/lower`, 'l')]), END]),
     Buffer.concat([
-      ...Array.from({ length: N }, (_, i) => [fileEntry(`d${i}/upper`, 'u'), block({ name: `d${i}/.wh..wh..opq`, size: 0 }), ...(i % 2 ? [fileEntry(`d${i}/sub/deep`, 'd')] : [])]).flat(),
+      ...Array.from({ length: N }, (_, i) => [
+        fileEntry(`d${i}/upper`, 'u'),
+        block({ name: `d${i}/.wh..wh..opq`, size: 0 }),
+        ...(i % 2 ? [fileEntry(`d${i}/sub/deep`, 'd')] : []),
+      ]).flat(),
       END,
     ]),
   ]);
@@ -64,7 +68,14 @@ t.test('opaque markers clear lower layers and keep this layer, directory by dire
 
 t.test('a directory replaced, then written again, forgets its old children', async (t) => {
   const root = await flatten(t, [
-    Buffer.concat([block({ name: 'd/', type: '5' }), fileEntry('d/old', 'o'), fileEntry('d', 'now a file'), block({ name: 'd/', type: '5', mode: 0o750 }), fileEntry('d/new', 'n'), END]),
+    Buffer.concat([
+      block({ name: 'd/', type: '5' }),
+      fileEntry('d/old', 'o'),
+      fileEntry('d', 'now a file'),
+      block({ name: 'd/', type: '5', mode: 0o750 }),
+      fileEntry('d/new', 'n'),
+      END,
+    ]),
   ]);
   t.strictSame(readdirSync(join(root, 'd')), ['new']);
   t.equal(statSync(join(root, 'd')).mode & 0o777, 0o750);

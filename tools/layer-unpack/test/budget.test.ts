@@ -15,7 +15,11 @@ const KiB = 1024;
 
 function unpack(root: string, input: string, extra: string[]) {
   const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, ...extra], { input, encoding: 'utf8' });
-  const records = run.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const records = run.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   return { ...run, records };
 }
 
@@ -23,7 +27,11 @@ function unpack(root: string, input: string, extra: string[]) {
 async function threeLayers(t: Tap.Test): Promise<{ dir: string; root: string; text: string; image: Record<string, any> }> {
   const dir = t.testdir({});
   const root = join(dir, 'store');
-  const layer = (n: number) => makeTar([{ name: `l${n}/`, type: 'directory' }, ...Array.from({ length: 10 }, (_, i) => ({ name: `l${n}/f${i}`, content: Buffer.alloc(40 * KiB, n + i) }))]);
+  const layer = (n: number) =>
+    makeTar([
+      { name: `l${n}/`, type: 'directory' },
+      ...Array.from({ length: 10 }, (_, i) => ({ name: `l${n}/f${i}`, content: Buffer.alloc(40 * KiB, n + i) })),
+    ]);
   await storeImage(root, 'localhost/three:1', [await layer(0), await layer(1), await layer(2)]);
   const { text, records } = imageRecords(root);
   return { dir, root, text, image: records[0] };
@@ -32,7 +40,16 @@ async function threeLayers(t: Tap.Test): Promise<{ dir: string; root: string; te
 const layerRecords = (image: Record<string, any>) =>
   image.layers
     .map((l: Record<string, unknown>, i: number) =>
-      JSON.stringify({ type: 'layer', v: 1, ...l, ref: image.ref, index: i, count: image.layers.length, store: image.store, ...(i > 0 ? { parentChainID: image.layers[i - 1].chainID } : {}) }),
+      JSON.stringify({
+        type: 'layer',
+        v: 1,
+        ...l,
+        ref: image.ref,
+        index: i,
+        count: image.layers.length,
+        store: image.store,
+        ...(i > 0 ? { parentChainID: image.layers[i - 1].chainID } : {}),
+      }),
     )
     .join('\n') + '\n';
 
@@ -40,8 +57,18 @@ t.test('per-layer caps and image caps, per-layer and flat mode', async (t) => {
   const cases = [
     // Each layer is 400 KiB and 11 entries; the image 1200 KiB and 33 entries.
     { name: 'within both caps', flags: ['--max-bytes', '500k', '--max-image-bytes', '2m'], ok: true },
-    { name: 'each layer within --max-bytes, the image not within --max-image-bytes', flags: ['--max-bytes', '500k', '--max-image-bytes', '1000k'], ok: false, image: true },
-    { name: 'each layer within --max-entries, the image not within --max-image-entries', flags: ['--max-entries', '20', '--max-image-entries', '30'], ok: false, image: true },
+    {
+      name: 'each layer within --max-bytes, the image not within --max-image-bytes',
+      flags: ['--max-bytes', '500k', '--max-image-bytes', '1000k'],
+      ok: false,
+      image: true,
+    },
+    {
+      name: 'each layer within --max-entries, the image not within --max-image-entries',
+      flags: ['--max-entries', '20', '--max-image-entries', '30'],
+      ok: false,
+      image: true,
+    },
     { name: 'a layer past --max-bytes', flags: ['--max-bytes', '300k'], ok: false, image: false },
   ];
   for (const mode of ['layers', 'flatten'] as const) {
@@ -73,7 +100,11 @@ t.test('the budget stops the layer that passes it while it unpacks, not after', 
   t.match(run.stderr, /the image's layers together may unpack at most 1024000 bytes/);
   const landed = image.layers.map((l: { chainID: string }) => existsSync(join(root, 'layers', l.chainID.slice(7), 'meta.json')));
   t.strictSame(landed, [true, true, false], 'the third layer never lands in the store');
-  t.strictSame(readdirSync(join(root, 'layers')).filter((n) => n.startsWith('.tmp-')), [], 'its staging dir is gone');
+  t.strictSame(
+    readdirSync(join(root, 'layers')).filter((n) => n.startsWith('.tmp-')),
+    [],
+    'its staging dir is gone',
+  );
 });
 
 t.test('layers found in the store count toward the image', async (t) => {
@@ -97,7 +128,10 @@ t.test('streamed layer records share their image budget', async (t) => {
 
 t.test('usage errors for the image caps', async (t) => {
   const dir = t.testdir({});
-  for (const flags of [['--max-image-bytes', 'lots'], ['--max-image-entries', '0']]) {
+  for (const flags of [
+    ['--max-image-bytes', 'lots'],
+    ['--max-image-entries', '0'],
+  ]) {
     const run = unpack(join(dir, 's'), '', flags);
     t.equal(run.status, 2, flags.join(' '));
     t.match(run.stderr, /"code":"ERR_USAGE"/);
@@ -111,14 +145,38 @@ t.test('ImageBudget and layerLimits: what a layer may use while others unpack', 
   let b = { bytes: 0, entries: 0 };
   const stopA = budget.watch('a', () => a);
   budget.watch('b', () => b);
-  const limitsOf = (chain: string) => layerLimits({ maxBytes: 700, maxEntries: 60 }, budget.caps, () => ({ bytes: 0, entries: 0 }), () => budget.others(chain));
+  const limitsOf = (chain: string) =>
+    layerLimits(
+      { maxBytes: 700, maxEntries: 60 },
+      budget.caps,
+      () => ({ bytes: 0, entries: 0 }),
+      () => budget.others(chain),
+    );
   const la = limitsOf('a');
   const lb = limitsOf('b');
   const cases = [
     // [maxBytes, image cap bound it, maxEntries, image cap bound it]
-    { name: 'nothing unpacked: the per-layer caps bind', a: { bytes: 0, entries: 0 }, b: { bytes: 0, entries: 0 }, la: [700, false, 60, false], lb: [700, false, 60, false] },
-    { name: 'a has used 600 bytes: b may use 400', a: { bytes: 600, entries: 10 }, b: { bytes: 0, entries: 0 }, la: [700, false, 60, false], lb: [400, true, 60, false] },
-    { name: 'both past half: each may use what the other left', a: { bytes: 600, entries: 50 }, b: { bytes: 500, entries: 45 }, la: [500, true, 55, true], lb: [400, true, 50, true] },
+    {
+      name: 'nothing unpacked: the per-layer caps bind',
+      a: { bytes: 0, entries: 0 },
+      b: { bytes: 0, entries: 0 },
+      la: [700, false, 60, false],
+      lb: [700, false, 60, false],
+    },
+    {
+      name: 'a has used 600 bytes: b may use 400',
+      a: { bytes: 600, entries: 10 },
+      b: { bytes: 0, entries: 0 },
+      la: [700, false, 60, false],
+      lb: [400, true, 60, false],
+    },
+    {
+      name: 'both past half: each may use what the other left',
+      a: { bytes: 600, entries: 50 },
+      b: { bytes: 500, entries: 45 },
+      la: [500, true, 55, true],
+      lb: [400, true, 50, true],
+    },
   ] as const;
   const read = (l: typeof la) => [l.maxBytes, l.imageBound, l.maxEntries, l.imageBound];
   for (const c of cases) {

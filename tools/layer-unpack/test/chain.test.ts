@@ -17,7 +17,11 @@ const hex = (digest: string) => digest.slice(7);
 
 function unpack(root: string, input: string, extra: string[] = []) {
   const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, ...extra], { input, encoding: 'utf8' });
-  const records = run.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const records = run.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   return { ...run, records };
 }
 
@@ -28,11 +32,17 @@ type Image = Record<string, any> & { ref: string; layers: Layer[]; store: string
 async function twoImages(t: Tap.Test): Promise<{ root: string; victim: Image; attacker: Image }> {
   const root = join(t.testdir({}), 'store');
   await storeImage(root, 'localhost/victim:1', [
-    await makeTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/who', content: 'victim base' }]),
+    await makeTar([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/who', content: 'victim base' },
+    ]),
     await makeTar([{ name: 'app', content: 'victim app' }]),
   ]);
   await storeImage(root, 'localhost/attacker:1', [
-    await makeTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/who', content: 'attacker base' }]),
+    await makeTar([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/who', content: 'attacker base' },
+    ]),
     await makeTar([{ name: 'app', content: 'attacker app' }]),
   ]);
   const { records } = imageRecords(root);
@@ -125,7 +135,10 @@ t.test('forged records are refused before anything lands under the victim chain 
     },
     {
       name: "layer record: the victim's diff ID and chain over the attacker's blob (the content check fails)",
-      input: (v, a) => layerRecord(v, 1, { digest: a.layers[1].digest, size: a.layers[1].size }) + JSON.stringify({ ...v, layers: [v.layers[0], { ...v.layers[1], digest: a.layers[1].digest, size: a.layers[1].size }] }) + '\n',
+      input: (v, a) =>
+        layerRecord(v, 1, { digest: a.layers[1].digest, size: a.layers[1].size }) +
+        JSON.stringify({ ...v, layers: [v.layers[0], { ...v.layers[1], digest: a.layers[1].digest, size: a.layers[1].size }] }) +
+        '\n',
       status: 1,
       code: 'ERR_DIGEST_MISMATCH',
     },
@@ -178,9 +191,21 @@ t.test('a planted layer dir is reused only when its meta.json matches', async (t
     if (asLink) symlinkSync(dir, target);
   };
   const cases: { name: string; meta: (v: Image, a: Image) => Record<string, unknown> | undefined; asLink?: boolean; reused: boolean }[] = [
-    { name: 'meta with the chain ID but the diff ID of another layer', meta: (v, a) => ({ chainID: v.layers[1].chainID, diffID: a.layers[1].diffID, parentChainID: v.layers[0].chainID }), reused: false },
-    { name: 'meta with the chain ID and diff ID but another parent', meta: (v, a) => ({ chainID: v.layers[1].chainID, diffID: v.layers[1].diffID, parentChainID: a.layers[0].chainID }), reused: false },
-    { name: 'meta naming the layer as a bottom layer', meta: (v) => ({ chainID: v.layers[1].chainID, diffID: v.layers[1].diffID, parentChainID: null }), reused: false },
+    {
+      name: 'meta with the chain ID but the diff ID of another layer',
+      meta: (v, a) => ({ chainID: v.layers[1].chainID, diffID: a.layers[1].diffID, parentChainID: v.layers[0].chainID }),
+      reused: false,
+    },
+    {
+      name: 'meta with the chain ID and diff ID but another parent',
+      meta: (v, a) => ({ chainID: v.layers[1].chainID, diffID: v.layers[1].diffID, parentChainID: a.layers[0].chainID }),
+      reused: false,
+    },
+    {
+      name: 'meta naming the layer as a bottom layer',
+      meta: (v) => ({ chainID: v.layers[1].chainID, diffID: v.layers[1].diffID, parentChainID: null }),
+      reused: false,
+    },
     { name: 'meta with the chain ID only (what used to be enough)', meta: (v) => ({ chainID: v.layers[1].chainID }), reused: false },
     { name: 'no meta.json', meta: () => undefined, reused: false },
     {
@@ -190,7 +215,11 @@ t.test('a planted layer dir is reused only when its meta.json matches', async (t
       reused: false,
     },
     // Metas written before parentChainID was recorded: sound (the chain ID binds the parent), and reused.
-    { name: 'an older meta without parentChainID but matching chain and diff IDs', meta: (v) => ({ chainID: v.layers[1].chainID, diffID: v.layers[1].diffID }), reused: true },
+    {
+      name: 'an older meta without parentChainID but matching chain and diff IDs',
+      meta: (v) => ({ chainID: v.layers[1].chainID, diffID: v.layers[1].diffID }),
+      reused: true,
+    },
   ];
   for (const c of cases) {
     t.test(c.name, async (t) => {
@@ -211,7 +240,11 @@ t.test('a planted layer dir is reused only when its meta.json matches', async (t
       t.match(run.stderr, /"level":"warn".*is not this layer/);
       const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
       t.match(meta, { chainID: victim.layers[1].chainID, diffID: victim.layers[1].diffID, parentChainID: victim.layers[0].chainID });
-      t.strictSame(readdirSync(join(root, 'layers')).filter((n) => n.startsWith('.tmp-')), [], 'nothing left aside');
+      t.strictSame(
+        readdirSync(join(root, 'layers')).filter((n) => n.startsWith('.tmp-')),
+        [],
+        'nothing left aside',
+      );
       if (c.asLink) t.ok(existsSync(join(root, 'elsewhere', 'diff', 'app')), 'the symlink target is left alone');
     });
   }

@@ -28,7 +28,11 @@ function flattenFromStore(root: string, ref: string, dir: string): Record<string
 
 const cases = [
   { name: 'busybox fixture v2 (2 layers)', layout: () => `${busyboxLayout()}:v2`, skip: false },
-  { name: 'shared multi:latest (5 layers: whiteouts, opaque dirs, hardlinks, xattrs, caps)', layout: () => `${join(SHARED_IMAGES, 'multi')}:latest`, skip: !hasSharedImages },
+  {
+    name: 'shared multi:latest (5 layers: whiteouts, opaque dirs, hardlinks, xattrs, caps)',
+    layout: () => `${join(SHARED_IMAGES, 'multi')}:latest`,
+    skip: !hasSharedImages,
+  },
 ];
 
 for (const c of cases) {
@@ -57,7 +61,11 @@ t.test('raw layer files give the same tree as the image record', async (t) => {
   const out = JSON.parse(execFileSync('node', [BIN, '--flatten', join(dir, 'viafiles'), ...files], { encoding: 'utf8' }));
   t.equal(out.type, 'rootfs');
   t.equal(out.dir, join(dir, 'viafiles'));
-  t.strictSame(out.layers.map((l: { diffID: string }) => l.diffID), image.layers.map((l: { diffID: string }) => l.diffID), 'diff IDs computed while streaming');
+  t.strictSame(
+    out.layers.map((l: { diffID: string }) => l.diffID),
+    image.layers.map((l: { diffID: string }) => l.diffID),
+    'diff IDs computed while streaming',
+  );
   t.strictSame(diffTrees(join(dir, 'viarecord'), join(dir, 'viafiles')), []);
 });
 
@@ -85,9 +93,18 @@ t.test('--flatten warns when other users can reach setuid, setgid or capability-
   const tars = join(dir, 'tars');
   mkdirSync(tars);
   const write = async (name: string, entries: TarEntry[]) => writeFileSync(join(tars, name), await makeTar(entries));
-  await write('setuid.tar', [{ name: 'bin/', type: 'directory' }, { name: 'bin/su', content: 'x', mode: 0o4755 }]);
-  await write('setgid.tar', [{ name: 'bin/', type: 'directory' }, { name: 'bin/wall', content: 'x', mode: 0o2755 }]);
-  await write('plain.tar', [{ name: 'bin/', type: 'directory' }, { name: 'bin/ls', content: 'x', mode: 0o755 }]);
+  await write('setuid.tar', [
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/su', content: 'x', mode: 0o4755 },
+  ]);
+  await write('setgid.tar', [
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/wall', content: 'x', mode: 0o2755 },
+  ]);
+  await write('plain.tar', [
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/ls', content: 'x', mode: 0o755 },
+  ]);
   // A file capability, as GNU tar records it (SCHILY.xattr.security.capability).
   const capSrc = join(dir, 'cap-src');
   mkdirSync(capSrc);
@@ -130,7 +147,12 @@ t.test('--flatten warns when other users can reach setuid, setgid or capability-
 
   t.test('from an image record too', async (t) => {
     const root = join(dir, 'store');
-    await storeImage(root, 'localhost/suid:1', [await makeTar([{ name: 'bin/', type: 'directory' }, { name: 'bin/su', content: 'x', mode: 0o4755 }])]);
+    await storeImage(root, 'localhost/suid:1', [
+      await makeTar([
+        { name: 'bin/', type: 'directory' },
+        { name: 'bin/su', content: 'x', mode: 0o4755 },
+      ]),
+    ]);
     const target = join(parent('open', 'rec'), 'rootfs');
     const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, '--flatten', target], { input: imageRecords(root).text, encoding: 'utf8' });
     t.equal(run.status, 0, run.stderr);

@@ -41,7 +41,12 @@ const cases: Case[] = [
   { name: '/abs/path', layers: async (c) => [[{ name: `${c.outside}/abs`, content: 'x' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
   {
     name: 'symlink then a file through it (same layer)',
-    layers: async (c) => [[{ name: 'link', type: 'symlink', linkname: c.outside }, { name: 'link/sentinel', content: 'pwned' }]],
+    layers: async (c) => [
+      [
+        { name: 'link', type: 'symlink', linkname: c.outside },
+        { name: 'link/sentinel', content: 'pwned' },
+      ],
+    ],
     code: 'ERR_LAYER_MALICIOUS',
     overlay: true,
   },
@@ -56,20 +61,40 @@ const cases: Case[] = [
     code: 'ERR_LAYER_MALICIOUS',
   },
   // An absolute hardlink target names a path in the layer root (as Docker reads it), never the host's.
-  { name: 'hardlink to /etc/passwd (absent from the layer)', layers: async () => [[{ name: 'pw', type: 'link', linkname: '/etc/passwd' }]], code: 'ERR_LAYER_INVALID', overlay: true },
   {
-    name: 'hardlink to /etc/passwd links the layer\'s own etc/passwd',
+    name: 'hardlink to /etc/passwd (absent from the layer)',
+    layers: async () => [[{ name: 'pw', type: 'link', linkname: '/etc/passwd' }]],
+    code: 'ERR_LAYER_INVALID',
+    overlay: true,
+  },
+  {
+    name: "hardlink to /etc/passwd links the layer's own etc/passwd",
     layers: async () => [[{ name: 'etc/passwd', content: 'layer' }], [{ name: 'pw', type: 'link', linkname: '/etc/passwd' }]],
     check: (t, c) => {
       t.equal(readFileSync(join(c.target, 'pw'), 'utf8'), 'layer');
       t.equal(statSync(join(c.target, 'pw')).ino, statSync(join(c.target, 'etc', 'passwd')).ino);
     },
   },
-  { name: 'hardlink to /../outside', layers: async () => [[{ name: 'pw', type: 'link', linkname: '/../outside/sentinel' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
-  { name: 'hardlink to ../x', layers: async () => [[{ name: 'pw', type: 'link', linkname: '../outside/sentinel' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
+  {
+    name: 'hardlink to /../outside',
+    layers: async () => [[{ name: 'pw', type: 'link', linkname: '/../outside/sentinel' }]],
+    code: 'ERR_LAYER_MALICIOUS',
+    overlay: true,
+  },
+  {
+    name: 'hardlink to ../x',
+    layers: async () => [[{ name: 'pw', type: 'link', linkname: '../outside/sentinel' }]],
+    code: 'ERR_LAYER_MALICIOUS',
+    overlay: true,
+  },
   {
     name: 'hardlink through a symlinked dir',
-    layers: async (c) => [[{ name: 'd', type: 'symlink', linkname: c.outside }, { name: 'x', type: 'link', linkname: 'd/sentinel' }]],
+    layers: async (c) => [
+      [
+        { name: 'd', type: 'symlink', linkname: c.outside },
+        { name: 'x', type: 'link', linkname: 'd/sentinel' },
+      ],
+    ],
     code: 'ERR_LAYER_MALICIOUS',
     overlay: true,
   },
@@ -79,27 +104,66 @@ const cases: Case[] = [
   { name: 'whiteout with an empty name (.wh.)', layers: async () => [[{ name: 'sub/.wh.', content: '' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
   {
     name: 'opaque marker at the root clears lower layers only',
-    layers: async () => [[{ name: 'lower.txt', content: 'l' }], [{ name: 'upper.txt', content: 'u' }, { name: '.wh..wh..opq', content: '' }]],
+    layers: async () => [
+      [{ name: 'lower.txt', content: 'l' }],
+      [
+        { name: 'upper.txt', content: 'u' },
+        { name: '.wh..wh..opq', content: '' },
+      ],
+    ],
     check: (t, c) => {
       t.strictSame(readdirSync(c.target), ['upper.txt']);
       t.ok(statSync(c.target).isDirectory(), 'root kept');
     },
   },
-  { name: 'PAX path with ..', layers: async () => [[{ name: 'innocent', content: 'x', pax: { path: '../outside/paxfile' } }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
-  { name: 'PAX linkpath with ..', layers: async () => [[{ name: 'innocent', type: 'link', linkname: 'ok', pax: { linkpath: '../outside/sentinel' } }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
-  { name: 'GNU long name with ..', layers: async () => [gnuLongNameTar(`${'a/'.repeat(60)}../../${'../'.repeat(60)}outside/gnufile`, 'x')], code: 'ERR_LAYER_MALICIOUS', overlay: true },
+  {
+    name: 'PAX path with ..',
+    layers: async () => [[{ name: 'innocent', content: 'x', pax: { path: '../outside/paxfile' } }]],
+    code: 'ERR_LAYER_MALICIOUS',
+    overlay: true,
+  },
+  {
+    name: 'PAX linkpath with ..',
+    layers: async () => [[{ name: 'innocent', type: 'link', linkname: 'ok', pax: { linkpath: '../outside/sentinel' } }]],
+    code: 'ERR_LAYER_MALICIOUS',
+    overlay: true,
+  },
+  {
+    name: 'GNU long name with ..',
+    layers: async () => [gnuLongNameTar(`${'a/'.repeat(60)}../../${'../'.repeat(60)}outside/gnufile`, 'x')],
+    code: 'ERR_LAYER_MALICIOUS',
+    overlay: true,
+  },
   {
     name: 'a dir replaced by a symlink, then a file written under it',
-    layers: async (c) => [[{ name: 'd', type: 'directory' }], [{ name: 'd', type: 'symlink', linkname: c.outside }, { name: 'd/sentinel', content: 'pwned' }]],
+    layers: async (c) => [
+      [{ name: 'd', type: 'directory' }],
+      [
+        { name: 'd', type: 'symlink', linkname: c.outside },
+        { name: 'd/sentinel', content: 'pwned' },
+      ],
+    ],
     code: 'ERR_LAYER_MALICIOUS',
   },
   {
     name: 'a dir replaced by a symlink in the same layer',
-    layers: async (c) => [[{ name: 'd', type: 'directory' }, { name: 'd/f', content: 'f' }, { name: 'd', type: 'symlink', linkname: c.outside }, { name: 'd/sentinel', content: 'pwned' }]],
+    layers: async (c) => [
+      [
+        { name: 'd', type: 'directory' },
+        { name: 'd/f', content: 'f' },
+        { name: 'd', type: 'symlink', linkname: c.outside },
+        { name: 'd/sentinel', content: 'pwned' },
+      ],
+    ],
     code: 'ERR_LAYER_MALICIOUS',
     overlay: true,
   },
-  { name: 'entry replacing the root with a file', layers: async () => [[{ name: './', type: 'symlink', linkname: '/' }]], code: 'ERR_LAYER_MALICIOUS', overlay: true },
+  {
+    name: 'entry replacing the root with a file',
+    layers: async () => [[{ name: './', type: 'symlink', linkname: '/' }]],
+    code: 'ERR_LAYER_MALICIOUS',
+    overlay: true,
+  },
   {
     name: 'truncated archive',
     layers: async () => [(await makeTar([{ name: 'big', content: Buffer.alloc(10000, 1) }])).subarray(0, 3000)],
@@ -109,7 +173,12 @@ const cases: Case[] = [
   {
     name: 'truncated gzip',
     layers: async () => {
-      const gz = gzip(await makeTar([{ name: 'big', content: Buffer.alloc(100000, 7) }, { name: 'b2', content: 'x' }]));
+      const gz = gzip(
+        await makeTar([
+          { name: 'big', content: Buffer.alloc(100000, 7) },
+          { name: 'b2', content: 'x' },
+        ]),
+      );
       return [gz.subarray(0, gz.length - 20)];
     },
     code: 'ERR_LAYER_INVALID',
@@ -133,10 +202,25 @@ const cases: Case[] = [
     code: 'ERR_LAYER_TOO_LARGE',
     overlay: true,
   },
-  { name: '--max-bytes cap on file content', layers: async () => [[{ name: 'a', content: Buffer.alloc(3000) }, { name: 'b', content: Buffer.alloc(3000) }]], flags: ['--max-bytes', '5k'], code: 'ERR_LAYER_TOO_LARGE' },
+  {
+    name: '--max-bytes cap on file content',
+    layers: async () => [
+      [
+        { name: 'a', content: Buffer.alloc(3000) },
+        { name: 'b', content: Buffer.alloc(3000) },
+      ],
+    ],
+    flags: ['--max-bytes', '5k'],
+    code: 'ERR_LAYER_TOO_LARGE',
+  },
   {
     name: 'char device entry is skipped',
-    layers: async () => [[{ name: 'null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }, { name: 'ok', content: 'ok' }]],
+    layers: async () => [
+      [
+        { name: 'null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+        { name: 'ok', content: 'ok' },
+      ],
+    ],
     check: (t, c) => {
       t.notOk(existsSync(join(c.target, 'null')), 'no device node created');
       t.equal(readFileSync(join(c.target, 'ok'), 'utf8'), 'ok');
@@ -154,7 +238,15 @@ const cases: Case[] = [
   },
   {
     name: 'user.overlay.* xattrs (overlayfs metadata in rootless mode) are dropped',
-    layers: async () => [[{ name: 'd', type: 'directory', pax: { 'SCHILY.xattr.user.overlay.opaque': 'y', 'SCHILY.xattr.user.overlay.redirect': '/etc', 'SCHILY.xattr.user.keep': 'kept' } }]],
+    layers: async () => [
+      [
+        {
+          name: 'd',
+          type: 'directory',
+          pax: { 'SCHILY.xattr.user.overlay.opaque': 'y', 'SCHILY.xattr.user.overlay.redirect': '/etc', 'SCHILY.xattr.user.keep': 'kept' },
+        },
+      ],
+    ],
     check: (t, c) => {
       t.strictSame(readTree(c.target).entries.get('d')?.xattrs, { 'user.keep': '0x6b657074' }, 'only user.keep restored');
     },
@@ -167,7 +259,13 @@ const cases: Case[] = [
   },
   {
     name: 'absolute symlink target kept verbatim, then replaced, never followed',
-    layers: async () => [[{ name: 'abs', type: 'symlink', linkname: '/etc/passwd' }, { name: 'abs2', type: 'symlink', linkname: '/etc/passwd' }], [{ name: 'abs', content: 'replaced' }]],
+    layers: async () => [
+      [
+        { name: 'abs', type: 'symlink', linkname: '/etc/passwd' },
+        { name: 'abs2', type: 'symlink', linkname: '/etc/passwd' },
+      ],
+      [{ name: 'abs', content: 'replaced' }],
+    ],
     check: (t, c) => {
       t.equal(readlinkSync(join(c.target, 'abs2')), '/etc/passwd');
       t.ok(lstatSync(join(c.target, 'abs')).isFile());
@@ -184,7 +282,12 @@ const cases: Case[] = [
   },
   {
     name: 'ownership and setuid/sticky bits kept',
-    layers: async () => [[{ name: 'suid', content: '#!', mode: 0o4755, uid: 1234, gid: 5678 }, { name: 'tmp', type: 'directory', mode: 0o1777 }]],
+    layers: async () => [
+      [
+        { name: 'suid', content: '#!', mode: 0o4755, uid: 1234, gid: 5678 },
+        { name: 'tmp', type: 'directory', mode: 0o1777 },
+      ],
+    ],
     check: (t, c) => {
       const st = statSync(join(c.target, 'suid'));
       t.equal(st.mode & 0o7777, 0o4755);
@@ -231,7 +334,11 @@ for (const c of cases) {
       c.check?.(t, ctx);
     }
     t.strictSame(diffSnapshots(before, readTree(ctx.outside)), [], 'outside untouched');
-    t.strictSame(readdirSync(ctx.dir).filter((n) => n.startsWith('.')), [], 'no staging dir left');
+    t.strictSame(
+      readdirSync(ctx.dir).filter((n) => n.startsWith('.')),
+      [],
+      'no staging dir left',
+    );
     t.strictSame(readTree('/etc').entries.get('passwd'), t0, '/etc/passwd untouched');
   });
   if (!c.overlay) continue;

@@ -18,7 +18,11 @@ function unpack(root: string, input: string, extra: string[] = [], opts: { user?
   // write tap's own files as the other user.
   const cmd = opts.user ? ['env', '-i', `PATH=${process.env.PATH}`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv] : argv;
   const run = spawnSync(cmd[0], cmd.slice(1), { input, encoding: 'utf8' });
-  const records = run.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const records = run.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   return { ...run, records };
 }
 
@@ -36,7 +40,10 @@ async function poll(check: () => boolean, what: string): Promise<void> {
 t.test('busybox fixture: per-layer dirs keyed by chain ID, meta.json, reuse', async (t) => {
   const root = join(t.testdir({}), 'store');
   importToStore(`${busyboxLayout()}:v2`, root, 'localhost/bb:v2');
-  const { text, records: [image] } = imageRecords(root);
+  const {
+    text,
+    records: [image],
+  } = imageRecords(root);
   const first = unpack(root, text + '{"type":"note","v":1,"x":1}\n');
   t.equal(first.status, 0, first.stderr);
   t.equal(first.records.length, 2);
@@ -51,7 +58,13 @@ t.test('busybox fixture: per-layer dirs keyed by chain ID, meta.json, reuse', as
     'layerDirs bottom first, keyed by chain ID',
   );
   const meta = JSON.parse(readFileSync(join(root, 'layers', image.layers[1].chainID.slice(7), 'meta.json'), 'utf8'));
-  t.match(meta, { chainID: image.layers[1].chainID, diffID: image.layers[1].diffID, digest: image.layers[1].digest, size: image.layers[1].size, rootless: false });
+  t.match(meta, {
+    chainID: image.layers[1].chainID,
+    diffID: image.layers[1].diffID,
+    digest: image.layers[1].digest,
+    size: image.layers[1].size,
+    rootless: false,
+  });
   t.ok(Date.parse(meta.time) > 0);
   t.equal(readFileSync(join(rootfs.layerDirs[1], 'hello.txt'), 'utf8'), 'hello from v2\n');
   t.ok(existsSync(join(rootfs.layerDirs[0], 'bin', 'busybox')));
@@ -112,7 +125,10 @@ t.test('a half-unpacked layer (kill -9) is never used and is redone', async (t) 
   // A big-enough layer that the unpack is still running when we kill it.
   const big = Array.from({ length: 3000 }, (_, i) => ({ name: `d${i % 30}/f${i}`, content: Buffer.alloc(8192, i % 251) }));
   await storeImage(root, 'localhost/big:1', [await makeTar(big)]);
-  const { text, records: [image] } = imageRecords(root);
+  const {
+    text,
+    records: [image],
+  } = imageRecords(root);
   const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end(text);
   const exited = new Promise((r) => child.on('close', r));
@@ -132,7 +148,9 @@ t.test('a half-unpacked layer (kill -9) is never used and is redone', async (t) 
 t.test('a diff ID mismatch fails the layer and leaves nothing behind', async (t) => {
   const root = join(t.testdir({}), 'store');
   await storeImage(root, 'localhost/bad:1', [await makeTar([{ name: 'a', content: 'a' }])]);
-  const { records: [image] } = imageRecords(root);
+  const {
+    records: [image],
+  } = imageRecords(root);
   const wrong = `sha256:${'1'.repeat(64)}`;
   const bad = { ...image, layers: [{ ...image.layers[0], diffID: wrong, chainID: wrong }] };
   const run = unpack(root, JSON.stringify(bad) + '\n');
@@ -146,7 +164,10 @@ t.test('a diff ID mismatch fails the layer and leaves nothing behind', async (t)
 t.test('a missing layer blob is reported as such', async (t) => {
   const root = join(t.testdir({}), 'store');
   await storeImage(root, 'localhost/gone:1', [await makeTar([{ name: 'a', content: 'a' }])]);
-  const { text, records: [image] } = imageRecords(root);
+  const {
+    text,
+    records: [image],
+  } = imageRecords(root);
   rmSync(join(root, 'blobs', 'sha256', image.layers[0].digest.slice(7)));
   const run = unpack(root, text);
   t.equal(run.status, 1);
@@ -157,7 +178,9 @@ t.test('a missing layer blob is reported as such', async (t) => {
 t.test('an inconsistent chain ID is bad input', async (t) => {
   const root = join(t.testdir({}), 'store');
   await storeImage(root, 'localhost/bad:1', [await makeTar([{ name: 'a', content: 'a' }])]);
-  const { records: [image] } = imageRecords(root);
+  const {
+    records: [image],
+  } = imageRecords(root);
   const bad = { ...image, layers: [{ ...image.layers[0], chainID: `sha256:${'2'.repeat(64)}` }] };
   const run = unpack(root, JSON.stringify(bad) + '\n');
   t.equal(run.status, 2);
@@ -168,9 +191,21 @@ t.test('an inconsistent chain ID is bad input', async (t) => {
 t.test('layer records start unpacking before the image record arrives, and are consumed', async (t) => {
   const root = join(t.testdir({}), 'store');
   await storeImage(root, 'localhost/stream:1', [await makeTar([{ name: 'one', content: '1' }]), await makeTar([{ name: 'two', content: '2' }])]);
-  const { text, records: [image] } = imageRecords(root);
+  const {
+    text,
+    records: [image],
+  } = imageRecords(root);
   const layerRecord = (i: number) =>
-    JSON.stringify({ type: 'layer', v: 1, ...image.layers[i], ref: image.ref, index: i, count: 2, store: root, ...(i > 0 ? { parentChainID: image.layers[i - 1].chainID } : {}) }) + '\n';
+    JSON.stringify({
+      type: 'layer',
+      v: 1,
+      ...image.layers[i],
+      ref: image.ref,
+      index: i,
+      count: 2,
+      store: root,
+      ...(i > 0 ? { parentChainID: image.layers[i - 1].chainID } : {}),
+    }) + '\n';
   const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
@@ -182,7 +217,10 @@ t.test('layer records start unpacking before the image record arrives, and are c
   await poll(() => existsSync(join(root, 'layers', image.layers[1].chainID.slice(7), 'meta.json')), 'layer 1');
   child.stdin.end(text);
   t.equal(await exited, 0);
-  const records = out.trim().split('\n').map((l) => JSON.parse(l));
+  const records = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.equal(records.length, 1, 'layer records consumed; one rootfs record');
   t.equal(records[0].type, 'rootfs');
   t.equal(records[0].layerDirs.length, 2);
@@ -201,7 +239,10 @@ t.test('concurrent unpacks of the same image are safe', async (t) => {
       child.stdin.end(text);
     });
   const results = await Promise.all([runOne(), runOne(), runOne()]);
-  t.strictSame(results.map((r) => r.code), [0, 0, 0]);
+  t.strictSame(
+    results.map((r) => r.code),
+    [0, 0, 0],
+  );
   const dirs = results.map((r) => JSON.parse(r.out).layerDirs);
   t.strictSame(dirs[1], dirs[0]);
   t.strictSame(dirs[2], dirs[0]);
@@ -214,7 +255,10 @@ t.test('rootless: as uid 65534, ownership is recorded in meta.json, not applied'
   const root = join(dir, 'store');
   importToStore(`${busyboxLayout()}:latest`, root, 'localhost/bb:latest');
   execFileSync('chown', ['-R', '65534:65534', dir]);
-  const { text, records: [image] } = imageRecords(root);
+  const {
+    text,
+    records: [image],
+  } = imageRecords(root);
   const run = unpack(root, text, [], { user: true });
   t.equal(run.status, 0, run.stderr);
   const diff = run.records[0].layerDirs[0];
@@ -235,13 +279,20 @@ t.test('rootless flatten with --rootless as root gives the same tree but our own
   t.equal(statSync(join(dir, 'owned', 'home', 'app')).uid, 1000);
   t.equal(statSync(join(dir, 'rootless', 'home', 'app')).uid, 0);
   const diffs = diffTrees(join(dir, 'owned'), join(dir, 'rootless'));
-  t.strictSame(diffs.map((d) => d.split(':')[0]), ['home/app'], 'only the ownership of home/app differs');
+  t.strictSame(
+    diffs.map((d) => d.split(':')[0]),
+    ['home/app'],
+    'only the ownership of home/app differs',
+  );
 });
 
 t.test('zstd layers: by media type in the store and by magic bytes for raw files', async (t) => {
   const dir = t.testdir({});
   const root = join(dir, 'store');
-  const tar = await makeTar([{ name: 'z/', type: 'directory' }, { name: 'z/file', content: 'zstd content' }]);
+  const tar = await makeTar([
+    { name: 'z/', type: 'directory' },
+    { name: 'z/file', content: 'zstd content' },
+  ]);
   await storeImage(root, 'localhost/z:1', [tar], 'zstd');
   const run = unpack(root, imageRecords(root).text);
   t.equal(run.status, 0, run.stderr);
@@ -298,7 +349,6 @@ t.test('--keep-going reports a failed image and continues', async (t) => {
   t.equal(stop.status, 1);
 });
 
-
 t.test('multi: an overlay mount of the per-layer dirs equals umoci raw unpack', { skip: hasSharedImages ? false : 'shared images absent' }, async (t) => {
   const dir = t.testdir({});
   const root = join(dir, 'store');
@@ -324,8 +374,16 @@ t.test('rootless: whiteouts and opaque markers as uid 65534', async (t) => {
   const dir = t.testdir({});
   const root = join(dir, 'store');
   await storeImage(root, 'localhost/rl:1', [
-    await makeTar([{ name: 'a/', type: 'directory' }, { name: 'a/x', content: 'x' }]),
-    await makeTar([{ name: 'a/', type: 'directory', mode: 0o555 }, { name: 'a/.wh.x', content: '' }, { name: 'a/.wh..wh..opq', content: '' }, { name: 'a/y', content: 'y', uid: 7 }]),
+    await makeTar([
+      { name: 'a/', type: 'directory' },
+      { name: 'a/x', content: 'x' },
+    ]),
+    await makeTar([
+      { name: 'a/', type: 'directory', mode: 0o555 },
+      { name: 'a/.wh.x', content: '' },
+      { name: 'a/.wh..wh..opq', content: '' },
+      { name: 'a/y', content: 'y', uid: 7 },
+    ]),
   ]);
   execFileSync('chown', ['-R', '65534:65534', dir]);
   const run = unpack(root, imageRecords(root).text, [], { user: true });

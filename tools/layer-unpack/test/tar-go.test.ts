@@ -100,7 +100,13 @@ const cases: Case[] = [
     name: 'a GNU long name wins over a PAX path (Go applies it last)',
     tar: () => {
       const long = Buffer.from('gnu-name\0');
-      return Buffer.concat([pax([['path', 'pax-name']]), block({ name: '././@LongLink', type: 'L', size: long.length, format: 'gnu' }), data(long), fileEntry('ustar-name', 'x'), END]);
+      return Buffer.concat([
+        pax([['path', 'pax-name']]),
+        block({ name: '././@LongLink', type: 'L', size: long.length, format: 'gnu' }),
+        data(long),
+        fileEntry('ustar-name', 'x'),
+        END,
+      ]);
     },
     check: (t, root) => t.strictSame(ls(root), ['gnu-name']),
   },
@@ -203,7 +209,13 @@ const cases: Case[] = [
       ['atime=1.2.3', [['atime', '1.2.3']]],
       ['uid=-1', [['uid', '-1']]],
     ] as [string, [string, string][]][]
-  ).map(([label, records]): Case => ({ name: `PAX ${label} is refused`, tar: () => Buffer.concat([pax(records), fileEntry('f', 'x'), END]), code: 'ERR_LAYER_INVALID' })),
+  ).map(
+    ([label, records]): Case => ({
+      name: `PAX ${label} is refused`,
+      tar: () => Buffer.concat([pax(records), fileEntry('f', 'x'), END]),
+      code: 'ERR_LAYER_INVALID',
+    }),
+  ),
   {
     name: 'an xattr key with a NUL is refused, not truncated',
     tar: () => Buffer.concat([pax([['SCHILY.xattr.user.a\0security.capability', 'x']]), fileEntry('f', 'x'), END]),
@@ -254,9 +266,33 @@ const cases: Case[] = [
   },
   ...(
     [
-      ['0.0', [['GNU.sparse.size', '10'], ['GNU.sparse.numblocks', '1'], ['GNU.sparse.offset', '0'], ['GNU.sparse.numbytes', '1']]],
-      ['0.1', [['GNU.sparse.size', '10'], ['GNU.sparse.numblocks', '1'], ['GNU.sparse.map', '0,1'], ['GNU.sparse.name', 'real']]],
-      ['1.0', [['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.name', 'real'], ['GNU.sparse.realsize', '10']]],
+      [
+        '0.0',
+        [
+          ['GNU.sparse.size', '10'],
+          ['GNU.sparse.numblocks', '1'],
+          ['GNU.sparse.offset', '0'],
+          ['GNU.sparse.numbytes', '1'],
+        ],
+      ],
+      [
+        '0.1',
+        [
+          ['GNU.sparse.size', '10'],
+          ['GNU.sparse.numblocks', '1'],
+          ['GNU.sparse.map', '0,1'],
+          ['GNU.sparse.name', 'real'],
+        ],
+      ],
+      [
+        '1.0',
+        [
+          ['GNU.sparse.major', '1'],
+          ['GNU.sparse.minor', '0'],
+          ['GNU.sparse.name', 'real'],
+          ['GNU.sparse.realsize', '10'],
+        ],
+      ],
     ] as [string, [string, string][]][]
   ).map(
     ([version, records]): Case => ({
@@ -278,7 +314,14 @@ const cases: Case[] = [
     (mode): Case => ({
       name: `${mode}: the layer's own ./ entry does not change the root's owner or mode`,
       mode,
-      tar: () => Buffer.concat([block({ name: './', type: '5', mode: 0o777, uid: 1234, gid: 1234, mtime: 1000 }), pax([['SCHILY.xattr.system.posix_acl_access', 'x']]), block({ name: '.', type: '5', mode: 0o4777 }), fileEntry('f', 'x'), END]),
+      tar: () =>
+        Buffer.concat([
+          block({ name: './', type: '5', mode: 0o777, uid: 1234, gid: 1234, mtime: 1000 }),
+          pax([['SCHILY.xattr.system.posix_acl_access', 'x']]),
+          block({ name: '.', type: '5', mode: 0o4777 }),
+          fileEntry('f', 'x'),
+          END,
+        ]),
       check: (t, root) => {
         const st = statSync(root);
         t.equal(st.mode & 0o7777, 0o755, 'mode kept');
@@ -329,9 +372,28 @@ for (const c of cases) {
 
 // Through the CLI: the exit status, the message and no staging left behind.
 const cliCases: { name: string; tar: () => Buffer; code?: string }[] = [
-  { name: 'a directory with a non-zero size (was: exit 13, no message)', tar: () => Buffer.concat([block({ name: 'd/', type: '5', size: 1000 }), fileEntry('d/f', 'x'), END]) },
-  { name: 'an oversized PAX header (was: exit 13, no message)', tar: () => Buffer.concat([block({ name: 'PaxHeaders/x', type: 'x', size: 8 * 1024 * 1024 }), Buffer.alloc(8 * 1024 * 1024)]), code: 'ERR_LAYER_TOO_LARGE' },
-  { name: 'a sparse file', tar: () => Buffer.concat([pax([['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0']]), fileEntry('s', 'x'), END]), code: 'ERR_LAYER_INVALID' },
+  {
+    name: 'a directory with a non-zero size (was: exit 13, no message)',
+    tar: () => Buffer.concat([block({ name: 'd/', type: '5', size: 1000 }), fileEntry('d/f', 'x'), END]),
+  },
+  {
+    name: 'an oversized PAX header (was: exit 13, no message)',
+    tar: () => Buffer.concat([block({ name: 'PaxHeaders/x', type: 'x', size: 8 * 1024 * 1024 }), Buffer.alloc(8 * 1024 * 1024)]),
+    code: 'ERR_LAYER_TOO_LARGE',
+  },
+  {
+    name: 'a sparse file',
+    tar: () =>
+      Buffer.concat([
+        pax([
+          ['GNU.sparse.major', '1'],
+          ['GNU.sparse.minor', '0'],
+        ]),
+        fileEntry('s', 'x'),
+        END,
+      ]),
+    code: 'ERR_LAYER_INVALID',
+  },
 ];
 
 for (const c of cliCases) {
@@ -345,7 +407,11 @@ for (const c of cliCases) {
       t.equal(run.status, 1, `exit 1 (${run.stderr})`);
       t.match(run.stderr, `"code":"${c.code}"`);
     } else t.equal(run.status, 0, `exit 0 (${run.stderr})`);
-    t.strictSame(readdirSync(dir).filter((n) => n.startsWith('.')), [], 'no staging dir left');
+    t.strictSame(
+      readdirSync(dir).filter((n) => n.startsWith('.')),
+      [],
+      'no staging dir left',
+    );
   });
 }
 

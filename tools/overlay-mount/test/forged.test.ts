@@ -23,7 +23,10 @@ function overlayMount(args: string[], input = ''): Promise<{ code: number; stdou
 }
 
 function mountsBelow(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p && (p === dir || p.startsWith(dir + '/')));
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p) => p && (p === dir || p.startsWith(dir + '/')));
 }
 
 /** Runs `cmd` as nobody:nogroup with no supplementary groups. */
@@ -112,7 +115,10 @@ t.test('a store named by a record must be trusted: root-owned, closed, every par
   mkdirSync(theirs);
   const theirLayer = layerIn(theirs, hex);
   chownSync(theirs, 65534, 65534);
-  for (const [name, store, dir] of [['world-writable', open, openLayer], ['owned by nobody', theirs, theirLayer]]) {
+  for (const [name, store, dir] of [
+    ['world-writable', open, openLayer],
+    ['owned by nobody', theirs, theirLayer],
+  ]) {
     const result = await overlayMount(['--root', root, '--log-format=json'], JSON.stringify({ ...rootfs, store, layerDirs: [dir] }) + '\n');
     t.equal(result.code, 2, `${name}: exit 2`);
     const log = JSON.parse(result.stderr.trim().split('\n').at(-1)!);
@@ -153,7 +159,7 @@ t.test('an open store is closed on first use with a warning; others reach neithe
   const record = busyboxRootfs(store, 'latest');
   chmodSync(join(store, 'layers'), 0o755);
   const busybox = join(record.layerDirs[0], 'bin', 'busybox');
-  t.equal(asNobody(['test', '-r', busybox]).status, 0, 'before: nobody can read the layer\'s files (the hole)');
+  t.equal(asNobody(['test', '-r', busybox]).status, 0, "before: nobody can read the layer's files (the hole)");
 
   const up = await overlayMount([], JSON.stringify(record) + '\n');
   t.equal(up.code, 0, up.stderr);
@@ -163,9 +169,9 @@ t.test('an open store is closed on first use with a warning; others reach neithe
   t.equal(statSync(store).mode & 0o7777, 0o700, 'store root is 0700');
   t.equal(statSync(join(store, 'containers')).mode & 0o7777, 0o700, 'containers/ is 0700');
   t.equal(statSync(mount.containerDir).mode & 0o7777, 0o700, 'containers/<id> is 0700');
-  t.equal(statSync(mount.upper).mode & 0o7777, 0o755, 'upper (the container\'s /) stays usable inside');
-  t.equal(asNobody(['test', '-r', busybox]).status, 1, 'nobody cannot reach an unpacked layer\'s files');
-  t.equal(asNobody(['ls', mount.target]).status, 2, 'nobody cannot list the container\'s merged dir');
+  t.equal(statSync(mount.upper).mode & 0o7777, 0o755, "upper (the container's /) stays usable inside");
+  t.equal(asNobody(['test', '-r', busybox]).status, 1, "nobody cannot reach an unpacked layer's files");
+  t.equal(asNobody(['ls', mount.target]).status, 2, "nobody cannot list the container's merged dir");
   t.equal(asNobody(['test', '-r', join(mount.target, 'bin', 'busybox')]).status, 1, 'nobody cannot reach files in merged');
   t.equal(asNobody(['test', '-e', join(mount.upper, '.')]).status, 1, 'nobody cannot reach upper');
 

@@ -17,11 +17,17 @@ function overlayMount(args: string[], input = ''): Promise<{ code: number; stdou
 }
 
 function mounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === path);
 }
 
 function lines(text: string): Record<string, any>[] {
-  return text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }
 
 t.test('mounts a rootfs record, passes other records through, unmounts from the record', async (t) => {
@@ -36,7 +42,7 @@ t.test('mounts a rootfs record, passes other records through, unmounts from the 
   t.equal(mount.type, 'mount');
   t.equal(mount.v, 1);
   t.match(mount.id, /^[a-f0-9]{64}$/);
-  t.equal(mount.containerDir, join(root, 'containers', mount.id), 'container dir in the record\'s store');
+  t.equal(mount.containerDir, join(root, 'containers', mount.id), "container dir in the record's store");
   t.equal(mount.target, join(mount.containerDir, 'merged'));
   t.equal(mount.upper, join(mount.containerDir, 'upper'));
   t.equal(mount.work, join(mount.containerDir, 'work'));
@@ -93,7 +99,11 @@ t.test('60 layers in a deep store mount through short links', async (t) => {
   t.equal(result.code, 0, result.stderr);
   const [mount] = lines(result.stdout);
   t.ok(mounted(mount.target));
-  t.strictSame(readdirSync(join(mount.target, 'layers')).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 60 }, (_, i) => String(i)), 'every layer is visible');
+  t.strictSame(
+    readdirSync(join(mount.target, 'layers')).sort((a, b) => Number(a) - Number(b)),
+    Array.from({ length: 60 }, (_, i) => String(i)),
+    'every layer is visible',
+  );
   t.ok(existsSync(join(mount.target, 'bin', 'sh')), 'the bottom layer is visible');
   const links = readdirSync(join(root, 'l'));
   t.equal(links.length, 61, 'one short link per layer');
@@ -108,9 +118,21 @@ t.test('failures are clear', async (t) => {
   t.teardown(() => removeStore(root));
   // [name, input line, exit code, error code, message]
   const cases: [string, string, number, string, RegExp][] = [
-    ['missing layer dir', JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: [join(root, 'layers', 'a'.repeat(64), 'diff')] }), 1, 'ERR_MOUNT_FAILED', /does not exist/],
+    [
+      'missing layer dir',
+      JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: [join(root, 'layers', 'a'.repeat(64), 'diff')] }),
+      1,
+      'ERR_MOUNT_FAILED',
+      /does not exist/,
+    ],
     ['no layers', JSON.stringify({ type: 'rootfs', v: 1, store: root }), 2, 'ERR_INPUT_RECORD', /neither layerDirs nor dir/],
-    ['relative layer dir', JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: ['layers/x'] }), 2, 'ERR_INPUT_RECORD', /is not .*layers\/<64 hex>\/diff/],
+    [
+      'relative layer dir',
+      JSON.stringify({ type: 'rootfs', v: 1, store: root, layerDirs: ['layers/x'] }),
+      2,
+      'ERR_INPUT_RECORD',
+      /is not .*layers\/<64 hex>\/diff/,
+    ],
     ['bad json', '{"type": rootfs}', 2, 'ERR_INPUT_JSON', /^stdin:1: /],
   ];
   for (const [name, input, exit, code, message] of cases) {
@@ -125,7 +147,7 @@ t.test('failures are clear', async (t) => {
   t.equal(bad.code, 2);
 });
 
-t.test('the kernel\'s reason is reported when mount(2) fails', async (t) => {
+t.test("the kernel's reason is reported when mount(2) fails", async (t) => {
   const root = tempStore();
   t.teardown(() => removeStore(root));
   const rootfs = busyboxRootfs(root, 'latest');
@@ -144,7 +166,7 @@ t.test('the kernel\'s reason is reported when mount(2) fails', async (t) => {
   t.equal(failed.code, 1);
   const log = JSON.parse(failed.stderr.trim().split('\n').at(-1)!);
   t.equal(log.code, 'ERR_MOUNT_FAILED');
-  t.match(log.message, /^overlay mount on .* failed: overlay(fs)?: .*not supported as upperdir/, 'the kernel\'s own words');
+  t.match(log.message, /^overlay mount on .* failed: overlay(fs)?: .*not supported as upperdir/, "the kernel's own words");
   t.ok(log.hint, 'with a hint');
   t.notOk(existsSync(join(nested.store, 'containers')) && readdirSync(join(nested.store, 'containers')).length > 0, 'failed mount leaves no container dir');
   t.equal((await overlayMount(['--root', root, '--unmount', mount.id])).code, 0);

@@ -68,10 +68,10 @@ export function runOp(op: WriterOp, ring?: Uint8Array): void {
       fds.set(op.id, openSync(bytes(op.path), OPEN_FLAGS, 0o600));
       return;
     case 'write':
-    {
-      const data = dataOf(op, ring);
-      if (data) writeAll(fds.get(op.id)!, data);
-    }
+      {
+        const data = dataOf(op, ring);
+        if (data) writeAll(fds.get(op.id)!, data);
+      }
       return;
     case 'close': {
       const fd = fds.get(op.id)!;
@@ -88,7 +88,6 @@ export function runOp(op: WriterOp, ring?: Uint8Array): void {
     }
   }
 }
-
 
 /** Closes descriptors left open by a failed sequence. */
 export function closeAll(): void {

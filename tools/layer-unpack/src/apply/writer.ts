@@ -77,7 +77,17 @@ export class Writer {
   /** `threads` file-creation threads; 0 runs everything inline. */
   constructor(threads = 2) {
     for (let i = 0; i < threads; i++) {
-      this.lanes.push({ worker: undefined, queue: [], transfer: [], queuedBytes: 0, posted: 0, acked: 0, ring: new Uint8Array(new SharedArrayBuffer(RING_BYTES)), ringHead: 0, ringAcked: 0 });
+      this.lanes.push({
+        worker: undefined,
+        queue: [],
+        transfer: [],
+        queuedBytes: 0,
+        posted: 0,
+        acked: 0,
+        ring: new Uint8Array(new SharedArrayBuffer(RING_BYTES)),
+        ringHead: 0,
+        ringAcked: 0,
+      });
     }
   }
 

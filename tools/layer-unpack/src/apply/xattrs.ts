@@ -46,7 +46,10 @@ export function restoredXattrs(
   let size = 0;
   for (const [attr, value] of xattrs) {
     if (!xattrAllowed(attr)) {
-      warnOnce(`xattr:${attr}`, `dropping xattr ${show(attr)} (on ${show(name)} and maybe others): only user.* (but user.overlay.*), security.capability and POSIX ACLs are restored`);
+      warnOnce(
+        `xattr:${attr}`,
+        `dropping xattr ${show(attr)} (on ${show(name)} and maybe others): only user.* (but user.overlay.*), security.capability and POSIX ACLs are restored`,
+      );
       continue;
     }
     if (isRoot && isAcl(attr)) {

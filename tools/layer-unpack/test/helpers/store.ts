@@ -28,7 +28,9 @@ export async function storeImage(root: string, ref: string, tars: Buffer[], comp
     await store.writeBlob(sha(blob), blob);
     layers.push({ mediaType, digest: sha(blob), size: blob.length, diffID: sha(tar) });
   }
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) } }),
+  );
   await store.writeBlob(sha(config), config);
   const manifest = Buffer.from(
     JSON.stringify({
@@ -45,5 +47,12 @@ export async function storeImage(root: string, ref: string, tars: Buffer[], comp
 /** The image records img-ls prints for the store, as text and parsed. */
 export function imageRecords(root: string, ...patterns: string[]): { text: string; records: Record<string, any>[] } {
   const text = execFileSync('node', [IMG_LS, '--root', root, ...patterns], { encoding: 'utf8' });
-  return { text, records: text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+  return {
+    text,
+    records: text
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l)),
+  };
 }
