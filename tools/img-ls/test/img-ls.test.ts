@@ -1,23 +1,11 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { busyboxLayout, importToStore, REPO_ROOT } from '../../../test/helpers/fixtures.js';
+import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
+import { runTool } from '../../../test/helpers/tools.js';
 import { matchesPattern } from '../src/list.js';
 
-const run = promisify(execFile);
-const BIN = join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js');
-
-async function imgLs(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const imgLs = (args: string[]) => runTool('img-ls', args);
 
 // [ref, pattern, matches]
 const patterns: [string, string, boolean][] = [
