@@ -4,23 +4,17 @@
  * together, in per-layer and flat mode, whether the layers come from image
  * records, layer records or the cache.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { BIN, imageRecords, storeImage } from './helpers/store.js';
+import { runToolSync } from '../../../test/helpers/tools.js';
+import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 
 const KiB = 1024;
 
 function unpack(root: string, input: string, extra: string[]) {
-  const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, ...extra], { input, encoding: 'utf8' });
-  const records = run.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
-  return { ...run, records };
+  return runToolSync('layer-unpack', ['--log-format=json', '--root', root, ...extra], { input });
 }
 
 /** Three layers of 400 KiB in 10 files each (11 entries with their directory). */
@@ -78,11 +72,11 @@ t.test('per-layer caps and image caps, per-layer and flat mode', async (t) => {
         const flat = join(dir, 'flat');
         const run = unpack(root, text, [...c.flags, ...(mode === 'flatten' ? ['--flatten', flat] : [])]);
         if (c.ok) {
-          t.equal(run.status, 0, run.stderr);
+          t.equal(run.code, 0, run.stderr);
           t.equal(run.records.length, 1);
           return;
         }
-        t.equal(run.status, 1, run.stderr);
+        t.equal(run.code, 1, run.stderr);
         t.match(run.stderr, /"code":"ERR_LAYER_TOO_LARGE"/);
         if (c.image) t.match(run.stderr, /--max-image-bytes or --max-image-entries/, 'the hint names the image caps');
         else t.notMatch(run.stderr, /max-image/, 'a per-layer failure does not blame the image');
@@ -96,7 +90,7 @@ t.test('per-layer caps and image caps, per-layer and flat mode', async (t) => {
 t.test('the budget stops the layer that passes it while it unpacks, not after', async (t) => {
   const { root, text, image } = await threeLayers(t);
   const run = unpack(root, text, ['--jobs', '1', '--max-image-bytes', '1000k']);
-  t.equal(run.status, 1, run.stderr);
+  t.equal(run.code, 1, run.stderr);
   t.match(run.stderr, /the image's layers together may unpack at most 1024000 bytes/);
   const landed = image.layers.map((l: { chainID: string }) => existsSync(join(root, 'layers', l.chainID.slice(7), 'meta.json')));
   t.strictSame(landed, [true, true, false], 'the third layer never lands in the store');
@@ -109,20 +103,20 @@ t.test('the budget stops the layer that passes it while it unpacks, not after', 
 
 t.test('layers found in the store count toward the image', async (t) => {
   const { root, text } = await threeLayers(t);
-  t.equal(unpack(root, text, []).status, 0, 'unpacked with the default caps');
+  t.equal(unpack(root, text, []).code, 0, 'unpacked with the default caps');
   const run = unpack(root, text, ['--max-image-bytes', '1000k']);
-  t.equal(run.status, 1, run.stderr);
+  t.equal(run.code, 1, run.stderr);
   t.match(run.stderr, /its 3 layers unpack to 1228800 bytes in 33 entries; the limit is 1024000 bytes/);
 });
 
 t.test('streamed layer records share their image budget', async (t) => {
   const { root, text, image } = await threeLayers(t);
   const run = unpack(root, layerRecords(image) + text, ['--jobs', '1', '--max-image-bytes', '1000k']);
-  t.equal(run.status, 1, run.stderr);
+  t.equal(run.code, 1, run.stderr);
   t.match(run.stderr, /"code":"ERR_LAYER_TOO_LARGE"/);
   t.notOk(existsSync(join(root, 'layers', image.layers[2].chainID.slice(7))), 'the third layer never lands');
   const ok = unpack(root, layerRecords(image) + text, ['--max-image-bytes', '2m']);
-  t.equal(ok.status, 0, ok.stderr);
+  t.equal(ok.code, 0, ok.stderr);
   t.equal(ok.records.length, 1);
 });
 
@@ -133,7 +127,7 @@ t.test('usage errors for the image caps', async (t) => {
     ['--max-image-entries', '0'],
   ]) {
     const run = unpack(join(dir, 's'), '', flags);
-    t.equal(run.status, 2, flags.join(' '));
+    t.equal(run.code, 2, flags.join(' '));
     t.match(run.stderr, /"code":"ERR_USAGE"/);
   }
 });

@@ -4,25 +4,19 @@
  * cache"), a layer directory is reused only when its meta.json matches, and a
  * record's store must be one only root (or we) can change.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { BIN, imageRecords, storeImage } from './helpers/store.js';
+import { runToolSync } from '../../../test/helpers/tools.js';
+import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 
 const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const hex = (digest: string) => digest.slice(7);
 
 function unpack(root: string, input: string, extra: string[] = []) {
-  const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, ...extra], { input, encoding: 'utf8' });
-  const records = run.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
-  return { ...run, records };
+  return runToolSync('layer-unpack', ['--log-format=json', '--root', root, ...extra], { input });
 }
 
 type Layer = { mediaType: string; digest: string; size: number; diffID: string; chainID: string };
@@ -69,7 +63,7 @@ function layerRecord(image: Image, i: number, over: Record<string, unknown> = {}
 /** The victim, unpacked after the attack, must hold its own files. */
 function victimIntact(t: Tap.Test, root: string, victim: Image): void {
   const run = unpack(root, JSON.stringify(victim) + '\n');
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   const [base, app] = run.records[0].layerDirs;
   t.equal(readFileSync(join(base, 'etc', 'who'), 'utf8'), 'victim base', 'victim bottom layer is its own');
   t.equal(readFileSync(join(app, 'app'), 'utf8'), 'victim app', 'victim top layer is its own');
@@ -147,7 +141,7 @@ t.test('forged records are refused before anything lands under the victim chain 
     t.test(c.name, async (t) => {
       const { root, victim, attacker } = await twoImages(t);
       const run = unpack(root, c.input(victim, attacker));
-      t.equal(run.status, c.status, run.stderr);
+      t.equal(run.code, c.status, run.stderr);
       t.match(run.stderr, `"code":"${c.code}"`);
       if (c.match) t.match(run.stderr, c.match);
       t.notOk(existsSync(join(root, 'layers', hex(victim.layers[1].chainID))), "nothing under the victim's top chain ID");
@@ -161,7 +155,7 @@ t.test('a layer record whose chain follows from a made-up parent lands under a c
   const parent = sha('nobody');
   const chainID = sha(`${parent} ${attacker.layers[1].diffID}`);
   const run = unpack(root, layerRecord(attacker, 1, { parentChainID: parent, chainID }));
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   t.strictSame(run.records, [], 'layer records are consumed');
   const meta = JSON.parse(readFileSync(join(root, 'layers', hex(chainID), 'meta.json'), 'utf8'));
   t.match(meta, { chainID, diffID: attacker.layers[1].diffID, parentChainID: parent });
@@ -172,7 +166,7 @@ t.test('a layer record whose chain follows from a made-up parent lands under a c
 t.test('meta.json records the parent chain ID; layer dirs are 0700', async (t) => {
   const { root, victim } = await twoImages(t);
   const run = unpack(root, JSON.stringify(victim) + '\n');
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   const meta = (i: number) => JSON.parse(readFileSync(join(root, 'layers', hex(victim.layers[i].chainID), 'meta.json'), 'utf8'));
   t.equal(meta(0).parentChainID, null, 'bottom layer: null');
   t.equal(meta(1).parentChainID, victim.layers[0].chainID, 'above: the chain ID below');
@@ -227,7 +221,7 @@ t.test('a planted layer dir is reused only when its meta.json matches', async (t
       mkdirSync(join(root, 'layers'), { recursive: true });
       plant(root, victim, attacker, c.meta, c.asLink);
       const run = unpack(root, JSON.stringify(victim) + '\n');
-      t.equal(run.status, 0, run.stderr);
+      t.equal(run.code, 0, run.stderr);
       const dir = join(root, 'layers', hex(victim.layers[1].chainID));
       t.equal(run.records[0].layerDirs[1], join(dir, 'diff'));
       if (c.reused) {
@@ -255,7 +249,7 @@ t.test("a record's store must be one only root can change", async (t) => {
   const { root, victim } = await twoImages(t);
   // The same store, spelled with a trailing slash, is still --root.
   const same = unpack(root, JSON.stringify({ ...victim, store: `${root}/` }) + '\n');
-  t.equal(same.status, 0, same.stderr);
+  t.equal(same.code, 0, same.stderr);
 
   const userStore = join(dir, 'user-store');
   mkdirSync(userStore);
@@ -272,7 +266,7 @@ t.test("a record's store must be one only root can change", async (t) => {
     t.test(c.name, async (t) => {
       const input = c.kind === 'image' ? JSON.stringify({ ...victim, store: c.store }) + '\n' : layerRecord(victim, 0, { store: c.store });
       const run = unpack(root, JSON.stringify({ type: 'note', v: 1 }) + '\n' + input);
-      t.equal(run.status, 2, run.stderr);
+      t.equal(run.code, 2, run.stderr);
       t.match(run.stderr, /"code":"ERR_INPUT_RECORD"/);
       t.match(run.stderr, /stdin:2: record names an unsafe store: store /);
       t.notOk(existsSync(join(c.store, 'layers')), 'nothing written in the untrusted store');

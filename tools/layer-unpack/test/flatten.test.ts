@@ -3,26 +3,25 @@
  * what `umoci raw unpack` builds from the same image, entry for entry; and a
  * warning when other users can reach what it built and it is privileged.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { busyboxLayout, hasSharedImages, importToStore, REPO_ROOT, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
+import { busyboxLayout, hasSharedImages, importToStore, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
+import { runToolSync } from '../../../test/helpers/tools.js';
 import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar, type TarEntry } from './helpers/tars.js';
 import { diffTrees } from './helpers/tree.js';
-
-const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
-const IMG_LS = join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js');
 
 function umociUnpack(layoutAndTag: string, dir: string): void {
   execFileSync('umoci', ['raw', 'unpack', '--image', layoutAndTag, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 function flattenFromStore(root: string, ref: string, dir: string): Record<string, unknown> {
-  const records = execFileSync('node', [IMG_LS, '--root', root, ref], { encoding: 'utf8' });
-  const out = execFileSync('node', [BIN, '--root', root, '--flatten', dir], { input: records, encoding: 'utf8' });
-  const lines = out.trim().split('\n');
+  const records = imageRecords(root, ref).text;
+  const run = runToolSync('layer-unpack', ['--root', root, '--flatten', dir], { input: records });
+  if (run.code !== 0) throw new Error(`layer-unpack --flatten ${dir} exited ${run.code}: ${run.stderr}`);
+  const lines = run.stdout.trim().split('\n');
   return JSON.parse(lines[0]);
 }
 
@@ -56,9 +55,11 @@ t.test('raw layer files give the same tree as the image record', async (t) => {
   const root = join(dir, 'store');
   importToStore(`${layout}:v2`, root, 'localhost/test/image:v2');
   flattenFromStore(root, 'localhost/test/image:v2', join(dir, 'viarecord'));
-  const image = JSON.parse(execFileSync('node', [IMG_LS, '--root', root], { encoding: 'utf8' }).trim());
+  const image = JSON.parse(imageRecords(root).text.trim());
   const files = image.layers.map((l: { digest: string }) => join(root, 'blobs', 'sha256', l.digest.slice(7)));
-  const out = JSON.parse(execFileSync('node', [BIN, '--flatten', join(dir, 'viafiles'), ...files], { encoding: 'utf8' }));
+  const viaFiles = runToolSync('layer-unpack', ['--flatten', join(dir, 'viafiles'), ...files]);
+  if (viaFiles.code !== 0) throw new Error(`layer-unpack --flatten exited ${viaFiles.code}: ${viaFiles.stderr}`);
+  const out = JSON.parse(viaFiles.stdout);
   t.equal(out.type, 'rootfs');
   t.equal(out.dir, join(dir, 'viafiles'));
   t.strictSame(
@@ -75,14 +76,7 @@ t.test('--flatten refuses a non-empty target and leaves it alone', async (t) => 
   const index = JSON.parse(execFileSync('cat', [join(layout, 'index.json')], { encoding: 'utf8' }));
   t.ok(index.manifests.length > 0);
   mkdirSync(join(dir, 'empty'));
-  let code = 0;
-  let stderr = '';
-  try {
-    execFileSync('node', [BIN, '--log-format=json', '--flatten', join(dir, 'full'), '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (error) {
-    code = (error as { status: number }).status;
-    stderr = String((error as { stderr: Buffer }).stderr);
-  }
+  const { code, stderr } = runToolSync('layer-unpack', ['--log-format=json', '--flatten', join(dir, 'full'), '/dev/null']);
   t.equal(code, 2);
   t.match(stderr, /ERR_USAGE/);
   t.ok(existsSync(join(dir, 'full', 'keep')));
@@ -131,8 +125,8 @@ t.test('--flatten warns when other users can reach setuid, setgid or capability-
   for (const [i, c] of cases.entries()) {
     t.test(c.name, async (t) => {
       const target = join(parent(c.parent, `p${i}`), 'rootfs');
-      const run = spawnSync('node', [BIN, '--log-format=json', '--flatten', target, join(tars, c.tar)], { encoding: 'utf8' });
-      t.equal(run.status, 0, run.stderr);
+      const run = runToolSync('layer-unpack', ['--log-format=json', '--flatten', target, join(tars, c.tar)]);
+      t.equal(run.code, 0, run.stderr);
       t.equal(JSON.parse(run.stdout).dir, target, 'the target stays where the caller put it');
       const warnings = run.stderr.split('\n').filter((l) => l.includes('"level":"warn"'));
       if (c.warn) {
@@ -154,8 +148,8 @@ t.test('--flatten warns when other users can reach setuid, setgid or capability-
       ]),
     ]);
     const target = join(parent('open', 'rec'), 'rootfs');
-    const run = spawnSync('node', [BIN, '--log-format=json', '--root', root, '--flatten', target], { input: imageRecords(root).text, encoding: 'utf8' });
-    t.equal(run.status, 0, run.stderr);
+    const run = runToolSync('layer-unpack', ['--log-format=json', '--root', root, '--flatten', target], { input: imageRecords(root).text });
+    t.equal(run.code, 0, run.stderr);
     t.match(run.stderr, /"level":"warn".*1 setuid\/setgid file \(bin\/su/);
   });
 });

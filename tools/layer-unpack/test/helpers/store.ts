@@ -2,12 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { join } from 'node:path';
 import { Store } from '@conveyor/lib-common/store';
-import { REPO_ROOT } from '../../../../test/helpers/fixtures.js';
-
-export const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
-export const IMG_LS = join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js');
+import { runToolSync } from '../../../../test/helpers/tools.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -46,13 +42,7 @@ export async function storeImage(root: string, ref: string, tars: Buffer[], comp
 
 /** The image records img-ls prints for the store, as text and parsed. */
 export function imageRecords(root: string, ...patterns: string[]): { text: string; records: Record<string, any>[] } {
-  const text = execFileSync('node', [IMG_LS, '--root', root, ...patterns], { encoding: 'utf8' });
-  return {
-    text,
-    records: text
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l)),
-  };
+  const run = runToolSync('img-ls', ['--root', root, ...patterns]);
+  if (run.code !== 0) throw new Error(`img-ls --root ${root} ${patterns.join(' ')} exited ${run.code}: ${run.stderr}`);
+  return { text: run.stdout, records: run.records };
 }
