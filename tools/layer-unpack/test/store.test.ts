@@ -4,26 +4,26 @@
  * `layer` records, concurrent unpacks, rootless unpack, zstd.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { busyboxLayout, hasSharedImages, importToStore, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
-import { BIN, imageRecords, storeImage } from './helpers/store.js';
+import { jsonLines, runTool, runToolSync, type ToolResult, toolPath } from '../../../test/helpers/tools.js';
+import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 import { diffTrees } from './helpers/tree.js';
 
-function unpack(root: string, input: string, extra: string[] = [], opts: { user?: boolean } = {}) {
-  const argv = ['node', BIN, '--log-format=json', '--root', root, ...extra];
+function unpack(root: string, input: string, extra: string[] = [], opts: { user?: boolean } = {}): ToolResult {
+  const args = ['--log-format=json', '--root', root, ...extra];
+  if (!opts.user) return runToolSync('layer-unpack', args, { input });
   // env -i: tap wraps child processes to inject its NODE_OPTIONS hooks, which would try to
-  // write tap's own files as the other user.
-  const cmd = opts.user ? ['env', '-i', `PATH=${process.env.PATH}`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv] : argv;
-  const run = spawnSync(cmd[0], cmd.slice(1), { input, encoding: 'utf8' });
-  const records = run.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
-  return { ...run, records };
+  // write tap's own files as the other user. setpriv is not our tool, so it runs directly.
+  const run = spawnSync(
+    'env',
+    ['-i', `PATH=${process.env.PATH}`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'node', toolPath('layer-unpack'), ...args],
+    { input, encoding: 'utf8' },
+  );
+  return { code: run.status, signal: run.signal, stdout: run.stdout, stderr: run.stderr, records: jsonLines(run.stdout), logs: jsonLines(run.stderr) };
 }
 
 const layersDir = (root: string) => join(root, 'layers');
@@ -45,7 +45,7 @@ t.test('busybox fixture: per-layer dirs keyed by chain ID, meta.json, reuse', as
     records: [image],
   } = imageRecords(root);
   const first = unpack(root, text + '{"type":"note","v":1,"x":1}\n');
-  t.equal(first.status, 0, first.stderr);
+  t.equal(first.code, 0, first.stderr);
   t.equal(first.records.length, 2);
   const [rootfs, note] = first.records;
   t.strictSame(note, { type: 'note', v: 1, x: 1 }, 'other records pass through unchanged');
@@ -72,7 +72,7 @@ t.test('busybox fixture: per-layer dirs keyed by chain ID, meta.json, reuse', as
   t.strictSame(staging(root), []);
 
   const second = unpack(root, text);
-  t.equal(second.status, 0);
+  t.equal(second.code, 0);
   t.strictSame(second.records[0].layerDirs, rootfs.layerDirs);
   const again = JSON.parse(readFileSync(join(root, 'layers', image.layers[1].chainID.slice(7), 'meta.json'), 'utf8'));
   t.equal(again.time, meta.time, 'reused, not redone');
@@ -98,7 +98,7 @@ t.test('whiteouts and opaque dirs become overlayfs whiteouts; a real overlay mou
     ]),
   ]);
   const run = unpack(root, imageRecords(root).text);
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   const [lower, upper] = run.records[0].layerDirs;
   const wh = lstatSync(join(upper, 'etc', 'gone'));
   t.ok(wh.isCharacterDevice(), 'whiteout is a character device');
@@ -129,7 +129,7 @@ t.test('a half-unpacked layer (kill -9) is never used and is redone', async (t) 
     text,
     records: [image],
   } = imageRecords(root);
-  const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('node', [toolPath('layer-unpack'), '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end(text);
   const exited = new Promise((r) => child.on('close', r));
   await poll(() => staging(root).length > 0 || existsSync(join(root, 'layers', image.layers[0].chainID.slice(7))), 'the unpack to start');
@@ -140,7 +140,7 @@ t.test('a half-unpacked layer (kill -9) is never used and is redone', async (t) 
   // A dead owner's staging dir, as a crash would leave it.
   mkdirSync(join(layersDir(root), `.tmp-${'0'.repeat(64)}-999999999-dead`, 'diff'), { recursive: true });
   const run = unpack(root, text);
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   t.strictSame(staging(root), [], 'stale staging dirs removed');
   t.equal(readdirSync(join(final, 'diff', 'd7')).length, 100, 'complete layer');
 });
@@ -154,7 +154,7 @@ t.test('a diff ID mismatch fails the layer and leaves nothing behind', async (t)
   const wrong = `sha256:${'1'.repeat(64)}`;
   const bad = { ...image, layers: [{ ...image.layers[0], diffID: wrong, chainID: wrong }] };
   const run = unpack(root, JSON.stringify(bad) + '\n');
-  t.equal(run.status, 1);
+  t.equal(run.code, 1);
   t.match(run.stderr, /"code":"ERR_DIGEST_MISMATCH"/);
   t.strictSame(run.records, []);
   t.notOk(existsSync(join(root, 'layers', '1'.repeat(64))));
@@ -170,7 +170,7 @@ t.test('a missing layer blob is reported as such', async (t) => {
   } = imageRecords(root);
   rmSync(join(root, 'blobs', 'sha256', image.layers[0].digest.slice(7)));
   const run = unpack(root, text);
-  t.equal(run.status, 1);
+  t.equal(run.code, 1);
   t.match(run.stderr, /"code":"ERR_IMAGE_NOT_FOUND"/);
   t.strictSame(staging(root), []);
 });
@@ -183,7 +183,7 @@ t.test('an inconsistent chain ID is bad input', async (t) => {
   } = imageRecords(root);
   const bad = { ...image, layers: [{ ...image.layers[0], chainID: `sha256:${'2'.repeat(64)}` }] };
   const run = unpack(root, JSON.stringify(bad) + '\n');
-  t.equal(run.status, 2);
+  t.equal(run.code, 2);
   t.match(run.stderr, /"code":"ERR_INPUT_RECORD"/);
   t.match(run.stderr, /stdin:1: layer 0 chainID/);
 });
@@ -206,7 +206,7 @@ t.test('layer records start unpacking before the image record arrives, and are c
       store: root,
       ...(i > 0 ? { parentChainID: image.layers[i - 1].chainID } : {}),
     }) + '\n';
-  const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('node', [toolPath('layer-unpack'), '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
   const exited = new Promise<number>((r) => child.on('close', r));
@@ -230,14 +230,11 @@ t.test('concurrent unpacks of the same image are safe', async (t) => {
   const root = join(t.testdir({}), 'store');
   importToStore(`${busyboxLayout()}:v2`, root, 'localhost/bb:v2');
   const { text } = imageRecords(root);
-  const runOne = () =>
-    new Promise<{ code: number; out: string }>((resolve) => {
-      const child = spawn('node', [BIN, '--root', root], { stdio: ['pipe', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-      child.on('close', (code) => resolve({ code: code ?? -1, out }));
-      child.stdin.end(text);
-    });
+  const runOne = async () => {
+    const run = await runTool('layer-unpack', ['--root', root], { input: text });
+    process.stderr.write(run.stderr);
+    return { code: run.code ?? -1, out: run.stdout };
+  };
   const results = await Promise.all([runOne(), runOne(), runOne()]);
   t.strictSame(
     results.map((r) => r.code),
@@ -260,7 +257,7 @@ t.test('rootless: as uid 65534, ownership is recorded in meta.json, not applied'
     records: [image],
   } = imageRecords(root);
   const run = unpack(root, text, [], { user: true });
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   const diff = run.records[0].layerDirs[0];
   t.equal(statSync(join(diff, 'home', 'app')).uid, 65534, 'files belong to the unpacking user');
   const meta = JSON.parse(readFileSync(join(root, 'layers', image.layers[0].chainID.slice(7), 'meta.json'), 'utf8'));
@@ -274,8 +271,8 @@ t.test('rootless flatten with --rootless as root gives the same tree but our own
   const root = join(dir, 'store');
   importToStore(`${busyboxLayout()}:latest`, root, 'localhost/bb:latest');
   const { text } = imageRecords(root);
-  t.equal(unpack(root, text, ['--flatten', join(dir, 'owned')]).status, 0);
-  t.equal(unpack(root, text, ['--rootless', '--flatten', join(dir, 'rootless')]).status, 0);
+  t.equal(unpack(root, text, ['--flatten', join(dir, 'owned')]).code, 0);
+  t.equal(unpack(root, text, ['--rootless', '--flatten', join(dir, 'rootless')]).code, 0);
   t.equal(statSync(join(dir, 'owned', 'home', 'app')).uid, 1000);
   t.equal(statSync(join(dir, 'rootless', 'home', 'app')).uid, 0);
   const diffs = diffTrees(join(dir, 'owned'), join(dir, 'rootless'));
@@ -295,21 +292,18 @@ t.test('zstd layers: by media type in the store and by magic bytes for raw files
   ]);
   await storeImage(root, 'localhost/z:1', [tar], 'zstd');
   const run = unpack(root, imageRecords(root).text);
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   t.equal(readFileSync(join(run.records[0].layerDirs[0], 'z', 'file'), 'utf8'), 'zstd content');
   writeFileSync(join(dir, 'layer.tar.zst'), execFileSync('zstd', ['-q', '-c'], { input: tar }));
-  const raw = spawnSync('node', [BIN, '--flatten', join(dir, 'flat'), join(dir, 'layer.tar.zst')], { encoding: 'utf8' });
-  t.equal(raw.status, 0, raw.stderr);
+  const raw = runToolSync('layer-unpack', ['--flatten', join(dir, 'flat'), join(dir, 'layer.tar.zst')]);
+  t.equal(raw.code, 0, raw.stderr);
   t.equal(readFileSync(join(dir, 'flat', 'z', 'file'), 'utf8'), 'zstd content');
   // Without the zstd program: a clear error.
   const bin = join(dir, 'bin');
   mkdirSync(bin);
-  symlinkSync(process.execPath, join(bin, 'node'));
-  const nozstd = spawnSync(join(bin, 'node'), [BIN, '--log-format=json', '--flatten', join(dir, 'flat2'), join(dir, 'layer.tar.zst')], {
-    encoding: 'utf8',
-    env: { PATH: bin },
-  });
-  t.equal(nozstd.status, 1);
+  // This node with PATH holding only an empty directory: no zstd to find.
+  const nozstd = runToolSync('layer-unpack', ['--log-format=json', '--flatten', join(dir, 'flat2'), join(dir, 'layer.tar.zst')], { env: { PATH: bin } });
+  t.equal(nozstd.code, 1);
   t.match(nozstd.stderr, /"code":"ERR_LAYER_COMPRESSION"/);
   t.notOk(existsSync(join(dir, 'flat2')));
 });
@@ -324,13 +318,13 @@ t.test('usage and input errors', async (t) => {
     { args: [], input: '{"type":"image","v":1,"layers":"no"}\n', status: 2, code: 'ERR_INPUT_RECORD' },
   ];
   for (const c of cases) {
-    const run = spawnSync('node', [BIN, '--log-format=json', '--root', join(dir, 's'), ...c.args], { input: c.input, encoding: 'utf8' });
-    t.equal(run.status, c.status, `${c.args.join(' ')} ${c.input.slice(0, 20)}: exit ${c.status}`);
+    const run = runToolSync('layer-unpack', ['--log-format=json', '--root', join(dir, 's'), ...c.args], { input: c.input });
+    t.equal(run.code, c.status, `${c.args.join(' ')} ${c.input.slice(0, 20)}: exit ${c.status}`);
     t.match(run.stderr, `"code":"${c.code}"`);
     if (c.match) t.match(run.stderr, c.match);
   }
-  const help = spawnSync('node', [BIN, '--help'], { encoding: 'utf8' });
-  t.equal(help.status, 0);
+  const help = runToolSync('layer-unpack', ['--help']);
+  t.equal(help.code, 0);
   t.match(help.stdout, /img-fetch alpine \| layer-unpack \| ctr-spawn -- echo hi/);
   t.match(help.stdout, /layer-unpack --flatten \.\/rootfs layer1\.tar\.gz layer2\.tar/);
 });
@@ -341,12 +335,12 @@ t.test('--keep-going reports a failed image and continues', async (t) => {
   await storeImage(root, 'localhost/evil:1', [await makeTar([{ name: '../evil', content: 'x' }])]);
   const { text } = imageRecords(root);
   const run = unpack(root, text, ['--keep-going']);
-  t.equal(run.status, 1);
+  t.equal(run.code, 1);
   t.match(run.stderr, /ERR_LAYER_MALICIOUS/);
   t.equal(run.records.length, 1);
   t.equal(run.records[0].ref, 'localhost/ok:1');
   const stop = unpack(root, text);
-  t.equal(stop.status, 1);
+  t.equal(stop.code, 1);
 });
 
 t.test('multi: an overlay mount of the per-layer dirs equals umoci raw unpack', { skip: hasSharedImages ? false : 'shared images absent' }, async (t) => {
@@ -356,7 +350,7 @@ t.test('multi: an overlay mount of the per-layer dirs equals umoci raw unpack', 
   importToStore(layout, root, 'localhost/multi:latest');
   execFileSync('umoci', ['raw', 'unpack', '--image', layout, join(dir, 'umoci')], { stdio: ['ignore', 'ignore', 'pipe'] });
   const run = unpack(root, imageRecords(root).text);
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   const layerDirs: string[] = run.records[0].layerDirs;
   t.equal(layerDirs.length, 5);
   const mnt = join(dir, 'mnt');
@@ -387,7 +381,7 @@ t.test('rootless: whiteouts and opaque markers as uid 65534', async (t) => {
   ]);
   execFileSync('chown', ['-R', '65534:65534', dir]);
   const run = unpack(root, imageRecords(root).text, [], { user: true });
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.code, 0, run.stderr);
   const upper = run.records[0].layerDirs[1];
   const wh = lstatSync(join(upper, 'a', 'x'));
   t.ok(wh.isCharacterDevice() && wh.rdev === 0, 'whiteout device created without root');

@@ -5,22 +5,13 @@
  * stays out of other users' reach.
  */
 import t from 'tap';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
 import { busyboxRootfs, removeStore, tempStore, writeLayerMeta } from '../../../test/helpers/rootfs.js';
+import { runTool } from '../../../test/helpers/tools.js';
 
-const BIN = join(REPO_ROOT, 'tools', 'overlay-mount', 'bin', 'overlay-mount.js');
-
-function overlayMount(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [BIN, ...args], (error, stdout, stderr) => {
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-    child.stdin!.end(input);
-  });
-}
+const overlayMount = (args: string[], input = '') => runTool('overlay-mount', args, { input });
 
 function mountsBelow(dir: string): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
