@@ -23,8 +23,9 @@ if (!hasSharedImages) {
       pushImage(`${join(SHARED_IMAGES, 'busybox')}:latest`, reg, 'busybox:latest'),
       pushImage(`${join(SHARED_IMAGES, 'busybox-index')}:index`, reg, 'busybox-index:index', undefined, { all: true }),
       pushImage(`${join(SHARED_IMAGES, 'debian')}:bookworm-slim`, reg, 'debian:bookworm-slim'),
-      pushImage(`${join(SHARED_IMAGES, 'app')}:v1`, reg, 'app:v1'),
-      pushImage(`${join(SHARED_IMAGES, 'app')}:v2`, reg, 'app:v2'),
+      // One after the other: v1 and v2 share blobs in one repository, and distribution answers 500
+      // to a blob HEAD while a concurrent upload of that blob is being committed (seen under load).
+      pushImage(`${join(SHARED_IMAGES, 'app')}:v1`, reg, 'app:v1').then(() => pushImage(`${join(SHARED_IMAGES, 'app')}:v2`, reg, 'app:v2')),
     ]);
   });
   t.teardown(() => reg?.stop());
