@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { busyboxLayout, REPO_ROOT } from './helpers/fixtures.js';
 import { pushImage, startRegistry } from './helpers/registry.js';
 import { removeStore, tempStore } from './helpers/rootfs.js';
+import { runTool, toolPath } from './helpers/tools.js';
 
 const run = promisify(execFile);
 
@@ -38,7 +39,7 @@ t.test('README pipelines run verbatim', async (t) => {
   const bin = join(root, '..', `${root.split('/').pop()}-bin`);
   mkdirSync(bin, { recursive: true });
   for (const tool of readdirSync(join(REPO_ROOT, 'tools'))) {
-    const target = join(REPO_ROOT, 'tools', tool, 'bin', `${tool}.js`);
+    const target = toolPath(tool);
     if (existsSync(target)) symlinkSync(target, join(bin, tool));
   }
   const work = join(root, '..', `${root.split('/').pop()}-work`);
@@ -74,17 +75,8 @@ t.test('a failing mirror falls back to the origin, and says so', async (t) => {
   // The first mirror has nothing; the second has the image. docker.io is never reached.
   const empty = await startRegistry();
   t.teardown(() => empty.stop());
-  const result = await run(process.execPath, [
-    join(REPO_ROOT, 'tools/img-fetch/bin/img-fetch.js'),
-    '--root',
-    root,
-    '--no-layers',
-    '--registry-mirror',
-    empty.host,
-    '--registry-mirror',
-    registry.host,
-    'busybox',
-  ]);
+  const result = await runTool('img-fetch', ['--root', root, '--no-layers', '--registry-mirror', empty.host, '--registry-mirror', registry.host, 'busybox']);
+  t.equal(result.code, 0, `img-fetch exits 0 (execFile rejected otherwise) ${result.stderr}`);
   t.equal(JSON.parse(result.stdout).ref, 'docker.io/library/busybox:latest');
   t.match(
     result.stderr,

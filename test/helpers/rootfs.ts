@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxLayout, importToStore, REPO_ROOT } from './fixtures.js';
+import { busyboxLayout, importToStore } from './fixtures.js';
+import { runToolSync } from './tools.js';
 
 /**
  * A fresh store directory under /tmp (not tap's testdir: overlays get mounted
@@ -75,12 +76,9 @@ export function removeStore(root: string): void {
 
 /** The image record img-ls prints for `ref` in `root`. */
 export function imageRecord(root: string, ref: string): Record<string, any> {
-  const out = execFileSync(process.execPath, [join(REPO_ROOT, 'tools', 'img-ls', 'bin', 'img-ls.js'), '--root', root, '--json', ref], { encoding: 'utf8' });
-  const record = out
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .find((r) => r.ref === ref);
+  const run = runToolSync('img-ls', ['--root', root, '--json', ref]);
+  if (run.code !== 0) throw new Error(`img-ls --root ${root} --json ${ref} exited ${run.code}: ${run.stderr}`);
+  const record = run.records.find((r) => r.ref === ref);
   if (!record) throw new Error(`img-ls did not list ${ref}`);
   return record;
 }

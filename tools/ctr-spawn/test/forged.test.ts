@@ -7,7 +7,8 @@ import t from 'tap';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxRootfs, registerFlattened, removeStore, tempStore, writeLayerMeta } from '../../../test/helpers/rootfs.js';
-import { containerDirs, ctrSpawn, mountsUnder, OVERLAY_MOUNT, runTool } from './helpers.js';
+import { runTool } from '../../../test/helpers/tools.js';
+import { containerDirs, ctrSpawn, mountsUnder } from './helpers.js';
 
 const root = tempStore('conveyor-ctrforge-');
 t.teardown(() => removeStore(root));
@@ -89,10 +90,10 @@ t.test('a record naming a store others can write is refused', async (t) => {
 });
 
 t.test("a mount record whose paths are not its id's is refused", async (t) => {
-  const up = await runTool(OVERLAY_MOUNT, ['--root', root], JSON.stringify(rootfs) + '\n');
+  const up = await runTool('overlay-mount', ['--root', root], { input: JSON.stringify(rootfs) + '\n' });
   t.equal(up.code, 0, up.stderr);
   const mount = JSON.parse(up.stdout);
-  t.teardown(() => runTool(OVERLAY_MOUNT, ['--unmount'], up.stdout));
+  t.teardown(() => runTool('overlay-mount', ['--unmount'], { input: up.stdout }));
   const other = mkdtempSync('/tmp/conveyor-other-');
   t.teardown(() => rmSync(other, { recursive: true, force: true }));
   for (const [field, value] of [

@@ -1,38 +1,14 @@
 /** Running the built ctr-spawn (and overlay-mount) as a user would, and checking what a run leaves behind. */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isContainerId } from '@conveyor/lib-common/store';
 import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
+import { type AsyncToolOptions, runTool, type ToolResult } from '../../../test/helpers/tools.js';
 
-export const CTR_SPAWN = join(REPO_ROOT, 'tools', 'ctr-spawn', 'bin', 'ctr-spawn.js');
-export const OVERLAY_MOUNT = join(REPO_ROOT, 'tools', 'overlay-mount', 'bin', 'overlay-mount.js');
-
-export interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a tool with `input` on stdin. `onStdout` sees output as it arrives (with the child, to signal it). */
-export function runTool(bin: string, args: string[], input: string, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      onStdout?.(stdout, child);
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-
-export function ctrSpawn(record: object, args: string[], onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  return runTool(CTR_SPAWN, args, JSON.stringify(record) + '\n', onStdout);
+/** Runs the built ctr-spawn with `record` as its stdin (environment inherited); `onStdout` sees output as it arrives, with the child to signal it. */
+export function ctrSpawn(record: object, args: string[], onStdout?: AsyncToolOptions['onStdout']): Promise<ToolResult> {
+  return runTool('ctr-spawn', args, { input: JSON.stringify(record) + '\n', onStdout });
 }
 
 /** Mount points under `dir` in our mount namespace. */

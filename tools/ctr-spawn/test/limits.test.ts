@@ -6,6 +6,7 @@ import t from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addLayers, busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { toolPath } from '../../../test/helpers/tools.js';
 import { cgroupDirOf, containerDirs, containerPid, conveyorCgroups, ctrSpawn, mountsUnder, type CgroupDir } from './helpers.js';
 
 const root = tempStore('conveyor-lim-');
@@ -181,7 +182,7 @@ t.test('a pid 1 that ignores SIGTERM is killed at the third one, and cleaned up'
 
 t.test('a signal while still waiting for the record ends ctr-spawn with 128+N', async (t) => {
   const { spawn } = await import('node:child_process');
-  const { CTR_SPAWN } = await import('./helpers.js');
+  const CTR_SPAWN = toolPath('ctr-spawn');
   // Node's own start-up SIGTERM handler (it restores the terminal, then dies of the signal) is
   // replaced by ctr-spawn's once it runs; a loaded machine may not be there yet, so wait longer
   // on each attempt. A ctr-spawn that ignores the signal, or dies of it, never gives 143.

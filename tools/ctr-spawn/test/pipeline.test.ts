@@ -6,11 +6,12 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { hasSharedImages, REPO_ROOT, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
+import { hasSharedImages, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { runToolSync, toolPath } from '../../../test/helpers/tools.js';
 import { containerDirs, mountsUnder } from './helpers.js';
 
-const bin = (tool: string) => join(REPO_ROOT, 'tools', tool, 'bin', `${tool}.js`);
+const bin = toolPath;
 
 t.test('img-ls | layer-unpack | [overlay-mount |] ctr-spawn on debian and multi', { skip: hasSharedImages ? false : 'no ../shared/images here' }, async (t) => {
   const root = tempStore('conveyor-pipe-');
@@ -35,7 +36,10 @@ t.test('img-ls | layer-unpack | [overlay-mount |] ctr-spawn on debian and multi'
     '5 layers through overlay-mount',
   );
   // overlay-mount's mount stays (ctr-spawn does not own it); tear it down and check nothing else is left.
-  for (const id of containerDirs(root)) execFileSync('node', [bin('overlay-mount'), '-q', '--root', root, '--unmount', id]);
+  for (const id of containerDirs(root)) {
+    const down = runToolSync('overlay-mount', ['-q', '--root', root, '--unmount', id]);
+    if (down.code !== 0) throw new Error(`overlay-mount --unmount ${id}: ${down.stderr}`);
+  }
   t.strictSame(mountsUnder(root), []);
   t.strictSame(containerDirs(root), []);
 });

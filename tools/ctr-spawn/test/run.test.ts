@@ -6,7 +6,8 @@ import t from 'tap';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder, OVERLAY_MOUNT, runTool } from './helpers.js';
+import { runTool, toolPath } from '../../../test/helpers/tools.js';
+import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
 
 const root = tempStore('conveyor-ctr-');
 t.teardown(() => removeStore(root));
@@ -231,7 +232,7 @@ t.test('--print-spec prints one config.json line and runs nothing', async (t) =>
 });
 
 t.test('a mount record from overlay-mount runs and stays mounted', async (t) => {
-  const mounted = await runTool(OVERLAY_MOUNT, [], JSON.stringify(latest) + '\n');
+  const mounted = await runTool('overlay-mount', [], { input: JSON.stringify(latest) + '\n' });
   t.equal(mounted.code, 0, mounted.stderr);
   const mount = JSON.parse(mounted.stdout);
   const r = await ctrSpawn(mount, ['--', 'sh', '-c', 'echo kept > /state.txt; hostname']);
@@ -242,7 +243,7 @@ t.test('a mount record from overlay-mount runs and stays mounted', async (t) => 
   t.notOk(existsSync(join(mount.containerDir, 'config.json')), 'bundle files removed');
   const again = await ctrSpawn(mount, ['--', 'cat', '/state.txt']);
   t.equal(again.stdout, 'kept\n', "a second run sees the first one's writes");
-  const down = await runTool(OVERLAY_MOUNT, ['--unmount'], mounted.stdout);
+  const down = await runTool('overlay-mount', ['--unmount'], { input: mounted.stdout });
   t.equal(down.code, 0, down.stderr);
   assertClean(t);
   const gone = await ctrSpawn(mount, ['--', 'true']);
@@ -284,9 +285,9 @@ t.test('-d runs in the background and prints a container record', async (t) => {
 t.test('-i passes stdin when the record comes from --record', async (t) => {
   const file = join(t.testdir(), 'rootfs.json');
   writeFileSync(file, JSON.stringify(latest) + '\n');
-  const r = await runTool((await import('./helpers.js')).CTR_SPAWN, ['--record', file, '-i', '--', 'sh', '-c', 'cat; echo end'], 'typed input\n');
+  const r = await runTool('ctr-spawn', ['--record', file, '-i', '--', 'sh', '-c', 'cat; echo end'], { input: 'typed input\n' });
   t.equal(r.stdout, 'typed input\nend\n', r.stderr);
-  const noStdin = await runTool((await import('./helpers.js')).CTR_SPAWN, ['--record', file, '--', 'sh', '-c', 'cat; echo end'], 'ignored\n');
+  const noStdin = await runTool('ctr-spawn', ['--record', file, '--', 'sh', '-c', 'cat; echo end'], { input: 'ignored\n' });
   t.equal(noStdin.stdout, 'end\n', 'without -i, stdin is /dev/null');
 });
 
@@ -294,7 +295,7 @@ t.test('-t gives the container a terminal (under script(1), which provides one)'
   const file = join(t.testdir(), 'rootfs.json');
   writeFileSync(file, JSON.stringify(latest) + '\n');
   const { execFile } = await import('node:child_process');
-  const { CTR_SPAWN } = await import('./helpers.js');
+  const CTR_SPAWN = toolPath('ctr-spawn');
   const command = `${process.execPath} ${CTR_SPAWN} --record ${file} -t -- sh -c 'tty; echo $TERM; exit 5'`;
   const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
     execFile('script', ['-qec', command, '/dev/null'], (error, stdout) => resolve({ code: error ? Number((error as { code?: number }).code) : 0, stdout }));
