@@ -9,13 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
+import { runToolSync } from '../../../test/helpers/tools.js';
 import { Applier } from '../dist/apply/applier.js';
 import { applyLayer } from '../dist/read-layer.js';
 import { gnuLongNameTar, gzip, makeTar, type TarEntry } from './helpers/tars.js';
 import { diffSnapshots, diffTrees, readTree } from './helpers/tree.js';
-
-const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
 
 interface Ctx {
   dir: string;
@@ -322,14 +320,14 @@ for (const c of cases) {
     const ctx = await setup(t);
     const files = await writeLayers(ctx, await c.layers(ctx));
     const before = readTree(ctx.outside);
-    const run = spawnSync('node', [BIN, '--log-format=json', ...(c.flags ?? []), '--flatten', ctx.target, ...files], { encoding: 'utf8' });
+    const run = runToolSync('layer-unpack', ['--log-format=json', ...(c.flags ?? []), '--flatten', ctx.target, ...files]);
     if (c.code) {
-      t.equal(run.status, 1, 'exit 1');
+      t.equal(run.code, 1, 'exit 1');
       t.match(run.stderr, `"code":"${c.code}"`, `fails with ${c.code}`);
       t.equal(run.stdout, '', 'no record');
       t.notOk(existsSync(ctx.target), 'nothing left at the target');
     } else {
-      t.equal(run.status, 0, `exit 0 (${run.stderr})`);
+      t.equal(run.code, 0, `exit 0 (${run.stderr})`);
       t.equal(JSON.parse(run.stdout).dir, ctx.target);
       c.check?.(t, ctx);
     }

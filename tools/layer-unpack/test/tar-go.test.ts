@@ -4,17 +4,16 @@
  * flat mode (in process) or through the CLI (exit codes, staging) and checks
  * the tree, or the error code, against what Go (and Docker) would do.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { REPO_ROOT } from '../../../test/helpers/fixtures.js';
+import { runToolSync } from '../../../test/helpers/tools.js';
 import { Applier } from '../dist/apply/applier.js';
 import { applyLayer } from '../dist/read-layer.js';
 import { END, block, data, fileEntry, pax } from './helpers/tars.js';
 
-const BIN = join(REPO_ROOT, 'tools', 'layer-unpack', 'bin', 'layer-unpack.js');
 const L = (s: string) => Buffer.from(s, 'latin1');
 /** Directory listing as latin1 byte strings (exact bytes). */
 const ls = (dir: string) => readdirSync(L(dir), { encoding: 'latin1' }).sort();
@@ -402,11 +401,11 @@ for (const c of cliCases) {
     const file = join(dir, 'layer.tar');
     writeFileSync(file, c.tar());
     const target = join(dir, 'target');
-    const run = spawnSync('node', [BIN, '--log-format=json', '--flatten', target, file], { encoding: 'utf8' });
+    const run = runToolSync('layer-unpack', ['--log-format=json', '--flatten', target, file]);
     if (c.code) {
-      t.equal(run.status, 1, `exit 1 (${run.stderr})`);
+      t.equal(run.code, 1, `exit 1 (${run.stderr})`);
       t.match(run.stderr, `"code":"${c.code}"`);
-    } else t.equal(run.status, 0, `exit 0 (${run.stderr})`);
+    } else t.equal(run.code, 0, `exit 0 (${run.stderr})`);
     t.strictSame(
       readdirSync(dir).filter((n) => n.startsWith('.')),
       [],
@@ -421,8 +420,8 @@ t.test('cli: bytes after the end-of-archive marker count in the diff ID but are 
   const file = join(dir, 'layer.tar');
   writeFileSync(file, tar);
   const target = join(dir, 'target');
-  const run = spawnSync('node', [BIN, '--flatten', target, file], { encoding: 'utf8' });
-  t.equal(run.status, 0, run.stderr);
+  const run = runToolSync('layer-unpack', ['--flatten', target, file]);
+  t.equal(run.code, 0, run.stderr);
   t.equal(JSON.parse(run.stdout).layers[0].diffID, `sha256:${createHash('sha256').update(tar).digest('hex')}`);
   t.strictSame(ls(target), ['a']);
 });
