@@ -52,6 +52,9 @@ export interface WriterError {
   path?: string;
 }
 
+/** How long stop() waits for a thread to end (see stop). */
+const STOP_TIMEOUT_MS = 2000;
+
 interface Lane {
   worker: Worker | undefined;
   queue: WriterOp[];
@@ -281,7 +284,19 @@ export class Writer {
       this.lanes.map(async (lane) => {
         const worker = lane.worker;
         lane.worker = undefined;
-        if (worker) await worker.terminate();
+        if (!worker) return;
+        // Seen under load on Node 20: terminate() of a thread that is ending on its own never
+        // settles, and its handle no longer keeps the loop alive, so the process exited 13
+        // ("unsettled top-level await") with the layer's error unreported. The first of
+        // terminate(), the 'exit' event and a ref'd timer ends the wait; a thread still
+        // running then dies with the process.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          worker.terminate().catch(() => undefined),
+          new Promise<void>((resolve) => worker.once('exit', () => resolve())),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS))),
+        ]);
+        clearTimeout(timer);
       }),
     );
   }
