@@ -77,6 +77,15 @@ function get(url: string, insecure: boolean): Promise<number> {
   });
 }
 
+/** A self-signed certificate for 127.0.0.1 (valid two days) in `dir`: `<name>.crt` doubles as the CA file. */
+function selfSignedCert(dir: string, name: string, altNames: string[]): { certFile: string; keyFile: string } {
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  const args = ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=127.0.0.1'];
+  execFileSync('openssl', [...args, '-addext', `subjectAltName=${altNames.join(',')}`], { stdio: 'ignore' });
+  return { certFile, keyFile };
+}
+
 export async function startRegistry(options: RegistryOptions = {}): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-registry-'));
   const port = await freePort();
@@ -101,29 +110,9 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
     '  secret: conveyor-test-secret',
   ];
   if (options.tls) {
-    caFile = join(dir, 'registry.crt');
-    const keyFile = join(dir, 'registry.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        caFile,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      ],
-      { stdio: 'ignore' },
-    );
+    const cert = selfSignedCert(dir, 'registry', ['IP:127.0.0.1', 'DNS:localhost']);
+    caFile = cert.certFile;
+    const keyFile = cert.keyFile;
     lines.push('  tls:', `    certificate: ${caFile}`, `    key: ${keyFile}`);
   }
   if (options.htpasswd) {
@@ -355,30 +344,7 @@ export async function startFaultProxy(
     return proxy;
   }
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-proxy-'));
-  const caFile = join(dir, 'proxy.crt');
-  const keyFile = join(dir, 'proxy.key');
-  const names = ['IP:127.0.0.1', 'DNS:localhost', ...(bind !== '127.0.0.1' ? [`IP:${bind}`] : [])];
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      caFile,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      `subjectAltName=${names.join(',')}`,
-    ],
-    { stdio: 'ignore' },
-  );
+  const { certFile: caFile, keyFile } = selfSignedCert(dir, 'proxy', ['IP:127.0.0.1', 'DNS:localhost', ...(bind !== '127.0.0.1' ? [`IP:${bind}`] : [])]);
   const secure = createHttpsServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, handler('https'));
   const sockets = new Set<Socket>();
   const front = createNetServer((socket) => {
