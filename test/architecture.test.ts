@@ -9,6 +9,8 @@
  *  - nothing in lib-common (core, overlay, packages) imports a tool;
  *  - core imports neither the overlay folder nor a package under lib-common/;
  *  - the overlay folder imports only core;
+ *  - the container folder (lib-common/src/container/: container state,
+ *    runtime calls, cgroups) imports only core and the overlay folder;
  *  - a package under lib-common/ imports only core (and node: builtins);
  *  - a script imports of a tool only its exported flag specification;
  *  - library modules (every file but cli.ts) never touch the process's
@@ -57,6 +59,7 @@ const PROCESS_ALLOWED: Record<string, Record<string, string>> = {
 type Part =
   | { kind: 'core' }
   | { kind: 'overlay' }
+  | { kind: 'container' }
   | { kind: 'package'; name: string }
   | { kind: 'tool'; name: string }
   | { kind: 'script' }
@@ -69,6 +72,7 @@ function partOfPath(path: string): Part {
   const rel = relative(REPO_ROOT, path).split(sep).join('/');
   for (const p of packages) if (path === p.dir || path.startsWith(p.dir + sep)) return { kind: 'package', name: p.name };
   if (rel.startsWith('lib-common/src/overlay/') || rel.startsWith('lib-common/dist/overlay/')) return { kind: 'overlay' };
+  if (rel.startsWith('lib-common/src/container/') || rel.startsWith('lib-common/dist/container/')) return { kind: 'container' };
   if (rel.startsWith('lib-common/')) return { kind: 'core' };
   const tool = /^tools\/([^/]+)\//.exec(rel);
   if (tool) return { kind: 'tool', name: tool[1] };
@@ -85,7 +89,10 @@ function partOfImport(file: string, spec: string): Part {
     .split('/')
     .slice(0, scoped ? 2 : 1)
     .join('/');
-  if (name === '@conveyor/lib-common') return spec.startsWith('@conveyor/lib-common/overlay/') ? { kind: 'overlay' } : { kind: 'core' };
+  if (name === '@conveyor/lib-common') {
+    if (spec.startsWith('@conveyor/lib-common/overlay/')) return { kind: 'overlay' };
+    return spec.startsWith('@conveyor/lib-common/container/') ? { kind: 'container' } : { kind: 'core' };
+  }
   if (packages.some((p) => p.name === name)) return { kind: 'package', name };
   if (toolNames.has(name)) return { kind: 'tool', name: toolNames.get(name)! };
   return { kind: 'external', name };
@@ -161,19 +168,23 @@ const libraryFiles = {
     .filter((f) => f.endsWith('.ts'))
     .map((f) => join(LIB, 'src', f)),
   overlay: sources(join(LIB, 'src', 'overlay')),
+  container: sources(join(LIB, 'src', 'container')),
   packages: packages.flatMap((p) => sources(join(p.dir, 'src'))),
 };
 
 t.test('the parts exist where the rules expect them', async (t) => {
   t.ok(libraryFiles.core.length > 10, 'lib-common core');
   t.ok(libraryFiles.overlay.length > 0, 'lib-common/src/overlay');
+  t.ok(libraryFiles.container.length > 0, 'lib-common/src/container');
   t.ok(
     packages.some((p) => p.name === '@conveyor/registry' || /registry/.test(p.dir)),
     'the registry package under lib-common/',
   );
   t.ok(libraryFiles.packages.length > 0, 'package sources');
   t.ok(tools.length >= 5, 'tools');
-  for (const part of [...libraryFiles.core, ...libraryFiles.overlay]) t.equal(partOfPath(part).kind, part.includes(`${sep}overlay${sep}`) ? 'overlay' : 'core');
+  for (const part of [...libraryFiles.core, ...libraryFiles.overlay, ...libraryFiles.container]) {
+    t.equal(partOfPath(part).kind, part.includes(`${sep}overlay${sep}`) ? 'overlay' : part.includes(`${sep}container${sep}`) ? 'container' : 'core');
+  }
   // The classifier itself, so a rule cannot pass because nothing was recognised.
   t.strictSame(partOfImport(join(REPO_ROOT, 'tools/img-ls/src/cli.ts'), '../../overlay-mount/src/mount.js'), { kind: 'tool', name: 'overlay-mount' });
   t.strictSame(partOfImport(join(REPO_ROOT, 'tools/img-ls/src/cli.ts'), '@conveyor/lib-common/overlay/mount'), { kind: 'overlay' });
@@ -212,6 +223,19 @@ for (const file of libraryFiles.overlay) {
     for (const spec of imports(file)) {
       const part = partOfImport(file, spec);
       t.ok(part.kind === 'core' || part.kind === 'overlay' || part.kind === 'builtin', `the overlay folder imports ${describe(part)}: ${spec}`);
+    }
+    checkProcess(t, file);
+  });
+}
+
+for (const file of libraryFiles.container) {
+  t.test(relative(REPO_ROOT, file), async (t) => {
+    for (const spec of imports(file)) {
+      const part = partOfImport(file, spec);
+      t.ok(
+        part.kind === 'core' || part.kind === 'overlay' || part.kind === 'container' || part.kind === 'builtin',
+        `the container folder imports ${describe(part)}: ${spec}`,
+      );
     }
     checkProcess(t, file);
   });
@@ -260,7 +284,9 @@ t.test('every package under lib-common/ has its README and entry points', async 
 
 t.test("lib-common's README lists every module and every process fact a library module reads", async (t) => {
   const readme = readFileSync(join(LIB, 'README.md'), 'utf8');
-  const modules = [...libraryFiles.core, ...libraryFiles.overlay].map((f) => relative(join(LIB, 'src'), f).replace(/\.ts$/, '').split(sep).join('/'));
+  const modules = [...libraryFiles.core, ...libraryFiles.overlay, ...libraryFiles.container].map((f) =>
+    relative(join(LIB, 'src'), f).replace(/\.ts$/, '').split(sep).join('/'),
+  );
   for (const module of modules) t.ok(readme.includes(`\`${module}\``), `README lists \`${module}\``);
   for (const [file, properties] of Object.entries(PROCESS_ALLOWED)) {
     for (const property of Object.keys(properties)) t.ok(readme.includes(`process.${property}`), `README names process.${property} (${file})`);

@@ -48,7 +48,7 @@ export interface LockOptions {
 const TOKEN = /^(\d+)\.(\d+)\.[a-f0-9]+$/;
 
 /** Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; undefined when there is no such process. */
-function startTime(pid: number | 'self'): string | undefined {
+export function startTime(pid: number | 'self'): string | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
@@ -80,6 +80,15 @@ export function tokenAlive(token: string): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Whether process `pid` still runs and is the one that started at `started`
+ * (startTime's clock ticks): a recycled pid is another process. Without a
+ * start time, whether any process has the pid.
+ */
+export function processAlive(pid: number, started?: string): boolean {
+  return tokenAlive(`${pid}.${started ?? '0'}.0`);
 }
 
 /** Removes staging directories of `path` whose owners are gone (a taker killed between mkdir and rename). */

@@ -116,13 +116,14 @@ export class Authorizer {
     if (creds?.identityToken) {
       // OAuth2 refresh-token grant, as docker does with identity tokens.
       method = 'POST';
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'conveyor', scope });
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'conveyor' });
+      if (scope !== '') form.set('scope', scope);
       if (challenge.params.service) form.set('service', challenge.params.service);
       body = form.toString();
       headers['content-type'] = 'application/x-www-form-urlencoded';
     } else {
       if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
-      url.searchParams.append('scope', scope);
+      if (scope !== '') url.searchParams.append('scope', scope);
       if (creds?.username !== undefined) headers.authorization = basic(creds.username, creds.password ?? '');
     }
     // Retried silently: the request that needs the token reports its own retries.

@@ -49,7 +49,13 @@ export interface RepositoryRef {
 }
 
 export interface RequestOptions {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+  /**
+   * The token scope to ask for on a Bearer challenge: default pull on the
+   * repository (`repository:NAME:pull`); `repository:NAME:pull,push` to push,
+   * `registry:catalog:*` for the catalog, '' for none (`GET /v2/` at login).
+   */
+  scope?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
   /** Retry 429/5xx/resets (default true); false makes one attempt. */
@@ -197,7 +203,7 @@ export class RegistryClient {
   private async exchange(ref: RepositoryRef, path: string, options: RequestOptions): Promise<IncomingMessage> {
     const registry = ref.registry;
     const apiHost = registryApiHost(registry);
-    const scope = repositoryScope(ref.repository);
+    const scope = options.scope ?? repositoryScope(ref.repository);
     const method = options.method ?? 'GET';
     const headers: Record<string, string> = { ...(options.headers ?? {}) };
     const authorization = await this.authorizer.authorization(ref, scope, options.signal);

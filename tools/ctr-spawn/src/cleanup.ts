@@ -14,8 +14,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import type { Store } from '@conveyor/lib-common/store';
-import { removeCgroups } from './host.js';
-import { runtimeDelete, type Runtime } from './runtime.js';
+import { removeCgroups } from '@conveyor/lib-common/container/cgroup';
+import { runtimeDelete, type Runtime } from '@conveyor/lib-common/container/runtime';
 
 /** The files ctr-spawn writes into a container directory for the runtime. */
 export const BUNDLE_FILES = ['config.json', 'runtime.log', 'hostname', 'hosts'];

@@ -16,7 +16,15 @@ import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { RECORD_VERSION, type ContainerRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import type { StdioSlot } from '@conveyor/lib-common/subprocess';
-import { runtimeErrors, runtimeFailure, runtimeLogArgs, runtimeRun, runtimeStatePid, type Runtime, type RuntimeRunOptions } from './runtime.js';
+import {
+  runtimeErrors,
+  runtimeFailure,
+  runtimeLogArgs,
+  runtimeRun,
+  runtimeStatePid,
+  type Runtime,
+  type RuntimeRunOptions,
+} from '@conveyor/lib-common/container/runtime';
 
 export interface DetachedRun {
   runtime: Runtime;

@@ -9,16 +9,13 @@
  * Failure: never throws; a signal that cannot be delivered (the runtime has
  * just exited) is dropped.
  */
-import { constants as osConstants } from 'node:os';
+import { signalExit } from '@conveyor/lib-common/container/runtime';
 import type { Subprocess } from '@conveyor/lib-common/subprocess';
+
+export { signalExit };
 
 /** Delivers signals sent to ctr-spawn; returns an unsubscribe function. */
 export type SignalSource = (handler: (signal: NodeJS.Signals) => void) => () => void;
-
-/** 128 + N for signal N, as shells and Docker report a death by signal. */
-export function signalExit(signal: NodeJS.Signals): number {
-  return 128 + (osConstants.signals[signal] ?? 0);
-}
 
 export class SignalForwarder {
   /** The first signal that arrived while no runtime was running. */

@@ -20,7 +20,7 @@ import { runDetached } from './detach.js';
 import { oomWarning } from './oom.js';
 import type { SpawnOptions } from './options.js';
 import { containerRoot, firstRecord } from './record.js';
-import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from './runtime.js';
+import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
 import { signalExit, SignalForwarder, type SignalSource } from './signals.js';
 import { containerStdin } from './tty.js';
 

@@ -12,9 +12,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { ConveyorError } from '@conveyor/lib-common/errors';
-import { runProcess, type StdioSlot, type Subprocess } from '@conveyor/lib-common/subprocess';
-import { signalExit } from './signals.js';
+import { constants as osConstants } from 'node:os';
+import { ConveyorError } from '../errors.js';
+import { runProcess, type StdioSlot, type Subprocess } from '../subprocess.js';
 
 export interface Runtime {
   /** The runtime binary (name on PATH or path). */
@@ -38,6 +38,11 @@ export function runtimeLogArgs(runtime: string, logPath: string): string[] {
   if (name === 'runc') return ['--log', logPath, '--log-format', 'json'];
   if (name === 'crun') return [`--log=file:${logPath}`, '--log-format=json'];
   return [];
+}
+
+/** 128 + N for signal N, as shells and Docker report a death by signal. */
+export function signalExit(signal: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[signal] ?? 0);
 }
 
 /** Runs the runtime with `args`; resolves to its exit code (128+N when killed by signal N). */
