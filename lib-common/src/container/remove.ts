@@ -1,0 +1,40 @@
+/**
+ * Removing a container and everything it left: the runtime's state (killing
+ * what still runs in it), its cgroups, every mount under its directory, the
+ * directory, and its name. Shared by ctr-rm, the supervisor of a `--rm`
+ * container and ctr-spawn's clean-up of leftovers, so that "removed" means
+ * the same everywhere. Whether a running container may be removed is the
+ * caller's decision (ctr-rm refuses without -f).
+ *
+ * Failure: throws ERR_MOUNT_FAILED when something under the directory cannot
+ * be unmounted (the directory then stays, with its state, so a later ctr-rm
+ * can try again); the runtime's and the cgroups' clean-up is best-effort and
+ * what it could not do is returned as warnings.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { removeContainer } from '../overlay/mount.js';
+import type { Store } from '../store.js';
+import { removeCgroups } from './cgroup.js';
+import { runtimeDelete } from './runtime.js';
+import { type ContainerEntry, releaseName } from './state.js';
+
+/** Where ctr-spawn keeps runc's state by default, and the cgroup path it gives a container. */
+export const DEFAULT_RUNTIME = 'runc';
+export const DEFAULT_RUNTIME_ROOT = '/run/conveyor-runc';
+export function defaultCgroupsPath(id: string): string {
+  return `/conveyor/${id}`;
+}
+
+/** Removes the container of `entry` (its state may be missing: a leftover). Resolves to warnings. */
+export async function removeContainerFully(store: Store, entry: ContainerEntry): Promise<string[]> {
+  const { id, state } = entry;
+  const warnings: string[] = [];
+  const runtime = { runtime: state?.runtime ?? DEFAULT_RUNTIME, runtimeRoot: state?.runtimeRoot ?? DEFAULT_RUNTIME_ROOT };
+  if (existsSync(join(runtime.runtimeRoot, id))) await runtimeDelete(runtime, id);
+  const left = removeCgroups(state?.cgroupsPath ?? defaultCgroupsPath(id));
+  if (left.length > 0) warnings.push(`cgroups left (still in use?): ${left.join(', ')}`);
+  await removeContainer(store, id);
+  if (state?.name) await releaseName(store, state.name, id);
+  return warnings;
+}
