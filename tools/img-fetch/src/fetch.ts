@@ -194,7 +194,20 @@ async function loadConfig(
   return { config, layers: layerInfos(manifest, config) };
 }
 
+/**
+ * A pull writes blobs that nothing references until its index.json entry is
+ * written: it holds a store lease throughout, so img-prune waits for it (and
+ * it waits for a running prune) rather than deleting them (lib-common/src/lease.ts).
+ */
 async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+  const { withLease } = await import('@conveyor/lib-common/lease');
+  await options.store.init();
+  return withLease(options.store, () => pullLeased(name, repo, reference, client, options), {
+    onWait: () => options.info?.('waiting for img-prune to finish'),
+  });
+}
+
+async function pullLeased(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
   const { store } = options;
   const { resolveManifest } = await import('@conveyor/registry/manifest');
   const { checkBlobSize, DEFAULT_MAX_BLOB_SIZE, ensureFreeSpace, fetchBlobToStore } = await import('@conveyor/registry/blob');

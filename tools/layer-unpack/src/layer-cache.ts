@@ -196,69 +196,82 @@ export async function ensureLayer(store: Store, layer: ChainedLayer, opts: Ensur
   if (existing && 'meta' in existing) return done(existing.meta, true);
   // 0700: unpacked layers hold setuid binaries and file capabilities (CVE-2021-41091).
   await mkdir(store.layersDir, { recursive: true, mode: 0o700 });
-  return withLock(store.lockPath(`layer-${hex}`), async () => {
-    const again = await inspect(dir, layer);
-    if (again && 'meta' in again) return done(again.meta, true);
-    if (again) opts.warn(`layers/${hex} is not this layer (${again.stale}): unpacking it again`);
-    await cleanStaging(store, hex);
-    const staging = join(store.layersDir, `${STAGING_PREFIX}${hex}-${opts.pid}-${Math.random().toString(16).slice(2, 10)}`);
-    const diff = join(staging, 'diff');
-    // The layer dir (staging, then renamed) is 0700 so no other user reaches what it holds;
-    // diff/ is the container's root directory and keeps the usual 0755 (the layer may set its own).
-    await mkdir(staging, { mode: 0o700 });
-    await mkdir(diff, { mode: 0o755 });
-    let applier: Applier | undefined;
-    let stopCounting = () => {};
-    const image = opts.budget?.caps ?? { maxBytes: Infinity, maxEntries: Infinity };
-    const limits = layerLimits(
-      opts,
-      image,
-      () => ({ bytes: 0, entries: 0 }),
-      () => opts.budget?.others(layer.chainID) ?? { bytes: 0, entries: 0 },
+  // Under a store lease: an img-prune waits for this unpack (and it for a running prune),
+  // so the blob it reads and the directory it commits are not swept meanwhile (lib-common/src/lease.ts).
+  const { withLease } = await import('@conveyor/lib-common/lease');
+  const unpack = () => unpackLocked(store, layer, opts, hex, dir, done);
+  return withLease(store, () => withLock(store.lockPath(`layer-${hex}`), unpack), { onWait: () => opts.warn('waiting for img-prune to finish') });
+}
+
+async function unpackLocked(
+  store: Store,
+  layer: ChainedLayer,
+  opts: EnsureOptions,
+  hex: string,
+  dir: string,
+  done: (meta: LayerMeta, reused: boolean) => EnsuredLayer,
+): Promise<EnsuredLayer> {
+  const again = await inspect(dir, layer);
+  if (again && 'meta' in again) return done(again.meta, true);
+  if (again) opts.warn(`layers/${hex} is not this layer (${again.stale}): unpacking it again`);
+  await cleanStaging(store, hex);
+  const staging = join(store.layersDir, `${STAGING_PREFIX}${hex}-${opts.pid}-${Math.random().toString(16).slice(2, 10)}`);
+  const diff = join(staging, 'diff');
+  // The layer dir (staging, then renamed) is 0700 so no other user reaches what it holds;
+  // diff/ is the container's root directory and keeps the usual 0755 (the layer may set its own).
+  await mkdir(staging, { mode: 0o700 });
+  await mkdir(diff, { mode: 0o755 });
+  let applier: Applier | undefined;
+  let stopCounting = () => {};
+  const image = opts.budget?.caps ?? { maxBytes: Infinity, maxEntries: Infinity };
+  const limits = layerLimits(
+    opts,
+    image,
+    () => ({ bytes: 0, entries: 0 }),
+    () => opts.budget?.others(layer.chainID) ?? { bytes: 0, entries: 0 },
+  );
+  try {
+    const compression = layerCompression(layer.mediaType);
+    // `limits` is passed by reference: the Applier reads its caps at every entry, so the
+    // image budget it sees shrinks as the image's other layers unpack (see budget.ts).
+    applier = new Applier(withLimits({ root: diff, mode: 'overlay', rootless: opts.rootless, warn: opts.warn, writerThreads: opts.writerThreads }, limits));
+    const counted = applier;
+    if (opts.budget) stopCounting = opts.budget.watch(layer.chainID, () => counted.stats());
+    applier.beginLayer(true);
+    const result = await applyLayer({ path: store.blobPath(layer.digest), compression, diffID: layer.diffID, label: layer.digest }, applier, opts.onProgress);
+    await applier.finish();
+    await applier.close();
+    const stats = applier.stats();
+    const meta: LayerMeta = {
+      chainID: layer.chainID,
+      // Verified: applyLayer fails unless the uncompressed bytes hash to layer.diffID.
+      diffID: result.diffID,
+      parentChainID: layer.parentChainID ?? null,
+      digest: layer.digest,
+      mediaType: layer.mediaType,
+      size: layer.size,
+      unpackedBytes: stats.bytes,
+      entries: stats.entries,
+      time: new Date().toISOString(),
+      rootless: opts.rootless,
+      opaqueXattr: opts.rootless ? 'user.overlay.opaque' : 'trusted.overlay.opaque',
+      ...(opts.rootless ? { owners: stats.owners } : {}),
+    };
+    await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
+    // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
+    const broken = `${staging}-old`;
+    await rename(dir, broken).then(
+      () => rm(broken, { recursive: true, force: true }),
+      () => undefined,
     );
-    try {
-      const compression = layerCompression(layer.mediaType);
-      // `limits` is passed by reference: the Applier reads its caps at every entry, so the
-      // image budget it sees shrinks as the image's other layers unpack (see budget.ts).
-      applier = new Applier(withLimits({ root: diff, mode: 'overlay', rootless: opts.rootless, warn: opts.warn, writerThreads: opts.writerThreads }, limits));
-      const counted = applier;
-      if (opts.budget) stopCounting = opts.budget.watch(layer.chainID, () => counted.stats());
-      applier.beginLayer(true);
-      const result = await applyLayer({ path: store.blobPath(layer.digest), compression, diffID: layer.diffID, label: layer.digest }, applier, opts.onProgress);
-      await applier.finish();
-      await applier.close();
-      const stats = applier.stats();
-      const meta: LayerMeta = {
-        chainID: layer.chainID,
-        // Verified: applyLayer fails unless the uncompressed bytes hash to layer.diffID.
-        diffID: result.diffID,
-        parentChainID: layer.parentChainID ?? null,
-        digest: layer.digest,
-        mediaType: layer.mediaType,
-        size: layer.size,
-        unpackedBytes: stats.bytes,
-        entries: stats.entries,
-        time: new Date().toISOString(),
-        rootless: opts.rootless,
-        opaqueXattr: opts.rootless ? 'user.overlay.opaque' : 'trusted.overlay.opaque',
-        ...(opts.rootless ? { owners: stats.owners } : {}),
-      };
-      await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-      // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
-      // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
-      const broken = `${staging}-old`;
-      await rename(dir, broken).then(
-        () => rm(broken, { recursive: true, force: true }),
-        () => undefined,
-      );
-      await rename(staging, dir);
-      return done(meta, false);
-    } catch (error) {
-      await applier?.close();
-      await rm(staging, { recursive: true, force: true }).catch(() => undefined);
-      throw explainTooLarge(error, limits, image);
-    } finally {
-      stopCounting();
-    }
-  });
+    await rename(staging, dir);
+    return done(meta, false);
+  } catch (error) {
+    await applier?.close();
+    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw explainTooLarge(error, limits, image);
+  } finally {
+    stopCounting();
+  }
 }
