@@ -1,7 +1,8 @@
 /**
  * Removing a container and everything it left: the runtime's state (killing
  * what still runs in it), its cgroups, every mount under its directory, the
- * directory, and its name. Shared by ctr-rm, the supervisor of a `--rm`
+ * directory, and its name (for a leftover without state, any name that
+ * points at it). Shared by ctr-rm, the supervisor of a `--rm`
  * container and ctr-spawn's clean-up of leftovers, so that "removed" means
  * the same everywhere. Whether a running container may be removed is the
  * caller's decision (ctr-rm refuses without -f).
@@ -12,12 +13,13 @@
  * what it could not do is returned as warnings.
  */
 import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeContainer } from '../overlay/mount.js';
 import type { Store } from '../store.js';
 import { removeCgroups } from './cgroup.js';
 import { runtimeDelete } from './runtime.js';
-import { type ContainerEntry, releaseName } from './state.js';
+import { CONTAINER_NAME, type ContainerEntry, nameHolder, releaseName } from './state.js';
 
 /** Where ctr-spawn keeps runc's state by default, and the cgroup path it gives a container. */
 export const DEFAULT_RUNTIME = 'runc';
@@ -36,5 +38,17 @@ export async function removeContainerFully(store: Store, entry: ContainerEntry):
   if (left.length > 0) warnings.push(`cgroups left (still in use?): ${left.join(', ')}`);
   await removeContainer(store, id);
   if (state?.name) await releaseName(store, state.name, id);
+  else await releaseNamesOf(store, id);
   return warnings;
+}
+
+/**
+ * Frees every name `id` holds. A leftover has no state to say its name, but
+ * ctr-spawn claims the name before it writes the state, so one may be held.
+ */
+async function releaseNamesOf(store: Store, id: string): Promise<void> {
+  const names = await readdir(join(store.root, 'names')).catch(() => [] as string[]);
+  for (const name of names) {
+    if (CONTAINER_NAME.test(name) && (await nameHolder(store, name)) === id) await releaseName(store, name, id);
+  }
 }

@@ -1,0 +1,105 @@
+/**
+ * ctr-rm's work: removing one container (refused while it runs unless
+ * forced, then stopped with SIGKILL as `docker rm -f` does) and pruning every
+ * stopped container and leftover, as `docker container prune`. Removal itself
+ * is lib-common's removeContainerFully: runtime state, cgroups, mounts, the
+ * directory and the name, nothing left behind.
+ *
+ * Failure: removeOne throws ERR_CONTAINER_RUNNING for a running container
+ * without force, and what removeContainerFully throws (ERR_MOUNT_FAILED: the
+ * directory then stays for another try). prune reports each failure through
+ * onError and goes on.
+ */
+import { stat } from 'node:fs/promises';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { processAlive } from '@conveyor/lib-common/lock';
+import { RECORD_VERSION } from '@conveyor/lib-common/records';
+import type { Store } from '@conveyor/lib-common/store';
+import { removeContainerFully } from '@conveyor/lib-common/container/remove';
+import { type ContainerEntry, isRunning, listContainers, readState } from '@conveyor/lib-common/container/state';
+import { parseSignal, stopContainer } from '@conveyor/lib-common/container/stop';
+
+/** What ctr-rm prints for each container it removed. */
+export interface RemovedRecord {
+  type: 'removed';
+  v: number;
+  id: string;
+  name?: string;
+  store: string;
+}
+
+/**
+ * How old a directory without state must be before prune takes it for a
+ * leftover: younger, it may be a ctr-spawn between making the directory and
+ * writing the state.
+ */
+export const LEFTOVER_MIN_AGE_MS = 60_000;
+/** How long a supervisor gets to finish (record the end, unmount) before the removal goes ahead without it. */
+const SUPERVISOR_EXIT_MS = 5_000;
+
+export interface RemoveOptions {
+  /** Stop a running container first (SIGKILL). */
+  force?: boolean;
+  /** Warnings (cgroups that could not be removed). */
+  warn?: (message: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits for the container's supervisor (or foreground ctr-spawn) to exit, so that its clean-up does not race ours. */
+async function supervisorGone(store: Store, id: string): Promise<void> {
+  const deadline = Date.now() + SUPERVISOR_EXIT_MS;
+  for (;;) {
+    const owner = (await readState(store, id).catch(() => undefined))?.supervisor;
+    if (!owner || !processAlive(owner.pid, owner.startTime) || Date.now() >= deadline) return;
+    await sleep(50);
+  }
+}
+
+/** Removes one container; resolves to its `removed` record. */
+export async function removeOne(store: Store, entry: ContainerEntry, options: RemoveOptions = {}): Promise<RemovedRecord> {
+  const short = entry.id.slice(0, 12);
+  if (entry.state && isRunning(entry.state)) {
+    if (!options.force) {
+      throw new ConveyorError('ERR_CONTAINER_RUNNING', `container ${short} is running`, {
+        hint: `stop it first (ctr-stop ${entry.state.name ?? short}) or remove it with -f`,
+      });
+    }
+    await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
+  }
+  if (entry.state) await supervisorGone(store, entry.id);
+  // Re-read: the supervisor may have recorded more (or removed it, with --rm).
+  const state = (await readState(store, entry.id).catch(() => undefined)) ?? entry.state;
+  const warnings = await removeContainerFully(store, { ...entry, state });
+  for (const warning of warnings) options.warn?.(`container ${short}: ${warning}`);
+  return { type: 'removed', v: RECORD_VERSION, id: entry.id, ...(state?.name ? { name: state.name } : {}), store: store.root };
+}
+
+/** Whether an entry is for prune: stopped, or a directory without state old enough to be a leftover. */
+async function prunable(entry: ContainerEntry, now: number): Promise<boolean> {
+  if (entry.state) return !isRunning(entry.state);
+  const info = await stat(entry.dir).catch(() => undefined);
+  return info !== undefined && now - info.mtimeMs >= LEFTOVER_MIN_AGE_MS;
+}
+
+/**
+ * Removes every stopped container and every leftover; `onRemoved` sees each
+ * record, `onError` each failure. Resolves to the number of failures.
+ */
+export async function prune(
+  store: Store,
+  handlers: { onRemoved: (record: RemovedRecord) => Promise<void>; onError: (id: string, error: unknown) => void; warn?: (message: string) => void },
+): Promise<number> {
+  let failures = 0;
+  const now = Date.now();
+  for (const entry of await listContainers(store, { warn: handlers.warn })) {
+    if (!(await prunable(entry, now))) continue;
+    try {
+      await handlers.onRemoved(await removeOne(store, entry, { warn: handlers.warn }));
+    } catch (error) {
+      failures++;
+      handlers.onError(entry.id, error);
+    }
+  }
+  return failures;
+}
