@@ -78,6 +78,8 @@ export interface Subprocess {
   readonly stderr: Readable | null;
   /** Sends `signal` (default SIGTERM); false when it could not be delivered. */
   kill(signal?: NodeJS.Signals): boolean;
+  /** Lets us exit while it runs (a detached program that outlives us: ctr-spawn's supervisor). */
+  unref(): void;
   /** Settles when the program has ended and its pipes are drained; never rejects. */
   readonly result: Promise<SubprocessResult>;
 }
@@ -130,6 +132,7 @@ export function startProcess(file: string, args: string[], options: SubprocessOp
         return false;
       }
     },
+    unref: () => child.unref(),
     result: new Promise<SubprocessResult>((resolve) => {
       let settled = false;
       const settle = (result: Omit<SubprocessResult, 'command' | 'stdout' | 'stderr'>) => {

@@ -59,6 +59,9 @@ export interface ContainerState extends ContainerRecord {
   command?: string[];
   /** Why the status is what it is when it was not recorded by the container's end (`supervisor gone`). */
   statusDetail?: string;
+  /** The log's caps (log.ts LogLimits; --log-opt max-size, max-file): bytes per file and files kept. */
+  logMaxSize?: number;
+  logMaxFiles?: number;
 }
 
 /** One directory under containers/: its state, or none (a ctr-spawn killed before writing one). */

@@ -1,10 +1,15 @@
 /**
- * Clean-up after a run, whatever happened: the runtime's state of the
- * container (only when this run started the runtime: never another run's
- * container of the same id), the cgroups it left, and then either the
- * ephemeral overlay with its container directory (a rootfs record) or just
- * the bundle files (a mount record, whose overlay and upper dir stay).
- * --keep keeps the container directory.
+ * Clean-up after a run, whatever happened. cleanUp (a foreground run, a
+ * detached container that could not start, or one run with --rm whose
+ * overlay is not its own): the runtime's state of the container (only when
+ * this run started the runtime: never another run's container of the same
+ * id), the cgroups it left, and then either the ephemeral overlay with its
+ * container directory (a rootfs record) or just the files of the run (a mount
+ * record, whose overlay and upper dir stay), and the name. --keep keeps the
+ * container directory (and the name). cleanUpStopped (a detached container
+ * that ended): the runtime's state and cgroups go, the overlay is unmounted
+ * unless --keep, and the directory with state.json and the log stays for
+ * ctr-logs and ctr-rm, as Docker keeps a stopped container.
  *
  * Failure: throws the first error removing the overlay or files; the caller
  * reports it as a warning and keeps the container's own exit code.
@@ -15,10 +20,16 @@ import { join } from 'node:path';
 import { removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import type { Store } from '@conveyor/lib-common/store';
 import { removeCgroups } from '@conveyor/lib-common/container/cgroup';
+import { logFiles } from '@conveyor/lib-common/container/log';
 import { runtimeDelete, type Runtime } from '@conveyor/lib-common/container/runtime';
+import { LOG_FILE, releaseName, STATE_FILE } from '@conveyor/lib-common/container/state';
 
+/** The runtime's pid file (`runc run --pid-file`): written once the container's process runs. */
+export const PID_FILE = 'container.pid';
+/** Where the supervisor's own messages go (its stderr). */
+export const SUPERVISOR_LOG = 'supervisor.log';
 /** The files ctr-spawn writes into a container directory for the runtime. */
-export const BUNDLE_FILES = ['config.json', 'runtime.log', 'hostname', 'hosts'];
+export const BUNDLE_FILES = ['config.json', 'runtime.log', 'hostname', 'hosts', PID_FILE];
 
 export interface CleanupTarget {
   runtime: Runtime;
@@ -27,14 +38,32 @@ export interface CleanupTarget {
   cgroupsPath: string;
   ephemeral: boolean;
   keep: boolean;
+  /** The name the container holds, released with it. */
+  name?: string;
   /** Whether this run started the runtime (asked at clean-up time). */
   runtimeStarted: () => boolean;
 }
 
-export async function cleanUp(target: CleanupTarget): Promise<void> {
+async function stopRuntime(target: CleanupTarget): Promise<void> {
   const id = target.paths.id;
   if (target.runtimeStarted() && existsSync(join(target.runtime.runtimeRoot, id))) await runtimeDelete(target.runtime, id);
   removeCgroups(target.cgroupsPath);
+}
+
+export async function cleanUp(target: CleanupTarget): Promise<void> {
+  const id = target.paths.id;
+  await stopRuntime(target);
   if (target.ephemeral) await removeContainer(target.store, id, { keepDir: target.keep });
-  else if (!target.keep) await Promise.all(BUNDLE_FILES.map((f) => rm(join(target.paths.containerDir, f), { force: true })));
+  else if (!target.keep) {
+    const files = [...BUNDLE_FILES, STATE_FILE, SUPERVISOR_LOG].map((f) => join(target.paths.containerDir, f));
+    files.push(...logFiles(join(target.paths.containerDir, LOG_FILE)));
+    await Promise.all(files.map((f) => rm(f, { force: true })));
+  }
+  if (!target.keep && target.name) await releaseName(target.store, target.name, id);
+}
+
+export async function cleanUpStopped(target: CleanupTarget): Promise<void> {
+  await stopRuntime(target);
+  if (target.ephemeral && !target.keep) await removeContainer(target.store, target.paths.id, { keepDir: true });
+  await rm(join(target.paths.containerDir, PID_FILE), { force: true });
 }

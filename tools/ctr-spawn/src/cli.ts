@@ -2,7 +2,19 @@ import { createReadStream } from 'node:fs';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
-import { loadSeccompProfile, parseCpus, parseSecurityOpts, parseTmpfs, parseVolume, readEnvFile, resolveEnvEntries, type SpawnOptions } from './options.js';
+import { CONTAINER_NAME } from '@conveyor/lib-common/container/state';
+import { startTime } from '@conveyor/lib-common/lock';
+import {
+  loadSeccompProfile,
+  parseCpus,
+  parseLogOpts,
+  parseSecurityOpts,
+  parseTmpfs,
+  parseVolume,
+  readEnvFile,
+  resolveEnvEntries,
+  type SpawnOptions,
+} from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
 import { spawnContainer } from './spawn.js';
 
@@ -46,11 +58,19 @@ Isolation and limits:
 Terminal and lifetime:
   -i, --interactive        attach stdin (reopens /dev/tty when stdin is the record)
   -t, --tty                allocate a terminal
-  -d, --detach             start in the background, print a \`container\` record;
-                           output goes to <container dir>/ctr.log
-      --keep               keep the container directory after exit
-      --rm                 remove after exit (the default; for familiarity)
-      --name NAME          a name recorded with the container
+  -d, --detach             start in the background under a supervisor and print a
+                           \`container\` record; output goes to the container's log
+                           (read it with ctr-logs); the stopped container stays
+                           until ctr-rm
+      --log-opt max-size=SIZE, --log-opt max-file=N
+                           -d: rotate the log at SIZE (default 10m), keep N files
+                           (default 3)
+      --keep               keep the container directory after exit (with -d:
+                           keep the overlay mounted too)
+      --rm                 remove after exit (with -d: the supervisor removes the
+                           container when it ends; without -d it is the default)
+      --name NAME          a name unique in the store; ctr-logs, ctr-stop, ctr-rm...
+                           take it instead of the id
       --record FILE        read the record from FILE instead of stdin
 Runtime:
       --print-spec         print the OCI runtime spec (config.json) as one line and stop
@@ -70,7 +90,8 @@ Examples:
   ctr-spawn -v /srv/data:/data:ro -e DEBUG=1 -u 1000:1000 -- ls /data < rootfs.json
   ctr-spawn --print-spec < rootfs.json | jq '.process.env += ["X=1"]' > spec.json
   ctr-spawn --spec spec.json < rootfs.json
-  ctr-spawn -d -- sleep 1000 < rootfs.json     # prints a container record
+  ctr-spawn -d --name web -- httpd -f < rootfs.json   # prints a container record
+  ctr-logs -f web
 
 Exit status: the container's own code; 125 ctr-spawn failed (bad flags,
 runtime missing, mount failed); 126 command not executable; 127 command not found.
@@ -128,11 +149,19 @@ await runCli({
       tty: Boolean(args.tty),
       init: Boolean(args.init),
       keep: Boolean(args.keep),
+      autoRemove: Boolean(args.rm),
       detach: Boolean(args.detach),
+      log: parseLogOpts(args['log-opt'] as string[]),
       printSpec: Boolean(args['print-spec']),
       specFile: flag(args, 'spec'),
     };
     if (options.detach && (options.interactive || options.tty)) throw new ConveyorError('ERR_USAGE', '-d cannot be combined with -i or -t');
+    if (options.keep && options.autoRemove) throw new ConveyorError('ERR_USAGE', '--keep and --rm contradict each other');
+    if (options.name !== undefined && !CONTAINER_NAME.test(options.name)) {
+      throw new ConveyorError('ERR_USAGE', `invalid container name ${JSON.stringify(options.name)}`, {
+        hint: 'a name is 1 to 128 of [a-zA-Z0-9_.-], starting with a letter or digit',
+      });
+    }
     const recordFile = flag(args, 'record');
     return spawnContainer(options, {
       input: recordFile ? createReadStream(recordFile) : ctx.stdin,
@@ -141,6 +170,8 @@ await runCli({
       out: ctx.out,
       log: ctx.log,
       stdinIsTTY: Boolean(process.stdin.isTTY),
+      self: { pid: process.pid, startTime: startTime('self') },
+      execPath: process.execPath,
       signals: (handler) => {
         for (const signal of FORWARDED) process.on(signal, handler);
         return () => {

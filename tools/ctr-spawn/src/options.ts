@@ -7,7 +7,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
+import { parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';
 import { resolveInRoot } from './rootfs.js';
 import type { DockerProfile } from './seccomp.js';
 import type { Limits, Tmpfs, Volume } from './spec.js';
@@ -47,7 +49,11 @@ export interface SpawnOptions {
   tty: boolean;
   init: boolean;
   keep: boolean;
+  /** --rm with -d: the supervisor removes the container when it ends (a foreground run is removed anyway). */
+  autoRemove: boolean;
   detach: boolean;
+  /** --log-opt max-size, max-file: the caps of a detached container's log. */
+  log: LogLimits;
   printSpec: boolean;
   /** Run with this edited spec instead of building one. */
   specFile?: string;
@@ -200,4 +206,29 @@ export async function checkWorkdir(rootfs: string, cwd: string): Promise<void> {
       hint: 'a working directory under /proc can reach the host through a leaked descriptor (CVE-2024-21626); choose another with -w',
     });
   }
+}
+
+/**
+ * `--log-opt max-size=SIZE` and `--log-opt max-file=N` (Docker's json-file
+ * options) into the log's caps; the defaults for what is not given.
+ */
+export function parseLogOpts(entries: string[]): LogLimits {
+  const limits: LogLimits = { maxSize: DEFAULT_LOG_MAX_SIZE, maxFiles: DEFAULT_LOG_MAX_FILES };
+  for (const entry of entries) {
+    const at = entry.indexOf('=');
+    const key = at < 0 ? entry : entry.slice(0, at);
+    const value = at < 0 ? '' : entry.slice(at + 1);
+    if (key === 'max-size') {
+      limits.maxSize = parseBytes(value, '--log-opt max-size');
+      if (limits.maxSize < 1024) throw new ConveyorError('ERR_USAGE', `--log-opt max-size must be at least 1k, got ${JSON.stringify(value)}`);
+    } else if (key === 'max-file') {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1 || n > 100)
+        throw new ConveyorError('ERR_USAGE', `--log-opt max-file must be a whole number from 1 to 100, got ${JSON.stringify(value)}`);
+      limits.maxFiles = n;
+    } else {
+      throw new ConveyorError('ERR_USAGE', `unknown --log-opt ${JSON.stringify(key)}`, { hint: 'max-size=SIZE or max-file=N' });
+    }
+  }
+  return limits;
 }

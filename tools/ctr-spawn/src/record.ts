@@ -8,7 +8,8 @@
  * Failure: ERR_INPUT_RECORD (no usable record, forged or bad fields, unsafe
  * store), ERR_MOUNT_FAILED (the overlay could not be mounted: nothing is left
  * mounted), ERR_MOUNT_NOT_FOUND (a mount record that is not mounted),
- * ERR_SPAWN_FAILED (a container already runs on that mount).
+ * ERR_SPAWN_FAILED (a container already runs on that mount),
+ * ERR_CONTAINER_NAME_IN_USE (--name is taken: nothing is mounted).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,10 +17,11 @@ import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
-import { mountOverlay, mountsUnder, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import { mountOverlay, mountsUnder, newContainerId, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
+import { claimName, isRunning, nameHolder, readState, releaseName } from '@conveyor/lib-common/container/state';
 
 /** The first rootfs or mount record of the input; records before it are reported and skipped. */
 export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>): Promise<Record<string, unknown>> {
@@ -39,18 +41,41 @@ export interface ContainerRoot {
   ephemeral: boolean;
 }
 
-/** The checked store and the overlay of `record`: mounted now for a rootfs record, found for a mount record. */
+/**
+ * The checked store and the overlay of `record`: mounted now for a rootfs
+ * record, found for a mount record. With `name`, the name is claimed for the
+ * container before anything is mounted (ERR_CONTAINER_NAME_IN_USE when
+ * taken) and released again when the overlay cannot be had.
+ */
 export async function containerRoot(
   record: Record<string, unknown>,
-  options: { root: string; runtimeRoot: string },
+  options: { root: string; runtimeRoot: string; name?: string },
   log: Pick<Logger, 'warn'>,
 ): Promise<ContainerRoot> {
   const store = await trustedRecordStore(record, options.root, { warn: (message) => log.warn(message) });
   const ephemeral = record.type === 'rootfs';
-  const paths = ephemeral
-    ? await mountOverlay(store, await trustedLowerDirs(store, record as unknown as RootfsRecord))
-    : await existingMount(store, record, options.runtimeRoot);
-  return { store, paths, ephemeral };
+  if (!ephemeral) {
+    const paths = await existingMount(store, record, options.runtimeRoot);
+    if (options.name) await claimName(store, options.name, paths.id);
+    return { store, paths, ephemeral };
+  }
+  const lowerDirs = await trustedLowerDirs(store, record as unknown as RootfsRecord);
+  const id = newContainerId();
+  if (options.name) await claimName(store, options.name, id);
+  try {
+    const paths = await mountOverlay(store, lowerDirs, { id });
+    // A claim whose container had no directory yet could be taken over by a racing claim: make sure it is still ours.
+    if (options.name && (await nameHolder(store, options.name)) !== id) {
+      await removeContainer(store, id);
+      throw new ConveyorError('ERR_CONTAINER_NAME_IN_USE', `the name ${options.name} was taken by another container meanwhile`, {
+        hint: 'choose another --name',
+      });
+    }
+    return { store, paths, ephemeral };
+  } catch (error) {
+    if (options.name) await releaseName(store, options.name, id);
+    throw error;
+  }
 }
 
 /**
@@ -64,7 +89,8 @@ async function existingMount(store: Store, record: Record<string, unknown>, runt
     throw new ConveyorError('ERR_MOUNT_NOT_FOUND', `${paths.merged} is not mounted`, { hint: 'mount it again: overlay-mount' });
   }
   // One container per mount: a second run would share (and on exit tear down) the first one's state.
-  if (existsSync(join(runtimeRoot, id))) {
+  const previous = await readState(store, id).catch(() => undefined);
+  if (existsSync(join(runtimeRoot, id)) || (previous && isRunning(previous))) {
     throw new ConveyorError('ERR_SPAWN_FAILED', `container ${id.slice(0, 12)} is already running on this mount`, {
       hint: 'mount another overlay-mount for a second container',
     });

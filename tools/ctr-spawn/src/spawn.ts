@@ -1,8 +1,9 @@
 /**
  * Running one container, in order: take the first `rootfs` or `mount` record
  * (record.ts), get its overlay, write the bundle (bundle.ts), pick the
- * container's stdin (tty.ts), run it with the OCI runtime (runtime.ts) in the
- * foreground or detached (detach.ts) while forwarding signals (signals.ts),
+ * container's stdin (tty.ts), record it in state.json (state.ts), run it with
+ * the OCI runtime (runtime.ts) in the foreground or hand it to a supervisor
+ * (detach.ts, supervisor/) while forwarding signals (signals.ts),
  * report an OOM kill (oom.ts), and clean up whatever happened (cleanup.ts).
  * Library code: streams, fds and a signal source come in from cli.ts.
  *
@@ -16,13 +17,15 @@ import type { RecordSink } from '@conveyor/lib-common/ndjson';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { adoptSpec, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
 import { cleanUp } from './cleanup.js';
-import { runDetached } from './detach.js';
+import { startSupervised } from './detach.js';
 import { oomWarning } from './oom.js';
 import type { SpawnOptions } from './options.js';
 import { containerRoot, firstRecord } from './record.js';
 import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
 import { signalExit, SignalForwarder, type SignalSource } from './signals.js';
 import { containerStdin } from './tty.js';
+import { containerRecord, endOf, exitedState, initialState } from './state.js';
+import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
 
 export interface SpawnIO {
   /** Where the record comes from (stdin, or the --record file). */
@@ -36,6 +39,10 @@ export interface SpawnIO {
   signals: SignalSource;
   /** Whether our stdin is a terminal. */
   stdinIsTTY: boolean;
+  /** ctr-spawn itself: the container's owner until a supervisor takes over (state.json). */
+  self: ProcessIdentity;
+  /** The Node binary that runs a detached container's supervisor. */
+  execPath: string;
 }
 
 /**
@@ -67,7 +74,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     const id = paths.id;
     const cgroupsPath = `/conveyor/${id}`;
     let runtimeStarted = false;
-    cleanup = () => cleanUp({ runtime: options, store, paths, cgroupsPath, ephemeral, keep: options.keep, runtimeStarted: () => runtimeStarted });
+    cleanup = () =>
+      cleanUp({ runtime: options, store, paths, cgroupsPath, ephemeral, keep: options.keep, name: options.name, runtimeStarted: () => runtimeStarted });
     signals.onRepeatedStop = (signal) => {
       io.log.warn(`third ${signal}: killing container ${id.slice(0, 12)}`);
       void runtimeKill(options, id, 'KILL');
@@ -81,32 +89,41 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       return 0;
     }
     await writeConfig(paths, spec);
+    const state = initialState({
+      record,
+      spec,
+      runtime: options,
+      store,
+      paths,
+      cgroupsPath,
+      ephemeral,
+      name: options.name,
+      keep: options.keep,
+      autoRemove: options.detach && options.autoRemove,
+      owner: io.self,
+      log: options.detach ? { path: join(paths.containerDir, LOG_FILE), limits: options.log } : undefined,
+    });
+    // In the foreground ctr-spawn is the owner and runs it now; a detached container waits for its supervisor.
+    await writeState(store, options.detach ? state : { ...state, status: 'running', startedAt: state.createdAt });
     if (signals.pending) return signalExit(signals.pending);
 
-    const stdin = containerStdin(options, { stdin: io.fds.stdin, inputIsStdin: io.inputIsStdin, stdinIsTTY: io.stdinIsTTY });
-    const logPath = join(paths.containerDir, 'runtime.log');
-
     if (options.detach) {
-      const container = await runDetached({
-        runtime: options,
-        record,
+      const running = await startSupervised({
         store,
-        paths,
-        cgroupsPath,
-        ephemeral,
-        name: options.name,
-        stdin: stdin.fd,
-        logPath,
+        id,
+        execPath: io.execPath,
         onStart: (child) => {
           runtimeStarted = true;
-          signals.attach(child, false);
+          signals.attach(child, true);
         },
-      }).finally(() => stdin.close());
-      cleanup = undefined; // it runs on; the control plane stops and removes it
-      await io.out.write(container);
+      });
+      cleanup = undefined; // it runs on; its supervisor records its end and cleans up
+      await io.out.write(containerRecord(running));
       return 0;
     }
 
+    const stdin = containerStdin(options, { stdin: io.fds.stdin, inputIsStdin: io.inputIsStdin, stdinIsTTY: io.stdinIsTTY });
+    const logPath = join(paths.containerDir, 'runtime.log');
     const started = uptimeMicros();
     let code: number;
     try {
@@ -128,6 +145,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     if (errors.length > 0) throw runtimeFailure(errors.at(-1)!);
     const oom = oomWarning(id, cgroupsPath, options.limits.memory, code, started);
     if (oom) io.log.warn(oom);
+    if (options.keep) await updateState(store, id, (s) => exitedState(s, endOf(code, oom !== undefined)));
     return code;
   } finally {
     // Still subscribed: a second Ctrl-C must not kill us half-way through cleanup.

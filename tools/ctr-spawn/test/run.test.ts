@@ -262,8 +262,8 @@ t.test('--keep keeps the container dir (unmounted) with the upper dir', async (t
   rmSync(join(root, 'containers', dirs[0]), { recursive: true });
 });
 
-t.test('-d runs in the background and prints a container record', async (t) => {
-  const r = await ctrSpawn(latest, ['-d', '--name', 'bg', '--', 'sh', '-c', 'echo started; sleep 30']);
+t.test('-d runs in the background under a supervisor and prints a container record; --rm removes it when it ends', async (t) => {
+  const r = await ctrSpawn(latest, ['-d', '--rm', '--name', 'bg', '--', 'sh', '-c', 'echo started; sleep 30']);
   t.equal(r.code, 0, r.stderr);
   const record = JSON.parse(r.stdout);
   t.equal(record.type, 'container');
@@ -273,13 +273,15 @@ t.test('-d runs in the background and prints a container record', async (t) => {
   const state = JSON.parse(readFileSync(join(record.bundle, 'state.json'), 'utf8'));
   t.equal(state.runtimeRoot, '/run/conveyor-runc');
   t.equal(state.ephemeralMount, true);
+  t.equal(state.autoRemove, true);
+  t.ok(state.supervisor.pid > 1 && state.supervisor.pid !== record.pid, 'a supervisor owns it');
   for (let i = 0; i < 50 && !readFileSync(state.log, 'utf8').includes('started'); i++) await new Promise((r) => setTimeout(r, 100));
-  t.equal(readFileSync(state.log, 'utf8'), 'started\n', 'output goes to ctr.log');
+  t.match(JSON.parse(readFileSync(state.log, 'utf8').split('\n')[0]), { log: 'started\n', stream: 'stdout' }, 'output goes to ctr.log as json-file entries');
   const { execFileSync } = await import('node:child_process');
-  execFileSync('runc', ['--root', state.runtimeRoot, 'delete', '--force', record.id]);
-  execFileSync('umount', [state.rootfs]);
-  rmSync(record.bundle, { recursive: true });
-  assertClean(t);
+  execFileSync('runc', ['--root', state.runtimeRoot, 'kill', record.id, 'KILL']);
+  for (let i = 0; i < 100 && existsSync(record.bundle); i++) await new Promise((r) => setTimeout(r, 100));
+  t.notOk(existsSync(join(root, 'names', 'bg')), 'the name is released');
+  assertClean(t, record.id.slice(0, 12));
 });
 
 t.test('-i passes stdin when the record comes from --record', async (t) => {

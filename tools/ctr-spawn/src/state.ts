@@ -1,0 +1,108 @@
+/**
+ * What ctr-spawn records about a container in state.json
+ * (lib-common/container/state): the first state, written before the runtime
+ * runs (status `created`, ctr-spawn itself as the owner, so a ctr-spawn killed
+ * at that moment leaves a container that observe() reports exited and ctr-rm
+ * removes), the end of a run (exit code, signal, OOM kill), and the
+ * `container` record printed from a state. Pure functions.
+ *
+ * Failure: none (the caller writes the state).
+ */
+import { constants as osConstants } from 'node:os';
+import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import { RECORD_VERSION, type ContainerRecord } from '@conveyor/lib-common/records';
+import type { Store } from '@conveyor/lib-common/store';
+import type { LogLimits } from '@conveyor/lib-common/container/log';
+import type { ContainerState, ProcessIdentity } from '@conveyor/lib-common/container/state';
+import type { Runtime } from '@conveyor/lib-common/container/runtime';
+
+export interface StateInput {
+  record: Record<string, unknown>;
+  spec: Record<string, unknown>;
+  runtime: Runtime;
+  store: Store;
+  paths: ContainerPaths;
+  cgroupsPath: string;
+  ephemeral: boolean;
+  name?: string;
+  keep: boolean;
+  autoRemove: boolean;
+  /** The process that owns the container until a supervisor takes it over. */
+  owner: ProcessIdentity;
+  /** Set for a detached container: where its output goes. */
+  log?: { path: string; limits: LogLimits };
+  now?: Date;
+}
+
+/** The state.json written before the runtime runs. */
+export function initialState(input: StateInput): ContainerState {
+  const { record, spec, paths } = input;
+  const config = (record.config && typeof record.config === 'object' ? record.config : {}) as { StopSignal?: unknown };
+  const args = (spec.process as { args?: unknown } | undefined)?.args;
+  return {
+    type: 'container',
+    v: RECORD_VERSION,
+    id: paths.id,
+    ...(input.name ? { name: input.name } : {}),
+    ...(typeof record.ref === 'string' ? { ref: record.ref } : {}),
+    ...(typeof record.digest === 'string' ? { image: record.digest } : {}),
+    status: 'created',
+    createdAt: (input.now ?? new Date()).toISOString(),
+    bundle: paths.containerDir,
+    store: input.store.root,
+    runtime: input.runtime.runtime,
+    runtimeRoot: input.runtime.runtimeRoot,
+    cgroupsPath: input.cgroupsPath,
+    ephemeralMount: input.ephemeral,
+    rootfs: paths.merged,
+    supervisor: input.owner,
+    ...(typeof config.StopSignal === 'string' && config.StopSignal !== '' ? { stopSignal: config.StopSignal } : {}),
+    ...(input.autoRemove ? { autoRemove: true } : {}),
+    ...(input.keep ? { keep: true } : {}),
+    ...(Array.isArray(args) ? { command: args.map(String) } : {}),
+    ...(input.log ? { log: input.log.path, logMaxSize: input.log.limits.maxSize, logMaxFiles: input.log.limits.maxFiles } : {}),
+  };
+}
+
+/** How a container ended, from the runtime's exit code (128+N: killed by signal N). */
+export interface ContainerEnd {
+  exitCode: number;
+  signal?: string;
+  oomKilled?: boolean;
+}
+
+/** The signal name behind an exit code above 128, as shells and Docker report a death by signal. */
+export function endOf(exitCode: number, oomKilled = false): ContainerEnd {
+  const number = exitCode - 128;
+  const signal = number > 0 ? Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] : undefined;
+  return { exitCode, ...(signal ? { signal } : {}), ...(oomKilled ? { oomKilled: true } : {}) };
+}
+
+/** The state after the container ended: exited, with its code, and without a pid that may be recycled. */
+export function exitedState(state: ContainerState, end: ContainerEnd, now = new Date()): ContainerState {
+  const { pid: _pid, pidStartTime: _start, statusDetail: _detail, ...rest } = state;
+  return { ...rest, status: 'exited', ...end, finishedAt: now.toISOString() };
+}
+
+/** The `container` record of a state: its record fields, without the control plane's own. */
+export function containerRecord(state: ContainerState): ContainerRecord {
+  const fields = [
+    'id',
+    'name',
+    'ref',
+    'image',
+    'status',
+    'pid',
+    'exitCode',
+    'signal',
+    'oomKilled',
+    'createdAt',
+    'startedAt',
+    'finishedAt',
+    'bundle',
+    'store',
+  ] as const;
+  const record: Record<string, unknown> = { type: 'container', v: RECORD_VERSION };
+  for (const field of fields) if (state[field] !== undefined) record[field] = state[field];
+  return record as unknown as ContainerRecord;
+}

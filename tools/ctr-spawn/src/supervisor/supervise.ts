@@ -1,0 +1,172 @@
+/**
+ * The supervisor of a detached container (ctr-spawn -d), podman's conmon
+ * in small: started by ctr-spawn in its own session once the bundle and
+ * state.json (status `created`) are written, it records itself as the
+ * container's owner, runs `runtime run` in the foreground with the
+ * container's stdout and stderr as pipes into the log (container/log.ts),
+ * tells ctr-spawn once the container runs (or why it could not: then
+ * everything is cleaned up first), waits for the end, records it in
+ * state.json (exit code, signal, OOM kill, finishedAt) and cleans up: the
+ * runtime's state and cgroups, the overlay unless --keep, everything with
+ * --rm. Signals sent to it go to the container (through the runtime).
+ *
+ * The container counts as started when the runtime writes its pid file:
+ * runc writes it after the exec of the command succeeded, and reports a
+ * missing or non-executable command before that.
+ *
+ * Failure: a failure to start is handed to ctr-spawn as a ConveyorError
+ * (125/126/127 there). After the start nothing is thrown: a failed log write
+ * stops the log, a failed clean-up is written to the supervisor's stderr
+ * (supervisor.log in the container directory).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
+import { uptimeMicros } from '@conveyor/lib-common/kmsg';
+import { startTime } from '@conveyor/lib-common/lock';
+import { containerPaths } from '@conveyor/lib-common/overlay/mount';
+import { Store } from '@conveyor/lib-common/store';
+import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, LogWriter } from '@conveyor/lib-common/container/log';
+import { removeContainerFully } from '@conveyor/lib-common/container/remove';
+import { runtimeErrors, runtimeFailure, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
+import { type ContainerState, LOG_FILE, type ProcessIdentity, updateState } from '@conveyor/lib-common/container/state';
+import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
+import { cleanUp, cleanUpStopped, type CleanupTarget, PID_FILE } from '../cleanup.js';
+import { oomKilled } from '../oom.js';
+import { endOf, exitedState } from '../state.js';
+
+/** What the supervisor tells ctr-spawn, as one JSON line. */
+export type Handoff = { started: ContainerState } | { error: { code: string; message: string; hint?: string } };
+
+export interface SuperviseIO {
+  /** Tells ctr-spawn how the start went; called once. */
+  handoff: (message: Handoff) => void;
+  /** The supervisor itself, recorded as the container's owner. */
+  self: ProcessIdentity;
+  /** Subscribes to signals sent to the supervisor; they go to the runtime. */
+  signals: (handler: (signal: NodeJS.Signals) => void) => void;
+  /** Messages after the hand-off. */
+  warn: (message: string) => void;
+}
+
+/** Resolves with the runtime's result, or the pid once `pidFile` holds one. */
+async function startedOrEnded(child: Subprocess, pidFile: string): Promise<{ pid: number } | { result: SubprocessResult }> {
+  let ended: SubprocessResult | undefined;
+  void child.result.then((result) => (ended = result));
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    const text = await readFile(pidFile, 'utf8').catch(() => '');
+    const pid = Number.parseInt(text, 10);
+    if (pid > 0) return { pid };
+    if (ended) return { result: ended };
+    await sleep(delay);
+  }
+}
+
+/** Supervises container `id` of the store at `storeRoot`; resolves to the supervisor's exit code. */
+export async function supervise(storeRoot: string, id: string, io: SuperviseIO): Promise<number> {
+  const store = new Store(storeRoot);
+  const paths = containerPaths(store, id);
+  const claimed = await updateState(store, id, (state) => (state.status === 'created' ? { ...state, supervisor: io.self } : undefined));
+  if (claimed?.status !== 'created' || claimed.supervisor?.pid !== io.self.pid) {
+    io.handoff({ error: { code: 'ERR_SPAWN_FAILED', message: `container ${id.slice(0, 12)} is not waiting to be started` } });
+    return 1;
+  }
+  let state = claimed;
+  const runtime = { runtime: state.runtime, runtimeRoot: state.runtimeRoot };
+  const target: CleanupTarget = {
+    runtime,
+    store,
+    paths,
+    cgroupsPath: state.cgroupsPath,
+    ephemeral: state.ephemeralMount,
+    keep: false,
+    name: state.name,
+    runtimeStarted: () => true,
+  };
+  const runtimeLog = join(paths.containerDir, 'runtime.log');
+  const pidFile = join(paths.containerDir, PID_FILE);
+  let log: LogWriter | undefined = new LogWriter(join(paths.containerDir, LOG_FILE), {
+    maxSize: state.logMaxSize ?? DEFAULT_LOG_MAX_SIZE,
+    maxFiles: state.logMaxFiles ?? DEFAULT_LOG_MAX_FILES,
+  });
+  const startedMicros = uptimeMicros();
+  const child = startProcess(
+    runtime.runtime,
+    ['--root', runtime.runtimeRoot, ...runtimeLogArgs(runtime.runtime, runtimeLog), 'run', '--bundle', paths.containerDir, '--pid-file', pidFile, id],
+    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false },
+  );
+  io.signals((signal) => {
+    if (child.exitCode === null) child.kill(signal);
+  });
+  for (const stream of ['stdout', 'stderr'] as const) {
+    child[stream]?.on('data', (chunk: Buffer) => {
+      try {
+        log?.write(stream, chunk);
+      } catch (error) {
+        io.warn(`log write failed, output is dropped from now on: ${(error as Error).message}`);
+        log = undefined;
+      }
+    });
+  }
+
+  const start = await startedOrEnded(child, pidFile);
+  if ('result' in start && start.result.code !== undefined) {
+    const error =
+      start.result.code === 'ENOENT'
+        ? new ConveyorError('ERR_RUNTIME_NOT_FOUND', `OCI runtime ${runtime.runtime} not found`, { hint: 'install runc, or choose one with --runtime' })
+        : new ConveyorError('ERR_SPAWN_FAILED', `cannot start ${runtime.runtime}: ${start.result.originalMessage}`);
+    return failedStart(error);
+  }
+  if ('result' in start && start.result.exitCode !== 0) {
+    const errors = await runtimeErrors(runtimeLog);
+    // A non-zero exit without a runtime error is the container's own: it started and ended before we looked.
+    if (errors.length > 0) return failedStart(runtimeFailure(errors.at(-1)!));
+  }
+
+  const pid = 'pid' in start ? start.pid : undefined;
+  state =
+    (await updateState(store, id, (s) => ({
+      ...s,
+      status: 'running',
+      ...(pid ? { pid, pidStartTime: startTime(pid) } : {}),
+      startedAt: new Date().toISOString(),
+    }))) ?? state;
+  io.handoff({ started: state });
+
+  const result = 'result' in start ? start.result : await child.result;
+  const exitCode = result.exitCode ?? (result.signal ? signalExit(result.signal) : 128);
+  try {
+    log?.close();
+  } catch (error) {
+    io.warn(`log close failed: ${(error as Error).message}`);
+  }
+  const oom = exitCode === 137 && oomKilled(state.cgroupsPath, startedMicros - 100_000);
+  const ended = await updateState(store, id, (s) => exitedState(s, endOf(exitCode, oom))).catch((error) => {
+    io.warn(`recording the exit failed: ${(error as Error).message}`);
+    return undefined;
+  });
+  try {
+    if (ended?.autoRemove) {
+      if (ended.ephemeralMount) {
+        for (const warning of await removeContainerFully(store, { id, dir: paths.containerDir, state: ended })) io.warn(warning);
+      } else await cleanUp(target);
+    } else if (ended) await cleanUpStopped({ ...target, keep: Boolean(ended.keep) });
+    else await cleanUpStopped(target); // removed meanwhile (ctr-rm -f): what is left of the runtime still goes
+  } catch (error) {
+    io.warn(`clean-up failed: ${(error as Error).message}`);
+  }
+  return 0;
+
+  async function failedStart(error: ConveyorError): Promise<number> {
+    try {
+      log?.close();
+      await cleanUp(target);
+    } catch (cleanupError) {
+      io.warn(`clean-up after a failed start failed: ${(cleanupError as Error).message}`);
+    }
+    const err = toConveyorError(error);
+    io.handoff({ error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
+    return 1;
+  }
+}
