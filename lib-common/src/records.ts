@@ -134,6 +134,38 @@ export interface ContainerRecord extends RecordBase {
   store: string;
 }
 
+/** A repository found by img-search: a Docker Hub search result or a registry catalog entry. */
+export interface RepositoryRecord extends RecordBase {
+  type: 'repository';
+  /** What img-fetch pulls: Hub's name (`nginx`, `bitnami/nginx`) or `HOST/repository` from a catalog. */
+  name: string;
+  registry: string;
+  /** Repository path on the registry: `library/nginx`. */
+  repository: string;
+  /** Docker Hub search only. */
+  description?: string;
+  stars?: number;
+  official?: boolean;
+  automated?: boolean;
+}
+
+/** A tag of a repository, listed by `img-search --tags`; img-fetch pulls its `ref`. */
+export interface TagRecord extends RecordBase {
+  type: 'tag';
+  /** Full reference: `docker.io/library/busybox:1.36`. */
+  ref: string;
+  /** `docker.io/library/busybox` */
+  name: string;
+  tag: string;
+  registry: string;
+  repository: string;
+  /** With --digests: the manifest (or index) digest the tag points at. */
+  digest?: string;
+  mediaType?: string;
+  /** With --digests: the platforms of an index's manifests, or the one of a single manifest. */
+  platforms?: Platform[];
+}
+
 /**
  * A record that breaks the protocol, or names what the store would not have
  * put there: ERR_INPUT_RECORD (exit 2). `where` places it for the reader
