@@ -12,6 +12,13 @@
  *   failures → error-map.ts (status and Docker error body, or network error
  *     → a ConveyorError with a stable code)
  *
+ * `request` also carries bodies (transport.ts's RequestBody: in memory, or
+ * re-openable streams for blob uploads) and takes an absolute URL in place
+ * of a path (an upload's Location, followed exactly, query string included);
+ * Authorization goes only to the registry's own host and scheme, there as on
+ * redirects. `responseUrl` is the URL a response finally came from, which a
+ * relative Location resolves against. The upload side is upload.ts.
+ *
  * Every call verifies what it can before returning: a manifest against the
  * digest asked for and Docker-Content-Digest (ERR_DIGEST_MISMATCH), its size
  * (MAX_MANIFEST_BYTES), schema1 refused (ERR_MANIFEST_UNSUPPORTED); a small
@@ -29,9 +36,18 @@ import type { Credentials } from './credentials.js';
 import { networkError, responseError } from './error-map.js';
 import { retryRequest, type RetryPolicy } from './retry.js';
 import { Schemer, type Scheme } from './schemer.js';
-import { drain, readBody, redirectTarget, Transport, type TransportOptions } from './transport.js';
+import { drain, readBody, redirectTarget, Transport, type RequestBody, type TransportOptions } from './transport.js';
 
 export { DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW_MS } from './transport.js';
+export type { ReopenableBody, RequestBody } from './transport.js';
+
+/** The URL each response came from (after redirects), for Location headers relative to it. */
+const responseUrls = new WeakMap<IncomingMessage, URL>();
+
+/** The URL a response of `request` finally came from (after redirects); undefined for responses from elsewhere. */
+export function responseUrl(res: IncomingMessage): URL | undefined {
+  return responseUrls.get(res);
+}
 
 export interface RegistryClientOptions extends TransportOptions, RetryPolicy {
   /** Talk plain HTTP to every registry. */
@@ -60,6 +76,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Retry 429/5xx/resets (default true); false makes one attempt. */
   retry?: boolean;
+  /** The request body; sent again as it is on a retry, a redirect or an answered 401. */
+  body?: RequestBody;
 }
 
 export interface ManifestResponse {
@@ -184,7 +202,10 @@ export class RegistryClient {
 
   /**
    * One API request with auth, redirects and (unless retry is false) retries.
-   * Returns the final response whatever its status; the caller checks it.
+   * `path` is a path on the registry (`/v2/...`) or an absolute http(s) URL
+   * (an upload Location), which gets Authorization only when it is on the
+   * registry's host and scheme. Returns the final response whatever its
+   * status; the caller checks it.
    */
   async request(ref: RepositoryRef, path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
     const policy = options.retry === false ? { ...this.retryPolicy, retries: 0 } : this.retryPolicy;
@@ -209,19 +230,28 @@ export class RegistryClient {
     const authorization = await this.authorizer.authorization(ref, scope, options.signal);
     if (authorization) headers.authorization = authorization;
     let triedChallenge = false;
-    let url = new URL(`${this.schemer.first(registry)}://${apiHost}${path}`);
+    const absolute = /^https?:\/\//i.test(path);
+    let url = absolute ? new URL(path) : new URL(`${this.schemer.first(registry)}://${apiHost}${path}`);
+    if (options.body !== undefined && this.schemer.known(registry) === undefined) {
+      // The probe sends no body: learn the scheme with a bodiless GET /v2/ first.
+      drain(await this.schemer.probe(registry, new URL(`${this.schemer.first(registry)}://${apiHost}/v2/`), 'GET', {}, options.signal));
+      if (!absolute) url = new URL(`${this.schemer.known(registry)}://${apiHost}${path}`);
+    }
     for (let hops = 0; ; ) {
       // The registry is its host *and* scheme: a 401 from http:// after an
       // https:// registry redirected there must not win the credentials back.
       const known = this.schemer.known(registry);
       const onRegistry = url.host === apiHost && (known === undefined || url.protocol === `${known}:`);
+      // An absolute URL elsewhere (a Location off the registry) never gets the credentials.
+      if (!onRegistry) delete headers.authorization;
       let res: IncomingMessage;
       if (onRegistry && known === undefined) {
         res = await this.schemer.probe(registry, url, method, headers, options.signal);
         url = new URL(url.href.replace(/^https?:/, `${this.schemer.known(registry)}:`));
       } else {
-        res = await this.transport.send(url, method, headers, options.signal);
+        res = await this.transport.send(url, method, headers, options.signal, options.body);
       }
+      responseUrls.set(res, url);
       if (res.statusCode === 401 && onRegistry && !triedChallenge) {
         triedChallenge = true;
         const next = await this.authorizer.answer(ref, scope, res, headers.authorization, options.signal);

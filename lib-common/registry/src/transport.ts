@@ -15,6 +15,10 @@
  *   hold a pull for ever by sending one byte a minute.
  * - Redirects are not followed here; `redirectTarget` is the rule the caller
  *   follows them by (and when Authorization must be dropped).
+ * - Request bodies (uploads): a string or Buffer, or a `ReopenableBody` that
+ *   opens a fresh stream for every attempt, so a retry, a redirect or an
+ *   answered 401 sends the same bytes again without holding a layer in memory.
+ *   A body stream that fails (a read error) ends the exchange with its error.
  *
  * On failure `send` rejects with Node's own network error (its `code`:
  * ECONNRESET, a certificate code, ERR_CONVEYOR_TIMEOUT, ERR_CONVEYOR_SLOW),
@@ -25,6 +29,7 @@
  */
 import type { ClientRequest, Agent as HttpAgent, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { ConveyorError } from '@conveyor/lib-common/errors';
@@ -58,6 +63,25 @@ export interface TransportOptions {
   /** The window the minimum rate is measured over, in ms (default 60 s, the idle timeout). */
   rateWindowMs?: number;
   userAgent?: string;
+}
+
+/**
+ * A body sent from a stream, `length` bytes: `open` is called once per
+ * attempt (a retry, a redirect or a 401 answered send it again), so it must
+ * yield the same bytes each time (a file read from the same offset).
+ */
+export interface ReopenableBody {
+  length: number;
+  open(): Readable;
+}
+
+/** What a request may carry: small bodies in memory, blobs as re-openable streams. */
+export type RequestBody = string | Buffer | ReopenableBody;
+
+/** The Content-Length of a body. */
+export function bodyLength(body: RequestBody): number {
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  return Buffer.isBuffer(body) ? body.length : body.length;
 }
 
 export const DEFAULT_MIN_RATE = 1024;
@@ -153,9 +177,9 @@ export function redirectTarget(
 /**
  * Ends an exchange that moves fewer than `minRate` bytes per second, averaged
  * over each window, from the moment it has a socket until the response is
- * read (or dropped). Measured on the socket, so the TLS handshake, the wait
- * for headers and the body all count; keep-alive sockets are measured from
- * where this exchange starts.
+ * read (or dropped). Measured on the socket in both directions, so the TLS
+ * handshake, an upload's body, the wait for headers and the response body all
+ * count; keep-alive sockets are measured from where this exchange starts.
  */
 function watchRate(req: ClientRequest, host: string, minRate: number, windowMs: number): void {
   const minBytes = Math.max(1, Math.ceil((minRate * windowMs) / 1000));
@@ -164,15 +188,17 @@ function watchRate(req: ClientRequest, host: string, minRate: number, windowMs: 
   const stop = () => clearInterval(timer);
   // Timed from the socket on: a request queued for a free socket is not slow.
   req.on('socket', (socket: Socket) => {
-    let mark = socket.bytesRead;
+    // Both directions: an upload reads almost nothing until the registry answers.
+    const moved = () => socket.bytesRead + socket.bytesWritten;
+    let mark = moved();
     timer = setInterval(() => {
-      const now = socket.bytesRead;
+      const now = moved();
       if (now - mark >= minBytes) {
         mark = now;
         return;
       }
       stop();
-      const error = Object.assign(new Error(`${host} sent ${now - mark} bytes in ${windowMs / 1000} s, fewer than the ${minBytes} required`), {
+      const error = Object.assign(new Error(`${host}: ${now - mark} bytes moved in ${windowMs / 1000} s, fewer than the ${minBytes} required`), {
         code: 'ERR_CONVEYOR_SLOW',
       });
       if (res) res.destroy(error);
@@ -217,10 +243,10 @@ export class Transport {
   }
 
   /** One HTTP exchange; resolves with the response head, whatever its status. */
-  async send(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal, body?: string): Promise<IncomingMessage> {
+  async send(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal, body?: RequestBody): Promise<IncomingMessage> {
     const https = url.protocol === 'https:';
     const allHeaders: Record<string, string> = { 'user-agent': this.options.userAgent ?? 'conveyor', ...headers };
-    if (body !== undefined) allHeaders['content-length'] = String(Buffer.byteLength(body));
+    if (body !== undefined) allHeaders['content-length'] = String(bodyLength(body));
     let requestFn: typeof import('node:http').request;
     const extra: Record<string, unknown> = {};
     let secureContext: SecureContext | undefined;
@@ -253,7 +279,15 @@ export class Transport {
         req.destroy(error);
       });
       req.on('error', reject);
-      req.end(body);
+      if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) {
+        req.end(body);
+        return;
+      }
+      const stream = body.open();
+      // A read error ends the exchange with that error; an exchange that ends first stops the read.
+      stream.on('error', (error) => req.destroy(error));
+      req.on('close', () => stream.destroy());
+      stream.pipe(req);
     });
     if (!https || this.isInsecure(url.host) || secureContext) return attempt;
     return attempt.catch((error) => {

@@ -1,11 +1,139 @@
 import { runCli } from '@conveyor/lib-common/cli';
+import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import type { RegistryClient } from '@conveyor/registry/client';
 
-// Scaffold: the issue that adds img-push replaces this file.
+const HELP = `Usage: img-push [OPTIONS] [REFERENCE...]
+
+Push images from the local store to an OCI or Docker registry, and print one
+\`image\` record per image pushed (its pushed reference and digest). Blobs the
+registry already has are skipped; a blob another repository of the same
+registry holds is mounted from it instead of uploaded; small blobs go up in one
+request, large ones in chunks, and a broken upload resumes where the registry
+says it stopped. Then the manifest (for a multi-platform image, its platform
+manifests and the index) with the registry's returned digest checked.
+
+With no REFERENCE, references are read from stdin: one bare reference per
+line, or records with \`ref\` (image records from img-tag, img-ls, img-fetch);
+other records pass through unchanged.
+
+The image is pushed to the registry and repository its reference names; name
+it there first with img-tag, or give --to.
+
+Options:
+      --to REFERENCE       push the (one) image under this reference instead
+      --chunk-size SIZE    upload blobs larger than SIZE in PATCH chunks of SIZE (default 16m)
+  -j, --jobs N             blobs pushed in parallel (default 3)
+      --insecure           do not verify TLS certificates (and allow plain HTTP), any registry
+      --insecure-registry HOST  the same for this registry only (repeatable; also
+                           CONVEYOR_INSECURE_REGISTRIES=host1,host2)
+      --plain-http         talk plain HTTP to the registry
+      --ca-file FILE       also trust this CA certificate (PEM); SSL_CERT_FILE replaces
+                           the system bundle; /etc/docker/certs.d/HOST/*.crt is read too
+      --min-rate RATE      end a transfer slower than RATE bytes/s over the rate window
+                           (default 1k; 0 turns it off; also CONVEYOR_MIN_RATE)
+      --rate-window SECONDS  the window the minimum rate is measured over (default 60;
+                           also CONVEYOR_RATE_WINDOW)
+      --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
+      --progress MODE      auto (default: bars on a terminal), json, bar or none
+      --log-format FORMAT  text (default) or json (one object per line with a stable code)
+  -q, --quiet              no progress, no info messages
+  -h, --help               show this help
+      --version            print the version
+
+Credentials come from $DOCKER_CONFIG/config.json (default ~/.docker/config.json):
+\`auths\`, \`credHelpers\` and \`credsStore\`, as docker login (or img-login) writes them.
+
+Examples:
+  img-tag app:dev registry.example.com/team/app:1.2 && img-push registry.example.com/team/app:1.2
+  img-push --to localhost:5000/tools/busybox:stable busybox
+  img-tag busybox localhost:5000/a:1 localhost:5000/b:1 | img-push
+  img-push --progress=json localhost:5000/app:v2 2>progress.ndjson | jq -r .digest
+
+Exit status: 0 every image pushed, 1 a push failed (the others still ran), 2 usage or bad input.
+`;
+
 await runCli({
   name: 'img-push',
-  help: 'Usage: img-push [OPTIONS]\n\nPush images from the local store to an OCI or Docker registry.\n',
-  main: async () => {
-    throw new ConveyorError('ERR_INTERNAL', 'img-push is not built yet');
+  help: HELP,
+  spec: {
+    string: ['to', 'chunk-size', 'jobs', 'ca-file', 'min-rate', 'rate-window'],
+    multiple: ['insecure-registry'],
+    boolean: ['insecure', 'plain-http'],
+    alias: { j: 'jobs' },
+  },
+  main: async (ctx) => {
+    const jobs = intFlag(ctx.args, 'jobs', 3, 1, 32);
+    const chunkText = flag(ctx.args, 'chunk-size');
+    const chunkSize = chunkText === undefined ? undefined : parseBytes(chunkText, '--chunk-size');
+    if (chunkSize === 0) throw new ConveyorError('ERR_USAGE', '--chunk-size must be more than 0');
+    const to = flag(ctx.args, 'to');
+    const { parseHostList, transferLimits } = await import('./flags.js');
+    const limits = transferLimits(flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE, flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW);
+    if (to !== undefined) {
+      // A bad --to is a usage error before anything is read.
+      const { parseReference } = await import('@conveyor/lib-common/reference');
+      parseReference(to);
+    }
+    const { Store } = await import('@conveyor/lib-common/store');
+    const { pushImage } = await import('./push.js');
+    const { MountSources } = await import('./mounts.js');
+    const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
+
+    let client: RegistryClient | undefined;
+    let credentialsModule: typeof import('@conveyor/registry/credentials') | undefined;
+    const makeClient = async (): Promise<RegistryClient> => {
+      if (!client) {
+        const { RegistryClient } = await import('@conveyor/registry/client');
+        client = new RegistryClient({
+          insecure: Boolean(ctx.args.insecure),
+          insecureRegistries: parseHostList([...(ctx.args['insecure-registry'] as string[]), ctx.env.CONVEYOR_INSECURE_REGISTRIES ?? '']),
+          plainHttp: Boolean(ctx.args['plain-http']),
+          caFile: flag(ctx.args, 'ca-file'),
+          sslCertFile: ctx.env.SSL_CERT_FILE || undefined,
+          credentials: async (registry) => {
+            credentialsModule ??= await import('@conveyor/registry/credentials');
+            return credentialsModule.lookupCredentials(registry, { env: ctx.env });
+          },
+          userAgent: 'conveyor-img-push',
+          minRate: limits.minRate,
+          rateWindowMs: limits.rateWindowMs,
+          onRetry: (message) => ctx.log.info(message),
+        });
+      }
+      return client;
+    };
+
+    const mounts = new MountSources();
+    const { pushEach } = await import('./push-each.js');
+    const { argumentItems, readInput } = await import('./input.js');
+    const options = {
+      push: (ref: string) =>
+        pushImage(ref, {
+          store,
+          client: makeClient,
+          to,
+          jobs,
+          chunkSize,
+          mounts,
+          write: (record) => ctx.out.write(record),
+          progress: ctx.progress,
+          onRetry: (message) => ctx.log.info(message),
+        }),
+      write: (record: Record<string, unknown>) => ctx.out.write(record),
+      renaming: to !== undefined,
+      info: (message: string) => ctx.log.info(message),
+      error: (error: ConveyorError) => ctx.log.error(error),
+    };
+    try {
+      if (ctx.args._.length > 0) return await pushEach(argumentItems(ctx.args._.map(String)), options);
+      if (ctx.stdin.isTTY)
+        throw new ConveyorError('ERR_USAGE', 'no reference given', {
+          hint: 'name an image (img-push localhost:5000/app:1.2) or pipe references in; see --help',
+        });
+      return await pushEach(readInput(ctx.stdin), options);
+    } finally {
+      client?.close();
+    }
   },
 });

@@ -1,0 +1,50 @@
+/**
+ * Pushing every reference of a run, one after another, and the exit policy:
+ * a reference that fails is reported and the others still run; the run ends
+ * with 0 when every push succeeded, otherwise with the first failure's exit
+ * code (1 for a failed push, 2 for a bad reference). Records that name no
+ * reference pass through in their place. `--to` renames one image only: a
+ * second reference with it is a usage error. Library code.
+ *
+ * Never throws for a failed push (it becomes the `error` report); what the
+ * input or `write` throw (a bad input line, a closed stdout) ends the run.
+ */
+import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
+import type { InputItem } from './input.js';
+import type { PushResult } from './push.js';
+
+export interface PushEachOptions {
+  push: (ref: string) => Promise<PushResult>;
+  write: (record: Record<string, unknown>) => Promise<void>;
+  /** Set when --to was given: only one reference may be pushed. */
+  renaming?: boolean;
+  info?: (message: string) => void;
+  error: (error: ConveyorError) => void;
+}
+
+export async function pushEach(items: Iterable<InputItem> | AsyncIterable<InputItem>, options: PushEachOptions): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  let pushed = 0;
+  for await (const item of items) {
+    if (item.kind === 'passthrough') {
+      await options.write(item.record);
+      continue;
+    }
+    if (options.renaming && pushed++ > 0) {
+      throw new ConveyorError('ERR_USAGE', `--to names one target, but ${item.source} names a second image (${item.ref})`, {
+        hint: 'push one image per --to, or tag each with img-tag first',
+      });
+    }
+    try {
+      const { record, counts, uploadedBytes } = await options.push(item.ref);
+      options.info?.(
+        `pushed ${record.ref} (${record.indexDigest ?? record.digest}: ${counts.uploaded} blobs uploaded (${uploadedBytes} bytes), ${counts.mounted} mounted, ${counts.exists} already there)`,
+      );
+    } catch (error) {
+      const err = toConveyorError(error);
+      options.error(err);
+      if (exitCode === EXIT.OK) exitCode = err.exitCode;
+    }
+  }
+  return exitCode;
+}
