@@ -189,6 +189,13 @@ class Interrupted extends Error {
   }
 }
 
+/** A dropped connection (as the client reports it: a ConveyorError caused by the network error) or an Interrupted; undefined otherwise. */
+function asInterrupted(error: unknown): Interrupted | undefined {
+  if (error instanceof Interrupted) return error;
+  const cause = error instanceof ConveyorError ? error.cause : error;
+  return isRetryableNetworkError(cause) ? new Interrupted((cause as Error).message) : undefined;
+}
+
 /** Sends the blob through a session (a new one when none is given), resuming where the registry says it stopped. */
 async function upload(
   client: RegistryClient,
@@ -220,7 +227,7 @@ async function upload(
         await send(client, repo, session, source, offset, offset, true, options);
         return { done: undefined };
       } catch (error) {
-        const interrupted = error instanceof Interrupted ? error : isRetryableNetworkError(error) ? new Interrupted((error as Error).message) : undefined;
+        const interrupted = asInterrupted(error);
         if (!interrupted || n >= retries || options.signal?.aborted) {
           if (interrupted)
             throw new ConveyorError(
