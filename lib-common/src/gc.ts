@@ -267,7 +267,8 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
   const warn = options.warn ?? (() => undefined);
   const dryRun = Boolean(options.dryRun);
   const total: TotalRecord = { type: 'total', v: 1, size: 0, count: 0, untagged: 0, dryRun, store: store.root };
-  await store.init();
+  // Not init(): a dry run creates nothing but its lock.
+  await store.tighten();
   const gc = await acquireGcLock(store, { timeoutMs: options.timeoutMs, onWait: options.onWait });
   try {
     return await withLock(store.lockPath('index'), async () => {
