@@ -15,6 +15,7 @@
  * ERR_CONTAINER_AMBIGUOUS; claimName throws ERR_USAGE for a malformed name and
  * ERR_CONTAINER_NAME_IN_USE for a taken one. Missing files are not errors.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
@@ -126,6 +127,24 @@ export async function updateState(
 }
 
 /**
+ * Whether process `pid` (started at `started`) still runs: processAlive, but a
+ * zombie counts as gone. A killed supervisor stays a zombie until its parent
+ * (often pid 1) reaps it, seconds later on some machines.
+ */
+export function processRuns(pid: number, started?: string): boolean {
+  if (!processAlive(pid, started)) return false;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    // Gone since processAlive looked, or no /proc (then processAlive asked the kernel).
+    return !existsSync('/proc/self/stat');
+  }
+  const runState = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return runState !== 'Z' && runState !== 'X';
+}
+
+/**
  * The state as it is now: a container recorded as created or running whose
  * supervisor (or, without one, whose process) is gone is exited with its code
  * unknown, whatever the file says. Pure but for the process checks.
@@ -133,7 +152,7 @@ export async function updateState(
 export function observe(state: ContainerState): ContainerState {
   if (state.status !== 'running' && state.status !== 'created') return state;
   const owner = state.supervisor ?? (state.pid ? { pid: state.pid, startTime: state.pidStartTime } : undefined);
-  if (!owner || processAlive(owner.pid, owner.startTime)) return state;
+  if (!owner || processRuns(owner.pid, owner.startTime)) return state;
   const { pid: _pid, ...rest } = state;
   return { ...rest, status: 'exited', statusDetail: state.supervisor ? 'supervisor gone; exit code unknown' : 'process gone; exit code unknown' };
 }
