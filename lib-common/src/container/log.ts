@@ -175,21 +175,49 @@ function openIfExists(path: string): number | undefined {
   }
 }
 
-/** Every entry of the log at `path` (rotated files first), oldest first. */
-export function readLogEntries(path: string): LogEntry[] {
+/** A place in the current log file: its open fd (none when there was no file) and the offset after the last complete line read. */
+export interface LogCursor {
+  fd: number | undefined;
+  offset: number;
+}
+
+function entriesOf(lines: string[]): LogEntry[] {
   const entries: LogEntry[] = [];
-  for (const file of logFiles(path)) {
+  for (const line of lines) {
+    const entry = parseLogLine(line);
+    if (entry) entries.push(entry);
+  }
+  return entries;
+}
+
+/**
+ * Every entry of the log at `path` (rotated files first), oldest first, and
+ * a cursor at the end of what was read, for followLog to go on from without
+ * a gap or a repeat. The caller passes the cursor on or closes its fd.
+ */
+export function readLogHistory(path: string): { entries: LogEntry[]; cursor: LogCursor } {
+  const entries: LogEntry[] = [];
+  const files = logFiles(path);
+  for (const file of files.slice(0, -1)) {
     const fd = openIfExists(file);
     if (fd === undefined) continue;
     try {
-      for (const line of readLinesFrom(fd, 0).lines) {
-        const entry = parseLogLine(line);
-        if (entry) entries.push(entry);
-      }
+      entries.push(...entriesOf(readLinesFrom(fd, 0).lines));
     } finally {
       closeSync(fd);
     }
   }
+  const fd = openIfExists(path);
+  if (fd === undefined) return { entries, cursor: { fd, offset: 0 } };
+  const read = readLinesFrom(fd, 0);
+  entries.push(...entriesOf(read.lines));
+  return { entries, cursor: { fd, offset: read.offset } };
+}
+
+/** Every entry of the log at `path` (rotated files first), oldest first. */
+export function readLogEntries(path: string): LogEntry[] {
+  const { entries, cursor } = readLogHistory(path);
+  if (cursor.fd !== undefined) closeSync(cursor.fd);
   return entries;
 }
 
@@ -203,14 +231,15 @@ export interface FollowOptions {
 }
 
 /**
- * Yields the entries written to ctr.log from its current end on, across
+ * Yields the entries written to ctr.log from its current end (or `from`,
+ * whose fd it then owns) on, across
  * rotations (the open file is read to its end before the new ctr.log is
  * taken), until `active()` says the writer is done and the log is drained.
  * Entries of a file rotated twice between two looks are missed.
  */
-export async function* followLog(path: string, options: FollowOptions): AsyncGenerator<LogEntry> {
-  let fd = openIfExists(path);
-  let offset = fd === undefined ? 0 : fstatSync(fd).size;
+export async function* followLog(path: string, options: FollowOptions, from?: LogCursor): AsyncGenerator<LogEntry> {
+  let fd = from ? from.fd : openIfExists(path);
+  let offset = from ? from.offset : fd === undefined ? 0 : fstatSync(fd).size;
   try {
     for (;;) {
       if (options.signal?.aborted) return;

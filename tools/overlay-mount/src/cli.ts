@@ -14,7 +14,8 @@ Records of other types pass through unchanged.
 
 With --unmount, tear down the overlays of the \`mount\` records on stdin, or
 of the container ids given as arguments: unmount, then remove the container
-directory. Unmounting what is already gone is not an error.
+directory. Unmounting what is already gone is not an error; a mount that a
+running container uses is refused (ERR_CONTAINER_RUNNING): stop it first.
 
 Options:
       --unmount            unmount and remove instead of mounting
@@ -32,7 +33,8 @@ Examples:
   overlay-mount < rootfs.json > mount.json && overlay-mount --unmount < mount.json
   overlay-mount --unmount 3f4c…(64 hex)
 
-Exit status: 0 done, 1 a mount or unmount failed (ERR_MOUNT_FAILED), 2 usage or bad input.
+Exit status: 0 done, 1 a mount or unmount failed (ERR_MOUNT_FAILED) or a container
+runs on the mount (ERR_CONTAINER_RUNNING), 2 usage or bad input.
 `;
 
 await runCli({

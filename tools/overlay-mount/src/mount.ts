@@ -10,6 +10,7 @@ import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay/moun
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { badRecord, RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import { isContainerId, type Store } from '@conveyor/lib-common/store';
+import { isRunning, readState } from '@conveyor/lib-common/container/state';
 
 export interface MountOptions {
   /** Store root used when a record carries none. */
@@ -61,9 +62,20 @@ export async function mountStream(input: Readable, out: RecordSink, options: Mou
   return mounted;
 }
 
-/** Unmounts a container's overlay and removes its directory. */
+/**
+ * Unmounts a container's overlay and removes its directory. Refuses
+ * (ERR_CONTAINER_RUNNING, nothing touched) while a container runs on it:
+ * removing its state, log and upper dir under it would leave it serving from
+ * a deleted tree that no tool can see or stop.
+ */
 export async function unmountId(store: Store, id: string, options: MountOptions): Promise<void> {
   if (!isContainerId(id)) throw new ConveyorError('ERR_USAGE', `not a container id: ${JSON.stringify(id)}`, { hint: 'give the 64-hex id of a mount record' });
+  const state = await readState(store, id).catch(() => undefined);
+  if (state && isRunning(state)) {
+    throw new ConveyorError('ERR_CONTAINER_RUNNING', `container ${state.name ?? id.slice(0, 12)} is running on the mount ${id.slice(0, 12)}`, {
+      hint: `stop it first: ctr-stop ${state.name ?? id.slice(0, 12)}`,
+    });
+  }
   await removeContainer(store, id);
   options.onDone?.('unmounted', id, store.containerDir(id));
 }

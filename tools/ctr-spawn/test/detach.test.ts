@@ -1,0 +1,190 @@
+/**
+ * ctr-spawn -d under its supervisor, with real runc containers: what the
+ * supervisor records (start, output, exit code, signal), what it cleans and
+ * keeps, names unique in the store, and the crashes: a supervisor killed
+ * with SIGKILL (observe() reports the container exited) and ctr-spawn killed
+ * with SIGKILL mid-start (what is left is removable as ctr-rm removes it).
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Store } from '@conveyor/lib-common/store';
+import { removeContainerFully } from '@conveyor/lib-common/container/remove';
+import { type ContainerState, listContainers, nameHolder, observe, readState } from '@conveyor/lib-common/container/state';
+import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { toolPath } from '../../../test/helpers/tools.js';
+import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
+
+const root = tempStore('conveyor-detach-');
+const store = new Store(root);
+const rootfs = busyboxRootfs(root, 'latest');
+t.teardown(async () => {
+  // Whatever a failed test left running goes before the store.
+  for (const entry of await listContainers(store)) await removeContainerFully(store, entry).catch(() => undefined);
+  removeStore(root);
+});
+
+/** Polls the container's state until `done` holds (10 s at most); resolves to the last state seen. */
+async function waitState(id: string, done: (state: ContainerState | undefined) => boolean): Promise<ContainerState | undefined> {
+  let state: ContainerState | undefined;
+  for (let i = 0; i < 200; i++) {
+    state = await readState(store, id).catch(() => undefined);
+    if (done(state)) return state;
+    await sleep(50);
+  }
+  return state;
+}
+
+function logEntries(id: string): { log: string; stream: string }[] {
+  return readFileSync(join(root, 'containers', id, 'ctr.log'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
+/** No mount, cgroup or runtime state of `id` is left (its directory may stay). */
+function assertReleased(t: Tap.Test, id: string) {
+  t.strictSame(mountsUnder(join(root, 'containers', id)), [], 'unmounted');
+  t.strictSame(conveyorCgroups(id), [], 'no cgroup left');
+  t.notOk(existsSync(join('/run/conveyor-runc', id)), 'no runtime state left');
+}
+
+t.test('the supervisor records output, exit code and end; the stopped container stays until removed', async (t) => {
+  const r = await ctrSpawn(rootfs, ['-d', '--name', 'done', '--', 'sh', '-c', 'echo out; echo err >&2; printf partial; exit 3']);
+  t.equal(r.code, 0, r.stderr);
+  const record = r.records[0];
+  t.match(record, { type: 'container', v: 1, name: 'done', status: 'running', ref: rootfs.ref, image: rootfs.digest, store: root });
+  t.match(record.createdAt, /^\d{4}-\d\d-\d\dT/);
+  const state = await waitState(record.id, (s) => s?.status === 'exited');
+  t.match(state, { status: 'exited', exitCode: 3, name: 'done' }, 'exit code recorded');
+  t.notOk(state?.signal, 'no signal');
+  t.notOk(state?.pid, 'no pid once exited');
+  t.ok(state?.finishedAt && state.startedAt && state.finishedAt >= state.startedAt, 'startedAt and finishedAt');
+  t.strictSame(
+    logEntries(record.id).map((e) => [e.stream, e.log]),
+    [
+      ['stdout', 'out\n'],
+      ['stderr', 'err\n'],
+      ['stdout', 'partial'],
+    ],
+    'each line with its stream; the unterminated rest flushed at the end',
+  );
+  // The supervisor cleans after recording: wait for its runtime state to go.
+  for (let i = 0; i < 100 && existsSync(join('/run/conveyor-runc', record.id)); i++) await sleep(50);
+  assertReleased(t, record.id);
+  t.ok(existsSync(join(root, 'containers', record.id, 'state.json')), 'state.json stays');
+  t.ok(existsSync(join(root, 'containers', record.id, 'upper')), 'the upper dir stays');
+  t.equal(await nameHolder(store, 'done'), record.id, 'the name stays with it');
+
+  const again = await ctrSpawn(rootfs, ['-d', '--name', 'done', '--', 'true']);
+  t.equal(again.code, 125, 'a taken name is refused');
+  t.match(again.stderr, /name done is in use/);
+  t.equal(containerDirs(root).length, 1, 'nothing was mounted for the refused run');
+  const foreground = await ctrSpawn(rootfs, ['--name', 'done', '--', 'true']);
+  t.equal(foreground.code, 125, 'in the foreground too');
+
+  const entry = (await listContainers(store)).find((e) => e.id === record.id)!;
+  t.strictSame(await removeContainerFully(store, entry), []);
+  t.notOk(existsSync(join(root, 'containers', record.id)), 'removed');
+  t.equal(await nameHolder(store, 'done'), undefined, 'removing it frees the name');
+  const reuse = await ctrSpawn(rootfs, ['--name', 'done', '--', 'echo', 'reused']);
+  t.equal(reuse.stdout, 'reused\n', reuse.stderr);
+  t.equal(await nameHolder(store, 'done'), undefined, 'a foreground run gives its name back');
+});
+
+t.test('signals: one sent to the supervisor reaches the container; a death by signal is 128+N and its name', async (t) => {
+  const trap = await ctrSpawn(rootfs, ['-d', '--', 'sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
+  t.equal(trap.code, 0, trap.stderr);
+  const killed = await ctrSpawn(rootfs, ['-d', '--', 'sleep', '30']);
+  t.equal(killed.code, 0, killed.stderr);
+  const [a, b] = [trap.records[0], killed.records[0]];
+  for (let i = 0; i < 100 && !logEntries(a.id).length; i++) await sleep(50);
+  const supervisor = (await readState(store, a.id))!.supervisor!;
+  process.kill(supervisor.pid, 'SIGTERM');
+  const trapped = await waitState(a.id, (s) => s?.status === 'exited');
+  t.match(trapped, { exitCode: 7 }, 'the trap ran and its code was recorded');
+  t.strictSame(
+    logEntries(a.id).map((e) => e.log),
+    ['ready\n', 'got TERM\n'],
+  );
+
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('runc', ['--root', '/run/conveyor-runc', 'kill', b.id, 'KILL']);
+  const ended = await waitState(b.id, (s) => s?.status === 'exited');
+  t.match(ended, { exitCode: 137, signal: 'SIGKILL' });
+  t.notOk(ended?.oomKilled, 'not an OOM kill');
+  for (const id of [a.id, b.id]) {
+    for (let i = 0; i < 100 && existsSync(join('/run/conveyor-runc', id)); i++) await sleep(50);
+    assertReleased(t, id);
+  }
+});
+
+t.test('a supervisor killed with SIGKILL: the state still says running, observe() says exited; removal cleans all', async (t) => {
+  const r = await ctrSpawn(rootfs, ['-d', '--name', 'orphan', '--', 'sleep', '30']);
+  t.equal(r.code, 0, r.stderr);
+  const id = r.records[0].id;
+  const state = (await readState(store, id))!;
+  process.kill(state.supervisor!.pid, 'SIGKILL');
+  for (let i = 0; i < 100 && existsSync(`/proc/${state.supervisor!.pid}`); i++) await sleep(20);
+  const onDisk = (await readState(store, id))!;
+  t.equal(onDisk.status, 'running', 'nobody recorded an end');
+  const seen = observe(onDisk);
+  t.equal(seen.status, 'exited', 'observed as exited');
+  t.match(seen.statusDetail, /supervisor gone/);
+  t.notOk(seen.exitCode, 'with no exit code');
+  const entry = (await listContainers(store)).find((e) => e.id === id)!;
+  t.equal(entry.state?.status, 'exited', 'listContainers observes it too');
+  await removeContainerFully(store, entry);
+  t.notOk(existsSync(join(root, 'containers', id)));
+  assertReleased(t, id);
+  t.equal(await nameHolder(store, 'orphan'), undefined);
+});
+
+t.test(
+  'ctr-spawn killed with SIGKILL mid-start leaves a container that is either running under its supervisor or observed exited, and removable',
+  async (t) => {
+    const before = new Set(containerDirs(root));
+    const child = spawn(process.execPath, [toolPath('ctr-spawn'), '-d', '--name', 'midstart', '--', 'sleep', '30'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    child.stdin.end(JSON.stringify(rootfs) + '\n');
+    let id: string | undefined;
+    for (let i = 0; i < 400 && !id; i++) {
+      id = containerDirs(root).find((d) => !before.has(d) && existsSync(join(root, 'containers', d, 'state.json')));
+      if (!id) await sleep(5);
+    }
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.on('close', resolve));
+    t.ok(id, 'state.json is written before the container starts');
+    // Settled: the supervisor has taken it and it runs, or its owner is gone and it is observed exited.
+    const settled = await waitState(id!, (s) => s !== undefined && (observe(s).status === 'running' || observe(s).status === 'exited'));
+    t.ok(settled && ['running', 'exited'].includes(observe(settled).status), `observed ${settled && observe(settled).status}`);
+    const entry = (await listContainers(store)).find((e) => e.id === id)!;
+    t.ok(entry, 'listed');
+    await removeContainerFully(store, entry);
+    t.notOk(existsSync(join(root, 'containers', id!)), 'removed');
+    assertReleased(t, id!);
+    t.equal(await nameHolder(store, 'midstart'), undefined, 'name released');
+  },
+);
+
+t.test('a detached start that fails exits 125/126/127 as in the foreground and leaves nothing', async (t) => {
+  const before = containerDirs(root).length;
+  const cases: [string[], number, RegExp][] = [
+    [['/no/such/command'], 127, /no such file/],
+    [['/etc/passwd'], 126, /permission denied/],
+  ];
+  for (const [command, code, message] of cases) {
+    const r = await ctrSpawn(rootfs, ['-d', '--name', 'failing', '--', ...command]);
+    t.equal(r.code, code, command.join(' '));
+    t.match(r.stderr, message);
+    t.equal(r.stdout, '', 'no record');
+  }
+  t.equal(containerDirs(root).length, before, 'no container dir left');
+  t.equal(await nameHolder(store, 'failing'), undefined, 'the name is free again');
+  const usage = await ctrSpawn(rootfs, ['-d', '--log-opt', 'colour=red', '--', 'true']);
+  t.equal(usage.code, 125, 'an unknown --log-opt is refused');
+  const badName = await ctrSpawn(rootfs, ['-d', '--name', '../x', '--', 'true']);
+  t.equal(badName.code, 125, 'a name that is not a name is refused');
+  t.match(badName.stderr, /invalid container name/);
+});
