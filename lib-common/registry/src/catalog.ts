@@ -8,18 +8,21 @@
  * The registry is hostile: every page is read into memory under a size cap,
  * its JSON shape is checked, a `next` link must stay on the same endpoint of
  * the same registry, a link seen twice (a loop) or more than `maxPages` pages
- * ends the listing. Names and tags that are not valid reference parts are
+ * ends the listing; a page whose body breaks off is read again (the client's
+ * retry policy). Names and tags that are not valid reference parts are
  * skipped through `onInvalid` (they could not be pulled anyway).
  *
  * On failure these throw a ConveyorError: the registry's status through
  * error-map.ts (404 ERR_REGISTRY_NOT_FOUND, 401 ERR_REGISTRY_UNAUTHORIZED,
  * ...), a malformed answer or runaway pagination ERR_REGISTRY_PROTOCOL.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Platform } from '@conveyor/lib-common/records';
 import type { RegistryClient, RepositoryRef } from './client.js';
 import { responseError } from './error-map.js';
 import { parseManifest } from './manifest.js';
+import { backoffDelay } from './retry.js';
 import { firstHeader, readBody } from './transport.js';
 
 /** A page of names is small JSON; 8 MiB holds ~100000 long names and no more. */
@@ -117,15 +120,41 @@ async function* paginate(
       });
     }
     seen.add(path);
-    const res = await client.request(ref, path, { scope, signal: options.signal });
-    if (res.statusCode !== 200) await responseError(res, ref, what);
-    const link = nextPageLink(firstHeader(res.headers.link), path, endpoint);
-    const entries = pageEntries(await readBody(res, MAX_PAGE_BYTES, `${what} page ${page}`), key, `${what} page ${page}`);
+    const { link, body } = await readPage(client, ref, path, scope, `${what} page ${page}`, options.signal);
+    const entries = pageEntries(body, key, `${what} page ${page}`);
     for (const entry of entries) yield entry;
-    if (link !== undefined && seen.has(link)) {
-      throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${what}: the next-page link ${link} was already read (a pagination loop)`);
+    const next: string | undefined = link === undefined ? undefined : nextPageLink(link, path, endpoint);
+    if (next !== undefined && seen.has(next)) {
+      throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${what}: the next-page link ${next} was already read (a pagination loop)`);
     }
-    path = link;
+    path = next;
+  }
+}
+
+/**
+ * One page: the request (its head retried by the client) and its body, read
+ * again from the start when it breaks off (a page is small; the client's
+ * retry policy bounds the attempts and the backoff).
+ */
+async function readPage(
+  client: RegistryClient,
+  ref: RepositoryRef,
+  path: string,
+  scope: string | undefined,
+  what: string,
+  signal?: AbortSignal,
+): Promise<{ link?: string; body: Buffer }> {
+  const retries = client.retryPolicy.retries ?? 4;
+  for (let attempt = 0; ; attempt++) {
+    const res = await client.request(ref, path, { scope, signal });
+    if (res.statusCode !== 200) await responseError(res, ref, what);
+    try {
+      return { link: firstHeader(res.headers.link), body: await readBody(res, MAX_PAGE_BYTES, what) };
+    } catch (error) {
+      const brokenOff = error instanceof ConveyorError && error.code === 'ERR_REGISTRY_UNAVAILABLE';
+      if (!brokenOff || attempt >= retries) throw error;
+      await delay(backoffDelay(client.retryPolicy, attempt), undefined, { signal });
+    }
   }
 }
 

@@ -236,3 +236,56 @@ t.test("the issue's pipeline, verbatim: img-search --tags | jq select | img-fetc
   ]);
   t.equal(images[0].digest, manifest.digest);
 });
+
+t.test('a registry that lies about pages or drops the connection', async (t) => {
+  const page = (link: string) => ({
+    kind: 'status' as const,
+    status: 200,
+    headers: { link },
+    body: JSON.stringify({ repositories: ['busybox'] }),
+  });
+  const cases: [string, (url: string) => ReturnType<typeof page> | { kind: 'pass' } | { kind: 'status'; status: number; body: string }, string][] = [
+    ['a next link that loops', () => page('</v2/_catalog?last=busybox&n=100>; rel="next"'), 'ERR_REGISTRY_PROTOCOL'],
+    ['a next link to another host', () => page('<http://127.0.0.2:1/v2/_catalog?last=a>; rel="next"'), 'ERR_REGISTRY_PROTOCOL'],
+    ['a next link to another endpoint', () => page('</v2/busybox/tags/list>; rel="next"'), 'ERR_REGISTRY_PROTOCOL'],
+    ['a page that is not JSON', () => ({ kind: 'status', status: 200, body: '<html>' }), 'ERR_REGISTRY_PROTOCOL'],
+    ['names that are not strings', () => ({ kind: 'status', status: 200, body: '{"repositories":[{"x":1}]}' }), 'ERR_REGISTRY_PROTOCOL'],
+  ];
+  for (const [why, rule, code] of cases) {
+    const proxy = await startFaultProxy(reg.url, (req) => (req.url.startsWith('/v2/_catalog') ? rule(req.url) : { kind: 'pass' }));
+    const r = await search([`${proxy.host}/`, '--log-format=json']);
+    await proxy.stop();
+    t.equal(r.code, 1, why);
+    t.equal(errorOf(r.logs)?.code, code, why);
+    t.ok(proxy.requests.filter((q) => q.url.startsWith('/v2/_catalog')).length <= 2, `${why}: stopped early`);
+  }
+  // Endless distinct pages: capped by the page limit instead of running forever.
+  let pages = 0;
+  const endless = await startFaultProxy(reg.url, (req) =>
+    req.url.startsWith('/v2/_catalog') ? page(`</v2/_catalog?last=x${++pages}&n=1>; rel="next"`) : { kind: 'pass' },
+  );
+  t.teardown(() => endless.stop());
+  const r = await search([`${endless.host}/`, '--log-format=json', '--limit', '5']);
+  t.equal(r.code, 0, '--limit ends an endless listing early');
+  t.equal(r.records.length, 5);
+  const hostileNames = await startFaultProxy(reg.url, (req) =>
+    req.url.startsWith('/v2/_catalog')
+      ? { kind: 'status', status: 200, body: JSON.stringify({ repositories: ['ok/one', '../../etc', 'UP', 'ok/two'] }) }
+      : { kind: 'pass' },
+  );
+  t.teardown(() => hostileNames.stop());
+  const named = await search([`${hostileNames.host}/`, '--log-format=json']);
+  t.equal(named.code, 0);
+  t.strictSame(
+    named.records.map((x) => x.repository),
+    ['ok/one', 'ok/two'],
+    'malformed names skipped',
+  );
+  t.equal(named.logs.filter((l) => l.level === 'warn').length, 2, 'each with a warning');
+  // The connection dropped twice mid-page: retried, then the listing completes.
+  const cut = await startFaultProxy(reg.url, (req, n) => (req.url.startsWith('/v2/_catalog') && n < 2 ? { kind: 'cut', bytes: 5 } : { kind: 'pass' }));
+  t.teardown(() => cut.stop());
+  const retried = await search([`${cut.host}/`]);
+  t.equal(retried.code, 0, retried.stderr);
+  t.equal(retried.records.length, REPOS.length);
+});
