@@ -1,4 +1,5 @@
 /** A running container for ctr-exec's tests: started with the built ctr-spawn -d, removed with everything it left. */
+import { existsSync } from 'node:fs';
 import { Store } from '@conveyor/lib-common/store';
 import { claimName, isRunning, nameHolder, readState } from '@conveyor/lib-common/container/state';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
@@ -30,10 +31,20 @@ export async function startDetached(root: string, rootfs: object, args: string[]
   return { id: record.id, pid: record.pid };
 }
 
-/** Removes the container: runtime state (killing it), cgroups, mounts, directory, name. */
+/**
+ * Removes the container: runtime state (killing it), cgroups, mounts, directory, name. A container
+ * that ended may be being cleaned up by its supervisor at the same moment: a failure is retried
+ * once, and is no failure when the directory is gone by then.
+ */
 export async function removeDetached(root: string, id: string): Promise<void> {
   const store = new Store(root);
-  await removeContainerFully(store, { id, dir: store.containerDir(id), state: await readState(store, id).catch(() => undefined) });
+  const remove = async () => removeContainerFully(store, { id, dir: store.containerDir(id), state: await readState(store, id).catch(() => undefined) });
+  try {
+    await remove();
+  } catch {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    if (existsSync(store.containerDir(id))) await remove();
+  }
 }
 
 /** Whether the container's state (as observed: its process checked) says it runs. */
