@@ -2,7 +2,8 @@
 // conveyor-run: what `docker run IMAGE [COMMAND...]` does, composed from the tools:
 //   img-fetch --pull=missing IMAGE | layer-unpack | ctr-spawn [OPTIONS] -- COMMAND
 // Pulls only when the image is missing, reuses unpacked layers, and exits with
-// the container's own exit code (125/126/127 when it could not start).
+// the container's own exit code (125/126/127 when it could not start). With -d,
+// ctr-spawn's container record comes out and the container runs on detached.
 import { $, minimist } from 'zx';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -15,7 +16,8 @@ const HELP = `Usage: conveyor-run [OPTIONS] IMAGE [COMMAND [ARG...]]
 Run a command in a new container, pulling the image first if it is not in the
 store: img-fetch --pull=missing | layer-unpack | ctr-spawn.
 
-Options are ctr-spawn's (see ctr-spawn --help), plus:
+Options are ctr-spawn's (see ctr-spawn --help: -d, --name, --rm, -e, -v, -m...),
+plus:
       --pull POLICY     always, missing (default) or never
       --platform P      os/arch[/variant] to pull
       --insecure        do not verify the registry's TLS certificate
@@ -25,6 +27,8 @@ Examples:
   conveyor-run busybox echo hello
   conveyor-run -e GREETING=hi -v /tmp:/data localhost:5000/app:v1
   conveyor-run --memory 64m --pids-limit 50 alpine sh -c 'ulimit -a'
+  conveyor-run -d --name web busybox httpd -f -p 8080   # prints a container record
+  conveyor-run -d --rm busybox sh -c 'date; sleep 60'   # removed when it ends
 `;
 
 // ctr-spawn's flags come from ctr-spawn itself, so a flag it gains is never
