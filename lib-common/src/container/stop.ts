@@ -18,14 +18,12 @@
  * uninterruptible sleep). The runtime's own errors are not fatal: the
  * process is watched, not the runtime's answer.
  */
-import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { ConveyorError } from '../errors.js';
-import { processAlive } from '../lock.js';
 import type { Store } from '../store.js';
 import { DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT } from './remove.js';
 import { runtimeKill } from './runtime.js';
-import { type ContainerEntry, type ContainerState, isRunning, observe, readState, updateState } from './state.js';
+import { type ContainerEntry, type ContainerState, isRunning, observe, processRuns, readState, updateState } from './state.js';
 
 /** Docker's default stop timeout, in seconds. */
 export const DEFAULT_STOP_TIMEOUT = 10;
@@ -70,22 +68,10 @@ function runtimeOf(state: ContainerState) {
   return { runtime: state.runtime || DEFAULT_RUNTIME, runtimeRoot: state.runtimeRoot || DEFAULT_RUNTIME_ROOT };
 }
 
-/** Whether `pid` is a zombie or gone (processAlive counts a zombie, whose /proc entry stays until it is reaped). */
-function processEnded(pid: number, startTime?: string): boolean {
-  if (!processAlive(pid, startTime)) return true;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return true;
-  }
-}
-
 /** Whether the container of `state` has ended: recorded as ended, or its process is. */
 function containerEnded(state: ContainerState): boolean {
   if (!isRunning(state)) return true;
-  return state.pid ? processEnded(state.pid, state.pidStartTime) : false;
+  return state.pid ? !processRuns(state.pid, state.pidStartTime) : false;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -150,7 +136,7 @@ export async function stopContainer(store: Store, entry: ContainerEntry, options
  */
 async function recordEnd(store: Store, id: string, last: Signal): Promise<ContainerState | undefined> {
   const recorded = (s: ContainerState) => s.status !== 'running' && s.status !== 'created';
-  const supervised = (s: ContainerState) => s.supervisor !== undefined && processAlive(s.supervisor.pid, s.supervisor.startTime);
+  const supervised = (s: ContainerState) => s.supervisor !== undefined && processRuns(s.supervisor.pid, s.supervisor.startTime);
   let state = await readState(store, id);
   if (state && !recorded(state) && supervised(state)) state = await waitFor(store, id, (s) => recorded(s) || !supervised(s), SUPERVISOR_GRACE_MS);
   if (!state || recorded(state)) return state && observe(state);

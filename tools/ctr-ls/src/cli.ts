@@ -38,7 +38,8 @@ Exit status: 0 listed (even nothing), 1 the store could not be read, 2 usage.
 await runCli({
   name: 'ctr-ls',
   help: HELP,
-  spec: { boolean: ['all', 'no-trunc', 'json', 'table'], multiple: ['filter'], alias: { a: 'all', f: 'filter' } },
+  // `--no-trunc` is minimist's negation of `trunc`, on by default.
+  spec: { boolean: ['all', 'trunc', 'json', 'table'], multiple: ['filter'], alias: { a: 'all', f: 'filter' }, default: { trunc: true } },
   main: async (ctx) => {
     const { parseFilters } = await import('./filter.js');
     const { listContainerRecords } = await import('./list.js');
@@ -46,7 +47,7 @@ await runCli({
     if (ctx.args._.length > 0) throw new ConveyorError('ERR_USAGE', `unexpected argument ${ctx.args._[0]}`, { hint: 'select containers with --filter' });
     const store = new Store(ctx.root);
     const containers = await listContainerRecords(store, { all: Boolean(ctx.args.all), filters, warn: (message) => ctx.log.warn(message) });
-    const noTrunc = Boolean(ctx.args['no-trunc']);
+    const noTrunc = ctx.args.trunc === false;
     if (ctx.args.quiet) {
       for (const c of containers) ctx.stdout.write(`${noTrunc ? c.id : c.id.slice(0, 12)}\n`);
       return;

@@ -64,10 +64,11 @@ export function commandText(command: string[] | undefined, full = false): string
 export function imageText(container: ListedContainer, full = false): string {
   const ref = container.ref ?? container.image;
   if (!ref) return '';
+  if (/^sha256:[0-9a-f]{64}$/.test(ref)) return full ? ref : ref.slice(7, 19);
   try {
     return familiarName(parseReference(ref));
   } catch {
-    return !full && /^sha256:[0-9a-f]{64}$/.test(ref) ? ref.slice(7, 19) : ref;
+    return ref;
   }
 }
 

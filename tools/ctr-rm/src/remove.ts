@@ -12,11 +12,10 @@
  */
 import { stat } from 'node:fs/promises';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { processAlive } from '@conveyor/lib-common/lock';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
-import { type ContainerEntry, isRunning, listContainers, readState } from '@conveyor/lib-common/container/state';
+import { type ContainerEntry, isRunning, listContainers, processRuns, readState } from '@conveyor/lib-common/container/state';
 import { parseSignal, stopContainer } from '@conveyor/lib-common/container/stop';
 
 /** What ctr-rm prints for each container it removed. */
@@ -51,7 +50,7 @@ async function supervisorGone(store: Store, id: string): Promise<void> {
   const deadline = Date.now() + SUPERVISOR_EXIT_MS;
   for (;;) {
     const owner = (await readState(store, id).catch(() => undefined))?.supervisor;
-    if (!owner || !processAlive(owner.pid, owner.startTime) || Date.now() >= deadline) return;
+    if (!owner || !processRuns(owner.pid, owner.startTime) || Date.now() >= deadline) return;
     await sleep(50);
   }
 }
