@@ -6,6 +6,8 @@
  *   layers/<chain hex>/     unpacked layers keyed by chain ID (see layer-unpack)
  *   l/<short>               short links to layer dirs for overlay lowerdir
  *   containers/<id>/        container state, upper/work/merged, bundle, logs
+ *                           (container/state.ts, container/log.ts)
+ *   names/<name>            the id holding a container name (container/state.ts)
  *   flattened/<hash>.json   trees layer-unpack --flatten built (overlay/flattened.ts)
  *   locks/                  cross-process locks
  *   tmp/                    made by init, 0700; nothing writes there today: a
