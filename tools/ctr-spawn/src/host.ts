@@ -5,7 +5,6 @@
  * static init binary is.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ALL_CAPS } from './spec.js';
 
 /** The hard RLIMIT_NOFILE of this process, capped at Docker's 1048576. */
