@@ -107,8 +107,8 @@ function notRunning(state: ContainerState): ConveyorError {
   });
 }
 
-/** The runtime's words for a container whose process has ended (runc: "cannot exec in a stopped container"). */
-const STOPPED = /stopped|not running|container does not exist|no such file or directory: .*state\.json/i;
+/** The runtime's words for a container it no longer runs (runc: "cannot exec in a stopped container", "container does not exist"). */
+const STOPPED = /stopped container|not running|container does not exist/i;
 
 /**
  * Runs `options.command` in the running container `state`. Resolves to the

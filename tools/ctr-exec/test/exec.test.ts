@@ -105,6 +105,21 @@ t.test('-t gives the command a terminal (under script(1), which provides one)', 
   t.match(noTerminal.stderr, /-t needs a terminal/);
 });
 
+t.test('a signal sent to ctr-exec goes to the command; the container runs on', async (t) => {
+  let sent = false;
+  const r = await runTool('ctr-exec', ['--root', root, 'web', 'sh', '-c', 'echo ready; exec sleep 60'], {
+    env: toolEnv,
+    onStdout: (stdout, child) => {
+      if (!sent && stdout.includes('ready')) {
+        sent = true;
+        child.kill('SIGTERM');
+      }
+    },
+  });
+  t.equal(r.code, 143, 'the command died of SIGTERM: 128+15');
+  t.ok(await stillRunning(root, ctr.id), 'the container still runs');
+});
+
 t.test('-d starts the command and returns at once', async (t) => {
   const r = await exec(['-d', 'web', 'sh', '-c', 'echo started > /tmp/detached; sleep 30']);
   t.equal(r.code, 0, r.stderr);
