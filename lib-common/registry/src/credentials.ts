@@ -5,12 +5,25 @@
  * helpers: `credHelpers[host]` first, then `credsStore`, each run as
  * `docker-credential-<name> get` with the server URL on stdin.
  *
+ * Stored and erased as `docker login` and `docker logout` do: with a helper
+ * for the registry, `docker-credential-<name> store` ({ServerURL, Username,
+ * Secret} on stdin) or `erase` (the server URL on stdin), and an entry
+ * without secrets (`{}`) kept in `auths` so the login shows; without one,
+ * `auths[key].auth`. config.json is rewritten atomically (a temp file
+ * renamed over it, through a symlink to its target), mode 0600, every other
+ * key kept as it was; its directory is created 0700.
+ *
+ * On failure: an unreadable or malformed config.json, a helper that cannot
+ * run or fails, or a write that fails is ERR_AUTH_HELPER naming the file or
+ * helper; config.json is then left as it was.
+ *
  * Library code: the environment (HOME, DOCKER_CONFIG, PATH) is passed in;
  * without HOME there, os.homedir() names the config's home.
  */
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, realpath, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_REGISTRY } from '@conveyor/lib-common/reference';
 
@@ -59,8 +72,7 @@ export function keyHostname(key: string): string {
  */
 export async function lookupCredentials(registry: string, options: CredentialOptions = {}): Promise<Credentials | undefined> {
   const env = options.env ?? {};
-  const dir = options.configDir ?? env.DOCKER_CONFIG ?? join(env.HOME || homedir(), '.docker');
-  const file = join(dir, 'config.json');
+  const file = configFile(options);
   let config: DockerConfig;
   try {
     config = JSON.parse(await readFile(file, 'utf8')) as DockerConfig;
@@ -129,4 +141,170 @@ async function runHelper(name: string, serverURL: string, env: NodeJS.ProcessEnv
   const username = typeof parsed.Username === 'string' ? parsed.Username : '';
   if (username === '<token>') return { identityToken: parsed.Secret, source: program };
   return { username, password: parsed.Secret, source: program };
+}
+
+/** `$DOCKER_CONFIG/config.json`, or `~/.docker/config.json` (HOME from the env passed in). */
+export function configFile(options: CredentialOptions = {}): string {
+  const env = options.env ?? {};
+  return join(options.configDir ?? env.DOCKER_CONFIG ?? join(env.HOME || homedir(), '.docker'), 'config.json');
+}
+
+/** The helper that keeps `registry`'s credentials: `credHelpers[host]`, else `credsStore`, else none. */
+function helperFor(config: Record<string, unknown>, registry: string): string | undefined {
+  const byHost = findByHost(config.credHelpers as Record<string, string> | undefined, registry);
+  const helper = typeof byHost === 'string' && byHost !== '' ? byHost : config.credsStore;
+  return typeof helper === 'string' && helper !== '' ? helper : undefined;
+}
+
+/** config.json as an object with every key kept; {} when it does not exist. */
+async function readConfigObject(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new ConveyorError('ERR_AUTH_HELPER', `cannot read ${file}: ${(error as Error).message}`);
+  }
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConveyorError('ERR_AUTH_HELPER', `${file} is not valid JSON: ${(error as Error).message}`, { hint: 'fix the file; it was left as it is' });
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConveyorError('ERR_AUTH_HELPER', `${file} is not a JSON object`, { hint: 'fix the file; it was left as it is' });
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Writes config.json atomically, mode 0600, through a symlink to its target as docker does. */
+async function writeConfigObject(file: string, config: Record<string, unknown>): Promise<void> {
+  try {
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    let target = file;
+    try {
+      target = await realpath(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const temp = join(dirname(target), `.config.json.${randomBytes(6).toString('hex')}.tmp`);
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      await handle.writeFile(`${JSON.stringify(config, null, '\t')}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      // open's mode is masked by the umask; the file holds secrets.
+      await chmod(temp, 0o600);
+      await rename(temp, target);
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
+  } catch (error) {
+    throw new ConveyorError('ERR_AUTH_HELPER', `cannot write ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** The `auths` keys that name `registry` (its own key, and URLs or aliases of its host). */
+function authKeys(auths: unknown, registry: string): string[] {
+  if (!auths || typeof auths !== 'object' || Array.isArray(auths)) return [];
+  return Object.keys(auths).filter((key) => key === configKey(registry) || keyHostname(key) === registry);
+}
+
+/** Runs `docker-credential-<name> <action>` with `input` on stdin; the failure text when it fails. */
+async function runHelperAction(name: string, action: 'store' | 'erase', input: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ConveyorError('ERR_AUTH_HELPER', `invalid credential helper name ${JSON.stringify(name)}`);
+  const program = `docker-credential-${name}`;
+  const { runProcess } = await import('@conveyor/lib-common/subprocess');
+  const result = await runProcess(program, [action], { env, input, maxBuffer: 1024 * 1024 });
+  if (result.code !== undefined) {
+    throw new ConveyorError('ERR_AUTH_HELPER', `cannot run ${program}: ${result.originalMessage ?? result.shortMessage}`, {
+      hint: `install ${program} or remove it from config.json`,
+    });
+  }
+  if (!result.failed) return undefined;
+  return `${program} ${action} failed (${result.signal ?? `exit ${result.exitCode}`}): ${(result.stdout + result.stderr).trim().slice(0, 200)}`;
+}
+
+/**
+ * Stores `username`/`password` for `registry` as docker login does; returns
+ * where they went (the helper program or config.json's path).
+ */
+export async function storeCredentials(
+  registry: string,
+  credentials: { username: string; password: string },
+  options: CredentialOptions = {},
+): Promise<string> {
+  const env = options.env ?? {};
+  const file = configFile(options);
+  const config = await readConfigObject(file);
+  const key = configKey(registry);
+  const auths = config.auths && typeof config.auths === 'object' && !Array.isArray(config.auths) ? (config.auths as Record<string, unknown>) : {};
+  // Old spellings of this registry's key go: the one written now is the one read first.
+  for (const old of authKeys(auths, registry)) if (old !== key) delete auths[old];
+  const helper = helperFor(config, registry);
+  let where = file;
+  if (helper) {
+    const input = JSON.stringify({ ServerURL: key, Username: credentials.username, Secret: credentials.password });
+    const failure = await runHelperAction(helper, 'store', input, env);
+    if (failure) throw new ConveyorError('ERR_AUTH_HELPER', failure);
+    auths[key] = {};
+    where = `docker-credential-${helper}`;
+  } else {
+    auths[key] = { auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64') };
+  }
+  config.auths = auths;
+  await writeConfigObject(file, config);
+  return where;
+}
+
+/**
+ * Removes `registry`'s credentials as docker logout does: from its helper
+ * (when one is configured) and every `auths` key that names it. Returns
+ * whether anything was removed, and from where.
+ */
+export async function eraseCredentials(registry: string, options: CredentialOptions = {}): Promise<{ removed: boolean; from: string[] }> {
+  const env = options.env ?? {};
+  const file = configFile(options);
+  const config = await readConfigObject(file);
+  const key = configKey(registry);
+  const auths = config.auths && typeof config.auths === 'object' && !Array.isArray(config.auths) ? (config.auths as Record<string, unknown>) : undefined;
+  const keys = authKeys(auths, registry);
+  const from: string[] = [];
+  const helper = helperFor(config, registry);
+  if (helper) {
+    let erased = false;
+    for (const server of new Set([key, ...keys])) {
+      const failure = await runHelperAction(helper, 'erase', server, env);
+      if (failure === undefined) erased = true;
+      else if (!/credentials not found/i.test(failure)) throw new ConveyorError('ERR_AUTH_HELPER', failure);
+    }
+    if (erased) from.push(`docker-credential-${helper}`);
+  }
+  if (auths && keys.length > 0) {
+    for (const k of keys) delete auths[k];
+    await writeConfigObject(file, config);
+    from.push(file);
+  }
+  return { removed: from.length > 0, from };
+}
+
+const SERVER_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]{1,5})?$/;
+
+/**
+ * The registry a `docker login SERVER` argument names: `localhost:5000`,
+ * `https://registry.example.com/v2/` → `registry.example.com`; Docker Hub's
+ * spellings (none, `docker.io`, `index.docker.io`, `https://index.docker.io/v1/`)
+ * → `docker.io`. Anything that is not a host is ERR_USAGE.
+ */
+export function serverRegistry(text: string | undefined): string {
+  if (text === undefined || text.trim() === '') return DEFAULT_REGISTRY;
+  const host = keyHostname(text.trim());
+  if (!SERVER_HOST.test(host))
+    throw new ConveyorError('ERR_USAGE', `not a registry: ${JSON.stringify(text)}`, { hint: 'name it as HOST[:PORT], e.g. localhost:5000' });
+  return host;
 }
