@@ -66,6 +66,8 @@ export async function startSupervised(start: SupervisedStart): Promise<Container
       stderr: logFd,
       buffer: false,
       detached: true,
+      // Not our working directory: it would keep that directory (and its file system) busy for the container's life.
+      cwd: '/',
     });
   } finally {
     closeSync(logFd);
