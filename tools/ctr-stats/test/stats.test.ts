@@ -5,7 +5,7 @@
  * interval; the containers and the store are removed at the end.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -20,9 +20,17 @@ const rootfs = busyboxRootfs(root);
 const [busy, hog] = await Promise.all([
   startDetached(root, rootfs, ['--name', 'busy'], ['sh', '-c', 'yes > /dev/null']),
   // 48 MiB in /dev/shm (a tmpfs): memory charged to the container for as long as it runs, with no CPU spent.
-  startDetached(root, rootfs, ['--name', 'hog', '-m', '128m'], ['sh', '-c', 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=48 2>/dev/null && exec sleep 600']),
+  startDetached(
+    root,
+    rootfs,
+    ['--name', 'hog', '-m', '128m'],
+    ['sh', '-c', 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=48 2>/dev/null && touch /tmp/filled && exec sleep 600'],
+  ),
 ]);
 t.teardown(() => Promise.all([busy, hog].map((c) => removeDetached(root, c.id))));
+// /tmp/filled (seen through the overlay) says the 48 MiB are in place.
+const filled = join(root, 'containers', hog.id, 'merged', 'tmp', 'filled');
+for (let i = 0; i < 400 && !existsSync(filled); i++) await new Promise((resolve) => setTimeout(resolve, 25));
 
 const stats = (args: string[]) => runTool('ctr-stats', ['--root', root, '--log-format=json', ...args], { env: toolEnv });
 const errorCode = (r: { logs: Record<string, any>[] }) => r.logs.find((l) => l.level === 'error')?.code;
