@@ -9,11 +9,12 @@
  * keeps no secret; usage errors exit 2.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxLayout } from '../../../test/helpers/fixtures.js';
 import { pushImage, startRegistry } from '../../../test/helpers/registry.js';
-import { runTool } from '../../../test/helpers/tools.js';
+import { runTool, toolPath } from '../../../test/helpers/tools.js';
 
 const basicReg = await startRegistry({ htpasswd: { alice: 's3cret pass' } });
 t.teardown(() => basicReg.stop());
@@ -180,4 +181,34 @@ t.test('usage errors exit 2 before anything is sent', async (t) => {
     t.equal(errorOf(r.logs)?.code, 'ERR_USAGE', why);
   }
   t.notOk(existsSync(join(dir, 'config.json')));
+});
+
+t.test('on a terminal (a real pty through script(1)): asked for, the password not echoed', async (t) => {
+  const dir = dockerDir(t);
+  const command = `${process.execPath} ${toolPath('img-login')} ${basicReg.host}`;
+  const child = spawn('script', ['-qec', command, '/dev/null'], {
+    env: { PATH: process.env.PATH, HOME: '/nonexistent-home', DOCKER_CONFIG: dir, TERM: 'dumb' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let shown = '';
+  let answered = 0;
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    shown += d;
+    // Each answer only once its question is on the screen: typed earlier, the pty would echo it.
+    if (answered === 0 && shown.includes('Username: ')) {
+      answered = 1;
+      child.stdin.write('alice\r');
+    } else if (answered === 1 && shown.includes('Password: ')) {
+      answered = 2;
+      child.stdin.write('s3cret pass\r');
+    }
+  });
+  // A prompt that never comes must not hang the suite.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearTimeout(timer);
+  t.equal(code, 0, shown);
+  t.match(shown, /Username: alice/);
+  t.notMatch(shown, /s3cret/, 'the password never shows');
+  t.strictSame(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), { auths: { [basicReg.host]: { auth: b64('alice:s3cret pass') } } });
 });
