@@ -307,7 +307,9 @@ async function send(
   const status = res.statusCode ?? 0;
   if (RETRY_STATUS.has(status) || status === 416) {
     drain(res);
-    throw new Interrupted(`HTTP ${status}`, status === 416 ? 0 : backoffDelay(client.retryPolicy, 0, res.headers['retry-after']));
+    // 416: the registry disputes our offset; ask it at once. Otherwise its Retry-After, else the loop's backoff.
+    const retryAfter = res.headers['retry-after'];
+    throw new Interrupted(`HTTP ${status}`, status === 416 ? 0 : retryAfter ? backoffDelay(client.retryPolicy, 0, retryAfter) : undefined);
   }
   const what = `${close ? 'closing the upload of' : 'uploading'} blob ${digest}`;
   if (close) {

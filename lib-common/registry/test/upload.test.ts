@@ -47,9 +47,7 @@ t.test('pushScope', async (t) => {
   t.equal(pushScope('team/app', 'other/app'), 'repository:team/app:pull,push repository:other/app:pull');
 });
 
-interface Script {
-  (req: IncomingMessage, res: ServerResponse, body: Buffer, base: string): void;
-}
+type Script = (req: IncomingMessage, res: ServerResponse, body: Buffer, base: string) => void;
 
 /** A registry stand-in: `script` answers each request (the body read first); every request is recorded. */
 async function scripted(t: { teardown(fn: () => unknown): void }, script: Script) {
