@@ -63,7 +63,7 @@ await runCli({
     const tty = Boolean(args.tty);
     if (detach && (interactive || tty)) throw new ConveyorError('ERR_USAGE', '-d cannot be combined with -i or -t');
 
-    const [{ Store, assertTrustedStore }, { resolveContainer }, { readEnvFile, resolveEnvEntries }] = await Promise.all([
+    const [{ Store, assertTrustedStore }, { readState, resolveContainer }, { readEnvFile, resolveEnvEntries }] = await Promise.all([
       import('@conveyor/lib-common/store'),
       import('@conveyor/lib-common/container/state'),
       import('@conveyor/lib-common/container/env'),
@@ -74,7 +74,9 @@ await runCli({
     await assertTrustedStore(ctx.root);
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
     const entry = await resolveContainer(store, query);
-    if (!entry.state) {
+    // Read again for its error: a listing hides a corrupt state file (ERR_STORE_CORRUPT).
+    const state = entry.state ?? (await readState(store, entry.id));
+    if (!state) {
       throw new ConveyorError('ERR_CONTAINER_NOT_RUNNING', `container ${entry.id.slice(0, 12)} is not running (it has no state)`, {
         hint: 'remove the leftover with ctr-rm -f',
       });
@@ -97,7 +99,7 @@ await runCli({
         if (signals.pending) return signalExit(signals.pending);
         return await execInContainer(
           store,
-          entry.state,
+          state,
           { command, env, user: flag(args, 'user'), workdir: flag(args, 'workdir'), tty, detach },
           {
             stdio: detach ? ['ignore', 'ignore', 'ignore'] : [stdin.fd, 1, 2],

@@ -7,7 +7,8 @@
  *
  * Failure: ERR_CONTAINER_NOT_FOUND / ERR_CONTAINER_AMBIGUOUS for a name that
  * finds no container or several, ERR_CONTAINER_NOT_RUNNING for a named
- * container that is not running, all before the first sample; a failing
+ * container that is not running, ERR_STORE_CORRUPT for a named container
+ * whose state file is not one, all before the first sample; a failing
  * `emit` (stdout closed) ends the loop with its error.
  */
 import { ConveyorError } from '@conveyor/lib-common/errors';
@@ -43,10 +44,12 @@ async function namedTargets(store: Store, queries: string[]): Promise<ContainerS
   const found = new Map<string, ContainerState>();
   for (const query of queries) {
     const entry = await resolveContainer(store, query);
-    if (!entry.state || !isRunning(entry.state)) {
+    // Read again for its error: a listing hides a corrupt state file (ERR_STORE_CORRUPT).
+    const state = entry.state ?? (await readState(store, entry.id));
+    if (!state || !isRunning(state)) {
       throw new ConveyorError('ERR_CONTAINER_NOT_RUNNING', `container ${query} is not running`, { hint: 'list the running ones with ctr-ls' });
     }
-    found.set(entry.id, entry.state);
+    found.set(entry.id, state);
   }
   return [...found.values()];
 }
