@@ -25,15 +25,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { startTime } from '@conveyor/lib-common/lock';
-import { containerPaths } from '@conveyor/lib-common/overlay/mount';
+import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, LogWriter } from '@conveyor/lib-common/container/log';
-import { removeContainerFully } from '@conveyor/lib-common/container/remove';
 import { runtimeErrors, runtimeFailure, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
 import { type ContainerState, LOG_FILE, type ProcessIdentity, updateState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
-import { cleanUp, cleanUpStopped, type CleanupTarget, PID_FILE } from '../cleanup.js';
-import { oomKilled } from '../oom.js';
+import type { CleanupTarget } from '../cleanup.js';
 import { endOf, exitedState } from '../state.js';
 
 /** What the supervisor tells ctr-spawn, as one JSON line. */
@@ -66,7 +64,14 @@ async function startedOrEnded(child: Subprocess, pidFile: string): Promise<{ pid
 /** Supervises container `id` of the store at `storeRoot`; resolves to the supervisor's exit code. */
 export async function supervise(storeRoot: string, id: string, io: SuperviseIO): Promise<number> {
   const store = new Store(storeRoot);
-  const paths = containerPaths(store, id);
+  const containerDir = store.containerDir(id);
+  const paths: ContainerPaths = {
+    id,
+    containerDir,
+    upper: join(containerDir, 'upper'),
+    work: join(containerDir, 'work'),
+    merged: join(containerDir, 'merged'),
+  };
   const claimed = await updateState(store, id, (state) => (state.status === 'created' ? { ...state, supervisor: io.self } : undefined));
   if (claimed?.status !== 'created' || claimed.supervisor?.pid !== io.self.pid) {
     io.handoff({ error: { code: 'ERR_SPAWN_FAILED', message: `container ${id.slice(0, 12)} is not waiting to be started` } });
@@ -85,7 +90,8 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     runtimeStarted: () => true,
   };
   const runtimeLog = join(paths.containerDir, 'runtime.log');
-  const pidFile = join(paths.containerDir, PID_FILE);
+  // cleanup.ts's PID_FILE: that module (and the other clean-up code) is loaded only when needed, off the start path.
+  const pidFile = join(paths.containerDir, 'container.pid');
   let log: LogWriter | undefined = new LogWriter(join(paths.containerDir, LOG_FILE), {
     maxSize: state.logMaxSize ?? DEFAULT_LOG_MAX_SIZE,
     maxFiles: state.logMaxFiles ?? DEFAULT_LOG_MAX_FILES,
@@ -141,14 +147,17 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   } catch (error) {
     io.warn(`log close failed: ${(error as Error).message}`);
   }
+  const { oomKilled } = await import('../oom.js');
   const oom = exitCode === 137 && oomKilled(state.cgroupsPath, startedMicros - 100_000);
   const ended = await updateState(store, id, (s) => exitedState(s, endOf(exitCode, oom))).catch((error) => {
     io.warn(`recording the exit failed: ${(error as Error).message}`);
     return undefined;
   });
+  const { cleanUp, cleanUpStopped } = await import('../cleanup.js');
   try {
     if (ended?.autoRemove) {
       if (ended.ephemeralMount) {
+        const { removeContainerFully } = await import('@conveyor/lib-common/container/remove');
         for (const warning of await removeContainerFully(store, { id, dir: paths.containerDir, state: ended })) io.warn(warning);
       } else await cleanUp(target);
     } else if (ended) await cleanUpStopped({ ...target, keep: Boolean(ended.keep) });
@@ -161,6 +170,7 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   async function failedStart(error: ConveyorError): Promise<number> {
     try {
       log?.close();
+      const { cleanUp } = await import('../cleanup.js');
       await cleanUp(target);
     } catch (cleanupError) {
       io.warn(`clean-up after a failed start failed: ${(cleanupError as Error).message}`);
