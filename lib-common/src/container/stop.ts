@@ -96,8 +96,9 @@ export interface StopOptions {
 }
 
 /**
- * Stops a container; resolves to its observed state afterwards. A container
- * that is not running (or a leftover without state) is left as it is.
+ * Stops a container; resolves to its observed state afterwards (for a --rm
+ * container removed as it ended, the last state seen, marked exited). A
+ * container that is not running (or a leftover without state) is left as it is.
  */
 export async function stopContainer(store: Store, entry: ContainerEntry, options: StopOptions = {}): Promise<ContainerState | undefined> {
   const state = entry.state ? observe(entry.state) : undefined;
@@ -127,7 +128,11 @@ export async function stopContainer(store: Store, entry: ContainerEntry, options
       });
     }
   }
-  return recordEnd(store, state.id, last);
+  const end = await recordEnd(store, state.id, last);
+  if (end) return end;
+  // Gone: a --rm container's supervisor removed it once it ended.
+  const { pid: _pid, ...rest } = state;
+  return { ...rest, status: 'exited', finishedAt: new Date().toISOString(), statusDetail: 'removed when it ended (--rm)' };
 }
 
 /**
