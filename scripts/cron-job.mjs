@@ -8,7 +8,7 @@
 // its exit code; with -d it returns once the container runs (a later run
 // saves its log). A crontab line (every 15 minutes; cron mails what it prints):
 //
-//   */15 * * * * conveyor-cron-job --name backup --log-dir /var/log/conveyor-jobs/backup -- -v /srv:/srv:ro busybox sh -c 'tar czf /srv/backup.tgz /srv/data'
+//   */15 * * * * conveyor-cron-job --name backup --log-dir /var/log/conveyor-jobs/backup -- -v /srv/data:/data:ro -v /srv/backups:/out busybox tar czf /out/backup.tgz /data
 //
 // Everything after `--` is conveyor-run's: ctr-spawn's flags, IMAGE, COMMAND.
 // Log files: <log-dir>/<container name>.log (the output, in order) and
@@ -42,7 +42,7 @@ Options:
 DURATION: 90s, 30m, 24h, 7d, 1h30m, or 0 (at once).
 
 Crontab example (every 15 minutes):
-  */15 * * * * conveyor-cron-job --name backup -- -v /srv:/srv:ro busybox tar czf /srv/b.tgz /srv/data
+  */15 * * * * conveyor-cron-job --name backup -- -v /srv/data:/data:ro -v /srv/backups:/out busybox tar czf /out/b.tgz /data
 
 Exit status: the job's exit code in the foreground (125/126/127: it could not
 start), 0 once started with -d; 2 usage; 1 when the job succeeded but the
