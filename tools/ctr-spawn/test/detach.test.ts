@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processAlive } from '@conveyor/lib-common/lock';
 import { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
 import { type ContainerState, listContainers, nameHolder, observe, readState } from '@conveyor/lib-common/container/state';
@@ -35,6 +36,12 @@ async function waitState(id: string, done: (state: ContainerState | undefined) =
     await sleep(50);
   }
   return state;
+}
+
+/** Waits (10 s at most) for the supervisor of `state` to have exited: its clean-up is done then. */
+async function supervisorGone(state: ContainerState | undefined): Promise<void> {
+  const owner = state?.supervisor;
+  for (let i = 0; owner && i < 200 && processAlive(owner.pid, owner.startTime); i++) await sleep(50);
 }
 
 function logEntries(id: string): { log: string; stream: string }[] {
@@ -71,8 +78,8 @@ t.test('the supervisor records output, exit code and end; the stopped container 
     ],
     'each line with its stream; the unterminated rest flushed at the end',
   );
-  // The supervisor cleans after recording: wait for its runtime state to go.
-  for (let i = 0; i < 100 && existsSync(join('/run/conveyor-runc', record.id)); i++) await sleep(50);
+  // The supervisor cleans after recording: wait for it to finish.
+  await supervisorGone(state);
   assertReleased(t, record.id);
   t.ok(existsSync(join(root, 'containers', record.id, 'state.json')), 'state.json stays');
   t.ok(existsSync(join(root, 'containers', record.id, 'upper')), 'the upper dir stays');
@@ -99,6 +106,9 @@ t.test('signals: one sent to the supervisor reaches the container; a death by si
   t.equal(trap.code, 0, trap.stderr);
   const killed = await ctrSpawn(rootfs, ['-d', '--', 'sleep', '30']);
   t.equal(killed.code, 0, killed.stderr);
+  // dd's 64 MiB buffer over a 16 MiB limit: the OOM killer ends it.
+  const hog = await ctrSpawn(rootfs, ['-d', '-m', '16m', '--', 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1']);
+  t.equal(hog.code, 0, hog.stderr);
   const [a, b] = [trap.records[0], killed.records[0]];
   for (let i = 0; i < 100 && !logEntries(a.id).length; i++) await sleep(50);
   const supervisor = (await readState(store, a.id))!.supervisor!;
@@ -115,8 +125,14 @@ t.test('signals: one sent to the supervisor reaches the container; a death by si
   const ended = await waitState(b.id, (s) => s?.status === 'exited');
   t.match(ended, { exitCode: 137, signal: 'SIGKILL' });
   t.notOk(ended?.oomKilled, 'not an OOM kill');
-  for (const id of [a.id, b.id]) {
-    for (let i = 0; i < 100 && existsSync(join('/run/conveyor-runc', id)); i++) await sleep(50);
+  const oom = await waitState(hog.records[0].id, (s) => s?.status === 'exited');
+  t.match(oom, { exitCode: 137, signal: 'SIGKILL', oomKilled: true }, 'an OOM kill is recorded as one');
+  for (const [id, state] of [
+    [a.id, trapped],
+    [b.id, ended],
+    [hog.records[0].id, oom],
+  ] as const) {
+    await supervisorGone(state);
     assertReleased(t, id);
   }
 });

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool, toolPath } from '../../../test/helpers/tools.js';
+import { processAlive } from '@conveyor/lib-common/lock';
 import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
 
 const root = tempStore('conveyor-ctr-');
@@ -279,7 +280,9 @@ t.test('-d runs in the background under a supervisor and prints a container reco
   t.match(JSON.parse(readFileSync(state.log, 'utf8').split('\n')[0]), { log: 'started\n', stream: 'stdout' }, 'output goes to ctr.log as json-file entries');
   const { execFileSync } = await import('node:child_process');
   execFileSync('runc', ['--root', state.runtimeRoot, 'kill', record.id, 'KILL']);
-  for (let i = 0; i < 100 && existsSync(record.bundle); i++) await new Promise((r) => setTimeout(r, 100));
+  // The supervisor removes it (name last) and exits.
+  for (let i = 0; i < 100 && processAlive(state.supervisor.pid, state.supervisor.startTime); i++) await new Promise((r) => setTimeout(r, 100));
+  t.notOk(existsSync(record.bundle), 'removed');
   t.notOk(existsSync(join(root, 'names', 'bg')), 'the name is released');
   assertClean(t, record.id.slice(0, 12));
 });
