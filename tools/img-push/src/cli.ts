@@ -71,7 +71,8 @@ await runCli({
     const { parseHostList, transferLimits } = await import('./flags.js');
     const limits = transferLimits(flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE, flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW);
     if (to !== undefined) {
-      // A bad --to is a usage error before anything is read.
+      // A bad --to, or --to with several images, is a usage error before anything is read or sent.
+      if (ctx.args._.length > 1) throw new ConveyorError('ERR_USAGE', `--to names one target, but ${ctx.args._.length} images were given`);
       const { parseReference } = await import('@conveyor/lib-common/reference');
       parseReference(to);
     }

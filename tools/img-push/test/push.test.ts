@@ -186,10 +186,13 @@ t.test('refusals', async (t) => {
     t.equal(r.code, 2);
     t.equal(errorOf(r)?.code, 'ERR_USAGE');
   });
-  t.test('--to with two images: exit 2', async (t) => {
+  t.test('--to with two images: exit 2 before anything is sent', async (t) => {
+    const mark = reg.logs().length;
     const r = await push([...base, '--to', `${reg.host}/x/y:1`, 'app:dev', 'app:v2']);
     t.equal(r.code, 2);
     t.equal(errorOf(r)?.code, 'ERR_USAGE');
+    t.equal(r.records.length, 0);
+    t.notMatch(reg.logs().slice(mark), /\/v2\/x\/y/);
   });
   t.test('--to pinned to another digest: ERR_DIGEST_MISMATCH before anything is sent', async (t) => {
     const r = await push([...base, '--to', `${reg.host}/x/y@sha256:${'a'.repeat(64)}`, 'app:dev']);
