@@ -1,9 +1,9 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
-import { mountStream, unmountId, unmountStream, type MountOptions } from './mount.js';
+import { mountStream, unmountQuery, unmountStream, type MountOptions } from './mount.js';
 
 const HELP = `Usage: overlay-mount [OPTIONS] < rootfs-records
-       overlay-mount --unmount [ID...] [< mount-records]
+       overlay-mount --unmount [ID|NAME|PREFIX...] [< mount-records]
 
 Mount an overlayfs of an image's layers plus a writable upper dir for every
 \`rootfs\` record on stdin, and print a \`mount\` record for it. The container
@@ -13,7 +13,8 @@ the single lower layer, so the flattened tree itself is never written to.
 Records of other types pass through unchanged.
 
 With --unmount, tear down the overlays of the \`mount\` records on stdin, or
-of the container ids given as arguments: unmount, then remove the container
+of the containers given as arguments (a 64-hex id, or a container's name or
+unique id prefix): unmount, then remove the container
 directory. Unmounting what is already gone is not an error; a mount that a
 running container uses is refused (ERR_CONTAINER_RUNNING): stop it first.
 
@@ -32,6 +33,7 @@ Examples:
   img-ls busybox | layer-unpack | overlay-mount | ctr-spawn -- sh
   overlay-mount < rootfs.json > mount.json && overlay-mount --unmount < mount.json
   overlay-mount --unmount 3f4c…(64 hex)
+  overlay-mount --unmount web            # the mount the container named web runs on
 
 Exit status: 0 done, 1 a mount or unmount failed (ERR_MOUNT_FAILED) or a container
 runs on the mount (ERR_CONTAINER_RUNNING), 2 usage or bad input.
@@ -55,7 +57,7 @@ await runCli({
     }
     if (ctx.args._.length > 0) {
       const store = await trustedRecordStore({}, ctx.root, { warn: options.warn });
-      for (const id of ctx.args._) await unmountId(store, id, options);
+      for (const query of ctx.args._) await unmountQuery(store, query, options);
       return;
     }
     await unmountStream(ctx.stdin, ctx.out, options);

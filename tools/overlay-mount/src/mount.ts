@@ -10,7 +10,7 @@ import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay/moun
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { badRecord, RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import { isContainerId, type Store } from '@conveyor/lib-common/store';
-import { isRunning, readState } from '@conveyor/lib-common/container/state';
+import { isRunning, readState, resolveContainer } from '@conveyor/lib-common/container/state';
 
 export interface MountOptions {
   /** Store root used when a record carries none. */
@@ -78,6 +78,16 @@ export async function unmountId(store: Store, id: string, options: MountOptions)
   }
   await removeContainer(store, id);
   options.onDone?.('unmounted', id, store.containerDir(id));
+}
+
+/**
+ * Unmounts the overlay named by `query`: a 64-hex id as it is (an overlay
+ * already gone is not an error), or the name or unique id prefix of a
+ * container in the store (ERR_CONTAINER_NOT_FOUND, ERR_CONTAINER_AMBIGUOUS).
+ */
+export async function unmountQuery(store: Store, query: string, options: MountOptions): Promise<void> {
+  const id = isContainerId(query) ? query : (await resolveContainer(store, query)).id;
+  await unmountId(store, id, options);
 }
 
 /**

@@ -2,6 +2,7 @@
  * overlay-mount --unmount and containers: a mount that a running container
  * (ctr-spawn -d on the mount record) uses is refused and left whole; once
  * the container has ended, it is unmounted and removed with its state.
+ * The mount is named by record, id, container name or id prefix.
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
@@ -37,6 +38,8 @@ t.test('a mount in use by a running container is refused; after it ends, unmount
   for (const [args, input] of [
     [['--unmount'], JSON.stringify(record) + '\n'],
     [['--unmount', '--root', root, id], ''],
+    [['--unmount', '--root', root, 'busy'], ''],
+    [['--unmount', '--root', root, id.slice(0, 10)], ''],
   ] as [string[], string][]) {
     const r = await runTool('overlay-mount', ['--log-format=json', ...args], { input });
     t.equal(r.code, 1, `${args.join(' ')}: exit 1`);
@@ -51,8 +54,18 @@ t.test('a mount in use by a running container is refused; after it ends, unmount
   for (let i = 0; i < 200 && (await readState(store, id))?.status !== 'exited'; i++) await sleep(50);
   t.equal((await readState(store, id))?.status, 'exited');
   t.ok(mounted(record.target), 'the supervisor leaves a mount it did not make');
-  const r = await runTool('overlay-mount', ['--unmount', '--root', root, id]);
+  const r = await runTool('overlay-mount', ['--unmount', '--root', root, 'busy']);
   t.equal(r.code, 0, r.stderr);
-  t.notOk(mounted(record.target), 'unmounted once the container ended');
+  t.notOk(mounted(record.target), 'unmounted (by the container name) once the container ended');
   t.notOk(existsSync(record.containerDir), 'removed with its state and log');
+});
+
+t.test('--unmount of a name or prefix that names no container is refused', async (t) => {
+  const root = tempStore('conveyor-busy-');
+  t.teardown(() => removeStore(root));
+  const r = await runTool('overlay-mount', ['--log-format=json', '--unmount', '--root', root, 'nobody']);
+  t.equal(r.code, 1);
+  t.equal(r.logs[0]?.code, 'ERR_CONTAINER_NOT_FOUND');
+  const gone = await runTool('overlay-mount', ['--unmount', '--root', root, 'f'.repeat(64)]);
+  t.equal(gone.code, 0, 'a full id whose overlay is already gone is not an error');
 });
