@@ -117,7 +117,12 @@ await runCli({
           jobs,
           chunkSize,
           mounts,
-          write: (record) => ctx.out.write(record),
+          // On a terminal, what docker push prints: the reference and its digest.
+          write: async (record) => {
+            const image = record as { ref: string; digest: string; indexDigest?: string };
+            if (ctx.humanOutput) ctx.stdout.write(`${image.ref}: digest: ${image.indexDigest ?? image.digest}\n`);
+            else await ctx.out.write(record);
+          },
           progress: ctx.progress,
           onRetry: (message) => ctx.log.info(message),
         }),
