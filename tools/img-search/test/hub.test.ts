@@ -77,18 +77,10 @@ t.test('--limit is sent as n; CONVEYOR_INDEX_URL names the index; docker.io/TERM
 });
 
 t.test('filters, as docker search --filter', async (t) => {
+  // Two combinations through the tool; unit.test.ts has the rest of the filter table.
   const cases: [string[], string[]][] = [
     [['--filter', 'is-official=true'], ['nginx']],
-    [
-      ['--filter', 'is-official=false'],
-      ['bitnami/nginx', 'someone/nginx-proxy'],
-    ],
-    [
-      ['-f', 'stars=100'],
-      ['nginx', 'bitnami/nginx'],
-    ],
-    [['--filter', 'stars=100', '--filter', 'is-automated=true'], ['bitnami/nginx']],
-    [['--filter', 'stars=1000000'], []],
+    [['-f', 'stars=100', '--filter', 'is-automated=true'], ['bitnami/nginx']],
   ];
   for (const [flags, names] of cases) {
     const r = await search(['--index-url', INDEX, ...flags, 'nginx', '-q']);
@@ -114,8 +106,6 @@ t.test('an index that lies or fails', async (t) => {
   const cases: [{ status: number; body: string }, string][] = [
     [{ status: 200, body: 'not json' }, 'ERR_REGISTRY_PROTOCOL'],
     [{ status: 200, body: '{"num_results":1}' }, 'ERR_REGISTRY_PROTOCOL'],
-    [{ status: 200, body: '{"results":"nope"}' }, 'ERR_REGISTRY_PROTOCOL'],
-    [{ status: 404, body: '' }, 'ERR_REGISTRY_NOT_FOUND'],
     [{ status: 401, body: '' }, 'ERR_REGISTRY_UNAUTHORIZED'],
   ];
   const saved = answer;
@@ -139,8 +129,11 @@ t.test('an index that lies or fails', async (t) => {
   );
 });
 
-t.test('usage: a bad index URL, --limit over 100, no term', async (t) => {
-  for (const args of [['--index-url', 'ftp://x/', 'nginx'], ['--index-url', 'not a url', 'nginx'], ['--limit', '101', 'nginx'], ['docker.io/']]) {
+t.test('usage: a bad index URL, --limit over 100', async (t) => {
+  for (const args of [
+    ['--index-url', 'ftp://x/', 'nginx'],
+    ['--limit', '101', 'nginx'],
+  ]) {
     const r = await search(['--log-format=json', ...args]);
     t.equal(r.code, 2, args.join(' '));
     t.equal(errorOf(r.logs)?.code, 'ERR_USAGE', args.join(' '));

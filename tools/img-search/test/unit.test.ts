@@ -7,7 +7,9 @@
 import t from 'tap';
 import { isRepositoryName, isTagName, nextPageLink, pageEntries, parseHubSearch } from '@conveyor/registry/catalog';
 import { mapOrdered, matchesTerm, take } from '../src/search.js';
-import { parseFilters, passes, searchTarget, tagsRepository } from '../src/target.js';
+import { Readable } from 'node:stream';
+import { readRepositories } from '../src/input.js';
+import { indexUrl, parseFilters, passes, searchTarget, tagsRepository } from '../src/target.js';
 import { shortDescription } from '../src/table.js';
 
 t.test('searchTarget', async (t) => {
@@ -170,4 +172,37 @@ t.test('take and mapOrdered', async (t) => {
   };
   t.strictSame(await all(mapOrdered(count(10), 3, slowFirst)), [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
   t.ok(most <= 3 && most >= 2, `at most 3 in flight (${most})`);
+});
+
+t.test('readRepositories: names and records in, forged ones refused with stdin:N', async (t) => {
+  const read = async (text: string) => {
+    const out: unknown[] = [];
+    for await (const item of readRepositories(Readable.from([Buffer.from(text)]))) out.push(item);
+    return out;
+  };
+  t.strictSame(await read('busybox\n\n{"type":"repository","name":"localhost:5000/a/b"}\n{"name":"x.io/c"}\n{"type":"image","ref":"r"}\n'), [
+    { kind: 'repository', repo: { registry: 'docker.io', repository: 'library/busybox' }, where: 'stdin:1' },
+    { kind: 'repository', repo: { registry: 'localhost:5000', repository: 'a/b' }, where: 'stdin:3' },
+    { kind: 'repository', repo: { registry: 'x.io', repository: 'c' }, where: 'stdin:4' },
+    { kind: 'passthrough', record: { type: 'image', ref: 'r' } },
+  ]);
+  const forged: [string, string][] = [
+    [JSON.stringify({ type: 'repository', name: '../../etc/passwd' }), 'a path'],
+    [JSON.stringify({ type: 'repository', name: 'localhost:5000/team/app:latest' }), 'a tag, not a repository'],
+    [JSON.stringify({ type: 'repository', name: `busybox@sha256:${'a'.repeat(64)}` }), 'a digest'],
+    [JSON.stringify({ type: 'repository', name: 42 }), 'a name that is not a string'],
+    [JSON.stringify({ type: 'repository' }), 'no name'],
+    [JSON.stringify({ name: '' }), 'an empty name'],
+    ['UPPER/Case', 'a bare name that is not a repository'],
+  ];
+  for (const [line, why] of forged) await t.rejects(read(`busybox\n${line}\n`), { code: 'ERR_INPUT_RECORD', message: /^stdin:2: / }, why);
+  await t.rejects(read('busybox\n{"type":\n'), { code: 'ERR_INPUT_JSON', message: /^stdin:2: / }, 'malformed JSON');
+  await t.rejects(read('[1]\n'), { code: 'ERR_INPUT_JSON', message: /^stdin:1: / }, 'not an object');
+});
+
+t.test('indexUrl', async (t) => {
+  t.equal(indexUrl(undefined).href, 'https://index.docker.io/v1/');
+  t.equal(indexUrl('').host, 'index.docker.io');
+  t.equal(indexUrl('http://127.0.0.1:8080/v1/').host, '127.0.0.1:8080');
+  for (const bad of ['ftp://x/', 'not a url', 'file:///etc/passwd']) t.throws(() => indexUrl(bad), { code: 'ERR_USAGE' }, bad);
 });
