@@ -10,7 +10,7 @@ import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay/moun
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { badRecord, RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
 import { isContainerId, type Store } from '@conveyor/lib-common/store';
-import { isRunning, readState, resolveContainer } from '@conveyor/lib-common/container/state';
+import { CONTAINER_NAME, isRunning, readState, resolveContainer } from '@conveyor/lib-common/container/state';
 
 export interface MountOptions {
   /** Store root used when a record carries none. */
@@ -83,9 +83,13 @@ export async function unmountId(store: Store, id: string, options: MountOptions)
 /**
  * Unmounts the overlay named by `query`: a 64-hex id as it is (an overlay
  * already gone is not an error), or the name or unique id prefix of a
- * container in the store (ERR_CONTAINER_NOT_FOUND, ERR_CONTAINER_AMBIGUOUS).
+ * container in the store (ERR_CONTAINER_NOT_FOUND, ERR_CONTAINER_AMBIGUOUS;
+ * ERR_USAGE for what can be neither).
  */
 export async function unmountQuery(store: Store, query: string, options: MountOptions): Promise<void> {
+  if (!isContainerId(query) && !CONTAINER_NAME.test(query)) {
+    throw new ConveyorError('ERR_USAGE', `not a container id, name or id prefix: ${JSON.stringify(query)}`, { hint: 'give the 64-hex id of a mount record' });
+  }
   const id = isContainerId(query) ? query : (await resolveContainer(store, query)).id;
   await unmountId(store, id, options);
 }

@@ -133,8 +133,11 @@ t.test('failures are clear', async (t) => {
     t.match(log.message, message, `${name}: message`);
   }
   t.strictSame(existsSync(join(root, 'containers')) ? readdirSync(join(root, 'containers')) : [], [], 'no container dir left behind');
-  const bad = await overlayMount(['--root', root, '--unmount', 'xyz']);
-  t.equal(bad.code, 2);
+  const bad = await overlayMount(['--root', root, '--unmount', '../xyz']);
+  t.equal(bad.code, 2, 'neither an id nor a name: usage');
+  const unknown = await overlayMount(['--root', root, '--unmount', 'xyz']);
+  t.equal(unknown.code, 1, 'a name no container has');
+  t.match(unknown.stderr, /no such container: xyz/);
 });
 
 t.test("the kernel's reason is reported when mount(2) fails", async (t) => {
