@@ -52,8 +52,9 @@ t.test('bad signals, flags and input lines exit 2', async (t) => {
     [['--bogus'], undefined, /unknown flag --bogus/],
     [[], '{"type":"container","id":"x"}\n{"oops"\n', /stdin:1: a container record needs `id`.*\n.*stdin:2: not valid JSON/],
   ];
-  for (const [args, input, message] of cases) {
-    const run = await kill(args, input);
+  const runs = await Promise.all(cases.map(([args, input]) => kill(args, input)));
+  for (const [i, [args, input, message]] of cases.entries()) {
+    const run = runs[i];
     t.equal(run.code, 2, args.join(' ') || input);
     t.match(run.stderr, message);
   }

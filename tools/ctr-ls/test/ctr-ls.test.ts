@@ -83,8 +83,9 @@ t.test('filters on real containers (the full table is in unit.test.ts)', async (
     [['image=busybox', 'status=exited'], ['job']],
     [[`id=${web.id.slice(0, 5)}`], ['web']],
   ];
-  for (const [filters, names] of cases) {
-    const run = await ls(['-a', ...filters.flatMap((f) => ['--filter', f])]);
+  const runs = await Promise.all(cases.map(([filters]) => ls(['-a', ...filters.flatMap((f) => ['--filter', f])])));
+  for (const [i, [filters, names]] of cases.entries()) {
+    const run = runs[i];
     t.equal(run.code, 0, run.stderr);
     t.strictSame(run.records.map((r) => r.name).sort(), names, filters.join(' '));
   }
@@ -148,8 +149,9 @@ t.test('bad usage exits 2', async (t) => {
     [['--filter', 'status=zombie'], /unknown status "zombie"/],
     [['web'], /unexpected argument web/],
   ];
-  for (const [args, message] of cases) {
-    const run = await ls(args);
+  const runs = await Promise.all(cases.map(([args]) => ls(args)));
+  for (const [i, [args, message]] of cases.entries()) {
+    const run = runs[i];
     t.equal(run.code, 2, args.join(' '));
     t.match(run.stderr, message);
     t.equal(run.stdout, '');

@@ -117,8 +117,9 @@ t.test('bad usage and bad input exit 2', async (t) => {
     [[], '{"type":"container","id":"../../.."}\n', /stdin:1: a container record needs `id`/],
     [[], '{nope\n', /stdin:1: not valid JSON/],
   ];
-  for (const [args, input, message] of cases) {
-    const run = await rm(args, input);
+  const runs = await Promise.all(cases.map(([args, input]) => rm(args, input)));
+  for (const [i, [args, input, message]] of cases.entries()) {
+    const run = runs[i];
     t.equal(run.code, 2, args.join(' ') || input);
     t.match(run.stderr, message);
   }

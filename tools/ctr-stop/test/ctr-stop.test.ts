@@ -123,12 +123,14 @@ t.test('stdin: records of other types pass through, bad records are exit 2 namin
 });
 
 t.test('bad flags exit 2', async (t) => {
-  for (const [args, message] of [
+  const cases = [
     [['--bogus', 'x'], /unknown flag --bogus/],
     [['-t', 'soon', 'x'], /--time must be a whole number/],
     [['-s', 'SIGNOPE', 'x'], /invalid signal/],
-  ] as const) {
-    const run = await stop([...args]);
+  ] as const;
+  const runs = await Promise.all(cases.map(([args]) => stop([...args])));
+  for (const [i, [args, message]] of cases.entries()) {
+    const run = runs[i];
     t.equal(run.code, 2, args.join(' '));
     t.match(run.stderr, message);
   }
