@@ -151,9 +151,13 @@ t.test('a store with garbage of every kind', async (t) => {
   await t.test('-a keeps what a running container uses, and the container keeps working', async (t) => {
     const v2 = runToolSync('img-ls', ['--root', root, '--json', 'busybox:v2']).stdout;
     const rootfs = runToolSync('layer-unpack', ['--root', root], { input: v2 }).stdout;
-    const spawn = await runTool('ctr-spawn', ['--root', root, '-d', '--', 'sh', '-c', 'while true; do cat /hello.txt > /tmp/seen; sleep 0.1; done'], {
-      input: rootfs,
-    });
+    const spawn = await runTool(
+      'ctr-spawn',
+      ['--root', root, '-d', '--', 'sh', '-c', 'trap "exit 0" TERM; while true; do cat /hello.txt > /tmp/seen; sleep 0.1; done'],
+      {
+        input: rootfs,
+      },
+    );
     t.equal(spawn.code, 0, spawn.stderr);
     const id = spawn.records[0]?.id as string;
     t.teardown(() => runToolSync('ctr-rm', ['--root', root, '-f', id]));

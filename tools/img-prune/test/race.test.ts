@@ -95,8 +95,8 @@ t.test(`img-fetch racing img-prune (${ROUNDS} rounds, default and -a)`, async (t
   t.comment(`outcomes: ${JSON.stringify(outcomes)}`);
 });
 
-t.test('img-fetch | layer-unpack racing img-prune (3 rounds): tagged and unpacked', async (t) => {
-  for (let round = 0; round < 3; round++) {
+t.test('img-fetch | layer-unpack racing img-prune (2 rounds): tagged and unpacked', async (t) => {
+  for (let round = 0; round < 2; round++) {
     const root = tempStore('conveyor-race-');
     t.teardown(() => removeStore(root));
     const pull = pipeline(
@@ -117,10 +117,10 @@ t.test('img-fetch | layer-unpack racing img-prune (3 rounds): tagged and unpacke
   }
 });
 
-t.test('layer-unpack racing img-prune -a on an image no container uses (3 rounds)', async (t) => {
+t.test('layer-unpack racing img-prune -a on an image no container uses (2 rounds)', async (t) => {
   const root = tempStore('conveyor-race-');
   t.teardown(() => removeStore(root));
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 2; round++) {
     importToStore(`${busyboxLayout()}:v2`, root, 'docker.io/library/busybox:v2');
     const image = runToolSync('img-ls', ['--root', root, '--json']).stdout;
     const unpack = runTool('layer-unpack', ['--root', root, '--log-format=json'], { input: image });

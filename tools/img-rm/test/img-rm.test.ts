@@ -163,7 +163,9 @@ t.test('an image a container uses keeps its last reference unless -f; --prune ke
   const image = runToolSync('img-ls', ['--root', root, '--json', 'busybox:latest']).stdout;
   const rootfs = runToolSync('layer-unpack', ['--root', root], { input: image });
   t.equal(rootfs.code, 0, rootfs.stderr);
-  const spawn = await runTool('ctr-spawn', ['--root', root, '-d', '--name', 'rm-test', '--', 'sleep', '300'], { input: rootfs.stdout });
+  const spawn = await runTool('ctr-spawn', ['--root', root, '-d', '--name', 'rm-test', '--', 'sh', '-c', 'trap "exit 0" TERM; while :; do sleep 0.1; done'], {
+    input: rootfs.stdout,
+  });
   t.equal(spawn.code, 0, spawn.stderr);
   const id = spawn.records[0]?.id as string;
   t.teardown(() => runToolSync('ctr-rm', ['--root', root, '-f', id]));
