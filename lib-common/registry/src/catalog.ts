@@ -19,6 +19,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Platform } from '@conveyor/lib-common/records';
+import { registryApiHost } from '@conveyor/lib-common/reference';
 import type { RegistryClient, RepositoryRef } from './client.js';
 import { responseError } from './error-map.js';
 import { parseManifest } from './manifest.js';
@@ -57,23 +58,26 @@ export function isTagName(tag: string): boolean {
 /**
  * The path and query of a `Link: <url>; rel="next"` header, resolved against
  * the page just read, when it points at `endpoint` (the same path) on the
- * same origin; undefined when there is no next link. A next link elsewhere is
- * ERR_REGISTRY_PROTOCOL: pagination never leaves the endpoint it started on.
+ * registry's own host (`host`: distribution sends relative links, some
+ * registries absolute ones naming themselves); undefined when there is no
+ * next link. A next link elsewhere is ERR_REGISTRY_PROTOCOL: pagination never
+ * leaves the endpoint it started on, and the scheme stays the client's.
  */
-export function nextPageLink(header: string | undefined, current: string, endpoint: string): string | undefined {
+export function nextPageLink(header: string | undefined, current: string, endpoint: string, host = 'registry.invalid'): string | undefined {
   if (!header) return undefined;
   // Several links may share one header: `<a>; rel="prev", <b>; rel="next"`.
   for (const part of header.split(/,(?=\s*<)/)) {
     const match = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
     if (!match || !/(?:^|;)\s*rel="?next"?\s*(?:;|$)/i.test(match[2])) continue;
-    const base = new URL(current, 'http://registry.invalid');
+    const base = new URL(current, `http://${host}`);
     let target: URL;
     try {
       target = new URL(match[1], base);
     } catch {
       throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `the registry sent an unusable next-page link ${JSON.stringify(match[1].slice(0, 200))}`);
     }
-    if (target.origin !== base.origin || target.pathname !== endpoint) {
+    const sameHost = target.host === base.host && (target.protocol === 'http:' || target.protocol === 'https:');
+    if (!sameHost || target.pathname !== endpoint) {
       throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `the registry's next-page link leaves ${endpoint}: ${JSON.stringify(match[1].slice(0, 200))}`);
     }
     return `${target.pathname}${target.search}`;
@@ -123,7 +127,7 @@ async function* paginate(
     const { link, body } = await readPage(client, ref, path, scope, `${what} page ${page}`, options.signal);
     const entries = pageEntries(body, key, `${what} page ${page}`);
     for (const entry of entries) yield entry;
-    const next: string | undefined = link === undefined ? undefined : nextPageLink(link, path, endpoint);
+    const next: string | undefined = link === undefined ? undefined : nextPageLink(link, path, endpoint, registryApiHost(ref.registry));
     if (next !== undefined && seen.has(next)) {
       throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${what}: the next-page link ${next} was already read (a pagination loop)`);
     }

@@ -70,6 +70,7 @@ t.test('nextPageLink', async (t) => {
     ['</v2/_catalog?last=b&n=2>; rel="next"', '/v2/_catalog?last=b&n=2'],
     ['</v2/_catalog?n=2&last=b>; rel=next', '/v2/_catalog?n=2&last=b'],
     ['<http://registry.invalid/v2/_catalog?last=b>; rel="next"', '/v2/_catalog?last=b'],
+    ['<https://registry.invalid/v2/_catalog?last=b>; rel="next"', '/v2/_catalog?last=b'],
     ['</v2/_catalog?last=a>; rel="prev", </v2/_catalog?last=c>; rel="next"', '/v2/_catalog?last=c'],
     ['</v2/_catalog?last=a>; rel="prev"', undefined],
     ['garbage', undefined],
@@ -82,6 +83,10 @@ t.test('nextPageLink', async (t) => {
     '<//evil.example/v2/_catalog>; rel="next"',
   ];
   for (const header of hostile) t.throws(() => nextPageLink(header, at, '/v2/_catalog'), { code: 'ERR_REGISTRY_PROTOCOL' }, header);
+  // Absolute links naming the registry itself are followed; another port is another host.
+  t.equal(nextPageLink('<https://reg.example:5000/v2/_catalog?last=b>; rel="next"', at, '/v2/_catalog', 'reg.example:5000'), '/v2/_catalog?last=b');
+  t.throws(() => nextPageLink('<https://reg.example:5001/v2/_catalog>; rel="next"', at, '/v2/_catalog', 'reg.example:5000'), { code: 'ERR_REGISTRY_PROTOCOL' });
+  t.throws(() => nextPageLink('<ftp://reg.example:5000/v2/_catalog>; rel="next"', at, '/v2/_catalog', 'reg.example:5000'), { code: 'ERR_REGISTRY_PROTOCOL' });
 });
 
 t.test('pageEntries', async (t) => {
