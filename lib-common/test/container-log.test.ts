@@ -5,7 +5,7 @@
 import t from 'tap';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { followLog, type LogEntry, LogWriter, parseLogLine, PARTIAL_LINE_BYTES, readLogEntries, readLogHistory } from '../src/container/log.js';
+import { followLog, type LogEntry, LogWriter, parseLogLine, PARTIAL_LINE_BYTES, readLogEntries, readLogHistory, utf8Boundary } from '../src/container/log.js';
 
 const FIXED_TIME = () => '2026-11-29T21:00:00.000Z';
 type Chunk = ['stdout' | 'stderr', string];
@@ -80,6 +80,33 @@ t.test('a multi-byte character split between chunks is joined again', async (t) 
   writer.write('stdout', bytes.subarray(1));
   writer.close();
   t.equal(readLogEntries(path)[0].log, '✓\n');
+});
+
+t.test('a piece cut at the cap never splits a character', async (t) => {
+  const path = join(t.testdir({}), 'ctr.log');
+  const writer = new LogWriter(path, { maxSize: 1 << 20, maxFiles: 1 }, FIXED_TIME);
+  // One byte short of the cap, then a three-byte character across it.
+  const text = `${'a'.repeat(PARTIAL_LINE_BYTES - 1)}✓tail\n`;
+  writer.write('stdout', Buffer.from(text));
+  writer.close();
+  const entries = readLogEntries(path);
+  t.strictSame(
+    entries.map((e) => e.log),
+    ['a'.repeat(PARTIAL_LINE_BYTES - 1), '✓tail\n'],
+  );
+  t.notOk(
+    entries.some((e) => e.log.includes('\ufffd')),
+    'no replacement characters',
+  );
+  const boundaries: [number[], number][] = [
+    [[0x61, 0x62], 2],
+    [[0x61, 0xe2], 1],
+    [[0x61, 0xe2, 0x9c], 1],
+    [[0x61, 0xe2, 0x9c, 0x93], 4],
+    [[0xf0, 0x9f, 0x98], 0],
+    [[0xc3, 0xbc], 2],
+  ];
+  for (const [bytes, cut] of boundaries) t.equal(utf8Boundary(Buffer.from(bytes)), cut, bytes.map((b) => b.toString(16)).join(' '));
 });
 
 t.test('rotation keeps max-file files of at most max-size bytes, newest last', async (t) => {

@@ -64,6 +64,17 @@ function timestamp(): string {
   return new Date().toISOString();
 }
 
+/** Where `bytes` may be cut without splitting a UTF-8 character: its length, or the start of an unfinished last character. */
+export function utf8Boundary(bytes: Buffer): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const byte = bytes[bytes.length - back];
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return length > back ? bytes.length - back : bytes.length;
+  }
+  return bytes.length;
+}
+
 /** Writes a container's output into its log, rotating by size. */
 export class LogWriter {
   private fd: number;
@@ -92,18 +103,30 @@ export class LogWriter {
         this.pending[stream].push(part);
         this.pendingBytes[stream] += part.length;
         piece = piece.subarray(part.length);
-        if (this.pendingBytes[stream] >= PARTIAL_LINE_BYTES) this.flush(stream);
+        if (this.pendingBytes[stream] >= PARTIAL_LINE_BYTES) this.flush(stream, true);
       }
       if (newline >= 0) this.flush(stream);
       start = end;
     }
   }
 
-  /** Writes what waits of `stream` as one entry. */
-  private flush(stream: LogStream): void {
-    const bytes = Buffer.concat(this.pending[stream]);
+  /**
+   * Writes what waits of `stream` as one entry. A piece cut at the size cap
+   * ends on a character boundary: the bytes of a character it would split
+   * wait for the next piece, so every entry is valid UTF-8.
+   */
+  private flush(stream: LogStream, piece = false): void {
+    let bytes = Buffer.concat(this.pending[stream]);
     this.pending[stream] = [];
     this.pendingBytes[stream] = 0;
+    if (piece) {
+      const cut = utf8Boundary(bytes);
+      if (cut > 0 && cut < bytes.length) {
+        this.pending[stream] = [bytes.subarray(cut)];
+        this.pendingBytes[stream] = bytes.length - cut;
+        bytes = bytes.subarray(0, cut);
+      }
+    }
     if (bytes.length === 0) return;
     const entry: LogEntry = { log: bytes.toString('utf8'), stream, time: this.now() };
     const line = Buffer.from(`${JSON.stringify(entry)}\n`);
