@@ -15,6 +15,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withLock } from '../lock.js';
 import { removeContainer } from '../overlay/mount.js';
 import type { Store } from '../store.js';
 import { removeCgroups } from './cgroup.js';
@@ -31,15 +32,19 @@ export function defaultCgroupsPath(id: string): string {
 /** Removes the container of `entry` (its state may be missing: a leftover). Resolves to warnings. */
 export async function removeContainerFully(store: Store, entry: ContainerEntry): Promise<string[]> {
   const { id, state } = entry;
-  const warnings: string[] = [];
-  const runtime = { runtime: state?.runtime ?? DEFAULT_RUNTIME, runtimeRoot: state?.runtimeRoot ?? DEFAULT_RUNTIME_ROOT };
-  if (existsSync(join(runtime.runtimeRoot, id))) await runtimeDelete(runtime, id);
-  const left = removeCgroups(state?.cgroupsPath ?? defaultCgroupsPath(id));
-  if (left.length > 0) warnings.push(`cgroups left (still in use?): ${left.join(', ')}`);
-  await removeContainer(store, id);
-  if (state?.name) await releaseName(store, state.name, id);
-  else await releaseNamesOf(store, id);
-  return warnings;
+  // Under the container's lock (updateState's): two removals (ctr-rm and a --rm supervisor) take turns,
+  // and the second finds nothing left to do instead of failing to unmount what the first unmounted.
+  return withLock(store.lockPath(`container-${id}`), async () => {
+    const warnings: string[] = [];
+    const runtime = { runtime: state?.runtime ?? DEFAULT_RUNTIME, runtimeRoot: state?.runtimeRoot ?? DEFAULT_RUNTIME_ROOT };
+    if (existsSync(join(runtime.runtimeRoot, id))) await runtimeDelete(runtime, id);
+    const left = removeCgroups(state?.cgroupsPath ?? defaultCgroupsPath(id));
+    if (left.length > 0) warnings.push(`cgroups left (still in use?): ${left.join(', ')}`);
+    await removeContainer(store, id);
+    if (state?.name) await releaseName(store, state.name, id);
+    else await releaseNamesOf(store, id);
+    return warnings;
+  });
 }
 
 /**
