@@ -18,15 +18,17 @@
  *   lease is left, then marks and sweeps, then releases the gc lock.
  *
  * So a prune never runs while a write is in flight, and a write never starts
- * while a prune runs. A lease is a lock.ts lock under a random name, so its
+ * while a prune runs: a writer makes its lease (rename) before it reads the gc
+ * lock, a prune takes the gc lock (rename) before it reads the leases, so if
+ * the writer saw no prune, the prune sees the writer's lease. A lease is a lock.ts lock under a random name, so its
  * entry is the owner's token: a lease whose process died (kill -9) is
  * recognised as dead by its pid and start time and removed by the next prune.
  * A writer never holds a lease while it waits for input (a pipeline's
  * upstream tool may itself be waiting for the gc lock), only around work.
  *
  * Failure: acquireLease throws ERR_STORE_LOCKED when a prune holds the gc lock
- * longer than the timeout, or the filesystem's error; waitForLeases throws
- * ERR_STORE_LOCKED when live leases outlast its timeout.
+ * longer than the timeout, or the filesystem's error; acquireGcLock throws
+ * ERR_STORE_LOCKED when the gc lock or live leases outlast its timeout.
  */
 import { randomBytes } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
