@@ -172,10 +172,18 @@ export function rangeEnd(header: string | undefined): number | undefined {
   return Number.isSafeInteger(end) ? end : undefined;
 }
 
-/** The location with `digest` added to its query, as the closing PUT needs it. */
+/**
+ * The location with `digest` added to its query, as the closing PUT needs it.
+ * Appended to the query as the registry wrote it: re-serialising it could
+ * re-encode an opaque `_state` token.
+ */
 export function withDigest(location: URL, digest: string): URL {
   const url = new URL(location.href);
-  url.searchParams.set('digest', digest);
+  if (url.searchParams.has('digest')) {
+    url.searchParams.set('digest', digest);
+    return url;
+  }
+  url.search = `${url.search ? `${url.search}&` : '?'}digest=${encodeURIComponent(digest)}`;
   return url;
 }
 
@@ -222,7 +230,11 @@ async function upload(
         }
         while (offset < descriptor.size) {
           const end = Math.min(offset + chunk, descriptor.size);
-          offset = await send(client, repo, session, source, offset, end, false, options);
+          const held = await send(client, repo, session, source, offset, end, false, options);
+          // A registry that keeps none of a chunk would have us send it for ever.
+          if (held <= offset)
+            throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `${repo.registry} kept none of bytes ${offset}-${end - 1} of ${descriptor.digest}`);
+          offset = held;
         }
         await send(client, repo, session, source, offset, offset, true, options);
         return { done: undefined };
@@ -349,7 +361,9 @@ async function uploadStatus(
   if (res.statusCode !== 204 && res.statusCode !== 200) return undefined;
   const held = rangeEnd(firstHeader(res.headers.range));
   const location = firstHeader(res.headers.location) ? nextLocation(res, repo) : session.location;
-  return { session: { ...session, location }, offset: held === undefined ? 0 : held + 1 };
+  // `0-0` is what distribution says for an empty upload too (its Range end is
+  // offset-1, floored at 0): read as nothing held, so the first byte is never skipped.
+  return { session: { ...session, location }, offset: held === undefined || held === 0 ? 0 : held + 1 };
 }
 
 /** A manifest or index to put under a tag or its digest. */

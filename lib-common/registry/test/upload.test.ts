@@ -36,6 +36,7 @@ t.test('withDigest keeps the Location query (_state) and adds digest', async (t)
   const d = `sha256:${'a'.repeat(64)}`;
   const cases: [string, string][] = [
     ['http://r/v2/a/blobs/uploads/u1?_state=xy%3D', `http://r/v2/a/blobs/uploads/u1?_state=xy%3D&digest=sha256%3A${'a'.repeat(64)}`],
+    ['http://r/u?_state=a+b~c%7E', `http://r/u?_state=a+b~c%7E&digest=sha256%3A${'a'.repeat(64)}`],
     ['https://r:5000/upload/u2', `https://r:5000/upload/u2?digest=sha256%3A${'a'.repeat(64)}`],
     ['http://r/u?digest=old&x=1', `http://r/u?digest=sha256%3A${'a'.repeat(64)}&x=1`],
   ];
@@ -82,7 +83,7 @@ const source: BlobSource = {
 const client = () => new RegistryClient({ plainHttp: true, retries: 1, retryDelayMs: 1 });
 
 /** A well-behaved upload: relative Locations with a _state query, Range after each PATCH, 201 on the closing PUT. */
-function honest(options: { minChunk?: number; absolute?: boolean } = {}): Script {
+function honest(options: { minChunk?: number; absolute?: boolean; failFirstPatch?: boolean } = {}): Script {
   let received = Buffer.alloc(0);
   let n = 0;
   return (req, res, body, base) => {
@@ -94,7 +95,16 @@ function honest(options: { minChunk?: number; absolute?: boolean } = {}): Script
       if (options.minChunk) headers['oci-chunk-min-length'] = String(options.minChunk);
       return void res.writeHead(202, headers).end();
     }
+    if (req.method === 'GET') {
+      // distribution's status answer: Range 0-(offset-1), 0-0 when empty.
+      return void res.writeHead(204, { location: location(`/upload/s1?_state=${n++}`), range: `0-${Math.max(0, received.length - 1)}` }).end();
+    }
     if (req.method === 'PATCH') {
+      if (options.failFirstPatch) {
+        options.failFirstPatch = false;
+        return void res.writeHead(503).end();
+      }
+      if (req.headers['content-range'] !== `${received.length}-${received.length + body.length - 1}`) return void res.writeHead(416).end();
       received = Buffer.concat([received, body]);
       return void res.writeHead(202, { location: location(`/upload/s1?_state=${n++}`), range: `0-${received.length - 1}` }).end();
     }
@@ -136,6 +146,19 @@ t.test('chunked with absolute Locations; the registry minimum chunk size wins ov
   t.equal(reg.seen.at(-1)!.url, `/upload/s1?_state=3&digest=${encodeURIComponent(digest)}`);
 });
 
+t.test('a first PATCH refused (503): the status GET says 0-0, the upload resumes from byte 0', async (t) => {
+  const reg = await scripted(t, honest({ failFirstPatch: true }));
+  const c = client();
+  t.teardown(() => c.close());
+  const retried: string[] = [];
+  t.equal(await pushBlob(c, { registry: reg.host, repository: 'a/b' }, source, { chunkSize: 4000, onRetry: (m) => retried.push(m) }), 'uploaded');
+  t.match(retried, [/HTTP 503\); resuming from byte 0 /]);
+  t.same(
+    reg.seen.filter((s) => s.method === 'PATCH').map((p) => p.headers['content-range']),
+    ['0-3999', '0-3999', '4000-7999', '8000-9999'],
+  );
+});
+
 t.test('a mount answered 201 uploads nothing; a blob the registry has is skipped', async (t) => {
   const reg = await scripted(t, (req, res) => {
     if (req.method === 'HEAD') return void res.writeHead(404).end();
@@ -170,6 +193,15 @@ t.test('refusals from a registry that breaks the protocol', async (t) => {
         if (req.method === 'HEAD') return void res.writeHead(404).end();
         if (req.method === 'POST') return void res.writeHead(202, { location: '/u' }).end();
         res.writeHead(202, { location: '/u', range: '0-999999' }).end();
+      },
+      code: 'ERR_REGISTRY_PROTOCOL',
+    },
+    {
+      name: 'a registry that keeps none of a chunk',
+      script: (req, res) => {
+        if (req.method === 'HEAD') return void res.writeHead(404).end();
+        if (req.method === 'POST') return void res.writeHead(202, { location: '/u' }).end();
+        res.writeHead(202, { location: '/u', range: '0-0' }).end();
       },
       code: 'ERR_REGISTRY_PROTOCOL',
     },
