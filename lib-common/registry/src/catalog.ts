@@ -22,7 +22,6 @@ import type { Platform } from '@conveyor/lib-common/records';
 import { registryApiHost } from '@conveyor/lib-common/reference';
 import type { RegistryClient, RepositoryRef } from './client.js';
 import { responseError } from './error-map.js';
-import { parseManifest } from './manifest.js';
 import { backoffDelay } from './retry.js';
 import { firstHeader, readBody } from './transport.js';
 
@@ -199,6 +198,8 @@ const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 export async function tagTarget(client: RegistryClient, ref: RepositoryRef, tag: string, signal?: AbortSignal): Promise<TagTarget> {
   const what = `manifest ${ref.registry}/${ref.repository}:${tag}`;
   const response = await client.getManifest(ref, tag, signal);
+  // Loaded here: only --digests needs the manifest parser (start-up time).
+  const { parseManifest } = await import('./manifest.js');
   const parsed = parseManifest(response, what);
   if (parsed.kind === 'index') {
     const platforms = parsed.manifests

@@ -225,6 +225,10 @@ t.test("the issue's pipeline, verbatim: img-search --tags | jq select | img-fetc
     ['image', `${reg.host}/busybox:1.37`],
   ]);
   t.equal(images[0].digest, manifest.digest);
+  // The brief's `img-search nginx | head -1 | img-fetch`, with a catalog instead of Docker Hub.
+  const first = `node ${toolPath('img-search')} ${reg.host}/busy | head -1 | node ${toolPath('img-fetch')} --root ${join(root, 'store')} --no-layers`;
+  const pulled = JSON.parse(execFileSync('bash', ['-o', 'pipefail', '-c', first], { env: ENV, encoding: 'utf8' }));
+  t.equal(pulled.ref, `${reg.host}/busybox:latest`, 'a repository record pulls its latest tag');
 });
 
 t.test('a registry that lies about pages or drops the connection', async (t) => {
