@@ -2,55 +2,19 @@
  * img-prune on a real store: busybox imported by skopeo and unpacked by
  * layer-unpack, garbage of every kind planted beside it, a real detached
  * container (ctr-spawn -d) keeping its image, hostile stores and leases.
+ * gc.ts's pure parts are tested in lib-common/test/gc.test.ts.
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { acquireLease } from '@conveyor/lib-common/lease';
-import { mountedChains, overlayLowerdirs, splitLowerdir } from '@conveyor/lib-common/gc';
+import { acquireGcLock, acquireLease } from '@conveyor/lib-common/lease';
 import { Store } from '@conveyor/lib-common/store';
 import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool, runToolSync } from '../../../test/helpers/tools.js';
 
 const prune = (root: string, args: string[] = []) => runTool('img-prune', ['--root', root, '--log-format=json', ...args]);
-
-// [lowerdir option, dirs]
-const lowerdirs: [string, string[]][] = [
-  ['/a/diff', ['/a/diff']],
-  ['/a/diff:/b/diff', ['/a/diff', '/b/diff']],
-  ['l1:l2:l3', ['l1', 'l2', 'l3']],
-  ['/with\\:colon:/b', ['/with:colon', '/b']],
-  ['', []],
-];
-for (const [option, dirs] of lowerdirs) t.strictSame(splitLowerdir(option), dirs, `splitLowerdir ${JSON.stringify(option)}`);
-
-t.test('overlayLowerdirs reads overlay mounts from mountinfo, other filesystems skipped', async (t) => {
-  const text = [
-    '44 27 0:39 / /s/containers/x/merged rw,relatime - overlay overlay rw,lowerdir=/s/layers/aa/diff:/s/layers/bb/diff,upperdir=/s/u,workdir=/s/w',
-    '45 27 0:40 / /with\\040space rw - overlay overlay rw,lowerdir=abc,upperdir=x,workdir=y',
-    '22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw',
-    'garbage line',
-  ].join('\n');
-  t.strictSame(overlayLowerdirs(text), [
-    { target: '/s/containers/x/merged', lowerdirs: ['/s/layers/aa/diff', '/s/layers/bb/diff'] },
-    { target: '/with space', lowerdirs: ['abc'] },
-  ]);
-});
-
-t.test('mountedChains keeps layer dirs of the store named directly or through l/ links, nothing outside', async (t) => {
-  const root = tempStore('conveyor-prune-');
-  t.teardown(() => removeStore(root));
-  const a = 'a'.repeat(64);
-  const b = 'b'.repeat(64);
-  mkdirSync(join(root, 'layers', a, 'diff'), { recursive: true });
-  mkdirSync(join(root, 'layers', b, 'diff'), { recursive: true });
-  mkdirSync(join(root, 'l'));
-  symlinkSync(`../layers/${b}/diff`, join(root, 'l', 'short'));
-  const text = `1 1 0:1 / /m rw - overlay overlay rw,lowerdir=short:${root}/layers/${a}/diff:/elsewhere/layers/${'c'.repeat(64)}/diff,upperdir=u,workdir=w\n`;
-  t.strictSame([...(await mountedChains(new Store(root), text))].sort(), [a, b]);
-});
 
 /** Every blob index.json reaches (manifests, configs, layers) exists and holds its digest. */
 function assertConsistent(t: Tap.Test, root: string): void {
@@ -272,4 +236,18 @@ t.test('a live lease makes prune wait (then time out, removing nothing); a dead 
     { type: 'total', count: 1 },
   ]);
   t.strictSame(readdirSync(join(root, 'leases')), [], 'the dead lease is gone');
+
+  // The other side: a writer asking for a lease while a prune holds the gc lock waits for it.
+  const gc = await acquireGcLock(store);
+  let released = false;
+  let told = false;
+  const leased = acquireLease(store, { onWait: () => (told = true) }).then((l) => {
+    t.ok(released, 'the lease is granted only after the prune released the gc lock');
+    return l;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  released = true;
+  await gc.release();
+  await (await leased).release();
+  t.ok(told, 'the writer was told it waits');
 });
