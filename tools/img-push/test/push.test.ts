@@ -85,6 +85,21 @@ t.test('img-tag | img-push to another repository mounts instead of uploading', a
   t.equal((await rawManifest(reg, 'other/app:1.0')).digest, local.digest);
 });
 
+t.test('a mount source the store names but the registry lacks: the 202 session it opens carries the upload', async (t) => {
+  const store = tempStore('conveyor-push-ghost-');
+  t.teardown(() => removeStore(store));
+  importToStore(`${busyboxLayout()}:v2`, store, `${reg.host}/ghost/app:1`);
+  const mark = reg.logs().length;
+  const r = await push(['--root', store, '--log-format=json', '--to', `${reg.host}/real/app:1`, `${reg.host}/ghost/app:1`]);
+  t.equal(r.code, 0, r.stderr);
+  const log = reg.logs().slice(mark);
+  t.ok(uploads(log, 'real/app').mount > 0, 'mounts were tried from ghost/app');
+  t.equal(uploads(log, 'real/app').post, uploads(log, 'real/app').mount, 'no other session opened: the mount 202s were used');
+  t.match(log, /"POST \/v2\/real\/app\/blobs\/uploads\/\?[^"]*from=ghost%2Fapp[^"]*" 202/);
+  const v2 = JSON.parse(readFileSync(join(store, 'index.json'), 'utf8')).manifests[0];
+  t.equal((await rawManifest(reg, 'real/app:1')).digest, v2.digest);
+});
+
 t.test('chunked upload: PATCHes of --chunk-size, then the closing PUT', async (t) => {
   // A store of its own: it knows no repository of this registry to mount from.
   const store = tempStore('conveyor-push-chunked-');
