@@ -29,7 +29,7 @@ const spawnDetached = async (args: string[]) => {
 };
 
 t.test('follows a container to its end with stdout and stderr on their own streams; then tail, since, timestamps, records', async (t) => {
-  const record = await spawnDetached(['--name', 'chatty', '--', 'sh', '-c', 'echo o1; echo e1 >&2; sleep 0.5; echo o2; echo e2 >&2']);
+  const record = await spawnDetached(['--name', 'chatty', '--', 'sh', '-c', 'echo o1; echo e1 >&2; sleep 0.5; echo o2; sleep 0.5; echo e2 >&2']);
   const followed = await logs(['-f', 'chatty']);
   t.equal(followed.code, 0, followed.stderr);
   t.equal(followed.stdout, 'o1\no2\n', 'stdout lines on stdout');
@@ -38,7 +38,7 @@ t.test('follows a container to its end with stdout and stderr on their own strea
 
   const cases: [string[], string, string][] = [
     [['--tail', '1'], '', 'e2\n'],
-    [['-n', '3'], 'o2\n', 'e1\ne2\n'],
+    [['-n', '2'], 'o2\n', 'e2\n'],
     [['--tail', '0'], '', ''],
     [['--tail', 'all'], 'o1\no2\n', 'e1\ne2\n'],
     [['--since', '1h'], 'o1\no2\n', 'e1\ne2\n'],
@@ -55,15 +55,23 @@ t.test('follows a container to its end with stdout and stderr on their own strea
   t.match(stamped.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z o1\n\S+Z o2\n$/, '--timestamps prefixes each line; a full id works');
   const json = await logs(['--log-format=json', record.id.slice(0, 12)]);
   t.equal(json.code, 0, 'a unique prefix works');
+  const fields = json.records.map((r) => [r.type, r.v, r.id, r.stream, r.log]);
+  // o1 and e1 are written at once to two pipes: which the supervisor reads first is not fixed (as with Docker).
   t.strictSame(
-    json.records.map((r) => [r.type, r.v, r.id, r.stream, r.log]),
+    fields.slice(0, 2).sort(),
     [
-      ['log', 1, record.id, 'stdout', 'o1\n'],
       ['log', 1, record.id, 'stderr', 'e1\n'],
+      ['log', 1, record.id, 'stdout', 'o1\n'],
+    ],
+    '--log-format=json: log records on stdout',
+  );
+  t.strictSame(
+    fields.slice(2),
+    [
       ['log', 1, record.id, 'stdout', 'o2\n'],
       ['log', 1, record.id, 'stderr', 'e2\n'],
     ],
-    '--log-format=json: log records on stdout, in order',
+    'in the order written',
   );
   t.equal(json.stderr, '');
   const fromRecord = await logs([], `{"type":"note","v":1}\n${JSON.stringify(record)}\n`);
