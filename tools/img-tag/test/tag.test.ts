@@ -90,8 +90,10 @@ t.test('refusals', async (t) => {
     { name: 'no arguments', args: [], code: 2, error: 'ERR_USAGE' },
     { name: 'unknown flag', args: ['--force', 'app:dev', 'x:1'], code: 2, error: 'ERR_USAGE' },
   ];
-  for (const c of cases) {
-    const r = tag(...c.args);
+  // In parallel: each is a separate process on the same store, and none may write.
+  const results = await Promise.all(cases.map((c) => runTool('img-tag', ['--root', root, '--log-format=json', ...c.args])));
+  for (const [i, c] of cases.entries()) {
+    const r = results[i];
     t.equal(r.code, c.code, `${c.name}: exit ${c.code}`);
     t.equal(errorOf(r)?.code, c.error, `${c.name}: ${c.error}`);
     t.equal(r.stdout, '', `${c.name}: no record`);
