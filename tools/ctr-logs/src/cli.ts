@@ -7,7 +7,7 @@ const HELP = `Usage: ctr-logs [OPTIONS] CONTAINER
 
 Print the output of a container started with ctr-spawn -d: what it wrote to
 stdout goes to stdout, what it wrote to stderr to stderr, in the order it
-wrote them. CONTAINER is a name, a full id, or a unique prefix of an id; with
+was logged. CONTAINER is a name, a full id, or a unique prefix of an id; with
 none, the first \`container\` record on stdin (ctr-ls output) names it.
 
 Options:
