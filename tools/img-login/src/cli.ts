@@ -77,13 +77,19 @@ await runCli({
 
     const { RegistryClient } = await import('@conveyor/registry/client');
     const given = { username, password, source: 'the credentials given' };
+    // Whether the registry ever asked for them: one open to anyone accepts any password.
+    let askedFor = false;
     const client = new RegistryClient({
       insecure: Boolean(ctx.args.insecure),
       insecureRegistries: ctx.args['insecure-registry'] as string[],
       plainHttp: Boolean(ctx.args['plain-http']),
       caFile: flag(ctx.args, 'ca-file'),
       sslCertFile: ctx.env.SSL_CERT_FILE || undefined,
-      credentials: async (asked) => (asked === registry ? given : undefined),
+      credentials: async (asked) => {
+        if (asked !== registry) return undefined;
+        askedFor = true;
+        return given;
+      },
       userAgent: 'conveyor-img-login',
       onRetry: (message) => ctx.log.info(message),
     });
@@ -93,6 +99,8 @@ await runCli({
     } finally {
       client.close();
     }
+    if (!askedFor)
+      ctx.log.warn(`${registry} did not ask for credentials (it lets anyone in), so they could not be checked; storing them anyway, as docker login does`);
     const where = await storeCredentials(registry, { username, password }, { env: ctx.env });
     ctx.log.info(`login succeeded: ${username} at ${registry}, stored in ${where}`);
   },

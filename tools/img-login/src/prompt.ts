@@ -17,9 +17,10 @@ export interface Terminal extends NodeJS.ReadableStream {
 
 /** Writes `question` to `output` and reads one line from `input`, echoed only when `echo`. */
 export function promptLine(input: Terminal, output: Writable, question: string, echo: boolean): Promise<string> {
-  output.write(question);
   const raw = typeof input.setRawMode === 'function';
+  // Raw before the question shows: what is typed once it is on the screen is never echoed.
   raw && input.setRawMode!(true);
+  output.write(question);
   input.resume();
   return new Promise((resolve, reject) => {
     let line = '';

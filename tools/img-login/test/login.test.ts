@@ -116,6 +116,21 @@ t.test('token auth: checked through the token server, stored; a bad password is 
   t.notOk(existsSync(join(bad, 'config.json')));
 });
 
+t.test('a registry open to anyone: stored as docker does, with a warning that nothing was checked', async (t) => {
+  const open = await startRegistry();
+  t.teardown(() => open.stop());
+  const dir = dockerDir(t);
+  const r = await login(['-u', 'anyone', '--password-stdin', open.host], dir, 'anything');
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.logs.find((l) => l.level === 'warn')?.message, /did not ask for credentials/);
+  t.ok(existsSync(join(dir, 'config.json')));
+  const checked = await login(['-u', 'alice', '--password-stdin', basicReg.host], dir, 's3cret pass');
+  t.notOk(
+    checked.logs.some((l) => l.level === 'warn'),
+    'no warning where the credentials were checked',
+  );
+});
+
 t.test('credsStore: the helper gets the secret, config.json only the entry', async (t) => {
   const helper = fakeHelper(t, 'fake');
   const dir = dockerDir(t, { credsStore: 'fake', auths: {} });
