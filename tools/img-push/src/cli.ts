@@ -125,6 +125,7 @@ await runCli({
           },
           progress: ctx.progress,
           onRetry: (message) => ctx.log.info(message),
+          onWait: () => ctx.log.info('waiting for img-prune to finish'),
         }),
       write: (record: Record<string, unknown>) => ctx.out.write(record),
       renaming: to !== undefined,

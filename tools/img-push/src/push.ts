@@ -63,6 +63,8 @@ export interface PushOptions {
   write: (record: object) => Promise<void>;
   progress?: ProgressSink;
   onRetry?: (message: string) => void;
+  /** Told when a running img-prune makes the push wait for its lease. */
+  onWait?: () => void;
 }
 
 export interface PushResult {
@@ -73,8 +75,20 @@ export interface PushResult {
   uploadedBytes: number;
 }
 
-/** Pushes the stored image `input` names (to `options.to` when given) and writes its `image` record. */
+/**
+ * Pushes the stored image `input` names (to `options.to` when given) and
+ * writes its `image` record. Under a store lease (lease.ts): an img-prune
+ * waits for the push (the image could be removed and swept mid-push after an
+ * img-rm), and the `--to` name is written before the lease ends.
+ */
 export async function pushImage(input: string, options: PushOptions): Promise<PushResult> {
+  // Outside the lease first: an unknown image is reported without touching the store.
+  await findLocalImage(options.store, input);
+  const { withLease } = await import('@conveyor/lib-common/lease');
+  return withLease(options.store, () => pushLeased(input, options), { onWait: options.onWait });
+}
+
+async function pushLeased(input: string, options: PushOptions): Promise<PushResult> {
   const { store } = options;
   const local = await findLocalImage(store, input);
   const target = parseReference(options.to ?? input);

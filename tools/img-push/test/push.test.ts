@@ -15,10 +15,32 @@ import { join } from 'node:path';
 import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
 import { rawManifest, startRegistry } from '../../../test/helpers/registry.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { runTool, type ToolResult } from '../../../test/helpers/tools.js';
+import { jsonLines, runTool, toolPath, type ToolResult } from '../../../test/helpers/tools.js';
+import { spawn } from 'node:child_process';
+import { acquireGcLock } from '@conveyor/lib-common/lease';
+import { Store } from '@conveyor/lib-common/store';
 
 const env = { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: '/nonexistent-docker-config' };
-const push = (args: string[], input?: string): Promise<ToolResult> => runTool('img-push', args, { env, input });
+/** Runs img-push; `onWaiting` is called once it reports waiting for img-prune (on stderr, json logs). */
+function push(args: string[], input?: string, onWaiting?: () => void): Promise<ToolResult> {
+  if (!onWaiting) return runTool('img-push', args, { env, input });
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [toolPath('img-push'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (onWaiting && /waiting for img-prune/.test(stderr)) {
+        const call = onWaiting;
+        onWaiting = undefined;
+        call();
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, records: jsonLines(stdout), logs: jsonLines(stderr) }));
+  });
+}
 const errorOf = (r: ToolResult) => r.logs.find((l) => l.level === 'error');
 
 /** Upload requests (POST/PATCH/PUT on blobs/uploads) in an access-log slice, for one repository or all. */
@@ -182,6 +204,23 @@ t.test('an index goes up with its platform manifests; the tag names the index', 
       'nothing was sent',
     );
   });
+});
+
+t.test('a running img-prune (the gc lock held) makes the push wait, then it goes through', async (t) => {
+  const gc = await acquireGcLock(new Store(root));
+  let released = false;
+  // Never a hang: a push that does not say it waits gets the lock back after 20 s, and fails the test.
+  const safety = setTimeout(() => void gc.release(), 20_000);
+  const r = await push([...base, `${reg.host}/team/app:1.0`], undefined, () => {
+    released = true;
+    clearTimeout(safety);
+    void gc.release();
+  });
+  clearTimeout(safety);
+  t.ok(released, 'the lock was released only once the push said it waits');
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.logs.find((l) => /waiting for img-prune/.test(l.message ?? ''))?.level, 'info');
+  t.equal(r.records[0]?.digest, local.digest);
 });
 
 t.test('refusals', async (t) => {

@@ -40,7 +40,7 @@ await runCli({
     const { Store } = await import('@conveyor/lib-common/store');
     const { tagImage } = await import('./tag.js');
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
-    const records = await tagImage(store, source, targets);
+    const records = await tagImage(store, source, targets, () => ctx.log.info('waiting for img-prune to finish'));
     if (ctx.args.quiet) return;
     for (const record of records) {
       if (ctx.humanOutput) ctx.stdout.write(`${record.ref}\n`);

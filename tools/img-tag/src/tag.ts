@@ -35,9 +35,21 @@ export function targetNames(inputs: string[]): string[] {
   });
 }
 
-/** Points every target at the source's entry; returns an `image` record per new name. */
-export async function tagImage(store: Store, source: string, targets: string[]): Promise<ImageRecord[]> {
+/**
+ * Points every target at the source's entry; returns an `image` record per new
+ * name. Under a store lease (lease.ts), so an img-prune cannot sweep the
+ * source's blobs between the lookup and the new names (after an img-rm of the
+ * source); `onWait` is told when a running prune makes it wait.
+ */
+export async function tagImage(store: Store, source: string, targets: string[], onWait?: () => void): Promise<ImageRecord[]> {
   const names = targetNames(targets);
+  // Outside the lease first: an unknown source is reported without touching the store.
+  await findLocalImage(store, source);
+  const { withLease } = await import('@conveyor/lib-common/lease');
+  return withLease(store, () => tagLeased(store, source, names), { onWait });
+}
+
+async function tagLeased(store: Store, source: string, names: string[]): Promise<ImageRecord[]> {
   const { entry } = await findLocalImage(store, source);
   // Read and validated first: a name is never given to an image the store cannot describe.
   const record = await imageRecordFromStore(store, entry);
