@@ -18,7 +18,8 @@ import { runTool, toolPath } from '../../../test/helpers/tools.js';
 
 const basicReg = await startRegistry({ htpasswd: { alice: 's3cret pass' } });
 t.teardown(() => basicReg.stop());
-const tokenReg = await startRegistry({ token: { users: { bob: 'b0b:token' } } });
+// TLS too: the TLS flags reach the client (its own TLS behaviour is img-fetch's tests').
+const tokenReg = await startRegistry({ tls: true, token: { users: { bob: 'b0b:token' } } });
 t.teardown(() => tokenReg.stop());
 await pushImage(`${busyboxLayout()}:latest`, basicReg, 'private/bb:v1');
 
@@ -96,11 +97,15 @@ t.test('basic auth: a wrong password is refused and nothing is stored', async (t
   t.match(none.logs.find((l) => l.level === 'warn')?.message, /--password.*insecure.*--password-stdin/, '-p warns as docker does');
 });
 
-t.test('token auth: checked through the token server, stored; a bad password is refused', async (t) => {
+t.test('token auth over TLS: checked through the token server, stored; a bad password is refused; an untrusted certificate too', async (t) => {
   const issuer = tokenReg.tokenIssuer!;
   const dir = dockerDir(t);
   const before = issuer.requests.length;
-  const r = await login(['--username', 'bob', '--password-stdin', `http://${tokenReg.host}/v2/`], dir, 'b0b:token\r\n');
+  const untrusted = await login(['--username', 'bob', '--password-stdin', tokenReg.host], dir, 'b0b:token');
+  t.equal(untrusted.code, 1);
+  t.equal(errorOf(untrusted.logs)?.code, 'ERR_REGISTRY_TLS', 'an unverified certificate is refused');
+  t.notOk(existsSync(join(dir, 'config.json')));
+  const r = await login(['--ca-file', tokenReg.caFile!, '--username', 'bob', '--password-stdin', `https://${tokenReg.host}/v2/`], dir, 'b0b:token\r\n');
   t.equal(r.code, 0, r.stderr);
   const asked = issuer.requests.slice(before);
   t.ok(
@@ -109,7 +114,7 @@ t.test('token auth: checked through the token server, stored; a bad password is 
   );
   t.strictSame(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), { auths: { [tokenReg.host]: { auth: b64('bob:b0b:token') } } }, 'CRLF trimmed');
   const bad = dockerDir(t);
-  const refused = await login(['-u', 'bob', '--password-stdin', tokenReg.host], bad, 'nope');
+  const refused = await login(['--ca-file', tokenReg.caFile!, '-u', 'bob', '--password-stdin', tokenReg.host], bad, 'nope');
   t.equal(refused.code, 1);
   t.equal(errorOf(refused.logs)?.code, 'ERR_REGISTRY_UNAUTHORIZED');
   t.match(errorOf(refused.logs)?.message, /login to .* as bob refused/);

@@ -3,7 +3,8 @@
  * issuer): the catalog needs a token with the registry:catalog:* scope, got
  * with the credentials in DOCKER_CONFIG's config.json as img-fetch gets
  * them; anonymous is refused with ERR_REGISTRY_UNAUTHORIZED; tags are read
- * with a pull token on the repository.
+ * with a pull token on the repository. The registry speaks TLS: --ca-file
+ * is needed, an untrusted certificate is ERR_REGISTRY_TLS.
  */
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -12,15 +13,18 @@ import { busyboxLayout } from '../../../test/helpers/fixtures.js';
 import { pushImage, startRegistry } from '../../../test/helpers/registry.js';
 import { runTool } from '../../../test/helpers/tools.js';
 
-const reg = await startRegistry({ token: { users: { alice: 'wonder land' } } });
+// TLS too: the TLS flags reach the client (its own TLS behaviour is img-fetch's tests').
+const reg = await startRegistry({ tls: true, token: { users: { alice: 'wonder land' } } });
 t.teardown(() => reg.stop());
 await pushImage(`${busyboxLayout()}:latest`, reg, 'private/app:v1');
 const issuer = reg.tokenIssuer!;
 const configDir = join(t.testdirName, 'docker');
 mkdirSync(configDir, { recursive: true });
 writeFileSync(join(configDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:wonder land').toString('base64') } } }));
-const run = (args: string[], dockerConfig: string) =>
-  runTool('img-search', args, { env: { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: dockerConfig } });
+const run = (args: string[], dockerConfig: string, trust = true) =>
+  runTool('img-search', trust ? ['--ca-file', reg.caFile!, ...args] : args, {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: dockerConfig },
+  });
 const errorOf = (logs: Record<string, any>[]) => logs.find((l) => l.level === 'error');
 
 t.test('anonymous: the catalog is refused (ERR_REGISTRY_UNAUTHORIZED, exit 1)', async (t) => {
@@ -43,6 +47,12 @@ t.test('with credentials: a registry:catalog:* token lists the catalog', async (
     asked.some((q) => q.user === 'alice' && q.scopes.includes('registry:catalog:*')),
     'the token was asked for the catalog scope, as alice',
   );
+});
+
+t.test('an untrusted certificate: ERR_REGISTRY_TLS', async (t) => {
+  const r = await run([`${reg.host}/`, '--log-format=json'], configDir, false);
+  t.equal(r.code, 1);
+  t.equal(errorOf(r.logs)?.code, 'ERR_REGISTRY_TLS');
 });
 
 t.test('with credentials: tags and digests with a pull token', async (t) => {
