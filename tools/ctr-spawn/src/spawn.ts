@@ -17,7 +17,7 @@ import type { RecordSink } from '@conveyor/lib-common/ndjson';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { adoptSpec, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
 import { cleanUp } from './cleanup.js';
-import { startSupervised } from './detach.js';
+import { type PendingSupervisor, prestartSupervisor } from './detach.js';
 import { oomWarning } from './oom.js';
 import type { SpawnOptions } from './options.js';
 import { containerRoot, firstRecord } from './record.js';
@@ -54,6 +54,7 @@ export interface SpawnIO {
 export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promise<number> {
   const signals = new SignalForwarder(io.signals);
   let cleanup: (() => Promise<void>) | undefined;
+  let supervisor: PendingSupervisor | undefined;
   try {
     let record: Record<string, unknown>;
     try {
@@ -69,6 +70,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     // (or never closes) does not keep us alive after the container exits.
     io.input.unpipe();
     io.input.destroy();
+    // Started now so that its start-up overlaps the mount and the bundle.
+    if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath);
 
     const { store, paths, ephemeral } = await containerRoot(record, options, io.log);
     const id = paths.id;
@@ -108,14 +111,9 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     if (signals.pending) return signalExit(signals.pending);
 
     if (options.detach) {
-      const running = await startSupervised({
-        store,
-        id,
-        execPath: io.execPath,
-        onStart: (child) => {
-          runtimeStarted = true;
-          signals.attach(child, true);
-        },
+      const running = await supervisor!.start(store, id, (child) => {
+        runtimeStarted = true;
+        signals.attach(child, true);
       });
       cleanup = undefined; // it runs on; its supervisor records its end and cleans up
       await io.out.write(containerRecord(running));
@@ -148,6 +146,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     if (options.keep) await updateState(store, id, (s) => exitedState(s, endOf(code, oom !== undefined)));
     return code;
   } finally {
+    supervisor?.cancel(); // not given a container (a failure, --print-spec, a signal): it exits
     // Still subscribed: a second Ctrl-C must not kill us half-way through cleanup.
     try {
       if (cleanup) await cleanup();

@@ -1,14 +1,38 @@
 /**
- * The supervisor's entry: `node supervisor/cli.js STORE_ROOT ID`, started by
- * ctr-spawn -d in its own session with stdout a pipe to ctr-spawn (the
- * hand-off: one JSON line, then closed) and stderr the container directory's
- * supervisor.log. Not a tool of its own: ctr-spawn's code, run as a process
- * that outlives ctr-spawn. The work is supervise.ts, loaded lazily.
+ * The supervisor's entry: `node supervisor/cli.js`, started by ctr-spawn -d
+ * in its own session as soon as it knows it will detach, so that Node's
+ * start-up and the loading of supervise.ts overlap ctr-spawn's mount and
+ * bundle work. stdin is the order from ctr-spawn, one JSON line
+ * `{"store": ROOT, "id": ID}` once the container is prepared (end of file
+ * without one: ctr-spawn gave up, and so do we). stdout is the hand-off to
+ * ctr-spawn: one JSON line, then closed. Messages go to supervisor.log in
+ * the container directory. Not a tool of its own: ctr-spawn's code, run as
+ * a process that outlives ctr-spawn.
  */
-import { closeSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, writeSync } from 'node:fs';
 
-const [storeRoot, id] = process.argv.slice(2);
-const warn = (message: string) => process.stderr.write(`ctr-spawn supervisor ${String(id).slice(0, 12)}: ${message}\n`);
+const loading = Promise.all([import('@conveyor/lib-common/lock'), import('./supervise.js')]);
+// Loading failures surface where they are awaited, with a message in the log.
+loading.catch(() => undefined);
+
+/** The first line of stdin, or undefined at end of file. */
+function order(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let text = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk: string) => {
+      text += chunk;
+      const end = text.indexOf('\n');
+      if (end >= 0) {
+        process.stdin.destroy();
+        resolve(text.slice(0, end));
+      }
+    });
+    process.stdin.on('end', () => resolve(undefined));
+    process.stdin.on('error', () => resolve(undefined));
+  });
+}
+
 let handedOff = false;
 const handoff = (message: unknown) => {
   if (handedOff) return;
@@ -21,19 +45,39 @@ const handoff = (message: unknown) => {
   closeSync(1);
 };
 
+const line = await order();
+let parsed: { store?: unknown; id?: unknown } = {};
 try {
-  const { startTime } = await import('@conveyor/lib-common/lock');
-  const { supervise } = await import('./supervise.js');
-  process.exitCode = await supervise(storeRoot, id, {
-    handoff,
-    self: { pid: process.pid, startTime: startTime('self') },
-    signals: (handler) => {
-      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const) process.on(signal, handler);
-    },
-    warn,
-  });
-} catch (error) {
-  warn((error as Error).stack ?? String(error));
-  handoff({ error: { code: 'ERR_INTERNAL', message: `supervisor failed: ${(error as Error).message}` } });
+  parsed = line === undefined ? {} : JSON.parse(line);
+} catch {
+  // not an order: nothing to do
+}
+const { store, id } = parsed;
+if (typeof store === 'string' && typeof id === 'string' && /^[0-9a-f]{64}$/.test(id)) {
+  const logPath = `${store}/containers/${id}/supervisor.log`;
+  const warn = (message: string) => {
+    try {
+      appendFileSync(logPath, `${new Date().toISOString()} ctr-spawn supervisor ${id.slice(0, 12)}: ${message}\n`, { mode: 0o600 });
+    } catch {
+      // the container directory is gone (removed): nowhere to say it
+    }
+  };
+  try {
+    const [{ startTime }, { supervise }] = await loading;
+    process.exitCode = await supervise(store, id, {
+      handoff,
+      self: { pid: process.pid, startTime: startTime('self') },
+      signals: (handler) => {
+        for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const) process.on(signal, handler);
+      },
+      warn,
+    });
+  } catch (error) {
+    warn((error as Error).stack ?? String(error));
+    handoff({ error: { code: 'ERR_INTERNAL', message: `supervisor failed: ${(error as Error).message}` } });
+    process.exitCode = 1;
+  }
+} else if (line !== undefined) {
+  handoff({ error: { code: 'ERR_INTERNAL', message: 'supervisor: malformed order from ctr-spawn' } });
   process.exitCode = 1;
 }
