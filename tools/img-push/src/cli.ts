@@ -2,6 +2,7 @@ import { runCli } from '@conveyor/lib-common/cli';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { RegistryClient } from '@conveyor/registry/client';
+import { REGISTRY_FLAGS, registryClientOptions } from '@conveyor/registry/flags';
 
 const HELP = `Usage: img-push [OPTIONS] [REFERENCE...]
 
@@ -57,9 +58,9 @@ await runCli({
   name: 'img-push',
   help: HELP,
   spec: {
-    string: ['to', 'chunk-size', 'jobs', 'ca-file', 'min-rate', 'rate-window'],
-    multiple: ['insecure-registry'],
-    boolean: ['insecure', 'plain-http'],
+    string: ['to', 'chunk-size', 'jobs', ...REGISTRY_FLAGS.string],
+    multiple: REGISTRY_FLAGS.multiple,
+    boolean: REGISTRY_FLAGS.boolean,
     alias: { j: 'jobs' },
   },
   main: async (ctx) => {
@@ -68,8 +69,8 @@ await runCli({
     const chunkSize = chunkText === undefined ? undefined : parseBytes(chunkText, '--chunk-size');
     if (chunkSize === 0) throw new ConveyorError('ERR_USAGE', '--chunk-size must be more than 0');
     const to = flag(ctx.args, 'to');
-    const { parseHostList, transferLimits } = await import('./flags.js');
-    const limits = transferLimits(flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE, flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW);
+    // Flag values checked before the store or the network is touched.
+    const clientOptions = registryClientOptions(ctx.args, ctx.env, { userAgent: 'conveyor-img-push', onRetry: (message) => ctx.log.info(message) });
     if (to !== undefined) {
       // A bad --to, or --to with several images, is a usage error before anything is read or sent.
       if (ctx.args._.length > 1) throw new ConveyorError('ERR_USAGE', `--to names one target, but ${ctx.args._.length} images were given`);
@@ -82,25 +83,10 @@ await runCli({
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
 
     let client: RegistryClient | undefined;
-    let credentialsModule: typeof import('@conveyor/registry/credentials') | undefined;
     const makeClient = async (): Promise<RegistryClient> => {
       if (!client) {
         const { RegistryClient } = await import('@conveyor/registry/client');
-        client = new RegistryClient({
-          insecure: Boolean(ctx.args.insecure),
-          insecureRegistries: parseHostList([...(ctx.args['insecure-registry'] as string[]), ctx.env.CONVEYOR_INSECURE_REGISTRIES ?? '']),
-          plainHttp: Boolean(ctx.args['plain-http']),
-          caFile: flag(ctx.args, 'ca-file'),
-          sslCertFile: ctx.env.SSL_CERT_FILE || undefined,
-          credentials: async (registry) => {
-            credentialsModule ??= await import('@conveyor/registry/credentials');
-            return credentialsModule.lookupCredentials(registry, { env: ctx.env });
-          },
-          userAgent: 'conveyor-img-push',
-          minRate: limits.minRate,
-          rateWindowMs: limits.rateWindowMs,
-          onRetry: (message) => ctx.log.info(message),
-        });
+        client = new RegistryClient(clientOptions);
       }
       return client;
     };

@@ -1,6 +1,6 @@
 /**
- * img-push's pure parts, table-driven, without a registry: flag values
- * (parseHostList, transferLimits), the manifest media type to PUT with,
+ * img-push's pure parts, table-driven, without a registry: the manifest
+ * media type to PUT with,
  * which input records name a reference, where blobs may be mounted from
  * (MountSources, its store scan skipping junk entries), and the per-reference
  * exit policy (pushEach: first failure's code, passthrough order, --to once).
@@ -12,39 +12,11 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { Store } from '@conveyor/lib-common/store';
 import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { parseHostList, transferLimits } from '../src/flags.js';
 import { argumentItems, referenceOf, type InputItem } from '../src/input.js';
 import { MAX_MOUNT_SOURCES, MountSources } from '../src/mounts.js';
 import { manifestMediaType } from '../src/plan.js';
 import { pushEach } from '../src/push-each.js';
 import type { PushResult } from '../src/push.js';
-
-t.test('parseHostList', async (t) => {
-  const cases: [string[], string[]][] = [
-    [[], []],
-    [['a:5000'], ['a:5000']],
-    [
-      ['a, b ,', 'https://c/'],
-      ['a', 'b', 'c'],
-    ],
-    [['http://d:1//'], ['d:1']],
-  ];
-  for (const [input, expected] of cases) t.same(parseHostList(input), expected, JSON.stringify(input));
-});
-
-t.test('transferLimits', async (t) => {
-  t.same(transferLimits(undefined, undefined), { minRate: undefined, rateWindowMs: undefined });
-  t.same(transferLimits('2k/s', '1.5'), { minRate: 2048, rateWindowMs: 1500 });
-  t.same(transferLimits('0', ''), { minRate: 0, rateWindowMs: undefined });
-  for (const [rate, window] of [
-    ['fast', undefined],
-    [undefined, '0'],
-    [undefined, 'soon'],
-    [undefined, '4000'],
-  ]) {
-    t.throws(() => transferLimits(rate, window), { code: 'ERR_USAGE' }, `${rate} ${window}`);
-  }
-});
 
 t.test('manifestMediaType: the declared one, else the store entry, else by shape', async (t) => {
   const docker = 'application/vnd.docker.distribution.manifest.v2+json';
