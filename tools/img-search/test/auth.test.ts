@@ -7,7 +7,7 @@
  * is needed, an untrusted certificate is ERR_REGISTRY_TLS.
  */
 import t from 'tap';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxLayout } from '../../../test/helpers/fixtures.js';
 import { pushImage, startRegistry } from '../../../test/helpers/registry.js';
@@ -20,6 +20,7 @@ await pushImage(`${busyboxLayout()}:latest`, reg, 'private/app:v1');
 const issuer = reg.tokenIssuer!;
 const configDir = join(t.testdirName, 'docker');
 mkdirSync(configDir, { recursive: true });
+t.teardown(() => rmSync(t.testdirName, { recursive: true, force: true }));
 writeFileSync(join(configDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:wonder land').toString('base64') } } }));
 const run = (args: string[], dockerConfig: string, trust = true) =>
   runTool('img-search', trust ? ['--ca-file', reg.caFile!, ...args] : args, {
