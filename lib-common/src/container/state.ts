@@ -256,6 +256,17 @@ export async function claimName(store: Store, name: string, id: string): Promise
   });
 }
 
+/**
+ * Whether container `id` still holds `name`, asked under the names lock: a
+ * claim made before the container's directory existed may have been taken
+ * over (claimName frees the names of containers without a directory), so the
+ * claimer asks again once the directory exists. Under the lock, no takeover
+ * can be half done while it asks.
+ */
+export async function holdsName(store: Store, name: string, id: string): Promise<boolean> {
+  return withLock(store.lockPath('names'), async () => (await nameHolder(store, name)) === id);
+}
+
 /** Frees `name` if container `id` holds it (a later holder's claim is left alone). */
 export async function releaseName(store: Store, name: string, id: string): Promise<void> {
   if (!CONTAINER_NAME.test(name)) return;

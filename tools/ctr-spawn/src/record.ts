@@ -21,7 +21,7 @@ import { mountOverlay, mountsUnder, newContainerId, removeContainer, type Contai
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
-import { claimName, isRunning, nameHolder, readState, releaseName } from '@conveyor/lib-common/container/state';
+import { claimName, holdsName, isRunning, readState, releaseName } from '@conveyor/lib-common/container/state';
 
 /** The first rootfs or mount record of the input; records before it are reported and skipped. */
 export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>): Promise<Record<string, unknown>> {
@@ -64,8 +64,8 @@ export async function containerRoot(
   if (options.name) await claimName(store, options.name, id);
   try {
     const paths = await mountOverlay(store, lowerDirs, { id });
-    // A claim whose container had no directory yet could be taken over by a racing claim: make sure it is still ours.
-    if (options.name && (await nameHolder(store, options.name)) !== id) {
+    // A claim whose container had no directory yet could be taken over by a racing claim: now that it has one, make sure it is still ours.
+    if (options.name && !(await holdsName(store, options.name, id))) {
       await removeContainer(store, id);
       throw new ConveyorError('ERR_CONTAINER_NAME_IN_USE', `the name ${options.name} was taken by another container meanwhile`, {
         hint: 'choose another --name',

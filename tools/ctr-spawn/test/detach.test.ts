@@ -104,6 +104,20 @@ t.test('the supervisor records output, exit code and end; the stopped container 
   t.equal(await nameHolder(store, 'done'), undefined, 'a foreground run gives its name back');
 });
 
+t.test('four runs racing for one name: exactly one gets it, the others are refused and leave nothing', async (t) => {
+  const before = containerDirs(root).length;
+  const runs = await Promise.all([1, 2, 3, 4].map(() => ctrSpawn(rootfs, ['-d', '--rm', '--name', 'race', '--', 'sleep', '2'])));
+  const won = runs.filter((r) => r.code === 0);
+  t.equal(won.length, 1, `one winner (${runs.map((r) => r.code).join(' ')})`);
+  for (const lost of runs.filter((r) => r.code !== 0)) {
+    t.equal(lost.code, 125);
+    t.match(lost.stderr, /name race (is in use|was taken)/);
+  }
+  t.equal(await nameHolder(store, 'race'), won[0]?.records[0].id, 'the winner holds the name');
+  t.equal(containerDirs(root).length, before + 1, "only the winner's directory exists");
+  t.equal(mountsUnder(root).length, 1, "only the winner's overlay is mounted");
+});
+
 t.test('signals: one sent to the supervisor reaches the container; a death by signal is 128+N and its name', async (t) => {
   const trap = await ctrSpawn(rootfs, ['-d', '--', 'sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
   t.equal(trap.code, 0, trap.stderr);
