@@ -92,8 +92,8 @@ await runCli({
     };
 
     const mounts = new MountSources();
-    const { pushEach } = await import('./push-each.js');
-    const { argumentItems, readInput } = await import('./input.js');
+    const { pushEach, PUSHABLE_TYPES } = await import('./push-each.js');
+    const { argumentItems, readReferences } = await import('@conveyor/lib-common/reference-input');
     const options = {
       push: (ref: string) =>
         pushImage(ref, {
@@ -124,7 +124,7 @@ await runCli({
         throw new ConveyorError('ERR_USAGE', 'no reference given', {
           hint: 'name an image (img-push localhost:5000/app:1.2) or pipe references in; see --help',
         });
-      return await pushEach(readInput(ctx.stdin), options);
+      return await pushEach(readReferences(ctx.stdin, PUSHABLE_TYPES), options);
     } finally {
       client?.close();
     }

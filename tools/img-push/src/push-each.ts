@@ -10,8 +10,11 @@
  * input or `write` throw (a bad input line, a closed stdout) ends the run.
  */
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
-import type { InputItem } from './input.js';
+import type { ReferenceItem } from '@conveyor/lib-common/reference-input';
 import type { PushResult } from './push.js';
+
+/** Record types img-push acts on when they carry a reference (image records from img-tag, img-ls, img-fetch); an absent type counts too. */
+export const PUSHABLE_TYPES: ReadonlySet<string> = new Set(['image', 'tag', 'reference', 'ref']);
 
 export interface PushEachOptions {
   push: (ref: string) => Promise<PushResult>;
@@ -22,7 +25,7 @@ export interface PushEachOptions {
   error: (error: ConveyorError) => void;
 }
 
-export async function pushEach(items: Iterable<InputItem> | AsyncIterable<InputItem>, options: PushEachOptions): Promise<number> {
+export async function pushEach(items: Iterable<ReferenceItem> | AsyncIterable<ReferenceItem>, options: PushEachOptions): Promise<number> {
   let exitCode: number = EXIT.OK;
   let pushed = 0;
   for await (const item of items) {

@@ -1,7 +1,7 @@
 /**
  * img-push's pure parts, table-driven, without a registry: the manifest
  * media type to PUT with,
- * which input records name a reference, where blobs may be mounted from
+ * where blobs may be mounted from
  * (MountSources, its store scan skipping junk entries), and the per-reference
  * exit policy (pushEach: first failure's code, passthrough order, --to once).
  */
@@ -12,10 +12,10 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { Store } from '@conveyor/lib-common/store';
 import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { argumentItems, referenceOf, type InputItem } from '../src/input.js';
+import { argumentItems, referenceOf, type ReferenceItem } from '@conveyor/lib-common/reference-input';
 import { MAX_MOUNT_SOURCES, MountSources } from '../src/mounts.js';
 import { manifestMediaType } from '../src/plan.js';
-import { pushEach } from '../src/push-each.js';
+import { PUSHABLE_TYPES, pushEach } from '../src/push-each.js';
 import type { PushResult } from '../src/push.js';
 
 t.test('manifestMediaType: the declared one, else the store entry, else by shape', async (t) => {
@@ -30,7 +30,7 @@ t.test('manifestMediaType: the declared one, else the store entry, else by shape
   for (const [parsed, declared, expected] of cases) t.equal(manifestMediaType(parsed, declared), expected, JSON.stringify([parsed, declared]));
 });
 
-t.test('referenceOf', async (t) => {
+t.test('the records img-push takes a reference from', async (t) => {
   const cases: [Record<string, unknown>, string | undefined][] = [
     [{ type: 'image', ref: 'a:1' }, 'a:1'],
     [{ ref: 'a:1', name: 'b' }, 'a:1'],
@@ -43,7 +43,7 @@ t.test('referenceOf', async (t) => {
     [{ ref: '' }, undefined],
     [{ ref: 42 }, undefined],
   ];
-  for (const [record, expected] of cases) t.equal(referenceOf(record), expected, JSON.stringify(record));
+  for (const [record, expected] of cases) t.equal(referenceOf(record, PUSHABLE_TYPES), expected, JSON.stringify(record));
 });
 
 t.test('MountSources', async (t) => {
@@ -82,7 +82,7 @@ t.test('pushEach: the others still run, the first failure wins, passthrough keep
     counts: { exists: 0, mounted: 0, uploaded: 1 },
     uploadedBytes: 10,
   });
-  const cases: { items: InputItem[]; fail: Record<string, ConveyorError | Error>; code: number; written: string[] }[] = [
+  const cases: { items: ReferenceItem[]; fail: Record<string, ConveyorError | Error>; code: number; written: string[] }[] = [
     { items: argumentItems(['a', 'b']), fail: {}, code: 0, written: [] },
     { items: argumentItems(['a', 'b']), fail: { a: new ConveyorError('ERR_IMAGE_NOT_FOUND', 'no a') }, code: 1, written: [] },
     {
