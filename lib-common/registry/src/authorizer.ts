@@ -117,13 +117,16 @@ export class Authorizer {
       // OAuth2 refresh-token grant, as docker does with identity tokens.
       method = 'POST';
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'conveyor' });
+      // One space-separated value in a form, as RFC 6749 defines scope.
       if (scope !== '') form.set('scope', scope);
       if (challenge.params.service) form.set('service', challenge.params.service);
       body = form.toString();
       headers['content-type'] = 'application/x-www-form-urlencoded';
     } else {
       if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
-      if (scope !== '') url.searchParams.append('scope', scope);
+      // Several scopes (a push that mounts from another repository) as repeated
+      // parameters, as docker sends them: not every token server splits on spaces.
+      for (const one of scope.split(' ')) if (one !== '') url.searchParams.append('scope', one);
       if (creds?.username !== undefined) headers.authorization = basic(creds.username, creds.password ?? '');
     }
     // Retried silently: the request that needs the token reports its own retries.
