@@ -1,5 +1,7 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
+import { argumentItems } from '@conveyor/lib-common/reference-input';
+import { parseHostList, REGISTRY_FLAGS, registryClientOptions } from '@conveyor/registry/flags';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, parsePlatform } from '@conveyor/lib-common/platform';
 import type { RegistryClient } from '@conveyor/registry/client';
@@ -63,9 +65,9 @@ await runCli({
   name: 'img-fetch',
   help: HELP,
   spec: {
-    string: ['platform', 'pull', 'jobs', 'ca-file', 'max-blob-size', 'min-rate', 'rate-window'],
-    multiple: ['registry-mirror', 'insecure-registry'],
-    boolean: ['layers', 'insecure', 'plain-http'],
+    string: ['platform', 'pull', 'jobs', 'max-blob-size', ...REGISTRY_FLAGS.string],
+    multiple: ['registry-mirror', ...REGISTRY_FLAGS.multiple],
+    boolean: ['layers', ...REGISTRY_FLAGS.boolean],
     alias: { j: 'jobs' },
     default: { layers: true },
   },
@@ -77,42 +79,25 @@ await runCli({
     const jobs = intFlag(ctx.args, 'jobs', 3, 1, 32);
     const platformText = flag(ctx.args, 'platform');
     const platform = platformText ? parsePlatform(platformText) : hostPlatform();
-    const limits = transferLimits(
-      flag(ctx.args, 'max-blob-size') ?? ctx.env.CONVEYOR_MAX_BLOB_SIZE,
-      flag(ctx.args, 'min-rate') ?? ctx.env.CONVEYOR_MIN_RATE,
-      flag(ctx.args, 'rate-window') ?? ctx.env.CONVEYOR_RATE_WINDOW,
-    );
+    const maxBlobSize = maxBlobSizeOf(flag(ctx.args, 'max-blob-size') ?? ctx.env.CONVEYOR_MAX_BLOB_SIZE);
+    // Checked before anything is fetched: a bad --min-rate is a usage error, not a failed pull.
+    const clientOptions = registryClientOptions(ctx.args, ctx.env, { userAgent: 'conveyor-img-fetch', onRetry: (message) => ctx.log.info(message) });
     const { Store } = await import('@conveyor/lib-common/store');
-    const { fetchImage, parseHostList } = await import('./fetch.js');
+    const { fetchImage } = await import('./fetch.js');
     const mirrors = parseHostList([...(ctx.args['registry-mirror'] as string[]), ctx.env.CONVEYOR_REGISTRY_MIRRORS ?? '']);
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
 
     let client: RegistryClient | undefined;
-    let credentialsModule: typeof import('@conveyor/registry/credentials') | undefined;
     // Loaded only when the store cannot answer alone: http, https and TLS cost start-up time.
     const makeClient = async (): Promise<RegistryClient> => {
       if (!client) {
         const { RegistryClient } = await import('@conveyor/registry/client');
-        client = new RegistryClient({
-          insecure: Boolean(ctx.args.insecure),
-          insecureRegistries: parseHostList([...(ctx.args['insecure-registry'] as string[]), ctx.env.CONVEYOR_INSECURE_REGISTRIES ?? '']),
-          plainHttp: Boolean(ctx.args['plain-http']),
-          caFile: flag(ctx.args, 'ca-file'),
-          sslCertFile: ctx.env.SSL_CERT_FILE || undefined,
-          credentials: async (registry) => {
-            credentialsModule ??= await import('@conveyor/registry/credentials');
-            return credentialsModule.lookupCredentials(registry, { env: ctx.env });
-          },
-          userAgent: 'conveyor-img-fetch',
-          minRate: limits.minRate,
-          rateWindowMs: limits.rateWindowMs,
-          onRetry: (message) => ctx.log.info(message),
-        });
+        client = new RegistryClient(clientOptions);
       }
       return client;
     };
 
-    const { pullEach, argumentItems } = await import('./pull-each.js');
+    const { pullEach } = await import('./pull-each.js');
     const options = {
       pull: (ref: string) =>
         fetchImage(ref, {
@@ -129,7 +114,7 @@ await runCli({
           warn: (message) => ctx.log.warn(message),
           onRetry: (message) => ctx.log.info(message),
           mirrors,
-          maxBlobSize: limits.maxBlobSize,
+          maxBlobSize,
         }),
       write: (record: Record<string, unknown>) => ctx.out.write(record),
       info: (message: string) => ctx.log.info(message),
@@ -147,21 +132,9 @@ await runCli({
   },
 });
 
-/** The size and rate limits from flags (or their environment variables); undefined keeps the library's default. */
-function transferLimits(
-  maxBlob: string | undefined,
-  minRate: string | undefined,
-  window: string | undefined,
-): { maxBlobSize?: number; minRate?: number; rateWindowMs?: number } {
-  const maxBlobSize = maxBlob === undefined || maxBlob === '' ? undefined : parseBytes(maxBlob, '--max-blob-size');
+/** --max-blob-size (or CONVEYOR_MAX_BLOB_SIZE); undefined keeps the library's default. */
+function maxBlobSizeOf(value: string | undefined): number | undefined {
+  const maxBlobSize = value === undefined || value === '' ? undefined : parseBytes(value, '--max-blob-size');
   if (maxBlobSize === 0) throw new ConveyorError('ERR_USAGE', '--max-blob-size must be more than 0');
-  const rate = minRate === undefined || minRate === '' ? undefined : parseBytes(minRate.replace(/\/s$/, ''), '--min-rate');
-  let rateWindowMs: number | undefined;
-  if (window !== undefined && window !== '') {
-    const seconds = Number(window);
-    if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3600)
-      throw new ConveyorError('ERR_USAGE', `--rate-window must be a number of seconds from 0.1 to 3600, got ${JSON.stringify(window)}`);
-    rateWindowMs = Math.round(seconds * 1000);
-  }
-  return { maxBlobSize, minRate: rate, rateWindowMs };
+  return maxBlobSize;
 }

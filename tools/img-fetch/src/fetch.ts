@@ -127,19 +127,6 @@ async function pullVia(
   return pullFromRegistry(name, repo, reference, client, options);
 }
 
-/** Registry hosts from repeatable flag values and comma-separated environment lists; a scheme is dropped. */
-export function parseHostList(values: string[]): string[] {
-  return values
-    .flatMap((v) => v.split(','))
-    .map((v) =>
-      v
-        .trim()
-        .replace(/^https?:\/\//, '')
-        .replace(/\/+$/, ''),
-    )
-    .filter((v) => v !== '');
-}
-
 /** The `layer` record announcing layer `index` of an image. */
 function layerRecord(ref: string, layers: LayerInfo[], index: number, store: string): LayerRecord {
   return {

@@ -45,8 +45,3 @@ export async function pullEach(items: Iterable<InputItem> | AsyncIterable<InputI
   }
   return exitCode;
 }
-
-/** References given as arguments, as input items. */
-export function argumentItems(refs: string[]): InputItem[] {
-  return refs.map((ref, i) => ({ kind: 'ref', ref, source: `argument ${i + 1}` }));
-}

@@ -8,7 +8,8 @@ import t from 'tap';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
 import type { FetchResult } from '../src/fetch.js';
 import type { InputItem } from '../src/input.js';
-import { argumentItems, pullEach } from '../src/pull-each.js';
+import { argumentItems } from '@conveyor/lib-common/reference-input';
+import { pullEach } from '../src/pull-each.js';
 
 /** A fake pull: `ok/...` succeeds (`ok/store/...` from the store), `bad-ref/...` is a usage error, `missing/...` not found, `crash/...` a plain Error. */
 async function fakePull(ref: string): Promise<FetchResult> {
