@@ -23,11 +23,12 @@ import type { RootfsRecord } from '@conveyor/lib-common/records';
 import { isContainerId, type Store } from '@conveyor/lib-common/store';
 import { swapLimitSupported } from '@conveyor/lib-common/container/cgroup';
 import { boundingCaps, findInit, nofileHardLimit } from './host.js';
-import { checkWorkdir, envValue, mergeEnv, type SpawnOptions } from './options.js';
-import { findCommand, mkdirInRoot, DEFAULT_PATH } from './rootfs.js';
+import { envValue, mergeEnv } from '@conveyor/lib-common/container/env';
+import { checkWorkdir, DEFAULT_PATH, findCommand, mkdirInRoot } from '@conveyor/lib-common/container/rootfs';
+import type { SpawnOptions } from './options.js';
 import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount } from './spec.js';
 import { defaultSeccomp } from './seccomp.js';
-import { resolveUser } from './user.js';
+import { resolveUser } from '@conveyor/lib-common/container/user';
 
 export interface PreparedSpec {
   spec: Record<string, unknown>;

@@ -2,19 +2,10 @@ import { createReadStream } from 'node:fs';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
+import { readEnvFile, resolveEnvEntries } from '@conveyor/lib-common/container/env';
 import { CONTAINER_NAME } from '@conveyor/lib-common/container/state';
 import { startTime } from '@conveyor/lib-common/lock';
-import {
-  loadSeccompProfile,
-  parseCpus,
-  parseLogOpts,
-  parseSecurityOpts,
-  parseTmpfs,
-  parseVolume,
-  readEnvFile,
-  resolveEnvEntries,
-  type SpawnOptions,
-} from './options.js';
+import { loadSeccompProfile, parseCpus, parseLogOpts, parseSecurityOpts, parseTmpfs, parseVolume, type SpawnOptions } from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
 import { spawnContainer } from './spawn.js';
 

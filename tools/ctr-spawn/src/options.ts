@@ -1,16 +1,15 @@
 /**
- * ctr-spawn's options and the small parsers behind its flags: environment
- * entries and env files, volumes, tmpfs mounts, --cpus, --security-opt, and
- * the working-directory check. Pure functions except for reading env files
- * and seccomp profiles and resolving the working directory in the rootfs;
- * no `process` (the host environment comes in as an argument).
+ * ctr-spawn's options and the small parsers behind its flags: volumes, tmpfs
+ * mounts, --cpus, --security-opt, --log-opt. Pure functions except for
+ * reading seccomp profiles; no `process`. Environment entries, env files and
+ * the working-directory check are lib-common's (container/env,
+ * container/rootfs), shared with ctr-exec.
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
 import { parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';
-import { resolveInRoot } from './rootfs.js';
 import type { DockerProfile } from './seccomp.js';
 import type { Limits, Tmpfs, Volume } from './spec.js';
 
@@ -57,61 +56,6 @@ export interface SpawnOptions {
   printSpec: boolean;
   /** Run with this edited spec instead of building one. */
   specFile?: string;
-}
-
-const ENV_KEY = /^[^=\s][^=]*$/;
-
-/**
- * `KEY=VAL` stays; `KEY` takes the value from `hostEnv`, and is dropped when
- * unset there (as docker run -e does).
- */
-export function resolveEnvEntries(entries: string[], hostEnv: Record<string, string | undefined>, where = '--env'): string[] {
-  const out: string[] = [];
-  for (const entry of entries) {
-    const eq = entry.indexOf('=');
-    const key = eq < 0 ? entry : entry.slice(0, eq);
-    if (!ENV_KEY.test(key)) throw new ConveyorError('ERR_USAGE', `${where}: invalid variable name in ${JSON.stringify(entry)}`);
-    if (eq >= 0) out.push(entry);
-    else if (hostEnv[key] !== undefined) out.push(`${key}=${hostEnv[key]}`);
-  }
-  return out;
-}
-
-/** Reads an env file: KEY=VAL or KEY per line, `#` comments and blank lines ignored. */
-export async function readEnvFile(path: string, hostEnv: Record<string, string | undefined>): Promise<string[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new ConveyorError('ERR_USAGE', `--env-file ${path}: ${(error as Error).message}`);
-  }
-  const lines = text
-    .split('\n')
-    .map((l) => l.replace(/\r$/, ''))
-    .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
-  return resolveEnvEntries(
-    lines.map((l) => l.replace(/^\s+/, '')),
-    hostEnv,
-    `--env-file ${path}`,
-  );
-}
-
-/** Later entries win; the order of first appearance is kept. */
-export function mergeEnv(...lists: string[][]): string[] {
-  const map = new Map<string, string>();
-  for (const list of lists) {
-    for (const entry of list) {
-      const eq = entry.indexOf('=');
-      const key = eq < 0 ? entry : entry.slice(0, eq);
-      map.set(key, entry);
-    }
-  }
-  return [...map.values()];
-}
-
-export function envValue(env: string[], key: string): string | undefined {
-  const entry = env.find((e) => e.startsWith(`${key}=`));
-  return entry === undefined ? undefined : entry.slice(key.length + 1);
 }
 
 function containerPath(path: string, what: string): string {
@@ -190,22 +134,6 @@ export async function loadSeccompProfile(path: string): Promise<DockerProfile> {
   }
   const { parseProfile } = await import('./seccomp.js');
   return parseProfile(text, path);
-}
-
-/**
- * Refuses a working directory in /proc, textually or once symlinks in the
- * image are resolved: runc enters it after /proc is mounted, so a WorkingDir
- * of /proc/self/fd/N (or a symlink to it) starts the process in a directory
- * of the host that a leaked descriptor points at (CVE-2024-21626).
- */
-export async function checkWorkdir(rootfs: string, cwd: string): Promise<void> {
-  const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
-  const resolved = await resolveInRoot(rootfs, cwd);
-  if (under(posix.normalize(cwd), '/proc') || under(resolved, `${rootfs.replace(/\/+$/, '')}/proc`)) {
-    throw new ConveyorError('ERR_SPAWN_UNSAFE_WORKDIR', `working directory ${JSON.stringify(cwd)} is in /proc`, {
-      hint: 'a working directory under /proc can reach the host through a leaked descriptor (CVE-2024-21626); choose another with -w',
-    });
-  }
 }
 
 /**

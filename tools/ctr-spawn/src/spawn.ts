@@ -22,8 +22,8 @@ import { oomWarning } from './oom.js';
 import type { SpawnOptions } from './options.js';
 import { containerRoot, firstRecord } from './record.js';
 import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
-import { signalExit, SignalForwarder, type SignalSource } from './signals.js';
-import { containerStdin } from './tty.js';
+import { signalExit, SignalForwarder, type SignalSource } from '@conveyor/lib-common/container/signals';
+import { containerStdin } from '@conveyor/lib-common/container/tty';
 import { containerRecord, endOf, exitedState, initialState } from './state.js';
 import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
 

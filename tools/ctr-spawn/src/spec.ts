@@ -5,7 +5,7 @@
  * Defaults follow Docker's (moby oci/defaults.go): capability set, masked and
  * read-only /proc paths, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys read-only.
  */
-import type { ResolvedUser } from './user.js';
+import type { ResolvedUser } from '@conveyor/lib-common/container/user';
 
 /** Docker's default capabilities. */
 export const DEFAULT_CAPS = [
