@@ -35,7 +35,7 @@ t.test('-d, --name and --rm pass through to ctr-spawn: a container record comes 
   );
   t.equal(result.code ?? 0, 0, `conveyor-run exits 0 ${result.stderr}`);
   const record = JSON.parse(result.stdout);
-  t.match(record, { type: 'container', name: 'bg', status: 'running', ref: 'docker.io/library/busybox:latest' });
+  t.match(record, { type: 'container', name: 'bg', status: 'running', image: 'docker.io/library/busybox:latest' });
   const logs = await run(process.execPath, [join(REPO_ROOT, 'tools', 'ctr-logs', 'bin', 'ctr-logs.js'), '--root', root, '-f', record.id]);
   t.equal(logs.stdout, 'from-bg\n', 'its output is in its log');
   // --rm: the supervisor removes it once it has ended.

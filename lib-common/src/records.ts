@@ -119,9 +119,12 @@ export interface ContainerRecord extends RecordBase {
   type: 'container';
   id: string;
   name?: string;
-  /** The image reference it runs. */
-  ref?: string;
+  /** The image it runs as `docker ps` shows it: the reference it was started from, or its digest when it had none. */
   image?: string;
+  /** The manifest digest of that image. */
+  imageDigest?: string;
+  /** The reference, as written by conveyor before `image` held it (read, never written). */
+  ref?: string;
   status: 'created' | 'running' | 'exited';
   pid?: number;
   exitCode?: number;

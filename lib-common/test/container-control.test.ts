@@ -79,7 +79,6 @@ t.test('the container record: public fields, the image as a reference, the store
     v: 1,
     id: ID_A,
     name: 'web',
-    ref: 'docker.io/library/busybox:latest',
     image: 'docker.io/library/busybox:latest',
     imageDigest: `sha256:${'b'.repeat(64)}`,
     status: 'exited',

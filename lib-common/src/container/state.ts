@@ -18,6 +18,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SHA256_DIGEST } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { processAlive, withLock } from '../lock.js';
 import type { ContainerRecord } from '../records.js';
@@ -155,6 +156,18 @@ export function observe(state: ContainerState): ContainerState {
   if (!owner || processRuns(owner.pid, owner.startTime)) return state;
   const { pid: _pid, ...rest } = state;
   return { ...rest, status: 'exited', statusDetail: state.supervisor ? 'supervisor gone; exit code unknown' : 'process gone; exit code unknown' };
+}
+
+/**
+ * The image a container was made from: its manifest digest and reference,
+ * whichever the state has (`imageDigest` and `image`; states written before
+ * `imageDigest` existed kept the digest in `image` and the reference in `ref`).
+ */
+export function imageOf(state: ContainerState): { digest?: string; ref?: string } {
+  const digestShaped = (value: unknown): value is string => typeof value === 'string' && SHA256_DIGEST.test(value);
+  const digest = digestShaped(state.imageDigest) ? state.imageDigest : digestShaped(state.image) ? state.image : undefined;
+  const ref = typeof state.image === 'string' && !digestShaped(state.image) ? state.image : typeof state.ref === 'string' ? state.ref : undefined;
+  return { ...(digest ? { digest } : {}), ...(ref ? { ref } : {}) };
 }
 
 /** Whether the container may still be running (its state says so and its owner lives). */

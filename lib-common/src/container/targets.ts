@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
 import { readLines, type RecordSink } from '../ndjson.js';
 import { badRecord, type ContainerRecord, RECORD_VERSION } from '../records.js';
 import { isContainerId, type Store } from '../store.js';
-import { CONTAINER_NAME, type ContainerEntry, type ContainerState, listContainers, resolveContainer } from './state.js';
+import { CONTAINER_NAME, type ContainerEntry, type ContainerState, imageOf, listContainers, resolveContainer } from './state.js';
 
 /** The status ctr-ls gives a container directory without a state (a ctr-spawn killed early): Docker's word. */
 export const LEFTOVER_STATUS = 'dead';
@@ -30,8 +30,6 @@ export const LEFTOVER_STATUS = 'dead';
 /** A `container` record as the control-plane tools print it: the documented fields of the state, nothing internal. */
 export interface ListedContainer extends Omit<ContainerRecord, 'status'> {
   status: ContainerRecord['status'] | typeof LEFTOVER_STATUS;
-  /** Manifest digest of the image, when known (`image` is the reference, as `docker ps` shows it). */
-  imageDigest?: string;
   /** The command it runs. */
   command?: string[];
   /** Why the status is what it is when the container's end was not recorded. */
@@ -45,8 +43,6 @@ export type TargetItem =
   | { kind: 'failed'; query: string; error: ConveyorError }
   /** A record of another type, passed through unchanged. */
   | { kind: 'passthrough'; record: Record<string, unknown> };
-
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** The `container` record of an entry: the observed state's public fields, or a `dead` record for a leftover. */
 export function containerRecordOf(store: Store, entry: ContainerEntry): ListedContainer {
@@ -64,16 +60,14 @@ export function containerRecordOf(store: Store, entry: ContainerEntry): ListedCo
   return publicFields(state, store);
 }
 
-function publicFields(state: ContainerState & { imageDigest?: string }, store: Store): ListedContainer {
-  // ctr-spawn records the manifest digest as `image`; a reference reads better and matches `docker ps`.
-  const digest = state.imageDigest ?? (typeof state.image === 'string' && DIGEST.test(state.image) ? state.image : undefined);
-  const image = state.ref ?? state.image;
+function publicFields(state: ContainerState, store: Store): ListedContainer {
+  const { digest, ref } = imageOf(state);
+  const image = ref ?? digest;
   const record: ListedContainer = {
     type: 'container',
     v: RECORD_VERSION,
     id: state.id,
     ...(state.name ? { name: state.name } : {}),
-    ...(state.ref ? { ref: state.ref } : {}),
     ...(image ? { image } : {}),
     ...(digest ? { imageDigest: digest } : {}),
     status: state.status,

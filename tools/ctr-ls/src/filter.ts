@@ -67,7 +67,7 @@ export function imageMatches(container: ListedContainer, value: string): boolean
   if (value === '') return false;
   const digest = container.imageDigest;
   if (digest && /^(sha256:)?[0-9a-f]{6,64}$/.test(value) && digest.startsWith(value.startsWith('sha256:') ? value : `sha256:${value}`)) return true;
-  const ref = container.ref ?? container.image;
+  const ref = container.image;
   if (!ref) return false;
   if (ref === value) return true;
   try {

@@ -62,7 +62,7 @@ export function commandText(command: string[] | undefined, full = false): string
 
 /** The IMAGE column: the familiar reference (`busybox:latest`), or the short digest without one. */
 export function imageText(container: ListedContainer, full = false): string {
-  const ref = container.ref ?? container.image;
+  const ref = container.image;
   if (!ref) return '';
   if (/^sha256:[0-9a-f]{64}$/.test(ref)) return full ? ref : ref.slice(7, 19);
   try {

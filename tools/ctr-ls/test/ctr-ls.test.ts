@@ -36,7 +36,6 @@ t.test('running containers by default, every one with -a', async (t) => {
     v: 1,
     id: web.id,
     status: 'running',
-    ref: 'docker.io/library/busybox:latest',
     image: 'docker.io/library/busybox:latest',
     store: root,
   });

@@ -24,7 +24,8 @@ import { containerRoot, firstRecord } from './record.js';
 import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
 import { signalExit, SignalForwarder, type SignalSource } from '@conveyor/lib-common/container/signals';
 import { containerStdin } from '@conveyor/lib-common/container/tty';
-import { containerRecord, endOf, exitedState, initialState } from './state.js';
+import { containerRecordOf } from '@conveyor/lib-common/container/targets';
+import { endOf, exitedState, initialState } from './state.js';
 import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
 
 export interface SpawnIO {
@@ -116,7 +117,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
         signals.attach(child, true);
       });
       cleanup = undefined; // it runs on; its supervisor records its end and cleans up
-      await io.out.write(containerRecord(running));
+      await io.out.write(containerRecordOf(store, { id, dir: paths.containerDir, state: running }));
       return 0;
     }
 

@@ -10,7 +10,8 @@
  */
 import { constants as osConstants } from 'node:os';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
-import { RECORD_VERSION, type ContainerRecord } from '@conveyor/lib-common/records';
+import { SHA256_DIGEST } from '@conveyor/lib-common/digest';
+import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import type { LogLimits } from '@conveyor/lib-common/container/log';
 import type { ContainerState, ProcessIdentity } from '@conveyor/lib-common/container/state';
@@ -34,6 +35,14 @@ export interface StateInput {
   now?: Date;
 }
 
+/** The image a record names: `image` as `docker ps` shows it (its reference, else its digest) and `imageDigest`. */
+function imageFields(record: Record<string, unknown>): { image?: string; imageDigest?: string } {
+  const ref = typeof record.ref === 'string' && record.ref !== '' ? record.ref : undefined;
+  const digest = typeof record.digest === 'string' && SHA256_DIGEST.test(record.digest) ? record.digest : undefined;
+  const image = ref ?? digest;
+  return { ...(image ? { image } : {}), ...(digest ? { imageDigest: digest } : {}) };
+}
+
 /** The state.json written before the runtime runs. */
 export function initialState(input: StateInput): ContainerState {
   const { record, spec, paths } = input;
@@ -44,8 +53,7 @@ export function initialState(input: StateInput): ContainerState {
     v: RECORD_VERSION,
     id: paths.id,
     ...(input.name ? { name: input.name } : {}),
-    ...(typeof record.ref === 'string' ? { ref: record.ref } : {}),
-    ...(typeof record.digest === 'string' ? { image: record.digest } : {}),
+    ...imageFields(record),
     status: 'created',
     createdAt: (input.now ?? new Date()).toISOString(),
     bundle: paths.containerDir,
@@ -82,27 +90,4 @@ export function endOf(exitCode: number, oomKilled = false): ContainerEnd {
 export function exitedState(state: ContainerState, end: ContainerEnd, now = new Date()): ContainerState {
   const { pid: _pid, pidStartTime: _start, statusDetail: _detail, ...rest } = state;
   return { ...rest, status: 'exited', ...end, finishedAt: now.toISOString() };
-}
-
-/** The `container` record of a state: its record fields, without the control plane's own. */
-export function containerRecord(state: ContainerState): ContainerRecord {
-  const fields = [
-    'id',
-    'name',
-    'ref',
-    'image',
-    'status',
-    'pid',
-    'exitCode',
-    'signal',
-    'oomKilled',
-    'createdAt',
-    'startedAt',
-    'finishedAt',
-    'bundle',
-    'store',
-  ] as const;
-  const record: Record<string, unknown> = { type: 'container', v: RECORD_VERSION };
-  for (const field of fields) if (state[field] !== undefined) record[field] = state[field];
-  return record as unknown as ContainerRecord;
 }

@@ -62,7 +62,7 @@ t.test('the supervisor records output, exit code and end; the stopped container 
   const r = await ctrSpawn(rootfs, ['-d', '--name', 'done', '--', 'sh', '-c', 'echo out; echo err >&2; printf partial; exit 3']);
   t.equal(r.code, 0, r.stderr);
   const record = r.records[0];
-  t.match(record, { type: 'container', v: 1, name: 'done', status: 'running', ref: rootfs.ref, image: rootfs.digest, store: root });
+  t.match(record, { type: 'container', v: 1, name: 'done', status: 'running', image: rootfs.ref, imageDigest: rootfs.digest, store: root });
   t.match(record.createdAt, /^\d{4}-\d\d-\d\dT/);
   const state = await waitState(record.id, (s) => s?.status === 'exited');
   t.match(state, { status: 'exited', exitCode: 3, name: 'done' }, 'exit code recorded');

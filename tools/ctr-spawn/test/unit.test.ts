@@ -9,7 +9,8 @@ import { parseLogOpts, parseTmpfs, parseVolume } from '../src/options.js';
 import { parseGroup, parsePasswd, resolveUser, resolveUserIn } from '@conveyor/lib-common/container/user';
 import { Store } from '@conveyor/lib-common/store';
 import { PID_FILE } from '../src/cleanup.js';
-import { containerRecord, endOf, exitedState, initialState } from '../src/state.js';
+import { containerRecordOf } from '@conveyor/lib-common/container/targets';
+import { endOf, exitedState, initialState } from '../src/state.js';
 
 const passwd = parsePasswd('root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nbroken line\nbad:x:notnum:1:::\n# comment\n');
 const groups = parseGroup('root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:app\n');
@@ -246,7 +247,8 @@ t.test('initial, exited state and the container record', async (t) => {
     id: ID,
     name: 'web',
     status: 'created',
-    image: 'sha256:' + 'b'.repeat(64),
+    image: 'docker.io/library/busybox:latest',
+    imageDigest: 'sha256:' + 'b'.repeat(64),
     createdAt: '2026-11-29T21:00:00.000Z',
     supervisor: { pid: 42, startTime: '7' },
     stopSignal: 'SIGQUIT',
@@ -262,8 +264,13 @@ t.test('initial, exited state and the container record', async (t) => {
   const exited = exitedState(running, endOf(137), new Date('2026-11-29T21:01:00Z'));
   t.match(exited, { status: 'exited', exitCode: 137, signal: 'SIGKILL', finishedAt: '2026-11-29T21:01:00.000Z' });
   t.notOk('pid' in exited || 'pidStartTime' in exited || 'statusDetail' in exited, 'no pid of a process that is gone');
-  const record = containerRecord(running);
-  t.strictSame(Object.keys(record).sort(), ['bundle', 'createdAt', 'id', 'image', 'name', 'pid', 'ref', 'status', 'store', 'type', 'v'], 'record fields only');
+  t.notOk('ref' in state, 'the reference is `image`');
+  const record = containerRecordOf(new Store('/s'), { id: ID, dir: paths.containerDir, state: running });
+  t.strictSame(
+    Object.keys(record).sort(),
+    ['bundle', 'command', 'createdAt', 'id', 'image', 'imageDigest', 'name', 'pid', 'status', 'statusDetail', 'store', 'type', 'v'],
+    'record fields only',
+  );
   t.equal(PID_FILE, 'container.pid', "the supervisor's own copy of the pid file name agrees");
 });
 

@@ -5,17 +5,17 @@
  * cannot be read is warned about and keeps nothing by its state (its mounted
  * layers are still kept: the gc reads the mount table itself).
  */
-import { listContainers } from '@conveyor/lib-common/container/state';
+import { imageOf, listContainers } from '@conveyor/lib-common/container/state';
 import type { ContainerRoots } from '@conveyor/lib-common/gc';
 import type { Store } from '@conveyor/lib-common/store';
-import { SHA256_DIGEST } from '@conveyor/lib-common/digest';
 
 export async function containerRoots(store: Store, warn: (message: string) => void): Promise<ContainerRoots> {
   const roots: ContainerRoots = { images: [], refs: [] };
   for (const entry of await listContainers(store, { warn })) {
-    const image = entry.state?.image;
-    if (typeof image === 'string' && SHA256_DIGEST.test(image)) roots.images.push(image);
-    else if (typeof entry.state?.ref === 'string') roots.refs!.push(entry.state.ref);
+    if (!entry.state) continue;
+    const { digest, ref } = imageOf(entry.state);
+    if (digest) roots.images.push(digest);
+    else if (ref) roots.refs!.push(ref);
   }
   return roots;
 }
