@@ -1,12 +1,15 @@
 /**
  * Detached containers for the control-plane tools' tests (ctr-ls, ctr-stop,
- * ctr-kill, ctr-rm): started with the built ctr-spawn -d from a rootfs
+ * ctr-kill, ctr-rm, ctr-exec, ctr-stats): started with the built ctr-spawn -d from a rootfs
  * record, read back from their state.json, and checked for what a removal
  * may not leave behind (mounts, cgroups, runc state, the directory, a name).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { removeContainerFully } from '../../lib-common/dist/container/remove.js';
+import { isRunning, readState } from '../../lib-common/dist/container/state.js';
+import { Store } from '../../lib-common/dist/store.js';
 import { runTool } from './tools.js';
 
 export const RUNTIME_ROOT = '/run/conveyor-runc';
@@ -87,4 +90,26 @@ export async function deleteAllContainers(root: string): Promise<void> {
       }
     }
   }
+}
+
+/**
+ * Removes container `id`: runtime state (killing it), cgroups, mounts, directory, name. A container
+ * that ended may be being cleaned up by its supervisor at the same moment: a failure is retried
+ * once, and is no failure when the directory is gone by then.
+ */
+export async function removeDetached(root: string, id: string): Promise<void> {
+  const store = new Store(root);
+  const remove = async () => removeContainerFully(store, { id, dir: store.containerDir(id), state: await readState(store, id).catch(() => undefined) });
+  try {
+    await remove();
+  } catch {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    if (existsSync(store.containerDir(id))) await remove();
+  }
+}
+
+/** Whether the container's state (as observed: its process checked) says it runs. */
+export async function stillRunning(root: string, id: string): Promise<boolean> {
+  const state = await readState(new Store(root), id);
+  return state !== undefined && isRunning(state);
 }

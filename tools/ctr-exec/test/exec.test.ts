@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool, toolPath } from '../../../test/helpers/tools.js';
-import { removeDetached, startDetached, stillRunning, toolEnv } from './helpers.js';
+import { removeDetached, startDetached, stillRunning } from '../../../test/helpers/containers.js';
 
 const root = tempStore('ctr-exec-');
 t.teardown(() => removeStore(root));
@@ -21,7 +21,7 @@ const [ctr, ended] = await Promise.all([
 ]);
 t.teardown(() => Promise.all([removeDetached(root, ctr.id), removeDetached(root, ended.id)]));
 
-const exec = (args: string[], input?: string) => runTool('ctr-exec', ['--root', root, '--log-format=json', ...args], { input, env: toolEnv });
+const exec = (args: string[], input?: string) => runTool('ctr-exec', ['--root', root, '--log-format=json', ...args], { input });
 const errorCode = (r: { logs: Record<string, any>[] }) => r.logs.find((l) => l.level === 'error')?.code;
 
 t.test("the command gets the container's user, working directory and environment", async (t) => {
@@ -97,7 +97,7 @@ t.test('-t gives the command a terminal (under script(1), which provides one)', 
   t.equal(r.code, 5, "the command's exit code comes through");
   t.match(r.stdout, /\/dev\/pts\/\d+\r?\nxterm\r?\n/, 'stdin is a terminal; TERM=xterm');
   const noTerminal = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile('setsid', ['-w', process.execPath, toolPath('ctr-exec'), '--root', root, '-t', 'web', 'true'], { env: toolEnv }, (error, _out, stderr) =>
+    execFile('setsid', ['-w', process.execPath, toolPath('ctr-exec'), '--root', root, '-t', 'web', 'true'], (error, _out, stderr) =>
       resolve({ code: error ? Number((error as { code?: number }).code) : 0, stderr }),
     );
   });
@@ -108,7 +108,6 @@ t.test('-t gives the command a terminal (under script(1), which provides one)', 
 t.test('a signal sent to ctr-exec goes to the command; the container runs on', async (t) => {
   let sent = false;
   const r = await runTool('ctr-exec', ['--root', root, 'web', 'sh', '-c', 'echo ready; exec sleep 60'], {
-    env: toolEnv,
     onStdout: (stdout, child) => {
       if (!sent && stdout.includes('ready')) {
         sent = true;

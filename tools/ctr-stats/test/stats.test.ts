@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { jsonLines, runTool, toolPath } from '../../../test/helpers/tools.js';
-import { removeDetached, startDetached, toolEnv } from './helpers.js';
+import { removeDetached, startDetached } from '../../../test/helpers/containers.js';
 
 const MiB = 1024 * 1024;
 const root = tempStore('ctr-stats-');
@@ -32,7 +32,7 @@ t.teardown(() => Promise.all([busy, hog].map((c) => removeDetached(root, c.id)))
 const filled = join(root, 'containers', hog.id, 'merged', 'tmp', 'filled');
 for (let i = 0; i < 400 && !existsSync(filled); i++) await new Promise((resolve) => setTimeout(resolve, 25));
 
-const stats = (args: string[]) => runTool('ctr-stats', ['--root', root, '--log-format=json', ...args], { env: toolEnv });
+const stats = (args: string[]) => runTool('ctr-stats', ['--root', root, '--log-format=json', ...args]);
 const errorCode = (r: { logs: Record<string, any>[] }) => r.logs.find((l) => l.level === 'error')?.code;
 
 t.test('--no-stream: one stats record per running container', async (t) => {
@@ -69,7 +69,6 @@ t.test('streaming: a record per interval; a container that ends drops out; exit 
   t.teardown(() => removeDetached(root, brief.id));
   const stop = join(root, 'containers', brief.id, 'merged', 'tmp', 'stop');
   const r = await runTool('ctr-stats', ['--root', root, '--interval', '0.3', 'brief'], {
-    env: toolEnv,
     onStdout: (stdout) => {
       if (stdout.includes('\n')) writeFileSync(stop, '');
     },
@@ -93,7 +92,7 @@ t.test('streaming: a record per interval; a container that ends drops out; exit 
 });
 
 t.test('streaming several: each round has a record for each', async (t) => {
-  const child = spawn(process.execPath, [toolPath('ctr-stats'), '--root', root, '--interval', '0.3', 'busy', 'hog'], { env: toolEnv });
+  const child = spawn(process.execPath, [toolPath('ctr-stats'), '--root', root, '--interval', '0.3', 'busy', 'hog']);
   let out = '';
   await new Promise<void>((resolve) => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
