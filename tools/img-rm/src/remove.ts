@@ -16,7 +16,7 @@
  */
 import { join } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { imageDigests } from '@conveyor/lib-common/gc';
+import { imageDigests, type UntaggedRecord } from '@conveyor/lib-common/gc';
 import { withLock } from '@conveyor/lib-common/lock';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import { exists, indexEntryProblem, REF_NAME_ANNOTATION, type Store } from '@conveyor/lib-common/store';
@@ -33,14 +33,6 @@ export interface ContainerUse {
   image?: string;
   ref?: string;
   status?: string;
-}
-
-export interface UntaggedRecord {
-  type: 'untagged';
-  v: 1;
-  ref: string;
-  digest: string;
-  store: string;
 }
 
 /** An image left with no reference: gone from the store's images; its blobs go at the next prune. */
