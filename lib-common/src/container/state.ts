@@ -64,6 +64,20 @@ export interface ContainerState extends ContainerRecord {
   /** The log's caps (log.ts LogLimits; --log-opt max-size, max-file): bytes per file and files kept. */
   logMaxSize?: number;
   logMaxFiles?: number;
+  /** The volumes it mounts, named and anonymous (container/volumes): vol-rm refuses them while it exists. */
+  volumes?: string[];
+  /** --restart (ctr-spawn -d): what the supervisor does when the container ends; absent means `no`. */
+  restartPolicy?: RestartPolicy;
+  /** How many times the supervisor has restarted it. */
+  restartCount?: number;
+  /** Set by ctr-stop (and ctr-kill with the stop signal or KILL) before signalling: no restart follows, as after `docker stop`. */
+  stoppedByUser?: boolean;
+}
+
+/** Docker's HostConfig.RestartPolicy: `no`, `on-failure` (at most maximumRetryCount times when given), `always`, `unless-stopped`. */
+export interface RestartPolicy {
+  name: 'no' | 'on-failure' | 'always' | 'unless-stopped';
+  maximumRetryCount?: number;
 }
 
 /** One directory under containers/: its state, or none (a ctr-spawn killed before writing one). */
