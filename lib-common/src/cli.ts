@@ -2,13 +2,16 @@
  * The one module that owns the process (its arguments, environment, stdio and
  * exit status): each tool's cli.ts hands its parser spec and main function to
  * runCli, which handles --help/--version, logging set-up, stdout EPIPE, and
- * turning thrown errors into messages and exit codes.
+ * turning thrown errors into messages, `error` records and exit codes
+ * (lib-common/pipeline: a failure upstream sets the exit code).
  */
-import { parseArgs, flag, type ArgSpec, type ParsedArgs } from './args.js';
+import { COMMON_FLAGS, parseArgs, flag, type ArgSpec, type ParsedArgs } from './args.js';
 import { ConveyorError, EXIT, toConveyorError } from './errors.js';
 import { Logger, Progress, type LogFormat, type ProgressMode } from './log.js';
 import { RecordWriter } from './ndjson.js';
+import { resolve } from 'node:path';
 import { defaultStoreRoot } from './paths.js';
+import { pipeline } from './pipeline.js';
 import { VERSION } from './version.js';
 
 export interface ToolContext {
@@ -21,7 +24,7 @@ export interface ToolContext {
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
   env: NodeJS.ProcessEnv;
-  /** The store root from --root, CONVEYOR_ROOT, or the default for this user. */
+  /** The store root from --root, CONVEYOR_ROOT, or the default for this user; always absolute (records carry it). */
   root: string;
   /** True when stdout is a terminal: print tables for humans instead of NDJSON. */
   humanOutput: boolean;
@@ -41,11 +44,19 @@ export interface ToolDefinition {
 export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)): Promise<void> {
   let log = new Logger(def.name, process.stderr, argv.includes('--log-format=json') ? 'json' : 'text');
   let progress: Progress | undefined;
+  const out = new RecordWriter(process.stdout);
+  // Error records are for the programs reading our stdout; a human on a terminal has the message on stderr.
+  pipeline.attach({ tool: def.name, sink: process.stdout.isTTY ? undefined : out });
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     // A closed reader downstream (`| head`) is a normal end, not a failure.
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
   });
   try {
+    // Hidden: scripts/build/gen-completion.mjs reads a tool's flags this way, without running it.
+    if (process.env.CONVEYOR_DUMP_FLAGS === '1') {
+      process.stdout.write(`${JSON.stringify({ name: def.name, spec: def.spec ?? {}, common: COMMON_FLAGS, help: def.help })}\n`);
+      return;
+    }
     const args = parseArgs(argv, def.spec);
     if (args.help) {
       process.stdout.write(def.help.endsWith('\n') ? def.help : def.help + '\n');
@@ -63,29 +74,42 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     }
     log = new Logger(def.name, process.stderr, format as LogFormat, Boolean(args.quiet));
     progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
+    const terminalLog = log;
+    pipeline.attach({
+      tool: def.name,
+      sink: process.stdout.isTTY ? undefined : out,
+      onTerminalInput: () => terminalLog.info('reading records from stdin; pipe img-fetch into me, or Ctrl-D'),
+    });
     const ctx: ToolContext = {
       tool: def.name,
       args,
       log,
       progress,
-      out: new RecordWriter(process.stdout),
+      out,
       stdin: process.stdin,
       stdout: process.stdout,
       stderr: process.stderr,
       env: process.env,
-      root: flag(args, 'root') ?? process.env.CONVEYOR_ROOT ?? defaultStoreRoot(process.env, process.getuid?.() ?? 0),
+      // Relative to where we were started: records carry it to tools that may run elsewhere, and insist on an absolute store.
+      root: resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.getuid?.() ?? 0))),
       humanOutput: Boolean(process.stdout.isTTY),
     };
     const code = await def.main(ctx);
     progress.finish();
-    process.exitCode = code ?? EXIT.OK;
+    process.exitCode = pipeline.exitCode(code ?? EXIT.OK);
   } catch (error) {
     progress?.finish();
     let err = toConveyorError(error);
+    // Nothing to do but an upstream failure: it was passed on, and its tool said it already.
+    if (err.code === 'ERR_UPSTREAM_FAILED') {
+      process.exitCode = pipeline.exitCode(err.exitCode);
+      return;
+    }
     const code = def.exitCodeFor ? def.exitCodeFor(err) : err.exitCode;
     if (code !== err.exitCode) err = new ConveyorError(err.code, err.message, { hint: err.hint, details: err.details, exitCode: code, cause: error });
     log.error(err);
     if (err.code === 'ERR_INTERNAL' && process.env.CONVEYOR_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    process.exitCode = code;
+    await pipeline.reportOwn(err);
+    process.exitCode = pipeline.exitCode(code);
   }
 }
