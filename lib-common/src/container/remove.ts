@@ -2,7 +2,7 @@
  * Removing a container and everything it left: the runtime's state (killing
  * what still runs in it), its cgroups, every mount under its directory, the
  * directory, and its name (for a leftover without state, any name that
- * points at it). Shared by ctr-rm, the supervisor of a `--rm`
+ * points at it), and on request its anonymous volumes. Shared by ctr-rm, the supervisor of a `--rm`
  * container and ctr-spawn's clean-up of leftovers, so that "removed" means
  * the same everywhere. Whether a running container may be removed is the
  * caller's decision (ctr-rm refuses without -f).
@@ -21,6 +21,7 @@ import type { Store } from '../store.js';
 import { removeCgroups } from './cgroup.js';
 import { runtimeDelete } from './runtime.js';
 import { CONTAINER_NAME, type ContainerEntry, nameHolder, releaseName } from './state.js';
+import { removeAnonymousVolumes } from './volumes.js';
 
 /** Where ctr-spawn keeps runc's state by default, and the cgroup path it gives a container. */
 export const DEFAULT_RUNTIME = 'runc';
@@ -29,8 +30,12 @@ export function defaultCgroupsPath(id: string): string {
   return `/conveyor/${id}`;
 }
 
-/** Removes the container of `entry` (its state may be missing: a leftover). Resolves to warnings. */
-export async function removeContainerFully(store: Store, entry: ContainerEntry): Promise<string[]> {
+/**
+ * Removes the container of `entry` (its state may be missing: a leftover). With
+ * `volumes`, the anonymous volumes it created go too (ctr-rm -v, --rm); named
+ * volumes always stay. Resolves to warnings.
+ */
+export async function removeContainerFully(store: Store, entry: ContainerEntry, options: { volumes?: boolean } = {}): Promise<string[]> {
   const { id, state } = entry;
   // Under the container's lock (updateState's): two removals (ctr-rm and a --rm supervisor) take turns,
   // and the second finds nothing left to do instead of failing to unmount what the first unmounted.
@@ -43,6 +48,7 @@ export async function removeContainerFully(store: Store, entry: ContainerEntry):
     await removeContainer(store, id);
     if (state?.name) await releaseName(store, state.name, id);
     else await releaseNamesOf(store, id);
+    if (options.volumes) await removeAnonymousVolumes(store, id);
     return warnings;
   });
 }
