@@ -58,12 +58,17 @@ Terminal and lifetime:
                            (default 3)
       --keep               keep the container directory after exit (with -d:
                            keep the overlay mounted too)
+      --restart POLICY     -d: no (default), on-failure[:N], always or unless-stopped:
+                           the supervisor runs the container again when it ends
+                           (not after ctr-stop); backoff 100 ms doubling
       --rm                 remove after exit (with -d: the supervisor removes the
                            container when it ends; without -d it is the default)
       --name NAME          a name unique in the store; ctr-logs, ctr-stop, ctr-rm...
                            take it instead of the id
       --record FILE        read the record from FILE instead of stdin
 Runtime:
+      --check-flags        check the flags (and read --env-file, seccomp profiles),
+                           exit 0 or 125, read no record and run nothing
       --print-spec         print the OCI runtime spec (config.json) as one line and stop
       --spec FILE          run with this (edited) spec instead of building one
       --runtime PATH       OCI runtime (default runc; crun works where it works)
@@ -153,8 +158,18 @@ await runCli({
         hint: 'a name is 1 to 128 of [a-zA-Z0-9_.-], starting with a letter or digit',
       });
     }
+    const restartRaw = flag(args, 'restart');
+    const restart = restartRaw === undefined ? undefined : (await import('./supervisor/restart.js')).parseRestartPolicy(restartRaw);
+    if (restart && restart.name !== 'no') {
+      if (!options.detach)
+        throw new ConveyorError('ERR_USAGE', '--restart needs -d', { hint: 'a restarted container runs under the supervisor of a detached one' });
+      if (options.autoRemove) throw new ConveyorError('ERR_USAGE', '--restart and --rm contradict each other', { hint: 'Docker refuses them together too' });
+    }
+    // conveyor-run checks every flag this way before it pulls anything.
+    if (args['check-flags']) return 0;
     const recordFile = flag(args, 'record');
-    return spawnContainer(options, {
+    const runOptions = { ...options, restart };
+    return spawnContainer(runOptions, {
       input: recordFile ? createReadStream(recordFile) : ctx.stdin,
       inputIsStdin: !recordFile,
       fds: { stdin: 0, stdout: 1, stderr: 2 },

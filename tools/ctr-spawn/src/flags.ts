@@ -7,9 +7,9 @@
 import { COMMON_FLAGS, type ArgSpec } from '@conveyor/lib-common/args';
 
 export const SPAWN_FLAGS = {
-  string: ['entrypoint', 'workdir', 'user', 'hostname', 'net', 'memory', 'cpus', 'pids-limit', 'name', 'record', 'spec', 'runtime', 'runtime-root'],
+  string: ['entrypoint', 'workdir', 'user', 'hostname', 'net', 'memory', 'cpus', 'pids-limit', 'name', 'record', 'spec', 'runtime', 'runtime-root', 'restart'],
   multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt', 'log-opt'],
-  boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec'],
+  boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec', 'check-flags'],
   alias: { e: 'env', w: 'workdir', u: 'user', v: 'volume', m: 'memory', i: 'interactive', t: 'tty', d: 'detach' } as Record<string, string>,
   stopAtDoubleDash: true,
 } satisfies ArgSpec;

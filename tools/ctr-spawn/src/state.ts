@@ -14,7 +14,7 @@ import { SHA256_DIGEST } from '@conveyor/lib-common/digest';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import type { LogLimits } from '@conveyor/lib-common/container/log';
-import type { ContainerState, ProcessIdentity } from '@conveyor/lib-common/container/state';
+import type { ContainerState, ProcessIdentity, RestartPolicy } from '@conveyor/lib-common/container/state';
 import type { Runtime } from '@conveyor/lib-common/container/runtime';
 
 export interface StateInput {
@@ -28,6 +28,8 @@ export interface StateInput {
   name?: string;
   keep: boolean;
   autoRemove: boolean;
+  /** --restart with -d (`no` is not recorded). */
+  restartPolicy?: RestartPolicy;
   /** The process that owns the container until a supervisor takes it over. */
   owner: ProcessIdentity;
   /** Set for a detached container: where its output goes. */
@@ -67,6 +69,7 @@ export function initialState(input: StateInput): ContainerState {
     ...(typeof config.StopSignal === 'string' && config.StopSignal !== '' ? { stopSignal: config.StopSignal } : {}),
     ...(input.autoRemove ? { autoRemove: true } : {}),
     ...(input.keep ? { keep: true } : {}),
+    ...(input.restartPolicy && input.restartPolicy.name !== 'no' ? { restartPolicy: input.restartPolicy } : {}),
     ...(Array.isArray(args) ? { command: args.map(String) } : {}),
     ...(input.log ? { log: input.log.path, logMaxSize: input.log.limits.maxSize, logMaxFiles: input.log.limits.maxFiles } : {}),
   };
