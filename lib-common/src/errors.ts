@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   ERR_VOLUME_NOT_FOUND: EXIT.FAILED,
   ERR_VOLUME_IN_USE: EXIT.FAILED,
   ERR_INTERNAL: EXIT.FAILED,
+  /** Never printed: a tool whose input held nothing but an upstream `error` record ends with that record's exit code (lib-common/pipeline). */
+  ERR_UPSTREAM_FAILED: EXIT.FAILED,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

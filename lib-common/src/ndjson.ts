@@ -5,6 +5,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { ConveyorError } from './errors.js';
+import { type Pipeline, pipeline } from './pipeline.js';
 
 export interface InputLine {
   /** The parsed JSON object, or undefined when the line is not JSON (a bare reference). */
@@ -23,15 +24,23 @@ export interface ReadOptions {
   allowBare?: boolean;
   /** Longest accepted line in bytes; longer lines fail as bad input instead of exhausting memory. */
   maxLineBytes?: number;
+  /** Where `error` records go (default: the process's pipeline, which passes them on to stdout); tests give their own. */
+  pipeline?: Pipeline;
 }
 
 /**
- * Reads NDJSON lines. Blank lines are skipped. Throws ERR_INPUT_JSON naming
- * `source:line` when a line that looks like JSON does not parse or is not an
- * object, or when a bare line arrives and allowBare is false.
+ * Reads NDJSON lines. Blank lines are skipped. `error` records (a failure
+ * upstream) are not yielded: they go to the pipeline, which passes them on
+ * and sets the exit code (lib-common/pipeline), so no tool has to know them.
+ * On a terminal, the pipeline first says that records are awaited. Throws
+ * ERR_INPUT_JSON naming `source:line` when a line that looks like JSON does
+ * not parse or is not an object, or when a bare line arrives and allowBare
+ * is false.
  */
 export async function* readLines(input: Readable, options: ReadOptions = {}): AsyncGenerator<InputLine> {
   const source = options.source ?? 'stdin';
+  const failures = options.pipeline ?? pipeline;
+  failures.waitingOn(input);
   const maxLength = options.maxLineBytes ?? 16 * 1024 * 1024;
   // Loaded here, not at start-up: tools that only write records never pay for it.
   const { default: split2 } = await import('split2');
@@ -46,7 +55,9 @@ export async function* readLines(input: Readable, options: ReadOptions = {}): As
       const text = chunk.trim();
       if (text === '') continue;
       if (text.startsWith('{') || text.startsWith('[') || !options.allowBare) {
-        yield { record: parseRecord(text, source, line), text, line, source };
+        const record = parseRecord(text, source, line);
+        if (record.type === 'error') await failures.passUpstream(record);
+        else yield { record, text, line, source };
       } else {
         yield { text, line, source };
       }

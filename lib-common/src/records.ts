@@ -177,3 +177,6 @@ export interface TagRecord extends RecordBase {
 export function badRecord(where: string | undefined, message: string, hint?: string): ConveyorError {
   return new ConveyorError('ERR_INPUT_RECORD', where === undefined ? message : `${where}: ${message}`, { hint });
 }
+
+/** A failure travelling down the pipeline: see lib-common/pipeline. */
+export type { ErrorRecord } from './pipeline.js';

@@ -20,6 +20,7 @@ import type { Readable } from 'node:stream';
 import { ConveyorError, EXIT, toConveyorError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readLines, type RecordSink } from '../ndjson.js';
+import { pipeline } from '../pipeline.js';
 import { badRecord, type ContainerRecord, RECORD_VERSION } from '../records.js';
 import { isContainerId, type Store } from '../store.js';
 import { CONTAINER_NAME, type ContainerEntry, type ContainerState, imageOf, listContainers, resolveContainer } from './state.js';
@@ -170,6 +171,8 @@ export async function actOnTargets(options: ActOptions): Promise<number> {
       ? error
       : new ConveyorError(error.code, `${query}: ${error.message}`, { hint: error.hint, details: error.details });
     log.error(named);
+    // The tools downstream hear of it too (an `error` record in the stream), and end with its exit code.
+    void pipeline.reportOwn(named);
     if (exitCode === EXIT.OK) exitCode = error.exitCode;
   };
   const running = new Set<Promise<void>>();

@@ -4,11 +4,14 @@
  * before it is used, since it becomes a path in the store.
  *
  * Failure: ERR_INPUT_RECORD (exit 2) for a malformed line (`stdin:N`), a
- * container record without a valid id, or no container record at all.
+ * container record without a valid id, or no container record at all;
+ * ERR_UPSTREAM_FAILED (said nothing more) when the input held only an
+ * upstream `error` record.
  */
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readLines } from '@conveyor/lib-common/ndjson';
+import { pipeline } from '@conveyor/lib-common/pipeline';
 import { badRecord } from '@conveyor/lib-common/records';
 import { isContainerId } from '@conveyor/lib-common/store';
 
@@ -19,5 +22,8 @@ export async function containerQuery(input: Readable): Promise<string> {
     input.destroy();
     return record.id;
   }
-  throw new ConveyorError('ERR_INPUT_RECORD', 'no container named and no container record on stdin', { hint: 'ctr-logs NAME, or ctr-ls | ctr-logs' });
+  throw (
+    pipeline.nothingButUpstreamFailure() ??
+    new ConveyorError('ERR_INPUT_RECORD', 'no container named and no container record on stdin', { hint: 'ctr-logs NAME, or ctr-ls | ctr-logs' })
+  );
 }

@@ -6,7 +6,8 @@
  * (lib-common/overlay/record-paths) before anything is mounted or run.
  *
  * Failure: ERR_INPUT_RECORD (no usable record, forged or bad fields, unsafe
- * store), ERR_MOUNT_FAILED (the overlay could not be mounted: nothing is left
+ * store), ERR_UPSTREAM_FAILED (no record but an upstream `error` record: it
+ * was passed on, nothing more is said), ERR_MOUNT_FAILED (the overlay could not be mounted: nothing is left
  * mounted), ERR_MOUNT_NOT_FOUND (a mount record that is not mounted),
  * ERR_SPAWN_FAILED (a container already runs on that mount),
  * ERR_CONTAINER_NAME_IN_USE (--name is taken: nothing is mounted).
@@ -17,6 +18,7 @@ import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
+import { pipeline } from '@conveyor/lib-common/pipeline';
 import { mountOverlay, mountsUnder, newContainerId, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
@@ -29,9 +31,13 @@ export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>): P
     if (record?.type === 'rootfs' || record?.type === 'mount') return record;
     log.warn(`${source}:${line}: skipping a ${JSON.stringify(record?.type)} record: ctr-spawn runs rootfs and mount records`);
   }
-  throw new ConveyorError('ERR_INPUT_RECORD', 'no rootfs or mount record on input', {
-    hint: 'pipe in layer-unpack or overlay-mount output, e.g. img-ls busybox | layer-unpack | ctr-spawn -- sh',
-  });
+  // A failure upstream left nothing to run: its message was said, its exit code is ours.
+  throw (
+    pipeline.nothingButUpstreamFailure() ??
+    new ConveyorError('ERR_INPUT_RECORD', 'no rootfs or mount record on input', {
+      hint: 'pipe in layer-unpack or overlay-mount output, e.g. img-ls busybox | layer-unpack | ctr-spawn -- sh',
+    })
+  );
 }
 
 export interface ContainerRoot {

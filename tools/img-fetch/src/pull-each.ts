@@ -6,11 +6,15 @@
  * reference pass through in their place in the stream. Library code: the
  * pull, the writer and the reporting are passed in.
  *
+ * A failed reference is also an `error` record in its place in the stream
+ * (lib-common/pipeline), so the tools downstream end with its exit code.
+ *
  * Never throws for a failed pull (it becomes the `error` report); what the
  * input iterator or `write` throw (a bad input line, a closed stdout) ends
  * the run and propagates.
  */
 import { EXIT, toConveyorError, type ConveyorError } from '@conveyor/lib-common/errors';
+import { pipeline } from '@conveyor/lib-common/pipeline';
 import type { FetchResult } from './fetch.js';
 import type { InputItem } from './input.js';
 
@@ -23,6 +27,8 @@ export interface PullEachOptions {
   info?: (message: string) => void;
   /** Told about each failed reference. */
   error: (error: ConveyorError) => void;
+  /** Writes the `error` record of a failed reference downstream (default: the process's pipeline). */
+  report?: (error: ConveyorError) => Promise<void>;
 }
 
 /** Pulls each reference of `items` in order; resolves with the run's exit code. */
@@ -40,6 +46,7 @@ export async function pullEach(items: Iterable<InputItem> | AsyncIterable<InputI
     } catch (error) {
       const err = toConveyorError(error);
       options.error(err);
+      await (options.report ?? ((e) => pipeline.reportOwn(e)))(err);
       if (exitCode === EXIT.OK) exitCode = err.exitCode;
     }
   }

@@ -15,6 +15,7 @@ import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/error
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { Progress } from '@conveyor/lib-common/log';
 import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
+import { pipeline } from '@conveyor/lib-common/pipeline';
 import { badRecord, RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
 import { registerFlattened } from '@conveyor/lib-common/overlay/flattened';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
@@ -272,7 +273,10 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
     } catch (error) {
       const err = toConveyorError(error);
       if (!opts.keepGoing || err.code === 'ERR_INPUT_RECORD') throw err;
-      opts.log.error(new ConveyorError(err.code, `${image.ref ?? where}: ${err.message}`, { hint: err.hint }));
+      const named = new ConveyorError(err.code, `${image.ref ?? where}: ${err.message}`, { hint: err.hint });
+      opts.log.error(named);
+      // An `error` record downstream too: the tools after us end with its exit code.
+      await pipeline.reportOwn(named);
       exitCode = EXIT.FAILED;
       return undefined;
     }
