@@ -21,6 +21,8 @@ than a minute, as \`docker container prune\` (without asking).
 
 Options:
   -f, --force              kill running containers, then remove them
+  -v, --volumes            remove the anonymous volumes the containers made (image
+                           VOLUMEs, -v /path); named volumes stay (vol-rm)
       --prune              remove all stopped containers and leftovers
       --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
       --log-format FORMAT  text (default) or json
@@ -31,6 +33,7 @@ Options:
 Examples:
   ctr-rm web
   ctr-rm -f 3f2a
+  ctr-rm -v web            # and its anonymous volumes
   ctr-ls -aq --filter status=exited | ctr-rm
   ctr-ls | jq -c 'select(.image|test("busybox"))' | ctr-rm -f
   ctr-rm --prune
@@ -43,7 +46,7 @@ removed), 2 usage or a malformed input line.
 await runCli({
   name: 'ctr-rm',
   help: HELP,
-  spec: { boolean: ['force', 'prune'], alias: { f: 'force' } },
+  spec: { boolean: ['force', 'prune', 'volumes'], alias: { f: 'force', v: 'volumes' } },
   main: async (ctx) => {
     const { prune, removeOne } = await import('./remove.js');
     const store = new Store(ctx.root);
@@ -69,7 +72,7 @@ await runCli({
       input: ctx.stdin,
       out: ctx.out,
       log: ctx.log,
-      act: (entry) => removeOne(store, entry, { force: Boolean(ctx.args.force), warn }),
+      act: (entry) => removeOne(store, entry, { force: Boolean(ctx.args.force), volumes: Boolean(ctx.args.volumes), warn }),
     });
   },
 });

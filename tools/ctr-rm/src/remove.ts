@@ -41,6 +41,8 @@ export interface RemoveOptions {
   force?: boolean;
   /** Warnings (cgroups that could not be removed). */
   warn?: (message: string) => void;
+  /** -v: the anonymous volumes the container made go too (named volumes stay, as docker rm -v). */
+  volumes?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -69,7 +71,7 @@ export async function removeOne(store: Store, entry: ContainerEntry, options: Re
   if (entry.state) await supervisorGone(store, entry.id);
   // Re-read: the supervisor may have recorded more (or removed it, with --rm).
   const state = (await readState(store, entry.id).catch(() => undefined)) ?? entry.state;
-  const warnings = await removeContainerFully(store, { ...entry, state });
+  const warnings = await removeContainerFully(store, { ...entry, state }, { volumes: options.volumes });
   for (const warning of warnings) options.warn?.(`container ${short}: ${warning}`);
   return { type: 'removed', v: RECORD_VERSION, id: entry.id, ...(state?.name ? { name: state.name } : {}), store: store.root };
 }
