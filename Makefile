@@ -4,10 +4,16 @@ SHELL := /bin/bash
 PREFIX ?= /usr/local
 TOOLS := $(notdir $(wildcard tools/*))
 APT_PACKAGES := docker-registry skopeo umoci runc crun busybox-static hyperfine \
-	apache2-utils openssl zstd attr jq iproute2 util-linux procps ca-certificates curl tini gcc libc6-dev
+	apache2-utils openssl zstd attr jq iproute2 util-linux procps ca-certificates curl tini gcc libc6-dev \
+	groff-base man-db
 PNPM_VERSION := 10.34.8
+# Where `make install` puts man pages and shell completion (bash-completion and zsh search these).
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+SCRIPTS := $(basename $(notdir $(wildcard scripts/*.mjs)))
 
-.PHONY: all setup deps build test bench demo install uninstall clean lint format
+.PHONY: all setup deps build test bench demo install uninstall clean lint format man completion
 
 all: build
 
@@ -49,15 +55,33 @@ bench: build
 demo: setup
 	bash scripts/demo.sh
 
-install: build
-	@mkdir -p $(DESTDIR)$(PREFIX)/bin
+# Man pages from the READMEs (tools/*/README.md; the scripts' from docs/conveyor-NAME.md or
+# scripts/README.md when they have one) into man/man1. The generators live in scripts/build/, out of
+# the scripts/*.mjs that install links as conveyor-* commands.
+man:
+	rm -rf man
+	node scripts/build/gen-man.mjs man
+
+# bash and zsh completion from each built tool's flag specification, into completion/.
+completion: build
+	rm -rf completion
+	node scripts/build/gen-completion.mjs completion
+
+install: build man completion
+	@mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	@for t in $(TOOLS); do ln -sf "$(CURDIR)/tools/$$t/bin/$$t.js" "$(DESTDIR)$(PREFIX)/bin/$$t"; done
-	@for s in scripts/*.mjs; do n=$$(basename $$s .mjs); ln -sf "$(CURDIR)/$$s" "$(DESTDIR)$(PREFIX)/bin/conveyor-$$n"; done
-	@echo "installed $(TOOLS) into $(DESTDIR)$(PREFIX)/bin"
+	@for n in $(SCRIPTS); do ln -sf "$(CURDIR)/scripts/$$n.mjs" "$(DESTDIR)$(PREFIX)/bin/conveyor-$$n"; done
+	@install -m 0644 man/man1/*.1 "$(DESTDIR)$(MANDIR)/man1/"
+	@# bash-completion loads completions/<command> on first use: one file, a link per tool.
+	@install -m 0644 completion/conveyor.bash "$(DESTDIR)$(BASHCOMPDIR)/conveyor"
+	@for t in $(TOOLS); do ln -sf conveyor "$(DESTDIR)$(BASHCOMPDIR)/$$t"; done
+	@install -m 0644 completion/_conveyor "$(DESTDIR)$(ZSHCOMPDIR)/_conveyor"
+	@echo "installed $(TOOLS) into $(DESTDIR)$(PREFIX)/bin, their man pages and shell completion"
 
 uninstall:
-	@for t in $(TOOLS); do rm -f "$(DESTDIR)$(PREFIX)/bin/$$t"; done
-	@for s in scripts/*.mjs; do rm -f "$(DESTDIR)$(PREFIX)/bin/conveyor-$$(basename $$s .mjs)"; done
+	@for t in $(TOOLS); do rm -f "$(DESTDIR)$(PREFIX)/bin/$$t" "$(DESTDIR)$(MANDIR)/man1/$$t.1" "$(DESTDIR)$(BASHCOMPDIR)/$$t"; done
+	@for n in $(SCRIPTS); do rm -f "$(DESTDIR)$(PREFIX)/bin/conveyor-$$n" "$(DESTDIR)$(MANDIR)/man1/conveyor-$$n.1"; done
+	@rm -f "$(DESTDIR)$(BASHCOMPDIR)/conveyor" "$(DESTDIR)$(ZSHCOMPDIR)/_conveyor"
 
 clean:
-	rm -rf lib-common/dist lib-common/*/dist tools/*/dist tsconfig.tsbuildinfo lib-common/*.tsbuildinfo lib-common/*/*.tsbuildinfo tools/*/*.tsbuildinfo test/.fixtures
+	rm -rf man completion lib-common/dist lib-common/*/dist tools/*/dist tsconfig.tsbuildinfo lib-common/*.tsbuildinfo lib-common/*/*.tsbuildinfo tools/*/*.tsbuildinfo test/.fixtures
