@@ -8,7 +8,7 @@ import { ConveyorError } from './errors.js';
 import { hostPlatform, platformMatches } from './platform.js';
 import { isSchema1, MANIFEST_MEDIA_TYPES, MEDIA_TYPES, layerCompression } from './mediatypes.js';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type ImageRuntimeConfig, type LayerInfo, type Platform } from './records.js';
-import { indexEntryProblem, REF_NAME_ANNOTATION, type Store } from './store.js';
+import { IMAGE_NAME_ANNOTATION, indexEntryProblem, REF_NAME_ANNOTATION, type Store } from './store.js';
 
 export interface ImageManifest {
   schemaVersion: number;
@@ -163,7 +163,25 @@ export async function imageRecordFromStore(
   entry: Descriptor,
   pickPlatform?: (manifests: Descriptor[]) => Descriptor | undefined,
 ): Promise<ImageRecord> {
-  const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
+  return (await readStoredImage(store, entry, pickPlatform)).record;
+}
+
+export interface StoredImage {
+  record: ImageRecord;
+  /** The platform manifest, validated. */
+  manifest: ImageManifest;
+  /** The whole config blob, validated (fields beyond the runtime ones kept as the image has them). */
+  config: ImageConfigBlob;
+}
+
+/** imageRecordFromStore's work, keeping the manifest and config it read (img-inspect, img-history). */
+export async function readStoredImage(
+  store: Store,
+  entry: Descriptor,
+  pickPlatform?: (manifests: Descriptor[]) => Descriptor | undefined,
+): Promise<StoredImage> {
+  // containerd names an image with its own annotation only; an unnamed entry goes by its digest.
+  const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.annotations?.[IMAGE_NAME_ANNOTATION] ?? entry.digest;
   let descriptor = entry;
   let indexDigest: string | undefined;
   let parsed = await store.readJsonBlob<Record<string, unknown> | null>(entry.digest);
@@ -184,5 +202,42 @@ export async function imageRecordFromStore(
   }
   const manifest = checkManifest(parsed, descriptor.digest);
   const config = checkConfig(await store.readJsonBlob(manifest.config.digest), manifest.layers.length, manifest.config.digest);
-  return buildImageRecord({ ref, manifestDescriptor: descriptor, manifest, config, store: store.root, indexDigest });
+  const record = buildImageRecord({ ref, manifestDescriptor: descriptor, manifest, config, store: store.root, indexDigest });
+  return { record, manifest, config };
+}
+
+/**
+ * A layer's unpacked (tar) size, as `docker images` SIZE and `docker history`
+ * count: an uncompressed layer's blob size, a gzip layer's ISIZE trailer (the
+ * last 4 bytes: the size modulo 4 GiB, so a trailer smaller than the blob is
+ * taken as wrapped and 4 GiB steps are added back). zstd and missing blobs
+ * give undefined (the caller falls back to the compressed size). Never throws.
+ */
+export async function layerUnpackedSize(store: Store, layer: Descriptor): Promise<number | undefined> {
+  const compression = layerCompression(layer.mediaType);
+  if (compression === 'none') return layer.size;
+  if (compression !== 'gzip' || layer.size < 18) return undefined;
+  const { open } = await import('node:fs/promises');
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(store.blobPath(layer.digest), 'r');
+    const trailer = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(trailer, 0, 4, layer.size - 4);
+    if (bytesRead !== 4) return undefined;
+    let size = trailer.readUInt32LE(0);
+    // gzip never shrinks a tar below ~its blob size minus headers: a smaller ISIZE has wrapped past 4 GiB.
+    while (size < layer.size - 1024) size += 2 ** 32;
+    return size;
+  } catch {
+    return undefined;
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** Sum of the layers' unpacked sizes (compressed size where unknown): Docker's image SIZE. */
+export async function imageUnpackedSize(store: Store, layers: Descriptor[]): Promise<number> {
+  let total = 0;
+  for (const layer of layers) total += (await layerUnpackedSize(store, layer)) ?? layer.size;
+  return total;
 }

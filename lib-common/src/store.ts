@@ -41,7 +41,7 @@ import type { Descriptor } from './records.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 /** containerd's annotation for the full image name; we set both. */
-const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
+export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
 
 export interface OciIndex {
   schemaVersion: 2;

@@ -9,6 +9,7 @@
  * index.json entry (the platform manifest, annotated with the index digest
  * when it came from one) → the `image` record.
  */
+import { lookupLocalImage } from '@conveyor/lib-common/local-image';
 import { checkConfig, imageRecordFromStore, layerInfos, buildImageRecord, type ImageConfigBlob } from '@conveyor/lib-common/image';
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
 import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
@@ -83,7 +84,8 @@ export async function fetchImage(input: string, options: FetchOptions): Promise<
   const name = formatReference(ref);
   const { store } = options;
   const pull = options.pull ?? 'always';
-  const entry = await store.lookup(name);
+  // Every name the store answers to: ours, and the short names and bare tags skopeo, umoci and containerd write.
+  const entry = (await lookupLocalImage(store, input))?.entry;
 
   if (entry && (ref.digest || pull !== 'always')) {
     const hit = await fromStore(store, entry, options);

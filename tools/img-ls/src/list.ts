@@ -1,17 +1,33 @@
 /**
  * Listing the store's images. Pure library code: takes a Store and options,
- * returns records; never prints.
+ * returns records; never prints. An entry answers to every name it carries
+ * (lib-common/local-image: ours, skopeo's short names and bare tags,
+ * containerd's), and one image is one row, as `docker images` shows it: an
+ * entry pinned by digest (`NAME@sha256:…`, what a pull by digest leaves) is
+ * folded into a tagged entry of the same repository and digest, unless `all`.
+ * An entry whose blobs cannot be read is reported through onBroken and skipped.
  */
-import { imageRecordFromStore } from '@conveyor/lib-common/image';
+import { imageUnpackedSize, imageRecordFromStore } from '@conveyor/lib-common/image';
+import { entryReferences, literalNames, repoDigestOf } from '@conveyor/lib-common/local-image';
 import type { ImageRecord } from '@conveyor/lib-common/records';
-import { familiarName, parseReference } from '@conveyor/lib-common/reference';
-import { REF_NAME_ANNOTATION, type Store } from '@conveyor/lib-common/store';
+import { familiarName, formatReference, parseReference, type Reference } from '@conveyor/lib-common/reference';
+import type { Store } from '@conveyor/lib-common/store';
 
 export interface ListOptions {
   /** Reference patterns (`alpine`, `alpine:3*`, `localhost:5000/*`); an image matching any is listed. */
   patterns?: string[];
+  /** Every index entry, the digest-pinned duplicates of tagged images included (`docker images -a`). */
+  all?: boolean;
   /** Called for an index entry that cannot be read (missing or corrupt blob); listing goes on. */
   onBroken?: (ref: string, error: Error) => void;
+}
+
+/** An image record as img-ls prints it: with the unpacked size (Docker's SIZE) and the digest a registry knows it by. */
+export interface ListedImage extends ImageRecord {
+  /** Sum of the layers' unpacked sizes (compressed where unknown). */
+  unpackedSize: number;
+  /** The manifest digest a registry serves the image by (the index's when it was chosen from one): `docker images --digests`. */
+  repoDigest: string;
 }
 
 /** Turns a glob (only `*` and `?` are special) into an anchored RegExp. */
@@ -24,26 +40,25 @@ function globToRegExp(glob: string): RegExp {
 }
 
 /**
- * A pattern matches the full reference or the familiar one (`alpine:latest`);
- * without a tag it matches every tag of the repository, as `docker images NAME` does.
+ * A pattern matches a stored name as written, its normalised reference or its
+ * familiar form (`alpine:latest`); without a tag it matches every tag of the
+ * repository, as `docker images NAME` does.
  */
 export function matchesPattern(ref: string, pattern: string): boolean {
-  let full: string;
-  let familiar: string;
+  const candidates = [ref];
+  let parsed: Reference | undefined;
   try {
-    const parsed = parseReference(ref);
-    full = ref;
-    familiar = familiarName(parsed);
+    parsed = parseReference(ref);
+    candidates.push(formatReference(parsed), familiarName(parsed));
   } catch {
-    full = familiar = ref;
+    // A name that is no reference: matched as written only.
   }
   const hasTag = /:[^/]*$/.test(pattern) || pattern.includes('@');
-  const candidates = [full, familiar];
   if (!hasTag) candidates.push(...candidates.map((c) => c.replace(/[:@][^/]*$/, '')));
-  if (!pattern.includes('*') && !pattern.includes('?') && !hasTag) {
+  if (!pattern.includes('*') && !pattern.includes('?') && !hasTag && parsed) {
     try {
       const normal = parseReference(pattern);
-      return full.replace(/[:@][^/]*$/, '') === `${normal.registry}/${normal.repository}`;
+      if (parsed.registry === normal.registry && parsed.repository === normal.repository) return true;
     } catch {
       // Not a reference: fall through to plain matching.
     }
@@ -52,17 +67,45 @@ export function matchesPattern(ref: string, pattern: string): boolean {
   return candidates.some((c) => re.test(c));
 }
 
-/** Lists the images of the store's index.json; malformed entries are skipped with a warning through the store's warn. */
-export async function listImages(store: Store, options: ListOptions = {}): Promise<ImageRecord[]> {
-  const records: ImageRecord[] = [];
-  for (const { entry } of await store.indexEntries()) {
-    const ref = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.digest;
-    if (options.patterns?.length && !options.patterns.some((p) => matchesPattern(ref, p))) continue;
+/** Whether any of the entry's names (literal or normalised) matches any pattern. */
+function entryMatches(names: string[], patterns: string[]): boolean {
+  return names.some((name) => patterns.some((p) => matchesPattern(name, p)));
+}
+
+/** `repo@sha256:…` pinned entries whose image a tagged entry of the same repository lists too: the duplicates docker does not show. */
+export function foldPinned(images: ListedImage[]): ListedImage[] {
+  const tagged = new Set<string>();
+  const keyOf = (image: ListedImage, ref: Reference) => `${ref.registry}/${ref.repository}@${image.digest}`;
+  const refOf = (image: ListedImage) => {
     try {
-      records.push(await imageRecordFromStore(store, entry));
+      return parseReference(image.ref);
+    } catch {
+      return undefined;
+    }
+  };
+  for (const image of images) {
+    const ref = refOf(image);
+    if (ref?.tag) tagged.add(keyOf(image, ref));
+  }
+  return images.filter((image) => {
+    const ref = refOf(image);
+    return !(ref && !ref.tag && ref.digest && tagged.has(keyOf(image, ref)));
+  });
+}
+
+/** Lists the images of the store's index.json; malformed entries are skipped with a warning through the store's warn. */
+export async function listImages(store: Store, options: ListOptions = {}): Promise<ListedImage[]> {
+  const records: ListedImage[] = [];
+  for (const { entry } of await store.indexEntries()) {
+    const names = literalNames(entry);
+    const ref = names[0] ?? entry.digest;
+    if (options.patterns?.length && !entryMatches([...names, ...entryReferences(entry).map(formatReference)], options.patterns)) continue;
+    try {
+      const record = await imageRecordFromStore(store, entry);
+      records.push({ ...record, unpackedSize: await imageUnpackedSize(store, record.layers), repoDigest: repoDigestOf(entry) });
     } catch (error) {
       options.onBroken?.(ref, error as Error);
     }
   }
-  return records;
+  return options.all ? records : foldPinned(records);
 }

@@ -50,8 +50,10 @@ t.test('lists images written by skopeo, filtered by pattern', async (t) => {
   const filtered = await imgLs(['--root', root, 'busybox']);
   t.equal(filtered.stdout.trim().split('\n').length, 1);
 
-  const quiet = await imgLs(['--root', root, '-q', 'localhost:5000/*']);
-  t.equal(quiet.stdout, 'localhost:5000/bb:v2\n');
+  const refs = await imgLs(['--root', root, '--refs', 'localhost:5000/*']);
+  t.equal(refs.stdout, 'localhost:5000/bb:v2\n');
+  const ids = await imgLs(['--root', root, '-q', 'localhost:5000/*']);
+  t.equal(ids.stdout, `${v2.configDescriptor.digest.slice(7, 19)}\n`, "-q prints docker's IMAGE ID");
 
   const table = await imgLs(['--root', root, '--table']);
   t.match(table.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\n/);

@@ -1,12 +1,12 @@
 /** img-ls's table rows, from records, without running the tool. */
 import t from 'tap';
-import type { ImageRecord } from '@conveyor/lib-common/records';
-import { imageRow, imageTable, IMAGE_TABLE_HEADERS } from '../src/table.js';
+import type { ListedImage } from '../src/list.js';
+import { imageRow, imageTable, IMAGE_TABLE_HEADERS, repositoryAndTag } from '../src/table.js';
 
 const now = Date.parse('2026-11-29T12:00:00Z');
 const config = `sha256:${'ab12cd34ef56'.repeat(5)}abcd`;
 
-function image(ref: string, size: number, created?: string): ImageRecord {
+function image(ref: string, size: number, created?: string): ListedImage {
   return {
     type: 'image',
     v: 1,
@@ -18,7 +18,9 @@ function image(ref: string, size: number, created?: string): ImageRecord {
     config: {},
     created,
     layers: [],
-    size,
+    size: size + 5000,
+    unpackedSize: size,
+    repoDigest: `sha256:${'1'.repeat(64)}`,
     store: '/var/lib/conveyor',
   };
 }
@@ -35,12 +37,29 @@ for (const [ref, size, created, expected] of rows) {
 }
 
 t.test("the table has Docker's headers and one line per image, columns aligned", async (t) => {
-  const text = imageTable([image('docker.io/library/busybox:latest', 2_154_000), image('localhost:5000/app:v1', 999)], now);
+  const text = imageTable([image('docker.io/library/busybox:latest', 2_154_000), image('localhost:5000/app:v1', 999)], { now });
   const lines = text.split('\n');
   t.equal(lines.length, 4, 'headers, two rows, final newline');
   t.equal(lines[3], '');
   t.strictSame(lines[0].split(/ {2,}/), IMAGE_TABLE_HEADERS);
   t.equal(lines[1].indexOf('latest'), lines[0].indexOf('TAG'), 'TAG column aligned');
   t.equal(lines[2].indexOf('v1'), lines[0].indexOf('TAG'));
-  t.equal(imageTable([], now), 'REPOSITORY   TAG   IMAGE ID   CREATED   SIZE\n', 'no images: headers only');
+  t.equal(imageTable([], { now }), 'REPOSITORY   TAG   IMAGE ID   CREATED   SIZE\n', 'no images: headers only');
 });
+
+t.test('--digests adds the DIGEST column after TAG: the repository digest', async (t) => {
+  const lines = imageTable([image('docker.io/library/busybox:latest', 10)], { now, digests: true }).split('\n');
+  t.strictSame(lines[0].split(/ {2,}/), ['REPOSITORY', 'TAG', 'DIGEST', 'IMAGE ID', 'CREATED', 'SIZE']);
+  t.strictSame(lines[1].split(/ {2,}/), ['busybox', 'latest', `sha256:${'1'.repeat(64)}`, 'ab12cd34ef56', 'N/A', '10B']);
+});
+
+// [stored name, repository, tag]
+const names: [string, string, string][] = [
+  ['mybox:short', 'mybox', 'short'],
+  ['short', 'short', 'latest'],
+  [`sha256:${'a'.repeat(64)}`, '<none>', '<none>'],
+  ['quay.io/org/x@sha256:' + 'b'.repeat(64), 'quay.io/org/x', '<none>'],
+];
+for (const [stored, repository, tag] of names) {
+  t.strictSame(repositoryAndTag(stored), [repository, tag], `${stored} shows as ${repository} ${tag}`);
+}
