@@ -26,6 +26,13 @@ export interface ReadOptions {
   maxLineBytes?: number;
   /** Where `error` records go (default: the process's pipeline, which passes them on to stdout); tests give their own. */
   pipeline?: Pipeline;
+  /**
+   * Yield `error` records (checked, and noted by the pipeline for the exit
+   * code) instead of writing them on at once: for a tool that passes records
+   * on in input order behind slower work (layer-unpack), so the failure stays
+   * in its place.
+   */
+  yieldErrorRecords?: boolean;
 }
 
 /**
@@ -56,8 +63,9 @@ export async function* readLines(input: Readable, options: ReadOptions = {}): As
       if (text === '') continue;
       if (text.startsWith('{') || text.startsWith('[') || !options.allowBare) {
         const record = parseRecord(text, source, line);
-        if (record.type === 'error') await failures.passUpstream(record);
-        else yield { record, text, line, source };
+        if (record.type !== 'error') yield { record, text, line, source };
+        else if (options.yieldErrorRecords) yield { record: failures.noteUpstream(record) as unknown as Record<string, unknown>, text, line, source };
+        else await failures.passUpstream(record);
       } else {
         yield { text, line, source };
       }

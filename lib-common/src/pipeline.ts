@@ -110,9 +110,14 @@ export class Pipeline {
 
   /** An error record read on input: checked, remembered when it is the first, and written on unchanged (in its checked form). */
   async passUpstream(record: Record<string, unknown>): Promise<void> {
+    await this.attachment.sink?.write(this.noteUpstream(record));
+  }
+
+  /** An error record read on input, checked and remembered, for a tool that writes it on in its place in its own output order. */
+  noteUpstream(record: Record<string, unknown>): ErrorRecord {
     const checked = checkErrorRecord(record);
     this.upstream ??= checked;
-    await this.attachment.sink?.write(checked);
+    return checked;
   }
 
   /**

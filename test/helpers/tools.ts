@@ -29,10 +29,15 @@ export interface AsyncToolOptions extends ToolOptions {
 export interface ToolResult {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** stdout without its `error` records (a failing tool's report for the tools downstream: `errors`). */
   stdout: string;
+  /** stdout as the tool wrote it. */
+  rawStdout: string;
   stderr: string;
-  /** The lines of stdout that parse as JSON objects. */
+  /** The lines of stdout that parse as JSON objects, but `error` records. */
   records: Record<string, any>[];
+  /** The `error` records on stdout (docs/protocol.md: failures travel down the pipe). */
+  errors: Record<string, any>[];
   /** The lines of stderr that parse as JSON objects (--log-format=json, --progress=json). */
   logs: Record<string, any>[];
 }
@@ -57,8 +62,19 @@ export function jsonLines(text: string): Record<string, any>[] {
   return out;
 }
 
-function result(code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string): ToolResult {
-  return { code, signal, stdout, stderr, records: jsonLines(stdout), logs: jsonLines(stderr) };
+/** Whether a stdout line is an `error` record. */
+function isErrorLine(line: string): boolean {
+  return line.startsWith('{"type":"error",') && jsonLines(line).length === 1;
+}
+
+function result(code: number | null, signal: NodeJS.Signals | null, rawStdout: string, stderr: string): ToolResult {
+  // Tests of what a tool printed mean its data; the error record a failure adds is checked through `errors`.
+  const stdout = rawStdout
+    .split(/(?<=\n)/)
+    .filter((line) => !isErrorLine(line))
+    .join('');
+  const errors = rawStdout.split('\n').filter(isErrorLine).flatMap(jsonLines);
+  return { code, signal, stdout, rawStdout, stderr, records: jsonLines(stdout), errors, logs: jsonLines(stderr) };
 }
 
 /** Runs tool `name` with `args`; resolves when it has exited and its output is closed. */

@@ -296,7 +296,8 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
   };
 
   try {
-    for await (const line of readLines(input)) {
+    // Error records come as records to pass on in their place, behind the images before them.
+    for await (const line of readLines(input, { yieldErrorRecords: true })) {
       if (fatal) break;
       const record = line.record!;
       const where = `${line.source}:${line.line}`;
