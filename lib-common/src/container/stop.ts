@@ -17,10 +17,15 @@
  * the process outlives SIGKILL for KILL_GRACE_MS (a process in the kernel's
  * uninterruptible sleep). The runtime's own errors are not fatal: the
  * process is watched, not the runtime's answer.
+ *
+ * A container with a restart policy is marked stoppedByUser in state.json
+ * before any signal (stop, or kill with KILL or its stop signal), so that its
+ * supervisor does not restart it, as Docker does not after `docker stop`.
  */
 import { constants as osConstants } from 'node:os';
+import { dirname } from 'node:path';
 import { ConveyorError } from '../errors.js';
-import type { Store } from '../store.js';
+import { Store } from '../store.js';
 import { DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT } from './remove.js';
 import { runtimeKill } from './runtime.js';
 import { type ContainerEntry, type ContainerState, isRunning, observe, processRuns, readState, updateState } from './state.js';
@@ -68,6 +73,15 @@ function runtimeOf(state: ContainerState) {
   return { runtime: state.runtime || DEFAULT_RUNTIME, runtimeRoot: state.runtimeRoot || DEFAULT_RUNTIME_ROOT };
 }
 
+/** The container's stop signal: the image's StopSignal, else SIGTERM. */
+function stopSignalOf(state: ContainerState): Signal {
+  try {
+    return parseSignal(state.stopSignal ?? 'SIGTERM');
+  } catch {
+    return parseSignal('SIGTERM');
+  }
+}
+
 /** Whether the container of `state` has ended: recorded as ended, or its process is. */
 function containerEnded(state: ContainerState): boolean {
   if (!isRunning(state)) return true;
@@ -101,17 +115,12 @@ export interface StopOptions {
  * container that is not running (or a leftover without state) is left as it is.
  */
 export async function stopContainer(store: Store, entry: ContainerEntry, options: StopOptions = {}): Promise<ContainerState | undefined> {
-  const state = entry.state ? observe(entry.state) : undefined;
+  // Read again after the mark: a supervisor may have restarted it meanwhile.
+  const fresh = entry.state?.restartPolicy ? await markStoppedByUser(store, entry.id) : entry.state;
+  const state = fresh ? observe(fresh) : undefined;
   if (!state || !isRunning(state)) return state;
   const rt = runtimeOf(state);
-  let stopSignal = options.signal;
-  if (!stopSignal) {
-    try {
-      stopSignal = parseSignal(state.stopSignal ?? 'SIGTERM');
-    } catch {
-      stopSignal = parseSignal('SIGTERM');
-    }
-  }
+  const stopSignal = options.signal ?? stopSignalOf(state);
   const timeout = options.timeoutSeconds ?? state.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
   let last = stopSignal;
   options.onSignal?.(stopSignal);
@@ -162,9 +171,22 @@ async function recordEnd(store: Store, id: string, last: Signal): Promise<Contai
   return next && observe(next);
 }
 
-/** Sends `signal` to a running container; resolves to its observed state. Throws ERR_CONTAINER_NOT_RUNNING otherwise. */
+/** Records that the user stopped the container (no restart follows); resolves to its state, undefined when it is gone. */
+async function markStoppedByUser(store: Store, id: string): Promise<ContainerState | undefined> {
+  return updateState(store, id, (s) => (s.stoppedByUser ? undefined : { ...s, stoppedByUser: true }));
+}
+
+/**
+ * Sends `signal` to a running container; resolves to its observed state. Throws ERR_CONTAINER_NOT_RUNNING otherwise.
+ * KILL or the container's stop signal ends a restart policy's restarts, as Docker's kill does.
+ */
 export async function killContainer(entry: ContainerEntry, signal: Signal): Promise<ContainerState> {
-  const state = entry.state ? observe(entry.state) : undefined;
+  let current = entry.state;
+  if (current?.restartPolicy && (signal.name === 'SIGKILL' || signal.name === stopSignalOf(current).name)) {
+    // The store is the one the entry was listed from: containers/<id> under its root.
+    current = await markStoppedByUser(new Store(dirname(dirname(entry.dir))), entry.id);
+  }
+  const state = current ? observe(current) : undefined;
   if (!state || !isRunning(state)) {
     throw new ConveyorError('ERR_CONTAINER_NOT_RUNNING', `container ${entry.id.slice(0, 12)} is not running`, {
       hint: state ? `its status is ${state.status}` : 'it has no state: remove it with ctr-rm',

@@ -9,6 +9,11 @@
  * state.json (exit code, signal, OOM kill, finishedAt) and cleans up: the
  * runtime's state and cgroups, the overlay unless --keep, everything with
  * --rm. Signals sent to it go to the container (through the runtime).
+ * With a restart policy (state.json restartPolicy, restart.ts) it runs the
+ * container again in place when it ends (same id, same overlay, the
+ * runtime's state and cgroups of the last run removed first), after
+ * Docker's backoff, counting restartCount, unless ctr-stop marked it
+ * stoppedByUser; a restart the runtime refuses ends it (exit code 125).
  *
  * The container counts as started when the runtime writes its pid file:
  * runc writes it after the exec of the command succeeded, and reports a
@@ -19,7 +24,7 @@
  * stops the log, a failed clean-up is written to the supervisor's stderr
  * (supervisor.log in the container directory).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
@@ -29,7 +34,7 @@ import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, LogWriter } from '@conveyor/lib-common/container/log';
 import { runtimeErrors, runtimeFailure, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
-import { type ContainerState, LOG_FILE, type ProcessIdentity, updateState } from '@conveyor/lib-common/container/state';
+import { type ContainerState, LOG_FILE, type ProcessIdentity, readState, updateState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
 import type { CleanupTarget } from '../cleanup.js';
 import { endOf, exitedState } from '../state.js';
@@ -96,69 +101,77 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     maxSize: state.logMaxSize ?? DEFAULT_LOG_MAX_SIZE,
     maxFiles: state.logMaxFiles ?? DEFAULT_LOG_MAX_FILES,
   });
-  const startedMicros = uptimeMicros();
-  const child = startProcess(
-    runtime.runtime,
-    ['--root', runtime.runtimeRoot, ...runtimeLogArgs(runtime.runtime, runtimeLog), 'run', '--bundle', paths.containerDir, '--pid-file', pidFile, id],
-    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false },
-  );
+  let startedMicros = uptimeMicros();
+  let child = runRuntime();
   io.signals((signal) => {
     if (child.exitCode === null) child.kill(signal);
   });
-  for (const stream of ['stdout', 'stderr'] as const) {
-    child[stream]?.on('data', (chunk: Buffer) => {
-      try {
-        log?.write(stream, chunk);
-      } catch (error) {
-        io.warn(`log write failed, output is dropped from now on: ${(error as Error).message}`);
-        log = undefined;
-      }
-    });
-  }
 
   const start = await startedOrEnded(child, pidFile);
-  if ('result' in start && start.result.code !== undefined) {
-    const error =
-      start.result.code === 'ENOENT'
-        ? new ConveyorError('ERR_RUNTIME_NOT_FOUND', `OCI runtime ${runtime.runtime} not found`, { hint: 'install runc, or choose one with --runtime' })
-        : new ConveyorError('ERR_SPAWN_FAILED', `cannot start ${runtime.runtime}: ${start.result.originalMessage}`);
-    return failedStart(error);
-  }
-  if ('result' in start && start.result.exitCode !== 0) {
-    const errors = await runtimeErrors(runtimeLog);
-    // A non-zero exit without a runtime error is the container's own: it started and ended before we looked.
-    if (errors.length > 0) return failedStart(runtimeFailure(errors.at(-1)!));
-  }
-
-  const pid = 'pid' in start ? start.pid : undefined;
-  state =
-    (await updateState(store, id, (s) => ({
-      ...s,
-      status: 'running',
-      ...(pid ? { pid, pidStartTime: startTime(pid) } : {}),
-      startedAt: new Date().toISOString(),
-    }))) ?? state;
+  const startError = await startFailure(start);
+  if (startError) return failedStart(startError);
+  state = (await recordRunning(start)) ?? state;
   io.handoff({ started: state });
 
-  const result = 'result' in start ? start.result : await child.result;
-  const exitCode = result.exitCode ?? (result.signal ? signalExit(result.signal) : 128);
+  let result = 'result' in start ? start.result : await child.result;
+  let backoff: number | undefined;
+  for (;;) {
+    const exitCode = result.exitCode ?? (result.signal ? signalExit(result.signal) : 128);
+    const { oomKilled } = await import('../oom.js');
+    const oom = exitCode === 137 && oomKilled(state.cgroupsPath, startedMicros - 100_000);
+    const ranMs = (uptimeMicros() - startedMicros) / 1000;
+    const ended = await updateState(store, id, (s) => exitedState(s, endOf(exitCode, oom))).catch((error) => {
+      io.warn(`recording the exit failed: ${(error as Error).message}`);
+      return undefined;
+    });
+    if (!ended) break; // removed meanwhile (ctr-rm -f)
+    const { shouldRestart, nextBackoff } = await import('./restart.js');
+    const restartCount = ended.restartCount ?? 0;
+    if (!shouldRestart(ended.restartPolicy, { exitCode, restartCount, stoppedByUser: Boolean(ended.stoppedByUser) })) break;
+    backoff = nextBackoff(backoff, ranMs);
+    await sleep(backoff);
+    // Decided under the state's lock, so a ctr-stop that marks stoppedByUser either comes first (no restart) or sees it running.
+    const again = await updateState(store, id, (s) =>
+      s.stoppedByUser || s.status !== 'exited' ? undefined : { ...s, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' },
+    ).catch(() => undefined);
+    if (again?.status !== 'running') break;
+    const { cleanUpStopped } = await import('../cleanup.js');
+    try {
+      // The runtime's state and cgroups of the last run; the overlay stays for the next.
+      await cleanUpStopped({ ...target, ephemeral: false, keep: true });
+    } catch (error) {
+      io.warn(`clean-up before restart failed: ${(error as Error).message}`);
+    }
+    io.warn(`restarting (${restartCount + 1}) after exit code ${exitCode}, waited ${backoff} ms`);
+    // Errors logged by an earlier run must not be taken for this start's.
+    await rm(runtimeLog, { force: true }).catch(() => undefined);
+    startedMicros = uptimeMicros();
+    child = runRuntime();
+    const restarted = await startedOrEnded(child, pidFile);
+    const restartError = await startFailure(restarted);
+    if (restartError) {
+      io.warn(`restart failed: ${restartError.message}`);
+      await updateState(store, id, (s) => ({ ...exitedState(s, endOf(125)), statusDetail: `restart failed: ${restartError.message}` })).catch(() => undefined);
+      break;
+    }
+    const running = await recordRunning(restarted);
+    if (running) state = running;
+    // A ctr-stop that came between the decision and the pid: it found no process to signal.
+    if (running?.stoppedByUser && child.exitCode === null) child.kill('SIGKILL');
+    result = 'result' in restarted ? restarted.result : await child.result;
+  }
   try {
     log?.close();
   } catch (error) {
     io.warn(`log close failed: ${(error as Error).message}`);
   }
-  const { oomKilled } = await import('../oom.js');
-  const oom = exitCode === 137 && oomKilled(state.cgroupsPath, startedMicros - 100_000);
-  const ended = await updateState(store, id, (s) => exitedState(s, endOf(exitCode, oom))).catch((error) => {
-    io.warn(`recording the exit failed: ${(error as Error).message}`);
-    return undefined;
-  });
+  const ended = await readState(store, id).catch(() => undefined);
   const { cleanUp, cleanUpStopped } = await import('../cleanup.js');
   try {
     if (ended?.autoRemove) {
       if (ended.ephemeralMount) {
         const { removeContainerFully } = await import('@conveyor/lib-common/container/remove');
-        for (const warning of await removeContainerFully(store, { id, dir: paths.containerDir, state: ended })) io.warn(warning);
+        for (const warning of await removeContainerFully(store, { id, dir: paths.containerDir, state: ended }, { volumes: true })) io.warn(warning);
       } else await cleanUp(target);
     } else if (ended) await cleanUpStopped({ ...target, keep: Boolean(ended.keep) });
     else await cleanUpStopped(target); // removed meanwhile (ctr-rm -f): what is left of the runtime still goes
@@ -166,6 +179,51 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     io.warn(`clean-up failed: ${(error as Error).message}`);
   }
   return 0;
+
+  /** `runtime run` of the bundle, its output into the log. */
+  function runRuntime(): Subprocess {
+    const started = startProcess(
+      runtime.runtime,
+      ['--root', runtime.runtimeRoot, ...runtimeLogArgs(runtime.runtime, runtimeLog), 'run', '--bundle', paths.containerDir, '--pid-file', pidFile, id],
+      { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false },
+    );
+    for (const stream of ['stdout', 'stderr'] as const) {
+      started[stream]?.on('data', (chunk: Buffer) => {
+        try {
+          log?.write(stream, chunk);
+        } catch (error) {
+          io.warn(`log write failed, output is dropped from now on: ${(error as Error).message}`);
+          log = undefined;
+        }
+      });
+    }
+    return started;
+  }
+
+  /** Why the runtime could not start the container, or undefined when it started (or ran and ended by itself). */
+  async function startFailure(start: { pid: number } | { result: SubprocessResult }): Promise<ConveyorError | undefined> {
+    if (!('result' in start)) return undefined;
+    if (start.result.code !== undefined) {
+      return start.result.code === 'ENOENT'
+        ? new ConveyorError('ERR_RUNTIME_NOT_FOUND', `OCI runtime ${runtime.runtime} not found`, { hint: 'install runc, or choose one with --runtime' })
+        : new ConveyorError('ERR_SPAWN_FAILED', `cannot start ${runtime.runtime}: ${start.result.originalMessage}`);
+    }
+    if (start.result.exitCode !== 0) {
+      const errors = await runtimeErrors(runtimeLog);
+      // A non-zero exit without a runtime error is the container's own: it started and ended before we looked.
+      if (errors.length > 0) return runtimeFailure(errors.at(-1)!);
+    }
+    return undefined;
+  }
+
+  /** Records the run as running, with its pid when the runtime wrote one. */
+  function recordRunning(start: { pid: number } | { result: SubprocessResult }): Promise<ContainerState | undefined> {
+    const pid = 'pid' in start ? start.pid : undefined;
+    return updateState(store, id, (s) => {
+      const { statusDetail: _detail, ...rest } = s;
+      return { ...rest, status: 'running', ...(pid ? { pid, pidStartTime: startTime(pid) } : {}), startedAt: new Date().toISOString() };
+    });
+  }
 
   async function failedStart(error: ConveyorError): Promise<number> {
     try {
