@@ -110,7 +110,9 @@ export class Pipeline {
 
   /** An error record read on input: checked, remembered when it is the first, and written on unchanged (in its checked form). */
   async passUpstream(record: Record<string, unknown>): Promise<void> {
-    await this.attachment.sink?.write(this.noteUpstream(record));
+    // Noted first: with no sink (a terminal), `sink?.write(...)` would skip its argument.
+    const checked = this.noteUpstream(record);
+    await this.attachment.sink?.write(checked);
   }
 
   /** An error record read on input, checked and remembered, for a tool that writes it on in its place in its own output order. */
