@@ -12,21 +12,27 @@
  * ERR_SPAWN_COMMAND_NOT_FOUND / ERR_SPAWN_NOT_EXECUTABLE (checked in the
  * rootfs before the runtime starts, as Docker reports them), ERR_SPAWN_FAILED
  * (--init without tini). Files written before a failure are the container
- * directory's, removed by the run's clean-up.
+ * directory's, removed by the run's clean-up. --pid/--ipc container:X need X
+ * running (ERR_CONTAINER_NOT_RUNNING, ERR_CONTAINER_NOT_FOUND); --group-add
+ * names the image's /etc/group lacks are ERR_USER_NOT_FOUND; a --mount bind
+ * source that does not exist or a --device that is no device is ERR_USAGE.
  */
 import { existsSync } from 'node:fs';
+import { hostname as hostHostname } from 'node:os';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
-import { isContainerId, type Store } from '@conveyor/lib-common/store';
+import { isContainerId, Store } from '@conveyor/lib-common/store';
 import { swapLimitSupported } from '@conveyor/lib-common/container/cgroup';
-import { boundingCaps, findInit, nofileHardLimit } from './host.js';
+import { boundingCaps, findInit, hostDevice, hostDevices, nofileHardLimit } from './host.js';
 import { envValue, mergeEnv } from '@conveyor/lib-common/container/env';
-import { checkWorkdir, DEFAULT_PATH, findCommand, mkdirInRoot } from '@conveyor/lib-common/container/rootfs';
-import type { SpawnOptions } from './options.js';
-import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount } from './spec.js';
+import { checkWorkdir, DEFAULT_PATH, findCommand, mkdirInRoot, readRootFile } from '@conveyor/lib-common/container/rootfs';
+import type { HostEntry, NamespaceFlag, SpawnOptions } from './options.js';
+import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount, type NamespaceMode } from './spec.js';
+import { observe, processRuns, resolveContainer } from '@conveyor/lib-common/container/state';
+import { parseGroup, type ResolvedUser } from '@conveyor/lib-common/container/user';
 import { defaultSeccomp } from './seccomp.js';
 import { resolveUser } from '@conveyor/lib-common/container/user';
 
@@ -48,8 +54,9 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
   const cmd = options.command.length > 0 ? options.command : options.entrypoint !== undefined ? [] : (strings(config.Cmd) ?? []);
   const args = [...entrypoint, ...cmd];
   if (args.length === 0) throw new ConveyorError('ERR_USAGE', 'no command specified', { hint: 'give one after --, e.g. ctr-spawn -- sh -c "echo hi"' });
-  const user = await resolveUser(rootfs, options.user ?? (typeof config.User === 'string' ? config.User : ''));
-  const hostname = options.hostname ?? paths.id.slice(0, 12);
+  const user = await addGroups(rootfs, await resolveUser(rootfs, options.user ?? (typeof config.User === 'string' ? config.User : '')), options.groupAdd ?? []);
+  // --uts host: the host's name, as Docker (the spec then sets none).
+  const hostname = options.uts?.mode === 'host' ? hostHostname() : (options.hostname ?? paths.id.slice(0, 12));
   const imageEnv = strings(config.Env) ?? [];
   let env = mergeEnv([`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`], options.tty ? ['TERM=xterm'] : [], imageEnv, options.env);
   if (envValue(env, 'HOME') === undefined) env = [...env, `HOME=${user.home}`];
@@ -81,7 +88,7 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
 
   const extraMounts: Mount[] = [];
   await writeFile(join(paths.containerDir, 'hostname'), `${hostname}\n`);
-  await writeFile(join(paths.containerDir, 'hosts'), hostsFile(hostname));
+  await writeFile(join(paths.containerDir, 'hosts'), hostsFile(hostname, options.addHosts));
   extraMounts.push({ destination: '/etc/hostname', type: 'bind', source: join(paths.containerDir, 'hostname'), options: ['rbind', 'rprivate'] });
   extraMounts.push({ destination: '/etc/hosts', type: 'bind', source: join(paths.containerDir, 'hosts'), options: ['rbind', 'rprivate'] });
   if (options.netHost && existsSync('/etc/resolv.conf')) {
@@ -94,8 +101,20 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     extraMounts.push({ destination: '/.conveyor-init', type: 'bind', source: init, options: ['rbind', 'rprivate', 'ro'] });
     finalArgs = ['/.conveyor-init', '--', ...args];
   }
-  // A missing host path is created as a directory, as docker run -v does.
-  for (const volume of options.volumes) await mkdir(volume.source, { recursive: true });
+  // A missing host path is created as a directory, as docker run -v does (--mount refuses).
+  for (const volume of options.volumes) {
+    if (volume.mustExist && !existsSync(volume.source))
+      throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${volume.source}`, { hint: 'create it first, or use -v, which does' });
+    await mkdir(volume.source, { recursive: true });
+  }
+  const store = new Store(join(paths.containerDir, '..', '..'));
+  const pid = await namespaceOf(store, 'pid', options.pid);
+  const ipc = await namespaceOf(store, 'ipc', options.ipc);
+  // --ipc host: the host's /dev/shm too. A joined container's /dev/shm is a tmpfs of
+  // its own mount namespace, which the kernel does not let another bind-mount: the
+  // joiner shares System V IPC and message queues, not /dev/shm.
+  const shmSource = ipc.mode === 'host' ? '/dev/shm' : undefined;
+  const devices = options.privileged ? hostDevices() : (options.devices ?? []).map((d) => hostDevice(d.hostPath, d.containerPath, d.access));
   const available = boundingCaps();
   const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
   const spec = buildSpec({
@@ -116,6 +135,17 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
     cgroupsPath,
     nofile: nofileHardLimit(),
+    noNewPrivileges: options.noNewPrivileges,
+    sysctls: options.sysctls,
+    devices,
+    rlimits: options.ulimits,
+    shmSize: options.shmSize,
+    oomScoreAdj: options.oomScoreAdj,
+    pid,
+    ipc,
+    uts: options.uts?.mode === 'host' ? { mode: 'host' } : { mode: 'private' },
+    noShm: options.ipc?.mode === 'none',
+    shmSource,
     seccomp: options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile),
     annotations: {
       'org.opencontainers.image.ref.name': typeof record.ref === 'string' ? record.ref : '',
@@ -154,8 +184,39 @@ function containerFile(store: Store, source: string): string | undefined {
   return parts.length === 2 && isContainerId(parts[0]) && (parts[1] === 'hostname' || parts[1] === 'hosts') ? parts[1] : undefined;
 }
 
-function hostsFile(hostname: string): string {
-  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`;
+function hostsFile(hostname: string, extra: HostEntry[] = []): string {
+  const added = extra.map((h) => `${h.ip}\t${h.name}\n`).join('');
+  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${added}127.0.1.1\t${hostname}\n`;
+}
+
+/** --group-add: gids as given, names looked up in the image's /etc/group (as Docker). */
+async function addGroups(rootfs: string, user: ResolvedUser, groupAdd: string[]): Promise<ResolvedUser> {
+  if (groupAdd.length === 0) return user;
+  const groups = groupAdd.some((g) => !/^\d+$/.test(g)) ? parseGroup((await readRootFile(rootfs, '/etc/group')) ?? '') : [];
+  const gids = groupAdd.map((name) => {
+    if (/^\d+$/.test(name)) return Number(name);
+    const group = groups.find((g) => g.name === name);
+    if (!group) throw new ConveyorError('ERR_USER_NOT_FOUND', `--group-add ${name}: no such group in the image's /etc/group`, { hint: 'give a gid instead' });
+    return group.gid;
+  });
+  return { ...user, additionalGids: [...new Set([...user.additionalGids, ...gids])] };
+}
+
+/**
+ * --pid/--ipc as the spec takes them: container:X becomes the path of the
+ * namespace of X's init, X a running container of this store (checked
+ * against its recorded start time, so a recycled pid is not joined).
+ */
+async function namespaceOf(store: Store, type: 'pid' | 'ipc', flag: NamespaceFlag | undefined): Promise<NamespaceMode> {
+  if (flag?.mode !== 'container') return flag?.mode === 'host' ? { mode: 'host' } : { mode: 'private' };
+  const entry = await resolveContainer(store, flag.ref);
+  const state = entry.state ? observe(entry.state) : undefined;
+  if (state?.status !== 'running' || !state.pid || !processRuns(state.pid, state.pidStartTime)) {
+    throw new ConveyorError('ERR_CONTAINER_NOT_RUNNING', `--${type} container:${flag.ref}: the container is not running`, {
+      hint: 'start it first (ctr-spawn -d)',
+    });
+  }
+  return { mode: 'join', path: `/proc/${state.pid}/ns/${type}` };
 }
 
 /** Reads a --spec file: an OCI runtime spec, e.g. from --print-spec, edited. */

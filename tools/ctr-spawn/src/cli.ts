@@ -5,7 +5,17 @@ import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
 import { readEnvFile, resolveEnvEntries } from '@conveyor/lib-common/container/env';
 import { CONTAINER_NAME } from '@conveyor/lib-common/container/state';
 import { startTime } from '@conveyor/lib-common/lock';
-import { loadSeccompProfile, parseCpus, parseLogOpts, parseSecurityOpts, parseTmpfs, parseVolume, type SpawnOptions } from './options.js';
+import {
+  loadSeccompProfile,
+  parseCpus,
+  parseDockerRunFlags,
+  parseLogOpts,
+  parseNet,
+  parseSecurityOpts,
+  parseTmpfs,
+  parseVolume,
+  type SpawnOptions,
+} from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
 import { spawnContainer } from './spawn.js';
 
@@ -105,8 +115,9 @@ await runCli({
     if (args._.length > 0) {
       throw new ConveyorError('ERR_USAGE', `unexpected argument ${JSON.stringify(args._[0])}`, { hint: 'put the command after --: ctr-spawn -- echo hi' });
     }
-    const net = flag(args, 'net') ?? 'private';
-    if (!['private', 'none', 'host'].includes(net)) throw new ConveyorError('ERR_USAGE', `--net must be private or host, got ${JSON.stringify(net)}`);
+    if (flag(args, 'net') !== undefined && flag(args, 'network') !== undefined && flag(args, 'net') !== flag(args, 'network'))
+      throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
+    const net = parseNet(flag(args, 'network') ?? flag(args, 'net') ?? 'private');
     const memoryRaw = flag(args, 'memory');
     const memory = memoryRaw === undefined ? undefined : parseBytes(memoryRaw, '--memory');
     if (memory !== undefined && memory < 6 * 1024 * 1024) throw new ConveyorError('ERR_USAGE', '--memory must be at least 6m');
@@ -115,6 +126,7 @@ await runCli({
     const envFiles = args['env-file'] as string[];
     const env = [...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(), ...resolveEnvEntries(args.env as string[], ctx.env)];
     const security = parseSecurityOpts(args['security-opt'] as string[]);
+    const { memorySwap, volumes: mountBinds, tmpfs: mountTmpfs, ...docker } = parseDockerRunFlags(args, { memory, netHost: net === 'host' });
     const options: SpawnOptions = {
       root: ctx.root,
       runtime: flag(args, 'runtime') ?? 'runc',
@@ -138,6 +150,7 @@ await runCli({
       tmpfs: (args.tmpfs as string[]).map(parseTmpfs),
       limits: {
         memory,
+        memorySwap,
         cpus: cpus === undefined ? undefined : parseCpus(cpus),
         pids: flag(args, 'pids-limit') === undefined ? undefined : intFlag(args, 'pids-limit', 0, 1, 4194304),
       },
@@ -150,7 +163,11 @@ await runCli({
       log: parseLogOpts(args['log-opt'] as string[]),
       printSpec: Boolean(args['print-spec']),
       specFile: flag(args, 'spec'),
+      noNewPrivileges: security.noNewPrivileges,
+      ...docker,
     };
+    options.volumes.push(...mountBinds);
+    options.tmpfs.push(...mountTmpfs);
     if (options.detach && (options.interactive || options.tty)) throw new ConveyorError('ERR_USAGE', '-d cannot be combined with -i or -t');
     if (options.keep && options.autoRemove) throw new ConveyorError('ERR_USAGE', '--keep and --rm contradict each other');
     if (options.name !== undefined && !CONTAINER_NAME.test(options.name)) {

@@ -6,9 +6,29 @@
  */
 import { COMMON_FLAGS, type ArgSpec } from '@conveyor/lib-common/args';
 
+/** Docker's run flags of issue 11 (runtime defaults and the flags Docker users reach for). */
+const DOCKER_STRING = ['network', 'memory-swap', 'shm-size', 'oom-score-adj', 'pid', 'ipc', 'uts'];
+const DOCKER_MULTIPLE = ['device', 'ulimit', 'sysctl', 'group-add', 'mount', 'add-host'];
+
 export const SPAWN_FLAGS = {
-  string: ['entrypoint', 'workdir', 'user', 'hostname', 'net', 'memory', 'cpus', 'pids-limit', 'name', 'record', 'spec', 'runtime', 'runtime-root', 'restart'],
-  multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt', 'log-opt'],
+  string: [
+    'entrypoint',
+    'workdir',
+    'user',
+    'hostname',
+    'net',
+    'memory',
+    'cpus',
+    'pids-limit',
+    'name',
+    'record',
+    'spec',
+    'runtime',
+    'runtime-root',
+    'restart',
+    ...DOCKER_STRING,
+  ],
+  multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt', 'log-opt', ...DOCKER_MULTIPLE],
   boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec', 'check-flags'],
   alias: { e: 'env', w: 'workdir', u: 'user', v: 'volume', m: 'memory', i: 'interactive', t: 'tty', d: 'detach' } as Record<string, string>,
   stopAtDoubleDash: true,

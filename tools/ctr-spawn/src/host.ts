@@ -1,11 +1,14 @@
 /**
  * Facts about the host the spec must respect: the open-files hard limit (a
  * container cannot be given more without CAP_SYS_RESOURCE), the capability
- * bounding set (what --privileged can grant), the cgroup layout, and where a
- * static init binary is.
+ * bounding set (what --privileged can grant), the cgroup layout, where a
+ * static init binary is, and the host's device nodes (--device,
+ * --privileged). A --device that is not a device node is an ERR_USAGE.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { ALL_CAPS } from './spec.js';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { ALL_CAPS, type DeviceNode } from './spec.js';
 
 /** The hard RLIMIT_NOFILE of this process, capped at Docker's 1048576. */
 export function nofileHardLimit(): number {
@@ -40,4 +43,60 @@ export const INIT_CANDIDATES = ['/usr/bin/tini-static', '/usr/libexec/docker/doc
 
 export function findInit(): string | undefined {
   return INIT_CANDIDATES.find((p) => existsSync(p));
+}
+
+/** Linux's dev_t split (glibc's gnu_dev_major/minor), within JS's exact integers. */
+function majorMinor(rdev: number): { major: number; minor: number } {
+  const high = Math.floor(rdev / 2 ** 32);
+  const low = rdev % 2 ** 32;
+  return { major: ((low >>> 8) & 0xfff) | ((high & 0xfffff000) >>> 0), minor: ((low & 0xff) | ((low >>> 12) & 0xfff00)) + (high & 0xfff) * 2 ** 20 };
+}
+
+function nodeOf(stats: Stats, path: string, access: string): DeviceNode | undefined {
+  const type = stats.isCharacterDevice() ? 'c' : stats.isBlockDevice() ? 'b' : undefined;
+  if (!type) return undefined;
+  return { path, type, ...majorMinor(stats.rdev), fileMode: stats.mode & 0o7777, uid: stats.uid, gid: stats.gid, access };
+}
+
+/** `--device HOST:CONTAINER:ACCESS`: the host node (symlinks followed, as Docker) as CONTAINER. */
+export function hostDevice(hostPath: string, containerPath: string, access: string): DeviceNode {
+  let stats: Stats;
+  try {
+    stats = statSync(hostPath);
+  } catch (error) {
+    throw new ConveyorError('ERR_USAGE', `--device ${hostPath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const node = nodeOf(stats, containerPath, access);
+  if (!node) throw new ConveyorError('ERR_USAGE', `--device ${hostPath}: not a device node`, { hint: 'give a character or block device, e.g. /dev/fuse' });
+  return node;
+}
+
+/** What runc's HostDevices skips: other mounts' contents and the host's console. */
+const SKIPPED = new Set(['/dev/pts', '/dev/shm', '/dev/fd', '/dev/mqueue', '/dev/.lxc', '/dev/.lxd-mounts', '/dev/.udev', '/dev/console']);
+
+/** Every device node under /dev (--privileged gives them all, as Docker). */
+export function hostDevices(dir = '/dev'): DeviceNode[] {
+  const found: DeviceNode[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return found;
+  }
+  for (const name of names.sort()) {
+    const path = join(dir, name);
+    if (SKIPPED.has(path)) continue;
+    let stats: Stats;
+    try {
+      stats = lstatSync(path);
+    } catch {
+      continue;
+    }
+    if (stats.isDirectory()) found.push(...hostDevices(path));
+    else {
+      const node = nodeOf(stats, path, 'rwm');
+      if (node) found.push(node);
+    }
+  }
+  return found;
 }

@@ -2,8 +2,11 @@
  * The image config + flags → OCI runtime spec (config.json) translation.
  * Pure: every input is resolved beforehand (user, env, host facts), so the
  * same inputs always give the same spec, and tests can check it without runc.
- * Defaults follow Docker's (moby oci/defaults.go): capability set, masked and
- * read-only /proc paths, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys read-only.
+ * Defaults follow Docker's (moby oci/defaults.go, daemon/oci_linux.go):
+ * capability set, masked and read-only /proc paths, /dev, /dev/pts, /dev/shm,
+ * /dev/mqueue, /sys read-only, the primary group among the supplementary ones,
+ * no_new_privs off, unprivileged ports and ping open in a private network
+ * namespace, mounts ordered parents first, swap as much again as --memory.
  */
 import type { ResolvedUser } from '@conveyor/lib-common/container/user';
 
@@ -107,6 +110,68 @@ export interface Volume {
   source: string;
   destination: string;
   readOnly: boolean;
+  /** --mount: the host path must exist (-v creates a missing one, --mount does not, as Docker). */
+  mustExist?: boolean;
+  /** Mount propagation (-v ...:rshared, --mount bind-propagation=); rprivate when absent, as Docker. */
+  propagation?: Propagation;
+  /** A volume (volumes.ts) instead of a host path: its name, '' for a new anonymous one; source is set when attached. */
+  volume?: string;
+  /** nocopy: an empty volume is not seeded from the image. */
+  noCopy?: boolean;
+}
+
+export const PROPAGATIONS = ['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave'] as const;
+export type Propagation = (typeof PROPAGATIONS)[number];
+
+/** A device node given to the container (--device, or every host device with --privileged). */
+export interface DeviceNode {
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  fileMode: number;
+  uid: number;
+  gid: number;
+  /** cgroup access: some of r, w, m. */
+  access: string;
+}
+
+/** A namespace: the container's own, the host's (none made), or one to join by path (/proc/PID/ns/TYPE). */
+export type NamespaceMode = { mode: 'private' } | { mode: 'host' } | { mode: 'join'; path: string };
+
+export interface Rlimit {
+  type: string;
+  soft: number;
+  hard: number;
+}
+
+/** Docker's sysctls for a container with its own network namespace (daemon/oci_linux.go WithSysctls). */
+export const DEFAULT_NET_SYSCTLS: Record<string, string> = {
+  'net.ipv4.ip_unprivileged_port_start': '0',
+  'net.ipv4.ping_group_range': '0 2147483647',
+};
+
+/** Docker's /dev/shm size. */
+export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;
+
+/** Path depth, for Docker's mount order: parents before what they contain. */
+function depth(destination: string): number {
+  return destination.split('/').filter(Boolean).length;
+}
+
+/**
+ * Docker's mount order: the defaults (/proc, /dev, ...) first, except those a
+ * later mount replaces at the same destination (--tmpfs /dev/shm, -v on
+ * /etc/hosts); then the added mounts, parents first (stable), so a volume on
+ * /etc does not hide /etc/hosts; the last of the added mounts at one
+ * destination wins (the user's over ours).
+ */
+export function orderMounts(defaults: Mount[], added: Mount[]): Mount[] {
+  const last = new Map<string, number>();
+  for (const [i, m] of added.entries()) last.set(m.destination, i);
+  const kept = added.filter((m, i) => last.get(m.destination) === i);
+  const sorted = kept.map((m, i) => ({ m, i })).sort((a, b) => depth(a.m.destination) - depth(b.m.destination) || a.i - b.i);
+  return [...defaults.filter((m) => !last.has(m.destination)), ...sorted.map(({ m }) => m)];
 }
 
 export interface Tmpfs {
@@ -119,6 +184,8 @@ export interface Limits {
   memory?: number;
   /** Whether the host can limit swap (v1 memsw files present, or v2). */
   swapLimit?: boolean;
+  /** --memory-swap: memory plus swap in bytes, -1 unlimited; default twice --memory, as Docker. */
+  memorySwap?: number;
   /** CPUs, fractional. */
   cpus?: number;
   pids?: number;
@@ -148,6 +215,25 @@ export interface SpecInput {
   annotations?: Record<string, string>;
   /** `linux.seccomp`, or undefined for none (--privileged, --security-opt seccomp=unconfined). */
   seccomp?: Record<string, unknown>;
+  /** --security-opt no-new-privileges (Docker's default: off). */
+  noNewPrivileges?: boolean;
+  /** --sysctl, over Docker's defaults. */
+  sysctls?: Record<string, string>;
+  /** --device, or the host's devices with --privileged. */
+  devices?: DeviceNode[];
+  /** --ulimit; RLIMIT_NOFILE from `nofile` unless given here. */
+  rlimits?: Rlimit[];
+  /** --shm-size in bytes (default 64m). */
+  shmSize?: number;
+  oomScoreAdj?: number;
+  /** --pid, --ipc, --uts (private when absent). */
+  pid?: NamespaceMode;
+  ipc?: NamespaceMode;
+  uts?: NamespaceMode;
+  /** --ipc none: no /dev/shm. */
+  noShm?: boolean;
+  /** --ipc host / container:X: this directory bind-mounted as /dev/shm instead of a tmpfs. */
+  shmSource?: string;
 }
 
 /** Applies --cap-add and --cap-drop (names with or without CAP_, or ALL) to a base set. */
@@ -170,43 +256,69 @@ export function applyCaps(base: string[], add: string[], drop: string[], availab
 
 export function buildSpec(input: SpecInput): Record<string, unknown> {
   const caps = input.capabilities;
-  const mounts: Mount[] = [
+  const shmSize = input.shmSize ?? DEFAULT_SHM_SIZE;
+  const shm: Mount[] = input.noShm
+    ? []
+    : input.shmSource
+      ? [{ destination: '/dev/shm', type: 'bind', source: input.shmSource, options: ['rbind', 'rprivate', 'nosuid', 'noexec', 'nodev'] }]
+      : [{ destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${Math.floor(shmSize / 1024)}k`] }];
+  const defaults: Mount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', input.privileged ? 'rw' : 'ro'] },
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', input.privileged ? 'rw' : 'ro'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    ...shm,
+  ];
+  const added: Mount[] = [
     // Docker mounts the files it writes into /etc read-only in a read-only container.
     ...input.extraMounts.map((m) => (input.readOnlyRoot && ETC_FILES.includes(m.destination) ? readOnly(m) : m)),
-    ...input.volumes.map((v) => ({ destination: v.destination, type: 'bind', source: v.source, options: ['rbind', 'rprivate', v.readOnly ? 'ro' : 'rw'] })),
+    ...input.volumes.map((v) => ({
+      destination: v.destination,
+      type: 'bind',
+      source: v.source,
+      options: ['rbind', v.propagation ?? 'rprivate', v.readOnly ? 'ro' : 'rw'],
+    })),
     ...input.tmpfs.map((t) => ({ destination: t.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...t.options] })),
   ];
+  const mounts = orderMounts(defaults, added);
   // A cgroup namespace (Docker's default on cgroup v2; on v1 Docker shares the
   // host's): /proc/self/cgroup and the cgroup mount show the container's own
   // cgroup as /, not the host's hierarchy and our cgroup paths.
+  const namespace = (type: string, mode: NamespaceMode = { mode: 'private' }) =>
+    mode.mode === 'host' ? [] : mode.mode === 'join' ? [{ type, path: mode.path }] : [{ type }];
   const namespaces = [
-    { type: 'pid' },
-    { type: 'ipc' },
-    { type: 'uts' },
+    ...namespace('pid', input.pid),
+    ...namespace('ipc', input.ipc),
+    ...namespace('uts', input.uts),
     { type: 'mount' },
     { type: 'cgroup' },
     ...(input.netHost ? [] : [{ type: 'network' }]),
   ];
+  const devices = input.devices ?? [];
   const resources: Record<string, unknown> = {
-    devices: [{ allow: input.privileged, access: 'rwm' }],
+    devices: [
+      { allow: input.privileged, access: 'rwm' },
+      ...(input.privileged ? [] : devices.map((d) => ({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.access }))),
+    ],
   };
   if (input.limits.memory !== undefined) {
-    resources.memory = { limit: input.limits.memory, ...(input.limits.swapLimit ? { swap: input.limits.memory } : {}) };
+    // OCI's swap is memory plus swap; Docker's default allows as much swap again.
+    const swap = input.limits.memorySwap ?? input.limits.memory * 2;
+    resources.memory = { limit: input.limits.memory, ...(input.limits.swapLimit ? { swap } : {}) };
   }
   if (input.limits.cpus !== undefined) {
     const period = 100_000;
     resources.cpu = { quota: Math.max(1000, Math.round(input.limits.cpus * period)), period };
   }
   if (input.limits.pids !== undefined) resources.pids = { limit: input.limits.pids };
-  const user: Record<string, unknown> = { uid: input.user.uid, gid: input.user.gid };
-  if (input.user.additionalGids.length > 0) user.additionalGids = input.user.additionalGids;
+  // Docker lists the primary group among the supplementary ones (Groups: in /proc/self/status).
+  const user = { uid: input.user.uid, gid: input.user.gid, additionalGids: [...new Set([input.user.gid, ...input.user.additionalGids])] };
+  const rlimits = [...(input.rlimits ?? [])];
+  if (!rlimits.some((r) => r.type === 'RLIMIT_NOFILE')) rlimits.unshift({ type: 'RLIMIT_NOFILE', hard: input.nofile, soft: input.nofile });
+  // The network sysctls are the network namespace's: none with the host's.
+  const sysctl = { ...(input.netHost ? {} : DEFAULT_NET_SYSCTLS), ...(input.sysctls ?? {}) };
   return {
     ociVersion: '1.0.2',
     process: {
@@ -216,19 +328,32 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       env: input.env,
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: input.nofile, soft: input.nofile }],
-      noNewPrivileges: !input.privileged,
+      rlimits,
+      noNewPrivileges: Boolean(input.noNewPrivileges),
+      ...(input.oomScoreAdj !== undefined ? { oomScoreAdj: input.oomScoreAdj } : {}),
     },
     root: { path: input.rootfs, readonly: input.readOnlyRoot },
-    hostname: input.hostname,
+    // runc refuses a hostname without a UTS namespace of our own.
+    ...(input.uts?.mode === 'host' || input.uts?.mode === 'join' ? {} : { hostname: input.hostname }),
     mounts,
     ...(input.annotations ? { annotations: input.annotations } : {}),
     linux: {
       cgroupsPath: input.cgroupsPath,
       resources,
       namespaces,
+      ...(devices.length > 0 ? { devices: devices.map(({ access: _access, ...node }) => node) } : {}),
+      ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}),
+      ...(rootfsPropagation(input.volumes) ? { rootfsPropagation: rootfsPropagation(input.volumes) } : {}),
       ...(input.privileged ? {} : { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS }),
       ...(input.seccomp ? { seccomp: input.seccomp } : {}),
     },
   };
+}
+
+/** Docker's rootfs propagation: rshared when a volume shares, rslave when one is a slave, else runc's default. */
+function rootfsPropagation(volumes: Volume[]): string | undefined {
+  const modes = volumes.map((v) => v.propagation ?? 'rprivate');
+  if (modes.some((m) => m === 'shared' || m === 'rshared')) return 'rshared';
+  if (modes.some((m) => m === 'slave' || m === 'rslave')) return 'rslave';
+  return undefined;
 }
