@@ -45,10 +45,11 @@ export async function removeContainerFully(store: Store, entry: ContainerEntry, 
     if (existsSync(join(runtime.runtimeRoot, id))) await runtimeDelete(runtime, id);
     const left = removeCgroups(state?.cgroupsPath ?? defaultCgroupsPath(id));
     if (left.length > 0) warnings.push(`cgroups left (still in use?): ${left.join(', ')}`);
+    // Before the directory: once the container is seen gone, so are its volumes.
+    if (options.volumes) await removeAnonymousVolumes(store, id);
     await removeContainer(store, id);
     if (state?.name) await releaseName(store, state.name, id);
     else await releaseNamesOf(store, id);
-    if (options.volumes) await removeAnonymousVolumes(store, id);
     return warnings;
   });
 }

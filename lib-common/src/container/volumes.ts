@@ -26,6 +26,7 @@ import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
+import { RECORD_VERSION } from '../records.js';
 import { withLock } from '../lock.js';
 import { isContainerId, mkdirClosed, type Store } from '../store.js';
 import { runProcess } from '../subprocess.js';
@@ -226,10 +227,40 @@ export async function seedVolume(rootfs: string, path: string, data: string): Pr
   return true;
 }
 
-/** Bytes and inodes are not counted here: `du` of `_data` (vol-ls --size). */
+/** Bytes under a volume's `_data` (`du -s`, vol-ls --size); undefined when du fails. */
 export async function volumeSize(store: Store, name: string): Promise<number | undefined> {
   const result = await runProcess('du', ['-s', '-B1', '--', volumeDataDir(store, name)]);
   if (result.failed) return undefined;
   const bytes = Number(String(result.stdout).split(/\s/)[0]);
   return Number.isFinite(bytes) ? bytes : undefined;
+}
+
+/** The `volume` record vol-ls prints and vol-rm reads (by name only). */
+export interface VolumeRecord {
+  type: 'volume';
+  v: number;
+  name: string;
+  anonymous: boolean;
+  createdAt: string;
+  /** The host directory containers see (`_data`). */
+  mountpoint: string;
+  /** Full ids of the containers (running or stopped) that use it. */
+  usedBy: string[];
+  store: string;
+  /** Bytes under `_data` (vol-ls --size). */
+  size?: number;
+}
+
+export function volumeRecordOf(store: Store, info: VolumeInfo, usedBy: string[], size?: number): VolumeRecord {
+  return {
+    type: 'volume',
+    v: RECORD_VERSION,
+    name: info.name,
+    anonymous: info.anonymous,
+    createdAt: info.createdAt,
+    mountpoint: info.mountpoint,
+    usedBy,
+    store: store.root,
+    ...(size !== undefined ? { size } : {}),
+  };
 }

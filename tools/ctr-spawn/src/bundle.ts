@@ -34,6 +34,7 @@ import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount, type NamespaceMode } fr
 import { observe, processRuns, resolveContainer } from '@conveyor/lib-common/container/state';
 import { parseGroup, type ResolvedUser } from '@conveyor/lib-common/container/user';
 import { defaultSeccomp } from './seccomp.js';
+import { attachVolumes } from './volumes.js';
 import { resolveUser } from '@conveyor/lib-common/container/user';
 
 export interface PreparedSpec {
@@ -103,11 +104,20 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
   }
   // A missing host path is created as a directory, as docker run -v does (--mount refuses).
   for (const volume of options.volumes) {
+    if (volume.volume !== undefined) continue; // a volume's directory is the store's (attachVolumes)
     if (volume.mustExist && !existsSync(volume.source))
       throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${volume.source}`, { hint: 'create it first, or use -v, which does' });
     await mkdir(volume.source, { recursive: true });
   }
   const store = new Store(join(paths.containerDir, '..', '..'));
+  // Named volumes, -v /path and the image's VOLUMEs no other mount covers, as bind mounts of volume dirs.
+  const volumes = await attachVolumes(store, {
+    id: paths.id,
+    rootfs,
+    volumes: options.volumes,
+    imageVolumes: config.Volumes,
+    otherTargets: options.tmpfs.map((t) => t.destination),
+  });
   const pid = await namespaceOf(store, 'pid', options.pid);
   const ipc = await namespaceOf(store, 'ipc', options.ipc);
   // --ipc host: the host's /dev/shm too. A joined container's /dev/shm is a tmpfs of
@@ -129,7 +139,7 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     capabilities,
     privileged: options.privileged,
     netHost: options.netHost,
-    volumes: options.volumes,
+    volumes,
     tmpfs: options.tmpfs,
     extraMounts,
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },

@@ -6,7 +6,8 @@
  * id), the cgroups it left, and then either the ephemeral overlay with its
  * container directory (a rootfs record) or just the files of the run (a mount
  * record, whose overlay and upper dir stay), and the name. --keep keeps the
- * container directory (and the name). cleanUpStopped (a detached container
+ * container directory (and the name); the anonymous volumes it made go with
+ * it unless --keep. cleanUpStopped (a detached container
  * that ended): the runtime's state and cgroups go, the overlay is unmounted
  * unless --keep, and the directory with state.json and the log stays for
  * ctr-logs and ctr-rm, as Docker keeps a stopped container.
@@ -23,6 +24,7 @@ import { removeCgroups } from '@conveyor/lib-common/container/cgroup';
 import { logFiles } from '@conveyor/lib-common/container/log';
 import { runtimeDelete, type Runtime } from '@conveyor/lib-common/container/runtime';
 import { LOG_FILE, releaseName, STATE_FILE } from '@conveyor/lib-common/container/state';
+import { removeAnonymousVolumes } from '@conveyor/lib-common/container/volumes';
 
 /** The runtime's pid file (`runc run --pid-file`): written once the container's process runs. */
 export const PID_FILE = 'container.pid';
@@ -60,6 +62,8 @@ export async function cleanUp(target: CleanupTarget): Promise<void> {
     await Promise.all(files.map((f) => rm(f, { force: true })));
   }
   if (!target.keep && target.name) await releaseName(target.store, target.name, id);
+  // The container is gone, so are its anonymous volumes (Docker's --rm); named ones stay.
+  if (!target.keep) await removeAnonymousVolumes(target.store, id);
 }
 
 export async function cleanUpStopped(target: CleanupTarget): Promise<void> {

@@ -14,6 +14,7 @@ import { parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';
 import type { DockerProfile } from './seccomp.js';
+import { parseVolumeFlag, volumeEntry } from './volumes.js';
 import { PROPAGATIONS, type Limits, type Propagation, type Rlimit, type Tmpfs, type Volume } from './spec.js';
 
 export interface SpawnOptions {
@@ -110,11 +111,13 @@ const VOLUME_MODES = ['ro', 'rw', 'z', 'Z', ...PROPAGATIONS];
 
 /** `-v /host:/ctr[:ro|rw][,rshared|rslave|...][,z|Z]` — bind mounts only; host paths must be absolute. */
 export function parseVolume(spec: string): Volume {
+  const named = parseVolumeFlag(spec, containerPath);
+  if (named) return named;
   const parts = spec.split(':');
   if (parts.length < 2 || parts.length > 3) throw new ConveyorError('ERR_USAGE', `-v ${spec}: expected HOST:CONTAINER[:ro|rw]`);
   const [source, destination, mode = 'rw'] = parts;
   if (!isAbsolute(source))
-    throw new ConveyorError('ERR_USAGE', `-v ${spec}: host path must be absolute`, { hint: 'named volumes are not supported; use an absolute host path' });
+    throw new ConveyorError('ERR_USAGE', `-v ${spec}: host path must be absolute`, { hint: 'a host path is absolute; a volume name has no slash' });
   const flags = mode.split(',');
   const bad = flags.find((f) => !VOLUME_MODES.includes(f));
   if (bad !== undefined)
@@ -400,8 +403,7 @@ export function parseMount(spec: string): { bind: Volume } | { tmpfs: Tmpfs } {
     return value;
   };
   const type = pick('type') ?? 'volume';
-  if (type === 'volume') throw usage(`--mount ${spec}: type=volume (named volumes) is not supported`, 'use type=bind with an absolute source, or type=tmpfs');
-  if (type !== 'bind' && type !== 'tmpfs') throw usage(`--mount ${spec}: unknown type ${JSON.stringify(type)}`, 'bind or tmpfs');
+  if (type !== 'bind' && type !== 'tmpfs' && type !== 'volume') throw usage(`--mount ${spec}: unknown type ${JSON.stringify(type)}`, 'bind, volume or tmpfs');
   const source = pick('source', 'src');
   const destination = pick('destination', 'dst', 'target');
   const readonlyRaw = pick('readonly', 'ro');
@@ -409,6 +411,12 @@ export function parseMount(spec: string): { bind: Volume } | { tmpfs: Tmpfs } {
   const readOnly = readonlyRaw !== undefined && readonlyRaw !== 'false' && readonlyRaw !== '0';
   if (destination === undefined || destination === '') throw usage(`--mount ${spec}: no destination (dst=)`);
   const where = `--mount ${spec}`;
+  if (type === 'volume') {
+    // A volume rides with the binds: attachVolumes gives it its source. No src: a new anonymous one.
+    const noCopy = pick('volume-nocopy');
+    rejectRest(fields, where);
+    return { bind: volumeEntry(source ?? '', containerPath(destination, where), { readOnly, noCopy: noCopy !== undefined && noCopy !== 'false', where }) };
+  }
   if (type === 'bind') {
     const propagation = pick('bind-propagation');
     if (source === undefined || !isAbsolute(source)) throw usage(`${where}: a bind needs an absolute source (src=)`);

@@ -16,6 +16,7 @@ import type { Store } from '@conveyor/lib-common/store';
 import type { LogLimits } from '@conveyor/lib-common/container/log';
 import type { ContainerState, ProcessIdentity, RestartPolicy } from '@conveyor/lib-common/container/state';
 import type { Runtime } from '@conveyor/lib-common/container/runtime';
+import { specVolumes } from './volumes.js';
 
 export interface StateInput {
   record: Record<string, unknown>;
@@ -71,8 +72,15 @@ export function initialState(input: StateInput): ContainerState {
     ...(input.keep ? { keep: true } : {}),
     ...(input.restartPolicy && input.restartPolicy.name !== 'no' ? { restartPolicy: input.restartPolicy } : {}),
     ...(Array.isArray(args) ? { command: args.map(String) } : {}),
+    ...volumesField(input.store, spec),
     ...(input.log ? { log: input.log.path, logMaxSize: input.log.limits.maxSize, logMaxFiles: input.log.limits.maxFiles } : {}),
   };
+}
+
+/** The volumes its spec mounts, so vol-ls shows who uses them and vol-rm refuses them. */
+function volumesField(store: Store, spec: Record<string, unknown>): { volumes?: string[] } {
+  const volumes = specVolumes(store, spec);
+  return volumes.length > 0 ? { volumes } : {};
 }
 
 /** How a container ended, from the runtime's exit code (128+N: killed by signal N). */

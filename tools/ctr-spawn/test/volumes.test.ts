@@ -1,0 +1,160 @@
+/**
+ * ctr-spawn's volumes on real containers (runc, the busybox fixture): a named
+ * volume written by one container and read by another; an image VOLUME
+ * seeded from the image and gone with the container (foreground, -d --rm,
+ * ctr-rm -v), a named one kept; --mount type=volume; a VOLUME path that is a
+ * file, a symlink out of the rootfs, bad names. The image's VOLUMEs are
+ * written into the rootfs record's config, where ctr-spawn reads them. Units:
+ * the -v forms and the image's Volumes, table-driven.
+ */
+import t from 'tap';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deleteAllContainers, startDetached, stateOf, waitForState } from '../../../test/helpers/containers.js';
+import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { runTool } from '../../../test/helpers/tools.js';
+import { imageVolumePaths, parseVolumeFlag } from '../src/volumes.js';
+
+const root = tempStore('conveyor-volumes-');
+t.teardown(async () => {
+  await deleteAllContainers(root);
+  removeStore(root);
+});
+const busybox = busyboxRootfs(root);
+const withVolumes = (volumes: string[]) => ({ ...busybox, config: { ...busybox.config, Volumes: Object.fromEntries(volumes.map((v) => [v, {}])) } });
+const spawn = (record: object, args: string[], command: string[]) =>
+  runTool('ctr-spawn', ['--root', root, ...args, '--', ...command], { input: JSON.stringify(record) + '\n' });
+const volumesDir = join(root, 'volumes');
+const volumeNames = () => (existsSync(volumesDir) ? readdirSync(volumesDir).sort() : []);
+const anonymous = () => volumeNames().filter((n) => /^[0-9a-f]{64}$/.test(n));
+
+t.test('a named volume: written by one container, read by another, kept after both', async (t) => {
+  const write = await spawn(busybox, ['-v', 'shared:/data'], ['sh', '-c', 'echo hello > /data/greeting && id -u > /data/uid']);
+  t.equal(write.code, 0, write.stderr);
+  const read = await spawn(
+    busybox,
+    ['--mount', 'type=volume,src=shared,dst=/mnt/in,readonly'],
+    ['sh', '-c', 'cat /mnt/in/greeting; touch /mnt/in/x 2>/dev/null || echo read-only'],
+  );
+  t.equal(read.code, 0, read.stderr);
+  t.equal(read.stdout, 'hello\nread-only\n', "the second container sees the first one's file; readonly holds");
+  t.equal(readFileSync(join(volumesDir, 'shared', '_data', 'greeting'), 'utf8'), 'hello\n', 'under <store>/volumes/NAME/_data');
+  const meta = JSON.parse(readFileSync(join(volumesDir, 'shared', 'meta.json'), 'utf8'));
+  t.match(meta, { name: 'shared', anonymous: false, createdAt: String });
+});
+
+t.test('an image VOLUME: seeded from the image, mounted, removed with the foreground container', async (t) => {
+  const before = anonymous();
+  // /etc is in busybox: its files are copied up into the new volume, and writes land in the volume.
+  const run = await spawn(
+    withVolumes(['/etc', '/cache']),
+    [],
+    ['sh', '-c', 'grep -c ^root: /etc/passwd; grep -E " /(etc|cache) " /proc/mounts | wc -l; echo x > /cache/y'],
+  );
+  t.equal(run.code, 0, run.stderr);
+  t.equal(run.stdout, '1\n2\n', '/etc/passwd seeded into the volume; /etc and /cache are mounts');
+  t.strictSame(anonymous(), before, 'both anonymous volumes went with the container');
+});
+
+t.test('a -v or --tmpfs on the VOLUME path wins over the anonymous volume', async (t) => {
+  const run = await spawn(withVolumes(['/cache', '/scratch']), ['-v', 'mine:/cache', '--tmpfs', '/scratch', '--print-spec'], []);
+  t.equal(run.code, 0, run.stderr);
+  const mounts = run.records[0].mounts as { destination: string; type: string; source: string }[];
+  t.strictSame(
+    mounts.filter((m) => m.destination === '/cache' || m.destination === '/scratch').map((m) => [m.destination, m.type, m.source]),
+    [
+      ['/cache', 'bind', join(volumesDir, 'mine', '_data')],
+      ['/scratch', 'tmpfs', 'tmpfs'],
+    ],
+  );
+});
+
+t.test('-d --rm: the anonymous volume goes when the container ends, the named one stays', async (t) => {
+  const before = anonymous();
+  const started = await startDetached(root, withVolumes(['/cache']), ['--rm', '-v', 'kept:/kept'], ['sh', '-c', 'echo 1 > /kept/f; echo 2 > /cache/f']);
+  t.strictSame(stateOf(root, started.id)?.volumes?.includes('kept'), true, 'state.json names its volumes');
+  await waitForState(root, started.id, (s) => s === undefined);
+  t.equal(stateOf(root, started.id), undefined, 'removed by its supervisor');
+  t.strictSame(anonymous(), before, 'its anonymous volume removed');
+  t.equal(readFileSync(join(volumesDir, 'kept', '_data', 'f'), 'utf8'), '1\n', 'the named one kept');
+});
+
+t.test('-d without --rm keeps its anonymous volume until ctr-rm -v', async (t) => {
+  const before = anonymous();
+  const started = await startDetached(root, withVolumes(['/cache']), [], ['true']);
+  await waitForState(root, started.id, (s) => s?.status === 'exited');
+  const made = anonymous().filter((n) => !before.includes(n));
+  t.equal(made.length, 1, 'one anonymous volume for it');
+  t.strictSame(stateOf(root, started.id)?.volumes, made);
+  const rm = await runTool('ctr-rm', ['--root', root, '-v', started.id]);
+  t.equal(rm.code, 0, rm.stderr);
+  t.strictSame(anonymous(), before, 'ctr-rm -v removed it');
+});
+
+t.test('a VOLUME path that is a file in the image: exit 125, nothing left', async (t) => {
+  const before = anonymous();
+  const run = await spawn(withVolumes(['/etc/passwd']), [], ['true']);
+  t.equal(run.code, 125);
+  t.match(run.stderr, /cannot mount a volume at \/etc\/passwd: it is not a directory in the image/);
+  t.strictSame(anonymous(), before, 'the volume made for it was removed with the failed run');
+});
+
+t.test('a VOLUME path that is a symlink out of the rootfs: no host file is copied', async (t) => {
+  // A host directory with a secret, and an image whose /evil points at it (absolute) and /evil2 climbs out (relative).
+  const host = join(root, 'host-secret');
+  mkdirSync(host, { recursive: true });
+  writeFileSync(join(host, 'secret'), 'host file\n');
+  const layer = busybox.layerDirs[0] as string;
+  symlinkSync(host, join(layer, 'evil'));
+  symlinkSync('../../../../../../../../..' + host, join(layer, 'evil2'));
+  t.teardown(() => {
+    for (const l of ['evil', 'evil2']) rmSync(join(layer, l), { force: true });
+  });
+  const run = await spawn(withVolumes(['/evil', '/evil2']), ['-v', 'evilnamed:/evil3'], ['sh', '-c', 'ls -A /evil /evil2; echo done']);
+  t.equal(run.code, 0, run.stderr);
+  t.notMatch(run.stdout, /secret/, 'the host directory was not copied into the volumes');
+  t.equal(readFileSync(join(host, 'secret'), 'utf8'), 'host file\n', 'and the host file is untouched');
+});
+
+t.test('bad volume names and flags: exit 125 before anything runs', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['-v', 'a b:/x'], /invalid volume name "a b"/],
+    [['-v', 'x:/data'], /invalid volume name "x"/],
+    [['-v', '../up:/data'], /host path must be absolute/],
+    [['-v', 'good:/data:nope'], /unknown mode "nope"/],
+    [['--mount', 'type=volume,src=../etc,dst=/data'], /invalid volume name/],
+    [['--mount', 'type=volume,src=ok,dst=/data,bogus=1'], /unsupported field "bogus"/],
+  ];
+  const runs = await Promise.all(cases.map(([args]) => spawn(busybox, args, ['true'])));
+  cases.forEach(([args, message], i) => {
+    t.equal(runs[i].code, 125, args.join(' '));
+    t.match(runs[i].stderr, message, args.join(' '));
+  });
+  t.notOk(existsSync(join(root, 'etc')), 'no directory made from a hostile name');
+});
+
+t.test('units: -v forms', async (t) => {
+  const cp = (p: string) => p.replace(/\/$/, '');
+  const cases: [string, unknown][] = [
+    ['/data', { source: '', destination: '/data', readOnly: false, volume: '' }],
+    ['cache:/var/cache', { source: '', destination: '/var/cache', readOnly: false, volume: 'cache' }],
+    ['cache:/c:ro', { source: '', destination: '/c', readOnly: true, volume: 'cache' }],
+    ['cache:/c:ro,nocopy', { source: '', destination: '/c', readOnly: true, volume: 'cache', noCopy: true }],
+    ['/host:/ctr', undefined],
+    ['./rel:/ctr', undefined],
+  ];
+  for (const [spec, expected] of cases) t.strictSame(parseVolumeFlag(spec, cp), expected, spec);
+  t.throws(() => parseVolumeFlag('c:/c:ro,rw', cp), /ro and rw contradict/);
+});
+
+t.test('units: the image config Volumes', async (t) => {
+  const cases: [unknown, string[]][] = [
+    [{ '/cache': {}, '/data/': {} }, ['/cache', '/data']],
+    [{ '/': {}, relative: {}, '/a/../b': {} }, ['/b']],
+    [{ '/x': {}, '/x/': {} }, ['/x']],
+    [['/cache'], []],
+    [null, []],
+    ['/cache', []],
+  ];
+  for (const [volumes, expected] of cases) t.strictSame(imageVolumePaths(volumes), expected, JSON.stringify(volumes));
+});

@@ -1,0 +1,158 @@
+/**
+ * vol-ls and vol-rm on real volumes and containers (ctr-spawn, runc, the
+ * busybox fixture): the records and who uses each volume, --filter, -q, the
+ * table; removal refused while a (stopped) container uses the volume, -f,
+ * names and `volume` records on stdin (vol-ls | vol-rm), --prune (anonymous
+ * only, --all); hostile input: names with ../ or /, a record whose mountpoint
+ * points elsewhere, malformed lines (stdin:N), unknown flags and volumes.
+ */
+import t from 'tap';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deleteAllContainers, startDetached, waitForState } from '../../../test/helpers/containers.js';
+import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { runTool } from '../../../test/helpers/tools.js';
+
+const root = tempStore('conveyor-vol-rm-');
+t.teardown(async () => {
+  await deleteAllContainers(root);
+  removeStore(root);
+});
+const busybox = busyboxRootfs(root);
+const withVolumes = (volumes: string[]) => ({ ...busybox, config: { ...busybox.config, Volumes: Object.fromEntries(volumes.map((v) => [v, {}])) } });
+const volLs = (args: string[]) => runTool('vol-ls', ['--root', root, ...args]);
+const volRm = (args: string[], input?: string) => runTool('vol-rm', ['--root', root, ...args], { input });
+const exists = (name: string) => existsSync(join(root, 'volumes', name));
+const HEX = /^[0-9a-f]{64}$/;
+
+// One stopped container holding a named volume and an anonymous one; two named volumes nobody uses.
+const user = await startDetached(root, withVolumes(['/cache']), ['-v', 'inuse:/data'], ['sh', '-c', 'echo x > /data/f']);
+await waitForState(root, user.id, (s) => s?.status === 'exited');
+for (const name of ['free1', 'free2']) {
+  const run = await runTool('ctr-spawn', ['--root', root, '-v', `${name}:/v`, '--', 'true'], { input: JSON.stringify(busybox) + '\n' });
+  if (run.code !== 0) throw new Error(run.stderr);
+}
+
+t.test('vol-ls: records with who uses each, filters, -q, the table', async (t) => {
+  const all = await volLs([]);
+  t.equal(all.code, 0, all.stderr);
+  const byName = Object.fromEntries(all.records.map((r) => [r.name, r]));
+  t.match(byName.inuse, {
+    type: 'volume',
+    v: 1,
+    anonymous: false,
+    usedBy: [user.id],
+    mountpoint: join(root, 'volumes', 'inuse', '_data'),
+    store: root,
+    createdAt: String,
+  });
+  t.match(byName.free1, { anonymous: false, usedBy: [] });
+  const anon = all.records.filter((r) => r.anonymous);
+  t.equal(anon.length, 1, 'the image VOLUME of the stopped container');
+  t.match(anon[0], { name: HEX, usedBy: [user.id] });
+  const dangling = await volLs(['--filter', 'dangling=true', '-q']);
+  t.strictSame(dangling.stdout.split('\n').filter(Boolean).sort(), ['free1', 'free2']);
+  const named = await volLs(['--filter', 'name=free', '--filter', 'dangling=false']);
+  t.strictSame(named.records, [], 'filters of different keys all match');
+  const table = await volLs(['--table', '--size']);
+  t.match(table.stdout, /^DRIVER\s+VOLUME NAME\s+CREATED\s+USED BY\s+SIZE\n/);
+  t.match(table.stdout, new RegExp(`local\\s+inuse\\s+.*ago\\s+${user.id.slice(0, 12)}\\s+\\d`));
+  const size = await volLs(['--size', '--filter', 'name=inuse']);
+  t.ok(size.records[0].size > 0, 'size counted');
+  const bad = await Promise.all([volLs(['--filter', 'driver=local']), volLs(['--bogus']), volLs(['extra'])]);
+  t.strictSame(
+    bad.map((r) => r.code),
+    [2, 2, 2],
+    'an unknown filter, an unknown flag, an argument: usage',
+  );
+});
+
+t.test('vol-rm: in use refused (the others still removed), -f, unknown', async (t) => {
+  const refused = await volRm(['inuse', 'free1', 'nosuch']);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, new RegExp(`volume inuse is in use by container ${user.id.slice(0, 12)}`));
+  t.match(refused.stderr, /no such volume: nosuch/);
+  t.strictSame(refused.records, [{ type: 'removed', v: 1, volume: 'free1', store: root }]);
+  t.ok(exists('inuse'), 'the volume in use stays');
+  t.notOk(exists('free1'));
+  const json = await volRm(['--log-format=json', 'inuse']);
+  t.match(json.logs, [{ code: 'ERR_VOLUME_IN_USE' }]);
+  const forced = await volRm(['-f', 'nosuch']);
+  t.equal(forced.code, 0, '-f: a missing volume is no error');
+});
+
+t.test('vol-rm on stdin: vol-ls records, bare names, pass-through, hostile records', async (t) => {
+  // A host directory a forged record points at: it must survive.
+  const target = join(root, 'victim');
+  mkdirSync(target, { recursive: true });
+  writeFileSync(join(target, 'keep'), 'x');
+  const input = [
+    JSON.stringify({ type: 'volume', name: 'free2', mountpoint: target }),
+    JSON.stringify({ type: 'image', ref: 'x' }),
+    JSON.stringify({ type: 'volume', name: '../victim' }),
+    JSON.stringify({ type: 'volume', name: '/etc' }),
+    JSON.stringify({ type: 'volume', mountpoint: target }),
+    'nosuch2',
+  ].join('\n');
+  const run = await volRm([], input + '\n');
+  t.equal(run.code, 2, 'the first failure: a bad record');
+  t.strictSame(run.records, [
+    { type: 'removed', v: 1, volume: 'free2', store: root },
+    { type: 'image', ref: 'x' },
+  ]);
+  t.match(run.stderr, /stdin:3: volume record without a valid name: "\.\.\/victim"/);
+  t.match(run.stderr, /stdin:4: volume record without a valid name: "\/etc"/);
+  t.match(run.stderr, /stdin:5: volume record without a valid name: undefined/);
+  t.match(run.stderr, /stdin:6: no such volume: nosuch2/);
+  t.ok(existsSync(join(target, 'keep')), 'the directory a forged mountpoint named is untouched');
+  const malformed = await volRm([], '{"type":"volume","name":"inuse"}\n{not json\n');
+  t.equal(malformed.code, 2);
+  t.match(malformed.stderr, /stdin:2: not valid JSON/);
+  const args = await Promise.all([volRm(['../victim']), volRm(['--bogus', 'x'])]);
+  t.strictSame(
+    args.map((r) => r.code),
+    [2, 2],
+  );
+  t.match(args[0].stderr, /invalid volume name "\.\.\/victim"/);
+  t.ok(existsSync(target));
+});
+
+t.test('--prune: unused anonymous volumes; --all: named ones too; in use never', async (t) => {
+  const anonymousNow = () => readdirSync(join(root, 'volumes')).filter((n) => HEX.test(n));
+  const before = anonymousNow();
+  // A dangling anonymous volume: its container removed without -v, as docker rm leaves one.
+  const gone = await startDetached(root, withVolumes(['/c']), ['-v', 'orphaned:/o'], ['true']);
+  await waitForState(root, gone.id, (s) => s?.status === 'exited');
+  const dangling = anonymousNow().filter((n) => !before.includes(n));
+  t.equal(dangling.length, 1);
+  t.equal((await runTool('ctr-rm', ['--root', root, gone.id])).code, 0);
+  t.ok(exists(dangling[0]), 'ctr-rm without -v leaves it');
+  const pruned = await volRm(['--prune']);
+  t.equal(pruned.code, 0, pruned.stderr);
+  t.strictSame(pruned.records, [{ type: 'removed', v: 1, volume: dangling[0], store: root }], 'only the unused anonymous volume');
+  t.ok(exists('orphaned'), 'named volumes stay without --all');
+  t.ok(before.every(exists), "the stopped container's anonymous volume is in use");
+  const all = await volRm(['--prune', '--all']);
+  t.equal(all.code, 0, all.stderr);
+  t.strictSame(
+    all.records.map((r) => r.volume),
+    ['orphaned'],
+    '--all: the unused named volume goes',
+  );
+  t.ok(exists('inuse'), 'the one in use stays');
+  const usage = await Promise.all([volRm(['--prune', 'x']), volRm(['--all', 'x'])]);
+  t.strictSame(
+    usage.map((r) => r.code),
+    [2, 2],
+  );
+});
+
+t.test("ctr-rm -v then vol-rm: the container's anonymous volume goes with it, the named one is then free", async (t) => {
+  const theirs = (await volLs(['-q'])).stdout.split('\n').filter((n) => HEX.test(n));
+  t.equal(theirs.length, 1, "the stopped container's anonymous volume");
+  const rm = await runTool('ctr-rm', ['--root', root, '-v', user.id]);
+  t.equal(rm.code, 0, rm.stderr);
+  t.notOk(exists(theirs[0]), 'ctr-rm -v removed it');
+  const now = await volRm(['inuse']);
+  t.equal(now.code, 0, now.stderr);
+});
