@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
@@ -40,10 +40,24 @@ Command and environment:
       --hostname NAME      default: the first 12 hex of the container id
       --init               run a reaping init (tini) as pid 1
 Isolation and limits:
-      --net MODE           private (default: own network namespace, lo up) or host
+      --net, --network MODE
+                           private (default; none is the same: own network
+                           namespace, lo up) or host
+      --pid MODE           host, or container:NAME|ID (join a running container's)
+      --ipc MODE           private (default; shareable is the same), none (no
+                           /dev/shm), host (and its /dev/shm), container:NAME|ID
+      --uts host           the host's hostname (UTS namespace)
+      --add-host NAME:IP   a line for /etc/hosts; repeatable
       --read-only          mount the root filesystem (and /etc/hosts, /etc/hostname,
                            /etc/resolv.conf) read-only
-      --privileged         all capabilities, no masked /proc paths, /sys writable
+      --privileged         all capabilities, every host device (/dev/fuse, loop,
+                           kvm, net/tun...), no seccomp, no masked /proc paths,
+                           /sys writable
+      --device HOST[:CTR][:PERMS]
+                           give a host device node (PERMS of rwm, default rwm);
+                           repeatable: --device /dev/fuse
+      --group-add GROUP    a supplementary group (gid, or name in the image's
+                           /etc/group); repeatable. The primary group is always one
       --cap-add CAP        add a capability (or ALL); repeatable
       --cap-drop CAP       drop a capability (or ALL); repeatable
       --security-opt seccomp=PROFILE.json
@@ -51,9 +65,29 @@ Isolation and limits:
                            Docker's default allowlist
       --security-opt seccomp=unconfined
                            no seccomp filter
+      --security-opt no-new-privileges[=true]
+                           set no_new_privs (off by default, as Docker: setuid
+                           helpers, su and sudo work); label=disable and
+                           apparmor=unconfined are accepted (none is applied)
+      --sysctl KEY=VALUE   a namespaced sysctl (net.*, fs.mqueue.*, kernel.shm*,
+                           kernel.msg*, kernel.sem, kernel.domainname); repeatable.
+                           Default, as Docker: net.ipv4.ip_unprivileged_port_start=0
+                           and net.ipv4.ping_group_range=0 2147483647
   -v, --volume HOST:CTR[:ro]  bind mount (HOST created as a directory if missing)
+                           -v modes: ro, rw, a propagation (rprivate default,
+                           private, rshared, shared, rslave, slave), z/Z (accepted:
+                           no SELinux relabelling here)
+      --mount type=bind,src=HOST,dst=CTR[,readonly][,bind-propagation=P]
+      --mount type=tmpfs,dst=CTR[,tmpfs-size=SIZE][,tmpfs-mode=OCTAL]
+                           Docker's --mount (a bind's source must exist); repeatable
       --tmpfs PATH[:OPTS]  mount a tmpfs (default options nosuid,nodev,noexec)
-  -m, --memory SIZE        memory limit (swap limited to the same): 64m, 1g
+      --shm-size SIZE      size of /dev/shm (default 64m)
+  -m, --memory SIZE        memory limit: 64m, 1g (and as much swap again, as Docker)
+      --memory-swap SIZE   memory plus swap (at least --memory; -1 unlimited swap)
+      --ulimit NAME=SOFT[:HARD]
+                           a resource limit (nofile, nproc, core, memlock, stack...);
+                           repeatable
+      --oom-score-adj N    -1000 to 1000
       --cpus N             CPU quota, fractional: 0.5
       --pids-limit N       maximum number of processes
 Terminal and lifetime:
@@ -97,6 +131,9 @@ Examples:
   ctr-spawn --print-spec < rootfs.json | jq '.process.env += ["X=1"]' > spec.json
   ctr-spawn --spec spec.json < rootfs.json
   ctr-spawn -d --name web -- httpd -f < rootfs.json   # prints a container record
+  ctr-spawn -u 1000 -- httpd -f -p 80 < rootfs.json     # port 80 without root, as Docker
+  ctr-spawn --device /dev/fuse --cap-add SYS_ADMIN --ulimit nofile=4096 -- sh < rootfs.json
+  ctr-spawn --pid container:web --ipc container:web -- ps < rootfs.json
   ctr-logs -f web
 
 Exit status: the container's own code; 125 ctr-spawn failed (bad flags,
@@ -168,6 +205,14 @@ await runCli({
     };
     options.volumes.push(...mountBinds);
     options.tmpfs.push(...mountTmpfs);
+    // Host facts checked now, so --check-flags (conveyor-run, before its pull) sees them.
+    for (const bind of mountBinds) {
+      if (bind.mustExist && !existsSync(bind.source)) throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${bind.source}`);
+    }
+    if (options.devices?.length) {
+      const { hostDevice } = await import('./host.js');
+      for (const device of options.devices) hostDevice(device.hostPath, device.containerPath, device.access);
+    }
     if (options.detach && (options.interactive || options.tty)) throw new ConveyorError('ERR_USAGE', '-d cannot be combined with -i or -t');
     if (options.keep && options.autoRemove) throw new ConveyorError('ERR_USAGE', '--keep and --rm contradict each other');
     if (options.name !== undefined && !CONTAINER_NAME.test(options.name)) {
