@@ -23,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { RECORD_VERSION } from '../records.js';
@@ -126,7 +126,13 @@ export async function createVolume(
     if (existing) return { volume: infoOf(store, existing), created: false };
     const dir = volumeDir(store, name);
     await mkdirClosed(dir);
-    await mkdirClosed(join(dir, VOLUME_DATA));
+    // _data is container content (a non-root container user must reach it, as in Docker's 0755);
+    // the volume's own directory stays closed, so no other host user can.
+    // A directory without meta.json is a create that crashed: completed here.
+    await mkdir(join(dir, VOLUME_DATA), { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+    await chmod(join(dir, VOLUME_DATA), 0o755);
     const meta: VolumeMeta = {
       name,
       createdAt: (options.now ?? new Date()).toISOString(),

@@ -77,8 +77,14 @@ Isolation and limits:
                            -v modes: ro, rw, a propagation (rprivate default,
                            private, rshared, shared, rslave, slave), z/Z (accepted:
                            no SELinux relabelling here)
+  -v, --volume NAME:CTR[:ro][,nocopy]
+                           a named volume (<store>/volumes/NAME, made on first
+                           use, seeded from the image when empty; vol-ls, vol-rm)
+  -v, --volume CTR         a new anonymous volume, as each image VOLUME
+                           gets (removed with the container; ctr-rm -v)
       --mount type=bind,src=HOST,dst=CTR[,readonly][,bind-propagation=P]
       --mount type=tmpfs,dst=CTR[,tmpfs-size=SIZE][,tmpfs-mode=OCTAL]
+      --mount type=volume[,src=NAME],dst=CTR[,readonly][,volume-nocopy]
                            Docker's --mount (a bind's source must exist); repeatable
       --tmpfs PATH[:OPTS]  mount a tmpfs (default options nosuid,nodev,noexec)
       --shm-size SIZE      size of /dev/shm (default 64m)

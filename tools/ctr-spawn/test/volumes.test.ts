@@ -33,11 +33,11 @@ t.test('a named volume: written by one container, read by another, kept after bo
   t.equal(write.code, 0, write.stderr);
   const read = await spawn(
     busybox,
-    ['--mount', 'type=volume,src=shared,dst=/mnt/in,readonly'],
-    ['sh', '-c', 'cat /mnt/in/greeting; touch /mnt/in/x 2>/dev/null || echo read-only'],
+    ['-u', '1000', '--mount', 'type=volume,src=shared,dst=/mnt/in,readonly'],
+    ['sh', '-c', 'cat /mnt/in/greeting; grep " /mnt/in " /proc/mounts | grep -q " ro," && echo read-only'],
   );
   t.equal(read.code, 0, read.stderr);
-  t.equal(read.stdout, 'hello\nread-only\n', "the second container sees the first one's file; readonly holds");
+  t.equal(read.stdout, 'hello\nread-only\n', "the second container (uid 1000) reads the first one's file; readonly holds");
   t.equal(readFileSync(join(volumesDir, 'shared', '_data', 'greeting'), 'utf8'), 'hello\n', 'under <store>/volumes/NAME/_data');
   const meta = JSON.parse(readFileSync(join(volumesDir, 'shared', 'meta.json'), 'utf8'));
   t.match(meta, { name: 'shared', anonymous: false, createdAt: String });
