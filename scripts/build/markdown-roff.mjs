@@ -18,6 +18,8 @@ export function escapeRoff(text) {
     const code = char.codePointAt(0);
     if (char === '\\') out += '\\e';
     else if (char === '-') out += '\\-';
+    else if (code >= PARK && code <= PARK_END)
+      out += char; // a parked Markdown escape, restored later
     else if (code > 126) out += `\\[u${code.toString(16).toUpperCase().padStart(4, '0')}]`;
     else out += char;
   }
@@ -27,6 +29,7 @@ export function escapeRoff(text) {
 // Markdown backslash escapes (`\|`, `\*`) are parked on private-use characters while markup is
 // converted, then restored as the literal character.
 const PARK = 0xe000;
+const PARK_END = 0xe0ff;
 const park = (text) => text.replace(/\\([\\`*_{}[\]()#+\-.!|<>~])/g, (_, c) => String.fromCharCode(PARK + c.charCodeAt(0)));
 const unpark = (text) => text.replace(/[\ue000-\ue0ff]/g, (c) => escapeRoff(String.fromCharCode(c.charCodeAt(0) - PARK)));
 
@@ -80,14 +83,14 @@ function codeLine(text) {
   return /^[.']/.test(line) ? `\\&${line}` : line;
 }
 
-/** Splits a pipe-table row into cells; `\|` stays inside its cell. */
+/** Splits a pipe-table row into cells; `\|` is a `|` inside its cell (in code spans too, as in GitHub's tables). */
 export function tableCells(row) {
   const cells = [];
   let cell = '';
   const body = row.trim().replace(/^\|/, '').replace(/\|$/, '');
   for (let i = 0; i < body.length; i++) {
     if (body[i] === '\\' && body[i + 1] === '|') {
-      cell += '\\|';
+      cell += '|';
       i++;
     } else if (body[i] === '|') {
       cells.push(cell.trim());
