@@ -37,6 +37,12 @@ export interface ToolDefinition {
   spec?: ArgSpec;
   /** Returns the exit code (default 0). */
   main: (ctx: ToolContext) => Promise<number | void>;
+  /**
+   * Whether stdout carries records in this run, so `error` records may go
+   * there (docs/protocol.md rule 8). Default: yes. ctr-spawn in the
+   * foreground: no, its stdout is the container's.
+   */
+  recordsOnStdout?: (args: ParsedArgs) => boolean;
   /** Maps a failure to the exit code (ctr-spawn: Docker's 125 for its own failures). Default: the error's exitCode. */
   exitCodeFor?: (error: ConveyorError) => number;
 }
@@ -77,7 +83,7 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     const terminalLog = log;
     pipeline.attach({
       tool: def.name,
-      sink: process.stdout.isTTY ? undefined : out,
+      sink: process.stdout.isTTY || def.recordsOnStdout?.(args) === false ? undefined : out,
       onTerminalInput: () => terminalLog.info('reading records from stdin; pipe img-fetch into me, or Ctrl-D'),
     });
     const ctx: ToolContext = {
