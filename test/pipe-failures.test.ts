@@ -92,6 +92,14 @@ t.test('one reference of several fails: the others still run, the error record f
   t.equal(last.code, 1);
 });
 
+t.test('the control plane: a container that is not there is an error record for the next tool', async (t) => {
+  const r = await sh('ctr-rm no-such-container | ctr-kill');
+  t.equal(r.code, 1);
+  t.equal(lines(r.stderr).length, 1, r.stderr);
+  t.match(r.stderr, /^ctr-rm: /);
+  t.match(jsonLines(r.stdout), [{ type: 'error', code: 'ERR_CONTAINER_NOT_FOUND', tool: 'ctr-rm' }]);
+});
+
 t.test('a failure of its own downstream is said, and the first failure in the pipe is the exit code', async (t) => {
   // layer-unpack fails on a forged line after the upstream failure: both are said, the upstream's code wins.
   const r = await sh(`(img-fetch 127.0.0.1:${downPort}/nope; echo '{"type":"image"}') | layer-unpack`);
