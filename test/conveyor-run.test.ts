@@ -115,7 +115,7 @@ t.test('-d, --name and --rm pass through to ctr-spawn: a container record comes 
 t.test('bad flags are refused before anything is pulled: exit 125 and no connection to the registry', async (t) => {
   // Counts every connection and answers 404 at once (no retries): a registry that has nothing.
   let connections = 0;
-  const server = createServer((request, response) => {
+  const server = createServer((_request, response) => {
     response.writeHead(404, { 'content-type': 'application/json', connection: 'close' }).end('{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}');
   });
   server.on('connection', () => connections++);
