@@ -19,7 +19,7 @@ import { runTool, toolPath } from './helpers/tools.js';
 // The build scripts are plain ES modules (no type declarations: tap runs tests untyped).
 import { escapeRoff, firstSentence, inlineRoff, markdownToMan, parseBlocks, tableCells } from '../scripts/build/markdown-roff.mjs';
 import { generateManPages, manSources, topLevelParts } from '../scripts/build/gen-man.mjs';
-import { generateCompletion, helpFlagLines, toolModel } from '../scripts/build/gen-completion.mjs';
+import { dumpFlags, generateCompletion, helpFlagLines, toolModel } from '../scripts/build/gen-completion.mjs';
 
 const TOOLS = readdirSync(join(REPO_ROOT, 'tools')).sort();
 const out = mkdtempSync(join(tmpdir(), 'conveyor-help-'));
@@ -41,10 +41,22 @@ const mentions = (text: string, spelling: string) => new RegExp(`(^|[^\\w-])${sp
 /** The `## Options` section of a README. */
 const optionsSection = (readme: string) => /^## Options\n([\s\S]*?)(?=^## |(?![\s\S]))/m.exec(readme)?.[1] ?? '';
 
+// Each tool's help text as runCli prints it for --help, read with the flag specification
+// (CONVEYOR_DUMP_FLAGS) that the completion is generated from: one start of each tool for both.
 const helps = new Map<string, string>();
+let dumps: { name: string; help: string }[] = [];
 t.before(async () => {
-  const runs = await Promise.all(TOOLS.map((tool) => runTool(tool, ['--help'])));
-  for (const [i, tool] of TOOLS.entries()) helps.set(tool, runs[i].stdout);
+  dumps = await dumpFlags(REPO_ROOT, () => {});
+  for (const dump of dumps) helps.set(dump.name, dump.help.endsWith('\n') ? dump.help : `${dump.help}\n`);
+});
+
+t.test('the dumped help is what --help prints', async (t) => {
+  t.equal(helps.get('img-fetch'), (await runTool('img-fetch', ['--help'])).stdout);
+  t.strictSame(
+    TOOLS.filter((tool) => !helps.has(tool)),
+    [],
+    'every tool prints its flags under CONVEYOR_DUMP_FLAGS=1',
+  );
 });
 
 t.test('roff escaping and inline Markdown', async (t) => {
@@ -117,7 +129,7 @@ t.test('man pages', async (t) => {
     // No hyphenation nor typographic minus signs, so options read as they are typed.
     const text = render.stdout.replace(/[\u2010\u2212]/g, '-');
     t.match(text, new RegExp(`NAME\\n\\s+${tool}\\s+-\\s+\\S`), `${tool}.1 has a NAME line`);
-    for (const spellings of helpOptions(helps.get(tool)!)) {
+    for (const spellings of helpOptions(helps.get(tool) ?? '')) {
       t.ok(
         spellings.some((s) => mentions(text, s)),
         `${tool}.1 shows ${spellings.join(', ')}`,
@@ -136,7 +148,7 @@ t.test('every option of --help is in the README options section', async (t) => {
     if (!t.ok(existsSync(readme), `${tool} has a README`)) continue;
     const section = optionsSection(readFileSync(readme, 'utf8'));
     t.ok(section.length > 0, `${tool}'s README has an Options section`);
-    for (const spellings of helpOptions(helps.get(tool)!)) {
+    for (const spellings of helpOptions(helps.get(tool) ?? '')) {
       t.ok(
         spellings.some((s) => mentions(section, s)),
         `${tool} README options name ${spellings.join(', ')}`,
@@ -175,7 +187,7 @@ t.test('the completion model of a flag specification', async (t) => {
 });
 
 t.test('bash completion', async (t) => {
-  const [bashFile, zshFile] = await generateCompletion(join(out, 'completion'));
+  const [bashFile, zshFile] = await generateCompletion(join(out, 'completion'), { dumps });
   const script = readFileSync(bashFile, 'utf8');
   const completed = /^complete -F _conveyor (.*)$/m.exec(script)?.[1].split(' ') ?? [];
   t.strictSame(completed, TOOLS, 'one complete line for every tool');

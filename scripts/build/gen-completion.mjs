@@ -289,34 +289,35 @@ _conveyor "$@"
 }
 
 /**
- * Runs every built tool with CONVEYOR_DUMP_FLAGS=1 and returns the models, in name order. A tool
+ * Runs every built tool with CONVEYOR_DUMP_FLAGS=1 and returns what each printed ({name, spec,
+ * common, help}), in name order. A tool
  * not built yet (no dist/cli.js), or one that does not answer with its flags (a scaffold that does
  * not call runCli yet), is left out with a warning, so that one unfinished tool does not stop
  * `make install`; test/help.test.ts checks that every tool is in.
  */
-export async function dumpModels(repo = REPO, warn = (message) => process.stderr.write(`gen-completion: ${message}\n`)) {
+export async function dumpFlags(repo = REPO, warn = (message) => process.stderr.write(`gen-completion: ${message}\n`)) {
   const run = promisify(execFile);
   const tools = readdirSync(join(repo, 'tools'))
     .sort()
     .filter((tool) => existsSync(join(repo, 'tools', tool, 'dist', 'cli.js')) || warn(`${tool} is not built: left out`));
-  const models = await Promise.all(
+  const dumps = await Promise.all(
     tools.map(async (tool) => {
       const bin = join(repo, 'tools', tool, 'bin', `${tool}.js`);
       try {
         const { stdout } = await run(process.execPath, [bin], { env: { ...process.env, CONVEYOR_DUMP_FLAGS: '1' } });
-        return toolModel(JSON.parse(stdout));
+        return JSON.parse(stdout);
       } catch (error) {
         warn(`${tool} did not print its flags, left out: ${error.message.split('\n')[0]}`);
         return undefined;
       }
     }),
   );
-  return models.filter((model) => model !== undefined);
+  return dumps.filter((dump) => dump !== undefined);
 }
 
-/** Writes OUT/conveyor.bash and OUT/_conveyor; returns their paths. */
-export async function generateCompletion(out, repo = REPO) {
-  const models = await dumpModels(repo);
+/** Writes OUT/conveyor.bash and OUT/_conveyor (from `dumps`, else from dumpFlags); returns their paths. */
+export async function generateCompletion(out, { repo = REPO, dumps } = {}) {
+  const models = (dumps ?? (await dumpFlags(repo))).map(toolModel);
   mkdirSync(out, { recursive: true });
   const bash = join(out, 'conveyor.bash');
   const zsh = join(out, '_conveyor');
