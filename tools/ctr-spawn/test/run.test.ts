@@ -203,15 +203,15 @@ t.test('--print-spec prints one config.json line and runs nothing', async (t) =>
   const spec = JSON.parse(lines[0]);
   t.equal(spec.ociVersion, '1.0.2');
   t.strictSame(spec.process.args, ['/bin/sh', '-c', 'id -u; pwd; echo $FOO']);
-  t.strictSame(spec.process.user, { uid: 1000, gid: 1000, additionalGids: [50] });
+  t.strictSame(spec.process.user, { uid: 1000, gid: 1000, additionalGids: [1000, 50] }, 'the primary group among the supplementary ones, as Docker');
   t.equal(spec.process.cwd, '/home/app');
   t.ok(spec.process.env.includes('FOO=bar'));
   t.ok(spec.process.env.includes('HOME=/home/app'));
-  t.equal(spec.process.noNewPrivileges, true);
+  t.equal(spec.process.noNewPrivileges, false, 'as Docker');
   t.equal(spec.process.capabilities.bounding.length, 14);
   t.ok(spec.process.rlimits[0].hard <= 1048576);
   t.match(spec.linux.cgroupsPath, /^\/conveyor\/[a-f0-9]{64}$/);
-  t.strictSame(spec.linux.resources.memory, { limit: 32 * 1024 * 1024, swap: 32 * 1024 * 1024 }, 'swap limited to memory');
+  t.strictSame(spec.linux.resources.memory, { limit: 32 * 1024 * 1024, swap: 64 * 1024 * 1024 }, 'as much swap again, as Docker');
   t.strictSame(spec.linux.resources.pids, { limit: 50 });
   t.strictSame(spec.linux.resources.cpu, { quota: 50000, period: 100000 });
   t.strictSame(spec.linux.namespaces.map((n: { type: string }) => n.type).sort(), ['cgroup', 'ipc', 'mount', 'network', 'pid', 'uts']);

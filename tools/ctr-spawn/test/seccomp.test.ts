@@ -194,10 +194,10 @@ t.test('Docker-format profiles: translation and checks', async (t) => {
   ];
   for (const [text, pattern] of bad) t.throws(() => parseProfile(text, 'p.json'), { code: 'ERR_USAGE', message: pattern }, text);
 
-  t.strictSame(parseSecurityOpts(['seccomp=/x.json']), { seccompUnconfined: false, seccompProfileFile: '/x.json' });
-  t.strictSame(parseSecurityOpts(['seccomp:unconfined']), { seccompUnconfined: true, seccompProfileFile: undefined });
+  t.strictSame(parseSecurityOpts(['seccomp=/x.json']), { seccompUnconfined: false, seccompProfileFile: '/x.json', noNewPrivileges: false });
+  t.strictSame(parseSecurityOpts(['seccomp:unconfined']), { seccompUnconfined: true, seccompProfileFile: undefined, noNewPrivileges: false });
   t.throws(() => parseSecurityOpts(['seccomp=unconfined', 'seccomp=/x.json']), { code: 'ERR_USAGE' });
-  t.throws(() => parseSecurityOpts(['label=disable']), { code: 'ERR_USAGE' });
+  t.throws(() => parseSecurityOpts(['label=type:spc_t']), { code: 'ERR_USAGE' }, 'label options other than disable');
   await t.rejects(loadSeccompProfile('/nonexistent/profile.json'), { code: 'ERR_USAGE' });
 });
 
