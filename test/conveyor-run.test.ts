@@ -230,6 +230,22 @@ t.test('--restart always: restarted when it ends by itself, not after ctr-stop',
   t.match(JSON.parse(readFileSync(join(root, 'containers', id, 'state.json'), 'utf8')), { status: 'exited', restartCount: 1 }, 'it stays stopped');
 });
 
+t.test('--restart always: ctr-kill with another signal leaves the policy alone, ctr-kill (KILL) ends it for good', async (t) => {
+  const result = await conveyorRun(['--root', root, '-d', '--restart', 'always', 'busybox', 'sleep', '60']);
+  t.equal(result.code, 0, result.stderr);
+  const { id } = JSON.parse(result.stdout);
+  await waitForState(root, id, (s) => s?.status === 'running' && Boolean(s.pid));
+  await exec(process.execPath, [toolPath('ctr-kill'), '--root', root, '-s', 'HUP', id]);
+  t.notOk(JSON.parse(readFileSync(join(root, 'containers', id, 'state.json'), 'utf8')).stoppedByUser, 'HUP is not a stop');
+  await exec(process.execPath, [toolPath('ctr-kill'), '--root', root, id]);
+  const killed = await waitForState(root, id, (s) => s?.status === 'exited');
+  t.match(killed, { status: 'exited', stoppedByUser: true, exitCode: 137 });
+  const supervisor = killed?.supervisor?.pid;
+  for (let i = 0; i < 200 && supervisor && existsSync(`/proc/${supervisor}`); i++) await new Promise((r) => setTimeout(r, 50));
+  t.notOk(supervisor && existsSync(`/proc/${supervisor}`), 'its supervisor has ended');
+  t.notOk(JSON.parse(readFileSync(join(root, 'containers', id, 'state.json'), 'utf8')).restartCount, 'never restarted');
+});
+
 /**
  * Runs conveyor-run under script(1) (a real pty), types `input` once `ready`
  * shows, then Ctrl-C; resolves to script's exit code (the command's, -e) and the output.
