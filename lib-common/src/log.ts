@@ -66,13 +66,20 @@ export interface ProgressEvent {
 }
 
 /**
- * Progress on stderr only: NDJSON events with `--progress=json`, a redrawn line
- * when stderr is a terminal, nothing otherwise. Updates are throttled so a fast
- * download does not flood the stream; start and done events always go out.
+ * Progress on stderr only: NDJSON events with `--progress=json`, live lines
+ * when stderr is a terminal, nothing otherwise. On a terminal, as `docker
+ * pull`: one line per item in progress (a layer downloading, unpacking) with
+ * bytes done of total, speed and ETA, redrawn in place (ANSI cursor moves);
+ * an item that is done leaves a permanent line above them. Updates are
+ * throttled so a fast download does not flood the stream; start and done
+ * events always go out. Never throws (a write to a closed stderr is the
+ * stream's business).
  */
 export class Progress {
   private readonly lastSent = new Map<string, number>();
-  private readonly active = new Map<string, ProgressEvent>();
+  private readonly live = new Map<string, LiveItem>();
+  /** How many live lines the last draw left on the screen, above the cursor. */
+  private drawnLines = 0;
   private lastDraw = 0;
   readonly mode: Exclude<ProgressMode, 'auto'>;
 
@@ -81,6 +88,7 @@ export class Progress {
     private readonly stream: Writable & { isTTY?: boolean; columns?: number },
     mode: ProgressMode = 'auto',
     private readonly intervalMs = 200,
+    private readonly clock: () => number = Date.now,
   ) {
     this.mode = mode === 'auto' ? (stream.isTTY ? 'bar' : 'none') : mode;
   }
@@ -103,46 +111,78 @@ export class Progress {
 
   private send(phase: 'start' | 'update' | 'done', event: ProgressEvent, force: boolean): void {
     if (this.mode === 'none') return;
-    const now = Date.now();
+    const now = this.clock();
     const key = `${event.action}:${event.id}`;
-    if (!force && now - (this.lastSent.get(key) ?? 0) < this.intervalMs) {
-      if (this.mode === 'bar') this.active.set(key, event);
-      return;
-    }
-    this.lastSent.set(key, now);
     if (this.mode === 'json') {
+      if (!force && now - (this.lastSent.get(key) ?? 0) < this.intervalMs) return;
+      this.lastSent.set(key, now);
       this.stream.write(JSON.stringify({ type: 'progress', v: 1, tool: this.tool, phase, ...event, time: new Date(now).toISOString() }) + '\n');
       if (phase === 'done') this.lastSent.delete(key);
       return;
     }
-    if (phase === 'done') this.active.delete(key);
-    else this.active.set(key, event);
+    const item = this.live.get(key);
     if (phase === 'done') {
-      this.clearLine();
-      this.stream.write(`${this.tool}: ${event.action} ${event.label ?? event.id} done${event.total ? ` (${formatBytes(event.total)})` : ''}\n`);
+      this.live.delete(key);
+      const took = item ? ` in ${formatDuration((now - item.started) / 1000)}` : '';
+      const line = `${this.tool}: ${event.action} ${event.label ?? event.id} done${event.total ? ` (${formatBytes(event.total)}${took})` : ''}`;
+      this.draw(now, [line]);
+      return;
     }
-    if (force || now - this.lastDraw >= this.intervalMs) this.draw(now);
+    if (item) item.event = event;
+    else this.live.set(key, { event, started: now, startBytes: event.current });
+    if (force || now - this.lastDraw >= this.intervalMs) this.draw(now, []);
   }
 
-  private clearLine(): void {
-    this.stream.write('\r\x1b[K');
-  }
-
-  private draw(now: number): void {
+  /** Redraws the live lines in place, with `permanent` lines written above them for good. */
+  private draw(now: number, permanent: string[]): void {
     this.lastDraw = now;
-    this.clearLine();
-    if (this.active.size === 0) return;
     const width = Math.max(40, (this.stream.columns ?? 80) - 1);
-    const parts = [...this.active.values()].map((e) => {
-      const pct = e.total ? `${Math.floor((100 * e.current) / e.total)}%` : formatBytes(e.current);
-      return `${e.label ?? e.id.slice(0, 19)} ${e.action} ${pct}`;
-    });
-    this.stream.write(parts.join(' | ').slice(0, width));
+    let out = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A\r\x1b[J` : '';
+    for (const line of permanent) out += `${printable(line).slice(0, width)}\n`;
+    for (const item of this.live.values()) out += `${printable(liveLine(item, now)).slice(0, width)}\n`;
+    this.drawnLines = this.live.size;
+    if (out !== '') this.stream.write(out);
   }
 
-  /** Clears the bar line so the next stderr message starts on a clean line. */
+  /** Clears the live lines so the next stderr message starts on a clean screen. */
   finish(): void {
-    if (this.mode === 'bar' && this.active.size > 0) this.clearLine();
-    this.active.clear();
+    if (this.mode === 'bar' && this.drawnLines > 0) this.stream.write(`\x1b[${this.drawnLines}A\r\x1b[J`);
+    this.drawnLines = 0;
+    this.live.clear();
   }
+}
+
+interface LiveItem {
+  event: ProgressEvent;
+  started: number;
+  /** Where the item stood when first seen (a resumed download starts past 0): speed counts from there. */
+  startBytes: number;
+}
+
+/** `a5f3e81717fa: download  512.0kB / 1.09MB  1.2MB/s  ETA 1s`; without a total, bytes and speed only. */
+export function liveLine(item: LiveItem, now: number): string {
+  const { event } = item;
+  const seconds = (now - item.started) / 1000;
+  const rate = seconds > 0 ? (event.current - item.startBytes) / seconds : 0;
+  let line = `${event.label ?? event.id.slice(0, 19)}: ${event.action}  ${formatBytes(event.current)}`;
+  if (event.total) line += ` / ${formatBytes(event.total)} ${bar(event.current / event.total, 20)}`;
+  if (rate > 0) {
+    line += `  ${formatBytes(rate)}/s`;
+    if (event.total && event.total > event.current) line += `  ETA ${formatDuration((event.total - event.current) / rate)}`;
+  }
+  return line;
+}
+
+/** `[=====>    ]`: done share of width, as docker's bar. */
+export function bar(share: number, width: number): string {
+  const filled = Math.max(0, Math.min(width, Math.floor(share * width)));
+  return `[${'='.repeat(Math.max(0, filled - 1))}${filled > 0 ? '>' : ''}${' '.repeat(width - filled)}]`;
+}
+
+/** `45s`, `3m05s`, `1h02m`: short durations for ETAs. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }

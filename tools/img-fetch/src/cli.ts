@@ -27,6 +27,7 @@ Options:
                            missing: use the store when the image is there; never: store only
   -j, --jobs N             parallel layer downloads (default 3)
       --no-layers          do not print \`layer\` records, only \`image\` records
+      --json               records even on a terminal (there, a docker-pull-like summary by default)
       --insecure           do not verify TLS certificates (and allow plain HTTP), any registry
       --insecure-registry HOST  the same for this registry only (repeatable; also
                            CONVEYOR_INSECURE_REGISTRIES=host1,host2), as Docker's insecure-registries
@@ -67,7 +68,7 @@ await runCli({
   spec: {
     string: ['platform', 'pull', 'jobs', 'max-blob-size', ...REGISTRY_FLAGS.string],
     multiple: ['registry-mirror', ...REGISTRY_FLAGS.multiple],
-    boolean: ['layers', ...REGISTRY_FLAGS.boolean],
+    boolean: ['layers', 'json', ...REGISTRY_FLAGS.boolean],
     alias: { j: 'jobs' },
     default: { layers: true },
   },
@@ -98,9 +99,11 @@ await runCli({
     };
 
     const { pullEach } = await import('./pull-each.js');
+    // On a terminal a docker-pull-like summary replaces the records (--json keeps them); piped, records.
+    const summary = ctx.humanOutput && !ctx.args.json ? (await import('./summary.js')).pullSummary : undefined;
     const options = {
-      pull: (ref: string) =>
-        fetchImage(ref, {
+      pull: async (ref: string) => {
+        const result = await fetchImage(ref, {
           store,
           client: makeClient,
           platform,
@@ -108,14 +111,17 @@ await runCli({
           pull,
           jobs,
           emitLayers: ctx.args.layers !== false,
-          write: (record) => ctx.out.write(record),
+          write: async (record) => (summary ? undefined : ctx.out.write(record)),
           progress: ctx.progress,
           info: (message) => ctx.log.info(message),
           warn: (message) => ctx.log.warn(message),
           onRetry: (message) => ctx.log.info(message),
           mirrors,
           maxBlobSize,
-        }),
+        });
+        if (summary) ctx.stdout.write(summary(result));
+        return result;
+      },
       write: (record: Record<string, unknown>) => ctx.out.write(record),
       info: (message: string) => ctx.log.info(message),
       error: (error: ConveyorError) => ctx.log.error(error),

@@ -76,6 +76,8 @@ export interface FetchResult {
   /** `store`: answered from the store; `pulled`: manifest fetched from the registry. */
   source: 'store' | 'pulled';
   downloadedLayers: number;
+  /** The layer digests this pull downloaded (the others were in the store): the terminal summary's per-layer status. */
+  downloadedDigests: string[];
 }
 
 /** Pulls one reference and writes its records. */
@@ -250,6 +252,7 @@ async function pullLeased(name: string, repo: RepositoryRef, reference: string, 
     for (const i of present) await emitLayer(i);
   })().catch(fail);
   let downloaded = 0;
+  const downloadedDigests: string[] = [];
   let next = 0;
   const worker = async () => {
     while (next < missing.length && !abort.signal.aborted) {
@@ -267,7 +270,10 @@ async function pullLeased(name: string, repo: RepositoryRef, reference: string, 
           maxSize,
           freeSpace: options.freeSpace,
         });
-        if (result.status === 'downloaded') downloaded++;
+        if (result.status === 'downloaded') {
+          downloaded++;
+          downloadedDigests.push(layer.digest);
+        }
         options.progress?.done({ ...event, current: layer.size });
         await emitLayer(i);
       } catch (error) {
@@ -297,7 +303,7 @@ async function pullLeased(name: string, repo: RepositoryRef, reference: string, 
     indexDigest: resolved.indexDigest,
   });
   await options.write(record);
-  return { record, source: 'pulled', downloadedLayers: downloaded };
+  return { record, source: 'pulled', downloadedLayers: downloaded, downloadedDigests };
 }
 
 /**
@@ -337,5 +343,5 @@ async function emitFromStore(name: string, record: ImageRecord, options: FetchOp
     for (let i = 0; i < record.layers.length; i++) await options.write(layerRecord(name, record.layers, i, record.store));
   }
   await options.write(record);
-  return { record, source: 'store', downloadedLayers: 0 };
+  return { record, source: 'store', downloadedLayers: 0, downloadedDigests: [] };
 }
