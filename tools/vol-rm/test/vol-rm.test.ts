@@ -26,15 +26,24 @@ const exists = (name: string) => existsSync(join(root, 'volumes', name));
 const HEX = /^[0-9a-f]{64}$/;
 
 // One stopped container holding a named volume and an anonymous one; two named volumes nobody uses.
-const user = await startDetached(root, withVolumes(['/cache']), ['-v', 'inuse:/data'], ['sh', '-c', 'echo x > /data/f']);
+const [user, ...frees] = await Promise.all([
+  startDetached(root, withVolumes(['/cache']), ['-v', 'inuse:/data'], ['sh', '-c', 'echo x > /data/f']),
+  ...['free1', 'free2'].map((name) => runTool('ctr-spawn', ['--root', root, '-v', `${name}:/v`, '--', 'true'], { input: JSON.stringify(busybox) + '\n' })),
+]);
+for (const run of frees) if (run.code !== 0) throw new Error(run.stderr);
 await waitForState(root, user.id, (s) => s?.status === 'exited');
-for (const name of ['free1', 'free2']) {
-  const run = await runTool('ctr-spawn', ['--root', root, '-v', `${name}:/v`, '--', 'true'], { input: JSON.stringify(busybox) + '\n' });
-  if (run.code !== 0) throw new Error(run.stderr);
-}
 
 t.test('vol-ls: records with who uses each, filters, -q, the table', async (t) => {
-  const all = await volLs([]);
+  const [all, dangling, named, table, size, ...bad] = await Promise.all([
+    volLs([]),
+    volLs(['--filter', 'dangling=true', '-q']),
+    volLs(['--filter', 'name=free', '--filter', 'dangling=false']),
+    volLs(['--table', '--size']),
+    volLs(['--size', '--filter', 'name=inuse']),
+    volLs(['--filter', 'driver=local']),
+    volLs(['--bogus']),
+    volLs(['extra']),
+  ]);
   t.equal(all.code, 0, all.stderr);
   const byName = Object.fromEntries(all.records.map((r) => [r.name, r]));
   t.match(byName.inuse, {
@@ -50,16 +59,11 @@ t.test('vol-ls: records with who uses each, filters, -q, the table', async (t) =
   const anon = all.records.filter((r) => r.anonymous);
   t.equal(anon.length, 1, 'the image VOLUME of the stopped container');
   t.match(anon[0], { name: HEX, usedBy: [user.id] });
-  const dangling = await volLs(['--filter', 'dangling=true', '-q']);
   t.strictSame(dangling.stdout.split('\n').filter(Boolean).sort(), ['free1', 'free2']);
-  const named = await volLs(['--filter', 'name=free', '--filter', 'dangling=false']);
   t.strictSame(named.records, [], 'filters of different keys all match');
-  const table = await volLs(['--table', '--size']);
   t.match(table.stdout, /^DRIVER\s+VOLUME NAME\s+CREATED\s+USED BY\s+SIZE\n/);
   t.match(table.stdout, new RegExp(`local\\s+inuse\\s+.*ago\\s+${user.id.slice(0, 12)}\\s+\\d`));
-  const size = await volLs(['--size', '--filter', 'name=inuse']);
   t.ok(size.records[0].size > 0, 'size counted');
-  const bad = await Promise.all([volLs(['--filter', 'driver=local']), volLs(['--bogus']), volLs(['extra'])]);
   t.strictSame(
     bad.map((r) => r.code),
     [2, 2, 2],
@@ -75,9 +79,8 @@ t.test('vol-rm: in use refused (the others still removed), -f, unknown', async (
   t.strictSame(refused.records, [{ type: 'removed', v: 1, volume: 'free1', store: root }]);
   t.ok(exists('inuse'), 'the volume in use stays');
   t.notOk(exists('free1'));
-  const json = await volRm(['--log-format=json', 'inuse']);
+  const [json, forced] = await Promise.all([volRm(['--log-format=json', 'inuse']), volRm(['-f', 'nosuch'])]);
   t.match(json.logs, [{ code: 'ERR_VOLUME_IN_USE' }]);
-  const forced = await volRm(['-f', 'nosuch']);
   t.equal(forced.code, 0, '-f: a missing volume is no error');
 });
 
