@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, symlinkSync, utimesSync, writeFileS
 import { join } from 'node:path';
 import { deleteAllContainers, leftoversOf, RUNTIME_ROOT, startDetached, stateOf, waitForState } from '../../../test/helpers/containers.js';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { runTool, toolPath } from '../../../test/helpers/tools.js';
+import { jsonLines, runTool, toolPath } from '../../../test/helpers/tools.js';
 
 const root = tempStore('conveyor-ctr-rm-');
 t.teardown(async () => {
@@ -43,7 +43,14 @@ t.test('a running container is refused without -f; the others are still removed'
   }
   t.equal(code, 1, 'exit 1: one container was refused');
   t.match(stderr, new RegExp(`ctr-rm: container ${running.id.slice(0, 12)} is running \\(stop it first \\(ctr-stop running\\) or remove it with -f\\)`));
-  t.strictSame(JSON.parse(stdout), { type: 'removed', v: 1, id: done.id, name: 'done', store: root }, 'the stopped one removed');
+  const [removed, ...others] = jsonLines(stdout).filter((r) => r.type !== 'error');
+  t.strictSame(removed, { type: 'removed', v: 1, id: done.id, name: 'done', store: root }, 'the stopped one removed');
+  t.strictSame(others, [], 'nothing else removed');
+  t.match(
+    jsonLines(stdout).filter((r) => r.type === 'error'),
+    [{ code: 'ERR_CONTAINER_RUNNING', tool: 'ctr-rm', exitCode: 1 }],
+    'the refusal travels on as an error record',
+  );
   t.strictSame(leftoversOf(root, done.id), [], 'nothing of it left');
   t.equal(stateOf(root, running.id)?.status, 'running', 'the running one untouched');
 });
