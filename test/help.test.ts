@@ -9,9 +9,9 @@
  */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { removeDetached, startDetached } from './helpers/containers.js';
 import { REPO_ROOT } from './helpers/fixtures.js';
 import { busyboxRootfs, removeStore, tempStore } from './helpers/rootfs.js';
@@ -274,12 +274,53 @@ t.test('bash completion', async (t) => {
     t.equal(check.stderr, '', 'the zsh function parses');
     const load = spawnSync(
       'zsh',
-      ['-f', '-c', `fpath=(${join(out, 'completion')} $fpath); autoload -Uz compinit; compinit -u -D; print -r -- $_comps[img-fetch] $_comps[ctr-stop]`],
+      ['-f', '-c', `fpath=(${dirname(zshFile)} $fpath); autoload -Uz compinit; compinit -u -D; print -r -- $_comps[img-fetch] $_comps[ctr-stop]`],
       {
         encoding: 'utf8',
       },
     );
     t.equal(load.stdout.trim(), '_conveyor _conveyor', 'compinit maps the tools to _conveyor');
+
+    // Tab pressed in an interactive zsh on a pty (zpty); compadd and the end of the completion are
+    // recorded in a file, so nothing depends on reading the screen or on how long a completion takes.
+    const capture = join(out, 'capture.zsh');
+    writeFileSync(
+      capture,
+      `zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "fpath=($1 \\$fpath); autoload -Uz compinit; compinit -u -D; unsetopt beep"
+zpty -w z "compadd() { builtin compadd \\"\\$@\\"; builtin compadd -O __m \\"\\$@\\"; print -rl -- \\\${__m} >> \${(q)2}; }"
+zpty -w z "autoload +X _main_complete; functions -c _main_complete _conveyor_test_main"
+zpty -w z "_main_complete() { _conveyor_test_main \\"\\$@\\"; local r=\\$?; print -r -- --done-- >> \${(q)2}; return r; }"
+zpty -w z 'print \${:-REA}DY'
+local line deadline=$((SECONDS + 120))
+while (( SECONDS < deadline )); do
+  zpty -r -t z line && [[ $line == *READY* ]] && break
+  sleep 0.05
+done
+zpty -w -n z "$3"$'\\t'
+while (( SECONDS < deadline )) && ! grep -qx -- --done-- $2 2>/dev/null; do
+  zpty -r -t z line
+  sleep 0.05
+done
+zpty -d z
+`,
+    );
+    const zshComplete = (line: string): string[] => {
+      const file = join(out, `zsh-${line.replace(/\W+/g, '_')}.txt`);
+      spawnSync('zsh', ['-f', capture, dirname(zshFile), file, line], { env, timeout: 180_000 });
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
+      t.ok(lines.includes('--done--'), `zsh completed ${line}`);
+      return [...new Set(lines.filter((l) => l !== '' && l !== '--done--'))].sort();
+    };
+    const zshCases: [string, string[]][] = [
+      ['img-fetch --pul', ['--pull']],
+      ['img-fetch --log-format=', ['json', 'text']],
+      ['ctr-ls --no', ['--no-trunc']],
+      ['ctr-kill -s HU', ['HUP']],
+      ['img-rm busy', ['busybox:latest']],
+    ];
+    for (const [line, expected] of zshCases) t.strictSame(zshComplete(line), expected, `zsh: ${line}`);
   });
 });
 
