@@ -7,9 +7,9 @@
  *
  * Failure: ERR_INPUT_RECORD (no usable record, forged or bad fields, unsafe
  * store), ERR_UPSTREAM_FAILED (no record but an upstream `error` record: it
- * was passed on, nothing more is said), ERR_MOUNT_FAILED (the overlay could not be mounted: nothing is left
- * mounted), ERR_MOUNT_NOT_FOUND (a mount record that is not mounted),
- * ERR_SPAWN_FAILED (a container already runs on that mount),
+ * was passed on, nothing more is said), ERR_MOUNT_FAILED (the overlay could
+ * not be mounted: nothing is left mounted), ERR_MOUNT_NOT_FOUND (a mount
+ * record that is not mounted), ERR_SPAWN_FAILED (a container already runs on that mount),
  * ERR_CONTAINER_NAME_IN_USE (--name is taken: nothing is mounted).
  */
 import { existsSync } from 'node:fs';
