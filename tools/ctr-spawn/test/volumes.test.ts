@@ -11,7 +11,9 @@ import t from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deleteAllContainers, startDetached, stateOf, waitForState } from '../../../test/helpers/containers.js';
-import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { execFileSync } from 'node:child_process';
+import { busyboxLayout, importToStore } from '../../../test/helpers/fixtures.js';
+import { busyboxRootfs, imageRecord, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool } from '../../../test/helpers/tools.js';
 import { parseMount, parseVolume } from '../src/options.js';
 import { imageVolumePaths, parseVolumeFlag } from '../src/volumes.js';
@@ -55,6 +57,34 @@ t.test('an image VOLUME: seeded from the image, mounted, removed with the foregr
   t.equal(run.code, 0, run.stderr);
   t.equal(run.stdout, '1\n2\n', '/etc/passwd seeded into the volume; /etc and /cache are mounts');
   t.strictSame(anonymous(), before, 'both anonymous volumes went with the container');
+});
+
+t.test('a real image with VOLUME /cache (umoci): img-ls | layer-unpack | ctr-spawn sees its content, owner kept', async (t) => {
+  // The busybox fixture plus a layer holding /cache/seed (owned by 1000) and VOLUME /cache, built by umoci.
+  const work = t.testdir();
+  const layout = join(work, 'layout');
+  execFileSync('cp', ['-a', busyboxLayout(), layout]);
+  const bundle = join(work, 'bundle');
+  execFileSync('umoci', ['unpack', '--image', `${layout}:latest`, bundle], { stdio: 'pipe' });
+  mkdirSync(join(bundle, 'rootfs', 'cache'));
+  writeFileSync(join(bundle, 'rootfs', 'cache', 'seed'), 'from the image\n');
+  execFileSync('chown', ['-R', '1000:1000', join(bundle, 'rootfs', 'cache')]);
+  execFileSync('umoci', ['repack', '--image', `${layout}:vol`, bundle], { stdio: 'pipe' });
+  execFileSync('umoci', ['config', '--image', `${layout}:vol`, '--tag', 'vol', '--config.volume', '/cache'], { stdio: 'pipe' });
+  importToStore(`${layout}:vol`, root, 'example.com/vol:1');
+  const image = imageRecord(root, 'example.com/vol:1');
+  t.strictSame(image.config.Volumes, { '/cache': {} }, 'the image declares the volume');
+  const unpack = await runTool('layer-unpack', ['--root', root], { input: JSON.stringify(image) + '\n' });
+  t.equal(unpack.code, 0, unpack.stderr);
+  const before = anonymous();
+  const run = await spawn(
+    unpack.records.find((r) => r.type === 'rootfs')!,
+    [],
+    ['sh', '-c', 'cat /cache/seed; stat -c %u /cache/seed /cache; grep -c " /cache " /proc/mounts'],
+  );
+  t.equal(run.code, 0, run.stderr);
+  t.equal(run.stdout, 'from the image\n1000\n1000\n1\n', 'seeded, owners kept, a mount of its own');
+  t.strictSame(anonymous(), before, 'removed with the container');
 });
 
 t.test('a -v or --tmpfs on the VOLUME path wins over the anonymous volume', async (t) => {
