@@ -136,7 +136,8 @@ export class Progress {
   /** Redraws the live lines in place, with `permanent` lines written above them for good. */
   private draw(now: number, permanent: string[]): void {
     this.lastDraw = now;
-    const width = Math.max(40, (this.stream.columns ?? 80) - 1);
+    // A pty nobody sized (script(1), some CI) reports 0 columns: 80, as a terminal is by default.
+    const width = Math.max(40, (this.stream.columns || 80) - 1);
     let out = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A\r\x1b[J` : '';
     for (const line of permanent) out += `${printable(line).slice(0, width)}\n`;
     for (const item of this.live.values()) out += `${printable(liveLine(item, now)).slice(0, width)}\n`;
