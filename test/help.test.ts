@@ -108,6 +108,11 @@ t.test('a hostile README cannot inject roff requests', async (t) => {
   t.equal(spawnSync('groff', ['-man', '-Tutf8', '-ww', '-z'], { input: page, encoding: 'utf8' }).stderr, '', 'groff has no warning');
 });
 
+t.test('SEE ALSO names man pages', async (t) => {
+  const page = markdownToMan('# x\n\nX.\n\n## See also\n\n[ctr-ls](../ctr-ls/README.md), runc-exec(8), [protocol](../../docs/protocol.md)\n', { name: 'x' });
+  t.match(page, /^\\fBctr\\-ls\\fR\(1\), \\fBrunc\\-exec\\fR\(8\), protocol$/m);
+});
+
 t.test('the scripts README is split at its level-1 headings', async (t) => {
   const parts = topLevelParts('# conveyor-run\n\nRuns.\n\n```\n# not a heading\n```\n# conveyor-promote\n\nPromotes.\n');
   t.strictSame(
@@ -121,17 +126,22 @@ t.test('man pages', async (t) => {
   const written: string[] = generateManPages(out);
   const pages = new Map(written.map((path) => [path.split('/').at(-1)!.replace(/\.1$/, ''), path]));
   t.equal(pages.size, manSources().length, 'a page per README');
-  for (const tool of TOOLS) {
-    const path = pages.get(tool);
-    if (!t.ok(path, `${tool} has a man page`)) continue;
-    const render = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-rLL=300n', '-rHY=0', '-P-cbou', path!], { encoding: 'utf8' });
-    t.equal(render.stderr, '', `${tool}.1: groff -ww has no warning`);
+  const texts = new Map<string, string>();
+  // Every page, the scripts' (conveyor-run, ...) included: no groff warning, a NAME line.
+  for (const [name, path] of pages) {
+    const render = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-rLL=300n', '-rHY=0', '-P-cbou', path], { encoding: 'utf8' });
+    t.equal(render.stderr, '', `${name}.1: groff -ww has no warning`);
     // No hyphenation nor typographic minus signs, so options read as they are typed.
     const text = render.stdout.replace(/[\u2010\u2212]/g, '-');
-    t.match(text, new RegExp(`NAME\\n\\s+${tool}\\s+-\\s+\\S`), `${tool}.1 has a NAME line`);
+    t.match(text, new RegExp(`NAME\\n\\s+${name}\\s+-\\s+\\S`), `${name}.1 has a NAME line`);
+    texts.set(name, text);
+  }
+  for (const tool of TOOLS) {
+    const text = texts.get(tool);
+    if (!t.ok(text, `${tool} has a man page`)) continue;
     for (const spellings of helpOptions(helps.get(tool) ?? '')) {
       t.ok(
-        spellings.some((s) => mentions(text, s)),
+        spellings.some((s) => mentions(text!, s)),
         `${tool}.1 shows ${spellings.join(', ')}`,
       );
     }
@@ -345,6 +355,9 @@ t.test('make install puts the pages and completion under DESTDIR; uninstall remo
     t.ok(existsSync(join(share, 'bash-completion/completions', tool)), `${tool}'s bash completion installed`);
   }
   t.ok(existsSync(join(share, 'zsh/site-functions/_conveyor')), 'zsh completion installed');
+  for (const { name } of manSources().filter((source: { name: string }) => source.name.startsWith('conveyor-'))) {
+    t.ok(existsSync(join(share, 'man/man1', `${name}.1`)), `${name}.1 installed`);
+  }
   t.notOk(existsSync(join(dest, 'usr/local/bin/conveyor-gen-man')), 'the generators are not commands');
   const man = spawnSync('man', ['img-fetch'], { encoding: 'utf8', env: { ...process.env, MANPATH: join(share, 'man'), MANPAGER: 'cat', PAGER: 'cat' } });
   t.match(man.stdout, /img-fetch\s+-\s+pull images/, 'man img-fetch finds the installed page');

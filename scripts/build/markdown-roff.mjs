@@ -246,6 +246,18 @@ function renderBlock(block, out, state) {
   state.lastWasItem = block.kind === 'item' || (state.lastWasItem && block.kind === 'code');
 }
 
+/**
+ * SEE ALSO as man pages write it: a link to a tool's README becomes `name(1)`, and every
+ * `name(N)` is set in bold.
+ */
+function asPageReferences(block) {
+  if (!block.lines) return block;
+  const lines = block.lines.map((line) =>
+    line.replace(/\[([a-z][a-z0-9-]*)\]\([^)\s]*README\.md\)/g, '$1(1)').replace(/(^|[^\w`*-])([a-z][a-z0-9-]*)\((\d)\)/g, '$1**$2**($3)'),
+  );
+  return { ...block, lines };
+}
+
 const quoteArg = (roff) => `"${roff.replace(/"/g, '\\(dq')}"`;
 
 /**
@@ -289,6 +301,7 @@ export function markdownToMan(markdown, { name, section = 1, version = '', manua
     `${escapeRoff(name)} \\- ${escapeRoff(/^[A-Z][a-z]/.test(summary) ? summary.charAt(0).toLowerCase() + summary.slice(1) : summary)}`,
   ];
   for (const s of kept) {
+    if (s.title.toLowerCase() === 'see also') s.blocks = s.blocks.map(asPageReferences);
     out.push(`.SH ${quoteArg(escapeRoff(s.title.toUpperCase()))}`);
     const state = { depth: 0, lastWasItem: false };
     for (const block of s.blocks) {
