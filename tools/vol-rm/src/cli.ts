@@ -43,6 +43,7 @@ await runCli({
   spec: { boolean: ['force', 'prune', 'all'], alias: { f: 'force', a: 'all' } },
   main: async (ctx) => {
     const { pruneVolumes, removeTargets, volumeTargets } = await import('./remove.js');
+    const { pipeline } = await import('@conveyor/lib-common/pipeline');
     const store = new Store(ctx.root);
     if (ctx.args.prune) {
       if (ctx.args._.length > 0) throw new ConveyorError('ERR_USAGE', '--prune takes no volumes', { hint: 'vol-rm --prune removes every unused one' });
@@ -55,7 +56,11 @@ await runCli({
     return removeTargets(store, volumeTargets(ctx.args._, ctx.stdin), {
       out: ctx.out,
       force: Boolean(ctx.args.force),
-      report: (error) => ctx.log.error(error),
+      report: (error) => {
+        ctx.log.error(error);
+        // The tools downstream hear of it too (an `error` record in the stream), as ctr-rm's failures.
+        void pipeline.reportOwn(error);
+      },
     });
   },
 });

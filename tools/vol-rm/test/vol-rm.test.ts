@@ -77,6 +77,14 @@ t.test('vol-rm: in use refused (the others still removed), -f, unknown', async (
   t.match(refused.stderr, new RegExp(`volume inuse is in use by container ${user.id.slice(0, 12)}`));
   t.match(refused.stderr, /no such volume: nosuch/);
   t.strictSame(refused.records, [{ type: 'removed', v: 1, volume: 'free1', store: root }]);
+  t.match(
+    refused.errors,
+    [
+      { type: 'error', code: 'ERR_VOLUME_IN_USE' },
+      { type: 'error', code: 'ERR_VOLUME_NOT_FOUND' },
+    ],
+    'and downstream hears of both',
+  );
   t.ok(exists('inuse'), 'the volume in use stays');
   t.notOk(exists('free1'));
   const [json, forced] = await Promise.all([volRm(['--log-format=json', 'inuse']), volRm(['-f', 'nosuch'])]);
