@@ -36,6 +36,8 @@ t.test('shouldRestart: per policy, exit code, count so far and a user stop', asy
     ['on-failure:0', end(3, 5), true],
     ['on-failure:2', end(1, 0, true), false],
   ];
+  t.equal(shouldRestart({ name: 'sometimes' } as never, end(1)), false, 'an unknown policy restarts nothing');
+  t.equal(shouldRestart({ name: 'on-failure', maximumRetryCount: '2' } as never, end(1, 5)), true, 'a count that is not a number is no limit');
   for (const [raw, e, expected] of cases) {
     t.equal(shouldRestart(raw === undefined ? undefined : parseRestartPolicy(raw), e), expected, `${raw} after ${JSON.stringify(e)}`);
   }

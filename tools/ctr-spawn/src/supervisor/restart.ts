@@ -44,9 +44,11 @@ export interface RunEnd {
 export function shouldRestart(policy: RestartPolicy | undefined, end: RunEnd): boolean {
   if (!policy || policy.name === 'no' || end.stoppedByUser) return false;
   if (policy.name === 'always' || policy.name === 'unless-stopped') return true;
-  if (end.exitCode === 0) return false;
+  // A policy this module did not write (a hand-edited state.json) restarts nothing.
+  if (policy.name !== 'on-failure' || end.exitCode === 0) return false;
   // on-failure:0 is Docker's "no limit".
-  return !policy.maximumRetryCount || end.restartCount < policy.maximumRetryCount;
+  const max = policy.maximumRetryCount;
+  return typeof max !== 'number' || max === 0 || end.restartCount < max;
 }
 
 /** The wait before the next restart: the previous one doubled, or the start value after a long enough run. */
