@@ -206,7 +206,7 @@ _conveyor() {
     case $values in
       @file) compopt -o filenames 2>/dev/null; while IFS= read -r word; do COMPREPLY+=("$prefix$word"); done < <(compgen -f -- "$value") ;;
       @dir) compopt -o filenames 2>/dev/null; while IFS= read -r word; do COMPREPLY+=("$prefix$word"); done < <(compgen -d -- "$value") ;;
-      @signal) _conveyor_add_matching "$value" < <(compgen -A signal | sed 's/^SIG//') ;;
+      @signal) _conveyor_add_matching "$value" < <(compgen -A signal | sed 's/^SIG//'; [[ $value == SI* ]] && compgen -A signal) ;;
       *) for word in $values; do [[ $word == "$value"* ]] && COMPREPLY+=("$word"); done ;;
     esac
     [[ $values != @* && -n $prefix ]] && COMPREPLY=("\${COMPREPLY[@]/#/$prefix}")
