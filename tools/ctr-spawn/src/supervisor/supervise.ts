@@ -33,7 +33,7 @@ import { startTime } from '@conveyor/lib-common/lock';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, LogWriter } from '@conveyor/lib-common/container/log';
-import { runtimeErrors, runtimeFailure, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
+import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
 import { type ContainerState, LOG_FILE, type ProcessIdentity, readState, updateState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
 import type { CleanupTarget } from '../cleanup.js';
@@ -157,7 +157,8 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     const running = await recordRunning(restarted);
     if (running) state = running;
     // A ctr-stop that came between the decision and the pid: it found no process to signal.
-    if (running?.stoppedByUser && child.exitCode === null) child.kill('SIGKILL');
+    // (Through the runtime: runc cannot pass on a SIGKILL sent to itself.)
+    if (running?.stoppedByUser && child.exitCode === null) await runtimeKill(runtime, id, 'KILL').catch(() => undefined);
     result = 'result' in restarted ? restarted.result : await child.result;
   }
   try {
