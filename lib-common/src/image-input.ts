@@ -49,7 +49,7 @@ export async function eachLocalImage(
       continue;
     }
     try {
-      const local = await findLocalImage(store, item.ref);
+      const local = await findLocalImage(store, item.ref, { byDigest: true });
       const stored = await readStoredImage(store, local.entry);
       await options.onImage({ ...stored, local });
     } catch (error) {

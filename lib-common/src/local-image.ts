@@ -7,13 +7,15 @@
  * and normalised as Docker does (`mybox:short` → `docker.io/library/mybox:short`).
  * A reference pinned by digest (`NAME@sha256:…`) also matches an entry of the
  * same repository whose manifest (or the index it was chosen from) has that
- * digest, as `docker tag NAME@DIGEST` does. Used by img-fetch (--pull never),
+ * digest, as `docker tag NAME@DIGEST` does; with byDigest, a bare
+ * `sha256:…` finds the entry of that digest. Used by img-fetch (--pull never),
  * img-tag, img-push, img-inspect and img-history.
  *
  * Reads index.json only (blobs are the caller's to check). Throws
  * ERR_REF_INVALID for a malformed reference and ERR_IMAGE_NOT_FOUND when the
  * store holds nothing by that name.
  */
+import { SHA256_DIGEST } from './digest.js';
 import { ConveyorError } from './errors.js';
 import type { Descriptor } from './records.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
@@ -65,7 +67,20 @@ export function entryHasName(entry: Descriptor, input: string, reference: Refere
 }
 
 /** The entry `input` names, by name first, then (for `NAME@sha256:`) by digest within the repository; undefined when none. */
-export async function lookupLocalImage(store: Store, input: string): Promise<LocalImage | undefined> {
+export interface LookupOptions {
+  /**
+   * A bare `sha256:…` finds the entry of that digest (an unnamed one, as img-ls
+   * lists it); as a reference it would read as repository `sha256`. Only for
+   * tools that describe an image: its LocalImage has no registry to push to.
+   */
+  byDigest?: boolean;
+}
+
+export async function lookupLocalImage(store: Store, input: string, options: LookupOptions = {}): Promise<LocalImage | undefined> {
+  if (options.byDigest && SHA256_DIGEST.test(input)) {
+    const entry = (await store.indexEntries()).find(({ entry }) => entry.digest === input)?.entry;
+    return entry ? { name: input, reference: { registry: '', repository: '', digest: input }, entry } : undefined;
+  }
   const reference = parseReference(input);
   const name = formatReference(reference);
   const entries = (await store.indexEntries()).map(({ entry }) => entry);
@@ -81,8 +96,8 @@ export async function lookupLocalImage(store: Store, input: string): Promise<Loc
   return entry ? { name, reference, entry } : undefined;
 }
 
-export async function findLocalImage(store: Store, input: string): Promise<LocalImage> {
-  const found = await lookupLocalImage(store, input);
+export async function findLocalImage(store: Store, input: string, options: LookupOptions = {}): Promise<LocalImage> {
+  const found = await lookupLocalImage(store, input, options);
   if (!found) {
     throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `${normaliseForMessage(input)} is not in the store ${store.root}`, {
       hint: 'pull it with img-fetch, or name it with img-tag; img-ls lists what the store holds',

@@ -75,6 +75,24 @@ t.test('a name skopeo wrote (mybox:short) and records from img-ls', async (t) =>
   t.equal(table.records.length, 1, '--json keeps NDJSON');
 });
 
+t.test('an unnamed entry, as img-ls lists it (by digest), is described', async (t) => {
+  const app = (await inspect(['app:v1'])).records[0];
+  const root2 = t.testdir();
+  importToStore(`${SHARED_IMAGES}/app:v1`, root2, 'docker.io/library/app:v1');
+  const path = join(root2, 'index.json');
+  const index = JSON.parse(readFileSync(path, 'utf8'));
+  delete index.manifests[0].annotations;
+  writeFileSync(path, JSON.stringify(index));
+  const listed = await runTool('img-ls', ['--root', root2]);
+  t.equal(listed.records[0]?.ref, app.digest);
+  const described = await runTool('img-inspect', ['--root', root2], { input: listed.stdout });
+  t.equal(described.code, 0, described.stderr);
+  t.equal(described.records[0]?.id, app.id);
+  t.strictSame(described.records[0]?.repoTags, []);
+  const pushed = await runTool('img-push', ['--root', root2, app.digest]);
+  t.not(pushed.code, 0, 'a bare digest is no reference img-push could push');
+});
+
 t.test('unknown and forged references fail clearly; the others are still described', async (t) => {
   const result = await inspect(['--log-format=json', 'nothere:v1', 'app:v1']);
   t.equal(result.code, 1);
