@@ -7,7 +7,7 @@
  * points elsewhere, malformed lines (stdin:N), unknown flags and volumes.
  */
 import t from 'tap';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deleteAllContainers, startDetached, waitForState } from '../../../test/helpers/containers.js';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
@@ -166,4 +166,17 @@ t.test("ctr-rm -v then vol-rm: the container's anonymous volume goes with it, th
   t.notOk(exists(theirs[0]), 'ctr-rm -v removed it');
   const now = await volRm(['inuse']);
   t.equal(now.code, 0, now.stderr);
+});
+
+t.test('img-prune -a leaves volumes alone (as docker image prune)', async (t) => {
+  const made = await runTool('ctr-spawn', ['--root', root, '-v', 'keepme:/k', '--', 'sh', '-c', 'echo data > /k/f'], { input: JSON.stringify(busybox) + '\n' });
+  t.equal(made.code, 0, made.stderr);
+  const prune = await runTool('img-prune', ['--root', root, '-a']);
+  t.equal(prune.code, 0, prune.stderr);
+  t.ok(
+    prune.records.some((r) => r.type === 'untagged'),
+    'the image went',
+  );
+  t.equal(readFileSync(join(root, 'volumes', 'keepme', '_data', 'f'), 'utf8'), 'data\n', 'the volume stayed');
+  t.match((await volLs(['-q'])).stdout, /^keepme$/m);
 });
