@@ -76,6 +76,10 @@ t.test('roff escaping and inline Markdown', async (t) => {
     ['an escaped pipe is a pipe', 'text\\|json', 'text|json'],
     ['a backslash in code stays', '`a\\|b`', '\\fBa\\e|b\\fR'],
     ['roff in the text stays text', 'say \\fBhi', 'say \\efBhi'],
+    ['bold code', '**`--privileged`**: all', '\\fB\\fB\\-\\-privileged\\fR\\fR: all'],
+    ['a code span holding a backslash', 'carry `\\` or `:`', 'carry \\fB\\e\\fR or \\fB:\\fR'],
+    ['double backticks around a backtick', '``a`b``', '\\fBa`b\\fR'],
+    ['an unclosed backtick is text', 'a ` b', 'a ` b'],
   ];
   for (const [what, input, expected] of inline) t.equal(inlineRoff(input), expected, what);
 });

@@ -19,7 +19,7 @@ export function escapeRoff(text) {
     if (char === '\\') out += '\\e';
     else if (char === '-') out += '\\-';
     else if (code >= PARK && code <= PARK_END)
-      out += char; // a parked Markdown escape, restored later
+      out += char; // parked, restored later
     else if (code > 126) out += `\\[u${code.toString(16).toUpperCase().padStart(4, '0')}]`;
     else out += char;
   }
@@ -27,29 +27,63 @@ export function escapeRoff(text) {
 }
 
 // Markdown backslash escapes (`\|`, `\*`) are parked on private-use characters while markup is
-// converted, then restored as the literal character.
+// converted, then restored as the literal character; code spans wait on characters from CODE on.
 const PARK = 0xe000;
-const PARK_END = 0xe0ff;
+const CODE = 0xe100;
+const PARK_END = 0xe8ff;
 const park = (text) => text.replace(/\\([\\`*_{}[\]()#+\-.!|<>~])/g, (_, c) => String.fromCharCode(PARK + c.charCodeAt(0)));
 const unpark = (text) => text.replace(/[\ue000-\ue0ff]/g, (c) => escapeRoff(String.fromCharCode(c.charCodeAt(0) - PARK)));
 
-/** Inline Markdown to roff font escapes: `code` and **bold** in bold, *em* and _em_ in italics, links as their text. */
-export function inlineRoff(markdown) {
-  const parts = park(markdown).split(/(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/);
-  let out = '';
-  // split with two groups: [text, ticks, code, text, ticks, code, ..., text]
-  for (let i = 0; i < parts.length; i += 3) {
-    out += proseRoff(parts[i]);
-    if (i + 2 < parts.length) out += `\\fB${escapeRoff(restoreParked(parts[i + 2].replace(/\s*\n\s*/g, ' ').trim()))}\\fR`;
+/**
+ * Splits inline Markdown into prose and code spans (a run of backticks up to the next run of the
+ * same length). Backslash escapes count in prose only: a code span may end with a backslash.
+ */
+export function splitCodeSpans(markdown) {
+  const parts = [];
+  let prose = '';
+  let i = 0;
+  while (i < markdown.length) {
+    if (markdown[i] === '\\' && markdown[i + 1] === '`') {
+      prose += '\\`';
+      i += 2;
+      continue;
+    }
+    if (markdown[i] !== '`') {
+      prose += markdown[i++];
+      continue;
+    }
+    const ticks = /^`+/.exec(markdown.slice(i))[0];
+    let close = markdown.indexOf(ticks, i + ticks.length);
+    while (close >= 0 && markdown[close + ticks.length] === '`') {
+      close = markdown.indexOf(ticks, close + /^`+/.exec(markdown.slice(close))[0].length);
+    }
+    if (close < 0) {
+      prose += ticks;
+      i += ticks.length;
+      continue;
+    }
+    parts.push({ code: false, text: prose }, { code: true, text: markdown.slice(i + ticks.length, close) });
+    prose = '';
+    i = close + ticks.length;
   }
-  return out;
+  parts.push({ code: false, text: prose });
+  return parts.filter((part) => part.code || part.text !== '');
 }
 
-// Inside code spans Markdown escapes do not apply: give the backslash back.
-const restoreParked = (text) => text.replace(/[\ue000-\ue0ff]/g, (c) => `\\${String.fromCharCode(c.charCodeAt(0) - PARK)}`);
+/**
+ * Inline Markdown to roff font escapes: `code` and **bold** in bold, *em* and _em_ in italics,
+ * links as their text. Code spans are converted last, so **`--privileged`** is bold code.
+ */
+export function inlineRoff(markdown) {
+  const codes = [];
+  const prose = splitCodeSpans(markdown)
+    .map((part) => (part.code ? String.fromCharCode(CODE + codes.push(part.text.replace(/\s*\n\s*/g, ' ').trim()) - 1) : part.text))
+    .join('');
+  return proseRoff(prose).replace(/[\ue100-\ue8ff]/g, (c) => `\\fB${escapeRoff(codes[c.charCodeAt(0) - CODE])}\\fR`);
+}
 
 function proseRoff(text) {
-  let out = escapeRoff(text);
+  let out = escapeRoff(park(text));
   out = out.replace(/\[([^\]]+)\]\(([^)\s]+)\)/g, (_, label, url) => (/^https?:/.test(url) ? `${label} <${url}>` : label));
   out = out.replace(/\*\*(?=\S)([^*]+?)\*\*/g, '\\fB$1\\fR');
   out = out.replace(/(^|[^\w*])\*(?=\S)([^*]+?)\*(?!\w)/g, '$1\\fI$2\\fR');
