@@ -22,8 +22,8 @@
  * meta.json (a crash mid-create) is completed by the next create.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { RECORD_VERSION } from '../records.js';
@@ -227,9 +227,18 @@ export async function seedVolume(rootfs: string, path: string, data: string): Pr
       hint: 'a volume mounts over a directory; choose another container path',
     });
   }
-  const result = await runProcess('cp', ['-a', '--no-dereference', '--', `${source}/.`, `${data}/`]);
-  if (result.failed)
-    throw new ConveyorError('ERR_SPAWN_FAILED', `seeding the volume at ${path} from the image: ${result.stderr.trim() || result.shortMessage}`);
+  // cp reads the directory opened here (its stdin, /proc/self/fd/0), not the path: a component
+  // swapped for a symlink after the check (a container sharing a mount record's overlay) cannot
+  // point the copy at a host directory.
+  const dir = await open(source, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!dir) throw new ConveyorError('ERR_SPAWN_FAILED', `cannot mount a volume at ${path}: it changed while being read`);
+  try {
+    const result = await runProcess('cp', ['-a', '--no-dereference', '--', '/proc/self/fd/0/.', `${data}/`], { stdin: dir.fd });
+    if (result.failed)
+      throw new ConveyorError('ERR_SPAWN_FAILED', `seeding the volume at ${path} from the image: ${String(result.stderr).trim() || result.shortMessage}`);
+  } finally {
+    await dir.close();
+  }
   return true;
 }
 
