@@ -211,6 +211,8 @@ await runCli({
     };
     options.volumes.push(...mountBinds);
     options.tmpfs.push(...mountTmpfs);
+    if (options.uts?.mode === 'host' && options.hostname !== undefined)
+      throw new ConveyorError('ERR_USAGE', '--hostname and --uts host conflict', { hint: "the host's UTS namespace has the host's name" });
     // Host facts checked now, so --check-flags (conveyor-run, before its pull) sees them.
     for (const bind of mountBinds) {
       if (bind.mustExist && !existsSync(bind.source)) throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${bind.source}`);

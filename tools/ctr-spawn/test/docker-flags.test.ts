@@ -281,6 +281,7 @@ t.test('the built ctr-spawn refuses bad values with 125 before reading a record'
     ['--memory-swap', '1g'],
     ['--security-opt', 'label=level:s0'],
     ['--net', 'host', '--sysctl', 'net.ipv4.ip_forward=1'],
+    ['--uts', 'host', '--hostname', 'box'],
     // Host facts too, so conveyor-run's --check-flags sees them before it pulls.
     ['--device', '/etc/hostname'],
     ['--mount', 'type=bind,src=/nonexistent-conveyor-source,dst=/x'],
