@@ -271,14 +271,15 @@ t.test('bash completion', async (t) => {
   t.strictSame(complete('img-rm', 'busybox', ':', 'l'), ['latest'], 'after a colon only the rest is given back');
 
   if (process.getuid?.() !== 0) {
-    t.skip('container names and ids: starting a container needs root');
+    t.skip('container and volume names: starting a container needs root');
   } else {
-    const record = await startDetached(root, rootfs, ['--name', 'help-web'], ['true']);
+    const record = await startDetached(root, rootfs, ['--name', 'help-web', '-v', 'help-data:/data'], ['true']);
     t.teardown(() => removeDetached(root, record.id));
     t.strictSame(complete('ctr-stop', 'help-'), ['help-web'], 'container names from ctr-ls -a');
     t.strictSame(complete('ctr-rm', record.id.slice(0, 4)), [record.id.slice(0, 12)], 'and short ids');
     t.strictSame(complete('ctr-exec', 'help-web', ''), [], "after ctr-exec's container comes its command, not another container");
     t.strictSame(complete('ctr-ls', ''), [], 'ctr-ls takes no positional argument');
+    t.strictSame(complete('vol-rm', 'help'), ['help-data'], 'volume names from vol-ls');
   }
 
   t.test('zsh', async (t) => {

@@ -5,7 +5,7 @@
  * specification (the tool run with CONVEYOR_DUMP_FLAGS=1 prints what it passes to runCli, so the
  * tools must be built); value hints come from its --help placeholders (`--root DIR`); positional
  * arguments from its Usage line (CONTAINER: names and ids from ctr-ls -a; IMAGE, REFERENCE,
- * PATTERN, SOURCE: references from img-ls). Usage: node scripts/build/gen-completion.mjs [OUT]
+ * PATTERN, SOURCE: references from img-ls; VOLUME: names from vol-ls). Usage: node scripts/build/gen-completion.mjs [OUT]
  * (default: completion). A tool that fails to dump its flags fails the run (exit 1, naming it).
  */
 import { execFile } from 'node:child_process';
@@ -34,7 +34,7 @@ const PLACEHOLDER_KINDS = { DIR: '@dir', FILE: '@file', PATH: '@file', SIGNAL: '
 const CONTAINER_PATHS = new Set(['workdir']);
 
 /** The Usage line's first positional placeholder, as the kind of word to offer. */
-const POSITIONAL_KINDS = { CONTAINER: 'container', IMAGE: 'image', REFERENCE: 'image', PATTERN: 'image', SOURCE: 'image', FILE: 'file' };
+const POSITIONAL_KINDS = { CONTAINER: 'container', VOLUME: 'volume', IMAGE: 'image', REFERENCE: 'image', PATTERN: 'image', SOURCE: 'image', FILE: 'file' };
 
 /** Each flag's help line: `  -j, --jobs N   parallel downloads` → {jobs: {placeholder: 'N', text: 'parallel downloads'}}. */
 export function helpFlagLines(help) {
@@ -149,6 +149,11 @@ _conveyor_containers() {
     sed -n 's/^{"type":"container","v":[0-9]*,"id":"\\([0-9a-f]\\{12\\}\\)[0-9a-f]*"\\(,"name":"\\([^"]*\\)"\\)\\{0,1\\}.*/\\1\\n\\3/p'
 }
 
+# Volume names, from vol-ls.
+_conveyor_volumes() {
+  vol-ls -q "\${root[@]}" 2>/dev/null
+}
+
 # Image references in the store, and their short forms (busybox:latest for docker.io/library/busybox:latest).
 _conveyor_images() {
   img-ls --json "\${root[@]}" 2>/dev/null | sed -n -e 's/^{"type":"image","v":[0-9]*,"ref":"\\([^"]*\\)".*/\\1/p' |
@@ -216,6 +221,7 @@ _conveyor() {
     case $positional in
       container) _conveyor_add_matching "$cur" < <(_conveyor_containers) ;;
       image) _conveyor_add_matching "$cur" < <(_conveyor_images) ;;
+      volume) _conveyor_add_matching "$cur" < <(_conveyor_volumes) ;;
       file) compopt -o filenames 2>/dev/null; _conveyor_add_matching "$cur" < <(compgen -f -- "$cur") ;;
     esac
   fi
@@ -257,7 +263,7 @@ export function zshScript(models) {
       const namesEq = f.names.length > 1 ? `{${f.names.map((n) => (n.startsWith('--') ? `${n}${eq}` : n)).join(',')}}` : `${names}${eq}`;
       return `'${star}${exclusive}'${namesEq}'[${zshText(f.text)}]${action}'`;
     });
-    const what = { container: '_conveyor_containers', image: '_conveyor_images', file: '_files' }[m.positional];
+    const what = { container: '_conveyor_containers', image: '_conveyor_images', volume: '_conveyor_volumes', file: '_files' }[m.positional];
     if (what) specs.push(`'${m.repeat ? '*' : '1'}:${m.positional}:${what}'`);
     if (m.stopEarly) specs.push("'*::command:_normal'");
     return `    ${m.name})\n      _arguments -s -S \\\n        ${specs.join(' \\\n        ')}\n      ;;`;
@@ -269,6 +275,12 @@ export function zshScript(models) {
 _conveyor_containers() {
   local -a words
   words=(\${(f)"$(ctr-ls -a --json 2>/dev/null | sed -n 's/^{"type":"container","v":[0-9]*,"id":"\\([0-9a-f]\\{12\\}\\)[0-9a-f]*"\\(,"name":"\\([^"]*\\)"\\)\\{0,1\\}.*/\\1\\n\\3/p')"})
+  compadd -Q -a words
+}
+
+_conveyor_volumes() {
+  local -a words
+  words=(\${(f)"$(vol-ls -q 2>/dev/null)"})
   compadd -Q -a words
 }
 
