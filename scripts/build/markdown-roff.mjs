@@ -1,8 +1,8 @@
 /**
  * Converts one of our READMEs (Markdown: headings, paragraphs, pipe tables, code blocks, lists,
  * inline code, bold, italics and links) into a section-1 man page in roff (the man macros).
- * Pure: text in, text out. Markdown it does not know comes out as escaped text, never as roff
- * requests, so a README cannot inject roff.
+ * Pure: text in, text out, and it does not fail: Markdown it does not know comes out as escaped
+ * text, never as roff requests, so a README cannot inject roff.
  */
 
 /** Sections that are for the people working on conveyor, not for a man page's reader. */
