@@ -199,14 +199,20 @@ export async function removeVolume(store: Store, name: string): Promise<void> {
   });
 }
 
-/** Removes the anonymous volumes container `id` created (its --rm, ctr-rm -v). Resolves to their names. */
+/**
+ * Removes the anonymous volumes container `id` created (its --rm, ctr-rm -v),
+ * except one another container mounts too (`-v <its name>:/path`, as Docker
+ * keeps a volume in use). Resolves to the names removed.
+ */
 export async function removeAnonymousVolumes(store: Store, id: string): Promise<string[]> {
+  const own = (await listVolumes(store)).filter((v) => v.anonymous && v.container === id && ANONYMOUS_NAME.test(v.name));
+  if (own.length === 0) return [];
+  const users = await volumeUsers(store);
   const removed: string[] = [];
-  for (const volume of await listVolumes(store)) {
-    if (volume.anonymous && volume.container === id && ANONYMOUS_NAME.test(volume.name)) {
-      await removeVolume(store, volume.name).catch(() => undefined);
-      removed.push(volume.name);
-    }
+  for (const volume of own) {
+    if ((users.get(volume.name) ?? []).some((user) => user !== id)) continue;
+    await removeVolume(store, volume.name).catch(() => undefined);
+    removed.push(volume.name);
   }
   return removed;
 }

@@ -158,13 +158,22 @@ t.test('--prune: unused anonymous volumes; --all: named ones too; in use never',
   );
 });
 
-t.test("ctr-rm -v then vol-rm: the container's anonymous volume goes with it, the named one is then free", async (t) => {
-  const theirs = (await volLs(['-q'])).stdout.split('\n').filter((n) => HEX.test(n));
-  t.equal(theirs.length, 1, "the stopped container's anonymous volume");
-  const rm = await runTool('ctr-rm', ['--root', root, '-v', user.id]);
-  t.equal(rm.code, 0, rm.stderr);
-  t.notOk(exists(theirs[0]), 'ctr-rm -v removed it');
-  const now = await volRm(['inuse']);
+t.test('ctr-rm -v: the anonymous volumes a container made go with it, unless another container mounts one', async (t) => {
+  const [userVolume] = (await volLs(['-q'])).stdout.split('\n').filter((n) => HEX.test(n));
+  t.ok(userVolume, "the stopped container's anonymous volume");
+  // A second container mounting that volume by its name, with an anonymous volume of its own.
+  const sharer = await startDetached(root, withVolumes(['/own']), ['-v', `${userVolume}:/shared`], ['true']);
+  await waitForState(root, sharer.id, (s) => s?.status === 'exited');
+  const [sharerVolume] = (await volLs(['-q'])).stdout.split('\n').filter((n) => HEX.test(n) && n !== userVolume);
+  t.ok(sharerVolume);
+  const first = await runTool('ctr-rm', ['--root', root, '-v', user.id]);
+  t.equal(first.code, 0, first.stderr);
+  t.ok(exists(userVolume), 'kept: the other container mounts it');
+  const second = await runTool('ctr-rm', ['--root', root, '-v', sharer.id]);
+  t.equal(second.code, 0, second.stderr);
+  t.notOk(exists(sharerVolume), "ctr-rm -v removed the second container's own anonymous volume");
+  t.ok(exists(userVolume), 'not the one it only mounted (it did not make it)');
+  const now = await volRm([userVolume, 'inuse']);
   t.equal(now.code, 0, now.stderr);
 });
 
