@@ -18,13 +18,18 @@ export class Logger {
   ) {}
 
   private emit(level: string, message: string, fields: Record<string, unknown> = {}): void {
+    let text: string;
     if (this.format === 'json') {
-      this.stream.write(JSON.stringify({ type: 'log', v: 1, level, tool: this.tool, message, ...fields, time: new Date().toISOString() }) + '\n');
+      text = JSON.stringify({ type: 'log', v: 1, level, tool: this.tool, message, ...fields, time: new Date().toISOString() }) + '\n';
     } else {
       const prefix = level === 'warn' ? 'warning: ' : '';
       const hint = typeof fields.hint === 'string' ? ` (${fields.hint})` : '';
-      this.stream.write(`${this.tool}: ${prefix}${printable(message)}${printable(hint)}\n`);
+      text = `${this.tool}: ${prefix}${printable(message)}${printable(hint)}\n`;
     }
+    // Live progress lines on the same terminal: the message goes above them, not through them.
+    const progress = liveProgress.get(this.stream);
+    if (progress) progress.writeAbove(text);
+    else this.stream.write(text);
   }
 
   info(message: string, fields?: Record<string, unknown>): void {
@@ -49,6 +54,9 @@ export function printable(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
   return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '?');
 }
+
+/** The Progress drawing live lines on a stream, so a Logger on the same stream writes above them. */
+const liveProgress = new WeakMap<Writable, Progress>();
 
 export type ProgressMode = 'auto' | 'json' | 'bar' | 'none';
 
@@ -91,6 +99,13 @@ export class Progress {
     private readonly clock: () => number = Date.now,
   ) {
     this.mode = mode === 'auto' ? (stream.isTTY ? 'bar' : 'none') : mode;
+    if (this.mode === 'bar') liveProgress.set(stream, this);
+  }
+
+  /** Writes `text` (whole lines) above the live lines, which are redrawn below it; as it is when none are drawn. */
+  writeAbove(text: string): void {
+    if (this.drawnLines === 0) this.stream.write(text);
+    else this.draw(this.clock(), [], text);
   }
 
   get enabled(): boolean {
@@ -134,11 +149,11 @@ export class Progress {
   }
 
   /** Redraws the live lines in place, with `permanent` lines written above them for good. */
-  private draw(now: number, permanent: string[]): void {
+  private draw(now: number, permanent: string[], above = ''): void {
     this.lastDraw = now;
     // A pty nobody sized (script(1), some CI) reports 0 columns: 80, as a terminal is by default.
     const width = Math.max(40, (this.stream.columns || 80) - 1);
-    let out = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A\r\x1b[J` : '';
+    let out = (this.drawnLines > 0 ? `\x1b[${this.drawnLines}A\r\x1b[J` : '') + above;
     for (const line of permanent) out += `${printable(line).slice(0, width)}\n`;
     for (const item of this.live.values()) out += `${printable(liveLine(item, now)).slice(0, width)}\n`;
     this.drawnLines = this.live.size;

@@ -4,7 +4,7 @@
  * unchanged; quiet off a terminal. A fake clock and a recording stream.
  */
 import t from 'tap';
-import { bar, formatDuration, Progress } from '../src/log.js';
+import { bar, formatDuration, Logger, Progress } from '../src/log.js';
 
 function recorder(isTTY: boolean) {
   const writes: string[] = [];
@@ -83,4 +83,18 @@ t.test('json mode writes the same events as before; none mode and a pipe write n
   quiet.finish();
   t.equal(piped.writes.length, 0);
   t.equal(quiet.enabled, false);
+});
+
+t.test('a message logged on the same terminal goes above the live lines, which are redrawn below it', async (t) => {
+  const { writes, stream } = recorder(true);
+  const progress = new Progress('img-fetch', stream, 'bar', 200, () => 0);
+  const log = new Logger('img-fetch', stream);
+  log.warn('retrying');
+  t.equal(writes[0], 'img-fetch: warning: retrying\n', 'no live lines yet: written as it is');
+  progress.start(event('aaa', 0, 10));
+  log.info('waiting');
+  t.equal(writes[2], '\x1b[1A\r\x1b[Jimg-fetch: waiting\naaa: download  0B / 10B [                    ]\n');
+  progress.finish();
+  log.info('after');
+  t.equal(writes.at(-1), 'img-fetch: after\n');
 });
