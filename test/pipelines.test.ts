@@ -62,7 +62,7 @@ t.test('README pipelines run verbatim', async (t) => {
   );
   t.equal(ran.code, 7, `conveyor-run returns the container's exit code ${ran.stderr}`);
   t.equal(ran.stdout, 'A=1\n', 'switches before the image do not swallow it');
-  const stored = (await run('bash', ['-c', 'img-ls -q'], { env })).stdout.split('\n').filter(Boolean).sort();
+  const stored = (await run('bash', ['-c', 'img-ls --refs'], { env })).stdout.split('\n').filter(Boolean).sort();
   t.strictSame(stored, ['docker.io/library/alpine:latest'], 'pulled through the mirror under docker.io names');
 });
 

@@ -130,6 +130,8 @@ export interface ContainerRecord extends RecordBase {
   exitCode?: number;
   signal?: string;
   oomKilled?: boolean;
+  /** How many times its supervisor restarted it (--restart). */
+  restartCount?: number;
   createdAt?: string;
   startedAt?: string;
   finishedAt?: string;

@@ -31,9 +31,9 @@ t.test("execProcess: the container's process with the overrides", async (t) => {
       { env: ['PATH=/usr/bin:/bin', 'HOSTNAME=abc', 'HOME=/home/app', 'FOO=baz', 'NEW=1'] },
     ],
     [
-      '-u: uid, gid, groups and HOME of that user; other user fields kept',
+      '-u: uid, gid, groups (the primary one among them, as docker exec) and HOME of that user; other user fields kept',
       { command: ['id'], env: [], user: root, tty: false },
-      { user: { uid: 0, gid: 0, additionalGids: [10], umask: 18 }, env: ['PATH=/usr/bin:/bin', 'HOSTNAME=abc', 'HOME=/root', 'FOO=bar'] },
+      { user: { uid: 0, gid: 0, additionalGids: [0, 10], umask: 18 }, env: ['PATH=/usr/bin:/bin', 'HOSTNAME=abc', 'HOME=/root', 'FOO=bar'] },
     ],
     [
       '-u with -e HOME: -e wins',

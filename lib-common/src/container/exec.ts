@@ -79,7 +79,8 @@ export function execProcess(base: SpecProcess, overrides: { command: string[]; e
     args: overrides.command,
     env,
     cwd: overrides.cwd ?? base.cwd,
-    user: user ? { ...base.user, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids } : base.user,
+    // The primary group among the supplementary ones, as Docker's exec (and ctr-spawn's run) gives it.
+    user: user ? { ...base.user, uid: user.uid, gid: user.gid, additionalGids: [...new Set([user.gid, ...user.additionalGids])] } : base.user,
   };
 }
 

@@ -184,6 +184,23 @@ export function imageOf(state: ContainerState): { digest?: string; ref?: string 
   return { ...(digest ? { digest } : {}), ...(ref ? { ref } : {}) };
 }
 
+/**
+ * The images containers keep (running or stopped: a container that exists
+ * keeps its image, as Docker's), as the garbage collector's roots: digests,
+ * or references where a state has no digest. Leftovers without state keep
+ * nothing by their state (the gc reads mounted layers itself).
+ */
+export function imageRoots(entries: ContainerEntry[]): { images: string[]; refs: string[] } {
+  const roots = { images: [] as string[], refs: [] as string[] };
+  for (const entry of entries) {
+    if (!entry.state) continue;
+    const { digest, ref } = imageOf(entry.state);
+    if (digest) roots.images.push(digest);
+    else if (ref) roots.refs.push(ref);
+  }
+  return roots;
+}
+
 /** Whether the container may still be running (its state says so and its owner lives). */
 export function isRunning(state: ContainerState): boolean {
   const now = observe(state);

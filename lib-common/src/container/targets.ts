@@ -76,6 +76,7 @@ function publicFields(state: ContainerState, store: Store): ListedContainer {
     ...(state.exitCode !== undefined ? { exitCode: state.exitCode } : {}),
     ...(state.signal ? { signal: state.signal } : {}),
     ...(state.oomKilled !== undefined ? { oomKilled: state.oomKilled } : {}),
+    ...(state.restartCount ? { restartCount: state.restartCount } : {}),
     ...(Array.isArray(state.command) ? { command: state.command } : {}),
     ...(state.createdAt ? { createdAt: state.createdAt } : {}),
     ...(state.startedAt ? { startedAt: state.startedAt } : {}),

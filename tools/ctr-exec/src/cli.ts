@@ -43,6 +43,8 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
 
 await runCli({
   name: 'ctr-exec',
+  // stdout is the command's: no error record goes there.
+  recordsOnStdout: () => false,
   help: HELP,
   spec: {
     string: ['user', 'workdir'],

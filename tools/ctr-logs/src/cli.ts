@@ -38,6 +38,8 @@ container, an ambiguous prefix, or an unreadable store, 2 usage or bad input.
 
 await runCli({
   name: 'ctr-logs',
+  // stdout is the container's output unless it is `log` records.
+  recordsOnStdout: (args) => args['log-format'] === 'json',
   help: HELP,
   spec: { string: ['tail', 'since'], boolean: ['follow', 'timestamps'], alias: { f: 'follow', n: 'tail', t: 'timestamps' } },
   main: async (ctx) => {

@@ -37,6 +37,8 @@ Exit status: 0 listed (even nothing), 1 the store could not be read, 2 usage.
 
 await runCli({
   name: 'ctr-ls',
+  // -q prints ids, one per line, for xargs: no error record among them.
+  recordsOnStdout: (args) => !args.quiet,
   help: HELP,
   // `--no-trunc` is minimist's negation of `trunc`, on by default.
   spec: { boolean: ['all', 'trunc', 'json', 'table'], multiple: ['filter'], alias: { a: 'all', f: 'filter' }, default: { trunc: true } },

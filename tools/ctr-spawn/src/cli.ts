@@ -17,7 +17,6 @@ import {
   type SpawnOptions,
 } from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
-import { spawnContainer } from './spawn.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
 
@@ -153,6 +152,8 @@ await runCli({
   help: HELP,
   spec: SPAWN_FLAGS,
   exitCodeFor: (error) => (error.exitCode === EXIT.NOT_EXECUTABLE || error.exitCode === EXIT.NOT_FOUND ? error.exitCode : EXIT.SPAWN_FAILED),
+  // In the foreground stdout is the container's: no error record goes there.
+  recordsOnStdout: (args) => Boolean(args.detach || args['print-spec']),
   main: async (ctx) => {
     const args = ctx.args;
     if (args._.length > 0) {
@@ -239,6 +240,8 @@ await runCli({
     if (args['check-flags']) return 0;
     const recordFile = flag(args, 'record');
     const runOptions = { ...options, restart };
+    // Loaded after the flags are checked: --check-flags (conveyor-run, before it pulls) never needs it.
+    const { spawnContainer } = await import('./spawn.js');
     return spawnContainer(runOptions, {
       input: recordFile ? createReadStream(recordFile) : ctx.stdin,
       inputIsStdin: !recordFile,

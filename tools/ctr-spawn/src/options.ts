@@ -13,6 +13,7 @@ import { isAbsolute, posix } from 'node:path';
 import { parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';
+import type { RestartPolicy } from '@conveyor/lib-common/container/state';
 import type { DockerProfile } from './seccomp.js';
 import { parseVolumeFlag, volumeEntry } from './volumes.js';
 import { PROPAGATIONS, type Limits, type Propagation, type Rlimit, type Tmpfs, type Volume } from './spec.js';
@@ -55,6 +56,8 @@ export interface SpawnOptions {
   /** --rm with -d: the supervisor removes the container when it ends (a foreground run is removed anyway). */
   autoRemove: boolean;
   detach: boolean;
+  /** --restart with -d: when the supervisor starts the container again. */
+  restart?: RestartPolicy;
   /** --log-opt max-size, max-file: the caps of a detached container's log. */
   log: LogLimits;
   printSpec: boolean;

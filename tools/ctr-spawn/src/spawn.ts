@@ -26,7 +26,7 @@ import { signalExit, SignalForwarder, type SignalSource } from '@conveyor/lib-co
 import { containerStdin } from '@conveyor/lib-common/container/tty';
 import { containerRecordOf } from '@conveyor/lib-common/container/targets';
 import { endOf, exitedState, initialState } from './state.js';
-import { LOG_FILE, type ProcessIdentity, type RestartPolicy, updateState, writeState } from '@conveyor/lib-common/container/state';
+import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
 
 export interface SpawnIO {
   /** Where the record comes from (stdin, or the --record file). */
@@ -52,7 +52,7 @@ export interface SpawnIO {
  * or 128+N when it died of signal N. Throws ConveyorError for spawn failures
  * (125/126/127) after cleaning up.
  */
-export async function spawnContainer(options: SpawnOptions & { restart?: RestartPolicy }, io: SpawnIO): Promise<number> {
+export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promise<number> {
   const signals = new SignalForwarder(io.signals);
   let cleanup: (() => Promise<void>) | undefined;
   let supervisor: PendingSupervisor | undefined;

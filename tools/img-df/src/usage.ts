@@ -18,7 +18,7 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { imageOf, isRunning, listContainers } from '@conveyor/lib-common/container/state';
+import { imageRoots, isRunning, listContainers } from '@conveyor/lib-common/container/state';
 import { collectGarbage, diskUsage, imageDigests, mountedChains, type ContainerRoots, type FreedKind } from '@conveyor/lib-common/gc';
 import { SHA256_HEX } from '@conveyor/lib-common/digest';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
@@ -58,7 +58,7 @@ async function entries(dir: string): Promise<string[]> {
 export async function storeUsage(store: Store, options: DfOptions = {}): Promise<DfRecord[]> {
   const warn = options.warn ?? (() => undefined);
   const containers = await listContainers(store, { warn });
-  const roots: ContainerRoots = { images: [], refs: [] };
+  const roots: ContainerRoots = imageRoots(containers);
   let running = 0;
   let containerSize = 0;
   let stoppedSize = 0;
@@ -67,10 +67,6 @@ export async function storeUsage(store: Store, options: DfOptions = {}): Promise
     containerSize += size;
     if (entry.state && isRunning(entry.state)) running++;
     else stoppedSize += size;
-    if (!entry.state) continue;
-    const { digest, ref } = imageOf(entry.state);
-    if (digest) roots.images.push(digest);
-    else if (ref) roots.refs!.push(ref);
   }
 
   let imageReclaim = 0;

@@ -40,6 +40,8 @@ Exit status: 0 listed (even nothing), 1 the store could not be read, 2 usage.
 
 await runCli({
   name: 'img-ls',
+  // -q and --refs print one id or reference per line, for xargs: no error record among them.
+  recordsOnStdout: (args) => !args.quiet && !args.refs,
   help: HELP,
   spec: { boolean: ['json', 'table', 'all', 'digests', 'refs'], alias: { a: 'all' } },
   main: async (ctx) => {

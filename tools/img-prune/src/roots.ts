@@ -5,17 +5,10 @@
  * cannot be read is warned about and keeps nothing by its state (its mounted
  * layers are still kept: the gc reads the mount table itself).
  */
-import { imageOf, listContainers } from '@conveyor/lib-common/container/state';
+import { imageRoots, listContainers } from '@conveyor/lib-common/container/state';
 import type { ContainerRoots } from '@conveyor/lib-common/gc';
 import type { Store } from '@conveyor/lib-common/store';
 
 export async function containerRoots(store: Store, warn: (message: string) => void): Promise<ContainerRoots> {
-  const roots: ContainerRoots = { images: [], refs: [] };
-  for (const entry of await listContainers(store, { warn })) {
-    if (!entry.state) continue;
-    const { digest, ref } = imageOf(entry.state);
-    if (digest) roots.images.push(digest);
-    else if (ref) roots.refs!.push(ref);
-  }
-  return roots;
+  return imageRoots(await listContainers(store, { warn }));
 }

@@ -133,7 +133,7 @@ t.test('a store with garbage of every kind', async (t) => {
       'only the image no container uses is untagged',
     );
     t.strictSame(readdirSync(join(root, 'layers')).sort(), kept, 'v2 has both chains: both stay');
-    t.same(runToolSync('img-ls', ['--root', root, '-q']).stdout.trim().split('\n'), ['docker.io/library/busybox:v2'], 'v2 is still listed');
+    t.same(runToolSync('img-ls', ['--root', root, '--refs']).stdout.trim().split('\n'), ['docker.io/library/busybox:v2'], 'v2 is still listed');
     assertConsistent(t, root);
     const state = JSON.parse(readFileSync(join(root, 'containers', id, 'state.json'), 'utf8'));
     t.equal(state.status, 'running');

@@ -34,6 +34,8 @@ Exit status: 0 listed (even nothing), 1 the store could not be read, 2 usage.
 
 await runCli({
   name: 'vol-ls',
+  // -q prints ids, one per line, for xargs: no error record among them.
+  recordsOnStdout: (args) => !args.quiet,
   help: HELP,
   spec: { boolean: ['size', 'json', 'table'], multiple: ['filter'], alias: { f: 'filter', s: 'size' } },
   main: async (ctx) => {
