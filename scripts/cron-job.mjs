@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 // conveyor-cron-job: one run of a scheduled job, for cron. Starts a container
 // named JOB-<UTC time> from IMAGE (conveyor-run -d: pulled if missing), keeps
 // its output as a file in the log directory, removes the job's containers that
@@ -94,7 +94,8 @@ const logDir = own['log-dir'] ?? (process.getuid?.() === 0 ? join('/var/log/conv
 mkdirSync(logDir, { recursive: true, mode: 0o700 });
 
 $.verbose = false;
-const node = process.execPath;
+// `node --` ends node's own options: Node 20 reads --env-file anywhere on its command line otherwise.
+const node = [process.execPath, '--'];
 const stamp = new Date()
   .toISOString()
   .replace(/[-:]/g, '')

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 // conveyor-promote: the usual CI promotion step, composed from the tools:
 //   img-fetch --pull=missing SRC        (pull only when the store lacks it)
 //   img-tag SRC DST                     (name it for its destination)
@@ -57,7 +57,7 @@ const say = (message) => {
 
 /** Runs a tool with stdin closed and stderr shown; its stdout's records, or its exit code when it failed. */
 async function step(name, toolArgs) {
-  const result = await $({ stdio: ['ignore', 'pipe', 'inherit'], nothrow: true })`${process.execPath} ${tool(name)} ${toolArgs}`;
+  const result = await $({ stdio: ['ignore', 'pipe', 'inherit'], nothrow: true })`${process.execPath} -- ${tool(name)} ${toolArgs}`;
   if (result.exitCode !== 0) return { code: result.exitCode ?? 1 };
   const records = result.stdout
     .split('\n')

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 // conveyor-run: what `docker run IMAGE [COMMAND...]` does, composed from the tools:
 //   ctr-spawn --check-flags [OPTIONS]            every flag checked before anything is pulled
 //   img-fetch --pull=missing IMAGE | layer-unpack | ctr-spawn [OPTIONS] -- COMMAND
@@ -118,7 +118,7 @@ const spawnKeys = Object.keys(args).filter(
 const spawnFlags = flagsOf(args, spawnKeys);
 
 // Every flag, before anything is pulled: ctr-spawn's own parser, so nothing is checked twice or differently.
-const check = spawnSync(process.execPath, [tool('ctr-spawn'), '--check-flags', ...spawnFlags], { stdio: ['ignore', 'ignore', 'inherit'] });
+const check = spawnSync(process.execPath, ['--', tool('ctr-spawn'), '--check-flags', ...spawnFlags], { stdio: ['ignore', 'ignore', 'inherit'] });
 if (check.status !== 0) process.exit(check.status ?? 125);
 
 // An interactive run stays in our process group, the terminal's foreground one,
@@ -126,12 +126,12 @@ if (check.status !== 0) process.exit(check.status ?? 125);
 // its own and the signals come from us only (never twice).
 const interactive = [args.interactive, args.tty].flat().includes(true);
 const detached = !interactive;
-const fetch = spawn(process.execPath, [tool('img-fetch'), ...fetchFlags, image], { stdio: ['ignore', 'pipe', 'inherit'], detached });
+const fetch = spawn(process.execPath, ['--', tool('img-fetch'), ...fetchFlags, image], { stdio: ['ignore', 'pipe', 'inherit'], detached });
 // On a terminal the pull shows its progress and the unpack none: a present image's
 // run shows nothing but the container's output, as docker run's does.
 const unpackFlags = process.stderr.isTTY && args.progress === undefined ? [...common, '--progress=none'] : common;
-const unpack = spawn(process.execPath, [tool('layer-unpack'), ...unpackFlags], { stdio: [fetch.stdout, 'pipe', 'inherit'], detached });
-const ctr = spawn(process.execPath, [tool('ctr-spawn'), ...spawnFlags, '--', ...command], { stdio: [unpack.stdout, 'inherit', 'inherit'], detached });
+const unpack = spawn(process.execPath, ['--', tool('layer-unpack'), ...unpackFlags], { stdio: [fetch.stdout, 'pipe', 'inherit'], detached });
+const ctr = spawn(process.execPath, ['--', tool('ctr-spawn'), ...spawnFlags, '--', ...command], { stdio: [unpack.stdout, 'inherit', 'inherit'], detached });
 // Each pipe is the next tool's now: an early end downstream is an EPIPE upstream, not a reader held open by us.
 fetch.stdout.destroy();
 unpack.stdout.destroy();

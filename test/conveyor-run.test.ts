@@ -287,3 +287,17 @@ t.test('Ctrl-C stops the container and ends the run with 130, leaving no process
     'nothing of the containers is left',
   );
 });
+
+t.test('--env-file reaches the tools, not node (Node 20 reads it anywhere on its own command line)', async (t) => {
+  // Run through the shebangs, as a user does: `#!/usr/bin/env -S node --` ends node's own options.
+  const missing = '/nonexistent/conveyor.env';
+  for (const [what, file, args] of [
+    ['ctr-spawn', toolPath('ctr-spawn'), ['--check-flags', '--env-file', missing]],
+    ['conveyor-run', RUN_SCRIPT, ['--env-file', missing, 'busybox', 'true']],
+  ] as const) {
+    const result = await exec(file, [...args]).catch((error) => error);
+    t.equal(result.code, 125, `${what}: ctr-spawn's usage error, not node's exit 9`);
+    t.match(result.stderr, /--env-file \/nonexistent\/conveyor\.env/, `${what}: our message names the file`);
+    t.notMatch(result.stderr, /^node:/m, `${what}: node itself said nothing`);
+  }
+});

@@ -80,7 +80,11 @@ function result(code: number | null, signal: NodeJS.Signals | null, rawStdout: s
 /** Runs tool `name` with `args`; resolves when it has exited and its output is closed. */
 export function runTool(name: string, args: string[], options: AsyncToolOptions = {}): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [toolPath(name), ...args], { env: options.env ?? process.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--', toolPath(name), ...args], {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
@@ -105,7 +109,7 @@ export function runTool(name: string, args: string[], options: AsyncToolOptions 
 
 /** runTool for synchronous callers (sync test bodies, helpers used at module load). */
 export function runToolSync(name: string, args: string[], options: ToolOptions = {}): ToolResult {
-  const run = spawnSync(process.execPath, [toolPath(name), ...args], {
+  const run = spawnSync(process.execPath, ['--', toolPath(name), ...args], {
     env: options.env ?? process.env,
     cwd: options.cwd,
     input: options.input ?? '',
