@@ -117,7 +117,15 @@ t.test('a store with garbage of every kind', async (t) => {
     const rootfs = runToolSync('layer-unpack', ['--root', root], { input: v2 }).stdout;
     const spawn = await runTool(
       'ctr-spawn',
-      ['--root', root, '-d', '--', 'sh', '-c', 'trap "exit 0" TERM; while true; do cat /hello.txt > /tmp/seen; sleep 0.1; done'],
+      [
+        '--root',
+        root,
+        '-d',
+        '--',
+        'sh',
+        '-c',
+        'trap "exit 0" TERM; while true; do cat /hello.txt > /tmp/seen.new && mv /tmp/seen.new /tmp/seen; sleep 0.1; done',
+      ],
       {
         input: rootfs,
       },
