@@ -65,6 +65,7 @@ export class Staging {
   /** Consumes a tar stream member by member (tar-stream's extract; nothing is buffered whole). */
   async fromTar(input: Readable): Promise<void> {
     const { extract } = await import('tar-stream');
+    await mkdirClosed(this.options.store.ingestDir);
     const tar = extract();
     input.on('error', (error) => tar.destroy(error));
     input.pipe(tar);
@@ -92,6 +93,7 @@ export class Staging {
 
   /** Stages every regular file of an OCI layout directory; a symlink in it is refused. */
   async fromDirectory(dir: string, prefix = ''): Promise<void> {
+    await mkdirClosed(this.options.store.ingestDir);
     for (const name of (await readdir(join(dir, prefix))).sort()) {
       const rel = prefix ? `${prefix}/${name}` : name;
       const info = await lstat(join(dir, rel));
@@ -108,7 +110,8 @@ export class Staging {
         hint: 'raise --max-blob-size if the archive is trusted',
       });
     }
-    await mkdirClosed(this.options.store.ingestDir);
+    // Nothing is awaited before the pipeline is attached: a tar entry that ends
+    // (or fails, truncated) while nobody listens would never settle.
     const file = join(this.options.store.ingestDir, `import-${randomBytes(12).toString('hex')}`);
     this.files.push(file);
     const hash = createHash('sha256');
