@@ -8,6 +8,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { tempStore, removeStore } from '../../../test/helpers/rootfs.js';
 import { runTool } from '../../../test/helpers/tools.js';
@@ -143,6 +144,27 @@ for (const [what, build, args, code] of refusals) {
     t.equal(snapshot(), before, 'store unchanged');
   });
 }
+
+t.test('accepted: Docker 25+ layout (blobs/sha256 members) with a gzip layer, two RepoTags', async (t) => {
+  const gz = gzipSync(layer);
+  const members: Member[] = [
+    { name: 'blobs/', type: 'directory' },
+    { name: `blobs/sha256/${hex(gz)}`, data: gz },
+    { name: `blobs/sha256/${hex(config)}`, data: config },
+    {
+      name: 'manifest.json',
+      data: JSON.stringify([{ Config: `blobs/sha256/${hex(config)}`, RepoTags: ['new:1', 'new:2'], Layers: [`blobs/sha256/${hex(gz)}`] }]),
+    },
+  ];
+  const result = await runTool('img-import', [], { env, input: await tarOf(members) });
+  t.equal(result.code, 0, result.stderr);
+  t.same(
+    result.records.map((r) => `${r.type} ${r.ref}`),
+    ['layer docker.io/library/new:1', 'image docker.io/library/new:1', 'layer docker.io/library/new:2', 'image docker.io/library/new:2'],
+  );
+  t.match(result.records[0], { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${hex(gz)}`, diffID: `sha256:${hex(layer)}` });
+  t.ok(existsSync(join(root, 'blobs', 'sha256', hex(gz))), 'the gzip blob is stored as it came');
+});
 
 t.test('normalizeMemberName', async (t) => {
   const good: [string, string][] = [

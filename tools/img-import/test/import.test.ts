@@ -55,6 +55,11 @@ if (!hasSharedImages) {
     t.equal(layer.digest, layer.diffID, 'an uncompressed layer is stored under its diff ID');
     t.equal(runToolSync('img-ls', ['--refs'], { env }).stdout, 'docker.io/library/bb:docker\n');
     t.same(unpacked('bb:docker'), originalTree);
+    // img-import | layer-unpack: its own records are what layer-unpack reads.
+    const direct = join(work, 'direct');
+    const flat = runToolSync('layer-unpack', ['--flatten', direct], { env, input: result.rawStdout });
+    t.equal(flat.code, 0, flat.stderr);
+    t.same(tree(direct), originalTree, 'img-import | layer-unpack --flatten');
     t.same(readdirSync(join(root, 'ingest')), [], 'nothing left in ingest/');
   });
 
