@@ -64,9 +64,16 @@ if (!hasSharedImages) {
   });
 
   t.test('docker-archive streamed on stdin, renamed with --ref', async (t) => {
-    const result = await runTool('img-import', ['--ref', 'piped:1'], { env, input: readFileSync(dockerArchive) });
+    const result = await runTool('img-import', ['--ref', 'piped:1', '--progress=json'], { env, input: readFileSync(dockerArchive) });
     t.equal(result.code, 0, result.stderr);
     t.equal(result.records.at(-1)?.ref, 'docker.io/library/piped:1');
+    t.ok(
+      result.logs.some((l) => l.type === 'progress' && l.action === 'import' && l.phase === 'done'),
+      'progress events for the 2 MB layer member',
+    );
+    // The store stays an OCI layout other tools read: skopeo sees the manifest img-import built.
+    const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci:${root}:docker.io/library/piped:1`], { encoding: 'utf8' }));
+    t.equal(raw.layers[0].digest, result.records[0].digest);
   });
 
   t.test('oci-archive: a bare tag needs --ref; with it the image imports', async (t) => {
