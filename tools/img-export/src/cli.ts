@@ -11,7 +11,14 @@ With no REFERENCE, the images are read from stdin (\`image\` records by ref,
 or bare references). The tar goes to stdout unless -o names a file; it is
 never written to a terminal.
 
+With --rootfs, the one IMAGE or CONTAINER named is written as a flat tar of its
+filesystem (docker export): a running container's merged view, or an image's
+unpacked layers (layer-unpack) mounted as a read-only overlay, whiteouts
+applied; numeric owners, modes and mtimes kept, symlinks as links, hard links
+as copies, devices, fifos, sockets and xattrs left out.
+
 Options:
+      --rootfs         export the filesystem of one image or container instead
   -o, --output FILE    write to FILE (through FILE.tmp, renamed when complete); - for stdout
       --format FORMAT  docker (default), oci or oci-dir (needs -o DIR, which must not exist)
       --root DIR       store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
@@ -25,6 +32,7 @@ Examples:
   img-export app:v1 app:v2 --format oci -o apps.tar
   img-ls 'localhost:5000/*' | img-export -o bundle.tar
   img-export alpine | ssh host docker load
+  img-export --rootfs web -o web-fs.tar
   img-export --format oci-dir -o ./layout busybox && umoci ls --layout ./layout
 
 Exit status: 0 written, 1 an image was not found or its blobs are corrupt
@@ -38,7 +46,7 @@ await runCli({
   // stdout is the archive: error records stay off it.
   recordsOnStdout: () => false,
   help: HELP,
-  spec: { string: ['output', 'format'], alias: { o: 'output' } },
+  spec: { string: ['output', 'format'], boolean: ['rootfs'], alias: { o: 'output' } },
   main: async (ctx) => {
     const format = String(ctx.args.format ?? 'docker');
     if (!FORMATS.includes(format)) throw new ConveyorError('ERR_USAGE', `unknown --format ${format}`, { hint: 'docker, oci or oci-dir' });
@@ -53,6 +61,14 @@ await runCli({
       throw new ConveyorError('ERR_USAGE', 'no reference given', { hint: 'name an image (img-export busybox -o b.tar) or pipe img-ls into it; see --help' });
     }
     const { Store } = await import('@conveyor/lib-common/store');
+    if (ctx.args.rootfs) {
+      if (ctx.args._.length !== 1)
+        throw new ConveyorError('ERR_USAGE', '--rootfs exports one image or container', { hint: 'img-export --rootfs NAME -o fs.tar' });
+      const { exportRootfs } = await import('./rootfs.js');
+      const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
+      await exportRootfs(store, String(ctx.args._[0]), output ?? ctx.stdout);
+      return;
+    }
     const { argumentItems, readReferences } = await import('@conveyor/lib-common/reference-input');
     const { IMAGE_RECORD_TYPES } = await import('@conveyor/lib-common/image-input');
     const { exportImages } = await import('./export.js');

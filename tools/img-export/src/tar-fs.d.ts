@@ -6,6 +6,9 @@ declare module 'tar-fs' {
     ignore?: (name: string) => boolean;
     map?: <T extends { name: string }>(header: T) => T;
     dereference?: boolean;
+    umask?: number;
+    strict?: boolean;
+    sort?: boolean;
   }
   const tar: { pack(dir: string, options?: PackOptions): Readable };
   export default tar;
