@@ -10,7 +10,7 @@
  * (ERR_LAYER_TOO_LARGE) on a member declared larger than maxSize,
  * (ERR_DIGEST_MISMATCH) on a `blobs/sha256/<hex>` member whose bytes hash to
  * something else, (ERR_MANIFEST_INVALID) on a stream that is not a tar or
- * ends early. On failure every staged file is removed (discard()).
+ * ends early, more than maxMembers members or oversized metadata. On failure every staged file is removed (discard()).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -24,6 +24,11 @@ import { mkdirClosed, type Store } from '@conveyor/lib-common/store';
 /** Metadata members are parsed whole: real ones are a few KiB. */
 export const MAX_METADATA_BYTES = 8 * 1024 * 1024;
 const METADATA_NAMES = new Set(['manifest.json', 'index.json', 'repositories', 'oci-layout']);
+/**
+ * Each member is one staged file: a real archive has a few per layer, an
+ * archive of millions of empty members would only cost inodes and time.
+ */
+export const DEFAULT_MAX_MEMBERS = 100_000;
 
 export interface StagedMember {
   /** The staged copy under ingest/. */
@@ -37,6 +42,8 @@ export interface StagedMember {
 export interface StageOptions {
   store: Store;
   maxSize: number;
+  /** Most members (files) staged; default DEFAULT_MAX_MEMBERS. */
+  maxMembers?: number;
   onProgress?: (event: { id: string; current: number; total: number; phase: 'start' | 'update' | 'done' }) => void;
 }
 
@@ -104,6 +111,14 @@ export class Staging {
   }
 
   private async add(name: string, body: Readable, declared: number): Promise<void> {
+    if (this.files.length >= (this.options.maxMembers ?? DEFAULT_MAX_MEMBERS)) {
+      body.destroy();
+      throw new ConveyorError('ERR_MANIFEST_INVALID', `the archive has more than ${this.files.length} members; no image has that many`);
+    }
+    if (METADATA_NAMES.has(name) && declared > MAX_METADATA_BYTES) {
+      body.destroy();
+      throw new ConveyorError('ERR_MANIFEST_INVALID', `${name} is ${declared} bytes, over the ${MAX_METADATA_BYTES} allowed for metadata`);
+    }
     if (declared > this.options.maxSize) {
       body.destroy();
       throw new ConveyorError('ERR_LAYER_TOO_LARGE', `archive member ${name} declares ${declared} bytes, over the limit of ${this.options.maxSize}`, {
@@ -115,7 +130,7 @@ export class Staging {
     const file = join(this.options.store.ingestDir, `import-${randomBytes(12).toString('hex')}`);
     this.files.push(file);
     const hash = createHash('sha256');
-    const keep = METADATA_NAMES.has(name) && declared <= MAX_METADATA_BYTES ? ([] as Buffer[]) : undefined;
+    const keep = METADATA_NAMES.has(name) ? ([] as Buffer[]) : undefined;
     let head = Buffer.alloc(0);
     let size = 0;
     const big = declared >= 1024 * 1024;

@@ -12,7 +12,9 @@ import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { tempStore, removeStore } from '../../../test/helpers/rootfs.js';
 import { runTool } from '../../../test/helpers/tools.js';
-import { normalizeMemberName } from '../src/stage.js';
+import { Readable } from 'node:stream';
+import { Store } from '@conveyor/lib-common/store';
+import { normalizeMemberName, Staging } from '../src/stage.js';
 
 interface Member {
   name: string;
@@ -164,6 +166,19 @@ t.test('accepted: Docker 25+ layout (blobs/sha256 members) with a gzip layer, tw
   );
   t.match(result.records[0], { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${hex(gz)}`, diffID: `sha256:${hex(layer)}` });
   t.ok(existsSync(join(root, 'blobs', 'sha256', hex(gz))), 'the gzip blob is stored as it came');
+});
+
+t.test('Staging: too many members, oversized metadata; discard leaves ingest/ empty', async (t) => {
+  const store = new Store(root);
+  const many = await tarOf(Array.from({ length: 5 }, (_, i) => ({ name: `m${i}`, data: 'x' })));
+  const staging = new Staging({ store, maxSize: 1e9, maxMembers: 3 });
+  await t.rejects(staging.fromTar(Readable.from([many])), { code: 'ERR_MANIFEST_INVALID', message: /more than 3 members/ });
+  await staging.discard();
+  const huge = declaredSize(await tarOf([{ name: 'manifest.json', data: '[]' }]), 9 * 1024 * 1024);
+  const second = new Staging({ store, maxSize: 1e9 });
+  await t.rejects(second.fromTar(Readable.from([huge])), { code: 'ERR_MANIFEST_INVALID', message: /manifest.json is 9437184 bytes/ });
+  await second.discard();
+  t.same(readdirSync(join(root, 'ingest')), []);
 });
 
 t.test('normalizeMemberName', async (t) => {
