@@ -10,7 +10,9 @@
  * (ERR_LAYER_TOO_LARGE) on a member declared larger than maxSize,
  * (ERR_DIGEST_MISMATCH) on a `blobs/sha256/<hex>` member whose bytes hash to
  * something else, (ERR_MANIFEST_INVALID) on a stream that is not a tar or
- * ends early, more than maxMembers members or oversized metadata. On failure every staged file is removed (discard()).
+ * ends early, more than maxMembers members or oversized metadata. The
+ * caller removes what was staged with discard(), on failure and after a
+ * commit alike.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
