@@ -89,6 +89,7 @@ await runCli({
         store,
         ref,
         platform,
+        platformExplicit: platformText !== undefined,
         emitLayers: ctx.args.layers !== false,
         write: (record) => ctx.out.write(record),
         warn: (message) => ctx.log.warn(message),

@@ -41,6 +41,8 @@ export interface ImportOptions {
   /** --ref: names the image (the only one, or each unnamed one when there are several). */
   ref?: string;
   platform: Platform;
+  /** --platform was given: an image of another platform is refused (otherwise imported as it is). */
+  platformExplicit?: boolean;
   write: (record: object) => Promise<void>;
   emitLayers?: boolean;
   warn?: (message: string) => void;
@@ -56,6 +58,11 @@ export async function importStaged(staging: Staging, options: ImportOptions): Pr
     else for (const image of planned) if (image.refs.length === 0) image.refs = [ref];
   }
   for (const image of planned) {
+    const { os = 'linux', architecture = 'unknown', variant } = image.config;
+    const actual: Platform = { os, architecture, ...(variant ? { variant } : {}) };
+    if (options.platformExplicit && !platformMatches(actual, options.platform)) {
+      throw new ConveyorError('ERR_PLATFORM_NOT_FOUND', `the archive's image is for ${formatPlatform(actual)}, not ${formatPlatform(options.platform)}`);
+    }
     if (image.refs.length === 0) {
       throw new ConveyorError('ERR_REF_INVALID', `the archive leaves image ${image.manifest.config.digest.slice(7, 19)} unnamed`, {
         hint: 'name it with --ref NAME:TAG',

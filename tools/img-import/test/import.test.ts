@@ -98,6 +98,19 @@ if (!hasSharedImages) {
     t.equal(runToolSync('img-ls', ['--refs', 'dir:1'], { env }).stdout, 'docker.io/library/dir:1\n');
   });
 
+  t.test('a multi-platform index: the host platform is chosen; one it lacks is refused', async (t) => {
+    const index = join(SHARED_IMAGES, 'busybox-index');
+    const missing = await runTool('img-import', ['--ref', 'idx:arm', '--platform', 'linux/s390x', index], { env });
+    t.equal(missing.code, 1);
+    t.equal(missing.errors[0]?.code, 'ERR_PLATFORM_NOT_FOUND');
+    const other = await runTool('img-import', ['--ref', 'idx:arm', '--platform', 'linux/s390x', source], { env });
+    t.equal(other.errors[0]?.code, 'ERR_PLATFORM_NOT_FOUND', 'a single image of another platform, with --platform');
+    t.equal(runToolSync('img-ls', ['--refs', 'idx:*'], { env }).stdout, '', 'nothing tagged');
+    const chosen = await runTool('img-import', ['--ref', 'idx:amd64', '--platform', 'linux/amd64', '--no-layers', index], { env });
+    t.equal(chosen.code, 0, chosen.stderr);
+    t.match(chosen.records[0], { ref: 'docker.io/library/idx:amd64', platform: { os: 'linux', architecture: 'amd64' } });
+  });
+
   t.test('usage: unknown flag, two files, a missing file, a bad --ref', async (t) => {
     t.equal(runToolSync('img-import', ['--bogus', dockerArchive], { env }).code, 2);
     t.equal(runToolSync('img-import', [dockerArchive, ociArchive], { env }).code, 2);
