@@ -41,12 +41,9 @@ if (!hasSharedImages) {
 
   t.test('the same export twice gives the same bytes; stdout and -o agree', async (t) => {
     const a = join(work, 'a.tar');
-    const b = join(work, 'b.tar');
     t.equal((await exportTool(['app:v1', 'app:v2', '-o', a])).code, 0);
-    t.equal((await exportTool(['app:v1', 'app:v2', '-o', b])).code, 0);
-    t.equal(sha(a), sha(b));
     const piped = execFileSync('node', [toolPath('img-export'), '--root', root, 'app:v1', 'app:v2'], { maxBuffer: 1 << 30 });
-    t.equal(createHash('sha256').update(piped).digest('hex'), sha(a), 'stdout carries the same archive');
+    t.equal(createHash('sha256').update(piped).digest('hex'), sha(a), 'a second export, to stdout, has the same bytes');
   });
 
   t.test('two images sharing layers store them once', async (t) => {
