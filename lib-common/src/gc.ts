@@ -34,7 +34,7 @@ import { chainIDs, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
 import { processAlive, tokenAlive, withLock } from './lock.js';
 import type { Descriptor } from './records.js';
-import { REF_NAME_ANNOTATION, type Store } from './store.js';
+import { IMPORT_STAGING_PREFIX, REF_NAME_ANNOTATION, type Store } from './store.js';
 
 /** What the containers of the store need: read by the caller once the gc holds its locks. */
 export interface ContainerRoots {
@@ -373,6 +373,14 @@ async function sweepBlobs(store: Store, marks: Marks, free: Free): Promise<void>
 
 async function sweepIngest(store: Store, free: Free): Promise<void> {
   for (const name of await names(store.ingestDir)) {
+    // img-import's staging files carry their owner's token: only a dead importer's go.
+    if (name.startsWith(IMPORT_STAGING_PREFIX)) {
+      if (tokenAlive(name.slice(IMPORT_STAGING_PREFIX.length))) continue;
+      const path = join(store.ingestDir, name);
+      const size = (await lstat(path).catch(() => undefined))?.size ?? 0;
+      await free({ kind: 'ingest', path: `ingest/${name}`, size }, () => rm(path, { force: true }));
+      continue;
+    }
     if (!SHA256_HEX.test(name) || (await lockHeld(store, `ingest-${name}`))) continue;
     const path = join(store.ingestDir, name);
     const size = (await lstat(path).catch(() => undefined))?.size ?? 0;

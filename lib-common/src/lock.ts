@@ -65,6 +65,15 @@ function newToken(): string {
   return `${process.pid}.${ownStart}.${randomBytes(8).toString('hex')}`;
 }
 
+/**
+ * A fresh owner token of this process (`<pid>.<start time>.<random>`), for
+ * names of files whose owner must be recognisable after a crash (tokenAlive):
+ * img-import's `ingest/import-<token>` staging files.
+ */
+export function ownerToken(): string {
+  return newToken();
+}
+
 /** Whether the process that made `token` still runs. Unparseable tokens are nobody's. */
 export function tokenAlive(token: string): boolean {
   const match = TOKEN.exec(token);

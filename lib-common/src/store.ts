@@ -39,6 +39,9 @@ import { ConveyorError } from './errors.js';
 import { withLock } from './lock.js';
 import type { Descriptor } from './records.js';
 
+/** img-import's staging files: `ingest/import-<owner token>` (lock.ts), swept by the gc once their owner is gone. */
+export const IMPORT_STAGING_PREFIX = 'import-';
+
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 /** containerd's annotation for the full image name; we set both. */
 export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';

@@ -2,7 +2,7 @@
  * Stages the members of an archive (a tar stream) or of an OCI layout
  * directory into the store's ingest area, hashing each while it is written.
  * Member names are lookup keys only, never paths we write to: each member
- * goes to a fresh `ingest/import-<random>` file. Small metadata members
+ * goes to a fresh `ingest/import-<owner token>` file (lock.ts; img-prune removes a dead importer's). Small metadata members
  * (manifest.json, index.json, repositories, oci-layout) are also kept in
  * memory.
  *
@@ -14,14 +14,15 @@
  * caller removes what was staged with discard(), on failure and after a
  * commit alike.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { mkdirClosed, type Store } from '@conveyor/lib-common/store';
+import { ownerToken } from '@conveyor/lib-common/lock';
+import { IMPORT_STAGING_PREFIX, mkdirClosed, type Store } from '@conveyor/lib-common/store';
 
 /** Metadata members are parsed whole: real ones are a few KiB. */
 export const MAX_METADATA_BYTES = 8 * 1024 * 1024;
@@ -129,7 +130,8 @@ export class Staging {
     }
     // Nothing is awaited before the pipeline is attached: a tar entry that ends
     // (or fails, truncated) while nobody listens would never settle.
-    const file = join(this.options.store.ingestDir, `import-${randomBytes(12).toString('hex')}`);
+    // Named by our owner token: img-prune removes it once we are gone (a crash), never while we run.
+    const file = join(this.options.store.ingestDir, `${IMPORT_STAGING_PREFIX}${ownerToken()}`);
     this.files.push(file);
     const hash = createHash('sha256');
     const keep = METADATA_NAMES.has(name) ? ([] as Buffer[]) : undefined;

@@ -56,6 +56,9 @@ t.test('a store with garbage of every kind', async (t) => {
     mkdirSync(join(root, 'layers', `.tmp-${'f'.repeat(64)}-999999999-1234`, 'diff'), { recursive: true });
     mkdirSync(join(root, 'ingest'), { recursive: true });
     writeFileSync(join(root, 'ingest', '1'.repeat(64)), 'partial');
+    // img-import's staging files: a dead importer's goes, a live one's (this process, any start time) stays.
+    writeFileSync(join(root, 'ingest', 'import-999999999.1.abcd'), 'staged by a crashed import');
+    writeFileSync(join(root, 'ingest', `import-${process.pid}.0.abcd`), 'staged by a running import');
     mkdirSync(join(root, 'l'), { recursive: true });
     symlinkSync(`../layers/${'e'.repeat(64)}/diff`, join(root, 'l', 'toorphan'));
     symlinkSync(`../layers/${kept[0]}/diff`, join(root, 'l', 'tokept'));
@@ -80,12 +83,13 @@ t.test('a store with garbage of every kind', async (t) => {
       `blobs/sha256/${'d'.repeat(64)}.999999999.abcd.tmp`,
       `flattened/${createHash('sha256').update('/tmp/conveyor-prune-no-such-tree').digest('hex')}.json`,
       `ingest/${'1'.repeat(64)}`,
+      'ingest/import-999999999.1.abcd',
       'l/toorphan',
       `layers/.tmp-${'f'.repeat(64)}-999999999-1234`,
       `layers/${'e'.repeat(64)}`,
     ]);
     const total = run.records.at(-1)!;
-    t.match(total, { type: 'total', v: 1, count: 7, dryRun: true, untagged: 0, store: root });
+    t.match(total, { type: 'total', v: 1, count: 8, dryRun: true, untagged: 0, store: root });
     t.equal(
       total.size,
       freed.reduce((sum, r) => sum + r.size, 0),
@@ -99,11 +103,11 @@ t.test('a store with garbage of every kind', async (t) => {
   await t.test('prune removes exactly the garbage; the images stay whole and unpack from the cache', async (t) => {
     const run = await prune(root);
     t.equal(run.code, 0, run.stderr);
-    t.equal(run.records.filter((r) => r.type === 'freed').length, 7);
+    t.equal(run.records.filter((r) => r.type === 'freed').length, 8);
     t.match(run.stderr, /Total reclaimed space: \d+(\.\d+)?kB/);
     t.strictSame(readdirSync(join(root, 'layers')).sort(), kept, 'the images\u2019 layers stay');
     t.strictSame(readdirSync(join(root, 'l')), ['tokept']);
-    t.strictSame(readdirSync(join(root, 'ingest')), []);
+    t.strictSame(readdirSync(join(root, 'ingest')), [`import-${process.pid}.0.abcd`], 'a live import keeps its staging file');
     t.strictSame(readdirSync(join(root, 'flattened')), []);
     assertConsistent(t, root);
     const again = runToolSync('layer-unpack', ['--root', root], { input: images });
