@@ -1,11 +1,12 @@
 import t from 'tap';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { hasSharedImages, importToStore, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
 import { runTool, toolPath } from '../../../test/helpers/tools.js';
+import { startDockerd } from '../../../test/helpers/dockerd.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -157,62 +158,4 @@ if (!hasSharedImages) {
     const { stdout } = await docker('run', '--rm', '--network', 'none', 'busybox:latest', '/bin/busybox', 'echo', 'loaded');
     t.equal(stdout, 'loaded\n');
   });
-}
-
-/** Starts dockerd on private paths (as tools/img-push/test/interop.test.ts); a string saying why when it cannot. */
-async function startDockerd(work: string): Promise<{ sock: string; stop(): Promise<void> } | string> {
-  const dockerd = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
-  if (!dockerd) return 'dockerd is not installed';
-  const sock = join(work, 'docker.sock');
-  const child: ChildProcess = spawn(
-    dockerd,
-    [
-      '-H',
-      `unix://${sock}`,
-      '--data-root',
-      join(work, 'data'),
-      '--exec-root',
-      join(work, 'exec'),
-      '--pidfile',
-      join(work, 'docker.pid'),
-      '--iptables=false',
-      '--ip6tables=false',
-      '--ip-forward=false',
-      '--ip-masq=false',
-      '--bridge=none',
-      '--userland-proxy=false',
-      '--storage-driver',
-      'overlay2',
-      '--exec-opt',
-      'native.cgroupdriver=cgroupfs',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let log = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    log += d.toString();
-  });
-  let exited = false;
-  child.on('exit', () => {
-    exited = true;
-  });
-  const stop = async () => {
-    if (exited) return;
-    const done = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 15_000))]);
-    if (!exited) child.kill('SIGKILL');
-  };
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (exited) return `dockerd exited at start: ${log.split('\n').slice(-3).join(' ')}`;
-    try {
-      await execFileAsync('docker', ['-H', `unix://${sock}`, 'version'], { timeout: 5000 });
-      return { sock, stop };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-  await stop();
-  return 'dockerd did not answer in 30 s';
 }
