@@ -231,7 +231,8 @@ export async function listContainers(store: Store, options: { warn?: (message: s
 }
 
 /**
- * Finds a container by full id, name, or unique id prefix (Docker's order).
+ * Finds a container by full id, name, or unique id prefix (Docker's order),
+ * then by a name only its state records (never claimed under names/).
  * Resolves to its entry (state may be undefined for a leftover directory).
  */
 export async function resolveContainer(store: Store, query: string): Promise<ContainerEntry> {
@@ -250,6 +251,13 @@ export async function resolveContainer(store: Store, query: string): Promise<Con
     throw new ConveyorError('ERR_CONTAINER_AMBIGUOUS', `${query} matches ${matches.length} containers: ${matches.map((m) => m.id.slice(0, 12)).join(', ')}`, {
       hint: 'give more characters of the id, or the name',
     });
+  }
+  // Last, the name as the states record it: a container whose name was never
+  // claimed under names/ (a ctr-spawn from before names were claimed), when
+  // exactly one state has it.
+  if (CONTAINER_NAME.test(query)) {
+    const named = all.filter((entry) => entry.state?.name === query);
+    if (named.length === 1) return named[0];
   }
   throw new ConveyorError('ERR_CONTAINER_NOT_FOUND', `no such container: ${query}`, { hint: 'list them with ctr-ls -a' });
 }

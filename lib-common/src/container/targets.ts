@@ -23,7 +23,7 @@ import { readLines, type RecordSink } from '../ndjson.js';
 import { pipeline } from '../pipeline.js';
 import { badRecord, type ContainerRecord, RECORD_VERSION } from '../records.js';
 import { isContainerId, type Store } from '../store.js';
-import { CONTAINER_NAME, type ContainerEntry, type ContainerState, imageOf, listContainers, resolveContainer } from './state.js';
+import { type ContainerEntry, type ContainerState, imageOf, resolveContainer } from './state.js';
 
 /** The status ctr-ls gives a container directory without a state (a ctr-spawn killed early): Docker's word. */
 export const LEFTOVER_STATUS = 'dead';
@@ -88,25 +88,9 @@ function publicFields(state: ContainerState, store: Store): ListedContainer {
   return record;
 }
 
-/**
- * resolveContainer, and then the name as the states record it: a container
- * whose name was never claimed under names/ (a ctr-spawn from before names
- * were claimed) is still found by it, when exactly one state has it.
- */
-export async function findContainer(store: Store, query: string): Promise<ContainerEntry> {
-  try {
-    return await resolveContainer(store, query);
-  } catch (error) {
-    if (!(error instanceof ConveyorError) || error.code !== 'ERR_CONTAINER_NOT_FOUND' || !CONTAINER_NAME.test(query)) throw error;
-    const named = (await listContainers(store)).filter((entry) => entry.state?.name === query);
-    if (named.length === 1) return named[0];
-    throw error;
-  }
-}
-
 async function resolveItem(store: Store, query: string, label: string): Promise<TargetItem> {
   try {
-    return { kind: 'container', query: label, entry: await findContainer(store, query) };
+    return { kind: 'container', query: label, entry: await resolveContainer(store, query) };
   } catch (error) {
     return { kind: 'failed', query: label, error: toConveyorError(error) };
   }
