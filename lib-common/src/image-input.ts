@@ -12,11 +12,10 @@
  * `write` throw (a bad input line → ERR_INPUT_JSON naming `stdin:N`, a closed
  * stdout) ends the run.
  */
-import { EXIT, toConveyorError, type ConveyorError } from './errors.js';
+import type { ConveyorError } from './errors.js';
 import { readStoredImage, type StoredImage } from './image.js';
 import { findLocalImage, type LocalImage } from './local-image.js';
-import { pipeline } from './pipeline.js';
-import type { ReferenceItem } from './reference-input.js';
+import { eachReference, type ReferenceItem } from './reference-input.js';
 import type { Store } from './store.js';
 
 /** The record types whose `ref` names an image to describe. */
@@ -35,31 +34,15 @@ export interface EachLocalImageOptions {
   error: (error: ConveyorError) => void;
 }
 
-/** Runs onImage for each reference of `items` in order; resolves with the run's exit code. */
-export async function eachLocalImage(
-  store: Store,
-  items: Iterable<ReferenceItem> | AsyncIterable<ReferenceItem>,
-  options: EachLocalImageOptions,
-): Promise<number> {
-  let exitCode: number = EXIT.OK;
-  for await (const item of items) {
-    if (item.kind === 'passthrough') {
-      // readLines already handed upstream `error` records to the pipeline: what is left is another tool's record.
-      await options.write(item.record);
-      continue;
-    }
-    try {
+/** Runs onImage for each reference of `items` in order (reference-input's eachReference policy); resolves with the run's exit code. */
+export function eachLocalImage(store: Store, items: Iterable<ReferenceItem> | AsyncIterable<ReferenceItem>, options: EachLocalImageOptions): Promise<number> {
+  return eachReference(
+    items,
+    async (item) => {
       const local = await findLocalImage(store, item.ref, { byDigest: true });
       const stored = await readStoredImage(store, local.entry);
       await options.onImage({ ...stored, local });
-    } catch (error) {
-      const err = toConveyorError(error);
-      // A closed stdout ends the run (runCli exits 0 on it); it is no failure of this image.
-      if ((error as NodeJS.ErrnoException).code === 'EPIPE') throw error;
-      options.error(err);
-      await pipeline.reportOwn(err);
-      if (exitCode === EXIT.OK) exitCode = err.exitCode;
-    }
-  }
-  return exitCode;
+    },
+    options,
+  );
 }

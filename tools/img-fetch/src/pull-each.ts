@@ -13,8 +13,8 @@
  * input iterator or `write` throw (a bad input line, a closed stdout) ends
  * the run and propagates.
  */
-import { EXIT, toConveyorError, type ConveyorError } from '@conveyor/lib-common/errors';
-import { pipeline } from '@conveyor/lib-common/pipeline';
+import type { ConveyorError } from '@conveyor/lib-common/errors';
+import { eachReference } from '@conveyor/lib-common/reference-input';
 import type { FetchResult } from './fetch.js';
 import type { InputItem } from './input.js';
 
@@ -31,24 +31,15 @@ export interface PullEachOptions {
   report?: (error: ConveyorError) => Promise<void>;
 }
 
-/** Pulls each reference of `items` in order; resolves with the run's exit code. */
-export async function pullEach(items: Iterable<InputItem> | AsyncIterable<InputItem>, options: PullEachOptions): Promise<number> {
-  let exitCode: number = EXIT.OK;
-  for await (const item of items) {
-    if (item.kind === 'passthrough') {
-      await options.write(item.record);
-      continue;
-    }
-    try {
+/** Pulls each reference of `items` in order (reference-input's eachReference policy); resolves with the run's exit code. */
+export function pullEach(items: Iterable<InputItem> | AsyncIterable<InputItem>, options: PullEachOptions): Promise<number> {
+  return eachReference(
+    items,
+    async (item) => {
       const result = await options.pull(item.ref);
       if (result.source === 'pulled')
         options.info?.(`pulled ${result.record.ref} (${result.record.digest}, ${result.downloadedLayers} of ${result.record.layers.length} layers downloaded)`);
-    } catch (error) {
-      const err = toConveyorError(error);
-      options.error(err);
-      await (options.report ?? ((e) => pipeline.reportOwn(e)))(err);
-      if (exitCode === EXIT.OK) exitCode = err.exitCode;
-    }
-  }
-  return exitCode;
+    },
+    options,
+  );
 }

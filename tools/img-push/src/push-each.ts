@@ -6,11 +6,13 @@
  * reference pass through in their place. `--to` renames one image only: a
  * second reference with it is a usage error. Library code.
  *
- * Never throws for a failed push (it becomes the `error` report); what the
- * input or `write` throw (a bad input line, a closed stdout) ends the run.
+ * Never throws for a failed push (it is reported, and written downstream as
+ * an `error` record, by lib-common's eachReference); what the input or
+ * `write` throw (a bad input line, a second reference with --to, a closed
+ * stdout) ends the run.
  */
-import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
-import type { ReferenceItem } from '@conveyor/lib-common/reference-input';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { eachReference, type ReferenceItem } from '@conveyor/lib-common/reference-input';
 import type { PushResult } from './push.js';
 
 /** Record types img-push acts on when they carry a reference (image records from img-tag, img-ls, img-fetch); an absent type counts too. */
@@ -25,29 +27,28 @@ export interface PushEachOptions {
   error: (error: ConveyorError) => void;
 }
 
-export async function pushEach(items: Iterable<ReferenceItem> | AsyncIterable<ReferenceItem>, options: PushEachOptions): Promise<number> {
-  let exitCode: number = EXIT.OK;
-  let pushed = 0;
-  for await (const item of items) {
-    if (item.kind === 'passthrough') {
-      await options.write(item.record);
-      continue;
-    }
-    if (options.renaming && pushed++ > 0) {
-      throw new ConveyorError('ERR_USAGE', `--to names one target, but ${item.source} names a second image (${item.ref})`, {
-        hint: 'push one image per --to, or tag each with img-tag first',
-      });
-    }
-    try {
+export function pushEach(items: Iterable<ReferenceItem> | AsyncIterable<ReferenceItem>, options: PushEachOptions): Promise<number> {
+  return eachReference(
+    options.renaming ? onlyOne(items) : items,
+    async (item) => {
       const { record, counts, uploadedBytes } = await options.push(item.ref);
       options.info?.(
         `pushed ${record.ref} (${record.indexDigest ?? record.digest}: ${counts.uploaded} blobs uploaded (${uploadedBytes} bytes), ${counts.mounted} mounted, ${counts.exists} already there)`,
       );
-    } catch (error) {
-      const err = toConveyorError(error);
-      options.error(err);
-      if (exitCode === EXIT.OK) exitCode = err.exitCode;
+    },
+    options,
+  );
+}
+
+/** The items, ending the run (a usage error, not one failed push) at a second reference: --to renames one image. */
+async function* onlyOne(items: Iterable<ReferenceItem> | AsyncIterable<ReferenceItem>): AsyncGenerator<ReferenceItem> {
+  let refs = 0;
+  for await (const item of items) {
+    if (item.kind === 'ref' && refs++ > 0) {
+      throw new ConveyorError('ERR_USAGE', `--to names one target, but ${item.source} names a second image (${item.ref})`, {
+        hint: 'push one image per --to, or tag each with img-tag first',
+      });
     }
+    yield item;
   }
-  return exitCode;
 }

@@ -229,6 +229,11 @@ t.test('refusals', async (t) => {
     t.equal(r.code, 1);
     t.equal(errorOf(r)?.code, 'ERR_IMAGE_NOT_FOUND');
     t.equal(r.records.length, 1, 'the second reference was pushed');
+    t.match(
+      r.errors,
+      [{ type: 'error', code: 'ERR_IMAGE_NOT_FOUND', exitCode: 1, tool: 'img-push' }],
+      'the failure is an error record for the tools downstream',
+    );
   });
   t.test('an invalid reference: exit 2', async (t) => {
     const r = await push([...base, 'UPPER/case']);
