@@ -16,6 +16,15 @@
  * target is gone, flattened/ registrations whose tree is gone, and leftovers
  * of an earlier interrupted collection (`layers/.gc-*`).
  *
+ * Build cache (img-build): every `build-cache/<key hex>.json` entry is a root
+ * too: the blobs and chain IDs it lists stay. An entry that does not parse,
+ * lists something that is not a sha256 digest, names a blob that is gone, or
+ * whose file name is not `<64 hex>.json` is removed first (a cache hit on it
+ * could only fail); a dead writer's temporary file goes too. With `buildCache`
+ * every entry is removed before the mark, so what only the cache kept goes.
+ * The entries' lists are digests checked by pattern, never paths, so a forged
+ * entry cannot name anything outside the store.
+ *
  * Concurrency: the whole run holds the gc lock after every lease has ended
  * (lease.ts), and index.json's lock while it marks and sweeps, so no pull or
  * unpack is in flight and none starts. A layer dir is renamed aside before it
@@ -44,7 +53,7 @@ export interface ContainerRoots {
   refs?: string[];
 }
 
-export type FreedKind = 'blob' | 'layer' | 'staging' | 'ingest' | 'link' | 'flattened' | 'temp';
+export type FreedKind = 'blob' | 'layer' | 'staging' | 'ingest' | 'link' | 'flattened' | 'temp' | 'build-cache';
 
 /** One object the collection removed (or, in a dry run, would remove). */
 export interface FreedRecord {
@@ -59,6 +68,8 @@ export interface FreedRecord {
   chainID?: string;
   /** Flattened registrations: the tree that is gone. */
   dir?: string;
+  /** Build-cache entries: the step's cache key (`sha256:<hex>` from the entry's name). */
+  key?: string;
   /** Bytes on disk. */
   size: number;
   store: string;
@@ -91,6 +102,8 @@ export interface GcOptions {
   all?: boolean;
   /** Report, remove nothing. */
   dryRun?: boolean;
+  /** Remove every build-cache entry (img-build's step cache) before the mark. */
+  buildCache?: boolean;
   containerRoots: () => Promise<ContainerRoots>;
   onUntagged?: (record: UntaggedRecord) => Promise<void>;
   onFreed?: (record: FreedRecord) => Promise<void>;
@@ -274,6 +287,13 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
     return await withLock(store.lockPath('index'), async () => {
       const roots = await options.containerRoots();
       const marks = emptyMarks();
+      const freed = async (record: Omit<FreedRecord, 'type' | 'v' | 'store'>, remove: () => Promise<unknown>) => {
+        if (!dryRun) await remove();
+        total.size += record.size;
+        total.count++;
+        await options.onFreed?.({ type: 'freed', v: 1, ...record, store: store.root });
+      };
+      await markBuildCache(store, marks, { removeAll: Boolean(options.buildCache) }, freed);
       for (const digest of roots.images) await markImage(store, digest, marks, warn);
       const containerImages = new Set(marks.manifests);
 
@@ -304,12 +324,6 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
       }
       for (const chain of await mountedChains(store)) marks.chains.add(chain);
 
-      const freed = async (record: Omit<FreedRecord, 'type' | 'v' | 'store'>, remove: () => Promise<unknown>) => {
-        if (!dryRun) await remove();
-        total.size += record.size;
-        total.count++;
-        await options.onFreed?.({ type: 'freed', v: 1, ...record, store: store.root });
-      };
       const removedChains = await sweepLayers(store, marks, freed);
       await sweepBlobs(store, marks, freed);
       await sweepIngest(store, freed);
@@ -328,6 +342,67 @@ type Free = (record: Omit<FreedRecord, 'type' | 'v' | 'store'>, remove: () => Pr
 function pidGone(text: string | undefined): boolean {
   const pid = Number(text);
   return !Number.isSafeInteger(pid) || pid <= 0 || !processAlive(pid);
+}
+
+/** img-build's step cache: `<store>/build-cache/<key hex>.json`. */
+export const BUILD_CACHE_DIR = 'build-cache';
+/** The largest cache entry read; a real one lists a few dozen digests. */
+const MAX_CACHE_ENTRY_BYTES = 1024 * 1024;
+
+/** The blobs and chains a build-cache entry keeps, or undefined when it is not a valid entry. */
+export function parseBuildCacheEntry(text: string): { blobs: string[]; chainIDs: string[] } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const { version, blobs, chainIDs: chains } = value as { version?: unknown; blobs?: unknown; chainIDs?: unknown };
+  const digests = (list: unknown): list is string[] => Array.isArray(list) && list.every((d) => typeof d === 'string' && SHA256_DIGEST.test(d));
+  // Digests only: a `../` or an absolute path in either list makes the whole entry invalid.
+  if (version !== 1 || !digests(blobs) || !digests(chains ?? [])) return undefined;
+  return { blobs, chainIDs: (chains ?? []) as string[] };
+}
+
+/**
+ * Marks what the build cache keeps, and removes (through `free`) the entries
+ * that are invalid, name a missing blob, or, with removeAll, all of them.
+ */
+async function markBuildCache(store: Store, marks: Marks, options: { removeAll: boolean }, free: Free): Promise<void> {
+  const dir = join(store.root, BUILD_CACHE_DIR);
+  for (const name of await names(dir)) {
+    const path = join(dir, name);
+    const info = await lstat(path).catch(() => undefined);
+    if (!info) continue;
+    const relative = `${BUILD_CACHE_DIR}/${name}`;
+    const entryName = /^([a-f0-9]{64})\.json$/.exec(name);
+    if (!entryName) {
+      // Store.writeFileAtomic's `<name>.<pid>.<rand>.tmp`: a live writer's stays until it renames it.
+      const temp = /^[a-f0-9]{64}\.json\.(\d+)\.[a-f0-9]+\.tmp$/.exec(name);
+      if (temp && !pidGone(temp[1])) continue;
+      await free({ kind: temp ? 'temp' : 'build-cache', path: relative, size: info.size }, () => rm(path, { recursive: true, force: true }));
+      continue;
+    }
+    const key = `sha256:${entryName[1]}`;
+    const remove = () => free({ kind: 'build-cache', path: relative, key, size: info.size }, () => rm(path, { recursive: true, force: true }));
+    if (options.removeAll || !info.isFile() || info.size > MAX_CACHE_ENTRY_BYTES) {
+      await remove();
+      continue;
+    }
+    const entry = parseBuildCacheEntry(await readFile(path, 'utf8').catch(() => ''));
+    let complete = entry !== undefined;
+    for (const blob of entry?.blobs ?? []) {
+      if (!complete) break;
+      complete = (await lstat(store.blobPath(blob)).catch(() => undefined))?.isFile() === true;
+    }
+    if (!entry || !complete) {
+      await remove();
+      continue;
+    }
+    for (const blob of entry.blobs) marks.blobs.add(blob.slice(7));
+    for (const chain of entry.chainIDs) marks.chains.add(chain.slice(7));
+  }
 }
 
 /** Resolves to the chain hexes of the layer dirs removed (or, dry run, reported). */

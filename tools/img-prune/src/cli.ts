@@ -6,8 +6,12 @@ const HELP = `Usage: img-prune [OPTIONS]
 Collect the store's garbage: blobs and unpacked layers that no image
 reference and no container needs, unpacked layers left half-made by a crash,
 partial downloads nobody is resuming, dangling short links and registrations
-of flattened trees that are gone. With -a, also remove the references of
-images no container uses (docker image prune -a). Prints one \`freed\` record
+of flattened trees that are gone, and build-cache entries (img-build's step
+cache) that name a blob that is gone or do not parse. What a valid build-cache
+entry lists stays. With --build-cache, remove every build-cache entry and then
+what only it kept (docker builder prune -a). With -a, also remove the
+references of images no container uses (docker image prune -a), and the whole
+build cache. Prints one \`freed\` record
 per object removed (and an \`untagged\` record per reference -a removes), then
 a \`total\` record; "Total reclaimed space: SIZE" goes to stderr.
 
@@ -17,7 +21,9 @@ nor a layer directory mounted as an overlay lower dir. It waits for pulls
 it, so it never deletes what they are about to reference.
 
 Options:
-  -a, --all                also remove images no container uses, tagged or not
+  -a, --all                also remove images no container uses, tagged or not,
+                           and the build cache
+      --build-cache        remove every build-cache entry, then what only it kept
   -n, --dry-run            report what would be removed; remove nothing
       --timeout SECONDS    give up waiting for in-flight pulls and unpacks (default 600)
       --root DIR           store root (default: $CONVEYOR_ROOT, /var/lib/conveyor as root)
@@ -29,6 +35,7 @@ Options:
 Examples:
   img-prune
   img-prune -a --dry-run | jq -r 'select(.type == "untagged") | .ref'
+  img-prune --build-cache
   img-prune -a | jq -s 'map(select(.type == "freed")) | group_by(.kind) | map({kind: .[0].kind, n: length})'
   img-rm busybox && img-prune
 
@@ -38,7 +45,7 @@ Exit status: 0 pruned (even nothing), 1 the store could not be pruned (locked, I
 await runCli({
   name: 'img-prune',
   help: HELP,
-  spec: { boolean: ['all', 'dry-run'], string: ['timeout'], alias: { a: 'all', n: 'dry-run' } },
+  spec: { boolean: ['all', 'dry-run', 'build-cache'], string: ['timeout'], alias: { a: 'all', n: 'dry-run' } },
   main: async (ctx) => {
     if (ctx.args._.length > 0)
       throw new ConveyorError('ERR_USAGE', `img-prune takes no arguments, got ${JSON.stringify(ctx.args._[0])}`, { hint: 'see --help' });
@@ -55,12 +62,13 @@ await runCli({
     const human = ctx.humanOutput;
     const total = await collectGarbage(store, {
       all: Boolean(ctx.args.all),
+      buildCache: Boolean(ctx.args.all) || Boolean(ctx.args['build-cache']),
       dryRun: Boolean(ctx.args['dry-run']),
       timeoutMs: seconds * 1000,
       containerRoots: () => containerRoots(store, (message) => ctx.log.warn(message)),
       onUntagged: async (record) => (human ? void ctx.stdout.write(`untagged: ${record.ref}\n`) : ctx.out.write(record)),
       onFreed: async (record) =>
-        human ? void ctx.stdout.write(`deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.path}\n`) : ctx.out.write(record),
+        human ? void ctx.stdout.write(`deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.key ?? record.path}\n`) : ctx.out.write(record),
       warn: (message) => ctx.log.warn(message),
       onWait: (pids) =>
         ctx.log.info(
