@@ -1,0 +1,408 @@
+/**
+ * packLayer: an overlay upper dir (what one build step changed) -> an OCI
+ * layer blob in the store, reproducibly, so the same tree gives the same
+ * diff ID and digest whatever its inode numbers, readdir order or (with
+ * `sourceDateEpoch`) mtimes above the epoch.
+ *
+ * The tree is walked here, once (walk.ts-style: readdir + lstat, xattrs from
+ * one `getfattr -R` run), and handed to tar-fs's pack as an explicit entry
+ * list through a file-system shim, so tar-fs never walks or stats on its own:
+ *  - entries in byte order of their tar names (parents before children), a
+ *    directory's opaque marker `<dir>/.wh..wh..opq` right after it;
+ *  - overlay whiteouts (0/0 character devices, or files carrying
+ *    `*.overlay.whiteout`) become empty files `.wh.<name>`;
+ *  - hardlinks inside the layer become tar hardlinks to the first name in
+ *    that order; fifos kept; sockets and other device nodes left out (our
+ *    applier skips device nodes, so they could never come back out);
+ *  - numeric owners, no uname/gname, mode with setuid/setgid/sticky bits,
+ *    mtime clamped to `sourceDateEpoch`, no atime/ctime;
+ *  - `security.capability` and `user.*` xattrs as PAX `SCHILY.xattr.*`
+ *    records with their raw bytes (tar-stream writes PAX values as UTF-8
+ *    text, so those headers are written by rawPaxHeader below);
+ *    `trusted.overlay.*` never reaches the tar.
+ * The tar is gzip'ed (no name, mtime 0 in the gzip header), hashed on the way
+ * (sha256 of the tar = diff ID, of the gzip = digest), written to
+ * `<store>/tmp/`, fsynced and renamed into blobs/sha256/.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { lstat, mkdir, readdir, readlink, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
+import type { Descriptor } from '@conveyor/lib-common/records';
+import type { Store } from '@conveyor/lib-common/store';
+import { readXattrTree } from './xattrs.js';
+
+export interface PackLayerOptions {
+  /** The overlay upper dir (or any tree holding one layer's changes). Read only. */
+  upperDir: string;
+  store: Store;
+  /** SOURCE_DATE_EPOCH in seconds: mtimes above it are clamped to it. */
+  sourceDateEpoch?: number;
+}
+
+export interface PackedLayer {
+  /** The gzip'ed layer blob, now in the store (application/vnd.oci.image.layer.v1.tar+gzip). */
+  descriptor: Descriptor;
+  /** sha256 of the uncompressed tar. */
+  diffID: string;
+  /** The upper dir held nothing: the blob is an empty tar (history gets empty_layer; callers may skip the layer). */
+  empty: boolean;
+}
+
+type Kind = 'directory' | 'file' | 'symlink' | 'fifo' | 'whiteout' | 'link' | 'opaque';
+
+interface LayerEntry {
+  /** Path relative to the upper dir as tar-fs sees it ('' never: the root is not packed). */
+  fsPath: string;
+  /** Name in the tar. */
+  tarName: string;
+  kind: Kind;
+  stats?: Stats;
+  /** Symlink target, or the first name of a hardlinked file. */
+  linkname?: string;
+  /** Kept xattrs, name -> value as a byte string (latin1). */
+  xattrs?: Map<string, string>;
+}
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+const PAX_KEY = Symbol('raw pax records');
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Whether an xattr of the upper dir goes into the layer (Docker keeps these; everything trusted.* and the rest is the host's). */
+function xattrKept(name: string): boolean {
+  return name === 'security.capability' || (name.startsWith('user.') && !name.startsWith('user.overlay.'));
+}
+
+function overlayAttr(xattrs: Map<string, string> | undefined, name: string): string | undefined {
+  return xattrs?.get(`trusted.overlay.${name}`) ?? xattrs?.get(`user.overlay.${name}`);
+}
+
+/** Walks the upper dir: every entry but the root, with its kind and kept xattrs, in tar order. */
+async function collectEntries(upperDir: string): Promise<LayerEntry[]> {
+  const allXattrs = await readXattrTree(upperDir);
+  const entries: LayerEntry[] = [];
+  const opaqueDirs = new Set<string>();
+  const walk = async (relDir: string): Promise<void> => {
+    const absDir = relDir ? join(upperDir, relDir) : upperDir;
+    const names = await readdir(absDir, { encoding: 'buffer' }).catch((error) => {
+      throw ioError(error, absDir);
+    });
+    const children: Promise<void>[] = [];
+    for (const raw of names) {
+      let name: string;
+      try {
+        name = utf8.decode(raw);
+      } catch {
+        throw new ConveyorError('ERR_LAYER_INVALID', `${join(absDir, raw.toString('latin1'))}: file name is not UTF-8`, {
+          hint: 'rename the file in the build step: layer names are written as UTF-8',
+        });
+      }
+      const fsPath = relDir ? `${relDir}/${name}` : name;
+      if (name.startsWith(WHITEOUT_PREFIX)) {
+        throw new ConveyorError('ERR_LAYER_INVALID', `/${fsPath}: a file named ${WHITEOUT_PREFIX}* would read as a whiteout in the layer`, {
+          hint: 'remove or rename it in the build step',
+        });
+      }
+      children.push(
+        (async () => {
+          const stats = await lstat(join(upperDir, fsPath)).catch((error) => {
+            throw ioError(error, join(upperDir, fsPath));
+          });
+          const xattrs = allXattrs.get(fsPath);
+          if (overlayAttr(xattrs, 'redirect') !== undefined || overlayAttr(xattrs, 'metacopy') !== undefined) {
+            throw new ConveyorError('ERR_LAYER_INVALID', `/${fsPath} in ${upperDir} is an overlay redirect or metacopy entry: its data is in a lower layer`, {
+              hint: 'mount the build overlay with redirect_dir=off,metacopy=off',
+            });
+          }
+          const kept = xattrs && new Map([...xattrs].filter(([key]) => xattrKept(key)));
+          const entry: LayerEntry = { fsPath, tarName: fsPath, kind: 'file', stats, xattrs: kept?.size ? kept : undefined };
+          if (stats.isCharacterDevice() && stats.rdev === 0) {
+            entry.kind = 'whiteout';
+          } else if (stats.isFile() && overlayAttr(xattrs, 'whiteout') !== undefined) {
+            entry.kind = 'whiteout';
+          } else if (stats.isDirectory()) {
+            entry.kind = 'directory';
+            if (overlayAttr(xattrs, 'opaque') === 'y') opaqueDirs.add(fsPath);
+          } else if (stats.isSymbolicLink()) {
+            entry.kind = 'symlink';
+          } else if (stats.isFIFO()) {
+            entry.kind = 'fifo';
+          } else if (!stats.isFile()) {
+            // Sockets cannot be archived; device nodes are skipped by every applier of ours (layer-unpack), so they are left out here too.
+            return;
+          }
+          if (entry.kind === 'whiteout') {
+            entry.tarName = relDir ? `${relDir}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`;
+            entry.xattrs = undefined;
+          }
+          entries.push(entry);
+          if (entry.kind === 'directory') await walk(fsPath);
+        })(),
+      );
+    }
+    await Promise.all(children);
+  };
+  await walk('');
+
+  const keyed = entries.map((entry) => ({ entry, key: Buffer.from(entry.tarName, 'utf8') }));
+  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
+  const ordered: LayerEntry[] = [];
+  const firstByInode = new Map<string, string>();
+  for (const { entry } of keyed) {
+    const stats = entry.stats as Stats;
+    if (entry.kind === 'file' && stats.nlink > 1) {
+      const inode = `${stats.dev}:${stats.ino}`;
+      const first = firstByInode.get(inode);
+      if (first === undefined) firstByInode.set(inode, entry.tarName);
+      else {
+        entry.kind = 'link';
+        entry.linkname = first;
+      }
+    }
+    ordered.push(entry);
+    if (entry.kind === 'directory' && opaqueDirs.has(entry.fsPath)) {
+      const marker = `${entry.fsPath}/${OPAQUE_MARKER}`;
+      ordered.push({ fsPath: marker, tarName: marker, kind: 'opaque', stats });
+    }
+  }
+  await Promise.all(
+    ordered
+      .filter((entry) => entry.kind === 'symlink')
+      .map(async (entry) => {
+        entry.linkname = await readlink(join(upperDir, entry.fsPath)).catch((error) => {
+          throw ioError(error, join(upperDir, entry.fsPath));
+        });
+      }),
+  );
+  return ordered;
+}
+
+function ioError(error: unknown, path: string): ConveyorError {
+  return new ConveyorError('ERR_STORE_IO', `${path}: ${(error as Error).message}`, { cause: error });
+}
+
+/** One PAX record: `<len> key=value\n`, the length counting itself. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  let length = body.length + String(body.length).length;
+  if (String(length).length !== String(body.length).length) length = body.length + String(length).length;
+  return Buffer.concat([Buffer.from(String(length)), body]);
+}
+
+function octal(value: number, width: number): string {
+  return `${value.toString(8).padStart(width - 1, '0')}\0`;
+}
+
+/** A ustar header of type 'x' (PAX extended header) announcing `size` bytes of records. */
+function paxHeaderBlock(size: number, mtime: Date): Buffer {
+  const block = Buffer.alloc(512);
+  block.write('PaxHeader', 0, 'latin1');
+  block.write(octal(0o644, 8), 100, 'latin1');
+  block.write(octal(0, 8), 108, 'latin1');
+  block.write(octal(0, 8), 116, 'latin1');
+  block.write(octal(size, 12), 124, 'latin1');
+  block.write(octal(Math.floor(mtime.getTime() / 1000), 12), 136, 'latin1');
+  block.write('        ', 148, 'latin1');
+  block.write('x', 156, 'latin1');
+  block.write('ustar\u000000', 257, 'latin1');
+  block.write(octal(0, 8), 329, 'latin1');
+  block.write(octal(0, 8), 337, 'latin1');
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+/** An ASCII stand-in that fits a ustar field, for readers that ignore PAX (the PAX record holds the real name). */
+function placeholder(name: string, max: number): string {
+  const ascii = name.replace(/[^\x20-\x7e]/g, '_');
+  return ascii.length <= max ? ascii : ascii.slice(ascii.length - max);
+}
+
+function clampMtime(stats: Stats, epoch: number | undefined): Date {
+  const seconds = Math.floor(stats.mtimeMs / 1000);
+  return new Date((epoch !== undefined && seconds > epoch ? epoch : seconds) * 1000);
+}
+
+interface TarHeader {
+  name: string;
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  size: number;
+  mtime: Date;
+  linkname?: string;
+  [PAX_KEY]?: Buffer;
+}
+
+function headerFor(entry: LayerEntry, epoch: number | undefined): TarHeader {
+  const stats = entry.stats as Stats;
+  const header: TarHeader = {
+    name: entry.tarName,
+    type: 'file',
+    mode: stats.mode & 0o7777,
+    uid: stats.uid,
+    gid: stats.gid,
+    uname: '',
+    gname: '',
+    size: 0,
+    mtime: clampMtime(stats, epoch),
+  };
+  switch (entry.kind) {
+    case 'directory':
+      header.type = 'directory';
+      break;
+    case 'symlink':
+      header.type = 'symlink';
+      header.mode = 0o777;
+      header.linkname = entry.linkname;
+      break;
+    case 'link':
+      header.type = 'link';
+      header.linkname = entry.linkname;
+      break;
+    case 'fifo':
+      header.type = 'fifo';
+      break;
+    case 'whiteout':
+    case 'opaque':
+      // Docker writes whiteouts and opaque markers as empty files owned by root, mode 0644 (archive.go).
+      header.mode = 0o644;
+      header.uid = 0;
+      header.gid = 0;
+      break;
+    default:
+      header.size = stats.size;
+  }
+  if (entry.xattrs) {
+    const records = [paxRecord('path', Buffer.from(header.name, 'utf8'))];
+    if (header.linkname !== undefined) records.push(paxRecord('linkpath', Buffer.from(header.linkname, 'utf8')));
+    for (const key of [...entry.xattrs.keys()].sort()) {
+      records.push(paxRecord(`SCHILY.xattr.${key}`, Buffer.from(entry.xattrs.get(key) as string, 'latin1')));
+    }
+    header[PAX_KEY] = Buffer.concat(records);
+    header.name = placeholder(header.name, 99);
+    if (header.linkname !== undefined) header.linkname = placeholder(header.linkname, 100);
+  }
+  return header;
+}
+
+/** Hashes what passes through. */
+function hashing(hash: ReturnType<typeof createHash>, count?: { bytes: number }): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      if (count) count.bytes += chunk.length;
+      callback(null, chunk);
+    },
+  });
+}
+
+/**
+ * Packs `upperDir` into a gzip'ed layer blob in the store. Fails with
+ * ERR_LAYER_INVALID for a tree a layer cannot represent (names that are not
+ * UTF-8 or start with `.wh.`, overlay redirect/metacopy entries) and
+ * ERR_STORE_IO for I/O; nothing is left under blobs/ or tmp/ on failure.
+ */
+export async function packLayer(options: PackLayerOptions): Promise<PackedLayer> {
+  const { upperDir, store, sourceDateEpoch } = options;
+  const entries = await collectEntries(upperDir);
+  const byPath = new Map(entries.map((entry) => [entry.fsPath, entry]));
+  const entryAt = (absPath: string): LayerEntry => {
+    const entry = byPath.get(absPath.slice(upperDir.length + 1));
+    if (!entry) throw new Error(`[internal error] tar-fs asked for ${absPath}, not in the entry list`);
+    return entry;
+  };
+
+  // tar-fs reads the tree only through this shim: no walking (readdir is empty), stats and link targets from the walk above.
+  const shim = {
+    lstat(path: string, callback: (error: Error | null, stats?: unknown) => void) {
+      let entry: LayerEntry;
+      try {
+        entry = entryAt(path);
+      } catch (error) {
+        return callback(error as Error);
+      }
+      callback(null, {
+        ...(entry.stats as Stats),
+        isDirectory: () => entry.kind === 'directory',
+        isSymbolicLink: () => entry.kind === 'symlink',
+        isSocket: () => false,
+        // Everything else goes down tar-fs's file path; map() gives it its real type and size.
+        isFile: () => entry.kind !== 'directory' && entry.kind !== 'symlink',
+      });
+    },
+    readdir(_path: string, callback: (error: Error | null, names: string[]) => void) {
+      callback(null, []);
+    },
+    readlink(path: string, callback: (error: Error | null, target?: string) => void) {
+      const header = headers.get(entryAt(path).fsPath);
+      callback(null, header?.linkname ?? '');
+    },
+    createReadStream(path: string, streamOptions: { start: number; end: number }) {
+      const entry = entryAt(path);
+      if (entry.kind !== 'file') return Readable.from([]);
+      return createReadStream(path, streamOptions);
+    },
+  };
+  const headers = new Map<string, TarHeader>();
+
+  const { default: tarFs } = await import('tar-fs');
+  const { pack: tarPack } = await import('tar-stream');
+  const packer = tarPack();
+  // tar-stream encodes PAX values as UTF-8 text; xattr values are bytes, so entries that carry them get their PAX header from us.
+  const internal = packer as unknown as { _encode(header: TarHeader): void; push(chunk: Buffer): boolean };
+  const encode = internal._encode.bind(packer);
+  internal._encode = (header: TarHeader) => {
+    const records = header[PAX_KEY];
+    if (records) {
+      internal.push(paxHeaderBlock(records.length, header.mtime));
+      internal.push(records);
+      if (records.length % 512) internal.push(Buffer.alloc(512 - (records.length % 512)));
+    }
+    encode(header);
+  };
+
+  await store.init();
+  await mkdir(store.tmpDir, { recursive: true, mode: 0o700 });
+  const temp = join(store.tmpDir, `layer-${randomBytes(8).toString('hex')}.tmp`);
+  const diffHash = createHash('sha256');
+  const blobHash = createHash('sha256');
+  const written = { bytes: 0 };
+  try {
+    const tarStream = tarFs.pack(upperDir, {
+      fs: shim,
+      pack: packer,
+      entries: entries.map((entry) => entry.fsPath),
+      umask: 0,
+      map: (header: { name: string }) => {
+        const entry = byPath.get(header.name);
+        if (!entry) throw new Error(`[internal error] tar-fs packed ${header.name}, not in the entry list`);
+        const full = headerFor(entry, sourceDateEpoch);
+        headers.set(entry.fsPath, full);
+        return full;
+      },
+    });
+    // flush: fsync before close, so the rename below never publishes a blob whose bytes are not on disk.
+    const file = createWriteStream(temp, { flags: 'wx', mode: 0o644, flush: true });
+    await pipeline(tarStream, hashing(diffHash), createGzip(), hashing(blobHash, written), file);
+    const digest = `sha256:${blobHash.digest('hex')}`;
+    const descriptor: Descriptor = { mediaType: MEDIA_TYPES.ociLayerGzip, digest, size: written.bytes };
+    if (await store.hasBlob(digest, written.bytes)) await rm(temp, { force: true });
+    else await store.commitIngest(digest, temp);
+    return { descriptor, diffID: `sha256:${diffHash.digest('hex')}`, empty: entries.length === 0 };
+  } catch (error) {
+    await rm(temp, { force: true });
+    if (error instanceof ConveyorError) throw error;
+    throw new ConveyorError('ERR_STORE_IO', `packing ${upperDir} into ${store.root}: ${(error as Error).message}`, { cause: error });
+  }
+}
