@@ -114,6 +114,18 @@ export interface MountRecord extends Omit<RootfsRecord, 'type'> {
   work: string;
 }
 
+export type PortProtocol = 'tcp' | 'udp';
+
+/** A published port (ctr-spawn -p/-P): a host address and port relayed to a port inside the container's network namespace. */
+export interface PortMapping {
+  /** The host address it listens on: 0.0.0.0 (every IPv4 address, Docker's default), 127.0.0.1, ::1, ... */
+  hostIP: string;
+  /** The host port; 0 (asked for a free one) only before the forwarder bound it. */
+  hostPort: number;
+  containerPort: number;
+  protocol: PortProtocol;
+}
+
 /** A container's lifecycle: emitted by ctr-spawn --detach and the control-plane tools. */
 export interface ContainerRecord extends RecordBase {
   type: 'container';
@@ -136,6 +148,10 @@ export interface ContainerRecord extends RecordBase {
   startedAt?: string;
   finishedAt?: string;
   bundle?: string;
+  /** Its network (ctr-spawn --net): `pasta`, `slirp4netns`, `private`, `host` or `container:<id>`. */
+  network?: string;
+  /** Its published ports, host ports resolved (ctr-spawn -p/-P). */
+  ports?: PortMapping[];
   store: string;
 }
 

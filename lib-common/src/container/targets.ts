@@ -83,6 +83,8 @@ function publicFields(state: ContainerState, store: Store): ListedContainer {
     ...(state.finishedAt ? { finishedAt: state.finishedAt } : {}),
     ...(state.statusDetail ? { statusDetail: state.statusDetail } : {}),
     ...(state.bundle ? { bundle: state.bundle } : {}),
+    ...(typeof state.network === 'string' ? { network: state.network } : {}),
+    ...(Array.isArray(state.ports) && state.ports.length > 0 ? { ports: state.ports } : {}),
     store: store.root,
   };
   return record;
