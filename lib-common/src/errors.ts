@@ -23,6 +23,15 @@ export const ERROR_CODES = {
   ERR_PLATFORM_INVALID: EXIT.USAGE,
   /** A Dockerfile img-build cannot parse or resolve: usage-like input, named by file and line. */
   ERR_DOCKERFILE_PARSE: EXIT.USAGE,
+  /** img-build COPY/ADD (src/copy): a source that matches nothing or escapes its root; an unusable destination; an unknown --chown; an ADD URL that cannot be fetched. */
+  ERR_BUILD_SOURCE: EXIT.FAILED,
+  ERR_BUILD_DEST: EXIT.FAILED,
+  ERR_BUILD_OWNER: EXIT.FAILED,
+  ERR_BUILD_FETCH: EXIT.FAILED,
+  /** img-build: a build step failed (a RUN exited non-zero, as `docker build` exits 1). */
+  ERR_BUILD_STEP: EXIT.FAILED,
+  /** img-build: cancelled by SIGINT/SIGTERM (exit 130/143 set where it is thrown); the step's container is removed. */
+  ERR_BUILD_CANCELLED: EXIT.FAILED,
   ERR_REGISTRY_NOT_FOUND: EXIT.FAILED,
   ERR_REGISTRY_UNAUTHORIZED: EXIT.FAILED,
   ERR_REGISTRY_DENIED: EXIT.FAILED,
