@@ -28,15 +28,17 @@ export interface Instruction {
   /** 1-based line the instruction starts on, and the line it ends on (continuations, heredocs). */
   line: number;
   endLine: number;
-  /** `--name=value` flags before the arguments, in order (values unexpanded; `--link` alone is value 'true'). */
-  flags: { name: string; value: string }[];
+  /** `--name=value` flags before the arguments, in order (values unexpanded; `--link` alone is value 'true' and `bare`). */
+  flags: { name: string; value: string; bare?: boolean }[];
   /** The text after the keyword and the flags, continuations joined, heredoc bodies removed. */
   rest: string;
-  /** The JSON (exec) form's array when `rest` is a JSON array of strings, else undefined. */
+  /** The JSON (exec) form's array when `rest` is a JSON array of strings, else undefined (HEALTHCHECK: the part after CMD). */
   json?: string[];
   heredocs: Heredoc[];
   /** The instruction's text as written (continuations joined), for history `created_by` and errors. */
   original: string;
+  /** The Dockerfile's name as given to parseDockerfile, for errors (`<file>:<line>: …`). */
+  file?: string;
 }
 
 export interface Directives {
@@ -51,6 +53,8 @@ export interface Directives {
 export interface Dockerfile {
   directives: Directives;
   instructions: Instruction[];
+  /** The name errors use (parseDockerfile's `file` option, `Dockerfile` by default). */
+  file?: string;
 }
 
 /** The variables in scope for expansion: undefined when unset (not the same as ''). */

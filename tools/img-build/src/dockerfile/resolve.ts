@@ -1,0 +1,434 @@
+/**
+ * One parsed instruction → a typed Step, as buildkit's instructions/parse.go
+ * and the expansion its dispatcher does: flags checked against the ones each
+ * instruction takes, argument counts, JSON or shell form, and variables
+ * substituted in the instructions Docker substitutes in (ADD ARG COPY ENV
+ * EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR; RUN, CMD and ENTRYPOINT are
+ * the shell's). Every error is ERR_DOCKERFILE_PARSE naming the line.
+ */
+import { isConveyorError } from '@conveyor/lib-common/errors';
+import { type ExpandOptions, expandWord, expandWords } from './expand.js';
+import { parseError, parseHeredocWord } from './parse.js';
+import { parseFromArgs } from './stages.js';
+import type { Heredoc, Instruction, Lookup, Step } from './steps.js';
+
+type FlagKind = 'string' | 'bool';
+
+/** The flags Docker accepts, per instruction. Anything else is refused. */
+const FLAGS: Record<string, Record<string, FlagKind>> = {
+  FROM: { platform: 'string' },
+  RUN: { network: 'string' },
+  COPY: { from: 'string', chown: 'string', chmod: 'string', link: 'bool' },
+  ADD: { chown: 'string', chmod: 'string', link: 'bool', checksum: 'string', 'keep-git-dir': 'bool' },
+  HEALTHCHECK: { interval: 'string', timeout: 'string', 'start-period': 'string', 'start-interval': 'string', retries: 'string' },
+};
+
+/** Flags Docker has that this builder refuses, with what to do instead. */
+const UNSUPPORTED_FLAGS: Record<string, Record<string, string>> = {
+  RUN: {
+    mount: 'RUN --mount (cache, secret, ssh, bind mounts) is not supported: COPY what the step needs, or fetch it in the RUN',
+    security: 'RUN --security is not supported: steps run with ctr-spawn’s default confinement',
+    device: 'RUN --device is not supported',
+  },
+  COPY: {
+    parents: 'COPY --parents is not supported: copy each directory to its own destination',
+    exclude: 'COPY --exclude is not supported: use .dockerignore',
+  },
+  ADD: {
+    exclude: 'ADD --exclude is not supported: use .dockerignore',
+    unpack: 'ADD --unpack is not supported: local tar archives are always extracted, URLs never',
+  },
+};
+
+const RUN_NETWORKS = new Set(['default', 'none', 'host']);
+/** Docker's container.MinimumDuration for HEALTHCHECK intervals. */
+const MINIMUM_DURATION_NS = 1_000_000;
+
+class StepError extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Resolves one instruction with the variables in scope (`lookup`: ARGs and ENVs
+ * the builder holds; global ARGs for FROM) and the Dockerfile's escape character.
+ */
+export function resolveStep(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`'): Step {
+  try {
+    return resolve(instruction, lookup, escapeChar);
+  } catch (error) {
+    const file = instruction.file ?? 'Dockerfile';
+    if (error instanceof StepError) throw parseError(file, instruction.line, error.message, error.hint);
+    if (isConveyorError(error) && error.code === 'ERR_DOCKERFILE_PARSE' && !error.message.startsWith(`${file}:`)) {
+      throw parseError(file, instruction.line, error.message, error.hint);
+    }
+    throw error;
+  }
+}
+
+function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`'): Step {
+  const { keyword, rest } = instruction;
+  const base = { line: instruction.line, original: instruction.original };
+  const word = (text: string, options?: ExpandOptions) => expandWord(text, lookup, escapeChar, options);
+  const flagsOf = () => checkFlags(instruction);
+
+  switch (keyword) {
+    case 'FROM': {
+      const flags = flagsOf();
+      const parsed = parseFromArgs(rest);
+      if ('error' in parsed) throw new StepError(parsed.error);
+      const image = word(parsed.image);
+      if (image === '') throw new StepError(`base name (${parsed.image}) should not be blank`, 'set the ARG it uses, or give it a default');
+      const step: Step = { ...base, kind: 'FROM', image };
+      if (parsed.name !== undefined) step.name = parsed.name;
+      if (flags.platform !== undefined) step.platform = word(flags.platform);
+      return step;
+    }
+    case 'RUN': {
+      const flags = flagsOf();
+      const network = flags.network;
+      if (network !== undefined && !RUN_NETWORKS.has(network)) {
+        throw new StepError(`unsupported network mode ${JSON.stringify(network)}`, 'RUN --network takes default, none or host');
+      }
+      if (instruction.json === undefined && rest.trim() === '') throw new StepError('RUN requires at least one argument');
+      const step: Step = { ...base, kind: 'RUN', heredocs: instruction.heredocs };
+      if (instruction.json !== undefined) step.exec = instruction.json;
+      else step.script = rest;
+      if (network !== undefined) step.network = network as 'default' | 'none' | 'host';
+      return step;
+    }
+    case 'CMD':
+    case 'ENTRYPOINT': {
+      flagsOf();
+      // An empty shell form clears the setting, as an empty JSON array does.
+      if (instruction.json !== undefined || rest.trim() === '') return { ...base, kind: keyword, exec: instruction.json ?? [] };
+      return { ...base, kind: keyword, script: rest };
+    }
+    case 'SHELL': {
+      flagsOf();
+      if (instruction.json === undefined) {
+        if (rest.trim() === '') throw new StepError('SHELL requires at least one argument');
+        throw new StepError('SHELL requires the arguments to be in JSON form', `write it as SHELL ${JSON.stringify(rest.trim().split(/\s+/))}`);
+      }
+      if (instruction.json.length === 0) throw new StepError('SHELL requires at least one argument');
+      return { ...base, kind: 'SHELL', shell: instruction.json };
+    }
+    case 'COPY':
+    case 'ADD':
+      return resolveCopy(instruction, lookup, escapeChar);
+    case 'ENV':
+    case 'LABEL': {
+      flagsOf();
+      const pairs = nameValuePairs(rest, keyword, escapeChar).map(([key, value]): [string, string] => {
+        const name = word(key);
+        if (name === '') throw new StepError(`${keyword} names can not be blank`);
+        return [name, word(value)];
+      });
+      return keyword === 'ENV' ? { ...base, kind: 'ENV', pairs } : { ...base, kind: 'LABEL', pairs };
+    }
+    case 'ARG': {
+      flagsOf();
+      const words = splitQuotedWords(rest, escapeChar);
+      if (words.length === 0) throw new StepError('ARG requires at least one argument');
+      const args = words.map((text) => {
+        const eq = text.indexOf('=');
+        const name = eq < 0 ? text : text.slice(0, eq);
+        if (name === '') throw new StepError('ARG names can not be blank');
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+          throw new StepError(`invalid ARG name ${JSON.stringify(name)}`, 'names are letters, digits and _, not starting with a digit');
+        }
+        return eq < 0 ? { name } : { name, default: word(text.slice(eq + 1)) };
+      });
+      return { ...base, kind: 'ARG', args };
+    }
+    case 'WORKDIR':
+    case 'USER':
+    case 'STOPSIGNAL': {
+      flagsOf();
+      if (rest.trim() === '') throw new StepError(`${keyword} requires exactly one argument`);
+      const value = word(rest.trim());
+      if (keyword === 'WORKDIR') {
+        if (value === '') throw new StepError('WORKDIR cannot be empty');
+        return { ...base, kind: 'WORKDIR', path: value };
+      }
+      if (keyword === 'USER') {
+        if (value === '') throw new StepError('USER cannot be empty');
+        return { ...base, kind: 'USER', user: value };
+      }
+      if (!/^(SIG)?[A-Z0-9+-]+$|^[0-9]+$/i.test(value))
+        throw new StepError(`invalid STOPSIGNAL ${JSON.stringify(value)}`, 'give a signal name (SIGTERM) or number (15)');
+      return { ...base, kind: 'STOPSIGNAL', signal: value };
+    }
+    case 'EXPOSE': {
+      flagsOf();
+      const ports = expandWords(rest, lookup, escapeChar);
+      if (ports.length === 0) throw new StepError('EXPOSE requires at least one argument');
+      for (const port of ports) {
+        if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(port)) {
+          throw new StepError(`invalid port ${JSON.stringify(port)}`, 'EXPOSE takes PORT[/tcp|udp|sctp] or FROM-TO ranges');
+        }
+      }
+      return { ...base, kind: 'EXPOSE', ports };
+    }
+    case 'VOLUME': {
+      flagsOf();
+      const raw = instruction.json ?? splitQuotedWords(rest, escapeChar);
+      if (raw.length === 0) throw new StepError('VOLUME requires at least one argument');
+      const paths = raw.map((text) => {
+        const path = (instruction.json ? text : word(text)).trim();
+        if (path === '') throw new StepError('VOLUME specified can not be an empty string');
+        return path;
+      });
+      return { ...base, kind: 'VOLUME', paths };
+    }
+    case 'HEALTHCHECK':
+      return resolveHealthcheck(instruction);
+    case 'ONBUILD': {
+      flagsOf();
+      const trigger = rest.trim().split(/\s+/)[0]?.toUpperCase() ?? '';
+      if (trigger === '') throw new StepError('ONBUILD requires at least one argument');
+      if (trigger === 'ONBUILD') throw new StepError("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+      if (trigger === 'MAINTAINER' || trigger === 'FROM') throw new StepError(`${trigger} isn't allowed as an ONBUILD trigger`);
+      let expression = rest.trim();
+      for (const heredoc of instruction.heredocs) expression += `\n${heredoc.content}${heredoc.name}`;
+      return { ...base, kind: 'ONBUILD', instruction: expression };
+    }
+    case 'MAINTAINER': {
+      flagsOf();
+      if (rest.trim() === '') throw new StepError('MAINTAINER requires exactly one argument');
+      return { ...base, kind: 'MAINTAINER', author: rest.trim() };
+    }
+    default:
+      throw new StepError(`unknown instruction: ${keyword}`);
+  }
+}
+
+/** Checks an instruction's flags against the ones it takes; returns their values (`bool` ones as 'true'/'false'). */
+function checkFlags(instruction: Instruction): Record<string, string> {
+  const allowed = FLAGS[instruction.keyword] ?? {};
+  const refused = UNSUPPORTED_FLAGS[instruction.keyword] ?? {};
+  const values: Record<string, string> = {};
+  for (const flag of instruction.flags) {
+    if (Object.hasOwn(refused, flag.name)) {
+      throw new StepError(`${instruction.keyword} --${flag.name} is not supported`, refused[flag.name]);
+    }
+    const kind = Object.hasOwn(allowed, flag.name) ? allowed[flag.name] : undefined;
+    if (kind === undefined) {
+      const known = Object.keys(allowed).map((name) => `--${name}`);
+      throw new StepError(
+        `unknown flag: --${flag.name} for ${instruction.keyword}`,
+        known.length > 0 ? `${instruction.keyword} takes ${known.join(', ')}` : `${instruction.keyword} takes no flags`,
+      );
+    }
+    if (Object.hasOwn(values, flag.name)) throw new StepError(`duplicate flag specified: --${flag.name}`);
+    if (kind === 'bool') {
+      if (flag.value !== 'true' && flag.value !== 'false') {
+        throw new StepError(`expecting boolean value for flag --${flag.name}, not: ${flag.value}`);
+      }
+    } else if (flag.bare) {
+      throw new StepError(`missing a value on flag: --${flag.name}`, `write --${flag.name}=VALUE`);
+    }
+    values[flag.name] = flag.value;
+  }
+  return values;
+}
+
+/**
+ * Words split at unquoted whitespace with their quotes and escapes kept, for
+ * expanding one by one afterwards (buildkit's parseWords): `COPY "a b" c /d`
+ * has three words, and a variable holding spaces stays one source.
+ */
+export function splitQuotedWords(text: string, escapeChar: '\\' | '`'): string[] {
+  const words: string[] = [];
+  const chars = Array.from(text);
+  let word = '';
+  let quote = '';
+  let inWord = false;
+  let blankOK = false;
+  for (let i = 0; i < chars.length; i++) {
+    const ch = chars[i];
+    if (quote) {
+      if (ch === quote) quote = '';
+      else if (ch === escapeChar && quote !== "'" && i + 1 < chars.length) {
+        word += ch;
+        i++;
+        word += chars[i];
+        continue;
+      }
+      word += ch;
+      continue;
+    }
+    if (/\s/u.test(ch)) {
+      if (inWord && (blankOK || word.length > 0)) words.push(word);
+      word = '';
+      inWord = false;
+      blankOK = false;
+      continue;
+    }
+    inWord = true;
+    if (ch === "'" || ch === '"') {
+      quote = ch;
+      blankOK = true;
+    } else if (ch === escapeChar) {
+      if (i + 1 === chars.length) continue;
+      word += ch;
+      i++;
+      word += chars[i];
+      continue;
+    }
+    word += ch;
+  }
+  if (inWord && (blankOK || word.length > 0)) words.push(word);
+  return words;
+}
+
+/**
+ * ENV/LABEL arguments as [key, value] pairs, both still unexpanded (buildkit's
+ * parseNameVal): `KEY=value …` pairs, or the old `KEY value with spaces` form
+ * when the first word has no `=`.
+ */
+function nameValuePairs(rest: string, keyword: string, escapeChar: '\\' | '`'): [string, string][] {
+  const words = splitQuotedWords(rest, escapeChar);
+  if (words.length === 0) throw new StepError(`${keyword} requires at least one argument`);
+  if (!words[0].includes('=')) {
+    const match = /^(\S+)[\t\v\f\r ]+(.*)$/s.exec(rest.trim());
+    if (!match) throw new StepError(`${keyword} must have two arguments`, `write ${keyword} name=value`);
+    return [[match[1], match[2]]];
+  }
+  return words.map((text): [string, string] => {
+    const eq = text.indexOf('=');
+    if (eq < 0) throw new StepError(`Syntax error - can't find = in ${JSON.stringify(text)}. Must be of the form: name=value`);
+    return [text.slice(0, eq), text.slice(eq + 1)];
+  });
+}
+
+function resolveCopy(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`'): Step {
+  const keyword = instruction.keyword as 'COPY' | 'ADD';
+  const flags = checkFlags(instruction);
+  const word = (text: string) => expandWord(text, lookup, escapeChar);
+  const args = instruction.json ?? splitQuotedWords(instruction.rest, escapeChar);
+  if (args.length < 2) {
+    throw new StepError(`${keyword} requires at least two arguments, but only one was provided. Destination could not be determined`);
+  }
+  const rawDest = args[args.length - 1];
+  const isJSON = instruction.json !== undefined;
+  if (!isJSON && parseHeredocWord(rawDest)) throw new StepError(`${keyword} cannot accept a heredoc as a destination`);
+  const byName = new Map(instruction.heredocs.map((heredoc) => [heredoc.name, heredoc]));
+  const sources: string[] = [];
+  const heredocs: Heredoc[] = [];
+  for (const source of args.slice(0, -1)) {
+    const opener = isJSON ? undefined : parseHeredocWord(source);
+    if (opener) {
+      const body = byName.get(opener.name);
+      if (!body) throw new StepError(`heredoc <<${opener.name} has no body`);
+      // Heredoc bodies expand variables but keep quotes (buildkit dispatches them with SkipProcessQuotes).
+      const content = body.expand ? expandWord(body.content, lookup, '\\', { processQuotes: false }) : body.content;
+      heredocs.push({ name: body.name, content, expand: body.expand });
+      continue;
+    }
+    sources.push(isJSON ? source : word(source));
+  }
+  const dest = isJSON ? rawDest : word(rawDest);
+  if (dest === '') throw new StepError(`${keyword} destination can not be empty`);
+  if (sources.some((source) => source === '')) throw new StepError(`${keyword} source can not be empty`);
+  const step: Step = { line: instruction.line, original: instruction.original, kind: keyword, sources, dest, heredocs };
+  if (flags.from !== undefined) {
+    if (keyword !== 'COPY') throw new StepError('ADD does not take --from');
+    step.from = word(flags.from);
+    if (step.from === '') throw new StepError('--from can not be empty');
+  }
+  if (flags.chown !== undefined) step.chown = word(flags.chown);
+  if (flags.chmod !== undefined) {
+    step.chmod = word(flags.chmod);
+    if (!/^[0-7]{1,4}$/.test(step.chmod)) {
+      throw new StepError(`invalid --chmod=${step.chmod}`, 'give an octal mode such as 755 or 0644 (symbolic modes are not supported)');
+    }
+  }
+  if (flags.link !== undefined) step.link = flags.link === 'true';
+  if (flags.checksum !== undefined) {
+    step.checksum = word(flags.checksum);
+    if (!/^sha(256|384|512):[a-f0-9]+$/.test(step.checksum)) {
+      throw new StepError(`invalid --checksum=${step.checksum}`, 'give the digest as sha256:<64 hex>');
+    }
+  }
+  if (flags['keep-git-dir'] !== undefined) step.keepGitDir = flags['keep-git-dir'] === 'true';
+  return step;
+}
+
+function resolveHealthcheck(instruction: Instruction): Step {
+  const base = { line: instruction.line, original: instruction.original };
+  const rest = instruction.rest.trim();
+  if (rest === '') throw new StepError('HEALTHCHECK requires at least one argument');
+  const match = /^(\S+)\s*(.*)$/s.exec(rest) as RegExpExecArray;
+  const type = match[1].toUpperCase();
+  const command = match[2];
+  if (type === 'NONE') {
+    if (command.trim() !== '') throw new StepError('HEALTHCHECK NONE takes no arguments');
+    if (instruction.flags.length > 0) throw new StepError('HEALTHCHECK NONE takes no flags');
+    return { ...base, kind: 'HEALTHCHECK', healthcheck: { Test: ['NONE'] } };
+  }
+  const flags = checkFlags(instruction);
+  if (type !== 'CMD') throw new StepError(`Unknown type ${JSON.stringify(type)} in HEALTHCHECK (try CMD)`);
+  let test: string[];
+  if (instruction.json !== undefined) {
+    if (instruction.json.length === 0) throw new StepError('Missing command after HEALTHCHECK CMD');
+    test = ['CMD', ...instruction.json];
+  } else {
+    if (command.trim() === '') throw new StepError('Missing command after HEALTHCHECK CMD');
+    test = ['CMD-SHELL', command];
+  }
+  const healthcheck: Extract<Step, { kind: 'HEALTHCHECK' }>['healthcheck'] = { Test: test };
+  const durations: [string, 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval'][] = [
+    ['interval', 'Interval'],
+    ['timeout', 'Timeout'],
+    ['start-period', 'StartPeriod'],
+    ['start-interval', 'StartInterval'],
+  ];
+  for (const [flag, field] of durations) {
+    const value = flags[flag];
+    if (value === undefined || value === '') continue;
+    const ns = parseGoDuration(value);
+    if (ns === undefined) throw new StepError(`time: invalid duration ${JSON.stringify(value)} for --${flag}`, 'use Go durations such as 30s, 1m30s, 500ms');
+    if (ns === 0) continue;
+    if (ns < MINIMUM_DURATION_NS) throw new StepError(`Interval ${JSON.stringify(flag)} cannot be less than 1ms`);
+    healthcheck[field] = ns;
+  }
+  if (flags.retries !== undefined && flags.retries !== '') {
+    if (!/^[+-]?\d+$/.test(flags.retries)) throw new StepError(`invalid --retries=${flags.retries}: not an integer`);
+    const retries = Number(flags.retries);
+    if (retries < 0) throw new StepError(`--retries cannot be negative (${flags.retries})`);
+    if (retries > 2 ** 31 - 1) throw new StepError(`--retries=${flags.retries} is out of range`);
+    if (retries > 0) healthcheck.Retries = retries;
+  }
+  return { ...base, kind: 'HEALTHCHECK', healthcheck };
+}
+
+const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, μs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+
+/** Go's time.ParseDuration, in nanoseconds; undefined when malformed or past what a number holds exactly. */
+export function parseGoDuration(text: string): number | undefined {
+  let rest = text;
+  let sign = 1;
+  if (rest.startsWith('-') || rest.startsWith('+')) {
+    if (rest[0] === '-') sign = -1;
+    rest = rest.slice(1);
+  }
+  if (rest === '0') return 0;
+  if (rest === '') return undefined;
+  let total = 0;
+  const part = /^(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/;
+  while (rest !== '') {
+    const match = part.exec(rest);
+    if (!match || (match[1] === '' && (match[2] ?? '') === '')) return undefined;
+    const whole = match[1] === '' ? 0 : Number(match[1]);
+    const fraction = match[2] ? Number(`0.${match[2]}`) : 0;
+    total += Math.round((whole + fraction) * UNIT_NS[match[3]]);
+    rest = rest.slice(match[0].length);
+  }
+  if (!Number.isSafeInteger(total)) return undefined;
+  return sign * total;
+}
