@@ -1,0 +1,92 @@
+/**
+ * A writable root for one filesystem step: an overlay of the stage's
+ * unpacked layers with a fresh upper dir (lib-common's mountOverlay, what
+ * overlay-mount and ctr-spawn use), in `<store>/containers/<id>/`. Layers
+ * not unpacked yet are unpacked first by piping their `layer` records into
+ * `layer-unpack` (it verifies each blob's diff ID and reuses what is there).
+ * A stage without layers (FROM scratch) mounts an empty lower dir.
+ *
+ * The caller removes the container (removeContainer) whatever happens.
+ */
+import { readFile, mkdir, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chainIDs } from '@conveyor/lib-common/digest';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { mountOverlay, newContainerId, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import { RECORD_VERSION } from '@conveyor/lib-common/records';
+import { mkdirClosed, type Store } from '@conveyor/lib-common/store';
+import type { BuildState } from './cache.js';
+import type { ToolRunner } from './tools.js';
+
+export interface LayerDirsOptions {
+  store: Store;
+  runner: ToolRunner;
+  /** layer-unpack flags: --root, --log-format. */
+  unpackArgs: string[];
+  onStderr: (chunk: Buffer) => void;
+  /** Names the image in the layer records (messages only). */
+  ref: string;
+}
+
+/** The unpacked dirs of the state's layers, bottom first; unpacks the missing ones with layer-unpack. */
+export async function layerDirs(state: BuildState, options: LayerDirsOptions): Promise<string[]> {
+  const { store } = options;
+  const diffIDs = state.config.rootfs?.diff_ids ?? [];
+  const chains = chainIDs(diffIDs);
+  const dirs = chains.map((chain) => join(store.layerDir(chain), 'diff'));
+  const present = await Promise.all(chains.map((chain, i) => isUnpacked(store, chain, diffIDs[i])));
+  if (present.every(Boolean)) return dirs;
+  const records = state.layers.map((layer, index) => ({
+    type: 'layer',
+    v: RECORD_VERSION,
+    ref: options.ref,
+    index,
+    count: state.layers.length,
+    mediaType: layer.mediaType,
+    digest: layer.digest,
+    size: layer.size,
+    diffID: diffIDs[index],
+    chainID: chains[index],
+    ...(index > 0 ? { parentChainID: chains[index - 1] } : {}),
+    store: store.root,
+  }));
+  const input = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  const child = options.runner.start('layer-unpack', options.unpackArgs, { input, stdout: 'ignore', stderr: 'pipe', buffer: false });
+  child.stderr?.on('data', (chunk: Buffer) => options.onStderr(chunk));
+  const result = await child.result;
+  if (result.failed) {
+    throw new ConveyorError('ERR_LAYER_INVALID', `unpacking the layers of ${options.ref} failed: ${result.shortMessage}`, {
+      hint: "see layer-unpack's message above",
+    });
+  }
+  for (let i = 0; i < chains.length; i++) {
+    if (!(await isUnpacked(store, chains[i], diffIDs[i])))
+      throw new ConveyorError('ERR_LAYER_INVALID', `layer ${state.layers[i].digest} of ${options.ref} is not unpacked after layer-unpack`);
+  }
+  return dirs;
+}
+
+/** Whether layer-unpack's dir for `chain` is complete: its meta.json names this chain and diff ID. */
+async function isUnpacked(store: Store, chain: string, diffID: string): Promise<boolean> {
+  try {
+    const meta = JSON.parse(await readFile(join(store.layerDir(chain), 'meta.json'), 'utf8')) as { chainID?: string; diffID?: string };
+    return meta.chainID === chain && meta.diffID === diffID;
+  } catch {
+    return false;
+  }
+}
+
+/** An empty directory in the store: the lower dir of a stage without layers (overlayfs needs one). */
+async function emptyLower(store: Store): Promise<string> {
+  const dir = join(store.tmpDir, 'img-build-empty');
+  await mkdirClosed(store.tmpDir);
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755);
+  return dir;
+}
+
+/** Mounts the stage's layers plus a fresh upper dir; returns the container paths (`merged` is the root). */
+export async function mountStage(state: BuildState, options: LayerDirsOptions): Promise<ContainerPaths> {
+  const lowers = state.layers.length > 0 ? await layerDirs(state, options) : [await emptyLower(options.store)];
+  return mountOverlay(options.store, lowers, { id: newContainerId() });
+}
