@@ -84,7 +84,8 @@ function publicFields(state: ContainerState, store: Store): ListedContainer {
     ...(state.statusDetail ? { statusDetail: state.statusDetail } : {}),
     ...(state.bundle ? { bundle: state.bundle } : {}),
     ...(typeof state.network === 'string' ? { network: state.network } : {}),
-    ...(Array.isArray(state.ports) && state.ports.length > 0 ? { ports: state.ports } : {}),
+    // As pid: a stopped container's ports are free again (docker ps shows none).
+    ...(state.status === 'running' && Array.isArray(state.ports) && state.ports.length > 0 ? { ports: state.ports } : {}),
     store: store.root,
   };
   return record;

@@ -1,14 +1,15 @@
 /**
  * ctr-ls's table for terminals, the columns `docker ps` prints: CONTAINER
- * ID, IMAGE, COMMAND, CREATED, STATUS, NAMES, with Docker's wording ("Up 5
- * minutes", "Exited (0) 2 minutes ago"). Library code: records in, text out;
+ * ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES, with Docker's wording ("Up 5
+ * minutes", "Exited (0) 2 minutes ago", "127.0.0.1:8080->80/tcp"). Library code: records in, text out;
  * nothing fails.
  */
 import type { ListedContainer } from '@conveyor/lib-common/container/targets';
+import type { PortMapping } from '@conveyor/lib-common/records';
 import { familiarName, parseReference } from '@conveyor/lib-common/reference';
 import { formatTable } from '@conveyor/lib-common/table';
 
-export const CONTAINER_TABLE_HEADERS = ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'];
+export const CONTAINER_TABLE_HEADERS = ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'];
 
 /** Docker's units.HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks". */
 export function humanDuration(ms: number): string {
@@ -72,6 +73,35 @@ export function imageText(container: ListedContainer, full = false): string {
   }
 }
 
+/**
+ * The PORTS column, as docker ps: `127.0.0.1:8080->80/tcp`, IPv6 hosts in
+ * brackets, consecutive ports of one address and protocol as one range
+ * (`0.0.0.0:8000-8001->80-81/tcp`), joined by ", ".
+ */
+export function portsText(ports: PortMapping[] | undefined): string {
+  if (!ports || ports.length === 0) return '';
+  const sorted = [...ports].sort((a, b) => a.hostIP.localeCompare(b.hostIP) || a.protocol.localeCompare(b.protocol) || a.containerPort - b.containerPort);
+  const groups: { first: PortMapping; last: PortMapping }[] = [];
+  for (const port of sorted) {
+    const group = groups.at(-1);
+    const next =
+      group &&
+      group.last.hostIP === port.hostIP &&
+      group.last.protocol === port.protocol &&
+      port.containerPort === group.last.containerPort + 1 &&
+      port.hostPort === group.last.hostPort + 1;
+    if (next) group.last = port;
+    else groups.push({ first: port, last: port });
+  }
+  const range = (a: number, b: number) => (a === b ? `${a}` : `${a}-${b}`);
+  return groups
+    .map(({ first, last }) => {
+      const host = first.hostIP.includes(':') ? `[${first.hostIP}]` : first.hostIP;
+      return `${host}:${range(first.hostPort, last.hostPort)}->${range(first.containerPort, last.containerPort)}/${first.protocol}`;
+    })
+    .join(', ');
+}
+
 export function containerRow(container: ListedContainer, now = Date.now(), full = false): string[] {
   const created = since(container.createdAt, now);
   return [
@@ -80,6 +110,7 @@ export function containerRow(container: ListedContainer, now = Date.now(), full 
     commandText(container.command, full),
     created ? `${created} ago` : '',
     statusText(container, now),
+    portsText(container.ports),
     container.name ?? '',
   ];
 }

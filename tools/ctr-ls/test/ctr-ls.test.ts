@@ -63,7 +63,7 @@ t.test('-q prints short ids, --no-trunc full ones', async (t) => {
 t.test('the table reads like docker ps', async (t) => {
   const table = await ls(['-a', '--table']);
   const lines = table.stdout.trimEnd().split('\n');
-  t.match(lines[0], /^CONTAINER ID +IMAGE +COMMAND +CREATED +STATUS +NAMES$/);
+  t.match(lines[0], /^CONTAINER ID +IMAGE +COMMAND +CREATED +STATUS +PORTS +NAMES$/);
   const webLine = lines.find((l) => l.endsWith('web'));
   t.match(webLine, new RegExp(`^${web.id.slice(0, 12)} +busybox:latest +"sleep 60" +.* ago +Up .+ +web$`));
   t.match(

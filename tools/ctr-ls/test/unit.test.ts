@@ -2,7 +2,7 @@
 import t from 'tap';
 import type { ListedContainer } from '@conveyor/lib-common/container/targets';
 import { imageMatches, matchesFilters, parseFilters } from '../src/filter.js';
-import { commandText, containerRow, humanDuration, statusText } from '../src/table.js';
+import { commandText, containerRow, humanDuration, portsText, statusText } from '../src/table.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const base = { type: 'container', v: 1, store: '/s' } as const;
@@ -140,10 +140,24 @@ t.test('a row: short id, familiar image, names', async (t) => {
     '"sh"',
     '10 minutes ago',
     'Up 10 minutes',
+    '',
     'web',
   ]);
-  t.strictSame(containerRow(dead, now), ['333333333333', '', '', '', 'Dead', '']);
+  t.strictSame(containerRow(dead, now), ['333333333333', '', '', '', 'Dead', '', '']);
   t.equal(containerRow(dead, now, true)[0], '3'.repeat(64), '--no-trunc: the full id');
   const digestOnly = { ...dead, status: 'exited', image: DIGEST } as ListedContainer;
   t.equal(containerRow(digestOnly, now)[1], 'abababababab', 'an image known only by digest: its short form');
+});
+
+t.test('the PORTS column, as docker ps', async (t) => {
+  const p = (hostIP: string, hostPort: number, containerPort: number, protocol: 'tcp' | 'udp' = 'tcp') => ({ hostIP, hostPort, containerPort, protocol });
+  t.equal(portsText(undefined), '');
+  t.equal(portsText([]), '');
+  t.equal(portsText([p('127.0.0.1', 8080, 80)]), '127.0.0.1:8080->80/tcp');
+  t.equal(portsText([p('::1', 8080, 80)]), '[::1]:8080->80/tcp');
+  t.equal(portsText([p('0.0.0.0', 8001, 81), p('0.0.0.0', 8000, 80)]), '0.0.0.0:8000-8001->80-81/tcp', 'consecutive ports: one range');
+  t.equal(portsText([p('0.0.0.0', 9000, 80), p('0.0.0.0', 8000, 81)]), '0.0.0.0:9000->80/tcp, 0.0.0.0:8000->81/tcp', 'not consecutive on the host: two');
+  t.equal(portsText([p('127.0.0.1', 5353, 53, 'udp'), p('127.0.0.1', 8080, 80)]), '127.0.0.1:8080->80/tcp, 127.0.0.1:5353->53/udp');
+  const now = Date.parse('2026-01-01T00:10:00Z');
+  t.equal(containerRow({ ...web, ports: [p('127.0.0.1', 8080, 80)] }, now)[5], '127.0.0.1:8080->80/tcp', 'between STATUS and NAMES');
 });
