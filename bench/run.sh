@@ -61,4 +61,7 @@ if command -v podman >/dev/null; then
 fi
 hyperfine -N -w 2 -r "$((runs * 2))" --export-json "$out/run.json" "${cmds[@]}" >/dev/null
 report "$out/run.json"
+
+echo "== img-build beside buildah bud: a multi-step Dockerfile cold and cached (bench/build.sh)"
+RUNS=$runs bash build.sh
 rm -rf "$out"
