@@ -30,12 +30,16 @@ Options:
       --build-arg K=V      a build argument (repeatable)
       --target STAGE       build up to this stage
       --no-cache           run every step again
+      --pull               fetch FROM images even when the store has them
+      --label K=V          add a label to the image (repeatable)
+      --network MODE       RUN steps' network: default, none or host
       --test CMD           run \`sh -c CMD\` in the new image; it must exit 0
       --test-image         run the image's own ENTRYPOINT and CMD as the test
       --push               push every -t name after the test passed
-      --insecure           img-push: do not verify TLS certificates
-      --insecure-registry HOST  img-push: the same for this registry (repeatable)
-      --plain-http         img-push: talk plain HTTP to the registry
+      --insecure           pulls and pushes: do not verify TLS certificates
+      --insecure-registry HOST  the same for this registry only (repeatable)
+      --plain-http         pulls and pushes: talk plain HTTP to the registry
+      --ca-file FILE       pulls and pushes: also trust this CA certificate
       --root DIR           store root (every tool)
       --log-format FORMAT  text (default) or json (every tool)
       --progress MODE      auto, bar, json or none (img-build, img-push)
@@ -55,10 +59,12 @@ was pushed).
 `;
 
 const TEST_FAILED = 3;
-const BUILD_VALUES = ['file', 'build-arg', 'target'];
-const BUILD_SWITCHES = ['no-cache'];
-const PUSH_VALUES = ['insecure-registry'];
-const PUSH_SWITCHES = ['insecure', 'plain-http'];
+const BUILD_VALUES = ['file', 'build-arg', 'target', 'label', 'network'];
+// --no-cache is minimist's negation of `cache` (as in img-build's own spec).
+const BUILD_SWITCHES = ['pull'];
+// Registry flags reach both img-build (FROM pulls) and img-push.
+const REGISTRY_VALUES = ['insecure-registry', 'ca-file'];
+const REGISTRY_SWITCHES = ['insecure', 'plain-http'];
 
 const here = dirname(realpathSync(fileURLToPath(import.meta.url)));
 const tool = (name) => join(here, '..', 'tools', name, 'bin', `${name}.js`);
@@ -69,9 +75,10 @@ function fail(code, message) {
 }
 
 const args = minimist(process.argv.slice(2), {
-  string: ['tag', 'test', 'root', 'log-format', 'progress', ...BUILD_VALUES, ...PUSH_VALUES],
-  boolean: ['help', 'version', 'push', 'test-image', 'quiet', ...BUILD_SWITCHES, ...PUSH_SWITCHES],
+  string: ['tag', 'test', 'root', 'log-format', 'progress', ...BUILD_VALUES, ...REGISTRY_VALUES],
+  boolean: ['help', 'version', 'push', 'test-image', 'quiet', 'cache', ...BUILD_SWITCHES, ...REGISTRY_SWITCHES],
   alias: { t: 'tag', f: 'file', q: 'quiet', h: 'help' },
+  default: { cache: true },
   unknown: (word) => (word.startsWith('-') && word !== '-' ? fail(2, `unknown option ${word.replace(/=.*/, '')} (see --help)`) : true),
 });
 
@@ -167,7 +174,8 @@ async function main() {
     ...common,
     ...progress,
     ...tags.flatMap((tag) => ['-t', tag]),
-    ...flagsOf([...BUILD_VALUES, ...BUILD_SWITCHES]),
+    ...flagsOf([...BUILD_VALUES, ...BUILD_SWITCHES, ...REGISTRY_VALUES, ...REGISTRY_SWITCHES]),
+    ...(args.cache === false ? ['--no-cache'] : []),
     String(args._[0]),
   ]);
   if (built.code !== 0) return built.code;
@@ -193,7 +201,7 @@ async function main() {
     for (const image of images) process.stdout.write(`${JSON.stringify(image)}\n`);
     return 0;
   }
-  const pushed = await runTool('img-push', [...common, ...progress, ...flagsOf([...PUSH_VALUES, ...PUSH_SWITCHES]), ...images.map((image) => image.ref)]);
+  const pushed = await runTool('img-push', [...common, ...progress, ...flagsOf([...REGISTRY_VALUES, ...REGISTRY_SWITCHES]), ...images.map((image) => image.ref)]);
   for (const record of pushed.records) if (record.type === 'image') process.stdout.write(`${JSON.stringify(record)}\n`);
   if (pushed.code !== 0) return pushed.code;
   say(`pushed ${images.map((image) => image.ref).join(', ')}`);

@@ -98,12 +98,15 @@ async function main(): Promise<void> {
         'archive.tar.gz': archive,
       },
       dockerfile: [
-        '# syntax and escape directives are comments to both here',
+        '# escape=\\',
+        '# a comment after the parser directive',
         `FROM ${base}`,
         'ARG WHO=nobody',
         'ARG UNUSED',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile's ${WHO}, expanded by the builders
         'ENV GREETING="hello ${WHO}" \\',
         '    OPT=/opt/app',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: as above
         'LABEL org.example.name="demo app" org.example.who=${WHO}',
         // The fixture's busybox links few applets: the others are called through busybox itself.
         'RUN mkdir -p /data/keep /data/gone /data/replace /data/sgid && \\',
