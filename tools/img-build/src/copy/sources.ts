@@ -1,0 +1,192 @@
+/**
+ * What a COPY/ADD takes from its root (the build context, or another stage's
+ * or image's rootfs): each source pattern expanded to the paths it matches,
+ * each path listed with everything below it, as Docker does (moby
+ * builder/dockerfile/copy.go, buildkit's dockerfile2llb + fileop):
+ *  - a pattern is relative to the root (a leading `/` too); `../x` is
+ *    refused; a pattern with wildcards (`*`, `?`, `[`) is matched with
+ *    filepath.Match semantics against paths of the same depth (globMatch);
+ *  - a matched path that is a symlink is followed, inside the root only
+ *    (scoped-path.ts); below it symlinks are listed as symlinks, never followed;
+ *  - `ignore` (the .dockerignore matcher) hides context paths: a file it
+ *    excludes is not there, a directory's kept entries still are;
+ *  - sockets and device nodes are left out (a build context has no use for
+ *    them and our layers could not carry devices), and so are fifos.
+ * Entries come in byte order of their path, parents before children.
+ */
+import type { Stats } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { ConveyorError } from '@conveyor/lib-common/errors';
+import { globMatch } from '../patterns.js';
+import { resolveInRoot } from './scoped-path.js';
+
+export interface SourceRoot {
+  /** Host path of the root the sources are taken from. */
+  root: string;
+  /** Context-relative path (no leading '/') -> excluded by .dockerignore. */
+  ignore?: (path: string) => boolean;
+  /** Whether anything below a directory the ignore matcher excludes may be re-included by a `!` pattern (skips walking it when not). */
+  mayIncludeUnder?: (dir: string) => boolean;
+}
+
+export type EntryKind = 'directory' | 'file' | 'symlink';
+
+export interface SourceEntry {
+  /** Host path in the source root. */
+  hostPath: string;
+  /** Path below the matched source ('' for the source itself). */
+  below: string;
+  kind: EntryKind;
+  stats: Stats;
+  /** Symlink target, verbatim. */
+  target?: string;
+}
+
+/** One path a pattern matched, with what it holds. */
+export interface MatchedSource {
+  pattern: string;
+  /** The name it is copied under when it lands in a destination directory: the matched path's base name, as written. */
+  name: string;
+  /** Root-relative path after following symlinks. */
+  relative: string;
+  kind: EntryKind;
+  entries: SourceEntry[];
+}
+
+const WILDCARD = /[*?[\\]/;
+
+export function hasWildcard(pattern: string): boolean {
+  return WILDCARD.test(pattern);
+}
+
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function kindOf(stats: Stats): EntryKind | undefined {
+  if (stats.isDirectory()) return 'directory';
+  if (stats.isFile()) return 'file';
+  if (stats.isSymbolicLink()) return 'symlink';
+  return undefined;
+}
+
+function notFound(pattern: string, root: string): ConveyorError {
+  return new ConveyorError('ERR_BUILD_SOURCE', `source ${JSON.stringify(pattern)} matches nothing in ${root}`, {
+    hint: 'check the path against the build context and .dockerignore',
+    details: { pattern },
+  });
+}
+
+/** The pattern as a clean root-relative path; `..` that would leave the root is refused. */
+export function cleanPattern(pattern: string): string {
+  const cleaned = posix.normalize(pattern.replace(/^\/+/, ''));
+  if (cleaned === '..' || cleaned.startsWith('../')) {
+    throw new ConveyorError('ERR_BUILD_SOURCE', `source ${JSON.stringify(pattern)} is outside the build context`, {
+      hint: 'COPY and ADD take files from inside the context (or the --from stage) only',
+      details: { pattern },
+    });
+  }
+  return cleaned === '.' ? '' : cleaned.replace(/\/+$/, '');
+}
+
+/** Every entry below `dir` (root-relative `relDir`), byte-ordered, symlinks not followed, ignored paths left out. */
+async function listTree(from: SourceRoot, hostDir: string, relDir: string, below: string, out: SourceEntry[]): Promise<void> {
+  const names = (await readdir(hostDir).catch((error) => {
+    throw new ConveyorError('ERR_BUILD_SOURCE', `cannot read ${hostDir}: ${(error as Error).message}`, { cause: error });
+  })) as string[];
+  names.sort(byteOrder);
+  const infos = await Promise.all(names.map((name) => lstat(posix.join(hostDir, name)).catch(() => undefined)));
+  for (const [i, name] of names.entries()) {
+    const stats = infos[i];
+    if (!stats) continue; // gone since readdir
+    const kind = kindOf(stats);
+    if (!kind) continue;
+    const rel = relDir ? `${relDir}/${name}` : name;
+    const hostPath = posix.join(hostDir, name);
+    const childBelow = below ? `${below}/${name}` : name;
+    const ignored = from.ignore?.(rel) ?? false;
+    if (kind === 'directory') {
+      if (ignored && from.mayIncludeUnder && !from.mayIncludeUnder(rel)) continue;
+      const start = out.length;
+      if (!ignored) out.push({ hostPath, below: childBelow, kind, stats });
+      await listTree(from, hostPath, rel, childBelow, out);
+      // An excluded directory is still created when a `!` exception keeps something below it.
+      if (ignored && out.length > start) out.splice(start, 0, { hostPath, below: childBelow, kind, stats });
+      continue;
+    }
+    if (ignored) continue;
+    out.push({ hostPath, below: childBelow, kind, stats, target: kind === 'symlink' ? await readlink(hostPath) : undefined });
+  }
+}
+
+/** The root-relative paths a wildcard pattern matches: a walk no deeper than the pattern, symlinked directories not entered. */
+async function expandWildcard(from: SourceRoot, pattern: string): Promise<string[]> {
+  const segments = pattern.split('/');
+  const matches: string[] = [];
+  const walk = async (relDir: string, depth: number): Promise<void> => {
+    const hostDir = relDir ? posix.join(from.root, relDir) : from.root;
+    const names = ((await readdir(hostDir).catch(() => [])) as string[]).sort(byteOrder);
+    const prefix = segments.slice(0, depth + 1).join('/');
+    for (const name of names) {
+      const rel = relDir ? `${relDir}/${name}` : name;
+      if (!globMatch(prefix, rel)) continue;
+      if (depth + 1 === segments.length) {
+        matches.push(rel);
+        continue;
+      }
+      const stats = await lstat(posix.join(hostDir, name)).catch(() => undefined);
+      if (stats?.isDirectory()) await walk(rel, depth + 1);
+    }
+  };
+  await walk('', 0);
+  return matches;
+}
+
+/**
+ * Expands `patterns` in `from`. Fails with ERR_BUILD_SOURCE naming the
+ * pattern when one matches nothing (or only ignored paths) or leaves the root.
+ */
+export async function matchSources(from: SourceRoot, patterns: string[]): Promise<{ sources: MatchedSource[]; wildcard: boolean }> {
+  const sources: MatchedSource[] = [];
+  let wildcard = false;
+  for (const pattern of patterns) {
+    const cleaned = cleanPattern(pattern);
+    let paths: string[];
+    if (hasWildcard(cleaned)) {
+      wildcard = true;
+      paths = await expandWildcard(from, cleaned);
+    } else paths = [cleaned];
+    const before = sources.length;
+    for (const path of paths) {
+      const matched = await matchOne(from, pattern, path);
+      if (matched) sources.push(matched);
+    }
+    if (sources.length === before) throw notFound(pattern, from.root);
+  }
+  return { sources, wildcard };
+}
+
+async function matchOne(from: SourceRoot, pattern: string, path: string): Promise<MatchedSource | undefined> {
+  if (path !== '' && from.ignore?.(path)) {
+    // The path itself is excluded; a directory may still hold re-included entries.
+    const stats = await lstat(posix.join(from.root, path)).catch(() => undefined);
+    if (!stats?.isDirectory()) return undefined;
+  }
+  const resolved = await resolveInRoot(from.root, path, { code: 'ERR_BUILD_SOURCE' });
+  if (resolved.relative !== path && resolved.relative !== '' && from.ignore?.(resolved.relative)) {
+    const stats = await lstat(resolved.hostPath).catch(() => undefined);
+    if (!stats?.isDirectory()) return undefined;
+  }
+  const stats = await lstat(resolved.hostPath).catch(() => undefined);
+  const kind = stats && kindOf(stats);
+  // After resolution a symlink is one whose target does not exist (dangling): nothing to copy.
+  if (!stats || !kind || kind === 'symlink') return undefined;
+  const name = path === '' ? '' : posix.basename(path);
+  const entries: SourceEntry[] = [{ hostPath: resolved.hostPath, below: '', kind, stats }];
+  if (kind === 'directory') {
+    await listTree(from, resolved.hostPath, resolved.relative, '', entries);
+    if (entries.length === 1 && resolved.relative !== '' && from.ignore?.(resolved.relative)) return undefined;
+  }
+  return { pattern, name, relative: resolved.relative, kind, entries };
+}
