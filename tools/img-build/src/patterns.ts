@@ -1,0 +1,325 @@
+/**
+ * Path patterns as Docker matches them:
+ * - globMatch: Go's path/filepath.Match (COPY/ADD sources): `*` and `?` never
+ *   cross `/`, `[a-z]` / `[^a]` classes, `\` escapes; a malformed pattern is an error.
+ * - createIgnoreMatcher: moby/patternmatcher (.dockerignore): the same terms plus
+ *   `**` for any number of directories, `!` exceptions, the last matching
+ *   pattern wins, and a pattern matching a parent directory matches what is below it.
+ *
+ * Patterns run as small automata over the path, never as backtracking regular
+ * expressions, so a hostile pattern costs O(path × pattern) at worst.
+ */
+import { ConveyorError } from '@conveyor/lib-common/errors';
+
+type Token =
+  | { kind: 'char'; ch: string }
+  /** `?`: one character, not `/`. */
+  | { kind: 'any' }
+  /** `*`: any run of characters without `/`. */
+  | { kind: 'star' }
+  /** `.*`: anything, `/` included (a trailing `**`). */
+  | { kind: 'all' }
+  /** Nothing, or anything ending in a slash (a `**` inside a pattern; patternmatcher writes it as a regexp). */
+  | { kind: 'dirs' }
+  | { kind: 'class'; negated: boolean; ranges: [string, string][] };
+
+function badPattern(pattern: string): ConveyorError {
+  return new ConveyorError('ERR_DOCKERFILE_PARSE', `syntax error in pattern ${JSON.stringify(pattern)}`, {
+    hint: 'a [ needs its ], a range its two ends, and a \\ something to escape',
+  });
+}
+
+/** A `[...]` class starting after the `[` at chars[start]; returns the token and the index after `]`. Go's getEsc rules. */
+function parseClass(chars: string[], start: number, pattern: string): [Token, number] {
+  let i = start;
+  let negated = false;
+  if (chars[i] === '^') {
+    negated = true;
+    i++;
+  }
+  const ranges: [string, string][] = [];
+  const esc = (): string => {
+    let ch = chars[i];
+    if (ch === undefined || ch === '-' || ch === ']') throw badPattern(pattern);
+    if (ch === '\\') {
+      i++;
+      ch = chars[i];
+      if (ch === undefined) throw badPattern(pattern);
+    }
+    i++;
+    if (i >= chars.length) throw badPattern(pattern);
+    return ch;
+  };
+  for (;;) {
+    if (chars[i] === ']' && ranges.length > 0) return [{ kind: 'class', negated, ranges }, i + 1];
+    const lo = esc();
+    let hi = lo;
+    if (chars[i] === '-') {
+      i++;
+      hi = esc();
+    }
+    ranges.push([lo, hi]);
+  }
+}
+
+/** Go's filepath.Match pattern as tokens; throws on a malformed one. */
+function compileGlob(pattern: string): Token[] {
+  const chars = Array.from(pattern);
+  const tokens: Token[] = [];
+  for (let i = 0; i < chars.length; ) {
+    const ch = chars[i];
+    if (ch === '*') {
+      if (tokens.at(-1)?.kind !== 'star') tokens.push({ kind: 'star' });
+      i++;
+    } else if (ch === '?') {
+      tokens.push({ kind: 'any' });
+      i++;
+    } else if (ch === '[') {
+      const [token, next] = parseClass(chars, i + 1, pattern);
+      tokens.push(token);
+      i = next;
+    } else if (ch === '\\') {
+      if (i + 1 >= chars.length) throw badPattern(pattern);
+      tokens.push({ kind: 'char', ch: chars[i + 1] });
+      i += 2;
+    } else {
+      tokens.push({ kind: 'char', ch });
+      i++;
+    }
+  }
+  return tokens;
+}
+
+function classMatches(token: Extract<Token, { kind: 'class' }>, ch: string): boolean {
+  const code = ch.codePointAt(0) as number;
+  let inside = false;
+  for (const [lo, hi] of token.ranges) {
+    if ((lo.codePointAt(0) as number) <= code && code <= (hi.codePointAt(0) as number)) inside = true;
+  }
+  return inside !== token.negated;
+}
+
+/**
+ * Runs the automaton over `chars`: the set of live states after them, or
+ * undefined once none is. States 0..m are "tokens before i matched"; m+1+i is
+ * "inside the `dirs` token i".
+ */
+function run(tokens: Token[], chars: string[], stopAtMatchingParent = false): Uint8Array | undefined {
+  const m = tokens.length;
+  const size = 2 * m + 1;
+  const close = (set: Uint8Array) => {
+    for (let i = 0; i < m; i++) {
+      const kind = tokens[i].kind;
+      if (set[i] && (kind === 'star' || kind === 'all' || kind === 'dirs')) set[i + 1] = 1;
+    }
+  };
+  let states = new Uint8Array(size);
+  states[0] = 1;
+  close(states);
+  for (const ch of chars) {
+    // The text before this `/` is a parent directory: with stopAtMatchingParent, its match is the answer.
+    if (stopAtMatchingParent && ch === '/' && states[m]) return states;
+    const next = new Uint8Array(size);
+    let alive = false;
+    for (let i = 0; i < m; i++) {
+      if (states[m + 1 + i]) {
+        next[m + 1 + i] = 1;
+        if (ch === '/') next[i + 1] = 1;
+      }
+      if (!states[i]) continue;
+      const token = tokens[i];
+      switch (token.kind) {
+        case 'star':
+          if (ch !== '/') next[i] = 1;
+          break;
+        case 'all':
+          next[i] = 1;
+          break;
+        case 'dirs':
+          next[m + 1 + i] = 1;
+          if (ch === '/') next[i + 1] = 1;
+          break;
+        case 'any':
+          if (ch !== '/') next[i + 1] = 1;
+          break;
+        case 'class':
+          if (classMatches(token, ch)) next[i + 1] = 1;
+          break;
+        case 'char':
+          if (ch === token.ch) next[i + 1] = 1;
+          break;
+      }
+    }
+    close(next);
+    for (let i = 0; i < size; i++) {
+      if (next[i]) {
+        alive = true;
+        break;
+      }
+    }
+    if (!alive) return undefined;
+    states = next;
+  }
+  return states;
+}
+
+function matchesTokens(tokens: Token[], path: string): boolean {
+  const states = run(tokens, Array.from(path));
+  return states !== undefined && states[tokens.length] === 1;
+}
+
+/** Whether the pattern matches the path or one of its parent directories, in one pass over the path. */
+function matchesSelfOrParent(tokens: Token[], path: string): boolean {
+  const states = run(tokens, Array.from(path), true);
+  return states !== undefined && states[tokens.length] === 1;
+}
+
+/**
+ * Go's filepath.Match on `/`-separated paths: the whole path must match.
+ * Throws ERR_DOCKERFILE_PARSE for a malformed pattern (Go's ErrBadPattern).
+ */
+export function globMatch(pattern: string, path: string): boolean {
+  return matchesTokens(compileGlob(pattern), path);
+}
+
+/** Whether a COPY source has glob characters at all (a plain path is looked up, not matched). */
+export function hasGlob(pattern: string): boolean {
+  return /[*?[\\]/.test(pattern);
+}
+
+/** Go's path.Clean: `.` and `..` resolved lexically, slashes collapsed, no trailing `/`; `` becomes `.`. */
+export function cleanPath(path: string): string {
+  if (path === '') return '.';
+  const rooted = path.startsWith('/');
+  const out: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
+      else if (!rooted) out.push('..');
+      continue;
+    }
+    out.push(part);
+  }
+  const joined = out.join('/');
+  if (rooted) return `/${joined}`;
+  return joined === '' ? '.' : joined;
+}
+
+interface IgnorePattern {
+  exclusion: boolean;
+  tokens: Token[];
+  text: string;
+}
+
+/**
+ * One .dockerignore pattern as patternmatcher compiles it: `**` at the start
+ * is a suffix match, at the end anything, elsewhere any number of whole
+ * directories; `*` is any run without a slash, `?` one character but a slash.
+ */
+function compileIgnorePattern(pattern: string): Token[] {
+  // patternmatcher compares a pattern without wildcards or escapes as a plain string.
+  if (!/[*?[\]\\]/.test(pattern)) return Array.from(pattern, (ch): Token => ({ kind: 'char', ch }));
+  const chars = Array.from(pattern);
+  const tokens: Token[] = [];
+  for (let i = 0; i < chars.length; ) {
+    const ch = chars[i];
+    if (ch === '*') {
+      if (chars[i + 1] === '*') {
+        i += 2;
+        const slash = chars[i] === '/';
+        if (slash) i++;
+        if (i >= chars.length) {
+          tokens.push({ kind: 'all' });
+        } else if (tokens.length === 0 && !slash && !/[*?[\]\\]/.test(chars.slice(i).join(''))) {
+          // `**foo`: patternmatcher's suffix match, any path ending in "foo".
+          tokens.push({ kind: 'all' });
+        } else {
+          tokens.push({ kind: 'dirs' });
+        }
+      } else {
+        tokens.push({ kind: 'star' });
+        i++;
+      }
+    } else if (ch === '?') {
+      tokens.push({ kind: 'any' });
+      i++;
+    } else if (ch === '[') {
+      const [token, next] = parseClass(chars, i + 1, pattern);
+      tokens.push(token);
+      i = next;
+    } else if (ch === '\\') {
+      if (i + 1 >= chars.length) throw badPattern(pattern);
+      tokens.push({ kind: 'char', ch: chars[i + 1] });
+      i += 2;
+    } else {
+      tokens.push({ kind: 'char', ch });
+      i++;
+    }
+  }
+  return tokens;
+}
+
+export interface IgnoreMatcher {
+  /** Whether a context-relative path (`/`-separated) is excluded: by itself or through a parent directory. */
+  ignores(path: string): boolean;
+  /**
+   * For an excluded directory: whether an exception (`!pattern`) could re-include
+   * something below it, so a walker must still descend into it.
+   */
+  mayIncludeUnder(dir: string): boolean;
+  /** Whether any pattern is an exception (`!…`). */
+  readonly hasExclusions: boolean;
+}
+
+function normalize(path: string): string {
+  const cleaned = cleanPath(path);
+  return cleaned.startsWith('/') ? cleaned.slice(1) || '.' : cleaned;
+}
+
+/**
+ * moby/patternmatcher's PatternMatcher over `patterns` (as readDockerignore gives them).
+ * Throws ERR_DOCKERFILE_PARSE for a malformed pattern or a lone `!`.
+ */
+export function createIgnoreMatcher(patterns: string[]): IgnoreMatcher {
+  const compiled: IgnorePattern[] = [];
+  for (const raw of patterns) {
+    let text = raw.trim();
+    if (text === '') continue;
+    text = cleanPath(text);
+    let exclusion = false;
+    if (text.startsWith('!')) {
+      if (text.length === 1) {
+        throw new ConveyorError('ERR_DOCKERFILE_PARSE', 'illegal exclusion pattern: "!"', { hint: 'write !PATH to re-include PATH' });
+      }
+      exclusion = true;
+      text = text.slice(1);
+    }
+    // patternmatcher checks the syntax the way filepath.Match would.
+    compileGlob(text);
+    compiled.push({ exclusion, tokens: compileIgnorePattern(text), text });
+  }
+  const hasExclusions = compiled.some((pattern) => pattern.exclusion);
+
+  const ignores = (path: string): boolean => {
+    const file = normalize(path);
+    let matched = false;
+    for (const pattern of compiled) {
+      // An inclusion cannot change an already excluded path, nor an exception an included one.
+      if (pattern.exclusion !== matched) continue;
+      if (matchesSelfOrParent(pattern.tokens, file)) matched = !pattern.exclusion;
+    }
+    return matched;
+  };
+
+  const mayIncludeUnder = (dir: string): boolean => {
+    if (!hasExclusions) return false;
+    const normalized = normalize(dir);
+    const prefix = Array.from(`${normalized}/`);
+    // An exception matching the directory itself re-includes what is below it (parent matching); one that can
+    // still match after "dir/" may re-include a path inside.
+    return compiled.some((pattern) => pattern.exclusion && (matchesTokens(pattern.tokens, normalized) || run(pattern.tokens, prefix) !== undefined));
+  };
+
+  return { ignores, mayIncludeUnder, hasExclusions };
+}

@@ -1,0 +1,243 @@
+/**
+ * patterns.ts against the tables of the code it copies: moby/patternmatcher's
+ * patternmatcher_test.go (TestMatches, multi-pattern cases, TestMatch) and Go's
+ * path/filepath match_test.go for globMatch, plus the walker's mayIncludeUnder
+ * and hostile patterns.
+ */
+import t from 'tap';
+import { cleanPath, createIgnoreMatcher, globMatch } from '../src/patterns.js';
+
+// patternmatcher_test.go TestMatches: [pattern, path, matches (exact or through a parent)].
+const single: [string, string, boolean][] = [
+  ['**', 'file', true],
+  ['**', 'file/', true],
+  ['**/', 'file', true],
+  ['**/', 'file/', true],
+  ['**', '/', true],
+  ['**/', '/', true],
+  ['**', 'dir/file', true],
+  ['**/', 'dir/file', true],
+  ['**', 'dir/file/', true],
+  ['**/', 'dir/file/', true],
+  ['**/**', 'dir/file', true],
+  ['**/**', 'dir/file/', true],
+  ['dir/**', 'dir/file', true],
+  ['dir/**', 'dir/file/', true],
+  ['dir/**', 'dir/dir2/file', true],
+  ['dir/**', 'dir/dir2/file/', true],
+  ['**/dir', 'dir', true],
+  ['**/dir', 'dir/file', true],
+  ['**/dir2/*', 'dir/dir2/file', true],
+  ['**/dir2/*', 'dir/dir2/file/', true],
+  ['**/dir2/**', 'dir/dir2/dir3/file', true],
+  ['**/dir2/**', 'dir/dir2/dir3/file/', true],
+  ['**file', 'file', true],
+  ['**file', 'dir/file', true],
+  ['**/file', 'dir/file', true],
+  ['**file', 'dir/dir/file', true],
+  ['**/file', 'dir/dir/file', true],
+  ['**/file*', 'dir/dir/file', true],
+  ['**/file*', 'dir/dir/file.txt', true],
+  ['**/file*txt', 'dir/dir/file.txt', true],
+  ['**/file*.txt', 'dir/dir/file.txt', true],
+  ['**/file*.txt*', 'dir/dir/file.txt', true],
+  ['**/**/*.txt', 'dir/dir/file.txt', true],
+  ['**/**/*.txt2', 'dir/dir/file.txt', false],
+  ['**/*.txt', 'file.txt', true],
+  ['**/**/*.txt', 'file.txt', true],
+  ['a**/*.txt', 'a/file.txt', true],
+  ['a**/*.txt', 'a/dir/file.txt', true],
+  ['a**/*.txt', 'a/dir/dir/file.txt', true],
+  ['a/*.txt', 'a/dir/file.txt', false],
+  ['a/*.txt', 'a/file.txt', true],
+  ['a/*.txt**', 'a/file.txt', true],
+  ['a[b-d]e', 'ae', false],
+  ['a[b-d]e', 'ace', true],
+  ['a[b-d]e', 'aae', false],
+  ['a[^b-d]e', 'aze', true],
+  ['.*', '.foo', true],
+  ['.*', 'foo', false],
+  ['abc.def', 'abcdef', false],
+  ['abc.def', 'abc.def', true],
+  ['abc.def', 'abcZdef', false],
+  ['abc?def', 'abcZdef', true],
+  ['abc?def', 'abcdef', false],
+  ['**/foo/bar', 'foo/bar', true],
+  ['**/foo/bar', 'dir/foo/bar', true],
+  ['**/foo/bar', 'dir/dir2/foo/bar', true],
+  ['abc/**', 'abc', false],
+  ['abc/**', 'abc/def', true],
+  ['abc/**', 'abc/def/ghi', true],
+  ['**/.foo', '.foo', true],
+  ['**/.foo', 'bar.foo', false],
+  ['a(b)c/def', 'a(b)c/def', true],
+  ['a(b)c/def', 'a(b)c/xyz', false],
+  ['a.|)$(}+{bc', 'a.|)$(}+{bc', true],
+  ['dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl', 'dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl', true],
+  ['dist/*.whl', 'dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl', true],
+  ['a\\\\', 'a\\', true],
+  ['a\\*b', 'a*b', true],
+  // patternmatcher's suffix match: `**foo` is any path ending in "foo", not only a file named foo.
+  ['**foo', 'barfoo', true],
+  ['**/foo', 'barfoo', false],
+];
+
+t.test('patternmatcher TestMatches: one pattern, the path or a parent matches', async (t) => {
+  for (const [pattern, path, expected] of single) {
+    t.equal(createIgnoreMatcher([pattern]).ignores(path), expected, `${pattern} vs ${path}`);
+  }
+});
+
+t.test('exceptions: the last matching pattern wins, a directory match covers what is below', async (t) => {
+  const cases: [string[], string, boolean][] = [
+    // patternmatcher_test.go multiPatternTests
+    [['**', '!util/docker/web'], 'util/docker/web/foo', false],
+    [['**', '!util/docker/web', 'util/docker/web/foo'], 'util/docker/web/foo', true],
+    [['**', '!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl'], 'dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl', false],
+    [['**', '!dist/*.whl'], 'dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl', false],
+    // TestExclusionPatternMatchesPatternBefore / After, TestPatternMatchesFolder*Exclusions
+    [['!fileutils.go', '*.go'], 'fileutils.go', true],
+    [['*.go', '!fileutils.go'], 'fileutils.go', false],
+    [['docs', '!docs/README.md'], 'docs/README.md', false],
+    [['docs/', '!docs/README.md'], 'docs/README.md', false],
+    [['docs/*', '!docs/README.md'], 'docs/README.md', false],
+    [['docs', '!docs/README.md'], 'docs/other.md', true],
+    [['*'], 'fileutils.go', true],
+    [['*.go'], 'fileutils.go', true],
+    [[], 'any/path/there', false],
+    [['docs', '', '   '], 'docs/x', true],
+    [['  !docs/README.md  ', 'docs'], 'docs/README.md', true],
+    [['docs', '  !docs/README.md  '], 'docs/README.md', false],
+    // Patterns are cleaned: ./, //, .. and a trailing / do not change what they mean.
+    [['./docs//x/../y/'], 'docs/y/z', true],
+    // Paths from a walker may come with ./ or a leading /.
+    [['docs'], './docs/a', true],
+    [['docs'], '/docs/a', true],
+  ];
+  for (const [patterns, path, expected] of cases) {
+    t.equal(createIgnoreMatcher(patterns).ignores(path), expected, `${JSON.stringify(patterns)} vs ${path}`);
+  }
+});
+
+// Go's path/filepath match_test.go (what patternmatcher's TestMatch is "stolen from"): [pattern, name, match, bad].
+const goMatch: [string, string, boolean, boolean?][] = [
+  ['abc', 'abc', true],
+  ['*', 'abc', true],
+  ['*c', 'abc', true],
+  ['a*', 'a', true],
+  ['a*', 'abc', true],
+  ['a*', 'ab/c', false],
+  ['a*/b', 'abc/b', true],
+  ['a*/b', 'a/c/b', false],
+  ['a*b*c*d*e*/f', 'axbxcxdxe/f', true],
+  ['a*b*c*d*e*/f', 'axbxcxdxexxx/f', true],
+  ['a*b*c*d*e*/f', 'axbxcxdxe/xxx/f', false],
+  ['a*b*c*d*e*/f', 'axbxcxdxexxx/fff', false],
+  ['a*b?c*x', 'abxbbxdbxebxczzx', true],
+  ['a*b?c*x', 'abxbbxdbxebxczzy', false],
+  ['ab[c]', 'abc', true],
+  ['ab[b-d]', 'abc', true],
+  ['ab[e-g]', 'abc', false],
+  ['ab[^c]', 'abc', false],
+  ['ab[^b-d]', 'abc', false],
+  ['ab[^e-g]', 'abc', true],
+  ['a\\*b', 'a*b', true],
+  ['a\\*b', 'ab', false],
+  ['a?b', 'a☺b', true],
+  ['a[^a]b', 'a☺b', true],
+  ['a???b', 'a☺b', false],
+  ['a[^a][^a][^a]b', 'a☺b', false],
+  ['[a-ζ]*', 'α', true],
+  ['*[a-ζ]', 'A', false],
+  ['a?b', 'a/b', false],
+  ['a*b', 'a/b', false],
+  ['[\\]a]', ']', true],
+  ['[\\-]', '-', true],
+  ['[x\\-]', 'x', true],
+  ['[x\\-]', '-', true],
+  ['[x\\-]', 'z', false],
+  ['[\\-x]', 'x', true],
+  ['[\\-x]', '-', true],
+  ['[\\-x]', 'a', false],
+  ['[]a]', ']', false, true],
+  ['[-]', '-', false, true],
+  ['[x-]', 'x', false, true],
+  ['[x-]', '-', false, true],
+  ['[x-]', 'z', false, true],
+  ['[-x]', 'x', false, true],
+  ['[-x]', '-', false, true],
+  ['[-x]', 'a', false, true],
+  ['\\', 'a', false, true],
+  ['[a-b-c]', 'a', false, true],
+  ['[', 'a', false, true],
+  ['[^', 'a', false, true],
+  ['[^bc', 'a', false, true],
+  ['a[', 'a', false, true],
+  ['a[', 'ab', false, true],
+  ['a[', 'x', false, true],
+  ['a/b[', 'x', false, true],
+  ['*x', 'xxx', true],
+];
+
+t.test('globMatch is Go filepath.Match: * and ? stop at /, malformed patterns are errors', async (t) => {
+  for (const [pattern, name, expected, bad] of goMatch) {
+    if (bad) {
+      t.throws(() => globMatch(pattern, name), { code: 'ERR_DOCKERFILE_PARSE' }, `${pattern} is a bad pattern`);
+    } else {
+      t.equal(globMatch(pattern, name), expected, `${pattern} vs ${name}`);
+    }
+  }
+});
+
+t.test('ignore patterns are checked as filepath.Match would; a lone ! is refused', async (t) => {
+  for (const bad of ['[', 'a[', '[]a]', '\\', '!', '![x-]']) {
+    t.throws(() => createIgnoreMatcher(['ok', bad]), { code: 'ERR_DOCKERFILE_PARSE' }, JSON.stringify(bad));
+  }
+  // The same table through parent matching (patternmatcher TestMatch): `a*` excludes ab/c because ab matches.
+  t.equal(createIgnoreMatcher(['a*']).ignores('ab/c'), true);
+  t.equal(createIgnoreMatcher(['a*/b']).ignores('a/c/b'), false);
+});
+
+t.test('mayIncludeUnder: whether a walker must descend into an excluded directory', async (t) => {
+  const cases: [string[], string, boolean][] = [
+    [['docs', '!docs/README.md'], 'docs', true],
+    [['docs', '!docs/README.md'], 'src', false],
+    [['**', '!**/keep'], 'a/b', true],
+    [['**', '!*/keep'], 'a', true],
+    [['**', '!*/keep'], 'a/b', false],
+    [['node_modules', '!src/*.ts'], 'node_modules', false],
+    [['vendor', '!vendor'], 'vendor', true],
+    [['vendor', '!vendor/[a-c]*/x'], 'vendor', true],
+    [['vendor', '!vendor/[a-c]*/x'], 'vendor/zeta', false],
+    [['*'], 'anything', false],
+  ];
+  for (const [patterns, dir, expected] of cases) {
+    t.equal(createIgnoreMatcher(patterns).mayIncludeUnder(dir), expected, `${JSON.stringify(patterns)} under ${dir}`);
+  }
+});
+
+t.test('cleanPath is Go path.Clean', async (t) => {
+  const cases: [string, string][] = [
+    ['', '.'],
+    ['.', '.'],
+    ['/', '/'],
+    ['a//b/./c/', 'a/b/c'],
+    ['a/../../b', '../b'],
+    ['/../a', '/a'],
+    ['./a/', 'a'],
+    ['a/b/..', 'a'],
+    ['!a/../b', 'b'],
+  ];
+  for (const [input, expected] of cases) t.equal(cleanPath(input), expected, JSON.stringify(input));
+});
+
+t.test('hostile patterns cost linear time, not backtracking', async (t) => {
+  // Backtracking regexps take exponential time on these; the automaton finishes at once (no timing asserted:
+  // the test would simply hang without it).
+  const stars = `${'*a'.repeat(200)}b`;
+  t.equal(globMatch(stars, 'a'.repeat(5000)), false);
+  const dirs = `${'**/'.repeat(200)}x`;
+  t.equal(createIgnoreMatcher([dirs]).ignores(`${'d/'.repeat(2000)}y`), false);
+  t.equal(createIgnoreMatcher([dirs]).ignores(`${'d/'.repeat(2000)}x`), true);
+  t.equal(createIgnoreMatcher([`${'[a-z]*'.repeat(100)}!`]).ignores('q'.repeat(3000)), false);
+});
