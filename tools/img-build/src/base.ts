@@ -36,7 +36,7 @@ export async function baseImage(ref: string, options: BaseImageOptions): Promise
     throw new ConveyorError(
       typeof failure?.code === 'string' && failure.code in ERROR_CODES ? (failure.code as ErrorCode) : 'ERR_IMAGE_NOT_FOUND',
       `FROM ${ref}: img-fetch failed${typeof failure?.message === 'string' ? `: ${failure.message}` : ` (${result.shortMessage})`}`,
-      { hint: 'check the name, the registry flags (--insecure-registry, --plain-http) and img-fetch\'s message above' },
+      { hint: "check the name, the registry flags (--insecure-registry, --plain-http) and img-fetch's message above" },
     );
   }
   const local = await lookupLocalImage(store, ref);

@@ -54,7 +54,18 @@ import { runInContainer } from './run-step.js';
 import type { ToolRunner } from './tools.js';
 
 /** Build args Docker defines without an ARG: usable in RUN, never in history or the cache key unless declared. */
-export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
+export const PROXY_ARGS = [
+  'HTTP_PROXY',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'FTP_PROXY',
+  'ftp_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+];
 
 export interface BuildOptions {
   store: Store;
@@ -120,7 +131,7 @@ function platformArgs(): Map<string, string> {
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const dockerfile = parseDockerfile(options.dockerfile.text, { file: options.dockerfile.name });
-  const escape = dockerfile.directives.escape;
+  const escapeChar = dockerfile.directives.escape;
   const { globalArgs, stages } = splitStages(dockerfile);
   if (stages.length === 0) throw parseFailure(options, 1, 'no FROM instruction', 'a Dockerfile starts with FROM (after ARGs and parser directives)');
   const usedArgs = new Set<string>();
@@ -130,7 +141,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const globals = new Map<string, string | undefined>();
   const globalLookup: Lookup = (name) => (globals.has(name) ? globals.get(name) : predefined.get(name));
   for (const instruction of globalArgs) {
-    const step = resolveStep(instruction, globalLookup, escape);
+    const step = resolveStep(instruction, globalLookup, escapeChar);
     if (step.kind !== 'ARG') continue;
     for (const arg of step.args) {
       if (options.buildArgs.has(arg.name)) usedArgs.add(arg.name);
@@ -139,13 +150,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
 
   const target = pickTarget(stages, options);
-  const needed = neededStages(stages, target, globalLookup, escape);
+  const needed = neededStages(stages, target, globalLookup, escapeChar);
   const building = stages.filter((s) => needed.has(s.index));
   const total = building.reduce((sum, s) => sum + 1 + s.instructions.length, 0);
   const counter = { index: 0, total, ran: 0, cached: 0 };
   const results = new Map<number, StageResult>();
   for (const stage of building) {
-    results.set(stage.index, await buildStage(stage, { options, escape, globals, globalLookup, predefined, stages, results, counter, usedArgs }));
+    results.set(stage.index, await buildStage(stage, { options, escapeChar, globals, globalLookup, predefined, stages, results, counter, usedArgs }));
   }
   const unused = [...options.buildArgs.keys()].filter((k) => !usedArgs.has(k) && !PROXY_ARGS.includes(k));
   if (unused.length > 0) options.warn(`one or more build args were not consumed: ${unused.sort().join(', ')}`);
@@ -189,27 +200,27 @@ function stageNamed(stages: Stage[], word: string, before: number): Stage | unde
   return undefined;
 }
 
-function fromWord(stage: Stage, lookup: Lookup, escape: '\\' | '`'): string {
+function fromWord(stage: Stage, lookup: Lookup, escapeChar: '\\' | '`'): string {
   const words = stage.from.rest.trim().split(/\s+/);
-  return expandWord(words[0] ?? '', lookup, escape);
+  return expandWord(words[0] ?? '', lookup, escapeChar);
 }
 
-function copyFromValue(instruction: Instruction, lookup: Lookup, escape: '\\' | '`'): string | undefined {
+function copyFromValue(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`'): string | undefined {
   if (instruction.keyword !== 'COPY' && instruction.keyword !== 'ADD') return undefined;
   const flag = instruction.flags.find((f) => f.name === 'from');
-  return flag ? expandWord(flag.value, lookup, escape) : undefined;
+  return flag ? expandWord(flag.value, lookup, escapeChar) : undefined;
 }
 
 /** The target and every stage it depends on through FROM and COPY --from (BuildKit builds no other). */
-function neededStages(stages: Stage[], target: Stage, lookup: Lookup, escape: '\\' | '`'): Set<number> {
+function neededStages(stages: Stage[], target: Stage, lookup: Lookup, escapeChar: '\\' | '`'): Set<number> {
   const needed = new Set<number>();
   const visit = (stage: Stage) => {
     if (needed.has(stage.index)) return;
     needed.add(stage.index);
-    const base = stageNamed(stages, fromWord(stage, lookup, escape), stage.index);
+    const base = stageNamed(stages, fromWord(stage, lookup, escapeChar), stage.index);
     if (base) visit(base);
     for (const instruction of stage.instructions) {
-      const from = copyFromValue(instruction, lookup, escape);
+      const from = copyFromValue(instruction, lookup, escapeChar);
       const source = from === undefined ? undefined : stageNamed(stages, from, stage.index);
       if (source) visit(source);
     }
@@ -220,7 +231,7 @@ function neededStages(stages: Stage[], target: Stage, lookup: Lookup, escape: '\
 
 interface StageContext {
   options: BuildOptions;
-  escape: '\\' | '`';
+  escapeChar: '\\' | '`';
   globals: Map<string, string | undefined>;
   globalLookup: Lookup;
   predefined: Map<string, string>;
@@ -239,17 +250,21 @@ function cancelExitCode(signal: AbortSignal): number {
 }
 
 async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult> {
-  const { options, escape } = ctx;
+  const { options, escapeChar } = ctx;
   const stageLabel = stage.name ?? String(stage.index);
   checkCancelled(options);
-  const fromStep = resolveStep(stage.from, ctx.globalLookup, escape);
+  const fromStep = resolveStep(stage.from, ctx.globalLookup, escapeChar);
   if (fromStep.kind !== 'FROM') throw parseFailure(options, stage.from.line, 'expected FROM');
   ctx.counter.index += 1;
   options.progress.start({ index: ctx.counter.index, total: ctx.counter.total, instruction: stage.from.original, line: stage.from.line, stage: stageLabel });
   if (fromStep.platform !== undefined && fromStep.platform !== '' && fromStep.platform !== formatPlatform(hostPlatform())) {
     const host = hostPlatform();
     if (fromStep.platform !== `${host.os}/${host.architecture}`) {
-      throw parseFailure(options, stage.from.line, `FROM --platform=${fromStep.platform}: img-build builds for this host's platform only (${formatPlatform(host)})`);
+      throw parseFailure(
+        options,
+        stage.from.line,
+        `FROM --platform=${fromStep.platform}: img-build builds for this host's platform only (${formatPlatform(host)})`,
+      );
     }
   }
   let current: StageResult;
@@ -279,7 +294,13 @@ async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult>
   for (const instruction of stage.instructions) {
     checkCancelled(options);
     ctx.counter.index += 1;
-    options.progress.start({ index: ctx.counter.index, total: ctx.counter.total, instruction: instruction.original, line: instruction.line, stage: stageLabel });
+    options.progress.start({
+      index: ctx.counter.index,
+      total: ctx.counter.total,
+      instruction: instruction.original,
+      line: instruction.line,
+      stage: stageLabel,
+    });
     current = await buildStep(instruction, current, scope, ctx);
   }
   return current;
@@ -299,7 +320,7 @@ function argsInScope(state: BuildState, scope: StageScope): [string, string][] {
 
 async function buildStep(instruction: Instruction, current: StageResult, scope: StageScope, ctx: StageContext): Promise<StageResult> {
   const { options } = ctx;
-  const step = resolveStep(instruction, stageLookup(current.state, scope), ctx.escape);
+  const step = resolveStep(instruction, stageLookup(current.state, scope), ctx.escapeChar);
   const created = timestamp(options);
   if (step.kind === 'FROM') throw parseFailure(options, step.line, 'FROM inside a stage');
 
@@ -355,7 +376,13 @@ async function metadataStep(
 }
 
 function layerOptions(ctx: StageContext, ref: string): LayerDirsOptions {
-  return { store: ctx.options.store, runner: ctx.options.runner, unpackArgs: ctx.options.toolArgs, onStderr: (chunk) => ctx.options.progress.toolMessage(chunk), ref };
+  return {
+    store: ctx.options.store,
+    runner: ctx.options.runner,
+    unpackArgs: ctx.options.toolArgs,
+    onStderr: (chunk) => ctx.options.progress.toolMessage(chunk),
+    ref,
+  };
 }
 
 /**
@@ -447,7 +474,13 @@ function runCommand(step: Extract<Step, { kind: 'RUN' }>, shell: string[]): { ar
   return { argv: [...shell, step.heredocs.length > 0 ? `${script}\n${bodies}` : script] };
 }
 
-async function runStep(step: Extract<Step, { kind: 'RUN' }>, current: StageResult, scope: StageScope, ctx: StageContext, created: string): Promise<StageResult> {
+async function runStep(
+  step: Extract<Step, { kind: 'RUN' }>,
+  current: StageResult,
+  scope: StageScope,
+  ctx: StageContext,
+  created: string,
+): Promise<StageResult> {
   const { options } = ctx;
   const run = runConfigOf(current.state);
   const shell = run.Shell && run.Shell.length > 0 ? run.Shell : DEFAULT_SHELL;
@@ -485,12 +518,20 @@ async function runStep(step: Extract<Step, { kind: 'RUN' }>, current: StageResul
   });
 }
 
-async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: StageResult, scope: StageScope, ctx: StageContext, created: string): Promise<StageResult> {
+async function copyStep(
+  step: Extract<Step, { kind: 'COPY' | 'ADD' }>,
+  current: StageResult,
+  scope: StageScope,
+  ctx: StageContext,
+  created: string,
+): Promise<StageResult> {
   const { options } = ctx;
   void scope;
   const run = runConfigOf(current.state);
   // A relative destination is against WORKDIR; a trailing '/' (a directory) is kept.
-  const dest = step.dest.startsWith('/') ? step.dest : `${posix.join(run.WorkingDir || '/', step.dest)}${step.dest.endsWith('/') || step.dest === '.' ? '/' : ''}`;
+  const dest = step.dest.startsWith('/')
+    ? step.dest
+    : `${posix.join(run.WorkingDir || '/', step.dest)}${step.dest.endsWith('/') || step.dest === '.' ? '/' : ''}`;
   const chmod = step.chmod === undefined ? undefined : parseChmod(step.chmod, options, step.line);
 
   // Where the sources come from: the context, an earlier stage, or an image.

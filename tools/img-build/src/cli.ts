@@ -84,7 +84,10 @@ await runCli(
       const { DefaultToolRunner } = await import('./tools.js');
 
       const { args } = ctx;
-      if (args._.length !== 1) throw new ConveyorError('ERR_USAGE', args._.length === 0 ? 'no build context given' : 'one build context only', { hint: 'img-build [OPTIONS] CONTEXT' });
+      if (args._.length !== 1)
+        throw new ConveyorError('ERR_USAGE', args._.length === 0 ? 'no build context given' : 'one build context only', {
+          hint: 'img-build [OPTIONS] CONTEXT',
+        });
       const progressMode = flag(args, 'progress') ?? 'auto';
       if (!PROGRESS_MODES.includes(progressMode)) throw new ConveyorError('ERR_USAGE', `--progress must be auto, plain, json or none`);
       const network = flag(args, 'network') ?? 'default';

@@ -92,7 +92,10 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   const onAbort = () => {
     cancelled = true;
     child.kill('SIGTERM');
-    timers.push(setTimeout(() => child.kill('SIGTERM'), 1000), setTimeout(() => child.kill('SIGTERM'), 2000));
+    timers.push(
+      setTimeout(() => child.kill('SIGTERM'), 1000),
+      setTimeout(() => child.kill('SIGTERM'), 2000),
+    );
   };
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -100,7 +103,9 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   options.signal?.removeEventListener('abort', onAbort);
   for (const timer of timers) clearTimeout(timer);
   if (result.code !== undefined) {
-    throw new ConveyorError('ERR_SPAWN_FAILED', `cannot run ctr-spawn: ${result.originalMessage ?? result.shortMessage}`, { hint: 'build the tools: make build' });
+    throw new ConveyorError('ERR_SPAWN_FAILED', `cannot run ctr-spawn: ${result.originalMessage ?? result.shortMessage}`, {
+      hint: 'build the tools: make build',
+    });
   }
   await removeStubs(paths.upper, existed);
   const exitCode = result.exitCode ?? 128 + (result.signal === 'SIGKILL' ? 9 : 15);
