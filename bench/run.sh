@@ -62,6 +62,9 @@ fi
 hyperfine -N -w 2 -r "$((runs * 2))" --export-json "$out/run.json" "${cmds[@]}" >/dev/null
 report "$out/run.json"
 
+echo "== 100 MB through a published port (ctr-spawn -p, the userspace relay) beside the host's loopback (bench/ports.sh)"
+RUNS=$runs bash ports.sh
+
 echo "== img-build beside buildah bud: a multi-step Dockerfile cold and cached (bench/build.sh)"
 RUNS=$runs bash build.sh
 rm -rf "$out"
