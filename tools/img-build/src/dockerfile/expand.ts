@@ -31,16 +31,20 @@ const EOF = '';
 
 class ExpansionError extends Error {}
 
+// ASCII first: these run once per character of every word expanded.
 function isSpace(ch: string): boolean {
-  return ch !== EOF && /^\s$/u.test(ch);
+  if (ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r' || ch === '\v' || ch === '\f') return true;
+  return ch !== EOF && ch > '\x7f' && /^\s$/u.test(ch);
 }
 
 function isNameChar(ch: string): boolean {
-  return ch !== EOF && /^[\p{L}\p{Nd}_]$/u.test(ch);
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch === '_') return true;
+  return ch !== EOF && ch > '\x7f' && /^[\p{L}\p{Nd}]$/u.test(ch);
 }
 
 function isDigit(ch: string): boolean {
-  return ch !== EOF && /^\p{Nd}$/u.test(ch);
+  if (ch >= '0' && ch <= '9') return ch.length === 1;
+  return ch !== EOF && ch > '\x7f' && /^\p{Nd}$/u.test(ch);
 }
 
 /** POSIX special parameters: `$@`, `$*`, `$#`, … are names of one character. */

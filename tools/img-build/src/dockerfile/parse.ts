@@ -198,6 +198,8 @@ interface HeredocWord {
 
 /** The heredoc words of a line (`<<EOF`, `<<-EOF`, `<<'EOF'`, `2<<EOF`), in order, as buildkit's heredocsFromLine. */
 export function heredocWords(line: string): HeredocWord[] {
+  // Most lines have no heredoc: skip the lexer for them.
+  if (!line.includes('<<')) return [];
   const none = () => undefined;
   let words: string[];
   try {
