@@ -107,7 +107,7 @@ async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<boo
 }
 
 t.test('TCP and UDP relayed into the namespace; close() frees the ports', async (t) => {
-  const forwarder = await startForwarder({ netnsPath: netns, mappings: [tcp(7000), tcp(7009), udp(7001), tcp(7002)] });
+  const forwarder = await startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [tcp(7000), tcp(7009), udp(7001), tcp(7002)] });
   const [half, refused, echo, bulk] = forwarder.ports;
   t.ok(
     forwarder.ports.every((p) => p.hostPort > 0),
@@ -137,7 +137,7 @@ t.test('TCP and UDP relayed into the namespace; close() frees the ports', async 
 });
 
 t.test('200 concurrent connections all relayed', async (t) => {
-  const forwarder = await startForwarder({ netnsPath: netns, mappings: [tcp(7000)] });
+  const forwarder = await startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [tcp(7000)] });
   const port = forwarder.ports[0].hostPort;
   const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => exchange(port, `c${i}`)));
   t.strictSame(
@@ -156,12 +156,12 @@ t.test('a taken port: ERR_PORT_UNAVAILABLE, nothing left bound', async (t) => {
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const first = (probe.address() as net.AddressInfo).port;
   await new Promise((resolve) => probe.close(resolve));
-  await t.rejects(startForwarder({ netnsPath: netns, mappings: [tcp(7000, first), tcp(7000, taken)] }), {
+  await t.rejects(startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [tcp(7000, first), tcp(7000, taken)] }), {
     code: 'ERR_PORT_UNAVAILABLE',
     message: new RegExp(`127\\.0\\.0\\.1:${taken}/tcp.*EADDRINUSE`),
   });
   t.ok(await bindable(first), 'the port bound before the failure is free again');
-  await t.rejects(startForwarder({ netnsPath: netns, mappings: [{ ...tcp(7000), hostIP: '192.0.2.77' }] }), {
+  await t.rejects(startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [{ ...tcp(7000), hostIP: '192.0.2.77' }] }), {
     code: 'ERR_PORT_UNAVAILABLE',
     message: /EADDRNOTAVAIL/,
   });
@@ -175,7 +175,7 @@ t.test('a namespace that is not there: ERR_SPAWN_FAILED, the port free', async (
       s.close(() => resolve(p));
     });
   });
-  await t.rejects(startForwarder({ netnsPath: join(work, 'missing'), mappings: [tcp(7000, port)] }), { code: 'ERR_SPAWN_FAILED' });
+  await t.rejects(startForwarder({ execPath: process.execPath, netnsPath: join(work, 'missing'), mappings: [tcp(7000, port)] }), { code: 'ERR_SPAWN_FAILED' });
   t.ok(await bindable(port));
 });
 
@@ -187,7 +187,7 @@ t.test('a SIGKILLed owner: the relay ends and the ports are free', async (t) => 
       '-e',
       // The built module: the relay it starts is the built relay.js beside it.
       `const { startForwarder } = await import(${JSON.stringify(new URL('../dist/ports/forwarder.js', import.meta.url).href)});
-       const f = await startForwarder({ netnsPath: ${JSON.stringify(netns)}, mappings: [
+       const f = await startForwarder({ execPath: process.execPath, netnsPath: ${JSON.stringify(netns)}, mappings: [
          { hostIP: '127.0.0.1', hostPort: 0, containerPort: 7000, protocol: 'tcp' },
          { hostIP: '127.0.0.1', hostPort: 0, containerPort: 7001, protocol: 'udp' }] });
        console.log(JSON.stringify(f.ports)); setInterval(() => {}, 1000);`,

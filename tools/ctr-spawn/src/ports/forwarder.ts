@@ -4,7 +4,7 @@
  * first, in the host's network namespace (a TCP listener, a UDP socket), so a
  * taken port fails the run before the container starts and leaves nothing
  * bound; then it starts one relay process inside the container's network
- * namespace (`nsenter --net=NETNS node relay.js`, relay.ts) and hands it the
+ * namespace (`nsenter --net=NETNS node relay/cli.js`, relay.ts) and hands it the
  * bound sockets over an IPC channel. From then on the relay holds the only
  * copies: close() (or the owner's death, which closes the channel) ends it,
  * and the ports are free again.
@@ -27,7 +27,7 @@ import { formatHost, type PortMapping } from './publish.js';
 import type { RelayOrder } from './relay.js';
 
 /** The relay's entry, beside this module in dist/. */
-export const RELAY_ENTRY = fileURLToPath(new URL('./relay.js', import.meta.url));
+export const RELAY_ENTRY = fileURLToPath(new URL('./relay/cli.js', import.meta.url));
 
 export interface ForwarderOptions {
   /** The container's network namespace, a bind-mounted nsfs file (N1's `<containerDir>/netns`). */
@@ -35,8 +35,8 @@ export interface ForwarderOptions {
   mappings: PortMapping[];
   /** Where the relay's messages go. */
   log?: { warn(message: string): void };
-  /** The Node binary that runs the relay (default: this one). */
-  execPath?: string;
+  /** The Node binary that runs the relay (cli.ts's process.execPath). */
+  execPath: string;
   /** nsenter (util-linux), default from PATH. */
   nsenter?: string;
 }
@@ -127,7 +127,7 @@ function exited(child: ChildProcess): Promise<void> {
 export async function startForwarder(options: ForwarderOptions): Promise<Forwarder> {
   if (options.mappings.length === 0) return { ports: [], close: async () => undefined };
   const bound = await bindAll(options.mappings);
-  const child = spawn(options.nsenter ?? 'nsenter', [`--net=${options.netnsPath}`, options.execPath ?? process.execPath, '--', RELAY_ENTRY], {
+  const child = spawn(options.nsenter ?? 'nsenter', [`--net=${options.netnsPath}`, options.execPath, '--', RELAY_ENTRY], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     // Off our process group: a Ctrl-C at the terminal goes to the container, and the relay stays until close().
     detached: true,

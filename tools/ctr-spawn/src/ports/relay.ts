@@ -1,6 +1,6 @@
 /**
- * The in-namespace half of the port forwarder: `nsenter --net=NETNS node
- * relay.js`, started by forwarder.ts with an IPC channel. The owner binds the
+ * The in-namespace half of the port forwarder, run as `nsenter --net=NETNS
+ * node relay/cli.js` by forwarder.ts with an IPC channel. The owner binds the
  * published sockets in the host's namespace and hands them over the channel
  * (Node passes a net.Server or dgram.Socket as a file descriptor, SCM_RIGHTS):
  * a socket keeps the namespace it was made in, so this process accepts on the
@@ -17,9 +17,10 @@
  * UDP_IDLE_MS (docker-proxy's conntrack timeout), at most MAX_UDP_FLOWS (the
  * oldest goes first).
  *
- * It lives as long as the channel: the owner's close() or death (even
- * SIGKILL) closes it and this process exits, which frees the host ports.
- * Not a tool: no flags, no records; messages on stderr go to the owner's log.
+ * The process (relay/cli.ts) lives as long as the channel: the owner's
+ * close() or death (even SIGKILL) closes it and the process exits, which
+ * frees the host ports. Not a tool: no flags, no records; messages on stderr
+ * go to the owner's log.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -42,11 +43,7 @@ const INSIDE = '127.0.0.1';
  */
 const READ_BUFFER = Buffer.allocUnsafe(1 << 20);
 
-function warn(message: string): void {
-  process.stderr.write(`relay: ${message}\n`);
-}
-
-function relayTcp(server: net.Server, containerPort: number): void {
+function relayTcp(server: net.Server, containerPort: number, warn: (message: string) => void): void {
   // The server was made by Node from the handle, with defaults: half-open
   // connections are what a client that shuts down its sending side needs.
   (server as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
@@ -88,7 +85,7 @@ function relayTcp(server: net.Server, containerPort: number): void {
   server.on('error', (error) => warn(`tcp ${containerPort}: ${error.message}`));
 }
 
-function relayUdp(published: dgram.Socket, containerPort: number): void {
+function relayUdp(published: dgram.Socket, containerPort: number, warn: (message: string) => void): void {
   const flows = new Map<string, { socket: dgram.Socket; timer: NodeJS.Timeout }>();
   const drop = (key: string) => {
     const flow = flows.get(key);
@@ -125,18 +122,13 @@ function relayUdp(published: dgram.Socket, containerPort: number): void {
   }
 }
 
-process.on('message', (order: RelayOrder | { kind: 'done' }, handle: unknown) => {
-  if (order.kind === 'done') {
-    process.send?.({ ready: true });
-    return;
-  }
-  if (order.kind === 'tcp' && handle instanceof net.Server) relayTcp(handle, order.containerPort);
-  else if (order.kind === 'udp' && handle instanceof dgram.Socket) relayUdp(handle, order.containerPort);
-  else warn(`unexpected order ${JSON.stringify(order)}`);
-});
-// The owner closed the channel or died: the published ports go with us.
-process.on('disconnect', () => process.exit(0));
-if (!process.send) {
-  warn('started without its owner (no IPC channel)');
-  process.exit(2);
+/**
+ * Acts on one order from the owner: relays a handed-over socket, or (`done`,
+ * after every socket) says it is ready.
+ */
+export function handleOrder(order: RelayOrder | { kind: 'done' }, handle: unknown, io: { ready(): void; warn(message: string): void }): void {
+  if (order?.kind === 'done') io.ready();
+  else if (order?.kind === 'tcp' && handle instanceof net.Server) relayTcp(handle, order.containerPort, io.warn);
+  else if (order?.kind === 'udp' && handle instanceof dgram.Socket) relayUdp(handle, order.containerPort, io.warn);
+  else io.warn(`unexpected order ${JSON.stringify(order)}`);
 }
