@@ -22,7 +22,8 @@ export interface BaseImageOptions {
   onStderr: (chunk: Buffer) => void;
 }
 
-export async function baseImage(ref: string, options: BaseImageOptions): Promise<StoredImage> {
+/** `what` names the instruction in messages (`FROM x`, `COPY --from=x`). */
+export async function baseImage(ref: string, options: BaseImageOptions, what = `FROM ${ref}`): Promise<StoredImage> {
   const { store } = options;
   if (!options.pull) {
     const local = await lookupLocalImage(store, ref);
@@ -35,11 +36,11 @@ export async function baseImage(ref: string, options: BaseImageOptions): Promise
     const failure = jsonLinesOf(result.stdout).find((r) => r.type === 'error');
     throw new ConveyorError(
       typeof failure?.code === 'string' && failure.code in ERROR_CODES ? (failure.code as ErrorCode) : 'ERR_IMAGE_NOT_FOUND',
-      `FROM ${ref}: img-fetch failed${typeof failure?.message === 'string' ? `: ${failure.message}` : ` (${result.shortMessage})`}`,
+      `${what}: img-fetch failed${typeof failure?.message === 'string' ? `: ${failure.message}` : ` (${result.shortMessage})`}`,
       { hint: "check the name, the registry flags (--insecure-registry, --plain-http) and img-fetch's message above" },
     );
   }
   const local = await lookupLocalImage(store, ref);
-  if (!local) throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `FROM ${ref}: img-fetch ended but the store has no such image`);
+  if (!local) throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `${what}: img-fetch ended but the store has no such image`);
   return readStoredImage(store, local.entry);
 }

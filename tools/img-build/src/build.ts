@@ -546,13 +546,17 @@ async function copyStep(
       sourceKey = built.key;
       sourceRef = built.ref;
     } else {
-      const image = await baseImage(step.from, {
-        store: options.store,
-        runner: options.runner,
-        pull: options.pull,
-        fetchArgs: options.fetchArgs,
-        onStderr: (chunk) => options.progress.toolMessage(chunk),
-      });
+      const image = await baseImage(
+        step.from,
+        {
+          store: options.store,
+          runner: options.runner,
+          pull: options.pull,
+          fetchArgs: options.fetchArgs,
+          onStderr: (chunk) => options.progress.toolMessage(chunk),
+        },
+        `COPY --from=${step.from}`,
+      );
       sourceState = imageState(image.config, image.manifest.layers);
       sourceKey = image.record.digest;
       sourceRef = image.record.ref;
@@ -562,7 +566,7 @@ async function copyStep(
       rootfs: '',
       dest,
       sources: step.sources,
-      from: { root: options.context.dir, trusted: false, ignore: options.context.ignore },
+      from: contextSource(options),
       heredocs: step.heredocs,
       add: step.kind === 'ADD',
       ...(step.checksum ? { checksum: step.checksum } : {}),
@@ -588,7 +592,8 @@ async function copyStep(
       let from: CopyOptions['from'];
       if (sourceState) {
         sourcePaths = await mountStage(sourceState, layerOptions(ctx, sourceRef));
-        from = { root: sourcePaths.merged, trusted: false };
+        // Another stage's or an image's files keep their owners (COPY --from), the context's become 0:0.
+        from = { root: sourcePaths.merged, trusted: false, keepOwners: true };
       } else {
         from = { root: options.context.dir, trusted: false, ignore: options.context.ignore };
       }
@@ -608,6 +613,16 @@ async function copyStep(
       if (sourcePaths) await removeContainer(options.store, sourcePaths.id);
     }
   });
+}
+
+function contextSource(options: BuildOptions): CopyOptions['from'] {
+  const { context } = options;
+  return {
+    root: context.dir,
+    trusted: false,
+    ...(context.ignore ? { ignore: context.ignore } : {}),
+    ...(context.mayIncludeUnder ? { mayIncludeUnder: context.mayIncludeUnder } : {}),
+  };
 }
 
 function parseChmod(value: string, options: BuildOptions, line: number): number {

@@ -15,6 +15,8 @@ export interface BuildContext {
   dir: string;
   /** Whether a context-relative path (`/`-separated, no leading `/`) is excluded by .dockerignore. */
   ignore?: (path: string) => boolean;
+  /** Whether anything under a context-relative directory may be included (an excluded directory is not walked). */
+  mayIncludeUnder?: (dir: string) => boolean;
   /** The ignore file's patterns, for the cache key: a changed .dockerignore may change what COPY takes. */
   ignorePatterns: string[];
 }
@@ -33,7 +35,7 @@ export async function openContext(dir: string, dockerfilePath: string | undefine
     if (text === undefined) continue;
     const patterns = readDockerignore(text);
     const matcher = createIgnoreMatcher(patterns);
-    return { dir: absolute, ignore: (path) => matcher.ignores(path), ignorePatterns: patterns };
+    return { dir: absolute, ignore: (path) => matcher.ignores(path), mayIncludeUnder: (dir) => matcher.mayIncludeUnder(dir), ignorePatterns: patterns };
   }
   return { dir: absolute, ignorePatterns: [] };
 }

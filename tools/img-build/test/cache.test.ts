@@ -1,0 +1,129 @@
+/**
+ * The build cache, through build() with a counting tool runner: an unchanged
+ * rebuild spawns nothing (no img-fetch, layer-unpack or ctr-spawn) and gives
+ * the same image digest; a changed context file reruns from its COPY on
+ * (earlier steps cached); a file touched without a content change keeps the
+ * cache; a changed --build-arg reruns from its ARG; a missing blob makes a
+ * miss that is rewritten; --no-cache runs everything and still writes.
+ */
+import { readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import t from 'tap';
+import { Store } from '@conveyor/lib-common/store';
+import { build } from '../dist/build.js';
+import { openContext } from '../dist/context.js';
+import { StepProgress } from '../dist/progress.js';
+import { DefaultToolRunner } from '../dist/tools.js';
+import { runImage, storeWithBusybox } from './helpers/build.js';
+
+const store = storeWithBusybox();
+t.teardown(() => store.cleanup());
+const root = store.root;
+const toolArgs = [`--root=${root}`];
+
+interface Run {
+  digest: string;
+  spawned: Record<string, number>;
+  /** `cached` of each step after FROM, in order. */
+  cached: boolean[];
+}
+
+async function buildOnce(context: string, options: { buildArgs?: Record<string, string>; noCache?: boolean; tag?: string } = {}): Promise<Run> {
+  const runner = new DefaultToolRunner(process.execPath);
+  const stderr = new PassThrough();
+  let events = '';
+  stderr.setEncoding('utf8').on('data', (d: string) => (events += d));
+  const result = await build({
+    store: new Store(root),
+    context: await openContext(context, undefined),
+    dockerfile: { text: (await import('node:fs')).readFileSync(join(context, 'Dockerfile'), 'utf8'), name: 'Dockerfile' },
+    tags: [options.tag ?? 'docker.io/library/cached:1'],
+    buildArgs: new Map(Object.entries(options.buildArgs ?? {})),
+    noCache: options.noCache ?? false,
+    pull: false,
+    labels: [],
+    now: () => new Date(),
+    runner,
+    progress: new StepProgress(stderr, 'json'),
+    fetchArgs: toolArgs,
+    toolArgs,
+    warn: () => undefined,
+  });
+  const done = events
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.action === 'step' && e.phase === 'done');
+  return { digest: result.digest, spawned: runner.spawned, cached: done.slice(1).map((e) => e.cached) };
+}
+
+t.test('cache hits, misses and reruns', async (t) => {
+  const context = t.testdir({
+    Dockerfile:
+      'FROM busybox\nARG V=1\nCOPY a.txt /a.txt\nRUN echo "v=$V" > /v.txt\nCOPY b.txt /b.txt\nRUN cat /a.txt /b.txt > /ab.txt\nCMD ["cat", "/ab.txt", "/v.txt"]\n',
+    'a.txt': 'a\n',
+    'b.txt': 'b\n',
+  });
+
+  const first = await buildOnce(context);
+  t.strictSame(first.cached, [false, false, false, false, false, false]);
+  t.equal(first.spawned['ctr-spawn'], 2, 'two RUNs');
+  t.ok(first.spawned['layer-unpack'] >= 1, 'layers unpacked for the first mount');
+
+  const second = await buildOnce(context);
+  t.equal(second.digest, first.digest, 'an unchanged rebuild gives the same image');
+  t.strictSame(second.spawned, {}, 'an unchanged rebuild spawns nothing');
+  t.strictSame(second.cached, [true, true, true, true, true, true]);
+
+  const now = new Date(Date.now() + 5000);
+  utimesSync(join(context, 'a.txt'), now, now);
+  const touched = await buildOnce(context);
+  t.equal(touched.digest, first.digest, 'a new mtime without a content change keeps the cache');
+  t.strictSame(touched.spawned, {});
+
+  writeFileSync(join(context, 'b.txt'), 'B\n');
+  const changed = await buildOnce(context);
+  t.strictSame(changed.cached, [true, true, true, false, false, false], 'reruns from the changed COPY on');
+  t.equal(changed.spawned['ctr-spawn'], 1, 'only the RUN after the change runs');
+  t.not(changed.digest, first.digest);
+  t.equal(runImage(root, 'cached:1', []).stdout, 'a\nB\nv=1\n');
+
+  const arg = await buildOnce(context, { buildArgs: { V: '2' } });
+  t.strictSame(arg.cached, [false, false, false, false, false, false], 'a changed build arg reruns from its ARG on');
+  t.equal(runImage(root, 'cached:1', []).stdout, 'a\nB\nv=2\n');
+  const argAgain = await buildOnce(context, { buildArgs: { V: '2' } });
+  t.strictSame(argAgain.spawned, {}, 'the same build arg again is cached');
+  t.equal(argAgain.digest, arg.digest);
+});
+
+t.test('a cache entry whose blob is gone is a miss, and is rewritten', async (t) => {
+  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo gone > /gone.txt\n', x: '' });
+  const first = await buildOnce(context, { tag: 'docker.io/library/gone:1' });
+  const image = JSON.parse((await import('node:fs')).readFileSync(join(root, 'index.json'), 'utf8')).manifests.find(
+    (m: any) => m.annotations?.['org.opencontainers.image.ref.name'] === 'docker.io/library/gone:1',
+  );
+  const manifest = JSON.parse((await import('node:fs')).readFileSync(join(root, 'blobs', 'sha256', image.digest.slice(7)), 'utf8'));
+  rmSync(join(root, 'blobs', 'sha256', manifest.layers.at(-1).digest.slice(7)));
+  const second = await buildOnce(context, { tag: 'docker.io/library/gone:1' });
+  t.strictSame(second.cached, [false], 'the RUN ran again');
+  t.equal(second.spawned['ctr-spawn'], 1);
+  const third = await buildOnce(context, { tag: 'docker.io/library/gone:1' });
+  t.strictSame(third.cached, [true], 'the rewritten entry hits');
+  t.not(first.digest, undefined);
+});
+
+t.test('--no-cache runs every step and still writes the cache', async (t) => {
+  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo nocache > /n.txt\nENV N=1\n' });
+  const entries = () => readdirSync(join(root, 'build-cache')).length;
+  const before = entries();
+  const first = await buildOnce(context, { noCache: true, tag: 'docker.io/library/nocache:1' });
+  t.strictSame(first.cached, [false, false]);
+  t.equal(entries(), before + 2, 'both steps written');
+  const again = await buildOnce(context, { noCache: true, tag: 'docker.io/library/nocache:1' });
+  t.strictSame(again.cached, [false, false]);
+  t.equal(again.spawned['ctr-spawn'], 1);
+  const cached = await buildOnce(context, { tag: 'docker.io/library/nocache:1' });
+  t.strictSame(cached.cached, [true, true]);
+  t.equal(cached.digest, again.digest, 'the cache holds what the last --no-cache build made');
+});
