@@ -179,7 +179,7 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       const raw = instruction.json ?? splitQuotedWords(rest, escapeChar);
       if (raw.length === 0) throw new StepError('VOLUME requires at least one argument');
       const paths = raw.map((text) => {
-        const path = (instruction.json ? text : word(text)).trim();
+        const path = word(text).trim();
         if (path === '') throw new StepError('VOLUME specified can not be an empty string');
         return path;
       });
@@ -330,14 +330,14 @@ function resolveCopy(instruction: Instruction, lookup: Lookup, escapeChar: '\\' 
       heredocs.push({ name: body.name, content, expand: body.expand });
       continue;
     }
-    sources.push(isJSON ? source : word(source));
+    // The JSON form is expanded too: buildkit expands SourcesAndDest whatever the form.
+    sources.push(word(source));
   }
-  const dest = isJSON ? rawDest : word(rawDest);
+  const dest = word(rawDest);
   if (dest === '') throw new StepError(`${keyword} destination can not be empty`);
   if (sources.some((source) => source === '')) throw new StepError(`${keyword} source can not be empty`);
   const step: Step = { line: instruction.line, original: instruction.original, kind: keyword, sources, dest, heredocs };
   if (flags.from !== undefined) {
-    if (keyword !== 'COPY') throw new StepError('ADD does not take --from');
     step.from = word(flags.from);
     if (step.from === '') throw new StepError('--from can not be empty');
   }
