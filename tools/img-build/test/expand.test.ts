@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: Dockerfile ${VAR} syntax is what these strings test
 /**
  * expandWord/expandWords against buildkit's shell/lex_test.go (TestProcessWithMatches,
  * TestShellParserMandatoryEnvVars) and the POSIX rules it follows; plus the

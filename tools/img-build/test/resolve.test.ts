@@ -26,10 +26,10 @@ const vars: Record<string, string> = {
 const lookup: Lookup = (name) => (Object.hasOwn(vars, name) ? vars[name] : undefined);
 
 /** The last instruction of a Dockerfile (a FROM is added when the text has none), resolved. */
-function step(text: string, escape: '\\' | '`' = '\\'): Step {
+function step(text: string, escapeChar: '\\' | '`' = '\\'): Step {
   const source = /^\s*(#.*\n)*\s*FROM/i.test(text) ? text : `FROM scratch\n${text}`;
   const { instructions } = parseDockerfile(source);
-  return resolveStep(instructions[instructions.length - 1], lookup, escape);
+  return resolveStep(instructions[instructions.length - 1], lookup, escapeChar);
 }
 
 t.test('what each instruction resolves to', async (t) => {
