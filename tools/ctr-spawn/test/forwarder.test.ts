@@ -136,6 +136,35 @@ t.test('TCP and UDP relayed into the namespace; close() frees the ports', async 
   t.ok(await bindable(echo.hostPort, 'udp'), 'UDP port free after close()');
 });
 
+t.test('an IPv6 host address: [::1] relayed to 127.0.0.1 inside', async (t) => {
+  const forwarder = await startForwarder({
+    execPath: process.execPath,
+    netnsPath: netns,
+    mappings: [
+      { ...tcp(7000), hostIP: '::1' },
+      { ...udp(7001), hostIP: '::1' },
+    ],
+  });
+  const [stream, datagrams] = forwarder.ports;
+  const answer = await new Promise<string>((resolve) => {
+    const socket = net.connect({ host: '::1', port: stream.hostPort, allowHalfOpen: true });
+    let got = '';
+    socket.on('connect', () => socket.end('six'));
+    socket.on('data', (d) => (got += d));
+    socket.on('end', () => resolve(got));
+    socket.on('error', (error) => resolve(String(error)));
+  });
+  t.equal(answer, 'SIX');
+  const socket = dgram.createSocket('udp6');
+  const reply = await new Promise<string>((resolve) => {
+    socket.once('message', (m) => resolve(String(m)));
+    socket.send('six', datagrams.hostPort, '::1');
+  });
+  socket.close();
+  t.match(reply, /^\d+:six$/);
+  await forwarder.close();
+});
+
 t.test('200 concurrent connections all relayed', async (t) => {
   const forwarder = await startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [tcp(7000)] });
   const port = forwarder.ports[0].hostPort;
