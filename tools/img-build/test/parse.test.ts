@@ -47,6 +47,9 @@ t.test('comments, continuations, CRLF, BOM and keywords', async (t) => {
     ['a continuation at the end of the file ends the instruction', 'FROM x\nRUN a \\', 1, { rest: 'a', endLine: 2 }],
   ];
   for (const [name, text, index, expected] of cases) t.match(only(text, index), expected, name);
+  // Docker builds these but warns (and says they will become errors): so do we, through `warnings`.
+  t.strictSame(parse('FROM x\nRUN a \\\n\nb\n').warnings, ['Dockerfile:2: empty continuation line in RUN a b']);
+  t.strictSame(parse('FROM x\nRUN a \\\n# comment\nb\n').warnings, []);
 });
 
 t.test('files without instructions, without FROM, with unknown instructions', async (t) => {
@@ -57,6 +60,8 @@ t.test('files without instructions, without FROM, with unknown instructions', as
   t.throws(() => parse('FROM x\nFOO bar\n'), { message: 'Dockerfile:2: unknown instruction: FOO' });
   // The error carries the line for --log-format=json.
   t.throws(() => parse('FROM x\nFOO bar\n'), { details: { file: 'Dockerfile', line: 2 } });
+  // A binary or giant word is shown short and escaped, not echoed whole.
+  t.throws(() => parse(`FROM x\n\u0001${'Z'.repeat(10_000)}\n`), { message: /^Dockerfile:2: unknown instruction: \\u0001Z{99}…$/ });
 });
 
 t.test('JSON (exec) form: an array of strings, else shell form; an array of non-strings is an error', async (t) => {

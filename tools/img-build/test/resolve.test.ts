@@ -115,6 +115,8 @@ t.test('what each instruction resolves to', async (t) => {
     // ARG: names as written, defaults expanded.
     ['ARG A B=2 C=$V D=', { kind: 'ARG', args: [{ name: 'A' }, { name: 'B', default: '2' }, { name: 'C', default: '3.19' }, { name: 'D', default: '' }] }],
     ['ARG HTTP_PROXY', { args: [{ name: 'HTTP_PROXY' }] }],
+    // Docker does not check ARG names.
+    ['ARG my-arg=1 1x', { args: [{ name: 'my-arg', default: '1' }, { name: '1x' }] }],
     ['WORKDIR /app/$SUB', { kind: 'WORKDIR', path: '/app/src' }],
     ['WORKDIR relative', { kind: 'WORKDIR', path: 'relative' }],
     ['USER $U:$G', { kind: 'USER', user: '1000:1000' }],
@@ -198,7 +200,8 @@ t.test('errors name the file and line, and say what to do', async (t) => {
     ['LABEL =x', /LABEL names can not be blank/],
     ['ARG', /ARG requires at least one argument/],
     ['ARG =x', /ARG names can not be blank/],
-    ['ARG 1x=2', /invalid ARG name "1x"/],
+    ['ARG a\0b=2', /invalid ARG name "a\\u0000b"/],
+    ['ENV A=x\0y', /ENV "A": a NUL character is not allowed/],
     ['WORKDIR', /WORKDIR requires exactly one argument/],
     ['WORKDIR $EMPTY', /WORKDIR cannot be empty/],
     ['WORKDIR ${NOPE:?must be set}', /^Dockerfile:2: failed to process "\$\{NOPE:\?must be set\}"/],
@@ -231,6 +234,10 @@ t.test('errors name the file and line, and say what to do', async (t) => {
     t.throws(() => step(text), { code: 'ERR_DOCKERFILE_PARSE', exitCode: 2, message }, text.split('\n')[0]);
     if (hint) t.throws(() => step(text), { hint }, `${text}: hint`);
   }
+  // Values from the Dockerfile are shown short and with control characters escaped.
+  const long = 'x'.repeat(5000);
+  t.throws(() => step(`EXPOSE ${long}`), { message: new RegExp(`invalid port "${'x'.repeat(100)}…"$`) });
+  t.throws(() => step('STOPSIGNAL "a\u001b[31mb"'), { message: /invalid STOPSIGNAL "a\\u001b\[31mb"/ });
   // The file name given to the parser is the one errors use.
   const { instructions } = parseDockerfile('FROM x\n\nWORKDIR\n', { file: 'docker/app.Dockerfile' });
   t.throws(() => resolveStep(instructions[1], lookup, '\\'), { message: /^docker\/app\.Dockerfile:3: WORKDIR requires exactly one argument/ });

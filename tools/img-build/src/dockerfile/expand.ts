@@ -11,6 +11,7 @@
  * capped, so the work is linear in the input whatever the Dockerfile says.
  */
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { quoted, shown } from './messages.js';
 import type { Lookup } from './steps.js';
 
 export interface ExpandOptions {
@@ -274,8 +275,8 @@ class ShellWord {
         case '+':
           return unsetOrNull ? '' : word;
         case '?':
-          if (value === undefined) throw new ExpansionError(`${name}: ${word || 'is not allowed to be unset'}`);
-          if (nullIsUnset && value === '') throw new ExpansionError(`${name}: ${word || 'is not allowed to be empty'}`);
+          if (value === undefined) throw new ExpansionError(`${shown(name)}: ${shown(word || 'is not allowed to be unset')}`);
+          if (nullIsUnset && value === '') throw new ExpansionError(`${shown(name)}: ${shown(word || 'is not allowed to be empty')}`);
           return value;
         default: {
           // %/# remove the shortest match, %%/## the longest.
@@ -447,7 +448,7 @@ function run(text: string, lookup: Lookup, escapeChar: '\\' | '`', options?: Exp
     return new ShellWord(text, lookup, escapeChar, fill(options)).process();
   } catch (error) {
     if (error instanceof ExpansionError) {
-      throw new ConveyorError('ERR_DOCKERFILE_PARSE', `failed to process ${JSON.stringify(text)}: ${error.message}`);
+      throw new ConveyorError('ERR_DOCKERFILE_PARSE', `failed to process ${quoted(text)}: ${error.message}`);
     }
     throw error;
   }

@@ -7,7 +7,10 @@
  */
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { expandWords } from './expand.js';
+import { parseError, shown } from './messages.js';
 import type { Directives, Dockerfile, Heredoc, Instruction } from './steps.js';
+
+export { parseError };
 
 /** Docker has no limit; 16 MiB is far past any real Dockerfile and keeps an absurd one from eating memory. */
 export const MAX_DOCKERFILE_BYTES = 16 * 1024 * 1024;
@@ -40,13 +43,6 @@ const VALID_DIRECTIVES = new Set(['syntax', 'escape', 'check']);
 
 const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
 const HEREDOC_WORD = /^(\d*)<<(-?)([^<]*)$/;
-
-export function parseError(file: string, line: number, message: string, hint?: string): ConveyorError {
-  return new ConveyorError('ERR_DOCKERFILE_PARSE', `${file}:${line}: ${message}`, {
-    hint,
-    details: { file, line },
-  });
-}
 
 /** Leading whitespace as Go's unicode.IsSpace sees it. */
 function trimLeft(text: string): string {
@@ -94,7 +90,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
     seenDirectives.add(key);
     const value = match[2];
     if (key === 'escape') {
-      if (value !== '\\' && value !== '`') throw parseError(file, lineNo, `invalid escape token '${value}' does not match \` or \\`);
+      if (value !== '\\' && value !== '`') throw parseError(file, lineNo, `invalid escape token '${shown(value)}' does not match \` or \\`);
       setEscape(value);
     } else if (key === 'syntax') {
       directives.syntax = value;
@@ -110,6 +106,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
   };
 
   const instructions: Instruction[] = [];
+  const warnings: string[] = [];
   let index = 0;
   while (index < lines.length) {
     const startLine = index + 1;
@@ -118,6 +115,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
     index++;
     let [line, ended] = trimContinuation(stripComment(first));
     if (ended && line === '') continue;
+    let emptyContinuation = false;
     while (!ended && index < lines.length) {
       const next = raw(index);
       directive(next, index + 1);
@@ -125,10 +123,17 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
       // Comments and blank lines inside a continuation are dropped, not ends of the instruction.
       if (isComment(next)) continue;
       const processed = stripComment(next);
-      if (trimLeft(processed) === '') continue;
+      if (trimLeft(processed) === '') {
+        emptyContinuation = true;
+        continue;
+      }
       const [part, partEnded] = trimContinuation(processed);
       line += part;
       ended = partEnded;
+    }
+    if (emptyContinuation) {
+      // Docker warns, and says these will become errors.
+      warnings.push(`${file}:${startLine}: empty continuation line in ${shown(line.trim())}`);
     }
     const instruction = parseInstruction(line, file, startLine, index);
     const heredocTarget = heredocInstruction(instruction);
@@ -177,7 +182,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
       details: { file },
     });
   }
-  return { directives, instructions, file };
+  return { directives, instructions, file, warnings };
 }
 
 /** RUN/COPY/ADD (or ONBUILD of one) in shell form carry heredocs; JSON form never does. */
@@ -304,7 +309,7 @@ function parseInstruction(line: string, file: string, startLine: number, endLine
   const { keyword: written, args } = splitCommand(line);
   const keyword = written.toUpperCase();
   if (!KEYWORDS.has(keyword)) {
-    throw parseError(file, startLine, `unknown instruction: ${written}`, suggestKeyword(keyword));
+    throw parseError(file, startLine, `unknown instruction: ${shown(written)}`, suggestKeyword(keyword));
   }
   const { flags: rawFlags, rest } = extractFlags(args);
   const flags = rawFlags.map((word) => {
@@ -313,7 +318,7 @@ function parseInstruction(line: string, file: string, startLine: number, endLine
     return eq < 0 ? { name: body, value: 'true', bare: true as const } : { name: body.slice(0, eq), value: body.slice(eq + 1) };
   });
   for (const word of rawFlags) {
-    if (!word.startsWith('--')) throw parseError(file, startLine, `flag should start with --: ${word}`);
+    if (!word.startsWith('--')) throw parseError(file, startLine, `flag should start with --: ${shown(word)}`);
   }
   let json: string[] | undefined;
   try {

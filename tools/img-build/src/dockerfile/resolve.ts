@@ -8,7 +8,8 @@
  */
 import { isConveyorError } from '@conveyor/lib-common/errors';
 import { type ExpandOptions, expandWord, expandWords } from './expand.js';
-import { parseError, parseHeredocWord } from './parse.js';
+import { parseError, quoted, shown } from './messages.js';
+import { parseHeredocWord } from './parse.js';
 import { parseFromArgs } from './stages.js';
 import type { Heredoc, Instruction, Lookup, Step } from './steps.js';
 
@@ -82,7 +83,7 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       const parsed = parseFromArgs(rest);
       if ('error' in parsed) throw new StepError(parsed.error);
       const image = word(parsed.image);
-      if (image === '') throw new StepError(`base name (${parsed.image}) should not be blank`, 'set the ARG it uses, or give it a default');
+      if (image === '') throw new StepError(`base name (${shown(parsed.image)}) should not be blank`, 'set the ARG it uses, or give it a default');
       const step: Step = { ...base, kind: 'FROM', image };
       if (parsed.name !== undefined) step.name = parsed.name;
       if (flags.platform !== undefined) step.platform = word(flags.platform);
@@ -92,7 +93,7 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       const flags = flagsOf();
       const network = flags.network;
       if (network !== undefined && !RUN_NETWORKS.has(network)) {
-        throw new StepError(`unsupported network mode ${JSON.stringify(network)}`, 'RUN --network takes default, none or host');
+        throw new StepError(`unsupported network mode ${quoted(network)}`, 'RUN --network takes default, none or host');
       }
       if (instruction.json === undefined && rest.trim() === '') throw new StepError('RUN requires at least one argument');
       const step: Step = { ...base, kind: 'RUN', heredocs: instruction.heredocs };
@@ -112,7 +113,7 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       flagsOf();
       if (instruction.json === undefined) {
         if (rest.trim() === '') throw new StepError('SHELL requires at least one argument');
-        throw new StepError('SHELL requires the arguments to be in JSON form', `write it as SHELL ${JSON.stringify(rest.trim().split(/\s+/))}`);
+        throw new StepError('SHELL requires the arguments to be in JSON form', `write it as SHELL ${shown(JSON.stringify(rest.trim().split(/\s+/)))}`);
       }
       if (instruction.json.length === 0) throw new StepError('SHELL requires at least one argument');
       return { ...base, kind: 'SHELL', shell: instruction.json };
@@ -126,7 +127,10 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       const pairs = nameValuePairs(rest, keyword, escapeChar).map(([key, value]): [string, string] => {
         const name = word(key);
         if (name === '') throw new StepError(`${keyword} names can not be blank`);
-        return [name, word(value)];
+        const expanded = word(value);
+        // An environment entry cannot hold a NUL (execve ends the string there); a label could, but no one means it.
+        if (name.includes('\0') || expanded.includes('\0')) throw new StepError(`${keyword} ${quoted(name)}: a NUL character is not allowed`);
+        return [name, expanded];
       });
       return keyword === 'ENV' ? { ...base, kind: 'ENV', pairs } : { ...base, kind: 'LABEL', pairs };
     }
@@ -138,9 +142,8 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
         const eq = text.indexOf('=');
         const name = eq < 0 ? text : text.slice(0, eq);
         if (name === '') throw new StepError('ARG names can not be blank');
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-          throw new StepError(`invalid ARG name ${JSON.stringify(name)}`, 'names are letters, digits and _, not starting with a digit');
-        }
+        // Docker takes any name; only a NUL, which no environment can hold, is refused.
+        if (name.includes('\0')) throw new StepError(`invalid ARG name ${quoted(name)}`, 'a name cannot hold a NUL character');
         return eq < 0 ? { name } : { name, default: word(text.slice(eq + 1)) };
       });
       return { ...base, kind: 'ARG', args };
@@ -160,7 +163,7 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
         return { ...base, kind: 'USER', user: value };
       }
       if (!/^(SIG)?[A-Z0-9+-]+$|^[0-9]+$/i.test(value))
-        throw new StepError(`invalid STOPSIGNAL ${JSON.stringify(value)}`, 'give a signal name (SIGTERM) or number (15)');
+        throw new StepError(`invalid STOPSIGNAL ${quoted(value)}`, 'give a signal name (SIGTERM) or number (15)');
       return { ...base, kind: 'STOPSIGNAL', signal: value };
     }
     case 'EXPOSE': {
@@ -169,7 +172,7 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       if (ports.length === 0) throw new StepError('EXPOSE requires at least one argument');
       for (const port of ports) {
         if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(port)) {
-          throw new StepError(`invalid port ${JSON.stringify(port)}`, 'EXPOSE takes PORT[/tcp|udp|sctp] or FROM-TO ranges');
+          throw new StepError(`invalid port ${quoted(port)}`, 'EXPOSE takes PORT[/tcp|udp|sctp] or FROM-TO ranges');
         }
       }
       return { ...base, kind: 'EXPOSE', ports };
@@ -220,14 +223,14 @@ function checkFlags(instruction: Instruction): Record<string, string> {
     if (kind === undefined) {
       const known = Object.keys(allowed).map((name) => `--${name}`);
       throw new StepError(
-        `unknown flag: --${flag.name} for ${instruction.keyword}`,
+        `unknown flag: --${shown(flag.name)} for ${instruction.keyword}`,
         known.length > 0 ? `${instruction.keyword} takes ${known.join(', ')}` : `${instruction.keyword} takes no flags`,
       );
     }
-    if (Object.hasOwn(values, flag.name)) throw new StepError(`duplicate flag specified: --${flag.name}`);
+    if (Object.hasOwn(values, flag.name)) throw new StepError(`duplicate flag specified: --${shown(flag.name)}`);
     if (kind === 'bool') {
       if (flag.value !== 'true' && flag.value !== 'false') {
-        throw new StepError(`expecting boolean value for flag --${flag.name}, not: ${flag.value}`);
+        throw new StepError(`expecting boolean value for flag --${flag.name}, not: ${shown(flag.value)}`);
       }
     } else if (flag.bare) {
       throw new StepError(`missing a value on flag: --${flag.name}`, `write --${flag.name}=VALUE`);
@@ -301,7 +304,7 @@ function nameValuePairs(rest: string, keyword: string, escapeChar: '\\' | '`'): 
   }
   return words.map((text): [string, string] => {
     const eq = text.indexOf('=');
-    if (eq < 0) throw new StepError(`Syntax error - can't find = in ${JSON.stringify(text)}. Must be of the form: name=value`);
+    if (eq < 0) throw new StepError(`Syntax error - can't find = in ${quoted(text)}. Must be of the form: name=value`);
     return [text.slice(0, eq), text.slice(eq + 1)];
   });
 }
@@ -324,7 +327,7 @@ function resolveCopy(instruction: Instruction, lookup: Lookup, escapeChar: '\\' 
     const opener = isJSON ? undefined : parseHeredocWord(source);
     if (opener) {
       const body = byName.get(opener.name);
-      if (!body) throw new StepError(`heredoc <<${opener.name} has no body`);
+      if (!body) throw new StepError(`heredoc <<${shown(opener.name)} has no body`);
       // Heredoc bodies expand variables but keep quotes (buildkit dispatches them with SkipProcessQuotes).
       const content = body.expand ? expandWord(body.content, lookup, '\\', { processQuotes: false }) : body.content;
       heredocs.push({ name: body.name, content, expand: body.expand });
@@ -345,14 +348,14 @@ function resolveCopy(instruction: Instruction, lookup: Lookup, escapeChar: '\\' 
   if (flags.chmod !== undefined) {
     step.chmod = word(flags.chmod);
     if (!/^[0-7]{1,4}$/.test(step.chmod)) {
-      throw new StepError(`invalid --chmod=${step.chmod}`, 'give an octal mode such as 755 or 0644 (symbolic modes are not supported)');
+      throw new StepError(`invalid --chmod=${shown(step.chmod)}`, 'give an octal mode such as 755 or 0644 (symbolic modes are not supported)');
     }
   }
   if (flags.link !== undefined) step.link = flags.link === 'true';
   if (flags.checksum !== undefined) {
     step.checksum = word(flags.checksum);
     if (!/^sha(256|384|512):[a-f0-9]+$/.test(step.checksum)) {
-      throw new StepError(`invalid --checksum=${step.checksum}`, 'give the digest as sha256:<64 hex>');
+      throw new StepError(`invalid --checksum=${shown(step.checksum)}`, 'give the digest as sha256:<64 hex>');
     }
   }
   if (flags['keep-git-dir'] !== undefined) step.keepGitDir = flags['keep-git-dir'] === 'true';
@@ -372,7 +375,7 @@ function resolveHealthcheck(instruction: Instruction): Step {
     return { ...base, kind: 'HEALTHCHECK', healthcheck: { Test: ['NONE'] } };
   }
   const flags = checkFlags(instruction);
-  if (type !== 'CMD') throw new StepError(`Unknown type ${JSON.stringify(type)} in HEALTHCHECK (try CMD)`);
+  if (type !== 'CMD') throw new StepError(`Unknown type ${quoted(type)} in HEALTHCHECK (try CMD)`);
   let test: string[];
   if (instruction.json !== undefined) {
     if (instruction.json.length === 0) throw new StepError('Missing command after HEALTHCHECK CMD');
@@ -392,16 +395,16 @@ function resolveHealthcheck(instruction: Instruction): Step {
     const value = flags[flag];
     if (value === undefined || value === '') continue;
     const ns = parseGoDuration(value);
-    if (ns === undefined) throw new StepError(`time: invalid duration ${JSON.stringify(value)} for --${flag}`, 'use Go durations such as 30s, 1m30s, 500ms');
+    if (ns === undefined) throw new StepError(`time: invalid duration ${quoted(value)} for --${flag}`, 'use Go durations such as 30s, 1m30s, 500ms');
     if (ns === 0) continue;
-    if (ns < MINIMUM_DURATION_NS) throw new StepError(`Interval ${JSON.stringify(flag)} cannot be less than 1ms`);
+    if (ns < MINIMUM_DURATION_NS) throw new StepError(`Interval ${quoted(flag)} cannot be less than 1ms`);
     healthcheck[field] = ns;
   }
   if (flags.retries !== undefined && flags.retries !== '') {
-    if (!/^[+-]?\d+$/.test(flags.retries)) throw new StepError(`invalid --retries=${flags.retries}: not an integer`);
+    if (!/^[+-]?\d+$/.test(flags.retries)) throw new StepError(`invalid --retries=${shown(flags.retries)}: not an integer`);
     const retries = Number(flags.retries);
     if (retries < 0) throw new StepError(`--retries cannot be negative (${flags.retries})`);
-    if (retries > 2 ** 31 - 1) throw new StepError(`--retries=${flags.retries} is out of range`);
+    if (retries > 2 ** 31 - 1) throw new StepError(`--retries=${shown(flags.retries)} is out of range`);
     if (retries > 0) healthcheck.Retries = retries;
   }
   return { ...base, kind: 'HEALTHCHECK', healthcheck };

@@ -4,7 +4,7 @@
  * names it. The FROM image is kept raw: it may use global ARGs, which the
  * builder expands through resolveStep with their values.
  */
-import { parseError } from './parse.js';
+import { parseError, quoted } from './messages.js';
 import type { Dockerfile, Instruction } from './steps.js';
 
 export interface Stage {
@@ -24,7 +24,7 @@ export function parseFromArgs(rest: string): { image: string; name?: string } | 
   if (words.length === 3 && words[1].toLowerCase() === 'as') {
     const name = words[2].toLowerCase();
     if (!STAGE_NAME.test(name)) {
-      return { error: `invalid name for build stage: ${JSON.stringify(words[2])}, name can't start with a number or contain symbols` };
+      return { error: `invalid name for build stage: ${quoted(words[2])}, name can't start with a number or contain symbols` };
     }
     return { image: words[0], name };
   }
@@ -44,7 +44,7 @@ export function splitStages(dockerfile: Dockerfile): { globalArgs: Instruction[]
       if (parsed.name !== undefined) {
         const previous = names.get(parsed.name);
         if (previous !== undefined) {
-          throw parseError(file, instruction.line, `duplicate stage name ${JSON.stringify(parsed.name)} (first on line ${previous})`);
+          throw parseError(file, instruction.line, `duplicate stage name ${quoted(parsed.name)} (first on line ${previous})`);
         }
         names.set(parsed.name, instruction.line);
       }

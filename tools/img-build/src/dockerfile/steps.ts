@@ -55,6 +55,8 @@ export interface Dockerfile {
   instructions: Instruction[];
   /** The name errors use (parseDockerfile's `file` option, `Dockerfile` by default). */
   file?: string;
+  /** What Docker warns about but builds (`<file>:<line>: empty continuation line in …`), for stderr. */
+  warnings?: string[];
 }
 
 /** The variables in scope for expansion: undefined when unset (not the same as ''). */
