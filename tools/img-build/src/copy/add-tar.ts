@@ -18,7 +18,7 @@
  * gives one; modes and mtimes from the archive.
  */
 import { constants, createReadStream, type Stats } from 'node:fs';
-import { link, open, rm, unlink } from 'node:fs/promises';
+import { type FileHandle, link, open, rm, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,7 +30,7 @@ import { resolveInRoot } from './scoped-path.js';
 import { applyMetadata, ensureDirectory, existing, type Metadata, mkdirsInRoot, replaceWithSymlink } from './write.js';
 
 /** An entry's body as tar-stream hands it over (a streamx Readable). */
-type TarBody = AsyncIterable<Buffer> & { resume(): unknown };
+type TarBody = AsyncIterable<Buffer> & { resume(): unknown; on(event: 'error', listener: () => void): unknown };
 
 export type ArchiveCompression = 'none' | 'gzip' | 'bzip2' | 'xz';
 
@@ -61,11 +61,19 @@ function compressionOf(head: Buffer): ArchiveCompression {
 
 /** The archive's decompressed byte stream (bzip2 and xz through their programs: Node has neither). */
 function decompressed(file: string, compression: ArchiveCompression): { stream: Readable; done: Promise<void> } {
-  if (compression === 'none') return { stream: createReadStream(file), done: Promise.resolve() };
+  if (compression === 'none') {
+    const input = createReadStream(file);
+    input.on('error', () => undefined);
+    return { stream: input, done: Promise.resolve() };
+  }
   if (compression === 'gzip') {
     const out = new PassThrough();
-    const done = pipeline(createReadStream(file), createGunzip(), out).catch((error) => {
-      throw new ConveyorError('ERR_LAYER_COMPRESSION', `ADD ${file}: gzip: ${(error as Error).message}`, { cause: error });
+    const input = createReadStream(file);
+    const gunzip = createGunzip();
+    // pipeline reports the first error; a stream torn down after it may emit another, which must not be uncaught.
+    for (const stream of [input, gunzip, out] as NodeJS.EventEmitter[]) stream.on('error', () => undefined);
+    const done = pipeline(input, gunzip, out).catch((error) => {
+      throw new ConveyorError('ERR_LAYER_COMPRESSION', `ADD ${posix.basename(file)}: gzip: ${(error as Error).message}`, { cause: error });
     });
     return { stream: out, done };
   }
@@ -73,7 +81,7 @@ function decompressed(file: string, compression: ArchiveCompression): { stream: 
   const child = startProcess(program, ['-dc', '--', file], { stdout: 'pipe', stderr: 'pipe', buffer: false });
   const done = child.result.then((result) => {
     if (result.failed && result.signal !== 'SIGTERM') {
-      throw new ConveyorError('ERR_LAYER_COMPRESSION', `ADD ${file}: ${program}: ${result.shortMessage}`, {
+      throw new ConveyorError('ERR_LAYER_COMPRESSION', `ADD ${posix.basename(file)}: ${program}: ${result.shortMessage}`, {
         hint: result.code === 'ENOENT' ? `install ${program}` : undefined,
       });
     }
@@ -156,9 +164,14 @@ export async function extractArchive(options: ExtractOptions): Promise<void> {
     },
   });
   const directories: { path: string; meta: Metadata }[] = [];
+  // A body cut short by a failing stream may never end its loop: its file is closed here instead.
+  const openFiles = new Set<FileHandle>();
+  let aborted = false;
   let entries = 0;
 
   const handleEntry = async (header: TarHeader, body: TarBody): Promise<void> => {
+    // A body torn down with the extractor reports its error here too; the extractor's failure is the one reported.
+    body.on('error', () => undefined);
     if (++entries > limits.maxEntries) throw new ConveyorError('ERR_LAYER_TOO_LARGE', `ADD ${posix.basename(file)}: more than ${limits.maxEntries} entries`);
     const name = cleanName(file, header.name);
     const meta: Metadata = {
@@ -186,9 +199,15 @@ export async function extractArchive(options: ExtractOptions): Promise<void> {
         if (info?.isDirectory()) await rm(target, { recursive: true, force: true });
         else if (info) await unlink(target);
         const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        if (aborted) {
+          await handle.close();
+          throw new Error('extraction aborted');
+        }
+        openFiles.add(handle);
         try {
           for await (const chunk of body) await handle.write(chunk);
         } finally {
+          openFiles.delete(handle);
           await handle.close();
         }
         await applyMetadata(target, 'file', meta);
@@ -219,6 +238,8 @@ export async function extractArchive(options: ExtractOptions): Promise<void> {
     }
   };
 
+  // After the first failure tar-stream may still report "unexpected end of data" as the source is torn down: already handled.
+  extractor.on('error', () => undefined);
   extractor.on('entry', (header, body, next) => {
     handleEntry(header, body as unknown as TarBody).then(
       () => next(),
@@ -229,7 +250,15 @@ export async function extractArchive(options: ExtractOptions): Promise<void> {
     await Promise.all([pipeline(stream, counter, extractor), done]);
   } catch (error) {
     stream.destroy();
+    aborted = true;
+    await Promise.all([...openFiles].map((handle) => handle.close().catch(() => undefined)));
     if (error instanceof ConveyorError) throw error;
+    // The decompressor's own failure (a truncated gzip) says more than the tar parser's "unexpected end".
+    const decompression = await done.then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    if (decompression instanceof ConveyorError) throw decompression;
     throw new ConveyorError('ERR_LAYER_INVALID', `ADD ${posix.basename(file)}: not a valid tar: ${(error as Error).message}`, { cause: error });
   }
   for (const { path, meta } of directories.reverse()) await applyMetadata(path, 'directory', meta);
