@@ -173,3 +173,61 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
     t.notOk(existsSync(join(blobs, keptBlob)));
   });
 });
+
+t.test("a real img-build's cache: its entries are roots until --build-cache", async (t) => {
+  const root = tempStore('conveyor-prune-build-');
+  const context = mkdtempSync('/tmp/conveyor-prune-ctx-');
+  t.teardown(() => {
+    removeStore(root);
+    rmSync(context, { recursive: true, force: true });
+  });
+  importToStore(`${busyboxLayout()}:latest`, root, 'docker.io/library/busybox:latest');
+  writeFileSync(join(context, 'Dockerfile'), 'FROM busybox:latest\nCOPY data.txt /data.txt\nRUN echo built > /built\n');
+  writeFileSync(join(context, 'data.txt'), 'data\n');
+  const env = { ...process.env, SOURCE_DATE_EPOCH: '0' };
+  const build = () => runTool('img-build', ['--root', root, '-t', 'pruned:latest', context], { env });
+  const first = await build();
+  t.equal(first.code, 0, first.stderr);
+  const digest = first.records.find((r) => r.type === 'image')?.digest;
+  const cacheDir = join(root, 'build-cache');
+  const entries = existsSync(cacheDir) ? readdirSync(cacheDir).filter((name) => /^[a-f0-9]{64}\.json$/.test(name)) : [];
+  t.ok(entries.length >= 2, 'one entry per cached step');
+  const listed = new Set(entries.flatMap((name) => JSON.parse(readFileSync(join(cacheDir, name), 'utf8')).blobs as string[]));
+  const layers = digest === undefined ? [] : manifestLayers(root, digest);
+  t.ok(layers.length >= 2, 'the image has layers');
+  t.ok(
+    layers.every((layer) => listed.has(layer)),
+    'the entries list every layer of the image',
+  );
+
+  // Untagged, the image's content is still what the cache needs: a plain prune keeps it.
+  const removed = await runTool('img-rm', ['--root', root, 'pruned:latest']);
+  t.equal(removed.code, 0, removed.stderr);
+  const plain = await prune(root);
+  t.equal(plain.code, 0, plain.stderr);
+  t.strictSame(
+    readdirSync(cacheDir)
+      .filter((name) => name.endsWith('.json'))
+      .sort(),
+    entries.sort(),
+    'every entry stays',
+  );
+  for (const blob of listed) t.ok(existsSync(join(root, 'blobs', 'sha256', blob.slice(7))), `${blob.slice(7, 19)} kept by the cache`);
+
+  const all = await prune(root, ['--build-cache']);
+  t.equal(all.code, 0, all.stderr);
+  t.strictSame(readdirSync(cacheDir), [], 'the cache is empty');
+  const gone = [...listed].filter((blob) => !existsSync(join(root, 'blobs', 'sha256', blob.slice(7))));
+  t.ok(gone.length > 0, 'what only the cache kept is gone');
+
+  // Built again from nothing: the same image (SOURCE_DATE_EPOCH), and the cache is back.
+  const again = await build();
+  t.equal(again.code, 0, again.stderr);
+  t.equal(again.records.find((r) => r.type === 'image')?.digest, digest, 'the same digest');
+  t.ok(readdirSync(cacheDir).length >= 2);
+});
+
+/** The layer digests of manifest `digest` in the store. */
+function manifestLayers(root: string, digest: string): string[] {
+  return JSON.parse(readFileSync(join(root, 'blobs', 'sha256', digest.slice(7)), 'utf8')).layers.map((layer: { digest: string }) => layer.digest);
+}
