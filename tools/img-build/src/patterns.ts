@@ -23,8 +23,9 @@ type Token =
   | { kind: 'dirs' }
   | { kind: 'class'; negated: boolean; ranges: [string, string][] };
 
-function badPattern(pattern: string): ConveyorError {
-  return new ConveyorError('ERR_DOCKERFILE_PARSE', `syntax error in pattern ${JSON.stringify(pattern)}`, {
+function badPattern(pattern: string, file?: string): ConveyorError {
+  const where = file ? `${file}: ` : '';
+  return new ConveyorError('ERR_DOCKERFILE_PARSE', `${where}syntax error in pattern ${JSON.stringify(pattern)}`, {
     hint: 'a [ needs its ], a range its two ends, and a \\ something to escape',
   });
 }
@@ -179,8 +180,17 @@ function matchesSelfOrParent(tokens: Token[], path: string): boolean {
  * Throws ERR_DOCKERFILE_PARSE for a malformed pattern (Go's ErrBadPattern).
  */
 export function globMatch(pattern: string, path: string): boolean {
-  return matchesTokens(compileGlob(pattern), path);
+  let tokens = compiledGlobs.get(pattern);
+  if (!tokens) {
+    tokens = compileGlob(pattern);
+    // A walker asks about one pattern for every entry: keep the last few compiled.
+    if (compiledGlobs.size >= 64) compiledGlobs.clear();
+    compiledGlobs.set(pattern, tokens);
+  }
+  return matchesTokens(tokens, path);
 }
+
+const compiledGlobs = new Map<string, Token[]>();
 
 /** Whether a COPY source has glob characters at all (a plain path is looked up, not matched). */
 export function hasGlob(pattern: string): boolean {
@@ -279,9 +289,10 @@ function normalize(path: string): string {
 
 /**
  * moby/patternmatcher's PatternMatcher over `patterns` (as readDockerignore gives them).
- * Throws ERR_DOCKERFILE_PARSE for a malformed pattern or a lone `!`.
+ * Throws ERR_DOCKERFILE_PARSE for a malformed pattern or a lone `!`, naming `options.file` when given.
  */
-export function createIgnoreMatcher(patterns: string[]): IgnoreMatcher {
+export function createIgnoreMatcher(patterns: string[], options: { file?: string } = {}): IgnoreMatcher {
+  const where = options.file ? `${options.file}: ` : '';
   const compiled: IgnorePattern[] = [];
   for (const raw of patterns) {
     let text = raw.trim();
@@ -290,13 +301,18 @@ export function createIgnoreMatcher(patterns: string[]): IgnoreMatcher {
     let exclusion = false;
     if (text.startsWith('!')) {
       if (text.length === 1) {
-        throw new ConveyorError('ERR_DOCKERFILE_PARSE', 'illegal exclusion pattern: "!"', { hint: 'write !PATH to re-include PATH' });
+        throw new ConveyorError('ERR_DOCKERFILE_PARSE', `${where}illegal exclusion pattern: "!"`, { hint: 'write !PATH to re-include PATH' });
       }
       exclusion = true;
       text = text.slice(1);
     }
     // patternmatcher checks the syntax the way filepath.Match would.
-    compileGlob(text);
+    try {
+      compileGlob(text);
+    } catch (error) {
+      if (options.file) throw badPattern(text, options.file);
+      throw error;
+    }
     compiled.push({ exclusion, tokens: compileIgnorePattern(text), text });
   }
   const hasExclusions = compiled.some((pattern) => pattern.exclusion);

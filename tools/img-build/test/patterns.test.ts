@@ -193,6 +193,10 @@ t.test('ignore patterns are checked as filepath.Match would; a lone ! is refused
   for (const bad of ['[', 'a[', '[]a]', '\\', '!', '![x-]']) {
     t.throws(() => createIgnoreMatcher(['ok', bad]), { code: 'ERR_DOCKERFILE_PARSE' }, JSON.stringify(bad));
   }
+  t.throws(() => createIgnoreMatcher(['a[', '!x'], { file: '.dockerignore' }), { message: '.dockerignore: syntax error in pattern "a["' });
+  t.throws(() => createIgnoreMatcher(['!'], { file: 'app/Dockerfile.dockerignore' }), {
+    message: 'app/Dockerfile.dockerignore: illegal exclusion pattern: "!"',
+  });
   // The same table through parent matching (patternmatcher TestMatch): `a*` excludes ab/c because ab matches.
   t.equal(createIgnoreMatcher(['a*']).ignores('ab/c'), true);
   t.equal(createIgnoreMatcher(['a*/b']).ignores('a/c/b'), false);
