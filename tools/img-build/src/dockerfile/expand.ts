@@ -90,20 +90,22 @@ class Words {
   }
 }
 
+/** Code points of a string, one at a time, without copying it into an array. */
 class Scanner {
-  private readonly chars: string[];
   private pos = 0;
 
-  constructor(text: string) {
-    this.chars = Array.from(text);
-  }
+  constructor(private readonly text: string) {}
 
   peek(): string {
-    return this.pos < this.chars.length ? this.chars[this.pos] : EOF;
+    if (this.pos >= this.text.length) return EOF;
+    const code = this.text.codePointAt(this.pos) as number;
+    return code > 0xffff ? this.text.slice(this.pos, this.pos + 2) : this.text[this.pos];
   }
 
   next(): string {
-    return this.pos < this.chars.length ? this.chars[this.pos++] : EOF;
+    const ch = this.peek();
+    this.pos += ch.length;
+    return ch;
   }
 }
 
