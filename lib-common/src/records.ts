@@ -122,6 +122,8 @@ export interface PortMapping {
   hostIP: string;
   /** The host port; 0 (asked for a free one) only before the forwarder bound it. */
   hostPort: number;
+  /** `-p 8000-8010:80`: the first free one of hostPort..hostPortEnd is taken, as Docker's; gone once bound. */
+  hostPortEnd?: number;
   containerPort: number;
   protocol: PortProtocol;
 }

@@ -190,6 +190,16 @@ t.test('a taken port: ERR_PORT_UNAVAILABLE, nothing left bound', async (t) => {
     message: new RegExp(`127\\.0\\.0\\.1:${taken}/tcp.*EADDRINUSE`),
   });
   t.ok(await bindable(first), 'the port bound before the failure is free again');
+  // A host range (-p 127.0.0.1:A-B:80): the first free port of it.
+  const ranged = await startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [{ ...tcp(7000, taken), hostPortEnd: taken + 50 }] });
+  t.ok(ranged.ports[0].hostPort > taken && ranged.ports[0].hostPort <= taken + 50, 'the taken port skipped');
+  t.notOk('hostPortEnd' in ranged.ports[0], 'resolved to one port');
+  t.equal(await exchange(ranged.ports[0].hostPort, 'ranged'), 'RANGED');
+  await ranged.close();
+  await t.rejects(startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [{ ...tcp(7000, taken), hostPortEnd: taken }] }), {
+    code: 'ERR_PORT_UNAVAILABLE',
+    message: /every port of the range is taken/,
+  });
   await t.rejects(startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [{ ...tcp(7000), hostIP: '192.0.2.77' }] }), {
     code: 'ERR_PORT_UNAVAILABLE',
     message: /EADDRNOTAVAIL/,

@@ -17,6 +17,8 @@ const good: [string, ReturnType<typeof m>[]][] = [
   ['53/UDP', [m('0.0.0.0', 0, 53, 'udp')]],
   ['8080:80/tcp', [m('0.0.0.0', 8080, 80)]],
   ['65535:1', [m('0.0.0.0', 65535, 1)]],
+  ['127.0.0.1:8000-8010:80', [{ ...m('127.0.0.1', 8000, 80), hostPortEnd: 8010 }]],
+  ['8000-8000:80', [m('0.0.0.0', 8000, 80)]],
   [':80', [m('0.0.0.0', 0, 80)]],
   ['[127.0.0.1]:8080:80', [m('127.0.0.1', 8080, 80)]],
 ];
@@ -43,7 +45,6 @@ const bad: [string, RegExp][] = [
   [`1-${MAX_RANGE + 1}`, /more than/],
   [`1000-${1000 + MAX_RANGE}:1000-${1000 + MAX_RANGE}`, /more than/],
   ['81-80', /ends before it starts/],
-  ['8000-8001:80', /differ in length/],
   ['8000:80-81', /differ in length/],
   ['80 ', /bad container port/],
   ['1e3', /bad container port/],

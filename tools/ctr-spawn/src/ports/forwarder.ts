@@ -93,6 +93,23 @@ function bindOne(mapping: PortMapping): Promise<Bound> {
   });
 }
 
+/** Binds a mapping; one with a host range takes its first free port (Docker's). */
+async function bindMapping(mapping: PortMapping): Promise<Bound> {
+  const { hostPortEnd, ...single } = mapping;
+  if (hostPortEnd === undefined) return bindOne(single);
+  for (let port = mapping.hostPort; port <= hostPortEnd; port++) {
+    try {
+      return await bindOne({ ...single, hostPort: port });
+    } catch (error) {
+      // Taken: the next one. Anything else (not an address of this host) is the same for every port.
+      if (!/EADDRINUSE/.test((error as Error).message)) throw error;
+    }
+  }
+  throw new ConveyorError('ERR_PORT_UNAVAILABLE', `cannot publish ${formatHost(mapping)}/${mapping.protocol}: every port of the range is taken`, {
+    hint: 'choose another range, or no host port for a free one',
+  });
+}
+
 function closeHandle(handle: net.Server | dgram.Socket): void {
   try {
     handle.close();
@@ -106,7 +123,7 @@ export async function bindAll(mappings: PortMapping[]): Promise<Bound[]> {
   const bound: Bound[] = [];
   try {
     // One by one: a port 0 must not be handed the port a later explicit mapping names.
-    for (const mapping of mappings) bound.push(await bindOne(mapping));
+    for (const mapping of mappings) bound.push(await bindMapping(mapping));
     return bound;
   } catch (error) {
     for (const b of bound) closeHandle(b.handle);

@@ -8,12 +8,12 @@
  *   127.0.0.1::80           a free host port on 127.0.0.1
  *   [::1]:8080:80           an IPv6 host address, in brackets
  *   8000-8001:80-81         ranges of the same length, port by port
+ *   8000-8010:80            the first free port of a host range
  *   80/udp, 8080:80/tcp     the protocol (tcp by default)
  *
  * Pure functions. A bad spec is an ERR_USAGE naming it (exit 125 in ctr-spawn).
  * An IPv6 address without brackets is refused: `::1:8080:80` has no one
- * reading. A host range for a single container port (Docker picks one of
- * them) is not supported: give one host port or none. Ranges are capped at
+ * reading. Ranges are capped at
  * MAX_RANGE ports, all mappings of a run at MAX_MAPPINGS, since each is a
  * socket held open for the container's life.
  */
@@ -93,12 +93,10 @@ export function parsePublish(spec: string): PortMapping[] {
     return Array.from({ length: count }, (_, i) => ({ hostIP, hostPort: 0, containerPort: cFirst + i, protocol }));
   }
   const [hFirst, hLast] = portRange(spec, hostText, 'host port');
+  // A host range for one container port: any one free port of it (the forwarder picks the first).
+  if (count === 1 && hLast > hFirst) return [{ hostIP, hostPort: hFirst, hostPortEnd: hLast, containerPort: cFirst, protocol }];
   if (hLast - hFirst + 1 !== count) {
-    throw usage(
-      spec,
-      `host range ${hostText} and container range ${containerText} differ in length`,
-      count === 1 ? 'give one host port, or none for a free one' : 'ranges map port by port: 8000-8001:80-81',
-    );
+    throw usage(spec, `host range ${hostText} and container range ${containerText} differ in length`, 'ranges map port by port: 8000-8001:80-81');
   }
   return Array.from({ length: count }, (_, i) => ({ hostIP, hostPort: hFirst + i, containerPort: cFirst + i, protocol }));
 }
@@ -151,6 +149,6 @@ export function combineMappings(published: PortMapping[], all: PortMapping[] = [
 }
 
 /** `127.0.0.1:8080`, `[::1]:8080`. */
-export function formatHost(m: Pick<PortMapping, 'hostIP' | 'hostPort'>): string {
-  return `${m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP}:${m.hostPort}`;
+export function formatHost(m: Pick<PortMapping, 'hostIP' | 'hostPort' | 'hostPortEnd'>): string {
+  return `${m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP}:${m.hostPort}${m.hostPortEnd ? `-${m.hostPortEnd}` : ''}`;
 }
