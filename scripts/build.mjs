@@ -165,7 +165,7 @@ async function main() {
   if (args.push && tags.length === 0) fail(2, '--push needs at least one -t name to push');
   const tests = [args.test].flat().filter((v) => v !== undefined);
   if (tests.length > 1) fail(2, '--test is given once');
-  if (tests.length === 1 && tests[0] === '') fail(2, '--test needs a command (--test-image runs the image\'s own)');
+  if (tests.length === 1 && tests[0] === '') fail(2, "--test needs a command (--test-image runs the image's own)");
   if (tests.length === 1 && args['test-image']) fail(2, '--test and --test-image exclude each other');
 
   const common = flagsOf(['root', 'log-format']);
@@ -201,7 +201,12 @@ async function main() {
     for (const image of images) process.stdout.write(`${JSON.stringify(image)}\n`);
     return 0;
   }
-  const pushed = await runTool('img-push', [...common, ...progress, ...flagsOf([...REGISTRY_VALUES, ...REGISTRY_SWITCHES]), ...images.map((image) => image.ref)]);
+  const pushed = await runTool('img-push', [
+    ...common,
+    ...progress,
+    ...flagsOf([...REGISTRY_VALUES, ...REGISTRY_SWITCHES]),
+    ...images.map((image) => image.ref),
+  ]);
   for (const record of pushed.records) if (record.type === 'image') process.stdout.write(`${JSON.stringify(record)}\n`);
   if (pushed.code !== 0) return pushed.code;
   say(`pushed ${images.map((image) => image.ref).join(', ')}`);
