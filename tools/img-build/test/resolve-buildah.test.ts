@@ -37,11 +37,11 @@ interface Config {
 /** Our front end's reading of a one-stage Dockerfile, applied as Docker applies each instruction. */
 function ours(text: string, buildArgs: Record<string, string>): Config {
   const dockerfile = parseDockerfile(text);
-  const escape = dockerfile.directives.escape;
+  const escapeChar = dockerfile.directives.escape;
   const { globalArgs, stages } = splitStages(dockerfile);
   const globals = new Map<string, string | undefined>();
   for (const instruction of globalArgs) {
-    const step = resolveStep(instruction, (name) => globals.get(name), escape);
+    const step = resolveStep(instruction, (name) => globals.get(name), escapeChar);
     if (step.kind === 'ARG') for (const arg of step.args) globals.set(arg.name, buildArgs[arg.name] ?? arg.default);
   }
   const args = new Map<string, string | undefined>();
@@ -50,7 +50,7 @@ function ours(text: string, buildArgs: Record<string, string>): Config {
   const lookup = (name: string) => (env.has(name) ? env.get(name) : args.get(name));
   const config: Config = { Env: [], Labels: {}, WorkingDir: '', User: '', ExposedPorts: {}, Volumes: {}, StopSignal: '' };
   for (const instruction of stages[0].instructions) {
-    const step = resolveStep(instruction, lookup, escape);
+    const step = resolveStep(instruction, lookup, escapeChar);
     switch (step.kind) {
       case 'ARG':
         for (const arg of step.args) args.set(arg.name, buildArgs[arg.name] ?? arg.default ?? (globals.has(arg.name) ? globals.get(arg.name) : undefined));
