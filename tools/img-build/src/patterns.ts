@@ -192,11 +192,6 @@ export function globMatch(pattern: string, path: string): boolean {
 
 const compiledGlobs = new Map<string, Token[]>();
 
-/** Whether a COPY source has glob characters at all (a plain path is looked up, not matched). */
-export function hasGlob(pattern: string): boolean {
-  return /[*?[\\]/.test(pattern);
-}
-
 /** Go's path.Clean: `.` and `..` resolved lexically, slashes collapsed, no trailing `/`; `` becomes `.`. */
 export function cleanPath(path: string): string {
   if (path === '') return '.';

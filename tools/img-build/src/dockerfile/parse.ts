@@ -15,7 +15,7 @@ export { parseError };
 /** Docker has no limit; 16 MiB is far past any real Dockerfile and keeps an absurd one from eating memory. */
 export const MAX_DOCKERFILE_BYTES = 16 * 1024 * 1024;
 
-export const KEYWORDS = new Set([
+const KEYWORDS = new Set([
   'ADD',
   'ARG',
   'CMD',
@@ -202,7 +202,7 @@ interface HeredocWord {
 }
 
 /** The heredoc words of a line (`<<EOF`, `<<-EOF`, `<<'EOF'`, `2<<EOF`), in order, as buildkit's heredocsFromLine. */
-export function heredocWords(line: string): HeredocWord[] {
+function heredocWords(line: string): HeredocWord[] {
   // Most lines have no heredoc: skip the lexer for them.
   if (!line.includes('<<')) return [];
   const none = () => undefined;
@@ -245,7 +245,7 @@ function splitCommand(line: string): { keyword: string; args: string } {
  * Leading `--name[=value]` words (quotes and `\` removed), and the text after them
  * (buildkit's extractBuilderFlags). A lone `--` ends the flags.
  */
-export function extractFlags(text: string): { flags: string[]; rest: string } {
+function extractFlags(text: string): { flags: string[]; rest: string } {
   const flags: string[] = [];
   let pos = 0;
   for (;;) {

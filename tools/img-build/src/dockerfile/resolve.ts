@@ -245,7 +245,7 @@ function checkFlags(instruction: Instruction): Record<string, string> {
  * expanding one by one afterwards (buildkit's parseWords): `COPY "a b" c /d`
  * has three words, and a variable holding spaces stays one source.
  */
-export function splitQuotedWords(text: string, escapeChar: '\\' | '`'): string[] {
+function splitQuotedWords(text: string, escapeChar: '\\' | '`'): string[] {
   const words: string[] = [];
   const chars = Array.from(text);
   let word = '';
