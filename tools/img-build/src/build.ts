@@ -21,7 +21,7 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, formatPlatform } from '@conveyor/lib-common/platform';
 import { removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { mkdirInRoot } from '@conveyor/lib-common/container/rootfs';
-import { sha256 } from '@conveyor/lib-common/digest';
+import { chainIDs, sha256 } from '@conveyor/lib-common/digest';
 import type { ImageRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { readCacheEntry, stepKey, writeCacheEntry, type BuildState, type HistoryEntry } from './cache.js';
@@ -155,8 +155,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const total = building.reduce((sum, s) => sum + 1 + s.instructions.length, 0);
   const counter = { index: 0, total, ran: 0, cached: 0 };
   const results = new Map<number, StageResult>();
-  for (const stage of building) {
-    results.set(stage.index, await buildStage(stage, { options, escapeChar, globals, globalLookup, predefined, stages, results, counter, usedArgs }));
+  const made = new Map<string, string>();
+  const kept: string[] = [];
+  try {
+    for (const stage of building) {
+      results.set(
+        stage.index,
+        await buildStage(stage, { options, escapeChar, globals, globalLookup, predefined, stages, results, counter, usedArgs, made, kept }),
+      );
+    }
+  } finally {
+    // The steps' upper dirs served as lower dirs of later steps; their layers are in the store now.
+    for (const id of kept) await removeContainer(options.store, id);
   }
   const unused = [...options.buildArgs.keys()].filter((k) => !usedArgs.has(k) && !PROXY_ARGS.includes(k));
   if (unused.length > 0) options.warn(`one or more build args were not consumed: ${unused.sort().join(', ')}`);
@@ -239,6 +249,10 @@ interface StageContext {
   results: Map<number, StageResult>;
   counter: { index: number; total: number; ran: number; cached: number };
   usedArgs: Set<string>;
+  /** Upper dirs of this build's steps that made a layer, by chain ID: the lower dirs of later steps. */
+  made: Map<string, string>;
+  /** Their container ids, removed when the build ends. */
+  kept: string[];
 }
 
 function checkCancelled(options: BuildOptions): void {
@@ -382,6 +396,7 @@ function layerOptions(ctx: StageContext, ref: string): LayerDirsOptions {
     unpackArgs: ctx.options.toolArgs,
     onStderr: (chunk) => ctx.options.progress.toolMessage(chunk),
     ref,
+    made: ctx.made,
   };
 }
 
@@ -414,6 +429,7 @@ async function filesystemStep(
   const paths = await mountStage(current.state, layerOptions(ctx, current.ref));
   let state: BuildState;
   let newLayer: string | undefined;
+  let keep = false;
   try {
     await work(paths);
     checkCancelled(options);
@@ -424,8 +440,15 @@ async function filesystemStep(
       state = configure(withHistory(withLayer(current.state, packed.descriptor, packed.diffID), history));
       newLayer = packed.descriptor.digest;
     }
+    if (newLayer) {
+      // Unmounted but kept: its upper dir is the new layer, the lower dir of the next steps.
+      await removeContainer(options.store, paths.id, { keepDir: true });
+      ctx.made.set(chainIDs(state.config.rootfs?.diff_ids ?? []).at(-1)!, paths.upper);
+      ctx.kept.push(paths.id);
+      keep = true;
+    }
   } finally {
-    await removeContainer(options.store, paths.id);
+    if (!keep) await removeContainer(options.store, paths.id);
   }
   checkCancelled(options);
   await writeCacheEntry(options.store, key, state, newLayer, options.now());

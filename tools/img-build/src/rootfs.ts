@@ -1,10 +1,16 @@
 /**
  * A writable root for one filesystem step: an overlay of the stage's
  * unpacked layers with a fresh upper dir (lib-common's mountOverlay, what
- * overlay-mount and ctr-spawn use), in `<store>/containers/<id>/`. Layers
- * not unpacked yet are unpacked first by piping their `layer` records into
- * `layer-unpack` (it verifies each blob's diff ID and reuses what is there).
- * A stage without layers (FROM scratch) mounts an empty lower dir.
+ * overlay-mount and ctr-spawn use), in `<store>/containers/<id>/`.
+ *
+ * Layers made earlier in this build are not unpacked again: the upper dir
+ * of the step that made a layer is that layer in overlay form (whiteouts
+ * as 0/0 devices, opaque dirs by xattr), so it serves as the lower dir of
+ * later steps, as buildah and Docker stack their snapshots (`made`, by
+ * chain ID). Other layers (the base image's, cache hits) come from
+ * `<store>/layers/`; the missing ones are unpacked first by piping their
+ * `layer` records into `layer-unpack` (it verifies each blob's diff ID). A
+ * stage without layers (FROM scratch) mounts an empty lower dir.
  *
  * The caller removes the container (removeContainer) whatever happens.
  */
@@ -26,30 +32,39 @@ export interface LayerDirsOptions {
   onStderr: (chunk: Buffer) => void;
   /** Names the image in the layer records (messages only). */
   ref: string;
+  /** Upper dirs of the steps of this build that made a layer, by the layer's chain ID. */
+  made?: Map<string, string>;
 }
 
-/** The unpacked dirs of the state's layers, bottom first; unpacks the missing ones with layer-unpack. */
+/** The dirs of the state's layers, bottom first: this build's upper dirs, else unpacked ones (layer-unpack runs for the missing). */
 export async function layerDirs(state: BuildState, options: LayerDirsOptions): Promise<string[]> {
   const { store } = options;
   const diffIDs = state.config.rootfs?.diff_ids ?? [];
   const chains = chainIDs(diffIDs);
-  const dirs = chains.map((chain) => join(store.layerDir(chain), 'diff'));
-  const present = await Promise.all(chains.map((chain, i) => isUnpacked(store, chain, diffIDs[i])));
+  const made = options.made ?? new Map<string, string>();
+  const dirs = chains.map((chain) => made.get(chain) ?? join(store.layerDir(chain), 'diff'));
+  const present = await Promise.all(chains.map((chain, i) => made.has(chain) || isUnpacked(store, chain, diffIDs[i])));
   if (present.every(Boolean)) return dirs;
-  const records = state.layers.map((layer, index) => ({
-    type: 'layer',
-    v: RECORD_VERSION,
-    ref: options.ref,
-    index,
-    count: state.layers.length,
-    mediaType: layer.mediaType,
-    digest: layer.digest,
-    size: layer.size,
-    diffID: diffIDs[index],
-    chainID: chains[index],
-    ...(index > 0 ? { parentChainID: chains[index - 1] } : {}),
-    store: store.root,
-  }));
+  const records = state.layers.flatMap((layer, index) =>
+    present[index]
+      ? []
+      : [
+          {
+            type: 'layer',
+            v: RECORD_VERSION,
+            ref: options.ref,
+            index,
+            count: state.layers.length,
+            mediaType: layer.mediaType,
+            digest: layer.digest,
+            size: layer.size,
+            diffID: diffIDs[index],
+            chainID: chains[index],
+            ...(index > 0 ? { parentChainID: chains[index - 1] } : {}),
+            store: store.root,
+          },
+        ],
+  );
   const input = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
   const child = options.runner.start('layer-unpack', options.unpackArgs, { input, stdout: 'ignore', stderr: 'pipe', buffer: false });
   child.stderr?.on('data', (chunk: Buffer) => options.onStderr(chunk));
@@ -60,7 +75,7 @@ export async function layerDirs(state: BuildState, options: LayerDirsOptions): P
     });
   }
   for (let i = 0; i < chains.length; i++) {
-    if (!(await isUnpacked(store, chains[i], diffIDs[i])))
+    if (!present[i] && !(await isUnpacked(store, chains[i], diffIDs[i])))
       throw new ConveyorError('ERR_LAYER_INVALID', `layer ${state.layers[i].digest} of ${options.ref} is not unpacked after layer-unpack`);
   }
   return dirs;
