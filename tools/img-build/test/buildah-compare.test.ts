@@ -99,6 +99,10 @@ async function main(): Promise<void> {
         // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile's ${WHO}, expanded by the builders
         'ENV GREETING="hello ${WHO}" \\',
         '    OPT=/opt/app',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: Docker's ${VAR:-default} and ${VAR:+alt}
+        'ENV DEF=${UNSET:-fallback} ALT=${WHO:+was-set} NONE=${UNSET:+never} ESC=\\$WHO',
+        'ENV LEGACY value with spaces',
+        'ARG PORT=9000',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: as above
         'LABEL org.example.name="demo app" org.example.who=${WHO}',
         // The fixture's busybox links few applets: the others are called through busybox itself.
@@ -125,7 +129,7 @@ async function main(): Promise<void> {
         'RUN pwd > where',
         'USER app',
         'RUN id -u > /tmp/uid && echo "$OPT" > /tmp/opt',
-        'EXPOSE 80 53/udp 8080/tcp',
+        'EXPOSE 80 53/udp 8080/tcp $PORT',
         'VOLUME ["/vol"]',
         'STOPSIGNAL SIGQUIT',
         'ENTRYPOINT ["/bin/sh", "-c"]',
