@@ -136,8 +136,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
       warnings.push(`${file}:${startLine}: empty continuation line in ${shown(line.trim())}`);
     }
     const instruction = parseInstruction(line, file, startLine, index);
-    const heredocTarget = heredocInstruction(instruction);
-    if (heredocTarget) {
+    if (takesHeredocs(instruction)) {
       const words = heredocWords(line);
       for (const word of words) {
         const terminator = word.name;
@@ -156,7 +155,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
           content += index < lines.length || text.endsWith('\n') ? `${body}\n` : body;
         }
         if (!terminated) {
-          throw parseError(file, startLine, `unterminated heredoc <<${word.chomp ? '-' : ''}${word.name} (no line "${word.name}" closes it)`);
+          throw parseError(file, startLine, `unterminated heredoc <<${word.chomp ? '-' : ''}${shown(word.name)} (no line "${shown(word.name)}" closes it)`);
         }
         const heredoc: Heredoc = {
           name: word.name,
@@ -186,7 +185,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
 }
 
 /** RUN/COPY/ADD (or ONBUILD of one) in shell form carry heredocs; JSON form never does. */
-function heredocInstruction(instruction: Instruction): boolean {
+function takesHeredocs(instruction: Instruction): boolean {
   if (instruction.keyword === 'ONBUILD') {
     const sub = splitCommand(instruction.rest);
     if (!HEREDOC_KEYWORDS.has(sub.keyword.toUpperCase())) return false;
