@@ -173,9 +173,11 @@ async function main() {
   const built = await runTool('img-build', [
     ...common,
     ...progress,
-    ...tags.flatMap((tag) => ['-t', tag]),
+    // One word per flag and `--` before the context: a name or a directory starting with `-` is never a flag.
+    ...tags.map((tag) => `--tag=${tag}`),
     ...flagsOf([...BUILD_VALUES, ...BUILD_SWITCHES, ...REGISTRY_VALUES, ...REGISTRY_SWITCHES]),
     ...(args.cache === false ? ['--no-cache'] : []),
+    '--',
     String(args._[0]),
   ]);
   if (built.code !== 0) return built.code;
@@ -205,6 +207,7 @@ async function main() {
     ...common,
     ...progress,
     ...flagsOf([...REGISTRY_VALUES, ...REGISTRY_SWITCHES]),
+    '--',
     ...images.map((image) => image.ref),
   ]);
   for (const record of pushed.records) if (record.type === 'image') process.stdout.write(`${JSON.stringify(record)}\n`);

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,8 +20,8 @@ import { deleteAllContainers } from './helpers/containers.js';
 const run = promisify(execFile);
 const BUILD = join(REPO_ROOT, 'scripts', 'build.mjs');
 const env = { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: '/nonexistent-docker-config', SOURCE_DATE_EPOCH: '0' };
-const build = (args: string[]) =>
-  run(process.execPath, [BUILD, ...args], { env, maxBuffer: 1 << 26 }).then(
+const build = (args: string[], cwd?: string) =>
+  run(process.execPath, [BUILD, ...args], { env, cwd, maxBuffer: 1 << 26 }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e) => ({ code: e.code as number, stdout: (e.stdout ?? '') as string, stderr: (e.stderr ?? '') as string }),
   );
@@ -110,6 +110,17 @@ t.test('failures push nothing', async (t) => {
     t.equal(r.stdout, '', `${c.name}: no record`);
     t.equal(manifestPuts(reg.logs().slice(mark), 'bad'), 0, `${c.name}: nothing pushed`);
   }
+});
+
+t.test('a context directory named like a flag, after --, is the context', async (t) => {
+  const parent = mkdtempSync(join(tmpdir(), 'conveyor-build-dash-'));
+  t.teardown(() => rmSync(parent, { recursive: true, force: true }));
+  mkdirSync(join(parent, '-dash'));
+  writeFileSync(join(parent, '-dash', 'Dockerfile'), `FROM ${base}\nLABEL from=dash\n`);
+  const r = await build(['--root', root, '-q', '-t', `${reg.host}/app:dash`, '--', '-dash'], parent);
+  t.equal(r.code, 0, r.stderr);
+  const built = records(r.stdout);
+  t.match(built, [{ type: 'image', ref: `${reg.host}/app:dash`, config: { Labels: { from: 'dash' } } }]);
 });
 
 t.test('usage errors exit 2 before anything is built', async (t) => {
