@@ -321,6 +321,31 @@ const cases: Case[] = [
     },
     code: 'ERR_BUILD_DEST',
   },
+  {
+    name: 'hostile: a dest with .. stays in the rootfs',
+    run: (c) => copyInto(options(c, { sources: ['a.txt'], dest: '/../../../../landed' })),
+    check: (t, c) => t.equal(read(join(c.rootfs, 'landed')), 'a\n'),
+  },
+  {
+    name: 'mayIncludeUnder: an excluded directory with nothing to re-include is not walked',
+    run: (c) => {
+      const walked: string[] = [];
+      const ignore = (p: string) => {
+        walked.push(p);
+        return p === 'dir' || p.startsWith('dir/');
+      };
+      return copyInto({
+        ...options(c, { sources: ['.'], dest: '/all/' }),
+        from: { root: c.context, trusted: false, ignore, mayIncludeUnder: () => false },
+      }).then(() => {
+        if (walked.some((p) => p.startsWith('dir/'))) throw new Error(`walked below dir: ${walked.join(' ')}`);
+      });
+    },
+    check: (t, c) => {
+      t.notOk(existsSync(join(c.rootfs, 'all/dir')));
+      t.ok(existsSync(join(c.rootfs, 'all/a.txt')));
+    },
+  },
   { name: 'a dest through a file', run: (c) => copyInto(options(c, { sources: ['a.txt'], dest: '/file/x' })), code: 'ERR_BUILD_DEST' },
 ];
 

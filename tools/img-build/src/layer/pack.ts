@@ -364,7 +364,8 @@ export async function packLayer(options: PackLayerOptions): Promise<PackedLayer>
           closeSync(fd);
         }
       }
-      return createReadStream(path, streamOptions);
+      // The upper dir is what a RUN step left: never follow a link, even one swapped in after the walk.
+      return createReadStream(path, { ...streamOptions, flags: (constants.O_RDONLY | constants.O_NOFOLLOW) as unknown as string });
     },
   };
   const headers = new Map<string, TarHeader>();
