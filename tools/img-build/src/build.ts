@@ -50,7 +50,7 @@ import { packLayer } from './layer/pack.js';
 import { writeImage } from './image.js';
 import type { StepProgress } from './progress.js';
 import { mountStage, type LayerDirsOptions } from './rootfs.js';
-import { runInContainer } from './run-step.js';
+import { heredocFileName, runInContainer } from './run-step.js';
 import type { ToolRunner } from './tools.js';
 
 /** Build args Docker defines without an ARG: usable in RUN, never in history or the cache key unless declared. */
@@ -487,8 +487,7 @@ function runCommand(step: Extract<Step, { kind: 'RUN' }>, shell: string[]): { ar
     // `RUN <<EOF` alone: the body is the script (BuildKit runs it as a file; with a `#!` line, by that interpreter).
     const heredoc = step.heredocs[0];
     if (heredoc.content.startsWith('#!')) {
-      const name = heredoc.name.replace(/[^A-Za-z0-9_.-]/g, '_');
-      return { argv: [`/dev/pipes/${name}`], scriptFile: heredoc };
+      return { argv: [`/dev/pipes/${heredocFileName(heredoc.name)}`], scriptFile: heredoc };
     }
     return { argv: [...shell, heredoc.content] };
   }

@@ -16,7 +16,7 @@
  * second apart (its third stop kills the container); ctr-spawn removes its
  * runtime state, the caller unmounts.
  */
-import { lstat, readdir, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
@@ -62,10 +62,13 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   if (options.network === 'host') args.push('--net', 'host');
   else if (options.network === 'none') args.push('--net', 'none');
   if (options.scriptFile) {
-    const file = join(paths.containerDir, 'heredoc-script');
+    // A directory holding the script is bound at /dev/pipes (ctr-spawn binds directories; a file source it would try to mkdir).
+    const dir = join(paths.containerDir, 'heredoc');
+    const file = join(dir, heredocFileName(options.scriptFile.name));
+    await mkdir(dir, { mode: 0o755 });
     await writeFile(file, options.scriptFile.content, { mode: 0o755 });
     await chmod(file, 0o755);
-    args.push('-v', `${file}:/dev/pipes/${options.scriptFile.name.replace(/[^A-Za-z0-9_.-]/g, '_')}:ro`);
+    args.push('--mount', `type=bind,src=${dir},dst=/dev/pipes,readonly`);
   }
   args.push('--', ...options.argv);
   const record = {
@@ -111,6 +114,11 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   const exitCode = result.exitCode ?? 128 + (result.signal === 'SIGKILL' ? 9 : 15);
   const message = lastStderr.trim().split('\n').pop();
   return { exitCode, cancelled, ...(exitCode >= 125 && exitCode <= 127 && message ? { message } : {}) };
+}
+
+/** The file name a heredoc script gets under /dev/pipes (its delimiter word, made safe). */
+export function heredocFileName(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_') || '_';
 }
 
 /** lstat of `path` under `root`, or undefined when it (or a symlink on the way) is not there as a real path. */
