@@ -171,8 +171,12 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       const ports = expandWords(rest, lookup, escapeChar);
       if (ports.length === 0) throw new StepError('EXPOSE requires at least one argument');
       for (const port of ports) {
-        if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(port)) {
-          throw new StepError(`invalid port ${quoted(port)}`, 'EXPOSE takes PORT[/tcp|udp|sctp] or FROM-TO ranges');
+        // Docker's nat.ParsePortSpec: 16-bit numbers, a range low to high, tcp/udp/sctp in any case.
+        const match = /^(\d{1,5})(?:-(\d{1,5}))?(?:\/(tcp|udp|sctp))?$/i.exec(port);
+        const low = Number(match?.[1]);
+        const high = match?.[2] === undefined ? low : Number(match[2]);
+        if (!match || high > 65535 || low > high) {
+          throw new StepError(`invalid port ${quoted(port)}`, 'EXPOSE takes PORT[/tcp|udp|sctp] or LOW-HIGH ranges of ports 0-65535');
         }
       }
       return { ...base, kind: 'EXPOSE', ports };
