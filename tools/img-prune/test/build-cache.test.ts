@@ -52,6 +52,8 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
   mkdirSync(cacheDir);
   const victim = join(outside, 'victim');
   writeFileSync(victim, 'must survive\n');
+  const beside = [join(root, '..', 'beside-blob'), join(root, '..', 'beside-layer')];
+  for (const path of beside) writeFileSync(path, 'beside the store\n');
   mkdirSync(join(outside, 'layer', 'diff'), { recursive: true });
 
   // Blob and layer only the valid entry keeps.
@@ -71,8 +73,9 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
       [`${sha('valid')}.json`]: entry([`sha256:${keptBlob}`], [`sha256:${keptChain}`]),
       [`${sha('not json')}.json`]: '{"version":1,"blobs":[',
       [`${sha('stale')}.json`]: entry([`sha256:${staleBlob}`, `sha256:${'9'.repeat(64)}`]),
-      [`${sha('dotdot blob')}.json`]: entry([`sha256:${keptBlob}`, 'sha256:../../../../tmp/x'], []),
-      [`${sha('dotdot chain')}.json`]: entry([`sha256:${keptBlob}`], ['sha256:../../../etc']),
+      // Taken as paths, these would name the files planted beside the store (blobs/sha256/../../.. and layers/../..).
+      [`${sha('dotdot blob')}.json`]: entry([`sha256:${keptBlob}`, 'sha256:../../../beside-blob'], []),
+      [`${sha('dotdot chain')}.json`]: entry([`sha256:${keptBlob}`], ['sha256:../../beside-layer']),
       [`${sha('link blob')}.json`]: entry([`sha256:${linkBlob}`]),
       'not-a-key.json': entry([`sha256:${keptBlob}`]),
       [`${sha('dead writer')}.json.999999999.abcd.tmp`]: 'half',
@@ -131,7 +134,7 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
     t.equal(readFileSync(victim, 'utf8'), 'must survive\n', 'the symlink target outside the store is untouched');
     t.ok(existsSync(join(outside, 'entry.json')), "a symlinked entry's target is untouched");
     t.ok(existsSync(join(outside, 'layer', 'diff')), "a symlinked directory entry's target is untouched");
-    t.ok(existsSync('/etc/passwd'));
+    for (const path of beside) t.ok(existsSync(path), `${path}, which a ../ entry names, is untouched`);
     const index = JSON.parse(readFileSync(join(root, 'index.json'), 'utf8'));
     t.equal(index.manifests.length, 1, 'the image stays');
     for (const layer of JSON.parse(readFileSync(join(blobs, index.manifests[0].digest.slice(7)), 'utf8')).layers)
@@ -160,6 +163,7 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
     t.strictSame(readdirSync(cacheDir), [`${sha('live writer')}.json.${process.pid}.abcd.tmp`], "only a live writer's temporary file stays");
     t.notOk(existsSync(join(blobs, keptBlob)));
     t.notOk(existsSync(join(root, 'layers', keptChain)));
+    for (const path of beside) t.ok(existsSync(path), `${path} is untouched by --build-cache too`);
     t.equal(JSON.parse(readFileSync(join(root, 'index.json'), 'utf8')).manifests.length, 1, 'images are not the build cache');
   });
 
