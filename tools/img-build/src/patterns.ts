@@ -314,6 +314,8 @@ export function createIgnoreMatcher(patterns: string[], options: { file?: string
 
   const ignores = (path: string): boolean => {
     const file = normalize(path);
+    // The context itself is never excluded (patternmatcher's Matches: "kind of silly").
+    if (file === '.') return false;
     let matched = false;
     for (const pattern of compiled) {
       // An inclusion cannot change an already excluded path, nor an exception an included one.

@@ -113,6 +113,9 @@ t.test('exceptions: the last matching pattern wins, a directory match covers wha
     // Paths from a walker may come with ./ or a leading /.
     [['docs'], './docs/a', true],
     [['docs'], '/docs/a', true],
+    // The context root itself is never excluded (TestExclusionPatternMatchesWholeDirectory).
+    [['*', '**'], '.', false],
+    [['*'], '', false],
   ];
   for (const [patterns, path, expected] of cases) {
     t.equal(createIgnoreMatcher(patterns).ignores(path), expected, `${JSON.stringify(patterns)} vs ${path}`);
