@@ -16,11 +16,13 @@ import { openContext } from '../dist/context.js';
 import { StepProgress } from '../dist/progress.js';
 import { DefaultToolRunner } from '../dist/tools.js';
 import { runImage, storeWithBusybox } from './helpers/build.js';
+import { busyboxLayout } from '../../../test/helpers/fixtures.js';
+import { pushImage, startRegistry } from '../../../test/helpers/registry.js';
+import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 
 const store = storeWithBusybox();
 t.teardown(() => store.cleanup());
 const root = store.root;
-const toolArgs = [`--root=${root}`];
 
 interface Run {
   digest: string;
@@ -29,19 +31,24 @@ interface Run {
   cached: boolean[];
 }
 
-async function buildOnce(context: string, options: { buildArgs?: Record<string, string>; noCache?: boolean; tag?: string } = {}): Promise<Run> {
+async function buildOnce(
+  context: string,
+  options: { buildArgs?: Record<string, string>; noCache?: boolean; tag?: string; root?: string; pull?: boolean } = {},
+): Promise<Run> {
+  const storeRoot = options.root ?? root;
+  const toolArgs = [`--root=${storeRoot}`];
   const runner = new DefaultToolRunner(process.execPath);
   const stderr = new PassThrough();
   let events = '';
   stderr.setEncoding('utf8').on('data', (d: string) => (events += d));
   const result = await build({
-    store: new Store(root),
+    store: new Store(storeRoot),
     context: await openContext(context, undefined),
     dockerfile: { text: (await import('node:fs')).readFileSync(join(context, 'Dockerfile'), 'utf8'), name: 'Dockerfile' },
     tags: [options.tag ?? 'docker.io/library/cached:1'],
     buildArgs: new Map(Object.entries(options.buildArgs ?? {})),
     noCache: options.noCache ?? false,
-    pull: false,
+    pull: options.pull ?? false,
     labels: [],
     now: () => new Date(),
     runner,
@@ -126,4 +133,22 @@ t.test('--no-cache runs every step and still writes the cache', async (t) => {
   const cached = await buildOnce(context, { tag: 'docker.io/library/nocache:1' });
   t.strictSame(cached.cached, [true, true]);
   t.equal(cached.digest, again.digest, 'the cache holds what the last --no-cache build made');
+});
+
+t.test('FROM an image the store lacks: pulled once with img-fetch, then taken from the store (--pull fetches again)', async (t) => {
+  const registry = await startRegistry();
+  t.teardown(() => registry.stop());
+  await pushImage(`${busyboxLayout()}:latest`, registry, 'base/busybox:1');
+  const fresh = tempStore('conveyor-build-pull-');
+  t.teardown(() => removeStore(fresh));
+  const context = t.testdir({ Dockerfile: `FROM ${registry.host}/base/busybox:1\nRUN echo pulled > /p\n` });
+  const first = await buildOnce(context, { root: fresh, tag: 'docker.io/library/pulled:1' });
+  t.equal(first.spawned['img-fetch'], 1, 'the base is pulled');
+  t.strictSame(first.cached, [false]);
+  const second = await buildOnce(context, { root: fresh, tag: 'docker.io/library/pulled:1' });
+  t.strictSame(second.spawned, {}, 'then found in the store: nothing spawned');
+  t.equal(second.digest, first.digest);
+  const pulled = await buildOnce(context, { root: fresh, tag: 'docker.io/library/pulled:1', pull: true });
+  t.strictSame(pulled.spawned, { 'img-fetch': 1 }, '--pull asks the registry again');
+  t.strictSame(pulled.cached, [true], 'the same base manifest keeps the cache');
 });
