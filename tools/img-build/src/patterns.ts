@@ -313,9 +313,9 @@ export function createIgnoreMatcher(patterns: string[], options: { file?: string
   const hasExclusions = compiled.some((pattern) => pattern.exclusion);
 
   const ignores = (path: string): boolean => {
-    const file = normalize(path);
     // The context itself is never excluded (patternmatcher's Matches: "kind of silly").
-    if (file === '.') return false;
+    if (cleanPath(path) === '.') return false;
+    const file = normalize(path);
     let matched = false;
     for (const pattern of compiled) {
       // An inclusion cannot change an already excluded path, nor an exception an included one.

@@ -116,6 +116,7 @@ t.test('exceptions: the last matching pattern wins, a directory match covers wha
     // The context root itself is never excluded (TestExclusionPatternMatchesWholeDirectory).
     [['*', '**'], '.', false],
     [['*'], '', false],
+    [['*'], './', false],
   ];
   for (const [patterns, path, expected] of cases) {
     t.equal(createIgnoreMatcher(patterns).ignores(path), expected, `${JSON.stringify(patterns)} vs ${path}`);
