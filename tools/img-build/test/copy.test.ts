@@ -154,15 +154,20 @@ const cases: Case[] = [
     code: 'ERR_BUILD_DEST',
   },
   {
-    name: '--chown and --chmod apply to every file and directory copied, not to the parents made',
-    run: (c) => copyInto(options(c, { sources: ['dir'], dest: '/owned/x/', chown: { uid: 1000, gid: 1001 }, chmod: 0o640 })),
+    name: '--chown and --chmod apply to every file and directory copied; --chown to the directories made (as buildah)',
+    run: async (c) => {
+      await copyInto(options(c, { sources: ['dir'], dest: '/owned/x/', chown: { uid: 1000, gid: 1001 }, chmod: 0o640 }));
+      await copyInto(options(c, { sources: ['a.txt'], dest: '/etc/', chown: { uid: 1000, gid: 1001 } }));
+    },
     check: (t, c) => {
       t.equal(owner(join(c.rootfs, 'owned/x/one')), '1000:1001');
       t.equal(owner(join(c.rootfs, 'owned/x/sub')), '1000:1001');
       t.equal(owner(join(c.rootfs, 'owned/x/rel-link')), '1000:1001', 'links too (lchown)');
       t.equal(mode(join(c.rootfs, 'owned/x/sub/two')), '640');
       t.equal(mode(join(c.rootfs, 'owned/x/sub')), '640');
-      t.equal(owner(join(c.rootfs, 'owned')), '0:0');
+      t.equal(owner(join(c.rootfs, 'owned')), '1000:1001', 'a directory the copy made');
+      t.equal(mode(join(c.rootfs, 'owned')), '755', '--chmod is for what is copied');
+      t.equal(owner(join(c.rootfs, 'etc')), '0:0', 'an existing one keeps its owner');
     },
   },
   {

@@ -149,7 +149,7 @@ interface ExtractOptions {
 export async function extractArchive(options: ExtractOptions): Promise<void> {
   const { file, rootfs, destRelative, chown } = options;
   const limits = { ...DEFAULT_ARCHIVE_LIMITS, ...options.limits };
-  await mkdirsInRoot(rootfs, destRelative);
+  await mkdirsInRoot(rootfs, destRelative, chown);
   const { extract } = await import('tar-stream');
   const extractor = extract();
   const { stream, done } = decompressed(file, options.compression);

@@ -9,7 +9,8 @@
  *    at dest/<name> when dest is a directory, else at dest;
  *  - dest is resolved inside the rootfs with its symlinks followed within it
  *    (an image link `/app -> /etc` lands in rootfs/etc); missing directories
- *    are made 0755 root:root, existing ones keep owner and mode; entries are
+ *    are made 0755, owned by --chown's owner or root (as Docker's classic
+ *    builder and buildah), existing ones keep owner and mode; entries are
  *    replaced, never written through (write.ts);
  *  - owner: --chown, else 0:0 for the context and the source's own for
  *    `--from` (`from.keepOwners`); mode: --chmod, else the source's; mtimes kept;
@@ -138,10 +139,10 @@ async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: 
 async function fileTarget(options: CopyOptions, destIsDir: boolean, destRelative: string, name: string): Promise<string> {
   if (destIsDir) {
     if (!name) throw new ConveyorError('ERR_BUILD_DEST', `cannot name a file in ${options.dest}`, { hint: 'give the destination a file name (no trailing /)' });
-    await mkdirsInRoot(options.rootfs, destRelative);
+    await mkdirsInRoot(options.rootfs, destRelative, options.chown);
     return posix.join(options.rootfs, destRelative, name);
   }
-  await mkdirsInRoot(options.rootfs, posix.dirname(`/${destRelative}`).slice(1));
+  await mkdirsInRoot(options.rootfs, posix.dirname(`/${destRelative}`).slice(1), options.chown);
   return posix.join(options.rootfs, destRelative);
 }
 
@@ -174,7 +175,7 @@ export async function copyInto(options: CopyOptions): Promise<void> {
   for (const source of sources) {
     const top = source.entries[0];
     if (source.kind === 'directory') {
-      await mkdirsInRoot(options.rootfs, dest.relative);
+      await mkdirsInRoot(options.rootfs, dest.relative, options.chown);
       await copyTree(options, source, dest.hostPath);
       continue;
     }
@@ -198,7 +199,7 @@ export async function copyInto(options: CopyOptions): Promise<void> {
   for (const url of urls) {
     // Fetched beside its destination under a private name, then renamed over it: a failed or mismatching download leaves nothing at the name.
     const parentRelative = destIsDir ? dest.relative : posix.dirname(`/${dest.relative}`).slice(1);
-    await mkdirsInRoot(options.rootfs, parentRelative);
+    await mkdirsInRoot(options.rootfs, parentRelative, options.chown);
     const temp = posix.join(options.rootfs, parentRelative, `.conveyor-add-${randomBytes(6).toString('hex')}`);
     try {
       // Numeric open flags (node accepts them; the types say string): O_EXCL|O_NOFOLLOW, nothing there is followed or reused.

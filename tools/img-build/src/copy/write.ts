@@ -103,9 +103,11 @@ export async function replaceWithSymlink(path: string, target: string): Promise<
 /**
  * Creates the missing directories of `relative` (a path inside `rootfs`
  * whose existing components are real directories: resolved by
- * resolveInRoot) as 0755 root:root; existing ones keep their owner and mode.
+ * resolveInRoot) as 0755, owned by `owner` (COPY --chown: Docker's classic
+ * builder and buildah give the directories a COPY creates its owner too) or
+ * root; existing ones keep their owner and mode.
  */
-export async function mkdirsInRoot(rootfs: string, relative: string): Promise<void> {
+export async function mkdirsInRoot(rootfs: string, relative: string, owner: { uid: number; gid: number } = { uid: 0, gid: 0 }): Promise<void> {
   let current = rootfs;
   for (const part of relative.split('/').filter(Boolean)) {
     current = posix.join(current, part);
@@ -118,7 +120,7 @@ export async function mkdirsInRoot(rootfs: string, relative: string): Promise<vo
     }
     try {
       await mkdir(current, { mode: 0o755 });
-      await lchown(current, 0, 0);
+      await lchown(current, owner.uid, owner.gid);
       await chmod(current, 0o755);
     } catch (error) {
       throw ioError(error, current);
