@@ -345,19 +345,19 @@ async function buildStep(instruction: Instruction, current: StageResult, scope: 
       scope.args.set(arg.name, value);
     }
     const description = { kind: 'ARG', args: step.args.map((a) => [a.name, scope.args.get(a.name) ?? null]) };
-    return metadataStep(step, description, current, ctx, (state) =>
+    return metadataStep(description, current, ctx, (state) =>
       withHistory(state, { created, created_by: `/bin/sh -c #(nop)  ${nopText(step)}`, empty_layer: true }),
     );
   }
 
   if (step.kind === 'RUN') return runStep(step, current, scope, ctx, created);
-  if (step.kind === 'COPY' || step.kind === 'ADD') return copyStep(step, current, scope, ctx, created);
+  if (step.kind === 'COPY' || step.kind === 'ADD') return copyStep(step, current, ctx, created);
   if (step.kind === 'WORKDIR') return workdirStep(step, current, ctx, created);
 
   const cmdSet = scope.cmdSet;
   if (step.kind === 'CMD') scope.cmdSet = true;
   const description = { kind: step.kind, step: { ...step, line: undefined, original: undefined }, cmdSet };
-  return metadataStep(step, description, current, ctx, (state) => {
+  return metadataStep(description, current, ctx, (state) => {
     const next = structuredClone(state);
     next.config.config = applyMetadata(runConfigOf(state), step, cmdSet) as typeof next.config.config;
     if (step.kind === 'MAINTAINER') (next.config as { author?: string }).author = step.author;
@@ -366,13 +366,7 @@ async function buildStep(instruction: Instruction, current: StageResult, scope: 
 }
 
 /** A step that changes the config only: from the cache, or computed (no mount, no spawn either way). */
-async function metadataStep(
-  step: Step,
-  description: unknown,
-  current: StageResult,
-  ctx: StageContext,
-  apply: (state: BuildState) => BuildState,
-): Promise<StageResult> {
+async function metadataStep(description: unknown, current: StageResult, ctx: StageContext, apply: (state: BuildState) => BuildState): Promise<StageResult> {
   const key = stepKey(current.key, description);
   const hit = ctx.options.noCache ? undefined : await readCacheEntry(ctx.options.store, key);
   if (hit) {
@@ -385,7 +379,6 @@ async function metadataStep(
   await writeCacheEntry(ctx.options.store, key, state, undefined, ctx.options.now());
   ctx.counter.ran += 1;
   ctx.options.progress.done({ cached: false });
-  void step;
   return { state, key, ref: current.ref };
 }
 
@@ -543,12 +536,10 @@ async function runStep(
 async function copyStep(
   step: Extract<Step, { kind: 'COPY' | 'ADD' }>,
   current: StageResult,
-  scope: StageScope,
   ctx: StageContext,
   created: string,
 ): Promise<StageResult> {
   const { options } = ctx;
-  void scope;
   const run = runConfigOf(current.state);
   // A relative destination is against WORKDIR; a trailing '/' (a directory) is kept.
   const dest = step.dest.startsWith('/')
