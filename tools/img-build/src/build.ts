@@ -21,7 +21,7 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, formatPlatform } from '@conveyor/lib-common/platform';
 import { removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { mkdirInRoot } from '@conveyor/lib-common/container/rootfs';
-import { chainIDs, sha256 } from '@conveyor/lib-common/digest';
+import { chainIDs } from '@conveyor/lib-common/digest';
 import type { ImageRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { readCacheEntry, stepKey, writeCacheEntry, type BuildState, type HistoryEntry } from './cache.js';
@@ -288,7 +288,7 @@ async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult>
     if (!built) throw new ConveyorError('ERR_INTERNAL', `stage ${earlier.name ?? earlier.index} was not built before ${stageLabel}`);
     current = { state: structuredClone(built.state), key: built.key, ref: built.ref };
   } else if (fromStep.image.toLowerCase() === 'scratch') {
-    current = { state: scratchState(), key: sha256('scratch'), ref: 'scratch' };
+    current = { state: scratchState(), key: baseKey(options, 'scratch'), ref: 'scratch' };
   } else {
     const image = await baseImage(fromStep.image, {
       store: options.store,
@@ -300,7 +300,7 @@ async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult>
     if ((image.config.config as { OnBuild?: unknown[] } | undefined)?.OnBuild?.length) {
       options.warn(`${options.dockerfile.name}:${stage.from.line}: the base image's ONBUILD triggers are not run`);
     }
-    current = { state: imageState(image.config, image.manifest.layers), key: stepKey('', { from: image.record.digest }), ref: image.record.ref };
+    current = { state: imageState(image.config, image.manifest.layers), key: baseKey(options, image.record.digest), ref: image.record.ref };
   }
   options.progress.done({ cached: false });
 
@@ -318,6 +318,15 @@ async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult>
     current = await buildStep(instruction, current, scope, ctx);
   }
   return current;
+}
+
+/**
+ * A stage's first key: its base (a manifest digest, or scratch), and
+ * SOURCE_DATE_EPOCH, which sets every step's history time and clamps the
+ * files' times, so a build with it never reuses steps made without it.
+ */
+function baseKey(options: BuildOptions, base: string): string {
+  return stepKey('', { from: base, sourceDateEpoch: options.sourceDateEpoch ?? null });
 }
 
 /** Variables for expansion: ENV wins over ARG, as Docker's. */

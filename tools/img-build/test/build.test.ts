@@ -101,6 +101,12 @@ t.test('SOURCE_DATE_EPOCH and --no-cache twice: the same layers and the same man
     f: 'file\n',
   });
   const env = { SOURCE_DATE_EPOCH: '1700000000' };
+  // Cached without SOURCE_DATE_EPOCH first: a build with it must not reuse those steps.
+  const unclamped = await imgBuild(root, ['-t', 'repro:0', context]);
+  t.equal(unclamped.code, 0, unclamped.stderr);
+  const clamped = await imgBuild(root, ['-t', 'repro:0', context], env);
+  t.notMatch(clamped.stderr, /Using cache/, 'steps cached without SOURCE_DATE_EPOCH are not reused with it');
+  t.equal(clamped.records[0].created, '2023-11-14T22:13:20.000Z');
   const first = await imgBuild(root, ['--no-cache', '-t', 'repro:1', context], env);
   t.equal(first.code, 0, first.stderr);
   const second = await imgBuild(root, ['--no-cache', '-t', 'repro:2', context], env);
