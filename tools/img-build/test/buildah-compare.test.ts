@@ -14,6 +14,9 @@
  *     COPY of globs and dirs, --chown by name and id, --chmod; .dockerignore
  *     with ** and ! exceptions; ADD of a local tar.gz; ENV/ARG/--build-arg/
  *     WORKDIR/USER/ENTRYPOINT/CMD/LABEL/EXPOSE/VOLUME/STOPSIGNAL.
+ *   debian: the shared debian image as base (skipped without it): a whole
+ *     tree's children whited out, an opaque /etc/apt, owners by name from
+ *     Debian's passwd, setuid on a lower file, a hard link to it then its removal.
  *   stages: a multi-stage build with --target (a later failing stage is
  *     never built), COPY --from a stage (with --chown) and from an image.
  */
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
         'RUN ln -sf /srv/www/index.html /srv/index && ln /usr/bin/env /srv/env-link && rm /usr/bin/env',
         'USER web:web',
         'WORKDIR /srv/www',
-        'RUN ls -la > listing',
+        'RUN ls -A > listing && id > whoami',
         'CMD ["ls"]',
         '',
       ].join('\n'),
