@@ -351,6 +351,14 @@ const cases: Case[] = [
       t.ok(existsSync(join(c.rootfs, 'all/a.txt')));
     },
   },
+  {
+    name: 'a context file name that is not UTF-8 is reported, not dropped',
+    run: (c) => {
+      writeFileSync(Buffer.concat([Buffer.from(`${c.context}/dir/bad-`), Buffer.from([0xff])]), 'x');
+      return copyInto(options(c, { sources: ['dir'], dest: '/d/' }));
+    },
+    code: 'ERR_BUILD_SOURCE',
+  },
   { name: 'a dest through a file', run: (c) => copyInto(options(c, { sources: ['a.txt'], dest: '/file/x' })), code: 'ERR_BUILD_DEST' },
 ];
 

@@ -115,6 +115,12 @@ function listTree(from: SourceRoot, hostDir: string, relDir: string, below: stri
     try {
       stats = lstatSync(hostPath);
     } catch {
+      // A name that is not UTF-8 comes back from readdir with U+FFFD and cannot be found again: say so rather than drop it.
+      if (name.includes('\ufffd')) {
+        throw new ConveyorError('ERR_BUILD_SOURCE', `${hostDir}: a file name that is not UTF-8 (${JSON.stringify(name)})`, {
+          hint: 'rename it, or exclude it in .dockerignore',
+        });
+      }
       continue; // gone since readdir
     }
     const kind = kindOf(stats);
