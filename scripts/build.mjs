@@ -55,7 +55,8 @@ Examples:
 Exit status: 0 built (and tested, and pushed, as asked); 1 the build, the
 unpack or a push failed (that tool's code); 2 usage (ours or img-build's,
 a Dockerfile error included); 3 the test failed or could not start (nothing
-was pushed).
+was pushed); 128+N after signal N (SIGINT, SIGTERM, SIGHUP reach the tool
+running, and nothing more starts).
 `;
 
 const TEST_FAILED = 3;
@@ -98,13 +99,28 @@ const say = (message) => {
   if (!args.quiet) process.stderr.write(`conveyor-build: ${message}\n`);
 };
 
+// The tools running now, so a signal to us reaches them (a CI runner's SIGTERM goes to us alone).
+const running = new Set();
+let received;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    received ??= signal;
+    for (const child of running) child.kill(signal);
+  });
+}
+function track(child) {
+  running.add(child);
+  child.on('close', () => running.delete(child));
+  return child;
+}
+
 /**
  * Runs tool `name`; stdin from `input` (closed when absent), stderr shown.
  * Resolves to its exit code (128+N when killed) and the records it printed.
  */
 function runTool(name, toolArgs, input) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--', tool(name), ...toolArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = track(spawn(process.execPath, ['--', tool(name), ...toolArgs], { stdio: ['pipe', 'pipe', 'inherit'] }));
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
     child.stdin.on('error', () => {});
@@ -133,10 +149,10 @@ function runTool(name, toolArgs, input) {
  */
 function runTest(image, common, command) {
   return new Promise((resolve) => {
-    const unpack = spawn(process.execPath, ['--', tool('layer-unpack'), ...common, '--progress=none'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const unpack = track(spawn(process.execPath, ['--', tool('layer-unpack'), ...common, '--progress=none'], { stdio: ['pipe', 'pipe', 'inherit'] }));
     // --entrypoint sh: the test command runs whatever the image's ENTRYPOINT is, as `docker run --entrypoint sh IMAGE -c CMD`.
     const spawnArgs = command === undefined ? [] : ['--entrypoint', 'sh', '--', '-c', command];
-    const ctr = spawn(process.execPath, ['--', tool('ctr-spawn'), ...common, ...spawnArgs], { stdio: [unpack.stdout, process.stderr, 'inherit'] });
+    const ctr = track(spawn(process.execPath, ['--', tool('ctr-spawn'), ...common, ...spawnArgs], { stdio: [unpack.stdout, process.stderr, 'inherit'] }));
     unpack.stdout.destroy();
     unpack.stdin.on('error', () => {});
     unpack.stdin.end(`${JSON.stringify(image)}\n`);
@@ -180,7 +196,7 @@ async function main() {
     '--',
     String(args._[0]),
   ]);
-  if (built.code !== 0) return built.code;
+  if (built.code !== 0 || received) return built.code;
   const images = built.records.filter((r) => r.type === 'image');
   if (images.length === 0) fail(1, 'img-build printed no image record');
   say(`built ${images[0].digest}${tags.length > 0 ? ` as ${tags.join(', ')}` : ''}`);
@@ -199,6 +215,7 @@ async function main() {
     say('the test passed');
   }
 
+  if (received) return 1;
   if (!args.push) {
     for (const image of images) process.stdout.write(`${JSON.stringify(image)}\n`);
     return 0;
@@ -216,4 +233,6 @@ async function main() {
   return 0;
 }
 
-process.exitCode = await main();
+const code = await main();
+// After a signal nothing more was started; the exit says which signal, as a shell's does.
+process.exitCode = received ? 128 + os.constants.signals[received] : code;

@@ -7,7 +7,7 @@
  * exit 3, 3, 1 and 2; usage errors exit 2 before anything is built.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,6 +121,26 @@ t.test('a context directory named like a flag, after --, is the context', async 
   t.equal(r.code, 0, r.stderr);
   const built = records(r.stdout);
   t.match(built, [{ type: 'image', ref: `${reg.host}/app:dash`, config: { Labels: { from: 'dash' } } }]);
+});
+
+t.test('SIGTERM during a RUN reaches img-build: exit 143, nothing pushed', async (t) => {
+  const slow = context(`FROM ${base}\nRUN echo started-slow-step && sleep 60\n`);
+  const mark = reg.logs().length;
+  const child = spawn(process.execPath, [BUILD, '--root', root, '-t', `${reg.host}/slow:1`, '--test', 'true', '--push', slow], { env });
+  let stderr = '';
+  let stdout = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve) =>
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+      if (stderr.includes('started-slow-step')) resolve();
+    }),
+  );
+  child.kill('SIGTERM');
+  t.equal(await ended, 143, stderr);
+  t.equal(stdout, '', 'no record');
+  t.equal(manifestPuts(reg.logs().slice(mark), 'slow'), 0, 'nothing pushed');
 });
 
 t.test('usage errors exit 2 before anything is built', async (t) => {
