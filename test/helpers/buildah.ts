@@ -78,10 +78,12 @@ export interface Buildah {
  * - `--runtime runc`: crun 1.8 refuses the hybrid cgroup layout here.
  * - the two `--ulimit`s: buildah asks for rlimits above the hard nofile 20000,
  *   and CAP_SYS_RESOURCE is missing, so its default setrlimit fails.
- * - `--network none`: its default `private` network starts slirp4netns (there
- *   is no CNI config here) and takes longer; img-build's RUN gets ctr-spawn's
- *   private namespace with only lo, which is what `none` gives too. `--network
- *   host` also works, for a Dockerfile that must reach the loopback registry.
+ * - `--network none`: its default `private` network works here too, but
+ *   through CNI's built-in default network: it creates a cni-podman0 bridge
+ *   and iptables rules on the host, and gives RUN an eth0. `none` touches no
+ *   host network and gives a namespace with only lo, as img-build's RUN gets
+ *   from ctr-spawn by default. `--network host` also works, for a Dockerfile
+ *   that must reach the loopback registry.
  * - `--tls-verify=false`: FROM pulls from the plain-HTTP loopback test registry.
  * - overlay storage: it works here (root, ext4 /tmp) and is what buildah uses
  *   by default where it can; vfs copies every layer for every step.
