@@ -63,8 +63,9 @@ export function hasWildcard(pattern: string): boolean {
 /** Byte order of the UTF-8 names (what Go's filepath.Walk gives); UTF-16 order differs only past the BMP. */
 function byteOrder(a: string, b: string): number {
   if (a === b) return 0;
-  const ascii = /^[\x00-\x7f]*$/;
-  if (ascii.test(a) && ascii.test(b)) return a < b ? -1 : 1;
+  // Both ASCII (nothing at or above U+0080): UTF-16 order is byte order, no buffers needed.
+  const nonAscii = /[\u0080-\uffff]/;
+  if (!nonAscii.test(a) && !nonAscii.test(b)) return a < b ? -1 : 1;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
