@@ -85,6 +85,8 @@ function buildTree(dir: string, options: { reverse?: boolean; mtime?: number } =
   setfattr(join(dir, 'etc'), 'trusted.overlay.origin', Buffer.from('host-only'));
   setfattr(join(dir, 'with-xattrs'), 'user.binary', BINARY_XATTR);
   setfattr(join(dir, 'with-xattrs'), 'security.capability', CAPABILITY);
+  // A PAX header of ours (xattrs) must carry a long name too (user.* xattrs cannot sit on symlinks, so no long link target with them).
+  setfattr(join(dir, 'd'.repeat(60), 'e'.repeat(60), 'f'.repeat(40)), 'user.deep', Buffer.from('long name'));
   execFileSync('chown', ['-h', '1234:5678', join(dir, 'etc', 'config'), join(dir, 'abs-link')]);
   const mtime = options.mtime ?? EPOCH + 1000;
   execFileSync('find', [dir, '-mindepth', '1', '-exec', 'touch', '-h', '-d', `@${mtime}`, '{}', '+']);
@@ -208,6 +210,7 @@ t.test('the tar, entry by entry', async (t) => {
     'every mtime clamped to SOURCE_DATE_EPOCH',
   );
   t.same(paxValue(tar, 'SCHILY.xattr.user.binary'), BINARY_XATTR, 'user.* xattr as raw bytes');
+  t.equal(paxValue(tar, 'SCHILY.xattr.user.deep')?.toString(), 'long name', 'xattrs on a long name');
   t.same(paxValue(tar, 'SCHILY.xattr.security.capability'), CAPABILITY, 'security.capability as raw bytes');
   t.equal(tar.indexOf('trusted.overlay'), -1, 'no trusted.overlay.* in the tar');
 });
