@@ -45,8 +45,8 @@ import { splitStages, type Stage } from './dockerfile/stages.js';
 import { expandWord } from './dockerfile/expand.js';
 import type { Heredoc, Instruction, Lookup, Step } from './dockerfile/steps.js';
 import { baseImage } from './base.js';
-import { copyInto, sourcesDigest, resolveOwner, type CopyOptions } from './copy/index.js';
-import { packLayer } from './layer/pack.js';
+// The copy code and the packer (tar-fs, zlib, http) load when a step needs them: a cached rebuild skips most of it.
+import type { CopyOptions } from './copy/index.js';
 import { writeImage } from './image.js';
 import type { StepProgress } from './progress.js';
 import { mountStage, type LayerDirsOptions } from './rootfs.js';
@@ -166,7 +166,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
   } finally {
     // The steps' upper dirs served as lower dirs of later steps; their layers are in the store now.
-    for (const id of kept) await removeContainer(options.store, id);
+    await Promise.all(kept.map((id) => removeContainer(options.store, id)));
   }
   const unused = [...options.buildArgs.keys()].filter((k) => !usedArgs.has(k) && !PROXY_ARGS.includes(k));
   if (unused.length > 0) options.warn(`one or more build args were not consumed: ${unused.sort().join(', ')}`);
@@ -295,6 +295,7 @@ async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult>
       runner: options.runner,
       pull: options.pull,
       fetchArgs: options.fetchArgs,
+      unpackArgs: options.toolArgs,
       onStderr: (chunk) => options.progress.toolMessage(chunk),
     });
     if ((image.config.config as { OnBuild?: unknown[] } | undefined)?.OnBuild?.length) {
@@ -435,6 +436,7 @@ async function filesystemStep(
   try {
     await work(paths);
     checkCancelled(options);
+    const { packLayer } = await import('./layer/pack.js');
     const packed = await packLayer({ upperDir: paths.upper, store: options.store, sourceDateEpoch: options.sourceDateEpoch });
     if (packed.empty && !keepEmpty) {
       state = configure(withHistory(current.state, { ...history, empty_layer: true }));
@@ -542,12 +544,7 @@ async function runStep(
   });
 }
 
-async function copyStep(
-  step: Extract<Step, { kind: 'COPY' | 'ADD' }>,
-  current: StageResult,
-  ctx: StageContext,
-  created: string,
-): Promise<StageResult> {
+async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: StageResult, ctx: StageContext, created: string): Promise<StageResult> {
   const { options } = ctx;
   const run = runConfigOf(current.state);
   // A relative destination is against WORKDIR; a trailing '/' (a directory) is kept.
@@ -575,6 +572,7 @@ async function copyStep(
           runner: options.runner,
           pull: options.pull,
           fetchArgs: options.fetchArgs,
+          unpackArgs: options.toolArgs,
           onStderr: (chunk) => options.progress.toolMessage(chunk),
         },
         `COPY --from=${step.from}`,
@@ -593,6 +591,7 @@ async function copyStep(
       add: step.kind === 'ADD',
       ...(step.checksum ? { checksum: step.checksum } : {}),
     };
+    const { sourcesDigest } = await import('./copy/index.js');
     sourceKey = await sourcesDigest(base);
   }
   const description = {
@@ -619,6 +618,7 @@ async function copyStep(
       } else {
         from = { root: options.context.dir, trusted: false, ignore: options.context.ignore };
       }
+      const { copyInto, resolveOwner } = await import('./copy/index.js');
       const chown = step.chown === undefined ? undefined : await resolveOwner(paths.merged, step.chown);
       await copyInto({
         rootfs: paths.merged,

@@ -145,7 +145,7 @@ await runCli(
       const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
       await store.init();
       const toolArgs = [`--root=${ctx.root}`, ...(flag(args, 'log-format') ? [`--log-format=${flag(args, 'log-format')}`] : [])];
-      const fetchArgs = [...toolArgs, '--no-layers', '--progress=none'];
+      const fetchArgs = [...toolArgs, '--progress=none'];
       for (const key of REGISTRY_FLAGS.string) if (flag(args, key) !== undefined) fetchArgs.push(`--${key}=${flag(args, key)}`);
       for (const host of args['insecure-registry'] as string[]) fetchArgs.push(`--insecure-registry=${host}`);
       for (const key of REGISTRY_FLAGS.boolean) if (args[key]) fetchArgs.push(`--${key}`);
