@@ -22,9 +22,9 @@
  *    `trusted.overlay.*` never reaches the tar.
  * The tar is gzip'ed (no name, mtime 0 in the gzip header), hashed on the way
  * (sha256 of the tar = diff ID, of the gzip = digest), written to
- * `<store>/tmp/`, fsynced and renamed into blobs/sha256/.
+ * `<store>/tmp/layer-<owner token>.tmp`, fsynced and renamed into blobs/sha256/.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, constants, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readFileSync, type Stats } from 'node:fs';
 import { mkdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,6 +32,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { ownerToken } from '@conveyor/lib-common/lock';
 import { MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
@@ -69,6 +70,8 @@ interface LayerEntry {
   xattrs?: Map<string, string>;
 }
 
+/** `<store>/tmp/layer-<owner token>.tmp`: a blob being packed. */
+export const LAYER_TEMP_PREFIX = 'layer-';
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';
 const PAX_KEY = Symbol('raw pax records');
@@ -425,7 +428,8 @@ export async function packLayer(options: PackLayerOptions): Promise<PackedLayer>
 
   await store.init();
   await mkdir(store.tmpDir, { recursive: true, mode: 0o700 });
-  const temp = join(store.tmpDir, `layer-${randomBytes(8).toString('hex')}.tmp`);
+  // Named by its owner (lock.ts ownerToken: pid, start time, random), so a sweep can tell a crashed packer's file from a running one's.
+  const temp = join(store.tmpDir, `${LAYER_TEMP_PREFIX}${ownerToken()}.tmp`);
   const diffHash = createHash('sha256');
   const blobHash = createHash('sha256');
   const written = { bytes: 0 };
