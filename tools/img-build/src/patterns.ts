@@ -63,8 +63,18 @@ function parseClass(chars: string[], start: number, pattern: string): [Token, nu
   }
 }
 
+/** Linux's PATH_MAX: a longer pattern is not a path anyone meant, and would only make matching slow. */
+export const MAX_PATTERN_CHARS = 4096;
+
+function checkLength(pattern: string, file?: string): void {
+  if (pattern.length <= MAX_PATTERN_CHARS) return;
+  const where = file ? `${file}: ` : '';
+  throw new ConveyorError('ERR_DOCKERFILE_PARSE', `${where}pattern longer than ${MAX_PATTERN_CHARS} characters: ${JSON.stringify(pattern.slice(0, 40))}…`);
+}
+
 /** Go's filepath.Match pattern as tokens; throws on a malformed one. */
 function compileGlob(pattern: string): Token[] {
+  checkLength(pattern);
   const chars = Array.from(pattern);
   const tokens: Token[] = [];
   for (let i = 0; i < chars.length; ) {
@@ -101,78 +111,76 @@ function classMatches(token: Extract<Token, { kind: 'class' }>, ch: string): boo
 }
 
 /**
- * Runs the automaton over `chars`: the set of live states after them, or
- * undefined once none is. States 0..m are "tokens before i matched"; m+1+i is
- * "inside the `dirs` token i".
+ * Runs the automaton over `path` (Thompson's simulation: only live states are
+ * visited, so a literal pattern costs one state per character). Undefined once
+ * no state is live, else whether the whole pattern matched. States 0..m are
+ * "tokens before i matched" (m: all of them); m+1+i is "inside the `dirs` token i".
+ * With stopAtMatchingParent, a match of the text before a `/` (a parent
+ * directory) is the answer.
  */
-function run(tokens: Token[], chars: string[], stopAtMatchingParent = false): Uint8Array | undefined {
+function run(tokens: Token[], path: string, stopAtMatchingParent = false): { accepting: boolean } | undefined {
   const m = tokens.length;
-  const size = 2 * m + 1;
-  const close = (set: Uint8Array) => {
-    for (let i = 0; i < m; i++) {
-      const kind = tokens[i].kind;
-      if (set[i] && (kind === 'star' || kind === 'all' || kind === 'dirs')) set[i + 1] = 1;
+  const addedIn = new Int32Array(2 * m + 1).fill(-1);
+  let generation = 0;
+  /** Adds a state and those it reaches without a character (past `*`, `**` and directory tokens). */
+  const add = (list: number[], state: number) => {
+    for (let s = state; addedIn[s] !== generation; s++) {
+      addedIn[s] = generation;
+      list.push(s);
+      if (s >= m) return;
+      const kind = tokens[s].kind;
+      if (kind !== 'star' && kind !== 'all' && kind !== 'dirs') return;
     }
   };
-  let states = new Uint8Array(size);
-  states[0] = 1;
-  close(states);
-  for (const ch of chars) {
-    // The text before this `/` is a parent directory: with stopAtMatchingParent, its match is the answer.
-    if (stopAtMatchingParent && ch === '/' && states[m]) return states;
-    const next = new Uint8Array(size);
-    let alive = false;
-    for (let i = 0; i < m; i++) {
-      if (states[m + 1 + i]) {
-        next[m + 1 + i] = 1;
-        if (ch === '/') next[i + 1] = 1;
+  let current: number[] = [];
+  add(current, 0);
+  for (const ch of path) {
+    if (stopAtMatchingParent && ch === '/' && addedIn[m] === generation) return { accepting: true };
+    generation++;
+    const next: number[] = [];
+    for (const state of current) {
+      if (state > m) {
+        add(next, state);
+        if (ch === '/') add(next, state - m);
+        continue;
       }
-      if (!states[i]) continue;
-      const token = tokens[i];
+      if (state === m) continue;
+      const token = tokens[state];
       switch (token.kind) {
         case 'star':
-          if (ch !== '/') next[i] = 1;
+          if (ch !== '/') add(next, state);
           break;
         case 'all':
-          next[i] = 1;
+          add(next, state);
           break;
         case 'dirs':
-          next[m + 1 + i] = 1;
-          if (ch === '/') next[i + 1] = 1;
+          add(next, m + 1 + state);
+          if (ch === '/') add(next, state + 1);
           break;
         case 'any':
-          if (ch !== '/') next[i + 1] = 1;
+          if (ch !== '/') add(next, state + 1);
           break;
         case 'class':
-          if (classMatches(token, ch)) next[i + 1] = 1;
+          if (classMatches(token, ch)) add(next, state + 1);
           break;
         case 'char':
-          if (ch === token.ch) next[i + 1] = 1;
+          if (ch === token.ch) add(next, state + 1);
           break;
       }
     }
-    close(next);
-    for (let i = 0; i < size; i++) {
-      if (next[i]) {
-        alive = true;
-        break;
-      }
-    }
-    if (!alive) return undefined;
-    states = next;
+    if (next.length === 0) return undefined;
+    current = next;
   }
-  return states;
+  return { accepting: addedIn[m] === generation };
 }
 
 function matchesTokens(tokens: Token[], path: string): boolean {
-  const states = run(tokens, Array.from(path));
-  return states !== undefined && states[tokens.length] === 1;
+  return run(tokens, path)?.accepting === true;
 }
 
 /** Whether the pattern matches the path or one of its parent directories, in one pass over the path. */
 function matchesSelfOrParent(tokens: Token[], path: string): boolean {
-  const states = run(tokens, Array.from(path), true);
-  return states !== undefined && states[tokens.length] === 1;
+  return run(tokens, path, true)?.accepting === true;
 }
 
 /**
@@ -301,6 +309,7 @@ export function createIgnoreMatcher(patterns: string[], options: { file?: string
       exclusion = true;
       text = text.slice(1);
     }
+    checkLength(text, options.file);
     // patternmatcher checks the syntax the way filepath.Match would.
     try {
       compileGlob(text);
@@ -328,7 +337,7 @@ export function createIgnoreMatcher(patterns: string[], options: { file?: string
   const mayIncludeUnder = (dir: string): boolean => {
     if (!hasExclusions) return false;
     const normalized = normalize(dir);
-    const prefix = Array.from(`${normalized}/`);
+    const prefix = `${normalized}/`;
     // An exception matching the directory itself re-includes what is below it (parent matching); one that can
     // still match after "dir/" may re-include a path inside.
     return compiled.some((pattern) => pattern.exclusion && (matchesTokens(pattern.tokens, normalized) || run(pattern.tokens, prefix) !== undefined));

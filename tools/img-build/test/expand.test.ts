@@ -166,6 +166,10 @@ t.test('hostile words: nesting is capped, patterns never backtrack', async (t) =
   const value = 'a'.repeat(20_000);
   t.equal(expandWord(`\${V##${'*a'.repeat(50)}b}`, from({ V: value }), '\\'), value);
   t.equal(expandWord(`\${V%%${'*a'.repeat(50)}b}`, from({ V: value }), '\\'), value);
+  // Replacing everywhere with a pattern that runs to the end from every start is quadratic: refused past a budget.
+  const long = 'a'.repeat(50_000);
+  t.throws(() => expandWord('${V//*b/x}', from({ V: long }), '\\'), { code: 'ERR_DOCKERFILE_PARSE', message: /too expensive/ });
+  t.equal(expandWord('${V//a/b}', from({ V: long }), '\\'), 'b'.repeat(50_000), 'a literal pattern stays linear');
   // Values are never rescanned: a value holding ${…} stays text.
   t.equal(expandWord('$V', from({ V: '${V}${V}' }), '\\'), '${V}${V}');
 });

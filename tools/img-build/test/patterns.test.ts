@@ -5,7 +5,7 @@
  * and hostile patterns.
  */
 import t from 'tap';
-import { cleanPath, createIgnoreMatcher, globMatch } from '../src/patterns.js';
+import { cleanPath, createIgnoreMatcher, globMatch, MAX_PATTERN_CHARS } from '../src/patterns.js';
 
 // patternmatcher_test.go TestMatches: [pattern, path, matches (exact or through a parent)].
 const single: [string, string, boolean][] = [
@@ -240,6 +240,13 @@ t.test('cleanPath is Go path.Clean', async (t) => {
 });
 
 t.test('hostile patterns cost linear time, not backtracking', async (t) => {
+  // Patterns past PATH_MAX are refused, in both dialects.
+  t.throws(() => globMatch('a'.repeat(MAX_PATTERN_CHARS + 1), 'a'), { code: 'ERR_DOCKERFILE_PARSE', message: /longer than 4096/ });
+  t.throws(() => createIgnoreMatcher(['*'.repeat(MAX_PATTERN_CHARS + 1)], { file: '.dockerignore' }), { message: /^\.dockerignore: pattern longer than 4096/ });
+  // Literal patterns keep one live state: a long one against a long path is one pass.
+  const literal = 'ab/'.repeat(1300);
+  t.equal(globMatch(literal, literal), true);
+  t.equal(createIgnoreMatcher([literal.slice(0, -1)]).ignores(`${literal}x`), true);
   // Backtracking regexps take exponential time on these; the automaton finishes at once (no timing asserted:
   // the test would simply hang without it).
   const stars = `${'*a'.repeat(200)}b`;

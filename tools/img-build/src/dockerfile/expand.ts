@@ -354,31 +354,49 @@ function compileShellPattern(pattern: string): ShellToken[] {
   return tokens;
 }
 
-/** The lengths of every prefix of `chars` (from `start`) that the whole pattern matches, ascending. */
+/**
+ * How many automaton steps one word's pattern substitutions may take. `${V//*x/y}`
+ * on a long V is quadratic (every start runs to the end); past this the word is
+ * refused instead of holding the build.
+ */
+export const MAX_PATTERN_STEPS = 20_000_000;
+
+/** Steps left for the word being expanded; reset by each expandWord/expandWords. */
+const budget = { left: MAX_PATTERN_STEPS };
+
+/**
+ * The lengths of every prefix of `chars` (from `start`) that the whole pattern
+ * matches, ascending: Thompson's simulation, visiting only live states.
+ */
 function matchingPrefixLengths(tokens: ShellToken[], chars: string[], start: number): number[] {
   const m = tokens.length;
-  let states = new Uint8Array(m + 1);
-  const close = (set: Uint8Array) => {
-    for (let i = 0; i < m; i++) if (set[i] && tokens[i].kind === 'star') set[i + 1] = 1;
-  };
-  states[0] = 1;
-  close(states);
-  const lengths: number[] = [];
-  if (states[m]) lengths.push(0);
-  for (let pos = start; pos < chars.length; pos++) {
-    const next = new Uint8Array(m + 1);
-    let alive = false;
-    for (let i = 0; i < m; i++) {
-      if (!states[i]) continue;
-      const token = tokens[i];
-      if (token.kind === 'star') next[i] = 1;
-      else if (token.kind === 'any' || token.ch === chars[pos]) next[i + 1] = 1;
+  const addedIn = new Int32Array(m + 1).fill(-1);
+  let generation = 0;
+  const add = (list: number[], state: number) => {
+    // A state and those past the `*`s it reaches without a character.
+    for (let s = state; addedIn[s] !== generation; s++) {
+      addedIn[s] = generation;
+      list.push(s);
+      if (s === m || tokens[s].kind !== 'star') return;
     }
-    close(next);
-    for (let i = 0; i <= m; i++) if (next[i]) alive = true;
-    if (!alive) break;
-    states = next;
-    if (states[m]) lengths.push(pos - start + 1);
+  };
+  let current: number[] = [];
+  add(current, 0);
+  const lengths: number[] = addedIn[m] === generation ? [0] : [];
+  for (let pos = start; pos < chars.length; pos++) {
+    budget.left -= current.length;
+    if (budget.left < 0) throw new ExpansionError('pattern substitution too expensive (a long value and a pattern that matches everywhere)');
+    generation++;
+    const next: number[] = [];
+    for (const state of current) {
+      if (state === m) continue;
+      const token = tokens[state];
+      if (token.kind === 'star') add(next, state);
+      else if (token.kind === 'any' || token.ch === chars[pos]) add(next, state + 1);
+    }
+    if (next.length === 0) break;
+    current = next;
+    if (addedIn[m] === generation) lengths.push(pos - start + 1);
   }
   return lengths;
 }
@@ -446,6 +464,7 @@ function fill(options: ExpandOptions | undefined): Required<ExpandOptions> {
 }
 
 function run(text: string, lookup: Lookup, escapeChar: '\\' | '`', options?: ExpandOptions) {
+  budget.left = MAX_PATTERN_STEPS;
   try {
     return new ShellWord(text, lookup, escapeChar, fill(options)).process();
   } catch (error) {

@@ -41,8 +41,28 @@ const JSON_FORM = new Set(['ADD', 'CMD', 'COPY', 'ENTRYPOINT', 'RUN', 'SHELL', '
 const HEREDOC_KEYWORDS = new Set(['ADD', 'COPY', 'RUN']);
 const VALID_DIRECTIVES = new Set(['syntax', 'escape', 'check']);
 
-const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
+const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=[\t\n\f\r ]*(.*)$/s;
 const HEREDOC_WORD = /^(\d*)<<(-?)([^<]*)$/;
+
+/**
+ * The line without trailing \r and \n (buildkit's trimNewline). A loop, not /[\r\n]+$/: that regexp
+ * retries from every \r of a long run, quadratic on a hostile line.
+ */
+function trimNewline(line: string): string {
+  let end = line.length;
+  while (end > 0 && (line[end - 1] === '\r' || line[end - 1] === '\n')) end--;
+  return end === line.length ? line : line.slice(0, end);
+}
+
+/** A `# key=value` directive line: the key and the trimmed value, or undefined (buildkit's directive regexp, without its lazy `(.+?)\s*$`, which is quadratic on a run of spaces). */
+function directiveParts(line: string): [string, string] | undefined {
+  const match = DIRECTIVE.exec(line);
+  if (!match) return undefined;
+  let end = match[2].length;
+  while (end > 0 && '\t\n\f\r '.includes(match[2][end - 1])) end--;
+  const value = match[2].slice(0, end);
+  return value === '' ? undefined : [match[1], value];
+}
 
 /** Leading whitespace as Go's unicode.IsSpace sees it. */
 function trimLeft(text: string): string {
@@ -64,7 +84,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
   if (text.startsWith('\uFEFF')) text = text.slice(1);
   const lines = text.split('\n');
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  const raw = (index: number) => lines[index].replace(/[\r\n]+$/, '');
+  const raw = (index: number) => trimNewline(lines[index]);
 
   const directives: Directives = { escape: '\\' };
   const seenDirectives = new Set<string>();
@@ -80,15 +100,15 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
 
   const directive = (token: string, lineNo: number) => {
     if (directivesDone) return;
-    const match = DIRECTIVE.exec(token);
-    const key = match?.[1].toLowerCase();
-    if (!match || !key || !VALID_DIRECTIVES.has(key)) {
+    const parts = directiveParts(token);
+    const key = parts?.[0].toLowerCase();
+    if (!parts || !key || !VALID_DIRECTIVES.has(key)) {
       directivesDone = true;
       return;
     }
     if (seenDirectives.has(key)) throw parseError(file, lineNo, `only one ${key} parser directive can be used`);
     seenDirectives.add(key);
-    const value = match[2];
+    const value = parts[1];
     if (key === 'escape') {
       if (value !== '\\' && value !== '`') throw parseError(file, lineNo, `invalid escape token '${shown(value)}' does not match \` or \\`);
       setEscape(value);
@@ -145,7 +165,7 @@ export function parseDockerfile(text: string, options: { file?: string } = {}): 
         while (index < lines.length) {
           const body = lines[index];
           index++;
-          let candidate = body.replace(/[\r\n]+$/, '');
+          let candidate = trimNewline(body);
           if (word.chomp) candidate = candidate.replace(/^\t+/, '');
           if (candidate === terminator) {
             terminated = true;
