@@ -129,6 +129,18 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'hardlinks within a copied directory stay hardlinks (as Docker and buildah)',
+    run: (c) => {
+      execFileSync('ln', [join(c.context, 'dir', 'one'), join(c.context, 'dir', 'sub', 'one-again')]);
+      return copyInto(options(c, { sources: ['dir'], dest: '/linked/' }));
+    },
+    check: (t, c) => {
+      t.equal(statSync(join(c.rootfs, 'linked/sub/one-again')).ino, statSync(join(c.rootfs, 'linked/one')).ino);
+      t.equal(read(join(c.rootfs, 'linked/sub/one-again')), '1\n');
+      t.not(statSync(join(c.rootfs, 'linked/one')).ino, statSync(join(c.context, 'dir/one')).ino, 'a copy, not a link to the context');
+    },
+  },
+  {
     name: 'a wildcard: the files it matches, into a directory',
     run: (c) => copyInto(options(c, { sources: ['*.txt', 'dir/*/two'], dest: '/w/' })),
     check: (t, c) => {
@@ -441,4 +453,11 @@ t.test('sourcesDigest: content, names, modes and owners count; mtimes and inodes
     if (v.same) t.equal(digest, referenceHere, `${v.name}: same digest`);
     else t.not(digest, referenceHere, `${v.name}: another digest`);
   }
+  // The same bytes as a second file or as a hardlink give different layers, so different keys.
+  const copied = join(ctx.dir, 'twin-copy');
+  const linked = join(ctx.dir, 'twin-link');
+  for (const root of [copied, linked]) cpSync(ctx.context, root, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  execFileSync('cp', ['-p', join(copied, 'dir', 'one'), join(copied, 'dir', 'twin')]);
+  execFileSync('ln', [join(linked, 'dir', 'one'), join(linked, 'dir', 'twin')]);
+  t.not(await sourcesDigest(base(linked)), await sourcesDigest(base(copied)), 'a hardlink is not a copy');
 });

@@ -30,7 +30,17 @@ import { type ArchiveLimits, archiveCompression, extractArchive } from './add-ta
 import { type FetchLimits, fetchUrl, isUrl } from './add-url.js';
 import { resolveInRoot } from './scoped-path.js';
 import { type MatchedSource, matchSources, type SourceEntry } from './sources.js';
-import { applyMetadata, ensureDirectory, existing, type Metadata, mkdirsInRoot, replaceWithData, replaceWithFile, replaceWithSymlink } from './write.js';
+import {
+  applyMetadata,
+  ensureDirectory,
+  existing,
+  type Metadata,
+  mkdirsInRoot,
+  replaceWithData,
+  replaceWithFile,
+  replaceWithHardlink,
+  replaceWithSymlink,
+} from './write.js';
 
 export { resolveOwner } from './owner.js';
 
@@ -105,10 +115,30 @@ async function pooled<T>(items: T[], limit: number, work: (item: T) => Promise<v
   await Promise.all(workers);
 }
 
+/**
+ * Files below one matched directory that are hardlinks of an earlier one (the
+ * same inode in byte order), by entry -> the earlier one's path below it:
+ * Docker and buildah keep hardlinks within what one COPY takes.
+ */
+function hardlinks(source: MatchedSource): Map<SourceEntry, string> {
+  const first = new Map<string, string>();
+  const links = new Map<SourceEntry, string>();
+  for (const entry of source.entries) {
+    if (entry.kind !== 'file' || entry.stats.nlink < 2 || entry.below === '') continue;
+    const inode = `${entry.stats.dev}:${entry.stats.ino}`;
+    const earlier = first.get(inode);
+    if (earlier === undefined) first.set(inode, entry.below);
+    else links.set(entry, earlier);
+  }
+  return links;
+}
+
 /** Copies one matched directory's contents into `targetDir` (a real directory inside the rootfs). */
 async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: string): Promise<void> {
   const directories: { path: string; meta: Metadata }[] = [];
   const files: { path: string; entry: SourceEntry }[] = [];
+  const linked = hardlinks(source);
+  const links: { path: string; to: string }[] = [];
   const flush = async () => {
     await pooled(files.splice(0), COPY_CONCURRENCY, async ({ path, entry }) => {
       await replaceWithFile(path, entry.hostPath);
@@ -117,6 +147,7 @@ async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: 
   };
   for (const entry of source.entries.slice(1)) {
     const target = posix.join(targetDir, entry.below);
+    const linkTo = linked.get(entry);
     if (entry.kind === 'directory') {
       // Files already queued may sit below a name this directory replaces: finish them first.
       if ((await existing(target))?.isDirectory() !== true) await flush();
@@ -125,12 +156,16 @@ async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: 
     } else if (entry.kind === 'symlink') {
       await replaceWithSymlink(target, entry.target ?? '');
       await applyMetadata(target, 'symlink', metadataFor(options, entry));
+    } else if (linkTo !== undefined) {
+      links.push({ path: target, to: posix.join(targetDir, linkTo) });
     } else {
       files.push({ path: target, entry });
       if (files.length >= 256) await flush();
     }
   }
   await flush();
+  // Both names are ours, just written under targetDir: the link shares the first copy's inode, owner and mode.
+  for (const { path, to } of links) await replaceWithHardlink(path, to);
   // Directory times last: writing their children changed them.
   for (const { path, meta } of directories.reverse()) await applyMetadata(path, 'directory', meta);
 }
@@ -260,8 +295,14 @@ export async function sourcesDigest(options: CopyOptions): Promise<string> {
   field('copy/v1', options.dest, options.add ? 'add' : 'copy', options.chmod ?? '', options.chown ? `${options.chown.uid}:${options.chown.gid}` : '');
   for (const source of sources) {
     field('source', source.pattern, source.name, source.kind);
+    const linked = hardlinks(source);
     for (const [i, entry] of source.entries.entries()) {
       const meta = metadataFor(options, entry);
+      const linkTo = linked.get(entry);
+      if (linkTo !== undefined) {
+        field('link', entry.below, linkTo);
+        continue;
+      }
       const content = entry.kind === 'file' ? await fileDigest(entry.hostPath, entry.stats.size) : '';
       field(entry.kind, entry.below, meta.mode.toString(8), `${meta.uid}:${meta.gid}`, entry.target ?? '', content);
       // Let timers and progress output run between batches of synchronous reads.

@@ -9,7 +9,7 @@
  * kept (merged), as moby's untar does.
  */
 import { constants, type Stats } from 'node:fs';
-import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 
@@ -85,6 +85,16 @@ export async function replaceWithData(path: string, data: string | Buffer): Prom
   try {
     await clear(path, await existing(path));
     await writeFile(path, data, { flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode: 0o600 });
+  } catch (error) {
+    throw ioError(error, path);
+  }
+}
+
+/** Replaces `path` with a hardlink to `existingPath` (a file this copy wrote). */
+export async function replaceWithHardlink(path: string, existingPath: string): Promise<void> {
+  try {
+    await clear(path, await existing(path));
+    await link(existingPath, path);
   } catch (error) {
     throw ioError(error, path);
   }
