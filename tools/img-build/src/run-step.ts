@@ -57,8 +57,9 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   const existed = new Set<string>();
   for (const stub of STUBS) if (await lstatInside(paths.merged, stub)) existed.add(stub);
   const args = [...options.spawnArgs];
-  if (options.user) args.push('-u', options.user);
-  if (options.workdir) args.push('-w', options.workdir);
+  // `--flag=value`: a USER or WORKDIR from the Dockerfile that starts with `-` stays a value (`USER --privileged`).
+  if (options.user) args.push(`--user=${options.user}`);
+  if (options.workdir) args.push(`--workdir=${options.workdir}`);
   if (options.network === 'host') args.push('--net', 'host');
   else if (options.network === 'none') args.push('--net', 'none');
   if (options.scriptFile) {
@@ -112,8 +113,19 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   }
   await removeStubs(paths.upper, existed);
   const exitCode = result.exitCode ?? 128 + (result.signal === 'SIGKILL' ? 9 : 15);
-  const message = lastStderr.trim().split('\n').pop();
+  const message = reason(lastStderr.trim().split('\n').pop());
   return { exitCode, cancelled, ...(exitCode >= 125 && exitCode <= 127 && message ? { message } : {}) };
+}
+
+/** ctr-spawn's last message line, as text (with --log-format=json it is a JSON log object). */
+function reason(line: string | undefined): string | undefined {
+  if (!line?.startsWith('{')) return line;
+  try {
+    const parsed = JSON.parse(line) as { message?: unknown };
+    return typeof parsed.message === 'string' ? parsed.message : line;
+  } catch {
+    return line;
+  }
 }
 
 /** The file name a heredoc script gets under /dev/pipes (its delimiter word, made safe). */

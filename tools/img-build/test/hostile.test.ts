@@ -78,6 +78,14 @@ t.test('COPY and WORKDIR through a base image symlink stay inside the rootfs', a
   t.equal(inside.stdout, `planted\nplanted\n${hostDir}/sub\nsubdir\n`, 'the files landed inside the image, where its links point');
 });
 
+t.test('a USER or WORKDIR that looks like a ctr-spawn flag stays a value', async (t) => {
+  const context = t.testdir({ Dockerfile: 'FROM busybox\nARG U=--privileged\nUSER $U\nRUN grep CapEff /proc/self/status\n' });
+  const result = await imgBuild(root, ['--log-format=json', context]);
+  t.equal(result.code, 1, 'the RUN does not run privileged: the user does not exist');
+  t.match(errorOf(result), { code: 'ERR_BUILD_STEP', message: /exited with code 125 .*--privileged/ });
+  t.notMatch(result.stderr, /CapEff:\s/, 'the command never ran');
+});
+
 t.test('forged cache entries are misses: the step runs again and the image is right', async (t) => {
   const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo genuine > /g.txt\n' });
   const first = await imgBuild(root, ['--progress=json', '-t', 'forged:1', context]);
