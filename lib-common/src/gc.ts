@@ -13,8 +13,9 @@
  * Swept: blobs nobody marked, layer dirs of unmarked chains, staging dirs
  * (`layers/.tmp-*`) and temporary blob files whose process is gone, ingest/
  * partial downloads whose lock no live process holds, l/ short links whose
- * target is gone, flattened/ registrations whose tree is gone, and leftovers
- * of an earlier interrupted collection (`layers/.gc-*`).
+ * target is gone, flattened/ registrations whose tree is gone, layers
+ * img-build was packing in tmp/ when it died (`tmp/layer-<owner token>.tmp`),
+ * and leftovers of an earlier interrupted collection (`layers/.gc-*`).
  *
  * Build cache (img-build): every `build-cache/<key hex>.json` entry is a root
  * too: the blobs and chain IDs it lists stay. An entry that does not parse,
@@ -329,6 +330,7 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
       await sweepIngest(store, freed);
       await sweepLinks(store, removedChains, freed);
       await sweepFlattened(store, freed);
+      await sweepTmp(store, freed);
       return total;
     });
   } finally {
@@ -484,6 +486,17 @@ async function sweepLinks(store: Store, removedChains: Set<string>, free: Free):
     );
     if (exists && !(hex !== undefined && removedChains.has(hex))) continue;
     await free({ kind: 'link', path: `l/${name}`, size: 0 }, () => rm(path, { force: true }));
+  }
+}
+
+/** tmp/layer-<owner token>.tmp: a layer img-build was packing when its process died. */
+async function sweepTmp(store: Store, free: Free): Promise<void> {
+  for (const name of await names(store.tmpDir)) {
+    const packing = /^layer-(.+)\.tmp$/.exec(name);
+    if (!packing || tokenAlive(packing[1])) continue;
+    const path = join(store.tmpDir, name);
+    const size = (await lstat(path).catch(() => undefined))?.size ?? 0;
+    await free({ kind: 'temp', path: `tmp/${name}`, size }, () => rm(path, { force: true }));
   }
 }
 

@@ -82,6 +82,10 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
       [`${sha('live writer')}.json.${process.pid}.abcd.tmp`]: 'half',
     };
     for (const [name, text] of Object.entries(entries)) writeFileSync(join(cacheDir, name), text);
+    // Layers img-build was packing (pack.ts: tmp/layer-<owner token>.tmp): a dead packer's goes, a live one's stays.
+    mkdirSync(join(root, 'tmp'), { recursive: true });
+    writeFileSync(join(root, 'tmp', 'layer-999999999.1.abcd.tmp'), 'half a layer');
+    writeFileSync(join(root, 'tmp', `layer-${process.pid}.0.abcd.tmp`), 'being packed');
     // An entry that is a symlink (to a valid-looking file outside) or a directory is not an entry.
     writeFileSync(join(outside, 'entry.json'), entry([`sha256:${keptBlob}`]));
     symlinkSync(join(outside, 'entry.json'), join(cacheDir, `${sha('symlink')}.json`));
@@ -113,6 +117,11 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
     t.equal(stale?.kind, 'build-cache');
     t.equal(stale?.key, `sha256:${sha('stale')}`, 'the record names the cache key');
     t.equal(cacheFreed.find((r) => r.path.endsWith('.tmp'))?.kind, 'temp', "a dead writer's temporary file is a temp");
+    t.strictSame(
+      run.records.filter((r) => r.type === 'freed' && r.path.startsWith('tmp/')).map((r) => [r.kind, r.path]),
+      [['temp', 'tmp/layer-999999999.1.abcd.tmp']],
+      "a dead packer's layer is a temp; a live one's is not reported",
+    );
     const blobsFreed = run.records.filter((r) => r.kind === 'blob').map((r) => r.digest);
     t.ok(blobsFreed.includes(`sha256:${staleBlob}`), "a stale entry's blob is garbage");
     t.notOk(blobsFreed.includes(`sha256:${keptBlob}`), "the valid entry's blob is kept");
@@ -127,6 +136,7 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
     const run = await prune(root);
     t.equal(run.code, 0, run.stderr);
     t.strictSame(readdirSync(cacheDir).sort(), keptNames);
+    t.strictSame(readdirSync(join(root, 'tmp')), [`layer-${process.pid}.0.abcd.tmp`], "only the live packer's layer stays");
     t.ok(existsSync(join(blobs, keptBlob)), 'kept blob stays');
     t.ok(existsSync(join(root, 'layers', keptChain, 'diff')), 'kept layer stays');
     t.notOk(existsSync(join(blobs, staleBlob)), 'stale blob swept');
