@@ -158,18 +158,17 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
         if (value === '') throw new StepError('WORKDIR cannot be empty');
         return { ...base, kind: 'WORKDIR', path: value };
       }
-      if (keyword === 'USER') {
-        if (value === '') throw new StepError('USER cannot be empty');
-        return { ...base, kind: 'USER', user: value };
-      }
+      // An empty USER (a variable that expands to nothing) is the default user, as Docker sets it.
+      if (keyword === 'USER') return { ...base, kind: 'USER', user: value };
       if (!/^(SIG)?[A-Z0-9+-]+$|^[0-9]+$/i.test(value))
         throw new StepError(`invalid STOPSIGNAL ${quoted(value)}`, 'give a signal name (SIGTERM) or number (15)');
       return { ...base, kind: 'STOPSIGNAL', signal: value };
     }
     case 'EXPOSE': {
       flagsOf();
+      if (rest.trim() === '') throw new StepError('EXPOSE requires at least one argument');
+      // A variable that expands to nothing exposes nothing (Docker builds `ARG PORT` + `EXPOSE $PORT`).
       const ports = expandWords(rest, lookup, escapeChar);
-      if (ports.length === 0) throw new StepError('EXPOSE requires at least one argument');
       for (const port of ports) {
         // Docker's nat.ParsePortSpec: 16-bit numbers, a range low to high, tcp/udp/sctp in any case.
         const match = /^(\d{1,5})(?:-(\d{1,5}))?(?:\/(tcp|udp|sctp))?$/i.exec(port);
