@@ -7,12 +7,11 @@ Collect the store's garbage: blobs and unpacked layers that no image
 reference and no container needs, unpacked layers left half-made by a crash,
 partial downloads nobody is resuming, dangling short links and registrations
 of flattened trees that are gone, layers a dead img-build was packing, and
-build-cache entries (img-build's step
-cache) that name a blob that is gone or do not parse. What a valid build-cache
-entry lists stays. With --build-cache, remove every build-cache entry and then
-what only it kept (docker builder prune -a). With -a, also remove the
-references of images no container uses (docker image prune -a), and the whole
-build cache. Prints one \`freed\` record
+build-cache entries (img-build's step cache) that name a blob that is gone or
+do not parse; what a valid build-cache entry lists stays. With --build-cache,
+remove every build-cache entry and then what only it kept (docker builder
+prune -a). With -a, also remove the references of images no container uses
+(docker image prune -a), and the whole build cache. Prints one \`freed\` record
 per object removed (and an \`untagged\` record per reference -a removes), then
 a \`total\` record; "Total reclaimed space: SIZE" goes to stderr.
 
