@@ -35,7 +35,7 @@ export async function baseImage(ref: string, options: BaseImageOptions, what = `
   if (local && !options.pull) return readStoredImage(store, local.entry);
   // Refetched with --pull, an image the store had is most likely unchanged and its layers unpacked already.
   const unpacking = options.unpackArgs !== undefined && !local;
-  const child = options.runner.start('img-fetch', [...options.fetchArgs, ...(unpacking ? [] : ['--no-layers']), ref], {
+  const child = options.runner.start('img-fetch', [...options.fetchArgs, ...(unpacking ? [] : ['--no-layers']), '--', ref], {
     stdout: 'pipe',
     stderr: 'pipe',
     buffer: !unpacking,
