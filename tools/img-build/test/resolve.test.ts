@@ -55,6 +55,8 @@ t.test('what each instruction resolves to', async (t) => {
     ['COPY ["$SUB/x y", "$D/"]', { kind: 'COPY', sources: ['src/x y'], dest: '/dst/' }],
     ['COPY --from=build --chown=$U:$G --chmod=$MODE --link /out /app', { from: 'build', chown: '1000:1000', chmod: '0644', link: true }],
     ['COPY --link=false a b', { link: false }],
+    ['COPY --chown=$EMPTY --chmod=${NOPE} a b', { kind: 'COPY', chown: undefined, chmod: undefined }],
+    ['FROM --platform=$EMPTY scratch', { kind: 'FROM', platform: undefined }],
     ['COPY --from=${BASE}:${V} /etc/os-release /', { from: 'alpine:3.19' }],
     [
       `ADD --checksum=sha256:${'a'.repeat(64)} --chown=1:2 https://example.com/x.tgz /opt/`,

@@ -86,7 +86,8 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       if (image === '') throw new StepError(`base name (${shown(parsed.image)}) should not be blank`, 'set the ARG it uses, or give it a default');
       const step: Step = { ...base, kind: 'FROM', image };
       if (parsed.name !== undefined) step.name = parsed.name;
-      if (flags.platform !== undefined) step.platform = word(flags.platform);
+      const platform = flags.platform === undefined ? '' : word(flags.platform);
+      if (platform !== '') step.platform = platform;
       return step;
     }
     case 'RUN': {
@@ -347,19 +348,23 @@ function resolveCopy(instruction: Instruction, lookup: Lookup, escapeChar: '\\' 
     step.from = word(flags.from);
     if (step.from === '') throw new StepError('--from can not be empty');
   }
-  if (flags.chown !== undefined) step.chown = word(flags.chown);
-  if (flags.chmod !== undefined) {
-    step.chmod = word(flags.chmod);
-    if (!/^[0-7]{1,4}$/.test(step.chmod)) {
-      throw new StepError(`invalid --chmod=${shown(step.chmod)}`, 'give an octal mode such as 755 or 0644 (symbolic modes are not supported)');
+  // A flag whose value expands to nothing is as if not given (Docker: `--chown=$UNSET` keeps the owners).
+  const chown = flags.chown === undefined ? '' : word(flags.chown);
+  if (chown !== '') step.chown = chown;
+  const chmod = flags.chmod === undefined ? '' : word(flags.chmod);
+  if (chmod !== '') {
+    if (!/^[0-7]{1,4}$/.test(chmod)) {
+      throw new StepError(`invalid --chmod=${shown(chmod)}`, 'give an octal mode such as 755 or 0644 (symbolic modes are not supported)');
     }
+    step.chmod = chmod;
   }
   if (flags.link !== undefined) step.link = flags.link === 'true';
-  if (flags.checksum !== undefined) {
-    step.checksum = word(flags.checksum);
-    if (!/^sha(256|384|512):[a-f0-9]+$/.test(step.checksum)) {
-      throw new StepError(`invalid --checksum=${shown(step.checksum)}`, 'give the digest as sha256:<64 hex>');
+  const checksum = flags.checksum === undefined ? '' : word(flags.checksum);
+  if (checksum !== '') {
+    if (!/^sha(256|384|512):[a-f0-9]+$/.test(checksum)) {
+      throw new StepError(`invalid --checksum=${shown(checksum)}`, 'give the digest as sha256:<64 hex>');
     }
+    step.checksum = checksum;
   }
   if (flags['keep-git-dir'] !== undefined) step.keepGitDir = flags['keep-git-dir'] === 'true';
   return step;
