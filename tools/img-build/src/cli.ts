@@ -74,7 +74,7 @@ await runCli(
     main: async (ctx) => {
       const { readFile } = await import('node:fs/promises');
       const { resolve, join } = await import('node:path');
-      const { Store } = await import('@conveyor/lib-common/store');
+      const { Store, assertTrustedStore } = await import('@conveyor/lib-common/store');
       const { normalizeReference } = await import('@conveyor/lib-common/reference');
       const { hostPlatform, parsePlatform, formatPlatform, platformMatches } = await import('@conveyor/lib-common/platform');
       const { acquireLease } = await import('@conveyor/lib-common/lease');
@@ -142,6 +142,8 @@ await runCli(
       }
       const context = await openContext(contextDir, file);
 
+      // The build mounts overlays and runs containers from this store: as overlay-mount and ctr-spawn, only one no other user can change.
+      await assertTrustedStore(ctx.root);
       const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
       await store.init();
       const toolArgs = [`--root=${ctx.root}`, ...(flag(args, 'log-format') ? [`--log-format=${flag(args, 'log-format')}`] : [])];

@@ -7,7 +7,7 @@
  * a miss, and nothing is written on the host.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { containerDirs, imgBuild, runImage, stepEvents, storeWithBusybox } from './helpers/build.js';
@@ -84,6 +84,17 @@ t.test('a USER or WORKDIR that looks like a ctr-spawn flag stays a value', async
   t.equal(result.code, 1, 'the RUN does not run privileged: the user does not exist');
   t.match(errorOf(result), { code: 'ERR_BUILD_STEP', message: /exited with code 125 .*--privileged/ });
   t.notMatch(result.stderr, /CapEff:\s/, 'the command never ran');
+});
+
+t.test('a store other users could change is refused before anything is made', async (t) => {
+  const open = mkdtempSync('/tmp/conveyor-hostile-');
+  t.teardown(() => rmSync(open, { recursive: true, force: true }));
+  chmodSync(open, 0o777);
+  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN true\n' });
+  const result = await imgBuild(join(open, 'store'), ['--log-format=json', context]);
+  t.equal(result.code, 1);
+  t.equal(errorOf(result)?.code, 'ERR_STORE_UNSAFE');
+  t.notOk(existsSync(join(open, 'store')), 'no store was created');
 });
 
 t.test('forged cache entries are misses: the step runs again and the image is right', async (t) => {
