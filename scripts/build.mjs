@@ -42,7 +42,7 @@ Options:
       --ca-file FILE       pulls and pushes: also trust this CA certificate
       --root DIR           store root (every tool)
       --log-format FORMAT  text (default) or json (every tool)
-      --progress MODE      auto, bar, json or none (img-build, img-push)
+      --progress MODE      auto, plain, json or none (img-build, img-push)
   -q, --quiet              no notes of ours, no progress
   -h, --help               show this help
       --version            print the version
@@ -222,7 +222,8 @@ async function main() {
   }
   const pushed = await runTool('img-push', [
     ...common,
-    ...progress,
+    // img-build's `plain` (step lines) is the pushing tools' `bar`.
+    ...progress.map((word) => (word === '--progress=plain' ? '--progress=bar' : word)),
     ...flagsOf([...REGISTRY_VALUES, ...REGISTRY_SWITCHES]),
     '--',
     ...images.map((image) => image.ref),
