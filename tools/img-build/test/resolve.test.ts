@@ -6,7 +6,8 @@
  */
 import t from 'tap';
 import { parseDockerfile } from '../src/dockerfile/parse.js';
-import { parseGoDuration, resolveStep } from '../src/dockerfile/resolve.js';
+import { parseGoDuration } from '../src/dockerfile/healthcheck.js';
+import { resolveStep } from '../src/dockerfile/resolve.js';
 import type { Lookup, Step } from '../src/dockerfile/steps.js';
 
 const vars: Record<string, string> = {

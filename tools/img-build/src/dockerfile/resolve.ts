@@ -8,52 +8,14 @@
  */
 import { isConveyorError } from '@conveyor/lib-common/errors';
 import { type ExpandOptions, expandWord, expandWords } from './expand.js';
+import { checkFlags, StepError } from './flags.js';
+import { resolveHealthcheck } from './healthcheck.js';
 import { parseError, quoted, shown } from './messages.js';
 import { parseHeredocWord } from './parse.js';
 import { parseFromArgs } from './stages.js';
 import type { Heredoc, Instruction, Lookup, Step } from './steps.js';
 
-type FlagKind = 'string' | 'bool';
-
-/** The flags Docker accepts, per instruction. Anything else is refused. */
-const FLAGS: Record<string, Record<string, FlagKind>> = {
-  FROM: { platform: 'string' },
-  RUN: { network: 'string' },
-  COPY: { from: 'string', chown: 'string', chmod: 'string', link: 'bool' },
-  ADD: { chown: 'string', chmod: 'string', link: 'bool', checksum: 'string', 'keep-git-dir': 'bool' },
-  HEALTHCHECK: { interval: 'string', timeout: 'string', 'start-period': 'string', 'start-interval': 'string', retries: 'string' },
-};
-
-/** Flags Docker has that this builder refuses, with what to do instead. */
-const UNSUPPORTED_FLAGS: Record<string, Record<string, string>> = {
-  RUN: {
-    mount: 'RUN --mount (cache, secret, ssh, bind mounts) is not supported: COPY what the step needs, or fetch it in the RUN',
-    security: 'RUN --security is not supported: steps run with ctr-spawn’s default confinement',
-    device: 'RUN --device is not supported',
-  },
-  COPY: {
-    parents: 'COPY --parents is not supported: copy each directory to its own destination',
-    exclude: 'COPY --exclude is not supported: use .dockerignore',
-  },
-  ADD: {
-    exclude: 'ADD --exclude is not supported: use .dockerignore',
-    unpack: 'ADD --unpack is not supported: local tar archives are always extracted, URLs never',
-  },
-};
-
 const RUN_NETWORKS = new Set(['default', 'none', 'host']);
-/** Docker's container.MinimumDuration for HEALTHCHECK intervals. */
-const MINIMUM_DURATION_NS = 1_000_000;
-
-class StepError extends Error {
-  constructor(
-    message: string,
-    readonly hint?: string,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * Resolves one instruction with the variables in scope (`lookup`: ARGs and ENVs
  * the builder holds; global ARGs for FROM) and the Dockerfile's escape character.
@@ -214,36 +176,6 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
   }
 }
 
-/** Checks an instruction's flags against the ones it takes; returns their values (`bool` ones as 'true'/'false'). */
-function checkFlags(instruction: Instruction): Record<string, string> {
-  const allowed = FLAGS[instruction.keyword] ?? {};
-  const refused = UNSUPPORTED_FLAGS[instruction.keyword] ?? {};
-  const values: Record<string, string> = {};
-  for (const flag of instruction.flags) {
-    if (Object.hasOwn(refused, flag.name)) {
-      throw new StepError(`${instruction.keyword} --${flag.name} is not supported`, refused[flag.name]);
-    }
-    const kind = Object.hasOwn(allowed, flag.name) ? allowed[flag.name] : undefined;
-    if (kind === undefined) {
-      const known = Object.keys(allowed).map((name) => `--${name}`);
-      throw new StepError(
-        `unknown flag: --${shown(flag.name)} for ${instruction.keyword}`,
-        known.length > 0 ? `${instruction.keyword} takes ${known.join(', ')}` : `${instruction.keyword} takes no flags`,
-      );
-    }
-    if (Object.hasOwn(values, flag.name)) throw new StepError(`duplicate flag specified: --${shown(flag.name)}`);
-    if (kind === 'bool') {
-      if (flag.value !== 'true' && flag.value !== 'false') {
-        throw new StepError(`expecting boolean value for flag --${flag.name}, not: ${shown(flag.value)}`);
-      }
-    } else if (flag.bare) {
-      throw new StepError(`missing a value on flag: --${flag.name}`, `write --${flag.name}=VALUE`);
-    }
-    values[flag.name] = flag.value;
-  }
-  return values;
-}
-
 /**
  * Words split at unquoted whitespace with their quotes and escapes kept, for
  * expanding one by one afterwards (buildkit's parseWords): `COPY "a b" c /d`
@@ -368,78 +300,4 @@ function resolveCopy(instruction: Instruction, lookup: Lookup, escapeChar: '\\' 
   }
   if (flags['keep-git-dir'] !== undefined) step.keepGitDir = flags['keep-git-dir'] === 'true';
   return step;
-}
-
-function resolveHealthcheck(instruction: Instruction): Step {
-  const base = { line: instruction.line, original: instruction.original };
-  const rest = instruction.rest.trim();
-  if (rest === '') throw new StepError('HEALTHCHECK requires at least one argument');
-  const match = /^(\S+)\s*(.*)$/s.exec(rest) as RegExpExecArray;
-  const type = match[1].toUpperCase();
-  const command = match[2];
-  if (type === 'NONE') {
-    if (command.trim() !== '') throw new StepError('HEALTHCHECK NONE takes no arguments');
-    if (instruction.flags.length > 0) throw new StepError('HEALTHCHECK NONE takes no flags');
-    return { ...base, kind: 'HEALTHCHECK', healthcheck: { Test: ['NONE'] } };
-  }
-  const flags = checkFlags(instruction);
-  if (type !== 'CMD') throw new StepError(`Unknown type ${quoted(type)} in HEALTHCHECK (try CMD)`);
-  let test: string[];
-  if (instruction.json !== undefined) {
-    if (instruction.json.length === 0) throw new StepError('Missing command after HEALTHCHECK CMD');
-    test = ['CMD', ...instruction.json];
-  } else {
-    if (command.trim() === '') throw new StepError('Missing command after HEALTHCHECK CMD');
-    test = ['CMD-SHELL', command];
-  }
-  const healthcheck: Extract<Step, { kind: 'HEALTHCHECK' }>['healthcheck'] = { Test: test };
-  const durations: [string, 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval'][] = [
-    ['interval', 'Interval'],
-    ['timeout', 'Timeout'],
-    ['start-period', 'StartPeriod'],
-    ['start-interval', 'StartInterval'],
-  ];
-  for (const [flag, field] of durations) {
-    const value = flags[flag];
-    if (value === undefined || value === '') continue;
-    const ns = parseGoDuration(value);
-    if (ns === undefined) throw new StepError(`time: invalid duration ${quoted(value)} for --${flag}`, 'use Go durations such as 30s, 1m30s, 500ms');
-    if (ns === 0) continue;
-    if (ns < MINIMUM_DURATION_NS) throw new StepError(`Interval ${quoted(flag)} cannot be less than 1ms`);
-    healthcheck[field] = ns;
-  }
-  if (flags.retries !== undefined && flags.retries !== '') {
-    if (!/^[+-]?\d+$/.test(flags.retries)) throw new StepError(`invalid --retries=${shown(flags.retries)}: not an integer`);
-    const retries = Number(flags.retries);
-    if (retries < 0) throw new StepError(`--retries cannot be negative (${flags.retries})`);
-    if (retries > 2 ** 31 - 1) throw new StepError(`--retries=${shown(flags.retries)} is out of range`);
-    if (retries > 0) healthcheck.Retries = retries;
-  }
-  return { ...base, kind: 'HEALTHCHECK', healthcheck };
-}
-
-const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, μs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
-
-/** Go's time.ParseDuration, in nanoseconds; undefined when malformed or past what a number holds exactly. */
-export function parseGoDuration(text: string): number | undefined {
-  let rest = text;
-  let sign = 1;
-  if (rest.startsWith('-') || rest.startsWith('+')) {
-    if (rest[0] === '-') sign = -1;
-    rest = rest.slice(1);
-  }
-  if (rest === '0') return 0;
-  if (rest === '') return undefined;
-  let total = 0;
-  const part = /^(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/;
-  while (rest !== '') {
-    const match = part.exec(rest);
-    if (!match || (match[1] === '' && (match[2] ?? '') === '')) return undefined;
-    const whole = match[1] === '' ? 0 : Number(match[1]);
-    const fraction = match[2] ? Number(`0.${match[2]}`) : 0;
-    total += Math.round((whole + fraction) * UNIT_NS[match[3]]);
-    rest = rest.slice(match[0].length);
-  }
-  if (!Number.isSafeInteger(total)) return undefined;
-  return sign * total;
 }
