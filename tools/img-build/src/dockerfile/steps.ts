@@ -87,8 +87,11 @@ export type Step =
       dest: string;
       /** Inline files from heredocs (`COPY <<EOF /dest`), by name. */
       heredocs: Heredoc[];
+      /** --from: a stage name or index, or an image reference (the builder tells which). */
       from?: string;
+      /** --chown as written after expansion (`user`, `uid:gid`, `name:group`); absent when it expanded to nothing. */
       chown?: string;
+      /** --chmod: octal digits only (resolveStep refuses symbolic modes); absent when it expanded to nothing. */
       chmod?: string;
       link?: boolean;
       /** ADD --checksum=sha256:… for a URL source. */
@@ -99,8 +102,11 @@ export type Step =
   | (StepBase & { kind: 'ARG'; args: { name: string; default?: string }[] })
   | (StepBase & { kind: 'LABEL'; pairs: [string, string][] })
   | (StepBase & { kind: 'WORKDIR'; path: string })
+  /** `user` may be '' (a variable that expanded to nothing): the default user, as Docker sets it. */
   | (StepBase & { kind: 'USER'; user: string })
+  /** Exec form (or an empty instruction, which clears the setting: exec []) or the shell form's `script`. */
   | (StepBase & { kind: 'ENTRYPOINT' | 'CMD'; exec?: string[]; script?: string })
+  /** Expanded and checked: `PORT`, `PORT/proto` or `LOW-HIGH[/proto]` (proto tcp/udp/sctp, any case); may be empty. */
   | (StepBase & { kind: 'EXPOSE'; ports: string[] })
   | (StepBase & { kind: 'VOLUME'; paths: string[] })
   | (StepBase & { kind: 'STOPSIGNAL'; signal: string })
