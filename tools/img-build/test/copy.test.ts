@@ -32,6 +32,15 @@ interface Ctx {
 }
 
 const MTIME = new Date('2020-02-02T02:02:02Z');
+/** A v2 file capability (cap_net_bind_service+ep). */
+const CAPABILITY = Buffer.from('0100000200040000000000000000000000000000', 'hex');
+
+/** One xattr of `path` in getfattr's hex form, or undefined. */
+function xattr(path: string, name: string): string | undefined {
+  const out = execFileSync('getfattr', ['--absolute-names', '-h', '-d', '-m', '-', '-e', 'hex', path], { encoding: 'utf8' });
+  const line = out.split('\n').find((l) => l.startsWith(`${name}=`));
+  return line?.slice(name.length + 1);
+}
 
 function setup(t: Tap.Test): Ctx {
   const dir = t.testdir({});
@@ -138,6 +147,23 @@ const cases: Case[] = [
       t.equal(statSync(join(c.rootfs, 'linked/sub/one-again')).ino, statSync(join(c.rootfs, 'linked/one')).ino);
       t.equal(read(join(c.rootfs, 'linked/sub/one-again')), '1\n');
       t.not(statSync(join(c.rootfs, 'linked/one')).ino, statSync(join(c.context, 'dir/one')).ino, 'a copy, not a link to the context');
+    },
+  },
+  {
+    name: 'file capabilities and user.* xattrs are copied, after --chown (which would drop a capability)',
+    run: (c) => {
+      execFileSync('setfattr', ['-n', 'security.capability', '-v', `0x${CAPABILITY.toString('hex')}`, join(c.context, 'run.sh')]);
+      execFileSync('setfattr', ['-n', 'user.note', '-v', 'kept', join(c.context, 'dir', 'sub')]);
+      execFileSync('setfattr', ['-n', 'trusted.host', '-v', 'dropped', join(c.context, 'dir', 'one')]);
+      return copyInto(options(c, { sources: ['run.sh'], dest: '/caps/run.sh', chown: { uid: 1000, gid: 1000 } })).then(() =>
+        copyInto(options(c, { sources: ['dir'], dest: '/caps/dir/' })),
+      );
+    },
+    check: (t, c) => {
+      t.equal(xattr(join(c.rootfs, 'caps/run.sh'), 'security.capability'), `0x${CAPABILITY.toString('hex')}`);
+      t.equal(owner(join(c.rootfs, 'caps/run.sh')), '1000:1000');
+      t.equal(xattr(join(c.rootfs, 'caps/dir/sub'), 'user.note'), '0x6b657074');
+      t.equal(xattr(join(c.rootfs, 'caps/dir/one'), 'trusted.host'), undefined, 'trusted.* stays on the host');
     },
   },
   {
@@ -429,6 +455,8 @@ t.test('sourcesDigest: content, names, modes and owners count; mtimes and inodes
     { name: 'a file renamed', change: (r) => execFileSync('mv', [join(r, 'dir', 'one'), join(r, 'dir', 'uno')]), same: false },
     { name: 'a file added', change: (r) => writeFileSync(join(r, 'dir', 'new'), ''), same: false },
     { name: 'a symlink target changed', change: (r) => execFileSync('ln', ['-sfn', 'sub', join(r, 'dir', 'rel-link')]), same: false },
+    { name: 'a user.* xattr set', change: (r) => execFileSync('setfattr', ['-n', 'user.x', '-v', '1', join(r, 'dir', 'one')]), same: false },
+    { name: 'a trusted.* xattr set (not copied)', change: (r) => execFileSync('setfattr', ['-n', 'trusted.x', '-v', '1', join(r, 'dir', 'one')]), same: true },
     { name: '--chmod given', change: () => undefined, extra: { chmod: 0o644 }, same: false },
     { name: '--chown given', change: () => undefined, extra: { chown: { uid: 1, gid: 1 } }, same: false },
     { name: 'another destination', change: () => undefined, extra: { dest: '/other/' }, same: false },

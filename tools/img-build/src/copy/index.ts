@@ -13,7 +13,8 @@
  *    builder and buildah), existing ones keep owner and mode; entries are
  *    replaced, never written through (write.ts);
  *  - owner: --chown, else 0:0 for the context and the source's own for
- *    `--from` (`from.keepOwners`); mode: --chmod, else the source's; mtimes kept;
+ *    `--from` (`from.keepOwners`); mode: --chmod, else the source's; mtimes
+ *    kept; file capabilities and user.* xattrs kept (layer/xattrs.ts);
  *  - heredocs (`COPY <<EOF /dest`) become files, mode 0644 unless --chmod,
  *    mtime 0 (the same Dockerfile gives the same file);
  *  - ADD: a local tar (plain, gzip, bzip2, xz by content) is extracted
@@ -26,6 +27,7 @@ import { rename, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Heredoc } from '../dockerfile/steps.js';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { writeXattrs } from '../layer/xattrs.js';
 import { type ArchiveLimits, archiveCompression, extractArchive } from './add-tar.js';
 import { type FetchLimits, fetchUrl, isUrl } from './add-url.js';
 import { resolveInRoot } from './scoped-path.js';
@@ -106,6 +108,12 @@ function metadataFor(options: CopyOptions, entry: SourceEntry): Metadata {
   };
 }
 
+/** An xattr write, done after every owner and mode is set (chown drops security.capability). */
+interface XattrWrite {
+  path: string;
+  xattrs: Map<string, string>;
+}
+
 /** Runs `work` over `items` with at most `limit` at a time, failing on the first error. */
 async function pooled<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -134,7 +142,7 @@ function hardlinks(source: MatchedSource): Map<SourceEntry, string> {
 }
 
 /** Copies one matched directory's contents into `targetDir` (a real directory inside the rootfs). */
-async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: string): Promise<void> {
+async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: string, xattrs: XattrWrite[]): Promise<void> {
   const directories: { path: string; meta: Metadata }[] = [];
   const files: { path: string; entry: SourceEntry }[] = [];
   const linked = hardlinks(source);
@@ -143,6 +151,7 @@ async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: 
     await pooled(files.splice(0), COPY_CONCURRENCY, async ({ path, entry }) => {
       await replaceWithFile(path, entry.hostPath);
       await applyMetadata(path, 'file', metadataFor(options, entry));
+      if (entry.xattrs) xattrs.push({ path, xattrs: entry.xattrs });
     });
   };
   for (const entry of source.entries.slice(1)) {
@@ -153,6 +162,7 @@ async function copyTree(options: CopyOptions, source: MatchedSource, targetDir: 
       if ((await existing(target))?.isDirectory() !== true) await flush();
       await ensureDirectory(target);
       directories.push({ path: target, meta: metadataFor(options, entry) });
+      if (entry.xattrs) xattrs.push({ path: target, xattrs: entry.xattrs });
     } else if (entry.kind === 'symlink') {
       await replaceWithSymlink(target, entry.target ?? '');
       await applyMetadata(target, 'symlink', metadataFor(options, entry));
@@ -207,11 +217,12 @@ export async function copyInto(options: CopyOptions): Promise<void> {
     );
   }
 
+  const xattrWrites: XattrWrite[] = [];
   for (const source of sources) {
     const top = source.entries[0];
     if (source.kind === 'directory') {
       await mkdirsInRoot(options.rootfs, dest.relative, options.chown);
-      await copyTree(options, source, dest.hostPath);
+      await copyTree(options, source, dest.hostPath, xattrWrites);
       continue;
     }
     const compression = options.add ? await archiveCompression(top.hostPath) : undefined;
@@ -229,7 +240,9 @@ export async function copyInto(options: CopyOptions): Promise<void> {
     const target = await fileTarget(options, destIsDir, dest.relative, source.name);
     await replaceWithFile(target, top.hostPath);
     await applyMetadata(target, 'file', metadataFor(options, top));
+    if (top.xattrs) xattrWrites.push({ path: target, xattrs: top.xattrs });
   }
+  await writeXattrs(xattrWrites);
 
   for (const url of urls) {
     // Fetched beside its destination under a private name, then renamed over it: a failed or mismatching download leaves nothing at the name.
@@ -304,7 +317,8 @@ export async function sourcesDigest(options: CopyOptions): Promise<string> {
         continue;
       }
       const content = entry.kind === 'file' ? await fileDigest(entry.hostPath, entry.stats.size) : '';
-      field(entry.kind, entry.below, meta.mode.toString(8), `${meta.uid}:${meta.gid}`, entry.target ?? '', content);
+      const xattrs = entry.xattrs ? [...entry.xattrs].map(([name, value]) => `${name}=${Buffer.from(value, 'latin1').toString('hex')}`).join(',') : '';
+      field(entry.kind, entry.below, meta.mode.toString(8), `${meta.uid}:${meta.gid}`, entry.target ?? '', content, xattrs);
       // Let timers and progress output run between batches of synchronous reads.
       if (i % 256 === 255) await new Promise((resolve) => setImmediate(resolve));
     }

@@ -18,6 +18,7 @@ import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { readXattrPaths, xattrKept } from '../layer/xattrs.js';
 import { globMatch } from '../patterns.js';
 import { resolveInRoot } from './scoped-path.js';
 
@@ -41,6 +42,8 @@ export interface SourceEntry {
   stats: Stats;
   /** Symlink target, verbatim. */
   target?: string;
+  /** The xattrs an image keeps (layer/xattrs.ts xattrKept): file capabilities, user.*; byte strings. */
+  xattrs?: Map<string, string>;
 }
 
 /** One path a pattern matched, with what it holds. */
@@ -186,6 +189,16 @@ export async function matchSources(from: SourceRoot, patterns: string[]): Promis
       if (matched) sources.push(matched);
     }
     if (sources.length === before) throw notFound(pattern, from.root);
+  }
+  // One getfattr for everything matched: COPY keeps file capabilities and user.* xattrs, as Docker and buildah do.
+  const xattrs = await readXattrPaths(sources.map((source) => source.entries[0].hostPath));
+  for (const source of sources) {
+    for (const entry of source.entries) {
+      const found = xattrs.get(entry.hostPath);
+      if (!found) continue;
+      const kept = new Map([...found].filter(([name]) => xattrKept(name)).sort(([a], [b]) => (a < b ? -1 : 1)));
+      if (kept.size > 0) entry.xattrs = kept;
+    }
   }
   return { sources, wildcard };
 }

@@ -130,6 +130,12 @@ export async function mkdirsInRoot(rootfs: string, relative: string, owner: { ui
     }
     try {
       await mkdir(current, { mode: 0o755 });
+    } catch (error) {
+      // Made meanwhile by someone else (another copy into this rootfs): fine when it is a directory.
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST' && (await existing(current))?.isDirectory()) continue;
+      throw ioError(error, current);
+    }
+    try {
       await lchown(current, owner.uid, owner.gid);
       await chmod(current, 0o755);
     } catch (error) {

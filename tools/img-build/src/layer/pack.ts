@@ -36,7 +36,7 @@ import { ownerToken } from '@conveyor/lib-common/lock';
 import { MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
-import { readXattrTree } from './xattrs.js';
+import { readXattrTree, xattrKept } from './xattrs.js';
 
 export interface PackLayerOptions {
   /** The overlay upper dir (or any tree holding one layer's changes). Read only. */
@@ -78,11 +78,6 @@ const PAX_KEY = Symbol('raw pax records');
 /** Files up to this size are read whole, synchronously, from the page cache. */
 const SMALL_FILE_BYTES = 1024 * 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** Whether an xattr of the upper dir goes into the layer (Docker keeps these; everything trusted.* and the rest is the host's). */
-function xattrKept(name: string): boolean {
-  return name === 'security.capability' || (name.startsWith('user.') && !name.startsWith('user.overlay.'));
-}
 
 function overlayAttr(xattrs: Map<string, string> | undefined, name: string): string | undefined {
   return xattrs?.get(`trusted.overlay.${name}`) ?? xattrs?.get(`user.overlay.${name}`);
