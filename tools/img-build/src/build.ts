@@ -152,6 +152,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const target = pickTarget(stages, options);
   const needed = neededStages(stages, target, globalLookup, escapeChar);
   const building = stages.filter((s) => needed.has(s.index));
+  precheck(building, escapeChar, options);
   const total = building.reduce((sum, s) => sum + 1 + s.instructions.length, 0);
   const counter = { index: 0, total, ran: 0, cached: 0 };
   const results = new Map<number, StageResult>();
@@ -175,6 +176,24 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const written = await writeImage({ store: options.store, state: final.state, tags: options.tags, labels: options.labels, created: timestamp(options) });
   options.progress.finished(written.manifestDescriptor.digest, options.tags);
   return { digest: written.manifestDescriptor.digest, records: written.records, ran: counter.ran, cached: counter.cached };
+}
+
+/**
+ * Resolves, before anything runs, every instruction of the stages to build
+ * whose result cannot depend on variables (no `$` in it or its heredocs), so
+ * an unknown flag or a malformed argument fails the build at once, naming
+ * its line, instead of after the steps before it ran. The others are checked
+ * when the build reaches them, their variables known.
+ */
+function precheck(stages: Stage[], escapeChar: '\\' | '`', options: BuildOptions): void {
+  const none: Lookup = () => undefined;
+  for (const stage of stages) {
+    for (const instruction of [stage.from, ...stage.instructions]) {
+      if (instruction.original.includes('$') || instruction.heredocs.some((h) => h.content.includes('$'))) continue;
+      const step = resolveStep(instruction, none, escapeChar);
+      if ((step.kind === 'COPY' || step.kind === 'ADD') && step.chmod !== undefined) parseChmod(step.chmod, options, step.line);
+    }
+  }
 }
 
 function parseFailure(options: BuildOptions, line: number, message: string, hint?: string): ConveyorError {

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { imgBuild, runImage, storeWithBusybox } from './helpers/build.js';
+import { imgBuild, runImage, storeWithBusybox, contextDir } from './helpers/build.js';
 import { runTool } from '../../../test/helpers/tools.js';
 
 const store = storeWithBusybox();
@@ -17,7 +17,7 @@ t.teardown(() => store.cleanup());
 const root = store.root;
 
 t.test('RUN heredocs, exec form, SHELL, USER; COPY heredoc', async (t) => {
-  const context = t.testdir({
+  const context = contextDir(t, {
     Dockerfile: `FROM busybox
 RUN <<EOF
 echo "script $((1 + 1))" > /h1
@@ -52,7 +52,7 @@ EOF
 });
 
 t.test('config as Docker writes it', async (t) => {
-  const context = t.testdir({
+  const context = contextDir(t, {
     Dockerfile: `FROM busybox
 ENTRYPOINT ["/bin/echo"]
 HEALTHCHECK --interval=5s --retries=2 CMD wget -q -O- localhost || exit 1
@@ -88,7 +88,7 @@ MAINTAINER someone
 });
 
 t.test('-q, --iidfile, -f -, no -t, --progress=json output events', async (t) => {
-  const context = t.testdir({ 'other.Dockerfile': 'FROM busybox\nRUN echo out; echo err >&2\n' });
+  const context = contextDir(t, { 'other.Dockerfile': 'FROM busybox\nRUN echo out; echo err >&2\n' });
   const iid = join(context, 'iid');
   const quiet = await imgBuild(root, ['-q', '--iidfile', iid, '-f', join(context, 'other.Dockerfile'), context]);
   t.equal(quiet.code, 0, quiet.stderr);

@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { toolPath } from '../../../test/helpers/tools.js';
-import { containerDirs, imgBuild, mountsUnder, runImage, storeWithBusybox } from './helpers/build.js';
+import { containerDirs, imgBuild, mountsUnder, runImage, storeWithBusybox, contextDir } from './helpers/build.js';
 
 if (process.getuid?.() !== 0) {
   t.fail('img-build needs root (overlay mounts, runc): run the tests as root');
@@ -43,7 +43,7 @@ function blobJson(digest: string): any {
 }
 
 t.test('a multi-step build: config, history, layers, and the image runs', async (t) => {
-  const context = t.testdir({
+  const context = contextDir(t, {
     Dockerfile: DOCKERFILE,
     'greet.sh': '#!/bin/sh\necho "greet: $(cat /srv/app/run.txt) as $(id -un) in $(pwd)"\n',
     data: { 'a.txt': 'data a\n' },
@@ -96,7 +96,7 @@ t.test('a multi-step build: config, history, layers, and the image runs', async 
 });
 
 t.test('SOURCE_DATE_EPOCH and --no-cache twice: the same layers and the same manifest digest', async (t) => {
-  const context = t.testdir({
+  const context = contextDir(t, {
     Dockerfile: 'FROM busybox\nRUN echo one > /one && mkdir /d && touch /d/x\nCOPY f /f\nCMD ["cat", "/one"]\n',
     f: 'file\n',
   });
@@ -123,7 +123,7 @@ t.test('SOURCE_DATE_EPOCH and --no-cache twice: the same layers and the same man
 });
 
 t.test('a failing RUN: ERR_BUILD_STEP naming the line and code, nothing tagged, nothing left', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo before\nRUN echo failing >&2; exit 3\nRUN echo never\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN echo before\nRUN echo failing >&2; exit 3\nRUN echo never\n' });
   const result = await imgBuild(root, ['--log-format=json', '-t', 'fails:1', context]);
   t.equal(result.code, 1);
   const error = result.logs.find((l) => l.level === 'error');
@@ -138,17 +138,28 @@ t.test('a failing RUN: ERR_BUILD_STEP naming the line and code, nothing tagged, 
 });
 
 t.test('a parse error names the line and runs nothing', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo x\nBOGUS thing\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN echo x\nBOGUS thing\n' });
   const result = await imgBuild(root, ['--log-format=json', context]);
   t.equal(result.code, 2);
   const error = result.logs.find((l) => l.level === 'error');
   t.equal(error?.code, 'ERR_DOCKERFILE_PARSE');
   t.match(error?.message, /Dockerfile:3:/);
   t.notMatch(result.stderr, /Step 1/, 'no step started');
+  for (const bad of ['COPY --bogus=1 a /a', 'COPY --chmod=abc a /a', 'RUN --mount=type=cache,target=/x true', 'EXPOSE']) {
+    const later = contextDir(t, { Dockerfile: `FROM busybox\nRUN echo first > /first\n${bad}\n` });
+    const checked = await imgBuild(root, ['--log-format=json', later]);
+    t.equal(checked.code, 2, `${bad}: exit 2`);
+    t.match(
+      checked.logs.find((l) => l.level === 'error'),
+      { code: 'ERR_DOCKERFILE_PARSE', message: /^Dockerfile:3: / },
+      bad,
+    );
+    t.notMatch(checked.stderr, /Step 1/, `${bad}: refused before the first step`);
+  }
 });
 
 t.test('usage errors', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\n' });
   for (const args of [
     ['--bogus', context],
     [],
@@ -163,7 +174,7 @@ t.test('usage errors', async (t) => {
 });
 
 t.test('SIGTERM during a RUN: the container stops, no mount, no container dir, no runtime state, no cache entry', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo started; sleep 60\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN echo started; sleep 60\n' });
   const cacheDir = join(root, 'build-cache');
   const before = existsSync(cacheDir) ? readdirSync(cacheDir).length : 0;
   const child = spawn(process.execPath, [toolPath('img-build'), '--root', root, '--no-cache', context], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -15,7 +15,7 @@ import { build } from '../dist/build.js';
 import { openContext } from '../dist/context.js';
 import { StepProgress } from '../dist/progress.js';
 import { DefaultToolRunner } from '../dist/tools.js';
-import { runImage, storeWithBusybox } from './helpers/build.js';
+import { runImage, storeWithBusybox, contextDir } from './helpers/build.js';
 import { busyboxLayout } from '../../../test/helpers/fixtures.js';
 import { pushImage, startRegistry } from '../../../test/helpers/registry.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
@@ -66,7 +66,7 @@ async function buildOnce(
 }
 
 t.test('cache hits, misses and reruns', async (t) => {
-  const context = t.testdir({
+  const context = contextDir(t, {
     Dockerfile:
       'FROM busybox\nARG V=1\nCOPY a.txt /a.txt\nRUN echo "v=$V" > /v.txt\nCOPY b.txt /b.txt\nRUN cat /a.txt /b.txt > /ab.txt\nCMD ["cat", "/ab.txt", "/v.txt"]\n',
     'a.txt': 'a\n',
@@ -105,7 +105,7 @@ t.test('cache hits, misses and reruns', async (t) => {
 });
 
 t.test('a cache entry whose blob is gone is a miss, and is rewritten', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo gone > /gone.txt\n', x: '' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN echo gone > /gone.txt\n', x: '' });
   const first = await buildOnce(context, { tag: 'docker.io/library/gone:1' });
   const image = JSON.parse((await import('node:fs')).readFileSync(join(root, 'index.json'), 'utf8')).manifests.find(
     (m: any) => m.annotations?.['org.opencontainers.image.ref.name'] === 'docker.io/library/gone:1',
@@ -121,7 +121,7 @@ t.test('a cache entry whose blob is gone is a miss, and is rewritten', async (t)
 });
 
 t.test('--no-cache runs every step and still writes the cache', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo nocache > /n.txt\nENV N=1\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN echo nocache > /n.txt\nENV N=1\n' });
   const entries = () => readdirSync(join(root, 'build-cache')).length;
   const before = entries();
   const first = await buildOnce(context, { noCache: true, tag: 'docker.io/library/nocache:1' });
@@ -141,7 +141,7 @@ t.test('FROM an image the store lacks: pulled once with img-fetch, then taken fr
   await pushImage(`${busyboxLayout()}:latest`, registry, 'base/busybox:1');
   const fresh = tempStore('conveyor-build-pull-');
   t.teardown(() => removeStore(fresh));
-  const context = t.testdir({ Dockerfile: `FROM ${registry.host}/base/busybox:1\nRUN echo pulled > /p\n` });
+  const context = contextDir(t, { Dockerfile: `FROM ${registry.host}/base/busybox:1\nRUN echo pulled > /p\n` });
   const first = await buildOnce(context, { root: fresh, tag: 'docker.io/library/pulled:1' });
   t.strictSame(first.spawned, { 'img-fetch': 1, 'layer-unpack': 1, 'ctr-spawn': 1 }, 'the base is pulled into layer-unpack, then the RUN runs');
   t.strictSame(first.cached, [false]);

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { containerDirs, imgBuild, runImage, stepEvents, storeWithBusybox } from './helpers/build.js';
+import { containerDirs, imgBuild, runImage, stepEvents, storeWithBusybox, contextDir } from './helpers/build.js';
 
 const store = storeWithBusybox();
 t.teardown(() => store.cleanup());
@@ -21,7 +21,7 @@ function errorOf(result: { logs: Record<string, any>[] }) {
 }
 
 t.test('COPY sources outside the context are refused; an absolute source is inside the context', async (t) => {
-  const context = t.testdir({ inner: { Dockerfile: '' }, secret: 'outside the context\n' });
+  const context = contextDir(t, { inner: { Dockerfile: '' }, secret: 'outside the context\n' });
   const ctx = join(context, 'inner');
   for (const source of ['../secret', '../../secret', 'a/../../secret']) {
     writeFileSync(join(ctx, 'Dockerfile'), `FROM busybox\nCOPY ${source} /stolen\n`);
@@ -42,7 +42,7 @@ t.test('COPY sources outside the context are refused; an absolute source is insi
 });
 
 t.test('a context symlink to /etc resolves inside the context, and is copied as a link', async (t) => {
-  const context = t.testdir({ Dockerfile: '' });
+  const context = contextDir(t, { Dockerfile: '' });
   symlinkSync('/etc', join(context, 'hostetc'));
   // As BuildKit: a source path follows the link scoped to the context, where there is no etc/.
   for (const source of ['hostetc/passwd', 'hostetc']) {
@@ -61,12 +61,12 @@ t.test('COPY and WORKDIR through a base image symlink stay inside the rootfs', a
   const hostDir = mkdtempSync('/tmp/conveyor-hostile-');
   t.teardown(() => rmSync(hostDir, { recursive: true, force: true }));
   const marker = `conveyor-hostile-${randomBytes(6).toString('hex')}`;
-  const base = t.testdir({
+  const base = contextDir(t, {
     Dockerfile: `FROM busybox\nRUN ln -s / /app && mkdir -p /tmp && ln -s ${hostDir} /hostdir\n`,
   });
   const built = await imgBuild(root, ['-t', 'hostile:base', base]);
   t.equal(built.code, 0, built.stderr);
-  const context = t.testdir({
+  const context = contextDir(t, {
     Dockerfile: `FROM hostile:base\nCOPY ${marker} /app/\nCOPY ${marker} /hostdir/\nWORKDIR /hostdir/sub\nRUN pwd > /where\n`,
     [marker]: 'planted\n',
   });
@@ -79,7 +79,7 @@ t.test('COPY and WORKDIR through a base image symlink stay inside the rootfs', a
 });
 
 t.test('a USER or WORKDIR that looks like a ctr-spawn flag stays a value', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nARG U=--privileged\nUSER $U\nRUN grep CapEff /proc/self/status\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nARG U=--privileged\nUSER $U\nRUN grep CapEff /proc/self/status\n' });
   const result = await imgBuild(root, ['--log-format=json', context]);
   t.equal(result.code, 1, 'the RUN does not run privileged: the user does not exist');
   t.match(errorOf(result), { code: 'ERR_BUILD_STEP', message: /exited with code 125 .*--privileged/ });
@@ -90,7 +90,7 @@ t.test('a store other users could change is refused before anything is made', as
   const open = mkdtempSync('/tmp/conveyor-hostile-');
   t.teardown(() => rmSync(open, { recursive: true, force: true }));
   chmodSync(open, 0o777);
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN true\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN true\n' });
   const result = await imgBuild(join(open, 'store'), ['--log-format=json', context]);
   t.equal(result.code, 1);
   t.equal(errorOf(result)?.code, 'ERR_STORE_UNSAFE');
@@ -98,7 +98,7 @@ t.test('a store other users could change is refused before anything is made', as
 });
 
 t.test('forged cache entries are misses: the step runs again and the image is right', async (t) => {
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo genuine > /g.txt\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nRUN echo genuine > /g.txt\n' });
   const first = await imgBuild(root, ['--progress=json', '-t', 'forged:1', context]);
   t.equal(first.code, 0, first.stderr);
   const control = await imgBuild(root, ['--progress=json', '-t', 'forged:1', context]);

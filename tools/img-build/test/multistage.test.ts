@@ -5,7 +5,7 @@
  * final stage, and global ARGs as defaults for a stage's re-declaration.
  */
 import t from 'tap';
-import { containerDirs, imgBuild, runImage, storeWithBusybox } from './helpers/build.js';
+import { containerDirs, imgBuild, runImage, storeWithBusybox, contextDir } from './helpers/build.js';
 
 const store = storeWithBusybox();
 t.teardown(() => store.cleanup());
@@ -33,7 +33,7 @@ CMD ["cat", "/artifact", "/tested", "/hello.txt"]
 `;
 
 t.test('the last stage, built from the stages it needs', async (t) => {
-  const context = t.testdir({ Dockerfile: DOCKERFILE });
+  const context = contextDir(t, { Dockerfile: DOCKERFILE });
   const result = await imgBuild(root, ['--progress=json', '-t', 'multi:final', context]);
   t.equal(result.code, 0, result.stderr);
   t.notMatch(result.stderr, /must not be built/, 'the unused stage is not built');
@@ -50,7 +50,7 @@ t.test('the last stage, built from the stages it needs', async (t) => {
 });
 
 t.test('--target stops at a stage; build args reach a re-declared global ARG', async (t) => {
-  const context = t.testdir({ Dockerfile: DOCKERFILE });
+  const context = contextDir(t, { Dockerfile: DOCKERFILE });
   const result = await imgBuild(root, ['--target', 'builder', '--build-arg', 'VERSION=7', '-t', 'multi:builder', context]);
   t.equal(result.code, 0, result.stderr);
   t.notMatch(result.stderr, /Step \d+\/\d+ : (FROM scratch|RUN cat)/, 'later stages are not built');
@@ -61,7 +61,7 @@ t.test('--target stops at a stage; build args reach a re-declared global ARG', a
 
 t.test('a --from that names no stage nor pullable image fails', async (t) => {
   // A loopback port nothing listens on: the pull fails without leaving the machine.
-  const context = t.testdir({ Dockerfile: 'FROM busybox\nCOPY --from=127.0.0.1:1/nowhere /x /x\n' });
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nCOPY --from=127.0.0.1:1/nowhere /x /x\n' });
   const result = await imgBuild(root, ['--log-format=json', context]);
   t.equal(result.code, 1);
   const error = result.logs.find((l) => l.level === 'error' && l.tool === 'img-build');

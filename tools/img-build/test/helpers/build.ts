@@ -4,7 +4,8 @@
  * and :v2, builds through the real bin, and running a built image the way a
  * user would (img-ls | layer-unpack | ctr-spawn).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { busyboxLayout, importToStore } from '../../../../test/helpers/fixtures.js';
 import { removeStore, tempStore } from '../../../../test/helpers/rootfs.js';
@@ -55,4 +56,29 @@ export function mountsUnder(root: string): string[] {
 /** The progress events of a `--progress=json` run's stderr. */
 export function stepEvents(result: ToolResult): Record<string, any>[] {
   return result.logs.filter((l) => l.type === 'progress' && l.action === 'step' && l.phase === 'done');
+}
+
+export interface Tree {
+  [name: string]: string | Tree;
+}
+
+/**
+ * A build context made of `tree` in a fresh temp dir, removed after the test.
+ * Not t.testdir: its fixtures live in the checkout's .tap/, which other tap
+ * runs in the same checkout may clear while a build reads them.
+ */
+export function contextDir(t: { teardown(fn: () => void): void }, tree: Tree): string {
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-build-context-'));
+  const write = (at: string, node: Tree) => {
+    for (const [name, value] of Object.entries(node)) {
+      if (typeof value === 'string') writeFileSync(join(at, name), value);
+      else {
+        mkdirSync(join(at, name));
+        write(join(at, name), value);
+      }
+    }
+  };
+  write(dir, tree);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
