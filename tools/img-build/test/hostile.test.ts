@@ -139,7 +139,7 @@ t.test('forged cache entries are misses: the step runs again and the image is ri
   t.not(afterFake.records[0].layers.at(-1).digest, fake);
 
   // Paths where digests belong.
-  for (const path of ['../../../../etc/passwd', '/etc/passwd', 'sha256:../../../etc/passwd']) {
+  for (const path of ['../../../../etc/passwd', 'sha256:../../../etc/passwd']) {
     const forged = JSON.parse(genuine);
     forged.config.digest = path;
     forged.layers[forged.layers.length - 1].digest = path;
