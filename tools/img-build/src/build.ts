@@ -579,6 +579,8 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
   if (step.from !== undefined) {
     const stage = stageNamed(ctx.stages, step.from, ctx.stages.length);
     const built = stage ? ctx.results.get(stage.index) : undefined;
+    // Built stages come before this one; a stage not built yet is this one or a later one (Docker refuses both).
+    if (stage && !built) throw parseFailure(options, step.line, `COPY --from=${step.from}: the stage is not defined before this one`);
     if (stage && built) {
       sourceState = built.state;
       sourceKey = built.key;

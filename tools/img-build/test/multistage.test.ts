@@ -67,3 +67,16 @@ t.test('a --from that names no stage nor pullable image fails', async (t) => {
   const error = result.logs.find((l) => l.level === 'error' && l.tool === 'img-build');
   t.match(error, { code: 'ERR_REGISTRY_UNAVAILABLE', message: /^COPY --from=127\.0\.0\.1:1\/nowhere: img-fetch failed/ });
 });
+
+t.test('COPY --from a stage defined later (or the stage itself) is refused', async (t) => {
+  for (const from of ['later', '1', 'self']) {
+    const context = contextDir(t, { Dockerfile: `FROM busybox AS self\nCOPY --from=${from} /bin/sh /sh2\nFROM busybox AS later\n` });
+    const result = await imgBuild(root, ['--log-format=json', '--target', 'self', context]);
+    t.equal(result.code, 2, from);
+    t.match(
+      result.logs.find((l) => l.level === 'error'),
+      { code: 'ERR_DOCKERFILE_PARSE', message: /^Dockerfile:2: COPY --from=/ },
+      from,
+    );
+  }
+});
