@@ -3,7 +3,8 @@
  * holds the image's own, hostile, symlinks), by Docker's rules (moby
  * builder/dockerfile/copy.go, buildkit dockerfile2llb + fileop):
  *  - sources are patterns in `from.root` (sources.ts): a directory copies its
- *    contents, a file itself, a symlink below a directory stays a symlink;
+ *    contents, a file itself, a symlink below a directory stays a symlink,
+ *    hardlinks below a directory stay hardlinks;
  *  - several sources (or a wildcard matching several) need a destination
  *    ending in `/` or an existing directory (ERR_BUILD_DEST); a file lands
  *    at dest/<name> when dest is a directory, else at dest;

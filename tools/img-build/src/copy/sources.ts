@@ -11,7 +11,9 @@
  *  - `ignore` (the .dockerignore matcher) hides context paths: a file it
  *    excludes is not there, a directory's kept entries still are;
  *  - sockets and device nodes are left out (a build context has no use for
- *    them and our layers could not carry devices), and so are fifos.
+ *    them and our layers could not carry devices), and so are fifos;
+ *  - each entry carries the xattrs an image keeps (file capabilities,
+ *    user.*), read by one getfattr for the whole copy.
  * Entries come in byte order of their path, parents before children.
  */
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
