@@ -6,7 +6,7 @@
  * directory it calls closed, every path below must be excluded too.
  */
 import t from 'tap';
-import { cleanPath, createIgnoreMatcher } from '../src/patterns.js';
+import { cleanPath, createIgnoreMatcher, globMatch } from '../src/patterns.js';
 
 function random(seed: number): () => number {
   let a = seed;
@@ -155,4 +155,165 @@ t.test('ignores agrees with patternmatcher.go transcribed, on generated patterns
   }
   t.ok(compared > 10_000, `${compared} comparisons`);
   t.ok(ignoredSeen > 2000 && ignoredSeen < compared - 2000, `${ignoredSeen} excluded: both answers are exercised`);
+});
+
+/** Go's path/filepath.Match (match.go: scanChunk, matchChunk, getEsc) transcribed over code points: globMatch's reference. */
+function goMatch(patternText: string, nameText: string): boolean | 'bad' {
+  class Bad extends Error {}
+  const getEsc = (chunk: string[]): [string, string[]] => {
+    if (chunk.length === 0 || chunk[0] === '-' || chunk[0] === ']') throw new Bad();
+    let rest = chunk;
+    if (rest[0] === '\\') {
+      rest = rest.slice(1);
+      if (rest.length === 0) throw new Bad();
+    }
+    const r = rest[0];
+    rest = rest.slice(1);
+    if (rest.length === 0) throw new Bad();
+    return [r, rest];
+  };
+  const scanChunk = (pattern: string[]): [boolean, string[], string[]] => {
+    let star = false;
+    while (pattern.length > 0 && pattern[0] === '*') {
+      pattern = pattern.slice(1);
+      star = true;
+    }
+    let inRange = false;
+    let i = 0;
+    scan: for (; i < pattern.length; i++) {
+      switch (pattern[i]) {
+        case '\\':
+          if (i + 1 < pattern.length) i++;
+          break;
+        case '[':
+          inRange = true;
+          break;
+        case ']':
+          inRange = false;
+          break;
+        case '*':
+          if (!inRange) break scan;
+      }
+    }
+    return [star, pattern.slice(0, i), pattern.slice(i)];
+  };
+  const matchChunk = (chunkIn: string[], sIn: string[]): [string[], boolean] => {
+    let chunk = chunkIn;
+    let s = sIn;
+    let failed = false;
+    while (chunk.length > 0) {
+      if (!failed && s.length === 0) failed = true;
+      switch (chunk[0]) {
+        case '[': {
+          let r = '';
+          if (!failed) {
+            r = s[0];
+            s = s.slice(1);
+          }
+          chunk = chunk.slice(1);
+          let negated = false;
+          if (chunk.length > 0 && chunk[0] === '^') {
+            negated = true;
+            chunk = chunk.slice(1);
+          }
+          let match = false;
+          let ranges = 0;
+          for (;;) {
+            if (chunk.length > 0 && chunk[0] === ']' && ranges > 0) {
+              chunk = chunk.slice(1);
+              break;
+            }
+            let lo: string;
+            let hi: string;
+            [lo, chunk] = getEsc(chunk);
+            hi = lo;
+            if (chunk[0] === '-') [hi, chunk] = getEsc(chunk.slice(1));
+            const code = (c: string) => c.codePointAt(0) as number;
+            if (!failed && code(lo) <= code(r) && code(r) <= code(hi)) match = true;
+            ranges++;
+          }
+          if (match === negated) failed = true;
+          break;
+        }
+        case '?':
+          if (!failed) {
+            if (s[0] === '/') failed = true;
+            s = s.slice(1);
+          }
+          chunk = chunk.slice(1);
+          break;
+        case '\\':
+          chunk = chunk.slice(1);
+          if (chunk.length === 0) throw new Bad();
+        // falls through: the escaped character is a literal
+        default:
+          if (!failed) {
+            if (chunk[0] !== s[0]) failed = true;
+            s = s.slice(1);
+          }
+          chunk = chunk.slice(1);
+      }
+    }
+    return failed ? [[], false] : [s, true];
+  };
+  try {
+    let pattern = Array.from(patternText);
+    let name = Array.from(nameText);
+    outer: while (pattern.length > 0) {
+      let star: boolean;
+      let chunk: string[];
+      [star, chunk, pattern] = scanChunk(pattern);
+      if (star && chunk.length === 0) return !name.includes('/');
+      const [t, ok] = matchChunk(chunk, name);
+      if (ok && (t.length === 0 || pattern.length > 0)) {
+        name = t;
+        continue;
+      }
+      if (star) {
+        for (let i = 0; i < name.length && name[i] !== '/'; i++) {
+          const [t2, ok2] = matchChunk(chunk, name.slice(i + 1));
+          if (ok2) {
+            if (pattern.length === 0 && t2.length > 0) continue;
+            name = t2;
+            continue outer;
+          }
+        }
+      }
+      while (pattern.length > 0) {
+        [, chunk, pattern] = scanChunk(pattern);
+        matchChunk(chunk, []);
+      }
+      return false;
+    }
+    return name.length === 0;
+  } catch (error) {
+    if (error instanceof Bad) return 'bad';
+    throw error;
+  }
+}
+
+t.test('globMatch agrees with Go filepath.Match transcribed, on generated patterns and names', async (t) => {
+  const next = random(90);
+  const pick = <T>(items: T[]) => items[Math.floor(next() * items.length)];
+  const pieces = ['a', 'b', '/', '*', '?', '[ab]', '[^a]', '[a-c]', '\\*', '\\', '[', ']', '-', '^', 'é', '[é-ï]', '[\\]a]'];
+  const chars = ['a', 'b', 'c', '/', '*', '-', ']', 'é', 'î'];
+  let compared = 0;
+  let matched = 0;
+  let bad = 0;
+  for (let round = 0; round < 60_000; round++) {
+    const pattern = Array.from({ length: 1 + Math.floor(next() * 5) }, () => pick(pieces)).join('');
+    const name = Array.from({ length: Math.floor(next() * 6) }, () => pick(chars)).join('');
+    const expected = goMatch(pattern, name);
+    let actual: boolean | 'bad';
+    try {
+      actual = globMatch(pattern, name);
+    } catch {
+      actual = 'bad';
+    }
+    if (actual !== expected) t.fail(`Match(${JSON.stringify(pattern)}, ${JSON.stringify(name)}): ours ${actual}, Go ${expected}`);
+    compared++;
+    if (expected === true) matched++;
+    if (expected === 'bad') bad++;
+  }
+  t.ok(matched > 1000 && bad > 1000 && compared - matched - bad > 1000, `${compared} compared: ${matched} match, ${bad} bad patterns`);
 });
