@@ -242,16 +242,18 @@ function goMatch(patternText: string, nameText: string): boolean | 'bad' {
           }
           chunk = chunk.slice(1);
           break;
-        case '\\':
-          chunk = chunk.slice(1);
-          if (chunk.length === 0) throw new Bad();
-        // falls through: the escaped character is a literal
-        default:
+        default: {
+          // A backslash makes the next character literal (alone at the end it is a bad pattern).
+          if (chunk[0] === '\\') {
+            chunk = chunk.slice(1);
+            if (chunk.length === 0) throw new Bad();
+          }
           if (!failed) {
             if (chunk[0] !== s[0]) failed = true;
             s = s.slice(1);
           }
           chunk = chunk.slice(1);
+        }
       }
     }
     return failed ? [[], false] : [s, true];
