@@ -20,7 +20,7 @@ Options:
       --target STAGE       build up to this stage (and the stages it needs)
       --no-cache           run every step (the cache is still written)
       --pull               fetch FROM images even when the store has them
-      --network MODE       RUN steps' network: default (own namespace, lo only), none or host
+      --network MODE       RUN steps' network: default (ctr-spawn's), none (lo only) or host
       --platform OS/ARCH   only this host's platform is built; anything else is refused
       --label K=V          add a label to the image (repeatable)
       --iidfile FILE       write the image's manifest digest to FILE
