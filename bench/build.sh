@@ -16,8 +16,8 @@ done
 RUNS=${RUNS:-5}
 out=$(mktemp -d /tmp/conveyor-bench-build.XXXXXX)
 start_registry
-# stop_registry is the EXIT trap; our work dir goes with it.
-trap 'rm -rf "$out"; stop_registry' EXIT
+# stop_registry is the EXIT trap; buildah's storage (unmounted) and our work dir go with it, on failure too.
+trap 'eval "${wipe_buildah:-true}"; rm -rf "$out"; stop_registry' EXIT
 seed_image "$shared_images/debian:bookworm-slim" bench/debian:bookworm-slim
 build=$(tool img-build)
 
@@ -83,4 +83,3 @@ jq -r --slurpfile cached "$out/cached.json" \
     "cold:   buildah / img-build = \($c["buildah bud --layers (cold)"] / $c["img-build (cold)"] * 100 | round / 100)x (goal >= 1)",
     "cached: buildah / img-build = \($k["buildah bud --layers (cached)"] / $k["img-build (cached)"] * 100 | round / 100)x (goal >= 10)",
     "peak RSS: cold img-build \($oc | tonumber / 1024 | floor) MB, buildah \($bc | tonumber / 1024 | floor) MB; cached img-build \($ok | tonumber / 1024 | floor) MB, buildah \($bk | tonumber / 1024 | floor) MB"' "$out/cold.json"
-eval "$wipe_buildah"
