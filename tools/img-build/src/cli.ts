@@ -72,14 +72,12 @@ await runCli(
     },
     recordsOnStdout: (args) => !args.quiet,
     main: async (ctx) => {
-      const { readFile } = await import('node:fs/promises');
-      const { resolve, join } = await import('node:path');
       const { Store, assertTrustedStore } = await import('@conveyor/lib-common/store');
       const { normalizeReference } = await import('@conveyor/lib-common/reference');
       const { hostPlatform, parsePlatform, formatPlatform, platformMatches } = await import('@conveyor/lib-common/platform');
       const { acquireLease } = await import('@conveyor/lib-common/lease');
       const { build } = await import('./build.js');
-      const { openContext } = await import('./context.js');
+      const { openContext, readDockerfile } = await import('./context.js');
       const { StepProgress } = await import('./progress.js');
       const { DefaultToolRunner } = await import('./tools.js');
 
@@ -122,24 +120,7 @@ await runCli(
 
       const contextDir = args._[0];
       const file = flag(args, 'file');
-      let text: string;
-      let name: string;
-      if (file === '-') {
-        const chunks: Buffer[] = [];
-        for await (const chunk of ctx.stdin) chunks.push(chunk as Buffer);
-        text = Buffer.concat(chunks).toString('utf8');
-        name = 'Dockerfile';
-      } else {
-        const path = file !== undefined ? resolve(file) : join(resolve(contextDir), 'Dockerfile');
-        try {
-          text = await readFile(path, 'utf8');
-        } catch (error) {
-          throw new ConveyorError('ERR_USAGE', `cannot read the Dockerfile ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
-            hint: 'give it with -f PATH',
-          });
-        }
-        name = file ?? 'Dockerfile';
-      }
+      const { text, name } = await readDockerfile(file, contextDir, ctx.stdin);
       const context = await openContext(contextDir, file);
 
       // The build mounts overlays and runs containers from this store: as overlay-mount and ctr-spawn, only one no other user can change.

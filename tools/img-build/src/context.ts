@@ -5,11 +5,13 @@
  * as BuildKit's. The context is somebody else's: the copy code never follows
  * a symlink out of it (helper B's copyInto).
  */
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { join, resolve } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readDockerignore } from './dockerignore.js';
 import { createIgnoreMatcher } from './patterns.js';
+import { MAX_DOCKERFILE_BYTES } from './dockerfile/parse.js';
 
 export interface BuildContext {
   dir: string;
@@ -45,4 +47,39 @@ async function readSmall(file: string): Promise<string | undefined> {
   if (!info?.isFile()) return undefined;
   if (info.size > MAX_IGNORE_BYTES) throw new ConveyorError('ERR_USAGE', `${file} is larger than 1 MiB`);
   return readFile(file, 'utf8');
+}
+
+/**
+ * The Dockerfile's text and the name errors give it: `-f PATH` (relative to
+ * the working directory, as docker build), `-f -` (stdin), else
+ * CONTEXT/Dockerfile. Larger than the parser's cap is refused while reading.
+ */
+export async function readDockerfile(file: string | undefined, contextDir: string, stdin: Readable): Promise<{ text: string; name: string }> {
+  const tooLarge = (what: string) =>
+    new ConveyorError('ERR_DOCKERFILE_PARSE', `${what}: larger than ${MAX_DOCKERFILE_BYTES} bytes`, { hint: 'a Dockerfile is text; check -f' });
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of stdin) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_DOCKERFILE_BYTES) throw tooLarge('the Dockerfile on stdin');
+      chunks.push(chunk as Buffer);
+    }
+    return { text: Buffer.concat(chunks).toString('utf8'), name: 'Dockerfile' };
+  }
+  const path = file !== undefined ? resolve(file) : join(resolve(contextDir), 'Dockerfile');
+  try {
+    const handle = await open(path, 'r');
+    try {
+      if ((await handle.stat()).size > MAX_DOCKERFILE_BYTES) throw tooLarge(path);
+      return { text: await handle.readFile('utf8'), name: file ?? 'Dockerfile' };
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if (error instanceof ConveyorError) throw error;
+    throw new ConveyorError('ERR_USAGE', `cannot read the Dockerfile ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+      hint: 'give it with -f PATH',
+    });
+  }
 }
