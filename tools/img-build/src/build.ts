@@ -8,7 +8,9 @@
  * config, filesystem steps (RUN, COPY, ADD, WORKDIR) mount the stage's
  * layers with a fresh upper dir (rootfs.ts), change it (a container through
  * ctr-spawn, the copy code, a mkdir) and pack the upper dir into a layer.
- * Every step's state is cached under a key chained from its parent's
+ * That upper dir, unmounted, is the new layer's lower dir for the later
+ * steps of this build (no unpacking of what was just packed); the step
+ * containers go when the build ends, however it ends. Every step's state is cached under a key chained from its parent's
  * (cache.ts); a hit restores the state without mounting or spawning.
  *
  * Failure: whatever a step throws, after its container is unmounted and
