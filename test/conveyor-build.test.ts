@@ -89,6 +89,20 @@ t.test('--test-image runs the image CMD; without --push nothing is pushed and th
   t.equal(manifestPuts(reg.logs().slice(mark), 'app'), 0);
 });
 
+t.test('img-build flags pass through: --build-arg, --no-cache, --label, -f', async (t) => {
+  const dir = context(`FROM ${base}\nARG GREETING=unset\nRUN echo "$GREETING" > /greeting\n`);
+  writeFileSync(join(dir, 'Other.dockerfile'), `FROM ${base}\nARG GREETING=unset\nRUN echo "other $GREETING" > /greeting\n`);
+  const args = ['--root', root, '--build-arg', 'GREETING=hi', '--label', 'team=ci', '--test', 'grep -qx "other hi" /greeting'];
+  const first = await build([...args, '-f', join(dir, 'Other.dockerfile'), dir]);
+  t.equal(first.code, 0, first.stderr);
+  t.match(records(first.stdout), [{ type: 'image', config: { Labels: { team: 'ci' } } }]);
+  const again = await build([...args, '-f', join(dir, 'Other.dockerfile'), dir]);
+  t.match(again.stderr, /Using cache/, 'the second build hits the cache');
+  const uncached = await build([...args, '--no-cache', '-f', join(dir, 'Other.dockerfile'), dir]);
+  t.equal(uncached.code, 0, uncached.stderr);
+  t.notMatch(uncached.stderr, /Using cache/, '--no-cache runs every step');
+});
+
 t.test('failures push nothing', async (t) => {
   const cases: { name: string; args: string[]; code: number; stderr: RegExp }[] = [
     { name: 'the test exits non-zero', args: ['--test', 'echo checking; exit 7'], code: 3, stderr: /test failed \(exit status 7\)/ },
