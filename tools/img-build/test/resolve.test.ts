@@ -186,6 +186,7 @@ t.test('errors name the file and line, and say what to do', async (t) => {
     ['RUN --network make', /missing a value on flag: --network/],
     ['RUN --network=none --network=host make', /duplicate flag specified: --network/],
     ['RUN', /RUN requires at least one argument/],
+    ['RUN []', /RUN requires at least one argument/],
     ['CMD --help', /unknown flag: --help for CMD/, /CMD takes no flags/],
     ['SHELL /bin/bash -c', /SHELL requires the arguments to be in JSON form/, /SHELL \["\/bin\/bash","-c"\]/],
     ['SHELL []', /SHELL requires at least one argument/],

@@ -58,7 +58,9 @@ function resolve(instruction: Instruction, lookup: Lookup, escapeChar: '\\' | '`
       if (network !== undefined && !RUN_NETWORKS.has(network)) {
         throw new StepError(`unsupported network mode ${quoted(network)}`, 'RUN --network takes default, none or host');
       }
-      if (instruction.json === undefined && rest.trim() === '') throw new StepError('RUN requires at least one argument');
+      if (instruction.json === undefined ? rest.trim() === '' : instruction.json.length === 0) {
+        throw new StepError('RUN requires at least one argument');
+      }
       const step: Step = { ...base, kind: 'RUN', heredocs: instruction.heredocs };
       if (instruction.json !== undefined) step.exec = instruction.json;
       else step.script = rest;
