@@ -45,6 +45,8 @@ export interface SubprocessOptions {
   detached?: boolean;
   /** Called once the program is running, before it can have exited. */
   onSpawn?: (child: Subprocess) => void;
+  /** Fds 3, 4, ... of the child (e.g. a pipe slirp4netns writes to when it is ready); see Subprocess.extra. */
+  extraStdio?: StdioSlot[];
 }
 
 export interface SubprocessResult {
@@ -76,6 +78,8 @@ export interface Subprocess {
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
+  /** The child's fds 3, 4, ... given as 'pipe' in extraStdio (null for the others). */
+  readonly extra: (Readable | null)[];
   /** Sends `signal` (default SIGTERM); false when it could not be delivered. */
   kill(signal?: NodeJS.Signals): boolean;
   /** Lets us exit while it runs (a detached program that outlives us: ctr-spawn's supervisor). */
@@ -94,7 +98,7 @@ export function startProcess(file: string, args: string[], options: SubprocessOp
     cwd: options.cwd,
     env: options.env,
     detached: options.detached ?? false,
-    stdio: [stdin, options.stdout ?? 'pipe', options.stderr ?? 'pipe'],
+    stdio: [stdin, options.stdout ?? 'pipe', options.stderr ?? 'pipe', ...(options.extraStdio ?? [])],
   });
   const buffer = options.buffer ?? true;
   const max = options.maxBuffer ?? DEFAULT_MAX_BUFFER;
@@ -124,6 +128,7 @@ export function startProcess(file: string, args: string[], options: SubprocessOp
     stdin: child.stdin,
     stdout: child.stdout,
     stderr: child.stderr,
+    extra: (options.extraStdio ?? []).map((_, i) => (child.stdio[3 + i] as Readable | null) ?? null),
     kill: (signal) => {
       try {
         return child.kill(signal);

@@ -1,6 +1,7 @@
 /**
  * Removing a container and everything it left: the runtime's state (killing
- * what still runs in it), its cgroups, every mount under its directory, the
+ * what still runs in it), its cgroups, its network (network.ts: the pasta or
+ * slirp4netns process and the namespace mount), every mount under its directory, the
  * directory, and its name (for a leftover without state, any name that
  * points at it), and on request its anonymous volumes. Shared by ctr-rm, the supervisor of a `--rm`
  * container and ctr-spawn's clean-up of leftovers, so that "removed" means
@@ -19,6 +20,7 @@ import { withLock } from '../lock.js';
 import { removeContainer } from '../overlay/mount.js';
 import type { Store } from '../store.js';
 import { removeCgroups } from './cgroup.js';
+import { tearDownNetwork } from './network.js';
 import { runtimeDelete } from './runtime.js';
 import { CONTAINER_NAME, type ContainerEntry, nameHolder, releaseName } from './state.js';
 import { removeAnonymousVolumes } from './volumes.js';
@@ -45,6 +47,8 @@ export async function removeContainerFully(store: Store, entry: ContainerEntry, 
     if (existsSync(join(runtime.runtimeRoot, id))) await runtimeDelete(runtime, id);
     const left = removeCgroups(state?.cgroupsPath ?? defaultCgroupsPath(id));
     if (left.length > 0) warnings.push(`cgroups left (still in use?): ${left.join(', ')}`);
+    // Its pasta/slirp4netns first: it holds the namespace mount busy (a SIGKILLed supervisor left both).
+    warnings.push(...(await tearDownNetwork(entry.dir)));
     // Before the directory: once the container is seen gone, so are its volumes.
     if (options.volumes) await removeAnonymousVolumes(store, id);
     await removeContainer(store, id);

@@ -29,7 +29,9 @@ import { swapLimitSupported } from '@conveyor/lib-common/container/cgroup';
 import { boundingCaps, findInit, hostDevice, hostDevices, nofileHardLimit } from './host.js';
 import { envValue, mergeEnv } from '@conveyor/lib-common/container/env';
 import { checkWorkdir, DEFAULT_PATH, findCommand, mkdirInRoot, readRootFile } from '@conveyor/lib-common/container/rootfs';
-import type { HostEntry, NamespaceFlag, SpawnOptions } from './options.js';
+import type { NamespaceFlag, SpawnOptions } from './options.js';
+import type { NetworkSetup } from './network/index.js';
+import { hostsFile, resolvConf } from './network/names.js';
 import { applyCaps, buildSpec, DEFAULT_CAPS, type Mount, type NamespaceMode } from './spec.js';
 import { observe, processRuns, resolveContainer } from '@conveyor/lib-common/container/state';
 import { parseGroup, type ResolvedUser } from '@conveyor/lib-common/container/user';
@@ -46,8 +48,53 @@ function underAny(path: string, mounts: { destination: string }[]): boolean {
   return mounts.some((m) => path === m.destination || path.startsWith(m.destination + '/'));
 }
 
+/** The container's own copies of the name files, under these names in its directory. */
+export const NAME_FILES = ['hostname', 'hosts', 'resolv.conf'] as const;
+
+/**
+ * Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container
+ * into its directory (network/names.ts); with --net container:X, X's own
+ * (as Docker shares them). Resolves to the hostname.
+ */
+async function writeNameFiles(
+  paths: ContainerPaths,
+  options: Pick<SpawnOptions, 'addHosts' | 'dns'>,
+  network: NetworkSetup,
+  hostname: string,
+): Promise<string> {
+  const joined = network.joined;
+  const fromJoined = async (file: string) => (joined ? await readFile(join(joined.dir, file), 'utf8').catch(() => undefined) : undefined);
+  const name = (await fromJoined('hostname'))?.trim() || hostname;
+  const hosts =
+    (await fromJoined('hosts')) ??
+    hostsFile({ hostname: name, address: network.address, addHosts: options.addHosts, gateway: network.mode === 'host' ? '127.0.0.1' : network.gateway });
+  const resolv =
+    (await fromJoined('resolv.conf')) ??
+    resolvConf({
+      hostText: await readFile('/etc/resolv.conf', 'utf8').catch(() => ''),
+      dns: options.dns ?? {},
+      hostNetwork: network.mode === 'host',
+      helperDns: network.dns,
+    });
+  await writeFile(join(paths.containerDir, 'hostname'), `${name}\n`);
+  await writeFile(join(paths.containerDir, 'hosts'), hosts);
+  await writeFile(join(paths.containerDir, 'resolv.conf'), resolv);
+  return name;
+}
+
+/** The namespace a spec's network entry names: the setup's, shared when it is another container's. */
+function specNetns(network: NetworkSetup): { path: string; shared: boolean } | undefined {
+  return network.netnsPath ? { path: network.netnsPath, shared: network.mode === 'container' } : undefined;
+}
+
 /** Resolves the image config and options against the mounted rootfs into a spec. */
-export async function prepareSpec(record: Record<string, unknown>, paths: ContainerPaths, options: SpawnOptions, cgroupsPath: string): Promise<PreparedSpec> {
+export async function prepareSpec(
+  record: Record<string, unknown>,
+  paths: ContainerPaths,
+  options: SpawnOptions,
+  cgroupsPath: string,
+  network: NetworkSetup,
+): Promise<PreparedSpec> {
   const config = (record.config && typeof record.config === 'object' ? record.config : {}) as RootfsRecord['config'];
   const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((s) => typeof s === 'string') ? (v as string[]) : undefined);
   const rootfs = paths.merged;
@@ -57,7 +104,8 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
   if (args.length === 0) throw new ConveyorError('ERR_USAGE', 'no command specified', { hint: 'give one after --, e.g. ctr-spawn -- sh -c "echo hi"' });
   const user = await addGroups(rootfs, await resolveUser(rootfs, options.user ?? (typeof config.User === 'string' ? config.User : '')), options.groupAdd ?? []);
   // --uts host: the host's name, as Docker (the spec then sets none).
-  const hostname = options.uts?.mode === 'host' ? hostHostname() : (options.hostname ?? paths.id.slice(0, 12));
+  // --net container:X: X's hostname, as Docker.
+  const hostname = await writeNameFiles(paths, options, network, options.uts?.mode === 'host' ? hostHostname() : (options.hostname ?? paths.id.slice(0, 12)));
   const imageEnv = strings(config.Env) ?? [];
   let env = mergeEnv([`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`], options.tty ? ['TERM=xterm'] : [], imageEnv, options.env);
   if (envValue(env, 'HOME') === undefined) env = [...env, `HOME=${user.home}`];
@@ -87,14 +135,13 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     }
   }
 
-  const extraMounts: Mount[] = [];
-  await writeFile(join(paths.containerDir, 'hostname'), `${hostname}\n`);
-  await writeFile(join(paths.containerDir, 'hosts'), hostsFile(hostname, options.addHosts));
-  extraMounts.push({ destination: '/etc/hostname', type: 'bind', source: join(paths.containerDir, 'hostname'), options: ['rbind', 'rprivate'] });
-  extraMounts.push({ destination: '/etc/hosts', type: 'bind', source: join(paths.containerDir, 'hosts'), options: ['rbind', 'rprivate'] });
-  if (options.netHost && existsSync('/etc/resolv.conf')) {
-    extraMounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'rprivate', 'ro'] });
-  }
+  // The container's own copies: it may edit them; the host's files are never mounted.
+  const extraMounts: Mount[] = NAME_FILES.map((file) => ({
+    destination: `/etc/${file}`,
+    type: 'bind',
+    source: join(paths.containerDir, file),
+    options: ['rbind', 'rprivate'],
+  }));
   let finalArgs = args;
   if (options.init) {
     const init = findInit();
@@ -139,6 +186,7 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
     capabilities,
     privileged: options.privileged,
     netHost: options.netHost,
+    netns: specNetns(network),
     volumes,
     tmpfs: options.tmpfs,
     extraMounts,
@@ -171,11 +219,21 @@ export async function prepareSpec(record: Record<string, unknown>, paths: Contai
  * its root, cgroup and the files of the other container's directory
  * (/etc/hostname, /etc/hosts) point at this one's.
  */
-export async function adoptSpec(spec: Record<string, unknown>, paths: ContainerPaths, store: Store, cgroupsPath: string): Promise<Record<string, unknown>> {
-  const hostname = typeof spec.hostname === 'string' ? spec.hostname : paths.id.slice(0, 12);
-  await writeFile(join(paths.containerDir, 'hostname'), `${hostname}\n`);
-  await writeFile(join(paths.containerDir, 'hosts'), hostsFile(hostname));
+export async function adoptSpec(
+  spec: Record<string, unknown>,
+  paths: ContainerPaths,
+  store: Store,
+  cgroupsPath: string,
+  options: Pick<SpawnOptions, 'addHosts' | 'dns'>,
+  network: NetworkSetup,
+): Promise<Record<string, unknown>> {
+  await writeNameFiles(paths, options, network, typeof spec.hostname === 'string' ? spec.hostname : paths.id.slice(0, 12));
   const mounts = Array.isArray(spec.mounts) ? (spec.mounts as Mount[]) : [];
+  const linux = (spec.linux ?? {}) as { namespaces?: { type: string; path?: string }[] };
+  // The network is this run's (--net), not the one of the run that printed the spec: its namespace is gone or someone else's.
+  const namespaces = (linux.namespaces ?? []).filter((n) => n.type !== 'network');
+  const netns = specNetns(network);
+  if (network.mode !== 'host') namespaces.push(netns ? { type: 'network', path: netns.path } : { type: 'network' });
   return {
     ...spec,
     root: { ...((spec.root as object) ?? {}), path: paths.merged },
@@ -183,7 +241,7 @@ export async function adoptSpec(spec: Record<string, unknown>, paths: ContainerP
       const file = typeof m.source === 'string' ? containerFile(store, m.source) : undefined;
       return file ? { ...m, source: join(paths.containerDir, file) } : m;
     }),
-    linux: { ...((spec.linux as object) ?? {}), cgroupsPath },
+    linux: { ...linux, namespaces, cgroupsPath },
   };
 }
 
@@ -191,12 +249,7 @@ export async function adoptSpec(spec: Record<string, unknown>, paths: ContainerP
 function containerFile(store: Store, source: string): string | undefined {
   if (!source.startsWith(`${store.containersDir}/`)) return undefined;
   const parts = source.slice(store.containersDir.length + 1).split('/');
-  return parts.length === 2 && isContainerId(parts[0]) && (parts[1] === 'hostname' || parts[1] === 'hosts') ? parts[1] : undefined;
-}
-
-function hostsFile(hostname: string, extra: HostEntry[] = []): string {
-  const added = extra.map((h) => `${h.ip}\t${h.name}\n`).join('');
-  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${added}127.0.1.1\t${hostname}\n`;
+  return parts.length === 2 && isContainerId(parts[0]) && (NAME_FILES as readonly string[]).includes(parts[1]) ? parts[1] : undefined;
 }
 
 /** --group-add: gids as given, names looked up in the image's /etc/group (as Docker). */

@@ -25,13 +25,14 @@ import { logFiles } from '@conveyor/lib-common/container/log';
 import { runtimeDelete, type Runtime } from '@conveyor/lib-common/container/runtime';
 import { LOG_FILE, releaseName, STATE_FILE } from '@conveyor/lib-common/container/state';
 import { removeAnonymousVolumes } from '@conveyor/lib-common/container/volumes';
+import { NETWORK_LOG, tearDownNetwork } from '@conveyor/lib-common/container/network';
 
 /** The runtime's pid file (`runc run --pid-file`): written once the container's process runs. */
 export const PID_FILE = 'container.pid';
 /** Where the supervisor's own messages go (its stderr). */
 export const SUPERVISOR_LOG = 'supervisor.log';
 /** The files ctr-spawn writes into a container directory for the runtime. */
-export const BUNDLE_FILES = ['config.json', 'runtime.log', 'hostname', 'hosts', PID_FILE];
+export const BUNDLE_FILES = ['config.json', 'runtime.log', 'hostname', 'hosts', 'resolv.conf', PID_FILE, NETWORK_LOG, 'pasta.pid'];
 
 export interface CleanupTarget {
   runtime: Runtime;
@@ -44,12 +45,19 @@ export interface CleanupTarget {
   name?: string;
   /** Whether this run started the runtime (asked at clean-up time). */
   runtimeStarted: () => boolean;
+  /** A restart follows: the network (namespace, pasta/slirp4netns) stays for it. */
+  keepNetwork?: boolean;
 }
 
 async function stopRuntime(target: CleanupTarget): Promise<void> {
   const id = target.paths.id;
   if (target.runtimeStarted() && existsSync(join(target.runtime.runtimeRoot, id))) await runtimeDelete(target.runtime, id);
   removeCgroups(target.cgroupsPath);
+  // Before the overlay's removal: pasta keeps the namespace mount under the directory busy.
+  if (!target.keepNetwork) {
+    const warnings = await tearDownNetwork(target.paths.containerDir);
+    if (warnings.length > 0) throw new Error(`network teardown: ${warnings.join('; ')}`);
+  }
 }
 
 export async function cleanUp(target: CleanupTarget): Promise<void> {

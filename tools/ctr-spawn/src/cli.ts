@@ -10,6 +10,8 @@ import {
   parseCpus,
   parseDockerRunFlags,
   parseLogOpts,
+  checkNetworkFlags,
+  parseDnsFlags,
   parseNet,
   parseSecurityOpts,
   parseTmpfs,
@@ -17,6 +19,7 @@ import {
   type SpawnOptions,
 } from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
+import { combineMappings, parsePublish } from './ports/publish.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
 
@@ -46,6 +49,16 @@ Isolation and limits:
       --ipc MODE           private (default; shareable is the same), none (no
                            /dev/shm), host (and its /dev/shm), container:NAME|ID
       --uts host           the host's hostname (UTS namespace)
+  -p, --publish [IP:][HOSTPORT:]CTRPORT[/tcp|/udp]
+                           publish a container port on the host (default all
+                           addresses; no HOSTPORT: a free one): 8080:80,
+                           127.0.0.1:8080:80, 127.0.0.1::80, [::1]:8080:80,
+                           8000-8001:80-81, 8000-8010:80 (the first free),
+                           53:53/udp; repeatable. A userspace
+                           relay connects to 127.0.0.1:CTRPORT inside; a taken
+                           port fails the run (125). Not with --net host
+  -P, --publish-all        publish every port of the image's ExposedPorts on a
+                           free host port (the container record lists them)
       --add-host NAME:IP   a line for /etc/hosts; repeatable
       --read-only          mount the root filesystem (and /etc/hosts, /etc/hostname,
                            /etc/resolv.conf) read-only
@@ -139,6 +152,7 @@ Examples:
   ctr-spawn -u 1000 -- httpd -f -p 80 < rootfs.json     # port 80 without root, as Docker
   ctr-spawn --device /dev/fuse --cap-add SYS_ADMIN --ulimit nofile=4096 -- sh < rootfs.json
   ctr-spawn --pid container:web --ipc container:web -- ps < rootfs.json
+  ctr-spawn -d -p 127.0.0.1:8080:80 -- httpd -f -p 80 < rootfs.json   # curl 127.0.0.1:8080
   ctr-logs -f web
 
 Exit status: the container's own code; 125 ctr-spawn failed (bad flags,
@@ -161,7 +175,9 @@ await runCli({
     }
     if (flag(args, 'net') !== undefined && flag(args, 'network') !== undefined && flag(args, 'net') !== flag(args, 'network'))
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
-    const net = parseNet(flag(args, 'network') ?? flag(args, 'net') ?? 'private');
+    const { findProgram } = await import('./host.js');
+    const network = parseNet(flag(args, 'network') ?? flag(args, 'net'), (program) => findProgram(program, ctx.env.PATH));
+    const net = network.mode;
     const memoryRaw = flag(args, 'memory');
     const memory = memoryRaw === undefined ? undefined : parseBytes(memoryRaw, '--memory');
     if (memory !== undefined && memory < 6 * 1024 * 1024) throw new ConveyorError('ERR_USAGE', '--memory must be at least 6m');
@@ -170,7 +186,7 @@ await runCli({
     const envFiles = args['env-file'] as string[];
     const env = [...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(), ...resolveEnvEntries(args.env as string[], ctx.env)];
     const security = parseSecurityOpts(args['security-opt'] as string[]);
-    const { memorySwap, volumes: mountBinds, tmpfs: mountTmpfs, ...docker } = parseDockerRunFlags(args, { memory, netHost: net === 'host' });
+    const { memorySwap, volumes: mountBinds, tmpfs: mountTmpfs, ...docker } = parseDockerRunFlags(args, { memory, netHost: net === 'host' || net === 'container' });
     const options: SpawnOptions = {
       root: ctx.root,
       runtime: flag(args, 'runtime') ?? 'runc',
@@ -209,7 +225,20 @@ await runCli({
       specFile: flag(args, 'spec'),
       noNewPrivileges: security.noNewPrivileges,
       ...docker,
+      network,
+      dns: parseDnsFlags(args.dns as string[], args['dns-search'] as string[], args['dns-option'] as string[]),
+      publish: combineMappings((args.publish as string[]).flatMap(parsePublish)),
+      publishAll: Boolean(args['publish-all']),
     };
+    checkNetworkFlags(network, {
+      hostname: options.hostname !== undefined,
+      addHosts: options.addHosts ?? [],
+      dns: options.dns !== undefined,
+      publish: (Array.isArray(args.publish) && args.publish.length > 0) || Boolean(args['publish-all']),
+    });
+    // Refused rather than ignored (Docker warns and ignores): on the host's network a port is the container's own already.
+    if (network.mode === 'host' && (options.publish?.length || options.publishAll))
+      throw new ConveyorError('ERR_USAGE', '-p/-P conflict with --net host', { hint: "a service on the host's network listens on the host already" });
     options.volumes.push(...mountBinds);
     options.tmpfs.push(...mountTmpfs);
     if (options.uts?.mode === 'host' && options.hostname !== undefined)
@@ -251,6 +280,7 @@ await runCli({
       stdinIsTTY: Boolean(process.stdin.isTTY),
       self: { pid: process.pid, startTime: startTime('self') },
       execPath: process.execPath,
+      isRoot: process.getuid?.() === 0,
       signals: (handler) => {
         for (const signal of FORWARDED) process.on(signal, handler);
         return () => {

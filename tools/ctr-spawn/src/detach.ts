@@ -5,7 +5,8 @@
  * a closed pipe and a terminal hang-up. It is started early (prestart), as
  * soon as ctr-spawn knows it will detach, so that its start-up overlaps the
  * mount and the bundle; it waits for its order on stdin: one JSON line
- * naming the store and the container (or end of file: cancelled). Its
+ * naming the store and the container, and the ports to publish if any (or
+ * end of file: cancelled). Its
  * stdout is a pipe to us that carries one JSON line back, the hand-off: the
  * state of the running container, or the error that kept it from starting
  * (the supervisor has cleaned up by then). Its messages go to
@@ -21,15 +22,19 @@ import { ConveyorError, ERROR_CODES, type ErrorCode } from '@conveyor/lib-common
 import type { Store } from '@conveyor/lib-common/store';
 import type { ContainerState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess } from '@conveyor/lib-common/subprocess';
-import type { Handoff } from './supervisor/supervise.js';
+import type { Handoff, PublishOrder } from './supervisor/supervise.js';
 
 /** The supervisor's entry, beside this module in dist/. */
 export const SUPERVISOR_ENTRY = fileURLToPath(new URL('./supervisor/cli.js', import.meta.url));
 
 /** A supervisor started ahead of its container. */
 export interface PendingSupervisor {
-  /** Gives it the container and waits for its word; resolves to the running container's state. */
-  start(store: Store, id: string, onStart: (child: Subprocess) => void): Promise<ContainerState>;
+  /**
+   * Gives it the container (and the ports it is to publish: it binds them
+   * before the start and owns the relay) and waits for its word; resolves to
+   * the running container's state.
+   */
+  start(store: Store, id: string, onStart: (child: Subprocess) => void, publish?: PublishOrder): Promise<ContainerState>;
   /** Sends it away without a container (it exits); a no-op after start. */
   cancel(): void;
 }
@@ -74,9 +79,9 @@ export function prestartSupervisor(execPath: string): PendingSupervisor {
       child.stdout?.destroy();
       child.unref();
     },
-    async start(store, id, onStart) {
+    async start(store, id, onStart, publish) {
       ordered = true;
-      child.stdin?.end(`${JSON.stringify({ store: store.root, id })}\n`);
+      child.stdin?.end(`${JSON.stringify({ store: store.root, id, ...(publish ? { publish } : {}) })}\n`);
       onStart(child);
       const line = await firstLine(child);
       // Not waited for: it lives on after us.

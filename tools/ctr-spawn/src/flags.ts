@@ -8,7 +8,7 @@ import { COMMON_FLAGS, type ArgSpec } from '@conveyor/lib-common/args';
 
 /** Docker's run flags of issue 11 (runtime defaults and the flags Docker users reach for). */
 const DOCKER_STRING = ['network', 'memory-swap', 'shm-size', 'oom-score-adj', 'pid', 'ipc', 'uts'];
-const DOCKER_MULTIPLE = ['device', 'ulimit', 'sysctl', 'group-add', 'mount', 'add-host'];
+const DOCKER_MULTIPLE = ['device', 'ulimit', 'sysctl', 'group-add', 'mount', 'add-host', 'dns', 'dns-search', 'dns-option'];
 
 export const SPAWN_FLAGS = {
   string: [
@@ -28,9 +28,20 @@ export const SPAWN_FLAGS = {
     'restart',
     ...DOCKER_STRING,
   ],
-  multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt', 'log-opt', ...DOCKER_MULTIPLE],
-  boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec', 'check-flags'],
-  alias: { e: 'env', w: 'workdir', u: 'user', v: 'volume', m: 'memory', i: 'interactive', t: 'tty', d: 'detach' } as Record<string, string>,
+  multiple: ['env', 'env-file', 'volume', 'tmpfs', 'cap-add', 'cap-drop', 'security-opt', 'log-opt', 'publish', ...DOCKER_MULTIPLE],
+  boolean: ['interactive', 'tty', 'detach', 'read-only', 'privileged', 'init', 'keep', 'rm', 'print-spec', 'check-flags', 'publish-all'],
+  alias: {
+    e: 'env',
+    w: 'workdir',
+    u: 'user',
+    v: 'volume',
+    m: 'memory',
+    i: 'interactive',
+    t: 'tty',
+    d: 'detach',
+    p: 'publish',
+    P: 'publish-all',
+  } as Record<string, string>,
   stopAtDoubleDash: true,
 } satisfies ArgSpec;
 

@@ -3,9 +3,10 @@
  * container cannot be given more without CAP_SYS_RESOURCE), the capability
  * bounding set (what --privileged can grant), the cgroup layout, where a
  * static init binary is, and the host's device nodes (--device,
- * --privileged). A --device that is not a device node is an ERR_USAGE.
+ * --privileged), the programs on PATH (--net's pasta or slirp4netns). A
+ * --device that is not a device node is an ERR_USAGE.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { ALL_CAPS, type DeviceNode } from './spec.js';
@@ -99,4 +100,19 @@ export function hostDevices(dir = '/dev'): DeviceNode[] {
     }
   }
   return found;
+}
+
+/** The first executable `name` on `path` (a PATH value), by looking: no process is started. */
+export function findProgram(name: string, path: string | undefined): string | undefined {
+  for (const dir of (path ?? '').split(':')) {
+    if (!dir.startsWith('/')) continue; // a relative PATH entry would depend on where we run
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }

@@ -15,6 +15,7 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';
 import type { RestartPolicy } from '@conveyor/lib-common/container/state';
 import type { DockerProfile } from './seccomp.js';
+import type { PortMapping } from './ports/publish.js';
 import { parseVolumeFlag, volumeEntry } from './volumes.js';
 import { PROPAGATIONS, type Limits, type Propagation, type Rlimit, type Tmpfs, type Volume } from './spec.js';
 
@@ -80,8 +81,29 @@ export interface SpawnOptions {
   uts?: NamespaceFlag;
   /** --security-opt no-new-privileges. */
   noNewPrivileges?: boolean;
-  /** --add-host NAME:IP lines for /etc/hosts. */
+  /** --add-host NAME:IP lines for /etc/hosts (IP may be host-gateway). */
   addHosts?: HostEntry[];
+  /** -p/--publish: host ports relayed into the container's network namespace (ports/). */
+  publish?: PortMapping[];
+  /** -P/--publish-all: the image's ExposedPorts on free host ports too. */
+  publishAll?: boolean;
+  /** --net: the network the container gets (network/). */
+  network: NetworkRequest;
+  /** --dns, --dns-search, --dns-option: the container's /etc/resolv.conf instead of the host's. */
+  dns?: DnsOptions;
+}
+
+/**
+ * --net after the defaults are applied: a userspace network through an
+ * installed helper (its path), only lo, the host's, or another container's.
+ */
+export type NetworkRequest = { mode: 'pasta' | 'slirp4netns'; program: string } | { mode: 'private' } | { mode: 'host' } | { mode: 'container'; ref: string };
+
+/** --dns, --dns-search, --dns-option. */
+export interface DnsOptions {
+  servers?: string[];
+  search?: string[];
+  options?: string[];
 }
 
 export interface DeviceRequest {
@@ -371,16 +393,69 @@ export function parseAddHost(spec: string): HostEntry {
   const name = at < 0 ? spec : spec.slice(0, at);
   const ip = at < 0 ? '' : spec.slice(at + 1).replace(/^\[(.*)\]$/, '$1');
   if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,252}[a-zA-Z0-9])?$/.test(name)) throw usage(`--add-host ${spec}: bad host name ${JSON.stringify(name)}`);
-  if (ip === 'host-gateway') throw usage(`--add-host ${spec}: host-gateway is not supported`, 'ctr-spawn has no bridge network; give an address');
+  // The gateway that reaches the host's loopback, resolved once the network is up (network/names.ts).
+  if (ip === 'host-gateway') return { name, ip };
   if (isIP(ip) === 0) throw usage(`--add-host ${spec}: bad IP address ${JSON.stringify(ip)}`, 'NAME:IP, e.g. db:10.0.0.5');
   return { name, ip };
 }
 
-/** --net / --network: private (none is its Docker name) or host. */
-export function parseNet(raw: string): 'private' | 'host' {
-  if (raw === 'private' || raw === 'none') return 'private';
-  if (raw === 'host') return 'host';
-  throw usage(`--network must be private (or none) or host, got ${JSON.stringify(raw)}`, 'ctr-spawn makes no bridge network: private has only lo');
+/** The userspace network helpers, preferred first. */
+export const NETWORK_HELPERS = ['pasta', 'slirp4netns'] as const;
+
+/**
+ * --net / --network: slirp (pasta, else slirp4netns), pasta or slirp4netns
+ * by name, private (none is its Docker name: only lo), host, container:ID|NAME.
+ * Absent, bridge or default: slirp when a helper is installed, private
+ * otherwise. `find` looks a program up on PATH (no process is started).
+ */
+export function parseNet(raw: string | undefined, find: (program: string) => string | undefined): NetworkRequest {
+  const value = raw ?? 'default';
+  if (value === 'private' || value === 'none') return { mode: 'private' };
+  if (value === 'host') return { mode: 'host' };
+  const joined = /^container:(.*)$/.exec(value);
+  if (joined) {
+    if (joined[1] === '') throw usage('--network container: needs a container id or name', 'e.g. --net container:web');
+    return { mode: 'container', ref: joined[1] };
+  }
+  const wanted: readonly (typeof NETWORK_HELPERS)[number][] | undefined =
+    value === 'pasta' || value === 'slirp4netns' ? [value] : value === 'slirp' || value === 'bridge' || value === 'default' ? NETWORK_HELPERS : undefined;
+  if (!wanted)
+    throw usage(`--network ${JSON.stringify(value)}: unknown mode`, 'one of slirp (default), pasta, slirp4netns, private (none), host, container:NAME|ID');
+  for (const helper of wanted) {
+    const program = find(helper);
+    if (program) return { mode: helper, program };
+  }
+  // By default a host without a helper runs containers with only lo, as before; asked for by name, it is an error.
+  if (value === 'bridge' || value === 'default') return { mode: 'private' };
+  throw usage(`--network ${value}: ${wanted.join(' or ')} is not installed`, 'install passt (pasta) or slirp4netns, or use --net private');
+}
+
+/** `--dns IP`, `--dns-search DOMAIN`, `--dns-option OPT` (Docker's; --dns-search . means none). */
+export function parseDnsFlags(servers: string[], search: string[], options: string[]): DnsOptions | undefined {
+  for (const server of servers) if (isIP(server) === 0) throw usage(`--dns ${JSON.stringify(server)}: not an IP address`);
+  for (const domain of search)
+    if (domain !== '.' && !/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,252})$/.test(domain)) throw usage(`--dns-search ${JSON.stringify(domain)}: not a domain name`);
+  for (const option of options)
+    if (!/^[a-zA-Z0-9_-]+(:[a-zA-Z0-9_.-]+)?$/.test(option))
+      throw usage(`--dns-option ${JSON.stringify(option)}: not a resolver option`, 'e.g. ndots:2, edns0');
+  if (servers.length + search.length + options.length === 0) return undefined;
+  return { ...(servers.length ? { servers } : {}), ...(search.length ? { search } : {}), ...(options.length ? { options } : {}) };
+}
+
+/**
+ * Docker's checks of the network flags together: with container:X the
+ * network, its names and ports are X's (--hostname, --add-host, --dns*, -p
+ * refused); host-gateway needs a gateway (a userspace network, or the host's
+ * own network where it is 127.0.0.1).
+ */
+export function checkNetworkFlags(network: NetworkRequest, given: { hostname: boolean; addHosts: HostEntry[]; dns: boolean; publish: boolean }): void {
+  if (network.mode === 'container') {
+    const conflict = given.hostname ? '--hostname' : given.addHosts.length ? '--add-host' : given.dns ? '--dns' : given.publish ? '-p/-P' : undefined;
+    if (conflict) throw usage(`${conflict} conflicts with --net container:`, "the joined container's network, names and ports are used");
+  }
+  const gateway = given.addHosts.find((h) => h.ip === 'host-gateway');
+  if (gateway && network.mode === 'private')
+    throw usage(`--add-host ${gateway.name}:host-gateway needs a network`, 'a private network has only lo: use --net slirp (pasta or slirp4netns) or host');
 }
 
 /**

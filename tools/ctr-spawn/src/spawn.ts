@@ -12,6 +12,7 @@
  */
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
 import type { RecordSink } from '@conveyor/lib-common/ndjson';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
@@ -19,6 +20,8 @@ import { adoptSpec, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
 import { cleanUp } from './cleanup.js';
 import { type PendingSupervisor, prestartSupervisor } from './detach.js';
 import { oomWarning } from './oom.js';
+import type { Forwarder } from './ports/forwarder.js';
+import { combineMappings, publishAll } from './ports/publish.js';
 import type { SpawnOptions } from './options.js';
 import { containerRoot, firstRecord } from './record.js';
 import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
@@ -44,6 +47,8 @@ export interface SpawnIO {
   self: ProcessIdentity;
   /** The Node binary that runs a detached container's supervisor. */
   execPath: string;
+  /** We run as root (pasta must then be told to stay root: --runas 0). */
+  isRoot: boolean;
 }
 
 /**
@@ -56,6 +61,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   const signals = new SignalForwarder(io.signals);
   let cleanup: (() => Promise<void>) | undefined;
   let supervisor: PendingSupervisor | undefined;
+  let forwarder: Forwarder | undefined;
   try {
     let record: Record<string, unknown>;
     try {
@@ -85,14 +91,34 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       void runtimeKill(options, id, 'KILL');
     };
 
+    // Before the spec: it names the namespace, and /etc/hosts the addresses. Torn down by cleanUp.
+    const { planNetwork, setUpNetwork } = await import('./network/index.js');
+    const networkOptions = {
+      network: options.network,
+      containerDir: paths.containerDir,
+      store,
+      hostGateway: (options.addHosts ?? []).some((h) => h.ip === 'host-gateway'),
+      root: io.isRoot,
+    };
+    const network = options.printSpec ? await planNetwork(networkOptions) : await setUpNetwork(networkOptions);
     const spec = options.specFile
-      ? await adoptSpec(await readSpecFile(options.specFile), paths, store, cgroupsPath)
-      : (await prepareSpec(record, paths, options, cgroupsPath)).spec;
+      ? await adoptSpec(await readSpecFile(options.specFile), paths, store, cgroupsPath, options, network)
+      : (await prepareSpec(record, paths, options, cgroupsPath, network)).spec;
     if (options.printSpec) {
       await io.out.write(spec);
       return 0;
     }
     await writeConfig(paths, spec);
+    // -p, then -P's image ports; bound before the container starts: by us now, or by the supervisor that owns a detached one.
+    const config = (record.config && typeof record.config === 'object' ? record.config : {}) as { ExposedPorts?: unknown };
+    const mappings = combineMappings(options.publish ?? [], options.publishAll ? publishAll(config.ExposedPorts) : []);
+    if (mappings.length > 0 && !network.netnsPath)
+      throw new ConveyorError('ERR_USAGE', `-p/-P need a network namespace of the container's own (--net ${network.label})`);
+    const publish = mappings.length > 0 ? { netnsPath: network.netnsPath!, mappings } : undefined;
+    if (publish && !options.detach) {
+      const { startForwarder } = await import('./ports/forwarder.js');
+      forwarder = await startForwarder({ ...publish, log: io.log, execPath: io.execPath });
+    }
     const state = initialState({
       record,
       spec,
@@ -102,6 +128,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       cgroupsPath,
       ephemeral,
       name: options.name,
+      network: network.label,
+      ports: forwarder?.ports,
       keep: options.keep,
       autoRemove: options.detach && options.autoRemove,
       restartPolicy: options.detach ? options.restart : undefined,
@@ -113,10 +141,15 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     if (signals.pending) return signalExit(signals.pending);
 
     if (options.detach) {
-      const running = await supervisor!.start(store, id, (child) => {
-        runtimeStarted = true;
-        signals.attach(child, true);
-      });
+      const running = await supervisor!.start(
+        store,
+        id,
+        (child) => {
+          runtimeStarted = true;
+          signals.attach(child, true);
+        },
+        publish,
+      );
       cleanup = undefined; // it runs on; its supervisor records its end and cleans up
       await io.out.write(containerRecordOf(store, { id, dir: paths.containerDir, state: running }));
       return 0;
@@ -151,6 +184,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     supervisor?.cancel(); // not given a container (a failure, --print-spec, a signal): it exits
     // Still subscribed: a second Ctrl-C must not kill us half-way through cleanup.
     try {
+      // The relay first: the namespace it is in goes with the clean-up.
+      await forwarder?.close();
       if (cleanup) await cleanup();
     } catch (error) {
       // The container's exit code (or the spawn error) is the answer; a failed clean-up is reported, not substituted.

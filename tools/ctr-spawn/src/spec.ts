@@ -204,6 +204,11 @@ export interface SpecInput {
   capabilities: string[];
   privileged: boolean;
   netHost: boolean;
+  /**
+   * The network namespace to join (network/: the container's own `netns`
+   * file, or another container's); without one, the runtime makes a new one.
+   */
+  netns?: { path: string; shared: boolean };
   volumes: Volume[];
   tmpfs: Tmpfs[];
   /** Extra bind mounts we add ourselves (/etc/hosts, the init binary). */
@@ -294,7 +299,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     ...namespace('uts', input.uts),
     { type: 'mount' },
     { type: 'cgroup' },
-    ...(input.netHost ? [] : [{ type: 'network' }]),
+    ...(input.netHost ? [] : [input.netns ? { type: 'network', path: input.netns.path } : { type: 'network' }]),
   ];
   const devices = input.devices ?? [];
   const resources: Record<string, unknown> = {
@@ -317,8 +322,8 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   const user = { uid: input.user.uid, gid: input.user.gid, additionalGids: [...new Set([input.user.gid, ...input.user.additionalGids])] };
   const rlimits = [...(input.rlimits ?? [])];
   if (!rlimits.some((r) => r.type === 'RLIMIT_NOFILE')) rlimits.unshift({ type: 'RLIMIT_NOFILE', hard: input.nofile, soft: input.nofile });
-  // The network sysctls are the network namespace's: none with the host's.
-  const sysctl = { ...(input.netHost ? {} : DEFAULT_NET_SYSCTLS), ...(input.sysctls ?? {}) };
+  // The network sysctls are the network namespace's: none with the host's or another container's.
+  const sysctl = { ...(input.netHost || input.netns?.shared ? {} : DEFAULT_NET_SYSCTLS), ...(input.sysctls ?? {}) };
   return {
     ociVersion: '1.0.2',
     process: {

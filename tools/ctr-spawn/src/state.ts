@@ -11,7 +11,7 @@
 import { constants as osConstants } from 'node:os';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { SHA256_DIGEST } from '@conveyor/lib-common/digest';
-import { RECORD_VERSION } from '@conveyor/lib-common/records';
+import { type PortMapping, RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import type { LogLimits } from '@conveyor/lib-common/container/log';
 import type { ContainerState, ProcessIdentity, RestartPolicy } from '@conveyor/lib-common/container/state';
@@ -27,6 +27,10 @@ export interface StateInput {
   cgroupsPath: string;
   ephemeral: boolean;
   name?: string;
+  /** --net as set up: the `network` field (network/index.ts NetworkSetup.label). */
+  network?: string;
+  /** The published ports, host ports resolved (a foreground run's forwarder; a detached one's supervisor records its own). */
+  ports?: PortMapping[];
   keep: boolean;
   autoRemove: boolean;
   /** --restart with -d (`no` is not recorded). */
@@ -67,6 +71,8 @@ export function initialState(input: StateInput): ContainerState {
     ephemeralMount: input.ephemeral,
     rootfs: paths.merged,
     supervisor: input.owner,
+    ...(input.network ? { network: input.network } : {}),
+    ...(input.ports?.length ? { ports: input.ports } : {}),
     ...(typeof config.StopSignal === 'string' && config.StopSignal !== '' ? { stopSignal: config.StopSignal } : {}),
     ...(input.autoRemove ? { autoRemove: true } : {}),
     ...(input.keep ? { keep: true } : {}),

@@ -24,6 +24,9 @@ import {
 import { runTool } from '../../../test/helpers/tools.js';
 
 const MB = 1024 * 1024;
+/** PATH lookups for parseNet: a host with neither helper, and one with both. */
+const noHelper = () => undefined;
+const installed = (program: string) => `/usr/bin/${program}`;
 
 t.test('parsers: good values', async (t) => {
   // [what, got, expected]
@@ -55,8 +58,14 @@ t.test('parsers: good values', async (t) => {
     ['--add-host NAME=IP', parseAddHost('db=10.0.0.5'), { name: 'db', ip: '10.0.0.5' }],
     ['--add-host IPv6', parseAddHost('v6:fd00::1'), { name: 'v6', ip: 'fd00::1' }],
     ['--add-host [IPv6]', parseAddHost('v6:[fd00::1]'), { name: 'v6', ip: 'fd00::1' }],
-    ['--network none', parseNet('none'), 'private'],
-    ['--network host', parseNet('host'), 'host'],
+    ['--network none', parseNet('none', noHelper), { mode: 'private' }],
+    ['--network host', parseNet('host', noHelper), { mode: 'host' }],
+    ['--network container:', parseNet('container:web', noHelper), { mode: 'container', ref: 'web' }],
+    ['--network default, pasta installed', parseNet(undefined, installed), { mode: 'pasta', program: '/usr/bin/pasta' }],
+    ['--network bridge, pasta installed', parseNet('bridge', installed), { mode: 'pasta', program: '/usr/bin/pasta' }],
+    ['--network default, no helper', parseNet(undefined, noHelper), { mode: 'private' }],
+    ['--network slirp4netns by name', parseNet('slirp4netns', installed), { mode: 'slirp4netns', program: '/usr/bin/slirp4netns' }],
+    ['--add-host host-gateway', parseAddHost('gw:host-gateway'), { name: 'gw', ip: 'host-gateway' }],
     ['-v rshared', parseVolume('/h:/c:rshared'), { source: '/h', destination: '/c', readOnly: false, propagation: 'rshared' }],
     ['-v ro,rslave,z', parseVolume('/h:/c:ro,rslave,z'), { source: '/h', destination: '/c', readOnly: true, propagation: 'rslave' }],
     ['-v Z', parseVolume('/h:/c:Z'), { source: '/h', destination: '/c', readOnly: false }],
@@ -125,9 +134,10 @@ t.test('parsers: bad values are usage errors', async (t) => {
     ['--add-host bad IP', () => parseAddHost('db:10.0.0.300')],
     ['--add-host bad name', () => parseAddHost('-db:10.0.0.5')],
     ['--add-host newline in name', () => parseAddHost('db\nevil:10.0.0.5')],
-    ['--add-host host-gateway', () => parseAddHost('gw:host-gateway')],
-    ['--network bridge', () => parseNet('bridge')],
-    ['--network container:', () => parseNet('container:web')],
+    ['--network unknown', () => parseNet('overlay', installed)],
+    ['--network container: empty', () => parseNet('container:', installed)],
+    ['--network slirp, no helper', () => parseNet('slirp', noHelper)],
+    ['--network pasta, not installed', () => parseNet('pasta', () => undefined)],
     ['-v two propagations', () => parseVolume('/h:/c:rshared,rslave')],
     ['-v ro and rw', () => parseVolume('/h:/c:ro,rw')],
     ['-v unknown mode', () => parseVolume('/h:/c:exec')],

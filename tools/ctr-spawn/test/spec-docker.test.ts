@@ -30,8 +30,10 @@ const NEWER_DOCKER_ALLOWS = ['name_to_handle_at', 'pkey_alloc', 'pkey_free', 'pk
 
 /** The mount options that restrict: what ours must keep from Docker's. */
 const RESTRICTIVE = ['ro', 'nosuid', 'noexec', 'nodev'];
-/** Docker mounts /etc/resolv.conf for its network; with no network (--network none / our default) we mount none: nothing to resolve. */
-const NOT_MOUNTED = ['/etc/resolv.conf'];
+/** Mounts of Docker's we may lack (none since issue 13: /etc/resolv.conf is the container's copy, as Docker's). */
+const NOT_MOUNTED: string[] = [];
+/** A namespace joined by path is another's, unless it is the network namespace ctr-spawn made for the container (its `netns` file). */
+const ownNamespace = (n: Json) => !n.path || (n.type === 'network' && /\/containers\/[0-9a-f]{64}\/netns$/.test(n.path));
 
 function sizeBytes(options: string[]): number | undefined {
   const size = options.find((o) => o.startsWith('size='))?.slice(5);
@@ -62,7 +64,7 @@ function looser(ours: Json, docker: Json): string[] {
   }
   const namespaces = ours.linux.namespaces.map((n: Json) => n.type);
   for (const ns of docker.linux.namespaces)
-    if (!namespaces.includes(ns.type) || ours.linux.namespaces.find((n: Json) => n.type === ns.type).path) found.push(`namespace ${ns.type}`);
+    if (!namespaces.includes(ns.type) || !ownNamespace(ours.linux.namespaces.find((n: Json) => n.type === ns.type))) found.push(`namespace ${ns.type}`);
   // Devices: Docker denies all, then allows a few; ours may allow only what Docker allows.
   const rules = (spec: Json) => spec.linux.resources?.devices ?? [];
   if (rules(docker)[0]?.allow === false && rules(ours)[0]?.allow !== false) found.push('devices: not deny-all first');

@@ -3,7 +3,8 @@
  * in its own session as soon as it knows it will detach, so that Node's
  * start-up and the loading of supervise.ts overlap ctr-spawn's mount and
  * bundle work. stdin is the order from ctr-spawn, one JSON line
- * `{"store": ROOT, "id": ID}` once the container is prepared (end of file
+ * `{"store": ROOT, "id": ID, "publish"?: {netnsPath, mappings}}` once the
+ * container is prepared (end of file
  * without one: ctr-spawn gave up, and so do we). stdout is the hand-off to
  * ctr-spawn: one JSON line, then closed. Messages go to supervisor.log in
  * the container directory. Not a tool of its own: ctr-spawn's code, run as
@@ -46,13 +47,13 @@ const handoff = (message: unknown) => {
 };
 
 const line = await order();
-let parsed: { store?: unknown; id?: unknown } = {};
+let parsed: { store?: unknown; id?: unknown; publish?: unknown } = {};
 try {
   parsed = line === undefined ? {} : JSON.parse(line);
 } catch {
   // not an order: nothing to do
 }
-const { store, id } = parsed;
+const { store, id, publish } = parsed;
 if (typeof store === 'string' && typeof id === 'string' && /^[0-9a-f]{64}$/.test(id)) {
   const logPath = `${store}/containers/${id}/supervisor.log`;
   const warn = (message: string) => {
@@ -71,6 +72,9 @@ if (typeof store === 'string' && typeof id === 'string' && /^[0-9a-f]{64}$/.test
         for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const) process.on(signal, handler);
       },
       warn,
+      // Checked by supervise (publishOrder): the order comes from ctr-spawn, but a malformed one must not bind anything.
+      publish,
+      execPath: process.execPath,
     });
   } catch (error) {
     warn((error as Error).stack ?? String(error));

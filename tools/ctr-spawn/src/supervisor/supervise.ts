@@ -2,7 +2,9 @@
  * The supervisor of a detached container (ctr-spawn -d), podman's conmon
  * in small: started by ctr-spawn in its own session once the bundle and
  * state.json (status `created`) are written, it records itself as the
- * container's owner, runs `runtime run` in the foreground with the
+ * container's owner, binds its published ports (-p/-P: the order's
+ * `publish`, ports/forwarder.ts; a taken one fails the start) and owns their
+ * relay until it is done, runs `runtime run` in the foreground with the
  * container's stdout and stderr as pipes into the log (container/log.ts),
  * tells ctr-spawn once the container runs (or why it could not: then
  * everything is cleaned up first), waits for the end, records it in
@@ -25,6 +27,7 @@
  * (supervisor.log in the container directory).
  */
 import { readFile, rm } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
@@ -37,7 +40,41 @@ import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, signalExit 
 import { type ContainerState, LOG_FILE, type ProcessIdentity, readState, updateState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
 import type { CleanupTarget } from '../cleanup.js';
+import type { Forwarder } from '../ports/forwarder.js';
+import type { PortMapping } from '../ports/publish.js';
 import { endOf, exitedState } from '../state.js';
+
+/** The ports a detached container publishes: the supervisor binds them before the start and owns their relay (ports/forwarder.ts). */
+export interface PublishOrder {
+  netnsPath: string;
+  mappings: PortMapping[];
+}
+
+/** The order's `publish`, checked: a malformed one binds nothing. */
+function publishOrder(raw: unknown): PublishOrder {
+  const order = raw as Partial<PublishOrder> | null;
+  const valid =
+    order !== null &&
+    typeof order === 'object' &&
+    typeof order.netnsPath === 'string' &&
+    order.netnsPath.startsWith('/') &&
+    Array.isArray(order.mappings) &&
+    order.mappings.every(
+      (m) =>
+        typeof m?.hostIP === 'string' &&
+        isIP(m.hostIP) !== 0 &&
+        Number.isInteger(m.hostPort) &&
+        m.hostPort >= 0 &&
+        m.hostPort <= 65535 &&
+        (m.hostPortEnd === undefined || (Number.isInteger(m.hostPortEnd) && m.hostPortEnd >= m.hostPort && m.hostPortEnd <= 65535)) &&
+        Number.isInteger(m.containerPort) &&
+        m.containerPort >= 1 &&
+        m.containerPort <= 65535 &&
+        (m.protocol === 'tcp' || m.protocol === 'udp'),
+    );
+  if (!valid) throw new ConveyorError('ERR_INTERNAL', 'supervisor: malformed ports in the order from ctr-spawn');
+  return { netnsPath: order.netnsPath!, mappings: order.mappings! };
+}
 
 /** What the supervisor tells ctr-spawn, as one JSON line. */
 export type Handoff = { started: ContainerState } | { error: { code: string; message: string; hint?: string } };
@@ -51,6 +88,10 @@ export interface SuperviseIO {
   signals: (handler: (signal: NodeJS.Signals) => void) => void;
   /** Messages after the hand-off. */
   warn: (message: string) => void;
+  /** The order's ports to publish (PublishOrder, checked here); absent: none. */
+  publish?: unknown;
+  /** The Node binary that runs the port relay. */
+  execPath: string;
 }
 
 /** Resolves with the runtime's result, or the pid once `pidFile` holds one. */
@@ -101,6 +142,18 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     maxSize: state.logMaxSize ?? DEFAULT_LOG_MAX_SIZE,
     maxFiles: state.logMaxFiles ?? DEFAULT_LOG_MAX_FILES,
   });
+  // Bound before the start, held across restarts, closed when the supervisor is done: the ports are the container's for its life.
+  let forwarder: Forwarder | undefined;
+  if (io.publish !== undefined) {
+    try {
+      const { startForwarder } = await import('../ports/forwarder.js');
+      forwarder = await startForwarder({ ...publishOrder(io.publish), log: { warn: io.warn }, execPath: io.execPath });
+      const ports = forwarder.ports;
+      state = (await updateState(store, id, (s) => ({ ...s, ports }))) ?? state;
+    } catch (error) {
+      return failedStart(toConveyorError(error));
+    }
+  }
   let startedMicros = uptimeMicros();
   let child = runRuntime();
   io.signals((signal) => {
@@ -138,7 +191,7 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     const { cleanUpStopped } = await import('../cleanup.js');
     try {
       // The runtime's state and cgroups of the last run; the overlay stays for the next.
-      await cleanUpStopped({ ...target, ephemeral: false, keep: true });
+      await cleanUpStopped({ ...target, ephemeral: false, keep: true, keepNetwork: true });
     } catch (error) {
       io.warn(`clean-up before restart failed: ${(error as Error).message}`);
     }
@@ -166,6 +219,7 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   } catch (error) {
     io.warn(`log close failed: ${(error as Error).message}`);
   }
+  await forwarder?.close();
   const ended = await readState(store, id).catch(() => undefined);
   const { cleanUp, cleanUpStopped } = await import('../cleanup.js');
   try {
@@ -229,6 +283,7 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   async function failedStart(error: ConveyorError): Promise<number> {
     try {
       log?.close();
+      await forwarder?.close();
       const { cleanUp } = await import('../cleanup.js');
       await cleanUp(target);
     } catch (cleanupError) {
