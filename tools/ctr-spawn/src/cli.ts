@@ -43,8 +43,12 @@ Command and environment:
       --init               run a reaping init (tini) as pid 1
 Isolation and limits:
       --net, --network MODE
-                           private (default; none is the same: own network
-                           namespace, lo up) or host
+                           slirp (default when installed: pasta, else
+                           slirp4netns; eth0 with outbound access, the host's
+                           loopback unreachable), pasta, slirp4netns, private
+                           (none is the same: only lo; the default without a
+                           helper), host, or container:NAME|ID (join a running
+                           container's network: a pod over 127.0.0.1)
       --pid MODE           host, or container:NAME|ID (join a running container's)
       --ipc MODE           private (default; shareable is the same), none (no
                            /dev/shm), host (and its /dev/shm), container:NAME|ID
@@ -59,7 +63,12 @@ Isolation and limits:
                            port fails the run (125). Not with --net host
   -P, --publish-all        publish every port of the image's ExposedPorts on a
                            free host port (the container record lists them)
-      --add-host NAME:IP   a line for /etc/hosts; repeatable
+      --add-host NAME:IP   a line for /etc/hosts; repeatable. IP host-gateway:
+                           the address that reaches the host's 127.0.0.1
+      --dns IP             a nameserver for /etc/resolv.conf instead of the host's
+                           (whose loopback resolvers are left out); repeatable
+      --dns-search DOMAIN  a search domain (. for none); repeatable
+      --dns-option OPT     a resolver option (ndots:2); repeatable
       --read-only          mount the root filesystem (and /etc/hosts, /etc/hostname,
                            /etc/resolv.conf) read-only
       --privileged         all capabilities, every host device (/dev/fuse, loop,
@@ -152,6 +161,8 @@ Examples:
   ctr-spawn -u 1000 -- httpd -f -p 80 < rootfs.json     # port 80 without root, as Docker
   ctr-spawn --device /dev/fuse --cap-add SYS_ADMIN --ulimit nofile=4096 -- sh < rootfs.json
   ctr-spawn --pid container:web --ipc container:web -- ps < rootfs.json
+  ctr-spawn --net container:web -- nc 127.0.0.1 80 < rootfs.json   # web's localhost
+  ctr-spawn --add-host host.containers.internal:host-gateway -- sh < rootfs.json
   ctr-spawn -d -p 127.0.0.1:8080:80 -- httpd -f -p 80 < rootfs.json   # curl 127.0.0.1:8080
   ctr-logs -f web
 
