@@ -81,19 +81,14 @@ export function helperRuns(helper: NetworkHelper): boolean {
 /** Stops the helper: SIGTERM, then SIGKILL after `graceMs`. Resolves to whether it is gone. */
 export async function stopHelper(helper: NetworkHelper, graceMs = 2000): Promise<boolean> {
   if (!helperRuns(helper)) return true;
-  const signal = (name: NodeJS.Signals) => {
-    try {
-      process.kill(helper.pid, name);
-    } catch {
-      // gone meanwhile
-    }
-  };
-  signal('SIGTERM');
+  // kill(1), not process.kill: library modules read no process facts (test/architecture); a failure is a helper gone meanwhile.
+  const signal = (name: 'TERM' | 'KILL') => runProcess('kill', [`-${name}`, String(helper.pid)]);
+  await signal('TERM');
   for (let waited = 0, delay = 2; waited < graceMs; waited += delay, delay = Math.min(delay * 2, 50)) {
     await sleep(delay);
     if (!processRuns(helper.pid, helper.startTime)) return true;
   }
-  if (helperRuns(helper)) signal('SIGKILL');
+  if (helperRuns(helper)) await signal('KILL');
   for (let i = 0; i < 40; i++) {
     if (!processRuns(helper.pid, helper.startTime)) return true;
     await sleep(25);
