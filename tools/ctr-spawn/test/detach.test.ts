@@ -115,7 +115,12 @@ t.test('four runs racing for one name: exactly one gets it, the others are refus
   }
   t.equal(await nameHolder(store, 'race'), won[0]?.records[0].id, 'the winner holds the name');
   t.equal(containerDirs(root).length, before + 1, "only the winner's directory exists");
-  t.equal(mountsUnder(root).length, 1, "only the winner's overlay is mounted");
+  // Its network namespace (<dir>/netns) is a mount of its own beside the overlay.
+  t.strictSame(
+    mountsUnder(root).filter((p) => !p.endsWith('/netns')),
+    [join(root, 'containers', won[0]?.records[0].id, 'merged')],
+    "only the winner's overlay is mounted",
+  );
 });
 
 t.test('signals: one sent to the supervisor reaches the container; a death by signal is 128+N and its name', async (t) => {

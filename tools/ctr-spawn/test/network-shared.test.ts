@@ -111,3 +111,25 @@ t.test("a SIGKILLed supervisor's pasta and namespace are removed by ctr-rm", { s
     'no process names the container directory',
   );
 });
+
+t.test(
+  '--restart keeps the network: the restarted container has eth0 again',
+  { skip: !existsSync('/usr/bin/pasta') && 'pasta is not installed' },
+  async (t) => {
+    const record = await startDetached(root, rootfs, ['--restart', 'on-failure:1'], ['sh', '-c', 'ip -4 -o addr show eth0 | grep -c inet; exit 3']);
+    const dir = join(root, 'containers', record.id);
+    const helper = (await readNetworkHelper(dir))!;
+    const ended = await waitForState(root, record.id, (s) => s?.status === 'exited' && s.restartCount === 1, 20_000);
+    t.equal(ended?.restartCount, 1, 'restarted once');
+    const log = readFileSync(join(dir, 'ctr.log'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l).log);
+    t.strictSame(log, ['1\n', '1\n'], 'both runs had an address on eth0');
+    // The supervisor's final clean-up tore it down once the policy gave up.
+    await waitForState(root, record.id, () => !processRuns(helper.pid, helper.startTime) && !mounted(join(dir, NETNS_FILE)));
+    t.notOk(processRuns(helper.pid, helper.startTime), 'its pasta went with the last run');
+    t.notOk(mounted(join(dir, NETNS_FILE)), 'its namespace too');
+    await runTool('ctr-rm', ['--root', root, record.id]);
+  },
+);
