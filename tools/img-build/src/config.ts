@@ -88,9 +88,10 @@ function setEnv(env: string[] | undefined, key: string, value: string): string[]
   return [...out, `${key}=${value}`];
 }
 
-/** A WORKDIR's absolute path: relative ones against the current one, cleaned. */
+/** A WORKDIR's absolute path: relative ones against the current one, cleaned as Go's filepath.Clean (no trailing `/`). */
 export function resolveWorkdir(current: string | undefined, path: string): string {
-  return posix.normalize(posix.isAbsolute(path) ? path : posix.join(current || '/', path));
+  const cleaned = posix.normalize(posix.isAbsolute(path) ? path : posix.join(current || '/', path));
+  return cleaned.length > 1 ? cleaned.replace(/\/+$/, '') : cleaned;
 }
 
 /** `80`, `80/udp`, `8000-8002/tcp` → Docker's `80/tcp` keys. */
