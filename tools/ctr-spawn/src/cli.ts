@@ -197,7 +197,12 @@ await runCli({
     const envFiles = args['env-file'] as string[];
     const env = [...(await Promise.all(envFiles.map((f) => readEnvFile(f, ctx.env)))).flat(), ...resolveEnvEntries(args.env as string[], ctx.env)];
     const security = parseSecurityOpts(args['security-opt'] as string[]);
-    const { memorySwap, volumes: mountBinds, tmpfs: mountTmpfs, ...docker } = parseDockerRunFlags(args, { memory, netHost: net === 'host' || net === 'container' });
+    const {
+      memorySwap,
+      volumes: mountBinds,
+      tmpfs: mountTmpfs,
+      ...docker
+    } = parseDockerRunFlags(args, { memory, netHost: net === 'host' || net === 'container' });
     const options: SpawnOptions = {
       root: ctx.root,
       runtime: flag(args, 'runtime') ?? 'runc',
