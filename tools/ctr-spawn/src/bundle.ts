@@ -149,10 +149,12 @@ export async function prepareSpec(
     extraMounts.push({ destination: '/.conveyor-init', type: 'bind', source: init, options: ['rbind', 'rprivate', 'ro'] });
     finalArgs = ['/.conveyor-init', '--', ...args];
   }
-  // A missing host path is created as a directory, as docker run -v does (--mount refuses).
+  // A missing host path is created as a directory, as docker run -v does (--mount refuses);
+  // an existing one, a file included, is bound as it is.
   for (const volume of options.volumes) {
     if (volume.volume !== undefined) continue; // a volume's directory is the store's (attachVolumes)
-    if (volume.mustExist && !existsSync(volume.source))
+    if (existsSync(volume.source)) continue;
+    if (volume.mustExist)
       throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${volume.source}`, { hint: 'create it first, or use -v, which does' });
     await mkdir(volume.source, { recursive: true });
   }

@@ -167,12 +167,14 @@ t.test('volumes and tmpfs', async (t) => {
     `${host}:/ro:ro`,
     '-v',
     `${created}:/made`,
+    '-v',
+    `${join(host, 'in.txt')}:/etc/motd:ro`,
     '--tmpfs',
     '/scratch:size=1m',
     '--',
     'sh',
     '-c',
-    'cat /data/in.txt; echo written > /data/out.txt; echo x > /ro/fail.txt || echo ro-refused; touch /made/f && echo made; echo t > /scratch/t && grep /scratch /proc/mounts',
+    'cat /data/in.txt; echo written > /data/out.txt; echo x > /ro/fail.txt || echo ro-refused; touch /made/f && echo made; cat /etc/motd; echo t > /scratch/t && grep /scratch /proc/mounts',
   ]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /^from host\n/);
@@ -180,6 +182,7 @@ t.test('volumes and tmpfs', async (t) => {
   t.match(r.stdout, /ro-refused/, 'ro volume refuses writes');
   t.notOk(existsSync(join(host, 'fail.txt')));
   t.ok(existsSync(join(created, 'f')), 'missing host dir was created');
+  t.match(r.stdout, /made\nfrom host\n/, 'an existing host file is bound as a file');
   t.match(r.stdout, /tmpfs \/scratch tmpfs rw,nosuid,nodev,noexec.*size=1024k/, 'tmpfs with default and given options');
   assertClean(t);
 });
