@@ -615,7 +615,10 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
       ...(step.checksum ? { checksum: step.checksum } : {}),
     };
     const { sourcesDigest } = await import('./copy/index.js');
-    sourceKey = await sourcesDigest(base);
+    // Unchanged files (by stat) are not read again; --no-cache hashes every file.
+    const hashCache = options.noCache ? undefined : await (await import('./copy/hash-cache.js')).openHashCache(options.store, options.context.dir);
+    sourceKey = await sourcesDigest({ ...base, ...(hashCache ? { hashCache } : {}) });
+    await hashCache?.save();
   }
   const description = {
     kind: step.kind,

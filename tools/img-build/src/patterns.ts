@@ -200,9 +200,13 @@ export function globMatch(pattern: string, path: string): boolean {
 
 const compiledGlobs = new Map<string, Token[]>();
 
+const NOT_CLEAN = /(^|\/)\.\.?(\/|$)|\/\/|\/$/;
+
 /** Go's path.Clean: `.` and `..` resolved lexically, slashes collapsed, no trailing `/`; `` becomes `.`. */
 export function cleanPath(path: string): string {
   if (path === '') return '.';
+  // Already clean (what a walker passes, once per entry): no `.`/`..` segment, no doubled, leading or trailing `/`.
+  if (!NOT_CLEAN.test(path)) return path;
   const rooted = path.startsWith('/');
   const out: string[] = [];
   for (const part of path.split('/')) {

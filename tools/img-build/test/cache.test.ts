@@ -4,9 +4,10 @@
  * the same image digest; a changed context file reruns from its COPY on
  * (earlier steps cached); a file touched without a content change keeps the
  * cache; a changed --build-arg reruns from its ARG; a missing blob makes a
- * miss that is rewritten; --no-cache runs everything and still writes.
+ * miss that is rewritten; --no-cache runs everything and still writes; a
+ * same-size, same-mtime content change misses through the content-hash cache.
  */
-import { readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import t from 'tap';
@@ -102,6 +103,28 @@ t.test('cache hits, misses and reruns', async (t) => {
   const argAgain = await buildOnce(context, { buildArgs: { V: '2' } });
   t.strictSame(argAgain.spawned, {}, 'the same build arg again is cached');
   t.equal(argAgain.digest, arg.digest);
+});
+
+t.test('a same-size, same-mtime content change (ctime touched) still misses; the content-hash cache is used', async (t) => {
+  const context = contextDir(t, { Dockerfile: 'FROM busybox\nCOPY c.txt /c.txt\nCMD ["cat", "/c.txt"]\n', 'c.txt': 'one\n' });
+  // Older than the racy margin, so its hash is recorded by stat.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const first = await buildOnce(context, { tag: 'docker.io/library/ctime:1' });
+  const hashes = readdirSync(join(root, 'build-hashes')).map((name) => readFileSync(join(root, 'build-hashes', name), 'utf8'));
+  t.ok(
+    hashes.some((text) => text.includes(join(context, 'c.txt'))),
+    'the file hash is recorded',
+  );
+  const again = await buildOnce(context, { tag: 'docker.io/library/ctime:1' });
+  t.strictSame(again.cached, [true, true], 'unchanged: hits');
+  const path = join(context, 'c.txt');
+  const { atime, mtime } = statSync(path);
+  writeFileSync(path, 'two\n');
+  utimesSync(path, atime, mtime);
+  const changed = await buildOnce(context, { tag: 'docker.io/library/ctime:1' });
+  t.strictSame(changed.cached, [false, false], 'the COPY reruns');
+  t.not(changed.digest, first.digest);
+  t.equal(runImage(root, 'ctime:1', []).stdout, 'two\n');
 });
 
 t.test('a cache entry whose blob is gone is a miss, and is rewritten', async (t) => {

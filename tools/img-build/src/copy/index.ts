@@ -31,6 +31,7 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import { writeXattrs } from '../layer/xattrs.js';
 import { type ArchiveLimits, archiveCompression, extractArchive } from './add-tar.js';
 import { type FetchLimits, fetchUrl, isUrl } from './add-url.js';
+import type { HashCache } from './hash-cache.js';
 import { resolveInRoot } from './scoped-path.js';
 import { type MatchedSource, matchSources, type SourceEntry } from './sources.js';
 import {
@@ -75,6 +76,8 @@ export interface CopyOptions {
   add?: boolean;
   /** ADD --checksum=sha256:… for URL sources. */
   checksum?: string;
+  /** sourcesDigest: the context's content-hash cache (hash-cache.ts), consulted by stat before a file is read. */
+  hashCache?: HashCache;
   /** Caps for ADD (archives, downloads); defaults in add-tar.ts and add-url.ts. */
   limits?: Partial<ArchiveLimits & FetchLimits>;
 }
@@ -293,6 +296,15 @@ async function fileDigest(path: string, size: number): Promise<string> {
   return hash.digest('hex');
 }
 
+/** fileDigest through the hash cache: a file whose stat is the one recorded is not read. */
+async function cachedFileDigest(cache: HashCache | undefined, entry: SourceEntry): Promise<string> {
+  const known = cache?.lookup(entry.hostPath, entry.stats);
+  if (known !== undefined) return known;
+  const hex = await fileDigest(entry.hostPath, entry.stats.size);
+  cache?.record(entry.hostPath, entry.stats, hex);
+  return hex;
+}
+
 /**
  * A sha256 over what copyInto would take: for each matched source in order,
  * its name and, for every entry, the path below it, type, mode (after
@@ -317,7 +329,7 @@ export async function sourcesDigest(options: CopyOptions): Promise<string> {
         field('link', entry.below, linkTo);
         continue;
       }
-      const content = entry.kind === 'file' ? await fileDigest(entry.hostPath, entry.stats.size) : '';
+      const content = entry.kind === 'file' ? await cachedFileDigest(options.hashCache, entry) : '';
       const xattrs = entry.xattrs ? [...entry.xattrs].map(([name, value]) => `${name}=${Buffer.from(value, 'latin1').toString('hex')}`).join(',') : '';
       field(entry.kind, entry.below, meta.mode.toString(8), `${meta.uid}:${meta.gid}`, entry.target ?? '', content, xattrs);
       // Let timers and progress output run between batches of synchronous reads.

@@ -176,7 +176,8 @@ async function expandWildcard(from: SourceRoot, pattern: string): Promise<string
  * pattern when one matches nothing (or only ignored paths) or leaves the root.
  */
 export async function matchSources(from: SourceRoot, patterns: string[]): Promise<{ sources: MatchedSource[]; wildcard: boolean }> {
-  const sources: MatchedSource[] = [];
+  // First what each pattern names (cheap), so getfattr runs while the trees are listed.
+  const named: { pattern: string; found: Resolved[] }[] = [];
   let wildcard = false;
   for (const pattern of patterns) {
     const cleaned = cleanPattern(pattern);
@@ -185,15 +186,28 @@ export async function matchSources(from: SourceRoot, patterns: string[]): Promis
       wildcard = true;
       paths = await expandWildcard(from, cleaned);
     } else paths = [cleaned];
-    const before = sources.length;
+    const found: Resolved[] = [];
     for (const path of paths) {
-      const matched = await matchOne(from, pattern, path);
+      const resolved = await resolveOne(from, pattern, path);
+      if (resolved) found.push(resolved);
+    }
+    if (found.length === 0) throw notFound(pattern, from.root);
+    named.push({ pattern, found });
+  }
+  // One getfattr for everything matched: COPY keeps file capabilities and user.* xattrs, as Docker and buildah do.
+  const reading = readXattrPaths(named.flatMap(({ found }) => found.map((resolved) => resolved.entries[0].hostPath)));
+  // An unhandled rejection must not end the process while the trees are listed; it is awaited below.
+  reading.catch(() => undefined);
+  const sources: MatchedSource[] = [];
+  for (const { pattern, found } of named) {
+    const before = sources.length;
+    for (const resolved of found) {
+      const matched = listSource(from, resolved);
       if (matched) sources.push(matched);
     }
     if (sources.length === before) throw notFound(pattern, from.root);
   }
-  // One getfattr for everything matched: COPY keeps file capabilities and user.* xattrs, as Docker and buildah do.
-  const xattrs = await readXattrPaths(sources.map((source) => source.entries[0].hostPath));
+  const xattrs = await reading;
   for (const source of sources) {
     for (const entry of source.entries) {
       const found = xattrs.get(entry.hostPath);
@@ -205,7 +219,10 @@ export async function matchSources(from: SourceRoot, patterns: string[]): Promis
   return { sources, wildcard };
 }
 
-async function matchOne(from: SourceRoot, pattern: string, path: string): Promise<MatchedSource | undefined> {
+/** A matched path before its tree is listed. */
+type Resolved = Omit<MatchedSource, 'entries'> & { entries: [SourceEntry] };
+
+async function resolveOne(from: SourceRoot, pattern: string, path: string): Promise<Resolved | undefined> {
   if (path !== '' && from.ignore?.(path)) {
     // The path itself is excluded; a directory may still hold re-included entries.
     const stats = await lstat(posix.join(from.root, path)).catch(() => undefined);
@@ -221,10 +238,14 @@ async function matchOne(from: SourceRoot, pattern: string, path: string): Promis
   // After resolution a symlink is one whose target does not exist (dangling): nothing to copy.
   if (!stats || !kind || kind === 'symlink') return undefined;
   const name = path === '' ? '' : posix.basename(path);
-  const entries: SourceEntry[] = [{ hostPath: resolved.hostPath, below: '', kind, stats }];
-  if (kind === 'directory') {
-    listTree(from, resolved.hostPath, resolved.relative, '', entries);
+  return { pattern, name, relative: resolved.relative, kind, entries: [{ hostPath: resolved.hostPath, below: '', kind, stats }] };
+}
+
+function listSource(from: SourceRoot, resolved: Resolved): MatchedSource | undefined {
+  const entries: SourceEntry[] = resolved.entries;
+  if (resolved.kind === 'directory') {
+    listTree(from, entries[0].hostPath, resolved.relative, '', entries);
     if (entries.length === 1 && resolved.relative !== '' && from.ignore?.(resolved.relative)) return undefined;
   }
-  return { pattern, name, relative: resolved.relative, kind, entries };
+  return { ...resolved, entries };
 }
