@@ -21,7 +21,7 @@
 import { posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { hostPlatform, formatPlatform } from '@conveyor/lib-common/platform';
-import { removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { mkdirInRoot } from '@conveyor/lib-common/container/rootfs';
 import { chainIDs } from '@conveyor/lib-common/digest';
 import type { ImageRecord } from '@conveyor/lib-common/records';
@@ -51,7 +51,8 @@ import { baseImage } from './base.js';
 import type { CopyOptions } from './copy/index.js';
 import { writeImage } from './image.js';
 import type { StepProgress } from './progress.js';
-import { mountStage, type LayerDirsOptions } from './rootfs.js';
+import { globMatch } from './patterns.js';
+import type { LayerDirsOptions } from './rootfs.js';
 import { heredocFileName, runInContainer } from './run-step.js';
 import type { ToolRunner } from './tools.js';
 
@@ -133,6 +134,8 @@ function platformArgs(): Map<string, string> {
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const dockerfile = parseDockerfile(options.dockerfile.text, { file: options.dockerfile.name });
+  // As docker build: the parser's warnings (empty continuation lines, …) on stderr, each naming its line.
+  for (const warning of dockerfile.warnings ?? []) options.warn(warning);
   const escapeChar = dockerfile.directives.escape;
   const { globalArgs, stages } = splitStages(dockerfile);
   if (stages.length === 0) throw parseFailure(options, 1, 'no FROM instruction', 'a Dockerfile starts with FROM (after ARGs and parser directives)');
@@ -194,8 +197,27 @@ function precheck(stages: Stage[], escapeChar: '\\' | '`', options: BuildOptions
       if (instruction.original.includes('$') || instruction.heredocs.some((h) => h.content.includes('$'))) continue;
       const step = resolveStep(instruction, none, escapeChar);
       if ((step.kind === 'COPY' || step.kind === 'ADD') && step.chmod !== undefined) parseChmod(step.chmod, options, step.line);
+      if (step.kind === 'COPY' || step.kind === 'ADD') for (const source of step.sources) checkSourcePattern(source, step, options);
     }
   }
+}
+
+/** A malformed wildcard in a COPY/ADD source fails before any step runs, naming its line (URLs are not patterns). */
+function checkSourcePattern(source: string, step: Extract<Step, { kind: 'COPY' | 'ADD' }>, options: BuildOptions): void {
+  if (!/[*?[\\]/.test(source) || (step.kind === 'ADD' && /^https?:\/\//i.test(source))) return;
+  try {
+    globMatch(source.replace(/^\/+/, ''), '');
+  } catch (error) {
+    throw withLine(error, options, step.line);
+  }
+}
+
+/** An ERR_DOCKERFILE_PARSE raised below a step (a bad source pattern) names the step's line, as the parser's errors do. */
+function withLine(error: unknown, options: BuildOptions, line: number): unknown {
+  if (error instanceof ConveyorError && error.code === 'ERR_DOCKERFILE_PARSE' && !error.message.startsWith(`${options.dockerfile.name}:`)) {
+    return parseFailure(options, line, error.message, error.hint);
+  }
+  return error;
 }
 
 function parseFailure(options: BuildOptions, line: number, message: string, hint?: string): ConveyorError {
@@ -413,6 +435,18 @@ async function metadataStep(description: unknown, current: StageResult, ctx: Sta
   return { state, key, ref: current.ref };
 }
 
+// Mounting code (overlay/mount and what it imports) loads only when a step mounts: an all-cached build never does.
+type MountModule = typeof import('./rootfs.js');
+type OverlayModule = typeof import('@conveyor/lib-common/overlay/mount');
+
+async function mountStage(...args: Parameters<MountModule['mountStage']>): ReturnType<MountModule['mountStage']> {
+  return (await import('./rootfs.js')).mountStage(...args);
+}
+
+async function removeContainer(...args: Parameters<OverlayModule['removeContainer']>): ReturnType<OverlayModule['removeContainer']> {
+  return (await import('@conveyor/lib-common/overlay/mount')).removeContainer(...args);
+}
+
 function layerOptions(ctx: StageContext, ref: string): LayerDirsOptions {
   return {
     store: ctx.options.store,
@@ -617,7 +651,9 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
     const { sourcesDigest } = await import('./copy/index.js');
     // Unchanged files (by stat) are not read again; --no-cache hashes every file.
     const hashCache = options.noCache ? undefined : await (await import('./copy/hash-cache.js')).openHashCache(options.store, options.context.dir);
-    sourceKey = await sourcesDigest({ ...base, ...(hashCache ? { hashCache } : {}) });
+    sourceKey = await sourcesDigest({ ...base, ...(hashCache ? { hashCache } : {}) }).catch((error) => {
+      throw withLine(error, options, step.line);
+    });
     await hashCache?.save();
   }
   const description = {
@@ -656,6 +692,8 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
         ...(chown ? { chown } : {}),
         ...(chmod !== undefined ? { chmod } : {}),
         ...(step.checksum ? { checksum: step.checksum } : {}),
+      }).catch((error) => {
+        throw withLine(error, options, step.line);
       });
     } finally {
       if (sourcePaths) await removeContainer(options.store, sourcePaths.id);

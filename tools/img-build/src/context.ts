@@ -36,7 +36,8 @@ export async function openContext(dir: string, dockerfilePath: string | undefine
     const text = await readSmall(file);
     if (text === undefined) continue;
     const patterns = readDockerignore(text);
-    const matcher = createIgnoreMatcher(patterns);
+    // Its errors name the file (a bad pattern is the ignore file's fault, not the Dockerfile's).
+    const matcher = createIgnoreMatcher(patterns, { file });
     return { dir: absolute, ignore: (path) => matcher.ignores(path), mayIncludeUnder: (dir) => matcher.mayIncludeUnder(dir), ignorePatterns: patterns };
   }
   return { dir: absolute, ignorePatterns: [] };
