@@ -4,7 +4,8 @@
  * the host, a PATH directory may be `../../..`. Every path is resolved one
  * component at a time, symlinks are followed by hand relative to the root and
  * `..` never climbs above it (as filepath-securejoin does), and files are
- * opened with O_NOFOLLOW after resolution. Shared by ctr-spawn and ctr-exec.
+ * opened with O_NOFOLLOW after resolution. Shared by ctr-spawn, ctr-exec and
+ * img-build (COPY/ADD sources and destinations, with their own error codes).
  *
  * Failure: ERR_SPAWN_FAILED for a symlink loop, a file too large to read or a
  * path component that is not a directory; ERR_SPAWN_UNSAFE_WORKDIR for a
@@ -13,43 +14,89 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readlink, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { ConveyorError } from '../errors.js';
+import { ConveyorError, type ErrorCode } from '../errors.js';
 
-const MAX_SYMLINKS = 40;
+/** securejoin's limit on symlinks followed in one lookup (Linux's own MAXSYMLINKS is 40). */
+const MAX_SYMLINKS = 255;
+
+export interface ScopedPath {
+  /** The host path, under the root. */
+  hostPath: string;
+  /** The same path relative to the root, components joined by '/' ('' for the root). */
+  relative: string;
+}
 
 /**
- * The host path of `path` inside `root`, following symlinks inside the root
- * (absolute targets are relative to root, `..` stops at root). Components that
- * do not exist are appended as they are. With followFinal false, a symlink as
- * the last component is not followed.
+ * `path` (absolute or relative: both are taken from the root) inside `root`,
+ * a tree that holds hostile symlinks (an image's rootfs, a build context):
+ * securejoin semantics, as moby's FollowSymlinkInScope and
+ * cyphar/filepath-securejoin. Every component is looked up with lstat; a
+ * symlink is followed with its target read as if the root were `/` (an
+ * absolute target restarts at the root, `..` never climbs above it), so the
+ * result is always under the root whatever the links say. With
+ * `followFinal` false a symlink as the last component is not followed (the
+ * caller replaces or reads the link itself). Missing components are kept as
+ * written; a `..` that climbs back out of them resumes the lookup, so a
+ * symlink after it is still followed inside the root.
+ *
+ * A symlink loop, or a component that cannot be looked up for another reason
+ * than not existing, fails with `options.code`: the caller says what the path
+ * was (ERR_SPAWN_FAILED for a container's, ERR_BUILD_SOURCE/ERR_BUILD_DEST
+ * for a COPY's).
+ *
+ * What it cannot stop is a concurrent writer swapping a component between
+ * this lookup and the caller's use: callers use it on trees nothing else
+ * writes meanwhile, and open final components without following them.
  */
-export async function resolveInRoot(root: string, path: string, followFinal = true): Promise<string> {
-  let pending = path.split('/').filter((c) => c !== '' && c !== '.');
-  const done: string[] = [];
+export async function resolveScoped(root: string, path: string, options: { followFinal?: boolean; code: ErrorCode }): Promise<ScopedPath> {
+  const followFinal = options.followFinal ?? true;
+  const pending = path.split('/').filter((part) => part !== '' && part !== '.');
+  const current: string[] = [];
   let links = 0;
+  // Index in `current` of the first component that does not exist; -1 while everything so far does.
+  let missingFrom = -1;
   while (pending.length > 0) {
-    const part = pending.shift()!;
+    const part = pending.shift() as string;
     if (part === '..') {
-      done.pop();
+      current.pop();
+      if (missingFrom >= current.length) missingFrom = -1;
       continue;
     }
-    const candidate = join(root, ...done, part);
+    if (missingFrom >= 0) {
+      current.push(part);
+      continue;
+    }
+    const candidate = join(root, ...current, part);
     let info;
     try {
       info = await lstat(candidate);
-    } catch {
-      return join(root, ...done, part, ...pending.filter((c) => c !== '..'));
-    }
-    if (info.isSymbolicLink() && (pending.length > 0 || followFinal)) {
-      if (++links > MAX_SYMLINKS) throw new ConveyorError('ERR_SPAWN_FAILED', `too many levels of symbolic links resolving ${path} in the image`);
-      const target = await readlink(candidate);
-      if (target.startsWith('/')) done.length = 0;
-      pending = [...target.split('/').filter((c) => c !== '' && c !== '.'), ...pending];
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new ConveyorError(options.code, `${candidate}: ${(error as Error).message}`, { cause: error });
+      missingFrom = current.length;
+      current.push(part);
       continue;
     }
-    done.push(part);
+    if (info.isSymbolicLink() && (pending.length > 0 || followFinal)) {
+      if (++links > MAX_SYMLINKS) {
+        throw new ConveyorError(options.code, `${path}: too many levels of symbolic links under ${root}`, {
+          hint: 'a symlink loop in the image or the build context',
+        });
+      }
+      const target = await readlink(candidate);
+      if (target.startsWith('/')) current.length = 0;
+      pending.unshift(...target.split('/').filter((component) => component !== '' && component !== '.'));
+      continue;
+    }
+    current.push(part);
   }
-  return join(root, ...done);
+  const relative = current.join('/');
+  return { hostPath: relative ? join(root, relative) : root, relative };
+}
+
+/** resolveScoped's host path, failing with ERR_SPAWN_FAILED: for the container tools, whose paths are the image's. */
+export async function resolveInRoot(root: string, path: string, followFinal = true): Promise<string> {
+  return (await resolveScoped(root, path, { followFinal, code: 'ERR_SPAWN_FAILED' })).hostPath;
 }
 
 /** Reads a small regular file inside the root; undefined when it does not exist or is not a regular file. */

@@ -26,7 +26,7 @@ import { createGunzip } from 'node:zlib';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Header as TarHeader } from 'tar-stream';
 import { startProcess } from '@conveyor/lib-common/subprocess';
-import { resolveInRoot } from './scoped-path.js';
+import { resolveScoped } from '@conveyor/lib-common/container/rootfs';
 import { applyMetadata, ensureDirectory, existing, type Metadata, mkdirsInRoot, replaceWithSymlink } from './write.js';
 
 /** An entry's body as tar-stream hands it over (a streamx Readable). */
@@ -139,7 +139,7 @@ interface ExtractOptions {
   file: string;
   compression: ArchiveCompression;
   rootfs: string;
-  /** The destination directory, relative to rootfs and resolved inside it (resolveInRoot). */
+  /** The destination directory, relative to rootfs and resolved inside it (resolveScoped). */
   destRelative: string;
   chown?: { uid: number; gid: number };
   limits?: Partial<ArchiveLimits>;
@@ -184,7 +184,7 @@ export async function extractArchive(options: ExtractOptions): Promise<void> {
       body.resume();
       return;
     }
-    const parent = await resolveInRoot(rootfs, posix.join(destRelative, posix.dirname(name)), { code: 'ERR_BUILD_DEST' });
+    const parent = await resolveScoped(rootfs, posix.join(destRelative, posix.dirname(name)), { code: 'ERR_BUILD_DEST' });
     await mkdirsInRoot(rootfs, parent.relative);
     const target = posix.join(parent.hostPath, posix.basename(name));
     switch (header.type) {
@@ -221,7 +221,7 @@ export async function extractArchive(options: ExtractOptions): Promise<void> {
       case 'link': {
         body.resume();
         const linked = cleanName(file, header.linkname ?? '');
-        const source = await resolveInRoot(rootfs, posix.join(destRelative, linked), { followFinal: false, code: 'ERR_BUILD_DEST' });
+        const source = await resolveScoped(rootfs, posix.join(destRelative, linked), { followFinal: false, code: 'ERR_BUILD_DEST' });
         const info: Stats | undefined = await existing(source.hostPath);
         if (!info || info.isDirectory())
           throw malicious(file, `hardlink ${JSON.stringify(header.name)} to ${JSON.stringify(header.linkname)}, which is not a file in it`);

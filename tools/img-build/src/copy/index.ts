@@ -32,7 +32,7 @@ import { writeXattrs } from '../layer/xattrs.js';
 import { type ArchiveLimits, archiveCompression, extractArchive } from './add-tar.js';
 import { type FetchLimits, fetchUrl, isUrl } from './add-url.js';
 import type { HashCache } from './hash-cache.js';
-import { resolveInRoot } from './scoped-path.js';
+import { resolveScoped } from '@conveyor/lib-common/container/rootfs';
 import { type MatchedSource, matchSources, type SourceEntry } from './sources.js';
 import {
   applyMetadata,
@@ -208,7 +208,7 @@ export async function copyInto(options: CopyOptions): Promise<void> {
   const { sources } = patterns.length > 0 ? await matchSources(options.from, patterns) : { sources: [] };
   const heredocs = options.heredocs ?? [];
   const count = sources.length + urls.length + heredocs.length;
-  const dest = await resolveInRoot(options.rootfs, options.dest, { code: 'ERR_BUILD_DEST' });
+  const dest = await resolveScoped(options.rootfs, options.dest, { code: 'ERR_BUILD_DEST' });
   const destInfo = await existing(dest.hostPath);
   const destIsDir = options.dest.endsWith('/') || destInfo?.isDirectory() === true;
   if (count > 1 && !destIsDir) {

@@ -7,7 +7,7 @@
  *    refused; a pattern with wildcards (`*`, `?`, `[`) is matched with
  *    filepath.Match semantics against paths of the same depth (globMatch);
  *  - a matched path that is a symlink is followed, inside the root only
- *    (scoped-path.ts); below it symlinks are listed as symlinks, never followed;
+ *    (resolveScoped, lib-common/container/rootfs.ts); below it symlinks are listed as symlinks, never followed;
  *  - `ignore` (the .dockerignore matcher) hides context paths: a file it
  *    excludes is not there, a directory's kept entries still are;
  *  - sockets and device nodes are left out (a build context has no use for
@@ -22,7 +22,7 @@ import { posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readXattrPaths, xattrKept } from '../layer/xattrs.js';
 import { globMatch } from '../patterns.js';
-import { resolveInRoot } from './scoped-path.js';
+import { resolveScoped } from '@conveyor/lib-common/container/rootfs';
 
 export interface SourceRoot {
   /** Host path of the root the sources are taken from. */
@@ -228,7 +228,7 @@ async function resolveOne(from: SourceRoot, pattern: string, path: string): Prom
     const stats = await lstat(posix.join(from.root, path)).catch(() => undefined);
     if (!stats?.isDirectory()) return undefined;
   }
-  const resolved = await resolveInRoot(from.root, path, { code: 'ERR_BUILD_SOURCE' });
+  const resolved = await resolveScoped(from.root, path, { code: 'ERR_BUILD_SOURCE' });
   if (resolved.relative !== path && resolved.relative !== '' && from.ignore?.(resolved.relative)) {
     const stats = await lstat(resolved.hostPath).catch(() => undefined);
     if (!stats?.isDirectory()) return undefined;

@@ -1,7 +1,7 @@
 /**
  * Writing into the stage's rootfs, which holds the image's (hostile)
  * symlinks. The caller hands in a parent directory already resolved inside
- * the rootfs (scoped-path.ts) or created by us; here the last component is
+ * the rootfs (resolveScoped, lib-common/container/rootfs.ts) or created by us; here the last component is
  * never followed: whatever is at the name is removed and the new entry made
  * in its place (O_CREAT|O_EXCL|O_NOFOLLOW semantics: copyFile with
  * COPYFILE_EXCL, symlink and mkdir all fail on an existing name, so nothing
@@ -113,7 +113,7 @@ export async function replaceWithSymlink(path: string, target: string): Promise<
 /**
  * Creates the missing directories of `relative` (a path inside `rootfs`
  * whose existing components are real directories: resolved by
- * resolveInRoot) as 0755, owned by `owner` (COPY --chown: Docker's classic
+ * resolveScoped) as 0755, owned by `owner` (COPY --chown: Docker's classic
  * builder and buildah give the directories a COPY creates its owner too) or
  * root; existing ones keep their owner and mode.
  */
