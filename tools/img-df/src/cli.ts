@@ -4,7 +4,7 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 const HELP = `Usage: img-df [OPTIONS]
 
 Show what the store holds and what a prune would free, as \`docker system df\`:
-one \`df\` record per kind (images, layers, containers) with total, active,
+one \`df\` record per kind (images, layers, containers, build-cache) with total, active,
 size and reclaimable; a table on a terminal.
 
   images      the images of index.json; active: a container was made from it;
@@ -13,6 +13,9 @@ size and reclaimable; a table on a terminal.
               reclaimable: what img-prune -a would delete
   containers  container directories; active: running; reclaimable: the stopped
               ones (ctr-rm)
+  build-cache img-build's step cache entries; size: the entries and the blobs
+              and layers they list; reclaimable: the entries and what only they
+              keep (img-prune --build-cache)
 
 The figures come from img-prune's own dry run, so it waits, as img-prune does,
 for pulls and unpacks in progress.
@@ -30,6 +33,7 @@ Options:
 Examples:
   img-df
   img-df | jq -r 'select(.kind == "images") | .reclaimable'
+  img-df | jq -r 'select(.kind == "build-cache") | .reclaimable' && img-prune --build-cache
 
 Exit status: 0 shown, 1 the store could not be read (or stayed locked), 2 usage.
 `;

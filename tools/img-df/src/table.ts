@@ -8,7 +8,7 @@ import { formatTable } from '@conveyor/lib-common/table';
 import type { DfKind, DfRecord } from './usage.js';
 
 export const DF_TABLE_HEADERS = ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'];
-const TYPE_NAMES: Record<DfKind, string> = { images: 'Images', layers: 'Unpacked layers', containers: 'Containers' };
+const TYPE_NAMES: Record<DfKind, string> = { images: 'Images', layers: 'Unpacked layers', containers: 'Containers', 'build-cache': 'Build Cache' };
 
 /** `1.2MB (50%)`, as docker: the share rounded down, none for an empty size. */
 export function reclaimableText(reclaimable: number, size: number): string {

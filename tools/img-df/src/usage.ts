@@ -9,6 +9,12 @@
  *               reclaimable: those img-prune -a would delete (and staging)
  *   containers  container dirs; active: running; size: their dirs (the
  *               writable upper layer, logs); reclaimable: the stopped ones'
+ *   build-cache img-build's step cache entries (`build-cache/<key>.json`);
+ *               active: 0 (an entry is used only while a build reads it);
+ *               size: the entries and the blobs and unpacked layers they
+ *               list; reclaimable: the entries and what only they keep (a
+ *               second dry run removing every entry, as img-prune -a does,
+ *               less the first: images + layers + build cache = img-prune -a)
  *
  * Library code: reads the store, writes nothing but the gc lock its dry run
  * takes (so the figures are not those of a half-done pull: the dry run waits
@@ -16,15 +22,24 @@
  * ERR_STORE_LOCKED when they outlast timeoutMs, ERR_STORE_CORRUPT for an
  * index.json that is not an index.
  */
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageRoots, isRunning, listContainers } from '@conveyor/lib-common/container/state';
-import { collectGarbage, diskUsage, imageDigests, mountedChains, type ContainerRoots, type FreedKind } from '@conveyor/lib-common/gc';
-import { SHA256_HEX } from '@conveyor/lib-common/digest';
+import {
+  BUILD_CACHE_DIR,
+  collectGarbage,
+  diskUsage,
+  imageDigests,
+  mountedChains,
+  parseBuildCacheEntry,
+  type ContainerRoots,
+  type FreedKind,
+} from '@conveyor/lib-common/gc';
+import { digestHex, SHA256_HEX } from '@conveyor/lib-common/digest';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import { REF_NAME_ANNOTATION, type Store } from '@conveyor/lib-common/store';
 
-export type DfKind = 'images' | 'layers' | 'containers';
+export type DfKind = 'images' | 'layers' | 'containers' | 'build-cache';
 
 export interface DfRecord {
   type: 'df';
@@ -71,6 +86,7 @@ export async function storeUsage(store: Store, options: DfOptions = {}): Promise
 
   let imageReclaim = 0;
   let layerReclaim = 0;
+  let pruneAll = 0;
   await collectGarbage(store, {
     all: true,
     dryRun: true,
@@ -79,10 +95,26 @@ export async function storeUsage(store: Store, options: DfOptions = {}): Promise
     warn,
     containerRoots: async () => roots,
     onFreed: async (record) => {
+      pruneAll += record.size;
       if (IMAGE_KINDS.has(record.kind)) imageReclaim += record.size;
       else if (LAYER_KINDS.has(record.kind)) layerReclaim += record.size;
     },
   });
+  // The same dry run with every build-cache entry gone: what only the cache keeps is the difference.
+  let pruneWithCache = 0;
+  await collectGarbage(store, {
+    all: true,
+    buildCache: true,
+    dryRun: true,
+    timeoutMs: options.timeoutMs,
+    onWait: options.onWait,
+    warn,
+    containerRoots: async () => roots,
+    onFreed: async (record) => {
+      pruneWithCache += record.size;
+    },
+  });
+  const cache = await buildCacheUsage(store);
 
   const indexed = await store.indexEntries();
   const used = new Set<string>();
@@ -113,5 +145,35 @@ export async function storeUsage(store: Store, options: DfOptions = {}): Promise
     record('images', indexed.length, activeImages, blobSize, imageReclaim),
     record('layers', layerNames.length, layerNames.filter((name) => mounted.has(name)).length, layerSize, layerReclaim),
     record('containers', containers.length, running, containerSize, stoppedSize),
+    record('build-cache', cache.entries, 0, cache.size, Math.max(0, pruneWithCache - pruneAll)),
   ];
+}
+
+/**
+ * The build cache's entries and their size: each entry file plus every blob
+ * and unpacked layer the valid ones list, each counted once (what the cache
+ * holds on to, whether or not an image shares it). Entry lists are digests
+ * checked by pattern (parseBuildCacheEntry), never paths.
+ */
+async function buildCacheUsage(store: Store): Promise<{ entries: number; size: number }> {
+  const dir = join(store.root, BUILD_CACHE_DIR);
+  const blobs = new Set<string>();
+  const chains = new Set<string>();
+  let entries = 0;
+  let size = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!/^[a-f0-9]{64}\.json$/.test(name)) continue;
+    const info = await lstat(join(dir, name)).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    entries++;
+    size += info.size;
+    // Larger than any real entry (a few dozen digests): counted, not read.
+    if (info.size > 1024 * 1024) continue;
+    const entry = parseBuildCacheEntry(await readFile(join(dir, name), 'utf8').catch(() => ''));
+    for (const blob of entry?.blobs ?? []) blobs.add(blob);
+    for (const chain of entry?.chainIDs ?? []) chains.add(chain);
+  }
+  for (const blob of blobs) size += (await lstat(store.blobPath(blob)).catch(() => undefined))?.size ?? 0;
+  for (const chain of chains) size += await diskUsage(join(store.layersDir, digestHex(chain))).catch(() => 0);
+  return { entries, size };
 }

@@ -1,10 +1,12 @@
 /**
  * img-df on a real store: images imported by skopeo, a layer unpacked, a
  * running detached container (runc) keeping its image and layer active.
- * Reclaimable is checked against img-prune -a --dry-run's own report.
+ * Reclaimable is checked against img-prune -a --dry-run's own report; the
+ * rows' sum against img-prune -a (which removes the build cache too), after
+ * a real img-build, and again once its tag moved to another build.
  */
 import t from 'tap';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { deleteAllContainers, startDetached } from '../../../test/helpers/containers.js';
@@ -43,7 +45,7 @@ t.test('images, layers and containers; reclaimable as img-prune -a would free', 
   t.equal(idle.code, 0, idle.stderr);
   t.strictSame(
     idle.records.map((r) => r.kind),
-    ['images', 'layers', 'containers'],
+    ['images', 'layers', 'containers', 'build-cache'],
   );
   t.match(idle.byKind.images, { type: 'df', v: 1, total: 2, active: 0, size: blobBytes(root) });
   t.match(idle.byKind.layers, { total: 1, active: 0 });
@@ -78,4 +80,56 @@ t.test('usage errors exit 2; an empty store is all zeros', async (t) => {
   const empty = await df(root);
   t.equal(empty.code, 0, empty.stderr);
   t.ok(empty.records.every((r) => r.total === 0 && r.size === 0 && r.reclaimable === 0));
+});
+
+t.test('the build cache: entries, what they keep, what img-prune --build-cache would free', async (t) => {
+  const root = tempStore();
+  t.teardown(async () => {
+    await deleteAllContainers(root);
+    removeStore(root);
+  });
+  busyboxRootfs(root);
+  const none = await df(root);
+  t.match(none.byKind['build-cache'], { type: 'df', v: 1, total: 0, active: 0, size: 0, reclaimable: 0 });
+
+  const context = t.testdir({ Dockerfile: 'FROM busybox\nRUN echo cached > /cached.txt\nENV A=1\n' });
+  const built = await runTool('img-build', ['--root', root, '-q', '-t', 'df-built:1', context], { timeoutMs: 120_000 });
+  t.equal(built.code, 0, built.stderr);
+  const entries = () => readdirSync(join(root, 'build-cache')).filter((name) => name.endsWith('.json'));
+  const entryBytes = () => entries().reduce((sum, name) => sum + statSync(join(root, 'build-cache', name)).size, 0);
+  const tagged = await df(root);
+  t.equal(tagged.code, 0, tagged.stderr);
+  t.match(tagged.byKind['build-cache'], { total: entries().length, active: 0 });
+  t.ok(entries().length >= 2, 'a RUN and an ENV step');
+  t.ok(tagged.byKind['build-cache'].size > entryBytes(), 'the entries and the blobs they list');
+  // img-prune -a removes the build cache too: its total is the images', the layers' and the build cache's reclaimable.
+  const pruneAll = async () => {
+    const result = await runTool('img-prune', ['--root', root, '-a', '--dry-run']);
+    t.equal(result.code, 0, result.stderr);
+    return result.records.filter((r) => r.type === 'freed').reduce((sum, r) => sum + r.size, 0);
+  };
+  const rows = (d: typeof tagged) => d.byKind.images.reclaimable + d.byKind.layers.reclaimable + d.byKind['build-cache'].reclaimable;
+  t.equal(rows(tagged), await pruneAll(), 'images + layers + build cache = what img-prune -a frees');
+  const whileTagged = tagged.byKind['build-cache'].reclaimable;
+  t.ok(whileTagged >= entryBytes(), 'at least the entries');
+  const listed = tagged.byKind['build-cache'].size;
+
+  // The tag moves to a new build: the first RUN's layer is kept only by the cache now.
+  writeFileSync(join(context, 'Dockerfile'), 'FROM busybox\nRUN echo other > /other.txt\n');
+  const rebuilt = await runTool('img-build', ['--root', root, '-q', '-t', 'df-built:1', context], { timeoutMs: 120_000 });
+  t.equal(rebuilt.code, 0, rebuilt.stderr);
+  const moved = await df(root);
+  t.equal(rows(moved), await pruneAll(), 'again, with the tag moved');
+  t.ok(moved.byKind['build-cache'].reclaimable > whileTagged, "the first RUN's layer and configs count now");
+  t.ok(moved.byKind['build-cache'].size > listed, 'the new entries and their blobs');
+  const untagged = moved;
+
+  // A forged entry (a path where a digest belongs) is counted but lists nothing.
+  writeFileSync(join(root, 'build-cache', `${'f'.repeat(64)}.json`), JSON.stringify({ version: 1, blobs: ['../../etc/passwd'], chainIDs: [] }));
+  const forged = await df(root);
+  t.equal(forged.byKind['build-cache'].total, untagged.byKind['build-cache'].total + 1);
+  t.ok(forged.byKind['build-cache'].size < untagged.byKind['build-cache'].size + 1000, 'only its own bytes');
+
+  const table = await df(root, ['--table']);
+  t.match(table.stdout, /\nBuild Cache\s+\d+\s+0\s+\S+\s+\S+ \(\d+%\)\n/);
 });
