@@ -17,13 +17,14 @@ const MiB = 1024 * 1024;
 const root = tempStore('ctr-stats-');
 t.teardown(() => removeStore(root));
 const rootfs = busyboxRootfs(root);
+// --net private: loopback only, so the network counters are exactly 0 (pasta's eth0 sees the kernel's own IPv6 chatter).
 const [busy, hog] = await Promise.all([
-  startDetached(root, rootfs, ['--name', 'busy'], ['sh', '-c', 'yes > /dev/null']),
+  startDetached(root, rootfs, ['--name', 'busy', '--net', 'private'], ['sh', '-c', 'yes > /dev/null']),
   // 48 MiB in /dev/shm (a tmpfs): memory charged to the container for as long as it runs, with no CPU spent.
   startDetached(
     root,
     rootfs,
-    ['--name', 'hog', '-m', '128m'],
+    ['--name', 'hog', '--net', 'private', '-m', '128m'],
     ['sh', '-c', 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=48 2>/dev/null && touch /tmp/filled && exec sleep 600'],
   ),
 ]);
