@@ -152,6 +152,12 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
   });
 
   await t.test('--build-cache removes every entry, then what only the cache kept', async (t) => {
+    const hashes = join(root, 'build-hashes');
+    mkdirSync(hashes, { mode: 0o700 });
+    writeFileSync(join(hashes, `${sha('context')}.json`), '{}');
+    const kept = await prune(root, []);
+    t.ok(existsSync(join(hashes, `${sha('context')}.json`)), 'a plain prune keeps the context hashes');
+    t.equal(kept.code, 0, kept.stderr);
     const dry = await prune(root, ['--build-cache', '--dry-run']);
     t.equal(dry.code, 0, dry.stderr);
     t.ok(
@@ -173,6 +179,11 @@ t.test('valid entries keep their content; bad ones go, touching nothing they nam
     t.strictSame(readdirSync(cacheDir), [`${sha('live writer')}.json.${process.pid}.abcd.tmp`], "only a live writer's temporary file stays");
     t.notOk(existsSync(join(blobs, keptBlob)));
     t.notOk(existsSync(join(root, 'layers', keptChain)));
+    t.strictSame(readdirSync(hashes), [], 'the context hashes go with the cache');
+    t.ok(
+      run.records.some((r) => r.kind === 'build-cache' && r.path === `build-hashes/${sha('context')}.json`),
+      'and are reported',
+    );
     for (const path of beside) t.ok(existsSync(path), `${path} is untouched by --build-cache too`);
     t.equal(JSON.parse(readFileSync(join(root, 'index.json'), 'utf8')).manifests.length, 1, 'images are not the build cache');
   });
