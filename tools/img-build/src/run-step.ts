@@ -63,7 +63,7 @@ export async function runInContainer(options: RunOptions): Promise<RunResult> {
   if (options.network === 'host') args.push('--net', 'host');
   else if (options.network === 'none') args.push('--net', 'none');
   if (options.scriptFile) {
-    // A directory holding the script is bound at /dev/pipes (ctr-spawn binds directories; a file source it would try to mkdir).
+    // The script's directory is bound read-only at /dev/pipes, where BuildKit puts heredoc scripts too.
     const dir = join(paths.containerDir, 'heredoc');
     const file = join(dir, heredocFileName(options.scriptFile.name));
     await mkdir(dir, { mode: 0o755 });
