@@ -24,7 +24,7 @@ store: img-fetch --pull=missing | layer-unpack | ctr-spawn. Every flag is
 checked (by ctr-spawn --check-flags) before anything is pulled.
 
 Options are ctr-spawn's (see ctr-spawn --help: -d, --name, --rm, --restart,
--e, --env-file, -v, -w, -u, -m, --cpus, ...), plus:
+-e, --env-file, -v, -w, -u, -m, --cpus, -p, -P, --net, ...), plus:
       --pull POLICY     always, missing (default) or never
       --platform P      os/arch[/variant] to pull
       --insecure        do not verify the registry's TLS certificate
@@ -41,6 +41,7 @@ Examples:
   conveyor-run -e GREETING=hi -v /tmp:/data localhost:5000/app:v1
   conveyor-run --memory 64m --pids-limit 50 alpine sh -c 'ulimit -a'
   conveyor-run -d --name web busybox httpd -f -p 8080   # prints a container record
+  conveyor-run -d -p 127.0.0.1:8080:80 busybox httpd -f -p 80   # served on the host's 8080
   conveyor-run -d --restart on-failure:3 app:v1         # run again when it fails
   conveyor-run --pull always --platform linux/arm64 alpine uname -m
 
