@@ -1,7 +1,8 @@
 /**
  * The port forwarder (ports/forwarder.ts, relay.ts) on a network namespace
  * this test makes itself (`unshare --net=FILE`), with servers inside started
- * by nsenter: TCP relayed with half-close, a refused port reset, UDP
+ * by nsenter: TCP relayed with half-close, a refused port reset (after the
+ * handshake, never refused, for many clients at once), UDP
  * datagrams relayed per client, 200 concurrent connections, a taken port
  * refused with nothing left bound, close() and a SIGKILLed owner freeing the
  * ports. Everything stays on loopback and inside the namespace.
@@ -134,6 +135,23 @@ t.test('TCP and UDP relayed into the namespace; close() frees the ports', async 
   await forwarder.close();
   t.ok(await bindable(half.hostPort), 'TCP port free after close()');
   t.ok(await bindable(echo.hostPort, 'udp'), 'UDP port free after close()');
+});
+
+t.test('a port nobody listens on inside: every client is accepted on the host, then reset; the listener stays', async (t) => {
+  // ports.test.ts once read curl's "(7) Failed to connect" here as a host socket not listening: it was
+  // curl finding this reset (ECONNRESET in SO_ERROR) before it saw its connect succeed. The kernel says
+  // ECONNREFUSED only for a SYN nobody accepts, so no client of a published port may ever get it.
+  const forwarder = await startForwarder({ execPath: process.execPath, netnsPath: netns, mappings: [tcp(7009), tcp(7000)] });
+  const [refused, half] = forwarder.ports;
+  const outcomes: string[] = [];
+  for (let round = 0; round < 5; round++) {
+    // Ten at once, then the next ten: resets racing new handshakes on the same listener.
+    outcomes.push(...(await Promise.all(Array.from({ length: 10 }, () => exchange(refused.hostPort, 'x')))));
+  }
+  t.strictSame([...new Set(outcomes)], ['error ECONNRESET'], '50 clients: reset after the handshake, none refused');
+  t.equal(await exchange(half.hostPort, 'still here'), 'STILL HERE', 'the other port is untouched');
+  t.equal(await bindable(refused.hostPort), false, 'the reset port is still published');
+  await forwarder.close();
 });
 
 t.test('an IPv6 host address: [::1] relayed to 127.0.0.1 inside', async (t) => {

@@ -53,6 +53,23 @@ function curl(port: number): string {
   }
 }
 
+/**
+ * How a TCP connection to 127.0.0.1:PORT ends: the connect's error code, or 'closed'.
+ * Not curl: when the peer resets right after the handshake (the relay does for a
+ * port nobody listens on inside), curl may find ECONNRESET in SO_ERROR before it
+ * has seen the connect succeed and reports "(7) Failed to connect" as for a port
+ * nobody listens on. The kernel does tell them apart: ECONNREFUSED only for a reset
+ * answering the SYN, ECONNRESET once the handshake is done.
+ */
+function connectOutcome(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.setTimeout(5000, () => socket.destroy(new Error('timeout')));
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    socket.on('close', () => resolve('closed'));
+  });
+}
+
 function udpEcho(port: number, text: string): Promise<string> {
   const socket = dgram.createSocket('udp4');
   return new Promise((resolve) => {
@@ -177,7 +194,7 @@ t.test('foreground: -P publishes the image ExposedPorts, -p wins for its port; a
   t.ok(byPort['53/udp'].hostPort > 0 && byPort['8443/tcp'].hostPort > 0, '-P: free host ports, resolved');
   t.equal(await served(port), 'served from the container\n');
   t.equal(await udpEcho(byPort['53/udp'].hostPort, 'hello -P'), 'hello -P');
-  t.match(curl(byPort['8443/tcp'].hostPort), /curl failed: .*(reset|Recv failure|Empty reply)/i, 'nobody listens on 8443 inside: the client is reset');
+  t.equal(await connectOutcome(byPort['8443/tcp'].hostPort), 'ECONNRESET', 'nobody listens on 8443 inside: accepted on the host, then reset');
 
   writeFileSync(stopFile, '');
   t.equal(await exit, 0, stderr);
