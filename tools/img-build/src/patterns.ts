@@ -75,13 +75,24 @@ function checkLength(pattern: string, file?: string): void {
 /** Go's filepath.Match pattern as tokens; throws on a malformed one. */
 function compileGlob(pattern: string): Token[] {
   checkLength(pattern);
+  return tokenize(pattern, (_chars, i, tokens) => {
+    if (tokens.at(-1)?.kind !== 'star') tokens.push({ kind: 'star' });
+    return i + 1;
+  });
+}
+
+/**
+ * The tokens of a pattern: `?`, `[class]`, `\` escapes and plain characters
+ * as both pattern languages have them; `*` is the caller's (`onStar` pushes
+ * its tokens and returns the index after what it took).
+ */
+function tokenize(pattern: string, onStar: (chars: string[], i: number, tokens: Token[]) => number): Token[] {
   const chars = Array.from(pattern);
   const tokens: Token[] = [];
   for (let i = 0; i < chars.length; ) {
     const ch = chars[i];
     if (ch === '*') {
-      if (tokens.at(-1)?.kind !== 'star') tokens.push({ kind: 'star' });
-      i++;
+      i = onStar(chars, i, tokens);
     } else if (ch === '?') {
       tokens.push({ kind: 'any' });
       i++;
@@ -237,44 +248,20 @@ interface IgnorePattern {
 function compileIgnorePattern(pattern: string): Token[] {
   // patternmatcher compares a pattern without wildcards or escapes as a plain string.
   if (!/[*?[\]\\]/.test(pattern)) return Array.from(pattern, (ch): Token => ({ kind: 'char', ch }));
-  const chars = Array.from(pattern);
-  const tokens: Token[] = [];
-  for (let i = 0; i < chars.length; ) {
-    const ch = chars[i];
-    if (ch === '*') {
-      if (chars[i + 1] === '*') {
-        i += 2;
-        const slash = chars[i] === '/';
-        if (slash) i++;
-        if (i >= chars.length) {
-          tokens.push({ kind: 'all' });
-        } else if (tokens.length === 0 && !slash && !/[*?[\]\\]/.test(chars.slice(i).join(''))) {
-          // `**foo`: patternmatcher's suffix match, any path ending in "foo".
-          tokens.push({ kind: 'all' });
-        } else {
-          tokens.push({ kind: 'dirs' });
-        }
-      } else {
-        tokens.push({ kind: 'star' });
-        i++;
-      }
-    } else if (ch === '?') {
-      tokens.push({ kind: 'any' });
-      i++;
-    } else if (ch === '[') {
-      const [token, next] = parseClass(chars, i + 1, pattern);
-      tokens.push(token);
-      i = next;
-    } else if (ch === '\\') {
-      if (i + 1 >= chars.length) throw badPattern(pattern);
-      tokens.push({ kind: 'char', ch: chars[i + 1] });
-      i += 2;
-    } else {
-      tokens.push({ kind: 'char', ch });
-      i++;
+  return tokenize(pattern, (chars, i, tokens) => {
+    if (chars[i + 1] !== '*') {
+      tokens.push({ kind: 'star' });
+      return i + 1;
     }
-  }
-  return tokens;
+    let next = i + 2;
+    const slash = chars[next] === '/';
+    if (slash) next++;
+    if (next >= chars.length) tokens.push({ kind: 'all' });
+    // `**foo`: patternmatcher's suffix match, any path ending in "foo".
+    else if (tokens.length === 0 && !slash && !/[*?[\]\\]/.test(chars.slice(next).join(''))) tokens.push({ kind: 'all' });
+    else tokens.push({ kind: 'dirs' });
+    return next;
+  });
 }
 
 export interface IgnoreMatcher {
