@@ -46,7 +46,7 @@ import { resolveStep } from './dockerfile/resolve.js';
 import { splitStages, type Stage } from './dockerfile/stages.js';
 import { expandWord } from './dockerfile/expand.js';
 import type { Heredoc, Instruction, Lookup, Step } from './dockerfile/steps.js';
-import { baseImage } from './base.js';
+import { type BaseImageOptions, baseImage } from './base.js';
 // The copy code and the packer (tar-fs, zlib, http) load when a step needs them: a cached rebuild skips most of it.
 import type { CopyOptions } from './copy/index.js';
 import { writeImage } from './image.js';
@@ -130,6 +130,18 @@ function platformArgs(): Map<string, string> {
     ['BUILDVARIANT', p.variant ?? ''],
   ];
   return new Map(values);
+}
+
+/** How FROM and COPY --from images are found or pulled. */
+function baseImageOptions(options: BuildOptions): BaseImageOptions {
+  return {
+    store: options.store,
+    runner: options.runner,
+    pull: options.pull,
+    fetchArgs: options.fetchArgs,
+    unpackArgs: options.toolArgs,
+    onStderr: (chunk) => options.progress.toolMessage(chunk),
+  };
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -333,14 +345,7 @@ async function buildStage(stage: Stage, ctx: StageContext): Promise<StageResult>
   } else if (fromStep.image.toLowerCase() === 'scratch') {
     current = { state: scratchState(), key: baseKey(options, 'scratch'), ref: 'scratch' };
   } else {
-    const image = await baseImage(fromStep.image, {
-      store: options.store,
-      runner: options.runner,
-      pull: options.pull,
-      fetchArgs: options.fetchArgs,
-      unpackArgs: options.toolArgs,
-      onStderr: (chunk) => options.progress.toolMessage(chunk),
-    });
+    const image = await baseImage(fromStep.image, baseImageOptions(options));
     if ((image.config.config as { OnBuild?: unknown[] } | undefined)?.OnBuild?.length) {
       options.warn(`${options.dockerfile.name}:${stage.from.line}: the base image's ONBUILD triggers are not run`);
     }
@@ -622,18 +627,7 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
       sourceKey = built.key;
       sourceRef = built.ref;
     } else {
-      const image = await baseImage(
-        step.from,
-        {
-          store: options.store,
-          runner: options.runner,
-          pull: options.pull,
-          fetchArgs: options.fetchArgs,
-          unpackArgs: options.toolArgs,
-          onStderr: (chunk) => options.progress.toolMessage(chunk),
-        },
-        `COPY --from=${step.from}`,
-      );
+      const image = await baseImage(step.from, baseImageOptions(options), `COPY --from=${step.from}`);
       sourceState = imageState(image.config, image.manifest.layers);
       sourceKey = image.record.digest;
       sourceRef = image.record.ref;
