@@ -34,6 +34,7 @@ import {
   parseBuildCacheEntry,
   type ContainerRoots,
   type FreedKind,
+  type FreedRecord,
 } from '@conveyor/lib-common/gc';
 import { digestHex, SHA256_HEX } from '@conveyor/lib-common/digest';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
@@ -87,32 +88,27 @@ export async function storeUsage(store: Store, options: DfOptions = {}): Promise
   let imageReclaim = 0;
   let layerReclaim = 0;
   let pruneAll = 0;
-  await collectGarbage(store, {
-    all: true,
-    dryRun: true,
-    timeoutMs: options.timeoutMs,
-    onWait: options.onWait,
-    warn,
-    containerRoots: async () => roots,
-    onFreed: async (record) => {
-      pruneAll += record.size;
-      if (IMAGE_KINDS.has(record.kind)) imageReclaim += record.size;
-      else if (LAYER_KINDS.has(record.kind)) layerReclaim += record.size;
-    },
+  // `img-prune -a` as a dry run, with or without the build cache: what each record would free.
+  const pruneDryRun = (buildCache: boolean, onFreed: (record: FreedRecord) => void) =>
+    collectGarbage(store, {
+      all: true,
+      buildCache,
+      dryRun: true,
+      timeoutMs: options.timeoutMs,
+      onWait: options.onWait,
+      warn,
+      containerRoots: async () => roots,
+      onFreed: async (record) => onFreed(record),
+    });
+  await pruneDryRun(false, (record) => {
+    pruneAll += record.size;
+    if (IMAGE_KINDS.has(record.kind)) imageReclaim += record.size;
+    else if (LAYER_KINDS.has(record.kind)) layerReclaim += record.size;
   });
   // The same dry run with every build-cache entry gone: what only the cache keeps is the difference.
   let pruneWithCache = 0;
-  await collectGarbage(store, {
-    all: true,
-    buildCache: true,
-    dryRun: true,
-    timeoutMs: options.timeoutMs,
-    onWait: options.onWait,
-    warn,
-    containerRoots: async () => roots,
-    onFreed: async (record) => {
-      pruneWithCache += record.size;
-    },
+  await pruneDryRun(true, (record) => {
+    pruneWithCache += record.size;
   });
   const cache = await buildCacheUsage(store);
 
