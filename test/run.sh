@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test file with tap and ends with one line: `N passed, N failed, N skipped`.
+# grep -a: a test may print bytes that are not text, which would make grep stop listing results.
 # Tests that need root (runc, overlay mounts) run when we are root, as in CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +8,7 @@ mkdir -p test/.fixtures
 files=$(ls lib-common/test/*.test.ts lib-common/*/test/*.test.ts tools/*/test/*.test.ts test/*.test.ts 2>/dev/null)
 log=test/.fixtures/tap-output.txt
 # shellcheck disable=SC2086
-pnpm exec tap --reporter=tap $files "$@" 2>&1 | tee "$log" | grep -E '^(not ok|ok|# )' | grep -vE '^# (Subtest|No coverage)'
+pnpm exec tap --reporter=tap $files "$@" 2>&1 | tee "$log" | grep -aE '^(not ok|ok|# )' | grep -avE '^# (Subtest|No coverage)'
 status=${PIPESTATUS[0]}
 node -e '
 const text = require("fs").readFileSync(process.argv[1], "utf8");
