@@ -186,8 +186,8 @@ await runCli({
     }
     if (flag(args, 'net') !== undefined && flag(args, 'network') !== undefined && flag(args, 'net') !== flag(args, 'network'))
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
-    const { findProgram } = await import('./host.js');
-    const network = parseNet(flag(args, 'network') ?? flag(args, 'net'), (program) => findProgram(program, ctx.env.PATH));
+    const { findProgram, hostHasDefaultRoute } = await import('./host.js');
+    const network = parseNet(flag(args, 'network') ?? flag(args, 'net'), (program) => findProgram(program, ctx.env.PATH), hostHasDefaultRoute);
     const net = network.mode;
     const memoryRaw = flag(args, 'memory');
     const memory = memoryRaw === undefined ? undefined : parseBytes(memoryRaw, '--memory');

@@ -102,6 +102,32 @@ export function hostDevices(dir = '/dev'): DeviceNode[] {
   return found;
 }
 
+/** Whether the host has a default route (IPv4 or IPv6), from /proc/net: no process is started. */
+export function hostHasDefaultRoute(): boolean {
+  const read = (file: string) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  // /proc/net/route: destination and mask 00000000; /proc/net/ipv6_route: destination ::/0, not via lo.
+  const v4 = read('/proc/net/route')
+    .split('\n')
+    .slice(1)
+    .some((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[1] === '00000000' && fields[7] === '00000000';
+    });
+  const v6 = read('/proc/net/ipv6_route')
+    .split('\n')
+    .some((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[0] === '0'.repeat(32) && fields[1] === '00' && fields[9] !== undefined && fields[9] !== 'lo';
+    });
+  return v4 || v6;
+}
+
 /** The first executable `name` on `path` (a PATH value), by looking: no process is started. */
 export function findProgram(name: string, path: string | undefined): string | undefined {
   for (const dir of (path ?? '').split(':')) {

@@ -406,9 +406,12 @@ export const NETWORK_HELPERS = ['pasta', 'slirp4netns'] as const;
  * --net / --network: slirp (pasta, else slirp4netns), pasta or slirp4netns
  * by name, private (none is its Docker name: only lo), host, container:ID|NAME.
  * Absent, bridge or default: slirp when a helper is installed, private
- * otherwise. `find` looks a program up on PATH (no process is started).
+ * otherwise. `find` looks a program up on PATH (no process is started);
+ * `hostRouted` tells whether the host has a default route: pasta copies the
+ * host's routable interface and cannot start without one (an offline host),
+ * so slirp chooses slirp4netns there.
  */
-export function parseNet(raw: string | undefined, find: (program: string) => string | undefined): NetworkRequest {
+export function parseNet(raw: string | undefined, find: (program: string) => string | undefined, hostRouted: () => boolean = () => true): NetworkRequest {
   const value = raw ?? 'default';
   if (value === 'private' || value === 'none') return { mode: 'private' };
   if (value === 'host') return { mode: 'host' };
@@ -421,12 +424,18 @@ export function parseNet(raw: string | undefined, find: (program: string) => str
     value === 'pasta' || value === 'slirp4netns' ? [value] : value === 'slirp' || value === 'bridge' || value === 'default' ? NETWORK_HELPERS : undefined;
   if (!wanted)
     throw usage(`--network ${JSON.stringify(value)}: unknown mode`, 'one of slirp (default), pasta, slirp4netns, private (none), host, container:NAME|ID');
-  for (const helper of wanted) {
+  const usable = wanted.length > 1 && !hostRouted() ? wanted.filter((helper) => helper !== 'pasta') : wanted;
+  for (const helper of usable) {
     const program = find(helper);
     if (program) return { mode: helper, program };
   }
   // By default a host without a helper runs containers with only lo, as before; asked for by name, it is an error.
   if (value === 'bridge' || value === 'default') return { mode: 'private' };
+  if (usable.length < wanted.length)
+    throw usage(
+      `--network ${value}: pasta needs a default route on the host (there is none) and slirp4netns is not installed`,
+      'install slirp4netns, or use --net private',
+    );
   throw usage(`--network ${value}: ${wanted.join(' or ')} is not installed`, 'install passt (pasta) or slirp4netns, or use --net private');
 }
 

@@ -64,6 +64,17 @@ t.test('parsers: good values', async (t) => {
     ['--network default, pasta installed', parseNet(undefined, installed), { mode: 'pasta', program: '/usr/bin/pasta' }],
     ['--network bridge, pasta installed', parseNet('bridge', installed), { mode: 'pasta', program: '/usr/bin/pasta' }],
     ['--network default, no helper', parseNet(undefined, noHelper), { mode: 'private' }],
+    ['--network default, no default route', parseNet(undefined, installed, () => false), { mode: 'slirp4netns', program: '/usr/bin/slirp4netns' }],
+    [
+      '--network default, no default route, only pasta',
+      parseNet(
+        undefined,
+        (p) => (p === 'pasta' ? '/usr/bin/pasta' : undefined),
+        () => false,
+      ),
+      { mode: 'private' },
+    ],
+    ['--network pasta by name, no default route', parseNet('pasta', installed, () => false), { mode: 'pasta', program: '/usr/bin/pasta' }],
     ['--network slirp4netns by name', parseNet('slirp4netns', installed), { mode: 'slirp4netns', program: '/usr/bin/slirp4netns' }],
     ['--add-host host-gateway', parseAddHost('gw:host-gateway'), { name: 'gw', ip: 'host-gateway' }],
     ['-v rshared', parseVolume('/h:/c:rshared'), { source: '/h', destination: '/c', readOnly: false, propagation: 'rshared' }],
@@ -135,6 +146,15 @@ t.test('parsers: bad values are usage errors', async (t) => {
     ['--add-host bad name', () => parseAddHost('-db:10.0.0.5')],
     ['--add-host newline in name', () => parseAddHost('db\nevil:10.0.0.5')],
     ['--network unknown', () => parseNet('overlay', installed)],
+    [
+      '--network slirp, no default route, only pasta',
+      () =>
+        parseNet(
+          'slirp',
+          (p) => (p === 'pasta' ? '/usr/bin/pasta' : undefined),
+          () => false,
+        ),
+    ],
     ['--network container: empty', () => parseNet('container:', installed)],
     ['--network slirp, no helper', () => parseNet('slirp', noHelper)],
     ['--network pasta, not installed', () => parseNet('pasta', () => undefined)],
