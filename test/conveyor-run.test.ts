@@ -101,12 +101,34 @@ t.test('the flag set passes through: -e, --env-file, -w, -u, -m, --cpus, --name,
 });
 
 t.test('-d, --name and --rm pass through to ctr-spawn: a container record comes out and the container runs detached', async (t) => {
-  const result = await conveyorRun(['--root', root, '-d', '--rm', '--name', 'bg', 'busybox', 'sh', '-c', 'echo from-bg; sleep 2']);
+  // It runs until the test has followed its log (a fixed sleep lost the race to --rm on a loaded machine).
+  const sync = t.testdir();
+  const result = await conveyorRun([
+    '--root',
+    root,
+    '-d',
+    '--rm',
+    '--name',
+    'bg',
+    '-v',
+    `${sync}:/sync`,
+    'busybox',
+    'sh',
+    '-c',
+    'echo from-bg; while [ ! -e /sync/go ]; do sleep 0.1; done',
+  ]);
   t.equal(result.code, 0, `conveyor-run exits 0 ${result.stderr}`);
   const record = JSON.parse(result.stdout);
   t.match(record, { type: 'container', name: 'bg', status: 'running', image: 'docker.io/library/busybox:latest' });
-  const logs = await exec(process.execPath, [toolPath('ctr-logs'), '--root', root, '-f', record.id]);
-  t.equal(logs.stdout, 'from-bg\n', 'its output is in its log');
+  const follower = spawn(process.execPath, ['--', toolPath('ctr-logs'), '--root', root, '-f', record.id], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let followed = '';
+  follower.stdout.on('data', (chunk) => {
+    followed += chunk;
+    if (followed.includes('from-bg\n')) writeFileSync(join(sync, 'go'), '');
+  });
+  const code = await new Promise((resolve) => follower.on('close', resolve));
+  t.equal(code, 0, 'ctr-logs -f ends when the container does');
+  t.equal(followed, 'from-bg\n', 'its output is in its log');
   // --rm: the supervisor removes it once it has ended.
   for (let i = 0; i < 100 && existsSync(record.bundle); i++) await new Promise((resolve) => setTimeout(resolve, 50));
   t.notOk(existsSync(record.bundle), 'removed when it ended');
