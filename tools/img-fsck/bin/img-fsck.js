@@ -1,0 +1,2 @@
+#!/usr/bin/env -S node --
+import '../dist/cli.js';
