@@ -39,6 +39,7 @@ import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { LayerInfo } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
+import { type TreeDigest, treeDigest } from '@conveyor/lib-common/tree-digest';
 import { Applier } from './apply/applier.js';
 import { explainTooLarge, layerLimits, withLimits, type ImageBudget } from './budget.js';
 import { applyLayer } from './read-layer.js';
@@ -74,6 +75,8 @@ export interface LayerMeta {
   owners?: Record<string, [number, number]>;
   /** Rootless: the xattr name the opaque markers use. */
   opaqueXattr: string;
+  /** The tree checksum of diff/ (lib-common tree-digest), taken at commit; img-fsck recomputes it. Absent in metas written before it was recorded. */
+  tree?: TreeDigest;
 }
 
 export interface EnsureOptions {
@@ -242,6 +245,8 @@ async function unpackLocked(
     await applier.finish();
     await applier.close();
     const stats = applier.stats();
+    // Taken once the tree is complete, before the commit: img-fsck recomputes it to find a layer changed since.
+    const tree = await treeDigest(diff);
     const meta: LayerMeta = {
       chainID: layer.chainID,
       // Verified: applyLayer fails unless the uncompressed bytes hash to layer.diffID.
@@ -256,6 +261,7 @@ async function unpackLocked(
       rootless: opts.rootless,
       opaqueXattr: opts.rootless ? 'user.overlay.opaque' : 'trusted.overlay.opaque',
       ...(opts.rootless ? { owners: stats.owners } : {}),
+      tree,
     };
     await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
