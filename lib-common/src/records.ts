@@ -112,6 +112,8 @@ export interface MountRecord extends Omit<RootfsRecord, 'type'> {
   target: string;
   upper: string;
   work: string;
+  /** How the root was put together (overlay/driver.ts): kernel `overlay`, `fuse-overlayfs`, or a `copy` of the layers (rootless fallbacks). */
+  driver?: 'overlay' | 'fuse-overlayfs' | 'copy';
 }
 
 export type PortProtocol = 'tcp' | 'udp';

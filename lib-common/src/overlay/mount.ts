@@ -16,6 +16,13 @@
  * mount is reported as ERR_MOUNT_FAILED with the kernel's own reason, read from
  * the kernel log when it is readable.
  *
+ * Rootless (inside the user's namespace: lib-common/rootless) the drivers of
+ * driver.ts are tried in order: kernel overlayfs with `userxattr`, then
+ * fuse-overlayfs, then a copy of the layers bind-mounted on merged (copy.ts);
+ * the one that worked is returned as `driver`. Every driver leaves a mount on
+ * merged, so unmounting (umount, which also ends a fuse-overlayfs daemon) and
+ * finding what is mounted work the same for all.
+ *
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
@@ -26,6 +33,8 @@ import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
 import { runProcess, type SubprocessResult } from '../subprocess.js';
 import { mkdirClosed, type Store } from '../store.js';
+import { copyLayers } from './copy.js';
+import { driverOrder, type OverlayDriver } from './driver.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
 export const MOUNT_OPTIONS_LIMIT = 4096 - 256;
@@ -119,6 +128,17 @@ export interface MountOverlayOptions {
   id?: string;
   /** Always use short links (tests; deep stores). */
   forceLinks?: boolean;
+  /** We run rootless (inside the user's namespace): `userxattr`, and the fallback drivers. */
+  rootless?: boolean;
+  /** The driver to use and no other (CONVEYOR_OVERLAY_DRIVER). */
+  driver?: OverlayDriver;
+  /** Told when a driver failed and the next one is tried. */
+  onFallback?: (failed: OverlayDriver, reason: string) => void;
+}
+
+/** A mounted container root: its paths and the driver that made it. */
+export interface MountedOverlay extends ContainerPaths {
+  driver: OverlayDriver;
 }
 
 /**
@@ -127,7 +147,7 @@ export interface MountOverlayOptions {
  * mounted and the container directory is removed. The lower dirs are mounted
  * as given: take them from a record only through trustedLowerDirs.
  */
-export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<ContainerPaths> {
+export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<MountedOverlay> {
   if (lowerDirs.length === 0) throw new ConveyorError('ERR_INPUT_RECORD', 'no layer directories to mount');
   if (lowerDirs.length > MAX_LOWER_LAYERS) {
     throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, {
@@ -166,14 +186,56 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
       await mkdirClosed(store.linksDir);
       for (const link of plan.links) await ensureLink(store.root, store.linksDir, link.name, link.target);
     }
-    // Uptime has 10 ms steps and the two clocks drift a little: allow a margin.
-    const since = uptimeMicros() - 100_000;
-    const result = await runProcess('mount', ['-t', 'overlay', 'overlay', '-o', plan.options, paths.merged], { cwd: plan.cwd });
-    if (result.failed) throw mountError(result, paths.merged, since);
-    return paths;
+    const drivers = driverOrder(Boolean(options.rootless), options.driver);
+    for (const [index, driver] of drivers.entries()) {
+      try {
+        await mountWith(driver, lowerDirs, plan, paths, Boolean(options.rootless));
+        return { ...paths, driver };
+      } catch (error) {
+        if (index === drivers.length - 1) throw error;
+        options.onFallback?.(driver, (error as Error).message);
+        // What a failed attempt left (a copy's files, fuse-overlayfs's work dir) is not the next one's.
+        await Promise.all([paths.upper, paths.work].map((d) => rm(d, { recursive: true, force: true })));
+        await Promise.all([mkdir(paths.upper, { mode: 0o755 }), mkdir(paths.work, { mode: 0o700 })]);
+        await chmod(paths.upper, 0o755);
+      }
+    }
+    throw new ConveyorError('ERR_MOUNT_FAILED', 'no overlay driver to try');
   } catch (error) {
     await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
     throw error;
+  }
+}
+
+/** Mounts the container root on merged with one driver; throws ERR_MOUNT_FAILED with its reason. */
+async function mountWith(driver: OverlayDriver, lowerDirs: string[], plan: OverlayPlan, paths: ContainerPaths, rootless: boolean): Promise<void> {
+  if (driver === 'overlay') {
+    // Uptime has 10 ms steps and the two clocks drift a little: allow a margin.
+    const since = uptimeMicros() - 100_000;
+    // userxattr: in a user namespace overlayfs keeps its opaque and redirect marks in user.overlay.* (trusted.* needs real root).
+    const data = rootless ? `userxattr,${plan.options}` : plan.options;
+    const result = await runProcess('mount', ['-t', 'overlay', 'overlay', '-o', data, paths.merged], { cwd: plan.cwd });
+    if (result.failed) throw mountError(result, paths.merged, since);
+    return;
+  }
+  if (driver === 'fuse-overlayfs') {
+    // It forks a daemon that serves the mount (stdio on /dev/null) once the mount is made; umount ends it.
+    const result = await runProcess('fuse-overlayfs', ['-o', plan.options, paths.merged], { cwd: plan.cwd });
+    if (result.failed) {
+      const why =
+        result.code !== undefined
+          ? `cannot run fuse-overlayfs: ${result.originalMessage ?? result.shortMessage}`
+          : `fuse-overlayfs on ${paths.merged} failed: ${result.stderr.trim().split('\n').at(-1) || result.shortMessage}`;
+      throw new ConveyorError('ERR_MOUNT_FAILED', why, {
+        hint: result.code === 'ENOENT' ? 'install fuse-overlayfs' : 'fuse-overlayfs needs /dev/fuse readable and writable by you',
+      });
+    }
+    return;
+  }
+  await copyLayers(lowerDirs, paths.upper);
+  const result = await runProcess('mount', ['--bind', paths.upper, paths.merged]);
+  if (result.failed) {
+    throw new ConveyorError('ERR_MOUNT_FAILED', `bind mount of the copied root on ${paths.merged} failed: ${result.stderr.trim() || result.shortMessage}`);
   }
 }
 

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { runCli } from '@conveyor/lib-common/cli';
+import { DRIVER_ENV, parseDriver } from '@conveyor/lib-common/overlay/driver';
 import { trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { mountStream, unmountQuery, unmountStream, type MountOptions } from './mount.js';
 
@@ -11,6 +13,12 @@ directory <store>/containers/<id>/ (id: 64 random hex) holds upper/, work/ and
 merged/ (the container's root filesystem). A flattened rootfs (\`dir\`) becomes
 the single lower layer, so the flattened tree itself is never written to.
 Records of other types pass through unchanged.
+
+Run by a user (rootless), it works inside the user's namespace and the root
+is kernel overlayfs with userxattr, else fuse-overlayfs, else a copy of the
+layers in upper/ bind-mounted on merged/: the record's \`driver\` says which
+(overlay, fuse-overlayfs, copy). CONVEYOR_OVERLAY_DRIVER=NAME forces one, with
+no fallback (for tests, or to work around a broken driver).
 
 With --unmount, tear down the overlays of the \`mount\` records on stdin, or
 of the containers given as arguments (a 64-hex id, or a container's name or
@@ -39,6 +47,13 @@ Exit status: 0 done, 1 a mount or unmount failed (ERR_MOUNT_FAILED) or a contain
 runs on the mount (ERR_CONTAINER_RUNNING), 2 usage or bad input.
 `;
 
+/** Not real root: a user, or root of a user namespace (only the initial one maps all 2^32 ids). */
+async function runsRootless(): Promise<boolean> {
+  if (process.geteuid?.() !== 0) return true;
+  const map = await readFile('/proc/self/uid_map', 'utf8').catch(() => '');
+  return !/^\s*0\s+0\s+4294967295\s*$/.test(map);
+}
+
 await runCli({
   name: 'overlay-mount',
   help: HELP,
@@ -49,6 +64,8 @@ await runCli({
       forceLinks: Boolean(ctx.args.links),
       onDone: (what, id, path) => ctx.log.info(`${what} ${id.slice(0, 12)} ${what === 'mounted' ? 'at ' : ''}${path}`),
       warn: (message) => ctx.log.warn(message),
+      rootless: await runsRootless(),
+      driver: parseDriver(ctx.env[DRIVER_ENV]),
     };
     if (!ctx.args.unmount) {
       if (ctx.args._.length > 0) ctx.log.warn('arguments are ignored when mounting; records are read from stdin');

@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
+import type { OverlayDriver } from '@conveyor/lib-common/overlay/driver';
 import { mountOverlay, removeContainer } from '@conveyor/lib-common/overlay/mount';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { badRecord, RECORD_VERSION, type MountRecord, type RootfsRecord } from '@conveyor/lib-common/records';
@@ -21,6 +22,10 @@ export interface MountOptions {
   onDone?: (what: 'mounted' | 'unmounted', id: string, path: string) => void;
   /** Warnings that do not stop the work (a store open to other users, closed now). */
   warn?: (message: string) => void;
+  /** Rootless (inside the user's namespace): the fallback drivers of overlay/driver.ts. */
+  rootless?: boolean;
+  /** CONVEYOR_OVERLAY_DRIVER: this driver and no other. */
+  driver?: OverlayDriver;
 }
 
 /**
@@ -31,7 +36,12 @@ export interface MountOptions {
 async function mountRootfs(record: RootfsRecord, options: MountOptions): Promise<MountRecord> {
   const store = await trustedRecordStore(record as unknown as Record<string, unknown>, options.root, { warn: options.warn });
   const lowerDirs = await trustedLowerDirs(store, record);
-  const paths = await mountOverlay(store, lowerDirs, { forceLinks: options.forceLinks });
+  const paths = await mountOverlay(store, lowerDirs, {
+    forceLinks: options.forceLinks,
+    rootless: options.rootless,
+    driver: options.driver,
+    onFallback: (driver, reason) => options.warn?.(`${driver} failed (${reason}); trying the next driver`),
+  });
   const { type: _type, v: _v, ...rest } = record;
   return {
     type: 'mount',
@@ -43,6 +53,7 @@ async function mountRootfs(record: RootfsRecord, options: MountOptions): Promise
     target: paths.merged,
     upper: paths.upper,
     work: paths.work,
+    driver: paths.driver,
   };
 }
 
