@@ -88,3 +88,38 @@ t.test('env helpers', async (t) => {
   t.equal(envValue(['A=1'], 'B'), undefined);
   t.equal(envValue(['A=x=y'], 'A'), 'x=y');
 });
+
+t.test('runtimeCommand: the runtime as given, or inside the user namespace of a process (rootless)', async (t) => {
+  const { runtimeCommand } = await import('../src/container/runtime.js');
+  // [what, runtime, args, expected]
+  const cases: [string, Parameters<typeof runtimeCommand>[0], string[], { file: string; args: string[] }][] = [
+    [
+      'root: runc itself',
+      { runtime: 'runc', runtimeRoot: '/run/conveyor-runc' },
+      ['kill', 'abc', 'TERM'],
+      { file: 'runc', args: ['--root', '/run/conveyor-runc', 'kill', 'abc', 'TERM'] },
+    ],
+    [
+      'rootless: nsenter into the userns of the pid, credentials kept (a single mapping denies setgroups)',
+      { runtime: '/usr/sbin/runc', runtimeRoot: '/home/u/.local/share/conveyor/runtime', userNamespaceOf: 4242 },
+      ['exec', '--process', 'p.json', 'abc'],
+      {
+        file: 'nsenter',
+        args: [
+          '--user',
+          '--preserve-credentials',
+          '--target=4242',
+          '--',
+          '/usr/sbin/runc',
+          '--root',
+          '/home/u/.local/share/conveyor/runtime',
+          'exec',
+          '--process',
+          'p.json',
+          'abc',
+        ],
+      },
+    ],
+  ];
+  for (const [what, rt, args, expected] of cases) t.strictSame(runtimeCommand(rt, args), expected, what);
+});

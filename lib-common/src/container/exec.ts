@@ -14,6 +14,13 @@
  * root before anything runs); the runtime's own failure mapped by
  * runtimeFailure (125 / 126 not executable / 127 not found). Otherwise the
  * command's exit code, 128+N when it died of signal N.
+ *
+ * Rootless (`fromOutside`: an unprivileged user, not in the container's user
+ * namespace): the runtime joins that namespace through the container's init
+ * (runtime.ts userNamespaceOf), which works whether or not the keeper that
+ * made the container still lives, and -u/-w are resolved through
+ * /proc/<pid>/root, since the container's overlay is mounted only in the
+ * keeper's mount namespace.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -25,7 +32,7 @@ import type { StdioSlot, Subprocess } from '../subprocess.js';
 import { envValue, mergeEnv } from './env.js';
 import { checkWorkdir } from './rootfs.js';
 import { runtimeErrors, runtimeFailure, runtimeLogArgs, runtimeRun, type Runtime } from './runtime.js';
-import { type ContainerState, isRunning } from './state.js';
+import { type ContainerState, isRunning, processRuns } from './state.js';
 import { type ResolvedUser, resolveUser } from './user.js';
 
 /** The OCI spec's `process` object, as far as exec reads or changes it; other keys are carried over verbatim. */
@@ -51,6 +58,8 @@ export interface ExecOptions {
   tty: boolean;
   /** -d: start it and return at once (its output goes nowhere, as with `docker exec -d`). */
   detach: boolean;
+  /** The caller is an unprivileged user outside the container's user namespace (rootless): see the header. */
+  fromOutside?: boolean;
 }
 
 export interface ExecIO {
@@ -118,9 +127,12 @@ const STOPPED = /stopped container|not running|container does not exist/i;
 export async function execInContainer(store: Store, state: ContainerState, options: ExecOptions, io: ExecIO): Promise<number> {
   if (!isRunning(state)) throw notRunning(state);
   if (options.command.length === 0) throw new ConveyorError('ERR_USAGE', 'no command given', { hint: 'ctr-exec ID COMMAND [ARG...]' });
+  const outside = options.fromOutside === true;
+  // From outside, the init is the way in: it must be the container's own (a recycled pid would be someone else's).
+  if (outside && !(state.pid && processRuns(state.pid, state.pidStartTime))) throw notRunning(state);
   const base = await containerProcess(store, state.id);
   // Names and paths resolve in the container's own tree (hostile input: symlinks stay inside it).
-  const rootfs = containerPaths(store, state.id).merged;
+  const rootfs = outside ? `/proc/${state.pid}/root` : containerPaths(store, state.id).merged;
   let cwd: string | undefined;
   if (options.workdir !== undefined) {
     if (!options.workdir.startsWith('/')) throw new ConveyorError('ERR_USAGE', `working directory must be absolute: ${JSON.stringify(options.workdir)}`);
@@ -130,7 +142,7 @@ export async function execInContainer(store: Store, state: ContainerState, optio
   const user = options.user === undefined ? undefined : await resolveUser(rootfs, options.user);
   const spec = execProcess(base, { command: options.command, env: options.env, user, cwd, tty: options.tty });
 
-  const rt: Runtime = { runtime: state.runtime, runtimeRoot: state.runtimeRoot };
+  const rt: Runtime = { runtime: state.runtime, runtimeRoot: state.runtimeRoot, ...(outside ? { userNamespaceOf: state.pid } : {}) };
   const name = `exec-${randomBytes(6).toString('hex')}`;
   const processFile = join(store.containerDir(state.id), `${name}.json`);
   const logPath = join(store.containerDir(state.id), `${name}.log`);

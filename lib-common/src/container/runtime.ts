@@ -9,6 +9,16 @@
  * container's. runtimeFailure maps the runtime's own error text to Docker's
  * codes (127 not found, 126 not executable, ERR_CGROUP). state, kill and
  * delete never throw: they are best-effort.
+ *
+ * Rootless (docs/rootless.md): a container made inside a user's namespace
+ * keeper belongs to that user namespace, and only a process inside it (or
+ * the user outside, its owner, for signals) may act on it. With
+ * `userNamespaceOf`, the runtime runs inside the user namespace of that
+ * process (`nsenter --user --preserve-credentials`: the user's uid is 0
+ * there, with every capability over the namespace; without
+ * --preserve-credentials nsenter's setgroups fails under a single mapping,
+ * where setgroups is denied). Giving the container's own pid works even when
+ * the keeper that made it is gone.
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
@@ -21,6 +31,15 @@ export interface Runtime {
   runtime: string;
   /** Its state directory (its --root). */
   runtimeRoot: string;
+  /** Run the runtime in the user namespace of this process (a rootless container's init): see the header. */
+  userNamespaceOf?: number;
+}
+
+/** The program and arguments that run the runtime with `args` (inside a user namespace when the runtime says so). */
+export function runtimeCommand(rt: Runtime, args: string[]): { file: string; args: string[] } {
+  const own = ['--root', rt.runtimeRoot, ...args];
+  if (rt.userNamespaceOf === undefined) return { file: rt.runtime, args: own };
+  return { file: 'nsenter', args: ['--user', '--preserve-credentials', `--target=${rt.userNamespaceOf}`, '--', rt.runtime, ...own] };
 }
 
 export interface RuntimeRunOptions {
@@ -47,7 +66,8 @@ export function signalExit(signal: NodeJS.Signals): number {
 
 /** Runs the runtime with `args`; resolves to its exit code (128+N when killed by signal N). */
 export async function runtimeRun(rt: Runtime, args: string[], options: RuntimeRunOptions): Promise<number> {
-  const result = await runProcess(rt.runtime, ['--root', rt.runtimeRoot, ...args], {
+  const command = runtimeCommand(rt, args);
+  const result = await runProcess(command.file, command.args, {
     stdin: options.stdio[0],
     stdout: options.stdio[1],
     stderr: options.stdio[2],
@@ -55,6 +75,7 @@ export async function runtimeRun(rt: Runtime, args: string[], options: RuntimeRu
     onSpawn: options.onStart,
   });
   if (result.code === 'ENOENT') {
+    if (command.file !== rt.runtime) throw new ConveyorError('ERR_RUNTIME_NOT_FOUND', `${command.file} not found`, { hint: 'install util-linux' });
     throw new ConveyorError('ERR_RUNTIME_NOT_FOUND', `OCI runtime ${rt.runtime} not found`, { hint: 'install runc, or choose one with --runtime' });
   }
   if (result.code !== undefined) throw new ConveyorError('ERR_SPAWN_FAILED', `cannot start ${rt.runtime}: ${result.originalMessage}`);
@@ -63,7 +84,8 @@ export async function runtimeRun(rt: Runtime, args: string[], options: RuntimeRu
 
 /** The pid of a running container's process, from `runtime state`; undefined when unknown. */
 export async function runtimeStatePid(rt: Runtime, id: string): Promise<number | undefined> {
-  const state = await runProcess(rt.runtime, ['--root', rt.runtimeRoot, 'state', id], { stderr: 'ignore' });
+  const command = runtimeCommand(rt, ['state', id]);
+  const state = await runProcess(command.file, command.args, { stderr: 'ignore' });
   try {
     return (JSON.parse(state.stdout) as { pid?: number }).pid;
   } catch {
@@ -73,12 +95,14 @@ export async function runtimeStatePid(rt: Runtime, id: string): Promise<number |
 
 /** Sends `signal` (a name without SIG: KILL) to the container. */
 export async function runtimeKill(rt: Runtime, id: string, signal: string): Promise<void> {
-  await runProcess(rt.runtime, ['--root', rt.runtimeRoot, 'kill', id, signal], { stdout: 'ignore', stderr: 'ignore' });
+  const command = runtimeCommand(rt, ['kill', id, signal]);
+  await runProcess(command.file, command.args, { stdout: 'ignore', stderr: 'ignore' });
 }
 
 /** Removes the runtime's state of the container, killing it if it still runs. */
 export async function runtimeDelete(rt: Runtime, id: string): Promise<void> {
-  await runProcess(rt.runtime, ['--root', rt.runtimeRoot, 'delete', '--force', id], { stdout: 'ignore', stderr: 'ignore' });
+  const command = runtimeCommand(rt, ['delete', '--force', id]);
+  await runProcess(command.file, command.args, { stdout: 'ignore', stderr: 'ignore' });
 }
 
 /** The error messages of the runtime's JSON log, oldest first ([] when there is none). */

@@ -102,7 +102,8 @@ await runCli({
         return await execInContainer(
           store,
           state,
-          { command, env, user: flag(args, 'user'), workdir: flag(args, 'workdir'), tty, detach },
+          // An unprivileged user: the runtime joins the container's user namespace (lib-common container/exec).
+          { command, env, user: flag(args, 'user'), workdir: flag(args, 'workdir'), tty, detach, fromOutside: (process.geteuid?.() ?? 0) !== 0 },
           {
             stdio: detach ? ['ignore', 'ignore', 'ignore'] : [stdin.fd, 1, 2],
             usesTerminal: stdin.usesTerminal,

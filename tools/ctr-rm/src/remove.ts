@@ -5,8 +5,17 @@
  * is lib-common's removeContainerFully: runtime state, cgroups, mounts, the
  * directory and the name, nothing left behind.
  *
+ * Rootless, ctr-rm runs inside the store's user-namespace keeper (files
+ * owned by subordinate ids, mounts in the keeper's mount namespace). A
+ * container made under an earlier keeper that died lives in that keeper's
+ * user namespace, which a new keeper has no power over: its processes that
+ * run as other ids than the user's cannot be signalled from here (EPERM).
+ * ctr-stop, run outside any namespace, can (the user owns every namespace
+ * it made), so -f refuses such a container with that hint instead of
+ * waiting for a SIGKILL that cannot be sent.
+ *
  * Failure: removeOne throws ERR_CONTAINER_RUNNING for a running container
- * without force, and what removeContainerFully throws (ERR_MOUNT_FAILED: the
+ * without force (or one this process may not signal), and what removeContainerFully throws (ERR_MOUNT_FAILED: the
  * directory then stays for another try). prune reports each failure through
  * onError and goes on.
  */
@@ -16,6 +25,7 @@ import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
 import { type ContainerEntry, isRunning, listContainers, processRuns, readState } from '@conveyor/lib-common/container/state';
+import { runProcess } from '@conveyor/lib-common/subprocess';
 import { parseSignal, stopContainer } from '@conveyor/lib-common/container/stop';
 
 /** What ctr-rm prints for each container it removed. */
@@ -57,6 +67,12 @@ async function supervisorGone(store: Store, id: string): Promise<void> {
   }
 }
 
+/** Whether this process may signal `pid` (kill -0): false only for EPERM, see the header. */
+async function maySignal(pid: number): Promise<boolean> {
+  const probe = await runProcess('kill', ['-0', String(pid)], { stdout: 'ignore', stderr: 'pipe' });
+  return !probe.failed || !/not permitted/i.test(probe.stderr);
+}
+
 /** Removes one container; resolves to its `removed` record. */
 export async function removeOne(store: Store, entry: ContainerEntry, options: RemoveOptions = {}): Promise<RemovedRecord> {
   const short = entry.id.slice(0, 12);
@@ -64,6 +80,12 @@ export async function removeOne(store: Store, entry: ContainerEntry, options: Re
     if (!options.force) {
       throw new ConveyorError('ERR_CONTAINER_RUNNING', `container ${short} is running`, {
         hint: `stop it first (ctr-stop ${entry.state.name ?? short}) or remove it with -f`,
+      });
+    }
+    const { pid, pidStartTime } = entry.state;
+    if (pid && processRuns(pid, pidStartTime) && !(await maySignal(pid))) {
+      throw new ConveyorError('ERR_CONTAINER_RUNNING', `container ${short} is running in a user namespace this process cannot signal`, {
+        hint: `its namespace keeper is gone: stop it with ctr-stop ${entry.state.name ?? short}, then ctr-rm it`,
       });
     }
     await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });

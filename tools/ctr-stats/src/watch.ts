@@ -84,6 +84,8 @@ export async function watchStats(options: WatchOptions): Promise<number> {
       const state = await stillRunning(store, id);
       const sample = state ? takeSample(state) : undefined;
       if (!state || !sample) {
+        // Running without a cgroup: a rootless container without a delegated one (docs/rootless.md).
+        if (state && !item.last) warn(`container ${state.name ?? id.slice(0, 12)} has no cgroup to read (rootless without a delegated cgroup?): left out`);
         watched.delete(id);
         continue;
       }

@@ -675,7 +675,14 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
         from = { root: options.context.dir, trusted: false, ignore: options.context.ignore };
       }
       const { copyInto, resolveOwner } = await import('./copy/index.js');
-      const chown = step.chown === undefined ? undefined : await resolveOwner(paths.merged, step.chown);
+      let chown = step.chown === undefined ? undefined : await resolveOwner(paths.merged, step.chown);
+      if (chown && !(await (await import('./copy/mapped.js')).ownerMapped(chown))) {
+        // Rootless with a single mapping (no subordinate ids): only 0 exists here (docs/rootless.md).
+        options.warn(
+          `${options.dockerfile.name}:${step.line}: --chown=${step.chown} (${chown.uid}:${chown.gid}) is not mapped in this user namespace (no subordinate ids in /etc/subuid, /etc/subgid): the files stay owned by 0:0`,
+        );
+        chown = undefined;
+      }
       await copyInto({
         rootfs: paths.merged,
         dest,
