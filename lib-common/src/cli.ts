@@ -9,6 +9,7 @@ import { COMMON_FLAGS, parseArgs, flag, type ArgSpec, type ParsedArgs } from './
 import { ConveyorError, EXIT, toConveyorError } from './errors.js';
 import { Logger, Progress, type LogFormat, type ProgressMode } from './log.js';
 import { RecordWriter } from './ndjson.js';
+import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { defaultStoreRoot } from './paths.js';
 import { pipeline } from './pipeline.js';
@@ -45,6 +46,41 @@ export interface ToolDefinition {
   recordsOnStdout?: (args: ParsedArgs) => boolean;
   /** Maps a failure to the exit code (ctr-spawn: Docker's 125 for its own failures). Default: the error's exitCode. */
   exitCodeFor?: (error: ConveyorError) => number;
+  /**
+   * Rootless (issue 15): the tool mounts, chowns, runs runc or removes files
+   * owned by subordinate ids, so a caller who is not root runs it inside the
+   * store's user namespace: runCli runs it again there (rootless/enter) and
+   * exits as it does. A function decides per run. Root pays nothing.
+   */
+  userNamespace?: boolean | ((args: ParsedArgs) => boolean);
+}
+
+/** Signals the tool re-run in the user namespace gets from us (it also gets the terminal's, as our process group). */
+const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+/** Runs the tool again inside the store's user namespace; our exit follows its. */
+async function runInUserNamespace(root: string, argv: string[]): Promise<void> {
+  const { enterUserNamespace } = await import('./rootless/enter.js');
+  const { child, done } = await enterUserNamespace({
+    root,
+    command: [process.execPath, ...process.execArgv, process.argv[1], ...argv],
+    env: process.env,
+    cwd: process.cwd(),
+    uid: process.geteuid?.() ?? 0,
+    gid: process.getegid?.() ?? 0,
+  });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
+  const end = await done.finally(() => {
+    for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
+  });
+  if (end.signal) {
+    // Die as it did, so our caller sees the same signal (the shell's 128+N should we survive it: SIGUSR1 starts node's inspector).
+    process.exitCode = 128 + (osConstants.signals[end.signal] ?? 0);
+    process.kill(process.pid, end.signal);
+    return;
+  }
+  process.exitCode = end.exitCode ?? EXIT.FAILED;
 }
 
 export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)): Promise<void> {
@@ -82,6 +118,10 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
     const terminalLog = log;
     pipeline.attach({
+    if (def.userNamespace && (process.geteuid?.() ?? 0) !== 0 && (def.userNamespace === true || def.userNamespace(args))) {
+      const root = resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.geteuid?.() ?? 0)));
+      return await runInUserNamespace(root, argv);
+    }
       tool: def.name,
       sink: process.stdout.isTTY || def.recordsOnStdout?.(args) === false ? undefined : out,
       onTerminalInput: () => terminalLog.info('reading records from stdin; pipe img-fetch into me, or Ctrl-D'),

@@ -49,6 +49,8 @@ export const ERROR_CODES = {
   ERR_STORE_LOCKED: EXIT.FAILED,
   ERR_STORE_IO: EXIT.FAILED,
   ERR_STORE_UNSAFE: EXIT.FAILED,
+  /** Rootless: the user namespace a tool must run in (lib-common/rootless/keeper) could not be made or joined. */
+  ERR_USERNS_UNAVAILABLE: EXIT.FAILED,
   ERR_IMAGE_NOT_FOUND: EXIT.FAILED,
   ERR_LAYER_MALICIOUS: EXIT.FAILED,
   ERR_LAYER_INVALID: EXIT.FAILED,

@@ -229,7 +229,17 @@ export function killKeeper(store: string): void {
 
 /** Removes a test store (and the directory userStore made for it) as root, whoever owns its files. */
 export function removeUserStore(store: string): void {
-  killKeeper(store);
+  // The store, and any other store a test made beside it (an XDG default under <dir>/xdg/conveyor).
+  const stores = (dir: string, depth: number): string[] => {
+    if (existsSync(join(dir, 'run', 'userns.json'))) return [dir];
+    if (depth === 0) return [];
+    try {
+      return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? stores(join(dir, e.name), depth - 1) : []));
+    } catch {
+      return [];
+    }
+  };
+  for (const found of stores(dirname(store), 3)) killKeeper(found);
   // Mounts the tests left in our namespace (the keeper's own die with it): lazily, deepest first.
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
