@@ -116,12 +116,12 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     }
     log = new Logger(def.name, process.stderr, format as LogFormat, Boolean(args.quiet));
     progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
-    const terminalLog = log;
-    pipeline.attach({
     if (def.userNamespace && (process.geteuid?.() ?? 0) !== 0 && (def.userNamespace === true || def.userNamespace(args))) {
       const root = resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.geteuid?.() ?? 0)));
       return await runInUserNamespace(root, argv);
     }
+    const terminalLog = log;
+    pipeline.attach({
       tool: def.name,
       sink: process.stdout.isTTY || def.recordsOnStdout?.(args) === false ? undefined : out,
       onTerminalInput: () => terminalLog.info('reading records from stdin; pipe img-fetch into me, or Ctrl-D'),
