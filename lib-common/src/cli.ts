@@ -93,6 +93,8 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     // A closed reader downstream (`| head`) is a normal end, not a failure.
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
   });
+  // Named in the message of a write the store's file system refused (full, read-only).
+  let storeRoot: string | undefined;
   try {
     // Hidden: scripts/build/gen-completion.mjs reads a tool's flags this way, without running it.
     if (process.env.CONVEYOR_DUMP_FLAGS === '1') {
@@ -140,12 +142,13 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
       root: resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.getuid?.() ?? 0))),
       humanOutput: Boolean(process.stdout.isTTY),
     };
+    storeRoot = ctx.root;
     const code = await def.main(ctx);
     progress.finish();
     process.exitCode = pipeline.exitCode(code ?? EXIT.OK);
   } catch (error) {
     progress?.finish();
-    let err = toConveyorError(error);
+    let err = toConveyorError(error, 'ERR_INTERNAL', { store: storeRoot });
     // Nothing to do but an upstream failure: it was passed on, and its tool said it already.
     if (err.code === 'ERR_UPSTREAM_FAILED') {
       process.exitCode = pipeline.exitCode(err.exitCode);

@@ -112,11 +112,97 @@ export function isConveyorError(error: unknown): error is ConveyorError {
   return error instanceof ConveyorError;
 }
 
-/** Wraps anything thrown into a ConveyorError, keeping Node's errno text as the cause. */
-export function toConveyorError(error: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): ConveyorError {
+/**
+ * The errnos of a store that cannot take a write: what each means in words and
+ * what to do. The tools' own messages say which file; these say why.
+ */
+const STORAGE_ERRNOS: Record<string, { says: string; hint: string }> = {
+  ENOSPC: {
+    says: 'no space left on device',
+    hint: 'free space on that file system (img-prune removes unused images and layers), or use another store with --root',
+  },
+  EDQUOT: { says: 'disk quota exceeded', hint: 'free space within your quota (img-prune), or use another store with --root' },
+  EROFS: {
+    says: 'read-only file system',
+    hint: 'the store is on a read-only mount: remount it read-write or use another store with --root; img-ls and img-inspect still read it',
+  },
+  EIO: { says: 'input/output error', hint: 'the disk or its file system failed: see the kernel log (dmesg), then check the store with img-fsck' },
+};
+
+/** True for the errnos of a full, read-only or failing file system (ENOSPC, EDQUOT, EROFS, EIO). */
+export function isStorageErrno(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && code in STORAGE_ERRNOS;
+}
+
+/** How a failed syscall reads in a message (`cannot create /s/leases`); others by their name. */
+const SYSCALL_VERBS: Record<string, string> = {
+  open: 'cannot open',
+  write: 'cannot write',
+  writev: 'cannot write',
+  fsync: 'cannot sync',
+  fdatasync: 'cannot sync',
+  mkdir: 'cannot create',
+  symlink: 'cannot create',
+  link: 'cannot link',
+  rename: 'cannot rename',
+  copyfile: 'cannot copy',
+  unlink: 'cannot remove',
+  rmdir: 'cannot remove',
+};
+
+export interface StoreIoContext {
+  /** The file the failed operation was about; default the errno's own path (a write(2) error has none). */
+  path?: string;
+  /** What was being done, e.g. `cannot write`; default the syscall. */
+  doing?: string;
+  /** The store root: named in the message when `path` is in it. */
+  store?: string;
+}
+
+/**
+ * ERR_STORE_IO for a failed file operation, naming the path and, for a full,
+ * read-only or failing file system, what happened in words with its errno:
+ * `cannot write /store/index.json: no space left on device (ENOSPC)`. A
+ * ConveyorError passes through unchanged. `details` carries `path` and `errno`.
+ */
+export function storeIoError(error: unknown, context: StoreIoContext = {}): ConveyorError {
   if (error instanceof ConveyorError) return error;
+  const err = (error ?? {}) as NodeJS.ErrnoException & { dest?: string };
+  const path = context.path ?? err.path;
+  const known = typeof err.code === 'string' ? STORAGE_ERRNOS[err.code] : undefined;
+  const doing = context.doing ?? (err.syscall ? (SYSCALL_VERBS[err.syscall] ?? err.syscall) : 'cannot write');
+  const where = (path === undefined ? doing : `${doing} ${path}`) + (context.path === undefined && err.dest ? ` to ${err.dest}` : '');
+  const why = known ? `${known.says} (${err.code})` : typeof err.message === 'string' ? err.message : String(error);
+  const inStore = context.store !== undefined && path !== undefined && (path === context.store || path.startsWith(`${context.store}/`));
+  const prefix = inStore ? `store ${context.store}: ` : '';
+  return new ConveyorError('ERR_STORE_IO', `${prefix}${where}: ${why}`, {
+    cause: error,
+    hint: known?.hint,
+    details: { ...(path === undefined ? {} : { path }), ...(typeof err.code === 'string' ? { errno: err.code } : {}) },
+  });
+}
+
+/** An ERR_STORE_IO about a path in `store`, its message prefixed with `store <root>: ` (once). */
+function namingStore(error: ConveyorError, store: string | undefined): ConveyorError {
+  const path = error.details?.path;
+  if (error.code !== 'ERR_STORE_IO' || store === undefined || typeof path !== 'string' || error.message.startsWith('store ')) return error;
+  if (path !== store && !path.startsWith(`${store}/`)) return error;
+  return new ConveyorError(error.code, `store ${store}: ${error.message}`, {
+    hint: error.hint,
+    details: error.details,
+    exitCode: error.exitCode,
+    cause: error.cause,
+  });
+}
+
+/** Wraps anything thrown into a ConveyorError, keeping Node's errno text as the cause. */
+export function toConveyorError(error: unknown, fallback: ErrorCode = 'ERR_INTERNAL', context: { store?: string } = {}): ConveyorError {
+  if (error instanceof ConveyorError) return namingStore(error, context.store);
   const err = error as NodeJS.ErrnoException;
   const message = err && typeof err.message === 'string' ? err.message : String(error);
+  // A full, read-only or failing disk says so in words, with the path (and the store).
+  if (fallback === 'ERR_INTERNAL' && isStorageErrno(err) && err.syscall) return storeIoError(err, { store: context.store });
   if (err && typeof err.code === 'string' && err.syscall) {
     return new ConveyorError(fallback === 'ERR_INTERNAL' ? 'ERR_STORE_IO' : fallback, message, { cause: error });
   }

@@ -33,7 +33,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConveyorError } from './errors.js';
+import { ConveyorError, isStorageErrno } from './errors.js';
 import { acquireLock, type Lock, type LockOptions, tokenAlive } from './lock.js';
 import { mkdirClosed, type Store } from './store.js';
 
@@ -56,10 +56,12 @@ export function leasesDir(store: Store): string {
 export async function acquireLease(store: Store, options: LockOptions = {}): Promise<Lock> {
   const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
   await store.tighten();
-  await mkdirClosed(leasesDir(store));
+  // A writer's first write: a read-only or full store is reported here, naming the store.
+  const refused = (error: unknown) => Promise.reject(isStorageErrno(error) ? store.ioError(error, leasesDir(store), 'cannot take a write lease in') : error);
+  await mkdirClosed(leasesDir(store)).catch(refused);
   let waited = false;
   for (;;) {
-    const lease = await acquireLock(join(leasesDir(store), randomBytes(8).toString('hex')), { timeoutMs: 0 });
+    const lease = await acquireLock(join(leasesDir(store), randomBytes(8).toString('hex')), { timeoutMs: 0 }).catch(refused);
     if (!(await gcRunning(store))) return lease;
     await lease.release();
     if (!waited) {

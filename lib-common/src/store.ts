@@ -17,7 +17,9 @@
  *                           its rename is atomic
  *
  * Invariant: a file under blobs/ always holds the bytes its name promises.
- * Every blob is written to a temporary file, verified, fsynced and renamed.
+ * Every blob is written to a temporary file, verified, fsynced and renamed,
+ * and the directory fsynced (durable.ts), as index.json and every other file
+ * the store publishes: a crash or power loss leaves the old or the new.
  *
  * Permissions: the store root is 0700 and that one directory is the boundary.
  * Unpacked layers keep setuid binaries and file capabilities, so another local
@@ -32,10 +34,11 @@
  * so loosening the root by hand does not open the layers at once.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assertDigest, digestHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
-import { ConveyorError } from './errors.js';
+import { publishFile, writeFileDurable } from './durable.js';
+import { ConveyorError, storeIoError } from './errors.js';
 import { withLock } from './lock.js';
 import type { Descriptor } from './records.js';
 
@@ -139,21 +142,27 @@ export class Store {
     }
   }
 
+  /**
+   * Writes a file in the store atomically and durably (durable.ts: temp, fsync,
+   * rename, fsync the directory). The temporary name carries our pid, so the
+   * gc can tell a dead writer's leftover from a live one's. ERR_STORE_IO naming
+   * the path and the store on failure, with nothing left behind.
+   */
   async writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
     const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      const handle = await open(temp, 'w', 0o644);
-      try {
-        await handle.writeFile(data);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, path);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
+    await writeFileDurable(path, data, { temp }).catch((error) => {
+      throw this.ioError(error, path);
+    });
+  }
+
+  /** ERR_STORE_IO for a failed write under the store, naming the path and the store (errors.ts storeIoError). */
+  ioError(error: unknown, path: string, doing = 'cannot write'): ConveyorError {
+    if (error instanceof ConveyorError) {
+      // Already says what and where; name the store once.
+      if (error.code !== 'ERR_STORE_IO' || error.message.startsWith('store ')) return error;
+      return new ConveyorError(error.code, `store ${this.root}: ${error.message}`, { hint: error.hint, details: error.details, cause: error.cause });
     }
+    return storeIoError(error, { path, doing, store: this.root });
   }
 
   /** True when the blob is present (and, when size is given, of that size). */
@@ -241,12 +250,18 @@ export class Store {
   }
 
   /**
-   * Moves a verified ingest file into blobs/. The caller has already checked
-   * the digest while streaming; the rename is the commit point.
+   * Moves a verified ingest file into blobs/, durably. The caller has already
+   * checked the digest while streaming; the rename is the commit point.
    */
   async commitIngest(digest: string, ingestFile: string): Promise<void> {
-    await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
-    await rename(ingestFile, this.blobPath(digest));
+    const path = this.blobPath(digest);
+    try {
+      await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
+      // fsync before the rename, the directory after (durable.ts): a crash never leaves a short blob under its digest.
+      await publishFile(ingestFile, path);
+    } catch (error) {
+      throw this.ioError(error, path);
+    }
   }
 
   async readIndex(): Promise<OciIndex> {

@@ -5,7 +5,10 @@
  *   ingest/<hex>   the partial download, kept across runs; a per-digest lock
  *                  makes sure only one process appends to it
  *   → hashed while streaming (on resume, the bytes already there are hashed
- *     first), size and digest checked, fsynced, then renamed into blobs/.
+ *     first), size and digest checked, fsynced, renamed into blobs/, and
+ *     blobs/ fsynced (Store.commitIngest). A write the disk refuses (full,
+ *     read-only) is ERR_STORE_IO naming the file, not retried, and the partial
+ *     file is removed.
  *
  * A connection that drops mid-body is resumed with `Range: bytes=N-`; a
  * registry that ignores Range (200) restarts the file. When resumed content
@@ -26,7 +29,7 @@ import { mkdir, open, rm, stat, statfs, writeFile, type FileHandle } from 'node:
 import type { IncomingMessage } from 'node:http';
 import { digestHex } from '@conveyor/lib-common/digest';
 import { garbageCollectorEvery } from '@conveyor/lib-common/memory';
-import { ConveyorError } from '@conveyor/lib-common/errors';
+import { ConveyorError, storeIoError } from '@conveyor/lib-common/errors';
 import { acquireLock } from '@conveyor/lib-common/lock';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
@@ -84,9 +87,10 @@ export async function ensureFreeSpace(dir: string, needed: number, what: string,
   if (needed <= 0) return;
   const free = await freeSpace(dir);
   if (free === undefined || free >= needed) return;
-  throw new ConveyorError('ERR_STORE_IO', `not enough space for ${what}: ${needed} bytes needed, ${free} free under ${dir}`, {
-    hint: `free ${needed - free} bytes or more on the file system of ${dir}, or use another store with --root`,
-    details: { path: dir, needed, free },
+  // Worded as the write would fail (ENOSPC), before anything was written.
+  throw new ConveyorError('ERR_STORE_IO', `no space left on device (ENOSPC) for ${what}: ${needed} bytes needed, ${free} free under ${dir}`, {
+    hint: `free ${needed - free} bytes or more on the file system of ${dir} (img-prune removes unused images), or use another store with --root`,
+    details: { path: dir, needed, free, errno: 'ENOSPC' },
   });
 }
 
@@ -234,8 +238,8 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
           details: { digest, actual },
         });
       }
-      if (size === 0) await writeFile(partial, '');
-      await syncFile(partial);
+      if (size === 0) await writeFile(partial, '').catch((error) => Promise.reject(store.ioError(error, partial)));
+      // fsync, rename into blobs/, fsync blobs/ (durable.ts): the commit point.
       await store.commitIngest(digest, partial);
       return { done: { status: 'downloaded', resumedBytes, requests } };
     },
@@ -291,10 +295,7 @@ async function receive(
       });
       writing.catch((error) => {
         // A full or failing disk is not a dropped connection: no retry, and not the registry's fault.
-        writeError ??= new ConveyorError('ERR_STORE_IO', `cannot write ${path}: ${(error as Error).message}`, {
-          cause: error,
-          hint: 'check free space and the store directory',
-        });
+        writeError ??= storeIoError(error, { path, doing: 'cannot write' });
       });
     };
     let readError: unknown;
@@ -370,14 +371,5 @@ async function fileSize(path: string): Promise<number> {
     return (await stat(path)).size;
   } catch {
     return 0;
-  }
-}
-
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

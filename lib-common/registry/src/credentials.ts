@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, realpath, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { syncDir } from '@conveyor/lib-common/durable';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_REGISTRY } from '@conveyor/lib-common/reference';
 
@@ -204,6 +205,8 @@ async function writeConfigObject(file: string, config: Record<string, unknown>):
       await unlink(temp).catch(() => undefined);
       throw error;
     }
+    // The rename made durable too (lib-common durable.ts): a crash after `img-login` said so keeps the login.
+    await syncDir(dirname(target));
   } catch (error) {
     throw new ConveyorError('ERR_AUTH_HELPER', `cannot write ${file}: ${(error as Error).message}`, { cause: error });
   }

@@ -23,8 +23,8 @@
  * same chain ID, diff ID and parent chain ID and is consistent in itself;
  * anything else under that name is debris or a plant and is replaced.
  *
- * A layer is unpacked into a staging directory under layers/ and renamed into
- * place: the rename is the commit point, so `layers/<chain hex>` existing with
+ * A layer is unpacked into a staging directory under layers/, synced to disk
+ * (syncfs) and renamed into place: the rename is the commit point, so `layers/<chain hex>` existing with
  * a valid meta.json means complete. A staging directory left by a crash or
  * kill -9 is never used and is removed by the next unpack of that chain ID
  * (or by any run, once its pid is gone). A lock per chain ID makes concurrent
@@ -34,7 +34,8 @@ import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chainIDs, digestHex } from '@conveyor/lib-common/digest';
-import { ConveyorError } from '@conveyor/lib-common/errors';
+import { syncDir, syncFilesystem } from '@conveyor/lib-common/durable';
+import { ConveyorError, isConveyorError, isStorageErrno } from '@conveyor/lib-common/errors';
 import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { LayerInfo } from '@conveyor/lib-common/records';
@@ -264,6 +265,10 @@ async function unpackLocked(
       tree,
     };
     await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    // Durable before it is complete: the tree and meta.json reach the disk (one syncfs for
+    // the layer, cheaper than an fsync per file), then the rename marks it complete and
+    // the fsync of layers/ keeps the rename (lib-common/src/durable.ts).
+    await syncFilesystem(staging);
     // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
     // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
     const broken = `${staging}-old`;
@@ -272,10 +277,14 @@ async function unpackLocked(
       () => undefined,
     );
     await rename(staging, dir);
+    await syncDir(store.layersDir);
     return done(meta, false);
   } catch (error) {
     await applier?.close();
     await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    // A full or read-only disk: say so, naming the layer and where it was going (a writer thread's error carries no path).
+    const cause = isConveyorError(error) ? error.cause : error;
+    if (isStorageErrno(cause)) throw store.ioError(cause, dir, `cannot unpack layer ${layer.digest} into`);
     throw explainTooLarge(error, limits, image);
   } finally {
     stopCounting();

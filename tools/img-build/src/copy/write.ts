@@ -11,7 +11,7 @@
 import { constants, type Stats } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { ConveyorError } from '@conveyor/lib-common/errors';
+import { ConveyorError, storeIoError } from '@conveyor/lib-common/errors';
 
 export interface Metadata {
   uid: number;
@@ -22,9 +22,9 @@ export interface Metadata {
   atime?: Date;
 }
 
+/** ERR_STORE_IO naming the path; a full or read-only disk in words (ENOSPC, EROFS: lib-common errors.ts). */
 function ioError(error: unknown, path: string): ConveyorError {
-  if (error instanceof ConveyorError) return error;
-  return new ConveyorError('ERR_STORE_IO', `${path}: ${(error as Error).message}`, { cause: error });
+  return storeIoError(error, { path, doing: 'cannot write' });
 }
 
 /** What is at `path` now (not followed), or undefined. */

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { ConveyorError } from '@conveyor/lib-common/errors';
+import { ConveyorError, isStorageErrno, storeIoError } from '@conveyor/lib-common/errors';
 import { ownerToken } from '@conveyor/lib-common/lock';
 import { MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
 import type { Descriptor } from '@conveyor/lib-common/records';
@@ -192,7 +192,7 @@ async function collectEntries(upperDir: string): Promise<LayerEntry[]> {
 }
 
 function ioError(error: unknown, path: string): ConveyorError {
-  return new ConveyorError('ERR_STORE_IO', `${path}: ${(error as Error).message}`, { cause: error });
+  return storeIoError(error, { path });
 }
 
 /** One PAX record: `<len> key=value\n`, the length counting itself. */
@@ -442,8 +442,8 @@ export async function packLayer(options: PackLayerOptions): Promise<PackedLayer>
         return full;
       },
     });
-    // flush: fsync before close, so the rename below never publishes a blob whose bytes are not on disk.
-    const file = createWriteStream(temp, { flags: 'wx', mode: 0o644, flush: true });
+    // commitIngest fsyncs it before the rename that publishes it, and blobs/ after (lib-common durable.ts).
+    const file = createWriteStream(temp, { flags: 'wx', mode: 0o644 });
     await pipeline(tarStream, hashingBatches(diffHash), createGzip({ chunkSize: 64 * 1024 }), hashing(blobHash, written), file);
     const digest = `sha256:${blobHash.digest('hex')}`;
     const descriptor: Descriptor = { mediaType: MEDIA_TYPES.ociLayerGzip, digest, size: written.bytes };
@@ -453,6 +453,8 @@ export async function packLayer(options: PackLayerOptions): Promise<PackedLayer>
   } catch (error) {
     await rm(temp, { force: true });
     if (error instanceof ConveyorError) throw error;
+    // A full or read-only store says so (ENOSPC, EROFS), naming the file being written.
+    if (isStorageErrno(error)) throw store.ioError(error, temp, `cannot pack ${upperDir} into`);
     throw new ConveyorError('ERR_STORE_IO', `packing ${upperDir} into ${store.root}: ${(error as Error).message}`, { cause: error });
   }
 }
