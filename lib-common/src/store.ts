@@ -40,6 +40,7 @@ import { assertDigest, digestHex, sha256, SHA256_DIGEST, SHA256_HEX } from './di
 import { publishFile, writeFileDurable } from './durable.js';
 import { ConveyorError, storeIoError } from './errors.js';
 import { withLock } from './lock.js';
+import { inUserNamespace, isRootless, overflowUid } from './rootless/detect.js';
 import type { Descriptor } from './records.js';
 
 /** img-import's staging files: `ingest/import-<owner token>` (lock.ts), swept by the gc once their owner is gone. */
@@ -216,8 +217,8 @@ export class Store {
       info = await stat(this.root);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      // Parents keep the usual modes (they may be shared, like /var/lib); only the store is closed.
-      await mkdir(dirname(this.root), { recursive: true });
+      // Root's parents keep the usual modes (they may be shared, like /var/lib); a user's (~/.local/share) are made 0700, as XDG asks.
+      await mkdir(dirname(this.root), { recursive: true, ...(isRootless() ? { mode: 0o700 } : {}) });
       await mkdirClosed(this.root);
       this.tightened = true;
       return;
@@ -377,11 +378,15 @@ export async function mkdirClosed(path: string): Promise<void> {
  * target is only as safe as every directory it passes, and records carry
  * paths under the store as written. A store that does not exist yet is
  * checked from its nearest existing ancestor; we create the rest ourselves.
+ * Inside a rootless tool's user namespace, a parent owned by an id it does
+ * not map (real root's /home or /) reads as the overflow uid and counts as
+ * root's: rootless/enter checked the path outside before entering.
  * Fails with ERR_STORE_UNSAFE.
  */
 export async function assertTrustedStore(root: string): Promise<void> {
   const uid = process.geteuid?.() ?? 0;
   const allowed = (owner: number) => owner === 0 || owner === uid;
+  const overflow = inUserNamespace() ? overflowUid() : undefined;
   const who = uid === 0 ? 'root' : `root or uid ${uid}`;
   const unsafe = (message: string, hint: string) => new ConveyorError('ERR_STORE_UNSAFE', message, { hint });
   const absolute = resolve(root);
@@ -406,8 +411,9 @@ export async function assertTrustedStore(root: string): Promise<void> {
   for (let dir = existing; ; dir = dirname(dir)) {
     const info = await lstat(dir);
     const isStore = dir === absolute;
+    const owner = !isStore && info.uid === overflow ? 0 : info.uid;
     if (!info.isDirectory()) throw unsafe(`store path component ${dir} is not a directory`, 'choose another --root');
-    if (!allowed(info.uid)) {
+    if (!allowed(owner)) {
       throw unsafe(
         `${isStore ? 'store' : 'store parent'} ${dir} is owned by uid ${info.uid}, not ${who}`,
         `another user could redirect the store; use a store under directories owned by ${who}`,
@@ -415,7 +421,7 @@ export async function assertTrustedStore(root: string): Promise<void> {
     }
     const writable = (info.mode & 0o022) !== 0;
     const sticky = (info.mode & 0o1000) !== 0;
-    if (writable && (isStore || !sticky || info.uid !== 0 || !child || !allowed(child.uid))) {
+    if (writable && (isStore || !sticky || owner !== 0 || !child || !allowed(child.uid))) {
       const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
       throw unsafe(
         `${isStore ? 'store' : 'store parent'} ${dir} is mode ${mode}, writable by group or others`,
@@ -423,7 +429,7 @@ export async function assertTrustedStore(root: string): Promise<void> {
       );
     }
     if (dir === '/') return;
-    child = { path: dir, uid: info.uid };
+    child = { path: dir, uid: owner };
   }
 }
 

@@ -3,7 +3,8 @@
  * (test/helpers/rootless.ts) with a probe tool (fixtures/userns-probe.mjs): the tool runs again
  * as uid 0 of a user namespace with podman's mapping (range for conveyor-rl-sub, single for
  * conveyor-rl-nosub), with our stdin, cwd, exit code and signals; the store defaults to
- * $XDG_DATA_HOME/conveyor (0700, made with parents) and is passed in; one keeper is reused, a dead
+ * $XDG_DATA_HOME/conveyor (0700, made with parents) and is passed in, and trusted inside (where
+ * real root's parents read as the overflow uid); one keeper is reused, a dead
  * or forged one replaced; an unsafe store is refused before any namespace; root never enters.
  */
 import { spawn } from 'node:child_process';
@@ -59,6 +60,10 @@ for (const [user, kind] of [
     const again = await probe(user, store, ['--exit', '3']);
     t.equal(again.code, 3, 'the exit code passes');
     t.equal(again.records[0].userns, String(keeper.pid), 'the keeper is reused');
+
+    // Inside, real root's /home and / read as the overflow uid: still a trusted store.
+    const trusted = await probe(user, store, ['--trust']);
+    t.equal(trusted.code, 0, trusted.stderr);
 
     const outside = await probe(user, store, ['--outside']);
     t.equal(outside.code, 0, outside.stderr);

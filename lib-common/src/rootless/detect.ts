@@ -57,3 +57,9 @@ export function isRootless(): boolean {
 export function inUserNamespace(): boolean {
   return !isInitialUidMap(readIdentity().uidMap);
 }
+
+/** The uid an id unmapped in our user namespace reads as (/proc/sys/kernel/overflowuid, default 65534). */
+export function overflowUid(): number {
+  const value = Number.parseInt(readOr('/proc/sys/kernel/overflowuid', '65534'), 10);
+  return Number.isInteger(value) ? value : 65534;
+}
