@@ -47,6 +47,8 @@ await runCli({
   name: 'ctr-rm',
   help: HELP,
   spec: { boolean: ['force', 'prune', 'volumes'], alias: { f: 'force', v: 'volumes' } },
+  // Run by a user: inside the store's user namespace, where its mounts are and files of subordinate ids can be removed (docs/rootless.md).
+  userNamespace: true,
   main: async (ctx) => {
     const { prune, removeOne } = await import('./remove.js');
     const store = new Store(ctx.root);

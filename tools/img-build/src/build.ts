@@ -92,6 +92,9 @@ export interface BuildOptions {
   toolArgs: string[];
   warn: (message: string) => void;
   signal?: AbortSignal;
+  /** Rootless (in the user's namespace keeper): how overlays are mounted (rootfs.ts). */
+  rootless?: boolean;
+  driver?: LayerDirsOptions['driver'];
 }
 
 export interface BuildResult {
@@ -460,6 +463,8 @@ function layerOptions(ctx: StageContext, ref: string): LayerDirsOptions {
     onStderr: (chunk) => ctx.options.progress.toolMessage(chunk),
     ref,
     made: ctx.made,
+    rootless: ctx.options.rootless,
+    driver: ctx.options.driver,
   };
 }
 

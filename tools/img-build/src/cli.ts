@@ -71,6 +71,8 @@ await runCli(
       default: { cache: true },
     },
     recordsOnStdout: (args) => !args.quiet,
+    // Run by a user: inside the store's user namespace (docs/rootless.md), where its RUN steps' ctr-spawn runs too.
+    userNamespace: true,
     main: async (ctx) => {
       const { Store, assertTrustedStore } = await import('@conveyor/lib-common/store');
       const { normalizeReference } = await import('@conveyor/lib-common/reference');
@@ -80,6 +82,8 @@ await runCli(
       const { openContext, readDockerfile } = await import('./context.js');
       const { StepProgress } = await import('./progress.js');
       const { DefaultToolRunner } = await import('./tools.js');
+      const { isRootless } = await import('@conveyor/lib-common/rootless/detect');
+      const { DRIVER_ENV, parseDriver } = await import('@conveyor/lib-common/overlay/driver');
 
       const { args } = ctx;
       if (args._.length !== 1)
@@ -161,6 +165,8 @@ await runCli(
           toolArgs,
           warn: (message) => ctx.log.warn(message),
           signal: controller.signal,
+          rootless: isRootless(),
+          driver: parseDriver(ctx.env[DRIVER_ENV]),
         });
         const iidfile = flag(args, 'iidfile');
         if (iidfile !== undefined) {

@@ -12,13 +12,19 @@
  * `layer` records into `layer-unpack` (it verifies each blob's diff ID). A
  * stage without layers (FROM scratch) mounts an empty lower dir.
  *
+ * Rootless (inside the user's namespace keeper), the overlay is kernel
+ * overlayfs with `userxattr` or fuse-overlayfs (lib-common/overlay/driver);
+ * the `copy` driver is refused: its upper dir holds the whole tree, so what a
+ * step deleted could not be told from what it kept.
+ *
  * The caller removes the container (removeContainer) whatever happens.
  */
 import { readFile, mkdir, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainIDs } from '@conveyor/lib-common/digest';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { mountOverlay, newContainerId, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import type { OverlayDriver } from '@conveyor/lib-common/overlay/driver';
+import { mountOverlay, newContainerId, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import { mkdirClosed, type Store } from '@conveyor/lib-common/store';
 import type { BuildState } from './cache.js';
@@ -34,6 +40,9 @@ export interface LayerDirsOptions {
   ref: string;
   /** Upper dirs of the steps of this build that made a layer, by the layer's chain ID. */
   made?: Map<string, string>;
+  /** Rootless: mount inside the user's namespace (userxattr, fuse-overlayfs); `driver`: CONVEYOR_OVERLAY_DRIVER. */
+  rootless?: boolean;
+  driver?: OverlayDriver;
 }
 
 /** The dirs of the state's layers, bottom first: this build's upper dirs, else unpacked ones (layer-unpack runs for the missing). */
@@ -102,6 +111,16 @@ async function emptyLower(store: Store): Promise<string> {
 
 /** Mounts the stage's layers plus a fresh upper dir; returns the container paths (`merged` is the root). */
 export async function mountStage(state: BuildState, options: LayerDirsOptions): Promise<ContainerPaths> {
+  const copyRefused = () =>
+    new ConveyorError('ERR_MOUNT_FAILED', "img-build cannot build on the copy driver: a step's deletions would be lost", {
+      hint: 'rootless builds need kernel overlayfs (Linux 5.11+) or fuse-overlayfs (docs/rootless.md)',
+    });
+  if (options.driver === 'copy') throw copyRefused();
   const lowers = state.layers.length > 0 ? await layerDirs(state, options) : [await emptyLower(options.store)];
-  return mountOverlay(options.store, lowers, { id: newContainerId() });
+  const mounted = await mountOverlay(options.store, lowers, { id: newContainerId(), rootless: options.rootless, driver: options.driver });
+  if (mounted.driver === 'copy') {
+    await removeContainer(options.store, mounted.id);
+    throw copyRefused();
+  }
+  return mounted;
 }
