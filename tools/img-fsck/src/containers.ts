@@ -13,7 +13,7 @@
  * Failure: a state.json that cannot be read is warned about (listContainers)
  * and skipped; the filesystem's errors while writing propagate.
  */
-import { listContainers, observe, updateState } from '@conveyor/lib-common/container/state';
+import { listContainers, observe, readState, updateState } from '@conveyor/lib-common/container/state';
 import type { Store } from '@conveyor/lib-common/store';
 import type { Report } from './problems.js';
 
@@ -21,8 +21,11 @@ export async function checkContainers(store: Store, report: Report, warn: (messa
   for (const entry of await listContainers(store, { warn })) {
     if (!entry.state) continue;
     report.checked.containers++;
-    const seen = observe(entry.state);
-    if (seen.status === entry.state.status) continue;
+    // listContainers gives the observed state; what the file says is what may be stale.
+    const recorded = await readState(store, entry.id).catch(() => undefined);
+    if (!recorded) continue;
+    const seen = observe(recorded);
+    if (seen.status === recorded.status) continue;
     let repaired = false;
     if (report.repair) {
       const now = new Date().toISOString();
@@ -36,7 +39,7 @@ export async function checkContainers(store: Store, report: Report, warn: (messa
       code: 'FSCK_CONTAINER_DEAD',
       path: `containers/${entry.id}`,
       id: entry.id,
-      message: `container ${entry.id.slice(0, 12)}${entry.state.name ? ` (${entry.state.name})` : ''} is recorded ${entry.state.status} but ${seen.statusDetail ?? 'its process is gone'}${repaired ? ': recorded as exited (ctr-rm removes it)' : ''}`,
+      message: `container ${entry.id.slice(0, 12)}${recorded.name ? ` (${recorded.name})` : ''} is recorded ${recorded.status} but ${seen.statusDetail ?? 'its process is gone'}${repaired ? ': recorded as exited (ctr-rm removes it)' : ''}`,
       repaired,
     });
   }
