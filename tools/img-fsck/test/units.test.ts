@@ -95,7 +95,13 @@ t.test('treeDigest sees every kind of change, and nothing else', async (t) => {
     ['a file removed', (d) => rmSync(join(d, 'bin'))],
     ['setuid dropped', (d) => chmodSync(join(d, 'bin'), 0o755)],
     ['owner changed', (d) => execFileSync('chown', ['-h', '1000:1000', join(d, 'bin')])],
-    ['symlink retargeted', (d) => (rmSync(join(d, 'sbin')), symlinkSync('/usr/bin', join(d, 'sbin')))],
+    [
+      'symlink retargeted',
+      (d) => {
+        rmSync(join(d, 'sbin'));
+        symlinkSync('/usr/bin', join(d, 'sbin'));
+      },
+    ],
     ['a file renamed', (d) => renameSync(join(d, 'bin'), join(d, 'bin2'))],
     ['a directory chmod', (d) => chmodSync(join(d, 'etc'), 0o700)],
   ];
