@@ -20,6 +20,8 @@ export function swapLimitSupported(): boolean {
 /** Every directory a cgroup path maps to: one per v1 hierarchy, the unified one, or pure v2. */
 export function cgroupDirs(cgroupsPath: string): string[] {
   const rel = cgroupsPath.replace(/^\/+/, '');
+  // A rootless container without a delegated cgroup has none ('' in its state): never the hierarchies' roots.
+  if (rel === '') return [];
   const dirs = [join(CGROUP_ROOT, rel)];
   try {
     for (const entry of readdirSync(CGROUP_ROOT)) dirs.push(join(CGROUP_ROOT, entry, rel));

@@ -72,6 +72,17 @@ export interface ContainerState extends ContainerRecord {
   restartCount?: number;
   /** Set by ctr-stop (and ctr-kill with the stop signal or KILL) before signalling: no restart follows, as after `docker stop`. */
   stoppedByUser?: boolean;
+  /** How its root was put together (lib-common/overlay/driver): `overlay`, `fuse-overlayfs` or `copy` (rootless fallbacks). */
+  driver?: 'overlay' | 'fuse-overlayfs' | 'copy';
+  /**
+   * Rootless: it runs in the user namespace of the store's keeper
+   * (`<store>/run/userns.json`); its mounts, network namespace file and runc
+   * state (`runtimeRoot`, `<store>/runtime` by default) are seen from inside
+   * that namespace only. A tool acting on it joins the keeper first (runCli
+   * `userNamespace: true`) and calls `runc --root <runtimeRoot>` there.
+   * `cgroupsPath` is '' when the user has no delegated cgroup (no limits).
+   */
+  rootless?: boolean;
 }
 
 /** Docker's HostConfig.RestartPolicy: `no`, `on-failure` (at most maximumRetryCount times when given), `always`, `unless-stopped`. */

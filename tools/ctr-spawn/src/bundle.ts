@@ -38,6 +38,13 @@ import { parseGroup, type ResolvedUser } from '@conveyor/lib-common/container/us
 import { defaultSeccomp } from './seccomp.js';
 import { attachVolumes } from './volumes.js';
 import { resolveUser } from '@conveyor/lib-common/container/user';
+import { highestMapped, isMapped, readRootlessFacts } from './rootless.js';
+
+/** What the spec needs to know of the user namespace it runs in (rootless.ts). */
+function rootlessSpecFacts(): { ttyGroupMapped: boolean; highestGid: number } {
+  const { gidMap } = readRootlessFacts();
+  return { ttyGroupMapped: isMapped(gidMap, 5), highestGid: highestMapped(gidMap) };
+}
 
 export interface PreparedSpec {
   spec: Record<string, unknown>;
@@ -194,6 +201,7 @@ export async function prepareSpec(
     extraMounts,
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
     cgroupsPath,
+    rootless: options.rootless ? rootlessSpecFacts() : undefined,
     nofile: nofileHardLimit(),
     noNewPrivileges: options.noNewPrivileges,
     sysctls: options.sysctls,
@@ -243,7 +251,7 @@ export async function adoptSpec(
       const file = typeof m.source === 'string' ? containerFile(store, m.source) : undefined;
       return file ? { ...m, source: join(paths.containerDir, file) } : m;
     }),
-    linux: { ...linux, namespaces, cgroupsPath },
+    linux: { ...linux, namespaces, cgroupsPath: cgroupsPath === '' ? undefined : cgroupsPath },
   };
 }
 

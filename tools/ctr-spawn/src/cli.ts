@@ -1,10 +1,13 @@
 import { createReadStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
 import { readEnvFile, resolveEnvEntries } from '@conveyor/lib-common/container/env';
 import { CONTAINER_NAME } from '@conveyor/lib-common/container/state';
 import { startTime } from '@conveyor/lib-common/lock';
+import { DRIVER_ENV, parseDriver } from '@conveyor/lib-common/overlay/driver';
+import { isRootless } from '@conveyor/lib-common/rootless/detect';
 import {
   loadSeccompProfile,
   parseCpus,
@@ -143,7 +146,8 @@ Runtime:
       --print-spec         print the OCI runtime spec (config.json) as one line and stop
       --spec FILE          run with this (edited) spec instead of building one
       --runtime PATH       OCI runtime (default runc; crun works where it works)
-      --runtime-root DIR   the runtime's state directory (default /run/conveyor-runc)
+      --runtime-root DIR   the runtime's state directory (default /run/conveyor-runc;
+                           rootless <store>/runtime)
       --root DIR           store root for records without \`store\`
       --log-format FORMAT  text (default) or json
   -q, --quiet              fewer messages
@@ -175,6 +179,9 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
 await runCli({
   name: 'ctr-spawn',
   help: HELP,
+  // Run by a user: inside the store's user namespace (lib-common/rootless), where it mounts and runs runc as that
+  // namespace's root. --check-flags (conveyor-run, before its pull) needs no namespace.
+  userNamespace: (args) => !args['check-flags'],
   spec: SPAWN_FLAGS,
   exitCodeFor: (error) => (error.exitCode === EXIT.NOT_EXECUTABLE || error.exitCode === EXIT.NOT_FOUND ? error.exitCode : EXIT.SPAWN_FAILED),
   // In the foreground stdout is the container's: no error record goes there.
@@ -187,6 +194,7 @@ await runCli({
     if (flag(args, 'net') !== undefined && flag(args, 'network') !== undefined && flag(args, 'net') !== flag(args, 'network'))
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
     const { findProgram, hostHasDefaultRoute } = await import('./host.js');
+    const rootless = isRootless();
     const network = parseNet(flag(args, 'network') ?? flag(args, 'net'), (program) => findProgram(program, ctx.env.PATH), hostHasDefaultRoute);
     const net = network.mode;
     const memoryRaw = flag(args, 'memory');
@@ -206,7 +214,10 @@ await runCli({
     const options: SpawnOptions = {
       root: ctx.root,
       runtime: flag(args, 'runtime') ?? 'runc',
-      runtimeRoot: flag(args, 'runtime-root') ?? '/run/conveyor-runc',
+      // Rootless, runc's state goes in the store (rootless.ts): /run is not the user's.
+      runtimeRoot: flag(args, 'runtime-root') ?? (rootless ? join(ctx.root, 'runtime') : '/run/conveyor-runc'),
+      rootless,
+      overlayDriver: parseDriver(ctx.env[DRIVER_ENV]),
       entrypoint: entrypoint === undefined ? undefined : entrypoint === '' ? [] : [entrypoint],
       command: args['--'],
       env,

@@ -14,6 +14,7 @@ import { parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';
 import type { RestartPolicy } from '@conveyor/lib-common/container/state';
+import type { OverlayDriver } from '@conveyor/lib-common/overlay/driver';
 import type { DockerProfile } from './seccomp.js';
 import type { PortMapping } from './ports/publish.js';
 import { parseVolumeFlag, volumeEntry } from './volumes.js';
@@ -26,6 +27,10 @@ export interface SpawnOptions {
   runtime: string;
   /** The runtime's own state directory (its --root). */
   runtimeRoot: string;
+  /** Rootless: inside the user's namespace (lib-common/rootless; rootless.ts says what changes). */
+  rootless?: boolean;
+  /** CONVEYOR_OVERLAY_DRIVER: mount the root with this driver and no other. */
+  overlayDriver?: OverlayDriver;
   /** Replaces the image Entrypoint; [] clears it (`--entrypoint ''`). */
   entrypoint?: string[];
   /** Words after `--`: replace the image Cmd. */

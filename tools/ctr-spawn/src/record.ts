@@ -19,6 +19,7 @@ import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
 import { pipeline } from '@conveyor/lib-common/pipeline';
+import { mountedDriver, type OverlayDriver } from '@conveyor/lib-common/overlay/driver';
 import { mountOverlay, mountsUnder, newContainerId, removeContainer, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
@@ -45,6 +46,8 @@ export interface ContainerRoot {
   paths: ContainerPaths;
   /** The overlay was mounted for this run (a rootfs record) and goes with it. */
   ephemeral: boolean;
+  /** How its root was put together (a mount record's: read from the mount table, not from the record). */
+  driver?: OverlayDriver;
 }
 
 /**
@@ -55,7 +58,7 @@ export interface ContainerRoot {
  */
 export async function containerRoot(
   record: Record<string, unknown>,
-  options: { root: string; runtimeRoot: string; name?: string },
+  options: { root: string; runtimeRoot: string; name?: string; rootless?: boolean; overlayDriver?: OverlayDriver },
   log: Pick<Logger, 'warn'>,
 ): Promise<ContainerRoot> {
   const store = await trustedRecordStore(record, options.root, { warn: (message) => log.warn(message) });
@@ -63,13 +66,18 @@ export async function containerRoot(
   if (!ephemeral) {
     const paths = await existingMount(store, record, options.runtimeRoot);
     if (options.name) await claimName(store, options.name, paths.id);
-    return { store, paths, ephemeral };
+    return { store, paths, ephemeral, driver: await mountedDriver(paths.merged) };
   }
   const lowerDirs = await trustedLowerDirs(store, record as unknown as RootfsRecord);
   const id = newContainerId();
   if (options.name) await claimName(store, options.name, id);
   try {
-    const paths = await mountOverlay(store, lowerDirs, { id });
+    const paths = await mountOverlay(store, lowerDirs, {
+      id,
+      rootless: options.rootless,
+      driver: options.overlayDriver,
+      onFallback: (driver, reason) => log.warn(`${driver} failed (${reason}); trying the next driver`),
+    });
     // A claim whose container had no directory yet could be taken over by a racing claim: now that it has one, make sure it is still ours.
     if (options.name && !(await holdsName(store, options.name, id))) {
       await removeContainer(store, id);
@@ -77,7 +85,7 @@ export async function containerRoot(
         hint: 'choose another --name',
       });
     }
-    return { store, paths, ephemeral };
+    return { store, paths, ephemeral, driver: paths.driver };
   } catch (error) {
     if (options.name) await releaseName(store, options.name, id);
     throw error;

@@ -31,6 +31,9 @@ import { containerRecordOf } from '@conveyor/lib-common/container/targets';
 import { endOf, exitedState, initialState } from './state.js';
 import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
 
+/** The flag behind each field of SpawnOptions.limits, for messages. */
+const LIMIT_FLAGS: Record<string, string> = { memory: '--memory', memorySwap: '--memory-swap', cpus: '--cpus', pids: '--pids-limit' };
+
 export interface SpawnIO {
   /** Where the record comes from (stdin, or the --record file). */
   input: Readable;
@@ -80,12 +83,20 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     // Started now so that its start-up overlaps the mount and the bundle.
     if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath);
 
-    const { store, paths, ephemeral } = await containerRoot(record, options, io.log);
+    const { store, paths, ephemeral, driver } = await containerRoot(record, options, io.log);
     const id = paths.id;
-    const cgroupsPath = `/conveyor/${id}`;
+    let cgroupsPath = `/conveyor/${id}`;
     let runtimeStarted = false;
     cleanup = () =>
       cleanUp({ runtime: options, store, paths, cgroupsPath, ephemeral, keep: options.keep, name: options.name, runtimeStarted: () => runtimeStarted });
+    if (options.rootless) {
+      // Under the user's delegated cgroup, or none; a limit without one is refused (ERR_CGROUP), never ignored.
+      const { readRootlessFacts, rootlessCgroupsPath } = await import('./rootless.js');
+      const limits = Object.entries(options.limits)
+        .filter(([, value]) => value !== undefined)
+        .map(([name]) => LIMIT_FLAGS[name] ?? name);
+      cgroupsPath = rootlessCgroupsPath(id, readRootlessFacts().outsideUid, limits);
+    }
     signals.onRepeatedStop = (signal) => {
       io.log.warn(`third ${signal}: killing container ${id.slice(0, 12)}`);
       void runtimeKill(options, id, 'KILL');
@@ -127,6 +138,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       paths,
       cgroupsPath,
       ephemeral,
+      driver,
+      rootless: options.rootless,
       name: options.name,
       network: network.label,
       ports: forwarder?.ports,

@@ -214,7 +214,10 @@ export interface SpecInput {
   /** Extra bind mounts we add ourselves (/etc/hosts, the init binary). */
   extraMounts: Mount[];
   limits: Limits;
+  /** '' for none (rootless without a delegated cgroup: runc's rootless manager then makes none). */
   cgroupsPath: string;
+  /** Rootless (rootless.ts): whether gid 5 (tty, devpts's gid=) is mapped, and the highest mapped gid. */
+  rootless?: { ttyGroupMapped: boolean; highestGid: number };
   /** RLIMIT_NOFILE soft/hard: never above the host's hard limit. */
   nofile: number;
   annotations?: Record<string, string>;
@@ -270,8 +273,17 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   const defaults: Mount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', input.privileged ? 'rw' : 'ro'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      // An unmapped gid cannot own the ptys (a single-id mapping has no group 5).
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', ...(input.rootless && !input.rootless.ttyGroupMapped ? [] : ['gid=5'])],
+    },
+    // Rootless on the host's network: sysfs belongs to the host's network namespace, which the user's namespace may not mount; bind it.
+    input.rootless && input.netHost
+      ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', input.privileged ? 'rw' : 'ro'] }
+      : { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', input.privileged ? 'rw' : 'ro'] },
     { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', input.privileged ? 'rw' : 'ro'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     ...shm,
@@ -323,7 +335,11 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   const rlimits = [...(input.rlimits ?? [])];
   if (!rlimits.some((r) => r.type === 'RLIMIT_NOFILE')) rlimits.unshift({ type: 'RLIMIT_NOFILE', hard: input.nofile, soft: input.nofile });
   // The network sysctls are the network namespace's: none with the host's or another container's.
-  const sysctl = { ...(input.netHost || input.netns?.shared ? {} : DEFAULT_NET_SYSCTLS), ...(input.sysctls ?? {}) };
+  const netSysctls = input.rootless
+    ? // The kernel refuses a ping group range that names unmapped groups.
+      { ...DEFAULT_NET_SYSCTLS, 'net.ipv4.ping_group_range': `0 ${input.rootless.highestGid}` }
+    : DEFAULT_NET_SYSCTLS;
+  const sysctl = { ...(input.netHost || input.netns?.shared ? {} : netSysctls), ...(input.sysctls ?? {}) };
   return {
     ociVersion: '1.0.2',
     process: {
@@ -343,7 +359,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     mounts,
     ...(input.annotations ? { annotations: input.annotations } : {}),
     linux: {
-      cgroupsPath: input.cgroupsPath,
+      ...(input.cgroupsPath === '' ? {} : { cgroupsPath: input.cgroupsPath }),
       resources,
       namespaces,
       ...(devices.length > 0 ? { devices: devices.map(({ access: _access, ...node }) => node) } : {}),

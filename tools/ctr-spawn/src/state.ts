@@ -26,6 +26,10 @@ export interface StateInput {
   paths: ContainerPaths;
   cgroupsPath: string;
   ephemeral: boolean;
+  /** The overlay driver of its root (record.ts ContainerRoot.driver). */
+  driver?: 'overlay' | 'fuse-overlayfs' | 'copy';
+  /** It runs rootless, in the keeper's user namespace. */
+  rootless?: boolean;
   name?: string;
   /** --net as set up: the `network` field (network/index.ts NetworkSetup.label). */
   network?: string;
@@ -70,6 +74,8 @@ export function initialState(input: StateInput): ContainerState {
     cgroupsPath: input.cgroupsPath,
     ephemeralMount: input.ephemeral,
     rootfs: paths.merged,
+    ...(input.driver ? { driver: input.driver } : {}),
+    ...(input.rootless ? { rootless: true } : {}),
     supervisor: input.owner,
     ...(input.network ? { network: input.network } : {}),
     ...(input.ports?.length ? { ports: input.ports } : {}),

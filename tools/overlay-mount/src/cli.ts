@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { runCli } from '@conveyor/lib-common/cli';
 import { DRIVER_ENV, parseDriver } from '@conveyor/lib-common/overlay/driver';
+import { isRootless } from '@conveyor/lib-common/rootless/detect';
 import { trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import { mountStream, unmountQuery, unmountStream, type MountOptions } from './mount.js';
 
@@ -47,16 +47,11 @@ Exit status: 0 done, 1 a mount or unmount failed (ERR_MOUNT_FAILED) or a contain
 runs on the mount (ERR_CONTAINER_RUNNING), 2 usage or bad input.
 `;
 
-/** Not real root: a user, or root of a user namespace (only the initial one maps all 2^32 ids). */
-async function runsRootless(): Promise<boolean> {
-  if (process.geteuid?.() !== 0) return true;
-  const map = await readFile('/proc/self/uid_map', 'utf8').catch(() => '');
-  return !/^\s*0\s+0\s+4294967295\s*$/.test(map);
-}
-
 await runCli({
   name: 'overlay-mount',
   help: HELP,
+  // Run by a user: inside the store's user namespace (lib-common/rootless), so the next tool that joins it sees the mount.
+  userNamespace: true,
   spec: { boolean: ['unmount', 'links'] },
   main: async (ctx) => {
     const options: MountOptions = {
@@ -64,7 +59,7 @@ await runCli({
       forceLinks: Boolean(ctx.args.links),
       onDone: (what, id, path) => ctx.log.info(`${what} ${id.slice(0, 12)} ${what === 'mounted' ? 'at ' : ''}${path}`),
       warn: (message) => ctx.log.warn(message),
-      rootless: await runsRootless(),
+      rootless: isRootless(),
       driver: parseDriver(ctx.env[DRIVER_ENV]),
     };
     if (!ctx.args.unmount) {

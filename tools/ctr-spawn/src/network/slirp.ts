@@ -74,8 +74,10 @@ export function hostDefaultRoute(routeTable?: string): { iface: string; gateway:
 }
 
 function failure(name: string, said: string): ConveyorError {
+  // Rootless, the helper opens /dev/net/tun as the user: some images make it 0600 (the kernel's default is 0666).
+  const tun = /\btun\b/i.test(said) ? '/dev/net/tun must be readable and writable by you (chmod 0666 /dev/net/tun, as root); ' : '';
   return new ConveyorError('ERR_NETWORK_FAILED', `${name} did not set up the container's network: ${said}`, {
-    hint: '--net private gives a container with only lo; --net host the host network',
+    hint: `${tun}--net private gives a container with only lo; --net host the host network`,
   });
 }
 
