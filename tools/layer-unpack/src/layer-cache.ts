@@ -198,13 +198,16 @@ export async function ensureLayer(store: Store, layer: ChainedLayer, opts: Ensur
   const done = (meta: LayerMeta, reused: boolean): EnsuredLayer => ({ dir, diffDir: join(dir, 'diff'), reused, meta });
   const existing = await inspect(dir, layer);
   if (existing && 'meta' in existing) return done(existing.meta, true);
-  // 0700: unpacked layers hold setuid binaries and file capabilities (CVE-2021-41091).
-  await mkdir(store.layersDir, { recursive: true, mode: 0o700 });
   // Under a store lease: an img-prune waits for this unpack (and it for a running prune),
   // so the blob it reads and the directory it commits are not swept meanwhile (lib-common/src/lease.ts).
+  // The lease is the first write: a read-only store is reported there, naming the store.
   const { withLease } = await import('@conveyor/lib-common/lease');
-  const unpack = () => unpackLocked(store, layer, opts, hex, dir, done);
-  return withLease(store, () => withLock(store.lockPath(`layer-${hex}`), unpack), { onWait: () => opts.warn('waiting for img-prune to finish') });
+  const unpack = async () => {
+    // 0700: unpacked layers hold setuid binaries and file capabilities (CVE-2021-41091).
+    await mkdir(store.layersDir, { recursive: true, mode: 0o700 });
+    return withLock(store.lockPath(`layer-${hex}`), () => unpackLocked(store, layer, opts, hex, dir, done));
+  };
+  return withLease(store, unpack, { onWait: () => opts.warn('waiting for img-prune to finish') });
 }
 
 async function unpackLocked(
