@@ -8,6 +8,7 @@
  * (nor a fuse-overlayfs daemon), and nothing in the store is owned by root.
  */
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pushImage, startRegistry } from '../../../test/helpers/registry.js';
@@ -32,10 +33,13 @@ function sh(script: string, env: NodeJS.ProcessEnv = {}) {
   return runAs(user, 'sh', ['-c', script], { env: { T: TOOLS, S: store, R: rootfsFile, ...env } });
 }
 
+function keeperPid(): number {
+  return JSON.parse(readFileSync(join(store, 'run', 'userns.json'), 'utf8')).pid;
+}
+
 /** Mount points under the store in the keeper's mount namespace. */
 function keeperMounts(): string[] {
-  const pid = JSON.parse(readFileSync(join(store, 'run', 'userns.json'), 'utf8')).pid;
-  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+  return readFileSync(`/proc/${keeperPid()}/mountinfo`, 'utf8')
     .split('\n')
     .map((line) => line.split(' ')[4])
     .filter((point) => point?.startsWith(`${store}/`));
@@ -81,9 +85,12 @@ for (const driver of ['overlay', 'fuse-overlayfs', 'copy'] as const) {
     t.equal(record.driver, driver, 'the record says the driver');
     const id = record.id as string;
     t.ok(keeperMounts().includes(record.target), 'mounted in the keeper');
-    const run = await runToolAs(user, 'ctr-spawn', ['--root', store, '--net', 'none', '--', 'sh', '-c', PROBE], { input: `${JSON.stringify(record)}\n` });
-    t.equal(run.code, 0, run.stderr);
-    t.strictSame(run.stdout.trim().split('\n'), ['upper-file', 'gone', 'keep'], 'whiteout and opaque dir honoured');
+    // Looked at from inside the keeper as the user (its uid 0); ctr-spawn on a mount record is the first test's.
+    const look = execFileSync('nsenter', ['--target', String(keeperPid()), '--user', '--mount', '--', 'sh', '-c', PROBE.replaceAll(' /', ' $M/')], {
+      env: { M: record.target, PATH: '/usr/bin:/bin' },
+      encoding: 'utf8',
+    });
+    t.strictSame(look.trim().split('\n'), ['upper-file', 'gone', 'keep'], 'whiteout and opaque dir honoured');
     t.equal(readFileSync(join(record.upper, 'written'), 'utf8'), 'written\n', 'the write is in the upper dir');
     for (const lower of record.layerDirs as string[]) t.notOk(existsSync(join(lower, 'written')), 'and in no layer');
     const unmount = await runToolAs(user, 'overlay-mount', ['--root', store, '--unmount'], { input: `${JSON.stringify(record)}\n` });
