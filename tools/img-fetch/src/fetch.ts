@@ -12,6 +12,8 @@
 import { lookupLocalImage } from '@conveyor/lib-common/local-image';
 import { checkConfig, imageRecordFromStore, layerInfos, buildImageRecord, type ImageConfigBlob } from '@conveyor/lib-common/image';
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
+import { digestHex } from '@conveyor/lib-common/digest';
+import { acquireLock } from '@conveyor/lib-common/lock';
 import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
 import { RECORD_VERSION, type Descriptor, type ImageRecord, type LayerInfo, type LayerRecord, type Platform } from '@conveyor/lib-common/records';
 import { DEFAULT_REGISTRY, formatReference, parseReference } from '@conveyor/lib-common/reference';
@@ -155,12 +157,25 @@ async function loadConfig(
 ): Promise<{ config: ImageConfigBlob; layers: LayerInfo[] }> {
   const { store } = options;
   const { manifest } = resolved;
+  const { digest, size } = manifest.config;
+  const present = () => store.hasBlob(digest, size);
   let configBytes: Buffer;
-  if (await store.hasBlob(manifest.config.digest, manifest.config.size)) {
-    configBytes = await store.readBlob(manifest.config.digest);
-  } else {
-    configBytes = await client.getSmallBlob(repo, manifest.config.digest, manifest.config.size, MAX_CONFIG_BYTES);
-    await store.writeBlob(manifest.config.digest, configBytes);
+  if (await present()) configBytes = await store.readBlob(digest);
+  else {
+    // Concurrent pulls of one image download its config once: the layers' per-digest
+    // ingest lock, except when a (forged) layer has the config's digest, which this
+    // pull downloads under that very lock (taking it here would wait for ourselves).
+    const shared = manifest.layers.some((layer) => layer.digest === digest);
+    const lock = shared ? undefined : await acquireLock(store.lockPath(`ingest-${digestHex(digest)}`));
+    try {
+      if (await present()) configBytes = await store.readBlob(digest);
+      else {
+        configBytes = await client.getSmallBlob(repo, digest, size, MAX_CONFIG_BYTES);
+        await store.writeBlob(digest, configBytes);
+      }
+    } finally {
+      await lock?.release();
+    }
   }
   let parsedConfig: unknown;
   try {
