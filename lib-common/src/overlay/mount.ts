@@ -215,7 +215,7 @@ async function mountWith(driver: OverlayDriver, lowerDirs: string[], plan: Overl
     // userxattr: in a user namespace overlayfs keeps its opaque and redirect marks in user.overlay.* (trusted.* needs real root).
     const data = rootless ? `userxattr,${plan.options}` : plan.options;
     const result = await runProcess('mount', ['-t', 'overlay', 'overlay', '-o', data, paths.merged], { cwd: plan.cwd });
-    if (result.failed) throw mountError(result, paths.merged, since);
+    if (result.failed) throw mountError(result, paths.merged, since, rootless);
     return;
   }
   if (driver === 'fuse-overlayfs') {
@@ -239,7 +239,7 @@ async function mountWith(driver: OverlayDriver, lowerDirs: string[], plan: Overl
   }
 }
 
-function mountError(result: SubprocessResult, target: string, since: number): ConveyorError {
+function mountError(result: SubprocessResult, target: string, since: number, rootless = false): ConveyorError {
   // Only a mount(8) that could not start is "cannot run" (an exit status of 127 from mount itself is its own failure).
   if (result.code !== undefined) {
     return new ConveyorError('ERR_MOUNT_FAILED', `cannot run mount(8): ${result.originalMessage ?? result.shortMessage}`, { hint: 'install util-linux' });
@@ -251,7 +251,8 @@ function mountError(result: SubprocessResult, target: string, since: number): Co
     .trim();
   const reason = kernel ?? tool;
   let hint = 'check the layer directories and that the store is not on overlayfs itself';
-  if (/permission denied|must be superuser|operation not permitted/i.test(result.stderr)) hint = 'mounting overlays needs root (or CAP_SYS_ADMIN)';
+  if (rootless) hint = 'overlayfs in a user namespace needs Linux 5.11 or later; CONVEYOR_OVERLAY_DRIVER=fuse-overlayfs or copy avoids it';
+  else if (/permission denied|must be superuser|operation not permitted/i.test(result.stderr)) hint = 'mounting overlays needs root (or CAP_SYS_ADMIN)';
   else if (/unknown filesystem type/i.test(result.stderr)) hint = 'load the overlay kernel module: modprobe overlay';
   else if (/upper fs does not support|not supported as upperdir/i.test(reason)) hint = 'put the store on a filesystem overlayfs supports as upper (ext4, xfs)';
   return new ConveyorError('ERR_MOUNT_FAILED', `overlay mount on ${target} failed: ${reason}`, {
