@@ -58,6 +58,8 @@ Exit status: 0 the store is clean (or everything found was repaired),
 await runCli({
   name: 'img-fsck',
   help: HELP,
+  // Rootless: in the store's user namespace, as layer-unpack, so the owners its tree checksums hashed are the ones seen.
+  userNamespace: true,
   spec: { boolean: ['repair', 'layers'], string: ['timeout'], default: { layers: true } },
   main: async (ctx) => {
     if (ctx.args._.length > 0)

@@ -21,6 +21,7 @@ import { runTool, type ToolResult, toolPath } from '../../../test/helpers/tools.
 
 const ENV = { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: '/nonexistent-docker-config' };
 const LOCAL = 'docker.io/library/busybox:latest';
+const INDEXED = 'docker.io/library/busybox-index:index';
 let reg: TestRegistry;
 let template: string;
 let pulled: string;
@@ -112,7 +113,8 @@ t.before(async () => {
   template = tempStore('conveyor-fsck-template-');
   stores.push(template);
   importToStore(`${busyboxLayout()}:latest`, template, LOCAL);
-  if (hasSharedImages) importToStore(`${join(SHARED_IMAGES, 'busybox-index')}:index`, template, 'docker.io/library/busybox-index:index');
+  // The whole index (skopeo copies only this host's manifest without --all).
+  if (hasSharedImages) execFileSync('skopeo', ['copy', '-q', '--all', `oci:${join(SHARED_IMAGES, 'busybox-index')}:index`, `oci:${template}:${INDEXED}`]);
   const pulledRun = await pull(template);
   if (pulledRun.code !== 0) throw new Error(`pull failed: ${pulledRun.stderr}`);
   writeFileSync(join(outside, 'secret'), 'outside the store\n');
@@ -306,6 +308,21 @@ const cases: Case[] = [
         'recorded exited',
       ),
   },
+  ...(hasSharedImages
+    ? [
+        {
+          name: 'a platform manifest of an index flipped',
+          damage: (r: string) => {
+            const index = JSON.parse(readFileSync(join(r, 'index.json'), 'utf8'));
+            const entry = index.manifests.find((m: any) => m.annotations?.['org.opencontainers.image.ref.name'] === INDEXED);
+            const child = JSON.parse(readFileSync(join(r, 'blobs', 'sha256', entry.digest.slice(7)), 'utf8')).manifests[0];
+            flipByte(join(r, 'blobs', 'sha256', child.digest.slice(7)));
+          },
+          // Its config and layer are then reached by nothing.
+          codes: ['FSCK_BLOB_CORRUPT', 'FSCK_ORPHAN_BLOB'],
+        },
+      ]
+    : []),
   // Hostile stores.
   {
     name: 'a blob that is a symlink out of the store (even to the right bytes)',
