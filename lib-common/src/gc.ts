@@ -15,7 +15,8 @@
  * partial downloads whose lock no live process holds, l/ short links whose
  * target is gone, flattened/ registrations whose tree is gone, layers
  * img-build was packing in tmp/ when it died (`tmp/layer-<owner token>.tmp`),
- * and leftovers of an earlier interrupted collection (`layers/.gc-*`).
+ * temporary files of index.json, oci-layout and flattened/ registrations whose
+ * process is gone, and leftovers of an earlier interrupted collection (`layers/.gc-*`).
  *
  * Build cache (img-build): every `build-cache/<key hex>.json` entry is a root
  * too: the blobs and chain IDs it lists stay. An entry that does not parse,
@@ -332,6 +333,7 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
       await sweepLinks(store, removedChains, freed);
       await sweepFlattened(store, freed);
       await sweepTmp(store, freed);
+      await sweepAtomicTemps(store, freed);
       return total;
     });
   } finally {
@@ -508,6 +510,23 @@ async function sweepTmp(store: Store, free: Free): Promise<void> {
     const path = join(store.tmpDir, name);
     const size = (await lstat(path).catch(() => undefined))?.size ?? 0;
     await free({ kind: 'temp', path: `tmp/${name}`, size }, () => rm(path, { force: true }));
+  }
+}
+
+/**
+ * Store.writeFileAtomic's `<name>.<pid>.<rand>.tmp` beside index.json and oci-layout, and beside
+ * flattened/ registrations, of a process that died before its rename (a SIGKILL inside the write):
+ * nothing else would ever remove them.
+ */
+async function sweepAtomicTemps(store: Store, free: Free): Promise<void> {
+  for (const dir of ['', 'flattened']) {
+    for (const name of await names(join(store.root, dir))) {
+      const temp = /^(?:index\.json|oci-layout|[a-f0-9]{64}\.json)\.(\d+)\.[a-f0-9]+\.tmp$/.exec(name);
+      if (!temp || !pidGone(temp[1])) continue;
+      const path = join(store.root, dir, name);
+      const size = (await lstat(path).catch(() => undefined))?.size ?? 0;
+      await free({ kind: 'temp', path: dir ? `${dir}/${name}` : name, size }, () => rm(path, { force: true }));
+    }
   }
 }
 

@@ -51,6 +51,9 @@ t.test('a store with garbage of every kind', async (t) => {
     const orphanBlob = 'c'.repeat(64);
     writeFileSync(join(root, 'blobs', 'sha256', orphanBlob), 'not referenced\n');
     writeFileSync(join(root, 'blobs', 'sha256', `${'d'.repeat(64)}.999999999.abcd.tmp`), 'a dead writer');
+    // index.json's temp file of a writer killed inside its atomic write goes; a live writer's stays.
+    writeFileSync(join(root, 'index.json.999999999.abcd.tmp'), '{}');
+    writeFileSync(join(root, `index.json.${process.pid}.abcd.tmp`), '{}');
     mkdirSync(join(root, 'layers', 'e'.repeat(64), 'diff'), { recursive: true });
     writeFileSync(join(root, 'layers', 'e'.repeat(64), 'diff', 'file'), 'x'.repeat(10000));
     mkdirSync(join(root, 'layers', `.tmp-${'f'.repeat(64)}-999999999-1234`, 'diff'), { recursive: true });
@@ -82,6 +85,7 @@ t.test('a store with garbage of every kind', async (t) => {
       `blobs/sha256/${'c'.repeat(64)}`,
       `blobs/sha256/${'d'.repeat(64)}.999999999.abcd.tmp`,
       `flattened/${createHash('sha256').update('/tmp/conveyor-prune-no-such-tree').digest('hex')}.json`,
+      'index.json.999999999.abcd.tmp',
       `ingest/${'1'.repeat(64)}`,
       'ingest/import-999999999.1.abcd',
       'l/toorphan',
@@ -89,7 +93,7 @@ t.test('a store with garbage of every kind', async (t) => {
       `layers/${'e'.repeat(64)}`,
     ]);
     const total = run.records.at(-1)!;
-    t.match(total, { type: 'total', v: 1, count: 8, dryRun: true, untagged: 0, store: root });
+    t.match(total, { type: 'total', v: 1, count: 9, dryRun: true, untagged: 0, store: root });
     t.equal(
       total.size,
       freed.reduce((sum, r) => sum + r.size, 0),
@@ -103,7 +107,10 @@ t.test('a store with garbage of every kind', async (t) => {
   await t.test('prune removes exactly the garbage; the images stay whole and unpack from the cache', async (t) => {
     const run = await prune(root);
     t.equal(run.code, 0, run.stderr);
-    t.equal(run.records.filter((r) => r.type === 'freed').length, 8);
+    t.equal(run.records.filter((r) => r.type === 'freed').length, 9);
+    t.notOk(existsSync(join(root, 'index.json.999999999.abcd.tmp')), "a dead writer's index.json temp file is gone");
+    t.ok(existsSync(join(root, `index.json.${process.pid}.abcd.tmp`)), "a live writer's stays");
+    rmSync(join(root, `index.json.${process.pid}.abcd.tmp`));
     t.match(run.stderr, /Total reclaimed space: \d+(\.\d+)?kB/);
     t.strictSame(readdirSync(join(root, 'layers')).sort(), kept, 'the images\u2019 layers stay');
     t.strictSame(readdirSync(join(root, 'l')), ['tokept']);
