@@ -69,7 +69,7 @@ async function openFile(path: string): Promise<{ handle: import('node:fs/promise
 export async function checkBlob(
   path: string,
   digest: string,
-  options: { keep?: boolean; expectedSize?: number; onBytes?: (bytes: number) => void } = {},
+  options: { keep?: boolean; expectedSize?: number; onBytes?: (bytes: number, size: number) => void } = {},
 ): Promise<BlobState> {
   const opened = await openFile(path);
   if (!('handle' in opened)) return opened;
@@ -88,7 +88,7 @@ export async function checkBlob(
       const piece = buffer.subarray(0, bytesRead);
       hash.update(piece);
       if (options.keep) kept.push(Buffer.from(piece));
-      options.onBytes?.(bytesRead);
+      options.onBytes?.(bytesRead, size);
       // A file growing under us (appended while hashed) must not make the read endless.
       if (options.keep && kept.reduce((n, b) => n + b.length, 0) > MAX_JSON_BLOB_BYTES) return { kind: 'too-large', size };
     }

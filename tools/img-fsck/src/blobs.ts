@@ -62,12 +62,12 @@ export async function checkBlobs(store: Store, images: ImageCheck, report: Repor
       let shown = false;
       state = await checkBlob(path, digest, {
         expectedSize: need?.size,
-        onBytes: (bytes) => {
+        onBytes: (bytes, size) => {
           done += bytes;
-          if (!progress || done < PROGRESS_MIN_BYTES) return;
-          if (!shown) progress.start(name, 0);
+          if (!progress || size < PROGRESS_MIN_BYTES) return;
+          if (!shown) progress.start(name, size);
           shown = true;
-          progress.bytes(name, done, 0);
+          progress.bytes(name, done, size);
         },
       });
       if (shown) progress?.done(name, done);

@@ -94,9 +94,9 @@ await runCli({
             : `waiting for ${pids.length} store writer(s) to finish (pid ${pids.join(', ')})`,
         ),
       progress: {
-        start: (hex) => ctx.progress.start({ id: hex.slice(0, 12), action: 'Verifying', current: 0 }),
-        bytes: (hex, done) => ctx.progress.update({ id: hex.slice(0, 12), action: 'Verifying', current: done }),
-        done: (hex, size) => ctx.progress.done({ id: hex.slice(0, 12), action: 'Verified', current: size }),
+        start: (hex, size) => ctx.progress.start({ id: hex.slice(0, 12), action: 'Verifying', current: 0, total: size }),
+        bytes: (hex, done, size) => ctx.progress.update({ id: hex.slice(0, 12), action: 'Verifying', current: done, total: size }),
+        done: (hex, size) => ctx.progress.done({ id: hex.slice(0, 12), action: 'Verified', current: size, total: size }),
       },
     });
     ctx.progress.finish();
