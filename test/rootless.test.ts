@@ -49,6 +49,7 @@ function session(name: typeof SUB_USER | typeof NOSUB_USER, t: { teardown(fn: ()
     if (existsSync(join(REPO_ROOT, 'tools', tool, 'bin', `${tool}.js`))) symlinkSync(userToolPath(tool), join(bin, tool));
   }
   symlinkSync(join(userCheckout(), 'scripts', 'run.mjs'), join(bin, 'conveyor-run'));
+  symlinkSync(join(userCheckout(), 'scripts', 'build.mjs'), join(bin, 'conveyor-build'));
   chownSync(bin, user.uid, user.gid);
   return { user, store, dir, bin };
 }
@@ -225,6 +226,12 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       const exec = await sh(s, 'ctr-exec orphan id -u');
       t.equal(exec.code, 0, `ctr-exec exits 0\n${exec.stderr}`);
       t.equal(exec.stdout, ranged ? '1000\n' : '0\n', 'in the container');
+      if (ranged) {
+        // Its process runs as a subordinate id in the dead keeper's namespace: a new keeper cannot signal it.
+        const forced = await sh(s, 'ctr-rm -f orphan');
+        t.equal(forced.code, 1, 'ctr-rm -f refuses it');
+        t.match(forced.stderr, /cannot signal.*ctr-stop orphan/s, 'and says to ctr-stop it first');
+      }
       const stopped = await sh(s, 'ctr-stop -t 1 orphan');
       t.equal(stopped.code, 0, `ctr-stop exits 0\n${stopped.stderr}`);
       t.equal(stopped.records[0]?.status, 'exited', 'stopped');
@@ -260,6 +267,16 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       t.equal(run.code, 3, `the container's exit code\n${run.stderr}`);
       t.equal(run.stdout, '0\n', 'root inside');
     });
+
+    // The same tools as above, composed: once is enough.
+    if (ranged)
+      t.test('conveyor-build: build, test in a container, push', async (t) => {
+        const ref = `${registry.host}/rootless/${name}:1`;
+        const run = await sh(s, `conveyor-build -q -t ${ref} --test 'test "$(id -u)" = 0 && cat /data/hello.txt' --push context`);
+        t.equal(run.code, 0, `exit 0\n${run.stderr}`);
+        t.match(run.records, [{ type: 'image', ref }], 'pushed');
+        t.match(run.stderr, /hello/, "the test's output");
+      });
 
     t.test('afterwards: nothing owned by root, nothing mounted, no process left but the keeper', async (t) => {
       t.strictSame(ownedByRoot(s.store), [], 'nothing in the store is owned by root');
