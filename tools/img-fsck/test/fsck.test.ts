@@ -441,6 +441,28 @@ t.test('refs: a repaired blob names the images to pull again', async (t) => {
   );
 });
 
+t.test('a damaged layer a mounted overlay uses is reported, not removed', async (t) => {
+  const root = copyStore();
+  const { topDiff } = image(root);
+  const target = join(root, '..', 'merged');
+  mkdirSync(target);
+  // Two lower dirs and no upper: a read-only overlay, as a container's lower layers.
+  execFileSync('mount', [
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${topDiff}:${join(root, 'layers', image(root).config.rootfs.diff_ids[0].slice(7), 'diff')}`,
+    target,
+  ]);
+  t.teardown(() => execFileSync('umount', [target]));
+  writeFileSync(join(topDiff, 'planted'), 'x');
+  const run = await fsck(root, ['--repair']);
+  t.equal(run.code, 1, 'a problem remains');
+  t.match(problems(run), [{ code: 'FSCK_LAYER_TREE', repaired: false, message: /kept, a mounted overlay uses it/ }]);
+  t.ok(existsSync(join(topDiff, 'planted')), 'the layer stays');
+});
+
 t.test('a writer in flight: img-fsck waits for it (and gives up at --timeout)', async (t) => {
   const root = copyStore();
   // A live lease, as a pull holds: this test process is its owner.
