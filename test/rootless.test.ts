@@ -27,7 +27,8 @@ const registry = await startRegistry();
 t.teardown(() => registry.stop());
 await pushImage(`${busyboxLayout()}:latest`, registry, 'library/alpine:latest');
 
-const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+// A Debian user's login PATH (no sbin directories): what the tools must make do with.
+const PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games';
 const TIMEOUT_MS = 90_000;
 
 interface Session {
