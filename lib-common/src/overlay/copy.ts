@@ -8,8 +8,9 @@
  * what was there. Each layer is copied by `cp -a` (owners, modes, times,
  * hardlinks, xattrs), after the paths it replaces were removed.
  *
- * Failure: ERR_MOUNT_FAILED with cp's or getfattr's message; the caller
- * removes the half-made tree.
+ * Failure: ERR_MOUNT_FAILED with cp's or getfattr's message (a layer with
+ * files of ids the user namespace does not map cannot be copied: cp cannot
+ * preserve their owners); the caller removes the half-made tree.
  */
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
@@ -104,7 +105,11 @@ export async function copyLayers(lowerDirs: string[], dest: string): Promise<voi
     const result = await runProcess('cp', ['-a', '--', `${layer}/.`, `${dest}/`]);
     if (result.failed) {
       const why = result.code !== undefined ? (result.originalMessage ?? result.shortMessage) : result.stderr.split('\n')[0].trim() || result.shortMessage;
-      throw new ConveyorError('ERR_MOUNT_FAILED', `copying layer ${layer} failed: ${why}`, { hint: 'check free space in the store' });
+      // A file of an id the user namespace does not map cannot be given to it (the kernel overlay shows it as nobody).
+      const hint = /preserve ownership/.test(why)
+        ? 'the layer holds files of ids your user namespace does not map: unpack the image as this user (layer-unpack)'
+        : 'check free space in the store';
+      throw new ConveyorError('ERR_MOUNT_FAILED', `copying layer ${layer} failed: ${why}`, { hint });
     }
     for (const path of whiteouts) {
       const info = await lstatOrUndefined(join(dest, path));
