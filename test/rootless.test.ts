@@ -5,9 +5,11 @@
  *  - the README pipeline verbatim (`img-fetch alpine | layer-unpack | ctr-spawn -- id -u` → 0),
  *    and with overlay-mount in the middle (then unmounted with overlay-mount --unmount);
  *  - the control plane: ctr-spawn -d, ctr-ls, ctr-logs, ctr-exec, ctr-stop, ctr-rm;
- *  - a container whose keeper died: ctr-exec, ctr-stop and ctr-rm still act on it;
- *  - img-build: a RUN step and COPY --chown; the layer tar carries the in-container owners
- *    (1000, not the host's 300999) with a range, and 0 (with a warning) under a single mapping;
+ *  - a container whose keeper died: ctr-exec, ctr-kill, ctr-stop and ctr-rm still act on it (ctr-rm -f
+ *    refuses one it cannot signal, with a hint);
+ *  - img-build: a RUN step (a user added, chown by name) and COPY --chown; the layer tar carries
+ *    the in-container owners (1000, not the host's 300999) with a range, and 0 (with a warning)
+ *    under a single mapping; conveyor-build (build, test, push) with a range;
  *  - conveyor-run;
  *  - afterwards nothing in the store is owned by root, nothing is mounted under it in the keeper's
  *    mount namespace, and no process of the store runs but the keeper (removed at teardown).
@@ -213,10 +215,11 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       t.strictSame(readdirSync(join(s.store, 'containers')), [], 'its directory is gone');
     });
 
-    t.test('a container whose keeper died can still be exec-ed into, stopped and removed', async (t) => {
+    t.test('a container whose keeper died can still be exec-ed into, signalled, stopped and removed', async (t) => {
       // With a range it runs as a subordinate id: only its own user namespace (or the user outside) may act on it.
       const user = ranged ? '-u 1000:1000 ' : '';
-      const spawned = await sh(s, `img-ls alpine | layer-unpack | ctr-spawn -d --name orphan ${user}-- sleep 120`);
+      const trap = `trap 'echo got USR1' USR1; while :; do sleep 0.2; done`;
+      const spawned = await sh(s, `img-ls alpine | layer-unpack | ctr-spawn -d --name orphan ${user}-- sh -c "${trap}"`);
       t.equal(spawned.code, 0, `ctr-spawn -d exits 0\n${spawned.stderr}`);
       const pid = spawned.records.find((r) => r.type === 'container')?.pid;
       t.ok(pid, 'its record has the pid');
@@ -227,6 +230,11 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       const exec = await sh(s, 'ctr-exec orphan id -u');
       t.equal(exec.code, 0, `ctr-exec exits 0\n${exec.stderr}`);
       t.equal(exec.stdout, ranged ? '1000\n' : '0\n', 'in the container');
+      const killed = await sh(s, 'ctr-kill -s USR1 orphan');
+      t.equal(killed.code, 0, `ctr-kill exits 0\n${killed.stderr}`);
+      let logs = await sh(s, 'ctr-logs orphan');
+      for (let i = 0; i < 50 && logs.stdout === ''; i++) logs = await sh(s, 'sleep 0.1; ctr-logs orphan');
+      t.equal(logs.stdout, 'got USR1\n', "ctr-kill's signal reached it");
       if (ranged) {
         // Its process runs as a subordinate id in the dead keeper's namespace: a new keeper cannot signal it.
         const forced = await sh(s, 'ctr-rm -f orphan');
@@ -248,7 +256,13 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       mkdirSync(context);
       writeFileSync(join(context, 'hello.txt'), 'hello\n');
       const dockerfile = ranged
-        ? 'FROM alpine\nRUN mkdir /data && echo made > /data/run.txt && chown -R 1000:1000 /data\nCOPY --chown=1000:1000 hello.txt /data/hello.txt\n'
+        ? // A user added to the image (its busybox has no adduser link), chown to it by name, COPY --chown by name.
+          [
+            'FROM alpine',
+            "RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' >> /etc/group && mkdir /data && echo made > /data/run.txt && chown -R app:app /data",
+            'COPY --chown=app:app hello.txt /data/hello.txt',
+            '',
+          ].join('\n')
         : 'FROM alpine\nRUN mkdir /data && echo made > /data/run.txt\nCOPY --chown=1000:1000 hello.txt /data/hello.txt\n';
       writeFileSync(join(context, 'Dockerfile'), dockerfile);
       execFileSync('chown', ['-R', `${s.user.uid}:${s.user.gid}`, context]);
