@@ -8,7 +8,8 @@
  *     manifests and config (images.ts), every blob rehashed (blobs.ts),
  *     index.json entries that need a missing or removed blob dropped by
  *     --repair (under index.json's lock), every unpacked layer (layers.ts),
- *     containers whose owner is gone (containers.ts);
+ *     containers whose owner is gone (containers.ts), temporary files of
+ *     dead writers the collection does not look for (temp-files.ts);
  *  2. the orphans and leftovers: lib-common gc.ts's collection, a dry run
  *     without --repair, a real one with it (it takes the gc lock itself), each
  *     object it frees reported as a problem. It runs only when index.json
@@ -36,6 +37,7 @@ import { checkContainers } from './containers.js';
 import { checkImages } from './images.js';
 import { readIndexFile, salvageEntries } from './index-file.js';
 import { checkLayers } from './layers.js';
+import { checkTempFiles } from './temp-files.js';
 import type { FsckCode, FsckRecord, Report } from './problems.js';
 
 export interface FsckOptions {
@@ -126,6 +128,7 @@ export async function fsck(store: Store, report: Report, options: FsckOptions): 
     }
     await checkLayers(store, report, { trees: options.trees, info: options.info });
     await checkContainers(store, report, options.warn);
+    await checkTempFiles(store, report);
   } finally {
     await gc.release();
   }

@@ -271,6 +271,21 @@ const cases: Case[] = [
     codes: ['FSCK_LEFTOVER_STAGING'],
   },
   {
+    name: 'temporary files of dead writers (index.json, a container state)',
+    damage: (r) => {
+      writeFileSync(join(r, `index.json.${deadPid}.abcd1234.tmp`), '{"schemaVersion":2,');
+      mkdirSync(join(r, 'containers', sha('temp')), { recursive: true });
+      writeFileSync(join(r, 'containers', sha('temp'), `state.json.${deadPid}.abcd1234.tmp`), '{');
+      // A live writer's (ours) stays.
+      writeFileSync(join(r, `index.json.${process.pid}.abcd1234.tmp`), '{');
+    },
+    codes: ['FSCK_LEFTOVER_TEMP'],
+    after: (t, r) => {
+      t.notOk(existsSync(join(r, `index.json.${deadPid}.abcd1234.tmp`)), 'the dead one removed');
+      t.ok(existsSync(join(r, `index.json.${process.pid}.abcd1234.tmp`)), 'the live one kept');
+    },
+  },
+  {
     name: 'an invalid build-cache entry',
     damage: (r) => {
       mkdirSync(join(r, 'build-cache'), { recursive: true });

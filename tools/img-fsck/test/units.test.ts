@@ -8,12 +8,13 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chainIDs } from '@conveyor/lib-common/digest';
 import { isTreeDigest, treeDigest } from '@conveyor/lib-common/tree-digest';
 import { checkBlob } from '../src/blob-read.js';
 import { salvageEntries } from '../src/index-file.js';
 import { metaProblem } from '../src/layers.js';
+import { deadTemp } from '../src/temp-files.js';
 
 const sha = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
 
@@ -133,4 +134,19 @@ t.test('checkBlob: what may stand where a blob should be', async (t) => {
   ];
   for (const [name, path, options, expected] of cases) t.match(await checkBlob(path, sha('content'), options), expected, name);
   t.match(await checkBlob(good, sha('other')), { kind: 'corrupt', actual: /hashes to sha256:/ }, 'another digest');
+});
+
+t.test('deadTemp: writeFileAtomic temporary files whose writer is gone', async (t) => {
+  const dead = spawnSync('true').pid as number;
+  const cases: [string, boolean][] = [
+    [`index.json.${dead}.abcd1234.tmp`, true],
+    [`state.json.${dead}.0f.tmp`, true],
+    [`index.json.${process.pid}.abcd1234.tmp`, false],
+    [`index.json.0.abcd1234.tmp`, true],
+    ['index.json', false],
+    ['index.json.broken', false],
+    [`other.json.${dead}.abcd1234.tmp`, false],
+    [`index.json.${dead}.ABCD.tmp`, false],
+  ];
+  for (const [name, expected] of cases) t.equal(deadTemp(name), expected, name);
 });
