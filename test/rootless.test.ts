@@ -218,7 +218,8 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
     t.test('a container whose keeper died can still be exec-ed into, signalled, stopped and removed', async (t) => {
       // With a range it runs as a subordinate id: only its own user namespace (or the user outside) may act on it.
       const user = ranged ? '-u 1000:1000 ' : '';
-      const trap = `trap 'echo got USR1' USR1; while :; do sleep 0.2; done`;
+      // It writes a file in its upper dir, owned by what it runs as (a subordinate id with a range), for ctr-rm to remove.
+      const trap = `touch /tmp/mine; trap 'echo got USR1' USR1; while :; do sleep 0.2; done`;
       const spawned = await sh(s, `img-ls alpine | layer-unpack | ctr-spawn -d --name orphan ${user}-- sh -c "${trap}"`);
       t.equal(spawned.code, 0, `ctr-spawn -d exits 0\n${spawned.stderr}`);
       const pid = spawned.records.find((r) => r.type === 'container')?.pid;
@@ -245,6 +246,8 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       t.equal(stopped.code, 0, `ctr-stop exits 0\n${stopped.stderr}`);
       t.equal(stopped.records[0]?.status, 'exited', 'stopped');
       t.not(startTimeOf(pid), started, 'its process is gone');
+      const mine = join(s.store, 'containers', spawned.records.find((r) => r.type === 'container')?.id, 'upper', 'tmp', 'mine');
+      t.equal(statSync(mine).uid, ranged ? (s.user.range?.start ?? 0) + 999 : s.user.uid, 'its upper dir holds a file of the id it ran as');
       const removed = await sh(s, 'ctr-rm orphan');
       t.equal(removed.code, 0, `ctr-rm exits 0 (in a new keeper)\n${removed.stderr}`);
       t.not(keeperPid(s.store), keeper, 'a new keeper was made');
