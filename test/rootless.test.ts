@@ -278,6 +278,12 @@ for (const name of [SUB_USER, NOSUB_USER] as const) {
       t.equal(tarOwners(copyLayer).get('data/hello.txt'), expected, `COPY --chown's file: ${expected}`);
       const ran = await sh(s, 'img-ls built:1 | layer-unpack | ctr-spawn -- cat /data/hello.txt /data/run.txt');
       t.equal(ran.stdout, 'hello\nmade\n', `the built image runs\n${ran.stderr}`);
+      if (!ranged) {
+        // Once is enough: the refusal does not depend on the mapping.
+        const copy = await sh(s, 'CONVEYOR_OVERLAY_DRIVER=copy img-build --no-cache -t built:copy context');
+        t.not(copy.code, 0, 'the copy driver is refused for a build');
+        t.match(copy.stderr, /cannot build on the copy driver/, "a step's deletions would be lost: said so");
+      }
     });
 
     t.test('conveyor-run', async (t) => {
