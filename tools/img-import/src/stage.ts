@@ -2,7 +2,7 @@
  * Stages the members of an archive (a tar stream) or of an OCI layout
  * directory into the store's ingest area, hashing each while it is written.
  * Member names are lookup keys only, never paths we write to: each member
- * goes to a fresh `ingest/import-<owner token>` file (lock.ts; img-prune removes a dead importer's). Small metadata members
+ * goes to a fresh `ingest/import-<owner token>` file (lock.ts; the next import and img-prune remove a dead importer's). Small metadata members
  * (manifest.json, index.json, repositories, oci-layout) are also kept in
  * memory.
  *
@@ -21,7 +21,7 @@ import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { ownerToken } from '@conveyor/lib-common/lock';
+import { ownerToken, tokenAlive } from '@conveyor/lib-common/lock';
 import { IMPORT_STAGING_PREFIX, mkdirClosed, type Store } from '@conveyor/lib-common/store';
 
 /** Metadata members are parsed whole: real ones are a few KiB. */
@@ -76,6 +76,7 @@ export class Staging {
   async fromTar(input: Readable): Promise<void> {
     const { extract } = await import('tar-stream');
     await mkdirClosed(this.options.store.ingestDir);
+    await removeDeadStaging(this.options.store);
     const tar = extract();
     input.on('error', (error) => tar.destroy(error));
     input.pipe(tar);
@@ -104,6 +105,7 @@ export class Staging {
   /** Stages every regular file of an OCI layout directory; a symlink in it is refused. */
   async fromDirectory(dir: string, prefix = ''): Promise<void> {
     await mkdirClosed(this.options.store.ingestDir);
+    if (prefix === '') await removeDeadStaging(this.options.store);
     for (const name of (await readdir(join(dir, prefix))).sort()) {
       const rel = prefix ? `${prefix}/${name}` : name;
       const info = await lstat(join(dir, rel));
@@ -161,6 +163,21 @@ export class Staging {
   /** Removes every staged file still in ingest/ (the committed ones were renamed away). */
   async discard(): Promise<void> {
     await Promise.all(this.files.map((file) => rm(file, { force: true })));
+  }
+}
+
+/**
+ * Removes the staging files of importers that died (SIGKILL) before their
+ * discard: the next import cleans up after a crashed one, as the next
+ * layer-unpack removes a dead unpack's staging dir, instead of leaving them
+ * to img-prune. A live importer's files (its token alive) are never touched.
+ */
+async function removeDeadStaging(store: Store): Promise<void> {
+  const names = await readdir(store.ingestDir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (name.startsWith(IMPORT_STAGING_PREFIX) && !tokenAlive(name.slice(IMPORT_STAGING_PREFIX.length))) {
+      await rm(join(store.ingestDir, name), { force: true });
+    }
   }
 }
 

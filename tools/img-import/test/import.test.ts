@@ -8,7 +8,7 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasSharedImages, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
 import { tempStore, removeStore } from '../../../test/helpers/rootfs.js';
@@ -61,6 +61,18 @@ if (!hasSharedImages) {
     t.equal(flat.code, 0, flat.stderr);
     t.same(tree(direct), originalTree, 'img-import | layer-unpack --flatten');
     t.same(readdirSync(join(root, 'ingest')), [], 'nothing left in ingest/');
+  });
+
+  t.test("a dead importer's staging files are removed by the next import, a live one's kept", async (t) => {
+    // As a SIGKILLed img-import leaves them (test/crash.test.ts kills real ones).
+    const dead = join(root, 'ingest', 'import-999999999.1.abcd');
+    const live = join(root, 'ingest', `import-${process.pid}.0.abcd`);
+    writeFileSync(dead, 'staged by a crashed import');
+    writeFileSync(live, 'staged by a running import');
+    t.teardown(() => rmSync(live, { force: true }));
+    const result = await runTool('img-import', ['--ref', 'swept:1', dockerArchive], { env });
+    t.equal(result.code, 0, result.stderr);
+    t.same(readdirSync(join(root, 'ingest')), [`import-${process.pid}.0.abcd`]);
   });
 
   t.test('docker-archive streamed on stdin, renamed with --ref', async (t) => {
