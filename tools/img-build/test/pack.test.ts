@@ -247,6 +247,21 @@ t.test('an empty upper dir is an empty layer', async (t) => {
   t.ok(existsSync(new Store(join(dir, 'store')).blobPath(packed.descriptor.digest)), 'its blob is stored');
 });
 
+t.test("a dead packer's temp layer is removed by the next pack, a live one's kept", async (t) => {
+  // As a SIGKILLed img-build leaves it mid-pack (test/crash.test.ts kills real builds).
+  const dir = scratch(t);
+  mkdirSync(join(dir, 'upper'));
+  const store = new Store(join(dir, 'store'));
+  mkdirSync(store.tmpDir, { recursive: true });
+  writeFileSync(join(store.tmpDir, 'layer-999999999.1.abcd.tmp'), 'a crashed build');
+  writeFileSync(join(store.tmpDir, `layer-${process.pid}.0.abcd.tmp`), 'a running build');
+  await packLayer({ upperDir: join(dir, 'upper'), store });
+  t.same(
+    readdirSync(store.tmpDir).filter((name) => name.startsWith('layer-')),
+    [`layer-${process.pid}.0.abcd.tmp`],
+  );
+});
+
 t.test('round trip: layer-unpack --flatten and GNU tar give back the tree', async (t) => {
   const dir = scratch(t);
   const upper = join(dir, 'upper');

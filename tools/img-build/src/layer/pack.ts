@@ -26,13 +26,13 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, constants, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readFileSync, type Stats } from 'node:fs';
-import { mkdir, readlink, rm } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { ConveyorError, isStorageErrno, storeIoError } from '@conveyor/lib-common/errors';
-import { ownerToken } from '@conveyor/lib-common/lock';
+import { ownerToken, tokenAlive } from '@conveyor/lib-common/lock';
 import { MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
@@ -423,6 +423,7 @@ export async function packLayer(options: PackLayerOptions): Promise<PackedLayer>
 
   await store.init();
   await mkdir(store.tmpDir, { recursive: true, mode: 0o700 });
+  await removeDeadPackerTemps(store);
   // Named by its owner (lock.ts ownerToken: pid, start time, random), so a sweep can tell a crashed packer's file from a running one's.
   const temp = join(store.tmpDir, `${LAYER_TEMP_PREFIX}${ownerToken()}.tmp`);
   const diffHash = createHash('sha256');
@@ -456,5 +457,17 @@ export async function packLayer(options: PackLayerOptions): Promise<PackedLayer>
     // A full or read-only store says so (ENOSPC, EROFS), naming the file being written.
     if (isStorageErrno(error)) throw store.ioError(error, temp, `cannot pack ${upperDir} into`);
     throw new ConveyorError('ERR_STORE_IO', `packing ${upperDir} into ${store.root}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Removes the temp layers (`tmp/layer-<owner token>.tmp`) of packers that died (SIGKILL) mid-pack:
+ * the next build cleans up after a crashed one instead of leaving them to img-prune. A live
+ * packer's (its token alive) is never touched.
+ */
+async function removeDeadPackerTemps(store: Store): Promise<void> {
+  for (const name of await readdir(store.tmpDir).catch(() => [] as string[])) {
+    if (!name.startsWith(LAYER_TEMP_PREFIX) || !name.endsWith('.tmp')) continue;
+    if (!tokenAlive(name.slice(LAYER_TEMP_PREFIX.length, -'.tmp'.length))) await rm(join(store.tmpDir, name), { force: true });
   }
 }
