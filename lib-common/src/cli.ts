@@ -50,9 +50,10 @@ export interface ToolDefinition {
    * Rootless (issue 15): the tool mounts, chowns, runs runc or removes files
    * owned by subordinate ids, so a caller who is not root runs it inside the
    * store's user namespace: runCli runs it again there (rootless/enter) and
-   * exits as it does. A function decides per run. Root pays nothing.
+   * exits as it does. A function decides per run, given the store it would
+   * use. Root pays nothing.
    */
-  userNamespace?: boolean | ((args: ParsedArgs) => boolean);
+  userNamespace?: boolean | ((args: ParsedArgs, root: string) => boolean);
 }
 
 /** Signals the tool re-run in the user namespace gets from us (it also gets the terminal's, as our process group). */
@@ -118,9 +119,9 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     }
     log = new Logger(def.name, process.stderr, format as LogFormat, Boolean(args.quiet));
     progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
-    if (def.userNamespace && (process.geteuid?.() ?? 0) !== 0 && (def.userNamespace === true || def.userNamespace(args))) {
+    if (def.userNamespace && (process.geteuid?.() ?? 0) !== 0) {
       const root = resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.geteuid?.() ?? 0)));
-      return await runInUserNamespace(root, argv);
+      if (def.userNamespace === true || def.userNamespace(args, root)) return await runInUserNamespace(root, argv);
     }
     const terminalLog = log;
     pipeline.attach({

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { isInitialUidMap, rootlessFor } from '../src/rootless/detect.js';
 import { unshareArgs } from '../src/rootless/keeper.js';
-import { chooseMapping, formatMap, normaliseMap, parseSubordinateIds } from '../src/rootless/subid.js';
+import { chooseMapping, formatMap, isMapped, normaliseMap, ownableIds, parseMap, parseSubordinateIds } from '../src/rootless/subid.js';
 
 // [uid_map text, is it the initial namespace's]
 const uidMaps: [string, boolean][] = [
@@ -95,3 +95,22 @@ t.strictSame(unshareArgs(chooseMapping({ uid: 1000, gid: 1001, subuid: R, subgid
   '--map-users=300000,1,65536',
   '--map-groups=9,1,2',
 ]);
+
+// [map text, id, mapped]
+const RANGE_MAP = parseMap('         0       1000          1\n         1     300000      65536\n');
+t.strictSame(RANGE_MAP, [
+  { inside: 0, outside: 1000, count: 1 },
+  { inside: 1, outside: 300000, count: 65536 },
+]);
+t.strictSame(parseMap('garbage\n1 2\n-1 2 3\n'), []);
+const mapped: [number, boolean][] = [
+  [0, true],
+  [1, true],
+  [1000, true],
+  [65536, true],
+  [65537, false],
+  [300000, false],
+];
+for (const [id, expected] of mapped) t.equal(isMapped(RANGE_MAP, id), expected, `id ${id} in the range map`);
+t.equal(isMapped(parseMap('0 1000 1'), 1), false, 'a single map holds 0 only');
+t.equal(ownableIds(), undefined, 'the tests run in the initial namespace');

@@ -121,3 +121,32 @@ export function normaliseMap(text: string): string {
     .filter(Boolean)
     .join('\n');
 }
+
+/** Whether `id` is inside one of a map's `inside` ranges. */
+export function isMapped(lines: MapLine[], id: number): boolean {
+  return lines.some((l) => id >= l.inside && id - l.inside < l.count);
+}
+
+/** A uid_map/gid_map text as MapLines (malformed lines skipped). */
+export function parseMap(text: string): MapLine[] {
+  const lines: MapLine[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length !== 3 || !fields.every((f) => /^\d+$/.test(f))) continue;
+    lines.push({ inside: Number(fields[0]), outside: Number(fields[1]), count: Number(fields[2]) });
+  }
+  return lines;
+}
+
+/**
+ * In a user namespace other than the initial one: whether this process can
+ * chown to uid:gid (both mapped in its /proc/self/uid_map and gid_map), for
+ * layer-unpack and img-build inside the keeper. Undefined in the initial
+ * namespace (root can chown to anything; a user outside, to nothing).
+ */
+export function ownableIds(): ((uid: number, gid: number) => boolean) | undefined {
+  const uidMap = parseMap(readOr('/proc/self/uid_map'));
+  const gidMap = parseMap(readOr('/proc/self/gid_map'));
+  if (uidMap.length === 0 || normaliseMap(formatMap(uidMap)) === '0 0 4294967295') return undefined;
+  return (uid, gid) => isMapped(uidMap, uid) && isMapped(gidMap, gid);
+}

@@ -1,4 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
+import { storeUsesUserNamespace } from '@conveyor/lib-common/rootless/detect';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 
 const HELP = `Usage: img-prune [OPTIONS]
@@ -45,6 +46,8 @@ Exit status: 0 pruned (even nothing), 1 the store could not be pruned (locked, I
 await runCli({
   name: 'img-prune',
   help: HELP,
+  // A user's store unpacked through its user namespace holds files of subordinate ids: removed from inside it.
+  userNamespace: (_args, root) => storeUsesUserNamespace(root),
   spec: { boolean: ['all', 'dry-run', 'build-cache'], string: ['timeout'], alias: { a: 'all', n: 'dry-run' } },
   main: async (ctx) => {
     if (ctx.args._.length > 0)

@@ -1,4 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
+import { storeUsesUserNamespace } from '@conveyor/lib-common/rootless/detect';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 
 const HELP = `Usage: img-rm [OPTIONS] IMAGE...
@@ -42,6 +43,8 @@ others still were), 2 usage or bad input (the first failure's code wins).
 await runCli({
   name: 'img-rm',
   help: HELP,
+  // A user's store unpacked through its user namespace holds files of subordinate ids: removed from inside it.
+  userNamespace: (_args, root) => storeUsesUserNamespace(root),
   spec: { boolean: ['force', 'prune'], alias: { f: 'force' } },
   main: async (ctx) => {
     if (ctx.args._.length === 0 && ctx.stdin.isTTY) {

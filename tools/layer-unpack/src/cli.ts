@@ -45,7 +45,8 @@ Options:
                            (default 128g)
       --max-image-entries N
                            cap on tar entries of all of an image's layers (default 8000000)
-      --rootless           do not chown; record owners in meta.json (default when not root)
+      --rootless           apply no owner; record them in meta.json (as a user, owners
+                           the store's user namespace maps are applied, the others recorded)
       --keep-going         report a failed image and go on with the next (exit 1 at the end)
       --progress MODE      auto, json, bar or none (stderr)
       --log-format FORMAT  text (default) or json
@@ -69,6 +70,8 @@ await runCli({
   name: 'layer-unpack',
   help: HELP,
   spec: { string: ['flatten', 'jobs', 'threads', 'max-bytes', 'max-entries', 'max-image-bytes', 'max-image-entries'], boolean: ['rootless', 'keep-going'] },
+  // Not root: unpack into the store inside its user namespace (lib-common rootless/), where whiteouts can be made and mapped owners applied.
+  userNamespace: (args) => flag(args, 'flatten') === undefined,
   main: async (ctx) => {
     const flatten = flag(ctx.args, 'flatten');
     const files = ctx.args._;
@@ -81,6 +84,10 @@ await runCli({
       return raw === undefined ? fallback : parseBytes(raw, `--${name}`);
     };
     const uid = process.getuid?.() ?? 0;
+    // Inside the user namespace runCli put us in (uid 0 there), still rootless: mapped owners are applied, the others recorded.
+    const { isRootless } = await import('@conveyor/lib-common/rootless/detect');
+    const { ownableIds } = await import('@conveyor/lib-common/rootless/subid');
+    const rootless = Boolean(ctx.args.rootless) || uid !== 0 || isRootless();
     const opts = {
       defaultRoot: ctx.root,
       flatten,
@@ -90,7 +97,8 @@ await runCli({
       maxImageBytes: bytesFlag('max-image-bytes', 128 * 1024 ** 3),
       maxImageEntries: intFlag(ctx.args, 'max-image-entries', 8_000_000, 1),
       uid,
-      rootless: Boolean(ctx.args.rootless) || uid !== 0,
+      rootless,
+      ownable: ctx.args.rootless ? undefined : ownableIds(),
       keepGoing: Boolean(ctx.args['keep-going']),
       pid: process.pid,
       writerThreads: intFlag(ctx.args, 'threads', 2, 0, 16),

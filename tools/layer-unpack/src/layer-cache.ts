@@ -72,7 +72,7 @@ export interface LayerMeta {
   /** When it was unpacked (ISO 8601). */
   time: string;
   rootless: boolean;
-  /** Rootless: owners the layer asked for (path → [uid, gid]) where not 0:0; not applied on disk. */
+  /** Rootless: owners the layer asked for (path → [uid, gid]) where not 0:0 and not applied on disk (unmapped in the user namespace). */
   owners?: Record<string, [number, number]>;
   /** Rootless: the xattr name the opaque markers use. */
   opaqueXattr: string;
@@ -82,6 +82,8 @@ export interface LayerMeta {
 
 export interface EnsureOptions {
   rootless: boolean;
+  /** Rootless in a user namespace: the owners applied for real (apply/applier.ts). */
+  ownable?: (uid: number, gid: number) => boolean;
   /** Caps on this layer's file content bytes and entries. */
   maxBytes: number;
   maxEntries: number;
@@ -241,7 +243,9 @@ async function unpackLocked(
     const compression = layerCompression(layer.mediaType);
     // `limits` is passed by reference: the Applier reads its caps at every entry, so the
     // image budget it sees shrinks as the image's other layers unpack (see budget.ts).
-    applier = new Applier(withLimits({ root: diff, mode: 'overlay', rootless: opts.rootless, warn: opts.warn, writerThreads: opts.writerThreads }, limits));
+    applier = new Applier(
+      withLimits({ root: diff, mode: 'overlay', rootless: opts.rootless, ownable: opts.ownable, warn: opts.warn, writerThreads: opts.writerThreads }, limits),
+    );
     const counted = applier;
     if (opts.budget) stopCounting = opts.budget.watch(layer.chainID, () => counted.stats());
     applier.beginLayer(true);

@@ -37,6 +37,8 @@ export interface UnpackOptions {
   maxImageBytes: number;
   maxImageEntries: number;
   rootless: boolean;
+  /** Rootless in a user namespace: the owners applied for real (apply/applier.ts). */
+  ownable?: (uid: number, gid: number) => boolean;
   /** Report a failed image and go on with the next one (exit 1 at the end). */
   keepGoing: boolean;
   pid: number;
@@ -207,6 +209,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
         progress?.start({ id, action: 'unpack', current: 0, total: layer.size, label });
         const result = await ensureLayer(store, layer, {
           rootless: opts.rootless,
+          ownable: opts.ownable,
           maxBytes: opts.maxBytes,
           maxEntries: opts.maxEntries,
           budget,

@@ -39,7 +39,7 @@ import { invalid, malicious } from '../errors.js';
 import { show, splitName, text, whiteoutOf, type WhiteoutKind } from '../names.js';
 import { showTypeflag } from '../tarheader.js';
 import type { TarEntryHeader } from '../tarparser.js';
-import { applyDirMeta, runLayerBatches } from './deferred.js';
+import { applyDirMeta, canChown, runLayerBatches } from './deferred.js';
 import { fileSink, type FileSink } from './file-sink.js';
 import { PathTree } from './pathtree.js';
 import { bytes, SafeRoot, type ResolveHooks } from './paths.js';
@@ -56,8 +56,13 @@ export interface ApplierOptions {
   /** Absolute path of an existing directory: the root everything stays inside. */
   root: string;
   mode: ApplyMode;
-  /** Do not chown; record ownership instead (see `owners`). */
+  /** Do not chown; record ownership instead (see `owners`), but for the owners `ownable` accepts. */
   rootless: boolean;
+  /**
+   * Rootless inside a user namespace (rootless/subid ownableIds): the owners we can chown to there
+   * (mapped ids), applied for real; the others are recorded. Absent: none.
+   */
+  ownable?: (uid: number, gid: number) => boolean;
   /** Cap on file content bytes written in all (ERR_LAYER_TOO_LARGE). */
   maxBytes: number;
   /** Cap on tar entries in all (ERR_LAYER_TOO_LARGE). */
@@ -77,7 +82,7 @@ export interface ApplyStats {
   bytes: number;
   /** Device nodes skipped. */
   skippedDevices: number;
-  /** Rootless only: entries not owned by 0:0, with the owner the layer asked for (paths as text). */
+  /** Rootless only: entries not owned by 0:0 whose owner could not be applied, with the owner the layer asked for (paths as text). */
   owners: Record<string, [number, number]>;
 }
 
@@ -205,7 +210,7 @@ export class Applier implements WhiteoutHost {
    */
   async finish(): Promise<void> {
     await this.drain();
-    applyDirMeta(this.root, this.kept, this.opts.rootless);
+    applyDirMeta(this.root, this.kept, this.opts);
   }
 
   /** Resolves the parents of `parts` inside the root (paths.ts), in this layer's tree. */
@@ -371,7 +376,7 @@ export class Applier implements WhiteoutHost {
   }
 
   private recordOwner(parts: string[], meta: Meta): void {
-    if (this.opts.rootless && (meta.uid !== 0 || meta.gid !== 0)) this.kept.find(parts, true)!.value.owner = [meta.uid, meta.gid];
+    if ((meta.uid !== 0 || meta.gid !== 0) && !canChown(this.opts, meta)) this.kept.find(parts, true)!.value.owner = [meta.uid, meta.gid];
     else {
       const k = this.kept.find(parts, false);
       if (k) k.value.owner = undefined;
@@ -396,6 +401,6 @@ export class Applier implements WhiteoutHost {
   }
 
   private opMeta(meta: Meta): FileMetaOp {
-    return { ...meta, chown: !this.opts.rootless };
+    return { ...meta, chown: canChown(this.opts, meta) };
   }
 }

@@ -23,9 +23,19 @@ import type { KeptState, LayerState, Special } from './state.js';
 import { fsTime } from './writer-ops.js';
 import { opaqueXattr } from './xattrs.js';
 
-export interface BatchOptions {
+/** Whose owners are applied: all as root; rootless, only those `ownable` accepts (mapped in our user namespace). */
+export interface OwnerPolicy {
   rootless: boolean;
+  ownable?: (uid: number, gid: number) => boolean;
+}
+
+export interface BatchOptions extends OwnerPolicy {
   warn: (message: string) => void;
+}
+
+/** Whether an entry's owner is applied (else, rootless, it is recorded: applier.ts `owners`). */
+export function canChown(policy: OwnerPolicy, meta: { uid: number; gid: number }): boolean {
+  return !policy.rootless || (policy.ownable?.(meta.uid, meta.gid) ?? false);
 }
 
 /**
@@ -34,7 +44,7 @@ export interface BatchOptions {
  * names in a fresh directory inside the root and renamed into place from
  * here, where paths are Buffers (names that are not UTF-8 stay exact).
  */
-async function makeSpecials(root: SafeRoot, specials: [string, Special][], memo: Map<string, boolean>, rootless: boolean): Promise<void> {
+async function makeSpecials(root: SafeRoot, specials: [string, Special][], memo: Map<string, boolean>, policy: OwnerPolicy): Promise<void> {
   for (const [rel] of specials) {
     if (root.verifyChain(rel, memo) !== undefined) throw invalid(`cannot create ${show(rel)}: something is already there`, rel);
   }
@@ -49,7 +59,7 @@ async function makeSpecials(root: SafeRoot, specials: [string, Special][], memo:
     if (!st?.isFIFO()) throw invalid(`fifo ${show(rel)} vanished`, rel);
     const meta = special.meta;
     const path = bytes(root.abs(rel));
-    if (!rootless) lchownSync(path, meta.uid, meta.gid);
+    if (canChown(policy, meta)) lchownSync(path, meta.uid, meta.gid);
     chmodSync(path, meta.mode);
     lutimesSync(path, fsTime(meta.atime), fsTime(meta.mtime));
   }
@@ -69,7 +79,7 @@ export async function runLayerBatches(root: SafeRoot, layer: PathTree<LayerState
     if (v.opaque) opaque.push(rel);
   }
   if (layer.root.value.opaque) opaque.push('');
-  if (specials.length > 0) await makeSpecials(root, specials, memo, opts.rootless);
+  if (specials.length > 0) await makeSpecials(root, specials, memo, opts);
   const opaqueName = opaqueXattr(opts.rootless);
   if (xattrs.length > 0 || opaque.length > 0) {
     const entries: { path: string; attrs: [string, Buffer][] }[] = [];
@@ -92,7 +102,7 @@ export async function runLayerBatches(root: SafeRoot, layer: PathTree<LayerState
 }
 
 /** Applies directory ownership, modes and times kept in `kept` (children before their parents). The writer must be drained. */
-export function applyDirMeta(root: SafeRoot, kept: PathTree<KeptState>, rootless: boolean): void {
+export function applyDirMeta(root: SafeRoot, kept: PathTree<KeptState>, policy: OwnerPolicy): void {
   const memo = new Map<string, boolean>();
   const dirs = kept.walk(true);
   dirs.push(['', kept.root]);
@@ -103,7 +113,7 @@ export function applyDirMeta(root: SafeRoot, kept: PathTree<KeptState>, rootless
     if (!st?.isDirectory()) continue;
     const path = bytes(root.abs(rel));
     if (!meta.rootEntry) {
-      if (!rootless) lchownSync(path, meta.uid, meta.gid);
+      if (canChown(policy, meta)) lchownSync(path, meta.uid, meta.gid);
       chmodSync(path, meta.mode);
     }
     lutimesSync(path, fsTime(meta.atime), fsTime(meta.mtime));
