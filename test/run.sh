@@ -5,6 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test/.fixtures
+# The rootless tests' users, made now: a test file making them mid-run would change /etc/passwd under hostile.test.ts.
+sh test/helpers/rootless-users.sh
 files=$(ls lib-common/test/*.test.ts lib-common/*/test/*.test.ts tools/*/test/*.test.ts test/*.test.ts 2>/dev/null)
 log=test/.fixtures/tap-output.txt
 # shellcheck disable=SC2086

@@ -5,9 +5,10 @@
  *   (so newuidmap/newgidmap map 300000..365535 → 1..65536 in its user namespace);
  * - `conveyor-rl-nosub`: a home and no subordinate ranges (a single uid mapping).
  *
- * `rootlessUser(name)` creates them when missing: idempotent, and safe when test files run in
- * parallel (the whole check-and-create runs under flock(1) on LOCK_FILE). useradd gives a new user
- * ranges of its own (login.defs SUB_UID_COUNT); they are replaced by ours, and removed for nosub.
+ * `rootlessUser(name)` creates them when missing with rootless-users.sh (test/run.sh runs it
+ * before the suite): idempotent, and safe when test files run in parallel (flock). useradd gives a
+ * new user ranges of its own (login.defs SUB_UID_COUNT); they are replaced by ours, and removed
+ * for nosub.
  *
  * `runAs(user, file, args, {env, input, cwd})` runs a program as the user through setpriv
  * (--reuid --regid --init-groups: no capability survives the exec) with a clean environment
@@ -38,7 +39,6 @@ export const NOSUB_USER = 'conveyor-rl-nosub';
 export const SUB_RANGE = { start: 300000, count: 65536 } as const;
 /** Where the checkout is bind-mounted (in a runAs's private mount namespace) when users cannot reach it. */
 export const CHECKOUT_MOUNT = '/run/conveyor-rl-checkout';
-const LOCK_FILE = '/run/conveyor-rl-users.lock';
 const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface RootlessUser {
@@ -50,33 +50,14 @@ export interface RootlessUser {
   range?: { start: number; count: number };
 }
 
-// Under flock: create the users when missing, then make /etc/subuid and /etc/subgid say exactly
-// what the tests expect (files rewritten only when they do not already).
-const ENSURE_SCRIPT = `
-set -e
-for u in "$1" "$2"; do
-  id -u "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh --user-group "$u"
-done
-line="$1:$3:$4"
-for f in /etc/subuid /etc/subgid; do
-  [ -e "$f" ] || : > "$f"
-  if grep -q "^$2:" "$f"; then sed -i "/^$2:/d" "$f"; fi
-  if ! grep -qx "$line" "$f" || [ "$(grep -c "^$1:" "$f")" != 1 ]; then
-    sed -i "/^$1:/d" "$f"
-    echo "$line" >> "$f"
-  fi
-done
-`;
-
 const users = new Map<string, RootlessUser>();
 
 /** The test user `name` (SUB_USER or NOSUB_USER), created with the other when missing. */
 export function rootlessUser(name: typeof SUB_USER | typeof NOSUB_USER): RootlessUser {
   const known = users.get(name);
   if (known) return known;
-  execFileSync('flock', ['-w', '120', LOCK_FILE, 'sh', '-c', ENSURE_SCRIPT, 'ensure', SUB_USER, NOSUB_USER, String(SUB_RANGE.start), String(SUB_RANGE.count)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  // The script holds the names and the range (SUB_USER, NOSUB_USER, SUB_RANGE): one source for run.sh and us.
+  execFileSync('sh', [join(REPO_ROOT, 'test', 'helpers', 'rootless-users.sh')], { stdio: ['ignore', 'ignore', 'pipe'] });
   for (const user of [SUB_USER, NOSUB_USER]) {
     const entry = readFileSync('/etc/passwd', 'utf8')
       .split('\n')
