@@ -1,3 +1,4 @@
+import { flag } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { Store } from '@conveyor/lib-common/store';
@@ -47,10 +48,12 @@ await runCli({
   name: 'ctr-rm',
   help: HELP,
   spec: { boolean: ['force', 'prune', 'volumes'], alias: { f: 'force', v: 'volumes' } },
-  // Run by a user: inside the store's user namespace, where its mounts are and files of subordinate ids can be removed (docs/rootless.md).
-  userNamespace: true,
+  // Run by a user: inside the store's user namespace, where its mounts are and files of subordinate ids can be removed
+  // (docs/rootless.md). With -f, first outside: the user may signal any of its containers from there, also one whose
+  // keeper died, which a new keeper may not (remove.ts); then inside, again, without -f.
+  userNamespace: (args) => !args.force || Boolean(args.prune),
   main: async (ctx) => {
-    const { prune, removeOne } = await import('./remove.js');
+    const { killForRemoval, prune, removeOne } = await import('./remove.js');
     const store = new Store(ctx.root);
     const warn = (message: string) => ctx.log.warn(message);
     if (ctx.args.prune) {
@@ -68,6 +71,35 @@ await runCli({
     if (ctx.args._.length === 0 && ctx.stdin.isTTY)
       throw new ConveyorError('ERR_USAGE', 'name at least one container', { hint: 'or pipe container records or ids into stdin' });
     const { actOnTargets } = await import('@conveyor/lib-common/container/targets');
+    if (ctx.args.force && (process.geteuid?.() ?? 0) !== 0) {
+      // The runtime named in the store's state files runs as us: the store must be ours alone.
+      await (await import('@conveyor/lib-common/store')).assertTrustedStore(ctx.root);
+      const ids: string[] = [];
+      const code = await actOnTargets({
+        store,
+        args: ctx.args._,
+        input: ctx.stdin,
+        out: ctx.out,
+        log: ctx.log,
+        act: async (entry) => {
+          await killForRemoval(store, entry);
+          ids.push(entry.id);
+          return undefined;
+        },
+      });
+      if (ids.length === 0) return code;
+      const { runProcess } = await import('@conveyor/lib-common/subprocess');
+      const format = flag(ctx.args, 'log-format');
+      const again = [
+        `--root=${ctx.root}`,
+        ...(format ? [`--log-format=${format}`] : []),
+        ...(ctx.args.quiet ? ['-q'] : []),
+        ...(ctx.args.volumes ? ['-v'] : []),
+        ...ids,
+      ];
+      const inside = await runProcess(process.execPath, [...process.execArgv, process.argv[1], ...again], { stdout: 'inherit', stderr: 'inherit' });
+      return code !== EXIT.OK ? code : (inside.exitCode ?? EXIT.FAILED);
+    }
     return actOnTargets({
       store,
       args: ctx.args._,

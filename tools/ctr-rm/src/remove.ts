@@ -10,9 +10,11 @@
  * container made under an earlier keeper that died lives in that keeper's
  * user namespace, which a new keeper has no power over: its processes that
  * run as other ids than the user's cannot be signalled from here (EPERM).
- * ctr-stop, run outside any namespace, can (the user owns every namespace
- * it made), so -f refuses such a container with that hint instead of
- * waiting for a SIGKILL that cannot be sent.
+ * From outside any namespace the user can (it owns every namespace it
+ * made): so ctr-rm -f run by a user kills outside first (killForRemoval,
+ * cli.ts) and removes inside after. Run inside a keeper with -f (by hand),
+ * it refuses such a container with a ctr-stop hint instead of waiting for a
+ * SIGKILL that cannot be sent.
  *
  * Failure: removeOne throws ERR_CONTAINER_RUNNING for a running container
  * without force (or one this process may not signal), and what removeContainerFully throws (ERR_MOUNT_FAILED: the
@@ -96,6 +98,14 @@ export async function removeOne(store: Store, entry: ContainerEntry, options: Re
   const warnings = await removeContainerFully(store, { ...entry, state }, { volumes: options.volumes });
   for (const warning of warnings) options.warn?.(`container ${short}: ${warning}`);
   return { type: 'removed', v: RECORD_VERSION, id: entry.id, ...(state?.name ? { name: state.name } : {}), store: store.root };
+}
+
+/**
+ * ctr-rm -f's first step when a user runs it, outside the namespace: a
+ * running container is killed (SIGKILL, as `docker rm -f`) and waited for.
+ */
+export async function killForRemoval(store: Store, entry: ContainerEntry): Promise<void> {
+  if (entry.state && isRunning(entry.state)) await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
 }
 
 /** Whether an entry is for prune: stopped, or a directory without state old enough to be a leftover. */
