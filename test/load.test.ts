@@ -167,6 +167,17 @@ function alive(identity: Identity): boolean {
   return now !== undefined && (identity.startTime === undefined || now === identity.startTime);
 }
 
+/** img-fsck of the store: clean (exit 0, no problem record). */
+async function fsckClean(t: Tap.Test, root: string): Promise<void> {
+  const fsck = await runTool('img-fsck', ['--root', root, '--progress=none']);
+  t.strictSame(
+    fsck.records.filter((r) => r.type === 'problem'),
+    [],
+    'img-fsck finds no problem',
+  );
+  t.equal(fsck.code, 0, `img-fsck exits 0 ${fsck.stderr}`);
+}
+
 interface RunResult {
   code: number;
   stdout: string;
@@ -202,6 +213,7 @@ t.test(`${RUNS} concurrent conveyor-run of one image: each its own output, each 
   const blobs = verifiedBlobs(t, root);
   t.strictSame(notOnce(blobDigests(root, blobs), logged), {}, 'the registry served each blob once to the 50 concurrent pulls');
   t.strictSame(leftovers(root, hostnames), [], 'no mount, cgroup, runc state, container directory or process left');
+  await fsckClean(t, root);
 });
 
 t.test(`${RUNS} concurrent ctr-spawn -d, then concurrent ctr-rm -f of all: nothing left`, async (t) => {
@@ -332,4 +344,5 @@ t.test(`${PULLS} concurrent img-fetch of overlapping images: each blob downloade
     [],
     `the ${layerDirs.length} layer directories the rootfs records list exist`,
   );
+  await fsckClean(t, root);
 });
