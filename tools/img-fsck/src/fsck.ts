@@ -4,7 +4,8 @@
  *  1. under the gc lock (lib-common lease.ts: it waits for in-flight pulls,
  *     unpacks, builds and imports to end, and none starts until it is
  *     released, so no running writer is disturbed and none is mistaken for
- *     damage): index.json (salvaged by --repair when broken), every entry's
+ *     damage): index.json (salvaged by --repair when broken, the images it
+ *     no longer names kept without a name: rebuild.ts), every entry's
  *     manifests and config (images.ts), every blob rehashed (blobs.ts),
  *     index.json entries that need a missing or removed blob dropped by
  *     --repair (under index.json's lock), every unpacked layer (layers.ts),
@@ -36,6 +37,7 @@ import { type BlobProgress, checkBlobs } from './blobs.js';
 import { checkContainers } from './containers.js';
 import { checkImages } from './images.js';
 import { readIndexFile, salvageEntries } from './index-file.js';
+import { unnamedImages } from './rebuild.js';
 import { checkLayers } from './layers.js';
 import { checkTempFiles } from './temp-files.js';
 import type { FsckCode, FsckRecord, Report } from './problems.js';
@@ -95,15 +97,17 @@ export async function fsck(store: Store, report: Report, options: FsckOptions): 
     else if (file.kind === 'invalid' || (await hasBlobs(store))) {
       const why = file.kind === 'invalid' ? file.why : 'it is missing, and the store holds blobs';
       salvaged = file.kind === 'invalid' ? salvageEntries(file.text) : [];
-      if (report.repair) entries = salvaged;
+      // The images it no longer names stay, nameless, rather than being swept as orphans.
+      const unnamed = report.repair ? await unnamedImages(store, salvaged) : [];
+      if (report.repair) entries = [...salvaged, ...unnamed];
       else indexUsable = false;
       await report.problem({
         code: 'FSCK_INDEX_INVALID',
         path: 'index.json',
         message: `index.json is not an OCI index: ${why}${
           report.repair
-            ? `; rewritten with the ${salvaged.length} entries that could be read${file.kind === 'invalid' ? ' (the old one kept as index.json.broken)' : ''}`
-            : `; ${salvaged.length} entries could be read from it (--repair keeps those)`
+            ? `; rewritten with the ${salvaged.length} entries that could be read${file.kind === 'invalid' ? ' (the old one kept as index.json.broken)' : ''} and ${unnamed.length} image(s) found among the blobs, without a name (img-tag names them)`
+            : `; ${salvaged.length} entries could be read from it (--repair keeps those, and the images among the blobs it no longer names)`
         }`,
         repaired: report.repair,
       });
@@ -115,7 +119,7 @@ export async function fsck(store: Store, report: Report, options: FsckOptions): 
       await withLock(store.lockPath('index'), async () => {
         if (salvaged !== undefined) {
           if (file.kind === 'invalid') await writeFile(`${indexPath}.broken`, file.text, { mode: 0o600 });
-          const index = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: salvaged.filter((entry) => !dropped.has(JSON.stringify(entry))) };
+          const index = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: entries.filter((entry) => !dropped.has(JSON.stringify(entry))) };
           await store.writeFileAtomic(indexPath, `${JSON.stringify(index, null, 2)}\n`);
           return;
         }

@@ -190,7 +190,22 @@ const cases: Case[] = [
     after: (t, r) => {
       t.ok(existsSync(join(r, 'index.json.broken')), 'the broken index kept aside');
       t.ok(image(r).entry, 'the pulled image kept its name');
-      t.ok(JSON.parse(readFileSync(join(r, 'index.json'), 'utf8')).manifests.length >= 2, 'every entry salvaged');
+      t.strictSame(JSON.parse(readFileSync(join(r, 'index.json'), 'utf8')).manifests, image(template).index.manifests, 'every entry salvaged, as it was');
+    },
+  },
+  {
+    name: 'index.json deleted',
+    damage: (r) => unlinkSync(join(r, 'index.json')),
+    codes: ['FSCK_INDEX_INVALID'],
+    after: (t, r) => {
+      const manifests = JSON.parse(readFileSync(join(r, 'index.json'), 'utf8')).manifests;
+      const digests = (list: any[]) => list.map((m) => m.digest).sort();
+      t.strictSame(digests(manifests), digests(image(template).index.manifests), 'every image kept, found among the blobs');
+      t.ok(
+        manifests.every((m: any) => m.annotations === undefined),
+        'without names',
+      );
+      t.ok(existsSync(image(template).blob(image(template).topLayerHex).replace(template, r)), 'their blobs stay');
     },
   },
   {

@@ -14,6 +14,7 @@ import { isTreeDigest, treeDigest } from '@conveyor/lib-common/tree-digest';
 import { checkBlob } from '../src/blob-read.js';
 import { salvageEntries } from '../src/index-file.js';
 import { metaProblem } from '../src/layers.js';
+import { manifestMediaType } from '../src/rebuild.js';
 import { deadTemp } from '../src/temp-files.js';
 
 const sha = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
@@ -149,4 +150,27 @@ t.test('deadTemp: writeFileAtomic temporary files whose writer is gone', async (
     [`index.json.${dead}.ABCD.tmp`, false],
   ];
   for (const [name, expected] of cases) t.equal(deadTemp(name), expected, name);
+});
+
+t.test('manifestMediaType: which blobs are images of their own', async (t) => {
+  const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha('c'), size: 1 };
+  const cases: [string, unknown, string | undefined][] = [
+    [
+      'an OCI manifest',
+      { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [] },
+      'application/vnd.oci.image.manifest.v1+json',
+    ],
+    [
+      'a Docker manifest',
+      { schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config, layers: [] },
+      'application/vnd.docker.distribution.manifest.v2+json',
+    ],
+    ['an OCI manifest without mediaType', { schemaVersion: 2, config, layers: [] }, 'application/vnd.oci.image.manifest.v1+json'],
+    ['an index without mediaType', { schemaVersion: 2, manifests: [] }, 'application/vnd.oci.image.index.v1+json'],
+    ['a config', { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }, undefined],
+    ['schema 1', { schemaVersion: 1, fsLayers: [] }, undefined],
+    ['another media type', { schemaVersion: 2, mediaType: 'application/vnd.oci.image.config.v1+json', config, layers: [] }, undefined],
+    ['not an object', [1, 2], undefined],
+  ];
+  for (const [name, value, expected] of cases) t.equal(manifestMediaType(value), expected, name);
 });
