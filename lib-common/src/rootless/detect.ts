@@ -9,7 +9,7 @@
  * The facts come from /proc/self (status and uid_map). Never throws: without
  * /proc the process counts as root in the initial namespace (not rootless).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 /** The identity facts isRootless decides by. */
 export interface Identity {
@@ -62,13 +62,4 @@ export function inUserNamespace(): boolean {
 export function overflowUid(): number {
   const value = Number.parseInt(readOr('/proc/sys/kernel/overflowuid', '65534'), 10);
   return Number.isInteger(value) ? value : 65534;
-}
-
-/**
- * Whether a store has been used through a user namespace (it records a keeper: rootless/keeper),
- * so it may hold files owned by subordinate ids that only that namespace can remove: img-rm and
- * img-prune enter it then (ToolDefinition.userNamespace), and need no namespace otherwise.
- */
-export function storeUsesUserNamespace(root: string): boolean {
-  return existsSync(`${root}/run/userns.json`);
 }

@@ -1,5 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { storeUsesUserNamespace } from '@conveyor/lib-common/rootless/detect';
+import { storeUsesUserNamespace } from '@conveyor/lib-common/paths';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 
 const HELP = `Usage: img-prune [OPTIONS]

@@ -86,8 +86,8 @@ await runCli({
     const uid = process.getuid?.() ?? 0;
     // Inside the user namespace runCli put us in (uid 0 there), still rootless: mapped owners are applied, the others recorded.
     const { isRootless } = await import('@conveyor/lib-common/rootless/detect');
-    const { ownableIds } = await import('@conveyor/lib-common/rootless/subid');
     const rootless = Boolean(ctx.args.rootless) || uid !== 0 || isRootless();
+    const ownable = rootless && !ctx.args.rootless ? (await import('@conveyor/lib-common/rootless/subid')).ownableIds() : undefined;
     const opts = {
       defaultRoot: ctx.root,
       flatten,
@@ -98,7 +98,7 @@ await runCli({
       maxImageEntries: intFlag(ctx.args, 'max-image-entries', 8_000_000, 1),
       uid,
       rootless,
-      ownable: ctx.args.rootless ? undefined : ownableIds(),
+      ownable,
       keepGoing: Boolean(ctx.args['keep-going']),
       pid: process.pid,
       writerThreads: intFlag(ctx.args, 'threads', 2, 0, 16),
