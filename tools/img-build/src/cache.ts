@@ -16,11 +16,12 @@
  * the step runs again (the entry is then rewritten). The gc (lib-common/gc.ts)
  * keeps what `blobs` and `chainIDs` list and drops entries with a blob gone.
  */
-import { open } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { chainIDs, digestHex, SHA256_DIGEST, sha256 } from '@conveyor/lib-common/digest';
+import { processAlive } from '@conveyor/lib-common/lock';
 import { mkdirClosed, type Store } from '@conveyor/lib-common/store';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { ImageConfigBlob } from '@conveyor/lib-common/image';
@@ -150,7 +151,26 @@ export async function writeCacheEntry(store: Store, key: string, state: BuildSta
     ...(newLayer ? { newLayer } : {}),
   };
   await mkdirClosed(join(store.root, BUILD_CACHE_DIR));
+  await removeDeadEntryTemps(store);
   await store.writeFileAtomic(entryPath(store, key), JSON.stringify(entry) + '\n');
+}
+
+/** Roots whose dead writers' entry temp files were removed by this process already. */
+const swept = new Set<string>();
+
+/**
+ * Once per store and process: removes the temp files (`<key hex>.json.<pid>.<rand>.tmp`) of
+ * builds that died (SIGKILL) inside an entry's atomic write, so the next build cleans up after a
+ * crashed one instead of leaving them to img-prune. A live writer's (its pid alive) stay.
+ */
+async function removeDeadEntryTemps(store: Store): Promise<void> {
+  if (swept.has(store.root)) return;
+  swept.add(store.root);
+  const dir = join(store.root, BUILD_CACHE_DIR);
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const temp = /^[a-f0-9]{64}\.json\.(\d+)\.[a-f0-9]+\.tmp$/.exec(name);
+    if (temp && !processAlive(Number(temp[1]))) await rm(join(dir, name), { force: true });
+  }
 }
 
 /** Writes an image config blob (canonical JSON as we write it) and returns its descriptor. */

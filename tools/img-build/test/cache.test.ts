@@ -7,12 +7,13 @@
  * miss that is rewritten; --no-cache runs everything and still writes; a
  * same-size, same-mtime content change misses through the content-hash cache.
  */
-import { readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import t from 'tap';
 import { Store } from '@conveyor/lib-common/store';
 import { build } from '../dist/build.js';
+import { writeCacheEntry } from '../dist/cache.js';
 import { openContext } from '../dist/context.js';
 import { StepProgress } from '../dist/progress.js';
 import { DefaultToolRunner } from '../dist/tools.js';
@@ -174,4 +175,20 @@ t.test('FROM an image the store lacks: pulled once with img-fetch, then taken fr
   const pulled = await buildOnce(context, { root: fresh, tag: 'docker.io/library/pulled:1', pull: true });
   t.strictSame(pulled.spawned, { 'img-fetch': 1 }, '--pull asks the registry again');
   t.strictSame(pulled.cached, [true], 'the same base manifest keeps the cache');
+});
+
+t.test("writing a cache entry removes the entry temp files of dead builds, a live one's kept", async (t) => {
+  // As a build SIGKILLed inside an entry's atomic write leaves them (test/crash.test.ts kills real builds).
+  const own = tempStore('conveyor-build-cache-');
+  t.teardown(() => removeStore(own));
+  const dir = join(own, 'build-cache');
+  mkdirSync(dir, { recursive: true });
+  const dead = `${'a'.repeat(64)}.json.999999999.abcd.tmp`;
+  const live = `${'b'.repeat(64)}.json.${process.pid}.abcd.tmp`;
+  writeFileSync(join(dir, dead), '{');
+  writeFileSync(join(dir, live), '{');
+  const key = `sha256:${'c'.repeat(64)}`;
+  const config = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } } as never;
+  await writeCacheEntry(new Store(own), key, { config, layers: [] }, undefined, new Date());
+  t.strictSame(readdirSync(dir).sort(), [`${'b'.repeat(64)}.json.${process.pid}.abcd.tmp`, `${'c'.repeat(64)}.json`]);
 });
