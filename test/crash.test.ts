@@ -16,7 +16,7 @@
  * CONVEYOR_CRASH_SEED=S replays the kill points a failure printed.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -473,6 +473,26 @@ t.test('img-prune killed mid-removal', async (t) => {
   }
 });
 
+/**
+ * Removes what a killed build left: its step containers (dead: no state; the running step's
+ * overlay still mounted). ctr-rm removes them by id at once (even runs); ctr-rm --prune takes a
+ * stateless dir only once it is a minute old (it may be a ctr-spawn starting), so odd runs age
+ * them by a minute first, as a minute's wait would. Garbage is img-prune's (afterRun).
+ */
+function removeStepContainers(t: Tap.Test, root: string, i: number): void {
+  const left = tool('ctr-ls', root, ['-a', '--json']).records.map((r) => r.id);
+  if (left.length && i % 2 === 0)
+    completes(t, tool('ctr-rm', root, ['-f', ...left]), `run ${i}: ctr-rm removes the killed build's ${left.length} step containers`);
+  if (left.length && i % 2 === 1) {
+    const aMinuteAgo = new Date(Date.now() - 61_000);
+    for (const id of left) utimesSync(join(root, 'containers', id), aMinuteAgo, aMinuteAgo);
+    completes(t, tool('ctr-rm', root, ['--prune']), `run ${i}: ctr-rm --prune removes the killed build's ${left.length} step containers`);
+  }
+  const containers = join(root, 'containers');
+  t.strictSame(existsSync(containers) ? readdirSync(containers) : [], [], `run ${i}: no step container left`);
+  t.strictSame(mountsBelow(root), [], `run ${i}: no overlay left mounted`);
+}
+
 t.test('img-build killed mid-RUN, mid-pack and mid-cache write', async (t) => {
   const context = mkdtempSync(join(tmpdir(), 'conveyor-crash-build-'));
   t.teardown(() => rmSync(context, { recursive: true, force: true }));
@@ -495,7 +515,7 @@ t.test('img-build killed mid-RUN, mid-pack and mid-cache write', async (t) => {
   const digest = full.records[0]?.digest;
   t.match(digest, /^sha256:/);
   const rng = seededRandom(seed + 5);
-  const runs = crashRuns(3);
+  const runs = crashRuns(2);
   for (let i = 0; i < runs; i++) {
     const mark = stores.length;
     const root = copyStore(template);
@@ -506,22 +526,25 @@ t.test('img-build killed mid-RUN, mid-pack and mid-cache write', async (t) => {
     const again = await timeRun('img-build', build(root), { env, timeoutMs: 120_000 });
     completes(t, again, `run ${i}: the next build completes`);
     t.equal(again.records[0]?.digest, digest, `run ${i}: the same image as a build never killed`);
-    // What the killed build left: its step containers (dead: no state; the running step's overlay
-    // still mounted), and garbage img-prune collects (in afterRun). ctr-rm removes them by id at
-    // once (even runs); ctr-rm --prune takes a stateless dir only once it is a minute old (it may be
-    // a ctr-spawn starting), so odd runs age them by a minute first, as a minute's wait would.
-    const left = tool('ctr-ls', root, ['-a', '--json']).records.map((r) => r.id);
-    if (left.length && i % 2 === 0)
-      completes(t, tool('ctr-rm', root, ['-f', ...left]), `run ${i}: ctr-rm removes the killed build's ${left.length} step containers`);
-    if (left.length && i % 2 === 1) {
-      const aMinuteAgo = new Date(Date.now() - 61_000);
-      for (const id of left) utimesSync(join(root, 'containers', id), aMinuteAgo, aMinuteAgo);
-      completes(t, tool('ctr-rm', root, ['--prune']), `run ${i}: ctr-rm --prune removes the killed build's ${left.length} step containers`);
-    }
-    const containers = join(root, 'containers');
-    t.strictSame(existsSync(containers) ? readdirSync(containers) : [], [], `run ${i}: no step container left`);
-    t.strictSame(mountsBelow(root), [], `run ${i}: no overlay left mounted`);
+    removeStepContainers(t, root, i);
     t.strictSame(await afterRun(root, 'img-build'), [], `run ${i}: clean after the next build`);
+    await releaseStores(mark);
+  }
+  // Inside a cache entry's atomic write, exactly: killed the moment the k-th entry's temp file appears (inotify).
+  for (let i = 0; i < Math.ceil(runs / 3); i++) {
+    const mark = stores.length;
+    const root = copyStore(template);
+    mkdirSync(join(root, 'build-cache'), { mode: 0o700 });
+    const nth = 1 + Math.floor(rng() * 4);
+    const crash = await crashRun('img-build', build(root), { env, killOnCreate: { dir: join(root, 'build-cache'), match: /\.tmp$/, nth } });
+    tally('img-build (in a cache entry write)', crash);
+    t.ok(crash.killed, `cache run ${i}: killed writing cache entry ${nth}`);
+    t.strictSame(await afterKill(root), [], `cache run ${i}: the store checks clean`);
+    const again = await timeRun('img-build', build(root), { env, timeoutMs: 120_000 });
+    completes(t, again, `cache run ${i}: the next build completes`);
+    t.equal(again.records[0]?.digest, digest, `cache run ${i}: the same image as a build never killed`);
+    removeStepContainers(t, root, i);
+    t.strictSame(await afterRun(root, 'img-build (in a cache entry write)'), [], `cache run ${i}: clean after the next build`);
     await releaseStores(mark);
   }
 });

@@ -70,7 +70,7 @@ export interface CrashOptions {
    * SIGKILL the moment a file whose name matches `match` is created in `dir` (inotify, through
    * fs.watch): a phase too short to poll for, such as the temp file of an atomic write.
    */
-  killOnCreate?: { dir: string; match: RegExp };
+  killOnCreate?: { dir: string; match: RegExp /** The n-th such file (default 1). */; nth?: number };
   /** Give up (SIGKILL, and report `timedOut`) after this long; default 60 s. */
   timeoutMs?: number;
 }
@@ -110,9 +110,12 @@ export function crashRun(name: string, args: string[], options: CrashOptions = {
       if (options.killWhen?.({ stdout, stderr })) kill();
     };
     const timers: NodeJS.Timeout[] = [];
+    const created = new Set<string>();
     const watcher = options.killOnCreate
       ? watch(options.killOnCreate.dir, (_event, name) => {
-          if (name && options.killOnCreate?.match.test(String(name))) kill();
+          if (!name || !options.killOnCreate?.match.test(String(name))) return;
+          created.add(String(name));
+          if (created.size >= (options.killOnCreate.nth ?? 1)) kill();
         })
       : undefined;
     if (options.killAfterMs !== undefined) timers.push(setTimeout(kill, Math.max(0, options.killAfterMs)));
