@@ -15,11 +15,12 @@
  * test watches (a registry's access log) shows a phase (`killWhen`), or a
  * file it creates appears (`killOnCreate`).
  *
- * storeProblems is the harness's own minimal store check, used beside
- * img-fsck: every blob hashes to its name, every index entry's manifest
- * (an index's child manifests), config and layers are present, and every
- * layer directory under its chain ID holds `diff/` and a meta.json naming that
- * chain ID. It reads the store only.
+ * storeProblems is the harness's own minimal store check, for a checkout
+ * where img-fsck is not built (the tests use img-fsck when it is): every blob
+ * hashes to its name, every index entry's manifest (an index's child
+ * manifests), config and layers are present, and every layer directory under
+ * its chain ID holds `diff/` and a meta.json naming that chain ID. It reads
+ * the store only. strayFiles lists what no tool would ever collect.
  *
  * Also here: startThrottleProxy, a loopback HTTP proxy that forwards to a
  * registry at a limited rate in both directions, so a pull or a push of a
