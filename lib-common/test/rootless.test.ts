@@ -85,12 +85,12 @@ for (const [facts, kind, uidMap, gidMap] of mappings) {
 }
 t.equal(normaliseMap('         0       1000          1\n         1     300000      65536\n'), '0 1000 1\n1 300000 65536');
 
-t.strictSame(unshareArgs(chooseMapping({ uid: 1000, gid: 1000, newIdMap: true })), ['--user', '--mount', '--propagation', 'private', '--map-root-user']);
+t.strictSame(unshareArgs(chooseMapping({ uid: 1000, gid: 1000, newIdMap: true })), ['--user', '--mount', '--propagation', 'slave', '--map-root-user']);
 t.strictSame(unshareArgs(chooseMapping({ uid: 1000, gid: 1001, subuid: R, subgid: { start: 9, count: 2 }, newIdMap: true })), [
   '--user',
   '--mount',
   '--propagation',
-  'private',
+  'slave',
   '--map-root-user',
   '--map-users=300000,1,65536',
   '--map-groups=9,1,2',

@@ -1,8 +1,10 @@
 /**
  * The keeper: one long-lived tiny process (`sleep infinity`, its own session,
  * stdio closed) per user and store, in a new user namespace and mount
- * namespace (propagation private) with the user's mapping (rootless/subid:
- * uid → 0, plus the subordinate range → 1..N when there is one). Tools that
+ * namespace with the user's mapping (rootless/subid: uid → 0, plus the
+ * subordinate range → 1..N when there is one). Mount propagation is slave:
+ * mounts made there stay there, while the host's later mounts (where / is
+ * shared, as under systemd) still appear in it. Tools that
  * need privilege join it (rootless/enter: `nsenter --user --mount --target
  * PID`), so the mounts one tool makes there are seen by the next, as podman's
  * pause process. It is recorded in `<store>/run/userns.json` (0600):
@@ -97,7 +99,7 @@ export async function findKeeper(root: string, uid: number): Promise<KeeperRecor
 
 /** unshare's options for a mapping: podman's layout (the user → 0, the range → 1..N). */
 export function unshareArgs(mapping: IdMapping): string[] {
-  const args = ['--user', '--mount', '--propagation', 'private', '--map-root-user'];
+  const args = ['--user', '--mount', '--propagation', 'slave', '--map-root-user'];
   if (mapping.kind === 'range') {
     const [, uids] = mapping.uidMap;
     const [, gids] = mapping.gidMap;
