@@ -139,6 +139,19 @@ t.test('an unsafe store is refused outside, before any namespace', async (t) => 
   t.notOk(existsSync(join(store, 'inner')), 'nothing made');
 });
 
+t.test('no unshare on PATH: ERR_USERNS_UNAVAILABLE before the tool runs', async (t) => {
+  const store = userStore(nosub, t);
+  const run = await probe(nosub, store, ['--root', store, '--log-format=json'], { env: { PATH: '/nonexistent' } });
+  t.equal(run.code, 1);
+  t.match(JSON.parse(run.stderr), { code: 'ERR_USERNS_UNAVAILABLE', message: /unshare \(util-linux\) is not installed/, hint: /install util-linux/ });
+  t.strictSame(
+    run.records.filter((r) => r.type === 'probe'),
+    [],
+    'the tool did not run',
+  );
+  t.notOk(existsSync(join(store, 'run', 'userns.json')), 'no keeper recorded');
+});
+
 t.test('root never enters a namespace: no keeper, no run/', async (t) => {
   const store = userStore(sub, t);
   const run = await probe({ ...sub, uid: 0, gid: 0 }, store, ['--root', store]);

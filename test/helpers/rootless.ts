@@ -117,13 +117,25 @@ export function userEnv(user: RootlessUser, extra: NodeJS.ProcessEnv = {}): Node
   return env;
 }
 
+/** `name` found on our PATH (the user's, which a test may empty, must not decide which setpriv runs). */
+const programs = new Map<string, string>();
+function ourProgram(name: string): string {
+  let path = programs.get(name);
+  if (!path) {
+    path = execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
+    programs.set(name, path);
+  }
+  return path;
+}
+
 /** The command line that runs `file args` as `user` (setpriv; in a namespace with the checkout bound when needed). */
 function commandAs(user: RootlessUser, file: string, args: string[]): [string, string[]] {
   const setpriv = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', file, ...args];
-  if (!checkoutNeedsBind()) return ['setpriv', setpriv];
+  if (!checkoutNeedsBind()) return [ourProgram('setpriv'), setpriv];
   mkdirSync(CHECKOUT_MOUNT, { recursive: true, mode: 0o755 });
   const script = 'mount --bind -o ro "$0" "$1" && shift && exec setpriv "$@"';
-  return ['unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, REPO_ROOT, CHECKOUT_MOUNT, ...setpriv]];
+  const bound = script.replace('exec setpriv', `exec ${ourProgram('setpriv')}`).replace('mount --bind', `${ourProgram('mount')} --bind`);
+  return [ourProgram('unshare'), ['--mount', '--propagation', 'private', '--', ourProgram('sh'), '-c', bound, REPO_ROOT, CHECKOUT_MOUNT, ...setpriv]];
 }
 
 export interface RunResult {

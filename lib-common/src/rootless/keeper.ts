@@ -125,18 +125,21 @@ async function startKeeper(options: KeeperOptions): Promise<KeeperRecord> {
   const deadline = Date.now() + (options.timeoutMs ?? 10_000);
   let ended = false;
   void child.result.then(() => (ended = true));
-  const unavailable = (why: string) =>
+  const unavailable = (why: string, hint?: string) =>
     new ConveyorError('ERR_USERNS_UNAVAILABLE', `cannot create the user namespace: ${why}`, {
       hint:
-        options.mapping.kind === 'range'
+        hint ??
+        (options.mapping.kind === 'range'
           ? 'check the user namespace sysctls (user.max_user_namespaces) and that newuidmap/newgidmap accept your /etc/subuid and /etc/subgid ranges'
-          : 'check that unprivileged user namespaces are enabled (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone)',
+          : 'check that unprivileged user namespaces are enabled (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone)'),
     });
   for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
     const pid = child.pid;
     if (ended || pid === undefined) {
       const result = await child.result;
-      throw unavailable(result.code === 'ENOENT' ? 'unshare (util-linux) is not installed' : result.stderr.trim() || result.shortMessage);
+      if (result.code === 'ENOENT')
+        throw unavailable('unshare (util-linux) is not installed', 'install util-linux (unshare, nsenter); Debian: apt install util-linux');
+      throw unavailable(result.stderr.trim() || result.shortMessage);
     }
     if (readOr(`/proc/${pid}/comm`)?.trim() === 'sleep') {
       const uidMap = normaliseMap(readOr(`/proc/${pid}/uid_map`) ?? '');
