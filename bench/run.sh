@@ -67,4 +67,7 @@ RUNS=$runs bash ports.sh
 
 echo "== img-build beside buildah bud: a multi-step Dockerfile cold and cached (bench/build.sh)"
 RUNS=$runs bash build.sh
+
+echo "== the cost of durable writes: pull + unpack and img-build with and without eatmydata (bench/durability.sh)"
+RUNS=$runs bash durability.sh
 rm -rf "$out"

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The cost of durable writes (lib-common durable.ts: fsync before each publishing rename, the directory
+# after, one syncfs per unpacked layer): the same commands with and without `eatmydata`, which turns
+# fsync, fdatasync, sync and syncfs into no-ops with LD_PRELOAD (inherited by every tool and child).
+#   pull + unpack: cold img-fetch | layer-unpack of the 30 MB debian from a loopback registry
+#   build:         cold img-build of a small Dockerfile (FROM busybox, RUN, COPY)
+#   layer sync:    the unpacked debian tree (4,203 entries, written with eatmydata so it is all
+#                  dirty) made durable by one `sync -f` (what layer-unpack does) or by an fsync per file
+# Prints hyperfine medians and the ratios (target: under 1.10x on pull + unpack). Asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./lib.sh
+require_shared_images
+for t in hyperfine eatmydata; do
+  command -v "$t" >/dev/null || { echo "durability: $t is not installed (make setup)" >&2; exit 1; }
+done
+RUNS=${RUNS:-5}
+out=$(mktemp -d /tmp/conveyor-bench-durability.XXXXXX)
+start_registry
+trap 'rm -rf "$out"; stop_registry' EXIT
+seed_image "$shared_images/debian:bookworm-slim" bench/debian:bookworm-slim
+seed_image "$shared_images/busybox:latest" bench/busybox:latest
+image="$registry/bench/debian:bookworm-slim"
+fetch=$(tool img-fetch); unpack=$(tool layer-unpack); build=$(tool img-build)
+
+pull="bash -c '$fetch -q --root $out/cold $image | $unpack -q --root $out/cold >/dev/null'"
+echo "== cold pull + unpack of the 30 MB debian, without and with fsync"
+hyperfine -N -w 1 -r "$RUNS" --export-json "$out/pull.json" --prepare "rm -rf $out/cold" \
+  -n 'pull + unpack (eatmydata: no fsync)' "eatmydata $pull" \
+  -n 'pull + unpack (durable)' "$pull" >/dev/null
+report "$out/pull.json"
+
+ctx="$out/context"
+mkdir -p "$ctx"
+head -c 1000000 /dev/urandom > "$ctx/data"
+printf 'FROM %s\nRUN echo built > /built && mkdir -p /app\nCOPY data /app/data\nCMD ["cat", "/built"]\n' "$registry/bench/busybox:latest" > "$ctx/Dockerfile"
+b="$build -q --root $out/build -t bench $ctx"
+echo "== cold img-build of a small Dockerfile (FROM busybox, RUN, COPY), without and with fsync"
+hyperfine -N -w 1 -r "$RUNS" --export-json "$out/build.json" --prepare "rm -rf $out/build" \
+  -n 'img-build (eatmydata: no fsync)' "eatmydata $b" \
+  -n 'img-build (durable)' "$b" >/dev/null
+report "$out/build.json"
+
+# The tree of one unpacked layer, written without any sync; each run syncs a fresh copy.
+echo "== making an unpacked debian tree durable: one syncfs vs an fsync per file"
+fsync_each="$out/fsync-each.mjs"
+cat > "$fsync_each" <<'EOF'
+import { lstatSync, openSync, fsyncSync, closeSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+const walk = (dir) => {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    const info = lstatSync(path);
+    if (info.isDirectory()) walk(path);
+    if (!info.isFile() && !info.isDirectory()) continue;
+    const fd = openSync(path, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+  }
+};
+walk(process.argv[2]);
+EOF
+$fetch -q --root "$out/tree" "$image" > "$out/records"
+fresh="bash -c 'rm -rf $out/tree/layers && eatmydata $unpack -q --root $out/tree < $out/records >/dev/null'"
+hyperfine -N -w 1 -r "$RUNS" --export-json "$out/sync.json" --prepare "$fresh" \
+  -n 'sync -f (syncfs, one child)' "sync -f $out/tree/layers" \
+  -n 'fsync per file and directory' "node $fsync_each $out/tree/layers" >/dev/null
+report "$out/sync.json"
+
+# What the waits themselves cost, immune to the machine's load: the time spent inside fsync,
+# fdatasync and syncfs during one durable pull + unpack (strace -T), beside that run's wall time.
+if command -v strace >/dev/null; then
+  echo "== time inside fsync/fdatasync/syncfs during one durable pull + unpack (strace -T)"
+  rm -rf "$out/traced"
+  start=$(date +%s.%N)
+  strace -f -T -e trace=fsync,fdatasync,syncfs -o "$out/fetch.trace" $fetch -q --root "$out/traced" "$image" > "$out/traced.records"
+  strace -f -T -e trace=fsync,fdatasync,syncfs -o "$out/unpack.trace" $unpack -q --root "$out/traced" < "$out/traced.records" >/dev/null
+  wall=$(echo "$(date +%s.%N) - $start" | bc)
+  node -e '
+    const fs = require("fs");
+    const [fetchTrace, unpackTrace, wall] = process.argv.slice(1);
+    const waits = (file) => fs.readFileSync(file, "utf8").split("\n").filter((l) => /(fsync|syncfs)\(/.test(l)).map((l) => Number((/<([\d.]+)>$/.exec(l) ?? [0, 0])[1]));
+    const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+    const f = waits(fetchTrace), u = waits(unpackTrace);
+    console.log(`  img-fetch: ${f.length} calls, ${sum(f).toFixed(3)} s; layer-unpack: ${u.length} calls, ${sum(u).toFixed(3)} s; ${((sum(f) + sum(u)) / Number(wall) * 100).toFixed(1)}% of the traced run (${Number(wall).toFixed(2)} s)`);
+  ' "$out/fetch.trace" "$out/unpack.trace" "$wall"
+fi
+
+node -e '
+  const fs = require("fs");
+  const ratio = (file) => { const r = JSON.parse(fs.readFileSync(file, "utf8")).results; return r[1].median / r[0].median; };
+  const pct = (x) => `${x >= 1 ? "+" : ""}${((x - 1) * 100).toFixed(1)}%`;
+  const pull = ratio(process.argv[1]);
+  console.log(`durable writes cost: pull + unpack ${pct(pull)} (target under +10%), img-build ${pct(ratio(process.argv[2]))}`);
+' "$out/pull.json" "$out/build.json"
