@@ -123,6 +123,8 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
       const root = resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.geteuid?.() ?? 0)));
       if (def.userNamespace === true || def.userNamespace(args, root)) return await runInUserNamespace(root, argv);
     }
+    // Run again by the above: the store's path was checked outside, where its parents' owners are visible.
+    if (process.env.CONVEYOR_USERNS && process.env.CONVEYOR_ROOT) (await import('./store.js')).trustCheckedOutside(process.env.CONVEYOR_ROOT);
     const terminalLog = log;
     pipeline.attach({
       tool: def.name,

@@ -379,10 +379,18 @@ export async function mkdirClosed(path: string): Promise<void> {
  * paths under the store as written. A store that does not exist yet is
  * checked from its nearest existing ancestor; we create the rest ourselves.
  * Inside a rootless tool's user namespace, a parent owned by an id it does
- * not map (real root's /home or /) reads as the overflow uid and counts as
- * root's: rootless/enter checked the path outside before entering.
+ * not map (real root's /home or /) reads as the overflow uid; it counts as
+ * root's only on the way to the store rootless/enter checked outside before
+ * entering (trustCheckedOutside, called by runCli there).
  * Fails with ERR_STORE_UNSAFE.
  */
+let checkedOutside: string | undefined;
+
+/** Inside a rootless tool's user namespace: the store whose path rootless/enter checked outside (see assertTrustedStore). */
+export function trustCheckedOutside(root: string): void {
+  checkedOutside = resolve(root);
+}
+
 export async function assertTrustedStore(root: string): Promise<void> {
   const uid = process.geteuid?.() ?? 0;
   const allowed = (owner: number) => owner === 0 || owner === uid;
@@ -411,7 +419,8 @@ export async function assertTrustedStore(root: string): Promise<void> {
   for (let dir = existing; ; dir = dirname(dir)) {
     const info = await lstat(dir);
     const isStore = dir === absolute;
-    const owner = !isStore && info.uid === overflow ? 0 : info.uid;
+    const onCheckedPath = checkedOutside !== undefined && (checkedOutside === dir || checkedOutside.startsWith(dir === '/' ? '/' : `${dir}/`));
+    const owner = !isStore && info.uid === overflow && onCheckedPath ? 0 : info.uid;
     if (!info.isDirectory()) throw unsafe(`store path component ${dir} is not a directory`, 'choose another --root');
     if (!allowed(owner)) {
       throw unsafe(

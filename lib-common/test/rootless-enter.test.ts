@@ -8,7 +8,7 @@
  * or forged one replaced; an unsafe store is refused before any namespace; root never enters.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, chownSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { NOSUB_USER, SUB_RANGE, SUB_USER, type RootlessUser, ownedByRoot, rootlessUser, runAs, userCheckout, userStore } from '../../test/helpers/rootless.js';
@@ -64,6 +64,14 @@ for (const [user, kind] of [
     // Inside, real root's /home and / read as the overflow uid: still a trusted store.
     const trusted = await probe(user, store, ['--trust']);
     t.equal(trusted.code, 0, trusted.stderr);
+    // Only on the way to that store: another store of the user's (under /tmp, which is fine outside),
+    // never checked outside, is refused there.
+    const otherDir = mkdtempSync('/tmp/conveyor-rl-other-');
+    t.teardown(() => rmSync(otherDir, { recursive: true, force: true }));
+    chownSync(otherDir, user.uid, user.gid);
+    const other = await probe(user, store, ['--trust-path', join(otherDir, 'store'), '--log-format=json']);
+    t.equal(other.code, 1, 'another store is not trusted inside');
+    t.match(JSON.parse(other.stderr), { code: 'ERR_STORE_UNSAFE', message: /\/tmp is owned by uid 65534/ });
 
     const outside = await probe(user, store, ['--outside']);
     t.equal(outside.code, 0, outside.stderr);
