@@ -12,6 +12,7 @@ import { jsonLines, runTool, runToolSync, type ToolResult, toolPath } from '../.
 import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 import { diffTrees } from './helpers/tree.js';
+import { killKeeper } from '../../../test/helpers/rootless.js';
 
 function unpack(root: string, input: string, extra: string[] = [], opts: { user?: boolean } = {}): ToolResult {
   const args = ['--log-format=json', '--root', root, ...extra];
@@ -257,6 +258,7 @@ t.test('rootless: as uid 65534, ownership is recorded in meta.json, not applied'
     records: [image],
   } = imageRecords(root);
   const run = unpack(root, text, [], { user: true });
+  killKeeper(root); // before t.testdir removes the record of it
   t.equal(run.code, 0, run.stderr);
   const diff = run.records[0].layerDirs[0];
   t.equal(statSync(join(diff, 'home', 'app')).uid, 65534, 'files belong to the unpacking user');
@@ -381,6 +383,7 @@ t.test('rootless: whiteouts and opaque markers as uid 65534', async (t) => {
   ]);
   execFileSync('chown', ['-R', '65534:65534', dir]);
   const run = unpack(root, imageRecords(root).text, [], { user: true });
+  killKeeper(root); // before t.testdir removes the record of it
   t.equal(run.code, 0, run.stderr);
   const upper = run.records[0].layerDirs[1];
   const wh = lstatSync(join(upper, 'a', 'x'));
