@@ -3,8 +3,10 @@
  * store's keeper, lib-common/rootless: uid 0 there is the user):
  *
  *  - the runtime's state goes under the store (`<store>/runtime`): runc needs
- *    a --root it can write, and ctr-exec/ctr-stop/ctr-kill/ctr-rm find it in
- *    state.json `runtimeRoot` (they join the same keeper to call runc);
+ *    a --root it can write, and the control-plane tools find it in
+ *    state.json `runtimeRoot` (ctr-exec joins the container's own user
+ *    namespace through its init, ctr-stop/ctr-kill signal from outside, ctr-rm
+ *    removes inside the keeper: see lib-common container/runtime.ts);
  *  - cgroups: runc's rootless cgroup manager can only use a cgroup the user
  *    was delegated. By convention root creates `conveyor-user-<uid>` (uid: the
  *    user's uid outside) in every cgroup v1 hierarchy (/sys/fs/cgroup/<ctrl>/)
@@ -26,27 +28,11 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { isMapped, type MapLine, parseMap } from '@conveyor/lib-common/rootless/subid';
 
-/** One line of a uid_map/gid_map: inside id, outside id, count. */
-export interface IdRange {
-  inside: number;
-  outside: number;
-  count: number;
-}
-
-/** Parses /proc/PID/uid_map or gid_map text. Pure. */
-export function parseIdMap(text: string): IdRange[] {
-  return text
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/).map(Number))
-    .filter((f) => f.length === 3 && f.every((n) => Number.isInteger(n) && n >= 0))
-    .map(([inside, outside, count]) => ({ inside, outside, count }));
-}
-
-/** Whether `id` (inside) is mapped by `ranges`. Pure. */
-export function isMapped(ranges: IdRange[], id: number): boolean {
-  return ranges.some((r) => id >= r.inside && id < r.inside + r.count);
-}
+export { isMapped };
+/** One line of a uid_map/gid_map (lib-common rootless/subid). */
+export type IdRange = MapLine;
 
 /** The highest inside id `ranges` map (0 when they map none). Pure. */
 export function highestMapped(ranges: IdRange[]): number {
@@ -80,8 +66,8 @@ export function readRootlessFacts(): RootlessFacts {
       return '';
     }
   };
-  const uidMap = parseIdMap(read('/proc/self/uid_map'));
-  const gidMap = parseIdMap(read('/proc/self/gid_map'));
+  const uidMap = parseMap(read('/proc/self/uid_map'));
+  const gidMap = parseMap(read('/proc/self/gid_map'));
   return { uidMap, gidMap, outsideUid: outsideIdOf(uidMap) ?? 0 };
 }
 

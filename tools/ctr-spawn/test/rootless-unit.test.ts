@@ -6,7 +6,8 @@
 import t from 'tap';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { highestMapped, isMapped, outsideIdOf, parseIdMap, rootlessCgroupsPath } from '../src/rootless.js';
+import { parseMap as parseIdMap } from '@conveyor/lib-common/rootless/subid';
+import { highestMapped, isMapped, outsideIdOf, rootlessCgroupsPath } from '../src/rootless.js';
 import { buildSpec, DEFAULT_CAPS, type SpecInput } from '../src/spec.js';
 
 t.test('id maps', async (t) => {
