@@ -41,10 +41,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { chainIDs, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
 import { processAlive, tokenAlive, withLock } from './lock.js';
+import { FUSE_LOWERDIRS_FILE } from './overlay/driver.js';
 import type { Descriptor } from './records.js';
 import { IMPORT_STAGING_PREFIX, REF_NAME_ANNOTATION, type Store } from './store.js';
 
@@ -219,6 +220,28 @@ export function overlayLowerdirs(mountinfo: string): { target: string; lowerdirs
 }
 
 /**
+ * The lower dirs of the store's fuse-overlayfs mounts (rootless): mountinfo
+ * does not show them, so overlay/mount.ts wrote them beside the mount point
+ * (`containers/<id>/lowerdirs.json`). A forged list only keeps more layers.
+ */
+async function fuseOverlayLowerdirs(store: Store, mountinfo: string): Promise<{ target: string; lowerdirs: string[] }[]> {
+  const containersReal = await realpath(store.containersDir).catch(() => resolve(store.containersDir));
+  const found: { target: string; lowerdirs: string[] }[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [before, after] = line.split(' - ');
+    if (!after || after.split(' ')[0] !== 'fuse.fuse-overlayfs') continue;
+    const target = unescapeOctal(before.split(' ')[4] ?? '');
+    const containerDir = dirname(target);
+    if (basename(target) !== 'merged' || dirname(containerDir) !== containersReal) continue;
+    const list: unknown = await readFile(join(containerDir, FUSE_LOWERDIRS_FILE), 'utf8')
+      .then((text) => JSON.parse(text))
+      .catch(() => undefined);
+    if (Array.isArray(list)) found.push({ target, lowerdirs: list.filter((dir): dir is string => typeof dir === 'string') });
+  }
+  return found;
+}
+
+/**
  * Chain hexes of the store's layer dirs mounted as lower dirs now. Relative
  * lower dirs are short links under l/ (overlay/mount.ts mounts from there).
  */
@@ -226,7 +249,7 @@ export async function mountedChains(store: Store, mountinfo?: string): Promise<S
   const text = mountinfo ?? (await readFile('/proc/self/mountinfo', 'utf8').catch(() => ''));
   const layersReal = await realpath(store.layersDir).catch(() => resolve(store.layersDir));
   const chains = new Set<string>();
-  for (const { lowerdirs } of overlayLowerdirs(text)) {
+  for (const { lowerdirs } of [...overlayLowerdirs(text), ...(await fuseOverlayLowerdirs(store, text))]) {
     for (const dir of lowerdirs) {
       const real = await realpath(resolve(store.linksDir, dir)).catch(() => resolve(store.linksDir, dir));
       if (!real.startsWith(`${layersReal}/`)) continue;

@@ -5,7 +5,7 @@
  * The collection itself runs in tools/img-prune/test.
  */
 import t from 'tap';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mountedChains, overlayLowerdirs, splitLowerdir } from '../src/gc.js';
 import { Store } from '../src/store.js';
@@ -43,5 +43,24 @@ t.test('mountedChains keeps layer dirs of the store named directly or through l/
   mkdirSync(join(root, 'l'));
   symlinkSync(`../layers/${b}/diff`, join(root, 'l', 'short'));
   const text = `1 1 0:1 / /m rw - overlay overlay rw,lowerdir=short:${root}/layers/${a}/diff:/elsewhere/layers/${'c'.repeat(64)}/diff,upperdir=u,workdir=w\n`;
+  t.strictSame([...(await mountedChains(new Store(root), text))].sort(), [a, b]);
+});
+
+t.test('mountedChains keeps the layers of a fuse-overlayfs mount from its lowerdirs.json (mountinfo shows none)', async (t) => {
+  const root = join(mkdtempSync('/tmp/conveyor-gc-'), 'store');
+  t.teardown(() => rmSync(join(root, '..'), { recursive: true, force: true }));
+  const [a, b, c] = ['a', 'b', 'c'].map((x) => x.repeat(64));
+  for (const hex of [a, b, c]) mkdirSync(join(root, 'layers', hex, 'diff'), { recursive: true });
+  const mounted = join(root, 'containers', 'x');
+  const notMounted = join(root, 'containers', 'y');
+  mkdirSync(join(mounted, 'merged'), { recursive: true });
+  mkdirSync(join(notMounted, 'merged'), { recursive: true });
+  writeFileSync(join(mounted, 'lowerdirs.json'), JSON.stringify([join(root, 'layers', a, 'diff'), 42, join(root, 'layers', b, 'diff')]));
+  writeFileSync(join(notMounted, 'lowerdirs.json'), JSON.stringify([join(root, 'layers', c, 'diff')]));
+  const text = [
+    `50 1 0:50 / ${mounted}/merged rw - fuse.fuse-overlayfs fuse-overlayfs rw,user_id=0,group_id=0`,
+    // A FUSE mount outside the store's containers/ names nothing.
+    `51 1 0:51 / /elsewhere/merged rw - fuse.fuse-overlayfs fuse-overlayfs rw`,
+  ].join('\n');
   t.strictSame([...(await mountedChains(new Store(root), text))].sort(), [a, b]);
 });

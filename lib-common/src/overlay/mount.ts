@@ -27,14 +27,14 @@
  * record-paths.ts first.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
 import { runProcess, type SubprocessResult } from '../subprocess.js';
 import { mkdirClosed, type Store } from '../store.js';
 import { copyLayers } from './copy.js';
-import { driverOrder, type OverlayDriver } from './driver.js';
+import { driverOrder, FUSE_LOWERDIRS_FILE, type OverlayDriver } from './driver.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
 export const MOUNT_OPTIONS_LIMIT = 4096 - 256;
@@ -219,6 +219,8 @@ async function mountWith(driver: OverlayDriver, lowerDirs: string[], plan: Overl
     return;
   }
   if (driver === 'fuse-overlayfs') {
+    // mountinfo shows no lowerdir for a FUSE mount: img-prune (gc.ts mountedChains) reads the layers in use from here.
+    await writeFile(join(paths.containerDir, FUSE_LOWERDIRS_FILE), JSON.stringify(lowerDirs.map((dir) => resolve(dir))), { mode: 0o600 });
     // It forks a daemon that serves the mount (stdio on /dev/null) once the mount is made; umount ends it.
     const result = await runProcess('fuse-overlayfs', ['-o', plan.options, paths.merged], { cwd: plan.cwd });
     if (result.failed) {
