@@ -229,7 +229,7 @@ async function fuseOverlayLowerdirs(store: Store, mountinfo: string): Promise<{ 
   const found: { target: string; lowerdirs: string[] }[] = [];
   for (const line of mountinfo.split('\n')) {
     const [before, after] = line.split(' - ');
-    if (!after || after.split(' ')[0] !== 'fuse.fuse-overlayfs') continue;
+    if (after?.split(' ')[0] !== 'fuse.fuse-overlayfs') continue;
     const target = unescapeOctal(before.split(' ')[4] ?? '');
     const containerDir = dirname(target);
     if (basename(target) !== 'merged' || dirname(containerDir) !== containersReal) continue;
