@@ -45,9 +45,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { chainIDs, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
 import { processAlive, tokenAlive, withLock } from './lock.js';
-import { FUSE_LOWERDIRS_FILE } from './overlay/driver.js';
 import type { Descriptor } from './records.js';
-import { IMPORT_STAGING_PREFIX, REF_NAME_ANNOTATION, type Store } from './store.js';
+import { FUSE_LOWERDIRS_FILE, IMPORT_STAGING_PREFIX, REF_NAME_ANNOTATION, type Store } from './store.js';
 
 /** What the containers of the store need: read by the caller once the gc holds its locks. */
 export interface ContainerRoots {

@@ -45,6 +45,8 @@ import type { Descriptor } from './records.js';
 
 /** img-import's staging files: `ingest/import-<owner token>` (lock.ts), swept by the gc once their owner is gone. */
 export const IMPORT_STAGING_PREFIX = 'import-';
+/** In a container dir mounted by fuse-overlayfs: the JSON list of its lower dirs (mountinfo shows none; gc.ts reads it). */
+export const FUSE_LOWERDIRS_FILE = 'lowerdirs.json';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 /** containerd's annotation for the full image name; we set both. */

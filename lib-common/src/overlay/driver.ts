@@ -25,8 +25,6 @@ import { ConveyorError } from '../errors.js';
 
 export type OverlayDriver = 'overlay' | 'fuse-overlayfs' | 'copy';
 
-/** In a container dir mounted by fuse-overlayfs: the JSON list of its lower dirs (mountinfo does not show them; gc.ts reads it). */
-export const FUSE_LOWERDIRS_FILE = 'lowerdirs.json';
 export const OVERLAY_DRIVERS: readonly OverlayDriver[] = ['overlay', 'fuse-overlayfs', 'copy'];
 /** The environment variable that forces a driver (cli.ts reads it). */
 export const DRIVER_ENV = 'CONVEYOR_OVERLAY_DRIVER';

@@ -32,9 +32,9 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
 import { runProcess, type SubprocessResult } from '../subprocess.js';
-import { mkdirClosed, type Store } from '../store.js';
+import { FUSE_LOWERDIRS_FILE, mkdirClosed, type Store } from '../store.js';
 import { copyLayers } from './copy.js';
-import { driverOrder, FUSE_LOWERDIRS_FILE, type OverlayDriver } from './driver.js';
+import { driverOrder, type OverlayDriver } from './driver.js';
 
 /** The kernel's limit on mount(2) option data, minus room for what mount(8) may add. */
 export const MOUNT_OPTIONS_LIMIT = 4096 - 256;
