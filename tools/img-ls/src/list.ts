@@ -6,12 +6,13 @@
  * entry pinned by digest (`NAME@sha256:…`, what a pull by digest leaves) is
  * folded into a tagged entry of the same repository and digest, unless `all`.
  * An entry whose blobs cannot be read is reported through onBroken and skipped.
+ * Entries of one digest (one image tagged many times) read its blobs once.
  */
 import { imageUnpackedSize, imageRecordFromStore } from '@conveyor/lib-common/image';
 import { entryReferences, literalNames, repoDigestOf } from '@conveyor/lib-common/local-image';
 import type { ImageRecord } from '@conveyor/lib-common/records';
 import { familiarName, formatReference, parseReference, type Reference } from '@conveyor/lib-common/reference';
-import type { Store } from '@conveyor/lib-common/store';
+import { IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, type Store } from '@conveyor/lib-common/store';
 
 export interface ListOptions {
   /** Reference patterns (`alpine`, `alpine:3*`, `localhost:5000/*`); an image matching any is listed. */
@@ -96,13 +97,27 @@ export function foldPinned(images: ListedImage[]): ListedImage[] {
 /** Lists the images of the store's index.json; malformed entries are skipped with a warning through the store's warn. */
 export async function listImages(store: Store, options: ListOptions = {}): Promise<ListedImage[]> {
   const records: ListedImage[] = [];
+  // A store with an image tagged 1,000 times would otherwise read (and hash) its manifest, config and layer
+  // trailers 1,000 times; a failure is cached too, so each of its names is reported broken.
+  const byDigest = new Map<string, Promise<{ record: ImageRecord; unpackedSize: number }>>();
+  const read = (entry: Parameters<typeof imageRecordFromStore>[1]) => {
+    let image = byDigest.get(entry.digest);
+    if (!image) {
+      image = imageRecordFromStore(store, entry).then(async (record) => ({ record, unpackedSize: await imageUnpackedSize(store, record.layers) }));
+      image.catch(() => {});
+      byDigest.set(entry.digest, image);
+    }
+    return image;
+  };
   for (const { entry } of await store.indexEntries()) {
     const names = literalNames(entry);
     const ref = names[0] ?? entry.digest;
     if (options.patterns?.length && !entryMatches([...names, ...entryReferences(entry).map(formatReference)], options.patterns)) continue;
     try {
-      const record = await imageRecordFromStore(store, entry);
-      records.push({ ...record, unpackedSize: await imageUnpackedSize(store, record.layers), repoDigest: repoDigestOf(entry) });
+      const { record, unpackedSize } = await read(entry);
+      // The name as imageRecordFromStore gives it (the entry's own): the cached record may carry another entry's.
+      const named = entry.annotations?.[REF_NAME_ANNOTATION] ?? entry.annotations?.[IMAGE_NAME_ANNOTATION] ?? entry.digest;
+      records.push({ ...record, ref: named, unpackedSize, repoDigest: repoDigestOf(entry) });
     } catch (error) {
       options.onBroken?.(ref, error as Error);
     }

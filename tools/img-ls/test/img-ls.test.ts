@@ -165,3 +165,28 @@ t.test('null entries inside a stored index are skipped with a warning', async (t
   t.equal(JSON.parse(result.stdout).digest, entry.digest);
   t.match(result.stderr, /warning: docker\.io\/library\/busybox:latest: index sha256:[a-f0-9]+: skipping entry 0: not a descriptor object: null/);
 });
+
+t.test('an image tagged many times: one row per name, each with its own ref; a broken one warned once per name', async (t) => {
+  const root = t.testdir();
+  const layout = busyboxLayout();
+  importToStore(`${layout}:latest`, root, 'docker.io/library/busybox:latest');
+  importToStore(`${layout}:v2`, root, 'docker.io/library/other:v2');
+  const tags = Array.from({ length: 5 }, (_, i) => `many:t${i}`);
+  t.equal((await runTool('img-tag', ['--root', root, 'busybox:latest', ...tags])).code, 0);
+  t.equal((await runTool('img-tag', ['--root', root, 'other:v2', 'other:v3'])).code, 0);
+  const records = (await imgLs(['--root', root])).records;
+  t.strictSame(
+    records.map((r) => r.ref).sort(),
+    ['docker.io/library/busybox:latest', ...tags.map((tag) => `docker.io/library/${tag}`), 'docker.io/library/other:v2', 'docker.io/library/other:v3'].sort(),
+  );
+  const busybox = records.find((r) => r.ref === 'docker.io/library/busybox:latest')!;
+  for (const r of records.filter((r) => r.ref.includes('many:')))
+    t.same({ ...r, ref: busybox.ref }, busybox, `${r.ref} is busybox's record under its own name`);
+  const other = records.find((r) => r.ref.endsWith('other:v2'))!;
+  await rm(join(root, 'blobs', 'sha256', (other.configDescriptor as { digest: string }).digest.slice(7)));
+  const broken = await imgLs(['--root', root]);
+  t.equal(broken.code, 0);
+  t.equal(broken.records.length, 6, 'the busybox names are still listed');
+  t.match(broken.stderr, /skipping docker\.io\/library\/other:v2/);
+  t.match(broken.stderr, /skipping docker\.io\/library\/other:v3/);
+});
