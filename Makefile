@@ -3,10 +3,10 @@
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 TOOLS := $(notdir $(wildcard tools/*))
-# groff-base, man-db and zsh: test/help.test.ts renders the man pages and presses Tab in zsh.
+# groff-base, man-db and zsh: test/help.test.ts renders the man pages and presses Tab in zsh. time (GNU): make bench's peak RSS.
 APT_PACKAGES := docker-registry skopeo umoci runc crun busybox-static hyperfine \
 	apache2-utils openssl zstd attr jq iproute2 util-linux procps ca-certificates curl tini gcc libc6-dev \
-	groff-base man-db zsh buildah passt slirp4netns uidmap fuse-overlayfs fuse3 eatmydata e2fsprogs
+	groff-base man-db zsh buildah passt slirp4netns uidmap fuse-overlayfs fuse3 eatmydata e2fsprogs time
 PNPM_VERSION := 10.34.8
 # Where `make install` puts man pages and shell completion (bash-completion and zsh search these).
 MANDIR ?= $(PREFIX)/share/man

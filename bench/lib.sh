@@ -14,11 +14,64 @@ require_shared_images() {
   fi
 }
 
-# hyperfine --export-json → "name: median s" lines and ratios against the first command.
-report() { # JSON_FILE
+# hyperfine --export-json → "name: median s" lines and ratios against the first command, with the
+# peak RSS from RSS_TSV (key, name, kB) when given.
+report() { # JSON_FILE [RSS_TSV KEY]
   node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;
+    const fs = require("fs");
+    const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")).results;
+    const rss = new Map();
+    if (process.argv[2] && fs.existsSync(process.argv[2]))
+      for (const l of fs.readFileSync(process.argv[2], "utf8").split("\n")) {
+        const [k, n, kb] = l.split("\t");
+        if (k === process.argv[3]) rss.set(n, kb);
+      }
     const base = r[0].median;
-    for (const x of r) console.log(`  ${x.command.padEnd(28)} median ${x.median.toFixed(3)} s   ${(x.median / base).toFixed(2)}x of ${r[0].command}`);
-  ' "$1"
+    for (const x of r) {
+      const mem = rss.get(x.command) ? `   peak RSS ${(rss.get(x.command) / 1024).toFixed(0)} MB` : "";
+      console.log(`  ${x.command.padEnd(36)} median ${x.median.toFixed(3)} s   ${(x.median / base).toFixed(2)}x of ${r[0].command}${mem}`);
+    }
+  ' "$@"
+}
+
+# measure KEY RUNS WARMUP PREPARE NAME CMD [NAME CMD]...: hyperfine (-N) of the commands into
+# $results/KEY.json, then each command once more under GNU time for its peak RSS (of the largest
+# process it ran; a pipeline's figure is its biggest stage) into $results/rss.tsv. Prints the medians.
+measure() {
+  local key=$1 runs=$2 warm=$3 prep=$4; shift 4
+  local args=() names=() cmds=()
+  # hyperfine -N runs --prepare without a shell too: a script file keeps `;` and redirections working.
+  if [ -n "$prep" ]; then printf '%s\n' "$prep" > "$results/$key.prepare.sh"; args+=(--prepare "bash $results/$key.prepare.sh"); fi
+  while [ $# -gt 0 ]; do
+    args+=(-n "$1" "$2"); names+=("$1"); cmds+=("$2")
+    printf '%s\t%s\t%s\n' "$key" "$1" "$2" >> "$results/commands.tsv"
+    shift 2
+  done
+  if ! hyperfine -N -i -w "$warm" -r "$runs" --export-json "$results/$key.json" "${args[@]}" >/dev/null 2>"$results/$key.err"; then
+    echo "  $key: hyperfine failed: $(tail -3 "$results/$key.err")"
+    return 0
+  fi
+  local i kb
+  for i in "${!names[@]}"; do
+    if [ -n "$prep" ]; then bash -c "$prep" >/dev/null 2>&1 || true; fi
+    /usr/bin/time -f %M -o "$results/rss.tmp" bash -c "${cmds[$i]}" >/dev/null 2>&1 || true
+    kb=$(tail -1 "$results/rss.tmp")
+    printf '%s\t%s\t%s\n' "$key" "${names[$i]}" "$kb" >> "$results/rss.tsv"
+  done
+  report "$results/$key.json" "$results/rss.tsv" "$key"
+}
+
+# note KEY NAME SECONDS RSS_KB COMMAND: a figure measured by hand (the scale runs) for the table.
+note() {
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$results/notes.tsv"
+  printf '  %-40s %8.3f s   peak RSS %s MB\n' "$2" "$3" "$(( ${4:-0} / 1024 ))"
+}
+
+# peak_rss_of CMD...: runs CMD under GNU time; prints "SECONDS KB" (wall time, peak RSS of its largest process).
+timed() {
+  /usr/bin/time -f '%e %M' -o "$results/timed.tmp" "$@" >/dev/null 2>"$results/timed.err" || {
+    echo "  failed: $* : $(tail -3 "$results/timed.err")" >&2
+    tail -1 "$results/timed.tmp" | sed 's/^Command exited.*//'; return 1
+  }
+  tail -1 "$results/timed.tmp"
 }

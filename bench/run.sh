@@ -1,73 +1,135 @@
 #!/usr/bin/env bash
-# make bench: conveyor side by side with its peers, in one run, on this machine.
+# make bench: conveyor side by side with its peers, in one run, on this machine, and
+# docs/performance.md regenerated from what it measured (the issue-17 table, peak RSS beside every
+# figure, each figure's command, the scale figures and the older sections' output).
 # Reports medians and ratios; asserts nothing (timings belong here, not in tests).
+# BENCH_QUICK=1: 2 runs per figure and smaller scale figures (a check of the script in a few minutes).
+# BENCH_DOC=FILE writes the document elsewhere (default docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh
 require_shared_images
-command -v hyperfine >/dev/null || { echo "bench: hyperfine missing (make setup)" >&2; exit 1; }
+for t in hyperfine skopeo umoci runc; do
+  command -v "$t" >/dev/null || { echo "bench: $t missing (make setup)" >&2; exit 1; }
+done
+[ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing (make setup: GNU time)" >&2; exit 1; }
+quick=${BENCH_QUICK:-}
+if [ -n "$quick" ]; then runs=${BENCH_RUNS:-2}; else runs=${BENCH_RUNS:-5}; fi
 out=$(mktemp -d /tmp/conveyor-bench.XXXXXX)
-runs=${BENCH_RUNS:-5}
+results="$out/results"; mkdir -p "$results"
+doc=${BENCH_DOC:-$bench_root/docs/performance.md}
+began=$(date +%s)
+node "$bench_root/bench/facts.mjs" before > "$results/facts-before.json"
+
+cleanup() {
+  local status=$?
+  if [ -n "${docker_pid:-}" ]; then
+    kill "$docker_pid" 2>/dev/null || true
+    for _ in $(seq 150); do kill -0 "$docker_pid" 2>/dev/null || break; sleep 0.1; done
+    umount -R "$out/docker/data/overlay2" 2>/dev/null || true
+  fi
+  stop_registry
+  rm -rf "$out"
+  return "$status"
+}
 
 start_registry
+trap cleanup EXIT
 seed_image "$shared_images/debian:bookworm-slim" bench/debian:bookworm-slim
 seed_image "$shared_images/busybox:latest" bench/busybox:latest
 image="$registry/bench/debian:bookworm-slim"
-fetch=$(tool img-fetch); unpack=$(tool layer-unpack); spawn=$(tool ctr-spawn); ls_=$(tool img-ls)
+bb="$registry/bench/busybox:latest"
+fetch=$(tool img-fetch); unpack=$(tool layer-unpack); spawn=$(tool ctr-spawn)
 
-echo "== pull 30 MB debian into an empty OCI layout (cold)"
-hyperfine -N -w 1 -r "$runs" --export-json "$out/fetch.json" \
-  --prepare "rm -rf $out/skopeo $out/store" \
-  -n skopeo "skopeo copy -q --src-tls-verify=false docker://$image oci:$out/skopeo:bench" \
-  -n img-fetch "$fetch -q --root $out/store $image" >/dev/null
-report "$out/fetch.json"
+# A private dockerd (as test/helpers/dockerd.ts starts one): its own socket and data root, no host networking.
+docker_reason=""
+if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+  docker_reason="not installed"
+else
+  mkdir -p "$out/docker"
+  dockerd -H "unix://$out/docker/docker.sock" --data-root "$out/docker/data" --exec-root "$out/docker/exec" \
+    --pidfile "$out/docker/docker.pid" --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+    --bridge=none --userland-proxy=false --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
+    --insecure-registry "$registry" > "$out/docker/log" 2>&1 &
+  docker_pid=$!
+  docker_reason="did not answer in 30 s"
+  for _ in $(seq 120); do
+    if ! kill -0 "$docker_pid" 2>/dev/null; then docker_reason="exited at start: $(tail -1 "$out/docker/log")"; break; fi
+    if docker -H "unix://$out/docker/docker.sock" version >/dev/null 2>&1; then docker_reason=""; break; fi
+    sleep 0.25
+  done
+fi
+docker_="docker -H unix://$out/docker/docker.sock"
+if [ -n "$docker_reason" ]; then echo "bench: docker skipped: dockerd $docker_reason"; fi
+podman_reason=""
+command -v podman >/dev/null || podman_reason="not installed"
+printf '%s\n%s\n' "$docker_reason" "$podman_reason" > "$results/skips.txt"
+
+echo "== pull 30 MB debian into an empty store (cold) beside skopeo copy"
+measure fetch "$runs" 1 "rm -rf $out/skopeo $out/store" \
+  skopeo "skopeo copy -q --src-tls-verify=false docker://$image oci:$out/skopeo:bench" \
+  img-fetch "$fetch -q --root $out/store $image"
 
 echo "== re-pull of a present image"
 $fetch -q --root "$out/store" "$image" >/dev/null
-hyperfine -N -w 1 -r "$((runs * 2))" --export-json "$out/repull.json" \
-  -n 'node -e 0' "node -e 0" \
-  -n img-fetch "$fetch -q --root $out/store $image" \
-  -n 'img-fetch --pull=missing' "$fetch -q --pull=missing --root $out/store $image" >/dev/null
-report "$out/repull.json"
-
-echo "== unpack 30 MB debian (one layer) into a directory"
-RUNS=$runs bash unpack.sh
-
-echo "== applier scaling: 10x the entries should take about 10x the time"
-bash applier-scaling.sh
+measure repull "$((runs * 2))" 1 "" \
+  'node -e 0' "node -e 0" \
+  img-fetch "$fetch -q --root $out/store $image" \
+  'img-fetch --pull=missing' "$fetch -q --pull=missing --root $out/store $image"
 
 echo "== fetch + unpack of a cold image (streamed: img-fetch | layer-unpack)"
-cmds=(-n 'skopeo + umoci unpack' "bash -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$out/sk:b && umoci raw unpack --image $out/sk:b $out/umoci-rootfs'"
-      -n 'img-fetch | layer-unpack' "bash -c '$fetch -q --root $out/cold $image | $unpack -q --root $out/cold >/dev/null'")
-if command -v podman >/dev/null; then
-  cmds+=(-n 'podman pull' "podman --runtime runc --root $out/podman --runroot $out/podman-run pull -q --tls-verify=false $image")
+cmds=('img-fetch | layer-unpack' "bash -c '$fetch -q --root $out/cold $image | $unpack -q --root $out/cold >/dev/null'"
+      'skopeo + umoci unpack' "bash -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$out/sk:b && umoci raw unpack --image $out/sk:b $out/umoci-rootfs'")
+prep="rm -rf $out/sk $out/umoci-rootfs $out/cold $out/podman; mkdir -p $out/cold"
+if [ -z "$docker_reason" ]; then
+  cmds+=('docker pull' "$docker_ -q pull $image")
+  prep="$prep; $docker_ rmi -f $image >/dev/null 2>&1; true"
 fi
-hyperfine -N -w 1 -r "$runs" --export-json "$out/cold.json" \
-  --prepare "bash -c 'rm -rf $out/sk $out/umoci-rootfs $out/cold $out/podman; mkdir -p $out/cold'" "${cmds[@]}" >/dev/null
-report "$out/cold.json"
+if [ -z "$podman_reason" ]; then
+  cmds+=('podman pull' "podman --runtime runc --root $out/podman --runroot $out/podman-run pull -q --tls-verify=false $image")
+fi
+measure cold "$runs" 1 "$prep" "${cmds[@]}"
 
 echo "== run /bin/true from a present image"
-bb="$registry/bench/busybox:latest"
 $fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/rootfs.json"
 mkdir -p "$out/bundle"
 umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
 (cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
-cmds=(-n 'runc run' "runc run --bundle $out/bundle bench-$$"
-      -n 'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store -- /bin/true < $out/rootfs.json'"
-      -n 'img-ls | layer-unpack | ctr-spawn' "bash -c '$ls_ --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store -- /bin/true'")
-if command -v podman >/dev/null; then
-  podman --runtime runc --root "$out/podman2" --runroot "$out/podman2-run" pull -q --tls-verify=false "$bb" >/dev/null
-  cmds+=(-n 'podman run' "podman --runtime runc --root $out/podman2 --runroot $out/podman2-run run --rm --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 --network none $bb /bin/true")
+cmds=('img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store -- /bin/true'"
+      'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store -- /bin/true < $out/rootfs.json'"
+      'runc run' "runc run --bundle $out/bundle bench-$$"
+      'node -e 0' "node -e 0")
+if [ -z "$docker_reason" ]; then
+  $docker_ pull -q "$bb" >/dev/null
+  cmds+=('docker run' "$docker_ run --rm --network none $bb /bin/true")
 fi
-hyperfine -N -w 2 -r "$((runs * 2))" --export-json "$out/run.json" "${cmds[@]}" >/dev/null
-report "$out/run.json"
+if [ -z "$podman_reason" ]; then
+  podman --runtime runc --root "$out/podman2" --runroot "$out/podman2-run" pull -q --tls-verify=false "$bb" >/dev/null
+  cmds+=('podman run' "podman --runtime runc --root $out/podman2 --runroot $out/podman2-run run --rm --network none $bb /bin/true")
+fi
+measure run "$((runs * 2))" 2 "" "${cmds[@]}"
 
-echo "== 100 MB through a published port (ctr-spawn -p, the userspace relay) beside the host's loopback (bench/ports.sh)"
-RUNS=$runs bash ports.sh
+echo "== tool start-up: --help of every tool beside node -e 0"
+cmds=('node -e 0' "node -e 0")
+for t in "$bench_root"/tools/*/; do
+  t=$(basename "$t"); cmds+=("$t" "$(tool "$t") --help")
+done
+measure startup "$runs" 1 "" "${cmds[@]}"
 
-echo "== img-build beside buildah bud: a multi-step Dockerfile cold and cached (bench/build.sh)"
-RUNS=$runs bash build.sh
+echo "== scale: img-ls with many images, a many-layer image, a big layer, many containers (bench/scale.sh)"
+results=$results bash scale.sh "$registry" | tee "$results/scale.txt"
 
-echo "== the cost of durable writes: pull + unpack and img-build with and without eatmydata (bench/durability.sh)"
-RUNS=$runs bash durability.sh
-rm -rf "$out"
+for section in "unpack.sh|unpack 30 MB debian (one layer) into a directory" \
+               "applier-scaling.sh|applier scaling: 10x the entries should take about 10x the time" \
+               "ports.sh|100 MB through a published port (ctr-spawn -p, the userspace relay) beside the host's loopback" \
+               "build.sh|img-build beside buildah bud: a multi-step Dockerfile cold and cached" \
+               "durability.sh|the cost of durable writes: pull + unpack and img-build with and without eatmydata"; do
+  script=${section%%|*}; title=${section#*|}
+  echo "== $title (bench/$script)"
+  printf '%s\n' "$title" > "$results/extra-$script.title"
+  RUNS=$runs SCALING_RUNS=$([ -n "$quick" ] && echo 1 || echo 2) bash "$script" 2>&1 | tee "$results/extra-$script.txt" || true
+done
+
+node "$bench_root/bench/facts.mjs" after > "$results/facts-after.json"
+node "$bench_root/bench/table.mjs" "$results" "$doc" "$(( $(date +%s) - began ))" "${quick:+quick}" "$runs"
+echo "bench: wrote $doc"

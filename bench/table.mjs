@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+// Turns what bench/run.sh measured into the issue-17 table (printed) and docs/performance.md (written):
+//   node bench/table.mjs RESULTS_DIR DOC SECONDS [quick] RUNS
+// RESULTS_DIR holds hyperfine's KEY.json files, rss.tsv (key, name, kB), commands.tsv (key, name,
+// command), notes.tsv (the scale figures: key, name, s, kB, command), skips.txt (why docker, podman
+// were not run), facts-{before,after}.json and extra-*.txt (the older bench scripts' output).
+// A figure that was not measured shows as "—"; nothing here fails the run but an unreadable dir.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+
+const [dir, doc, seconds, quickFlag, runs] = process.argv.slice(2);
+const read = (name) => (existsSync(join(dir, name)) ? readFileSync(join(dir, name), 'utf8') : '');
+const tsv = (name) =>
+  read(name)
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t'));
+const checkout = resolve(import.meta.dirname, '..');
+
+const medians = {}; // key → name → s
+for (const file of readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('facts'))) {
+  const key = basename(file, '.json');
+  try {
+    medians[key] = Object.fromEntries(JSON.parse(read(file)).results.map((r) => [r.command, r.median]));
+  } catch {
+    // hyperfine did not finish this one: its figures show as missing.
+  }
+}
+const rss = {};
+for (const [key, name, kb] of tsv('rss.tsv')) (rss[key] ??= {})[name] = Number(kb);
+const commands = tsv('commands.tsv');
+const notes = tsv('notes.tsv');
+for (const [key, name, s, kb, command] of notes) {
+  (medians[key] ??= {})[name] = Number(s);
+  (rss[key] ??= {})[name] = Number(kb);
+  commands.push([key, name, command]);
+}
+const [dockerSkip = '', podmanSkip = ''] = read('skips.txt').split('\n');
+const skip = { 'docker run': dockerSkip, 'docker pull': dockerSkip, 'podman run': podmanSkip, 'podman pull': podmanSkip };
+
+const mb = (kb) => (kb ? `${Math.round(kb / 1024)} MB` : '');
+const fig = (key, name) => {
+  const s = medians[key]?.[name];
+  if (s === undefined) return skip[name] ? `${name}: ${skip[name]}` : `${name}: —`;
+  const mem = mb(rss[key]?.[name]);
+  return `${name} ${s.toFixed(3)} s${mem ? ` (${mem})` : ''}`;
+};
+const get = (key, name) => medians[key]?.[name];
+const verdict = (value, target) => (value === undefined || target === undefined || Number.isNaN(target) ? '' : value <= target ? ' **met**' : ' **missed**');
+
+const rows = [];
+{
+  const ours = get('run', 'img-fetch | layer-unpack | ctr-spawn');
+  const docker = get('run', 'docker run');
+  rows.push([
+    'warm run of `/bin/true`, whole pipeline `img-fetch | layer-unpack | ctr-spawn`',
+    fig('run', 'img-fetch | layer-unpack | ctr-spawn'),
+    ['docker run', 'podman run', 'runc run'].map((n) => fig('run', n)).join(', '),
+    docker && ours ? `${(ours / docker).toFixed(2)}x docker` : '',
+    `<= 0.5x docker run${verdict(ours, docker && docker * 0.5)}`,
+  ]);
+}
+{
+  const ours = get('run', 'ctr-spawn < rootfs record');
+  const runc = get('run', 'runc run');
+  const node = get('run', 'node -e 0');
+  rows.push([
+    '`ctr-spawn < rootfs record` alone',
+    fig('run', 'ctr-spawn < rootfs record'),
+    ['runc run', 'node -e 0'].map((n) => fig('run', n)).join(', '),
+    ours && runc ? `${(ours / runc).toFixed(1)}x runc` : '',
+    `<= node start + runc + 20 ms${node && runc ? ` (${(node + runc + 0.02).toFixed(3)} s)` : ''}${verdict(ours, node + runc + 0.02)}`,
+  ]);
+}
+{
+  const ours = get('fetch', 'img-fetch');
+  const sk = get('fetch', 'skopeo');
+  rows.push([
+    'cold pull of the 30 MB debian',
+    fig('fetch', 'img-fetch'),
+    fig('fetch', 'skopeo'),
+    ours && sk ? `${(ours / sk).toFixed(2)}x skopeo` : '',
+    `<= 1.0x skopeo${verdict(ours, sk)}`,
+  ]);
+}
+{
+  const ours = get('cold', 'img-fetch | layer-unpack');
+  const docker = get('cold', 'docker pull');
+  rows.push([
+    'cold pull + unpack of the 30 MB debian',
+    fig('cold', 'img-fetch | layer-unpack'),
+    ['docker pull', 'skopeo + umoci unpack', 'podman pull'].map((n) => fig('cold', n)).join(', '),
+    ours && docker ? `${(ours / docker).toFixed(2)}x docker` : '',
+    `<= 0.5x docker pull${verdict(ours, docker && docker * 0.5)}`,
+  ]);
+}
+{
+  const startup = medians.startup ?? {};
+  const node = startup['node -e 0'];
+  const tools = Object.keys(startup).filter((n) => n !== 'node -e 0');
+  const worst = Math.max(...tools.map((n) => startup[n]));
+  rows.push([
+    'tool start-up (`--help`)',
+    tools.map((n) => `${n} ${startup[n].toFixed(3)}${rss.startup?.[n] ? ` (${mb(rss.startup[n])})` : ''}`).join(', ') + (tools.length ? ' s' : '—'),
+    fig('startup', 'node -e 0'),
+    node && tools.length ? `up to ${(worst / node).toFixed(2)}x` : '',
+    `<= 1.2x${verdict(worst, node && node * 1.2)}`,
+  ]);
+}
+{
+  const r = medians.repull ?? {};
+  rows.push([
+    're-pull of a present image (a HEAD to the registry)',
+    ['img-fetch', 'img-fetch --pull=missing'].map((n) => fig('repull', n)).join(', '),
+    fig('repull', 'node -e 0'),
+    r['img-fetch'] && r['node -e 0'] ? `${(r['img-fetch'] / r['node -e 0']).toFixed(2)}x node` : '',
+    '',
+  ]);
+}
+
+// Scale figures.
+const scale = [];
+{
+  const ls = medians['scale-ls'] ?? {};
+  const name = Object.keys(ls).find((n) => n.startsWith('img-ls ('));
+  scale.push([
+    `\`img-ls\` with ${name ? name.match(/\((\d+)/)[1] : '?'} images in the store`,
+    name ? fig('scale-ls', name) : '—',
+    '',
+    `< 0.3 s${verdict(name && ls[name], 0.3)}`,
+  ]);
+}
+{
+  const l = medians.layers ?? {};
+  for (const step of ['img-fetch', 'layer-unpack', 'overlay-mount']) {
+    const names = Object.keys(l).filter((n) => n.startsWith(`${step} `));
+    const per = names.map((n) => `${((l[n] / Number(n.match(/(\d+) layers/)[1])) * 1000).toFixed(1)} ms/layer at ${n.match(/(\d+) layers/)[1]}`);
+    scale.push([`${step} of a many-layer image (4 KiB layers)`, names.map((n) => fig('layers', n)).join(', ') || '—', per.join(', '), 'time per layer flat']);
+  }
+}
+{
+  const b = rss.big ?? {};
+  const names = Object.keys(b);
+  const worst = Math.max(0, ...names.map((n) => b[n]));
+  scale.push([
+    'a big layer (uncompressed tar), peak RSS',
+    names.map((n) => fig('big', n)).join(', ') || '—',
+    names.length ? `peak ${mb(worst)}` : '',
+    `< 150 MB${names.length ? (worst <= 150 * 1024 ? ' **met**' : ' **missed**') : ''}`,
+  ]);
+}
+{
+  const m = medians.many ?? {};
+  const names = Object.keys(m);
+  scale.push([
+    'containers started at once (`ctr-spawn -d`)',
+    names.map((n) => (n.startsWith('supervisor') ? `${n}: ${mb(rss.many[n])}` : fig('many', n))).join(', ') || '—',
+    '',
+    '',
+  ]);
+}
+
+const facts = (when) => {
+  try {
+    return JSON.parse(read(`facts-${when}.json`));
+  } catch {
+    return {};
+  }
+};
+const before = facts('before');
+const after = facts('after');
+const table = (head, body) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const mainTable = table(['job', 'conveyor (peak RSS)', 'peers, same run (peak RSS)', 'ratio', 'goal'], rows);
+const scaleTable = table(['job', 'conveyor (peak RSS)', 'per unit', 'goal'], scale);
+process.stdout.write(`\n${mainTable}\n\n${scaleTable}\n\n`);
+
+const portable = (command) =>
+  command
+    .replaceAll(`${checkout}/`, '')
+    .replace(/\/tmp\/conveyor-(bench|scale)\.\w+/g, '$WORK')
+    .replace(/127\.0\.0\.1:\d+/g, '$REGISTRY');
+const extras = readdirSync(dir)
+  .filter((f) => f.startsWith('extra-') && f.endsWith('.txt'))
+  .map((f) => {
+    const script = f.slice('extra-'.length, -'.txt'.length);
+    const title = read(`extra-${script}.title`).trim();
+    return `### ${title} (\`bench/${script}\`)\n\n\`\`\`\n${read(f).trimEnd()}\n\`\`\``;
+  });
+
+writeFileSync(
+  doc,
+  `<!-- Generated by \`make bench\` (bench/run.sh, bench/table.mjs): do not edit; run it again. -->
+# Performance
+
+Measured by \`make bench\` on ${before.date ?? '?'}${quickFlag === 'quick' ? ' with BENCH_QUICK=1 (fewer runs, smaller scale: a check of the scripts, not the figures)' : ''}:
+medians of ${runs} hyperfine runs (twice that for the run and re-pull rows), conveyor and its peers side by side in one run.
+Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same command: the largest single process
+(a pipeline's biggest stage, not the sum). The whole run took ${seconds} s.
+
+| machine | |
+|---|---|
+| cores | ${before.cores ?? '?'} × ${before.cpu ?? '?'} |
+| memory | ${before.memoryGiB ?? '?'} GiB |
+| kernel | ${before.kernel ?? '?'} |
+| node | ${before.node ?? '?'} |
+| load average (1, 5, 15 min) before | ${(before.load ?? []).join(', ')} |
+| load average after | ${(after.load ?? []).join(', ')} |
+
+A loaded machine makes every figure noisy; the ratios (same run) are what to compare.
+
+${mainTable}
+
+## Scale
+
+${scaleTable}
+
+## Commands
+
+Each figure's command (\`$WORK\` is the run's temporary directory, \`$REGISTRY\` its loopback registry, a
+Debian docker-registry seeded with the shared images; \`STORE\` the scale run's store):
+
+${table(
+  ['figure', 'command'],
+  commands.map(([key, name, command]) => [`${key}: ${name}`, `\`${portable(command).replaceAll('|', '\\|')}\``]),
+)}
+
+## Other benchmarks
+
+${extras.join('\n\n')}
+`,
+);
