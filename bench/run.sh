@@ -127,7 +127,7 @@ for section in "unpack.sh|unpack 30 MB debian (one layer) into a directory" \
   script=${section%%|*}; title=${section#*|}
   echo "== $title (bench/$script)"
   printf '%s\n' "$title" > "$results/extra-$script.title"
-  RUNS=$runs SCALING_RUNS=$([ -n "$quick" ] && echo 1 || echo 2) bash "$script" 2>&1 | tee "$results/extra-$script.txt" || true
+  RUNS=$runs SCALING_RUNS=$([ -n "$quick" ] && echo 1 || echo 2) SCALING_N=$([ -n "$quick" ] && echo 1000 || echo 5000) bash "$script" 2>&1 | tee "$results/extra-$script.txt" || true
 done
 
 node "$bench_root/bench/facts.mjs" after > "$results/facts-after.json"

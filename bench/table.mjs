@@ -169,7 +169,9 @@ const facts = (when) => {
 };
 const before = facts('before');
 const after = facts('after');
-const table = (head, body) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+// A \`|\` inside a cell (the pipelines' names) would end it: escaped, unless the caller did.
+const cell = (c) => String(c).replace(/(?<!\\)\|/g, '\\|');
+const table = (head, body) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
 const mainTable = table(['job', 'conveyor (peak RSS)', 'peers, same run (peak RSS)', 'ratio', 'goal'], rows);
 const scaleTable = table(['job', 'conveyor (peak RSS)', 'per unit', 'goal'], scale);
 process.stdout.write(`\n${mainTable}\n\n${scaleTable}\n\n`);
