@@ -63,6 +63,14 @@ t.test('a read-only store: writers fail at the first write naming the store, rea
   const inspect = await runTool('img-inspect', ['--root', root, busybox]);
   t.equal(inspect.code, 0, `img-inspect reads it: ${inspect.stderr}`);
   t.equal(inspect.records[0]?.ref, busybox);
+  // A check needs no lock on a store nothing can write; a repair fails at its first write.
+  const check = await runTool('img-fsck', ['--root', root]);
+  t.equal(check.code, 0, `img-fsck checks it: ${check.stderr}`);
+  t.match(check.records.at(-1), { type: 'fsck', problems: 0 });
+  t.ok((check.records.at(-1)?.checked as { blobs?: number } | undefined)?.blobs, 'blobs were rehashed');
+  const repair = await runTool('img-fsck', ['--root', root, '--repair']);
+  t.equal(repair.code, 1, 'img-fsck --repair fails on it');
+  t.match(repair.stderr, /EROFS/);
 
   fs.readOnly(false);
   for (const [tool, args, input] of writers) {

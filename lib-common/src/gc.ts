@@ -46,7 +46,7 @@ import { chainIDs, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
 import { processAlive, tokenAlive, withLock } from './lock.js';
 import type { Descriptor } from './records.js';
-import { FUSE_LOWERDIRS_FILE, IMPORT_STAGING_PREFIX, REF_NAME_ANNOTATION, type Store } from './store.js';
+import { FUSE_LOWERDIRS_FILE, IMPORT_STAGING_PREFIX, isReadOnlyStore, REF_NAME_ANNOTATION, type Store } from './store.js';
 
 /** What the containers of the store need: read by the caller once the gc holds its locks. */
 export interface ContainerRoots {
@@ -305,11 +305,14 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
   const warn = options.warn ?? (() => undefined);
   const dryRun = Boolean(options.dryRun);
   const total: TotalRecord = { type: 'total', v: 1, size: 0, count: 0, untagged: 0, dryRun, store: store.root };
+  // A dry run of a read-only store (img-fsck) has no writer to wait for and could not take a lock there.
+  const unlocked = dryRun && (await isReadOnlyStore(store.root));
   // Not init(): a dry run creates nothing but its lock.
-  await store.tighten();
-  const gc = await acquireGcLock(store, { timeoutMs: options.timeoutMs, onWait: options.onWait });
+  if (!unlocked) await store.tighten();
+  const gc = unlocked ? undefined : await acquireGcLock(store, { timeoutMs: options.timeoutMs, onWait: options.onWait });
+  const underIndexLock = <T>(fn: () => Promise<T>) => (unlocked ? fn() : withLock(store.lockPath('index'), fn));
   try {
-    return await withLock(store.lockPath('index'), async () => {
+    return await underIndexLock(async () => {
       const roots = await options.containerRoots();
       const marks = emptyMarks();
       const freed = async (record: Omit<FreedRecord, 'type' | 'v' | 'store'>, remove: () => Promise<unknown>) => {
@@ -359,7 +362,7 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
       return total;
     });
   } finally {
-    await gc.release();
+    await gc?.release();
   }
 }
 

@@ -34,7 +34,7 @@
  * so loosening the root by hand does not open the layers at once.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, readFile, realpath, stat } from 'node:fs/promises';
+import { access, chmod, constants, lstat, mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assertDigest, digestHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { publishFile, writeFileDurable } from './durable.js';
@@ -446,6 +446,16 @@ export async function assertTrustedStore(root: string): Promise<void> {
 
 function emptyIndex(): OciIndex {
   return { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+}
+
+/** Whether the store is on a read-only mount (access(2) says EROFS): a reader then has no writer to lock against. */
+export async function isReadOnlyStore(root: string): Promise<boolean> {
+  try {
+    await access(root, constants.W_OK);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EROFS';
+  }
 }
 
 export async function exists(path: string): Promise<boolean> {

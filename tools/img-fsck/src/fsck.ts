@@ -32,7 +32,7 @@ import { collectGarbage, type FreedKind, type FreedRecord } from '@conveyor/lib-
 import { acquireGcLock } from '@conveyor/lib-common/lease';
 import { withLock } from '@conveyor/lib-common/lock';
 import { MEDIA_TYPES } from '@conveyor/lib-common/mediatypes';
-import { assertTrustedStore, type Store } from '@conveyor/lib-common/store';
+import { assertTrustedStore, isReadOnlyStore, type Store } from '@conveyor/lib-common/store';
 import { type BlobProgress, checkBlobs } from './blobs.js';
 import { checkContainers } from './containers.js';
 import { checkImages } from './images.js';
@@ -88,7 +88,9 @@ export async function fsck(store: Store, report: Report, options: FsckOptions): 
   await assertTrustedStore(store.root);
   const indexPath = join(store.root, 'index.json');
   let indexUsable = true;
-  const gc = await acquireGcLock(store, { timeoutMs: options.timeoutMs, onWait: options.onWait });
+  // A read-only store has no writer to wait for: it is checked without the lock (a repair fails at its first write).
+  const unlocked = !report.repair && (await isReadOnlyStore(store.root));
+  const gc = unlocked ? undefined : await acquireGcLock(store, { timeoutMs: options.timeoutMs, onWait: options.onWait });
   try {
     const file = await readIndexFile(indexPath);
     let entries: unknown[] = [];
@@ -134,7 +136,7 @@ export async function fsck(store: Store, report: Report, options: FsckOptions): 
     await checkContainers(store, report, options.warn);
     await checkTempFiles(store, report);
   } finally {
-    await gc.release();
+    await gc?.release();
   }
 
   if (!indexUsable) {
