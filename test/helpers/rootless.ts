@@ -31,7 +31,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { REPO_ROOT } from './fixtures.js';
-import { jsonLines, type ToolResult } from './tools.js';
+import { type Collected, collectChild, type ToolResult, toolResult } from './tools.js';
 
 export const SUB_USER = 'conveyor-rl-sub';
 export const NOSUB_USER = 'conveyor-rl-nosub';
@@ -138,49 +138,19 @@ function commandAs(user: RootlessUser, file: string, args: string[]): [string, s
   return [ourProgram('unshare'), ['--mount', '--propagation', 'private', '--', ourProgram('sh'), '-c', bound, REPO_ROOT, CHECKOUT_MOUNT, ...setpriv]];
 }
 
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = Collected;
 
 /** Runs `file args` as `user`; resolves when it has exited and its output is closed (a non-zero exit is a result). */
 export function runAs(user: RootlessUser, file: string, args: string[], options: RunAsOptions = {}): Promise<RunResult> {
   const [command, argv] = commandAs(user, file, args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, argv, { env: userEnv(user, options.env), cwd: options.cwd ?? user.home, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      options.onStdout?.(stdout, child);
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdin.on('error', () => {});
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
-  });
+  const child = spawn(command, argv, { env: userEnv(user, options.env), cwd: options.cwd ?? user.home, stdio: ['pipe', 'pipe', 'pipe'] });
+  return collectChild(child, options);
 }
 
 /** Runs built tool `name` as `user` (under this node), with its output parsed as runTool's. */
 export async function runToolAs(user: RootlessUser, name: string, args: string[], options: RunAsOptions = {}): Promise<ToolResult> {
   const run = await runAs(user, process.execPath, ['--', userToolPath(name), ...args], options);
-  const isError = (line: string) => line.startsWith('{"type":"error",');
-  const stdout = run.stdout
-    .split(/(?<=\n)/)
-    .filter((line) => !isError(line))
-    .join('');
-  const errors = run.stdout.split('\n').filter(isError).flatMap(jsonLines);
-  return { ...run, rawStdout: run.stdout, stdout, records: jsonLines(stdout), errors, logs: jsonLines(run.stderr) };
+  return toolResult(run.code, run.signal, run.stdout, run.stderr);
 }
 
 /** The paths under `dir` (itself included) owned by uid 0 or gid 0, as `path uid:gid`. */

@@ -67,7 +67,8 @@ function isErrorLine(line: string): boolean {
   return line.startsWith('{"type":"error",') && jsonLines(line).length === 1;
 }
 
-function result(code: number | null, signal: NodeJS.Signals | null, rawStdout: string, stderr: string): ToolResult {
+/** A tool's exit and output as tests read them. */
+export function toolResult(code: number | null, signal: NodeJS.Signals | null, rawStdout: string, stderr: string): ToolResult {
   // Tests of what a tool printed mean its data; the error record a failure adds is checked through `errors`.
   const stdout = rawStdout
     .split(/(?<=\n)/)
@@ -77,34 +78,53 @@ function result(code: number | null, signal: NodeJS.Signals | null, rawStdout: s
   return { code, signal, stdout, rawStdout, stderr, records: jsonLines(stdout), errors, logs: jsonLines(stderr) };
 }
 
-/** Runs tool `name` with `args`; resolves when it has exited and its output is closed. */
-export function runTool(name: string, args: string[], options: AsyncToolOptions = {}): Promise<ToolResult> {
+export interface Collected {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Feeds a spawned child `input`, collects its output, and resolves when it
+ * has exited and its output is closed (SIGKILLed after `timeoutMs`).
+ */
+export function collectChild(
+  child: ChildProcess,
+  options: { input?: string; timeoutMs?: number; onStdout?: (stdout: string, child: ChildProcess) => void } = {},
+): Promise<Collected> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--', toolPath(name), ...args], {
-      env: options.env ?? process.env,
-      cwd: options.cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
     let stdout = '';
     let stderr = '';
     const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
       options.onStdout?.(stdout, child);
     });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    // The tool may exit before reading all of stdin; that is its business, not an error here.
-    child.stdin.on('error', () => {});
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    // The child may exit before reading all of stdin; that is its business, not an error here.
+    child.stdin?.on('error', () => {});
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve(result(code, signal, stdout, stderr));
+      resolve({ code, signal, stdout, stderr });
     });
-    child.stdin.end(options.input ?? '');
+    child.stdin?.end(options.input ?? '');
   });
+}
+
+/** Runs tool `name` with `args`; resolves when it has exited and its output is closed. */
+export async function runTool(name: string, args: string[], options: AsyncToolOptions = {}): Promise<ToolResult> {
+  const child = spawn(process.execPath, ['--', toolPath(name), ...args], {
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const run = await collectChild(child, options);
+  return toolResult(run.code, run.signal, run.stdout, run.stderr);
 }
 
 /** runTool for synchronous callers (sync test bodies, helpers used at module load). */
@@ -119,5 +139,5 @@ export function runToolSync(name: string, args: string[], options: ToolOptions =
     killSignal: 'SIGKILL',
   });
   if (run.error && run.status === null && run.signal === null) throw run.error;
-  return result(run.status, run.signal, run.stdout, run.stderr);
+  return toolResult(run.status, run.signal, run.stdout, run.stderr);
 }
