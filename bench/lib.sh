@@ -54,7 +54,11 @@ measure() {
   local i kb
   for i in "${!names[@]}"; do
     if [ -n "$prep" ]; then bash -c "$prep" >/dev/null 2>&1 || true; fi
-    /usr/bin/time -f %M -o "$results/rss.tmp" bash -c "${cmds[$i]}" >/dev/null 2>&1 || true
+    # hyperfine -i keeps going past a failing command: this run says whether it failed (failed.tsv).
+    if ! /usr/bin/time -f %M -o "$results/rss.tmp" bash -c "${cmds[$i]}" >/dev/null 2>"$results/cmd.err"; then
+      echo "  ${names[$i]}: FAILED: $(tail -2 "$results/cmd.err" | tr '\n' ' ')"
+      printf '%s\t%s\n' "$key" "${names[$i]}" >> "$results/failed.tsv"
+    fi
     kb=$(tail -1 "$results/rss.tmp")
     printf '%s\t%s\t%s\n' "$key" "${names[$i]}" "$kb" >> "$results/rss.tsv"
   done

@@ -4,7 +4,8 @@
 # figure, each figure's command, the scale figures and the older sections' output).
 # Reports medians and ratios; asserts nothing (timings belong here, not in tests).
 # BENCH_QUICK=1: 2 runs per figure and smaller scale figures (a check of the script in a few minutes).
-# BENCH_DOC=FILE writes the document elsewhere (default docs/performance.md).
+# BENCH_DOC=FILE writes the document elsewhere (default docs/performance.md); BENCH_RUNS=N runs per
+# figure; BENCH_EXTRA_RUNS=N for the older scripts (unpack, ports, build, durability) alone.
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh
@@ -82,7 +83,7 @@ cmds=('img-fetch | layer-unpack' "bash -c '$fetch -q --root $out/cold $image | $
       'skopeo + umoci unpack' "bash -c 'skopeo copy -q --src-tls-verify=false docker://$image oci:$out/sk:b && umoci raw unpack --image $out/sk:b $out/umoci-rootfs'")
 prep="rm -rf $out/sk $out/umoci-rootfs $out/cold $out/podman; mkdir -p $out/cold"
 if [ -z "$docker_reason" ]; then
-  cmds+=('docker pull' "$docker_ -q pull $image")
+  cmds+=('docker pull' "$docker_ pull -q $image")
   prep="$prep; $docker_ rmi -f $image >/dev/null 2>&1; true"
 fi
 if [ -z "$podman_reason" ]; then
@@ -127,7 +128,7 @@ for section in "unpack.sh|unpack 30 MB debian (one layer) into a directory" \
   script=${section%%|*}; title=${section#*|}
   echo "== $title (bench/$script)"
   printf '%s\n' "$title" > "$results/extra-$script.title"
-  RUNS=$runs SCALING_RUNS=$([ -n "$quick" ] && echo 1 || echo 2) SCALING_N=$([ -n "$quick" ] && echo 1000 || echo 5000) bash "$script" 2>&1 | tee "$results/extra-$script.txt" || true
+  RUNS=${BENCH_EXTRA_RUNS:-$runs} SCALING_RUNS=$([ -n "$quick" ] && echo 1 || echo 2) SCALING_N=$([ -n "$quick" ] && echo 1000 || echo 5000) bash "$script" 2>&1 | tee "$results/extra-$script.txt" || true
 done
 
 node "$bench_root/bench/facts.mjs" after > "$results/facts-after.json"

@@ -38,14 +38,16 @@ for (const [key, name, s, kb, command] of notes) {
 const [dockerSkip = '', podmanSkip = ''] = read('skips.txt').split('\n');
 const skip = { 'docker run': dockerSkip, 'docker pull': dockerSkip, 'podman run': podmanSkip, 'podman pull': podmanSkip };
 
+const failed = new Set(tsv('failed.tsv').map(([key, name]) => `${key}\t${name}`));
 const mb = (kb) => (kb ? `${Math.round(kb / 1024)} MB` : '');
 const fig = (key, name) => {
   const s = medians[key]?.[name];
+  if (failed.has(`${key}\t${name}`)) return `${name}: failed (bench output says why)`;
   if (s === undefined) return skip[name] ? `${name}: ${skip[name]}` : `${name}: —`;
   const mem = mb(rss[key]?.[name]);
   return `${name} ${s.toFixed(3)} s${mem ? ` (${mem})` : ''}`;
 };
-const get = (key, name) => medians[key]?.[name];
+const get = (key, name) => (failed.has(`${key}\t${name}`) ? undefined : medians[key]?.[name]);
 const verdict = (value, target) => (value === undefined || target === undefined || Number.isNaN(target) ? '' : value <= target ? ' **met**' : ' **missed**');
 
 const rows = [];
@@ -171,7 +173,8 @@ const before = facts('before');
 const after = facts('after');
 // A \`|\` inside a cell (the pipelines' names) would end it: escaped, unless the caller did.
 const cell = (c) => String(c).replace(/(?<!\\)\|/g, '\\|');
-const table = (head, body) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+const table = (head, body) =>
+  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
 const mainTable = table(['job', 'conveyor (peak RSS)', 'peers, same run (peak RSS)', 'ratio', 'goal'], rows);
 const scaleTable = table(['job', 'conveyor (peak RSS)', 'per unit', 'goal'], scale);
 process.stdout.write(`\n${mainTable}\n\n${scaleTable}\n\n`);
@@ -197,7 +200,7 @@ writeFileSync(
 Measured by \`make bench\` on ${before.date ?? '?'}${quickFlag === 'quick' ? ' with BENCH_QUICK=1 (fewer runs, smaller scale: a check of the scripts, not the figures)' : ''}:
 medians of ${runs} hyperfine runs (twice that for the run and re-pull rows), conveyor and its peers side by side in one run.
 Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same command: the largest single process
-(a pipeline's biggest stage, not the sum). The whole run took ${seconds} s.
+(a pipeline's biggest stage, not the sum; for docker, the client's: dockerd does the work and is not counted). The whole run took ${seconds} s.
 
 | machine | |
 |---|---|
