@@ -66,15 +66,20 @@ export async function publishFile(temp: string, path: string): Promise<void> {
   await syncDir(dirname(path));
 }
 
+/** fsync(2) of whatever `path` names (opened read-only: a directory cannot be opened for writing). */
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** fsync(2) of a file's data and metadata. */
 export async function syncFile(path: string): Promise<void> {
   try {
-    const handle = await open(path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsyncPath(path);
   } catch (error) {
     throw storeIoError(error, { path, doing: 'cannot sync' });
   }
@@ -83,12 +88,7 @@ export async function syncFile(path: string): Promise<void> {
 /** fsync(2) of a directory, making the names created, renamed or removed in it durable. */
 export async function syncDir(dir: string): Promise<void> {
   try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsyncPath(dir);
   } catch (error) {
     // A file system that cannot sync directories (some FUSE ones) has nothing more to give.
     if ((error as NodeJS.ErrnoException).code === 'EINVAL') return;
