@@ -184,7 +184,7 @@ export function storeIoError(error: unknown, context: StoreIoContext = {}): Conv
 }
 
 /** An ERR_STORE_IO about a path in `store`, its message prefixed with `store <root>: ` (once). */
-function namingStore(error: ConveyorError, store: string | undefined): ConveyorError {
+export function namingStore(error: ConveyorError, store: string | undefined): ConveyorError {
   const path = error.details?.path;
   if (error.code !== 'ERR_STORE_IO' || store === undefined || typeof path !== 'string' || error.message.startsWith('store ')) return error;
   if (path !== store && !path.startsWith(`${store}/`)) return error;

@@ -38,7 +38,7 @@ import { access, chmod, constants, lstat, mkdir, readFile, realpath, stat } from
 import { dirname, join, resolve } from 'node:path';
 import { assertDigest, digestHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { publishFile, writeFileDurable } from './durable.js';
-import { ConveyorError, storeIoError } from './errors.js';
+import { ConveyorError, namingStore, storeIoError } from './errors.js';
 import { withLock } from './lock.js';
 import { inUserNamespace, isRootless, overflowUid } from './rootless/detect.js';
 import type { Descriptor } from './records.js';
@@ -160,12 +160,8 @@ export class Store {
 
   /** ERR_STORE_IO for a failed write under the store, naming the path and the store (errors.ts storeIoError). */
   ioError(error: unknown, path: string, doing = 'cannot write'): ConveyorError {
-    if (error instanceof ConveyorError) {
-      // Already says what and where; name the store once.
-      if (error.code !== 'ERR_STORE_IO' || error.message.startsWith('store ')) return error;
-      return new ConveyorError(error.code, `store ${this.root}: ${error.message}`, { hint: error.hint, details: error.details, cause: error.cause });
-    }
-    return storeIoError(error, { path, doing, store: this.root });
+    // A ConveyorError already says what and where (durable.ts): the store is named once.
+    return error instanceof ConveyorError ? namingStore(error, this.root) : storeIoError(error, { path, doing, store: this.root });
   }
 
   /** True when the blob is present (and, when size is given, of that size). */
