@@ -66,8 +66,8 @@ function readOr(path: string): string | undefined {
   }
 }
 
-/** Whether `record` still describes a live keeper of `uid` with the maps `expected` (undefined: any). */
-export function keeperAlive(record: KeeperRecord, uid: number, expected?: { uidMap: string; gidMap: string }): boolean {
+/** Whether `record` still describes a live keeper of `uid` (its maps still the recorded ones). */
+export function keeperAlive(record: KeeperRecord, uid: number): boolean {
   if (!Number.isInteger(record.pid) || record.pid <= 1 || typeof record.startTime !== 'string') return false;
   if (!processAlive(record.pid, record.startTime)) return false;
   if (readOr(`/proc/${record.pid}/comm`)?.trim() !== 'sleep') return false;
@@ -82,8 +82,7 @@ export function keeperAlive(record: KeeperRecord, uid: number, expected?: { uidM
   }
   const uidMap = normaliseMap(readOr(`/proc/${record.pid}/uid_map`) ?? '');
   const gidMap = normaliseMap(readOr(`/proc/${record.pid}/gid_map`) ?? '');
-  if (uidMap !== record.uidMap || gidMap !== record.gidMap) return false;
-  return !expected || (expected.uidMap === uidMap && expected.gidMap === gidMap);
+  return uidMap === record.uidMap && gidMap === record.gidMap;
 }
 
 /** The keeper recorded for the store when it is still alive (and the user's), else undefined. */
@@ -167,12 +166,13 @@ async function startKeeper(options: KeeperOptions): Promise<KeeperRecord> {
 /** The store's live keeper with the user's mapping, made (and recorded) when there is none. */
 export async function ensureKeeper(root: string, options: KeeperOptions): Promise<KeeperRecord> {
   const expected = { uidMap: formatMap(options.mapping.uidMap), gidMap: formatMap(options.mapping.gidMap) };
+  const hasExpectedMaps = (record: KeeperRecord | undefined) => record?.uidMap === expected.uidMap && record.gidMap === expected.gidMap;
   const quick = await findKeeper(root, options.uid);
-  if (quick && quick.uidMap === expected.uidMap && quick.gidMap === expected.gidMap) return quick;
+  if (quick && hasExpectedMaps(quick)) return quick;
   await mkdir(join(root, 'run'), { recursive: true, mode: 0o700 });
   return withLock(join(root, 'locks', 'userns.lock'), async () => {
     const current = await findKeeper(root, options.uid);
-    if (current && current.uidMap === expected.uidMap && current.gidMap === expected.gidMap) return current;
+    if (current && hasExpectedMaps(current)) return current;
     // A keeper with a mapping the host no longer gives (a range added or removed): replaced.
     if (current) await runProcess('kill', ['-KILL', String(current.pid)]);
     const record = await startKeeper(options);

@@ -12,6 +12,7 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isInitialUidMap } from './detect.js';
 
 /** A block of host ids: start..start+count-1. */
 export interface IdRange {
@@ -145,8 +146,9 @@ export function parseMap(text: string): MapLine[] {
  * namespace (root can chown to anything; a user outside, to nothing).
  */
 export function ownableIds(): ((uid: number, gid: number) => boolean) | undefined {
-  const uidMap = parseMap(readOr('/proc/self/uid_map'));
+  const uidText = readOr('/proc/self/uid_map');
+  const uidMap = parseMap(uidText);
   const gidMap = parseMap(readOr('/proc/self/gid_map'));
-  if (uidMap.length === 0 || normaliseMap(formatMap(uidMap)) === '0 0 4294967295') return undefined;
+  if (uidMap.length === 0 || isInitialUidMap(uidText)) return undefined;
   return (uid, gid) => isMapped(uidMap, uid) && isMapped(gidMap, gid);
 }
