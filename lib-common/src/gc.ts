@@ -117,7 +117,7 @@ export interface GcOptions {
 }
 
 /** The largest manifest or index the mark reads; more is not one (a registry caps manifests at 4 MiB). */
-const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
+export const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 
 /** What the mark found needed: blob hexes and chain hexes. */
 export interface Marks {

@@ -10,9 +10,10 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { MAX_MANIFEST_BYTES } from '@conveyor/lib-common/gc';
 
-/** The largest manifest or config read (gc.ts's cap: a registry caps manifests at 4 MiB). */
-export const MAX_JSON_BLOB_BYTES = 8 * 1024 * 1024;
+/** The largest manifest or config read: gc.ts's cap, so a check and a collection read the same blobs. */
+export const MAX_JSON_BLOB_BYTES = MAX_MANIFEST_BYTES;
 const CHUNK_BYTES = 1024 * 1024;
 
 export type BlobState =
@@ -81,16 +82,20 @@ export async function checkBlob(
     }
     const hash = createHash('sha256');
     const kept: Buffer[] = [];
+    let keptBytes = 0;
     const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
     for (;;) {
       const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
       if (bytesRead === 0) break;
       const piece = buffer.subarray(0, bytesRead);
       hash.update(piece);
-      if (options.keep) kept.push(Buffer.from(piece));
+      if (options.keep) {
+        kept.push(Buffer.from(piece));
+        keptBytes += bytesRead;
+      }
       options.onBytes?.(bytesRead, size);
       // A file growing under us (appended while hashed) must not make the read endless.
-      if (options.keep && kept.reduce((n, b) => n + b.length, 0) > MAX_JSON_BLOB_BYTES) return { kind: 'too-large', size };
+      if (keptBytes > MAX_JSON_BLOB_BYTES) return { kind: 'too-large', size };
     }
     const actual = `sha256:${hash.digest('hex')}`;
     if (actual !== digest) return { kind: 'corrupt', size, actual: `its content hashes to ${actual}` };
