@@ -24,6 +24,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { SHA256_DIGEST } from './digest.js';
 
 /** The algorithm's version: a change to what is hashed makes a new one, and old records are compared only with their own. */
 export const TREE_DIGEST_VERSION = 1;
@@ -110,7 +111,7 @@ export function isTreeDigest(value: unknown): value is TreeDigest {
     tree !== null &&
     tree.version === TREE_DIGEST_VERSION &&
     typeof tree.digest === 'string' &&
-    /^sha256:[a-f0-9]{64}$/.test(tree.digest) &&
+    SHA256_DIGEST.test(tree.digest) &&
     Number.isSafeInteger(tree.entries)
   );
 }
