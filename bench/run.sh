@@ -92,12 +92,14 @@ fi
 measure cold "$runs" 1 "$prep" "${cmds[@]}"
 
 echo "== run /bin/true from a present image"
+# --net none on every side: docker run's --network none (the private dockerd has no bridge) and runc's default spec
+# (a new network namespace, nothing in it); ctr-spawn's default (pasta, outbound access) is not what the peers do.
 $fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/rootfs.json"
 mkdir -p "$out/bundle"
 umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
 (cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
-cmds=('img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store -- /bin/true'"
-      'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store -- /bin/true < $out/rootfs.json'"
+cmds=('img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
+      'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'"
       'runc run' "runc run --bundle $out/bundle bench-$$"
       'node -e 0' "node -e 0")
 if [ -z "$docker_reason" ]; then

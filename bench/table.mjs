@@ -55,7 +55,7 @@ const rows = [];
   const ours = get('run', 'img-fetch | layer-unpack | ctr-spawn');
   const docker = get('run', 'docker run');
   rows.push([
-    'warm run of `/bin/true`, whole pipeline `img-fetch | layer-unpack | ctr-spawn`',
+    'warm run of `/bin/true`, whole pipeline `img-fetch | layer-unpack | ctr-spawn --net none` (docker: `--network none`)',
     fig('run', 'img-fetch | layer-unpack | ctr-spawn'),
     ['docker run', 'podman run', 'runc run'].map((n) => fig('run', n)).join(', '),
     docker && ours ? `${(ours / docker).toFixed(2)}x docker` : '',
