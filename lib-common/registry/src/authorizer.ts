@@ -17,14 +17,13 @@
  * (ERR_AUTH_HELPER) and, being cached per registry, stands for the client's
  * lifetime. A token is cached only from a 200 with a token in it.
  */
-import type { IncomingMessage } from 'node:http';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { parseChallenge, parseTokenResponse, type Challenge, type TokenResponse } from './auth.js';
 import type { RepositoryRef } from './client.js';
 import type { Credentials } from './credentials.js';
 import { networkError } from './error-map.js';
 import { retryRequest, type RetryPolicy } from './retry.js';
-import { firstHeader, readBody, type Transport } from './transport.js';
+import { firstHeader, readBody, type HttpResponse, type Transport } from './transport.js';
 
 export interface AuthorizerOptions {
   /** Finds credentials for a registry when it asks for them. */
@@ -71,7 +70,7 @@ export class Authorizer {
    * again with, or undefined when there is nothing new to try (no usable
    * challenge, or the same header was just refused): the 401 then stands.
    */
-  async answer(ref: RepositoryRef, scope: string, res: IncomingMessage, sent: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
+  async answer(ref: RepositoryRef, scope: string, res: HttpResponse, sent: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
     const challenge = parseChallenge(firstHeader(res.headers['www-authenticate']));
     if (!challenge || (challenge.scheme !== 'bearer' && challenge.scheme !== 'basic')) return undefined;
     const state = this.state(ref.registry);

@@ -24,9 +24,8 @@
  * for ever), ending in ERR_REGISTRY_UNAVAILABLE.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, writeSync } from 'node:fs';
 import { mkdir, open, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
 import { digestHex } from '@conveyor/lib-common/digest';
 import { garbageCollectorEvery } from '@conveyor/lib-common/memory';
 import { ConveyorError, storeIoError } from '@conveyor/lib-common/errors';
@@ -34,7 +33,9 @@ import { acquireLock } from '@conveyor/lib-common/lock';
 import type { Descriptor } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import type { RegistryClient, RepositoryRef } from './client.js';
+import type { RawResponse } from './raw-exchange.js';
 import { backoffDelay, isRetryableNetworkError, retry, type Attempt } from './retry.js';
+import { isRawResponse, type HttpResponse } from './transport.js';
 
 export interface BlobFetchOptions {
   signal?: AbortSignal;
@@ -154,7 +155,7 @@ async function download(client: RegistryClient, store: Store, ref: RepositoryRef
       if (offset > 0) await hashFile(partial, hash, offset);
       let written = offset;
       if (offset < size) {
-        let res: IncomingMessage;
+        let res: HttpResponse;
         try {
           requests++;
           res = await client.openBlob(ref, digest, offset, options.signal);
@@ -259,7 +260,7 @@ function again(client: RegistryClient, stalls: number, message: string): Attempt
 
 /** Streams the body into the partial file, hashing as it goes. Returns the bytes now in the file. */
 async function receive(
-  res: IncomingMessage,
+  res: HttpResponse,
   path: string,
   append: boolean,
   hash: Hash,
@@ -271,6 +272,7 @@ async function receive(
   let handle: FileHandle | undefined;
   try {
     handle = await open(path, append ? 'a' : 'w', 0o644);
+    if (isRawResponse(res)) return await receiveRaw(res, handle, path, hash, written, size, digest, options);
     const file = handle;
     // Writes are chained behind the reads (up to MAX_IN_FLIGHT bytes), so the
     // socket keeps flowing while the disk catches up.
@@ -306,9 +308,7 @@ async function receive(
         if (writeError) throw writeError;
         if (received + chunk.length > size) {
           res.destroy();
-          throw new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent more than the ${size} bytes the manifest says`, {
-            hint: 'the registry is broken or lying; nothing was stored',
-          });
+          throw tooLong(digest, size);
         }
         received += chunk.length;
         hash.update(chunk);
@@ -337,6 +337,55 @@ async function receive(
   } finally {
     await handle?.close();
   }
+}
+
+function tooLong(digest: string, size: number): ConveyorError {
+  return new ConveyorError('ERR_SIZE_MISMATCH', `blob ${digest}: the registry sent more than the ${size} bytes the manifest says`, {
+    hint: 'the registry is broken or lying; nothing was stored',
+  });
+}
+
+/**
+ * A raw-socket body (raw-exchange.ts): each piece is a view of the socket's
+ * one reused buffer, so it is hashed and written before the sink returns,
+ * with a synchronous write: it lands in the page cache in microseconds, and
+ * an asynchronous one would need a copy (the fresh memory this path avoids)
+ * or a paused socket. Returns the bytes now in the file.
+ */
+async function receiveRaw(
+  res: RawResponse,
+  file: FileHandle,
+  path: string,
+  hash: Hash,
+  written: number,
+  size: number,
+  digest: string,
+  options: BlobFetchOptions,
+): Promise<number> {
+  let unreported = 0;
+  try {
+    await res.consume((view) => {
+      if (written + view.length > size) throw tooLong(digest, size);
+      hash.update(view);
+      for (let at = 0; at < view.length; ) {
+        try {
+          at += writeSync(file.fd, view, at, view.length - at);
+        } catch (error) {
+          // A full or failing disk is not a dropped connection: no retry, and not the registry's fault.
+          throw storeIoError(error, { path, doing: 'cannot write' });
+        }
+      }
+      written += view.length;
+      unreported += view.length;
+      if (unreported >= WRITE_BATCH) {
+        unreported = 0;
+        options.onProgress?.(written, size);
+      }
+    });
+  } finally {
+    if (unreported > 0) options.onProgress?.(written, size);
+  }
+  return written;
 }
 
 /** writev without copying the chunks together; loops on short writes. */

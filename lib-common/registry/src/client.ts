@@ -36,16 +36,16 @@ import type { Credentials } from './credentials.js';
 import { networkError, responseError } from './error-map.js';
 import { retryRequest, type RetryPolicy } from './retry.js';
 import { Schemer, type Scheme } from './schemer.js';
-import { drain, readBody, redirectTarget, Transport, type RequestBody, type TransportOptions } from './transport.js';
+import { drain, readBody, redirectTarget, Transport, type HttpResponse, type RequestBody, type TransportOptions } from './transport.js';
 
 export { DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW_MS } from './transport.js';
 export type { ReopenableBody, RequestBody } from './transport.js';
 
 /** The URL each response came from (after redirects), for Location headers relative to it. */
-const responseUrls = new WeakMap<IncomingMessage, URL>();
+const responseUrls = new WeakMap<HttpResponse, URL>();
 
 /** The URL a response of `request` finally came from (after redirects); undefined for responses from elsewhere. */
-export function responseUrl(res: IncomingMessage): URL | undefined {
+export function responseUrl(res: HttpResponse): URL | undefined {
   return responseUrls.get(res);
 }
 
@@ -56,6 +56,13 @@ export interface RegistryClientOptions extends TransportOptions, RetryPolicy {
   credentials?: (registry: string) => Promise<Credentials | undefined>;
   /** Told about each retry, for a warning on stderr. */
   onRetry?: (message: string) => void;
+  /**
+   * Blob bodies on a socket of our own read into one reused buffer
+   * (raw-exchange.ts; default true); false reads them through node:http like
+   * every other answer (CONVEYOR_RAW_BLOBS=0, for a comparison or a registry
+   * the raw path mishandles).
+   */
+  rawBlobs?: boolean;
 }
 
 export interface RepositoryRef {
@@ -78,6 +85,8 @@ export interface RequestOptions {
   retry?: boolean;
   /** The request body; sent again as it is on a retry, a redirect or an answered 401. */
   body?: RequestBody;
+  /** A GET whose answers are read off a socket of our own (RawResponse): blob downloads. */
+  raw?: boolean;
 }
 
 export interface ManifestResponse {
@@ -187,11 +196,14 @@ export class RegistryClient {
    * returns the response: 200, 206, or 416 (drained) when the registry refuses
    * the range. Getting the response head is retried like any request; a body
    * that breaks off is the caller's to resume from what it has (blob.ts).
+   * Unless `rawBlobs` is false the answers come off a socket of our own
+   * (a RawResponse: its body read with `consume`), registry and blob host alike.
    */
-  async openBlob(ref: RepositoryRef, digest: string, offset: number, signal?: AbortSignal): Promise<IncomingMessage> {
+  async openBlob(ref: RepositoryRef, digest: string, offset: number, signal?: AbortSignal): Promise<HttpResponse> {
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const res = await this.request(ref, `/v2/${ref.repository}/blobs/${digest}`, { headers, signal });
+    const raw = this.options.rawBlobs !== false;
+    const res = await this.requestAny(ref, `/v2/${ref.repository}/blobs/${digest}`, { headers, signal, raw });
     if (res.statusCode === 200 || res.statusCode === 206) return res;
     if (res.statusCode === 416) {
       drain(res);
@@ -208,6 +220,12 @@ export class RegistryClient {
    * status; the caller checks it.
    */
   async request(ref: RepositoryRef, path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
+    // Without `raw` every answer is node:http's.
+    return (await this.requestAny(ref, path, { ...options, raw: false })) as IncomingMessage;
+  }
+
+  /** `request`, with raw-socket answers where `options.raw` asks for them. */
+  private async requestAny(ref: RepositoryRef, path: string, options: RequestOptions): Promise<HttpResponse> {
     const policy = options.retry === false ? { ...this.retryPolicy, retries: 0 } : this.retryPolicy;
     return retryRequest(() => this.exchange(ref, path, options), policy, {
       signal: options.signal,
@@ -221,7 +239,7 @@ export class RegistryClient {
   }
 
   /** One attempt: the authorized request, a 401 challenge answered once, redirects followed. */
-  private async exchange(ref: RepositoryRef, path: string, options: RequestOptions): Promise<IncomingMessage> {
+  private async exchange(ref: RepositoryRef, path: string, options: RequestOptions): Promise<HttpResponse> {
     const registry = ref.registry;
     const apiHost = registryApiHost(registry);
     const scope = options.scope ?? repositoryScope(ref.repository);
@@ -234,7 +252,8 @@ export class RegistryClient {
     let url = absolute ? new URL(path) : new URL(`${this.schemer.first(registry)}://${apiHost}${path}`);
     if (options.body !== undefined && this.schemer.known(registry) === undefined) {
       // The probe sends no body: learn the scheme with a bodiless GET /v2/ first.
-      drain(await this.schemer.probe(registry, new URL(`${this.schemer.first(registry)}://${apiHost}/v2/`), 'GET', {}, options.signal));
+      const v2 = new URL(`${this.schemer.first(registry)}://${apiHost}/v2/`);
+      drain(await this.schemer.probe(registry, v2, (url) => this.transport.send(url, 'GET', {}, options.signal)));
       if (!absolute) url = new URL(`${this.schemer.known(registry)}://${apiHost}${path}`);
     }
     for (let hops = 0; ; ) {
@@ -244,12 +263,16 @@ export class RegistryClient {
       const onRegistry = url.host === apiHost && (known === undefined || url.protocol === `${known}:`);
       // An absolute URL elsewhere (a Location off the registry) never gets the credentials.
       if (!onRegistry) delete headers.authorization;
-      let res: IncomingMessage;
+      const send = (to: URL): Promise<HttpResponse> =>
+        options.raw && method === 'GET' && options.body === undefined
+          ? this.transport.sendRaw(to, headers, options.signal)
+          : this.transport.send(to, method, headers, options.signal, options.body);
+      let res: HttpResponse;
       if (onRegistry && known === undefined) {
-        res = await this.schemer.probe(registry, url, method, headers, options.signal);
+        res = await this.schemer.probe(registry, url, send);
         url = new URL(url.href.replace(/^https?:/, `${this.schemer.known(registry)}:`));
       } else {
-        res = await this.transport.send(url, method, headers, options.signal, options.body);
+        res = await send(url);
       }
       responseUrls.set(res, url);
       if (res.statusCode === 401 && onRegistry && !triedChallenge) {

@@ -13,14 +13,13 @@
  * These functions are the failure path themselves: `responseError` always
  * throws, `networkError` returns the error to throw.
  */
-import type { IncomingMessage } from 'node:http';
 import { ConveyorError, type ErrorCode } from '@conveyor/lib-common/errors';
 import { isLoopbackRegistry, registryApiHost } from '@conveyor/lib-common/reference';
 import type { RepositoryRef } from './client.js';
-import { isCertError, isNotTlsError, readBody, SLOW_HINT } from './transport.js';
+import { isCertError, isNotTlsError, readBody, SLOW_HINT, type HttpResponse } from './transport.js';
 
 /** Throws the stable error for a failed response (reads a bounded error body for the message). */
-export async function responseError(res: IncomingMessage, ref: RepositoryRef, what: string): Promise<never> {
+export async function responseError(res: HttpResponse, ref: RepositoryRef, what: string): Promise<never> {
   const status = res.statusCode ?? 0;
   let detail = '';
   try {

@@ -68,6 +68,8 @@ export function registryClientOptions(
     },
     userAgent: options.userAgent,
     minRate: limits.minRate,
+    // The raw-socket blob path is the default; 0 goes back to node:http for blob bodies.
+    rawBlobs: env.CONVEYOR_RAW_BLOBS !== '0',
     rateWindowMs: limits.rateWindowMs,
     onRetry: options.onRetry,
   };

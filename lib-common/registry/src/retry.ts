@@ -11,8 +11,7 @@
  * the last response whatever its status once the retries run out (the caller
  * maps it), and rejects with the last network error passed through `fail`.
  */
-import type { IncomingMessage } from 'node:http';
-import { drain } from './transport.js';
+import { drain, type HttpResponse } from './transport.js';
 
 export interface RetryPolicy {
   /** Retries after the first attempt for 429/5xx/resets (default 4). */
@@ -100,10 +99,10 @@ export interface RetryRequestOptions {
 }
 
 /** `send` retried on RETRY_STATUS answers and retryable network errors, `policy.retries` times at most. */
-export function retryRequest(send: () => Promise<IncomingMessage>, policy: RetryPolicy, options: RetryRequestOptions): Promise<IncomingMessage> {
+export function retryRequest<R extends HttpResponse>(send: () => Promise<R>, policy: RetryPolicy, options: RetryRequestOptions): Promise<R> {
   const retries = policy.retries ?? 4;
-  return retry<IncomingMessage>(async (n) => {
-    let res: IncomingMessage;
+  return retry<R>(async (n) => {
+    let res: R;
     try {
       res = await send();
     } catch (error) {

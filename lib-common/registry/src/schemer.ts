@@ -4,16 +4,16 @@
  * HTTP when `plainHttp` says so, or as a fallback when the server answers the
  * TLS hello with something that is not TLS and plain HTTP is an accepted risk
  * for that registry (loopback, `--insecure`, `--insecure-registry`), as
- * Docker does. A certificate that fails verification is never a reason to
- * fall back.
+ * Docker does. There a bare TLS hello (Transport.speaksTls) decides before
+ * the request is sent. A certificate that fails verification is never a
+ * reason to fall back.
  *
- * On failure the probe rejects with the transport's error (the TLS error when
- * no fallback is allowed, else the plain-HTTP attempt's), for error-map.ts to
+ * On failure the probe rejects with the transport's error (the hello's, or
+ * the request's on the scheme the hello chose), for error-map.ts to
  * map; the scheme stays unknown, so the next request probes again.
  */
-import type { IncomingMessage } from 'node:http';
 import { isLoopbackRegistry } from '@conveyor/lib-common/reference';
-import { isNotTlsError, type Transport } from './transport.js';
+import type { Transport } from './transport.js';
 
 export type Scheme = 'https' | 'http';
 
@@ -45,23 +45,22 @@ export class Schemer {
     return this.plainHttp || this.transport.isInsecure(registry) || isLoopbackRegistry(registry);
   }
 
-  /** The first request to a registry: HTTPS, falling back to HTTP where that is allowed. Records the scheme that answered. */
-  async probe(registry: string, url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
-    if (url.protocol === 'http:') {
-      const res = await this.transport.send(url, method, headers, signal);
-      this.schemes.set(registry, 'http');
+  /**
+   * The first request to a registry: HTTPS, falling back to HTTP where that
+   * is allowed. `send` makes the request on the URL chosen (the transport's
+   * send, or sendRaw for a blob). Records the scheme that answered.
+   */
+  async probe<R>(registry: string, url: URL, send: (url: URL) => Promise<R>): Promise<R> {
+    if (url.protocol === 'http:' || !this.acceptsPlainHttp(registry)) {
+      const res = await send(url);
+      this.schemes.set(registry, url.protocol === 'http:' ? 'http' : 'https');
       return res;
     }
-    try {
-      const res = await this.transport.send(url, method, headers, signal);
-      this.schemes.set(registry, 'https');
-      return res;
-    } catch (error) {
-      if (!this.acceptsPlainHttp(registry) || !isNotTlsError(error)) throw error;
-      const plain = new URL(url.href.replace(/^https:/, 'http:'));
-      const res = await this.transport.send(plain, method, headers, signal);
-      this.schemes.set(registry, 'http');
-      return res;
-    }
+    // A bare TLS hello first: a plain-HTTP registry then costs no CA bundle,
+    // and no request (with its credentials) goes out before the scheme is known.
+    const tls = await this.transport.speaksTls(url);
+    const res = await send(tls ? url : new URL(url.href.replace(/^https:/, 'http:')));
+    this.schemes.set(registry, tls ? 'https' : 'http');
+    return res;
   }
 }

@@ -27,13 +27,29 @@
  * over its cap, ERR_REGISTRY_UNAVAILABLE for one that breaks off); a CA file
  * that cannot be read is ERR_REGISTRY_TLS.
  */
-import type { ClientRequest, Agent as HttpAgent, IncomingMessage } from 'node:http';
+import type { ClientRequest, Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { registryApiHost } from '@conveyor/lib-common/reference';
+import type { RawResponse } from './raw-exchange.js';
+
+/**
+ * A response as the client's code reads it: node:http's IncomingMessage, or
+ * raw-exchange.ts's RawResponse for blob GETs (both Readables with a status
+ * and headers).
+ */
+export interface HttpResponse extends Readable {
+  statusCode?: number;
+  headers: IncomingHttpHeaders;
+}
+
+/** True for a raw-socket response, whose body blob.ts reads with `consume` (views of one reused buffer). */
+export function isRawResponse(res: HttpResponse): res is RawResponse {
+  return typeof (res as Partial<RawResponse>).consume === 'function';
+}
 
 export interface TransportOptions {
   /** Skip TLS certificate verification (and allow plain-HTTP fallback) for every registry. */
@@ -105,7 +121,7 @@ export function isCertError(error: unknown): boolean {
 }
 
 /** Reads a whole response body, failing beyond `max` bytes (hostile registries). */
-export async function readBody(res: IncomingMessage, max: number, what: string): Promise<Buffer> {
+export async function readBody(res: HttpResponse, max: number, what: string): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
     res.destroy();
@@ -135,7 +151,7 @@ export async function readBody(res: IncomingMessage, max: number, what: string):
 }
 
 /** Discards a response body we do not read, so its socket goes back to the pool. */
-export function drain(res: IncomingMessage): void {
+export function drain(res: HttpResponse): void {
   res.resume();
   res.on('error', () => undefined);
 }
@@ -157,7 +173,7 @@ const MAX_REDIRECTS = 10;
  * MAX_REDIRECTS or for a scheme other than http(s).
  */
 export function redirectTarget(
-  res: IncomingMessage,
+  res: HttpResponse,
   url: URL,
   apiHost: string,
   hops: number,
@@ -255,13 +271,9 @@ export class Transport {
       this.httpsAgent ??= new this.httpsModule.Agent({ keepAlive: true, maxSockets: 16 });
       requestFn = this.httpsModule.request as unknown as typeof import('node:http').request;
       extra.agent = this.httpsAgent;
-      const insecure = this.isInsecure(url.host);
-      extra.rejectUnauthorized = !insecure;
-      if (!insecure) {
-        secureContext = await this.tlsContext(url.host, this.systemCa.has(url.host));
-        if (secureContext) extra.secureContext = secureContext;
-      }
-      extra.servername = url.hostname.startsWith('[') || /^\d+\.\d+\.\d+\.\d+$/.test(url.hostname) ? undefined : url.hostname;
+      const tls = await this.tlsOptions(url);
+      Object.assign(extra, tls);
+      secureContext = tls.secureContext;
     } else {
       this.httpModule ??= await import('node:http');
       this.httpAgent ??= new this.httpModule.Agent({ keepAlive: true, maxSockets: 16 });
@@ -296,6 +308,76 @@ export class Transport {
       this.systemCa.add(url.host);
       return this.send(url, method, headers, signal, body);
     });
+  }
+
+  /**
+   * Whether the server at `url` answers a TLS hello: the scheme probe of a
+   * registry that may fall back to plain HTTP. Unverified and carrying no
+   * request (the real request after it verifies the certificate), it costs a
+   * handshake but not the CA bundle, which only a TLS registry needs (parsing
+   * SSL_CERT_FILE's bundle is 35 ms of CPU in a fresh process). Rejects with
+   * the socket's error when that is not a "not TLS" answer (refused,
+   * unreachable, timed out).
+   */
+  async speaksTls(url: URL): Promise<boolean> {
+    const tls = await import('node:tls');
+    const timeout = this.options.timeoutMs ?? 60_000;
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    const { servername } = await this.tlsOptionsFor(url, true);
+    return new Promise<boolean>((resolve, reject) => {
+      const socket = tls.connect({ host, port: Number(url.port) || 443, servername, rejectUnauthorized: false });
+      socket.setTimeout(timeout, () =>
+        socket.destroy(Object.assign(new Error(`no answer from ${url.host} in ${timeout} ms`), { code: 'ERR_CONVEYOR_TIMEOUT' })),
+      );
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', (error) => (isNotTlsError(error) ? resolve(false) : reject(error)));
+    });
+  }
+
+  /**
+   * A blob GET on a socket of our own (raw-exchange.ts: one reused read
+   * buffer), with the TLS rules, idle timeout and minimum rate of `send`.
+   * Resolves with the response head, whatever its status.
+   */
+  async sendRaw(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<RawResponse> {
+    const { rawGet } = await import('./raw-exchange.js');
+    const https = url.protocol === 'https:';
+    const tls = https ? await this.tlsOptions(url) : undefined;
+    const attempt = rawGet(
+      url,
+      { 'user-agent': this.options.userAgent ?? 'conveyor', ...headers },
+      {
+        tls,
+        timeoutMs: this.options.timeoutMs ?? 60_000,
+        minRate: this.options.minRate ?? DEFAULT_MIN_RATE,
+        rateWindowMs: this.options.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS,
+        signal,
+      },
+    );
+    if (!https || !tls?.rejectUnauthorized || tls.secureContext) return attempt;
+    return attempt.catch((error) => {
+      if (!isCertError(error) || this.systemCa.has(url.host)) throw error;
+      // As in send: not signed by a built-in root, try the system bundle.
+      this.systemCa.add(url.host);
+      return this.sendRaw(url, headers, signal);
+    });
+  }
+
+  /** How to verify a host's certificate: off where it is insecure, else against tlsContext's roots. */
+  private tlsOptions(url: URL): Promise<{ rejectUnauthorized: boolean; secureContext?: SecureContext; servername?: string }> {
+    return this.tlsOptionsFor(url, this.isInsecure(url.host));
+  }
+
+  private async tlsOptionsFor(url: URL, insecure: boolean): Promise<{ rejectUnauthorized: boolean; secureContext?: SecureContext; servername?: string }> {
+    const secureContext = insecure ? undefined : await this.tlsContext(url.host, this.systemCa.has(url.host));
+    return {
+      rejectUnauthorized: !insecure,
+      ...(secureContext ? { secureContext } : {}),
+      servername: url.hostname.startsWith('[') || /^\d+\.\d+\.\d+\.\d+$/.test(url.hostname) ? undefined : url.hostname,
+    };
   }
 
   /**
