@@ -78,11 +78,24 @@ export function helperRuns(helper: NetworkHelper): boolean {
   return helper.startTime !== undefined && processRuns(helper.pid, helper.startTime) && isHelperProcess(helper.pid);
 }
 
+/**
+ * Sends a signal to a process: the caller's process.kill (a tool's cli.ts
+ * passes it in: library modules read no process facts, test/architecture),
+ * or else kill(1). Throws nothing: a failure is a process gone meanwhile.
+ */
+export type SignalSender = (pid: number, signal: 'SIGTERM' | 'SIGKILL') => void;
+
 /** Stops the helper: SIGTERM, then SIGKILL after `graceMs`. Resolves to whether it is gone. */
-export async function stopHelper(helper: NetworkHelper, graceMs = 2000): Promise<boolean> {
+export async function stopHelper(helper: NetworkHelper, graceMs = 2000, send?: SignalSender): Promise<boolean> {
   if (!helperRuns(helper)) return true;
-  // kill(1), not process.kill: library modules read no process facts (test/architecture); a failure is a helper gone meanwhile.
-  const signal = (name: 'TERM' | 'KILL') => runProcess('kill', [`-${name}`, String(helper.pid)]);
+  const signal = async (name: 'TERM' | 'KILL') => {
+    if (!send) return void (await runProcess('kill', [`-${name}`, String(helper.pid)]));
+    try {
+      send(helper.pid, `SIG${name}`);
+    } catch {
+      // gone meanwhile
+    }
+  };
   await signal('TERM');
   for (let waited = 0, delay = 2; waited < graceMs; waited += delay, delay = Math.min(delay * 2, 50)) {
     await sleep(delay);
@@ -113,12 +126,22 @@ export async function removeNetns(path: string): Promise<string[]> {
   return warnings;
 }
 
-/** Stops the container's network helper and removes its network namespace; idempotent. Resolves to warnings. */
-export async function tearDownNetwork(containerDir: string): Promise<string[]> {
-  const warnings: string[] = [];
+/** Stops the container's network helper, if it has one, and forgets it (network.json); resolves to warnings. */
+export async function stopNetworkHelper(containerDir: string, send?: SignalSender): Promise<string[]> {
   const helper = await readNetworkHelper(containerDir);
-  if (helper && !(await stopHelper(helper))) warnings.push(`${helper.name} (pid ${helper.pid}) did not stop`);
-  warnings.push(...(await removeNetns(join(containerDir, NETNS_FILE))));
+  const stopped = helper ? await stopHelper(helper, undefined, send) : true;
   await rm(join(containerDir, NETWORK_FILE), { force: true });
+  return stopped ? [] : [`${helper!.name} (pid ${helper!.pid}) did not stop`];
+}
+
+/**
+ * Stops the container's network helper and removes its network namespace;
+ * idempotent. Resolves to warnings. The helper first: it holds the namespace
+ * file open, which keeps its mount busy. `send` signals the helper
+ * (SignalSender; kill(1) without).
+ */
+export async function tearDownNetwork(containerDir: string, send?: SignalSender): Promise<string[]> {
+  const warnings = await stopNetworkHelper(containerDir, send);
+  warnings.push(...(await removeNetns(join(containerDir, NETNS_FILE))));
   return warnings;
 }

@@ -16,7 +16,8 @@
  * ERR_CONTAINER_NAME_IN_USE for a taken one. Missing files are not errors.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SHA256_DIGEST } from '../digest.js';
 import { ConveyorError } from '../errors.js';
@@ -128,9 +129,26 @@ export async function readState(store: Store, id: string): Promise<ContainerStat
   return state;
 }
 
-/** Replaces a container's state.json atomically (a reader sees the old or the new, never half). */
-export async function writeState(store: Store, state: ContainerState): Promise<void> {
-  await store.writeFileAtomic(join(store.containerDir(state.id), STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+/**
+ * Replaces a container's state.json atomically (a reader sees the old or the
+ * new, never half) and durably. `durable: false` skips the fsyncs, for a
+ * state that cannot outlive a crash anyway: a foreground run's, whose
+ * container directory is garbage after one (the overlay and the process are
+ * gone; ctr-rm and img-prune remove a directory whose state is missing or
+ * torn).
+ */
+export async function writeState(store: Store, state: ContainerState, options: { durable?: boolean } = {}): Promise<void> {
+  const path = join(store.containerDir(state.id), STATE_FILE);
+  const text = `${JSON.stringify(state, null, 2)}\n`;
+  if (options.durable !== false) return store.writeFileAtomic(path, text);
+  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, text, { flag: 'wx', mode: 0o644 });
+    await rename(temp, path);
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw store.ioError(error, path);
+  }
 }
 
 /**

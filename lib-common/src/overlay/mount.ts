@@ -138,6 +138,14 @@ export interface MountOverlayOptions {
   driver?: OverlayDriver;
   /** Told when a driver failed and the next one is tried. */
   onFallback?: (failed: OverlayDriver, reason: string) => void;
+  /**
+   * The root is thrown away with the container (ctr-spawn's own overlay of a
+   * rootfs record): kernel overlayfs gets `volatile`, so no sync of the upper
+   * filesystem, at unmount or when the container syncs, waits on a disk
+   * whose data is about to be deleted. A kernel without it (before 5.10)
+   * gets the mount without.
+   */
+  volatile?: boolean;
 }
 
 /** A mounted container root: its paths and the driver that made it. */
@@ -145,13 +153,8 @@ export interface MountedOverlay extends ContainerPaths {
   driver: OverlayDriver;
 }
 
-/**
- * Creates `<store>/containers/<id>/{upper,work,merged}` and mounts overlayfs on
- * merged with `lowerDirs` (bottom first) below it. On failure nothing is left
- * mounted and the container directory is removed. The lower dirs are mounted
- * as given: take them from a record only through trustedLowerDirs.
- */
-export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<MountedOverlay> {
+/** Refuses lower dirs overlayfs cannot stack: none, too many, relative, missing or not directories. */
+async function checkLowerDirs(lowerDirs: string[]): Promise<void> {
   if (lowerDirs.length === 0) throw new ConveyorError('ERR_INPUT_RECORD', 'no layer directories to mount');
   if (lowerDirs.length > MAX_LOWER_LAYERS) {
     throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, {
@@ -161,18 +164,29 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
   for (const dir of lowerDirs) {
     if (typeof dir !== 'string' || !isAbsolute(dir))
       throw new ConveyorError('ERR_INPUT_RECORD', `layer directory is not an absolute path: ${JSON.stringify(dir)}`);
-    let info;
-    try {
-      info = await stat(dir);
-    } catch {
-      throw new ConveyorError('ERR_MOUNT_FAILED', `layer directory ${dir} does not exist`, { hint: 'unpack the image first: layer-unpack' });
-    }
-    if (!info.isDirectory())
-      throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
   }
-  const id = options.id ?? newContainerId();
-  const paths = containerPaths(store, id);
-  const plan = planOverlay(store, lowerDirs, paths, options.forceLinks);
+  // Looked at together: a deep image's layers are many stats.
+  await Promise.all(
+    lowerDirs.map(async (dir) => {
+      let info;
+      try {
+        info = await stat(dir);
+      } catch {
+        throw new ConveyorError('ERR_MOUNT_FAILED', `layer directory ${dir} does not exist`, { hint: 'unpack the image first: layer-unpack' });
+      }
+      if (!info.isDirectory())
+        throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
+    }),
+  );
+}
+
+/**
+ * Creates `<store>/containers/<id>/{upper,work,merged}`, owner-only, with
+ * nothing mounted yet: what a caller that works in the directory while the
+ * root is mounted (ctr-spawn's network namespace) needs first. Fails with
+ * nothing made (an existing directory is never taken over nor removed).
+ */
+export async function makeContainerDir(store: Store, paths: ContainerPaths): Promise<void> {
   await store.tighten();
   // A running container's upper and merged dirs hold the image's setuid files
   // as much as its layers do: containers/ and containers/<id> are owner-only,
@@ -186,25 +200,55 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
     // because a umask such as 027 would mask mkdir's mode.
     await Promise.all([mkdir(paths.upper, { mode: 0o755 }), mkdir(paths.work, { mode: 0o700 }), mkdir(paths.merged, { mode: 0o755 })]);
     await Promise.all([chmod(paths.upper, 0o755), chmod(paths.merged, 0o755)]);
-    if (plan.links.length > 0) {
-      await mkdirClosed(store.linksDir);
-      for (const link of plan.links) await ensureLink(store.root, store.linksDir, link.name, link.target);
+  } catch (error) {
+    await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Mounts the root of `paths` (made by makeContainerDir) with `lowerDirs`
+ * below it, trying the drivers in order; resolves to the one that worked.
+ * A failure leaves the directory, unmounted, to the caller.
+ */
+export async function mountContainerRoot(store: Store, lowerDirs: string[], paths: ContainerPaths, options: MountOverlayOptions = {}): Promise<OverlayDriver> {
+  await checkLowerDirs(lowerDirs);
+  const plan = planOverlay(store, lowerDirs, paths, options.forceLinks);
+  if (plan.links.length > 0) {
+    await mkdirClosed(store.linksDir);
+    for (const link of plan.links) await ensureLink(store.root, store.linksDir, link.name, link.target);
+  }
+  const drivers = driverOrder(Boolean(options.rootless), options.driver);
+  for (const [index, driver] of drivers.entries()) {
+    try {
+      await mountWith(driver, lowerDirs, plan, paths, Boolean(options.rootless), Boolean(options.volatile));
+      return driver;
+    } catch (error) {
+      if (index === drivers.length - 1) throw error;
+      options.onFallback?.(driver, (error as Error).message);
+      // What a failed attempt left (a copy's files, fuse-overlayfs's work dir) is not the next one's.
+      await Promise.all([paths.upper, paths.work].map((d) => rm(d, { recursive: true, force: true })));
+      await Promise.all([mkdir(paths.upper, { mode: 0o755 }), mkdir(paths.work, { mode: 0o700 })]);
+      await chmod(paths.upper, 0o755);
     }
-    const drivers = driverOrder(Boolean(options.rootless), options.driver);
-    for (const [index, driver] of drivers.entries()) {
-      try {
-        await mountWith(driver, lowerDirs, plan, paths, Boolean(options.rootless));
-        return { ...paths, driver };
-      } catch (error) {
-        if (index === drivers.length - 1) throw error;
-        options.onFallback?.(driver, (error as Error).message);
-        // What a failed attempt left (a copy's files, fuse-overlayfs's work dir) is not the next one's.
-        await Promise.all([paths.upper, paths.work].map((d) => rm(d, { recursive: true, force: true })));
-        await Promise.all([mkdir(paths.upper, { mode: 0o755 }), mkdir(paths.work, { mode: 0o700 })]);
-        await chmod(paths.upper, 0o755);
-      }
-    }
-    throw new ConveyorError('ERR_MOUNT_FAILED', 'no overlay driver to try');
+  }
+  throw new ConveyorError('ERR_MOUNT_FAILED', 'no overlay driver to try');
+}
+
+/**
+ * Creates `<store>/containers/<id>/{upper,work,merged}` and mounts overlayfs on
+ * merged with `lowerDirs` (bottom first) below it. On failure nothing is left
+ * mounted and the container directory is removed. The lower dirs are mounted
+ * as given: take them from a record only through trustedLowerDirs.
+ */
+export async function mountOverlay(store: Store, lowerDirs: string[], options: MountOverlayOptions = {}): Promise<MountedOverlay> {
+  await checkLowerDirs(lowerDirs);
+  const id = options.id ?? newContainerId();
+  const paths = containerPaths(store, id);
+  planOverlay(store, lowerDirs, paths, options.forceLinks); // a plan that cannot be made fails before anything is
+  await makeContainerDir(store, paths);
+  try {
+    return { ...paths, driver: await mountContainerRoot(store, lowerDirs, paths, options) };
   } catch (error) {
     await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
     throw error;
@@ -212,13 +256,23 @@ export async function mountOverlay(store: Store, lowerDirs: string[], options: M
 }
 
 /** Mounts the container root on merged with one driver; throws ERR_MOUNT_FAILED with its reason. */
-async function mountWith(driver: OverlayDriver, lowerDirs: string[], plan: OverlayPlan, paths: ContainerPaths, rootless: boolean): Promise<void> {
+async function mountWith(
+  driver: OverlayDriver,
+  lowerDirs: string[],
+  plan: OverlayPlan,
+  paths: ContainerPaths,
+  rootless: boolean,
+  volatile: boolean,
+): Promise<void> {
   if (driver === 'overlay') {
     // Uptime has 10 ms steps and the two clocks drift a little: allow a margin.
     const since = uptimeMicros() - 100_000;
     // userxattr: in a user namespace overlayfs keeps its opaque and redirect marks in user.overlay.* (trusted.* needs real root).
     const data = rootless ? `userxattr,${plan.options}` : plan.options;
-    const result = await runProcess('mount', ['-t', 'overlay', 'overlay', '-o', data, paths.merged], { cwd: plan.cwd });
+    const mount = (options: string) => runProcess('mount', ['-t', 'overlay', 'overlay', '-o', options, paths.merged], { cwd: plan.cwd });
+    let result = await mount(volatile ? `${data},volatile` : data);
+    // An older kernel refuses the option it does not know: mounted without, the root only costs its syncs.
+    if (result.failed && volatile) result = await mount(data);
     if (result.failed) throw mountError(result, paths.merged, since, rootless);
     return;
   }
@@ -294,7 +348,11 @@ export async function mountsUnder(dir: string): Promise<string[]> {
  */
 export async function removeContainer(store: Store, id: string, options: { keepDir?: boolean } = {}): Promise<void> {
   const paths = containerPaths(store, id);
-  const mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
+  let mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
+  // One umount(8) for them all (the root and a network namespace file: one process, not one each);
+  // whatever it could not unmount is tried again one by one below, for the reason.
+  if (mounted.length > 1 && !(await runProcess('umount', mounted)).failed) mounted = [];
+  else if (mounted.length > 1) mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
   for (const point of mounted) {
     const result = await runProcess('umount', [point]);
     if (result.failed) {

@@ -39,6 +39,7 @@ import { defaultSeccomp } from './seccomp.js';
 import { attachVolumes } from './volumes.js';
 import { resolveUser } from '@conveyor/lib-common/container/user';
 import { highestMapped, isMapped, readRootlessFacts } from './rootless.js';
+import { settleAll } from './settle.js';
 
 /** What the spec needs to know of the user namespace it runs in (rootless.ts). */
 function rootlessSpecFacts(): { ttyGroupMapped: boolean; highestGid: number } {
@@ -109,22 +110,25 @@ export async function prepareSpec(
   const cmd = options.command.length > 0 ? options.command : options.entrypoint !== undefined ? [] : (strings(config.Cmd) ?? []);
   const args = [...entrypoint, ...cmd];
   if (args.length === 0) throw new ConveyorError('ERR_USAGE', 'no command specified', { hint: 'give one after --, e.g. ctr-spawn -- sh -c "echo hi"' });
-  const user = await addGroups(rootfs, await resolveUser(rootfs, options.user ?? (typeof config.User === 'string' ? config.User : '')), options.groupAdd ?? []);
-  // --uts host: the host's name, as Docker (the spec then sets none).
-  // --net container:X: X's hostname, as Docker.
-  const hostname = await writeNameFiles(paths, options, network, options.uts?.mode === 'host' ? hostHostname() : (options.hostname ?? paths.id.slice(0, 12)));
-  const imageEnv = strings(config.Env) ?? [];
-  let env = mergeEnv([`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`], options.tty ? ['TERM=xterm'] : [], imageEnv, options.env);
-  if (envValue(env, 'HOME') === undefined) env = [...env, `HOME=${user.home}`];
   const workdirRaw = options.workdir ?? (typeof config.WorkingDir === 'string' && config.WorkingDir !== '' ? config.WorkingDir : '/');
   if (!workdirRaw.startsWith('/')) throw new ConveyorError('ERR_USAGE', `working directory must be absolute: ${JSON.stringify(workdirRaw)}`);
   const cwd = posix.normalize(workdirRaw);
-  await checkWorkdir(rootfs, cwd);
   const mountsByUser = [...options.volumes, ...options.tmpfs];
-  if (!underAny(cwd, mountsByUser)) await mkdirInRoot(rootfs, cwd);
-
-  // Exit 126/127 before the runtime starts, as Docker reports them.
-  const lookup = await findCommand(rootfs, args[0], envValue(env, 'PATH'), cwd);
+  const imageEnv = strings(config.Env) ?? [];
+  // PATH as the container's environment will have it (the hostname, known later, is not in it).
+  const path = envValue(mergeEnv([`PATH=${DEFAULT_PATH}`], imageEnv, options.env), 'PATH');
+  // Lookups in the root and the name files, together; a failure is the first of them in this order, as when they ran in turn.
+  const [user, hostname, , lookup] = await settleAll([
+    resolveUser(rootfs, options.user ?? (typeof config.User === 'string' ? config.User : '')).then((found) => addGroups(rootfs, found, options.groupAdd ?? [])),
+    // --uts host: the host's name, as Docker (the spec then sets none).
+    // --net container:X: X's hostname, as Docker.
+    writeNameFiles(paths, options, network, options.uts?.mode === 'host' ? hostHostname() : (options.hostname ?? paths.id.slice(0, 12))),
+    checkWorkdir(rootfs, cwd).then(() => (underAny(cwd, mountsByUser) ? undefined : mkdirInRoot(rootfs, cwd))),
+    // Exit 126/127 before the runtime starts, as Docker reports them.
+    findCommand(rootfs, args[0], path, cwd),
+  ]);
+  let env = mergeEnv([`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`], options.tty ? ['TERM=xterm'] : [], imageEnv, options.env);
+  if (envValue(env, 'HOME') === undefined) env = [...env, `HOME=${user.home}`];
   if (!underAny(lookup.path, mountsByUser)) {
     if (lookup.status === 'not-found') {
       throw new ConveyorError(
@@ -156,26 +160,32 @@ export async function prepareSpec(
     extraMounts.push({ destination: '/.conveyor-init', type: 'bind', source: init, options: ['rbind', 'rprivate', 'ro'] });
     finalArgs = ['/.conveyor-init', '--', ...args];
   }
-  // A missing host path is created as a directory, as docker run -v does (--mount refuses);
-  // an existing one, a file included, is bound as it is.
-  for (const volume of options.volumes) {
-    if (volume.volume !== undefined) continue; // a volume's directory is the store's (attachVolumes)
-    if (existsSync(volume.source)) continue;
-    if (volume.mustExist)
-      throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${volume.source}`, { hint: 'create it first, or use -v, which does' });
-    await mkdir(volume.source, { recursive: true });
-  }
   const store = new Store(join(paths.containerDir, '..', '..'));
-  // Named volumes, -v /path and the image's VOLUMEs no other mount covers, as bind mounts of volume dirs.
-  const volumes = await attachVolumes(store, {
-    id: paths.id,
-    rootfs,
-    volumes: options.volumes,
-    imageVolumes: config.Volumes,
-    otherTargets: options.tmpfs.map((t) => t.destination),
-  });
-  const pid = await namespaceOf(store, 'pid', options.pid);
-  const ipc = await namespaceOf(store, 'ipc', options.ipc);
+  const [, volumes, pid, ipc] = await settleAll([
+    // A missing host path is created as a directory, as docker run -v does (--mount refuses);
+    // an existing one, a file included, is bound as it is.
+    Promise.all(
+      options.volumes.map(async (volume) => {
+        if (volume.volume !== undefined) return; // a volume's directory is the store's (attachVolumes)
+        if (existsSync(volume.source)) return;
+        if (volume.mustExist)
+          throw new ConveyorError('ERR_USAGE', `--mount: bind source path does not exist: ${volume.source}`, {
+            hint: 'create it first, or use -v, which does',
+          });
+        await mkdir(volume.source, { recursive: true });
+      }),
+    ),
+    // Named volumes, -v /path and the image's VOLUMEs no other mount covers, as bind mounts of volume dirs.
+    attachVolumes(store, {
+      id: paths.id,
+      rootfs,
+      volumes: options.volumes,
+      imageVolumes: config.Volumes,
+      otherTargets: options.tmpfs.map((t) => t.destination),
+    }),
+    namespaceOf(store, 'pid', options.pid),
+    namespaceOf(store, 'ipc', options.ipc),
+  ]);
   // --ipc host: the host's /dev/shm too. A joined container's /dev/shm is a tmpfs of
   // its own mount namespace, which the kernel does not let another bind-mount: the
   // joiner shares System V IPC and message queues, not /dev/shm.

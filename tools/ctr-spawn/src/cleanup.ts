@@ -3,9 +3,11 @@
  * detached container that could not start, or one run with --rm whose
  * overlay is not its own): the runtime's state of the container (only when
  * this run started the runtime: never another run's container of the same
- * id), the cgroups it left, and then either the ephemeral overlay with its
- * container directory (a rootfs record) or just the files of the run (a mount
- * record, whose overlay and upper dir stay), and the name. --keep keeps the
+ * id), the cgroups it left, and then, beside the name's release, either the
+ * network helper and the ephemeral overlay with its container directory (a
+ * rootfs record: the root and the namespace file in one umount) or the
+ * network and just the files of the run (a mount record, whose overlay and
+ * upper dir stay). --keep keeps the
  * container directory (and the name); the anonymous volumes it made go with
  * it unless --keep. cleanUpStopped (a detached container
  * that ended): the runtime's state and cgroups go, the overlay is unmounted
@@ -25,7 +27,9 @@ import { logFiles } from '@conveyor/lib-common/container/log';
 import { runtimeDelete, type Runtime } from '@conveyor/lib-common/container/runtime';
 import { LOG_FILE, releaseName, STATE_FILE } from '@conveyor/lib-common/container/state';
 import { removeAnonymousVolumes } from '@conveyor/lib-common/container/volumes';
-import { NETWORK_LOG, tearDownNetwork } from '@conveyor/lib-common/container/network';
+import { settleAll } from './settle.js';
+import { NO_TRACE, type Trace } from './trace.js';
+import { NETNS_FILE, NETWORK_LOG, type SignalSender, stopNetworkHelper, tearDownNetwork } from '@conveyor/lib-common/container/network';
 
 /** The runtime's pid file (`runc run --pid-file`): written once the container's process runs. */
 export const PID_FILE = 'container.pid';
@@ -47,31 +51,56 @@ export interface CleanupTarget {
   runtimeStarted: () => boolean;
   /** A restart follows: the network (namespace, pasta/slirp4netns) stays for it. */
   keepNetwork?: boolean;
+  /** Signals the network helper (lib-common container/network SignalSender: ctr-spawn's process.kill); kill(1) without. */
+  signal?: SignalSender;
+  /** The run's phase trace (trace.ts): cleanUp's steps are spans of it. */
+  trace?: Trace;
 }
 
-async function stopRuntime(target: CleanupTarget): Promise<void> {
+/** The runtime's state of the container (when this run started it) and the cgroups it left. */
+async function stopContainer(target: CleanupTarget): Promise<void> {
   const id = target.paths.id;
   if (target.runtimeStarted() && existsSync(join(target.runtime.runtimeRoot, id))) await runtimeDelete(target.runtime, id);
   removeCgroups(target.cgroupsPath);
-  // Before the overlay's removal: pasta keeps the namespace mount under the directory busy.
-  if (!target.keepNetwork) {
-    const warnings = await tearDownNetwork(target.paths.containerDir);
-    if (warnings.length > 0) throw new Error(`network teardown: ${warnings.join('; ')}`);
-  }
 }
 
+function networkWarnings(warnings: string[]): void {
+  if (warnings.length > 0) throw new Error(`network teardown: ${warnings.join('; ')}`);
+}
+
+async function stopRuntime(target: CleanupTarget): Promise<void> {
+  await stopContainer(target);
+  // Before the overlay's removal: pasta keeps the namespace mount under the directory busy.
+  if (!target.keepNetwork) networkWarnings(await tearDownNetwork(target.paths.containerDir, target.signal));
+}
+
+/**
+ * Independent steps run together: the helper's stop and the files' removal;
+ * the root and the namespace file go in one umount (removeContainer), once
+ * the helper that holds the namespace open is gone.
+ */
 export async function cleanUp(target: CleanupTarget): Promise<void> {
-  const id = target.paths.id;
-  await stopRuntime(target);
-  if (target.ephemeral) await removeContainer(target.store, id, { keepDir: target.keep });
-  else if (!target.keep) {
-    const files = [...BUNDLE_FILES, STATE_FILE, SUPERVISOR_LOG].map((f) => join(target.paths.containerDir, f));
-    files.push(...logFiles(join(target.paths.containerDir, LOG_FILE)));
-    await Promise.all(files.map((f) => rm(f, { force: true })));
-  }
-  if (!target.keep && target.name) await releaseName(target.store, target.name, id);
-  // The container is gone, so are its anonymous volumes (Docker's --rm); named ones stay.
-  if (!target.keep) await removeAnonymousVolumes(target.store, id);
+  const { id, containerDir } = target.paths;
+  const trace = target.trace ?? NO_TRACE;
+  await trace.span('cleanup-runtime', stopContainer(target));
+  const released = async () => {
+    if (!target.keep && target.name) await releaseName(target.store, target.name, id);
+    // The container is gone, so are its anonymous volumes (Docker's --rm); named ones stay.
+    if (!target.keep) await removeAnonymousVolumes(target.store, id);
+  };
+  const removed = async () => {
+    if (target.ephemeral) {
+      const warnings = await trace.span('cleanup-helper', stopNetworkHelper(containerDir, target.signal));
+      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep }));
+      // Kept (--keep): the namespace's empty file goes, as tearDownNetwork's removeNetns does.
+      if (target.keep) await rm(join(containerDir, NETNS_FILE), { force: true });
+      return networkWarnings(warnings);
+    }
+    const files = target.keep ? [] : [...BUNDLE_FILES, STATE_FILE, SUPERVISOR_LOG].map((f) => join(containerDir, f));
+    if (!target.keep) files.push(...logFiles(join(containerDir, LOG_FILE)));
+    await Promise.all([tearDownNetwork(containerDir, target.signal).then(networkWarnings), ...files.map((f) => rm(f, { force: true }))]);
+  };
+  await settleAll([removed(), trace.span('cleanup-release', released())]);
 }
 
 export async function cleanUpStopped(target: CleanupTarget): Promise<void> {

@@ -22,6 +22,7 @@ import {
   type SpawnOptions,
 } from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
+import { createTrace, NO_TRACE } from './trace.js';
 import { combineMappings, parsePublish } from './ports/publish.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
@@ -187,6 +188,11 @@ await runCli({
   // In the foreground stdout is the container's: no error record goes there.
   recordsOnStdout: (args) => Boolean(args.detach || args['print-spec']),
   main: async (ctx) => {
+    // CONVEYOR_TRACE=1: where the time goes, phase by phase, on stderr (trace.ts).
+    const trace = ctx.env.CONVEYOR_TRACE === '1' ? createTrace('ctr-spawn', (line) => ctx.stderr.write(line)) : NO_TRACE;
+    trace.mark('node-started', performance.nodeTiming.bootstrapComplete);
+    trace.mark('cli-loaded');
+    if (trace !== NO_TRACE) process.on('exit', () => trace.mark('exit'));
     const args = ctx.args;
     if (args._.length > 0) {
       throw new ConveyorError('ERR_USAGE', `unexpected argument ${JSON.stringify(args._[0])}`, { hint: 'put the command after --: ctr-spawn -- echo hi' });
@@ -296,8 +302,10 @@ await runCli({
     if (args['check-flags']) return 0;
     const recordFile = flag(args, 'record');
     const runOptions = { ...options, restart };
+    trace.mark('flags');
     // Loaded after the flags are checked: --check-flags (conveyor-run, before it pulls) never needs it.
     const { spawnContainer } = await import('./spawn.js');
+    trace.mark('spawn-loaded');
     return spawnContainer(runOptions, {
       input: recordFile ? createReadStream(recordFile) : ctx.stdin,
       inputIsStdin: !recordFile,
@@ -308,6 +316,8 @@ await runCli({
       self: { pid: process.pid, startTime: startTime('self') },
       execPath: process.execPath,
       isRoot: process.getuid?.() === 0,
+      kill: (pid, signal) => process.kill(pid, signal),
+      trace,
       signals: (handler) => {
         for (const signal of FORWARDED) process.on(signal, handler);
         return () => {

@@ -1,11 +1,14 @@
 /**
  * Running one container, in order: take the first `rootfs` or `mount` record
- * (record.ts), get its overlay, write the bundle (bundle.ts), pick the
+ * (record.ts), make its directory, mount its overlay and set up its network
+ * together (network/), write the bundle (bundle.ts), pick the
  * container's stdin (tty.ts), record it in state.json (state.ts), run it with
- * the OCI runtime (runtime.ts) in the foreground or hand it to a supervisor
- * (detach.ts, supervisor/) while forwarding signals (signals.ts),
- * report an OOM kill (oom.ts), and clean up whatever happened (cleanup.ts).
- * Library code: streams, fds and a signal source come in from cli.ts.
+ * the OCI runtime (runtime.ts, `run`: one call) in the foreground or hand it
+ * to a supervisor (detach.ts, supervisor/) while forwarding signals (signals.ts),
+ * report an OOM kill (oom.ts), and clean up whatever happened (cleanup.ts),
+ * before the exit code is returned. Each phase is marked in the trace
+ * (trace.ts, CONVEYOR_TRACE=1). Library code: streams, fds, a signal source
+ * and a kill function come in from cli.ts.
  *
  * Failure: a ConveyorError (exit 125/126/127 in cli.ts) after cleaning up; a
  * failed clean-up is a warning, never the answer.
@@ -23,13 +26,16 @@ import { oomWarning } from './oom.js';
 import type { Forwarder } from './ports/forwarder.js';
 import { combineMappings, publishAll } from './ports/publish.js';
 import type { SpawnOptions } from './options.js';
-import { containerRoot, firstRecord } from './record.js';
+import { firstRecord, openContainerRoot } from './record.js';
+import { settleAll } from './settle.js';
+import { NO_TRACE, type Trace } from './trace.js';
 import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
 import { signalExit, SignalForwarder, type SignalSource } from '@conveyor/lib-common/container/signals';
 import { containerStdin } from '@conveyor/lib-common/container/tty';
 import { containerRecordOf } from '@conveyor/lib-common/container/targets';
 import { endOf, exitedState, initialState } from './state.js';
 import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
+import type { SignalSender } from '@conveyor/lib-common/container/network';
 
 /** The flag behind each field of SpawnOptions.limits, for messages. */
 const LIMIT_FLAGS: Record<string, string> = { memory: '--memory', memorySwap: '--memory-swap', cpus: '--cpus', pids: '--pids-limit' };
@@ -52,6 +58,10 @@ export interface SpawnIO {
   execPath: string;
   /** We run as root (pasta must then be told to stay root: --runas 0). */
   isRoot: boolean;
+  /** Sends a signal to a process (process.kill): the network helper's stop, without a kill(1). */
+  kill?: SignalSender;
+  /** The phase trace (CONVEYOR_TRACE=1, trace.ts); none by default. */
+  trace?: Trace;
 }
 
 /**
@@ -61,10 +71,14 @@ export interface SpawnIO {
  * (125/126/127) after cleaning up.
  */
 export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promise<number> {
+  const trace = io.trace ?? NO_TRACE;
   const signals = new SignalForwarder(io.signals);
   let cleanup: (() => Promise<void>) | undefined;
   let supervisor: PendingSupervisor | undefined;
   let forwarder: Forwarder | undefined;
+  // Loaded while the record is awaited: in a pipeline it comes when the tool upstream is done.
+  const networkModule = import('./network/index.js');
+  networkModule.catch(() => undefined); // a failure surfaces where it is awaited
   try {
     let record: Record<string, unknown>;
     try {
@@ -76,6 +90,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       }
       throw error;
     }
+    trace.mark('record');
     // One container per run: stop reading, so a producer that keeps writing
     // (or never closes) does not keep us alive after the container exits.
     io.input.unpipe();
@@ -83,12 +98,26 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     // Started now so that its start-up overlaps the mount and the bundle.
     if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath);
 
-    const { store, paths, ephemeral, driver } = await containerRoot(record, options, io.log);
+    const root = await openContainerRoot(record, options, io.log);
+    const { store, paths, ephemeral } = root;
     const id = paths.id;
+    trace.mark('container-dir');
     let cgroupsPath = `/conveyor/${id}`;
     let runtimeStarted = false;
+    // From here the directory is ours to remove, whatever else is set up in it by then.
     cleanup = () =>
-      cleanUp({ runtime: options, store, paths, cgroupsPath, ephemeral, keep: options.keep, name: options.name, runtimeStarted: () => runtimeStarted });
+      cleanUp({
+        runtime: options,
+        store,
+        paths,
+        cgroupsPath,
+        ephemeral,
+        keep: options.keep,
+        name: options.name,
+        runtimeStarted: () => runtimeStarted,
+        signal: io.kill,
+        trace,
+      });
     if (options.rootless) {
       // Under the user's delegated cgroup, or none; a limit without one is refused (ERR_CGROUP), never ignored.
       const { readRootlessFacts, rootlessCgroupsPath } = await import('./rootless.js');
@@ -102,34 +131,52 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       void runtimeKill(options, id, 'KILL');
     };
 
+    // -p, then -P's image ports; bound before the container starts: by us now, or by the supervisor that owns a detached one.
+    const config = (record.config && typeof record.config === 'object' ? record.config : {}) as { ExposedPorts?: unknown };
+    const mappings = combineMappings(options.publish ?? [], options.publishAll ? publishAll(config.ExposedPorts) : []);
+    // The overlay and the network at once: the network lives in the directory, not in the root.
     // Before the spec: it names the namespace, and /etc/hosts the addresses. Torn down by cleanUp.
-    const { planNetwork, setUpNetwork } = await import('./network/index.js');
     const networkOptions = {
       network: options.network,
       containerDir: paths.containerDir,
       store,
       hostGateway: (options.addHosts ?? []).some((h) => h.ip === 'host-gateway'),
       root: io.isRoot,
+      // Nothing joins a foreground container's namespace by our file: the runtime makes it, lo up.
+      runtimeNamespace: !options.detach && mappings.length === 0,
     };
-    const network = options.printSpec ? await planNetwork(networkOptions) : await setUpNetwork(networkOptions);
-    const spec = options.specFile
-      ? await adoptSpec(await readSpecFile(options.specFile), paths, store, cgroupsPath, options, network)
-      : (await prepareSpec(record, paths, options, cgroupsPath, network)).spec;
+    const [driver, network] = await settleAll([
+      trace.span('overlay', root.mount()),
+      trace.span(
+        'network',
+        networkModule.then(({ planNetwork, setUpNetwork }) => (options.printSpec ? planNetwork(networkOptions) : setUpNetwork(networkOptions))),
+      ),
+    ]);
+    const spec = await trace.span(
+      'spec',
+      options.specFile
+        ? readSpecFile(options.specFile).then((edited) => adoptSpec(edited, paths, store, cgroupsPath, options, network))
+        : prepareSpec(record, paths, options, cgroupsPath, network).then((prepared) => prepared.spec),
+    );
     if (options.printSpec) {
       await io.out.write(spec);
       return 0;
     }
-    await writeConfig(paths, spec);
-    // -p, then -P's image ports; bound before the container starts: by us now, or by the supervisor that owns a detached one.
-    const config = (record.config && typeof record.config === 'object' ? record.config : {}) as { ExposedPorts?: unknown };
-    const mappings = combineMappings(options.publish ?? [], options.publishAll ? publishAll(config.ExposedPorts) : []);
     if (mappings.length > 0 && !network.netnsPath)
       throw new ConveyorError('ERR_USAGE', `-p/-P need a network namespace of the container's own (--net ${network.label})`);
     const publish = mappings.length > 0 ? { netnsPath: network.netnsPath!, mappings } : undefined;
-    if (publish && !options.detach) {
-      const { startForwarder } = await import('./ports/forwarder.js');
-      forwarder = await startForwarder({ ...publish, log: io.log, execPath: io.execPath });
-    }
+    // config.json, and the relay of a foreground run's ports, together: the state names the ports bound.
+    await trace.span(
+      'bundle',
+      settleAll([
+        writeConfig(paths, spec),
+        (async () => {
+          if (!publish || options.detach) return;
+          const { startForwarder } = await import('./ports/forwarder.js');
+          forwarder = await startForwarder({ ...publish, log: io.log, execPath: io.execPath });
+        })(),
+      ]),
+    );
     const state = initialState({
       record,
       spec,
@@ -150,7 +197,11 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       log: options.detach ? { path: join(paths.containerDir, LOG_FILE), limits: options.log } : undefined,
     });
     // In the foreground ctr-spawn is the owner and runs it now; a detached container waits for its supervisor.
-    await writeState(store, options.detach ? state : { ...state, status: 'running', startedAt: state.createdAt });
+    // Durable only for a detached container: a foreground run's state cannot outlive a crash (writeState).
+    await trace.span(
+      'state',
+      writeState(store, options.detach ? state : { ...state, status: 'running', startedAt: state.createdAt }, { durable: options.detach }),
+    );
     if (signals.pending) return signalExit(signals.pending);
 
     if (options.detach) {
@@ -179,6 +230,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
         // the terminal reach it directly, and job control does not stop it.
         ownSession: !stdin.usesTerminal,
         onStart: (child) => {
+          trace.mark('runtime-started');
           runtimeStarted = true;
           signals.attach(child, true);
         },
@@ -186,6 +238,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     } finally {
       stdin.close();
     }
+    trace.mark('runtime-exited');
     // A non-zero exit is the container's own unless the runtime logged why it could not run it.
     const errors = code !== 0 ? await runtimeErrors(logPath) : [];
     if (errors.length > 0) throw runtimeFailure(errors.at(-1)!);
@@ -199,7 +252,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     try {
       // The relay first: the namespace it is in goes with the clean-up.
       await forwarder?.close();
-      if (cleanup) await cleanup();
+      if (cleanup) await trace.span('cleanup', cleanup());
     } catch (error) {
       // The container's exit code (or the spawn error) is the answer; a failed clean-up is reported, not substituted.
       io.log.warn(`clean-up failed: ${(error as Error).message}`);

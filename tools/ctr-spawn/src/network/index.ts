@@ -5,7 +5,8 @@
  * - pasta / slirp4netns: a namespace of its own (netns.ts) with a helper
  *   attached (slirp.ts) that gives it eth0, a default route and the outside
  *   world; the host's loopback only with host-gateway.
- * - private: a namespace of its own with only lo.
+ * - private: a namespace of its own with only lo, made by the runtime for a
+ *   foreground run that publishes nothing (runtimeNamespace), else ours.
  * - host: the host's namespace; nothing made.
  * - container: the namespace of another running container of the store (its
  *   `netns` file, or its init's /proc/PID/ns/net when it has none); not ours
@@ -37,6 +38,13 @@ export interface NetworkOptions {
   hostGateway: boolean;
   /** We run as root (pasta's --runas 0). */
   root: boolean;
+  /**
+   * private: the runtime makes the namespace (and brings its lo up, as runc
+   * does for a namespace of its own), no file of ours. For a container that
+   * nothing joins by our file: a foreground run that publishes no port (a
+   * detached one keeps a file, for its restarts and its relay).
+   */
+  runtimeNamespace?: boolean;
 }
 
 export interface NetworkSetup {
@@ -63,6 +71,7 @@ export async function setUpNetwork(options: NetworkOptions): Promise<NetworkSetu
   const { network } = options;
   if (network.mode === 'host') return { mode: 'host', label: 'host', teardown: nothing };
   if (network.mode === 'container') return joinContainer(options.store, network.ref);
+  if (network.mode === 'private' && options.runtimeNamespace) return { mode: 'private', label: 'private', teardown: nothing };
   const netnsPath = join(options.containerDir, NETNS_FILE);
   const teardown = async () => {
     const warnings = await tearDownNetwork(options.containerDir);
@@ -93,10 +102,11 @@ export async function setUpNetwork(options: NetworkOptions): Promise<NetworkSetu
  * The setup a run would make, making nothing (--print-spec): the namespace
  * path it would have; container:X resolved and checked as for a run.
  */
-export async function planNetwork(options: Pick<NetworkOptions, 'network' | 'containerDir' | 'store'>): Promise<NetworkSetup> {
+export async function planNetwork(options: Pick<NetworkOptions, 'network' | 'containerDir' | 'store' | 'runtimeNamespace'>): Promise<NetworkSetup> {
   const { network } = options;
   if (network.mode === 'host') return { mode: 'host', label: 'host', teardown: nothing };
   if (network.mode === 'container') return joinContainer(options.store, network.ref);
+  if (network.mode === 'private' && options.runtimeNamespace) return { mode: 'private', label: 'private', teardown: nothing };
   return { mode: network.mode, netnsPath: join(options.containerDir, NETNS_FILE), label: network.mode, teardown: nothing };
 }
 
