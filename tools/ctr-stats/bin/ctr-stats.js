@@ -1,2 +1,5 @@
 #!/usr/bin/env -S node --
-import '../dist/cli.js';
+// The bundle (bundle/cli.cjs, `make build`) with its code cache, else dist/cli.js: lib-common/src/start.ts.
+import { startTool } from '@conveyor/lib-common/start';
+
+await startTool(new URL('..', import.meta.url), { env: process.env, stderr: process.stderr });

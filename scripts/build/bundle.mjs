@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// Bundles every tool into one file for a fast start (issue 17), after `tsc -b` (`make build` runs
+// both): tools/<name>/dist/cli.js and everything it imports (lib-common, minimist, split2, tar-fs)
+// become tools/<name>/bundle/cli.cjs, which the tool's bin runs through lib-common/start.ts with a
+// V8 code cache (bundle/cli.cache) made here by a warm-up `--help` run (scripts/build/code-cache.mjs).
+//
+// The entries a tool starts as their own process or thread, found as `new URL('./x.js',
+// import.meta.url)` in its dist/ (ctr-spawn's supervisor and port relay, layer-unpack's inflate and
+// writer workers), become ES module bundles at the same place under bundle/ as under dist/. Every
+// `import.meta.url` in a tool's modules is rewritten to the URL the module would have under bundle/
+// (its place in dist/, taken to bundle/), so such paths, and img-build's `../../<tool>/bin`, resolve
+// from a bundle as they do from dist/ without a change to the modules.
+//
+// One esbuild service builds all of it (two builds, CommonJS mains and ES module entries, at once);
+// the warm-ups run two at a time. Failure: esbuild's errors (a top-level await other than
+// `await runCli(...)` in a cli.ts, an import.meta.url outside a tool) and a warm-up that exits non-zero
+// fail the build with exit 1.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TOOLS = join(REPO, 'tools');
+/** The identifier the rewritten import.meta.url refers to: the bundle directory's URL, declared at the top of each output. */
+const ROOT = '__conveyorBundleRoot';
+
+const tools = readdirSync(TOOLS).filter((name) => existsSync(join(TOOLS, name, 'dist', 'cli.js')));
+
+/** The entries a tool's modules start by URL (a process or a worker thread), relative to its dist/. */
+function startedEntries(tool) {
+  const dist = join(TOOLS, tool, 'dist');
+  const found = new Set();
+  for (const file of readdirSync(dist, { recursive: true, encoding: 'utf8' })) {
+    if (!file.endsWith('.js')) continue;
+    const text = readFileSync(join(dist, file), 'utf8');
+    for (const match of text.matchAll(/new URL\(['"](\.{1,2}\/[^'"]+\.js)['"], import\.meta\.url\)/g)) {
+      const target = join(dirname(join(dist, file)), match[1]);
+      if (existsSync(target)) found.add(relative(dist, target));
+    }
+  }
+  return [...found];
+}
+
+/**
+ * The tsc build records (tsconfig.tsbuildinfo, rewritten by each `tsc -b` that emits) of a tool's
+ * project and the projects it references, relative to the tool's directory: lib-common/start.ts runs
+ * the bundle only while it is newer than all of them.
+ */
+function buildRecords(tool) {
+  const seen = new Set();
+  const visit = (project) => {
+    if (seen.has(project)) return;
+    seen.add(project);
+    const config = JSON.parse(readFileSync(join(project, 'tsconfig.json'), 'utf8'));
+    for (const reference of config.references ?? []) visit(resolve(project, reference.path));
+  };
+  visit(join(TOOLS, tool));
+  return [...seen].map((project) => relative(join(TOOLS, tool), join(project, 'tsconfig.tsbuildinfo')));
+}
+
+/** A tool's dist/ module as esbuild loads it: import.meta.url pointing under bundle/, the cli's top-level await dropped. */
+const rewrite = {
+  name: 'conveyor-bundle-paths',
+  setup(b) {
+    b.onLoad({ filter: /\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const inTool = relative(TOOLS, args.path).split(sep);
+      const isToolModule = inTool.length > 2 && inTool[1] === 'dist' && !inTool[0].startsWith('..');
+      const place = isToolModule ? `./${inTool.slice(2).join('/')}` : undefined;
+      const isMain = b.initialOptions.format === 'cjs' && place === './cli.js';
+      if (!text.includes('import.meta.url') && !isMain) return undefined;
+      if (!place) return { errors: [{ text: `${relative(REPO, args.path)}: import.meta.url outside a tool's dist/ has no place under bundle/` }] };
+      let contents = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(place)}, ${ROOT}).href`);
+      // CommonJS has no top-level await: the cli's last statement needs none (runCli handles its own errors).
+      if (isMain) contents = contents.replace(/^await runCli\(/m, 'runCli(');
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  outdir: TOOLS,
+  outbase: TOOLS,
+  write: false,
+  logLevel: 'warning',
+  plugins: [rewrite],
+  // What tests and stack traces name stays readable; the bundle is read, not downloaded.
+  minify: false,
+  legalComments: 'none',
+};
+
+const started = tools.flatMap((tool) => startedEntries(tool).map((entry) => join(TOOLS, tool, 'dist', entry)));
+const [mains, entries] = await Promise.all([
+  build({
+    ...common,
+    format: 'cjs',
+    entryPoints: tools.map((tool) => join(TOOLS, tool, 'dist', 'cli.js')),
+    outExtension: { '.js': '.cjs' },
+    // A vm.Script has no module loader: `await import('node:zlib')` becomes a require (still lazy).
+    supported: { 'dynamic-import': false },
+  }),
+  started.length ? build({ ...common, format: 'esm', entryPoints: started }) : { outputFiles: [] },
+]);
+
+for (const tool of tools) rmSync(join(TOOLS, tool, 'bundle'), { recursive: true, force: true });
+for (const [result, format] of [
+  [mains, 'cjs'],
+  [entries, 'esm'],
+]) {
+  for (const output of result.outputFiles) {
+    // tools/<tool>/dist/<place> -> tools/<tool>/bundle/<place>
+    const [tool, , ...place] = relative(TOOLS, output.path).split(sep);
+    const target = join(TOOLS, tool, 'bundle', ...place);
+    const up = '../'.repeat(place.length - 1) || './';
+    const head =
+      format === 'cjs'
+        ? `// conveyor-bundle built-from: ${buildRecords(tool).join(' ')}\nconst ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
+        : `import { createRequire as __conveyorCreateRequire } from 'node:module';\nconst require = __conveyorCreateRequire(import.meta.url);\nconst ${ROOT} = new URL(${JSON.stringify(up)}, import.meta.url).href;\n`;
+    mkdirSync(dirname(target), { recursive: true });
+    writeFileSync(target, head + output.text);
+  }
+}
+
+/** Runs the warm-up that writes a tool's code cache; rejects when it fails. */
+function warmUp(tool) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [join(REPO, 'scripts', 'build', 'code-cache.mjs'), join(TOOLS, tool)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`bundle: the code cache warm-up of ${tool} exited ${code}`))));
+  });
+}
+
+const queue = [...tools];
+await Promise.all(
+  [0, 1].map(async () => {
+    for (let tool = queue.shift(); tool; tool = queue.shift()) await warmUp(tool);
+  }),
+);

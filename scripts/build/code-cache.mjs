@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// The warm-up scripts/build/bundle.mjs runs for each tool: `code-cache.mjs TOOL_DIR` runs the tool's
+// bundle as its bin would with `--help`, then writes V8's code cache of the bundle, with the functions
+// that run compiled, to TOOL_DIR/bundle/cli.cache (read by lib-common/start.ts). Run with no V8 flags,
+// as the bins are (`#!/usr/bin/env -S node --`): V8 rejects a cache made under other flags.
+// Failure: exit 1 with the error (the build fails).
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const toolDir = resolve(process.argv[2]);
+const { startTool } = await import('../../lib-common/dist/start.js');
+const name = toolDir.split('/').pop();
+// What the tool sees: its bin and `--help`.
+process.argv = [process.argv[0], join(toolDir, 'bin', `${name}.js`), '--help'];
+await startTool(pathToFileURL(`${toolDir}/`), {
+  env: process.env,
+  stderr: process.stderr,
+  warmUp: (script) => process.once('exit', () => writeFileSync(join(toolDir, 'bundle', 'cli.cache'), script.createCachedData())),
+});
