@@ -24,10 +24,10 @@ export interface StartOptions {
   stderr: NodeJS.WritableStream;
   /**
    * Build time only (scripts/build/code-cache.mjs): compile without the old
-   * cache and hand over the script, whose createCachedData() the warm-up
-   * calls when the run is over.
+   * cache and hand over what makes the cache file's contents, which the
+   * warm-up calls when the run is over.
    */
-  warmUp?: (script: Script) => void;
+  warmUp?: (cacheFile: () => Buffer) => void;
 }
 
 /** What startTool ran: the bundle (and whether V8 took its cache) or dist/cli.js (and why). */
@@ -39,8 +39,14 @@ export type StartPath =
 const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname) {';
 const WRAPPER_TAIL = '\n})';
 
-/** The bundle's first line names the tsc build records (*.tsbuildinfo, relative to the tool) it was made from. */
-const BUILT_FROM = '// conveyor-bundle built-from: ';
+/**
+ * The bundle's first line: `// conveyor-bundle BUILD_ID built-from: RECORD...`, its build's id (16
+ * hex digits, also the first bytes of its cache file: V8 checks a cache's V8 version, flags and
+ * source length, not the source, so a cache of an earlier build must not be taken) and the tsc build
+ * records (*.tsbuildinfo, relative to the tool) it was made from.
+ */
+const FIRST_LINE = /^\/\/ conveyor-bundle ([0-9a-f]{16}) built-from: (.*)$/;
+const BUILD_ID_BYTES = 16;
 
 function modifiedMs(file: string): number | undefined {
   try {
@@ -54,10 +60,9 @@ function modifiedMs(file: string): number | undefined {
  * Why the bundle (its text `source`) is not current: a tsc build came after it. Undefined when it
  * is (outside a checkout there are no build records: current).
  */
-export function staleness(toolDir: string, bundle: string, source: string): 'bundle older than the build' | undefined {
+export function staleness(toolDir: string, bundle: string, firstLine: RegExpExecArray | null): 'bundle older than the build' | undefined {
   const built = modifiedMs(bundle) ?? 0;
-  const line = source.slice(0, source.indexOf('\n'));
-  const records = line.startsWith(BUILT_FROM) ? line.slice(BUILT_FROM.length).split(' ') : [];
+  const records = firstLine ? firstLine[2].split(' ') : [];
   for (const record of records) {
     const compiled = modifiedMs(join(toolDir, record));
     if (compiled !== undefined && compiled > built) return 'bundle older than the build';
@@ -78,7 +83,8 @@ export async function startTool(toolUrl: URL, options: StartOptions): Promise<St
   const toolDir = fileURLToPath(toolUrl);
   const bundle = join(toolDir, 'bundle', 'cli.cjs');
   const source = readOrUndefined(bundle)?.toString('utf8');
-  const stale = source === undefined ? 'no bundle' : options.warmUp ? undefined : staleness(toolDir, bundle, source);
+  const firstLine = source === undefined ? null : FIRST_LINE.exec(source.slice(0, source.indexOf('\n')));
+  const stale = source === undefined ? 'no bundle' : options.warmUp ? undefined : staleness(toolDir, bundle, firstLine);
   const debug = options.env.CONVEYOR_START_DEBUG === '1';
   if (source === undefined || stale) {
     const path: StartPath = { entry: 'dist', file: join(toolDir, 'dist', 'cli.js'), reason: stale ?? 'no bundle' };
@@ -87,12 +93,15 @@ export async function startTool(toolUrl: URL, options: StartOptions): Promise<St
     return path;
   }
   const cacheFile = join(toolDir, 'bundle', 'cli.cache');
-  const cachedData = options.warmUp ? undefined : readOrUndefined(cacheFile);
+  const buildId = firstLine?.[1] ?? '';
+  const file = options.warmUp ? undefined : readOrUndefined(cacheFile);
+  const ours = file !== undefined && buildId !== '' && file.subarray(0, BUILD_ID_BYTES).toString('latin1') === buildId;
+  const cachedData = ours ? file.subarray(BUILD_ID_BYTES) : undefined;
   const script = new Script(WRAPPER_HEAD + source + WRAPPER_TAIL, { filename: bundle, cachedData });
-  const cache = cachedData === undefined ? 'absent' : script.cachedDataRejected ? 'rejected' : 'accepted';
+  const cache = file === undefined ? 'absent' : !ours || script.cachedDataRejected ? 'rejected' : 'accepted';
   const path: StartPath = { entry: 'bundle', file: bundle, cache };
   if (debug) options.stderr.write(`start: ${path.entry} ${path.file} (cache ${cache})\n`);
-  options.warmUp?.(script);
+  options.warmUp?.(() => Buffer.concat([Buffer.from(buildId, 'latin1'), script.createCachedData()]));
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, dirname(bundle));
   return path;

@@ -16,6 +16,7 @@
 // `await runCli(...)` in a cli.ts, an import.meta.url outside a tool) and a warm-up that exits non-zero
 // fail the build with exit 1.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,6 +108,8 @@ const [mains, entries] = await Promise.all([
   started.length ? build({ ...common, format: 'esm', entryPoints: started }) : { outputFiles: [] },
 ]);
 
+/** This build's id, on the bundles' first line and at the head of their caches (lib-common/start.ts). */
+const buildId = randomBytes(8).toString('hex');
 for (const tool of tools) rmSync(join(TOOLS, tool, 'bundle'), { recursive: true, force: true });
 for (const [result, format] of [
   [mains, 'cjs'],
@@ -119,7 +122,7 @@ for (const [result, format] of [
     const up = '../'.repeat(place.length - 1) || './';
     const head =
       format === 'cjs'
-        ? `// conveyor-bundle built-from: ${buildRecords(tool).join(' ')}\nconst ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
+        ? `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\nconst ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
         : `import { createRequire as __conveyorCreateRequire } from 'node:module';\nconst require = __conveyorCreateRequire(import.meta.url);\nconst ${ROOT} = new URL(${JSON.stringify(up)}, import.meta.url).href;\n`;
     mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, head + output.text);

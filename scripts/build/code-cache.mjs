@@ -16,5 +16,5 @@ process.argv = [process.argv[0], join(toolDir, 'bin', `${name}.js`), '--help'];
 await startTool(pathToFileURL(`${toolDir}/`), {
   env: process.env,
   stderr: process.stderr,
-  warmUp: (script) => process.once('exit', () => writeFileSync(join(toolDir, 'bundle', 'cli.cache'), script.createCachedData())),
+  warmUp: (cacheFile) => process.once('exit', () => writeFileSync(join(toolDir, 'bundle', 'cli.cache'), cacheFile())),
 });
