@@ -207,19 +207,29 @@ async function loadConfig(
  */
 async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
   const { withLease } = await import('@conveyor/lib-common/lease');
+  const { resolveManifest } = await import('@conveyor/registry/manifest');
+  // Asked for while the store gets ready (a new store's layout is written
+  // and fsynced, the lease taken): the manifest needs nothing from the store.
+  const manifest = resolveManifest(client, repo, reference, options.platform);
+  manifest.catch(() => undefined);
   await options.store.init();
-  return withLease(options.store, () => pullLeased(name, repo, reference, client, options), {
+  return withLease(options.store, () => pullLeased(name, repo, manifest, client, options), {
     onWait: () => options.info?.('waiting for img-prune to finish'),
   });
 }
 
-async function pullLeased(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
+async function pullLeased(
+  name: string,
+  repo: RepositoryRef,
+  manifestReady: Promise<ResolvedManifest>,
+  client: RegistryClient,
+  options: FetchOptions,
+): Promise<FetchResult> {
   const { store } = options;
-  const { resolveManifest } = await import('@conveyor/registry/manifest');
   const { checkBlobSize, DEFAULT_MAX_BLOB_SIZE, ensureFreeSpace, fetchBlobToStore } = await import('@conveyor/registry/blob');
   const maxSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
   await store.init();
-  const resolved = await resolveManifest(client, repo, reference, options.platform);
+  const resolved = await manifestReady;
   const { manifest } = resolved;
 
   const count = manifest.layers.length;
