@@ -13,6 +13,8 @@
  *   syncFilesystem(dir)             a whole unpacked tree before it is marked
  *                                   complete: one `sync -f` (syncfs(2)) per
  *                                   layer instead of an fsync per file
+ *   syncFilesystemShared(dir)       the same, one sync shared by the callers
+ *                                   that ask while another runs (group commit)
  *
  * On failure each throws ERR_STORE_IO naming the path, and for a full,
  * read-only or failing file system saying so (errors.ts storeIoError);
@@ -107,4 +109,46 @@ export async function syncFilesystem(dir: string): Promise<void> {
     const why = result.stderr.trim() || result.shortMessage;
     throw storeIoError(new Error(why), { path: dir, doing: 'cannot sync the file system of' });
   }
+}
+
+/** The sync running for a file system and the one queued after it (syncFilesystemShared). */
+interface SyncGroup {
+  running?: Promise<void>;
+  next?: Promise<void>;
+}
+
+const syncGroups = new Map<string, SyncGroup>();
+
+/**
+ * syncFilesystem(dir), shared: resolves once a sync that started after this
+ * call has finished, so everything the caller wrote before calling is on
+ * disk. A caller that comes while a sync runs waits for the next one (the
+ * running one may have missed its writes), and every caller that comes
+ * meanwhile shares that next one: layers that finish together cost one
+ * `sync -f`, not one each. Pass the same `dir` for one file system. Fails as
+ * syncFilesystem does; each caller gets the failure of the sync it waited for.
+ */
+export function syncFilesystemShared(dir: string): Promise<void> {
+  let group = syncGroups.get(dir);
+  if (!group) {
+    group = {};
+    syncGroups.set(dir, group);
+  }
+  const g = group;
+  const start = (): Promise<void> => {
+    const sync: Promise<void> = syncFilesystem(dir).finally(() => {
+      if (g.running === sync) g.running = undefined;
+    });
+    g.running = sync;
+    return sync;
+  };
+  if (!g.running) return start();
+  if (!g.next) {
+    const ignore = () => undefined;
+    g.next = g.running.then(ignore, ignore).then(() => {
+      g.next = undefined;
+      return start();
+    });
+  }
+  return g.next;
 }

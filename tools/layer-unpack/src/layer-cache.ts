@@ -24,7 +24,8 @@
  * anything else under that name is debris or a plant and is replaced.
  *
  * A layer is unpacked into a staging directory under layers/, synced to disk
- * (syncfs) and renamed into place: the rename is the commit point, so `layers/<chain hex>` existing with
+ * (syncfs, one shared by the layers that finish together: durable.ts
+ * syncFilesystemShared) and renamed into place: the rename is the commit point, so `layers/<chain hex>` existing with
  * a valid meta.json means complete. A staging directory left by a crash or
  * kill -9 is never used and is removed by the next unpack of that chain ID
  * (or by any run, once its pid is gone). A lock per chain ID makes concurrent
@@ -34,7 +35,7 @@ import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chainIDs, digestHex } from '@conveyor/lib-common/digest';
-import { syncDir, syncFilesystem } from '@conveyor/lib-common/durable';
+import { syncDir, syncFilesystemShared } from '@conveyor/lib-common/durable';
 import { ConveyorError, isConveyorError, isStorageErrno } from '@conveyor/lib-common/errors';
 import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
@@ -95,6 +96,12 @@ export interface EnsureOptions {
   /** Our process id, to name staging directories (their owner's liveness is checked in /proc). */
   pid: number;
   onProgress?: (blobBytes: number) => void;
+  /**
+   * Called once the layer's files are written, before it waits for the sync that commits it
+   * (not for a reused or failed layer): the caller may start unpacking another layer meanwhile,
+   * whose commit then shares the next sync.
+   */
+  onApplied?: () => void;
 }
 
 export interface EnsuredLayer {
@@ -272,10 +279,12 @@ async function unpackLocked(
       tree,
     };
     await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-    // Durable before it is complete: the tree and meta.json reach the disk (one syncfs for
-    // the layer, cheaper than an fsync per file), then the rename marks it complete and
-    // the fsync of layers/ keeps the rename (lib-common/src/durable.ts).
-    await syncFilesystem(staging);
+    opts.onApplied?.();
+    // Durable before it is complete: the tree and meta.json reach the disk (one syncfs
+    // started after they were written, shared with the layers finishing meanwhile: cheaper
+    // than an fsync per file), then the rename marks it complete and the fsync of layers/
+    // keeps the rename (lib-common/src/durable.ts).
+    await syncFilesystemShared(store.layersDir);
     // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
     // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
     const broken = `${staging}-old`;

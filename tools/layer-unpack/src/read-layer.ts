@@ -1,8 +1,9 @@
 /**
  * Reads one layer: blob → decompress → tar entries into an Applier. gzip and
  * plain tar are read, inflated and hashed on the inflate thread
- * (inflate-worker.ts); zstd is inflated by the `zstd` program and hashed
- * here. The uncompressed stream feeds tar-stream (tarparser.ts) and each
+ * (inflate-worker.ts), but for a small blob (up to INLINE_BLOB_BYTES), which
+ * is read and inflated here: a thread costs more to start than such a blob
+ * to inflate. zstd is inflated by the `zstd` program and hashed here. The uncompressed stream feeds tar-stream (tarparser.ts) and each
  * entry is applied as it arrives. No temporary copy of the layer is made.
  *
  * The diff ID is checked when the stream ends, before this layer's batch
@@ -13,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ConveyorError, isConveyorError } from '@conveyor/lib-common/errors';
 import type { Compression } from '@conveyor/lib-common/mediatypes';
@@ -135,14 +136,40 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
   };
 }
 
+/** Blobs up to this size are inflated on the calling thread (see the top of this file). */
+const INLINE_BLOB_BYTES = 1024 * 1024;
+
+/** gzip and plain tar, small blobs: read and inflated on this thread; the caller hashes. */
+function inflateHere(path: string, gzip: boolean, zlib: typeof import('node:zlib'), onBlobBytes: (n: number) => void): Decompressor {
+  const input = createReadStream(path, { highWaterMark: 256 * 1024 });
+  let blobBytes = 0;
+  input.on('data', (chunk) => {
+    blobBytes += chunk.length;
+    onBlobBytes(blobBytes);
+  });
+  const stream = gzip ? input.pipe(zlib.createGunzip({ chunkSize: 256 * 1024 })) : input;
+  // pipe() does not pass a read error on: end the inflated stream with it.
+  if (stream !== input) input.on('error', (error) => stream.destroy(error));
+  return {
+    stream,
+    done: Promise.resolve(),
+    kill: () => {
+      input.destroy();
+      stream.destroy();
+    },
+  };
+}
+
 interface Modules {
   subprocess?: typeof import('@conveyor/lib-common/subprocess');
   workerThreads?: typeof import('node:worker_threads');
+  zlib?: typeof import('node:zlib');
 }
 
 /** Loads what the decompressor needs up front, so no data flows before every listener is attached. */
-async function loadModules(compression: Compression): Promise<Modules> {
+async function loadModules(compression: Compression, inline: boolean): Promise<Modules> {
   if (compression === 'zstd') return { subprocess: await import('@conveyor/lib-common/subprocess') };
+  if (inline) return { zlib: await import('node:zlib') };
   return { workerThreads: await import('node:worker_threads') };
 }
 
@@ -185,13 +212,15 @@ function inflateZstd(source: Readable, label: string, { startProcess }: typeof i
  * batch steps. Progress is reported in compressed bytes read.
  */
 export async function applyLayer(source: LayerSource, applier: Applier, onProgress?: (blobBytes: number) => void): Promise<LayerResult> {
+  let blobSize: number;
   try {
-    await access(source.path);
+    blobSize = (await stat(source.path)).size;
   } catch {
     throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `layer ${source.label}: ${source.path} is missing`, { hint: 'pull the image again with img-fetch' });
   }
   const compression = source.compression ?? (await detectCompression(source.path));
-  const modules = await loadModules(compression);
+  const inline = blobSize <= INLINE_BLOB_BYTES;
+  const modules = await loadModules(compression, inline);
   const extract = await createExtract();
   applier.setFailureHandler((error) => fail(error));
   // From here on, everything is wired synchronously: no chunk can flow before its listener exists.
@@ -206,10 +235,12 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
       onProgress?.(blobBytes);
     });
   } else {
-    dec = inflateOnThread(source.path, compression === 'gzip', modules.workerThreads!.Worker, (n) => {
+    const onBlobBytes = (n: number) => {
       blobBytes = n;
       onProgress?.(n);
-    });
+    };
+    const gzip = compression === 'gzip';
+    dec = inline ? inflateHere(source.path, gzip, modules.zlib!, onBlobBytes) : inflateOnThread(source.path, gzip, modules.workerThreads!.Worker, onBlobBytes);
     input = dec.stream;
   }
   const hash = createHash('sha256');
@@ -249,8 +280,20 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
           stream.resume();
           return;
         }
+        let waiting = false;
         stream.on('data', (chunk: unknown) => {
-          if (!failure) sink.write(chunk as Uint8Array);
+          if (failure) return;
+          sink.write(chunk as Uint8Array);
+          // Bounded within a large file too: hold its data back while the writer has too much in
+          // flight (a 1 GB file would otherwise be queued as fast as it inflates, whatever the disk).
+          if (applier.busy && !waiting) {
+            waiting = true;
+            stream.pause();
+            applier.room().then(() => {
+              waiting = false;
+              stream.resume();
+            }, fail);
+          }
         });
         stream.on('end', () => {
           if (failure) return;

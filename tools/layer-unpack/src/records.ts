@@ -50,19 +50,25 @@ export interface UnpackOptions {
   progress?: Progress;
 }
 
-/** A counting semaphore: at most `limit` tasks run at once. */
+/** A counting semaphore: at most `limit` tasks run at once; a task may give its place up early (`release`). */
 export class Limiter {
   private running = 0;
   private readonly queue: (() => void)[] = [];
   constructor(private readonly limit: number) {}
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  async run<T>(task: (release: () => void) => Promise<T>): Promise<T> {
     if (this.running >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
     this.running++;
-    try {
-      return await task();
-    } finally {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
       this.running--;
       this.queue.shift()?.();
+    };
+    try {
+      return await task(release);
+    } finally {
+      release();
     }
   }
 }
@@ -203,7 +209,9 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
     const key = `${store.root}\0${layer.chainID}`;
     let job = jobs.get(key);
     if (!job) {
-      job = limiter.run(async () => {
+      // The place is given up once the layer's files are written: its commit waits for a sync
+      // while the next layer unpacks, and layers that finish together share one (layer-cache.ts).
+      job = limiter.run(async (release) => {
         const id = layer.digest;
         const label = layer.digest.slice(7, 19);
         progress?.start({ id, action: 'unpack', current: 0, total: layer.size, label });
@@ -216,6 +224,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           warn: (m) => opts.log.warn(`layer ${label}: ${m}`),
           pid: opts.pid,
           writerThreads: opts.writerThreads,
+          onApplied: release,
           onProgress: (n) => progress?.update({ id, action: 'unpack', current: n, total: layer.size, label }),
         });
         progress?.done({ id, action: 'unpack', current: layer.size, total: layer.size, label: result.reused ? `${label} (reused)` : label });

@@ -8,9 +8,17 @@
  * leave it (lstat of a path this layer wrote, removals, hardlinks, whiteouts,
  * batches, directory metadata); different queued operations never touch the
  * same path. Bounded memory: at most MAX_INFLIGHT_BYTES of file data are
- * queued or in flight; past that the parser is held back (room()).
+ * queued or in flight; past that the parser is held back (room()). File data
+ * reaches a thread through its lane's shared ring; an operation whose data
+ * does not fit in the ring yet waits, uncopied, until the thread has freed
+ * room (no private copy per chunk: those would pile up as garbage in the
+ * thread, whose collector runs seldom).
  *
- * With 0 threads every operation runs inline as it is queued.
+ * The threads start only when a layer turns out to need them: the first
+ * INLINE_OPS operations and INLINE_BYTES of data run inline, as they are
+ * queued (a thread costs tens of milliseconds of CPU to start, more than a
+ * small layer's whole unpack); a file large enough to be streamed starts them
+ * at once. With 0 threads every operation runs inline.
  */
 import { Worker } from 'node:worker_threads';
 import { closeAll, runOp } from './writer-ops.js';
@@ -35,7 +43,10 @@ export type WriterOp =
 /** Descriptor ids are unique in the process (inline writers share one table). */
 let nextId = 1;
 
-const MAX_INFLIGHT_BYTES = 32 * 1024 * 1024;
+const MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
+/** Work done inline before the threads start (see the top of this file). */
+const INLINE_OPS = 256;
+const INLINE_BYTES = 1024 * 1024;
 const BATCH_OPS = 128;
 const BATCH_BYTES = 1024 * 1024;
 
@@ -43,7 +54,7 @@ const BATCH_BYTES = 1024 * 1024;
 export type RingSlice = [number, number, number];
 
 /** Shared memory per writer thread for file data: one copy, no allocation per file. */
-const RING_BYTES = 16 * 1024 * 1024;
+const RING_BYTES = 4 * 1024 * 1024;
 
 export interface WriterError {
   message: string;
@@ -65,6 +76,8 @@ interface Lane {
   ring: Uint8Array;
   ringHead: number;
   ringAcked: number;
+  /** Operations waiting for room in the ring (in order: every later operation of the lane waits behind them). */
+  held: { op: WriterOp; chunks: Uint8Array[]; length: number }[];
 }
 
 export class Writer {
@@ -75,6 +88,10 @@ export class Writer {
   private flushScheduled = false;
   private waiters: (() => void)[] = [];
   private error: WriterError | undefined;
+  /** Operations and bytes run inline so far; the threads start past INLINE_OPS or INLINE_BYTES. */
+  private inlineOps = 0;
+  private inlineBytes = 0;
+  private threaded = false;
   private onError: (error: WriterError) => void = () => undefined;
 
   /** `threads` file-creation threads; 0 runs everything inline. */
@@ -90,6 +107,7 @@ export class Writer {
         ring: new Uint8Array(new SharedArrayBuffer(RING_BYTES)),
         ringHead: 0,
         ringAcked: 0,
+        held: [],
       });
     }
   }
@@ -104,8 +122,18 @@ export class Writer {
   }
 
   get idle(): boolean {
-    return this.lanes.every((l) => l.queue.length === 0 && l.acked === l.posted);
+    return this.lanes.every((l) => l.queue.length === 0 && l.held.length === 0 && l.acked === l.posted);
   }
+
+  /** Threads started so far (tested: none for a small layer). */
+  get threadsStarted(): number {
+    return this.started;
+  }
+
+  private started = 0;
+
+  /** Most bytes of file data queued or in flight at once so far (what MAX_INFLIGHT_BYTES bounds; tested). */
+  peakInflightBytes = 0;
 
   /** True when too much data is in flight: await room() before reading more. */
   get full(): boolean {
@@ -123,6 +151,7 @@ export class Writer {
       lane.acked += msg.done ?? 0;
       lane.ringAcked += msg.ring ?? 0;
       this.inflightBytes -= msg.bytes ?? 0;
+      if (lane.held.length > 0) this.unhold(lane);
       // Keep the process alive only while the thread has work.
       if (lane.acked === lane.posted) worker.unref();
       this.wake();
@@ -132,6 +161,7 @@ export class Writer {
       if (lane.acked < lane.posted) this.fail({ message: `file writer thread exited (${code}) with work pending` });
     });
     lane.worker = worker;
+    this.started++;
     return worker;
   }
 
@@ -168,10 +198,18 @@ export class Writer {
       return;
     }
     if (chunks && length > 0) {
-      this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks, length);
-      lane.queuedBytes += length;
       this.inflightBytes += length;
+      this.peakInflightBytes = Math.max(this.peakInflightBytes, this.inflightBytes);
     }
+    if (lane.held.length > 0 || (length > 0 && !this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks!, length))) {
+      lane.held.push({ op, chunks: chunks ?? [], length });
+      return;
+    }
+    this.enqueue(lane, op, length);
+  }
+
+  private enqueue(lane: Lane, op: WriterOp, length: number): void {
+    lane.queuedBytes += length;
     lane.queue.push(op);
     if (lane.queue.length >= BATCH_OPS || lane.queuedBytes >= BATCH_BYTES) this.flushLane(lane);
     else if (!this.flushScheduled) {
@@ -181,6 +219,17 @@ export class Writer {
         this.flush();
       });
     }
+  }
+
+  /** Stages the held operations that now fit in the ring, in order, and posts them. */
+  private unhold(lane: Lane): void {
+    while (lane.held.length > 0) {
+      const { op, chunks, length } = lane.held[0];
+      if (length > 0 && !this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks, length)) break;
+      lane.held.shift();
+      this.enqueue(lane, op, length);
+    }
+    this.flushLane(lane);
   }
 
   private flushLane(lane: Lane): void {
@@ -200,8 +249,16 @@ export class Writer {
     for (const lane of this.lanes) this.flushLane(lane);
   }
 
-  private pick(): Lane | undefined {
+  /** The lane for an operation carrying `bytes` of data; undefined: run it inline. */
+  private pick(bytes: number): Lane | undefined {
     if (this.lanes.length === 0) return undefined;
+    if (!this.threaded) {
+      this.inlineOps++;
+      this.inlineBytes += bytes;
+      if (this.inlineOps <= INLINE_OPS && this.inlineBytes <= INLINE_BYTES) return undefined;
+      // Everything run inline is done (inline operations are synchronous): what follows is queued after it.
+      this.threaded = true;
+    }
     const lane = this.lanes[this.nextLane];
     this.nextLane = (this.nextLane + 1) % this.lanes.length;
     return lane;
@@ -209,10 +266,12 @@ export class Writer {
 
   /**
    * Copies file data where the thread can read it: into the lane's shared ring
-   * when there is room (one memcpy, no allocation), else into a private buffer
-   * that is transferred (never a view of a pooled or shared Node buffer).
+   * (one memcpy, no allocation); false when the ring has no room for it yet.
+   * Data too large for the ring (over a quarter of it: not sent by file-sink.ts)
+   * goes into a private buffer that is transferred (never a view of a pooled or
+   * shared Node buffer).
    */
-  private stage(lane: Lane, op: { data?: Uint8Array; ring?: RingSlice }, chunks: Uint8Array[], length: number): void {
+  private stage(lane: Lane, op: { data?: Uint8Array; ring?: RingSlice }, chunks: Uint8Array[], length: number): boolean {
     const size = lane.ring.length;
     const pos = lane.ringHead % size;
     const pad = pos + length > size ? size - pos : 0;
@@ -225,8 +284,9 @@ export class Writer {
         offset += chunk.length;
       }
       lane.ringHead += need;
-      return;
+      return true;
     }
+    if (length <= size / 4) return false;
     const data = new Uint8Array(length);
     let offset = 0;
     for (const chunk of chunks) {
@@ -235,6 +295,7 @@ export class Writer {
     }
     op.data = data;
     lane.transfer.push(data.buffer as ArrayBuffer);
+    return true;
   }
 
   /** Directories are created at once, on the calling thread. */
@@ -243,12 +304,13 @@ export class Writer {
   }
 
   file(path: string, chunks: Uint8Array[], length: number, meta: FileMetaOp): void {
-    this.push(this.pick(), { op: 'file', path, ...meta }, chunks, length);
+    this.push(this.pick(length), { op: 'file', path, ...meta }, chunks, length);
   }
 
   open(path: string): number {
     const id = nextId++;
-    const lane = this.pick();
+    // Streamed files are the large ones: worth a thread from the start.
+    const lane = this.pick(Number.POSITIVE_INFINITY);
     if (lane) this.laneOf.set(id, lane);
     this.push(lane, { op: 'open', id, path });
     return id;
@@ -265,7 +327,7 @@ export class Writer {
   }
 
   symlink(path: string, target: string, meta: FileMetaOp): void {
-    this.push(this.pick(), { op: 'symlink', path, target, ...meta });
+    this.push(this.pick(0), { op: 'symlink', path, target, ...meta });
   }
 
   async room(): Promise<void> {
@@ -276,7 +338,7 @@ export class Writer {
   /** Waits until every queued operation has run. Throws nothing: check `failed` after. */
   async drain(): Promise<void> {
     this.flush();
-    while (!this.error && this.lanes.some((l) => l.acked < l.posted)) await new Promise<void>((r) => this.waiters.push(r));
+    while (!this.error && this.lanes.some((l) => l.acked < l.posted || l.held.length > 0)) await new Promise<void>((r) => this.waiters.push(r));
   }
 
   async stop(): Promise<void> {
