@@ -153,10 +153,17 @@ t.test('CONVEYOR_TRACE=1: every phase of a run, in order, on stderr only', async
     'cleanup',
     'exit',
   ];
+  const concurrent = (p: string | undefined) => p === 'overlay' || p === 'network' || p?.startsWith('cleanup-');
   t.strictSame(
-    phases.filter((p) => p !== 'overlay' && p !== 'network'),
+    phases.filter((p) => !concurrent(p)),
     expected,
     'the marks and the sequential spans in order',
+  );
+  const steps = phases.filter((p) => p?.startsWith('cleanup-'));
+  t.strictSame([...steps].sort(), ['cleanup-helper', 'cleanup-release', 'cleanup-root', 'cleanup-runtime'], "the clean-up's steps");
+  t.ok(
+    steps.every((p) => phases.indexOf(p) > phases.indexOf('runtime-exited') && phases.indexOf(p) < phases.indexOf('cleanup')),
+    'within the clean-up',
   );
   t.ok(phases.indexOf('overlay') > phases.indexOf('container-dir') && phases.indexOf('overlay') < phases.indexOf('spec'), 'the overlay between');
   t.ok(phases.indexOf('network') > phases.indexOf('container-dir') && phases.indexOf('network') < phases.indexOf('spec'), 'the network between');
@@ -202,6 +209,13 @@ t.test('--net none in the foreground: the runtime makes the namespace, lo up; -d
   const up = await ctrSpawn(rootfs, ['--root', root, '--net', 'none', '--', 'sh', '-c', 'ls /sys/class/net; cat /sys/class/net/lo/operstate']);
   t.equal(up.stdout, 'lo\nunknown\n', 'only lo, up');
   assertNothingLeft(t, '--net none');
+});
+
+t.test('the default network (pasta): lo is up, brought up by pasta itself', { skip: !hasPasta && 'pasta (passt) is not installed' }, async (t) => {
+  const r = await ctrSpawn(rootfs, ['--root', root, '--', 'sh', '-c', 'cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo pinged']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'unknown\npinged\n', 'lo up (operstate unknown), 127.0.0.1 answers');
+  assertNothingLeft(t, 'pasta');
 });
 
 /** Runs ctr-spawn traced and sends `signal` when the trace reaches `phase`; resolves to its exit and stderr. */

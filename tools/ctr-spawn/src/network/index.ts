@@ -77,7 +77,7 @@ export async function setUpNetwork(options: NetworkOptions): Promise<NetworkSetu
     const warnings = await tearDownNetwork(options.containerDir);
     if (warnings.length > 0) throw new Error(warnings.join('; '));
   };
-  await createNetns(netnsPath);
+  await createNetns(netnsPath, { loUp: network.mode !== 'pasta' });
   if (network.mode === 'private') return { mode: 'private', netnsPath, label: 'private', teardown };
   let helper: SlirpNetwork;
   try {
