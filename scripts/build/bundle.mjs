@@ -17,7 +17,7 @@
 // fail the build with exit 1.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -110,7 +110,14 @@ const [mains, entries] = await Promise.all([
 
 /** This build's id, on the bundles' first line and at the head of their caches (lib-common/start.ts). */
 const buildId = randomBytes(8).toString('hex');
-for (const tool of tools) rmSync(join(TOOLS, tool, 'bundle'), { recursive: true, force: true });
+/** Writes a file whole (a temp file renamed over it): tools may be starting from these bundles as they are rebuilt. */
+function writeWhole(file, contents) {
+  const temp = `${file}.${process.pid}.tmp`;
+  writeFileSync(temp, contents);
+  renameSync(temp, file);
+}
+
+const written = new Set();
 for (const [result, format] of [
   [mains, 'cjs'],
   [entries, 'esm'],
@@ -125,7 +132,16 @@ for (const [result, format] of [
         ? `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\nconst ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
         : `import { createRequire as __conveyorCreateRequire } from 'node:module';\nconst require = __conveyorCreateRequire(import.meta.url);\nconst ${ROOT} = new URL(${JSON.stringify(up)}, import.meta.url).href;\n`;
     mkdirSync(dirname(target), { recursive: true });
-    writeFileSync(target, head + output.text);
+    writeWhole(target, head + output.text);
+    written.add(target);
+  }
+}
+// What an earlier build left and this one did not write (the cache is rewritten by the warm-up; until then its build id tells it is old).
+for (const tool of tools) {
+  const dir = join(TOOLS, tool, 'bundle');
+  for (const file of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const path = join(dir, file);
+    if (/\.c?js$/.test(file) && !written.has(path)) rmSync(path, { force: true });
   }
 }
 

@@ -4,7 +4,7 @@
 // that run compiled, to TOOL_DIR/bundle/cli.cache (read by lib-common/start.ts). Run with no V8 flags,
 // as the bins are (`#!/usr/bin/env -S node --`): V8 rejects a cache made under other flags.
 // Failure: exit 1 with the error (the build fails).
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -16,5 +16,11 @@ process.argv = [process.argv[0], join(toolDir, 'bin', `${name}.js`), '--help'];
 await startTool(pathToFileURL(`${toolDir}/`), {
   env: process.env,
   stderr: process.stderr,
-  warmUp: (cacheFile) => process.once('exit', () => writeFileSync(join(toolDir, 'bundle', 'cli.cache'), cacheFile())),
+  // Written whole (renamed into place): the tool may be starting meanwhile.
+  warmUp: (cacheFile) =>
+    process.once('exit', () => {
+      const file = join(toolDir, 'bundle', 'cli.cache');
+      writeFileSync(`${file}.${process.pid}.tmp`, cacheFile());
+      renameSync(`${file}.${process.pid}.tmp`, file);
+    }),
 });
