@@ -271,7 +271,13 @@ async function receive(
 ): Promise<number> {
   let handle: FileHandle | undefined;
   try {
-    handle = await open(path, append ? 'a' : 'w', 0o644);
+    try {
+      handle = await open(path, append ? 'a' : 'w', 0o644);
+    } catch (error) {
+      // Nobody will read the body: let its connection go now, not at the idle timeout.
+      res.destroy();
+      throw error;
+    }
     if (isRawResponse(res)) return await receiveRaw(res, handle, path, hash, written, size, digest, options);
     const file = handle;
     // Writes are chained behind the reads (up to MAX_IN_FLIGHT bytes), so the

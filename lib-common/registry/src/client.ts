@@ -118,7 +118,7 @@ export class RegistryClient {
     });
   }
 
-  /** Destroys the keep-alive agents so the process can exit. */
+  /** Destroys the keep-alive agents (and raw-socket exchanges left open) so the process can exit. */
   close(): void {
     this.transport.close();
   }

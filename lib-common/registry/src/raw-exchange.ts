@@ -38,6 +38,8 @@ export interface RawExchangeOptions {
   minRate: number;
   rateWindowMs: number;
   signal?: AbortSignal;
+  /** Where the open connection is kept until it closes, so the transport's close() can end it. */
+  open?: Set<{ close(): void }>;
 }
 
 function networkFailure(message: string, code: string): Error {
@@ -110,6 +112,7 @@ class Connection {
     this.socket.on('close', () => this.onEnd());
     this.onAbort = () => this.fail(abortError(options.signal!));
     options.signal?.addEventListener('abort', this.onAbort, { once: true });
+    options.open?.add(this);
     this.moved += request.length;
     this.socket.write(request);
     if (options.minRate > 0) this.watchRate(url.host);
@@ -172,6 +175,7 @@ class Connection {
   }
 
   close(): void {
+    this.options.open?.delete(this);
     clearInterval(this.rateTimer);
     this.options.signal?.removeEventListener('abort', this.onAbort);
     this.socket.destroy();

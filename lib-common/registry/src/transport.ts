@@ -238,6 +238,8 @@ export class Transport {
   private readonly secureContexts = new Map<string, Promise<SecureContext | undefined>>();
   /** Hosts whose certificates need the system CA bundle. */
   private readonly systemCa = new Set<string>();
+  /** Raw-socket exchanges still open (a response not read to its end), ended by close(). */
+  private readonly rawConnections = new Set<{ close(): void }>();
   private httpAgent?: HttpAgent;
   private httpsAgent?: HttpsAgent;
   private httpModule?: typeof import('node:http');
@@ -247,10 +249,11 @@ export class Transport {
     this.options = options;
   }
 
-  /** Destroys the keep-alive agents so the process can exit. */
+  /** Destroys the keep-alive agents and any raw-socket exchange left open, so the process can exit. */
   close(): void {
     this.httpAgent?.destroy();
     this.httpsAgent?.destroy();
+    for (const connection of this.rawConnections) connection.close();
   }
 
   /** Whether TLS verification is off for this registry or host (`--insecure`, `--insecure-registry`). */
@@ -355,6 +358,7 @@ export class Transport {
         minRate: this.options.minRate ?? DEFAULT_MIN_RATE,
         rateWindowMs: this.options.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS,
         signal,
+        open: this.rawConnections,
       },
     );
     if (!https || !tls?.rejectUnauthorized || tls.secureContext) return attempt;

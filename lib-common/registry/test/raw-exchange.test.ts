@@ -266,3 +266,18 @@ t.test('a Basic challenge, then a redirect to a blob host that gets no Authoriza
   t.equal(blobHost.seen[0].head, 'GET /storage/blob?sig=1 HTTP/1.1', 'the Location, query included');
   t.notOk('authorization' in blobHost.seen[0].headers, 'the blob host got no Authorization');
 });
+
+t.test("the client's close() ends a raw exchange nobody read", async (t) => {
+  let closed: Promise<unknown> = Promise.resolve();
+  const { host } = await scripted(t, (socket) => {
+    closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(head200(blob.length));
+  });
+  const client = new RegistryClient({ plainHttp: true });
+  const res = await client.openBlob({ registry: host, repository: 'r' }, digest, 0);
+  t.ok(isRawResponse(res));
+  client.close();
+  // Without close() the connection would stay open until the idle timeout (60 s), and the process with it.
+  await closed;
+  t.pass('the registry saw the connection close');
+});
