@@ -1,6 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { Store } from '@conveyor/lib-common/store';
 
 const HELP = `Usage: ctr-ls [OPTIONS]
 
@@ -47,6 +46,8 @@ await runCli({
     const { listContainerRecords } = await import('./list.js');
     const filters = parseFilters(ctx.args.filter as string[]);
     if (ctx.args._.length > 0) throw new ConveyorError('ERR_USAGE', `unexpected argument ${ctx.args._[0]}`, { hint: 'select containers with --filter' });
+    // The store (and the crypto, locks and processes it brings) only past --help: a pipeline pays every tool's start.
+    const { Store } = await import('@conveyor/lib-common/store');
     const store = new Store(ctx.root);
     const containers = await listContainerRecords(store, { all: Boolean(ctx.args.all), filters, warn: (message) => ctx.log.warn(message) });
     const noTrunc = ctx.args.trunc === false;

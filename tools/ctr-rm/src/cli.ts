@@ -1,7 +1,6 @@
 import { flag } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
-import { Store } from '@conveyor/lib-common/store';
 
 const HELP = `Usage: ctr-rm [OPTIONS] [CONTAINER...]
        ctr-rm --prune
@@ -54,6 +53,8 @@ await runCli({
   userNamespace: (args) => !args.force || Boolean(args.prune),
   main: async (ctx) => {
     const { killForRemoval, prune, removeOne } = await import('./remove.js');
+    // The store (and the crypto, locks and processes it brings) only past --help: a pipeline pays every tool's start.
+    const { Store } = await import('@conveyor/lib-common/store');
     const store = new Store(ctx.root);
     const warn = (message: string) => ctx.log.warn(message);
     if (ctx.args.prune) {

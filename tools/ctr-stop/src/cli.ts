@@ -1,7 +1,6 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { intFlag, flag } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { Store } from '@conveyor/lib-common/store';
 
 const HELP = `Usage: ctr-stop [OPTIONS] [CONTAINER...]
 
@@ -47,6 +46,8 @@ await runCli({
     const signal = raw === undefined ? undefined : parseSignal(raw);
     if (ctx.args._.length === 0 && ctx.stdin.isTTY)
       throw new ConveyorError('ERR_USAGE', 'name at least one container', { hint: 'or pipe container records or ids into stdin' });
+    // The store (and the crypto, locks and processes it brings) only past --help: a pipeline pays every tool's start.
+    const { Store } = await import('@conveyor/lib-common/store');
     const store = new Store(ctx.root);
     return actOnTargets({
       store,

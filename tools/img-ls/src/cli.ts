@@ -1,7 +1,4 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { Store } from '@conveyor/lib-common/store';
-import { listImages } from './list.js';
-import { imageId, imageTable } from './table.js';
 
 const HELP = `Usage: img-ls [OPTIONS] [PATTERN...]
 
@@ -45,6 +42,12 @@ await runCli({
   help: HELP,
   spec: { boolean: ['json', 'table', 'all', 'digests', 'refs'], alias: { a: 'all' } },
   main: async (ctx) => {
+    // Loaded when needed: --help and --version load nothing but runCli (a pipeline pays every tool's start).
+    const [{ Store }, { listImages }, { imageId, imageTable }] = await Promise.all([
+      import('@conveyor/lib-common/store'),
+      import('./list.js'),
+      import('./table.js'),
+    ]);
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
     const images = await listImages(store, {
       patterns: ctx.args._,

@@ -1,8 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
-import { DRIVER_ENV, parseDriver } from '@conveyor/lib-common/overlay/driver';
-import { isRootless } from '@conveyor/lib-common/rootless/detect';
-import { trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
-import { mountStream, unmountQuery, unmountStream, type MountOptions } from './mount.js';
+import type { MountOptions } from './mount.js';
 
 const HELP = `Usage: overlay-mount [OPTIONS] < rootfs-records
        overlay-mount --unmount [ID|NAME|PREFIX...] [< mount-records]
@@ -54,6 +51,13 @@ await runCli({
   userNamespace: true,
   spec: { boolean: ['unmount', 'links'] },
   main: async (ctx) => {
+    // Loaded past --help: the mount code brings the store's crypto, locks and processes.
+    const [{ DRIVER_ENV, parseDriver }, { isRootless }, { trustedRecordStore }, { mountStream, unmountQuery, unmountStream }] = await Promise.all([
+      import('@conveyor/lib-common/overlay/driver'),
+      import('@conveyor/lib-common/rootless/detect'),
+      import('@conveyor/lib-common/overlay/record-paths'),
+      import('./mount.js'),
+    ]);
     const options: MountOptions = {
       root: ctx.root,
       forceLinks: Boolean(ctx.args.links),

@@ -1,6 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { Store } from '@conveyor/lib-common/store';
 
 const HELP = `Usage: vol-ls [OPTIONS]
 
@@ -43,6 +42,8 @@ await runCli({
     const { listVolumeRecords, parseFilters } = await import('./list.js');
     const filters = parseFilters(ctx.args.filter as string[]);
     const size = Boolean(ctx.args.size);
+    // The store (and the crypto, locks and processes it brings) only past --help: a pipeline pays every tool's start.
+    const { Store } = await import('@conveyor/lib-common/store');
     const records = await listVolumeRecords(new Store(ctx.root), { filters, size, warn: (message) => ctx.log.warn(message) });
     if (ctx.args.quiet) {
       for (const r of records) ctx.stdout.write(`${r.name}\n`);

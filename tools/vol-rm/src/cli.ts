@@ -1,6 +1,5 @@
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import { Store } from '@conveyor/lib-common/store';
 
 const HELP = `Usage: vol-rm [OPTIONS] [VOLUME...]
        vol-rm --prune [--all]
@@ -44,6 +43,8 @@ await runCli({
   main: async (ctx) => {
     const { pruneVolumes, removeTargets, volumeTargets } = await import('./remove.js');
     const { pipeline } = await import('@conveyor/lib-common/pipeline');
+    // The store (and the crypto, locks and processes it brings) only past --help: a pipeline pays every tool's start.
+    const { Store } = await import('@conveyor/lib-common/store');
     const store = new Store(ctx.root);
     if (ctx.args.prune) {
       if (ctx.args._.length > 0) throw new ConveyorError('ERR_USAGE', '--prune takes no volumes', { hint: 'vol-rm --prune removes every unused one' });
