@@ -6,8 +6,10 @@
  * a response that is not HTTP, a stall), and the blob lands verified in the
  * store or fails with the stable code. Also: the path is really taken
  * (openBlob answers a RawResponse; CONVEYOR_RAW_BLOBS=0's rawBlobs:false
- * does not), TLS with a custom CA (refused without it), and a redirect to a
- * blob host after a Basic challenge, which gets no Authorization.
+ * does not), TLS with a custom CA (refused without it), a redirect to a
+ * blob host after a Basic challenge, which gets no Authorization, the
+ * client's close() ending an exchange nobody read, and a header value with
+ * a line break refused before anything is sent.
  */
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
@@ -19,6 +21,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { Store } from '@conveyor/lib-common/store';
 import { fetchBlobToStore } from '../src/blob.js';
 import { RegistryClient, type RegistryClientOptions } from '../src/client.js';
+import { rawGet } from '../src/raw-exchange.js';
 import { isRawResponse } from '../src/transport.js';
 
 const blob = randomBytes(300 * 1024 + 7);
@@ -280,4 +283,14 @@ t.test("the client's close() ends a raw exchange nobody read", async (t) => {
   // Without close() the connection would stay open until the idle timeout (60 s), and the process with it.
   await closed;
   t.pass('the registry saw the connection close');
+});
+
+t.test('a header value with a line break is refused before anything is sent', async (t) => {
+  const { host, seen } = await scripted(t, (socket) => socket.end(head200(0)));
+  const options = { timeoutMs: 1000, minRate: 0, rateWindowMs: 1000 };
+  await t.rejects(rawGet(new URL(`http://${host}/v2/`), { authorization: 'Bearer x\r\nX-Injected: 1' }, options), {
+    code: 'ERR_REGISTRY_PROTOCOL',
+    message: /line break/,
+  });
+  t.equal(seen.length, 0, 'no request reached the server');
 });
