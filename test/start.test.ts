@@ -8,7 +8,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -100,7 +100,10 @@ t.test('no bundle, or one older than the last tsc build, runs dist/cli.js', asyn
   t.equal(missing.stdout, 'from dist\n', 'no bundle: dist/cli.js runs');
   t.match(missing.stderr, '(no bundle)');
 
-  writeFileSync(join(tool, 'bundle', 'cli.cjs'), "// conveyor-bundle 0123456789abcdef built-from: tsconfig.tsbuildinfo\nprocess.stdout.write('from bundle\\n');\n");
+  writeFileSync(
+    join(tool, 'bundle', 'cli.cjs'),
+    "// conveyor-bundle 0123456789abcdef built-from: tsconfig.tsbuildinfo\nprocess.stdout.write('from bundle\\n');\n",
+  );
   writeFileSync(join(tool, 'tsconfig.tsbuildinfo'), '{}');
   const past = new Date(Date.now() - 60_000);
   utimesSync(join(tool, 'tsconfig.tsbuildinfo'), past, past);
@@ -113,6 +116,19 @@ t.test('no bundle, or one older than the last tsc build, runs dist/cli.js', asyn
   const stale = startIn(tool, []);
   t.equal(stale.stdout, 'from dist\n', 'a tsc build after the bundle: dist/cli.js runs, not stale code');
   t.match(stale.stderr, '(bundle older than the build)');
+});
+
+t.test('a bin without a bundle (a tsc-only build) runs dist/cli.js', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tool = join(dir, 'img-ls');
+  cpSync(join(REPO_ROOT, 'tools', 'img-ls', 'bin'), join(tool, 'bin'), { recursive: true });
+  // dist/ as it is: its imports resolve from where it really lives.
+  symlinkSync(join(REPO_ROOT, 'tools', 'img-ls', 'dist'), join(tool, 'dist'));
+  const run = runBin(join(tool, 'bin', 'img-ls.js'), ['--version']);
+  t.equal(run.code, 0);
+  t.equal(run.stdout, 'img-ls 0.1.0\n', 'the tool ran from dist/');
+  t.match(run.stderr, '(no bundle)');
 });
 
 t.test('the entries a bundle starts are bundled where it looks for them', async (t) => {

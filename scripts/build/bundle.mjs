@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Bundles every tool into one file for a fast start (issue 17), after `tsc -b` (`make build` runs
 // both): tools/<name>/dist/cli.js and everything it imports (lib-common, minimist, split2, tar-fs)
-// become tools/<name>/bundle/cli.cjs, which the tool's bin runs through lib-common/start.ts with a
-// V8 code cache (bundle/cli.cache) made here by a warm-up `--help` run (scripts/build/code-cache.mjs).
+// become tools/<name>/bundle/cli.cjs, which the tool's bin runs through lib-common/start.ts (as
+// CommonJS: bundle/start.cjs) with a V8 code cache (bundle/cli.cache) made here by a warm-up `--help`
+// run (scripts/build/code-cache.mjs).
 //
 // The entries a tool starts as their own process or thread, found as `new URL('./x.js',
 // import.meta.url)` in its dist/ (ctr-spawn's supervisor and port relay, layer-unpack's inflate and
@@ -96,7 +97,7 @@ const common = {
 };
 
 const started = tools.flatMap((tool) => startedEntries(tool).map((entry) => join(TOOLS, tool, 'dist', entry)));
-const [mains, entries] = await Promise.all([
+const [mains, entries, starter] = await Promise.all([
   build({
     ...common,
     format: 'cjs',
@@ -106,6 +107,17 @@ const [mains, entries] = await Promise.all([
     supported: { 'dynamic-import': false },
   }),
   started.length ? build({ ...common, format: 'esm', entryPoints: started }) : { outputFiles: [] },
+  // lib-common/start.ts as CommonJS, for the bins (CommonJS: an ES module main costs Node's module loader at each start).
+  build({
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    write: false,
+    logLevel: 'warning',
+    entryPoints: [join(REPO, 'lib-common', 'dist', 'start.js')],
+    outfile: 'start.cjs',
+  }),
 ]);
 
 /** This build's id, on the bundles' first line and at the head of their caches (lib-common/start.ts). */
@@ -135,6 +147,11 @@ for (const [result, format] of [
     writeWhole(target, head + output.text);
     written.add(target);
   }
+}
+for (const tool of tools) {
+  const target = join(TOOLS, tool, 'bundle', 'start.cjs');
+  writeWhole(target, starter.outputFiles[0].text);
+  written.add(target);
 }
 // What an earlier build left and this one did not write (the cache is rewritten by the warm-up; until then its build id tells it is old).
 for (const tool of tools) {

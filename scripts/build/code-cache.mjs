@@ -5,11 +5,13 @@
 // as the bins are (`#!/usr/bin/env -S node --`): V8 rejects a cache made under other flags.
 // Failure: exit 1 with the error (the build fails).
 import { renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const toolDir = resolve(process.argv[2]);
-const { startTool } = await import('../../lib-common/dist/start.js');
+// The starter the bins run (bundle/start.cjs), so the cache is made by the code that reads it.
+const { startTool } = createRequire(import.meta.url)(join(toolDir, 'bundle', 'start.cjs'));
 const name = toolDir.split('/').pop();
 // What the tool sees: its bin and `--help`.
 process.argv = [process.argv[0], join(toolDir, 'bin', `${name}.js`), '--help'];

@@ -1,5 +1,12 @@
 #!/usr/bin/env -S node --
-// The bundle (bundle/cli.cjs, `make build`) with its code cache, else dist/cli.js: lib-common/src/start.ts.
-import { startTool } from '@conveyor/lib-common/start';
-
-await startTool(new URL('..', import.meta.url), { env: process.env, stderr: process.stderr });
+// CommonJS (bin/package.json): an ES module as the main entry would cost Node's module loader at each start.
+// The bundle with its code cache (bundle/, `make build`; lib-common/src/start.ts), else dist/cli.js (a tsc-only build).
+const { pathToFileURL } = require('node:url');
+let start;
+try {
+  start = require('../bundle/start.cjs');
+} catch {
+  if (process.env.CONVEYOR_START_DEBUG === '1') process.stderr.write(`start: dist ${__dirname}/../dist/cli.js (no bundle)\n`);
+  import(pathToFileURL(`${__dirname}/../dist/cli.js`).href);
+}
+start?.startTool(pathToFileURL(`${__dirname}/../`), { env: process.env, stderr: process.stderr });
