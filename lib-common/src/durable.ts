@@ -14,7 +14,7 @@
  *                                   complete: one `sync -f` (syncfs(2)) per
  *                                   layer instead of an fsync per file
  *   syncFilesystemShared(dir)       the same, one sync shared by the callers
- *                                   that ask while another runs (group commit)
+ *   syncDirShared(dir)              that ask while another runs (group commit)
  *
  * On failure each throws ERR_STORE_IO naming the path, and for a full,
  * read-only or failing file system saying so (errors.ts storeIoError);
@@ -111,7 +111,7 @@ export async function syncFilesystem(dir: string): Promise<void> {
   }
 }
 
-/** The sync running for a file system and the one queued after it (syncFilesystemShared). */
+/** The sync running for a key and the one queued after it (shared). */
 interface SyncGroup {
   running?: Promise<void>;
   next?: Promise<void>;
@@ -120,27 +120,25 @@ interface SyncGroup {
 const syncGroups = new Map<string, SyncGroup>();
 
 /**
- * syncFilesystem(dir), shared: resolves once a sync that started after this
- * call has finished, so everything the caller wrote before calling is on
- * disk. A caller that comes while a sync runs waits for the next one (the
- * running one may have missed its writes), and every caller that comes
- * meanwhile shares that next one: layers that finish together cost one
- * `sync -f`, not one each. Pass the same `dir` for one file system. Fails as
- * syncFilesystem does; each caller gets the failure of the sync it waited for.
+ * Group commit: runs `sync` for `key` so that the caller's promise resolves
+ * once a sync that STARTED after this call has finished. A caller that comes
+ * while a sync runs waits for the next one (the running one may have missed
+ * its writes), and every caller that comes meanwhile shares that next one.
+ * Each caller gets the failure of the sync it waited for.
  */
-export function syncFilesystemShared(dir: string): Promise<void> {
-  let group = syncGroups.get(dir);
+function shared(key: string, sync: () => Promise<void>): Promise<void> {
+  let group = syncGroups.get(key);
   if (!group) {
     group = {};
-    syncGroups.set(dir, group);
+    syncGroups.set(key, group);
   }
   const g = group;
   const start = (): Promise<void> => {
-    const sync: Promise<void> = syncFilesystem(dir).finally(() => {
-      if (g.running === sync) g.running = undefined;
+    const running: Promise<void> = sync().finally(() => {
+      if (g.running === running) g.running = undefined;
     });
-    g.running = sync;
-    return sync;
+    g.running = running;
+    return running;
   };
   if (!g.running) return start();
   if (!g.next) {
@@ -151,4 +149,23 @@ export function syncFilesystemShared(dir: string): Promise<void> {
     });
   }
   return g.next;
+}
+
+/**
+ * syncFilesystem(dir), shared (group commit, see `shared`): everything the
+ * caller wrote before calling is on disk when it resolves, and layers that
+ * finish together cost one `sync -f`, not one each. Pass the same `dir` for
+ * one file system. Fails as syncFilesystem does.
+ */
+export function syncFilesystemShared(dir: string): Promise<void> {
+  return shared(`fs\0${dir}`, () => syncFilesystem(dir));
+}
+
+/**
+ * syncDir(dir), shared (group commit, see `shared`): the names the caller
+ * created, renamed or removed in `dir` before calling are durable when it
+ * resolves; renames that land together cost one fsync. Fails as syncDir does.
+ */
+export function syncDirShared(dir: string): Promise<void> {
+  return shared(`dir\0${dir}`, () => syncDir(dir));
 }

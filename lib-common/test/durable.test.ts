@@ -109,10 +109,10 @@ t.test('the file is fsynced before the rename, the directory after (strace)', as
  * later gets a sync of its own, and a failure reaches every caller that
  * waited for that sync.
  */
-t.test('syncFilesystemShared: one sync for the callers that wait together (strace)', async (t) => {
+t.test('syncFilesystemShared, syncDirShared: one sync for the callers that wait together (strace)', async (t) => {
   const dir = t.testdir({});
   const script = `
-    const { syncFilesystemShared } = await import(${JSON.stringify(distDurable)});
+    const { syncDirShared, syncFilesystemShared } = await import(${JSON.stringify(distDurable)});
     const dir = ${JSON.stringify(dir)};
     // Five at once: the first starts a sync, the four others share the one after it.
     await Promise.all([1, 2, 3, 4, 5].map(() => syncFilesystemShared(dir)));
@@ -121,12 +121,18 @@ t.test('syncFilesystemShared: one sync for the callers that wait together (strac
     const missing = dir + '/missing';
     const results = await Promise.allSettled([syncFilesystemShared(missing), syncFilesystemShared(missing)]);
     console.log(JSON.stringify(results.map((r) => r.status === 'rejected' && r.reason.code)));
+    // The directory fsync shares the same way: three at once, two fsyncs.
+    await Promise.all([1, 2, 3].map(() => syncDirShared(dir)));
   `;
   const log = join(dir, 'strace.log');
-  const { stdout } = await run('strace', ['-f', '-qq', '-e', 'trace=syncfs', '-o', log, process.execPath, '--input-type=module', '-e', script]);
+  const { stdout } = await run('strace', ['-f', '-qq', '-y', '-e', 'trace=syncfs,fsync', '-o', log, process.execPath, '--input-type=module', '-e', script]);
   t.strictSame(JSON.parse(stdout), ['ERR_STORE_IO', 'ERR_STORE_IO'], 'each caller gets the failure');
   const syncs = (await readFile(log, 'utf8')).split('\n').filter((line) => /syncfs\(/.test(line) && !line.includes('resumed'));
   t.equal(syncs.length, 3, 'two syncs for the five callers, one for the later one (the missing dir fails before syncfs)');
+  const dirSyncs = (await readFile(log, 'utf8'))
+    .split('\n')
+    .filter((line) => line.includes(`fsync(`) && line.includes(`<${dir}>`) && !line.includes('resumed'));
+  t.equal(dirSyncs.length, 2, 'syncDirShared: two fsyncs of the directory for three callers');
 });
 
 t.test('Store writes name the store and leave nothing behind on failure', async (t) => {

@@ -35,7 +35,7 @@ import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chainIDs, digestHex } from '@conveyor/lib-common/digest';
-import { syncDir, syncFilesystemShared } from '@conveyor/lib-common/durable';
+import { syncDirShared, syncFilesystemShared } from '@conveyor/lib-common/durable';
 import { ConveyorError, isConveyorError, isStorageErrno } from '@conveyor/lib-common/errors';
 import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
@@ -293,7 +293,8 @@ async function unpackLocked(
       () => undefined,
     );
     await rename(staging, dir);
-    await syncDir(store.layersDir);
+    // Shared too: renames that land together cost one fsync of layers/.
+    await syncDirShared(store.layersDir);
     return done(meta, false);
   } catch (error) {
     await applier?.close();
