@@ -3,11 +3,11 @@
  * factory and callbacks; never touches `process`.
  *
  * Order of work, so a crash at any point leaves a consistent store:
- * config blob and layer blobs (in parallel, each verified and committed on
- * its own; a `layer` record goes out as soon as each is in and the config is
- * known) → manifest blob →
- * index.json entry (the platform manifest, annotated with the index digest
- * when it came from one) → the `image` record.
+ * config, manifest and layer blobs (in parallel, each verified and committed
+ * on its own; a `layer` record goes out as soon as each is in and the config
+ * is known; until index.json names the manifest they are orphans a crash
+ * leaves to gc) → index.json entry (the platform manifest, annotated with
+ * the index digest when it came from one) → the `image` record.
  */
 import { lookupLocalImage } from '@conveyor/lib-common/local-image';
 import { checkConfig, imageRecordFromStore, layerInfos, buildImageRecord, type ImageConfigBlob } from '@conveyor/lib-common/image';
@@ -267,6 +267,12 @@ async function pullLeased(
     throw error;
   });
   configReady.catch(() => undefined);
+  // Off the critical path: written while the layers download.
+  const manifestStored = store.writeBlob(resolved.descriptor.digest, resolved.body).catch((error) => {
+    fail(error);
+    throw error;
+  });
+  manifestStored.catch(() => undefined);
   const emitLayer = async (index: number) => {
     const { layers } = await configReady;
     if (options.emitLayers === false) return;
@@ -312,7 +318,7 @@ async function pullLeased(
   if (firstError !== undefined) throw toConveyorError(firstError);
   const { config } = await configReady;
 
-  await store.writeBlob(resolved.descriptor.digest, resolved.body);
+  await manifestStored;
   const annotations: Record<string, string> = {};
   if (resolved.indexDigest) {
     annotations[INDEX_DIGEST_ANNOTATION] = resolved.indexDigest;
