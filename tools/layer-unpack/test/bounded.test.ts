@@ -4,7 +4,8 @@
  * flight (a 1 GB file is never queued whole), the writer threads start only
  * for a layer that needs them, a small blob is inflated without a thread, and
  * a layer is renamed into place only after a sync that started once its files
- * and meta.json were written (strace).
+ * and meta.json were written (strace), while the next layer may already
+ * unpack (the --jobs place is given up before that sync).
  */
 import { execFile } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { toolPath } from '../../../test/helpers/tools.js';
 import type { Applier } from '../dist/apply/applier.js';
 import { Writer } from '../dist/apply/writer.js';
 import { applyLayer } from '../dist/read-layer.js';
+import { Limiter } from '../dist/records.js';
 import { imageRecords, storeImage } from './helpers/store.js';
 import { END, fileEntry, rawHeader } from './helpers/tars.js';
 
@@ -146,4 +148,46 @@ t.test('a layer is renamed into place only after a sync that started once it was
     const synced = syncStarts.some((s) => s > metaWritten && s < renamed);
     t.ok(synced, `layer ${i}: a syncfs started between its meta.json and its rename`);
   }
+});
+
+t.test('Limiter: a task that gives its place up lets the next one start before it ends', async (t) => {
+  const limiter = new Limiter(1);
+  const order: string[] = [];
+  let finishA!: () => void;
+  const aWaits = new Promise<void>((resolve) => (finishA = resolve));
+  const a = limiter.run(async (release) => {
+    order.push('a applies');
+    release();
+    release(); // twice is once
+    await aWaits;
+    order.push('a commits');
+  });
+  const b = limiter.run(async () => {
+    order.push('b applies');
+  });
+  const c = limiter.run(async () => {
+    order.push('c applies');
+  });
+  await b;
+  await c;
+  t.strictSame(order, ['a applies', 'b applies', 'c applies'], 'b and c ran while a waited, one at a time');
+  finishA();
+  await a;
+  // Without release the place is held to the end.
+  const held: string[] = [];
+  let finishD!: () => void;
+  const dWaits = new Promise<void>((resolve) => (finishD = resolve));
+  const d = limiter.run(async () => {
+    held.push('d');
+    await dWaits;
+    held.push('d ends');
+  });
+  const e = limiter.run(async () => {
+    held.push('e');
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  t.strictSame(held, ['d'], 'e waits for d');
+  finishD();
+  await Promise.all([d, e]);
+  t.strictSame(held, ['d', 'd ends', 'e']);
 });
