@@ -55,4 +55,12 @@ t.test('registryClientOptions', async (t) => {
   t.match(await options.credentials!('a:1'), { username: 'u', password: 'p' });
   t.equal(await options.credentials!('elsewhere:1'), undefined);
   t.throws(() => registryClientOptions(parseArgs(['--rate-window', 'x'], REGISTRY_FLAGS), {}, { userAgent: 'ua' }), { code: 'ERR_USAGE' });
+  // Blob bodies on the raw-socket path unless CONVEYOR_RAW_BLOBS=0.
+  const raw: [Record<string, string>, boolean][] = [
+    [{}, true],
+    [{ CONVEYOR_RAW_BLOBS: '1' }, true],
+    [{ CONVEYOR_RAW_BLOBS: '0' }, false],
+  ];
+  for (const [env, expected] of raw)
+    t.equal(registryClientOptions(parseArgs([], REGISTRY_FLAGS), env, { userAgent: 'ua' }).rawBlobs, expected, JSON.stringify(env));
 });
