@@ -8,13 +8,14 @@
  * (openBlob answers a RawResponse; CONVEYOR_RAW_BLOBS=0's rawBlobs:false
  * does not), TLS with a custom CA (refused without it), a redirect to a
  * blob host after a Basic challenge, which gets no Authorization, the
- * client's close() ending an exchange nobody read, and a header value with
- * a line break refused before anything is sent.
+ * client's close() ending an exchange nobody read, an abort mid-body, and a
+ * header value with a line break refused before anything is sent.
  */
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
@@ -293,4 +294,21 @@ t.test('a header value with a line break is refused before anything is sent', as
     message: /line break/,
   });
   t.equal(seen.length, 0, 'no request reached the server');
+});
+
+t.test('an abort mid-body ends the download and its connection at once', async (t) => {
+  let closed: Promise<unknown> = Promise.resolve();
+  const { host } = await scripted(t, (socket) => {
+    closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write(Buffer.concat([Buffer.from(head200(blob.length)), blob.subarray(0, 1000)]));
+  });
+  const abort = new AbortController();
+  const store = new Store(t.testdir());
+  const download = fetchBlobToStore(makeClient(t), store, { registry: host, repository: 'r' }, desc, { signal: abort.signal });
+  // Mid-body: the first bytes are in the partial file.
+  while (((await stat(store.ingestPath(digest)).catch(() => undefined))?.size ?? 0) === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  abort.abort();
+  await t.rejects(download, { name: 'AbortError' });
+  await closed;
+  t.notOk(await store.hasBlob(digest, blob.length), 'nothing stored');
 });
