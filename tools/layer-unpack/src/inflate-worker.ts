@@ -4,41 +4,66 @@
  * so decompression runs ahead of the main thread instead of waiting for it to
  * dispatch each zlib chunk. Chunks are posted to the main thread, which acks
  * what it consumed; at most MAX_AHEAD bytes are unacknowledged.
+ *
+ * One blob at a time, each started by a `start` message and named by its id
+ * in every message either way: a thread that finished a blob is kept by the
+ * main thread for the next one (read-layer.ts). A read or inflate error is
+ * posted once; the main thread then ends the thread.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 
 const MAX_AHEAD = 8 * 1024 * 1024;
-const { path, gzip } = workerData as { path: string; gzip: boolean };
 
-const input = createReadStream(path, { highWaterMark: 256 * 1024 });
-const hash = createHash('sha256');
-let blobBytes = 0;
-let ahead = 0;
-let paused = false;
-input.on('data', (chunk) => {
-  blobBytes += chunk.length;
-});
-const output = gzip ? input.pipe(createGunzip({ chunkSize: 256 * 1024 })) : input;
-const failed = (error: Error) => parentPort!.postMessage({ error: { message: error.message, code: (error as NodeJS.ErrnoException).code } });
-input.on('error', failed);
-output.on('error', failed);
-output.on('data', (chunk: Buffer) => {
-  hash.update(chunk);
-  ahead += chunk.length;
-  parentPort!.postMessage({ chunk, blobBytes });
-  if (ahead > MAX_AHEAD && !paused) {
-    paused = true;
-    output.pause();
+interface Job {
+  id: number;
+  ahead: number;
+  paused: boolean;
+  output: NodeJS.ReadableStream;
+}
+
+let job: Job | undefined;
+
+function start(id: number, path: string, gzip: boolean): void {
+  const input = createReadStream(path, { highWaterMark: 256 * 1024 });
+  const hash = createHash('sha256');
+  let blobBytes = 0;
+  input.on('data', (chunk) => {
+    blobBytes += chunk.length;
+  });
+  const output = gzip ? input.pipe(createGunzip({ chunkSize: 256 * 1024 })) : input;
+  const current: Job = { id, ahead: 0, paused: false, output };
+  job = current;
+  const failed = (error: Error) => parentPort!.postMessage({ id, error: { message: error.message, code: (error as NodeJS.ErrnoException).code } });
+  input.on('error', failed);
+  output.on('error', failed);
+  output.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    current.ahead += chunk.length;
+    parentPort!.postMessage({ id, chunk, blobBytes });
+    if (current.ahead > MAX_AHEAD && !current.paused) {
+      current.paused = true;
+      output.pause();
+    }
+  });
+  output.on('end', () => {
+    if (job === current) job = undefined;
+    parentPort!.postMessage({ id, end: true, blobBytes, diffID: `sha256:${hash.digest('hex')}` });
+  });
+}
+
+parentPort!.on('message', (msg: { start?: { id: number; path: string; gzip: boolean }; id?: number; ack?: number }) => {
+  if (msg.start) {
+    start(msg.start.id, msg.start.path, msg.start.gzip);
+    return;
   }
-});
-output.on('end', () => parentPort!.postMessage({ end: true, blobBytes, diffID: `sha256:${hash.digest('hex')}` }));
-parentPort!.on('message', (msg: { ack: number }) => {
-  ahead -= msg.ack;
-  if (paused && ahead <= MAX_AHEAD / 2) {
-    paused = false;
-    output.resume();
+  const current = job;
+  if (!current || msg.id !== current.id || msg.ack === undefined) return;
+  current.ahead -= msg.ack;
+  if (current.paused && current.ahead <= MAX_AHEAD / 2) {
+    current.paused = false;
+    current.output.resume();
   }
 });

@@ -279,6 +279,9 @@ async function unpackLocked(
       tree,
     };
     await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    // Its final usage counts for the image before the next layer starts (onApplied): with --jobs 1
+    // that one sees the exact budget, as when layers ran strictly one after another.
+    opts.budget?.settle(layer.chainID, { bytes: stats.bytes, entries: stats.entries });
     opts.onApplied?.();
     // Durable before it is complete: the tree and meta.json reach the disk (one syncfs
     // started after they were written, shared with the layers finishing meanwhile: cheaper

@@ -1,9 +1,9 @@
 /**
  * Reads one layer: blob → decompress → tar entries into an Applier. gzip and
  * plain tar are read, inflated and hashed on the inflate thread
- * (inflate-worker.ts), but for a small blob (up to INLINE_BLOB_BYTES), which
- * is read and inflated here: a thread costs more to start than such a blob
- * to inflate. zstd is inflated by the `zstd` program and hashed here. The uncompressed stream feeds tar-stream (tarparser.ts) and each
+ * (inflate-worker.ts; a thread that finished a blob is kept for the next
+ * layer), but for a small blob (up to INLINE_BLOB_BYTES), which is read and
+ * inflated here: a thread costs more to start than such a blob to inflate. zstd is inflated by the `zstd` program and hashed here. The uncompressed stream feeds tar-stream (tarparser.ts) and each
  * entry is applied as it arrives. No temporary copy of the layer is made.
  *
  * The diff ID is checked when the stream ends, before this layer's batch
@@ -81,7 +81,9 @@ interface Decompressor {
  * what was consumed (read() calls), which bounds how far it runs ahead.
  */
 function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('node:worker_threads').Worker, onBlobBytes: (n: number) => void): Decompressor {
-  const worker = new Worker(new URL('./inflate-worker.js', import.meta.url), { workerData: { path, gzip } });
+  const thread = idleInflaters.pop() ?? newInflater(Worker);
+  const worker = thread.worker;
+  const id = nextInflateJob++;
   let consumed = 0;
   let resolveDigest!: (d: string) => void;
   let rejectDigest!: (e: Error) => void;
@@ -95,45 +97,96 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
     highWaterMark: 1024 * 1024,
     read() {
       if (consumed > 0 && !ended) {
-        worker.postMessage({ ack: consumed });
+        worker.postMessage({ id, ack: consumed });
         consumed = 0;
       }
     },
   });
-  worker.on('message', (msg: { chunk?: Uint8Array; blobBytes?: number; end?: boolean; diffID?: string; error?: { message: string; code?: string } }) => {
-    if (msg.error) {
-      const error = Object.assign(new Error(msg.error.message), { code: msg.error.code });
+  /** Failed or abandoned: this thread is not reused. */
+  const end = () => {
+    thread.owner = undefined;
+    void worker.terminate();
+  };
+  thread.owner = {
+    message: (msg) => {
+      if (msg.id !== id) return;
+      if (msg.error) {
+        const error = Object.assign(new Error(msg.error.message), { code: msg.error.code });
+        rejectDigest(error);
+        stream.destroy(error);
+        end();
+        return;
+      }
+      if (msg.blobBytes !== undefined) onBlobBytes(msg.blobBytes);
+      if (msg.chunk) {
+        const chunk = Buffer.from(msg.chunk.buffer, msg.chunk.byteOffset, msg.chunk.byteLength);
+        consumed += chunk.length;
+        stream.push(chunk);
+      }
+      if (msg.end) {
+        ended = true;
+        resolveDigest(msg.diffID!);
+        stream.push(null);
+        // Done cleanly: kept for the next blob (unref'd: an idle thread never keeps the process alive).
+        thread.owner = undefined;
+        worker.unref();
+        if (idleInflaters.length < MAX_IDLE_INFLATERS) idleInflaters.push(thread);
+        else void worker.terminate();
+      }
+    },
+    error: (error) => {
       rejectDigest(error);
       stream.destroy(error);
-      void worker.terminate();
-      return;
-    }
-    if (msg.blobBytes !== undefined) onBlobBytes(msg.blobBytes);
-    if (msg.chunk) {
-      const chunk = Buffer.from(msg.chunk.buffer, msg.chunk.byteOffset, msg.chunk.byteLength);
-      consumed += chunk.length;
-      stream.push(chunk);
-    }
-    if (msg.end) {
-      ended = true;
-      resolveDigest(msg.diffID!);
-      stream.push(null);
-      void worker.terminate();
-    }
-  });
-  worker.on('error', (error) => {
-    rejectDigest(error);
-    stream.destroy(error);
-  });
+    },
+  };
+  worker.ref();
+  worker.postMessage({ start: { id, path, gzip } });
   return {
     stream,
     done: Promise.resolve(),
     diffID,
     kill: () => {
-      void worker.terminate();
+      if (!ended) end();
       stream.destroy();
     },
   };
+}
+
+interface InflateMessage {
+  id?: number;
+  chunk?: Uint8Array;
+  blobBytes?: number;
+  end?: boolean;
+  diffID?: string;
+  error?: { message: string; code?: string };
+}
+
+/** An inflate thread; `owner` routes its messages to the blob it reads, none while idle. */
+interface Inflater {
+  worker: import('node:worker_threads').Worker;
+  owner?: { message(msg: InflateMessage): void; error(error: Error): void };
+}
+
+/** Inflate threads kept between layers (--jobs 2 reads two blobs at once): a thread costs ~40 ms of CPU to start. */
+const MAX_IDLE_INFLATERS = 2;
+const idleInflaters: Inflater[] = [];
+let nextInflateJob = 1;
+
+/** Inflate threads idle between layers (tested). */
+export function idleInflaterCount(): number {
+  return idleInflaters.length;
+}
+
+function newInflater(Worker: typeof import('node:worker_threads').Worker): Inflater {
+  const worker = new Worker(new URL('./inflate-worker.js', import.meta.url));
+  const thread: Inflater = { worker };
+  worker.on('message', (msg: InflateMessage) => thread.owner?.message(msg));
+  worker.on('error', (error) => thread.owner?.error(error));
+  worker.on('exit', () => {
+    const i = idleInflaters.indexOf(thread);
+    if (i >= 0) idleInflaters.splice(i, 1);
+  });
+  return thread;
 }
 
 /** Blobs up to this size are inflated on the calling thread (see the top of this file). */

@@ -14,8 +14,9 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { toolPath } from '../../../test/helpers/tools.js';
 import type { Applier } from '../dist/apply/applier.js';
-import { Writer } from '../dist/apply/writer.js';
-import { applyLayer } from '../dist/read-layer.js';
+import { idleThreadCount, Writer } from '../dist/apply/writer.js';
+import { applyLayer, idleInflaterCount } from '../dist/read-layer.js';
+import { Applier as RealApplier } from '../dist/apply/applier.js';
 import { Limiter } from '../dist/records.js';
 import { imageRecords, storeImage } from './helpers/store.js';
 import { END, fileEntry, rawHeader } from './helpers/tars.js';
@@ -92,7 +93,7 @@ t.test('the writer: inline for a few small files, threads for a streamed one, in
   const small = new Writer(2);
   for (let i = 0; i < 10; i++) small.file(join(dir, `small-${i}`), [Buffer.from(`file ${i}`)], `file ${i}`.length, meta);
   await small.drain();
-  t.equal(small.threadsStarted, 0, 'ten small files: no thread started');
+  t.equal(small.threadsUsed, 0, 'ten small files: no thread started');
   t.equal(readFileSync(join(dir, 'small-7'), 'utf8'), 'file 7');
   await small.stop();
 
@@ -109,10 +110,33 @@ t.test('the writer: inline for a few small files, threads for a streamed one, in
   big.close(id, meta);
   await big.drain();
   t.equal(big.failed, undefined);
-  t.equal(big.threadsStarted, 1, 'a streamed file: one thread');
+  t.equal(big.threadsUsed, 1, 'a streamed file: one thread');
   t.equal(statSync(join(dir, 'streamed')).size, chunks * chunk.length, 'the whole file written');
   t.ok(big.peakInflightBytes <= 8 * MiB + chunk.length, `in flight stays under the cap (peak ${big.peakInflightBytes})`);
   t.ok(big.peakInflightBytes < (chunks * chunk.length) / 4, 'never the whole file');
+
+  // Its thread is kept for the next Writer, which writes through it.
+  await big.stop();
+  const idle = idleThreadCount();
+  t.ok(idle >= 1, 'the thread is idle in the pool after a clean stop');
+  const next = new Writer(2);
+  const again = next.open(join(dir, 'again'));
+  t.equal(idleThreadCount(), idle - 1, 'the next Writer takes it');
+  next.write(again, chunk);
+  next.close(again, meta);
+  await next.drain();
+  t.equal(next.failed, undefined);
+  t.equal(statSync(join(dir, 'again')).size, chunk.length, 'written through the reused thread');
+  await next.stop();
+  t.equal(idleThreadCount(), idle, 'and back in the pool');
+
+  // A Writer that stops with a file still open does not pool its thread (its descriptor is in it).
+  const open = new Writer(2);
+  const left = open.open(join(dir, 'left-open'));
+  open.write(left, chunk);
+  await open.drain();
+  await open.stop();
+  t.equal(idleThreadCount(), idle - 1, 'not pooled: ended');
 });
 
 t.test('a layer is renamed into place only after a sync that started once it was written (strace)', async (t) => {
@@ -190,4 +214,38 @@ t.test('Limiter: a task that gives its place up lets the next one start before i
   finishD();
   await Promise.all([d, e]);
   t.strictSame(held, ['d', 'd ends', 'e']);
+});
+
+t.test('an inflate thread that read a blob to its end is kept for the next; one that failed is not', async (t) => {
+  const dir = t.testdir({});
+  const tar = join(dir, 'two-mib.tar');
+  bigTar(tar, 2 * MiB);
+  const unpackOnce = async (name: string) => {
+    const root = join(dir, name);
+    mkdirSync(root);
+    const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 1000, warn: () => undefined });
+    try {
+      applier.beginLayer(true);
+      await applyLayer({ path: tar, compression: 'none', label: name }, applier);
+      await applier.finish();
+    } finally {
+      await applier.close();
+    }
+    return statSync(join(root, 'big')).size;
+  };
+  t.equal(await unpackOnce('one'), 2 * MiB);
+  const idle = idleInflaterCount();
+  t.ok(idle >= 1, 'kept after a clean read');
+  t.equal(await unpackOnce('two'), 2 * MiB, 'the next blob read through it');
+  t.equal(idleInflaterCount(), idle, 'taken and given back: none started beside it');
+  // A gzip blob whose stream is corrupt past its first bytes: the thread reports it and is ended.
+  const bad = join(dir, 'bad.gz');
+  writeFileSync(bad, Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), Buffer.alloc(2 * MiB, 0xff)]));
+  const root = join(dir, 'bad');
+  mkdirSync(root);
+  const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 1000, warn: () => undefined });
+  applier.beginLayer(true);
+  await t.rejects(applyLayer({ path: bad, compression: 'gzip', label: 'bad' }, applier), { code: 'ERR_LAYER_INVALID' });
+  await applier.close();
+  t.equal(idleInflaterCount(), idle - 1, 'the failed thread is not kept');
 });

@@ -18,7 +18,10 @@
  * INLINE_OPS operations and INLINE_BYTES of data run inline, as they are
  * queued (a thread costs tens of milliseconds of CPU to start, more than a
  * small layer's whole unpack); a file large enough to be streamed starts them
- * at once. With 0 threads every operation runs inline.
+ * at once. With 0 threads every operation runs inline. A thread that ended its
+ * layer cleanly (everything acknowledged, no file left open) is kept idle, with
+ * its ring, for the next layer's Writer (up to MAX_IDLE_THREADS; unref'd, so
+ * they never keep the process alive).
  */
 import { Worker } from 'node:worker_threads';
 import { closeAll, runOp } from './writer-ops.js';
@@ -66,14 +69,48 @@ export interface WriterError {
 /** How long stop() waits for a thread to end (see stop). */
 const STOP_TIMEOUT_MS = 2000;
 
+/** A started thread and its ring; `owner` routes its messages to the lane using it, none while idle. */
+interface Thread {
+  worker: Worker;
+  ring: Uint8Array;
+  owner?: {
+    message(msg: { done?: number; bytes?: number; ring?: number; error?: WriterError }): void;
+    error(error: Error): void;
+    exit(code: number): void;
+  };
+}
+
+/** Threads kept between Writers (see the top of this file). */
+const MAX_IDLE_THREADS = 4;
+const idleThreads: Thread[] = [];
+
+/** Threads idle in the pool (tested). */
+export function idleThreadCount(): number {
+  return idleThreads.length;
+}
+
+function newThread(): Thread {
+  const ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
+  const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: ring.buffer } });
+  const thread: Thread = { worker, ring };
+  worker.on('message', (msg) => thread.owner?.message(msg));
+  worker.on('error', (error) => thread.owner?.error(error));
+  worker.on('exit', (code) => {
+    const i = idleThreads.indexOf(thread);
+    if (i >= 0) idleThreads.splice(i, 1);
+    thread.owner?.exit(code);
+  });
+  return thread;
+}
+
 interface Lane {
-  worker: Worker | undefined;
+  /** Taken (from the pool, or started) when the lane is first given an operation. */
+  thread: Thread | undefined;
   queue: WriterOp[];
   transfer: ArrayBuffer[];
   queuedBytes: number;
   posted: number;
   acked: number;
-  ring: Uint8Array;
   ringHead: number;
   ringAcked: number;
   /** Operations waiting for room in the ring (in order: every later operation of the lane waits behind them). */
@@ -98,13 +135,12 @@ export class Writer {
   constructor(threads = 2) {
     for (let i = 0; i < threads; i++) {
       this.lanes.push({
-        worker: undefined,
+        thread: undefined,
         queue: [],
         transfer: [],
         queuedBytes: 0,
         posted: 0,
         acked: 0,
-        ring: new Uint8Array(new SharedArrayBuffer(RING_BYTES)),
         ringHead: 0,
         ringAcked: 0,
         held: [],
@@ -125,12 +161,12 @@ export class Writer {
     return this.lanes.every((l) => l.queue.length === 0 && l.held.length === 0 && l.acked === l.posted);
   }
 
-  /** Threads started so far (tested: none for a small layer). */
-  get threadsStarted(): number {
-    return this.started;
+  /** Threads this Writer used, started or taken from the pool (tested: none for a small layer). */
+  get threadsUsed(): number {
+    return this.used;
   }
 
-  private started = 0;
+  private used = 0;
 
   /** Most bytes of file data queued or in flight at once so far (what MAX_INFLIGHT_BYTES bounds; tested). */
   peakInflightBytes = 0;
@@ -140,36 +176,40 @@ export class Writer {
     return this.inflightBytes > MAX_INFLIGHT_BYTES;
   }
 
-  private startWorker(lane: Lane): Worker {
-    if (lane.worker) return lane.worker;
-    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: lane.ring.buffer } });
-    worker.on('message', (msg: { done?: number; bytes?: number; ring?: number; error?: WriterError }) => {
-      if (msg.error) {
-        this.fail(msg.error);
-        return;
-      }
-      lane.acked += msg.done ?? 0;
-      lane.ringAcked += msg.ring ?? 0;
-      this.inflightBytes -= msg.bytes ?? 0;
-      if (lane.held.length > 0) this.unhold(lane);
-      // Keep the process alive only while the thread has work.
-      if (lane.acked === lane.posted) worker.unref();
-      this.wake();
-    });
-    worker.on('error', (error) => this.fail({ message: error.message }));
-    worker.on('exit', (code) => {
-      if (lane.acked < lane.posted) this.fail({ message: `file writer thread exited (${code}) with work pending` });
-    });
-    lane.worker = worker;
-    this.started++;
-    return worker;
+  /** Gives the lane a thread: an idle one from the pool, else a new one. */
+  private attach(lane: Lane): Thread {
+    if (lane.thread) return lane.thread;
+    const thread = idleThreads.pop() ?? newThread();
+    const worker = thread.worker;
+    thread.owner = {
+      message: (msg) => {
+        if (msg.error) {
+          this.fail(msg.error);
+          return;
+        }
+        lane.acked += msg.done ?? 0;
+        lane.ringAcked += msg.ring ?? 0;
+        this.inflightBytes -= msg.bytes ?? 0;
+        if (lane.held.length > 0) this.unhold(lane);
+        // Keep the process alive only while the thread has work.
+        if (lane.acked === lane.posted) worker.unref();
+        this.wake();
+      },
+      error: (error) => this.fail({ message: error.message }),
+      exit: (code) => {
+        if (lane.acked < lane.posted) this.fail({ message: `file writer thread exited (${code}) with work pending` });
+      },
+    };
+    lane.thread = thread;
+    this.used++;
+    return thread;
   }
 
   private fail(error: WriterError): void {
     if (this.error) return;
     this.error = error;
     // Nothing more will be acknowledged: never let a failed thread keep the process alive.
-    for (const lane of this.lanes) lane.worker?.unref();
+    for (const lane of this.lanes) lane.thread?.worker.unref();
     this.onError(error);
     this.wake();
   }
@@ -234,7 +274,7 @@ export class Writer {
 
   private flushLane(lane: Lane): void {
     if (lane.queue.length === 0 || this.error) return;
-    const worker = this.startWorker(lane);
+    const worker = this.attach(lane).worker;
     const ops = lane.queue;
     const transfer = lane.transfer;
     lane.queue = [];
@@ -261,6 +301,8 @@ export class Writer {
     }
     const lane = this.lanes[this.nextLane];
     this.nextLane = (this.nextLane + 1) % this.lanes.length;
+    // The ring comes with the thread: stage() writes into it before the first flush.
+    this.attach(lane);
     return lane;
   }
 
@@ -272,7 +314,8 @@ export class Writer {
    * shared Node buffer).
    */
   private stage(lane: Lane, op: { data?: Uint8Array; ring?: RingSlice }, chunks: Uint8Array[], length: number): boolean {
-    const size = lane.ring.length;
+    const ring = lane.thread!.ring;
+    const size = ring.length;
     const pos = lane.ringHead % size;
     const pad = pos + length > size ? size - pos : 0;
     const need = pad + length;
@@ -280,7 +323,7 @@ export class Writer {
       let offset = (pos + pad) % size;
       op.ring = [offset, length, need];
       for (const chunk of chunks) {
-        lane.ring.set(chunk, offset);
+        ring.set(chunk, offset);
         offset += chunk.length;
       }
       lane.ringHead += need;
@@ -342,11 +385,20 @@ export class Writer {
   }
 
   async stop(): Promise<void> {
+    // Clean: nothing pending, failed or left open (a file whose close never came has its descriptor in the thread).
+    const clean = !this.error && this.laneOf.size === 0;
     await Promise.all(
       this.lanes.map(async (lane) => {
-        const worker = lane.worker;
-        lane.worker = undefined;
-        if (!worker) return;
+        const thread = lane.thread;
+        lane.thread = undefined;
+        if (!thread) return;
+        thread.owner = undefined;
+        const worker = thread.worker;
+        if (clean && lane.queue.length === 0 && lane.held.length === 0 && lane.acked === lane.posted && idleThreads.length < MAX_IDLE_THREADS) {
+          worker.unref();
+          idleThreads.push(thread);
+          return;
+        }
         // Seen under load on Node 20: terminate() of a thread that is ending on its own never
         // settles, and its handle no longer keeps the loop alive, so the process exited 13
         // ("unsettled top-level await") with the layer's error unreported. The first of
