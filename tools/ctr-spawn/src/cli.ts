@@ -1,29 +1,9 @@
-import { createReadStream, existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
-import { readEnvFile, resolveEnvEntries } from '@conveyor/lib-common/container/env';
-import { CONTAINER_NAME } from '@conveyor/lib-common/container/state';
-import { startTime } from '@conveyor/lib-common/lock';
-import { DRIVER_ENV, parseDriver } from '@conveyor/lib-common/overlay/driver';
-import { isRootless } from '@conveyor/lib-common/rootless/detect';
-import {
-  loadSeccompProfile,
-  parseCpus,
-  parseDockerRunFlags,
-  parseLogOpts,
-  checkNetworkFlags,
-  parseDnsFlags,
-  parseNet,
-  parseSecurityOpts,
-  parseTmpfs,
-  parseVolume,
-  type SpawnOptions,
-} from './options.js';
+import type { SpawnOptions } from './options.js';
 import { SPAWN_FLAGS } from './flags.js';
 import { createTrace, NO_TRACE } from './trace.js';
-import { combineMappings, parsePublish } from './ports/publish.js';
 
 const HELP = `Usage: ctr-spawn [OPTIONS] [-- COMMAND [ARG...]] < record
 
@@ -199,7 +179,33 @@ await runCli({
     }
     if (flag(args, 'net') !== undefined && flag(args, 'network') !== undefined && flag(args, 'net') !== flag(args, 'network'))
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
+    // Loaded here, not at the top: --help and --version need none of them (the store, lock and option modules bring
+    // crypto, child_process, dgram and net with them).
+    const [{ existsSync, createReadStream }, { join }, { readEnvFile, resolveEnvEntries }, { CONTAINER_NAME }, { startTime }, driver, { isRootless }] =
+      await Promise.all([
+        import('node:fs'),
+        import('node:path'),
+        import('@conveyor/lib-common/container/env'),
+        import('@conveyor/lib-common/container/state'),
+        import('@conveyor/lib-common/lock'),
+        import('@conveyor/lib-common/overlay/driver'),
+        import('@conveyor/lib-common/rootless/detect'),
+      ]);
+    const {
+      loadSeccompProfile,
+      parseCpus,
+      parseDockerRunFlags,
+      parseLogOpts,
+      checkNetworkFlags,
+      parseDnsFlags,
+      parseNet,
+      parseSecurityOpts,
+      parseTmpfs,
+      parseVolume,
+    } = await import('./options.js');
+    const { combineMappings, parsePublish } = await import('./ports/publish.js');
     const { findProgram, hostHasDefaultRoute } = await import('./host.js');
+    trace.mark('modules-loaded');
     const rootless = isRootless();
     const network = parseNet(flag(args, 'network') ?? flag(args, 'net'), (program) => findProgram(program, ctx.env.PATH), hostHasDefaultRoute);
     const net = network.mode;
@@ -223,7 +229,7 @@ await runCli({
       // Rootless, runc's state goes in the store (rootless.ts): /run is not the user's.
       runtimeRoot: flag(args, 'runtime-root') ?? (rootless ? join(ctx.root, 'runtime') : '/run/conveyor-runc'),
       rootless,
-      overlayDriver: parseDriver(ctx.env[DRIVER_ENV]),
+      overlayDriver: driver.parseDriver(ctx.env[driver.DRIVER_ENV]),
       entrypoint: entrypoint === undefined ? undefined : entrypoint === '' ? [] : [entrypoint],
       command: args['--'],
       env,

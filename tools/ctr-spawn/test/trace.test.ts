@@ -141,6 +141,7 @@ t.test('CONVEYOR_TRACE=1: every phase of a run, in order, on stderr only', async
   const expected = [
     'node-started',
     'cli-loaded',
+    'modules-loaded',
     'flags',
     'spawn-loaded',
     'record',
