@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
+import { collectEvery } from './young-gc.js';
 
 const MAX_AHEAD = 8 * 1024 * 1024;
 
@@ -25,6 +26,8 @@ interface Job {
 }
 
 let job: Job | undefined;
+/** Frees the dropped chunks each few MiB (young-gc.ts). */
+const collect = collectEvery();
 
 function start(id: number, path: string, gzip: boolean): void {
   const input = createReadStream(path, { highWaterMark: 256 * 1024 });
@@ -43,6 +46,7 @@ function start(id: number, path: string, gzip: boolean): void {
     hash.update(chunk);
     current.ahead += chunk.length;
     parentPort!.postMessage({ id, chunk, blobBytes });
+    collect(chunk.length);
     if (current.ahead > MAX_AHEAD && !current.paused) {
       current.paused = true;
       output.pause();

@@ -21,6 +21,7 @@ import type { Compression } from '@conveyor/lib-common/mediatypes';
 import type { Applier } from './apply/applier.js';
 import { invalid } from './errors.js';
 import { createExtract, type TarEntryHeader } from './tarparser.js';
+import { collectEvery } from './young-gc.js';
 
 export interface LayerSource {
   /** Path of the (compressed) blob or tarball. */
@@ -93,6 +94,8 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
   });
   diffID.catch(() => undefined);
   let ended = false;
+  // Each chunk arrives as a copy; the dropped ones are freed each few MiB (young-gc.ts).
+  const collectReceived = collectEvery();
   const stream = new Readable({
     highWaterMark: 1024 * 1024,
     read() {
@@ -121,6 +124,7 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
       if (msg.chunk) {
         const chunk = Buffer.from(msg.chunk.buffer, msg.chunk.byteOffset, msg.chunk.byteLength);
         consumed += chunk.length;
+        collectReceived(chunk.length);
         stream.push(chunk);
       }
       if (msg.end) {

@@ -8,9 +8,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { WriterOp } from './writer.js';
+import { collectEvery } from '../young-gc.js';
 import { closeAll, runOp } from './writer-ops.js';
 
 let failed = false;
+/** Large files' data arrives in transferred buffers; the dropped ones are freed each few MiB (young-gc.ts). */
+const collect = collectEvery();
 /** File data shared with the main thread (see writer.ts); ops name their slice. */
 const ring = new Uint8Array((workerData as { ring: SharedArrayBuffer }).ring);
 
@@ -29,7 +32,10 @@ parentPort!.on('message', (ops: WriterOp[]) => {
       return;
     }
     if (op.op === 'file' || op.op === 'write') {
-      if (op.data) bytes += op.data.length;
+      if (op.data) {
+        bytes += op.data.length;
+        collect(op.data.length);
+      }
       if (op.ring) {
         bytes += op.ring[1];
         ringBytes += op.ring[2];
