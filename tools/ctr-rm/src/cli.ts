@@ -52,7 +52,7 @@ await runCli({
   // keeper died, which a new keeper may not (remove.ts); then inside, again, without -f.
   userNamespace: (args) => !args.force || Boolean(args.prune),
   main: async (ctx) => {
-    const { killForRemoval, prune, removeOne } = await import('./remove.js');
+    const { forceRemoveOutside, prune, removeOne } = await import('./remove.js');
     // The store (and the crypto, locks and processes it brings) only past --help: a pipeline pays every tool's start.
     const { Store } = await import('@conveyor/lib-common/store');
     const store = new Store(ctx.root);
@@ -72,41 +72,28 @@ await runCli({
     if (ctx.args._.length === 0 && ctx.stdin.isTTY)
       throw new ConveyorError('ERR_USAGE', 'name at least one container', { hint: 'or pipe container records or ids into stdin' });
     const { actOnTargets } = await import('@conveyor/lib-common/container/targets');
+    const targets = { store, args: ctx.args._, input: ctx.stdin, out: ctx.out, log: ctx.log };
     if (ctx.args.force && (process.geteuid?.() ?? 0) !== 0) {
       // The runtime named in the store's state files runs as us: the store must be ours alone.
       await (await import('@conveyor/lib-common/store')).assertTrustedStore(ctx.root);
-      const ids: string[] = [];
-      const code = await actOnTargets({
-        store,
-        args: ctx.args._,
-        input: ctx.stdin,
-        out: ctx.out,
-        log: ctx.log,
-        act: async (entry) => {
-          await killForRemoval(store, entry);
-          ids.push(entry.id);
-          return undefined;
-        },
-      });
-      if (ids.length === 0) return code;
       const { runProcess } = await import('@conveyor/lib-common/subprocess');
       const format = flag(ctx.args, 'log-format');
-      const again = [
-        `--root=${ctx.root}`,
-        ...(format ? [`--log-format=${format}`] : []),
-        ...(ctx.args.quiet ? ['-q'] : []),
-        ...(ctx.args.volumes ? ['-v'] : []),
-        ...ids,
-      ];
-      const inside = await runProcess(process.execPath, [...process.execArgv, process.argv[1], ...again], { stdout: 'inherit', stderr: 'inherit' });
-      return code !== EXIT.OK ? code : (inside.exitCode ?? EXIT.FAILED);
+      // This tool again, without -f: runCli runs it inside the keeper.
+      const removeInside = async (ids: string[]) => {
+        const again = [
+          `--root=${ctx.root}`,
+          ...(format ? [`--log-format=${format}`] : []),
+          ...(ctx.args.quiet ? ['-q'] : []),
+          ...(ctx.args.volumes ? ['-v'] : []),
+          ...ids,
+        ];
+        const inside = await runProcess(process.execPath, [...process.execArgv, process.argv[1], ...again], { stdout: 'inherit', stderr: 'inherit' });
+        return inside.exitCode ?? EXIT.FAILED;
+      };
+      return forceRemoveOutside(targets, removeInside);
     }
     return actOnTargets({
-      store,
-      args: ctx.args._,
-      input: ctx.stdin,
-      out: ctx.out,
-      log: ctx.log,
+      ...targets,
       act: (entry) => removeOne(store, entry, { force: Boolean(ctx.args.force), volumes: Boolean(ctx.args.volumes), warn }),
     });
   },

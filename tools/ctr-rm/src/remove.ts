@@ -11,8 +11,8 @@
  * user namespace, which a new keeper has no power over: its processes that
  * run as other ids than the user's cannot be signalled from here (EPERM).
  * From outside any namespace the user can (it owns every namespace it
- * made): so ctr-rm -f run by a user kills outside first (killForRemoval,
- * cli.ts) and removes inside after. Run inside a keeper with -f (by hand),
+ * made): so ctr-rm -f run by a user kills outside first and removes inside
+ * after (forceRemoveOutside). Run inside a keeper with -f (by hand),
  * it refuses such a container with a ctr-stop hint instead of waiting for a
  * SIGKILL that cannot be sent.
  *
@@ -22,10 +22,11 @@
  * onError and goes on.
  */
 import { stat } from 'node:fs/promises';
-import { ConveyorError } from '@conveyor/lib-common/errors';
+import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
 import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
+import { type ActOptions, actOnTargets } from '@conveyor/lib-common/container/targets';
 import { type ContainerEntry, isRunning, listContainers, processRuns, readState } from '@conveyor/lib-common/container/state';
 import { runProcess } from '@conveyor/lib-common/subprocess';
 import { parseSignal, stopContainer } from '@conveyor/lib-common/container/stop';
@@ -106,6 +107,29 @@ export async function removeOne(store: Store, entry: ContainerEntry, options: Re
  */
 export async function killForRemoval(store: Store, entry: ContainerEntry): Promise<void> {
   if (entry.state && isRunning(entry.state)) await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
+}
+
+/**
+ * `ctr-rm -f` run by a user (see the header): every target is resolved and
+ * killed from outside the namespace, then `removeInside` (cli.ts: this tool
+ * again, inside the keeper, without -f) removes the ones killed. A target
+ * that cannot be resolved or killed is reported as actOnTargets does and the
+ * others still go. Resolves to the first failure's exit code, else
+ * removeInside's; removeInside is not called when nothing was killed.
+ */
+export async function forceRemoveOutside(targets: Omit<ActOptions, 'act' | 'concurrency'>, removeInside: (ids: string[]) => Promise<number>): Promise<number> {
+  const ids: string[] = [];
+  const code = await actOnTargets({
+    ...targets,
+    act: async (entry) => {
+      await killForRemoval(targets.store, entry);
+      ids.push(entry.id);
+      return undefined;
+    },
+  });
+  if (ids.length === 0) return code;
+  const inside = await removeInside(ids);
+  return code !== EXIT.OK ? code : inside;
 }
 
 /** Whether an entry is for prune: stopped, or a directory without state old enough to be a leftover. */

@@ -9,6 +9,7 @@ import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { deleteAllContainers, leftoversOf, RUNTIME_ROOT, startDetached, stateOf, waitForState } from '../../../test/helpers/containers.js';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { jsonLines, runTool, toolPath } from '../../../test/helpers/tools.js';
@@ -64,6 +65,35 @@ t.test('-f kills and removes; nothing left behind', async (t) => {
   const again = await rm(['running']);
   t.equal(again.code, 1, 'gone: removing it again is an unknown container');
   t.match(again.stderr, /no such container: running/);
+});
+
+t.test("forceRemoveOutside (a user's -f): kills every target, then hands the killed ids inside; an unknown one fails alone", async (t) => {
+  const { forceRemoveOutside } = await import('../src/remove.js');
+  const { Store } = await import('@conveyor/lib-common/store');
+  const { Logger } = await import('@conveyor/lib-common/log');
+  const victim = await startDetached(root, rootfs, ['--name', 'victim']);
+  const store = new Store(root);
+  const printed: object[] = [];
+  const out = { write: async (record: object) => void printed.push(record) };
+  const logged = new PassThrough();
+  const log = new Logger('ctr-rm', logged);
+  const handed: string[][] = [];
+  const code = await forceRemoveOutside({ store, args: ['victim', 'no-such-container'], out, log }, async (ids) => {
+    handed.push(ids);
+    await waitForState(root, victim.id, (s) => s?.status === 'exited');
+    return 0;
+  });
+  t.equal(code, 1, 'the unknown container is the answer');
+  t.strictSame(handed, [[victim.id]], 'the killed container, and only it, goes inside');
+  t.strictSame(printed, [], 'nothing printed outside: the removal inside prints');
+  t.match(String(logged.read()), /no such container: no-such-container/);
+  const removed = await rm(['victim']);
+  t.equal(removed.code, 0, removed.stderr);
+  const nothing = await forceRemoveOutside({ store, args: ['no-such-container'], out, log }, async () => {
+    t.fail('nothing was killed: nothing to hand inside');
+    return 0;
+  });
+  t.equal(nothing, 1);
 });
 
 t.test('the leftovers of a SIGKILLed ctr-spawn are removed without -f', async (t) => {
