@@ -3,8 +3,10 @@
  * plain tar are read, inflated and hashed on the inflate thread
  * (inflate-worker.ts; a thread that finished a blob is kept for the next
  * layer), but for a small blob (up to INLINE_BLOB_BYTES), which is read and
- * inflated here: a thread costs more to start than such a blob to inflate. zstd is inflated by the `zstd` program and hashed here. The uncompressed stream feeds tar-stream (tarparser.ts) and each
- * entry is applied as it arrives. No temporary copy of the layer is made.
+ * inflated here: a thread costs more to start than such a blob to inflate.
+ * zstd is inflated by the `zstd` program and hashed here. The uncompressed
+ * stream feeds tar-stream (tarparser.ts) and each entry is applied as it
+ * arrives. No temporary copy of the layer is made.
  *
  * The diff ID is checked when the stream ends, before this layer's batch
  * steps (mknod, setfattr) run; on a mismatch the layer fails with
