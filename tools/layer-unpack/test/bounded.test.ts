@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { toolPath } from '../../../test/helpers/tools.js';
 import type { Applier } from '../dist/apply/applier.js';
-import { idleThreadCount, Writer, writerThreadCounts } from '../dist/apply/writer.js';
+import { idleThreadCount, Writer } from '../dist/apply/writer.js';
 import { applyLayer, idleInflaterCount } from '../dist/read-layer.js';
 import { Applier as RealApplier } from '../dist/apply/applier.js';
 import { Limiter } from '../dist/records.js';
@@ -214,47 +214,6 @@ t.test('Limiter: a task that gives its place up lets the next one start before i
   finishD();
   await Promise.all([d, e]);
   t.strictSame(held, ['d', 'd ends', 'e']);
-});
-
-t.test('two layers unpacked at once (--jobs 2) share the writer threads: never more alive than --threads', async (t) => {
-  const dir = t.testdir({});
-  // Each layer wants threads: more small files than run inline, then a streamed one.
-  const layerTar = (name: string) => {
-    const files = Array.from({ length: 400 }, (_, i) => fileEntry(`${name}-${i}`, `${name} ${i}`));
-    return Buffer.concat([...files, fileEntry(`${name}-big`, Buffer.alloc(3 * MiB, 1)), END]);
-  };
-  const unpack = async (name: string) => {
-    const tar = join(dir, `${name}.tar`);
-    writeFileSync(tar, layerTar(name));
-    const root = join(dir, name);
-    mkdirSync(root);
-    const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 10000, warn: () => undefined });
-    try {
-      applier.beginLayer(true);
-      await applyLayer({ path: tar, compression: 'none', label: name }, applier);
-      await applier.finish();
-    } finally {
-      await applier.close();
-    }
-    return root;
-  };
-  let most = 0;
-  const sampler = setInterval(() => (most = Math.max(most, writerThreadCounts().alive)), 1);
-  let roots: string[];
-  try {
-    roots = await Promise.all([unpack('a'), unpack('b')]);
-  } finally {
-    clearInterval(sampler);
-  }
-  for (const [root, name] of roots.map((r, i) => [r, i === 0 ? 'a' : 'b'])) {
-    t.equal(readFileSync(join(root, `${name}-399`), 'utf8'), `${name} 399`, `layer ${name}: its small files written`);
-    t.equal(statSync(join(root, `${name}-big`)).size, 3 * MiB, `layer ${name}: its streamed file written`);
-  }
-  // Every Writer in this process has 2 threads (the --threads default): the cap is 2, idle or in use.
-  t.ok(most <= 2, `at most 2 writer threads alive while both ran (sampled ${most})`);
-  t.ok(writerThreadCounts().peak <= 2, `at most 2 alive at any time (peak ${writerThreadCounts().peak})`);
-  t.ok(writerThreadCounts().peak >= 1, 'the layers did use threads');
-  t.ok(idleThreadCount() <= 2, 'at most the cap kept idle');
 });
 
 t.test('an inflate thread that read a blob to its end is kept for the next; one that failed is not', async (t) => {

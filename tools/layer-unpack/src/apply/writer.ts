@@ -20,11 +20,8 @@
  * small layer's whole unpack); a file large enough to be streamed starts them
  * at once. With 0 threads every operation runs inline. A thread that ended its
  * layer cleanly (everything acknowledged, no file left open) is kept idle, with
- * its ring, for the next layer's Writer (unref'd, so they never keep the
- * process alive). Threads alive at once, idle or in use, are capped process-wide
- * at the Writer's thread count (--threads), across layers unpacked at once (each
- * thread costs a V8 isolate and its ring: peak RSS, issue 17); a lane that gets
- * no thread runs its operations inline, as with 0 threads.
+ * its ring, for the next layer's Writer (up to MAX_IDLE_THREADS; unref'd, so
+ * they never keep the process alive).
  */
 import { Worker } from 'node:worker_threads';
 import { closeAll, runOp } from './writer-ops.js';
@@ -84,16 +81,8 @@ interface Thread {
 }
 
 /** Threads kept between Writers (see the top of this file). */
+const MAX_IDLE_THREADS = 4;
 const idleThreads: Thread[] = [];
-/** Threads started and not yet exited, idle or in use (what the cap bounds). */
-let aliveThreads = 0;
-/** Most threads alive at once so far in the process (tested). */
-let peakAliveThreads = 0;
-
-/** Threads alive now and the most alive at once so far (tested). */
-export function writerThreadCounts(): { alive: number; peak: number } {
-  return { alive: aliveThreads, peak: peakAliveThreads };
-}
 
 /** Threads idle in the pool (tested). */
 export function idleThreadCount(): number {
@@ -104,12 +93,9 @@ function newThread(): Thread {
   const ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
   const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: ring.buffer } });
   const thread: Thread = { worker, ring };
-  aliveThreads++;
-  peakAliveThreads = Math.max(peakAliveThreads, aliveThreads);
   worker.on('message', (msg) => thread.owner?.message(msg));
   worker.on('error', (error) => thread.owner?.error(error));
   worker.on('exit', (code) => {
-    aliveThreads--;
     const i = idleThreads.indexOf(thread);
     if (i >= 0) idleThreads.splice(i, 1);
     thread.owner?.exit(code);
@@ -190,11 +176,10 @@ export class Writer {
     return this.inflightBytes > MAX_INFLIGHT_BYTES;
   }
 
-  /** Gives the lane a thread: an idle one from the pool, else a new one while under the cap; undefined: none to be had. */
-  private attach(lane: Lane): Thread | undefined {
+  /** Gives the lane a thread: an idle one from the pool, else a new one. */
+  private attach(lane: Lane): Thread {
     if (lane.thread) return lane.thread;
-    const thread = idleThreads.pop() ?? (aliveThreads < this.lanes.length ? newThread() : undefined);
-    if (!thread) return undefined;
+    const thread = idleThreads.pop() ?? newThread();
     const worker = thread.worker;
     thread.owner = {
       message: (msg) => {
@@ -288,9 +273,8 @@ export class Writer {
   }
 
   private flushLane(lane: Lane): void {
-    // Only a lane that has its thread is given operations (pick); none after stop(): the layer was abandoned.
-    if (lane.queue.length === 0 || this.error || !lane.thread) return;
-    const worker = lane.thread.worker;
+    if (lane.queue.length === 0 || this.error) return;
+    const worker = this.attach(lane).worker;
     const ops = lane.queue;
     const transfer = lane.transfer;
     lane.queue = [];
@@ -315,14 +299,11 @@ export class Writer {
       // Everything run inline is done (inline operations are synchronous): what follows is queued after it.
       this.threaded = true;
     }
-    // The next lane that has or can get a thread (the ring comes with it: stage() writes into it
-    // before the first flush); none under the process-wide cap: inline.
-    for (let tried = 0; tried < this.lanes.length; tried++) {
-      const lane = this.lanes[this.nextLane];
-      this.nextLane = (this.nextLane + 1) % this.lanes.length;
-      if (this.attach(lane)) return lane;
-    }
-    return undefined;
+    const lane = this.lanes[this.nextLane];
+    this.nextLane = (this.nextLane + 1) % this.lanes.length;
+    // The ring comes with the thread: stage() writes into it before the first flush.
+    this.attach(lane);
+    return lane;
   }
 
   /**
@@ -413,7 +394,7 @@ export class Writer {
         if (!thread) return;
         thread.owner = undefined;
         const worker = thread.worker;
-        if (clean && lane.queue.length === 0 && lane.held.length === 0 && lane.acked === lane.posted && idleThreads.length < this.lanes.length) {
+        if (clean && lane.queue.length === 0 && lane.held.length === 0 && lane.acked === lane.posted && idleThreads.length < MAX_IDLE_THREADS) {
           worker.unref();
           idleThreads.push(thread);
           return;
