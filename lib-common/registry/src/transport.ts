@@ -305,11 +305,19 @@ export class Transport {
       stream.pipe(req);
     });
     if (!https || this.isInsecure(url.host) || secureContext) return attempt;
+    return this.orWithSystemCa(url, attempt, () => this.send(url, method, headers, signal, body));
+  }
+
+  /**
+   * A verified exchange whose certificate no built-in root signs is made
+   * again, once per host, against the system bundle (locally added CAs):
+   * `again` runs after the host is marked for it. Other failures pass.
+   */
+  private orWithSystemCa<T>(url: URL, attempt: Promise<T>, again: () => Promise<T>): Promise<T> {
     return attempt.catch((error) => {
       if (!isCertError(error) || this.systemCa.has(url.host)) throw error;
-      // Not signed by a built-in root: try the system bundle (locally added CAs).
       this.systemCa.add(url.host);
-      return this.send(url, method, headers, signal, body);
+      return again();
     });
   }
 
@@ -362,12 +370,7 @@ export class Transport {
       },
     );
     if (!https || !tls?.rejectUnauthorized || tls.secureContext) return attempt;
-    return attempt.catch((error) => {
-      if (!isCertError(error) || this.systemCa.has(url.host)) throw error;
-      // As in send: not signed by a built-in root, try the system bundle.
-      this.systemCa.add(url.host);
-      return this.sendRaw(url, headers, signal);
-    });
+    return this.orWithSystemCa(url, attempt, () => this.sendRaw(url, headers, signal));
   }
 
   /** How to verify a host's certificate: off where it is insecure, else against tlsContext's roots. */
