@@ -36,16 +36,21 @@ export interface DurableWriteOptions {
   temp?: string;
   /** Mode of a new file (masked by the umask); default 0644. */
   mode?: number;
+  /** false: atomic only, no fsync of the file or its directory (a file that cannot outlive a crash anyway); default true. */
+  sync?: boolean;
 }
 
-/** Writes `data` to `path` atomically and durably. Fails with ERR_STORE_IO naming `path`; leaves no temporary file. */
+/**
+ * Writes `data` to `path` atomically and durably (atomically only with `sync: false`). Fails with ERR_STORE_IO
+ * naming `path`; leaves no temporary file.
+ */
 export async function writeFileDurable(path: string, data: string | Buffer, options: DurableWriteOptions = {}): Promise<void> {
   const temp = options.temp ?? `${path}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     const handle = await open(temp, 'wx', options.mode ?? 0o644);
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (options.sync !== false) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -54,7 +59,7 @@ export async function writeFileDurable(path: string, data: string | Buffer, opti
     await rm(temp, { force: true }).catch(() => undefined);
     throw storeIoError(error, { path, doing: 'cannot write' });
   }
-  await syncDir(dirname(path));
+  if (options.sync !== false) await syncDir(dirname(path));
 }
 
 /** Publishes a finished file under its final name: fsync, rename, fsync the directory. The caller removes `temp` on failure. */

@@ -147,13 +147,13 @@ export class Store {
 
   /**
    * Writes a file in the store atomically and durably (durable.ts: temp, fsync,
-   * rename, fsync the directory). The temporary name carries our pid, so the
+   * rename, fsync the directory; `durable: false`, atomically only). The temporary name carries our pid, so the
    * gc can tell a dead writer's leftover from a live one's. ERR_STORE_IO naming
    * the path and the store on failure, with nothing left behind.
    */
-  async writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+  async writeFileAtomic(path: string, data: string | Buffer, options: { durable?: boolean } = {}): Promise<void> {
     const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFileDurable(path, data, { temp }).catch((error) => {
+    await writeFileDurable(path, data, { temp, sync: options.durable !== false }).catch((error) => {
       throw this.ioError(error, path);
     });
   }

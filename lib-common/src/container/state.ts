@@ -16,8 +16,7 @@
  * ERR_CONTAINER_NAME_IN_USE for a taken one. Missing files are not errors.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SHA256_DIGEST } from '../digest.js';
 import { ConveyorError } from '../errors.js';
@@ -138,17 +137,7 @@ export async function readState(store: Store, id: string): Promise<ContainerStat
  * torn).
  */
 export async function writeState(store: Store, state: ContainerState, options: { durable?: boolean } = {}): Promise<void> {
-  const path = join(store.containerDir(state.id), STATE_FILE);
-  const text = `${JSON.stringify(state, null, 2)}\n`;
-  if (options.durable !== false) return store.writeFileAtomic(path, text);
-  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, text, { flag: 'wx', mode: 0o644 });
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw store.ioError(error, path);
-  }
+  await store.writeFileAtomic(join(store.containerDir(state.id), STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, options);
 }
 
 /**
