@@ -16,6 +16,10 @@
  *                           layers/.tmp-*, ingest/), the same filesystem, so
  *                           its rename is atomic
  *
+ * layers/, containers/ and volumes/ hold unrelated trees: they are marked the
+ * top of directory hierarchies for ext4's allocator when made (mkdirClosedTop,
+ * top-dir.ts).
+ *
  * Invariant: a file under blobs/ always holds the bytes its name promises.
  * Every blob is written to a temporary file, verified, fsynced and renamed,
  * and the directory fsynced (durable.ts), as index.json and every other file
@@ -344,15 +348,30 @@ export function indexEntryProblem(entry: unknown): string | undefined {
   return undefined;
 }
 
-/** mkdir with the store's closed mode, chmod'ed since mkdir's mode is masked by the umask. Existing dirs are left alone. */
-export async function mkdirClosed(path: string): Promise<void> {
+/**
+ * mkdir with the store's closed mode, chmod'ed since mkdir's mode is masked by the umask. Existing dirs are left alone.
+ * True when it made the directory.
+ */
+export async function mkdirClosed(path: string): Promise<boolean> {
   try {
     await mkdir(path, { mode: STORE_DIR_MODE });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
   }
   await chmod(path, STORE_DIR_MODE);
+  return true;
+}
+
+/**
+ * mkdirClosed for a directory whose children are unrelated trees (layers/, containers/, volumes/): when it is
+ * made, it is marked the top of directory hierarchies for ext4's allocator (top-dir.ts: an unpack soon after a
+ * deletion is otherwise quadratic in kernel time on a filesystem without a journal). Loaded only then.
+ */
+export async function mkdirClosedTop(path: string): Promise<void> {
+  if (!(await mkdirClosed(path))) return;
+  const { markTopOfHierarchies } = await import('./top-dir.js');
+  await markTopOfHierarchies(path);
 }
 
 /**

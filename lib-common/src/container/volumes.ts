@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { RECORD_VERSION } from '../records.js';
 import { withLock } from '../lock.js';
-import { isContainerId, mkdirClosed, type Store } from '../store.js';
+import { isContainerId, mkdirClosed, mkdirClosedTop, type Store } from '../store.js';
 import { runProcess } from '../subprocess.js';
 import { resolveInRoot } from './rootfs.js';
 import { listContainers, observe } from './state.js';
@@ -120,7 +120,7 @@ export async function createVolume(
   options: { anonymous?: boolean; container?: string; now?: Date } = {},
 ): Promise<{ volume: VolumeInfo; created: boolean }> {
   checkName(name);
-  await mkdirClosed(volumesDir(store));
+  await mkdirClosedTop(volumesDir(store));
   return withLock(store.lockPath(`volume-${name}`), async () => {
     const existing = await readMeta(store, name);
     if (existing) return { volume: infoOf(store, existing), created: false };

@@ -32,7 +32,7 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
 import { runProcess, type SubprocessResult } from '../subprocess.js';
-import { FUSE_LOWERDIRS_FILE, mkdirClosed, type Store } from '../store.js';
+import { FUSE_LOWERDIRS_FILE, mkdirClosed, mkdirClosedTop, type Store } from '../store.js';
 import { copyLayers } from './copy.js';
 import { driverOrder, type OverlayDriver } from './driver.js';
 
@@ -191,7 +191,7 @@ export async function makeContainerDir(store: Store, paths: ContainerPaths): Pro
   // A running container's upper and merged dirs hold the image's setuid files
   // as much as its layers do: containers/ and containers/<id> are owner-only,
   // whatever the store root's mode.
-  await mkdirClosed(store.containersDir);
+  await mkdirClosedTop(store.containersDir);
   await mkdir(paths.containerDir, { mode: 0o700 });
   try {
     await chmod(paths.containerDir, 0o700);

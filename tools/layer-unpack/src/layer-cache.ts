@@ -40,7 +40,7 @@ import { ConveyorError, isConveyorError, isStorageErrno } from '@conveyor/lib-co
 import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { LayerInfo } from '@conveyor/lib-common/records';
-import type { Store } from '@conveyor/lib-common/store';
+import { mkdirClosedTop, type Store } from '@conveyor/lib-common/store';
 import { type TreeDigest, treeDigest } from '@conveyor/lib-common/tree-digest';
 import { Applier } from './apply/applier.js';
 import { explainTooLarge, layerLimits, withLimits, type ImageBudget } from './budget.js';
@@ -213,7 +213,8 @@ export async function ensureLayer(store: Store, layer: ChainedLayer, opts: Ensur
   const { withLease } = await import('@conveyor/lib-common/lease');
   const unpack = async () => {
     // 0700: unpacked layers hold setuid binaries and file capabilities (CVE-2021-41091).
-    await mkdir(store.layersDir, { recursive: true, mode: 0o700 });
+    // Marked the top of unrelated trees when made (store.ts mkdirClosedTop: ext4 allocation).
+    await mkdirClosedTop(store.layersDir);
     return withLock(store.lockPath(`layer-${hex}`), () => unpackLocked(store, layer, opts, hex, dir, done));
   };
   return withLease(store, unpack, { onWait: () => opts.warn('waiting for img-prune to finish') });
