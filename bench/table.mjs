@@ -50,52 +50,66 @@ const fig = (key, name) => {
 const get = (key, name) => (failed.has(`${key}\t${name}`) ? undefined : medians[key]?.[name]);
 const verdict = (value, target) => (value === undefined || target === undefined || Number.isNaN(target) ? '' : value <= target ? ' **met**' : ' **missed**');
 
-const rows = [];
-{
-  const ours = get('run', 'img-fetch | layer-unpack | ctr-spawn');
-  const docker = get('run', 'docker run');
-  rows.push([
-    'warm run of `/bin/true`, whole pipeline `img-fetch | layer-unpack | ctr-spawn --net none` (docker: `--network none`)',
-    fig('run', 'img-fetch | layer-unpack | ctr-spawn'),
-    ['docker run', 'podman run', 'runc run'].map((n) => fig('run', n)).join(', '),
-    docker && ours ? `${(ours / docker).toFixed(2)}x docker` : '',
-    `<= 0.5x docker run${verdict(ours, docker && docker * 0.5)}`,
-  ]);
-}
-{
-  const ours = get('run', 'ctr-spawn < rootfs record');
-  const runc = get('run', 'runc run');
-  const node = get('run', 'node -e 0');
-  rows.push([
-    '`ctr-spawn < rootfs record` alone',
-    fig('run', 'ctr-spawn < rootfs record'),
-    ['runc run', 'node -e 0'].map((n) => fig('run', n)).join(', '),
-    ours && runc ? `${(ours / runc).toFixed(1)}x runc` : '',
-    `<= node start + runc + 20 ms${node && runc ? ` (${(node + runc + 0.02).toFixed(3)} s)` : ''}${verdict(ours, node + runc + 0.02)}`,
-  ]);
-}
-{
-  const ours = get('fetch', 'img-fetch');
-  const sk = get('fetch', 'skopeo');
-  rows.push([
-    'cold pull of the 30 MB debian',
-    fig('fetch', 'img-fetch'),
-    fig('fetch', 'skopeo'),
-    ours && sk ? `${(ours / sk).toFixed(2)}x skopeo` : '',
-    `<= 1.0x skopeo${verdict(ours, sk)}`,
-  ]);
-}
-{
-  const ours = get('cold', 'img-fetch | layer-unpack');
-  const docker = get('cold', 'docker pull');
-  rows.push([
-    'cold pull + unpack of the 30 MB debian',
-    fig('cold', 'img-fetch | layer-unpack'),
-    ['docker pull', 'skopeo + umoci unpack', 'podman pull'].map((n) => fig('cold', n)).join(', '),
-    ours && docker ? `${(ours / docker).toFixed(2)}x docker` : '',
-    `<= 0.5x docker pull${verdict(ours, docker && docker * 0.5)}`,
-  ]);
-}
+/**
+ * A goal row: our figure beside its peers (one hyperfine run, `key`), the ratio to `versus` (shown as `label`),
+ * and the goal: `goal(versus median)` gives its text and the target our median must not exceed.
+ */
+const goalRow = ({ job, key, ours, peers, versus, label, digits = 2, goal }) => {
+  const mine = get(key, ours);
+  const theirs = get(key, versus);
+  const { text, target } = goal(theirs);
+  return [
+    job,
+    fig(key, ours),
+    peers.map((n) => fig(key, n)).join(', '),
+    mine && theirs ? `${(mine / theirs).toFixed(digits)}x ${label}` : '',
+    `${text}${verdict(mine, target)}`,
+  ];
+};
+
+const rows = [
+  goalRow({
+    job: 'warm run of `/bin/true`, whole pipeline `img-fetch | layer-unpack | ctr-spawn --net none` (docker: `--network none`)',
+    key: 'run',
+    ours: 'img-fetch | layer-unpack | ctr-spawn',
+    peers: ['docker run', 'podman run', 'runc run'],
+    versus: 'docker run',
+    label: 'docker',
+    goal: (docker) => ({ text: '<= 0.5x docker run', target: docker && docker * 0.5 }),
+  }),
+  goalRow({
+    job: '`ctr-spawn < rootfs record` alone',
+    key: 'run',
+    ours: 'ctr-spawn < rootfs record',
+    peers: ['runc run', 'node -e 0'],
+    versus: 'runc run',
+    label: 'runc',
+    digits: 1,
+    goal: (runc) => {
+      const node = get('run', 'node -e 0');
+      const target = node && runc ? node + runc + 0.02 : undefined;
+      return { text: `<= node start + runc + 20 ms${target ? ` (${target.toFixed(3)} s)` : ''}`, target };
+    },
+  }),
+  goalRow({
+    job: 'cold pull of the 30 MB debian',
+    key: 'fetch',
+    ours: 'img-fetch',
+    peers: ['skopeo'],
+    versus: 'skopeo',
+    label: 'skopeo',
+    goal: (skopeo) => ({ text: '<= 1.0x skopeo', target: skopeo }),
+  }),
+  goalRow({
+    job: 'cold pull + unpack of the 30 MB debian',
+    key: 'cold',
+    ours: 'img-fetch | layer-unpack',
+    peers: ['docker pull', 'skopeo + umoci unpack', 'podman pull'],
+    versus: 'docker pull',
+    label: 'docker',
+    goal: (docker) => ({ text: '<= 0.5x docker pull', target: docker && docker * 0.5 }),
+  }),
+];
 {
   const startup = medians.startup ?? {};
   const node = startup['node -e 0'];
