@@ -101,7 +101,9 @@ umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>
 cmds=('img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
       'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'"
       'runc run' "runc run --bundle $out/bundle bench-$$"
-      'node -e 0' "node -e 0")
+      'node -e 0' "node -e 0"
+      # The floor of any pipeline of three Node tools on this machine, before any of them does work.
+      '3 piped node -e 0' "bash -c 'node -e 0 | node -e 0 | node -e 0'")
 if [ -z "$docker_reason" ]; then
   $docker_ pull -q "$bb" >/dev/null
   cmds+=('docker run' "$docker_ run --rm --network none $bb /bin/true")

@@ -72,7 +72,7 @@ const rows = [
     job: 'warm run of `/bin/true`, whole pipeline `img-fetch | layer-unpack | ctr-spawn --net none` (docker: `--network none`)',
     key: 'run',
     ours: 'img-fetch | layer-unpack | ctr-spawn',
-    peers: ['docker run', 'podman run', 'runc run'],
+    peers: ['docker run', 'podman run', 'runc run', '3 piped node -e 0'],
     versus: 'docker run',
     label: 'docker',
     goal: (docker) => ({ text: '<= 0.5x docker run', target: docker && docker * 0.5 }),
