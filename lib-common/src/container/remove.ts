@@ -6,7 +6,11 @@
  * points at it), and on request its anonymous volumes. Shared by ctr-rm, the supervisor of a `--rm`
  * container and ctr-spawn's clean-up of leftovers, so that "removed" means
  * the same everywhere. Whether a running container may be removed is the
- * caller's decision (ctr-rm refuses without -f).
+ * caller's decision (ctr-rm refuses without -f). It works under the
+ * container's lock, which a detached container's supervisor holds from its
+ * claim to the end of its start: a removal never runs while runc is half
+ * started (it would miss the runtime's state and cgroups being made), and a
+ * supervisor that comes after it finds no container to start.
  *
  * Failure: throws ERR_MOUNT_FAILED when something under the directory cannot
  * be unmounted (the directory then stays, with its state, so a later ctr-rm

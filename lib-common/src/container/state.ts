@@ -46,7 +46,13 @@ export interface ContainerState extends ContainerRecord {
   rootfs: string;
   /** The output log (LOG_FILE), for detached containers. */
   log?: string;
-  /** The supervisor that holds a detached container's output and records its end. */
+  /**
+   * The container's owner, whose death makes a `created` or `running` state
+   * stale (observe): ctr-spawn in the foreground; for a detached container
+   * its supervisor, recorded by ctr-spawn -d in the first write (the
+   * supervisor is started before it), so that no moment of a start has a
+   * dead owner while a supervisor may still start the container.
+   */
   supervisor?: ProcessIdentity;
   /** Start time of `pid`, the container's init as the host sees it. */
   pidStartTime?: string;

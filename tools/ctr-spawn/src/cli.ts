@@ -321,6 +321,7 @@ await runCli({
       stdinIsTTY: Boolean(process.stdin.isTTY),
       self: { pid: process.pid, startTime: startTime('self') },
       execPath: process.execPath,
+      detachPause: ctx.env.CONVEYOR_TEST_DETACH_PAUSE,
       isRoot: process.getuid?.() === 0,
       kill: (pid, signal) => process.kill(pid, signal),
       trace,

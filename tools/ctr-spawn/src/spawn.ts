@@ -56,6 +56,8 @@ export interface SpawnIO {
   self: ProcessIdentity;
   /** The Node binary that runs a detached container's supervisor. */
   execPath: string;
+  /** CONVEYOR_TEST_DETACH_PAUSE (tests only): where a detached start stops for good (detach.ts DetachPoint). */
+  detachPause?: string;
   /** We run as root (pasta must then be told to stay root: --runas 0). */
   isRoot: boolean;
   /** Sends a signal to a process (process.kill): the network helper's stop, without a kill(1). */
@@ -96,7 +98,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     io.input.unpipe();
     io.input.destroy();
     // Started now so that its start-up overlaps the mount and the bundle.
-    if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath);
+    if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath, { pauseAt: io.detachPause, say: (m) => io.log.warn(m) });
 
     const root = await openContainerRoot(record, options, io.log);
     const { store, paths, ephemeral } = root;
@@ -193,7 +195,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       keep: options.keep,
       autoRemove: options.detach && options.autoRemove,
       restartPolicy: options.detach ? options.restart : undefined,
-      owner: io.self,
+      // A detached container's owner is its supervisor from the start (detach.ts): a live owner while it starts the container.
+      owner: supervisor?.owner ?? io.self,
       log: options.detach ? { path: join(paths.containerDir, LOG_FILE), limits: options.log } : undefined,
     });
     // In the foreground ctr-spawn is the owner and runs it now; a detached container waits for its supervisor.

@@ -3,17 +3,20 @@
  * supervisor records (start, output, exit code, signal), what it cleans and
  * keeps, names unique in the store, and the crashes: a supervisor killed
  * with SIGKILL (observe() reports the container exited) and ctr-spawn killed
- * with SIGKILL mid-start (what is left is removable as ctr-rm removes it).
+ * with SIGKILL mid-start (what is left is removable as ctr-rm removes it), at
+ * each point of the start held by the test hooks CONVEYOR_TEST_DETACH_PAUSE
+ * (ctr-spawn) and CONVEYOR_TEST_SUPERVISOR_PAUSE (the supervisor), with a
+ * removal before and during the supervisor's start.
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive } from '@conveyor/lib-common/lock';
 import { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
-import { type ContainerState, listContainers, nameHolder, observe, readState } from '@conveyor/lib-common/container/state';
+import { type ContainerState, listContainers, nameHolder, observe, processRuns, readState } from '@conveyor/lib-common/container/state';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { toolPath } from '../../../test/helpers/tools.js';
 import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
@@ -205,6 +208,138 @@ t.test(
     t.equal(await nameHolder(store, 'midstart'), undefined, 'name released');
   },
 );
+
+/** Starts ctr-spawn -d (not waited for) with `env` added, a record on its stdin; its stderr is collected. */
+function startDetached(name: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, [toolPath('ctr-spawn'), '-d', '--name', name, '--', 'sleep', '30'], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk: string) => (stderr += chunk));
+  const closed = new Promise((resolve) => child.on('close', resolve));
+  child.stdin.end(JSON.stringify(rootfs) + '\n');
+  return { child, closed, stderr: () => stderr };
+}
+
+/** Polls `find` every 20 ms (20 s at most); resolves to its first defined answer. */
+async function until<T>(find: () => T | undefined): Promise<T | undefined> {
+  for (let i = 0; i < 1000; i++) {
+    const found = find();
+    if (found !== undefined) return found;
+    await sleep(20);
+  }
+  return undefined;
+}
+
+/** Waits (20 s at most) for process `pid` to be gone (a zombie counts as gone). */
+async function processGone(pid: number): Promise<boolean> {
+  return (await until(() => (processRuns(pid) ? undefined : true))) === true;
+}
+
+/** Nothing of container `id` is left: no directory, mount, cgroup, runtime state or name. */
+async function assertNothingLeft(t: Tap.Test, id: string, name: string) {
+  t.notOk(existsSync(join(root, 'containers', id)), 'no container directory');
+  assertReleased(t, id);
+  t.equal(await nameHolder(store, name), undefined, 'name released');
+}
+
+t.test(
+  'ctr-spawn -d SIGKILLed at each point of the start (test hook): the prestarted supervisor owns the state from its first write, and a removal leaves nothing',
+  async (t) => {
+    for (const point of ['prestarted', 'before-order', 'after-order']) {
+      await t.test(point, async (t) => {
+        const name = `paused-${point}`;
+        const before = new Set(containerDirs(root));
+        const run = startDetached(name, { CONVEYOR_TEST_DETACH_PAUSE: point });
+        const said = await until(() => /paused at (\S+) \(supervisor pid (\d+)\)/.exec(run.stderr()) ?? undefined);
+        t.ok(said, `ctr-spawn stopped at ${point}: ${run.stderr()}`);
+        if (!said) {
+          run.child.kill('SIGKILL');
+          return;
+        }
+        t.equal(said[1], point);
+        const supervisorPid = Number(said[2]);
+        t.ok(processRuns(supervisorPid), 'the prestarted supervisor waits for its order');
+        const id = containerDirs(root).find((d) => !before.has(d));
+        if (point === 'prestarted') t.notOk(id, 'no container directory yet');
+        else {
+          const state = await readState(store, id!);
+          t.equal(state?.supervisor?.pid, supervisorPid, 'state.json names the prestarted supervisor as the owner');
+          t.equal(state && observe(state).status, 'created', 'observed created: its owner lives');
+        }
+        run.child.kill('SIGKILL');
+        await run.closed;
+        if (point === 'after-order') {
+          // The order was taken: the supervisor starts the container without ctr-spawn.
+          const running = await waitState(id!, (s) => s?.status === 'running');
+          t.equal(running && observe(running).status, 'running', 'the supervisor started it');
+        } else {
+          // No order: the supervisor reads end of file and exits; its container (if any) is then observed exited.
+          t.ok(await processGone(supervisorPid), 'the supervisor exits without an order');
+          if (id) {
+            const left = await readState(store, id);
+            t.match(left && observe(left), { status: 'exited', statusDetail: /supervisor gone/ }, 'observed exited once its owner is gone');
+          }
+        }
+        if (id) {
+          const entry = (await listContainers(store)).find((e) => e.id === id)!;
+          await removeContainerFully(store, entry);
+          t.ok(await processGone(supervisorPid), 'the supervisor is gone after the removal');
+          await assertNothingLeft(t, id, name);
+        }
+        t.strictSame(
+          containerDirs(root).filter((d) => !before.has(d)),
+          [],
+          'no container directory made since',
+        );
+      });
+    }
+  },
+);
+
+t.test('a removal racing the supervisor (test hook): before its claim nothing is started; during its start the removal waits for it', async (t) => {
+  for (const point of ['before-claim', 'starting']) {
+    await t.test(point, async (t) => {
+      const name = `held-${point}`;
+      const before = new Set(containerDirs(root));
+      const run = startDetached(name, { CONVEYOR_TEST_SUPERVISOR_PAUSE: point });
+      const marker = await until(() => {
+        const dir = containerDirs(root).find((d) => !before.has(d));
+        return dir && existsSync(join(root, 'containers', dir, 'test-pause')) ? dir : undefined;
+      });
+      t.ok(marker, `the supervisor holds at ${point}`);
+      const id = marker!;
+      const markerPath = join(root, 'containers', id, 'test-pause');
+      const supervisorPid = Number(readFileSync(markerPath, 'utf8'));
+      // ctr-spawn is gone; the supervisor has its order.
+      run.child.kill('SIGKILL');
+      await run.closed;
+      const state = (await readState(store, id))!;
+      t.equal(state.supervisor?.pid, supervisorPid, 'the supervisor owns it');
+      t.equal(observe(state).status, 'created', 'observed created, not exited, while it is being started');
+      const entry = (await listContainers(store)).find((e) => e.id === id)!;
+      if (point === 'before-claim') {
+        // The removal takes the directory (and the hold with it): the supervisor finds nothing waiting.
+        await removeContainerFully(store, entry);
+        t.ok(await processGone(supervisorPid), 'the supervisor exits');
+        t.notOk(existsSync(join('/run/conveyor-runc', id)), 'the runtime never ran it');
+      } else {
+        let removed = false;
+        const removal = removeContainerFully(store, entry).finally(() => (removed = true));
+        // The supervisor holds the container's lock through its start: the removal cannot go ahead.
+        await sleep(300);
+        t.notOk(removed, 'the removal waits for the start');
+        t.ok(existsSync(join(root, 'containers', id, 'state.json')), 'the container is still there');
+        rmSync(markerPath);
+        await removal;
+        t.ok(await processGone(supervisorPid), 'the supervisor exits once its container is removed');
+      }
+      await assertNothingLeft(t, id, name);
+    });
+  }
+});
 
 t.test('a detached start that fails exits 125/126/127 as in the foreground and leaves nothing', async (t) => {
   const before = containerDirs(root).length;

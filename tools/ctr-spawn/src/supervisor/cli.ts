@@ -9,8 +9,14 @@
  * ctr-spawn: one JSON line, then closed. Messages go to supervisor.log in
  * the container directory. Not a tool of its own: ctr-spawn's code, run as
  * a process that outlives ctr-spawn.
+ *
+ * Tests only: CONVEYOR_TEST_SUPERVISOR_PAUSE=before-claim|starting holds the
+ * start at that point (supervise.ts SuperviseIO.pause) while the file
+ * `test-pause` exists in the container directory: made at the point, and
+ * removed by the test (or with the container) to let it go on.
  */
-import { appendFileSync, closeSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, writeFileSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const loading = Promise.all([import('@conveyor/lib-common/lock'), import('./supervise.js')]);
 // Loading failures surface where they are awaited, with a message in the log.
@@ -32,6 +38,20 @@ function order(): Promise<string | undefined> {
     process.stdin.on('end', () => resolve(undefined));
     process.stdin.on('error', () => resolve(undefined));
   });
+}
+
+/** The test hook's pause (see the header), or none. */
+function testPause(pauseAt: string | undefined, marker: string): ((point: string) => Promise<void>) | undefined {
+  if (!pauseAt) return undefined;
+  return async (point) => {
+    if (point !== pauseAt) return;
+    try {
+      writeFileSync(marker, `${process.pid}\n`, { mode: 0o600 });
+    } catch {
+      return; // the container directory is gone: nothing to hold
+    }
+    while (existsSync(marker)) await sleep(20);
+  };
 }
 
 let handedOff = false;
@@ -75,6 +95,7 @@ if (typeof store === 'string' && typeof id === 'string' && /^[0-9a-f]{64}$/.test
       // Checked by supervise (publishOrder): the order comes from ctr-spawn, but a malformed one must not bind anything.
       publish,
       execPath: process.execPath,
+      pause: testPause(process.env.CONVEYOR_TEST_SUPERVISOR_PAUSE, `${store}/containers/${id}/test-pause`),
     });
   } catch (error) {
     warn((error as Error).stack ?? String(error));

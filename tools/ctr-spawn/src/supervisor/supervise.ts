@@ -1,8 +1,11 @@
 /**
  * The supervisor of a detached container (ctr-spawn -d), podman's conmon
- * in small: started by ctr-spawn in its own session once the bundle and
- * state.json (status `created`) are written, it records itself as the
- * container's owner, binds its published ports (-p/-P: the order's
+ * in small: prestarted by ctr-spawn in its own session and recorded by it as
+ * the container's owner in the first state.json (status `created`), it gets
+ * its order once the bundle is written, claims the container (still
+ * `created`: not removed meanwhile) and starts it under the container's lock
+ * (the one removeContainerFully takes, so a removal never runs in the middle
+ * of a start), binds its published ports (-p/-P: the order's
  * `publish`, ports/forwarder.ts; a taken one fails the start) and owns their
  * relay until it is done, runs `runtime run` in the foreground with the
  * container's stdout and stderr as pipes into the log (container/log.ts),
@@ -32,12 +35,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
-import { startTime } from '@conveyor/lib-common/lock';
+import { startTime, withLock } from '@conveyor/lib-common/lock';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, LogWriter } from '@conveyor/lib-common/container/log';
-import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
-import { type ContainerState, LOG_FILE, type ProcessIdentity, readState, updateState } from '@conveyor/lib-common/container/state';
+import { type Runtime, runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
+import { type ContainerState, LOG_FILE, type ProcessIdentity, readState, updateState, writeState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
 import type { CleanupTarget } from '../cleanup.js';
 import type { Forwarder } from '../ports/forwarder.js';
@@ -92,10 +95,34 @@ export interface SuperviseIO {
   publish?: unknown;
   /** The Node binary that runs the port relay. */
   execPath: string;
+  /**
+   * Tests only (CONVEYOR_TEST_SUPERVISOR_PAUSE, cli.ts): holds the start at
+   * `before-claim` (the order taken, the container's lock not yet) or
+   * `starting` (claimed under the lock, the runtime not yet run).
+   */
+  pause?: (point: 'before-claim' | 'starting') => Promise<void>;
+}
+
+/** How a start went: the container's pid (the runtime wrote its pid file), or the runtime's result when it ended first. */
+type StartResult = { pid: number } | { result: SubprocessResult };
+
+/** The outcome of the claim and start: not waiting (removed), failed, or running. */
+type Begun = { refused: true } | { error: ConveyorError } | { state: ContainerState; start: StartResult; child: Subprocess; target: CleanupTarget };
+
+/** Whether two identities name the same process (a recorded start time must match). */
+export function sameProcess(a: ProcessIdentity | undefined, b: ProcessIdentity): boolean {
+  return a !== undefined && a.pid === b.pid && a.startTime === b.startTime;
+}
+
+/** The state of a run that started: running, with its pid when the runtime wrote one. */
+function runningState(state: ContainerState, start: StartResult): ContainerState {
+  const pid = 'pid' in start ? start.pid : undefined;
+  const { statusDetail: _detail, ...rest } = state;
+  return { ...rest, status: 'running', ...(pid ? { pid, pidStartTime: startTime(pid) } : {}), startedAt: new Date().toISOString() };
 }
 
 /** Resolves with the runtime's result, or the pid once `pidFile` holds one. */
-async function startedOrEnded(child: Subprocess, pidFile: string): Promise<{ pid: number } | { result: SubprocessResult }> {
+async function startedOrEnded(child: Subprocess, pidFile: string): Promise<StartResult> {
   let ended: SubprocessResult | undefined;
   void child.result.then((result) => (ended = result));
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
@@ -118,52 +145,62 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     work: join(containerDir, 'work'),
     merged: join(containerDir, 'merged'),
   };
-  const claimed = await updateState(store, id, (state) => (state.status === 'created' ? { ...state, supervisor: io.self } : undefined));
-  if (claimed?.status !== 'created' || claimed.supervisor?.pid !== io.self.pid) {
-    io.handoff({ error: { code: 'ERR_SPAWN_FAILED', message: `container ${id.slice(0, 12)} is not waiting to be started` } });
-    return 1;
-  }
-  let state = claimed;
-  const runtime = { runtime: state.runtime, runtimeRoot: state.runtimeRoot };
-  const target: CleanupTarget = {
-    runtime,
-    store,
-    paths,
-    cgroupsPath: state.cgroupsPath,
-    ephemeral: state.ephemeralMount,
-    keep: false,
-    name: state.name,
-    runtimeStarted: () => true,
-  };
   const runtimeLog = join(paths.containerDir, 'runtime.log');
   // cleanup.ts's PID_FILE: that module (and the other clean-up code) is loaded only when needed, off the start path.
   const pidFile = join(paths.containerDir, 'container.pid');
-  let log: LogWriter | undefined = new LogWriter(join(paths.containerDir, LOG_FILE), {
-    maxSize: state.logMaxSize ?? DEFAULT_LOG_MAX_SIZE,
-    maxFiles: state.logMaxFiles ?? DEFAULT_LOG_MAX_FILES,
-  });
+  let log: LogWriter | undefined;
   // Bound before the start, held across restarts, closed when the supervisor is done: the ports are the container's for its life.
   let forwarder: Forwarder | undefined;
-  if (io.publish !== undefined) {
-    try {
+  // What failedStart cleans up: set once the container is claimed (its state names runtime, cgroups, overlay).
+  let target: CleanupTarget | undefined;
+  let child: Subprocess | undefined;
+  let startedMicros = uptimeMicros();
+  await io.pause?.('before-claim');
+  // The claim and the start under the container's lock, which removeContainerFully takes too: a
+  // removal comes before (no container is waiting then, and nothing is started) or after (the
+  // runtime's state and cgroups exist by then, for it to remove), never in the middle of the start.
+  const begun = await withLock(store.lockPath(`container-${id}`), async (): Promise<Begun> => {
+    const waiting = await readState(store, id);
+    if (waiting?.status !== 'created') return { refused: true };
+    let claimed: ContainerState = { ...waiting, supervisor: io.self };
+    const claimedTarget = cleanupTarget(claimed);
+    target = claimedTarget;
+    if (io.publish !== undefined) {
       const { startForwarder } = await import('../ports/forwarder.js');
       forwarder = await startForwarder({ ...publishOrder(io.publish), log: { warn: io.warn }, execPath: io.execPath });
-      const ports = forwarder.ports;
-      state = (await updateState(store, id, (s) => ({ ...s, ports }))) ?? state;
-    } catch (error) {
-      return failedStart(toConveyorError(error));
+      claimed = { ...claimed, ports: forwarder.ports };
     }
+    // ctr-spawn recorded us as the owner (detach.ts); an owner recorded otherwise is replaced before the runtime runs.
+    if (!sameProcess(waiting.supervisor, io.self)) await writeState(store, claimed);
+    await io.pause?.('starting');
+    log = new LogWriter(join(paths.containerDir, LOG_FILE), {
+      maxSize: claimed.logMaxSize ?? DEFAULT_LOG_MAX_SIZE,
+      maxFiles: claimed.logMaxFiles ?? DEFAULT_LOG_MAX_FILES,
+    });
+    startedMicros = uptimeMicros();
+    const started = runRuntime(claimedTarget.runtime);
+    child = started;
+    io.signals((signal) => {
+      if (child?.exitCode === null) child.kill(signal);
+    });
+    const start = await startedOrEnded(started, pidFile);
+    const error = await startFailure(claimedTarget.runtime, start);
+    if (error) return { error };
+    const running = runningState(claimed, start);
+    await writeState(store, running);
+    return { state: running, start, child: started, target: claimedTarget };
+  }).catch((error: unknown): Begun => ({ error: toConveyorError(error) }));
+  if ('refused' in begun) {
+    // Removed (or taken) before we came: nothing is ours to start or to clean up.
+    io.handoff({ error: { code: 'ERR_SPAWN_FAILED', message: `container ${id.slice(0, 12)} is not waiting to be started` } });
+    return 1;
   }
-  let startedMicros = uptimeMicros();
-  let child = runRuntime();
-  io.signals((signal) => {
-    if (child.exitCode === null) child.kill(signal);
-  });
-
-  const start = await startedOrEnded(child, pidFile);
-  const startError = await startFailure(start);
-  if (startError) return failedStart(startError);
-  state = (await recordRunning(start)) ?? state;
+  if ('error' in begun) return failedStart(begun.error);
+  const { start } = begun;
+  let state = begun.state;
+  child = begun.child;
+  target = begun.target;
+  const runtime = target.runtime;
   io.handoff({ started: state });
 
   let result = 'result' in start ? start.result : await child.result;
@@ -199,9 +236,9 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     // Errors logged by an earlier run must not be taken for this start's.
     await rm(runtimeLog, { force: true }).catch(() => undefined);
     startedMicros = uptimeMicros();
-    child = runRuntime();
+    child = runRuntime(runtime);
     const restarted = await startedOrEnded(child, pidFile);
-    const restartError = await startFailure(restarted);
+    const restartError = await startFailure(runtime, restarted);
     if (restartError) {
       io.warn(`restart failed: ${restartError.message}`);
       await updateState(store, id, (s) => ({ ...exitedState(s, endOf(125)), statusDetail: `restart failed: ${restartError.message}` })).catch(() => undefined);
@@ -236,7 +273,7 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   return 0;
 
   /** `runtime run` of the bundle, its output into the log. */
-  function runRuntime(): Subprocess {
+  function runRuntime(runtime: Runtime): Subprocess {
     const started = startProcess(
       runtime.runtime,
       ['--root', runtime.runtimeRoot, ...runtimeLogArgs(runtime.runtime, runtimeLog), 'run', '--bundle', paths.containerDir, '--pid-file', pidFile, id],
@@ -256,7 +293,7 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   }
 
   /** Why the runtime could not start the container, or undefined when it started (or ran and ended by itself). */
-  async function startFailure(start: { pid: number } | { result: SubprocessResult }): Promise<ConveyorError | undefined> {
+  async function startFailure(runtime: Runtime, start: StartResult): Promise<ConveyorError | undefined> {
     if (!('result' in start)) return undefined;
     if (start.result.code !== undefined) {
       return start.result.code === 'ENOENT'
@@ -272,12 +309,22 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
   }
 
   /** Records the run as running, with its pid when the runtime wrote one. */
-  function recordRunning(start: { pid: number } | { result: SubprocessResult }): Promise<ContainerState | undefined> {
-    const pid = 'pid' in start ? start.pid : undefined;
-    return updateState(store, id, (s) => {
-      const { statusDetail: _detail, ...rest } = s;
-      return { ...rest, status: 'running', ...(pid ? { pid, pidStartTime: startTime(pid) } : {}), startedAt: new Date().toISOString() };
-    });
+  function recordRunning(start: StartResult): Promise<ContainerState | undefined> {
+    return updateState(store, id, (s) => runningState(s, start));
+  }
+
+  /** What is cleaned up after the container of `state`. */
+  function cleanupTarget(state: ContainerState): CleanupTarget {
+    return {
+      runtime: { runtime: state.runtime, runtimeRoot: state.runtimeRoot },
+      store,
+      paths,
+      cgroupsPath: state.cgroupsPath,
+      ephemeral: state.ephemeralMount,
+      keep: false,
+      name: state.name,
+      runtimeStarted: () => true,
+    };
   }
 
   async function failedStart(error: ConveyorError): Promise<number> {
@@ -285,7 +332,8 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
       log?.close();
       await forwarder?.close();
       const { cleanUp } = await import('../cleanup.js');
-      await cleanUp(target);
+      // Not claimed (the state could not be read): nothing known to clean up; ctr-spawn, if alive, does.
+      if (target) await cleanUp(target);
     } catch (cleanupError) {
       io.warn(`clean-up after a failed start failed: ${(cleanupError as Error).message}`);
     }
