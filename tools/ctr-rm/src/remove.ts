@@ -16,6 +16,11 @@
  * it refuses such a container with a ctr-stop hint instead of waiting for a
  * SIGKILL that cannot be sent.
  *
+ * A container still `created` (ctr-spawn -d's start under way, its owner
+ * alive) has nothing to stop: with -f it is removed at once, under the
+ * container's lock that its supervisor holds through the start (see
+ * lib-common container/remove.ts).
+ *
  * Failure: removeOne throws ERR_CONTAINER_RUNNING for a running container
  * without force (or one this process may not signal), and what removeContainerFully throws (ERR_MOUNT_FAILED: the
  * directory then stays for another try). prune reports each failure through
@@ -27,7 +32,7 @@ import { RECORD_VERSION } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
 import { type ActOptions, actOnTargets } from '@conveyor/lib-common/container/targets';
-import { type ContainerEntry, isRunning, listContainers, processRuns, readState } from '@conveyor/lib-common/container/state';
+import { type ContainerEntry, isRunning, listContainers, observe, processRuns, readState } from '@conveyor/lib-common/container/state';
 import { runProcess } from '@conveyor/lib-common/subprocess';
 import { parseSignal, stopContainer } from '@conveyor/lib-common/container/stop';
 
@@ -79,6 +84,11 @@ async function maySignal(pid: number): Promise<boolean> {
 /** Removes one container; resolves to its `removed` record. */
 export async function removeOne(store: Store, entry: ContainerEntry, options: RemoveOptions = {}): Promise<RemovedRecord> {
   const short = entry.id.slice(0, 12);
+  // Created and its owner alive: a detached start not done, no process to stop nor a supervisor to wait
+  // for (it may wait for its order). Its supervisor claims and starts it under the container's lock,
+  // which removeContainerFully takes: the removal comes before the start (which then starts nothing)
+  // or after it (and the runtime's delete kills what started).
+  const starting = entry.state !== undefined && observe(entry.state).status === 'created';
   if (entry.state && isRunning(entry.state)) {
     if (!options.force) {
       throw new ConveyorError('ERR_CONTAINER_RUNNING', `container ${short} is running`, {
@@ -91,9 +101,9 @@ export async function removeOne(store: Store, entry: ContainerEntry, options: Re
         hint: `its namespace keeper is gone: stop it with ctr-stop ${entry.state.name ?? short}, then ctr-rm it`,
       });
     }
-    await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
+    if (!starting) await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
   }
-  if (entry.state) await supervisorGone(store, entry.id);
+  if (entry.state && !starting) await supervisorGone(store, entry.id);
   // Re-read: the supervisor may have recorded more (or removed it, with --rm).
   const state = (await readState(store, entry.id).catch(() => undefined)) ?? entry.state;
   const warnings = await removeContainerFully(store, { ...entry, state }, { volumes: options.volumes });
@@ -106,7 +116,9 @@ export async function removeOne(store: Store, entry: ContainerEntry, options: Re
  * running container is killed (SIGKILL, as `docker rm -f`) and waited for.
  */
 export async function killForRemoval(store: Store, entry: ContainerEntry): Promise<void> {
-  if (entry.state && isRunning(entry.state)) await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
+  // A created one has no process yet (see removeOne): the removal inside takes care of it.
+  if (entry.state && isRunning(entry.state) && observe(entry.state).status !== 'created')
+    await stopContainer(store, entry, { signal: parseSignal('KILL'), timeoutSeconds: 0 });
 }
 
 /**

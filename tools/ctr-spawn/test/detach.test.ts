@@ -18,7 +18,7 @@ import { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
 import { type ContainerState, listContainers, nameHolder, observe, processRuns, readState } from '@conveyor/lib-common/container/state';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { toolPath } from '../../../test/helpers/tools.js';
+import { runTool, toolPath } from '../../../test/helpers/tools.js';
 import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
 
 const root = tempStore('conveyor-detach-');
@@ -300,19 +300,25 @@ t.test(
 );
 
 t.test('a removal racing the supervisor (test hook): before its claim nothing is started; during its start the removal waits for it', async (t) => {
-  for (const point of ['before-claim', 'starting']) {
-    await t.test(point, async (t) => {
-      const name = `held-${point}`;
+  for (const [point, remover] of [
+    ['before-claim', 'lib'],
+    ['before-claim', 'ctr-rm'],
+    ['starting', 'lib'],
+  ] as const) {
+    await t.test(`${point}, removed by ${remover === 'lib' ? 'removeContainerFully' : 'ctr-rm -f'}`, async (t) => {
+      const name = `held-${point}-${remover}`;
       const before = new Set(containerDirs(root));
       const run = startDetached(name, { CONVEYOR_TEST_SUPERVISOR_PAUSE: point });
-      const marker = await until(() => {
+      // The hold's file names the supervisor's pid once written.
+      const held = await until(() => {
         const dir = containerDirs(root).find((d) => !before.has(d));
-        return dir && existsSync(join(root, 'containers', dir, 'test-pause')) ? dir : undefined;
+        const file = dir && join(root, 'containers', dir, 'test-pause');
+        const pid = file && existsSync(file) ? Number.parseInt(readFileSync(file, 'utf8'), 10) : 0;
+        return pid > 0 ? { id: dir!, supervisorPid: pid } : undefined;
       });
-      t.ok(marker, `the supervisor holds at ${point}`);
-      const id = marker!;
+      t.ok(held, `the supervisor holds at ${point}`);
+      const { id, supervisorPid } = held!;
       const markerPath = join(root, 'containers', id, 'test-pause');
-      const supervisorPid = Number(readFileSync(markerPath, 'utf8'));
       // ctr-spawn is gone; the supervisor has its order.
       run.child.kill('SIGKILL');
       await run.closed;
@@ -322,7 +328,13 @@ t.test('a removal racing the supervisor (test hook): before its claim nothing is
       const entry = (await listContainers(store)).find((e) => e.id === id)!;
       if (point === 'before-claim') {
         // The removal takes the directory (and the hold with it): the supervisor finds nothing waiting.
-        await removeContainerFully(store, entry);
+        if (remover === 'lib') await removeContainerFully(store, entry);
+        else {
+          // Nothing runs yet, nothing to kill: ctr-rm -f removes it at once.
+          const r = await runTool('ctr-rm', ['--root', root, '-f', id]);
+          t.equal(r.code, 0, r.stderr);
+          t.match(r.records, [{ type: 'removed', id, name }]);
+        }
         t.ok(await processGone(supervisorPid), 'the supervisor exits');
         t.notOk(existsSync(join('/run/conveyor-runc', id)), 'the runtime never ran it');
       } else {
