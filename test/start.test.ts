@@ -8,7 +8,7 @@
  * bundles, which are what their bins run).
  */
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -176,4 +176,45 @@ t.test('the bundled supervisor and relay run on their own; the bundled entries n
       t.same(foreign, [], `${tool}/bundle/${file} imports only builtins`);
     }
   }
+});
+
+/** Preloaded into a run (a -r module is no V8 flag: the cache is still taken): the builtins it loaded, on stderr at exit. */
+const MODULE_LIST = `process.on('exit', () => require('node:fs').writeSync(2, JSON.stringify(process.moduleLoadList) + '\\n'));\n`;
+
+t.test('--help and --version make no stdio stream (node:stream is most of a start-up) and print all of their text', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const preload = join(dir, 'module-list.cjs');
+  writeFileSync(preload, MODULE_LIST);
+  for (const tool of TOOLS) {
+    for (const flag of tool === 'img-ls' ? ['--help', '--version'] : ['--help']) {
+      const run = spawnSync(process.execPath, ['-r', preload, toolPath(tool), flag], { encoding: 'utf8', timeout: 60_000 });
+      t.equal(run.status, 0, `${tool} ${flag} exits 0`);
+      t.match(run.stdout, flag === '--help' ? /^Usage: .*\n[\s\S]*\nExamples?:\n[\s\S]*\n$/ : `${tool} 0.1.0\n`, `${tool} ${flag}: its whole text`);
+      const loaded: string[] = JSON.parse(run.stderr);
+      t.same(
+        loaded.filter((name) => /^NativeModule (stream|net|tty|internal\/fs\/sync_write_stream|internal\/modules\/esm\/loader)$/.test(name)),
+        [],
+        `${tool} ${flag} loads no stream and not node:module`,
+      );
+    }
+  }
+  // A usage error is a failure as any other: a message on stderr and an error record on stdout.
+  const usage = spawnSync(process.execPath, [toolPath('img-ls'), '--no-such-flag'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(usage.status, 2, 'a usage error exits 2');
+  t.match(usage.stderr, 'img-ls: unknown flag --no-such-flag');
+  t.match(JSON.parse(usage.stdout), { type: 'error', code: 'ERR_USAGE', tool: 'img-ls' }, 'and writes its error record');
+});
+
+t.test('--help into a pipe already closed ends quietly with 0', async (t) => {
+  const child = spawn(process.execPath, [toolPath('img-ls'), '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Closed before the tool has started (a start takes tens of ms): its write meets EPIPE.
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  t.equal(code, 0, 'exit 0');
+  t.equal(stderr, '', 'nothing on stderr');
 });

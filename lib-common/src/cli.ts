@@ -9,9 +9,8 @@ import { COMMON_FLAGS, parseArgs, flag, type ArgSpec, type ParsedArgs } from './
 import { ConveyorError, EXIT, toConveyorError } from './errors.js';
 import { Logger, Progress, type LogFormat, type ProgressMode } from './log.js';
 import { RecordWriter } from './ndjson.js';
-import { constants as osConstants } from 'node:os';
+import { writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultStoreRoot } from './paths.js';
 import { pipeline } from './pipeline.js';
 import { VERSION } from './version.js';
 
@@ -77,6 +76,7 @@ async function runInUserNamespace(root: string, argv: string[]): Promise<void> {
   });
   if (end.signal) {
     // Die as it did, so our caller sees the same signal (the shell's 128+N should we survive it: SIGUSR1 starts node's inspector).
+    const { constants: osConstants } = await import('node:os');
     process.exitCode = 128 + (osConstants.signals[end.signal] ?? 0);
     process.kill(process.pid, end.signal);
     return;
@@ -84,33 +84,61 @@ async function runInUserNamespace(root: string, argv: string[]): Promise<void> {
   process.exitCode = end.exitCode ?? EXIT.FAILED;
 }
 
+/** Ends the run when stdout's reader went away (`| head`): a normal end, not a failure. */
+function exitOnClosedStdout(error: NodeJS.ErrnoException): void {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
+}
+
+/**
+ * Writes --help's or --version's text straight to fd 1: process.stdout (and
+ * process.stderr) are streams, and the first one made loads node:stream, about
+ * half of what a --help run costs beyond Node's own start (issue 17). Node
+ * writes to files and pipes synchronously anyway. A pipe left non-blocking by
+ * whoever started us (EAGAIN) gets the rest through process.stdout; a closed
+ * reader (EPIPE) is a normal end.
+ */
+function writeStdoutAtOnce(text: string): void {
+  const bytes = Buffer.from(text);
+  let written = 0;
+  try {
+    while (written < bytes.length) written += writeSync(1, bytes, written);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EPIPE') return;
+    process.stdout.on('error', exitOnClosedStdout);
+    process.stdout.write(bytes.subarray(written));
+  }
+}
+
 export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)): Promise<void> {
+  // Hidden: scripts/build/gen-completion.mjs reads a tool's flags this way, without running it.
+  const dumpFlags = process.env.CONVEYOR_DUMP_FLAGS === '1';
+  // Parsed first, before any stream or logger exists: --help and --version need nothing else. A
+  // usage error is reported below, as every failure is (a message and an `error` record).
+  let args: ParsedArgs | undefined;
+  let usageError: unknown;
+  if (!dumpFlags) {
+    try {
+      args = parseArgs(argv, def.spec);
+    } catch (error) {
+      usageError = error;
+    }
+    if (args?.help) return writeStdoutAtOnce(def.help.endsWith('\n') ? def.help : `${def.help}\n`);
+    if (args?.version) return writeStdoutAtOnce(`${def.name} ${VERSION}\n`);
+  }
   let log = new Logger(def.name, process.stderr, argv.includes('--log-format=json') ? 'json' : 'text');
   let progress: Progress | undefined;
   const out = new RecordWriter(process.stdout);
   // Error records are for the programs reading our stdout; a human on a terminal has the message on stderr.
   pipeline.attach({ tool: def.name, sink: process.stdout.isTTY ? undefined : out });
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    // A closed reader downstream (`| head`) is a normal end, not a failure.
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
-  });
+  process.stdout.on('error', exitOnClosedStdout);
   // Named in the message of a write the store's file system refused (full, read-only).
   let storeRoot: string | undefined;
   try {
-    // Hidden: scripts/build/gen-completion.mjs reads a tool's flags this way, without running it.
-    if (process.env.CONVEYOR_DUMP_FLAGS === '1') {
+    if (dumpFlags) {
       process.stdout.write(`${JSON.stringify({ name: def.name, spec: def.spec ?? {}, common: COMMON_FLAGS, help: def.help })}\n`);
       return;
     }
-    const args = parseArgs(argv, def.spec);
-    if (args.help) {
-      process.stdout.write(def.help.endsWith('\n') ? def.help : def.help + '\n');
-      return;
-    }
-    if (args.version) {
-      process.stdout.write(`${def.name} ${VERSION}\n`);
-      return;
-    }
+    if (usageError !== undefined || args === undefined) throw usageError;
     const format = flag(args, 'log-format') ?? 'text';
     if (format !== 'text' && format !== 'json') throw new ConveyorError('ERR_USAGE', `--log-format must be text or json, got ${JSON.stringify(format)}`);
     const progressMode = flag(args, 'progress') ?? 'auto';
@@ -119,6 +147,8 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     }
     log = new Logger(def.name, process.stderr, format as LogFormat, Boolean(args.quiet));
     progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
+    // Loaded here, not at start: it loads node:os, which --help and --version do without.
+    const { defaultStoreRoot } = await import('./paths.js');
     if (def.userNamespace && (process.geteuid?.() ?? 0) !== 0) {
       const root = resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.geteuid?.() ?? 0)));
       if (def.userNamespace === true || def.userNamespace(args, root)) return await runInUserNamespace(root, argv);

@@ -13,7 +13,6 @@
  * run time: only the build's warm-up (`warmUp`) makes a cache.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
@@ -21,7 +20,14 @@ import { Script } from 'node:vm';
 export interface StartOptions {
   /** CONVEYOR_START_DEBUG=1: say on stderr which entry ran and what became of the cache. */
   env: NodeJS.ProcessEnv;
+  /** Read only to say so (the bins pass a getter: process.stderr is a stream, made on first use, and costs a start-up that never logs). */
   stderr: NodeJS.WritableStream;
+  /**
+   * The bundle's `require`: the bin's own (a bundle requires nothing but node: builtins, which any
+   * require resolves; the bins' is at hand, where node:module's createRequire would load Node's
+   * module loader too). Without it (an ES module caller), createRequire.
+   */
+  require?: NodeJS.Require;
   /**
    * Build time only (scripts/build/code-cache.mjs): compile without the old
    * cache and hand over what makes the cache file's contents, which the
@@ -103,6 +109,7 @@ export async function startTool(toolUrl: URL, options: StartOptions): Promise<St
   if (debug) options.stderr.write(`start: ${path.entry} ${path.file} (cache ${cache})\n`);
   options.warmUp?.(() => Buffer.concat([Buffer.from(buildId, 'latin1'), script.createCachedData()]));
   const module = { exports: {} };
-  script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, dirname(bundle));
+  const require = options.require ?? (await import('node:module')).createRequire(bundle);
+  script.runInThisContext()(module.exports, require, module, bundle, dirname(bundle));
   return path;
 }

@@ -9,4 +9,12 @@ try {
   if (process.env.CONVEYOR_START_DEBUG === '1') process.stderr.write(`start: dist ${__dirname}/../dist/cli.js (no bundle)\n`);
   import(pathToFileURL(`${__dirname}/../dist/cli.js`).href);
 }
-start?.startTool(pathToFileURL(`${__dirname}/../`), { env: process.env, stderr: process.stderr });
+// stderr is a getter: process.stderr is a stream made on first use, which a start that says nothing need not pay for.
+// require is the bundle's (it requires only node: builtins, which any require resolves).
+start?.startTool(pathToFileURL(`${__dirname}/../`), {
+  env: process.env,
+  get stderr() {
+    return process.stderr;
+  },
+  require,
+});
