@@ -27,7 +27,7 @@
  * record-paths.ts first.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
@@ -191,14 +191,26 @@ export async function makeContainerDir(store: Store, paths: ContainerPaths): Pro
   // A running container's upper and merged dirs hold the image's setuid files
   // as much as its layers do: containers/ and containers/<id> are owner-only,
   // whatever the store root's mode.
-  await mkdirClosedTop(store.containersDir);
-  await mkdir(paths.containerDir, { mode: 0o700 });
+  // containers/ is made when the first mkdir finds it missing, not looked for on every run.
   try {
-    await chmod(paths.containerDir, 0o700);
+    await mkdir(paths.containerDir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdirClosedTop(store.containersDir);
+    await mkdir(paths.containerDir, { mode: 0o700 });
+  }
+  try {
     // upper becomes the mode of / inside the container (merged is covered by
     // the mount): 0755 so non-root users in the container can use /, chmod'ed
-    // because a umask such as 027 would mask mkdir's mode.
-    await Promise.all([mkdir(paths.upper, { mode: 0o755 }), mkdir(paths.work, { mode: 0o700 }), mkdir(paths.merged, { mode: 0o755 })]);
+    // because a umask such as 027 would mask mkdir's mode. The directories
+    // are made beside the container directory's own chmod: a umask can only
+    // have narrowed its 0700.
+    await Promise.all([
+      chmod(paths.containerDir, 0o700),
+      mkdir(paths.upper, { mode: 0o755 }),
+      mkdir(paths.work, { mode: 0o700 }),
+      mkdir(paths.merged, { mode: 0o755 }),
+    ]);
     await Promise.all([chmod(paths.upper, 0o755), chmod(paths.merged, 0o755)]);
   } catch (error) {
     await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
@@ -369,5 +381,32 @@ export async function removeContainer(store: Store, id: string, options: { keepD
   }
   const left = await mountsUnder(paths.containerDir);
   if (left.length > 0) throw new ConveyorError('ERR_MOUNT_FAILED', `still mounted after unmount: ${left.join(', ')}`);
-  if (!options.keepDir) await rm(paths.containerDir, { recursive: true, force: true });
+  if (!options.keepDir) await removeTree(paths.containerDir);
+}
+
+/**
+ * Removes a directory tree with nothing mounted in it, every directory's entries at once: on ext4
+ * with online discard (and no journal) each freed directory block is discarded before rmdir(2)
+ * returns (1-2 ms), so a container directory's half-dozen directories cost far less side by side
+ * than in turn; and a readdir's entry types spare rm's lstat and failed rmdir per entry. Whatever
+ * this cannot remove (an entry type the filesystem does not report, a race) is left to rm.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    await removeEntries(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function removeEntries(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const removed = await Promise.allSettled(
+    entries.map((entry) => (entry.isDirectory() ? removeEntries(join(dir, entry.name)) : unlink(join(dir, entry.name)))),
+  );
+  // All settled first: rm must not race removals still under way.
+  const failed = removed.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  await rmdir(dir);
 }

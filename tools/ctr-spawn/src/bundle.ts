@@ -84,9 +84,11 @@ async function writeNameFiles(
       hostNetwork: network.mode === 'host',
       helperDns: network.dns,
     });
-  await writeFile(join(paths.containerDir, 'hostname'), `${name}\n`);
-  await writeFile(join(paths.containerDir, 'hosts'), hosts);
-  await writeFile(join(paths.containerDir, 'resolv.conf'), resolv);
+  await Promise.all([
+    writeFile(join(paths.containerDir, 'hostname'), `${name}\n`),
+    writeFile(join(paths.containerDir, 'hosts'), hosts),
+    writeFile(join(paths.containerDir, 'resolv.conf'), resolv),
+  ]);
   return name;
 }
 

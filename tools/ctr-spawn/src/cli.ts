@@ -170,9 +170,12 @@ await runCli({
   main: async (ctx) => {
     // CONVEYOR_TRACE=1: where the time goes, phase by phase, on stderr (trace.ts).
     const trace = ctx.env.CONVEYOR_TRACE === '1' ? createTrace('ctr-spawn', (line) => ctx.stderr.write(line)) : NO_TRACE;
-    trace.mark('node-started', performance.nodeTiming.bootstrapComplete);
+    if (trace !== NO_TRACE) {
+      // Read only when traced: the `performance` global loads perf_hooks (a dozen of Node's modules).
+      trace.mark('node-started', performance.nodeTiming.bootstrapComplete);
+      process.on('exit', () => trace.mark('exit'));
+    }
     trace.mark('cli-loaded');
-    if (trace !== NO_TRACE) process.on('exit', () => trace.mark('exit'));
     const args = ctx.args;
     if (args._.length > 0) {
       throw new ConveyorError('ERR_USAGE', `unexpected argument ${JSON.stringify(args._[0])}`, { hint: 'put the command after --: ctr-spawn -- echo hi' });
