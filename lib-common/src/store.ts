@@ -84,6 +84,7 @@ export class Store {
   readonly root: string;
   readonly warn: (message: string) => void;
   private tightened = false;
+  private initialized?: Promise<void>;
 
   constructor(root: string, options: StoreOptions = {}) {
     this.root = root;
@@ -132,9 +133,19 @@ export class Store {
   /**
    * Creates the layout if missing, closed to other users (see the top of this
    * file), and tightens a store left open by an older version or another tool.
-   * Idempotent and safe to race.
+   * Idempotent and safe to race; does its work once per Store object (the
+   * layout is not expected to vanish under a running tool).
    */
   async init(): Promise<void> {
+    // Once per Store object (a pull asks at its start and again when it tags the image); a failure is not kept.
+    this.initialized ??= this.makeLayout().catch((error) => {
+      this.initialized = undefined;
+      throw error;
+    });
+    return this.initialized;
+  }
+
+  private async makeLayout(): Promise<void> {
     await this.tighten();
     for (const dir of [join(this.root, 'blobs'), this.blobsDir, this.tmpDir]) await mkdirClosed(dir);
     if (!(await exists(join(this.root, 'oci-layout')))) {

@@ -5,7 +5,8 @@
  * 1xx answers skipped); `BodyDecoder` then frames the body by Content-Length,
  * chunked transfer coding or the connection's end, handing body bytes on as
  * views of the caller's buffer (never copied). Bytes after a complete body
- * are ignored: we send `Connection: close` and never pipeline.
+ * are not handed on (we never pipeline); `overrun` tells they came, and the
+ * connection is then not used again (raw-exchange.ts's keep-alive).
  *
  * Hostile input fails with ERR_REGISTRY_PROTOCOL saying what was wrong (a bad
  * status line or header line, an oversized head, a negative, non-numeric or
@@ -25,6 +26,8 @@ const MAX_TRAILER_BYTES = 16 * 1024;
 const MAX_CHUNK_HEX_DIGITS = 12;
 
 export interface ResponseHead {
+  /** The status line's version: `1.1`, or `1.0` (whose connections close after one exchange). */
+  httpVersion: '1.0' | '1.1';
   statusCode: number;
   statusMessage: string;
   headers: IncomingHttpHeaders;
@@ -33,7 +36,7 @@ export interface ResponseHead {
 export type Framing = { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' } | { kind: 'none' };
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: ([^\r\n]*))?$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters in header values is the point
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
@@ -65,7 +68,7 @@ export function parseHead(text: string): ResponseHead {
       if (previous !== value) throw protocolError(`conflicting Content-Length headers (${previous}, ${value})`);
     } else headers[key] = `${previous as string}, ${value}`;
   }
-  return { statusCode: Number(status[1]), statusMessage: status[2] ?? '', headers };
+  return { httpVersion: status[1] === '1' ? '1.1' : '1.0', statusCode: Number(status[2]), statusMessage: status[3] ?? '', headers };
 }
 
 /** How the body of a response to a GET is delimited; throws ERR_REGISTRY_PROTOCOL for lengths that do not add up. */
@@ -148,6 +151,8 @@ type ChunkState = 'size' | 'data' | 'data-end' | 'trailer' | 'done';
 export class BodyDecoder {
   /** Body bytes handed on so far. */
   received = 0;
+  /** Bytes came after the body's end (not handed on): the connection carries something we did not ask for. */
+  overrun = false;
   private remaining: number;
   private state: ChunkState = 'size';
   private line = '';
@@ -169,7 +174,11 @@ export class BodyDecoder {
   }
 
   push(data: Buffer, emit: (view: Buffer) => void): boolean {
-    if (this.complete || data.length === 0) return this.complete;
+    if (data.length === 0) return this.complete;
+    if (this.complete) {
+      this.overrun = true;
+      return true;
+    }
     if (this.framing.kind === 'close') {
       this.received += data.length;
       emit(data);
@@ -181,6 +190,7 @@ export class BodyDecoder {
       this.received += take;
       emit(take === data.length ? data : data.subarray(0, take));
       this.complete = this.remaining === 0;
+      if (take < data.length) this.overrun = true;
       return this.complete;
     }
     return this.pushChunked(data, emit);
@@ -217,6 +227,7 @@ export class BodyDecoder {
       this.lineDone(line);
     }
     this.complete = this.state === 'done';
+    if (this.complete && i < data.length) this.overrun = true;
     return this.complete;
   }
 

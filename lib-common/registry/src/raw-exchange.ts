@@ -7,6 +7,15 @@
  * node:http requests; the client's auth, redirects and retries and blob.ts's
  * resume, size and digest checks sit above it unchanged.
  *
+ * Connections are kept alive between exchanges to the same host and port
+ * (a `RawSocketPool`, one per transport): a socket goes back to the pool
+ * only when its response ended cleanly (its body complete as framed by
+ * Content-Length or chunks, HTTP/1.1, no `Connection: close`, no byte beyond
+ * the body), never after an error, an abort or a body left unread. A pooled
+ * socket the server closed meanwhile is noticed (it is read while idle), and
+ * a request on one that fails before any answer byte is sent again once on a
+ * fresh connection: a GET is safe to repeat.
+ *
  * The response (`RawResponse`) is a Readable, so the client's code for
  * answers that are not a blob (401, redirects, errors) reads it like an
  * IncomingMessage; a blob body is read with `consume(sink)` instead, which
@@ -26,6 +35,7 @@ import { connect as tlsConnect, type ConnectionOptions, type SecureContext } fro
 import type { IncomingHttpHeaders } from 'node:http';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { BodyDecoder, framingOf, HeadParser } from './http-parser.js';
+import { socketHost } from './transport.js';
 
 /** Bytes per socket read: large reads mean few system calls and few, large file writes. */
 export const READ_BUFFER_BYTES = 1024 * 1024;
@@ -40,6 +50,8 @@ export interface RawExchangeOptions {
   signal?: AbortSignal;
   /** Where the open connection is kept until it closes, so the transport's close() can end it. */
   open?: Set<{ close(): void }>;
+  /** Idle connections to reuse, and where this one goes when its response ends cleanly; none: one exchange per connection. */
+  pool?: RawSocketPool;
 }
 
 function networkFailure(message: string, code: string): Error {
@@ -47,18 +59,18 @@ function networkFailure(message: string, code: string): Error {
 }
 
 /** Refuses header values that would split the request (a token server could send a token with CRLF in it). */
-function requestHead(url: URL, headers: Record<string, string>): string {
+function requestHead(url: URL, headers: Record<string, string>, keepAlive: boolean): string {
   let text = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value))
       throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `header ${JSON.stringify(name)} has a line break in its value`);
     text += `${name}: ${value}\r\n`;
   }
-  // One exchange per connection: the body's end is framed by the parser, the socket closed after it.
-  return `${text}connection: close\r\n\r\n`;
+  // HTTP/1.1 keeps the connection by default; the body's end is framed by the parser either way.
+  return `${text}${keepAlive ? '' : 'connection: close\r\n'}\r\n`;
 }
 
-/** Sends GET `url` on a fresh connection; resolves with the response once its head has arrived. */
+/** Sends GET `url` on an idle pooled connection or a fresh one; resolves with the response once its head has arrived. */
 export function rawGet(url: URL, headers: Record<string, string>, options: RawExchangeOptions): Promise<RawResponse> {
   return new Promise<RawResponse>((resolve, reject) => {
     if (options.signal?.aborted) {
@@ -67,7 +79,7 @@ export function rawGet(url: URL, headers: Record<string, string>, options: RawEx
     }
     let head: string;
     try {
-      head = requestHead(url, headers);
+      head = requestHead(url, headers, options.pool !== undefined);
     } catch (error) {
       reject(error);
       return;
@@ -82,40 +94,190 @@ function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: reason }), { name: 'AbortError', code: 'ABORT_ERR' });
 }
 
-/** One connection carrying one exchange: parses the head, then feeds the RawResponse. */
-class Connection {
-  private readonly socket: Socket;
-  private readonly heads = new HeadParser();
-  private response?: RawResponse;
-  private settled = false;
-  private moved = 0;
-  private rateTimer?: NodeJS.Timeout;
-  private readonly onAbort: () => void;
+/** Idle connections per destination (scheme, host, port and TLS settings), reused by the next GET there. */
+export class RawSocketPool {
+  private readonly idle = new Map<string, Channel[]>();
+  /** At most this many idle connections per destination (the parallel downloads of one pull). */
+  static readonly MAX_IDLE = 8;
+
+  /** An idle connection to `key`, taken out of the pool; undefined when none is left. */
+  take(key: string): Channel | undefined {
+    const list = this.idle.get(key);
+    for (let channel = list?.pop(); channel; channel = list?.pop()) {
+      if (!channel.socket.destroyed) return channel;
+    }
+    return undefined;
+  }
+
+  /** Keeps an idle connection (closes it when the pool is full). */
+  put(channel: Channel): void {
+    let list = this.idle.get(channel.key);
+    if (!list) {
+      list = [];
+      this.idle.set(channel.key, list);
+    }
+    if (list.length >= RawSocketPool.MAX_IDLE) {
+      channel.socket.destroy();
+      return;
+    }
+    list.push(channel);
+  }
+
+  /** Forgets a connection that closed while idle. */
+  remove(channel: Channel): void {
+    const list = this.idle.get(channel.key);
+    const at = list?.indexOf(channel) ?? -1;
+    if (at >= 0) list!.splice(at, 1);
+  }
+
+  /** Closes every idle connection (the transport's close()). */
+  close(): void {
+    for (const list of this.idle.values()) for (const channel of list) channel.socket.destroy();
+    this.idle.clear();
+  }
+}
+
+/** Distinct ids for TLS contexts, so connections verified against different roots are not mixed up. */
+const contextIds = new WeakMap<object, number>();
+let nextContextId = 0;
+
+/** The pool key of a destination: what a reused connection must have in common with a fresh one. */
+function destination(url: URL, tls: RawExchangeOptions['tls']): string {
+  if (!tls) return `${url.protocol}//${url.host}`;
+  let context = 0;
+  if (tls.secureContext) {
+    context = contextIds.get(tls.secureContext) ?? ++nextContextId;
+    contextIds.set(tls.secureContext, context);
+  }
+  return `${url.protocol}//${url.host} ${tls.rejectUnauthorized} ${tls.servername ?? ''} ${context}`;
+}
+
+/**
+ * A socket with its one reused read buffer, carrying one exchange at a time
+ * (`exchange`); between exchanges it sits in a pool, read so that a close or
+ * a stray byte from the server is noticed (and the socket dropped).
+ */
+class Channel {
+  readonly socket: Socket;
+  exchange?: Connection;
+  private pool?: RawSocketPool;
 
   constructor(
     url: URL,
-    request: string,
+    readonly key: string,
+    tls: RawExchangeOptions['tls'],
+  ) {
+    const host = socketHost(url);
+    const port = Number(url.port) || (tls ? 443 : 80);
+    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    const onread = { buffer, callback: (n: number, buf: Buffer) => this.onBytes(buf.subarray(0, n)) };
+    // @types/node omits onread from these options; Node documents it for both net.connect and tls.connect.
+    this.socket = tls ? tlsConnect({ host, port, onread, ...tls } as ConnectionOptions) : netConnect({ host, port, onread } as NetConnectOpts);
+    this.socket.setNoDelay(true);
+    this.socket.on('timeout', () => this.exchange?.onTimeout());
+    this.socket.on('error', (error) => (this.exchange ? this.exchange.fail(error) : this.drop()));
+    this.socket.on('end', () => (this.exchange ? this.exchange.onEnd() : this.drop()));
+    this.socket.on('close', () => (this.exchange ? this.exchange.onEnd() : this.drop()));
+  }
+
+  private onBytes(data: Buffer): boolean {
+    if (this.exchange) return this.exchange.onBytes(data);
+    // Nothing was asked: a server that talks unasked is not talked to again.
+    this.drop();
+    return false;
+  }
+
+  /** Starts carrying `exchange`. */
+  carry(exchange: Connection, timeoutMs: number): void {
+    this.pool?.remove(this);
+    this.pool = undefined;
+    this.exchange = exchange;
+    this.socket.ref();
+    this.socket.setTimeout(timeoutMs);
+  }
+
+  /** The exchange ended cleanly: the connection waits in `pool` for the next one. */
+  idle(pool: RawSocketPool): void {
+    this.exchange = undefined;
+    this.socket.setTimeout(0);
+    // An idle connection does not keep the process alive.
+    this.socket.unref();
+    this.pool = pool;
+    pool.put(this);
+    // Read again once the read that ended the body has returned (its `false` pauses the socket): a close is seen.
+    setImmediate(() => {
+      if (!this.exchange && !this.socket.destroyed) this.socket.resume();
+    });
+  }
+
+  private drop(): void {
+    this.pool?.remove(this);
+    this.pool = undefined;
+    this.socket.destroy();
+  }
+}
+
+/** One exchange on a connection (pooled or fresh): parses the head, then feeds the RawResponse. */
+class Connection {
+  private channel?: Channel;
+  private heads = new HeadParser();
+  private response?: RawResponse;
+  private settled = false;
+  private moved = 0;
+  /** Bytes of the answer seen so far (a reused connection that fails before any is tried again). */
+  private answered = false;
+  private reused = false;
+  private keepAlive = false;
+  private rateTimer?: NodeJS.Timeout;
+  private readonly onAbort: () => void;
+  private readonly key: string;
+
+  constructor(
+    private readonly url: URL,
+    private readonly request: string,
     private readonly options: RawExchangeOptions,
     private readonly resolve: (res: RawResponse) => void,
     private readonly reject: (error: unknown) => void,
   ) {
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    const port = Number(url.port) || (options.tls ? 443 : 80);
-    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-    const onread = { buffer, callback: (n: number, buf: Buffer) => this.onBytes(buf.subarray(0, n)) };
-    // @types/node omits onread from these options; Node documents it for both net.connect and tls.connect.
-    this.socket = options.tls ? tlsConnect({ host, port, onread, ...options.tls } as ConnectionOptions) : netConnect({ host, port, onread } as NetConnectOpts);
-    this.socket.setNoDelay(true);
-    this.socket.setTimeout(options.timeoutMs, () => this.fail(networkFailure(`no answer from ${url.host} in ${options.timeoutMs} ms`, 'ERR_CONVEYOR_TIMEOUT')));
-    this.socket.on('error', (error) => this.fail(error));
-    this.socket.on('end', () => this.onEnd());
-    this.socket.on('close', () => this.onEnd());
+    this.key = destination(url, options.tls);
     this.onAbort = () => this.fail(abortError(options.signal!));
     options.signal?.addEventListener('abort', this.onAbort, { once: true });
     options.open?.add(this);
-    this.moved += request.length;
-    this.socket.write(request);
+    this.start(options.pool?.take(this.key));
     if (options.minRate > 0) this.watchRate(url.host);
+  }
+
+  /** Sends the request on `pooled`, or on a fresh connection. */
+  private start(pooled?: Channel): void {
+    this.reused = pooled !== undefined;
+    const channel = pooled ?? new Channel(this.url, this.key, this.options.tls);
+    this.channel = channel;
+    channel.carry(this, this.options.timeoutMs);
+    this.moved += this.request.length;
+    channel.socket.write(this.request);
+    if (pooled) channel.socket.resume();
+  }
+
+  /**
+   * A reused connection that failed before any byte of the answer (the
+   * server closed it while idle, racing our request) is replaced once by a
+   * fresh one; true when that was done.
+   */
+  private startedAgain(): boolean {
+    if (!this.reused || this.answered || this.settled) return false;
+    const stale = this.channel;
+    this.channel = undefined;
+    if (stale) {
+      stale.exchange = undefined;
+      stale.socket.destroy();
+    }
+    this.heads = new HeadParser();
+    this.start();
+    return true;
+  }
+
+  onTimeout(): void {
+    this.fail(networkFailure(`no answer from ${this.url.host} in ${this.options.timeoutMs} ms`, 'ERR_CONVEYOR_TIMEOUT'));
   }
 
   /** The minimum-rate rule of transport.ts's watchRate, on this socket: bytes both ways per window. */
@@ -136,13 +298,20 @@ class Connection {
   }
 
   /** onread's callback; false pauses the socket. */
-  private onBytes(data: Buffer): boolean {
+  onBytes(data: Buffer): boolean {
     this.moved += data.length;
+    this.answered = true;
     try {
       if (this.response) return this.response.feed(data);
       const found = this.heads.push(data);
       if (!found) return true;
-      const response = new RawResponse(found.head.statusCode, found.head.statusMessage, found.head.headers, new BodyDecoder(framingOf(found.head)), this);
+      const { head } = found;
+      const framing = framingOf(head);
+      const close = String(head.headers.connection ?? '')
+        .split(',')
+        .some((token) => token.trim().toLowerCase() === 'close');
+      this.keepAlive = head.httpVersion === '1.1' && !close && framing.kind !== 'close';
+      const response = new RawResponse(head.statusCode, head.statusMessage, head.headers, new BodyDecoder(framing), this);
       this.response = response;
       this.settled = true;
       // The body waits (socket paused) until the caller picks how to read it; what came with the head is kept.
@@ -155,17 +324,19 @@ class Connection {
     }
   }
 
-  private onEnd(): void {
+  onEnd(): void {
     if (this.response) {
       this.response.ended();
       return;
     }
+    if (this.startedAgain()) return;
     const where = this.heads.buffered > 0 ? 'in the middle of the response head' : 'before answering';
     this.fail(networkFailure(`socket hang up: the registry closed the connection ${where}`, 'ECONNRESET'));
   }
 
   /** Ends the exchange with `error` (or quietly, without one). */
   fail(error?: unknown): void {
+    if (error !== undefined && this.channel && !this.options.signal?.aborted && this.startedAgain()) return;
     this.close();
     if (error === undefined) return;
     if (!this.settled) {
@@ -174,19 +345,45 @@ class Connection {
     } else this.response?.destroy(error as Error);
   }
 
+  /** Ends the exchange and its connection (an idle one in the pool is not this exchange's any more). */
   close(): void {
+    this.detach();
+    const channel = this.channel;
+    this.channel = undefined;
+    if (channel?.exchange === this) {
+      channel.exchange = undefined;
+      channel.socket.destroy();
+    }
+  }
+
+  /**
+   * The body is complete: the connection goes back to the pool when the
+   * response allows it and nothing came after the body, else it is closed.
+   */
+  done(overrun: boolean): void {
+    const channel = this.channel;
+    if (!channel || channel.exchange !== this || !this.options.pool || !this.keepAlive || overrun || channel.socket.destroyed) {
+      this.close();
+      return;
+    }
+    this.detach();
+    this.channel = undefined;
+    channel.idle(this.options.pool);
+  }
+
+  private detach(): void {
     this.options.open?.delete(this);
     clearInterval(this.rateTimer);
     this.options.signal?.removeEventListener('abort', this.onAbort);
-    this.socket.destroy();
   }
 
   pause(): void {
-    this.socket.pause();
+    this.channel?.socket.pause();
   }
 
   resume(): void {
-    if (!this.socket.destroyed) this.socket.resume();
+    const socket = this.channel?.socket;
+    if (socket && !socket.destroyed) socket.resume();
   }
 }
 
@@ -315,7 +512,7 @@ export class RawResponse extends Readable {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.connection.close();
+    this.connection.done(this.body.overrun);
     this.settleFinished();
   }
 

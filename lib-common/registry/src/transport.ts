@@ -34,7 +34,7 @@ import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { registryApiHost } from '@conveyor/lib-common/reference';
-import type { RawResponse } from './raw-exchange.js';
+import type { RawResponse, RawSocketPool } from './raw-exchange.js';
 
 /**
  * A response as the client's code reads it: node:http's IncomingMessage, or
@@ -156,6 +156,11 @@ export function drain(res: HttpResponse): void {
   res.on('error', () => undefined);
 }
 
+/** The host to open a socket to: a URL's hostname without an IPv6 literal's brackets (`[::1]` → `::1`). */
+export function socketHost(url: URL): string {
+  return url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+}
+
 export function firstHeader(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
@@ -238,8 +243,10 @@ export class Transport {
   private readonly secureContexts = new Map<string, Promise<SecureContext | undefined>>();
   /** Hosts whose certificates need the system CA bundle. */
   private readonly systemCa = new Set<string>();
-  /** Raw-socket exchanges still open (a response not read to its end), ended by close(). */
+  /** Raw-socket exchanges still open (a response not read to its end) and the pool of idle ones, ended by close(). */
   private readonly rawConnections = new Set<{ close(): void }>();
+  /** Idle raw-socket connections, reused by the next blob GET to the same host and port. */
+  private rawPool?: RawSocketPool;
   private httpAgent?: HttpAgent;
   private httpsAgent?: HttpsAgent;
   private httpModule?: typeof import('node:http');
@@ -333,7 +340,7 @@ export class Transport {
   async speaksTls(url: URL): Promise<boolean> {
     const tls = await import('node:tls');
     const timeout = this.options.timeoutMs ?? 60_000;
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    const host = socketHost(url);
     const { servername } = await this.tlsOptionsFor(url, true);
     return new Promise<boolean>((resolve, reject) => {
       const socket = tls.connect({ host, port: Number(url.port) || 443, servername, rejectUnauthorized: false });
@@ -354,7 +361,11 @@ export class Transport {
    * Resolves with the response head, whatever its status.
    */
   async sendRaw(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<RawResponse> {
-    const { rawGet } = await import('./raw-exchange.js');
+    const { rawGet, RawSocketPool } = await import('./raw-exchange.js');
+    if (!this.rawPool) {
+      this.rawPool = new RawSocketPool();
+      this.rawConnections.add(this.rawPool);
+    }
     const https = url.protocol === 'https:';
     const tls = https ? await this.tlsOptions(url) : undefined;
     const attempt = rawGet(
@@ -367,6 +378,7 @@ export class Transport {
         rateWindowMs: this.options.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS,
         signal,
         open: this.rawConnections,
+        pool: this.rawPool,
       },
     );
     if (!https || !tls?.rejectUnauthorized || tls.secureContext) return attempt;

@@ -39,8 +39,8 @@ const ok = (headers: string, body: string) => Buffer.from(`HTTP/1.1 200 OK\r\n${
 
 t.test('parseHead', async (t) => {
   const cases: [string, unknown][] = [
-    ['HTTP/1.1 200 OK\r\nContent-Length: 3', { statusCode: 200, statusMessage: 'OK', headers: { 'content-length': '3' } }],
-    ['HTTP/1.0 404 Not Found', { statusCode: 404, statusMessage: 'Not Found', headers: {} }],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 3', { httpVersion: '1.1', statusCode: 200, statusMessage: 'OK', headers: { 'content-length': '3' } }],
+    ['HTTP/1.0 404 Not Found', { httpVersion: '1.0', statusCode: 404, statusMessage: 'Not Found', headers: {} }],
     ['HTTP/1.1 307 ', { statusCode: 307, statusMessage: '', headers: {} }],
     ['HTTP/1.1 204', { statusCode: 204, statusMessage: '', headers: {} }],
     ['HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nLocation:  /x  ', { statusCode: 200, headers: { 'x-a': '1, 2', location: '/x' } }],
@@ -89,6 +89,24 @@ t.test('framingOf', async (t) => {
     [{ 'transfer-encoding': 'chunked, identity' }, /unsupported Transfer-Encoding/],
   ];
   for (const [headers, message] of bad) t.throws(() => framingOf(head(200, headers)), { code: 'ERR_REGISTRY_PROTOCOL', message }, JSON.stringify(headers));
+});
+
+t.test('BodyDecoder.overrun: bytes past a complete body are noticed (the connection is not reused), not handed on', async (t) => {
+  const cases: [string, Framing, string[], boolean][] = [
+    ['length, exact', { kind: 'length', length: 3 }, ['abc'], false],
+    ['length, one read too long', { kind: 'length', length: 3 }, ['abcd'], true],
+    ['length, a later read', { kind: 'length', length: 3 }, ['abc', 'x'], true],
+    ['chunked, exact', { kind: 'chunked' }, ['3\r\nabc\r\n0\r\n\r\n'], false],
+    ['chunked, bytes after the last chunk', { kind: 'chunked' }, ['3\r\nabc\r\n0\r\n\r\nHTTP'], true],
+    ['no body, a byte anyway', { kind: 'none' }, ['x'], true],
+  ];
+  for (const [name, framing, reads, overrun] of cases) {
+    const decoder = new BodyDecoder(framing);
+    let body = '';
+    for (const read of reads) decoder.push(Buffer.from(read, 'latin1'), (view) => (body += view.toString('latin1')));
+    t.equal(decoder.overrun, overrun, `${name}: overrun`);
+    t.equal(body, framing.kind === 'none' ? '' : 'abc', `${name}: the body alone is handed on`);
+  }
 });
 
 t.test('responses decode the same whatever the reads look like', async (t) => {

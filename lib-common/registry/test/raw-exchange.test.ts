@@ -312,3 +312,122 @@ t.test('an abort mid-body ends the download and its connection at once', async (
   await closed;
   t.notOk(await store.hasBlob(digest, blob.length), 'nothing stored');
 });
+
+/**
+ * A server that answers every request of a connection in turn (keep-alive), counting connections:
+ * `script` gets the request, its number over all connections and its connection's number.
+ */
+async function keepAliveServer(t: Test, script: (socket: Socket, req: Seen, n: number, connection: number) => void) {
+  const seen: (Seen & { connection: number })[] = [];
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    const connection = connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let text = '';
+    socket.on('data', (data) => {
+      text += data.toString('latin1');
+      for (let end = text.indexOf('\r\n\r\n'); end >= 0; end = text.indexOf('\r\n\r\n')) {
+        const lines = text.slice(0, end).split('\r\n');
+        text = text.slice(end + 4);
+        const headers = Object.fromEntries(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+        seen.push({ head: lines[0], headers, connection });
+        script(socket, { head: lines[0], headers }, seen.length - 1, connection);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, seen, connections: () => connections, sockets };
+}
+
+/** The whole blob as a 200 answer, with `extra` header lines. */
+const whole = (extra = '') => Buffer.concat([Buffer.from(head200(blob.length).replace(/\r\n\r\n$/, `${extra}\r\n\r\n`)), blob]);
+
+t.test('keep-alive: blob GETs to one host share one connection', async (t) => {
+  const { host, seen, connections } = await keepAliveServer(t, (socket) => socket.write(whole()));
+  const client = makeClient(t);
+  const retries: string[] = [];
+  for (let i = 0; i < 3; i++) await stored(t, (await pull(t, client, host, retries)).store);
+  t.equal(seen.length, 3, 'three requests');
+  t.equal(connections(), 1, 'on one connection');
+  t.notOk(
+    seen.some((r) => /close/i.test(r.headers.connection ?? '')),
+    'none asked to close',
+  );
+  t.same(retries, [], 'no retry');
+});
+
+t.test('keep-alive: no reuse after Connection: close, HTTP/1.0, bytes past the body, or a body cut off', async (t) => {
+  const half = 100_000;
+  const cases: [string, (socket: Socket, req: Seen) => void][] = [
+    ['Connection: close', (socket) => socket.write(whole('\r\nConnection: close'))],
+    ['HTTP/1.0', (socket) => socket.write(Buffer.concat([Buffer.from(head200(blob.length).replace('HTTP/1.1', 'HTTP/1.0')), blob]))],
+    ['bytes past the body', (socket) => socket.write(Buffer.concat([whole(), Buffer.from('HTTP/1.1 200 OK\r\n')]))],
+    // The client gives up on it (the stall), resumes with Range on a new connection, and never reads the rest.
+    ['a body that stops half-way', (socket) => socket.write(Buffer.concat([Buffer.from(head200(blob.length)), blob.subarray(0, half)]))],
+  ];
+  for (const [name, answer] of cases) {
+    // The first connection's first answer is the case; every later answer is good, with Range honoured.
+    const { host, connections, seen } = await keepAliveServer(t, (socket, req, _n, connection) => {
+      if (connection === 0 && seen.filter((r) => r.connection === 0).length === 1) return answer(socket, req);
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+      if (from === 0) return socket.write(whole());
+      const rest = blob.subarray(from);
+      socket.write(
+        Buffer.concat([
+          Buffer.from(
+            `HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ${from}-${blob.length - 1}/${blob.length}\r\nContent-Length: ${rest.length}\r\n\r\n`,
+          ),
+          rest,
+        ]),
+      );
+    });
+    const client = makeClient(t, { timeoutMs: 300, retries: 0 });
+    await stored(t, (await pull(t, client, host)).store);
+    await stored(t, (await pull(t, client, host)).store);
+    t.equal(seen.filter((r) => r.connection === 0).length, 1, `${name}: the first connection carried one request`);
+    // The next GET (the resume, for the cut body) opened the second, which the later good answers kept.
+    t.equal(connections(), 2, `${name}: two connections in all`);
+  }
+});
+
+t.test('keep-alive: a pooled connection the server closes is not used; one closed under a request is replaced, no retry', async (t) => {
+  // Closed while idle: the client notices and opens a new one.
+  const idle = await keepAliveServer(t, (socket) => {
+    socket.write(whole());
+    setTimeout(() => socket.end(), 10);
+  });
+  const client = makeClient(t);
+  const retries: string[] = [];
+  await stored(t, (await pull(t, client, idle.host, retries)).store);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await stored(t, (await pull(t, client, idle.host, retries)).store);
+  t.equal(idle.connections(), 2, 'closed while idle: a new connection');
+  // Closed when the next request arrives (the race a keep-alive client must survive): sent again on a fresh one.
+  const raced = await keepAliveServer(t, (socket, _req, n) => (n === 1 ? socket.destroy() : socket.write(whole())));
+  await stored(t, (await pull(t, client, raced.host, retries)).store);
+  await stored(t, (await pull(t, client, raced.host, retries)).store);
+  t.equal(raced.seen.length, 3, 'the request that met a closing connection was sent again');
+  t.equal(raced.connections(), 2, 'on a new connection');
+  t.same(retries, [], 'without a retry (no backoff)');
+});
+
+t.test("keep-alive: the client's close() ends its idle connections", async (t) => {
+  const { host, sockets } = await keepAliveServer(t, (socket) => socket.write(whole()));
+  const client = new RegistryClient({ plainHttp: true, retries: 0 });
+  await stored(t, (await pull(t, client, host)).store);
+  t.equal(sockets.size, 1, 'one connection kept');
+  const closed = new Promise((resolve) => [...sockets][0].on('close', resolve));
+  client.close();
+  await closed;
+  t.pass('the server saw it close');
+});

@@ -208,12 +208,16 @@ async function loadConfig(
 async function pullFromRegistry(name: string, repo: RepositoryRef, reference: string, client: RegistryClient, options: FetchOptions): Promise<FetchResult> {
   const { withLease } = await import('@conveyor/lib-common/lease');
   const { resolveManifest } = await import('@conveyor/registry/manifest');
-  // Asked for while the store gets ready (a new store's layout is written
-  // and fsynced, the lease taken): the manifest needs nothing from the store.
+  // Asked for while the store gets ready (the lease taken): the manifest needs nothing from the store.
   const manifest = resolveManifest(client, repo, reference, options.platform);
   manifest.catch(() => undefined);
-  await options.store.init();
-  return withLease(options.store, () => pullLeased(name, repo, manifest, client, options), {
+  // A new store's layout files are written and fsynced while the blobs download
+  // (which make the directories they need): awaited before the image is tagged,
+  // the first write that needs them. The root is made (or closed) first, once.
+  await options.store.tighten();
+  const layout = options.store.init();
+  layout.catch(() => undefined);
+  return withLease(options.store, () => pullLeased(name, repo, manifest, layout, client, options), {
     onWait: () => options.info?.('waiting for img-prune to finish'),
   });
 }
@@ -222,13 +226,13 @@ async function pullLeased(
   name: string,
   repo: RepositoryRef,
   manifestReady: Promise<ResolvedManifest>,
+  layoutReady: Promise<void>,
   client: RegistryClient,
   options: FetchOptions,
 ): Promise<FetchResult> {
   const { store } = options;
   const { checkBlobSize, DEFAULT_MAX_BLOB_SIZE, ensureFreeSpace, fetchBlobToStore } = await import('@conveyor/registry/blob');
   const maxSize = options.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
-  await store.init();
   const resolved = await manifestReady;
   const { manifest } = resolved;
 
@@ -319,6 +323,7 @@ async function pullLeased(
   const { config } = await configReady;
 
   await manifestStored;
+  await layoutReady;
   const annotations: Record<string, string> = {};
   if (resolved.indexDigest) {
     annotations[INDEX_DIGEST_ANNOTATION] = resolved.indexDigest;
