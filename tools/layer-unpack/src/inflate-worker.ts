@@ -2,8 +2,17 @@
  * The inflate thread: reads a layer blob, gunzips it with node:zlib (or not,
  * for a plain tar) and hashes the uncompressed stream, on its own event loop,
  * so decompression runs ahead of the main thread instead of waiting for it to
- * dispatch each zlib chunk. Chunks are posted to the main thread, which acks
- * what it consumed; at most MAX_AHEAD bytes are unacknowledged.
+ * dispatch each zlib chunk.
+ *
+ * Memory (issue 17): inflated chunks are transferred to the main thread, not
+ * copied (a copy is a fresh allocation in the main thread's malloc arena per
+ * chunk, freed only when the main thread collects, and those megabytes stayed
+ * in its arena). Running ahead happens here: up to MAX_AHEAD bytes wait in
+ * this thread's queue, and at most IN_MAIN bytes are posted and not yet
+ * acknowledged (the main thread acks what its parser consumed), so a chunk
+ * reaches the main thread only shortly before it is parsed and dies young
+ * there. A chunk is transferred only when it owns its whole ArrayBuffer
+ * (zlib's full output buffers); a part of a shared one is copied first.
  *
  * One blob at a time, each started by a `start` message and named by its id
  * in every message either way: a thread that finished a blob is kept by the
@@ -16,45 +25,82 @@ import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 import { collectEvery } from './young-gc.js';
 
-const MAX_AHEAD = 8 * 1024 * 1024;
+/** Inflated bytes queued here, not yet posted, before inflating pauses. */
+const MAX_AHEAD = 2 * 1024 * 1024;
+/** Bytes posted to the main thread and not acknowledged yet. */
+const IN_MAIN = 1024 * 1024;
 
 interface Job {
   id: number;
-  ahead: number;
+  /** Inflated chunks not posted yet, and their bytes. */
+  queue: Uint8Array[];
+  queued: number;
+  /** Posted and not acknowledged. */
+  inMain: number;
   paused: boolean;
+  ended: boolean;
+  blobBytes: number;
+  diffID?: string;
   output: NodeJS.ReadableStream;
 }
 
 let job: Job | undefined;
-/** Frees the dropped chunks each few MiB (young-gc.ts). */
+/** Frees the dropped chunk copies each few MiB (young-gc.ts). */
 const collect = collectEvery();
+
+/** A chunk that owns its whole ArrayBuffer, which can be transferred (the original, or a copy). */
+function owned(chunk: Buffer): Uint8Array {
+  if (chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && !(chunk.buffer instanceof SharedArrayBuffer)) return chunk;
+  collect(chunk.length);
+  return new Uint8Array(chunk);
+}
+
+/** Posts queued chunks while the main thread has room for them; then the end, once all are posted. */
+function pump(current: Job): void {
+  while (current.queue.length > 0 && current.inMain < IN_MAIN) {
+    const chunk = current.queue.shift()!;
+    current.queued -= chunk.length;
+    current.inMain += chunk.length;
+    parentPort!.postMessage({ id: current.id, chunk, blobBytes: current.blobBytes }, [chunk.buffer as ArrayBuffer]);
+  }
+  if (current.paused && current.queued <= MAX_AHEAD / 2) {
+    current.paused = false;
+    current.output.resume();
+  }
+  if (current.ended && current.queue.length === 0 && current.diffID !== undefined) {
+    if (job === current) job = undefined;
+    parentPort!.postMessage({ id: current.id, end: true, blobBytes: current.blobBytes, diffID: current.diffID });
+    current.diffID = undefined;
+  }
+}
 
 function start(id: number, path: string, gzip: boolean): void {
   const input = createReadStream(path, { highWaterMark: 256 * 1024 });
   const hash = createHash('sha256');
-  let blobBytes = 0;
-  input.on('data', (chunk) => {
-    blobBytes += chunk.length;
-  });
   const output = gzip ? input.pipe(createGunzip({ chunkSize: 256 * 1024 })) : input;
-  const current: Job = { id, ahead: 0, paused: false, output };
+  const current: Job = { id, queue: [], queued: 0, inMain: 0, paused: false, ended: false, blobBytes: 0, output };
   job = current;
+  input.on('data', (chunk) => {
+    current.blobBytes += chunk.length;
+  });
   const failed = (error: Error) => parentPort!.postMessage({ id, error: { message: error.message, code: (error as NodeJS.ErrnoException).code } });
   input.on('error', failed);
   output.on('error', failed);
   output.on('data', (chunk: Buffer) => {
     hash.update(chunk);
-    current.ahead += chunk.length;
-    parentPort!.postMessage({ id, chunk, blobBytes });
-    collect(chunk.length);
-    if (current.ahead > MAX_AHEAD && !current.paused) {
+    const own = owned(chunk);
+    current.queue.push(own);
+    current.queued += own.length;
+    if (current.queued > MAX_AHEAD && !current.paused) {
       current.paused = true;
       output.pause();
     }
+    pump(current);
   });
   output.on('end', () => {
-    if (job === current) job = undefined;
-    parentPort!.postMessage({ id, end: true, blobBytes, diffID: `sha256:${hash.digest('hex')}` });
+    current.ended = true;
+    current.diffID = `sha256:${hash.digest('hex')}`;
+    pump(current);
   });
 }
 
@@ -65,9 +111,6 @@ parentPort!.on('message', (msg: { start?: { id: number; path: string; gzip: bool
   }
   const current = job;
   if (!current || msg.id !== current.id || msg.ack === undefined) return;
-  current.ahead -= msg.ack;
-  if (current.paused && current.ahead <= MAX_AHEAD / 2) {
-    current.paused = false;
-    current.output.resume();
-  }
+  current.inMain -= msg.ack;
+  pump(current);
 });

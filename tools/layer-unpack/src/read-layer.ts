@@ -23,7 +23,7 @@ import type { Compression } from '@conveyor/lib-common/mediatypes';
 import type { Applier } from './apply/applier.js';
 import { invalid } from './errors.js';
 import { createExtract, type TarEntryHeader } from './tarparser.js';
-import { collectEvery } from './young-gc.js';
+import { collectEvery, THREAD_LIMITS } from './young-gc.js';
 
 export interface LayerSource {
   /** Path of the (compressed) blob or tarball. */
@@ -43,6 +43,8 @@ export interface LayerResult {
   tarBytes: number;
   /** Compressed bytes read. */
   blobBytes: number;
+  /** Most bytes received from the inflate thread and not yet parsed at once (tested); absent when not inflated on a thread. */
+  peakBufferedBytes?: number;
 }
 
 /** Sniffs gzip (1f 8b) and zstd (28 b5 2f fd) magic; anything else is taken as a plain tar. */
@@ -76,12 +78,15 @@ interface Decompressor {
   kill(): void;
   /** The uncompressed stream's digest, when the decompressor computes it (the inflate thread). */
   diffID?: Promise<string>;
+  /** Most bytes waiting in `stream` at once (the inflate thread). */
+  peakBuffered?: () => number;
 }
 
 /**
  * gzip and plain tar: read, inflate and hash on the inflate thread
- * (inflate-worker.ts); chunks arrive here as a Readable. The thread is told
- * what was consumed (read() calls), which bounds how far it runs ahead.
+ * (inflate-worker.ts); chunks arrive here, transferred, as a Readable. The
+ * thread is told what was consumed (read() calls): it posts only so far ahead
+ * of that (IN_MAIN), and keeps what it inflated further ahead in its own queue.
  */
 function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('node:worker_threads').Worker, onBlobBytes: (n: number) => void): Decompressor {
   const thread = idleInflaters.pop() ?? newInflater(Worker);
@@ -96,8 +101,7 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
   });
   diffID.catch(() => undefined);
   let ended = false;
-  // Each chunk arrives as a copy; the dropped ones are freed each few MiB (young-gc.ts).
-  const collectReceived = collectEvery();
+  let peakBuffered = 0;
   const stream = new Readable({
     highWaterMark: 1024 * 1024,
     read() {
@@ -128,6 +132,7 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
         consumed += chunk.length;
         collectReceived(chunk.length);
         stream.push(chunk);
+        peakBuffered = Math.max(peakBuffered, stream.readableLength);
       }
       if (msg.end) {
         ended = true;
@@ -151,6 +156,7 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
     stream,
     done: Promise.resolve(),
     diffID,
+    peakBuffered: () => peakBuffered,
     kill: () => {
       if (!ended) end();
       stream.destroy();
@@ -173,6 +179,13 @@ interface Inflater {
   owner?: { message(msg: InflateMessage): void; error(error: Error): void };
 }
 
+/**
+ * Chunks arrive transferred (inflate-worker.ts); the dropped ones are freed each few MiB
+ * (young-gc.ts). One count for every layer read at once: each chunk should see at most one
+ * collection while the parser holds it, or it is promoted and freed only by a full collection.
+ */
+const collectReceived = collectEvery();
+
 /** Inflate threads kept between layers (--jobs 2 reads two blobs at once): a thread costs ~40 ms of CPU to start. */
 const MAX_IDLE_INFLATERS = 2;
 const idleInflaters: Inflater[] = [];
@@ -184,7 +197,7 @@ export function idleInflaterCount(): number {
 }
 
 function newInflater(Worker: typeof import('node:worker_threads').Worker): Inflater {
-  const worker = new Worker(new URL('./inflate-worker.js', import.meta.url));
+  const worker = new Worker(new URL('./inflate-worker.js', import.meta.url), { resourceLimits: THREAD_LIMITS });
   const thread: Inflater = { worker };
   worker.on('message', (msg: InflateMessage) => thread.owner?.message(msg));
   worker.on('error', (error) => thread.owner?.error(error));
@@ -437,5 +450,5 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   } catch (error) {
     throw toLayerError(error, source.label);
   }
-  return { diffID, tarBytes, blobBytes };
+  return { diffID, tarBytes, blobBytes, ...(dec.peakBuffered ? { peakBufferedBytes: dec.peakBuffered() } : {}) };
 }

@@ -12,12 +12,19 @@
  * Node exposes gc() only behind --expose-gc: the flag is set at run time and
  * the function taken from a fresh context (V8 installs it there). If that
  * fails (another runtime), counting goes on and nothing is collected.
+ *
+ * The inflate and writer threads start with a small young generation
+ * (THREAD_LIMITS): what they allocate on the JS heap is messages and
+ * operations, which die at once, and V8's default let each grow to ~10 MB.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /** Bytes of chunks between two collections (an inflate thread posts 256 KiB chunks). */
 export const COLLECT_EVERY = 4 * 1024 * 1024;
+
+/** Worker options for the threads that move layer data (resourceLimits). */
+export const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
 
 type Gc = (options?: { type: 'minor' | 'major' }) => void;
 

@@ -8,7 +8,8 @@
  * leave it (lstat of a path this layer wrote, removals, hardlinks, whiteouts,
  * batches, directory metadata); different queued operations never touch the
  * same path. Bounded memory: at most MAX_INFLIGHT_BYTES of file data are
- * queued or in flight; past that the parser is held back (room()). File data
+ * queued or in flight, and an operation whose data does not fit in its ring
+ * holds the parser back too (room()). File data
  * reaches a thread through its lane's shared ring; an operation whose data
  * does not fit in the ring yet waits, uncopied, until the thread has freed
  * room (no private copy per chunk: those would pile up as garbage in the
@@ -24,6 +25,7 @@
  * they never keep the process alive).
  */
 import { Worker } from 'node:worker_threads';
+import { THREAD_LIMITS } from '../young-gc.js';
 import { closeAll, runOp } from './writer-ops.js';
 
 export interface FileMetaOp {
@@ -91,7 +93,7 @@ export function idleThreadCount(): number {
 
 function newThread(): Thread {
   const ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
-  const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: ring.buffer } });
+  const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: ring.buffer }, resourceLimits: THREAD_LIMITS });
   const thread: Thread = { worker, ring };
   worker.on('message', (msg) => thread.owner?.message(msg));
   worker.on('error', (error) => thread.owner?.error(error));
@@ -171,9 +173,17 @@ export class Writer {
   /** Most bytes of file data queued or in flight at once so far (what MAX_INFLIGHT_BYTES bounds; tested). */
   peakInflightBytes = 0;
 
-  /** True when too much data is in flight: await room() before reading more. */
+  /**
+   * True when too much data is in flight, or an operation waits for room in its ring: await
+   * room() before reading more. Held data is the parser's chunks, uncopied; held long, they
+   * outlive the main thread's young-generation collections and stay until a full one (young-gc.ts).
+   */
   get full(): boolean {
-    return this.inflightBytes > MAX_INFLIGHT_BYTES;
+    return this.inflightBytes > MAX_INFLIGHT_BYTES || this.holding;
+  }
+
+  private get holding(): boolean {
+    return this.lanes.some((l) => l.held.length > 0);
   }
 
   /** Gives the lane a thread: an idle one from the pool, else a new one. */
@@ -375,7 +385,7 @@ export class Writer {
 
   async room(): Promise<void> {
     this.flush();
-    while (this.inflightBytes > MAX_INFLIGHT_BYTES && !this.error) await new Promise<void>((r) => this.waiters.push(r));
+    while (this.full && !this.error) await new Promise<void>((r) => this.waiters.push(r));
   }
 
   /** Waits until every queued operation has run. Throws nothing: check `failed` after. */
