@@ -647,7 +647,8 @@ async function copyStep(step: Extract<Step, { kind: 'COPY' | 'ADD' }>, current: 
       add: step.kind === 'ADD',
       ...(step.checksum ? { checksum: step.checksum } : {}),
     };
-    const { sourcesDigest } = await import('./copy/index.js');
+    // Hashing only (digest.ts): the copy code loads when the step runs.
+    const { sourcesDigest } = await import('./copy/digest.js');
     // Unchanged files (by stat) are not read again; --no-cache hashes every file.
     const hashCache = options.noCache ? undefined : await (await import('./copy/hash-cache.js')).openHashCache(options.store, options.context.dir);
     sourceKey = await sourcesDigest({ ...base, ...(hashCache ? { hashCache } : {}) }).catch((error) => {

@@ -17,7 +17,7 @@
  * keeps what `blobs` and `chainIDs` list and drops entries with a blob gone.
  */
 import { open, readdir, rm } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { chainIDs, digestHex, SHA256_DIGEST, sha256 } from '@conveyor/lib-common/digest';
@@ -67,18 +67,38 @@ export function entryPath(store: Store, key: string): string {
   return join(store.root, BUILD_CACHE_DIR, `${digestHex(key)}.json`);
 }
 
-/** The state a cache entry holds, or undefined (a miss) when it is absent, malformed, forged or incomplete. */
+/** Whether the store has the blob with this size (Store.hasBlob, synchronously). */
+function hasBlobSync(store: Store, d: Descriptor): boolean {
+  try {
+    return statSync(store.blobPath(d.digest)).size === d.size;
+  } catch {
+    return false;
+  }
+}
+
+/** A small JSON blob, its bytes checked against its digest (Store.readJsonBlob, synchronously); throws on any problem. */
+function readJsonBlobSync<T>(store: Store, digest: string): T {
+  const data = readFileSync(store.blobPath(digest));
+  if (sha256(data) !== digest) throw new Error(`blob ${digest} does not hold its digest`);
+  return JSON.parse(data.toString('utf8')) as T;
+}
+
+/**
+ * The state a cache entry holds, or undefined (a miss) when it is absent, malformed, forged or incomplete.
+ * Read synchronously: a cached build reads a few small files per step from the page cache, where a
+ * thread-pool round trip for each costs more than the read (and a wait for a CPU on a busy machine).
+ */
 export async function readCacheEntry(store: Store, key: string): Promise<BuildState | undefined> {
   let text: string;
   try {
     // O_NOFOLLOW: an entry planted as a symlink is not followed out of the store.
-    const handle = await open(entryPath(store, key), constants.O_RDONLY | constants.O_NOFOLLOW);
+    const fd = openSync(entryPath(store, key), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      const info = await handle.stat();
+      const info = fstatSync(fd);
       if (!info.isFile() || info.size > MAX_ENTRY_BYTES) return undefined;
-      text = await handle.readFile('utf8');
+      text = readFileSync(fd, 'utf8');
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   } catch {
     return undefined;
@@ -99,10 +119,10 @@ export async function readCacheEntry(store: Store, key: string): Promise<BuildSt
     Number.isSafeInteger((d as Descriptor).size) &&
     (d as Descriptor).size >= 0;
   if (!isDescriptor(entry.config) || !Array.isArray(entry.layers) || !entry.layers.every(isDescriptor)) return undefined;
-  for (const d of [entry.config, ...entry.layers]) if (!(await store.hasBlob(d.digest, d.size))) return undefined;
+  for (const d of [entry.config, ...entry.layers]) if (!hasBlobSync(store, d)) return undefined;
   let config: BuildState['config'];
   try {
-    config = await store.readJsonBlob(entry.config.digest);
+    config = readJsonBlobSync(store, entry.config.digest);
   } catch {
     return undefined;
   }
@@ -117,9 +137,18 @@ export async function readCacheEntry(store: Store, key: string): Promise<BuildSt
   return { config, layers: entry.layers };
 }
 
+/** Blobs up to this size are hashed from one synchronous read (the layers of most steps); larger ones are streamed. */
+const WHOLE_READ_BYTES = 4 * 1024 * 1024;
+
 /** Whether the blob file's bytes hash to its name. */
 async function blobHashes(store: Store, digest: string): Promise<boolean> {
   try {
+    const fd = openSync(store.blobPath(digest), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      if (fstatSync(fd).size <= WHOLE_READ_BYTES) return sha256(readFileSync(fd)) === digest;
+    } finally {
+      closeSync(fd);
+    }
     const handle = await open(store.blobPath(digest), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       const hash = createHash('sha256');

@@ -112,86 +112,152 @@ function tokenize(pattern: string, onStar: (chars: string[], i: number, tokens: 
   return tokens;
 }
 
-function classMatches(token: Extract<Token, { kind: 'class' }>, ch: string): boolean {
-  const code = ch.codePointAt(0) as number;
-  let inside = false;
-  for (const [lo, hi] of token.ranges) {
-    if ((lo.codePointAt(0) as number) <= code && code <= (hi.codePointAt(0) as number)) inside = true;
-  }
-  return inside !== token.negated;
-}
+const CHAR = 0;
+const ANY = 1;
+const STAR = 2;
+const ALL = 3;
+const DIRS = 4;
+const CLASS = 5;
+const KIND_CODES: Record<Token['kind'], number> = { char: CHAR, any: ANY, star: STAR, all: ALL, dirs: DIRS, class: CLASS };
+const SLASH = 0x2f;
+
+/** run()'s answer: no state is live any more (nothing the path could continue with matches). */
+const DEAD = -1;
 
 /**
- * Runs the automaton over `path` (Thompson's simulation: only live states are
- * visited, so a literal pattern costs one state per character). Undefined once
- * no state is live, else whether the whole pattern matched. States 0..m are
- * "tokens before i matched" (m: all of them); m+1+i is "inside the `dirs` token i".
- * With stopAtMatchingParent, a match of the text before a `/` (a parent
- * directory) is the answer.
+ * A pattern's tokens as Thompson's automaton, run over a path without
+ * allocating: token kinds and characters as numbers (code points), the two
+ * state lists and the "added in generation" marks reused from run to run
+ * (a walker asks about every entry of the context).
  */
-function run(tokens: Token[], path: string, stopAtMatchingParent = false): { accepting: boolean } | undefined {
-  const m = tokens.length;
-  const addedIn = new Int32Array(2 * m + 1).fill(-1);
-  let generation = 0;
-  /** Adds a state and those it reaches without a character (past `*`, `**` and directory tokens). */
-  const add = (list: number[], state: number) => {
+class Automaton {
+  readonly tokens: Token[];
+  private readonly m: number;
+  private readonly kinds: Uint8Array;
+  private readonly codes: Int32Array;
+  /** A class token's ranges as code point pairs (lo, hi, lo, hi, …), by token index. */
+  private readonly ranges: (Int32Array | undefined)[];
+  private readonly addedIn: Int32Array;
+  private generation = 0;
+  private current: Int32Array;
+  private next: Int32Array;
+
+  constructor(tokens: Token[]) {
+    this.tokens = tokens;
+    const m = tokens.length;
+    this.m = m;
+    this.kinds = new Uint8Array(m);
+    this.codes = new Int32Array(m);
+    this.ranges = new Array(m);
+    for (let i = 0; i < m; i++) {
+      const token = tokens[i];
+      this.kinds[i] = KIND_CODES[token.kind];
+      if (token.kind === 'char') this.codes[i] = token.ch.codePointAt(0) as number;
+      if (token.kind === 'class') {
+        this.ranges[i] = Int32Array.from(token.ranges.flatMap(([lo, hi]) => [lo.codePointAt(0) as number, hi.codePointAt(0) as number]));
+        this.codes[i] = token.negated ? 1 : 0;
+      }
+    }
+    // States 0..m, and m+1+i "inside the dirs token i": each at most once per list.
+    this.addedIn = new Int32Array(2 * m + 1).fill(-1);
+    this.current = new Int32Array(2 * m + 1);
+    this.next = new Int32Array(2 * m + 1);
+  }
+
+  /** Adds a state and those it reaches without a character (past `*`, `**` and directory tokens); returns the list's new length. */
+  private add(list: Int32Array, length: number, state: number): number {
+    const { m, kinds, addedIn, generation } = this;
+    let n = length;
     for (let s = state; addedIn[s] !== generation; s++) {
       addedIn[s] = generation;
-      list.push(s);
-      if (s >= m) return;
-      const kind = tokens[s].kind;
-      if (kind !== 'star' && kind !== 'all' && kind !== 'dirs') return;
+      list[n++] = s;
+      if (s >= m) return n;
+      const kind = kinds[s];
+      if (kind !== STAR && kind !== ALL && kind !== DIRS) return n;
     }
-  };
-  let current: number[] = [];
-  add(current, 0);
-  for (const ch of path) {
-    if (stopAtMatchingParent && ch === '/' && addedIn[m] === generation) return { accepting: true };
-    generation++;
-    const next: number[] = [];
-    for (const state of current) {
-      if (state > m) {
-        add(next, state);
-        if (ch === '/') add(next, state - m);
-        continue;
-      }
-      if (state === m) continue;
-      const token = tokens[state];
-      switch (token.kind) {
-        case 'star':
-          if (ch !== '/') add(next, state);
-          break;
-        case 'all':
-          add(next, state);
-          break;
-        case 'dirs':
-          add(next, m + 1 + state);
-          if (ch === '/') add(next, state + 1);
-          break;
-        case 'any':
-          if (ch !== '/') add(next, state + 1);
-          break;
-        case 'class':
-          if (classMatches(token, ch)) add(next, state + 1);
-          break;
-        case 'char':
-          if (ch === token.ch) add(next, state + 1);
-          break;
-      }
-    }
-    if (next.length === 0) return undefined;
-    current = next;
+    return n;
   }
-  return { accepting: addedIn[m] === generation };
-}
 
-function matchesTokens(tokens: Token[], path: string): boolean {
-  return run(tokens, path)?.accepting === true;
-}
+  private classMatches(state: number, code: number): boolean {
+    const ranges = this.ranges[state] as Int32Array;
+    let inside = false;
+    for (let r = 0; r < ranges.length; r += 2) {
+      if (ranges[r] <= code && code <= ranges[r + 1]) inside = true;
+    }
+    return inside !== (this.codes[state] === 1);
+  }
 
-/** Whether the pattern matches the path or one of its parent directories, in one pass over the path. */
-function matchesSelfOrParent(tokens: Token[], path: string): boolean {
-  return run(tokens, path, true)?.accepting === true;
+  /**
+   * Runs the automaton over `path` (Thompson's simulation: only live states are
+   * visited, so a literal pattern costs one state per character): DEAD once
+   * no state is live, else 1 when the whole pattern matched, 0 when not.
+   * With stopAtMatchingParent, a match of the text before a `/` (a parent
+   * directory) is the answer.
+   */
+  run(path: string, stopAtMatchingParent = false): number {
+    const { m, kinds, codes, addedIn } = this;
+    // Marks from earlier runs are older generations; start over long before the counter could wrap.
+    if (this.generation > 0x3fffffff) {
+      addedIn.fill(-1);
+      this.generation = 0;
+    }
+    this.generation++;
+    let current = this.current;
+    let next = this.next;
+    let live = this.add(current, 0, 0);
+    for (let i = 0; i < path.length; ) {
+      const code = path.codePointAt(i) as number;
+      i += code > 0xffff ? 2 : 1;
+      if (stopAtMatchingParent && code === SLASH && addedIn[m] === this.generation) return 1;
+      this.generation++;
+      let n = 0;
+      for (let j = 0; j < live; j++) {
+        const state = current[j];
+        if (state > m) {
+          n = this.add(next, n, state);
+          if (code === SLASH) n = this.add(next, n, state - m);
+          continue;
+        }
+        if (state === m) continue;
+        switch (kinds[state]) {
+          case STAR:
+            if (code !== SLASH) n = this.add(next, n, state);
+            break;
+          case ALL:
+            n = this.add(next, n, state);
+            break;
+          case DIRS:
+            n = this.add(next, n, m + 1 + state);
+            if (code === SLASH) n = this.add(next, n, state + 1);
+            break;
+          case ANY:
+            if (code !== SLASH) n = this.add(next, n, state + 1);
+            break;
+          case CLASS:
+            if (this.classMatches(state, code)) n = this.add(next, n, state + 1);
+            break;
+          default:
+            if (code === codes[state]) n = this.add(next, n, state + 1);
+            break;
+        }
+      }
+      if (n === 0) return DEAD;
+      const swap = current;
+      current = next;
+      next = swap;
+      live = n;
+    }
+    return addedIn[m] === this.generation ? 1 : 0;
+  }
+
+  matches(path: string): boolean {
+    return this.run(path) === 1;
+  }
+
+  /** Whether the pattern matches the path or one of its parent directories, in one pass over the path. */
+  matchesSelfOrParent(path: string): boolean {
+    return this.run(path, true) === 1;
+  }
 }
 
 /**
@@ -199,17 +265,17 @@ function matchesSelfOrParent(tokens: Token[], path: string): boolean {
  * Throws ERR_DOCKERFILE_PARSE for a malformed pattern (Go's ErrBadPattern).
  */
 export function globMatch(pattern: string, path: string): boolean {
-  let tokens = compiledGlobs.get(pattern);
-  if (!tokens) {
-    tokens = compileGlob(pattern);
+  let automaton = compiledGlobs.get(pattern);
+  if (!automaton) {
+    automaton = new Automaton(compileGlob(pattern));
     // A walker asks about one pattern for every entry: keep the last few compiled.
     if (compiledGlobs.size >= 64) compiledGlobs.clear();
-    compiledGlobs.set(pattern, tokens);
+    compiledGlobs.set(pattern, automaton);
   }
-  return matchesTokens(tokens, path);
+  return automaton.matches(path);
 }
 
-const compiledGlobs = new Map<string, Token[]>();
+const compiledGlobs = new Map<string, Automaton>();
 
 const NOT_CLEAN = /(^|\/)\.\.?(\/|$)|\/\/|\/$/;
 
@@ -236,8 +302,58 @@ export function cleanPath(path: string): string {
 
 interface IgnorePattern {
   exclusion: boolean;
-  tokens: Token[];
+  automaton: Automaton;
+  /** matchesSelfOrParent: a shortcut for the common shapes (selfOrParentShortcut), else the automaton's. */
+  selfOrParent: (path: string) => boolean;
   text: string;
+}
+
+/** Whether `lit` occurs in `path` as whole segments: at the start or after a `/`, and at the end or before a `/`. */
+function hasSegments(path: string, lit: string): boolean {
+  for (let k = path.indexOf(lit); k !== -1; k = path.indexOf(lit, k + 1)) {
+    const end = k + lit.length;
+    if ((k === 0 || path.charCodeAt(k - 1) === SLASH) && (end === path.length || path.charCodeAt(end) === SLASH)) return true;
+  }
+  return false;
+}
+
+/**
+ * The automaton's matchesSelfOrParent for the shapes most .dockerignore lines
+ * have, as string operations (a walker asks for every entry of the context):
+ *  - a literal `a/b`: the path is it, or starts with `a/b/`;
+ *  - `*` and a literal without `/` (`*.log`): `*` never crosses a `/`, so only
+ *    the first segment can match, and it must end with the literal;
+ *  - `**` `/` and a literal (`**` `/node_modules`): the literal as whole segments anywhere.
+ * Anything else (and a pattern with surrogates, where code points and UTF-16
+ * units differ) has none. test/patterns.test.ts holds them to the automaton.
+ */
+function selfOrParentShortcut(tokens: Token[]): ((path: string) => boolean) | undefined {
+  const literalFrom = (start: number): string | undefined => {
+    let text = '';
+    for (let i = start; i < tokens.length; i++) {
+      const token = tokens[i];
+      if (token.kind !== 'char') return undefined;
+      text += token.ch;
+    }
+    return /[\uD800-\uDFFF]/.test(text) ? undefined : text;
+  };
+  const first = tokens[0]?.kind;
+  if (first === 'char') {
+    const lit = literalFrom(0);
+    if (lit === undefined) return undefined;
+    const parent = `${lit}/`;
+    return (path) => path === lit || path.startsWith(parent);
+  }
+  const suffix = tokens.length > 1 ? literalFrom(1) : undefined;
+  if (suffix === undefined) return undefined;
+  if (first === 'star' && !suffix.includes('/')) {
+    return (path) => {
+      const slash = path.indexOf('/');
+      return slash === -1 ? path.endsWith(suffix) : slash >= suffix.length && path.startsWith(suffix, slash - suffix.length);
+    };
+  }
+  if (first === 'dirs') return (path) => hasSegments(path, suffix);
+  return undefined;
 }
 
 /**
@@ -264,6 +380,11 @@ function compileIgnorePattern(pattern: string): Token[] {
   });
 }
 
+/** The shortcut a cleaned .dockerignore pattern (no `!`) gets, if any: for tests, which hold it to the automaton. */
+export function ignoreShortcut(pattern: string): ((path: string) => boolean) | undefined {
+  return selfOrParentShortcut(compileIgnorePattern(pattern));
+}
+
 export interface IgnoreMatcher {
   /** Whether a context-relative path (`/`-separated) is excluded: by itself or through a parent directory. */
   ignores(path: string): boolean;
@@ -276,8 +397,8 @@ export interface IgnoreMatcher {
   readonly hasExclusions: boolean;
 }
 
-function normalize(path: string): string {
-  const cleaned = cleanPath(path);
+/** A cleaned path relative to the context: a leading `/` dropped (`/` alone is the context, `.`). */
+function withoutRoot(cleaned: string): string {
   return cleaned.startsWith('/') ? cleaned.slice(1) || '.' : cleaned;
 }
 
@@ -285,7 +406,10 @@ function normalize(path: string): string {
  * moby/patternmatcher's PatternMatcher over `patterns` (as readDockerignore gives them).
  * Throws ERR_DOCKERFILE_PARSE for a malformed pattern or a lone `!`, naming `options.file` when given.
  */
-export function createIgnoreMatcher(patterns: string[], options: { file?: string } = {}): IgnoreMatcher {
+export function createIgnoreMatcher(
+  patterns: string[],
+  options: { file?: string /** Tests: the automaton only, no shortcut. */; automatonOnly?: boolean } = {},
+): IgnoreMatcher {
   const where = options.file ? `${options.file}: ` : '';
   const compiled: IgnorePattern[] = [];
   for (const raw of patterns) {
@@ -308,30 +432,33 @@ export function createIgnoreMatcher(patterns: string[], options: { file?: string
       if (options.file) throw badPattern(text, options.file);
       throw error;
     }
-    compiled.push({ exclusion, tokens: compileIgnorePattern(text), text });
+    const automaton = new Automaton(compileIgnorePattern(text));
+    const shortcut = options.automatonOnly ? undefined : selfOrParentShortcut(automaton.tokens);
+    compiled.push({ exclusion, automaton, selfOrParent: shortcut ?? ((path) => automaton.matchesSelfOrParent(path)), text });
   }
   const hasExclusions = compiled.some((pattern) => pattern.exclusion);
 
   const ignores = (path: string): boolean => {
     // The context itself is never excluded (patternmatcher's Matches: "kind of silly").
-    if (cleanPath(path) === '.') return false;
-    const file = normalize(path);
+    const cleaned = cleanPath(path);
+    if (cleaned === '.') return false;
+    const file = withoutRoot(cleaned);
     let matched = false;
     for (const pattern of compiled) {
       // An inclusion cannot change an already excluded path, nor an exception an included one.
       if (pattern.exclusion !== matched) continue;
-      if (matchesSelfOrParent(pattern.tokens, file)) matched = !pattern.exclusion;
+      if (pattern.selfOrParent(file)) matched = !pattern.exclusion;
     }
     return matched;
   };
 
   const mayIncludeUnder = (dir: string): boolean => {
     if (!hasExclusions) return false;
-    const normalized = normalize(dir);
+    const normalized = withoutRoot(cleanPath(dir));
     const prefix = `${normalized}/`;
     // An exception matching the directory itself re-includes what is below it (parent matching); one that can
     // still match after "dir/" may re-include a path inside.
-    return compiled.some((pattern) => pattern.exclusion && (matchesTokens(pattern.tokens, normalized) || run(pattern.tokens, prefix) !== undefined));
+    return compiled.some((pattern) => pattern.exclusion && (pattern.automaton.matches(normalized) || pattern.automaton.run(prefix) !== DEAD));
   };
 
   return { ignores, mayIncludeUnder, hasExclusions };

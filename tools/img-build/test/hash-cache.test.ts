@@ -10,7 +10,8 @@ import { lstatSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync
 import { join } from 'node:path';
 import t from 'tap';
 import { Store } from '@conveyor/lib-common/store';
-import { HASH_CACHE_DIR, MAX_CONTEXTS, openHashCache, RACY_MARGIN_MS } from '../dist/copy/hash-cache.js';
+import { ENTRY, HASH_CACHE_DIR, MAX_CONTEXTS, openHashCache, RACY_MARGIN_MS, statKey } from '../dist/copy/hash-cache.js';
+import { execFileSync } from 'node:child_process';
 import { sourcesDigest } from '../dist/copy/index.js';
 import { contextDir } from './helpers/build.js';
 import { removeStore, tempStore } from '../../../test/helpers/rootfs.js';
@@ -102,6 +103,52 @@ t.test('corrupt, forged or foreign cache files are ignored', async (t) => {
   t.equal((await openHashCache(store, context, later())).lookup(path, stats), undefined, 'a symlinked cache file is not read');
 });
 
+t.test('lookup answers as ENTRY matched against the stat would, on a table of entries and stats', async (t) => {
+  const { store, context, cacheFile } = setup(t);
+  const path = join(context, 'a.txt');
+  const real = lstatSync(path);
+  const cache = await openHashCache(store, context, later());
+  cache.record(path, real, HEX);
+  await cache.save();
+  const file = cacheFile();
+  const good = JSON.parse(readFileSync(file, 'utf8'));
+  // Stats as the kernel gives them (integers, and times with and without a fraction), and odd times.
+  const withTimes = (mtimeMs: number, ctimeMs: number) =>
+    Object.assign(Object.create(Object.getPrototypeOf(real)), real, { mtimeMs, ctimeMs }) as import('node:fs').Stats;
+  const statsTable = [real, withTimes(1700000000000, 1700000000000), withTimes(1700000000123.456, 1700000000999.001), withTimes(1e21, -1.5), withTimes(0, 0)];
+  let hits = 0;
+  for (const stats of statsTable) {
+    const key = statKey(stats);
+    const entries = [
+      `${key}:${HEX}`,
+      `${key}:${OTHER}`,
+      `${key}:${HEX.toUpperCase()}`,
+      `${key}:${HEX.slice(1)}`,
+      `${key}:${HEX}0`,
+      `${key}::${HEX}`,
+      `${key};${HEX}`,
+      `${key}0:${HEX}`,
+      `1${key}:${HEX}`,
+      `1:${key}:${HEX}`,
+      ` ${key}:${HEX}`,
+      `${key}:${HEX}\n`,
+      `${key}:${'g'.repeat(64)}`,
+      `${key.replace(/:\d+:/, ':9:')}:${HEX}`,
+      `${statKey(real)}:${HEX}`,
+      HEX,
+      '',
+    ];
+    for (const entry of entries) {
+      writeFileSync(file, JSON.stringify({ ...good, entries: { [path]: entry } }));
+      const match = ENTRY.exec(entry);
+      const expected = match && match[1] === key ? match[2] : undefined;
+      if (expected !== undefined) hits++;
+      t.equal((await openHashCache(store, context, later())).lookup(path, stats), expected, `${key} / ${JSON.stringify(entry)}`);
+    }
+  }
+  t.ok(hits >= statsTable.length * 2, 'the table has hits as well as misses');
+});
+
 t.test('sourcesDigest: the same digest through the cache, a changed file changes it', async (t) => {
   const { store, context } = setup(t);
   const options = { rootfs: '', dest: '/app/', sources: ['.'], from: { root: context, trusted: false } };
@@ -121,6 +168,73 @@ t.test('sourcesDigest: the same digest through the cache, a changed file changes
   const changed = await sourcesDigest({ ...options, hashCache: third });
   t.not(changed, plain);
   t.equal(changed, await sourcesDigest(options), 'what hashing every file gives');
+});
+
+t.test('xattrs: an unchanged listing takes what getfattr found from the cache; a changed xattr, a racy or forged record do not', async (t) => {
+  const { store, context, cacheFile } = setup(t);
+  const file = join(context, 'dir', 'b.txt');
+  execFileSync('setfattr', ['-n', 'user.conveyor', '-v', 'one', file]);
+  const options = { rootfs: '', dest: '/app/', sources: ['.'], from: { root: context, trusted: false } };
+  const plain = await sourcesDigest(options);
+  // Without getfattr on the PATH, only a digest that needs no getfattr succeeds.
+  const withoutGetfattr = async <T>(work: () => Promise<T>): Promise<T> => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      return await work();
+    } finally {
+      process.env.PATH = path;
+    }
+  };
+
+  // Just changed (racy): not recorded, so the next build still asks getfattr.
+  const racy = await openHashCache(store, context, Date.now());
+  t.equal(await sourcesDigest({ ...options, hashCache: racy }), plain, 'racy: same digest');
+  await racy.save();
+  const afterRacy = await openHashCache(store, context, later());
+  await t.rejects(
+    withoutGetfattr(() => sourcesDigest({ ...options, hashCache: afterRacy })),
+    { code: 'ERR_STORE_IO' },
+    'a racy listing was not recorded',
+  );
+
+  const first = await openHashCache(store, context, later());
+  t.equal(await sourcesDigest({ ...options, hashCache: first }), plain, 'recording');
+  await first.save();
+  t.match(readFileSync(cacheFile(), 'utf8'), /"user\.conveyor":"6f6e65"/, 'the kept xattr is recorded, hex');
+  const second = await openHashCache(store, context, later());
+  t.equal(await withoutGetfattr(() => sourcesDigest({ ...options, hashCache: second })), plain, 'from the cache, no getfattr');
+
+  // Another value: the ctime moved, so getfattr runs again and the digest follows the new value.
+  execFileSync('setfattr', ['-n', 'user.conveyor', '-v', 'two', file]);
+  const third = await openHashCache(store, context, later());
+  await t.rejects(
+    withoutGetfattr(() => sourcesDigest({ ...options, hashCache: third })),
+    { code: 'ERR_STORE_IO' },
+    'a changed xattr is a miss',
+  );
+  const changed = await sourcesDigest({ ...options, hashCache: await openHashCache(store, context, later()) });
+  t.not(changed, plain);
+  t.equal(changed, await sourcesDigest(options), 'what getfattr gives');
+
+  // A forged record (a value that is not hex) is ignored: getfattr runs.
+  const recorded = await openHashCache(store, context, later());
+  await sourcesDigest({ ...options, hashCache: recorded });
+  await recorded.save();
+  const text = readFileSync(cacheFile(), 'utf8');
+  t.match(text, /"user\.conveyor":"74776f"/);
+  writeFileSync(cacheFile(), text.replace('"74776f"', '"7477zz"'));
+  await t.rejects(
+    withoutGetfattr(async () => sourcesDigest({ ...options, hashCache: await openHashCache(store, context, later()) })),
+    { code: 'ERR_STORE_IO' },
+    'a forged record is not used',
+  );
+  writeFileSync(cacheFile(), text);
+  t.equal(
+    await withoutGetfattr(async () => sourcesDigest({ ...options, hashCache: await openHashCache(store, context, later()) })),
+    changed,
+    'the control case',
+  );
 });
 
 t.test('at most MAX_CONTEXTS cache files', async (t) => {

@@ -5,7 +5,7 @@
  * and hostile patterns.
  */
 import t from 'tap';
-import { cleanPath, createIgnoreMatcher, globMatch, MAX_PATTERN_CHARS } from '../src/patterns.js';
+import { cleanPath, createIgnoreMatcher, globMatch, ignoreShortcut, MAX_PATTERN_CHARS } from '../src/patterns.js';
 
 // patternmatcher_test.go TestMatches: [pattern, path, matches (exact or through a parent)].
 const single: [string, string, boolean][] = [
@@ -85,6 +85,110 @@ const single: [string, string, boolean][] = [
 t.test('patternmatcher TestMatches: one pattern, the path or a parent matches', async (t) => {
   for (const [pattern, path, expected] of single) {
     t.equal(createIgnoreMatcher([pattern]).ignores(path), expected, `${pattern} vs ${path}`);
+  }
+});
+
+t.test('the shortcuts (a literal, `*` + a literal, `**/` + a literal) agree with the automaton', async (t) => {
+  // [pattern, whether it has a shortcut]: the shapes most .dockerignore lines have take one, the rest the automaton.
+  const shapes: [string, boolean][] = [
+    ['node_modules', true],
+    ['.git', true],
+    ['a/b', true],
+    ['abc.def', true],
+    ['a(b)c/def', true],
+    ['a\\*b', true],
+    ['dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl', true],
+    ['*.log', true],
+    ['*c', true],
+    ['*x', true],
+    ['*.txt.bak', true],
+    ['**/node_modules', true],
+    ['**/foo/bar', true],
+    ['**/.foo', true],
+    ['**/dir', true],
+    ['*/x', false],
+    ['**foo', false],
+    ['**', false],
+    ['*', false],
+    ['a*', false],
+    ['dist/*.whl', false],
+    ['**/*.log', false],
+    ['[ab]', false],
+    ['a?b', false],
+    ['\ud83d\ude00', false],
+  ];
+  const paths = [
+    ...new Set([
+      ...single.map(([, path]) => path),
+      '',
+      '.',
+      '/',
+      'node_modules',
+      'node_modules/x/y',
+      'a/node_modules',
+      'a/node_modules/b',
+      'xnode_modules',
+      'node_modulesx/y',
+      'a/xnode_modules/b',
+      'node_modules/node_modules',
+      '.git',
+      '.git/HEAD',
+      'sub/.git',
+      'a/b',
+      'a/b/c',
+      'a/bc',
+      'x/a/b',
+      'a.log',
+      'a.log/x',
+      'x/a.log',
+      '.log',
+      'log',
+      'b/a.log/c',
+      'a.log.txt',
+      'c',
+      'abc',
+      'abc/d',
+      'xxx',
+      'x',
+      'f.txt.bak',
+      '.txt.bak',
+      'foo/bar',
+      'dir/foo/bar/baz',
+      'dir/foo/barz',
+      'dirfoo/bar',
+      'foo/bar/foo/bar',
+      'a*b',
+      'a*b/c',
+      'dir',
+      'dir/dir',
+      'x/dir/',
+      'dir//x',
+      'é/dir',
+      '\ud83d\ude00',
+      '\ud83d\ude00/a.log',
+      'x\ud83d\ude00/node_modules',
+    ]),
+  ];
+  for (const [pattern, shortcut] of shapes) {
+    t.equal(ignoreShortcut(pattern) !== undefined, shortcut, `${pattern}: ${shortcut ? 'a shortcut' : 'the automaton'}`);
+  }
+  for (const pattern of [...shapes.map(([p]) => p), ...single.map(([p]) => p)]) {
+    const fast = createIgnoreMatcher([pattern]);
+    const automaton = createIgnoreMatcher([pattern], { automatonOnly: true });
+    for (const path of paths) t.equal(fast.ignores(path), automaton.ignores(path), `${pattern} vs ${JSON.stringify(path)}`);
+  }
+  // Between exceptions too: the last matching pattern wins either way.
+  const lists = [
+    ['*.log', '!keep.log'],
+    ['node_modules', '!node_modules/keep'],
+    ['**/node_modules', '!a/node_modules'],
+  ];
+  for (const list of lists) {
+    const fast = createIgnoreMatcher(list);
+    const automaton = createIgnoreMatcher(list, { automatonOnly: true });
+    for (const path of [...paths, 'keep.log', 'node_modules/keep', 'node_modules/keep/x', 'a/node_modules/y']) {
+      t.equal(fast.ignores(path), automaton.ignores(path), `${JSON.stringify(list)} vs ${JSON.stringify(path)}`);
+    }
   }
 });
 

@@ -13,7 +13,9 @@
  *  - sockets and device nodes are left out (a build context has no use for
  *    them and our layers could not carry devices), and so are fifos;
  *  - each entry carries the xattrs an image keeps (file capabilities,
- *    user.*), read by one getfattr for the whole copy.
+ *    user.*), read by one getfattr for the whole copy, or taken from the
+ *    context's hash cache when the listing's stats are the ones it was read
+ *    with (hash-cache.ts: an xattr change changes the ctime).
  * Entries come in byte order of their path, parents before children.
  */
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
@@ -22,6 +24,7 @@ import { posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { readXattrPaths, xattrKept } from '../layer/xattrs.js';
 import { globMatch } from '../patterns.js';
+import { type HashCache, listingFingerprint } from './hash-cache.js';
 import { resolveScoped } from '@conveyor/lib-common/container/rootfs';
 
 export interface SourceRoot {
@@ -65,13 +68,19 @@ export function hasWildcard(pattern: string): boolean {
   return WILDCARD.test(pattern);
 }
 
+const NON_ASCII = /[\u0080-\uffff]/;
+
 /** Byte order of the UTF-8 names (what Go's filepath.Walk gives); UTF-16 order differs only past the BMP. */
 function byteOrder(a: string, b: string): number {
   if (a === b) return 0;
   // Both ASCII (nothing at or above U+0080): UTF-16 order is byte order, no buffers needed.
-  const nonAscii = /[\u0080-\uffff]/;
-  if (!nonAscii.test(a) && !nonAscii.test(b)) return a < b ? -1 : 1;
+  if (!NON_ASCII.test(a) && !NON_ASCII.test(b)) return a < b ? -1 : 1;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Names in byteOrder; a directory of ASCII names (the usual) sorts by UTF-16 order, the same, without a test per comparison. */
+function sortNames(names: string[]): string[] {
+  return names.some((name) => NON_ASCII.test(name)) ? names.sort(byteOrder) : names.sort();
 }
 
 function kindOf(stats: Stats): EntryKind | undefined {
@@ -114,7 +123,7 @@ function listTree(from: SourceRoot, hostDir: string, relDir: string, below: stri
   } catch (error) {
     throw new ConveyorError('ERR_BUILD_SOURCE', `cannot read ${hostDir}: ${(error as Error).message}`, { cause: error });
   }
-  names.sort(byteOrder);
+  sortNames(names);
   for (const name of names) {
     const hostPath = `${hostDir}/${name}`;
     let stats: Stats;
@@ -154,7 +163,7 @@ async function expandWildcard(from: SourceRoot, pattern: string): Promise<string
   const matches: string[] = [];
   const walk = async (relDir: string, depth: number): Promise<void> => {
     const hostDir = relDir ? posix.join(from.root, relDir) : from.root;
-    const names = ((await readdir(hostDir).catch(() => [])) as string[]).sort(byteOrder);
+    const names = sortNames((await readdir(hostDir).catch(() => [])) as string[]);
     const prefix = segments.slice(0, depth + 1).join('/');
     for (const name of names) {
       const rel = relDir ? `${relDir}/${name}` : name;
@@ -175,7 +184,11 @@ async function expandWildcard(from: SourceRoot, pattern: string): Promise<string
  * Expands `patterns` in `from`. Fails with ERR_BUILD_SOURCE naming the
  * pattern when one matches nothing (or only ignored paths) or leaves the root.
  */
-export async function matchSources(from: SourceRoot, patterns: string[]): Promise<{ sources: MatchedSource[]; wildcard: boolean }> {
+export async function matchSources(
+  from: SourceRoot,
+  patterns: string[],
+  options: { xattrCache?: Pick<HashCache, 'xattrsOf' | 'recordXattrs'> } = {},
+): Promise<{ sources: MatchedSource[]; wildcard: boolean }> {
   // First what each pattern names (cheap), so getfattr runs while the trees are listed.
   const named: { pattern: string; found: Resolved[] }[] = [];
   let wildcard = false;
@@ -195,9 +208,12 @@ export async function matchSources(from: SourceRoot, patterns: string[]): Promis
     named.push({ pattern, found });
   }
   // One getfattr for everything matched: COPY keeps file capabilities and user.* xattrs, as Docker and buildah do.
-  const reading = readXattrPaths(named.flatMap(({ found }) => found.map((resolved) => resolved.entries[0].hostPath)));
+  // Without a cache it runs while the trees are listed; with one, only when the listing is not the one it recorded.
+  const roots = named.flatMap(({ found }) => found.map((resolved) => resolved.entries[0].hostPath));
+  const cache = options.xattrCache;
+  const reading = cache ? undefined : readXattrPaths(roots);
   // An unhandled rejection must not end the process while the trees are listed; it is awaited below.
-  reading.catch(() => undefined);
+  reading?.catch(() => undefined);
   const sources: MatchedSource[] = [];
   for (const { pattern, found } of named) {
     const before = sources.length;
@@ -207,16 +223,42 @@ export async function matchSources(from: SourceRoot, patterns: string[]): Promis
     }
     if (sources.length === before) throw notFound(pattern, from.root);
   }
-  const xattrs = await reading;
+  let kept: Map<string, Map<string, string>>;
+  if (cache) {
+    const entries = sources.flatMap((source) => source.entries);
+    const fingerprint = listingFingerprint(entries);
+    const known = cache.xattrsOf(fingerprint);
+    if (known) kept = known;
+    else {
+      kept = keptXattrs(await readXattrPaths(roots), entries);
+      let newest = Number.NEGATIVE_INFINITY;
+      for (const entry of entries) newest = Math.max(newest, entry.stats.ctimeMs);
+      cache.recordXattrs(fingerprint, newest, kept);
+    }
+  } else
+    kept = keptXattrs(
+      (await reading) as Map<string, Map<string, string>>,
+      sources.flatMap((source) => source.entries),
+    );
   for (const source of sources) {
     for (const entry of source.entries) {
-      const found = xattrs.get(entry.hostPath);
-      if (!found) continue;
-      const kept = new Map([...found].filter(([name]) => xattrKept(name)).sort(([a], [b]) => (a < b ? -1 : 1)));
-      if (kept.size > 0) entry.xattrs = kept;
+      const xattrs = kept.get(entry.hostPath);
+      if (xattrs) entry.xattrs = xattrs;
     }
   }
   return { sources, wildcard };
+}
+
+/** What getfattr found for these entries, the xattrs an image keeps only, sorted by name; entries with none left out. */
+function keptXattrs(found: Map<string, Map<string, string>>, entries: SourceEntry[]): Map<string, Map<string, string>> {
+  const kept = new Map<string, Map<string, string>>();
+  for (const entry of entries) {
+    const all = found.get(entry.hostPath);
+    if (!all) continue;
+    const xattrs = new Map([...all].filter(([name]) => xattrKept(name)).sort(([a], [b]) => (a < b ? -1 : 1)));
+    if (xattrs.size > 0) kept.set(entry.hostPath, xattrs);
+  }
+  return kept;
 }
 
 /** A matched path before its tree is listed. */
