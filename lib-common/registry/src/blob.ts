@@ -5,8 +5,7 @@
  *   ingest/<hex>   the partial download, kept across runs; a per-digest lock
  *                  makes sure only one process appends to it
  *   → hashed while streaming (on resume, the bytes already there are hashed
- *     first) and flushed to disk as it grows (Writeback), size and digest
- *     checked, fsynced, renamed into blobs/, and
+ *     first), size and digest checked, fsynced, renamed into blobs/, and
  *     blobs/ fsynced (Store.commitIngest). A write the disk refuses (full,
  *     read-only) is ERR_STORE_IO naming the file, not retried, and the partial
  *     file is removed.
@@ -281,7 +280,6 @@ async function receive(job: Receiving): Promise<number> {
   const { res, path, hash, size, digest, options } = job;
   let { written } = job;
   let handle: FileHandle | undefined;
-  let flusher: Writeback | undefined;
   try {
     try {
       handle = await open(path, job.append ? 'a' : 'w', 0o644);
@@ -290,10 +288,8 @@ async function receive(job: Receiving): Promise<number> {
       res.destroy();
       throw error;
     }
-    flusher = new Writeback(handle, path);
-    if (isRawResponse(res)) return await receiveRaw(res, handle, flusher, job);
+    if (isRawResponse(res)) return await receiveRaw(res, handle, job);
     const file = handle;
-    const writeback = flusher;
     // Writes are chained behind the reads (up to MAX_IN_FLIGHT bytes), so the
     // socket keeps flowing while the disk catches up.
     let received = written;
@@ -311,7 +307,6 @@ async function receive(job: Receiving): Promise<number> {
       inFlight += bytes;
       writing = writing.then(async () => {
         await writeAll(file, chunks, bytes);
-        writeback.wrote(bytes);
         written += bytes;
         inFlight -= bytes;
         options.onProgress?.(written, size);
@@ -356,59 +351,7 @@ async function receive(job: Receiving): Promise<number> {
     if (readError !== undefined) throw readError;
     return written;
   } finally {
-    await flusher?.settled();
     await handle?.close();
-    // A failed flush wins, as a failed write does: the disk's fault, not the registry's, and not to resume.
-    flusher?.check();
-  }
-}
-
-/** Bytes written between two background flushes of a partial file. */
-const WRITEBACK_BYTES = 8 * 1024 * 1024;
-
-/**
- * Flushes a partial file to disk in the background as it grows (fdatasync
- * every WRITEBACK_BYTES, one at a time), so the disk writes while the network
- * still reads and the commit's fsync (Store.commitIngest) finds little left
- * to write: off the tail of the pull, without weakening it (that fsync still
- * comes before the rename). A flush that fails is ERR_STORE_IO at `check`:
- * the kernel reports a write-back error once, so it is not left for the
- * commit's fsync to miss.
- */
-class Writeback {
-  private since = 0;
-  private running?: Promise<void>;
-  private failure?: unknown;
-
-  constructor(
-    private readonly file: FileHandle,
-    private readonly path: string,
-  ) {}
-
-  /** `bytes` more were written to the file. */
-  wrote(bytes: number): void {
-    this.since += bytes;
-    if (this.since < WRITEBACK_BYTES || this.running || this.failure !== undefined) return;
-    this.since = 0;
-    this.running = this.file.datasync().then(
-      () => {
-        this.running = undefined;
-      },
-      (error) => {
-        this.running = undefined;
-        this.failure = storeIoError(error, { path: this.path, doing: 'cannot write' });
-      },
-    );
-  }
-
-  /** Waits for the running flush (the file may be closed then). */
-  async settled(): Promise<void> {
-    await this.running;
-  }
-
-  /** Throws ERR_STORE_IO when a flush failed. */
-  check(): void {
-    if (this.failure !== undefined) throw this.failure;
   }
 }
 
@@ -425,7 +368,7 @@ function tooLong(digest: string, size: number): ConveyorError {
  * an asynchronous one would need a copy (the fresh memory this path avoids)
  * or a paused socket. Returns the bytes now in the file.
  */
-async function receiveRaw(res: RawResponse, file: FileHandle, writeback: Writeback, job: Receiving): Promise<number> {
+async function receiveRaw(res: RawResponse, file: FileHandle, job: Receiving): Promise<number> {
   const { path, hash, size, digest, options } = job;
   let { written } = job;
   let unreported = 0;
@@ -442,7 +385,6 @@ async function receiveRaw(res: RawResponse, file: FileHandle, writeback: Writeba
         }
       }
       written += view.length;
-      writeback.wrote(view.length);
       unreported += view.length;
       if (unreported >= WRITE_BATCH) {
         unreported = 0;
