@@ -110,7 +110,7 @@ type StartResult = { pid: number } | { result: SubprocessResult };
 type Begun = { refused: true } | { error: ConveyorError } | { state: ContainerState; start: StartResult; child: Subprocess; target: CleanupTarget };
 
 /** Whether two identities name the same process (a recorded start time must match). */
-export function sameProcess(a: ProcessIdentity | undefined, b: ProcessIdentity): boolean {
+function sameProcess(a: ProcessIdentity | undefined, b: ProcessIdentity): boolean {
   return a !== undefined && a.pid === b.pid && a.startTime === b.startTime;
 }
 
