@@ -119,7 +119,7 @@ cmds=('node -e 0' "node -e 0")
 for t in "$bench_root"/tools/*/; do
   t=$(basename "$t"); cmds+=("$t" "$(tool "$t") --help")
 done
-measure startup "$runs" 1 "" "${cmds[@]}"
+measure startup "$((runs * 2))" 2 "" "${cmds[@]}"
 
 echo "== scale: img-ls with many images, a many-layer image, a big layer, many containers (bench/scale.sh)"
 results=$results bash scale.sh "$registry" | tee "$results/scale.txt"
