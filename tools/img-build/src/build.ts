@@ -715,6 +715,7 @@ function contextSource(options: BuildOptions): CopyOptions['from'] {
     trusted: false,
     ...(context.ignore ? { ignore: context.ignore } : {}),
     ...(context.mayIncludeUnder ? { mayIncludeUnder: context.mayIncludeUnder } : {}),
+    ...(context.sameBelow ? { sameBelow: context.sameBelow } : {}),
   };
 }
 

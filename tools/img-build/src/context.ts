@@ -19,6 +19,8 @@ export interface BuildContext {
   ignore?: (path: string) => boolean;
   /** Whether anything under a context-relative directory may be included (an excluded directory is not walked). */
   mayIncludeUnder?: (dir: string) => boolean;
+  /** Whether every path below a context-relative directory is excluded exactly when it is (IgnoreMatcher.sameBelow). */
+  sameBelow?: (dir: string) => boolean;
   /** The ignore file's patterns, for the cache key: a changed .dockerignore may change what COPY takes. */
   ignorePatterns: string[];
 }
@@ -38,7 +40,13 @@ export async function openContext(dir: string, dockerfilePath: string | undefine
     const patterns = readDockerignore(text);
     // Its errors name the file (a bad pattern is the ignore file's fault, not the Dockerfile's).
     const matcher = createIgnoreMatcher(patterns, { file });
-    return { dir: absolute, ignore: (path) => matcher.ignores(path), mayIncludeUnder: (dir) => matcher.mayIncludeUnder(dir), ignorePatterns: patterns };
+    return {
+      dir: absolute,
+      ignore: (path) => matcher.ignores(path),
+      mayIncludeUnder: (dir) => matcher.mayIncludeUnder(dir),
+      sameBelow: (dir) => matcher.sameBelow(dir),
+      ignorePatterns: patterns,
+    };
   }
   return { dir: absolute, ignorePatterns: [] };
 }

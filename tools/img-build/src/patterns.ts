@@ -393,6 +393,11 @@ export interface IgnoreMatcher {
    * something below it, so a walker must still descend into it.
    */
   mayIncludeUnder(dir: string): boolean;
+  /**
+   * Whether every path below a directory is excluded exactly when the directory is: no pattern can
+   * match anything longer than "dir/" (`*.log` below `src`), so a walker need not ask about each entry.
+   */
+  sameBelow(dir: string): boolean;
   /** Whether any pattern is an exception (`!…`). */
   readonly hasExclusions: boolean;
 }
@@ -461,5 +466,12 @@ export function createIgnoreMatcher(
     return compiled.some((pattern) => pattern.exclusion && (pattern.automaton.matches(normalized) || pattern.automaton.run(prefix) !== DEAD));
   };
 
-  return { ignores, mayIncludeUnder, hasExclusions };
+  const sameBelow = (dir: string): boolean => {
+    // A pattern whose automaton is dead after "dir/" matches a path below dir only through dir or a
+    // parent of it (a path's parents below dir all start with "dir/"): it says for each what it says for dir.
+    const prefix = `${withoutRoot(cleanPath(dir))}/`;
+    return compiled.every((pattern) => pattern.automaton.run(prefix) === DEAD);
+  };
+
+  return { ignores, mayIncludeUnder, sameBelow, hasExclusions };
 }

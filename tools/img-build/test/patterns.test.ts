@@ -328,6 +328,57 @@ t.test('mayIncludeUnder: whether a walker must descend into an excluded director
   }
 });
 
+t.test('sameBelow: a directory whose entries need not be asked about is one whose entries all answer as it does', async (t) => {
+  const cases: [string[], string, boolean][] = [
+    [['*.log'], 'src', true],
+    [['*.log'], 'src/pkg', true],
+    [['*.log'], 'a.log', true],
+    [['node_modules', '.git'], 'src', true],
+    [['node_modules'], 'node_modules', true],
+    [['src/x'], 'src', false],
+    [['src/*.tmp'], 'src', false],
+    [['**/*.log'], 'src', false],
+    [['**'], 'src', false],
+    [['*/x'], 'src', false],
+    [['**/node_modules'], 'src', false],
+    [['src', '!src/keep'], 'src', false],
+    [['*.log', '!keep.log'], 'src', true],
+    [['/src/x'], 'other', true],
+    [[], 'src', true],
+  ];
+  for (const [patterns, dir, expected] of cases) {
+    t.equal(createIgnoreMatcher(patterns).sameBelow(dir), expected, `${JSON.stringify(patterns)} below ${dir}`);
+  }
+  // Generated (seeded): wherever it says so, every path below answers as the directory does.
+  let a = 17;
+  const next = () => {
+    a = (a * 1103515245 + 12345) & 0x7fffffff;
+    return a / 0x7fffffff;
+  };
+  const pick = <T>(items: T[]) => items[Math.floor(next() * items.length)];
+  const segment = () => pick(['a', 'b', 'ab', 'a.txt', 'b.log', 'src']);
+  const path = (depth: number) => Array.from({ length: depth }, segment).join('/');
+  const piece = () => pick(['a', 'b', '*', '**', '?', 'a*', '*.txt', '[ab]', 'ab', '*.log', 'src']);
+  let said = 0;
+  for (let round = 0; round < 800; round++) {
+    const patterns = Array.from({ length: 1 + Math.floor(next() * 3) }, () => {
+      const pattern = Array.from({ length: 1 + Math.floor(next() * 3) }, piece).join('/');
+      return next() < 0.3 ? `!${pattern}` : pattern;
+    });
+    const matcher = createIgnoreMatcher(patterns);
+    for (let d = 0; d < 4; d++) {
+      const dir = path(1 + Math.floor(next() * 2));
+      if (!matcher.sameBelow(dir)) continue;
+      said++;
+      for (let c = 0; c < 8; c++) {
+        const below = `${dir}/${path(1 + Math.floor(next() * 3))}`;
+        if (matcher.ignores(below) !== matcher.ignores(dir)) t.fail(`${JSON.stringify(patterns)}: ${below} answers otherwise than ${dir}`);
+      }
+    }
+  }
+  t.ok(said > 100, `checked below ${said} directories`);
+});
+
 t.test('cleanPath is Go path.Clean', async (t) => {
   const cases: [string, string][] = [
     ['', '.'],

@@ -63,18 +63,25 @@ export interface HashCache {
 /** xattrs by path, as recorded (names to latin1 byte strings, as readXattrPaths gives them). */
 type XattrListing = Map<string, Map<string, string>>;
 
-/** A listing's identity for the xattr record: every entry's path and stat, in order. */
+/**
+ * A listing's identity for the xattr record: every entry's path and the stat fields of statKey, in
+ * order (the numbers as float64 bytes, what statKey's text says, without formatting them per entry).
+ */
 export function listingFingerprint(entries: { hostPath: string; stats: Stats }[]): string {
-  const hash = createHash('sha256');
-  let pending = 'xattrs/v1\n';
-  for (const entry of entries) {
-    pending += `${entry.hostPath}\0${statKey(entry.stats)}\n`;
-    if (pending.length >= 64 * 1024) {
-      hash.update(pending);
-      pending = '';
-    }
+  const numbers = new Float64Array(entries.length * 6);
+  let paths = 'xattrs/v1\n';
+  for (let i = 0; i < entries.length; i++) {
+    const { hostPath, stats } = entries[i];
+    paths += `${hostPath}\0`;
+    const at = i * 6;
+    numbers[at] = stats.dev;
+    numbers[at + 1] = stats.ino;
+    numbers[at + 2] = stats.size;
+    numbers[at + 3] = stats.mode;
+    numbers[at + 4] = stats.mtimeMs;
+    numbers[at + 5] = stats.ctimeMs;
   }
-  return hash.update(pending).digest('hex');
+  return createHash('sha256').update(paths).update(new Uint8Array(numbers.buffer)).digest('hex');
 }
 
 /** A recorded listing read back, or undefined when anything in it is not what we write. */

@@ -66,6 +66,8 @@ export interface CopyOptions {
     ignore?: (path: string) => boolean;
     /** The matcher's mayIncludeUnder: lets an excluded directory be skipped unwalked. */
     mayIncludeUnder?: (dir: string) => boolean;
+    /** The matcher's sameBelow: lets a directory that is not excluded be walked without asking `ignore` below it. */
+    sameBelow?: (dir: string) => boolean;
     /** Keep the sources' owners when no --chown is given (COPY --from); the context's files become 0:0. */
     keepOwners?: boolean;
   };

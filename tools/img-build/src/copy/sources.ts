@@ -34,6 +34,13 @@ export interface SourceRoot {
   ignore?: (path: string) => boolean;
   /** Whether anything below a directory the ignore matcher excludes may be re-included by a `!` pattern (skips walking it when not). */
   mayIncludeUnder?: (dir: string) => boolean;
+  /** Whether every path below a directory is excluded exactly when it is: below a directory kept whole, `ignore` is not asked. */
+  sameBelow?: (dir: string) => boolean;
+}
+
+/** `from` for walking below `rel` (a directory not excluded): without its ignore matcher when nothing below can be excluded. */
+function walkingBelow(from: SourceRoot, rel: string): SourceRoot {
+  return from.ignore && rel !== '' && from.sameBelow?.(rel) ? { root: from.root } : from;
 }
 
 export type EntryKind = 'directory' | 'file' | 'symlink';
@@ -147,7 +154,7 @@ function listTree(from: SourceRoot, hostDir: string, relDir: string, below: stri
       if (ignored && from.mayIncludeUnder && !from.mayIncludeUnder(rel)) continue;
       const start = out.length;
       if (!ignored) out.push({ hostPath, below: childBelow, kind, stats });
-      listTree(from, hostPath, rel, childBelow, out);
+      listTree(ignored ? from : walkingBelow(from, rel), hostPath, rel, childBelow, out);
       // An excluded directory is still created when a `!` exception keeps something below it.
       if (ignored && out.length > start) out.splice(start, 0, { hostPath, below: childBelow, kind, stats });
       continue;
@@ -286,7 +293,8 @@ async function resolveOne(from: SourceRoot, pattern: string, path: string): Prom
 function listSource(from: SourceRoot, resolved: Resolved): MatchedSource | undefined {
   const entries: SourceEntry[] = resolved.entries;
   if (resolved.kind === 'directory') {
-    listTree(from, entries[0].hostPath, resolved.relative, '', entries);
+    const kept = resolved.relative === '' || !from.ignore?.(resolved.relative);
+    listTree(kept ? walkingBelow(from, resolved.relative) : from, entries[0].hostPath, resolved.relative, '', entries);
     if (entries.length === 1 && resolved.relative !== '' && from.ignore?.(resolved.relative)) return undefined;
   }
   return { ...resolved, entries };
