@@ -240,10 +240,9 @@ async function pullLeased(
   // Layers already in the store go out at once; the rest as each one lands.
   const present: number[] = [];
   const missing: number[] = [];
-  for (let i = 0; i < count; i++) {
-    if (await store.hasBlob(manifest.layers[i].digest, manifest.layers[i].size)) present.push(i);
-    else missing.push(i);
-  }
+  // One stat per layer, all at once: a many-layer image does not wait for them one by one.
+  const have = await Promise.all(manifest.layers.map((layer) => store.hasBlob(layer.digest, layer.size)));
+  for (let i = 0; i < count; i++) (have[i] ? present : missing).push(i);
   // Refused before the first byte moves: a layer over the limit, or an image
   // the disk cannot hold (each download checks again for its own blob).
   let needed = 0;
