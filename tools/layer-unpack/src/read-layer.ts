@@ -103,7 +103,8 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
   let ended = false;
   let peakBuffered = 0;
   const stream = new Readable({
-    highWaterMark: 1024 * 1024,
+    // Small: what waits here unparsed should die young (see collectReceived).
+    highWaterMark: 256 * 1024,
     read() {
       if (consumed > 0 && !ended) {
         worker.postMessage({ id, ack: consumed });

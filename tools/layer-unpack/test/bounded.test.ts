@@ -99,10 +99,10 @@ t.test('what the inflate thread ran ahead waits there: little reaches the main t
   const result = await applyLayer({ path: tar, compression: 'none', label: 'big' }, applier);
   t.equal(seen.total, size, 'every byte of the file reached the writer');
   t.ok(seen.rooms > 8, 'the parser waited for room again and again');
-  // Received and not yet parsed: the Readable's 1 MiB mark plus the thread's 1 MiB of credit and
-  // a chunk. Chunks that waited longer outlived the main thread's young collections (young-gc.ts).
+  // Received and not yet parsed: the Readable's 256 KiB mark plus the thread's 512 KiB of credit
+  // and a chunk. Chunks that waited longer outlived the main thread's young collections (young-gc.ts).
   const peak = result.peakBufferedBytes;
-  t.ok(peak !== undefined && peak <= 2 * MiB + 256 * 1024, `at most ~2 MiB waited unparsed in the main thread (peak ${peak})`);
+  t.ok(peak !== undefined && peak <= MiB + 256 * 1024, `at most ~1 MiB waited unparsed in the main thread (peak ${peak})`);
 });
 
 t.test('the writer: inline for a few small files, threads for a streamed one, in flight bounded', async (t) => {
