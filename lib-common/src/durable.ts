@@ -14,7 +14,10 @@
  *                                   complete: one `sync -f` (syncfs(2)) per
  *                                   layer instead of an fsync per file
  *   syncFilesystemShared(dir)       the same, one sync shared by the callers
- *   syncDirShared(dir)              that ask while another runs (group commit)
+ *   syncDirShared(dir)              that ask while another runs (group commit);
+ *                                   writeFileDurable and publishFile sync
+ *                                   their directory this way: files that
+ *                                   land together (a pull's blobs) share one
  *
  * On failure each throws ERR_STORE_IO naming the path, and for a full,
  * read-only or failing file system saying so (errors.ts storeIoError);
@@ -59,7 +62,7 @@ export async function writeFileDurable(path: string, data: string | Buffer, opti
     await rm(temp, { force: true }).catch(() => undefined);
     throw storeIoError(error, { path, doing: 'cannot write' });
   }
-  if (options.sync !== false) await syncDir(dirname(path));
+  if (options.sync !== false) await syncDirShared(dirname(path));
 }
 
 /** Publishes a finished file under its final name: fsync, rename, fsync the directory. The caller removes `temp` on failure. */
@@ -70,7 +73,8 @@ export async function publishFile(temp: string, path: string): Promise<void> {
   } catch (error) {
     throw storeIoError(error, { path, doing: 'cannot rename into' });
   }
-  await syncDir(dirname(path));
+  // Shared: blobs that land together (a pull's layers) cost one fsync of blobs/, not one each.
+  await syncDirShared(dirname(path));
 }
 
 /** fsync(2) of whatever `path` names (opened read-only: a directory cannot be opened for writing). */
