@@ -295,28 +295,38 @@ export class Store {
     }
   }
 
-  /** Read-modify-write of index.json under the store's index lock; the write is atomic. */
+  /**
+   * Read-modify-write of index.json under the store's index lock; the write is atomic. A change that leaves the
+   * index as it was writes nothing (no rewrite, no fsync): an unchanged re-tag or rebuild costs a read.
+   */
   async updateIndex(change: (index: OciIndex) => OciIndex | void): Promise<OciIndex> {
     await this.init();
     return withLock(this.lockPath('index'), async () => {
       const index = await this.readIndex();
+      const before = JSON.stringify(index);
       const next = change(index) ?? index;
-      await this.writeFileAtomic(join(this.root, 'index.json'), JSON.stringify(next, null, 2) + '\n');
+      if (JSON.stringify(next) !== before) await this.writeFileAtomic(join(this.root, 'index.json'), JSON.stringify(next, null, 2) + '\n');
       return next;
     });
   }
 
-  /** Points `ref` (a normalised reference) at a manifest, replacing what it pointed at before. */
-  async tagManifest(ref: string, descriptor: Descriptor): Promise<void> {
+  /**
+   * Points `ref` (a normalised reference; several: each, in one write) at a manifest, replacing what it pointed at
+   * before. The entries go last, in order; tagging again what is so already writes nothing.
+   */
+  async tagManifest(ref: string | readonly string[], descriptor: Descriptor): Promise<void> {
+    const refs = new Set(typeof ref === 'string' ? [ref] : ref);
     await this.updateIndex((index) => {
       // Null-safe: index.json may hold entries another tool (or a hand) wrote malformed; they are kept as they are.
-      index.manifests = index.manifests.filter((m) => (m as Descriptor | null)?.annotations?.[REF_NAME_ANNOTATION] !== ref);
-      index.manifests.push({
-        mediaType: descriptor.mediaType,
-        digest: descriptor.digest,
-        size: descriptor.size,
-        annotations: { ...(descriptor.annotations ?? {}), [REF_NAME_ANNOTATION]: ref, [IMAGE_NAME_ANNOTATION]: ref },
-      });
+      index.manifests = index.manifests.filter((m) => !refs.has((m as Descriptor | null)?.annotations?.[REF_NAME_ANNOTATION] as string));
+      for (const name of refs) {
+        index.manifests.push({
+          mediaType: descriptor.mediaType,
+          digest: descriptor.digest,
+          size: descriptor.size,
+          annotations: { ...(descriptor.annotations ?? {}), [REF_NAME_ANNOTATION]: name, [IMAGE_NAME_ANNOTATION]: name },
+        });
+      }
     });
   }
 

@@ -1,10 +1,10 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Store } from '../src/store.js';
+import { IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, Store } from '../src/store.js';
 import { sha256, chainIDs } from '../src/digest.js';
 import { acquireLock } from '../src/lock.js';
 
@@ -53,6 +53,53 @@ t.test('tagManifest replaces the entry for a ref and keeps others', async (t) =>
   t.equal((await store.lookup('docker.io/library/a:latest'))?.digest, sha256('three'));
   t.equal((await store.lookup('docker.io/library/b:latest'))?.digest, sha256('two'));
   t.equal(await store.lookup('docker.io/library/c:latest'), undefined);
+});
+
+t.test('tagManifest writes index.json only when it changes it (an unchanged re-pull or rebuild costs a read)', async (t) => {
+  const root = t.testdir();
+  const store = new Store(root);
+  await store.init();
+  const index = join(root, 'index.json');
+  const MEDIA = 'application/vnd.oci.image.manifest.v1+json';
+  const D = { mediaType: MEDIA, digest: `sha256:${'a'.repeat(64)}`, size: 100 };
+  const E = { mediaType: MEDIA, digest: `sha256:${'e'.repeat(64)}`, size: 200 };
+  const [A, B] = ['localhost/a:latest', 'localhost/b:latest'];
+  const entry = (ref: string, d: typeof D, extra: Record<string, string> = {}) => ({
+    ...d,
+    annotations: { ...extra, [REF_NAME_ANNOTATION]: ref, [IMAGE_NAME_ANNOTATION]: ref },
+  });
+  // [name, manifests in index.json, tags, whether tagManifest(tags, D) leaves the file as it is]
+  const cases: [string, unknown[], string[], boolean][] = [
+    ['empty index', [], [A], false],
+    ['tagged as asked', [entry(A, D)], [A], true],
+    ['tagged, after other entries', [{ mediaType: MEDIA, digest: E.digest, size: E.size }, entry(B, E), entry(A, D)], [A], true],
+    ['malformed entries before it are kept either way', [null, 'x', { digest: 1 }, entry(A, D)], [A], true],
+    ['not last: tagging moves it', [entry(A, D), entry(B, E)], [A], false],
+    ['another image under the name', [entry(A, E)], [A], false],
+    ['another size', [entry(A, { ...D, size: 101 })], [A], false],
+    ['an extra annotation', [entry(A, D, { 'org.example': 'x' })], [A], false],
+    ['the name twice', [entry(A, D), entry(A, D)], [A], false],
+    ['the name twice, apart', [entry(A, D), entry(B, E), entry(A, D)], [A], false],
+    ['two tags in order', [entry(A, D), entry(B, D)], [A, B], true],
+    ['two tags in the other order', [entry(B, D), entry(A, D)], [A, B], false],
+    ['one of two tags missing', [entry(A, D)], [A, B], false],
+    ['a tag given twice', [entry(A, D)], [A, A], true],
+    ['no tags', [entry(A, D)], [], true],
+  ];
+  for (const [name, manifests, tags, unchanged] of cases) {
+    await writeFile(index, JSON.stringify({ schemaVersion: 2, manifests }));
+    const before = await stat(index);
+    await store.tagManifest(tags, D);
+    const after = (await store.readIndex()).manifests;
+    t.equal((await stat(index)).ino === before.ino, unchanged, `${name}: ${unchanged ? 'not rewritten' : 'rewritten'}`);
+    const named = after.filter((m) => tags.includes((m as { annotations?: Record<string, string> } | null)?.annotations?.[REF_NAME_ANNOTATION] ?? ''));
+    t.strictSame(
+      named,
+      [...new Set(tags)].map((tag) => entry(tag, D)),
+      `${name}: the tags name D, last and in order`,
+    );
+    t.strictSame(after.slice(after.length - named.length), named, `${name}: last`);
+  }
 });
 
 t.test('concurrent processes updating index.json lose no entry', async (t) => {

@@ -3,8 +3,7 @@
  * `--label`s applied), an OCI manifest, each `-t` name in index.json (one
  * unnamed entry when there is none, so the store keeps it and img-ls lists it
  * by digest), and the `image` records that describe it. An unchanged
- * rebuild finds index.json saying so already and leaves it alone (no lock,
- * no rewrite, no fsync).
+ * rebuild leaves index.json alone (Store.updateIndex writes only a change).
  */
 import { sha256 } from '@conveyor/lib-common/digest';
 import { buildImageRecord, type ImageManifest } from '@conveyor/lib-common/image';
@@ -51,45 +50,14 @@ export async function writeImage(options: WriteImageOptions): Promise<WrittenIma
   const manifestDescriptor: Descriptor = { mediaType: MEDIA_TYPES.ociManifest, digest: sha256(manifestBytes), size: manifestBytes.length };
   await store.writeBlob(manifestDescriptor.digest, manifestBytes);
   const named = (m: Descriptor) => m?.annotations?.[REF_NAME_ANNOTATION] !== undefined || m?.annotations?.[IMAGE_NAME_ANNOTATION] !== undefined;
-  const current = await store.readIndex().catch(() => undefined);
+  // An unchanged rebuild changes nothing here, and Store.updateIndex then writes nothing (no rewrite, no fsync).
   if (options.tags.length === 0) {
-    // Already listed unnamed: updateIndex would change nothing but still rewrite (and fsync) the file.
-    if (!current?.manifests.some((m) => m?.digest === manifestDescriptor.digest && !named(m))) {
-      await store.updateIndex((index) => {
-        if (!index.manifests.some((m) => m?.digest === manifestDescriptor.digest && !named(m))) index.manifests.push(manifestDescriptor);
-      });
-    }
+    await store.updateIndex((index) => {
+      if (!index.manifests.some((m) => m?.digest === manifestDescriptor.digest && !named(m))) index.manifests.push(manifestDescriptor);
+    });
   }
-  if (!(current && alreadyTagged(current.manifests, options.tags, manifestDescriptor))) {
-    for (const tag of options.tags) await store.tagManifest(tag, manifestDescriptor);
-  }
+  if (options.tags.length > 0) await store.tagManifest(options.tags, manifestDescriptor);
   const refs = options.tags.length > 0 ? options.tags : [manifestDescriptor.digest];
   const records = refs.map((ref) => buildImageRecord({ ref, manifestDescriptor, manifest, config, store: store.root }));
   return { manifestDescriptor, records };
-}
-
-/** The entry Store.tagManifest leaves for `ref` (test/image.test.ts holds the two together). */
-function taggedEntry(ref: string, descriptor: Descriptor): Descriptor {
-  return {
-    mediaType: descriptor.mediaType,
-    digest: descriptor.digest,
-    size: descriptor.size,
-    annotations: { ...(descriptor.annotations ?? {}), [REF_NAME_ANNOTATION]: ref, [IMAGE_NAME_ANNOTATION]: ref },
-  };
-}
-
-/**
- * Whether tagging `tags` (tagManifest for each in turn) would leave `manifests`
- * as they are: that leaves their entries last, in this order, and no other
- * entry under their names; so when that is so already, there is nothing to write.
- */
-export function alreadyTagged(manifests: unknown[], tags: string[], descriptor: Descriptor): boolean {
-  if (tags.length === 0 || new Set(tags).size !== tags.length || manifests.length < tags.length) return false;
-  const wanted = new Set(tags);
-  const cut = manifests.length - tags.length;
-  for (let i = 0; i < cut; i++) {
-    const ref = (manifests[i] as Descriptor | null)?.annotations?.[REF_NAME_ANNOTATION];
-    if (ref !== undefined && wanted.has(ref)) return false;
-  }
-  return tags.every((ref, i) => JSON.stringify(manifests[cut + i]) === JSON.stringify(taggedEntry(ref, descriptor)));
 }
