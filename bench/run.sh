@@ -116,6 +116,8 @@ measure run "$((runs * 2))" 2 "" "${cmds[@]}"
 
 echo "== tool start-up: --help of every tool beside node -e 0"
 cmds=('node -e 0' "node -e 0")
+# What every Node process here would pay with the environment's NODE_EXTRA_CA_CERTS (lib.sh unsets it).
+[ -n "$bench_extra_ca_certs" ] && cmds+=('node -e 0 with NODE_EXTRA_CA_CERTS' "env NODE_EXTRA_CA_CERTS=$bench_extra_ca_certs node -e 0")
 for t in "$bench_root"/tools/*/; do
   t=$(basename "$t"); cmds+=("$t" "$(tool "$t") --help")
 done

@@ -113,12 +113,12 @@ const rows = [
 {
   const startup = medians.startup ?? {};
   const node = startup['node -e 0'];
-  const tools = Object.keys(startup).filter((n) => n !== 'node -e 0');
+  const tools = Object.keys(startup).filter((n) => !n.startsWith('node -e 0'));
   const worst = Math.max(...tools.map((n) => startup[n]));
   rows.push([
     'tool start-up (`--help`)',
     tools.map((n) => `${n} ${startup[n].toFixed(3)}${rss.startup?.[n] ? ` (${mb(rss.startup[n])})` : ''}`).join(', ') + (tools.length ? ' s' : '—'),
-    fig('startup', 'node -e 0'),
+    ['node -e 0', ...(startup['node -e 0 with NODE_EXTRA_CA_CERTS'] ? ['node -e 0 with NODE_EXTRA_CA_CERTS'] : [])].map((n) => fig('startup', n)).join(', '),
     node && tools.length ? `up to ${(worst / node).toFixed(2)}x` : '',
     `<= 1.2x${verdict(worst, node && node * 1.2)}`,
   ]);
@@ -226,6 +226,8 @@ Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same comma
 | load average after | ${(after.load ?? []).join(', ')} |
 
 A loaded machine makes every figure noisy; the ratios (same run) are what to compare.
+Node processes run without this machine's \`NODE_EXTRA_CA_CERTS\` (bench/lib.sh says why; Node parses that file at
+every start, a cost of the environment that no Go peer pays); the start-up row shows \`node -e 0\` with it too.
 
 ${mainTable}
 
