@@ -259,6 +259,8 @@ export class Store {
       throw new ConveyorError('ERR_DIGEST_MISMATCH', `content does not match ${digest}: got ${actual}`);
     }
     if (await this.hasBlob(digest, data.length)) return;
+    // The layout first (once per Store): a store never holds blobs without its index.json, even after a crash.
+    await this.init();
     await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
     await this.writeFileAtomic(this.blobPath(digest), data);
   }
@@ -269,6 +271,9 @@ export class Store {
    */
   async commitIngest(digest: string, ingestFile: string): Promise<void> {
     const path = this.blobPath(digest);
+    // The layout first (once per Store; img-fetch starts it beside the downloads): a store never holds blobs
+    // without its index.json, even after a crash (img-fsck's FSCK_INDEX_INVALID).
+    await this.init();
     try {
       await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
       // fsync before the rename, the directory after (durable.ts): a crash never leaves a short blob under its digest.

@@ -212,8 +212,9 @@ async function pullFromRegistry(name: string, repo: RepositoryRef, reference: st
   const manifest = resolveManifest(client, repo, reference, options.platform);
   manifest.catch(() => undefined);
   // A new store's layout files are written and fsynced while the blobs download
-  // (which make the directories they need): awaited before the image is tagged,
-  // the first write that needs them. The root is made (or closed) first, once.
+  // (into ingest/): the first blob committed to blobs/ waits for them (Store.commitIngest
+  // and writeBlob: never blobs without index.json), as does the tag. The root is made
+  // (or closed) first, once.
   await options.store.tighten();
   const layout = options.store.init();
   layout.catch(() => undefined);
