@@ -222,7 +222,10 @@ t.test('the default network (pasta): lo is up, brought up by pasta itself', { sk
 /** Runs ctr-spawn traced and sends `signal` when the trace reaches `phase`; resolves to its exit and stderr. */
 function signalAt(phase: string, signal: NodeJS.Signals, flags: string[]): Promise<{ code: number | null; stderr: string; sent: boolean }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [toolPath('ctr-spawn'), '--root', root, ...flags, '--', 'sleep', '30'], {
+    // A container that ends with 143 on SIGTERM: a signal that lands just after the runtime started (the trace line
+    // and the check after it are one tick apart) is forwarded to it, where a bare `sleep` as pid 1 would ignore it.
+    const command = ['sh', '-c', "trap 'exit 143' TERM; sleep 30 & wait"];
+    const child = spawn(process.execPath, [toolPath('ctr-spawn'), '--root', root, ...flags, '--', ...command], {
       env: { ...process.env, CONVEYOR_TRACE: '1' },
       stdio: ['pipe', 'ignore', 'pipe'],
     });
