@@ -32,6 +32,18 @@ function setup(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
 /** `now` far enough after the files' ctime that they are recordable. */
 const later = () => Date.now() + RACY_MARGIN_MS + 1000;
 
+/** setup, with HEX recorded and saved for a.txt: its path and stat, the cache file and what it holds. */
+async function savedHex(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+  const { store, context, cacheFile } = setup(t);
+  const path = join(context, 'a.txt');
+  const stats = lstatSync(path);
+  const cache = await openHashCache(store, context, later());
+  cache.record(path, stats, HEX);
+  await cache.save();
+  const file = cacheFile();
+  return { store, context, path, stats, file, good: JSON.parse(readFileSync(file, 'utf8')) };
+}
+
 t.test('a hash is reused for the same stat only, and written 0700/atomically', async (t) => {
   const { store, context, cacheDir, cacheFile } = setup(t);
   const path = join(context, 'a.txt');
@@ -68,14 +80,7 @@ t.test('a file changed within the racy margin is not recorded', async (t) => {
 });
 
 t.test('corrupt, forged or foreign cache files are ignored', async (t) => {
-  const { store, context, cacheFile } = setup(t);
-  const path = join(context, 'a.txt');
-  const stats = lstatSync(path);
-  const cache = await openHashCache(store, context, later());
-  cache.record(path, stats, HEX);
-  await cache.save();
-  const file = cacheFile();
-  const good = JSON.parse(readFileSync(file, 'utf8'));
+  const { store, context, path, stats, file, good } = await savedHex(t);
   const key = `${stats.dev}:${stats.ino}:${stats.size}:${stats.mode}:${stats.mtimeMs}:${stats.ctimeMs}`;
   const cases: [string, string][] = [
     ['not JSON', '{"version":1,'],
@@ -104,14 +109,7 @@ t.test('corrupt, forged or foreign cache files are ignored', async (t) => {
 });
 
 t.test('lookup answers as ENTRY matched against the stat would, on a table of entries and stats', async (t) => {
-  const { store, context, cacheFile } = setup(t);
-  const path = join(context, 'a.txt');
-  const real = lstatSync(path);
-  const cache = await openHashCache(store, context, later());
-  cache.record(path, real, HEX);
-  await cache.save();
-  const file = cacheFile();
-  const good = JSON.parse(readFileSync(file, 'utf8'));
+  const { store, context, path, stats: real, file, good } = await savedHex(t);
   // Stats as the kernel gives them (integers, and times with and without a fraction), and odd times.
   const withTimes = (mtimeMs: number, ctimeMs: number) =>
     Object.assign(Object.create(Object.getPrototypeOf(real)), real, { mtimeMs, ctimeMs }) as import('node:fs').Stats;

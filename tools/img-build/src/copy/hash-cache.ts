@@ -149,6 +149,16 @@ async function readEntries(file: string, root: string): Promise<{ entries: Map<s
   return { entries, listings };
 }
 
+/** What this build used first, then the older records it did not use, up to `max` in all. */
+function usedFirst<V>(used: Map<string, V>, older: Map<string, V>, max: number): Map<string, V> {
+  const kept = new Map(used);
+  for (const [key, value] of older) {
+    if (kept.size >= max) break;
+    if (!kept.has(key)) kept.set(key, value);
+  }
+  return kept;
+}
+
 /** The least recently written context files beyond MAX_CONTEXTS go. */
 async function trimContexts(dir: string): Promise<void> {
   const names = (await readdir(dir)).filter((name) => /^[a-f0-9]{64}\.json$/.test(name));
@@ -199,19 +209,10 @@ export async function openHashCache(store: Store, root: string, now = Date.now()
       if (!changed) return;
       changed = false;
       try {
-        // This build's entries first, then the older ones, up to the bound.
-        const kept = new Map(used);
-        for (const [path, entry] of entries) {
-          if (kept.size >= MAX_ENTRIES) break;
-          if (!kept.has(path)) kept.set(path, entry);
-        }
+        const kept = usedFirst(used, entries, MAX_ENTRIES);
         const dir = join(store.root, HASH_CACHE_DIR);
         await mkdirClosed(dir);
-        const keptListings = new Map(usedListings);
-        for (const [fingerprint, listing] of listings) {
-          if (keptListings.size >= MAX_XATTR_LISTINGS) break;
-          if (!keptListings.has(fingerprint)) keptListings.set(fingerprint, listing);
-        }
+        const keptListings = usedFirst(usedListings, listings, MAX_XATTR_LISTINGS);
         const xattrs = Object.fromEntries([...keptListings].map(([fingerprint, listing]) => [fingerprint, serializeListing(listing)]));
         await store.writeFileAtomic(
           file,
