@@ -394,8 +394,9 @@ export async function removeContainer(store: Store, id: string, options: { keepD
 export async function removeTree(dir: string): Promise<void> {
   try {
     await removeEntries(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+  } catch {
+    // rm finishes it (force: a directory already gone is no error). Not a return on ENOENT: that may be an entry
+    // below that vanished meanwhile, with the rest of the tree still there.
     await rm(dir, { recursive: true, force: true });
   }
 }
