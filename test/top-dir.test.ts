@@ -17,6 +17,13 @@ const isExt4 = (dir: string) => execFileSync('stat', ['-f', '-c', '%T', dir], { 
 /** The flags lsattr shows for the directory itself, e.g. "-------------Te-------". */
 const flagsOf = (dir: string) => execFileSync('lsattr', ['-d', dir], { encoding: 'utf8' }).split(' ')[0];
 
+/** busybox imported into store `root` and unpacked there by layer-unpack (whose store paths are made as the tools make them). */
+function unpackBusybox(root: string, env?: NodeJS.ProcessEnv) {
+  const ref = 'docker.io/library/busybox:latest';
+  importToStore(`${busyboxLayout()}:latest`, root, ref);
+  return runTool('layer-unpack', ['--root', root], { env, input: `${JSON.stringify(imageRecord(root, ref))}\n` });
+}
+
 t.test('markTopOfHierarchies: set on an ext4 directory; false, never a throw, elsewhere', async (t) => {
   const base = mkdtempSync('/tmp/conveyor-topdir-');
   t.teardown(() => rmSync(base, { recursive: true, force: true }));
@@ -33,8 +40,7 @@ t.test('markTopOfHierarchies: set on an ext4 directory; false, never a throw, el
 t.test('the tools mark layers/, containers/ and volumes/ when they make them', async (t) => {
   const root = tempStore('conveyor-topdir-store-');
   t.teardown(() => removeStore(root));
-  importToStore(`${busyboxLayout()}:latest`, root, 'docker.io/library/busybox:latest');
-  const unpack = await runTool('layer-unpack', ['--root', root], { input: `${JSON.stringify(imageRecord(root, 'docker.io/library/busybox:latest'))}\n` });
+  const unpack = await unpackBusybox(root);
   t.equal(unpack.code, 0, unpack.stderr);
   const run = await runTool('ctr-spawn', ['--root', root, '--rm', '--net', 'none', '-v', 'topdir-data:/data', '--', '/bin/true'], {
     input: `${JSON.stringify(unpack.records[0])}\n`,
@@ -58,8 +64,7 @@ t.test('without a working chattr the store is made and used the same', async (t)
   writeFileSync(join(bin, 'chattr'), '#!/bin/sh\necho "chattr: Operation not supported" >&2\nexit 1\n');
   chmodSync(join(bin, 'chattr'), 0o755);
   const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
-  importToStore(`${busyboxLayout()}:latest`, root, 'docker.io/library/busybox:latest');
-  const unpack = await runTool('layer-unpack', ['--root', root], { env, input: `${JSON.stringify(imageRecord(root, 'docker.io/library/busybox:latest'))}\n` });
+  const unpack = await unpackBusybox(root, env);
   t.equal(unpack.code, 0, unpack.stderr);
   t.equal(unpack.stderr, '', 'nothing reported: the flag is a hint');
   t.equal(unpack.records[0]?.type, 'rootfs');
