@@ -98,7 +98,11 @@ $fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/roo
 mkdir -p "$out/bundle"
 umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
 (cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
-cmds=('img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
+# Like for like: docker run's pull policy is `missing` (no registry request for a present image), as is conveyor-run's
+# (scripts/run.mjs: img-fetch --pull=missing | layer-unpack | ctr-spawn); `--pull=always` on both sides asks the
+# registry for the manifest first (img-fetch's own default, docker pull's behaviour).
+cmds=('img-fetch --pull=missing | layer-unpack | ctr-spawn' "bash -c '$fetch -q --pull=missing --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
+      'img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
       'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'"
       'runc run' "runc run --bundle $out/bundle bench-$$"
       'node -e 0' "node -e 0"
@@ -106,7 +110,8 @@ cmds=('img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/sto
       '3 piped node -e 0' "bash -c 'node -e 0 | node -e 0 | node -e 0'")
 if [ -z "$docker_reason" ]; then
   $docker_ pull -q "$bb" >/dev/null
-  cmds+=('docker run' "$docker_ run --rm --network none $bb /bin/true")
+  cmds+=('docker run' "$docker_ run --rm --network none $bb /bin/true"
+         'docker run --pull=always' "$docker_ run --rm --pull=always --network none $bb /bin/true")
 fi
 if [ -z "$podman_reason" ]; then
   podman --runtime runc --root "$out/podman2" --runroot "$out/podman2-run" pull -q --tls-verify=false "$bb" >/dev/null
