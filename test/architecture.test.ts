@@ -50,6 +50,9 @@ const PROCESS_ALLOWED: Record<string, Record<string, string>> = {
     pid: "a lock's owner token is this process",
     kill: "signal 0: whether a lock's owner still runs",
   },
+  'lib-common/src/digest.ts': {
+    getBuiltinModule: 'node:crypto loaded synchronously on first use, not at start-up (issue 17: a warm read hashes in JavaScript)',
+  },
   'lib-common/src/platform.ts': {
     arch: 'hostPlatform: the platform this machine runs',
     platform: 'hostPlatform: the platform this machine runs',

@@ -28,11 +28,10 @@
  * processes, none of which survives a crash), overlay short links (recreated
  * on use), and what tools write outside the store at the user's request.
  */
-import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { randomHex } from './digest.js';
 import { storeIoError } from './errors.js';
-import { runProcess } from './subprocess.js';
 
 export interface DurableWriteOptions {
   /** The temporary file (same directory, so the rename is atomic); default `<path>.<rand>.tmp`. */
@@ -48,7 +47,7 @@ export interface DurableWriteOptions {
  * naming `path`; leaves no temporary file.
  */
 export async function writeFileDurable(path: string, data: string | Buffer, options: DurableWriteOptions = {}): Promise<void> {
-  const temp = options.temp ?? `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  const temp = options.temp ?? `${path}.${randomHex(4)}.tmp`;
   try {
     const handle = await open(temp, 'wx', options.mode ?? 0o644);
     try {
@@ -113,6 +112,8 @@ export async function syncDir(dir: string): Promise<void> {
  * per file for a tree of thousands (bench/durability.sh measured both).
  */
 export async function syncFilesystem(dir: string): Promise<void> {
+  // Loaded here: node:child_process is for the unpack that ends in this sync, not for every reader of the store.
+  const { runProcess } = await import('./subprocess.js');
   const result = await runProcess('sync', ['-f', dir]);
   if (result.failed) {
     const why = result.stderr.trim() || result.shortMessage;

@@ -28,10 +28,10 @@
  * (taken over by the next rename) or a `.…` staging directory (removed when
  * its owner is found dead).
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { randomHex } from './digest.js';
 import { ConveyorError } from './errors.js';
 
 export interface Lock {
@@ -62,7 +62,7 @@ let ownStart: string | undefined;
 
 function newToken(): string {
   ownStart ??= startTime('self') ?? '0';
-  return `${process.pid}.${ownStart}.${randomBytes(8).toString('hex')}`;
+  return `${process.pid}.${ownStart}.${randomHex(8)}`;
 }
 
 /**

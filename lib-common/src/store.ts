@@ -37,10 +37,9 @@
  * (or root), which is the only way it is used. Sub-trees we create are 0700 too,
  * so loosening the root by hand does not open the layers at once.
  */
-import { randomBytes } from 'node:crypto';
 import { access, chmod, constants, lstat, mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { assertDigest, digestHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
+import { assertDigest, digestHex, randomHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { publishFile, writeFileDurable } from './durable.js';
 import { ConveyorError, namingStore, storeIoError } from './errors.js';
 import { withLock } from './lock.js';
@@ -167,7 +166,7 @@ export class Store {
    * the path and the store on failure, with nothing left behind.
    */
   async writeFileAtomic(path: string, data: string | Buffer, options: { durable?: boolean } = {}): Promise<void> {
-    const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const temp = `${path}.${process.pid}.${randomHex(4)}.tmp`;
     await writeFileDurable(path, data, { temp, sync: options.durable !== false }).catch((error) => {
       throw this.ioError(error, path);
     });
