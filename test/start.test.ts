@@ -1,60 +1,98 @@
 /**
- * How a tool starts (lib-common/start.ts, scripts/build/bundle.mjs): every bin runs its bundle with
- * an accepted code cache after `make build`; a corrupt, foreign or flag-mismatched cache still runs
- * the tool (a plain compile); no bundle, or one older than the last tsc build, runs dist/cli.js; the
- * entries a tool starts as a process or thread (ctr-spawn's supervisor and relay, layer-unpack's
- * workers) are bundled where the bundled code looks for them and import only builtins; the
- * supervisor and relay start alone (layer-unpack's and ctr-spawn's own tests run them all from the
- * bundles, which are what their bins run).
+ * How a tool starts (lib-common/start.ts, cli-head.ts, scripts/build/bundle.mjs): every bin requires
+ * its bundle's head, which answers --help and --version alone, and runs the body (the whole tool)
+ * with an accepted code cache for anything else after `make build`; a usage error is reported by
+ * the body as before; a corrupt, foreign or flag-mismatched cache still runs the tool (a plain
+ * compile); no head, one older than the last tsc build, or a body missing or of another build runs
+ * dist/cli.js; the entries a tool starts as a process or thread (ctr-spawn's supervisor and relay,
+ * layer-unpack's workers) are bundled where the bundled code looks for them and import only
+ * builtins; the supervisor and relay start alone (layer-unpack's and ctr-spawn's own tests run them
+ * all from the bundles, which are what their bins run).
  */
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isBuiltin } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './helpers/fixtures.js';
+import { removeStore, tempStore } from './helpers/rootfs.js';
 import { toolPath } from './helpers/tools.js';
 
 const TOOLS = readdirSync(join(REPO_ROOT, 'tools')).filter((name) => existsSync(join(REPO_ROOT, 'tools', name, 'package.json')));
-const START = pathToFileURL(join(REPO_ROOT, 'lib-common', 'dist', 'start.js')).href;
 const DEBUG_ENV = { ...process.env, CONVEYOR_START_DEBUG: '1' };
 
 /** Runs `node [nodeFlags] BIN args` with the start-up report on stderr. */
-function runBin(bin: string, args: string[], nodeFlags: string[] = []) {
-  const run = spawnSync(process.execPath, [...nodeFlags, '--', bin, ...args], { env: DEBUG_ENV, encoding: 'utf8', timeout: 60_000 });
+function runBin(bin: string, args: string[], nodeFlags: string[] = [], env: NodeJS.ProcessEnv = {}) {
+  const run = spawnSync(process.execPath, [...nodeFlags, '--', bin, ...args], { env: { ...DEBUG_ENV, ...env }, encoding: 'utf8', timeout: 60_000 });
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
-/** Runs startTool on a tool directory as a bin would (bin/start.mjs there: a copy of a tool has no node_modules to find lib-common in). */
-function startIn(toolDir: string, args: string[]) {
-  const bin = join(toolDir, 'bin', 'start.mjs');
-  mkdirSync(join(toolDir, 'bin'), { recursive: true });
-  writeFileSync(
-    bin,
-    `import { startTool } from ${JSON.stringify(START)};\nawait startTool(new URL('..', import.meta.url), { env: process.env, stderr: process.stderr });\n`,
-  );
-  return runBin(bin, args);
+/** A copy of img-ls's bin and bundle in `dir` (its dist/ linked: its imports resolve where it really lives); returns the copy's bin. */
+function copyImgLs(dir: string): string {
+  const tool = join(dir, 'img-ls');
+  for (const part of ['bin', 'bundle', 'package.json']) cpSync(join(REPO_ROOT, 'tools', 'img-ls', part), join(tool, part), { recursive: true });
+  symlinkSync(join(REPO_ROOT, 'tools', 'img-ls', 'dist'), join(tool, 'dist'));
+  return join(tool, 'bin', 'img-ls.js');
 }
 
-t.test('every bin runs its bundle, with its code cache accepted', async (t) => {
+/** What a usage error prints, from the body or dist/cli.js alike (as before the head existed). */
+const USAGE_MESSAGE = 'img-ls: unknown flag --no-such-flag (see --help)\n';
+
+t.test('every head answers --help and --version as its tool does; every body runs with its code cache accepted', async (t) => {
   for (const tool of TOOLS) {
-    const bundle = join(REPO_ROOT, 'tools', tool, 'bundle', 'cli.cjs');
-    const run = runBin(toolPath(tool), ['--version']);
-    t.equal(run.code, 0, `${tool} --version exits 0`);
-    t.match(run.stdout, new RegExp(`^${tool} \\d+\\.\\d+\\.\\d+\\n$`), `${tool} prints its version`);
-    t.match(run.stderr, `start: bundle ${bundle} (cache accepted)`, `${tool} ran ${bundle} with its cache (make build made both)`);
+    const head = join(REPO_ROOT, 'tools', tool, 'bundle', 'head.cjs');
+    const body = join(REPO_ROOT, 'tools', tool, 'bundle', 'cli.cjs');
+    const version = runBin(toolPath(tool), ['--version']);
+    t.equal(version.code, 0, `${tool} --version exits 0`);
+    t.match(version.stdout, new RegExp(`^${tool} \\d+\\.\\d+\\.\\d+\\n$`), `${tool} prints its version`);
+    t.equal(version.stderr, `start: head ${head}\n`, `${tool} --version: the head answered, the body was not loaded`);
+    // A usage error is the body's to report: it runs, with its cache.
+    const usage = runBin(toolPath(tool), ['--no-such-flag']);
+    // ctr-spawn's own failures exit 125, as docker run's (its exitCodeFor).
+    t.equal(usage.code, tool === 'ctr-spawn' ? 125 : 2, `${tool} --no-such-flag exits 2 (ctr-spawn 125)`);
+    t.match(usage.stderr, `start: bundle ${body} (cache accepted)\n`, `${tool}: the body ran with its cache (make build made both)`);
+    t.match(usage.stderr, `${tool}: unknown flag --no-such-flag`, `${tool}: the usage error is reported`);
   }
+});
+
+t.test('real runs go through the head to the body', async (t) => {
+  const root = tempStore('conveyor-start-');
+  t.teardown(() => removeStore(root));
+  for (const [tool, args] of [
+    ['img-ls', ['--json']],
+    ['ctr-ls', ['--json', '-a']],
+    ['vol-ls', ['--json']],
+    ['img-df', ['--json']],
+  ] as const) {
+    const run = runBin(toolPath(tool), ['--root', root, ...args]);
+    t.equal(run.code, 0, `${tool} ${args.join(' ')} on an empty store exits 0 (${run.stderr})`);
+    t.match(run.stderr, `start: bundle ${join(REPO_ROOT, 'tools', tool, 'bundle', 'cli.cjs')} (cache accepted)`, `${tool}: the body ran`);
+    if (tool === 'img-df')
+      t.ok(
+        run.stdout
+          .trim()
+          .split('\n')
+          .every((line) => JSON.parse(line).type === 'df'),
+        'img-df: its records',
+      );
+    else t.equal(run.stdout, '', `${tool}: nothing listed`);
+  }
+  // --help after an unknown flag is a usage error, as runCli decides.
+  t.equal(runBin(toolPath('img-ls'), ['--no-such-flag', '--help']).code, 2, '--no-such-flag --help: a usage error, not the help');
+  // Flags that take values reach the body whole: an image that is not there is an error of the run, not of the head.
+  const inspect = runBin(toolPath('img-inspect'), ['--root', root, '--log-format', 'json', 'no-such-image']);
+  t.equal(inspect.code, 1, 'img-inspect of an unknown image exits 1');
+  t.match(inspect.stderr, /"code":"ERR_IMAGE_NOT_FOUND"/, 'its error, logged as JSON: --log-format reached the body');
 });
 
 t.test('a cache V8 does not take still runs the tool', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const tool = join(dir, 'img-ls');
-  cpSync(join(REPO_ROOT, 'tools', 'img-ls', 'bundle'), join(tool, 'bundle'), { recursive: true });
-  const cacheFile = join(tool, 'bundle', 'cli.cache');
+  const bin = copyImgLs(dir);
+  const cacheFile = join(dir, 'img-ls', 'bundle', 'cli.cache');
   const real = readFileSync(cacheFile);
   const caches: [string, Buffer][] = [
     ['the real cache (the copy runs as the original)', real],
@@ -68,9 +106,9 @@ t.test('a cache V8 does not take still runs the tool', async (t) => {
   ];
   for (const [what, bytes] of caches) {
     writeFileSync(cacheFile, bytes);
-    const run = startIn(tool, ['--version']);
-    t.equal(run.code, 0, `${what}: exits 0`);
-    t.equal(run.stdout, 'img-ls 0.1.0\n', `${what}: the tool ran`);
+    const run = runBin(bin, ['--no-such-flag']);
+    t.equal(run.code, 2, `${what}: exits 2`);
+    t.equal(run.stderr.split('\n').slice(1).join('\n'), USAGE_MESSAGE, `${what}: the tool ran`);
     t.match(
       run.stderr,
       what.startsWith('the real') ? '(cache accepted)' : '(cache rejected)',
@@ -78,58 +116,63 @@ t.test('a cache V8 does not take still runs the tool', async (t) => {
     );
   }
   rmSync(cacheFile);
-  const run = startIn(tool, ['--version']);
-  t.equal(run.stdout, 'img-ls 0.1.0\n', 'no cache: the tool runs');
-  t.match(run.stderr, '(cache absent)', 'no cache: compiled from the source');
+  const run = runBin(bin, ['--no-such-flag']);
+  t.equal(
+    run.stderr,
+    `start: bundle ${join(dir, 'img-ls', 'bundle', 'cli.cjs')} (cache absent)\n${USAGE_MESSAGE}`,
+    'no cache: compiled from the source, and the tool runs',
+  );
 
   // V8 takes a cache only under the flags it was made with (the bins run with none).
-  const flagged = runBin(toolPath('img-ls'), ['--version'], ['--stack-size=900']);
-  t.equal(flagged.stdout, 'img-ls 0.1.0\n', 'another V8 flag: the tool runs');
+  const flagged = runBin(toolPath('img-ls'), ['--no-such-flag'], ['--stack-size=900']);
+  t.equal(flagged.code, 2, 'another V8 flag: the tool runs');
   t.match(flagged.stderr, '(cache rejected)', 'another V8 flag: the cache is rejected');
 });
 
-t.test('no bundle, or one older than the last tsc build, runs dist/cli.js', async (t) => {
+t.test('a head older than the last tsc build, a missing body or one of another build: dist/cli.js runs', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const tool = join(dir, 'fake');
-  mkdirSync(join(tool, 'dist'), { recursive: true });
-  mkdirSync(join(tool, 'bundle'));
-  writeFileSync(join(tool, 'dist', 'cli.js'), "process.stdout.write('from dist\\n');\n");
-  writeFileSync(join(tool, 'package.json'), '{"type": "module"}\n');
-
-  const missing = startIn(tool, []);
-  t.equal(missing.stdout, 'from dist\n', 'no bundle: dist/cli.js runs');
-  t.match(missing.stderr, '(no bundle)');
-
-  writeFileSync(
-    join(tool, 'bundle', 'cli.cjs'),
-    "// conveyor-bundle 0123456789abcdef built-from: tsconfig.tsbuildinfo\nprocess.stdout.write('from bundle\\n');\n",
-  );
-  writeFileSync(join(tool, 'tsconfig.tsbuildinfo'), '{}');
-  const past = new Date(Date.now() - 60_000);
-  utimesSync(join(tool, 'tsconfig.tsbuildinfo'), past, past);
-  const current = startIn(tool, []);
-  t.equal(current.stdout, 'from bundle\n', 'a bundle newer than the build runs');
-  t.match(current.stderr, '(cache absent)');
-
-  const future = new Date(Date.now() + 60_000);
-  utimesSync(join(tool, 'tsconfig.tsbuildinfo'), future, future);
-  const stale = startIn(tool, []);
-  t.equal(stale.stdout, 'from dist\n', 'a tsc build after the bundle: dist/cli.js runs, not stale code');
-  t.match(stale.stderr, '(bundle older than the build)');
-});
-
-t.test('a bin without a bundle (a tsc-only build) runs dist/cli.js', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = copyImgLs(dir);
   const tool = join(dir, 'img-ls');
-  cpSync(join(REPO_ROOT, 'tools', 'img-ls', 'bin'), join(tool, 'bin'), { recursive: true });
-  // dist/ as it is: its imports resolve from where it really lives.
-  symlinkSync(join(REPO_ROOT, 'tools', 'img-ls', 'dist'), join(tool, 'dist'));
-  const run = runBin(join(tool, 'bin', 'img-ls.js'), ['--version']);
-  t.equal(run.code, 0);
-  t.equal(run.stdout, 'img-ls 0.1.0\n', 'the tool ran from dist/');
-  t.match(run.stderr, '(no bundle)');
+  const dist = join(tool, 'dist', 'cli.js');
+
+  // The head names the build records it came from relative to the tool (tsconfig.tsbuildinfo first).
+  const record = join(tool, 'tsconfig.tsbuildinfo');
+  writeFileSync(record, '{}');
+  const past = new Date(Date.now() - 60_000);
+  utimesSync(record, past, past);
+  t.equal(runBin(bin, ['--version']).stderr, `start: head ${join(tool, 'bundle', 'head.cjs')}\n`, 'a bundle newer than the build runs');
+  const future = new Date(Date.now() + 60_000);
+  utimesSync(record, future, future);
+  for (const args of [['--version'], ['--no-such-flag']]) {
+    const stale = runBin(bin, args);
+    t.equal(
+      stale.stderr.split('\n')[0],
+      `start: dist ${dist} (bundle older than the build)`,
+      `${args}: a tsc build after the bundle: dist/cli.js runs, not stale code`,
+    );
+    t.equal(stale.code, args[0] === '--version' ? 0 : 2, `${args}: and answers as the tool does`);
+  }
+  rmSync(record);
+
+  // A body of another build (a build in progress wrote the head first): never run with this head.
+  const body = join(tool, 'bundle', 'cli.cjs');
+  const text = readFileSync(body, 'utf8');
+  writeFileSync(body, text.replace(/^\/\/ conveyor-bundle [0-9a-f]{16} /, '// conveyor-bundle 0123456789abcdef '));
+  const foreign = runBin(bin, ['--no-such-flag']);
+  t.equal(foreign.code, 2, 'a body of another build: exit 2 still');
+  t.equal(foreign.stderr, `start: dist ${dist} (head and body of different builds)\n${USAGE_MESSAGE}`, 'from dist/cli.js, with the same message');
+  t.equal(runBin(bin, ['--version']).stdout, 'img-ls 0.1.0\n', 'the head still answers --version alone');
+
+  rmSync(body);
+  const missing = runBin(bin, ['--no-such-flag']);
+  t.equal(missing.stderr, `start: dist ${dist} (no body)\n${USAGE_MESSAGE}`, 'no body: dist/cli.js, the same message');
+
+  // No head at all (a tsc-only build): the bin runs dist/cli.js.
+  rmSync(join(tool, 'bundle'), { recursive: true });
+  const noBundle = runBin(bin, ['--version']);
+  t.equal(noBundle.stdout, 'img-ls 0.1.0\n', 'no bundle: the tool ran from dist/');
+  t.equal(noBundle.stderr, `start: dist ${join(tool, 'bin')}/../dist/cli.js (no bundle)\n`, 'and says so');
 });
 
 t.test('the entries a bundle starts are bundled where it looks for them', async (t) => {
@@ -191,6 +234,11 @@ t.test('--help and --version make no stdio stream (node:stream is most of a star
       const run = spawnSync(process.execPath, ['-r', preload, toolPath(tool), flag], { encoding: 'utf8', timeout: 60_000 });
       t.equal(run.status, 0, `${tool} ${flag} exits 0`);
       t.match(run.stdout, flag === '--help' ? /^Usage: .*\n[\s\S]*\nExamples?:\n[\s\S]*\n$/ : `${tool} 0.1.0\n`, `${tool} ${flag}: its whole text`);
+      if (flag === '--help') {
+        // The head's words are the tool's: runCli's own answer from dist/cli.js (no bundle involved).
+        const own = spawnSync(process.execPath, [join(REPO_ROOT, 'tools', tool, 'dist', 'cli.js'), flag], { encoding: 'utf8', timeout: 60_000 });
+        t.equal(run.stdout, own.stdout, `${tool} ${flag}: the head prints what runCli prints`);
+      }
       const loaded: string[] = JSON.parse(run.stderr);
       t.same(
         loaded.filter((name) => /^NativeModule (stream|net|tty|internal\/fs\/sync_write_stream|internal\/modules\/esm\/loader)$/.test(name)),

@@ -6,13 +6,12 @@
  * (lib-common/pipeline: a failure upstream sets the exit code).
  */
 import { COMMON_FLAGS, parseArgs, flag, type ArgSpec, type ParsedArgs } from './args.js';
+import { earlyText, writeAtOnce } from './cli-head.js';
 import { ConveyorError, EXIT, toConveyorError } from './errors.js';
 import { Logger, Progress, type LogFormat, type ProgressMode } from './log.js';
 import { RecordWriter } from './ndjson.js';
-import { writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pipeline } from './pipeline.js';
-import { VERSION } from './version.js';
 
 export interface ToolContext {
   tool: string;
@@ -89,24 +88,9 @@ function exitOnClosedStdout(error: NodeJS.ErrnoException): void {
   if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK);
 }
 
-/**
- * Writes --help's or --version's text straight to fd 1: process.stdout (and
- * process.stderr) are streams, and the first one made loads node:stream, about
- * half of what a --help run costs beyond Node's own start (issue 17). Node
- * writes to files and pipes synchronously anyway. A pipe left non-blocking by
- * whoever started us (EAGAIN) gets the rest through process.stdout; a closed
- * reader (EPIPE) is a normal end.
- */
+/** --help's or --version's text, written at once (cli-head: a stdio stream would load node:stream). */
 function writeStdoutAtOnce(text: string): void {
-  const bytes = Buffer.from(text);
-  let written = 0;
-  try {
-    while (written < bytes.length) written += writeSync(1, bytes, written);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EPIPE') return;
-    process.stdout.on('error', exitOnClosedStdout);
-    process.stdout.write(bytes.subarray(written));
-  }
+  writeAtOnce(text, 1, () => process.stdout.on('error', exitOnClosedStdout));
 }
 
 export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)): Promise<void> {
@@ -122,8 +106,9 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     } catch (error) {
       usageError = error;
     }
-    if (args?.help) return writeStdoutAtOnce(def.help.endsWith('\n') ? def.help : `${def.help}\n`);
-    if (args?.version) return writeStdoutAtOnce(`${def.name} ${VERSION}\n`);
+    // The answer a bundled tool's head gives (cli-head), for a start from dist/ (and the build's warm-up of the body).
+    const early = args ? earlyText(def, args) : undefined;
+    if (early !== undefined) return writeStdoutAtOnce(early);
   }
   let log = new Logger(def.name, process.stderr, argv.includes('--log-format=json') ? 'json' : 'text');
   let progress: Progress | undefined;

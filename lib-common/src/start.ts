@@ -1,21 +1,39 @@
 /**
- * How a tool starts (issue 17): its bin (tools/<name>/bin/<name>.js) calls
- * startTool, which runs the tool's single-file bundle (bundle/cli.cjs, built
- * by scripts/build/bundle.mjs after tsc) compiled with V8's code cache
- * (bundle/cli.cache, made at build time by a warm-up `--help` run), so a
- * start-up reads two files and compiles next to nothing instead of loading
- * ~60 modules from dist/.
+ * How a tool starts (issue 17). Its bundle (scripts/build/bundle.mjs, after
+ * tsc) is two files:
+ * - the HEAD, bundle/head.cjs, which the bin requires: this module, lib-common's
+ *   cli-head and the tool's name, help and flag spec. startTool runs in it, on
+ *   every start: it checks that the bundle is current and lets the head answer
+ *   --help and --version (cli-head), which ends the run;
+ * - else (a run, a usage error) the BODY, bundle/cli.cjs: the whole tool,
+ *   compiled with V8's code cache (bundle/cli.cache, made at build time by a
+ *   warm-up), whose runCli parses the arguments again.
+ * So --help compiles a few kilobytes, and a run pays the head's fraction of a
+ * millisecond more.
  *
  * Failure never stops the tool: a cache V8 rejects (corrupt, another Node,
- * other V8 flags) means a plain compile; no bundle, or one older than the
- * last `tsc -b` (a *.tsbuildinfo newer than it: src changed since `make
- * build`), means the tool's dist/cli.js as before. Nothing is written here at
- * run time: only the build's warm-up (`warmUp`) makes a cache.
+ * other V8 flags) or one of another build means a plain compile; a head older
+ * than the last `tsc -b` (a *.tsbuildinfo newer than it: src changed since
+ * `make build`), or a body missing or of another build than its head (a build
+ * in progress) means the tool's dist/cli.js: a head and a body of different
+ * builds never run together (the bin runs dist/cli.js when there is no head).
+ * Nothing is written here at run time: only the build's warm-up (`warmUp`)
+ * makes a cache.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
+
+/** What a tool's head knows of itself (scripts/build/bundle.mjs writes it into the head). */
+export interface Head {
+  /** This build's id (16 hex digits): its body's first line and the first bytes of the body's cache carry the same. */
+  buildId: string;
+  /** The tsc build records (*.tsbuildinfo, relative to the tool) the bundle was made from. */
+  builtFrom: string[];
+  /** Answers --help and --version (lib-common/cli-head): true when it did, and the run is over. */
+  answered: () => boolean;
+}
 
 export interface StartOptions {
   /** CONVEYOR_START_DEBUG=1: say on stderr which entry ran and what became of the cache. */
@@ -23,33 +41,37 @@ export interface StartOptions {
   /** Read only to say so (the bins pass a getter: process.stderr is a stream, made on first use, and costs a start-up that never logs). */
   stderr: NodeJS.WritableStream;
   /**
-   * The bundle's `require`: the bin's own (a bundle requires nothing but node: builtins, which any
+   * The body's `require`: the bin's own (a bundle requires nothing but node: builtins, which any
    * require resolves; the bins' is at hand, where node:module's createRequire would load Node's
    * module loader too). Without it (an ES module caller), createRequire.
    */
   require?: NodeJS.Require;
   /**
-   * Build time only (scripts/build/code-cache.mjs): compile without the old
-   * cache and hand over what makes the cache file's contents, which the
-   * warm-up calls when the run is over.
+   * Build time only (scripts/build/code-cache.mjs): the body runs whatever the head would answer,
+   * compiled without the old cache; `compiling` is called before it compiles and `compiled` after,
+   * with what makes its cache file's contents, which the warm-up calls when the run is over.
    */
-  warmUp?: (cacheFile: () => Buffer) => void;
+  warmUp?: {
+    compiling(): void;
+    compiled(cacheFile: () => Buffer): void;
+  };
 }
 
-/** What startTool ran: the bundle (and whether V8 took its cache) or dist/cli.js (and why). */
+/** What startTool ran: the head alone (it answered), the body (and whether V8 took its cache), or dist/cli.js (and why). */
 export type StartPath =
+  | { entry: 'head'; file: string }
   | { entry: 'bundle'; file: string; cache: 'accepted' | 'rejected' | 'absent' }
-  | { entry: 'dist'; file: string; reason: 'no bundle' | 'bundle older than the build' };
+  | { entry: 'dist'; file: string; reason: 'bundle older than the build' | 'no body' | 'head and body of different builds' };
 
-/** The CommonJS wrapper the bundle runs in; the build's warm-up compiles the same text, or V8 rejects its cache. */
+/** The CommonJS wrapper the body runs in; the build's warm-up compiles the same text, or V8 rejects its cache. */
 const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname) {';
 const WRAPPER_TAIL = '\n})';
 
 /**
- * The bundle's first line: `// conveyor-bundle BUILD_ID built-from: RECORD...`, its build's id (16
- * hex digits, also the first bytes of its cache file: V8 checks a cache's V8 version, flags and
- * source length, not the source, so a cache of an earlier build must not be taken) and the tsc build
- * records (*.tsbuildinfo, relative to the tool) it was made from.
+ * The body's first line: `// conveyor-bundle BUILD_ID built-from: RECORD...`. Its build id is also
+ * the first bytes of its cache file: V8 checks a cache's V8 version, flags and source length, not
+ * the source, so a cache of an earlier build must not be taken; and a head runs only the body of
+ * its own build.
  */
 const FIRST_LINE = /^\/\/ conveyor-bundle ([0-9a-f]{16}) built-from: (.*)$/;
 const BUILD_ID_BYTES = 16;
@@ -63,13 +85,12 @@ function modifiedMs(file: string): number | undefined {
 }
 
 /**
- * Why the bundle (its text `source`) is not current: a tsc build came after it. Undefined when it
- * is (outside a checkout there are no build records: current).
+ * Why the bundle file `bundle`, made from the tsc build records `builtFrom`, is not current: a tsc
+ * build came after it. Undefined when it is (outside a checkout there are no build records: current).
  */
-export function staleness(toolDir: string, bundle: string, firstLine: RegExpExecArray | null): 'bundle older than the build' | undefined {
+export function staleness(toolDir: string, bundle: string, builtFrom: string[]): 'bundle older than the build' | undefined {
   const built = modifiedMs(bundle) ?? 0;
-  const records = firstLine ? firstLine[2].split(' ') : [];
-  for (const record of records) {
+  for (const record of builtFrom) {
     const compiled = modifiedMs(join(toolDir, record));
     if (compiled !== undefined && compiled > built) return 'bundle older than the build';
   }
@@ -84,32 +105,39 @@ function readOrUndefined(file: string): Buffer | undefined {
   }
 }
 
-/** Runs the tool whose package directory is `toolUrl` (the bin passes `new URL('..', import.meta.url)`). */
-export async function startTool(toolUrl: URL, options: StartOptions): Promise<StartPath> {
-  const toolDir = fileURLToPath(toolUrl);
-  const bundle = join(toolDir, 'bundle', 'cli.cjs');
-  const source = readOrUndefined(bundle)?.toString('utf8');
-  const firstLine = source === undefined ? null : FIRST_LINE.exec(source.slice(0, source.indexOf('\n')));
-  const stale = source === undefined ? 'no bundle' : options.warmUp ? undefined : staleness(toolDir, bundle, firstLine);
-  const debug = options.env.CONVEYOR_START_DEBUG === '1';
-  if (source === undefined || stale) {
-    const path: StartPath = { entry: 'dist', file: join(toolDir, 'dist', 'cli.js'), reason: stale ?? 'no bundle' };
-    if (debug) options.stderr.write(`start: ${path.entry} ${path.file} (${path.reason})\n`);
-    await import(pathToFileURL(path.file).href);
-    return path;
-  }
-  const cacheFile = join(toolDir, 'bundle', 'cli.cache');
-  const buildId = firstLine?.[1] ?? '';
-  const file = options.warmUp ? undefined : readOrUndefined(cacheFile);
-  const ours = file !== undefined && buildId !== '' && file.subarray(0, BUILD_ID_BYTES).toString('latin1') === buildId;
-  const cachedData = ours ? file.subarray(BUILD_ID_BYTES) : undefined;
-  const script = new Script(WRAPPER_HEAD + source + WRAPPER_TAIL, { filename: bundle, cachedData });
-  const cache = file === undefined ? 'absent' : !ours || script.cachedDataRejected ? 'rejected' : 'accepted';
-  const path: StartPath = { entry: 'bundle', file: bundle, cache };
-  if (debug) options.stderr.write(`start: ${path.entry} ${path.file} (cache ${cache})\n`);
-  options.warmUp?.(() => Buffer.concat([Buffer.from(buildId, 'latin1'), script.createCachedData()]));
-  const module = { exports: {} };
-  const require = options.require ?? (await import('node:module')).createRequire(bundle);
-  script.runInThisContext()(module.exports, require, module, bundle, dirname(bundle));
+/** Runs dist/cli.js, the tsc build: always current. */
+async function runDist(toolDir: string, reason: Extract<StartPath, { entry: 'dist' }>['reason'], options: StartOptions): Promise<StartPath> {
+  const path: StartPath = { entry: 'dist', file: join(toolDir, 'dist', 'cli.js'), reason };
+  if (options.env.CONVEYOR_START_DEBUG === '1') options.stderr.write(`start: ${path.entry} ${path.file} (${path.reason})\n`);
+  await import(pathToFileURL(path.file).href);
   return path;
+}
+
+/** Runs the tool whose package directory is `toolUrl` (the bin passes `new URL('..', import.meta.url)`) from its bundle, whose head is `head`. */
+export async function startTool(toolUrl: URL, head: Head, options: StartOptions): Promise<StartPath> {
+  const toolDir = fileURLToPath(toolUrl);
+  const debug = options.env.CONVEYOR_START_DEBUG === '1';
+  const headFile = join(toolDir, 'bundle', 'head.cjs');
+  const stale = options.warmUp ? undefined : staleness(toolDir, headFile, head.builtFrom);
+  if (stale) return runDist(toolDir, stale, options);
+  // The build's warm-up runs the body whatever the head would answer (it warms the body up with --help).
+  if (!options.warmUp && head.answered()) {
+    if (debug) options.stderr.write(`start: head ${headFile}\n`);
+    return { entry: 'head', file: headFile };
+  }
+  const bodyFile = join(toolDir, 'bundle', 'cli.cjs');
+  const source = readOrUndefined(bodyFile)?.toString('utf8');
+  if (source === undefined) return runDist(toolDir, 'no body', options);
+  if (FIRST_LINE.exec(source.slice(0, source.indexOf('\n')))?.[1] !== head.buildId) return runDist(toolDir, 'head and body of different builds', options);
+  options.warmUp?.compiling();
+  const file = options.warmUp ? undefined : readOrUndefined(join(toolDir, 'bundle', 'cli.cache'));
+  const ours = file !== undefined && file.subarray(0, BUILD_ID_BYTES).toString('latin1') === head.buildId;
+  const script = new Script(WRAPPER_HEAD + source + WRAPPER_TAIL, { filename: bodyFile, cachedData: ours ? file.subarray(BUILD_ID_BYTES) : undefined });
+  const cache = file === undefined ? 'absent' : !ours || script.cachedDataRejected ? 'rejected' : 'accepted';
+  if (debug) options.stderr.write(`start: bundle ${bodyFile} (cache ${cache})\n`);
+  options.warmUp?.compiled(() => Buffer.concat([Buffer.from(head.buildId, 'latin1'), script.createCachedData()]));
+  const module = { exports: {} };
+  const require = options.require ?? (await import('node:module')).createRequire(bodyFile);
+  script.runInThisContext()(module.exports, require, module, bodyFile, dirname(bodyFile));
+  return { entry: 'bundle', file: bodyFile, cache };
 }

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-// Bundles every tool into one file for a fast start (issue 17), after `tsc -b` (`make build` runs
-// both): tools/<name>/dist/cli.js and everything it imports (lib-common, minimist, split2, tar-fs)
-// become tools/<name>/bundle/cli.cjs, which the tool's bin runs through lib-common/start.ts (as
-// CommonJS: bundle/start.cjs) with a V8 code cache (bundle/cli.cache) made here by a warm-up `--help`
-// run (scripts/build/code-cache.mjs).
+// Bundles every tool for a fast start (issue 17), after `tsc -b` (`make build` runs both), in two
+// files each:
+// - the HEAD, bundle/head.cjs, which the tool's bin requires: lib-common's start.ts and cli-head with
+//   the tool's name, help and flag spec (read from the body with CONVEYOR_DUMP_FLAGS=1); it answers
+//   --help and --version, and starts the body for every other run;
+// - the BODY, bundle/cli.cjs: tools/<name>/dist/cli.js and everything it imports (lib-common,
+//   minimist, split2, tar-fs), the whole tool, which start.ts compiles with a V8 code cache
+//   (bundle/cli.cache) made here by a warm-up `--help` run (scripts/build/code-cache.mjs).
+// Both carry this build's id (the body on its first line): start.ts runs a head only with the body of
+// its build.
 //
 // The entries a tool starts as their own process or thread, found as `new URL('./x.js',
 // import.meta.url)` in its dist/ (ctr-spawn's supervisor and port relay, layer-unpack's inflate and
@@ -12,15 +17,16 @@
 // (its place in dist/, taken to bundle/), so such paths, and img-build's `../../<tool>/bin`, resolve
 // from a bundle as they do from dist/ without a change to the modules.
 //
-// One esbuild service builds all of it (two builds, CommonJS mains and ES module entries, at once);
-// the warm-ups run two at a time. Failure: esbuild's errors (a top-level await other than
-// `await runCli(...)` in a cli.ts, an import.meta.url outside a tool) and a warm-up that exits non-zero
-// fail the build with exit 1.
-import { spawn } from 'node:child_process';
+// One esbuild service builds all of it (two builds, bodies and ES module entries, at once, then the
+// heads); the warm-ups run two at a time. Failure: esbuild's errors (a top-level await other
+// than `await runCli(...)` in a cli.ts, an import.meta.url outside a tool), a body that does not print
+// its flags and a warm-up that exits non-zero fail the build with exit 1.
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { build } from 'esbuild';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -97,7 +103,7 @@ const common = {
 };
 
 const started = tools.flatMap((tool) => startedEntries(tool).map((entry) => join(TOOLS, tool, 'dist', entry)));
-const [mains, entries, starter] = await Promise.all([
+const [mains, entries] = await Promise.all([
   build({
     ...common,
     format: 'cjs',
@@ -107,17 +113,6 @@ const [mains, entries, starter] = await Promise.all([
     supported: { 'dynamic-import': false },
   }),
   started.length ? build({ ...common, format: 'esm', entryPoints: started }) : { outputFiles: [] },
-  // lib-common/start.ts as CommonJS, for the bins (CommonJS: an ES module main costs Node's module loader at each start).
-  build({
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    write: false,
-    logLevel: 'warning',
-    entryPoints: [join(REPO, 'lib-common', 'dist', 'start.js')],
-    outfile: 'start.cjs',
-  }),
 ]);
 
 /** This build's id, on the bundles' first line and at the head of their caches (lib-common/start.ts). */
@@ -148,17 +143,54 @@ for (const [result, format] of [
     written.add(target);
   }
 }
-for (const tool of tools) {
-  const target = join(TOOLS, tool, 'bundle', 'start.cjs');
-  writeWhole(target, starter.outputFiles[0].text);
-  written.add(target);
+/** A tool's name, help and flag spec, as its body's runCli prints them (CONVEYOR_DUMP_FLAGS=1). */
+async function headOf(tool) {
+  const env = { ...process.env, CONVEYOR_DUMP_FLAGS: '1' };
+  delete env.NODE_EXTRA_CA_CERTS;
+  const { stdout } = await promisify(execFile)(process.execPath, [join(TOOLS, tool, 'bundle', 'cli.cjs')], { env, maxBuffer: 1 << 24 });
+  const { name, help, spec } = JSON.parse(stdout);
+  return { name, help, spec };
 }
+
+/**
+ * The head's source: lib-common's start.ts (checks and starts the rest) and cli-head (answers --help
+ * and --version) with the tool's definition and this build's id. The bin calls `start`.
+ */
+const headSource = (tool, head) => `import { startTool } from ${JSON.stringify(join(REPO, 'lib-common', 'dist', 'start.js'))};
+import { answerEarly } from ${JSON.stringify(join(REPO, 'lib-common', 'dist', 'cli-head.js'))};
+const HEAD = ${JSON.stringify(head)};
+const stream = () => process.stdout.on('error', (error) => error.code === 'EPIPE' && process.exit(process.exitCode ?? 0));
+export function start(toolUrl, options) {
+  const head = { buildId: ${JSON.stringify(buildId)}, builtFrom: ${JSON.stringify(buildRecords(tool))}, answered: () => answerEarly(HEAD, process.argv.slice(2), process.env, stream) };
+  return startTool(toolUrl, head, options);
+}
+`;
+
+const heads = await Promise.all(
+  tools.map(async (tool) =>
+    build({
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      write: false,
+      logLevel: 'warning',
+      legalComments: 'none',
+      stdin: { contents: headSource(tool, await headOf(tool)), resolveDir: REPO, sourcefile: `${tool}-head.js`, loader: 'js' },
+    }),
+  ),
+);
+tools.forEach((tool, i) => {
+  const target = join(TOOLS, tool, 'bundle', 'head.cjs');
+  writeWhole(target, `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\n${heads[i].outputFiles[0].text}`);
+  written.add(target);
+});
 // What an earlier build left and this one did not write (the cache is rewritten by the warm-up; until then its build id tells it is old).
 for (const tool of tools) {
   const dir = join(TOOLS, tool, 'bundle');
   for (const file of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
     const path = join(dir, file);
-    if (/\.c?js$/.test(file) && !written.has(path)) rmSync(path, { force: true });
+    if ((/\.c?js$/.test(file) && !written.has(path)) || (file.endsWith('.cache') && file !== 'cli.cache')) rmSync(path, { force: true });
   }
 }
 

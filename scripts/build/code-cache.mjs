@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // The warm-up scripts/build/bundle.mjs runs for each tool: `code-cache.mjs TOOL_DIR` runs the tool's
-// bundle as its bin would with `--help`, then writes V8's code cache of the bundle, with the functions
-// that run compiled, to TOOL_DIR/bundle/cli.cache (read by lib-common/start.ts). Run with no V8 flags,
-// as the bins are (`#!/usr/bin/env -S node --`): V8 rejects a cache made under other flags.
+// body as its bin would with `--help` (through its head, which lets the body run whatever it would
+// answer), then writes V8's code cache of the body, with the functions that ran compiled, to
+// TOOL_DIR/bundle/cli.cache (read by lib-common/start.ts; the head, a few kilobytes required by the
+// bin, has none). Run with no V8 flags, as the bins are (`#!/usr/bin/env -S node --`): V8 rejects a
+// cache made under other flags.
 // A tool whose package.json has `"conveyor": { "codeCache": "eager" }` (ctr-spawn: its run path, which
-// `--help` does not reach, is what is timed) gets every function of its bundle in the cache: V8's
-// --no-lazy while the bundle compiles, --lazy again before the tool runs, so that the cache is made
-// under the flags the bins run with (else V8 rejects it).
+// `--help` does not reach, is what is timed) gets every function of its body in the cache: V8's
+// --no-lazy while the body compiles, --lazy again before it runs, so that the cache is made under the
+// flags the bins run with (else V8 rejects it).
 // Failure: exit 1 with the error (the build fails).
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,26 +17,29 @@ import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 
 const toolDir = resolve(process.argv[2]);
-// The starter the bins run (bundle/start.cjs), so the cache is made by the code that reads it.
-const { startTool } = createRequire(import.meta.url)(join(toolDir, 'bundle', 'start.cjs'));
+// The head the bins run (bundle/head.cjs), so the cache is made by the code that reads it.
+const { start } = createRequire(import.meta.url)(join(toolDir, 'bundle', 'head.cjs'));
 const name = toolDir.split('/').pop();
 // What the tool sees: its bin and `--help`.
 process.argv = [process.argv[0], join(toolDir, 'bin', `${name}.js`), '--help'];
 const eager = JSON.parse(readFileSync(join(toolDir, 'package.json'), 'utf8')).conveyor?.codeCache === 'eager';
-if (eager) setFlagsFromString('--no-lazy');
-await startTool(pathToFileURL(`${toolDir}/`), {
+await start(pathToFileURL(`${toolDir}/`), {
   env: process.env,
   stderr: process.stderr,
   // As the bins pass theirs: the bundle requires only node: builtins.
   require: createRequire(join(toolDir, 'bundle', 'cli.cjs')),
-  // Called once the bundle is compiled, before it runs. The cache is written whole (renamed into place) at
-  // exit: the tool may be starting meanwhile.
-  warmUp: (cacheFile) => {
-    if (eager) setFlagsFromString('--lazy');
-    process.once('exit', () => {
-      const file = join(toolDir, 'bundle', 'cli.cache');
-      writeFileSync(`${file}.${process.pid}.tmp`, cacheFile());
-      renameSync(`${file}.${process.pid}.tmp`, file);
-    });
+  // The cache is written whole (renamed into place) at exit: the tool may be starting meanwhile.
+  warmUp: {
+    compiling: () => {
+      if (eager) setFlagsFromString('--no-lazy');
+    },
+    compiled: (cacheFile) => {
+      if (eager) setFlagsFromString('--lazy');
+      process.once('exit', () => {
+        const file = join(toolDir, 'bundle', 'cli.cache');
+        writeFileSync(`${file}.${process.pid}.tmp`, cacheFile());
+        renameSync(`${file}.${process.pid}.tmp`, file);
+      });
+    },
   },
 });
