@@ -41,10 +41,9 @@ import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { LayerInfo } from '@conveyor/lib-common/records';
 import { mkdirClosedTop, type Store } from '@conveyor/lib-common/store';
-import { type TreeDigest, treeDigest } from '@conveyor/lib-common/tree-digest';
-import { Applier } from './apply/applier.js';
+import type { TreeDigest } from '@conveyor/lib-common/tree-digest';
+import type { Applier } from './apply/applier.js';
 import { explainTooLarge, layerLimits, withLimits, type ImageBudget } from './budget.js';
-import { applyLayer } from './read-layer.js';
 
 /** A layer and its place in the chain: what its directory's key is computed from. */
 export interface ChainedLayer extends LayerInfo {
@@ -238,6 +237,13 @@ async function unpackLocked(
   // diff/ is the container's root directory and keeps the usual 0755 (the layer may set its own).
   await mkdir(staging, { mode: 0o700 });
   await mkdir(diff, { mode: 0o755 });
+  // Loaded only for a layer that is unpacked: a warm run that reuses its layers loads no applier, tar parser,
+  // inflate thread or node:crypto (issue 17).
+  const [{ Applier }, { applyLayer }, { treeDigest }] = await Promise.all([
+    import('./apply/applier.js'),
+    import('./read-layer.js'),
+    import('@conveyor/lib-common/tree-digest'),
+  ]);
   let applier: Applier | undefined;
   let stopCounting = () => {};
   const image = opts.budget?.caps ?? { maxBytes: Infinity, maxEntries: Infinity };

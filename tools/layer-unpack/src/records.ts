@@ -17,10 +17,9 @@ import type { Progress } from '@conveyor/lib-common/log';
 import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
 import { pipeline } from '@conveyor/lib-common/pipeline';
 import { badRecord, RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
-import { registerFlattened } from '@conveyor/lib-common/overlay/flattened';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
 import { ImageBudget } from './budget.js';
-import { exposureWarning, flattenLayers, type FlattenOptions, type FlattenResult } from './flatten.js';
+import type { FlattenOptions, FlattenResult } from './flatten.js';
 import type { LayerSource } from './read-layer.js';
 import { cleanStaging, ensureLayer, expectedChainID, type ChainedLayer, type EnsuredLayer } from './layer-cache.js';
 
@@ -248,6 +247,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
       diffID: l.diffID,
       label: l.digest,
     }));
+    const { flattenLayers } = await import('./flatten.js');
     return flattenLayers(sources, dir, {
       ...flattenOptions(opts),
       onLayer: (i, phase) => {
@@ -270,7 +270,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
           opts.log.warn(`rootless: ${Object.keys(result.owners).length} entries keep our own uid/gid instead of the owners the image asks for`);
         }
         await warnIfExposed(result.dir, opts);
-        await registerFlattened(store, result.dir);
+        await registerFlattenedDir(store, result.dir);
         return { ...image, type: 'rootfs', v: RECORD_VERSION, dir: result.dir };
       }
       const key = budgetKey(store, image.ref, where);
@@ -361,8 +361,19 @@ function flattenOptions(opts: UnpackOptions): FlattenOptions {
   };
 }
 
+/**
+ * The store's registration of a --flatten tree (overlay/flattened.ts). It and flatten.js (the applier, the
+ * tar reader, node:child_process) are loaded only with --flatten: the per-record path into the store reuses
+ * present layers without them (issue 17).
+ */
+async function registerFlattenedDir(store: Store, dir: string): Promise<void> {
+  const { registerFlattened } = await import('@conveyor/lib-common/overlay/flattened');
+  await registerFlattened(store, dir);
+}
+
 /** --flatten DIR stays where the caller put it, but they hear when others could run its setuid files. */
 async function warnIfExposed(dir: string, opts: UnpackOptions): Promise<void> {
+  const { exposureWarning } = await import('./flatten.js');
   const warning = await exposureWarning(dir, opts.uid).catch(() => undefined);
   if (warning) opts.log.warn(warning);
 }
@@ -381,6 +392,7 @@ export async function unpackFiles(files: string[], dir: string, opts: UnpackOpti
       throw new ConveyorError('ERR_USAGE', `cannot read layer file ${file}: ${(error as Error).message}`);
     }
   }
+  const { flattenLayers } = await import('./flatten.js');
   const result = await flattenLayers(
     files.map((f) => ({ path: f, label: f })),
     dir,
@@ -388,7 +400,7 @@ export async function unpackFiles(files: string[], dir: string, opts: UnpackOpti
   );
   await warnIfExposed(result.dir, opts);
   // ctr-spawn and overlay-mount take a `dir` only when the store registered it (records may be forged).
-  await registerFlattened(new Store(resolve(opts.defaultRoot), { warn: (m) => opts.log.warn(m) }), result.dir);
+  await registerFlattenedDir(new Store(resolve(opts.defaultRoot), { warn: (m) => opts.log.warn(m) }), result.dir);
   return {
     type: 'rootfs',
     v: RECORD_VERSION,
