@@ -28,7 +28,8 @@
  * processes, none of which survives a crash), overlay short links (recreated
  * on use), and what tools write outside the store at the user's request.
  */
-import { open, rename, rm } from 'node:fs/promises';
+// node:fs/promises through node:fs's getter: loaded when first used (a write), not by every reader of the store (issue 17).
+import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomHex } from './digest.js';
 import { storeIoError } from './errors.js';
@@ -49,16 +50,16 @@ export interface DurableWriteOptions {
 export async function writeFileDurable(path: string, data: string | Buffer, options: DurableWriteOptions = {}): Promise<void> {
   const temp = options.temp ?? `${path}.${randomHex(4)}.tmp`;
   try {
-    const handle = await open(temp, 'wx', options.mode ?? 0o644);
+    const handle = await fsp.open(temp, 'wx', options.mode ?? 0o644);
     try {
       await handle.writeFile(data);
       if (options.sync !== false) await handle.sync();
     } finally {
       await handle.close();
     }
-    await rename(temp, path);
+    await fsp.rename(temp, path);
   } catch (error) {
-    await rm(temp, { force: true }).catch(() => undefined);
+    await fsp.rm(temp, { force: true }).catch(() => undefined);
     throw storeIoError(error, { path, doing: 'cannot write' });
   }
   if (options.sync !== false) await syncDirShared(dirname(path));
@@ -68,7 +69,7 @@ export async function writeFileDurable(path: string, data: string | Buffer, opti
 export async function publishFile(temp: string, path: string): Promise<void> {
   await syncFile(temp);
   try {
-    await rename(temp, path);
+    await fsp.rename(temp, path);
   } catch (error) {
     throw storeIoError(error, { path, doing: 'cannot rename into' });
   }
@@ -78,7 +79,7 @@ export async function publishFile(temp: string, path: string): Promise<void> {
 
 /** fsync(2) of whatever `path` names (opened read-only: a directory cannot be opened for writing). */
 async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
+  const handle = await fsp.open(path, 'r');
   try {
     await handle.sync();
   } finally {

@@ -3,6 +3,7 @@
  * Manifests and configs come from registries and are hostile input: every
  * field used is type-checked before it is trusted.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { chainIDs, assertDigest } from './digest.js';
 import { ConveyorError } from './errors.js';
 import { hostPlatform, platformMatches } from './platform.js';
@@ -217,12 +218,13 @@ export async function layerUnpackedSize(store: Store, layer: Descriptor): Promis
   const compression = layerCompression(layer.mediaType);
   if (compression === 'none') return layer.size;
   if (compression !== 'gzip' || layer.size < 18) return undefined;
-  const { open } = await import('node:fs/promises');
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  // Synchronous: 4 bytes from each layer of every image img-ls lists, where the promise API costs a thread-pool
+  // round trip per call (open, read, close) and node:fs/promises to load (issue 17).
+  let fd: number | undefined;
   try {
-    handle = await open(store.blobPath(layer.digest), 'r');
+    fd = openSync(store.blobPath(layer.digest), 'r');
     const trailer = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(trailer, 0, 4, layer.size - 4);
+    const bytesRead = readSync(fd, trailer, 0, 4, layer.size - 4);
     if (bytesRead !== 4) return undefined;
     let size = trailer.readUInt32LE(0);
     // gzip never shrinks a tar below ~its blob size minus headers: a smaller ISIZE has wrapped past 4 GiB.
@@ -231,7 +233,7 @@ export async function layerUnpackedSize(store: Store, layer: Descriptor): Promis
   } catch {
     return undefined;
   } finally {
-    await handle?.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -29,7 +29,8 @@
  * its owner is found dead).
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+// node:fs/promises through node:fs's getter: loaded when first used (a write), not by every reader of the store (issue 17).
+import { promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomHex } from './digest.js';
 import { ConveyorError } from './errors.js';
@@ -103,11 +104,11 @@ export function processAlive(pid: number, started?: string): boolean {
 /** Removes staging directories of `path` whose owners are gone (a taker killed between mkdir and rename). */
 async function cleanStaging(path: string): Promise<void> {
   const prefix = `.${basename(path)}.`;
-  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  const names = await fsp.readdir(dirname(path)).catch(() => [] as string[]);
   for (const name of names) {
     const token = name.slice(prefix.length);
     // Only names that are a staging dir of this lock (another lock's name could share the prefix).
-    if (name.startsWith(prefix) && TOKEN.test(token) && !tokenAlive(token)) await rm(join(dirname(path), name), { recursive: true, force: true });
+    if (name.startsWith(prefix) && TOKEN.test(token) && !tokenAlive(token)) await fsp.rm(join(dirname(path), name), { recursive: true, force: true });
   }
 }
 
@@ -118,16 +119,16 @@ async function cleanStaging(path: string): Promise<void> {
 async function inspect(path: string): Promise<number | undefined> {
   let entries: string[];
   try {
-    entries = await readdir(path);
+    entries = await fsp.readdir(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
     if (code !== 'ENOTDIR') throw error;
     // A lock file from an older conveyor: its owner's pid is its first word.
-    const owner = await readFile(path, 'utf8').catch(() => '');
+    const owner = await fsp.readFile(path, 'utf8').catch(() => '');
     const pid = Number.parseInt(owner, 10);
-    const old = Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? 0) > 5000;
-    if (Number.isInteger(pid) && pid > 0 ? !isPidAlive(pid) : old) await unlink(path).catch(() => undefined);
+    const old = Date.now() - ((await fsp.stat(path).catch(() => undefined))?.mtimeMs ?? 0) > 5000;
+    if (Number.isInteger(pid) && pid > 0 ? !isPidAlive(pid) : old) await fsp.unlink(path).catch(() => undefined);
     return Number.isInteger(pid) && pid > 0 && isPidAlive(pid) ? pid : undefined;
   }
   let live: number | undefined;
@@ -135,7 +136,7 @@ async function inspect(path: string): Promise<number | undefined> {
     if (tokenAlive(entry)) live = Number(TOKEN.exec(entry)![1]);
     // Only this dead claim, by its unique name: a live lock taken meanwhile has another.
     // (rm, not unlink: debris that is not a token file must not keep the lock busy forever.)
-    else await rm(join(path, entry), { recursive: true, force: true }).catch(() => undefined);
+    else await fsp.rm(join(path, entry), { recursive: true, force: true }).catch(() => undefined);
   }
   if (live === undefined) await cleanStaging(path);
   return live;
@@ -156,15 +157,15 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
   let waited = false;
   let delay = 5;
   // Lock dirs live in the store: owner-only, like every directory we make there.
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await fsp.mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const token = newToken();
   const staging = join(dirname(path), `.${basename(path)}.${token}`);
-  await mkdir(staging, { mode: 0o700 });
+  await fsp.mkdir(staging, { mode: 0o700 });
   try {
-    await writeFile(join(staging, token), '');
+    await fsp.writeFile(join(staging, token), '');
     for (;;) {
       try {
-        await rename(staging, path);
+        await fsp.rename(staging, path);
         return { release: () => releaseLock(path, token) };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
@@ -189,15 +190,15 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
       delay = Math.min(delay * 2, 200);
     }
   } catch (error) {
-    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    await fsp.rm(staging, { recursive: true, force: true }).catch(() => undefined);
     throw error;
   }
 }
 
 async function releaseLock(path: string, token: string): Promise<void> {
   // Our claim only; if someone wrongly broke it, there is nothing of ours left to remove.
-  await unlink(join(path, token)).catch(() => undefined);
-  await rmdir(path).catch(() => undefined);
+  await fsp.unlink(join(path, token)).catch(() => undefined);
+  await fsp.rmdir(path).catch(() => undefined);
 }
 
 export async function withLock<T>(path: string, fn: () => Promise<T>, options?: LockOptions): Promise<T> {

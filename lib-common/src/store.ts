@@ -37,7 +37,8 @@
  * (or root), which is the only way it is used. Sub-trees we create are 0700 too,
  * so loosening the root by hand does not open the layers at once.
  */
-import { access, chmod, constants, lstat, mkdir, readFile, realpath, stat } from 'node:fs/promises';
+// node:fs/promises through node:fs's getter: loaded when first used (a write), not by every reader of the store (issue 17).
+import { constants as fsConstants, promises as fsp, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { assertDigest, digestHex, randomHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { publishFile, writeFileDurable } from './durable.js';
@@ -181,7 +182,9 @@ export class Store {
   /** True when the blob is present (and, when size is given, of that size). */
   async hasBlob(digest: string, size?: number): Promise<boolean> {
     try {
-      const info = await stat(this.blobPath(digest));
+      // Synchronous, as the reads below: a stat answered from the kernel's caches, where the promise API is a
+      // round trip through the thread pool (and node:fs/promises to load) for each file of a warm read.
+      const info = statSync(this.blobPath(digest));
       return size === undefined || info.size === size;
     } catch {
       return false;
@@ -193,7 +196,8 @@ export class Store {
     assertDigest(digest);
     let data: Buffer;
     try {
-      data = await readFile(this.blobPath(digest));
+      // Read at once (a manifest or config: a few KiB, from the page cache on a warm run; see hasBlob).
+      data = readFileSync(this.blobPath(digest));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `blob ${digest} is not in the store ${this.root}`, { hint: 'pull the image again with img-fetch' });
@@ -226,11 +230,11 @@ export class Store {
     if (this.tightened) return;
     let info;
     try {
-      info = await stat(this.root);
+      info = await fsp.stat(this.root);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       // Root's parents keep the usual modes (they may be shared, like /var/lib); a user's (~/.local/share) are made 0700, as XDG asks.
-      await mkdir(dirname(this.root), { recursive: true, ...(isRootless() ? { mode: 0o700 } : {}) });
+      await fsp.mkdir(dirname(this.root), { recursive: true, ...(isRootless() ? { mode: 0o700 } : {}) });
       await mkdirClosed(this.root);
       this.tightened = true;
       return;
@@ -239,7 +243,7 @@ export class Store {
     if ((info.mode & 0o077) !== 0) {
       const was = (info.mode & 0o7777).toString(8).padStart(4, '0');
       try {
-        await chmod(this.root, STORE_DIR_MODE);
+        await fsp.chmod(this.root, STORE_DIR_MODE);
         this.warn(`store ${this.root} was mode ${was}, open to other users; changed to 0700 so they cannot reach unpacked layers (setuid files) or containers`);
       } catch (error) {
         this.warn(
@@ -260,7 +264,7 @@ export class Store {
     if (await this.hasBlob(digest, data.length)) return;
     // The layout first (once per Store): a store never holds blobs without its index.json, even after a crash.
     await this.init();
-    await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
+    await fsp.mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
     await this.writeFileAtomic(this.blobPath(digest), data);
   }
 
@@ -274,7 +278,7 @@ export class Store {
     // without its index.json, even after a crash (img-fsck's FSCK_INDEX_INVALID).
     await this.init();
     try {
-      await mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
+      await fsp.mkdir(this.blobsDir, { recursive: true, mode: STORE_DIR_MODE });
       // fsync before the rename, the directory after (durable.ts): a crash never leaves a short blob under its digest.
       await publishFile(ingestFile, path);
     } catch (error) {
@@ -285,7 +289,8 @@ export class Store {
   async readIndex(): Promise<OciIndex> {
     let text: string;
     try {
-      text = await readFile(join(this.root, 'index.json'), 'utf8');
+      // Read at once (see hasBlob): tens of KiB with hundreds of images.
+      text = readFileSync(join(this.root, 'index.json'), 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return emptyIndex();
       throw error;
@@ -379,12 +384,12 @@ export function indexEntryProblem(entry: unknown): string | undefined {
  */
 export async function mkdirClosed(path: string): Promise<boolean> {
   try {
-    await mkdir(path, { mode: STORE_DIR_MODE });
+    await fsp.mkdir(path, { mode: STORE_DIR_MODE });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
   }
-  await chmod(path, STORE_DIR_MODE);
+  await fsp.chmod(path, STORE_DIR_MODE);
   return true;
 }
 
@@ -443,14 +448,14 @@ export async function assertTrustedStore(root: string): Promise<void> {
   let existing = absolute;
   for (;;) {
     try {
-      await lstat(existing);
+      await fsp.lstat(existing);
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || existing === '/') throw error;
       existing = dirname(existing);
     }
   }
-  const real = await realpath(existing);
+  const real = await fsp.realpath(existing);
   if (real !== existing) {
     throw unsafe(
       `store path ${absolute} passes through a symlink (${existing} is ${real})`,
@@ -459,7 +464,7 @@ export async function assertTrustedStore(root: string): Promise<void> {
   }
   let child: { path: string; uid: number } | undefined;
   for (let dir = existing; ; dir = dirname(dir)) {
-    const info = await lstat(dir);
+    const info = await fsp.lstat(dir);
     const isStore = dir === absolute;
     const onCheckedPath = checkedOutside !== undefined && (checkedOutside === dir || checkedOutside.startsWith(dir === '/' ? '/' : `${dir}/`));
     const owner = !isStore && info.uid === overflow && onCheckedPath ? 0 : info.uid;
@@ -491,7 +496,7 @@ function emptyIndex(): OciIndex {
 /** Whether the store is on a read-only mount (access(2) says EROFS): a reader then has no writer to lock against. */
 export async function isReadOnlyStore(root: string): Promise<boolean> {
   try {
-    await access(root, constants.W_OK);
+    await fsp.access(root, fsConstants.W_OK);
     return false;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EROFS';
@@ -500,7 +505,7 @@ export async function isReadOnlyStore(root: string): Promise<boolean> {
 
 export async function exists(path: string): Promise<boolean> {
   try {
-    await stat(path);
+    statSync(path);
     return true;
   } catch {
     return false;
