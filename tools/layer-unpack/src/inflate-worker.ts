@@ -23,7 +23,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
-import { collectEvery } from './young-gc.js';
+import { collectEvery, keepYoungGenerationSmall } from './young-gc.js';
+
+// Setting up this thread's heap put the process's young-generation growth back (young-gc.ts).
+keepYoungGenerationSmall();
 
 /** Inflated bytes queued here, not yet posted, before inflating pauses. */
 const MAX_AHEAD = 2 * 1024 * 1024;

@@ -23,7 +23,7 @@ import type { Compression } from '@conveyor/lib-common/mediatypes';
 import type { Applier } from './apply/applier.js';
 import { invalid } from './errors.js';
 import { createExtract, type TarEntryHeader } from './tarparser.js';
-import { collectEvery, THREAD_LIMITS } from './young-gc.js';
+import { collectEvery, keepYoungGenerationSmall, THREAD_LIMITS } from './young-gc.js';
 
 export interface LayerSource {
   /** Path of the (compressed) blob or tarball. */
@@ -293,6 +293,8 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
   }
   const compression = source.compression ?? (await detectCompression(source.path));
   const inline = blobSize <= INLINE_BLOB_BYTES;
+  // The tree of what a layer wrote would grow the main thread's young generation to ~34 MB (young-gc.ts).
+  keepYoungGenerationSmall();
   const modules = await loadModules(compression, inline);
   const extract = await createExtract();
   applier.setFailureHandler((error) => fail(error));

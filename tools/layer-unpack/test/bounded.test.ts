@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { toolPath } from '../../../test/helpers/tools.js';
 import type { Applier } from '../dist/apply/applier.js';
-import { idleThreadCount, Writer } from '../dist/apply/writer.js';
+import { idleThreadCount, Writer, writerThreadCounts } from '../dist/apply/writer.js';
 import { applyLayer, idleInflaterCount } from '../dist/read-layer.js';
 import { Applier as RealApplier } from '../dist/apply/applier.js';
 import { Limiter } from '../dist/records.js';
@@ -156,6 +156,82 @@ t.test('the writer: inline for a few small files, threads for a streamed one, in
   await open.drain();
   await open.stop();
   t.equal(idleThreadCount(), idle - 1, 'not pooled: ended');
+});
+
+t.test('two Writers share the threads: one using both gives one up to one that has none', async (t) => {
+  const dir = t.testdir({});
+  const meta = { uid: 0, gid: 0, mode: 0o644, atime: 0, mtime: 0, chown: false };
+  // Past the 256 operations run inline, a Writer takes a thread per lane while the cap (2) allows.
+  const a = new Writer(2);
+  const b = new Writer(2);
+  t.teardown(async () => {
+    await a.stop();
+    await b.stop();
+  });
+  let most = 0;
+  const write = (w: Writer, name: string, from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      w.file(join(dir, `${name}-${i}`), [Buffer.from(`${name} ${i}`)], `${name} ${i}`.length, meta);
+      most = Math.max(most, writerThreadCounts().alive);
+    }
+  };
+  write(a, 'a', 0, 600);
+  await a.drain();
+  t.equal(a.threadsUsed, 2, 'alone, the first Writer uses two threads');
+  // The second gets one only if the first gives one up: a drain that waited for nothing else would never end.
+  write(b, 'b', 0, 600);
+  write(a, 'a', 600, 900);
+  await Promise.all([a.drain(), b.drain()]);
+  t.equal(a.failed, undefined);
+  t.equal(b.failed, undefined);
+  t.ok(b.threadsUsed >= 1, 'the second Writer got a thread while the first still had work');
+  t.ok(most <= 2, `never more than 2 threads alive (most ${most})`);
+  t.ok(writerThreadCounts().peak <= 2, `peak ${writerThreadCounts().peak}`);
+  t.equal(readFileSync(join(dir, 'a-899'), 'utf8'), 'a 899');
+  t.equal(readFileSync(join(dir, 'b-599'), 'utf8'), 'b 599');
+  await a.stop();
+  await b.stop();
+  t.ok(idleThreadCount() <= 2, 'kept idle for the next layers');
+});
+
+t.test('two layers unpacked at once (--jobs 2) share the writer threads: never more alive than --threads', async (t) => {
+  const dir = t.testdir({});
+  // Each layer wants threads: more small files than run inline, then a streamed one, then small ones again.
+  const layerTar = (name: string) => {
+    const files = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => fileEntry(`${name}-${from + i}`, `${name} ${from + i}`));
+    return Buffer.concat([...files(0, 400), fileEntry(`${name}-big`, Buffer.alloc(3 * MiB, 1)), ...files(400, 800), END]);
+  };
+  const unpack = async (name: string) => {
+    const tar = join(dir, `${name}.tar`);
+    writeFileSync(tar, layerTar(name));
+    const root = join(dir, name);
+    mkdirSync(root);
+    const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 10000, warn: () => undefined });
+    try {
+      applier.beginLayer(true);
+      await applyLayer({ path: tar, compression: 'none', label: name }, applier);
+      await applier.finish();
+    } finally {
+      await applier.close();
+    }
+    return root;
+  };
+  let most = 0;
+  const sampler = setInterval(() => (most = Math.max(most, writerThreadCounts().alive)), 1);
+  let roots: string[];
+  try {
+    roots = await Promise.all([unpack('a'), unpack('b')]);
+  } finally {
+    clearInterval(sampler);
+  }
+  for (const [i, name] of ['a', 'b'].entries()) {
+    t.equal(readFileSync(join(roots[i], `${name}-799`), 'utf8'), `${name} 799`, `layer ${name}: its small files written`);
+    t.equal(statSync(join(roots[i], `${name}-big`)).size, 3 * MiB, `layer ${name}: its streamed file written`);
+  }
+  // Every Writer here has 2 threads (the --threads default): at most 2 alive, idle or in use.
+  t.ok(most <= 2, `at most 2 writer threads alive while both ran (sampled ${most})`);
+  t.ok(writerThreadCounts().peak <= 2, `at most 2 alive at any time (peak ${writerThreadCounts().peak})`);
+  t.ok(writerThreadCounts().peak >= 1, 'the layers did use threads');
 });
 
 t.test('a layer is renamed into place only after a sync that started once it was written (strace)', async (t) => {

@@ -50,7 +50,16 @@ export interface KeptState {
 
 export type LayerNode = PathNode<LayerState>;
 
-export const newLayerState = (): LayerState => ({ verified: false, fresh: false, written: false, writtenBelow: false, opaque: false });
+/** Every field from the start: one shape, held in the object (a field added later moves them all to a separate array). */
+export const newLayerState = (): LayerState => ({
+  verified: false,
+  fresh: false,
+  written: false,
+  writtenBelow: false,
+  special: undefined,
+  xattrs: undefined,
+  opaque: false,
+});
 
 /** Marks `node` written by this layer, and its ancestors as holding something it wrote. */
 export function markWritten(node: LayerNode): void {

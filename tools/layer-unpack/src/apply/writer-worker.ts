@@ -8,8 +8,11 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { WriterOp } from './writer.js';
-import { collectEvery } from '../young-gc.js';
+import { collectEvery, keepYoungGenerationSmall } from '../young-gc.js';
 import { closeAll, runOp } from './writer-ops.js';
+
+// Setting up this thread's heap put the process's young-generation growth back (young-gc.ts).
+keepYoungGenerationSmall();
 
 let failed = false;
 /** Large files' data arrives in transferred buffers; the dropped ones are freed each few MiB (young-gc.ts). */

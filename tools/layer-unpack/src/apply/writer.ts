@@ -23,6 +23,16 @@
  * layer cleanly (everything acknowledged, no file left open) is kept idle, with
  * its ring, for the next layer's Writer (up to MAX_IDLE_THREADS; unref'd, so
  * they never keep the process alive).
+ *
+ * Threads are shared by the layers unpacking at once (issue 17: each costs
+ * ~9 MB of RSS plus its 4 MiB ring, and two layers of small files used four):
+ * at most max(N, Writers using threads) are alive, idle or in use. A lane holds
+ * its thread alone while it uses it, so a thread serves one Writer at a time
+ * and its ring is empty when it changes hands. A Writer takes threads from the
+ * pool or starts them under that cap; else it uses the lanes that have one, and
+ * a Writer that has none waits for one (its operations are held, which holds
+ * its parser back): a Writer with two or more gives one up as soon as that
+ * lane is idle (nothing posted unacknowledged, no file open in it).
  */
 import { Worker } from 'node:worker_threads';
 import { THREAD_LIMITS } from '../young-gc.js';
@@ -75,6 +85,10 @@ const STOP_TIMEOUT_MS = 2000;
 interface Thread {
   worker: Worker;
   ring: Uint8Array;
+  /** Ended or being ended: no longer counted alive. */
+  dead?: boolean;
+  /** The lane using it, none while idle. */
+  lane?: Lane;
   owner?: {
     message(msg: { done?: number; bytes?: number; ring?: number; error?: WriterError }): void;
     error(error: Error): void;
@@ -85,29 +99,143 @@ interface Thread {
 /** Threads kept between Writers (see the top of this file). */
 const MAX_IDLE_THREADS = 4;
 const idleThreads: Thread[] = [];
+/** Threads alive, idle or in use (the shared cap bounds them), the most so far, and the Writers using threads now. */
+let liveThreads = 0;
+let peakLiveThreads = 0;
+let threadedWriters = 0;
+/** Lanes of Writers that have no thread, waiting for one, first come first served. */
+const waiting: Lane[] = [];
+/** Threads in use, each by one lane. */
+const attached = new Set<Thread>();
 
 /** Threads idle in the pool (tested). */
 export function idleThreadCount(): number {
   return idleThreads.length;
 }
 
+/** Writer threads alive now and the most alive at once so far, idle or in use (tested: the shared cap). */
+export function writerThreadCounts(): { alive: number; peak: number } {
+  return { alive: liveThreads, peak: peakLiveThreads };
+}
+
 function newThread(): Thread {
   const ring = new Uint8Array(new SharedArrayBuffer(RING_BYTES));
   const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { ring: ring.buffer }, resourceLimits: THREAD_LIMITS });
   const thread: Thread = { worker, ring };
+  liveThreads++;
+  peakLiveThreads = Math.max(peakLiveThreads, liveThreads);
   worker.on('message', (msg) => thread.owner?.message(msg));
   worker.on('error', (error) => thread.owner?.error(error));
   worker.on('exit', (code) => {
-    const i = idleThreads.indexOf(thread);
-    if (i >= 0) idleThreads.splice(i, 1);
+    dropThread(thread);
     thread.owner?.exit(code);
   });
   return thread;
 }
 
+/** A thread ended (or being ended): no longer alive, idle or in use; a waiting lane may start one in its place. */
+function dropThread(thread: Thread): void {
+  if (thread.dead) return;
+  thread.dead = true;
+  liveThreads--;
+  attached.delete(thread);
+  const i = idleThreads.indexOf(thread);
+  if (i >= 0) idleThreads.splice(i, 1);
+  serveWaiting();
+}
+
+/** The most threads alive when `lane` asks for one: its Writer's own count, or one per Writer using threads. */
+const capFor = (lane: Lane): number => Math.max(lane.threads, threadedWriters);
+
+/** A thread for `lane` now (an idle one, or a new one under the cap), else undefined. */
+function freeThread(lane: Lane): Thread | undefined {
+  const idle = idleThreads.pop();
+  if (idle) return idle;
+  return liveThreads < capFor(lane) ? newThread() : undefined;
+}
+
+/** Whether `lane` can give its thread to another now: nothing posted unacknowledged, nothing staged in its ring, no file open in it. */
+const canRelease = (lane: Lane): boolean => lane.thread !== undefined && lane.openFiles === 0 && lane.queue.length === 0 && lane.acked === lane.posted;
+
+/** Gives `thread`, idle and ownerless, to the first waiting lane, else to the pool (or ends it). */
+function handOver(thread: Thread): void {
+  const next = waiting.shift();
+  if (next) {
+    next.waiting = false;
+    next.grant(thread);
+  } else if (idleThreads.length < MAX_IDLE_THREADS) {
+    thread.worker.unref();
+    idleThreads.push(thread);
+  } else {
+    dropThread(thread);
+    void thread.worker.terminate();
+  }
+}
+
+/** Takes the thread from `lane` (canRelease) and hands it over; the lane waits again when it still has work held. */
+function release(lane: Lane): void {
+  const thread = lane.thread!;
+  lane.thread = undefined;
+  lane.yielding = false;
+  thread.owner = undefined;
+  thread.lane = undefined;
+  attached.delete(thread);
+  thread.worker.unref();
+  handOver(thread);
+  if (lane.held.length > 0) wait(lane);
+}
+
+function wait(lane: Lane): void {
+  if (lane.waiting) return;
+  lane.waiting = true;
+  waiting.push(lane);
+  serveWaiting();
+}
+
+/**
+ * Finds threads for the waiting lanes: idle or new ones under the cap, else one of a Writer using
+ * two or more, taken as soon as that lane is idle (`yielding` stops it getting new work).
+ */
+function serveWaiting(): void {
+  while (waiting.length > 0) {
+    const thread = freeThread(waiting[0]);
+    if (!thread) break;
+    handOver(thread);
+  }
+  if (waiting.length === 0) return;
+  const perWriter = new Map<object, Lane[]>();
+  for (const thread of attached) {
+    const lane = thread.lane!;
+    const lanes = perWriter.get(lane.owner) ?? [];
+    lanes.push(lane);
+    perWriter.set(lane.owner, lanes);
+  }
+  let wanted = waiting.length - [...perWriter.values()].reduce((n, lanes) => n + lanes.filter((l) => l.yielding).length, 0);
+  for (const lanes of perWriter.values()) {
+    if (wanted <= 0) return;
+    // A Writer keeps one thread: it gives up only what it has beyond one (a failed one gives nothing: its stop() ends them).
+    if (lanes.filter((l) => l.thread && !l.yielding).length < 2 || lanes.some((l) => l.failed())) continue;
+    const lane = lanes.find((l) => l.thread && !l.yielding && l.openFiles === 0);
+    if (!lane) continue;
+    wanted--;
+    lane.yielding = true;
+    if (canRelease(lane)) release(lane);
+  }
+}
+
 interface Lane {
-  /** Taken (from the pool, or started) when the lane is first given an operation. */
+  /** Taken (from the pool, started, or handed over) when the lane is given an operation; given up when idle and another Writer waits. */
   thread: Thread | undefined;
+  /** Its Writer (identity only), that Writer's thread count, whether it failed, and how a thread is given to this lane. */
+  owner: object;
+  threads: number;
+  failed(): boolean;
+  grant(thread: Thread): void;
+  /** In the waiting list; giving its thread up as soon as idle (gets no new operations meanwhile). */
+  waiting: boolean;
+  yielding: boolean;
+  /** Streamed files open in its thread (opened and not yet closed, as posted): the lane keeps the thread. */
+  openFiles: number;
   queue: WriterOp[];
   transfer: ArrayBuffer[];
   queuedBytes: number;
@@ -136,8 +264,19 @@ export class Writer {
   /** `threads` file-creation threads; 0 runs everything inline. */
   constructor(threads = 2) {
     for (let i = 0; i < threads; i++) {
-      this.lanes.push({
+      const lane: Lane = {
         thread: undefined,
+        owner: this,
+        threads,
+        failed: () => this.error !== undefined,
+        grant: (thread) => {
+          this.bind(lane, thread);
+          this.unhold(lane);
+          this.wake();
+        },
+        waiting: false,
+        yielding: false,
+        openFiles: 0,
         queue: [],
         transfer: [],
         queuedBytes: 0,
@@ -146,7 +285,8 @@ export class Writer {
         ringHead: 0,
         ringAcked: 0,
         held: [],
-      });
+      };
+      this.lanes.push(lane);
     }
   }
 
@@ -186,11 +326,11 @@ export class Writer {
     return this.lanes.some((l) => l.held.length > 0);
   }
 
-  /** Gives the lane a thread: an idle one from the pool, else a new one. */
-  private attach(lane: Lane): Thread {
-    if (lane.thread) return lane.thread;
-    const thread = idleThreads.pop() ?? newThread();
+  /** Gives the lane `thread` (idle: nothing in flight, its ring empty). */
+  private bind(lane: Lane, thread: Thread): void {
     const worker = thread.worker;
+    thread.lane = lane;
+    attached.add(thread);
     thread.owner = {
       message: (msg) => {
         if (msg.error) {
@@ -200,9 +340,12 @@ export class Writer {
         lane.acked += msg.done ?? 0;
         lane.ringAcked += msg.ring ?? 0;
         this.inflightBytes -= msg.bytes ?? 0;
-        if (lane.held.length > 0) this.unhold(lane);
         // Keep the process alive only while the thread has work.
         if (lane.acked === lane.posted) worker.unref();
+        // Asked to give its thread up: now that it is idle, unless nobody waits any more.
+        if (lane.yielding && waiting.length === 0) lane.yielding = false;
+        if (lane.yielding && canRelease(lane) && !this.error) release(lane);
+        else if (lane.held.length > 0) this.unhold(lane);
         this.wake();
       },
       error: (error) => this.fail({ message: error.message }),
@@ -212,7 +355,6 @@ export class Writer {
     };
     lane.thread = thread;
     this.used++;
-    return thread;
   }
 
   private fail(error: WriterError): void {
@@ -251,7 +393,7 @@ export class Writer {
       this.inflightBytes += length;
       this.peakInflightBytes = Math.max(this.peakInflightBytes, this.inflightBytes);
     }
-    if (lane.held.length > 0 || (length > 0 && !this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks!, length))) {
+    if (!lane.thread || lane.held.length > 0 || (length > 0 && !this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks!, length))) {
       lane.held.push({ op, chunks: chunks ?? [], length });
       return;
     }
@@ -259,6 +401,8 @@ export class Writer {
   }
 
   private enqueue(lane: Lane, op: WriterOp, length: number): void {
+    if (op.op === 'open') lane.openFiles++;
+    else if (op.op === 'close') lane.openFiles--;
     lane.queuedBytes += length;
     lane.queue.push(op);
     if (lane.queue.length >= BATCH_OPS || lane.queuedBytes >= BATCH_BYTES) this.flushLane(lane);
@@ -273,6 +417,7 @@ export class Writer {
 
   /** Stages the held operations that now fit in the ring, in order, and posts them. */
   private unhold(lane: Lane): void {
+    if (!lane.thread) return;
     while (lane.held.length > 0) {
       const { op, chunks, length } = lane.held[0];
       if (length > 0 && !this.stage(lane, op as { data?: Uint8Array; ring?: RingSlice }, chunks, length)) break;
@@ -283,8 +428,8 @@ export class Writer {
   }
 
   private flushLane(lane: Lane): void {
-    if (lane.queue.length === 0 || this.error) return;
-    const worker = this.attach(lane).worker;
+    if (lane.queue.length === 0 || this.error || !lane.thread) return;
+    const worker = lane.thread.worker;
     const ops = lane.queue;
     const transfer = lane.transfer;
     lane.queue = [];
@@ -308,12 +453,30 @@ export class Writer {
       if (this.inlineOps <= INLINE_OPS && this.inlineBytes <= INLINE_BYTES) return undefined;
       // Everything run inline is done (inline operations are synchronous): what follows is queued after it.
       this.threaded = true;
+      threadedWriters++;
     }
-    const lane = this.lanes[this.nextLane];
-    this.nextLane = (this.nextLane + 1) % this.lanes.length;
-    // The ring comes with the thread: stage() writes into it before the first flush.
-    this.attach(lane);
+    // Round robin over the lanes that have a thread (not giving it up) or can get one now: the
+    // ring comes with the thread, and stage() writes into it before the first flush.
+    const n = this.lanes.length;
+    for (let i = 0; i < n; i++) {
+      const lane = this.lanes[(this.nextLane + i) % n];
+      if (lane.waiting) return lane;
+      if (lane.thread ? lane.yielding : !this.take(lane)) continue;
+      this.nextLane = (this.nextLane + i + 1) % n;
+      return lane;
+    }
+    // None: the next lane waits for one (see the top of this file); its operations are held meanwhile.
+    const lane = this.lanes.find((l) => !l.thread) ?? this.lanes[this.nextLane];
+    if (!lane.thread) wait(lane);
     return lane;
+  }
+
+  /** Gives `lane` a free thread if there is one now (never ahead of a waiting lane). */
+  private take(lane: Lane): boolean {
+    if (waiting.length > 0) return false;
+    const thread = freeThread(lane);
+    if (thread) this.bind(lane, thread);
+    return thread !== undefined;
   }
 
   /**
@@ -397,18 +560,31 @@ export class Writer {
   async stop(): Promise<void> {
     // Clean: nothing pending, failed or left open (a file whose close never came has its descriptor in the thread).
     const clean = !this.error && this.laneOf.size === 0;
+    if (this.threaded) {
+      this.threaded = false;
+      threadedWriters--;
+    }
+    for (const lane of this.lanes) {
+      if (!lane.waiting) continue;
+      lane.waiting = false;
+      waiting.splice(waiting.indexOf(lane), 1);
+    }
     await Promise.all(
       this.lanes.map(async (lane) => {
         const thread = lane.thread;
         lane.thread = undefined;
         if (!thread) return;
         thread.owner = undefined;
+        thread.lane = undefined;
+        attached.delete(thread);
         const worker = thread.worker;
-        if (clean && lane.queue.length === 0 && lane.held.length === 0 && lane.acked === lane.posted && idleThreads.length < MAX_IDLE_THREADS) {
+        if (clean && lane.queue.length === 0 && lane.held.length === 0 && lane.acked === lane.posted) {
+          // To a waiting Writer, else the pool.
           worker.unref();
-          idleThreads.push(thread);
+          handOver(thread);
           return;
         }
+        dropThread(thread);
         // Seen under load on Node 20: terminate() of a thread that is ending on its own never
         // settles, and its handle no longer keeps the loop alive, so the process exited 13
         // ("unsettled top-level await") with the layer's error unreported. The first of
