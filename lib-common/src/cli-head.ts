@@ -13,7 +13,7 @@
  * answered"); a closed reader of the text (EPIPE) is a normal end.
  */
 import { writeSync } from 'node:fs';
-import { parseArgs, type ArgSpec, type ParsedArgs } from './args.js';
+import { COMMON_FLAGS, parseArgs, type ArgSpec, type ParsedArgs } from './args.js';
 import { VERSION } from './version.js';
 
 /** What a tool's head knows of it: the fields of runCli's ToolDefinition that --help and --version need. */
@@ -49,21 +49,67 @@ export function writeAtOnce(text: string, fd: number, stream: () => NodeJS.Writa
   }
 }
 
+/** The flags the head answers. */
+const EARLY_FLAGS = ['help', 'version'];
+
 /**
- * The head's whole job: true when `argv` asks for --help or --version and
- * the text was written (the run is over), false when the tool must run (its
- * body parses again and reports a usage error itself).
+ * The arguments parsed as parseArgs would, without it, when `argv` is one word that is one of the
+ * flags the head answers (`--help`, `-h`, `--version`: what a person or a completion script types),
+ * else undefined. minimist is most of what a --help run compiles.
  */
-export function answerEarly(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv, stream: () => NodeJS.WritableStream): boolean {
-  // Hidden (scripts/build/gen-completion.mjs): runCli prints the flags.
-  if (env.CONVEYOR_DUMP_FLAGS === '1') return false;
-  let args: ParsedArgs;
-  try {
-    args = parseArgs(argv, head.spec);
-  } catch {
-    return false;
+function parsedAlone(argv: string[], spec: ArgSpec | undefined): ParsedArgs | undefined {
+  if (argv.length !== 1 || EARLY_FLAGS.some((name) => spec?.default?.[name] !== undefined)) return undefined;
+  const alias = { ...COMMON_FLAGS.alias, ...(spec?.alias ?? {}) };
+  const name = argv[0].startsWith('--') ? argv[0].slice(2) : argv[0].length === 2 && argv[0][0] === '-' ? alias[argv[0][1]] : undefined;
+  // A name an alias also stands for (a tool's own -h, say) takes the general way.
+  if (name === undefined || !EARLY_FLAGS.includes(name) || Object.values(spec?.alias ?? {}).includes(name) || name in (spec?.alias ?? {})) return undefined;
+  return { _: [], '--': [], [name]: true };
+}
+
+/**
+ * Whether `argv` may ask for --help or --version: a word before `--` that names one of them, as a
+ * long flag (`--help`, `--no-version=x`), an alias of one, or a cluster of short flags holding one.
+ * False means parseArgs could not find either (so the head need not parse: the body does).
+ */
+export function mayAskEarly(argv: string[], spec?: ArgSpec): boolean {
+  if (EARLY_FLAGS.some((name) => spec?.default?.[name] !== undefined)) return true;
+  const names = new Set(EARLY_FLAGS);
+  for (const [from, to] of Object.entries({ ...COMMON_FLAGS.alias, ...(spec?.alias ?? {}) })) {
+    if (EARLY_FLAGS.includes(to)) names.add(from);
+    if (EARLY_FLAGS.includes(from)) names.add(to);
   }
-  const text = earlyText(head, args);
+  for (const word of argv) {
+    if (word === '--') return false;
+    if (!word.startsWith('-')) continue;
+    if (names.has(word.replace(/^--?(no-)?/, '').replace(/=.*$/, ''))) return true;
+    if (!word.startsWith('--') && [...word.slice(1)].some((letter) => names.has(letter))) return true;
+  }
+  return false;
+}
+
+/**
+ * What the head answers to `argv`: the text of --help or --version, or undefined when the tool must
+ * run (its body parses again and reports a usage error itself). The same as parseArgs and earlyText.
+ */
+export function earlyAnswer(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv): string | undefined {
+  // Hidden (scripts/build/gen-completion.mjs): runCli prints the flags.
+  if (env.CONVEYOR_DUMP_FLAGS === '1') return undefined;
+  let args = parsedAlone(argv, head.spec);
+  if (args === undefined) {
+    // A run: nothing to answer, and nothing parsed twice.
+    if (!mayAskEarly(argv, head.spec)) return undefined;
+    try {
+      args = parseArgs(argv, head.spec);
+    } catch {
+      return undefined;
+    }
+  }
+  return earlyText(head, args);
+}
+
+/** The head's whole job: true when `argv` asks for --help or --version and the text was written (the run is over). */
+export function answerEarly(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv, stream: () => NodeJS.WritableStream): boolean {
+  const text = earlyAnswer(head, argv, env);
   if (text === undefined) return false;
   writeAtOnce(text, 1, stream);
   return true;
