@@ -31,8 +31,8 @@
  * (or by any run, once its pid is gone). A lock per chain ID makes concurrent
  * unpacks of the same layer wait for one another, then reuse the result.
  */
-import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+// node:fs/promises through node:fs's getter: loaded when first used (a write), not by every reader of the store (issue 17).
+import { existsSync, lstatSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chainIDs, digestHex } from '@conveyor/lib-common/digest';
 import { syncDirShared, syncFilesystemShared } from '@conveyor/lib-common/durable';
@@ -141,21 +141,23 @@ type Found = { meta: LayerMeta } | { stale: string } | undefined;
  * directories: a symlink planted there would make layerDirs point anywhere.
  */
 async function inspect(dir: string, layer: ChainedLayer): Promise<Found> {
+  // Synchronous: two lstats and a small read from the kernel's caches on a warm run, where the promise API
+  // makes each one a round trip through the thread pool (issue 17).
   let top;
   try {
-    top = await lstat(dir);
+    top = lstatSync(dir);
   } catch {
     return undefined;
   }
   if (!top.isDirectory()) return { stale: 'it is not a directory' };
   try {
-    if (!(await lstat(join(dir, 'diff'))).isDirectory()) return { stale: 'diff is not a directory' };
+    if (!lstatSync(join(dir, 'diff')).isDirectory()) return { stale: 'diff is not a directory' };
   } catch {
     return { stale: 'it has no diff directory' };
   }
   let meta: LayerMeta;
   try {
-    meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as LayerMeta;
+    meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as LayerMeta;
   } catch {
     // No meta.json (or a torn one): not committed by us.
     return { stale: 'it has no valid meta.json' };
@@ -175,7 +177,8 @@ function isAlive(pid: number): boolean {
 export async function cleanStaging(store: Store, hex?: string): Promise<void> {
   let names: string[];
   try {
-    names = await readdir(store.layersDir);
+    // Synchronous (see inspect): every run lists layers/, and the promise API would load node:fs/promises for it.
+    names = readdirSync(store.layersDir);
   } catch {
     return;
   }
@@ -183,7 +186,7 @@ export async function cleanStaging(store: Store, hex?: string): Promise<void> {
     if (!name.startsWith(STAGING_PREFIX)) continue;
     const [, chain, pid] = name.split('-');
     const mine = hex !== undefined && chain === hex;
-    if (mine || !isAlive(Number(pid))) await rm(join(store.layersDir, name), { recursive: true, force: true });
+    if (mine || !isAlive(Number(pid))) await fsp.rm(join(store.layersDir, name), { recursive: true, force: true });
   }
 }
 
@@ -235,8 +238,8 @@ async function unpackLocked(
   const diff = join(staging, 'diff');
   // The layer dir (staging, then renamed) is 0700 so no other user reaches what it holds;
   // diff/ is the container's root directory and keeps the usual 0755 (the layer may set its own).
-  await mkdir(staging, { mode: 0o700 });
-  await mkdir(diff, { mode: 0o755 });
+  await fsp.mkdir(staging, { mode: 0o700 });
+  await fsp.mkdir(diff, { mode: 0o755 });
   // Loaded only for a layer that is unpacked: a warm run that reuses its layers loads no applier, tar parser,
   // inflate thread or node:crypto (issue 17).
   const [{ Applier }, { applyLayer }, { treeDigest }] = await Promise.all([
@@ -285,7 +288,7 @@ async function unpackLocked(
       ...(opts.rootless ? { owners: stats.owners } : {}),
       tree,
     };
-    await writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    await fsp.writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     // Its final usage counts for the image before the next layer starts (onApplied): with --jobs 1
     // that one sees the exact budget, as when layers ran strictly one after another.
     opts.budget?.settle(layer.chainID, { bytes: stats.bytes, entries: stats.entries });
@@ -298,17 +301,17 @@ async function unpackLocked(
     // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
     // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
     const broken = `${staging}-old`;
-    await rename(dir, broken).then(
-      () => rm(broken, { recursive: true, force: true }),
+    await fsp.rename(dir, broken).then(
+      () => fsp.rm(broken, { recursive: true, force: true }),
       () => undefined,
     );
-    await rename(staging, dir);
+    await fsp.rename(staging, dir);
     // Shared too: renames that land together cost one fsync of layers/.
     await syncDirShared(store.layersDir);
     return done(meta, false);
   } catch (error) {
     await applier?.close();
-    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    await fsp.rm(staging, { recursive: true, force: true }).catch(() => undefined);
     // A full or read-only disk: say so, naming the layer and where it was going (a writer thread's error carries no path).
     const cause = isConveyorError(error) ? error.cause : error;
     if (isStorageErrno(cause)) throw store.ioError(cause, dir, `cannot unpack layer ${layer.digest} into`);
