@@ -20,18 +20,20 @@
  * (runtime.ts userNamespaceOf), which works whether or not the keeper that
  * made the container still lives, and -u/-w are resolved through
  * /proc/<pid>/root, since the container's overlay is mounted only in the
- * keeper's mount namespace.
+ * keeper's mount namespace. So are they for a container whose overlay the
+ * runtime mounted (ctr-spawn's foreground runs): it is in the container's
+ * mount namespace only, its merged dir on the host an empty directory.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { ConveyorError } from '../errors.js';
-import { containerPaths } from '../overlay/mount.js';
+import { containerPaths, mountsUnder } from '../overlay/mount.js';
 import type { Store } from '../store.js';
 import type { StdioSlot, Subprocess } from '../subprocess.js';
 import { envValue, mergeEnv } from './env.js';
 import { checkWorkdir } from './rootfs.js';
-import { runtimeErrors, runtimeFailure, runtimeLogArgs, runtimeRun, type Runtime } from './runtime.js';
+import { runtimeErrors, runtimeFailure, runtimeInitProcess, runtimeLogArgs, runtimeRun, type Runtime } from './runtime.js';
 import { type ContainerState, isRunning, processRuns } from './state.js';
 import { type ResolvedUser, resolveUser } from './user.js';
 
@@ -111,6 +113,20 @@ export async function containerProcess(store: Store, id: string): Promise<SpecPr
   return base;
 }
 
+/**
+ * Where the container's files are seen from here: its merged dir when the overlay is mounted in our
+ * mount namespace, else through its init's root (/proc/PID/root). The pid is state.json's, or (a
+ * foreground run's state has none) the runtime's state file's, checked against its start time either
+ * way: a recycled pid would be someone else's. The container's id is checked by the caller (state.ts).
+ */
+export async function containerRoot(store: Store, state: ContainerState, outside = false): Promise<string> {
+  const { merged } = containerPaths(store, state.id);
+  if (!outside && (await mountsUnder(merged)).includes(merged)) return merged;
+  const init = state.pid ? { pid: state.pid, startTime: state.pidStartTime } : await runtimeInitProcess(state.runtimeRoot, state.id);
+  if (!(init && processRuns(init.pid, init.startTime))) throw notRunning(state);
+  return `/proc/${init.pid}/root`;
+}
+
 function notRunning(state: ContainerState): ConveyorError {
   return new ConveyorError('ERR_CONTAINER_NOT_RUNNING', `container ${state.name ?? state.id.slice(0, 12)} is not running`, {
     hint: 'start a new one with ctr-spawn -d',
@@ -132,7 +148,7 @@ export async function execInContainer(store: Store, state: ContainerState, optio
   if (outside && !(state.pid && processRuns(state.pid, state.pidStartTime))) throw notRunning(state);
   const base = await containerProcess(store, state.id);
   // Names and paths resolve in the container's own tree (hostile input: symlinks stay inside it).
-  const rootfs = outside ? `/proc/${state.pid}/root` : containerPaths(store, state.id).merged;
+  const rootfs = options.workdir !== undefined || options.user !== undefined ? await containerRoot(store, state, outside) : '';
   let cwd: string | undefined;
   if (options.workdir !== undefined) {
     if (!options.workdir.startsWith('/')) throw new ConveyorError('ERR_USAGE', `working directory must be absolute: ${JSON.stringify(options.workdir)}`);

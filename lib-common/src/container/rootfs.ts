@@ -11,10 +11,46 @@
  * path component that is not a directory; ERR_SPAWN_UNSAFE_WORKDIR for a
  * working directory in /proc. A missing file is undefined, not an error.
  */
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readlink, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { ConveyorError, type ErrorCode } from '../errors.js';
+
+/**
+ * A tree to look paths up in without leaving it: a directory (a mounted root, a build context), or
+ * the layers of an overlay nobody mounted here (overlay/layered.ts). `rel` is a path relative to the
+ * root, components joined by '/', '' for the root itself.
+ */
+export interface RootTree {
+  /** For messages. */
+  readonly name: string;
+  /** lstat of `rel`; undefined when it does not exist (ENOENT, ENOTDIR); other errors are thrown. */
+  lstat(rel: string): Promise<Stats | undefined>;
+  readlink(rel: string): Promise<string>;
+  /** The host file of `rel` once it was found by lstat; a path that does not exist otherwise. */
+  hostPath(rel: string): string;
+}
+
+/** A root given as a directory, or a tree. */
+export type Root = string | RootTree;
+
+/** The tree of a directory: paths joined to it. */
+function directoryTree(root: string): RootTree {
+  const at = (rel: string) => (rel === '' ? root : join(root, rel));
+  return {
+    name: root,
+    lstat: (rel) =>
+      lstat(at(rel)).catch((error) => {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+        throw error;
+      }),
+    readlink: (rel) => readlink(at(rel)),
+    hostPath: at,
+  };
+}
+
+const treeOf = (root: Root): RootTree => (typeof root === 'string' ? directoryTree(root) : root);
 
 /** securejoin's limit on symlinks followed in one lookup (Linux's own MAXSYMLINKS is 40). */
 const MAX_SYMLINKS = 255;
@@ -48,7 +84,8 @@ export interface ScopedPath {
  * this lookup and the caller's use: callers use it on trees nothing else
  * writes meanwhile, and open final components without following them.
  */
-export async function resolveScoped(root: string, path: string, options: { followFinal?: boolean; code: ErrorCode }): Promise<ScopedPath> {
+export async function resolveScoped(root: Root, path: string, options: { followFinal?: boolean; code: ErrorCode }): Promise<ScopedPath> {
+  const tree = treeOf(root);
   const followFinal = options.followFinal ?? true;
   const pending = path.split('/').filter((part) => part !== '' && part !== '.');
   const current: string[] = [];
@@ -66,24 +103,25 @@ export async function resolveScoped(root: string, path: string, options: { follo
       current.push(part);
       continue;
     }
-    const candidate = join(root, ...current, part);
+    const candidate = [...current, part].join('/');
     let info;
     try {
-      info = await lstat(candidate);
+      info = await tree.lstat(candidate);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new ConveyorError(options.code, `${candidate}: ${(error as Error).message}`, { cause: error });
+      throw new ConveyorError(options.code, `${tree.hostPath(candidate)}: ${(error as Error).message}`, { cause: error });
+    }
+    if (!info) {
       missingFrom = current.length;
       current.push(part);
       continue;
     }
     if (info.isSymbolicLink() && (pending.length > 0 || followFinal)) {
       if (++links > MAX_SYMLINKS) {
-        throw new ConveyorError(options.code, `${path}: too many levels of symbolic links under ${root}`, {
+        throw new ConveyorError(options.code, `${path}: too many levels of symbolic links under ${tree.name}`, {
           hint: 'a symlink loop in the image or the build context',
         });
       }
-      const target = await readlink(candidate);
+      const target = await tree.readlink(candidate);
       if (target.startsWith('/')) current.length = 0;
       pending.unshift(...target.split('/').filter((component) => component !== '' && component !== '.'));
       continue;
@@ -91,16 +129,16 @@ export async function resolveScoped(root: string, path: string, options: { follo
     current.push(part);
   }
   const relative = current.join('/');
-  return { hostPath: relative ? join(root, relative) : root, relative };
+  return { hostPath: tree.hostPath(relative), relative };
 }
 
 /** resolveScoped's host path, failing with ERR_SPAWN_FAILED: for the container tools, whose paths are the image's. */
-export async function resolveInRoot(root: string, path: string, followFinal = true): Promise<string> {
+export async function resolveInRoot(root: Root, path: string, followFinal = true): Promise<string> {
   return (await resolveScoped(root, path, { followFinal, code: 'ERR_SPAWN_FAILED' })).hostPath;
 }
 
 /** Reads a small regular file inside the root; undefined when it does not exist or is not a regular file. */
-export async function readRootFile(root: string, path: string, maxBytes = 4 * 1024 * 1024): Promise<string | undefined> {
+export async function readRootFile(root: Root, path: string, maxBytes = 4 * 1024 * 1024): Promise<string | undefined> {
   const host = await resolveInRoot(root, path);
   let handle;
   try {
@@ -122,14 +160,12 @@ export async function readRootFile(root: string, path: string, maxBytes = 4 * 10
 
 export type CommandLookup = { status: 'found'; path: string } | { status: 'not-found'; path: string } | { status: 'not-executable'; path: string; why: string };
 
-async function check(root: string, path: string): Promise<CommandLookup> {
-  const host = await resolveInRoot(root, path);
-  let info;
-  try {
-    info = await stat(host); // host is fully resolved inside root; stat cannot leave it
-  } catch {
-    return { status: 'not-found', path };
-  }
+async function check(root: Root, path: string): Promise<CommandLookup> {
+  const tree = treeOf(root);
+  const { relative } = await resolveScoped(tree, path, { code: 'ERR_SPAWN_FAILED' });
+  // Fully resolved inside the root: not a symlink, so lstat is stat (a dangling link's target is missing).
+  const info = await tree.lstat(relative).catch(() => undefined);
+  if (!info || info.isSymbolicLink()) return { status: 'not-found', path };
   if (info.isDirectory()) return { status: 'not-executable', path, why: 'is a directory' };
   if (!info.isFile()) return { status: 'not-executable', path, why: 'is not a regular file' };
   if ((info.mode & 0o111) === 0) return { status: 'not-executable', path, why: 'permission denied' };
@@ -141,7 +177,7 @@ async function check(root: string, path: string): Promise<CommandLookup> {
  * taken relative to cwd, a bare name is searched in PATH. A file found but not
  * executable is reported as such (exit 126) unless an executable one comes later.
  */
-export async function findCommand(root: string, command: string, pathEnv: string | undefined, cwd: string): Promise<CommandLookup> {
+export async function findCommand(root: Root, command: string, pathEnv: string | undefined, cwd: string): Promise<CommandLookup> {
   if (command.includes('/')) return check(root, posix.resolve(cwd, command));
   const dirs = (pathEnv ?? DEFAULT_PATH).split(':');
   let notExecutable: CommandLookup | undefined;
@@ -178,10 +214,10 @@ export async function mkdirInRoot(root: string, path: string, mode = 0o755): Pro
  * symlink in the image: a descriptor the runtime leaks there reaches the host
  * (CVE-2024-21626; runc before 1.1.12 is exposed).
  */
-export async function checkWorkdir(rootfs: string, cwd: string): Promise<void> {
+export async function checkWorkdir(rootfs: Root, cwd: string): Promise<void> {
   const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
-  const resolved = await resolveInRoot(rootfs, cwd);
-  if (under(posix.normalize(cwd), '/proc') || under(resolved, `${rootfs.replace(/\/+$/, '')}/proc`)) {
+  const { relative } = await resolveScoped(rootfs, cwd, { code: 'ERR_SPAWN_FAILED' });
+  if (under(posix.normalize(cwd), '/proc') || under(`/${relative}`, '/proc')) {
     throw new ConveyorError('ERR_SPAWN_UNSAFE_WORKDIR', `working directory ${JSON.stringify(cwd)} is in /proc`, {
       hint: 'a working directory under /proc can reach the host through a leaked descriptor (CVE-2024-21626); choose another with -w',
     });

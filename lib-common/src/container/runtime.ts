@@ -26,6 +26,25 @@ import { constants as osConstants } from 'node:os';
 import { ConveyorError } from '../errors.js';
 import { runProcess, type StdioSlot, type Subprocess } from '../subprocess.js';
 
+/**
+ * The container's init as runc's own state file (`<runtime root>/<id>/state.json`) records it: its pid
+ * and start time (clock ticks since boot, /proc/PID/stat's), for a container whose state.json has no
+ * pid (a foreground run: ctr-spawn writes its state before the runtime starts it). Undefined when the
+ * file is missing or not runc's shape (crun's). The caller checks the pid against the start time.
+ */
+export async function runtimeInitProcess(runtimeRoot: string, id: string): Promise<{ pid: number; startTime: string } | undefined> {
+  try {
+    const state = JSON.parse(await readFile(`${runtimeRoot}/${id}/state.json`, 'utf8')) as { init_process_pid?: unknown; init_process_start?: unknown };
+    const pid = state.init_process_pid;
+    const start = state.init_process_start;
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return undefined;
+    if (typeof start !== 'number' || !Number.isInteger(start) || start < 0) return undefined;
+    return { pid, startTime: String(start) };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Runtime {
   /** The runtime binary (name on PATH or path). */
   runtime: string;

@@ -9,7 +9,7 @@
  * a malformed spec; a missing passwd or group file reads as empty.
  */
 import { ConveyorError } from '../errors.js';
-import { readRootFile } from './rootfs.js';
+import { readRootFile, type Root } from './rootfs.js';
 
 export interface PasswdEntry {
   name: string;
@@ -112,7 +112,7 @@ export function resolveUserIn(spec: string, passwd: PasswdEntry[], groups: Group
 }
 
 /** Reads the image's /etc/passwd and /etc/group (safely, inside rootfs) and resolves `spec`. */
-export async function resolveUser(rootfs: string, spec: string): Promise<ResolvedUser> {
+export async function resolveUser(rootfs: Root, spec: string): Promise<ResolvedUser> {
   const [passwd, group] = await Promise.all([readRootFile(rootfs, '/etc/passwd'), readRootFile(rootfs, '/etc/group')]);
   return resolveUserIn(spec, parsePasswd(passwd ?? ''), parseGroup(group ?? ''));
 }

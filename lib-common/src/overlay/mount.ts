@@ -127,6 +127,47 @@ async function ensureLink(storeRoot: string, linksDir: string, name: string, tar
   }
 }
 
+/** The overlay as an OCI runtime mounts it: the spec's first mount, on "/", over an empty root.path. */
+export interface RuntimeRootMount {
+  destination: '/';
+  type: 'overlay';
+  source: 'overlay';
+  options: string[];
+}
+
+/** Whether this kernel's overlayfs takes `volatile` (Linux 5.10 and later), from a release string (os.release()). */
+export function volatileSupported(release: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(release);
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major > 5 || (major === 5 && minor >= 10);
+}
+
+/**
+ * The overlay of `lowerDirs` (bottom first) on `paths` as a mount the OCI runtime makes itself inside
+ * the container's mount namespace (runc mounts a first mount on "/" onto root.path before pivot_root):
+ * the options mountContainerRoot gives mount(8) for kernel overlayfs, one per element (the runtime joins
+ * them with commas). Undefined when the plan needs what only a mount here can do: short links resolved
+ * against a working directory (many layers, a path overlay options cannot hold). The paths are the
+ * caller's, derived from the store: never from a record.
+ */
+export function runtimeRootMount(
+  store: Store,
+  lowerDirs: string[],
+  paths: ContainerPaths,
+  options: { volatile: boolean; release: string },
+): RuntimeRootMount | undefined {
+  const plan = planOverlay(store, lowerDirs, paths);
+  if (plan.cwd !== undefined || plan.links.length > 0) return undefined;
+  const parts = plan.options.split(',');
+  return {
+    destination: '/',
+    type: 'overlay',
+    source: 'overlay',
+    options: options.volatile && volatileSupported(options.release) ? [...parts, 'volatile'] : parts,
+  };
+}
+
 export interface MountOverlayOptions {
   /** Container id; a new random one by default. */
   id?: string;
@@ -154,7 +195,7 @@ export interface MountedOverlay extends ContainerPaths {
 }
 
 /** Refuses lower dirs overlayfs cannot stack: none, too many, relative, missing or not directories. */
-async function checkLowerDirs(lowerDirs: string[]): Promise<void> {
+export async function checkLowerDirs(lowerDirs: string[]): Promise<void> {
   if (lowerDirs.length === 0) throw new ConveyorError('ERR_INPUT_RECORD', 'no layer directories to mount');
   if (lowerDirs.length > MAX_LOWER_LAYERS) {
     throw new ConveyorError('ERR_MOUNT_FAILED', `${lowerDirs.length} layers exceed overlayfs's limit of ${MAX_LOWER_LAYERS}`, {

@@ -22,13 +22,13 @@ import { hostname as hostHostname } from 'node:os';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { ConveyorError } from '@conveyor/lib-common/errors';
-import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import type { ContainerPaths, RuntimeRootMount } from '@conveyor/lib-common/overlay/mount';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
 import { isContainerId, Store } from '@conveyor/lib-common/store';
 import { swapLimitSupported } from '@conveyor/lib-common/container/cgroup';
 import { boundingCaps, findInit, hostDevice, hostDevices, nofileHardLimit } from './host.js';
 import { envValue, mergeEnv } from '@conveyor/lib-common/container/env';
-import { checkWorkdir, DEFAULT_PATH, findCommand, mkdirInRoot, readRootFile } from '@conveyor/lib-common/container/rootfs';
+import { checkWorkdir, DEFAULT_PATH, findCommand, mkdirInRoot, readRootFile, type Root } from '@conveyor/lib-common/container/rootfs';
 import type { NamespaceFlag, SpawnOptions } from './options.js';
 import type { NetworkSetup } from './network/index.js';
 import { hostsFile, resolvConf } from './network/names.js';
@@ -97,17 +97,22 @@ function specNetns(network: NetworkSetup): { path: string; shared: boolean } | u
   return network.netnsPath ? { path: network.netnsPath, shared: network.mode === 'container' } : undefined;
 }
 
-/** Resolves the image config and options against the mounted rootfs into a spec. */
+/**
+ * Resolves the image config and options against the rootfs into a spec: the mounted merged dir, or
+ * (`root.runtimeMount`) the layers the runtime will mount as the spec's first mount.
+ */
 export async function prepareSpec(
   record: Record<string, unknown>,
   paths: ContainerPaths,
   options: SpawnOptions,
   cgroupsPath: string,
   network: NetworkSetup,
+  root: { tree: Root; runtimeMount?: RuntimeRootMount } = { tree: paths.merged },
 ): Promise<PreparedSpec> {
   const config = (record.config && typeof record.config === 'object' ? record.config : {}) as RootfsRecord['config'];
   const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((s) => typeof s === 'string') ? (v as string[]) : undefined);
-  const rootfs = paths.merged;
+  // Looked up in: the image's files as the container will see them.
+  const rootfs = root.tree;
   const entrypoint = options.entrypoint ?? strings(config.Entrypoint) ?? [];
   const cmd = options.command.length > 0 ? options.command : options.entrypoint !== undefined ? [] : (strings(config.Cmd) ?? []);
   const args = [...entrypoint, ...cmd];
@@ -125,7 +130,8 @@ export async function prepareSpec(
     // --uts host: the host's name, as Docker (the spec then sets none).
     // --net container:X: X's hostname, as Docker.
     writeNameFiles(paths, options, network, options.uts?.mode === 'host' ? hostHostname() : (options.hostname ?? paths.id.slice(0, 12))),
-    checkWorkdir(rootfs, cwd).then(() => (underAny(cwd, mountsByUser) ? undefined : mkdirInRoot(rootfs, cwd))),
+    // A root the runtime mounts gets its working directory from the runtime (runc makes a missing cwd, before a read-only root is made read-only).
+    checkWorkdir(rootfs, cwd).then(() => (underAny(cwd, mountsByUser) || typeof rootfs !== 'string' ? undefined : mkdirInRoot(rootfs, cwd))),
     // Exit 126/127 before the runtime starts, as Docker reports them.
     findCommand(rootfs, args[0], path, cwd),
   ]);
@@ -180,7 +186,8 @@ export async function prepareSpec(
     // Named volumes, -v /path and the image's VOLUMEs no other mount covers, as bind mounts of volume dirs.
     attachVolumes(store, {
       id: paths.id,
-      rootfs,
+      // Seeding copies from a mounted root (record.ts hostMountReason: never with a root the runtime mounts).
+      rootfs: paths.merged,
       volumes: options.volumes,
       imageVolumes: config.Volumes,
       otherTargets: options.tmpfs.map((t) => t.destination),
@@ -196,7 +203,8 @@ export async function prepareSpec(
   const available = boundingCaps();
   const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
   const spec = buildSpec({
-    rootfs,
+    rootfs: paths.merged,
+    rootMount: root.runtimeMount,
     readOnlyRoot: options.readOnly,
     args: finalArgs,
     env,
@@ -275,7 +283,7 @@ function containerFile(store: Store, source: string): string | undefined {
 }
 
 /** --group-add: gids as given, names looked up in the image's /etc/group (as Docker). */
-async function addGroups(rootfs: string, user: ResolvedUser, groupAdd: string[]): Promise<ResolvedUser> {
+async function addGroups(rootfs: Root, user: ResolvedUser, groupAdd: string[]): Promise<ResolvedUser> {
   if (groupAdd.length === 0) return user;
   const groups = groupAdd.some((g) => !/^\d+$/.test(g)) ? parseGroup((await readRootFile(rootfs, '/etc/group')) ?? '') : [];
   const gids = groupAdd.map((name) => {

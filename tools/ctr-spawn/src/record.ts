@@ -23,7 +23,20 @@ import type { Logger } from '@conveyor/lib-common/log';
 import { readLines } from '@conveyor/lib-common/ndjson';
 import { pipeline } from '@conveyor/lib-common/pipeline';
 import { mountedDriver, type OverlayDriver } from '@conveyor/lib-common/overlay/driver';
-import { containerPaths, makeContainerDir, mountContainerRoot, mountsUnder, newContainerId, type ContainerPaths } from '@conveyor/lib-common/overlay/mount';
+import { release } from 'node:os';
+import {
+  checkLowerDirs,
+  containerPaths,
+  makeContainerDir,
+  mountContainerRoot,
+  mountsUnder,
+  newContainerId,
+  runtimeRootMount,
+  type ContainerPaths,
+  type RuntimeRootMount,
+} from '@conveyor/lib-common/overlay/mount';
+import { LayeredRoot } from '@conveyor/lib-common/overlay/layered';
+import type { Root } from '@conveyor/lib-common/container/rootfs';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
 import type { Store } from '@conveyor/lib-common/store';
@@ -50,6 +63,14 @@ export interface ContainerRoot {
   /** The overlay is mounted for this run (a rootfs record) and goes with it. */
   ephemeral: boolean;
   /**
+   * The overlay as the runtime mounts it (the spec's first mount), when it is not mounted here:
+   * then nothing is mounted on the host, merged stays an empty directory (the spec's root.path),
+   * and the overlay lives in the container's mount namespace only, gone with it.
+   */
+  runtimeMount?: RuntimeRootMount;
+  /** Where the image's files are looked up before the start: merged, or its layers when the runtime mounts them (overlay/layered.ts). */
+  tree: Root;
+  /**
    * Mounts the root (a rootfs record's overlay; a mount record's is there
    * already) and resolves to how it was put together (a mount record's: read
    * from the mount table, not from the record). Called once; its failure
@@ -67,9 +88,39 @@ export interface ContainerRoot {
  * (ERR_CONTAINER_NAME_IN_USE when taken) and released again when the
  * directory cannot be made; once it is made, the caller's clean-up owns both.
  */
+/** What decides who mounts a rootfs record's overlay (hostMountReason). */
+export interface RootMountFacts {
+  rootless?: boolean;
+  overlayDriver?: OverlayDriver;
+  detach?: boolean;
+  printSpec?: boolean;
+  specFile?: string;
+  /** A volume is seeded from the image (volumes.ts seedsVolumes): cp copies from a mounted tree. */
+  seedsVolume?: boolean;
+}
+
+/**
+ * Why a rootfs record's overlay is mounted here rather than by the runtime (undefined: the runtime
+ * may mount it, if its options fit in one mount: runtimeRootMount): rootless (the keeper's namespace,
+ * userxattr, fuse-overlayfs and copy fallbacks), a forced driver, a detached
+ * container (its supervisor's restarts, ctr-exec, img-export and the other tools that look into a
+ * running container by its merged dir), --print-spec and --spec (a spec that names this run's root
+ * only), and a volume seeded from the image (cp copies a mounted tree). Pure.
+ */
+export function hostMountReason(facts: RootMountFacts): string | undefined {
+  if (facts.rootless) return 'rootless';
+  // CONVEYOR_OVERLAY_DRIVER, even `overlay`: mounted here with that driver (the escape hatch, and the A/B of this choice).
+  if (facts.overlayDriver !== undefined) return `CONVEYOR_OVERLAY_DRIVER=${facts.overlayDriver}`;
+  if (facts.detach) return 'detached';
+  if (facts.printSpec) return '--print-spec';
+  if (facts.specFile !== undefined) return '--spec';
+  if (facts.seedsVolume) return 'a volume seeded from the image';
+  return undefined;
+}
+
 export async function openContainerRoot(
   record: Record<string, unknown>,
-  options: { root: string; runtimeRoot: string; name?: string; rootless?: boolean; overlayDriver?: OverlayDriver; keep?: boolean },
+  options: { root: string; runtimeRoot: string; name?: string; rootless?: boolean; overlayDriver?: OverlayDriver; keep?: boolean; hostMount?: boolean },
   log: Pick<Logger, 'warn'>,
 ): Promise<ContainerRoot> {
   const store = await trustedRecordStore(record, options.root, { warn: (message) => log.warn(message) });
@@ -77,11 +128,15 @@ export async function openContainerRoot(
   if (!ephemeral) {
     const paths = await existingMount(store, record, options.runtimeRoot);
     if (options.name) await claimName(store, options.name, paths.id);
-    return { store, paths, ephemeral, mount: () => mountedDriver(paths.merged) };
+    return { store, paths, ephemeral, tree: paths.merged, mount: () => mountedDriver(paths.merged) };
   }
   const lowerDirs = await trustedLowerDirs(store, record as unknown as RootfsRecord);
   const paths = containerPaths(store, newContainerId());
   const id = paths.id;
+  // Thrown away with the container, unless --keep keeps its directory (and upper dir) after it.
+  const volatile = !options.keep;
+  // The options come from the store's paths (trustedLowerDirs, the id's directory), never from the record.
+  const runtimeMount = options.hostMount ? undefined : runtimeRootMount(store, lowerDirs, paths, { volatile, release: release() });
   if (options.name) await claimName(store, options.name, id);
   try {
     await makeContainerDir(store, paths);
@@ -90,13 +145,19 @@ export async function openContainerRoot(
     throw error;
   }
   const mount = async () => {
-    const driver = await mountContainerRoot(store, lowerDirs, paths, {
-      rootless: options.rootless,
-      driver: options.overlayDriver,
-      // Thrown away with the container, unless --keep keeps its directory (and upper dir) after it.
-      volatile: !options.keep,
-      onFallback: (failed, reason) => log.warn(`${failed} failed (${reason}); trying the next driver`),
-    });
+    let driver: OverlayDriver;
+    if (runtimeMount) {
+      // The runtime mounts it: only what a mount here would have refused is refused here.
+      await checkLowerDirs(lowerDirs);
+      driver = 'overlay';
+    } else {
+      driver = await mountContainerRoot(store, lowerDirs, paths, {
+        rootless: options.rootless,
+        driver: options.overlayDriver,
+        volatile,
+        onFallback: (failed, reason) => log.warn(`${failed} failed (${reason}); trying the next driver`),
+      });
+    }
     // A claim whose container had no directory yet could be taken over by a racing claim: now that it has one, make sure it is still ours.
     if (options.name && !(await holdsName(store, options.name, id))) {
       throw new ConveyorError('ERR_CONTAINER_NAME_IN_USE', `the name ${options.name} was taken by another container meanwhile`, {
@@ -105,7 +166,8 @@ export async function openContainerRoot(
     }
     return driver;
   };
-  return { store, paths, ephemeral, mount };
+  const tree = runtimeMount ? new LayeredRoot([...lowerDirs].reverse(), paths.merged) : paths.merged;
+  return { store, paths, ephemeral, runtimeMount, tree, mount };
 }
 
 /**

@@ -26,7 +26,8 @@ import { oomWarning } from './oom.js';
 import type { Forwarder } from './ports/forwarder.js';
 import { combineMappings, publishAll } from './ports/publish.js';
 import type { SpawnOptions } from './options.js';
-import { firstRecord, openContainerRoot } from './record.js';
+import { firstRecord, hostMountReason, openContainerRoot } from './record.js';
+import { seedsVolumes } from './volumes.js';
 import { settleAll } from './settle.js';
 import { NO_TRACE, type Trace } from './trace.js';
 import { runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, runtimeRun } from '@conveyor/lib-common/container/runtime';
@@ -100,7 +101,17 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     // Started now so that its start-up overlaps the mount and the bundle.
     if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath, { pauseAt: io.detachPause, say: (m) => io.log.warn(m) });
 
-    const root = await openContainerRoot(record, options, io.log);
+    const config = (record.config && typeof record.config === 'object' ? record.config : {}) as { ExposedPorts?: unknown; Volumes?: unknown };
+    const hostMount =
+      hostMountReason({
+        ...options,
+        seedsVolume: seedsVolumes(
+          options.volumes,
+          config.Volumes,
+          options.tmpfs.map((t) => t.destination),
+        ),
+      }) !== undefined;
+    const root = await openContainerRoot(record, { ...options, hostMount }, io.log);
     const { store, paths, ephemeral } = root;
     const id = paths.id;
     trace.mark('container-dir');
@@ -134,7 +145,6 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     };
 
     // -p, then -P's image ports; bound before the container starts: by us now, or by the supervisor that owns a detached one.
-    const config = (record.config && typeof record.config === 'object' ? record.config : {}) as { ExposedPorts?: unknown };
     const mappings = combineMappings(options.publish ?? [], options.publishAll ? publishAll(config.ExposedPorts) : []);
     // The overlay and the network at once: the network lives in the directory, not in the root.
     // Before the spec: it names the namespace, and /etc/hosts the addresses. Torn down by cleanUp.
@@ -158,7 +168,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       'spec',
       options.specFile
         ? readSpecFile(options.specFile).then((edited) => adoptSpec(edited, paths, store, cgroupsPath, options, network))
-        : prepareSpec(record, paths, options, cgroupsPath, network).then((prepared) => prepared.spec),
+        : prepareSpec(record, paths, options, cgroupsPath, network, root).then((prepared) => prepared.spec),
     );
     if (options.printSpec) {
       await io.out.write(spec);

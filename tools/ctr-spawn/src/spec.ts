@@ -193,6 +193,8 @@ export interface Limits {
 
 export interface SpecInput {
   rootfs: string;
+  /** The overlay the runtime mounts on "/" itself (record.ts runtimeMount): the first mount. */
+  rootMount?: Mount;
   readOnlyRoot: boolean;
   args: string[];
   env: string[];
@@ -299,7 +301,9 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     })),
     ...input.tmpfs.map((t) => ({ destination: t.destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...t.options] })),
   ];
-  const mounts = orderMounts(defaults, added);
+  const ordered = orderMounts(defaults, added);
+  // First: runc mounts a mount on "/" onto root.path before the others, which then land in it.
+  const mounts = input.rootMount ? [input.rootMount, ...ordered] : ordered;
   // A cgroup namespace (Docker's default on cgroup v2; on v1 Docker shares the
   // host's): /proc/self/cgroup and the cgroup mount show the container's own
   // cgroup as /, not the host's hierarchy and our cgroup paths.

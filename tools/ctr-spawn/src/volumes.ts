@@ -87,6 +87,16 @@ export async function attachVolumes(
   return attached;
 }
 
+/**
+ * Whether attachVolumes would seed a volume from the image: a named or anonymous `-v` without
+ * nocopy, or an image VOLUME no other mount targets (an anonymous volume, always seeded). Pure.
+ */
+export function seedsVolumes(volumes: Volume[], imageVolumes: unknown, otherTargets: string[]): boolean {
+  if (volumes.some((v) => v.volume !== undefined && !v.noCopy)) return true;
+  const targets = new Set([...volumes.map((v) => v.destination), ...otherTargets]);
+  return imageVolumePaths(imageVolumes).some((path) => !targets.has(path));
+}
+
 /** The volumes a spec mounts (for state.json), from its mount sources. */
 export function specVolumes(store: Store, spec: Record<string, unknown>): string[] {
   const mounts = Array.isArray(spec.mounts) ? (spec.mounts as { source?: unknown }[]) : [];
