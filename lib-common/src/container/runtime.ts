@@ -149,6 +149,12 @@ export function runtimeFailure(message: string): ConveyorError {
   if (/exec: .*(permission denied|is a directory|exec format error)/i.test(text)) {
     return new ConveyorError('ERR_SPAWN_NOT_EXECUTABLE', text, { hint: 'the command must be an executable file' });
   }
+  // The root overlay the runtime mounts itself (ctr-spawn's spec: its first mount, on /).
+  if (/error mounting "overlay" to rootfs at "\/"/.test(text)) {
+    return new ConveyorError('ERR_MOUNT_FAILED', text, {
+      hint: "check the layer directories; CONVEYOR_OVERLAY_DRIVER=overlay mounts the root here instead, with the kernel's reason",
+    });
+  }
   if (/cgroup/i.test(text))
     return new ConveyorError('ERR_CGROUP', text, { hint: 'check the limits (--memory, --cpus, --pids-limit) and the cgroup filesystem' });
   return new ConveyorError('ERR_SPAWN_FAILED', text, { hint: 'the OCI runtime refused the container; inspect it with --print-spec' });

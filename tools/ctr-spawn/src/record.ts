@@ -3,7 +3,9 @@
  * `mount` record of the input (taken as soon as its line arrives: the input's
  * end is not awaited); for a rootfs record a new container directory and an
  * ephemeral overlay of its layers, mounted when the caller asks (beside the
- * network), for a mount record the live overlay-mount it names.
+ * network) or, where nothing needs it on the host (hostMountReason), left to
+ * the runtime as the spec's first mount and looked into through its layers
+ * meanwhile; for a mount record the live overlay-mount it names.
  * Records may be forged: the store and every path are checked
  * (lib-common/overlay/record-paths) before anything is mounted or run.
  *

@@ -16,6 +16,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { join } from 'node:path';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool } from '../../../test/helpers/tools.js';
+import { runtimeFailure } from '@conveyor/lib-common/container/runtime';
 import { hostMountReason } from '../src/record.js';
 import { seedsVolumes } from '../src/volumes.js';
 import { containerDirs, ctrSpawn, mountsUnder } from './helpers.js';
@@ -92,6 +93,21 @@ t.test('hostMountReason and seedsVolumes: who mounts the root', async (t) => {
   ];
   for (const [volumes, imageVolumes, tmpfs, expected] of seeds)
     t.equal(seedsVolumes(volumes, imageVolumes, tmpfs), expected, JSON.stringify([volumes, imageVolumes, tmpfs]));
+});
+
+t.test("runtimeFailure: runc's failed mount of the root is ERR_MOUNT_FAILED", async (t) => {
+  const cases: [string, string][] = [
+    [
+      'runc run failed: unable to start container process: error during container init: error mounting "overlay" to rootfs at "/": mount overlay:/ (via /proc/self/fd/7), flags: 0x0, data: lowerdir=/s/l: invalid argument',
+      'ERR_MOUNT_FAILED',
+    ],
+    [
+      'runc run failed: unable to start container process: error during container init: error mounting "tmpfs" to rootfs at "/x": no such device',
+      'ERR_SPAWN_FAILED',
+    ],
+    ['runc run failed: unable to start container process: exec: "nope": executable file not found in $PATH', 'ERR_SPAWN_COMMAND_NOT_FOUND'],
+  ];
+  for (const [message, code] of cases) t.equal(runtimeFailure(message).code, code, message.slice(-60));
 });
 
 t.test('the runtime mounts the root: nothing on the host, the options from the store', async (t) => {
