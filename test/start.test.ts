@@ -129,7 +129,7 @@ t.test('a cache V8 does not take still runs the tool', async (t) => {
   t.match(flagged.stderr, '(cache rejected)', 'another V8 flag: the cache is rejected');
 });
 
-t.test('a head older than the last tsc build, a missing body or one of another build: dist/cli.js runs', async (t) => {
+t.test('a head older than the last tsc build, a missing body or one of another build: dist/cli.js runs; a parser of another build is not used', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const bin = copyImgLs(dir);
@@ -163,6 +163,18 @@ t.test('a head older than the last tsc build, a missing body or one of another b
   t.equal(foreign.code, 2, 'a body of another build: exit 2 still');
   t.equal(foreign.stderr, `start: dist ${dist} (head and body of different builds)\n${USAGE_MESSAGE}`, 'from dist/cli.js, with the same message');
   t.equal(runBin(bin, ['--version']).stdout, 'img-ls 0.1.0\n', 'the head still answers --version alone');
+
+  writeFileSync(body, text);
+
+  // The head's parser of another build is not used: the head does not answer, the body (of the head's build) does.
+  const parser = join(tool, 'bundle', 'parse.cjs');
+  writeFileSync(parser, readFileSync(parser, 'utf8').replace(/"[0-9a-f]{16}"/, '"0123456789abcdef"'));
+  const own = runBin(bin, ['--help']);
+  t.equal(own.stderr, `start: head ${join(tool, 'bundle', 'head.cjs')}\n`, '--help alone: the head answers without its parser');
+  const parsed = runBin(bin, ['--json', '--help']);
+  t.equal(parsed.code, 0, 'a parser of another build: --json --help exits 0');
+  t.equal(parsed.stdout, own.stdout, 'with the same help');
+  t.equal(parsed.stderr, `start: bundle ${body} (cache accepted)\n`, 'printed by the body');
 
   rmSync(body);
   const missing = runBin(bin, ['--no-such-flag']);
@@ -214,8 +226,10 @@ t.test('the bundled supervisor and relay run on their own; the bundled entries n
     for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => /\.c?js$/.test(f))) {
       const text = readFileSync(join(root, file), 'utf8');
       const specifiers = [...text.matchAll(/^import .* from ["']([^"']+)["'];$/gm), ...text.matchAll(/\brequire\(["']([^"']+)["']\)/g)].map((m) => m[1]);
-      t.ok(specifiers.length > 0, `${tool}/bundle/${file}: its imports are seen`);
-      const foreign = specifiers.filter((specifier) => !isBuiltin(specifier));
+      // The head's parser (args.ts with minimist) needs nothing at all.
+      t.ok(specifiers.length > 0 || file === 'parse.cjs', `${tool}/bundle/${file}: its imports are seen`);
+      // A head requires its parser beside it (bundle/parse.cjs), when it must parse.
+      const foreign = specifiers.filter((specifier) => !isBuiltin(specifier) && !(file === 'head.cjs' && specifier === './parse.cjs'));
       t.same(foreign, [], `${tool}/bundle/${file} imports only builtins`);
     }
   }

@@ -4,6 +4,7 @@
  * flags that may repeat are always arrays.
  */
 import minimist from 'minimist';
+import { COMMON_FLAGS } from './common-flags.js';
 import { ConveyorError } from './errors.js';
 
 export interface ArgSpec {
@@ -24,12 +25,8 @@ export interface ArgSpec {
   stopEarly?: boolean;
 }
 
-/** Flags every tool understands. */
-export const COMMON_FLAGS = {
-  string: ['log-format', 'progress', 'root'],
-  boolean: ['help', 'version', 'quiet'],
-  alias: { h: 'help', q: 'quiet' } as Record<string, string>,
-};
+/** Flags every tool understands (common-flags.ts: a tool's head reads them without minimist). */
+export { COMMON_FLAGS };
 
 export interface ParsedArgs {
   _: string[];

@@ -13,7 +13,8 @@
  * answered"); a closed reader of the text (EPIPE) is a normal end.
  */
 import { writeSync } from 'node:fs';
-import { COMMON_FLAGS, parseArgs, type ArgSpec, type ParsedArgs } from './args.js';
+import type { ArgSpec, ParsedArgs } from './args.js';
+import { COMMON_FLAGS } from './common-flags.js';
 import { VERSION } from './version.js';
 
 /** What a tool's head knows of it: the fields of runCli's ToolDefinition that --help and --version need. */
@@ -87,11 +88,14 @@ export function mayAskEarly(argv: string[], spec?: ArgSpec): boolean {
   return false;
 }
 
+/** args.ts's parseArgs, handed in: a head loads it (and minimist) only when it must parse. */
+export type Parse = (argv: string[], spec?: ArgSpec) => ParsedArgs;
+
 /**
  * What the head answers to `argv`: the text of --help or --version, or undefined when the tool must
- * run (its body parses again and reports a usage error itself). The same as parseArgs and earlyText.
+ * run (its body parses again and reports a usage error itself). The same as `parse` and earlyText.
  */
-export function earlyAnswer(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv): string | undefined {
+export function earlyAnswer(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv, parse: Parse): string | undefined {
   // Hidden (scripts/build/gen-completion.mjs): runCli prints the flags.
   if (env.CONVEYOR_DUMP_FLAGS === '1') return undefined;
   let args = parsedAlone(argv, head.spec);
@@ -99,7 +103,7 @@ export function earlyAnswer(head: ToolHead, argv: string[], env: NodeJS.ProcessE
     // A run: nothing to answer, and nothing parsed twice.
     if (!mayAskEarly(argv, head.spec)) return undefined;
     try {
-      args = parseArgs(argv, head.spec);
+      args = parse(argv, head.spec);
     } catch {
       return undefined;
     }
@@ -108,8 +112,8 @@ export function earlyAnswer(head: ToolHead, argv: string[], env: NodeJS.ProcessE
 }
 
 /** The head's whole job: true when `argv` asks for --help or --version and the text was written (the run is over). */
-export function answerEarly(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv, stream: () => NodeJS.WritableStream): boolean {
-  const text = earlyAnswer(head, argv, env);
+export function answerEarly(head: ToolHead, argv: string[], env: NodeJS.ProcessEnv, parse: Parse, stream: () => NodeJS.WritableStream): boolean {
+  const text = earlyAnswer(head, argv, env, parse);
   if (text === undefined) return false;
   writeAtOnce(text, 1, stream);
   return true;

@@ -67,20 +67,20 @@ t.test('the head answers every argument list as runCli does, under every spec', 
   for (const [what, spec] of SPECS) {
     const head: ToolHead = { name: 'tool', help: 'Usage: tool\n\nExamples:\n  tool', spec };
     for (const argv of ARGVS) {
-      t.equal(earlyAnswer(head, argv, {}), runCliAnswer(head, argv), `${what}: ${JSON.stringify(argv)}`);
+      t.equal(earlyAnswer(head, argv, {}, parseArgs), runCliAnswer(head, argv), `${what}: ${JSON.stringify(argv)}`);
     }
   }
 });
 
 t.test('the answers themselves', async (t) => {
   const head: ToolHead = { name: 'tool', help: 'Usage: tool', spec: { boolean: ['json'] } };
-  t.equal(earlyAnswer(head, ['--help'], {}), 'Usage: tool\n', 'the help, ending in a newline');
-  t.equal(earlyAnswer(head, ['-h'], {}), 'Usage: tool\n');
-  t.equal(earlyAnswer(head, ['--version'], {}), `tool ${VERSION}\n`);
-  t.equal(earlyAnswer(head, ['--json', '-h'], {}), 'Usage: tool\n', 'with other flags');
-  t.equal(earlyAnswer(head, ['--json'], {}), undefined, 'a run: no answer');
-  t.equal(earlyAnswer(head, ['--bogus', '--help'], {}), undefined, 'a usage error: no answer (the body reports it)');
-  t.equal(earlyAnswer(head, ['--help'], { CONVEYOR_DUMP_FLAGS: '1' }), undefined, 'CONVEYOR_DUMP_FLAGS: the body prints the flags');
+  t.equal(earlyAnswer(head, ['--help'], {}, parseArgs), 'Usage: tool\n', 'the help, ending in a newline');
+  t.equal(earlyAnswer(head, ['-h'], {}, parseArgs), 'Usage: tool\n');
+  t.equal(earlyAnswer(head, ['--version'], {}, parseArgs), `tool ${VERSION}\n`);
+  t.equal(earlyAnswer(head, ['--json', '-h'], {}, parseArgs), 'Usage: tool\n', 'with other flags');
+  t.equal(earlyAnswer(head, ['--json'], {}, parseArgs), undefined, 'a run: no answer');
+  t.equal(earlyAnswer(head, ['--bogus', '--help'], {}, parseArgs), undefined, 'a usage error: no answer (the body reports it)');
+  t.equal(earlyAnswer(head, ['--help'], { CONVEYOR_DUMP_FLAGS: '1' }, parseArgs), undefined, 'CONVEYOR_DUMP_FLAGS: the body prints the flags');
 });
 
 t.test('a run needs no parse in the head', async (t) => {
@@ -96,4 +96,16 @@ t.test('a run needs no parse in the head', async (t) => {
     [[], { default: { version: true } }, true],
   ];
   for (const [argv, spec, may] of table) t.equal(mayAskEarly(argv, spec), may, `${JSON.stringify(argv)} ${JSON.stringify(spec)}`);
+  // The parser (minimist) is loaded by a head only when it must parse.
+  let parses = 0;
+  const counted = (argv: string[], spec?: ArgSpec) => {
+    parses += 1;
+    return parseArgs(argv, spec);
+  };
+  const head: ToolHead = { name: 'tool', help: 'Usage: tool', spec: { boolean: ['json'] } };
+  t.equal(earlyAnswer(head, ['--root', '/s', '--json', 'x'], {}, counted), undefined, 'a run');
+  t.equal(earlyAnswer(head, ['--help'], {}, counted), 'Usage: tool\n', '--help alone');
+  t.equal(parses, 0, 'neither parsed');
+  t.equal(earlyAnswer(head, ['--json', '--help'], {}, counted), 'Usage: tool\n', '--help with another flag');
+  t.equal(parses, 1, 'parsed');
 });

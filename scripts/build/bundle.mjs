@@ -3,7 +3,8 @@
 // files each:
 // - the HEAD, bundle/head.cjs, which the tool's bin requires: lib-common's start.ts and cli-head with
 //   the tool's name, help and flag spec (read from the body with CONVEYOR_DUMP_FLAGS=1); it answers
-//   --help and --version, and starts the body for every other run;
+//   --help and --version (with bundle/parse.cjs, args.ts and minimist, when it must parse), and
+//   starts the body for every other run;
 // - the BODY, bundle/cli.cjs: tools/<name>/dist/cli.js and everything it imports (lib-common,
 //   minimist, split2, tar-fs), the whole tool, which start.ts compiles with a V8 code cache
 //   (bundle/cli.cache) made here by a warm-up `--help` run (scripts/build/code-cache.mjs).
@@ -154,17 +155,42 @@ async function headOf(tool) {
 
 /**
  * The head's source: lib-common's start.ts (checks and starts the rest) and cli-head (answers --help
- * and --version) with the tool's definition and this build's id. The bin calls `start`.
+ * and --version) with the tool's definition and this build's id. The bin calls `start`. The parser
+ * (args.ts with minimist, bundle/parse.cjs) is required only when the head must parse (cli-head):
+ * one of another build is not used (the head does not answer; the body, checked, does).
  */
 const headSource = (tool, head) => `import { startTool } from ${JSON.stringify(join(REPO, 'lib-common', 'dist', 'start.js'))};
 import { answerEarly } from ${JSON.stringify(join(REPO, 'lib-common', 'dist', 'cli-head.js'))};
 const HEAD = ${JSON.stringify(head)};
+const BUILD_ID = ${JSON.stringify(buildId)};
 const stream = () => process.stdout.on('error', (error) => error.code === 'EPIPE' && process.exit(process.exitCode ?? 0));
+function parse(argv, spec) {
+  const parser = require('./parse.cjs');
+  if (parser.buildId !== BUILD_ID) throw new Error('bundle/parse.cjs is of another build');
+  return parser.parseArgs(argv, spec);
+}
 export function start(toolUrl, options) {
-  const head = { buildId: ${JSON.stringify(buildId)}, builtFrom: ${JSON.stringify(buildRecords(tool))}, answered: () => answerEarly(HEAD, process.argv.slice(2), process.env, stream) };
+  const head = { buildId: BUILD_ID, builtFrom: ${JSON.stringify(buildRecords(tool))}, answered: () => answerEarly(HEAD, process.argv.slice(2), process.env, parse, stream) };
   return startTool(toolUrl, head, options);
 }
 `;
+
+/** The heads' parser: args.ts (with minimist), tagged with this build's id. */
+const parser = await build({
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  write: false,
+  logLevel: 'warning',
+  legalComments: 'none',
+  stdin: {
+    contents: `export { parseArgs } from ${JSON.stringify(join(REPO, 'lib-common', 'dist', 'args.js'))};\nexport const buildId = ${JSON.stringify(buildId)};\n`,
+    resolveDir: REPO,
+    sourcefile: 'parse.js',
+    loader: 'js',
+  },
+});
 
 const heads = await Promise.all(
   tools.map(async (tool) =>
@@ -177,6 +203,7 @@ const heads = await Promise.all(
       logLevel: 'warning',
       legalComments: 'none',
       stdin: { contents: headSource(tool, await headOf(tool)), resolveDir: REPO, sourcefile: `${tool}-head.js`, loader: 'js' },
+      external: ['./parse.cjs'],
     }),
   ),
 );
@@ -184,6 +211,9 @@ tools.forEach((tool, i) => {
   const target = join(TOOLS, tool, 'bundle', 'head.cjs');
   writeWhole(target, `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\n${heads[i].outputFiles[0].text}`);
   written.add(target);
+  const parse = join(TOOLS, tool, 'bundle', 'parse.cjs');
+  writeWhole(parse, parser.outputFiles[0].text);
+  written.add(parse);
 });
 // What an earlier build left and this one did not write (the cache is rewritten by the warm-up; until then its build id tells it is old).
 for (const tool of tools) {
