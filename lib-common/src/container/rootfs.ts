@@ -11,25 +11,13 @@
  * path component that is not a directory; ERR_SPAWN_UNSAFE_WORKDIR for a
  * working directory in /proc. A missing file is undefined, not an error.
  */
-import { constants, type Stats } from 'node:fs';
+import { constants } from 'node:fs';
 import { lstat, mkdir, open, readlink, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { ConveyorError, type ErrorCode } from '../errors.js';
+import type { RootTree } from '../overlay/layered.js';
 
-/**
- * A tree to look paths up in without leaving it: a directory (a mounted root, a build context), or
- * the layers of an overlay nobody mounted here (overlay/layered.ts). `rel` is a path relative to the
- * root, components joined by '/', '' for the root itself.
- */
-export interface RootTree {
-  /** For messages. */
-  readonly name: string;
-  /** lstat of `rel`; undefined when it does not exist (ENOENT, ENOTDIR); other errors are thrown. */
-  lstat(rel: string): Promise<Stats | undefined>;
-  readlink(rel: string): Promise<string>;
-  /** The host file of `rel` once it was found by lstat; a path that does not exist otherwise. */
-  hostPath(rel: string): string;
-}
+export type { RootTree };
 
 /** A root given as a directory, or a tree. */
 export type Root = string | RootTree;

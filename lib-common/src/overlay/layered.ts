@@ -24,7 +24,21 @@ import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { runProcess } from '../subprocess.js';
-import type { RootTree } from '../container/rootfs.js';
+
+/**
+ * A tree to look paths up in without leaving it (container/rootfs.ts): a directory (a mounted root,
+ * a build context), or the layers of an overlay nobody mounted here (LayeredRoot, below). `rel` is a
+ * path relative to the root, components joined by '/', '' for the root itself.
+ */
+export interface RootTree {
+  /** For messages. */
+  readonly name: string;
+  /** lstat of `rel`; undefined when it does not exist (ENOENT, ENOTDIR); other errors are thrown. */
+  lstat(rel: string): Promise<Stats | undefined>;
+  readlink(rel: string): Promise<string>;
+  /** The host file of `rel` once it was found by lstat; a path that does not exist otherwise. */
+  hostPath(rel: string): string;
+}
 
 /** Answers which of `dirs` (absolute) are opaque. */
 export type OpaqueProbe = (dirs: string[]) => Promise<Set<string>>;
