@@ -132,10 +132,12 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     }
     log = new Logger(def.name, process.stderr, format as LogFormat, Boolean(args.quiet));
     progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
-    // Loaded here, not at start: it loads node:os, which --help and --version do without.
-    const { defaultStoreRoot } = await import('./paths.js');
+    // paths.js loads node:os: only a run without --root or CONVEYOR_ROOT needs it.
+    const given = flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || undefined);
+    const storeRootFor = given === undefined ? (await import('./paths.js')).defaultStoreRoot : () => given;
+    const rootFor = (uid: number) => resolve(storeRootFor(process.env, uid));
     if (def.userNamespace && (process.geteuid?.() ?? 0) !== 0) {
-      const root = resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.geteuid?.() ?? 0)));
+      const root = rootFor(process.geteuid?.() ?? 0);
       if (def.userNamespace === true || def.userNamespace(args, root)) return await runInUserNamespace(root, argv);
     }
     // Run again by the above: the store's path was checked outside, where its parents' owners are visible.
@@ -152,12 +154,15 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
       log,
       progress,
       out,
-      stdin: process.stdin,
+      // A getter: process.stdin is a stream made on first use, which a tool that never reads it (img-ls, img-fetch IMAGE) need not pay for.
+      get stdin() {
+        return process.stdin;
+      },
       stdout: process.stdout,
       stderr: process.stderr,
       env: process.env,
       // Relative to where we were started: records carry it to tools that may run elsewhere, and insist on an absolute store.
-      root: resolve(flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || defaultStoreRoot(process.env, process.getuid?.() ?? 0))),
+      root: rootFor(process.getuid?.() ?? 0),
       humanOutput: Boolean(process.stdout.isTTY),
     };
     storeRoot = ctx.root;
