@@ -14,7 +14,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
+import { addLayers, busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool } from '../../../test/helpers/tools.js';
 import { runtimeFailure } from '@conveyor/lib-common/container/runtime';
 import { hostMountReason } from '../src/record.js';
@@ -37,18 +37,24 @@ interface Observed {
 }
 
 /** Runs `before; WAIT` in a foreground container and calls `during` (host-side checks) when it is ready, then lets it end. */
-async function runAndObserve(args: string[], before: string, during?: (o: Observed) => Promise<void>, env?: Record<string, string>) {
+async function runAndObserve(
+  args: string[],
+  before: string,
+  during?: (o: Observed) => Promise<void>,
+  env?: Record<string, string>,
+  at: { root: string; record: Record<string, any> } = { root, record: rootfs },
+) {
   const sync = mkdtempSync(join(share, 'sync-'));
   chmodSync(sync, 0o777); // seen by a container user who is not root
   let observed: Observed | undefined;
   let checks: Promise<void> | undefined;
-  const run = runTool('ctr-spawn', ['--root', root, '--net', 'none', '-v', `${sync}:/sync`, ...args, '--', 'sh', '-c', `${before}; ${WAIT}`], {
-    input: JSON.stringify(rootfs) + '\n',
+  const run = runTool('ctr-spawn', ['--root', at.root, '--net', 'none', '-v', `${sync}:/sync`, ...args, '--', 'sh', '-c', `${before}; ${WAIT}`], {
+    input: JSON.stringify(at.record) + '\n',
     env: env ? { ...process.env, ...env } : undefined,
     onStdout: (stdout) => {
       if (checks || !/(^|\n)ready\n/.test(stdout)) return;
-      const [id] = containerDirs(root);
-      observed = { hostMounts: mountsUnder(root), config: JSON.parse(readFileSync(join(root, 'containers', id, 'config.json'), 'utf8')), id };
+      const [id] = containerDirs(at.root);
+      observed = { hostMounts: mountsUnder(at.root), config: JSON.parse(readFileSync(join(at.root, 'containers', id, 'config.json'), 'utf8')), id };
       checks = (async () => {
         try {
           await during?.(observed!);
@@ -206,6 +212,15 @@ t.test('the host mounts it where the runtime cannot: forced driver, a seeded vol
   t.match(seeded.observed.hostMounts, [/\/merged$/], 'a named volume seeded from the image: mounted here');
   assertNothingLeft(t);
   await runTool('vol-rm', ['--root', root, 'rtmount-etc']);
+  // Layers whose options overflow a page need short links, resolved against mount(8)'s working directory.
+  const deep = tempStore('conveyor-rtmount-deep-', 200);
+  t.teardown(() => removeStore(deep));
+  const record = addLayers(deep, busyboxRootfs(deep, 'latest'), 40);
+  const linked = await runAndObserve([], 'cat /layers/39', undefined, undefined, { root: deep, record });
+  t.equal(linked.code, 0, linked.stderr);
+  t.equal(linked.out, 'layer 39\n');
+  t.match(linked.observed.hostMounts, [/\/merged$/], 'short links: mounted here');
+  t.strictSame(mountsUnder(deep), [], 'and unmounted after');
 });
 
 t.test('ctr-exec -u/-w and img-export --rootfs of a running foreground container', async (t) => {
