@@ -14,10 +14,13 @@
  * there. A chunk is transferred only when it owns its whole ArrayBuffer
  * (zlib's full output buffers); a part of a shared one is copied first.
  *
- * One blob at a time, each started by a `start` message and named by its id
- * in every message either way: a thread that finished a blob is kept by the
- * main thread for the next one (read-layer.ts). A read or inflate error is
- * posted once; the main thread then ends the thread.
+ * Blobs are started by a `start` message and named by their id in every
+ * message either way; a thread reads up to two at once (layers unpacked at
+ * once share it: each thread costs ~10 MB), each on its own streams, and one
+ * that finished a blob is kept by the main thread for the next (read-layer.ts).
+ * A read or inflate error is posted once and ends that blob's streams; an
+ * `abort` ends them too, and no message for that blob follows. The main thread
+ * ends a thread whose failed blob was its only one.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -44,10 +47,12 @@ interface Job {
   ended: boolean;
   blobBytes: number;
   diffID?: string;
+  input: import('node:fs').ReadStream;
   output: NodeJS.ReadableStream;
 }
 
-let job: Job | undefined;
+/** The blobs being read, by id. */
+const jobs = new Map<number, Job>();
 /**
  * Frees what this thread dropped each 2 MiB inflated (young-gc.ts): the blob's read chunks and
  * the chunks copied before their transfer (a transferred one leaves nothing behind here). More
@@ -75,7 +80,7 @@ function pump(current: Job): void {
     current.output.resume();
   }
   if (current.ended && current.queue.length === 0 && current.diffID !== undefined) {
-    if (job === current) job = undefined;
+    jobs.delete(current.id);
     parentPort!.postMessage({ id: current.id, end: true, blobBytes: current.blobBytes, diffID: current.diffID });
     current.diffID = undefined;
   }
@@ -85,15 +90,20 @@ function start(id: number, path: string, gzip: boolean): void {
   const input = createReadStream(path, { highWaterMark: 256 * 1024 });
   const hash = createHash('sha256');
   const output = gzip ? input.pipe(createGunzip({ chunkSize: 256 * 1024 })) : input;
-  const current: Job = { id, queue: [], queued: 0, inMain: 0, paused: false, ended: false, blobBytes: 0, output };
-  job = current;
+  const current: Job = { id, queue: [], queued: 0, inMain: 0, paused: false, ended: false, blobBytes: 0, input, output };
+  jobs.set(id, current);
   input.on('data', (chunk) => {
     current.blobBytes += chunk.length;
   });
-  const failed = (error: Error) => parentPort!.postMessage({ id, error: { message: error.message, code: (error as NodeJS.ErrnoException).code } });
+  const failed = (error: Error) => {
+    if (jobs.get(id) !== current) return;
+    stop(current);
+    parentPort!.postMessage({ id, error: { message: error.message, code: (error as NodeJS.ErrnoException).code } });
+  };
   input.on('error', failed);
   output.on('error', failed);
   output.on('data', (chunk: Buffer) => {
+    if (jobs.get(id) !== current) return;
     hash.update(chunk);
     const own = owned(chunk);
     current.queue.push(own);
@@ -106,19 +116,33 @@ function start(id: number, path: string, gzip: boolean): void {
     pump(current);
   });
   output.on('end', () => {
+    if (jobs.get(id) !== current) return;
     current.ended = true;
     current.diffID = `sha256:${hash.digest('hex')}`;
     pump(current);
   });
 }
 
-parentPort!.on('message', (msg: { start?: { id: number; path: string; gzip: boolean }; id?: number; ack?: number }) => {
+/** Ends a blob's streams and forgets it: nothing more is posted for it. */
+function stop(current: Job): void {
+  jobs.delete(current.id);
+  current.queue = [];
+  current.input.destroy();
+  if (current.output !== current.input) (current.output as import('node:stream').Readable).destroy();
+}
+
+parentPort!.on('message', (msg: { start?: { id: number; path: string; gzip: boolean }; id?: number; ack?: number; abort?: boolean }) => {
   if (msg.start) {
     start(msg.start.id, msg.start.path, msg.start.gzip);
     return;
   }
-  const current = job;
-  if (!current || msg.id !== current.id || msg.ack === undefined) return;
+  const current = msg.id === undefined ? undefined : jobs.get(msg.id);
+  if (!current) return;
+  if (msg.abort) {
+    stop(current);
+    return;
+  }
+  if (msg.ack === undefined) return;
   current.inMain -= msg.ack;
   pump(current);
 });

@@ -2,8 +2,9 @@
  * Reads one layer: blob → decompress → tar entries into an Applier. gzip and
  * plain tar are read, inflated and hashed on the inflate thread
  * (inflate-worker.ts; a thread that finished a blob is kept for the next
- * layer), but for a small blob (up to INLINE_BLOB_BYTES), which is read and
- * inflated here: a thread costs more to start than such a blob to inflate.
+ * layer, and two layers at once share one), but for a small blob (up to
+ * INLINE_BLOB_BYTES), which is read and inflated here: a thread costs more to
+ * start than such a blob to inflate.
  * zstd is inflated by the `zstd` program and hashed here. The uncompressed
  * stream feeds tar-stream (tarparser.ts) and each entry is applied as it
  * arrives. No temporary copy of the layer is made.
@@ -89,7 +90,7 @@ interface Decompressor {
  * of that (IN_MAIN), and keeps what it inflated further ahead in its own queue.
  */
 function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('node:worker_threads').Worker, onBlobBytes: (n: number) => void): Decompressor {
-  const thread = idleInflaters.pop() ?? newInflater(Worker);
+  const thread = takeInflater(Worker);
   const worker = thread.worker;
   const id = nextInflateJob++;
   let consumed = 0;
@@ -112,19 +113,20 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
       }
     },
   });
-  /** Failed or abandoned: this thread is not reused. */
-  const end = () => {
-    thread.owner = undefined;
-    void worker.terminate();
+  /** Failed or abandoned: the thread stops reading this blob; alone in it, the thread is not reused. */
+  const end = (aborted: boolean) => {
+    if (!thread.jobs.delete(id)) return;
+    if (thread.jobs.size === 0) dropInflater(thread);
+    else if (aborted) worker.postMessage({ id, abort: true });
   };
-  thread.owner = {
+  thread.jobs.set(id, {
     message: (msg) => {
-      if (msg.id !== id) return;
       if (msg.error) {
         const error = Object.assign(new Error(msg.error.message), { code: msg.error.code });
         rejectDigest(error);
         stream.destroy(error);
-        end();
+        // The thread has ended this blob's streams already.
+        end(false);
         return;
       }
       if (msg.blobBytes !== undefined) onBlobBytes(msg.blobBytes);
@@ -139,18 +141,19 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
         ended = true;
         resolveDigest(msg.diffID!);
         stream.push(null);
-        // Done cleanly: kept for the next blob (unref'd: an idle thread never keeps the process alive).
-        thread.owner = undefined;
-        worker.unref();
-        if (idleInflaters.length < MAX_IDLE_INFLATERS) idleInflaters.push(thread);
-        else void worker.terminate();
+        // Done cleanly: kept for the next blob (unref'd when idle: it never keeps the process alive).
+        thread.jobs.delete(id);
+        if (thread.jobs.size === 0) {
+          worker.unref();
+          if (idleInflaterCount() > MAX_IDLE_INFLATERS) dropInflater(thread);
+        }
       }
     },
     error: (error) => {
       rejectDigest(error);
       stream.destroy(error);
     },
-  };
+  });
   worker.ref();
   worker.postMessage({ start: { id, path, gzip } });
   return {
@@ -159,7 +162,7 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
     diffID,
     peakBuffered: () => peakBuffered,
     kill: () => {
-      if (!ended) end();
+      if (!ended) end(true);
       stream.destroy();
     },
   };
@@ -174,10 +177,10 @@ interface InflateMessage {
   error?: { message: string; code?: string };
 }
 
-/** An inflate thread; `owner` routes its messages to the blob it reads, none while idle. */
+/** An inflate thread; `jobs` routes its messages to the blobs it reads, by id (none while idle). */
 interface Inflater {
   worker: import('node:worker_threads').Worker;
-  owner?: { message(msg: InflateMessage): void; error(error: Error): void };
+  jobs: Map<number, { message(msg: InflateMessage): void; error(error: Error): void }>;
 }
 
 /**
@@ -187,24 +190,56 @@ interface Inflater {
  */
 const collectReceived = collectEvery();
 
-/** Inflate threads kept between layers (--jobs 2 reads two blobs at once): a thread costs ~40 ms of CPU to start. */
+/** Inflate threads kept between layers: a thread costs ~40 ms of CPU to start. */
 const MAX_IDLE_INFLATERS = 2;
-const idleInflaters: Inflater[] = [];
+/**
+ * Blobs read by one thread at once: layers unpacked at once (--jobs 2) share one (issue 17: a
+ * thread costs ~10 MB of RSS); its inflating runs on libuv's pool, its hashing here, and two
+ * streams keep it far from busy.
+ */
+const MAX_JOBS_PER_INFLATER = 2;
+/** Every inflate thread alive, reading or idle. */
+const inflaters: Inflater[] = [];
 let nextInflateJob = 1;
 
 /** Inflate threads idle between layers (tested). */
 export function idleInflaterCount(): number {
-  return idleInflaters.length;
+  return inflaters.filter((t) => t.jobs.size === 0).length;
+}
+
+/** Inflate threads alive (reading or idle) and those reading a blob now (tested: layers unpacked at once share one). */
+export function inflaterCounts(): { alive: number; reading: number } {
+  return { alive: inflaters.length, reading: inflaters.filter((t) => t.jobs.size > 0).length };
+}
+
+/** The thread for a new blob: the busiest one with room (so layers at once share it), else a new one. */
+function takeInflater(Worker: typeof import('node:worker_threads').Worker): Inflater {
+  let best: Inflater | undefined;
+  for (const t of inflaters) if (t.jobs.size < MAX_JOBS_PER_INFLATER && (!best || t.jobs.size > best.jobs.size)) best = t;
+  return best ?? newInflater(Worker);
+}
+
+/** Ends a thread (failed, or one idle too many); any blob still routed to it fails. */
+function dropInflater(thread: Inflater): void {
+  const i = inflaters.indexOf(thread);
+  if (i >= 0) inflaters.splice(i, 1);
+  void thread.worker.terminate();
 }
 
 function newInflater(Worker: typeof import('node:worker_threads').Worker): Inflater {
   const worker = new Worker(new URL('./inflate-worker.js', import.meta.url), { resourceLimits: THREAD_LIMITS });
-  const thread: Inflater = { worker };
-  worker.on('message', (msg: InflateMessage) => thread.owner?.message(msg));
-  worker.on('error', (error) => thread.owner?.error(error));
-  worker.on('exit', () => {
-    const i = idleInflaters.indexOf(thread);
-    if (i >= 0) idleInflaters.splice(i, 1);
+  const thread: Inflater = { worker, jobs: new Map() };
+  inflaters.push(thread);
+  worker.on('message', (msg: InflateMessage) => (msg.id === undefined ? undefined : thread.jobs.get(msg.id)?.message(msg)));
+  worker.on('error', (error) => {
+    for (const job of [...thread.jobs.values()]) job.error(error);
+  });
+  worker.on('exit', (code) => {
+    const i = inflaters.indexOf(thread);
+    if (i >= 0) inflaters.splice(i, 1);
+    // Ended under a blob it was reading (not by us: we end only threads with none): that blob fails.
+    for (const job of [...thread.jobs.values()]) job.error(new Error(`inflate thread exited (${code}) while reading`));
+    thread.jobs.clear();
   });
   return thread;
 }

@@ -15,7 +15,7 @@ import t from 'tap';
 import { toolPath } from '../../../test/helpers/tools.js';
 import type { Applier } from '../dist/apply/applier.js';
 import { idleThreadCount, Writer, writerThreadCounts } from '../dist/apply/writer.js';
-import { applyLayer, idleInflaterCount } from '../dist/read-layer.js';
+import { applyLayer, idleInflaterCount, inflaterCounts } from '../dist/read-layer.js';
 import { Applier as RealApplier } from '../dist/apply/applier.js';
 import { Limiter } from '../dist/records.js';
 import { imageRecords, storeImage } from './helpers/store.js';
@@ -194,7 +194,7 @@ t.test('two Writers share the threads: one using both gives one up to one that h
   t.ok(idleThreadCount() <= 2, 'kept idle for the next layers');
 });
 
-t.test('two layers unpacked at once (--jobs 2) share the writer threads: never more alive than --threads', async (t) => {
+t.test('two layers unpacked at once (--jobs 2) share the threads: never more writers alive than --threads, one inflate thread', async (t) => {
   const dir = t.testdir({});
   // Each layer wants threads: more small files than run inline, then a streamed one, then small ones again.
   const layerTar = (name: string) => {
@@ -217,7 +217,11 @@ t.test('two layers unpacked at once (--jobs 2) share the writer threads: never m
     return root;
   };
   let most = 0;
-  const sampler = setInterval(() => (most = Math.max(most, writerThreadCounts().alive)), 1);
+  let reading = 0;
+  const sampler = setInterval(() => {
+    most = Math.max(most, writerThreadCounts().alive);
+    reading = Math.max(reading, inflaterCounts().reading);
+  }, 1);
   let roots: string[];
   try {
     roots = await Promise.all([unpack('a'), unpack('b')]);
@@ -232,6 +236,8 @@ t.test('two layers unpacked at once (--jobs 2) share the writer threads: never m
   t.ok(most <= 2, `at most 2 writer threads alive while both ran (sampled ${most})`);
   t.ok(writerThreadCounts().peak <= 2, `at most 2 alive at any time (peak ${writerThreadCounts().peak})`);
   t.ok(writerThreadCounts().peak >= 1, 'the layers did use threads');
+  // Both blobs (over 1 MiB: inflated on a thread) were read by one thread.
+  t.ok(reading <= 1, `one inflate thread read both blobs (most reading at once: ${reading})`);
 });
 
 t.test('a layer is renamed into place only after a sync that started once it was written (strace)', async (t) => {
@@ -343,4 +349,38 @@ t.test('an inflate thread that read a blob to its end is kept for the next; one 
   await t.rejects(applyLayer({ path: bad, compression: 'gzip', label: 'bad' }, applier), { code: 'ERR_LAYER_INVALID' });
   await applier.close();
   t.equal(idleInflaterCount(), idle - 1, 'the failed thread is not kept');
+});
+
+t.test('a blob that fails on a shared inflate thread fails alone: the other blob read there completes', async (t) => {
+  const dir = t.testdir({});
+  const good = join(dir, 'good.tar');
+  bigTar(good, 8 * MiB);
+  // Corrupt past its first bytes: the thread reports it while the good blob is still being read.
+  const bad = join(dir, 'bad.gz');
+  writeFileSync(bad, Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), Buffer.alloc(2 * MiB, 0xff)]));
+  const unpack = async (name: string, path: string, compression: 'none' | 'gzip') => {
+    const root = join(dir, name);
+    mkdirSync(root);
+    const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 1000, warn: () => undefined });
+    try {
+      applier.beginLayer(true);
+      await applyLayer({ path, compression, label: name }, applier);
+      await applier.finish();
+    } finally {
+      await applier.close();
+    }
+    return statSync(join(root, 'big')).size;
+  };
+  let reading = 0;
+  const sampler = setInterval(() => (reading = Math.max(reading, inflaterCounts().reading)), 1);
+  try {
+    const [ok, failed] = await Promise.allSettled([unpack('good', good, 'none'), unpack('bad', bad, 'gzip')]);
+    t.equal(failed.status, 'rejected');
+    t.equal((failed as PromiseRejectedResult).reason?.code, 'ERR_LAYER_INVALID', 'the corrupt blob fails');
+    t.equal(ok.status === 'fulfilled' && ok.value, 8 * MiB, 'the other blob is read to its end');
+  } finally {
+    clearInterval(sampler);
+  }
+  t.ok(reading <= 1, `one thread read both (most reading at once: ${reading})`);
+  t.equal(inflaterCounts().reading, 0, 'nothing left reading');
 });
