@@ -35,9 +35,10 @@ Options:
       --root DIR           store root for records without one (default: $CONVEYOR_ROOT,
                            /var/lib/conveyor as root)
       --jobs N             layers unpacked in parallel (default 2)
-      --threads N          threads creating files, per layer (default 2, started only
-                           for a layer that needs them; 0 = none, create them on the
-                           main thread)
+      --threads N          threads creating files (default 2, shared by the layers
+                           unpacked at once, at least one each; started only for a
+                           layer that needs them; 0 = none, create them on the main
+                           thread)
       --max-bytes SIZE     cap on file content written per layer (default 64g;
                            units k, m, g, t)
       --max-entries N      cap on tar entries per layer (default 2000000)
