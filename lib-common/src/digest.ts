@@ -3,11 +3,12 @@
  * run hashes (a manifest, a config, chain IDs) are hashed in JavaScript, so a
  * tool that reads an image from the store does not load node:crypto: its ~25
  * modules cost several ms of CPU at every start (issue 17). Past a small
- * budget of such bytes per process, and for randomHex, node:crypto is loaded
- * on first use. Both give the same digest (lib-common/test/digest.test.ts
+ * budget of such bytes per process, node:crypto is loaded on first use;
+ * randomHex reads /dev/urandom. Both give the same digest (lib-common/test/digest.test.ts
  * holds sha256Js to node:crypto). Nothing here fails but assertDigest and
  * digestHex, with ERR_INPUT_RECORD.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { ConveyorError } from './errors.js';
 
 /** A sha256 digest, `sha256:` and 64 lowercase hex digits: the one pattern for digests (no g/y flag, so `.test` keeps no state). */
@@ -41,9 +42,27 @@ export function sha256(data: Buffer | string): string {
   return `sha256:${nodeCrypto().createHash('sha256').update(bytes).digest('hex')}`;
 }
 
-/** `bytes` random bytes in hex, from node:crypto (temporary names, owner tokens: write paths only). */
+/**
+ * `bytes` random bytes in hex (container ids, temporary names, owner tokens), read from the kernel's
+ * /dev/urandom, the source node:crypto seeds from too: a container's start should not load node:crypto
+ * for 32 bytes. node:crypto where /dev/urandom cannot be read (a chroot without /dev).
+ */
 export function randomHex(bytes: number): string {
-  return nodeCrypto().randomBytes(bytes).toString('hex');
+  const buffer = Buffer.allocUnsafe(bytes);
+  let fd: number | undefined;
+  try {
+    fd = openSync('/dev/urandom', 'r');
+    for (let filled = 0; filled < bytes; ) {
+      const got = readSync(fd, buffer, filled, bytes - filled, null);
+      if (got === 0) throw new Error('/dev/urandom: end of file');
+      filled += got;
+    }
+    return buffer.toString('hex');
+  } catch {
+    return nodeCrypto().randomBytes(bytes).toString('hex');
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** Throws unless `digest` is a well-formed sha256 digest; the only algorithm the store accepts. */

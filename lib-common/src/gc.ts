@@ -39,10 +39,9 @@
  * stays; the next run goes on). A blob that cannot be read or parsed while
  * marking is kept (and warned about), never a reason to delete more.
  */
-import { randomBytes } from 'node:crypto';
 import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { chainIDs, SHA256_DIGEST, SHA256_HEX } from './digest.js';
+import { chainIDs, randomHex, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
 import { processAlive, tokenAlive, withLock } from './lock.js';
 import type { Descriptor } from './records.js';
@@ -456,7 +455,7 @@ async function sweepLayers(store: Store, marks: Marks, free: Free): Promise<Set<
       removed.add(name);
       await free({ kind: 'layer', path: `layers/${name}`, chainID: `sha256:${name}`, size }, async () => {
         // Aside first: a reader sees the layer whole or not at all.
-        const aside = join(store.layersDir, `.gc-${name}-${randomBytes(4).toString('hex')}`);
+        const aside = join(store.layersDir, `.gc-${name}-${randomHex(4)}`);
         await rename(path, aside);
         await rm(aside, { recursive: true, force: true });
       });

@@ -30,9 +30,9 @@
  * longer than the timeout, or the filesystem's error; acquireGcLock throws
  * ERR_STORE_LOCKED when the gc lock or live leases outlast its timeout.
  */
-import { randomBytes } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { randomHex } from './digest.js';
 import { ConveyorError, isStorageErrno } from './errors.js';
 import { acquireLock, type Lock, type LockOptions, tokenAlive } from './lock.js';
 import { mkdirClosed, type Store } from './store.js';
@@ -61,7 +61,7 @@ export async function acquireLease(store: Store, options: LockOptions = {}): Pro
   await mkdirClosed(leasesDir(store)).catch(refused);
   let waited = false;
   for (;;) {
-    const lease = await acquireLock(join(leasesDir(store), randomBytes(8).toString('hex')), { timeoutMs: 0 }).catch(refused);
+    const lease = await acquireLock(join(leasesDir(store), randomHex(8)), { timeoutMs: 0 }).catch(refused);
     if (!(await gcRunning(store))) return lease;
     await lease.release();
     if (!waited) {

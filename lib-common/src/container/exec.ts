@@ -24,9 +24,9 @@
  * runtime mounted (ctr-spawn's foreground runs): it is in the container's
  * mount namespace only, its merged dir on the host an empty directory.
  */
-import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { randomHex } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { containerPaths, mountsUnder } from '../overlay/mount.js';
 import type { Store } from '../store.js';
@@ -159,7 +159,7 @@ export async function execInContainer(store: Store, state: ContainerState, optio
   const spec = execProcess(base, { command: options.command, env: options.env, user, cwd, tty: options.tty });
 
   const rt: Runtime = { runtime: state.runtime, runtimeRoot: state.runtimeRoot, ...(outside ? { userNamespaceOf: state.pid } : {}) };
-  const name = `exec-${randomBytes(6).toString('hex')}`;
+  const name = `exec-${randomHex(6)}`;
   const processFile = join(store.containerDir(state.id), `${name}.json`);
   const logPath = join(store.containerDir(state.id), `${name}.log`);
   await writeFile(processFile, JSON.stringify(spec), { mode: 0o600 });

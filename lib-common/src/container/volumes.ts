@@ -21,10 +21,10 @@
  * Creation is idempotent under the volume's lock; a volume dir without
  * meta.json (a crash mid-create) is completed by the next create.
  */
-import { randomBytes } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { randomHex } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { RECORD_VERSION } from '../records.js';
 import { withLock } from '../lock.js';
@@ -87,7 +87,7 @@ export function volumeOfSource(store: Store, source: string): string | undefined
 }
 
 export function newAnonymousName(): string {
-  return randomBytes(32).toString('hex');
+  return randomHex(32);
 }
 
 async function readMeta(store: Store, name: string): Promise<VolumeMeta | undefined> {

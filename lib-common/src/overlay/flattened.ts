@@ -13,10 +13,10 @@
  * enrol /etc; the identity check refuses a directory put at a registered path
  * after the flattened one was removed.
  */
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { digestHex, sha256 } from '../digest.js';
 import { mkdirClosed, type Store } from '../store.js';
 
 interface Registration {
@@ -31,7 +31,7 @@ interface Registration {
 const MAX_REGISTRATION_BYTES = 64 * 1024;
 
 function registrationPath(store: Store, dir: string): string {
-  return join(store.root, 'flattened', `${createHash('sha256').update(dir).digest('hex')}.json`);
+  return join(store.root, 'flattened', `${digestHex(sha256(dir))}.json`);
 }
 
 /**

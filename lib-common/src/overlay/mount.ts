@@ -26,9 +26,9 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { digestHex, randomHex, sha256 } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
 import { runProcess, type SubprocessResult } from '../subprocess.js';
@@ -60,7 +60,7 @@ export interface OverlayPlan {
 
 /** 64 random hex characters, like a Docker container id. */
 export function newContainerId(): string {
-  return randomBytes(32).toString('hex');
+  return randomHex(32);
 }
 
 export function containerPaths(store: Store, id: string): ContainerPaths {
@@ -74,7 +74,7 @@ export function containerPaths(store: Store, id: string): ContainerPaths {
  * image fits the page (13 bytes a layer: about 280 layers; the kernel stacks at most 500).
  */
 export function shortLinkName(target: string): string {
-  return createHash('sha256').update(resolve(target)).digest('hex').slice(0, 12);
+  return digestHex(sha256(resolve(target))).slice(0, 12);
 }
 
 const UNSAFE_IN_OPTION = /[,:\\\s]/;
@@ -117,7 +117,7 @@ async function ensureLink(storeRoot: string, linksDir: string, name: string, tar
   } catch {
     // missing: create below
   }
-  const temp = join(linksDir, `.${name}.${randomBytes(6).toString('hex')}`);
+  const temp = join(linksDir, `.${name}.${randomHex(6)}`);
   await symlink(want, temp);
   try {
     await rename(temp, path);
