@@ -175,20 +175,20 @@ t.test('two Writers share the threads: one using both gives one up to one that h
       most = Math.max(most, writerThreadCounts().alive);
     }
   };
-  write(a, 'a', 0, 600);
+  write(a, 'a', 0, 400);
   await a.drain();
   t.equal(a.threadsUsed, 2, 'alone, the first Writer uses two threads');
   // The second gets one only if the first gives one up: a drain that waited for nothing else would never end.
-  write(b, 'b', 0, 600);
-  write(a, 'a', 600, 900);
+  write(b, 'b', 0, 400);
+  write(a, 'a', 400, 500);
   await Promise.all([a.drain(), b.drain()]);
   t.equal(a.failed, undefined);
   t.equal(b.failed, undefined);
   t.ok(b.threadsUsed >= 1, 'the second Writer got a thread while the first still had work');
   t.ok(most <= 2, `never more than 2 threads alive (most ${most})`);
   t.ok(writerThreadCounts().peak <= 2, `peak ${writerThreadCounts().peak}`);
-  t.equal(readFileSync(join(dir, 'a-899'), 'utf8'), 'a 899');
-  t.equal(readFileSync(join(dir, 'b-599'), 'utf8'), 'b 599');
+  t.equal(readFileSync(join(dir, 'a-499'), 'utf8'), 'a 499');
+  t.equal(readFileSync(join(dir, 'b-399'), 'utf8'), 'b 399');
   await a.stop();
   await b.stop();
   t.ok(idleThreadCount() <= 2, 'kept idle for the next layers');
