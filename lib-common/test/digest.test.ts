@@ -53,5 +53,5 @@ t.test('hashing small inputs and randomHex load no node:crypto; a large input do
   t.equal(await loaded("d.sha256('x'.repeat(2000)); d.chainIDs(['sha256:' + 'a'.repeat(64), 'sha256:' + 'b'.repeat(64)])"), 'false');
   t.equal(await loaded(`d.sha256(Buffer.alloc(${JS_HASH_BUDGET + 1}))`), 'true');
   // randomHex reads /dev/urandom: a container's start (its id, temporary names) loads no node:crypto.
-  t.equal(await loaded("const h = d.randomHex(32); if (!/^[0-9a-f]{64}$/.test(h)) throw new Error(h)"), 'false');
+  t.equal(await loaded('const h = d.randomHex(32); if (!/^[0-9a-f]{64}$/.test(h)) throw new Error(h)'), 'false');
 });

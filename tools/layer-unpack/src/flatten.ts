@@ -25,7 +25,7 @@ export interface FlattenOptions {
   maxImageBytes: number;
   maxImageEntries: number;
   warn: (message: string) => void;
-  /** Threads creating files per layer (default 2); 0 = inline. */
+  /** Threads creating files, shared by the layers unpacked at once, at least one each (default 2); 0 = inline. */
   writerThreads?: number;
   /** Called as each layer starts and ends. */
   onLayer?: (index: number, phase: 'start' | 'done', result?: LayerResult) => void;

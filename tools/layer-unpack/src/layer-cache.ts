@@ -90,7 +90,7 @@ export interface EnsureOptions {
   /** The image's budget, shared with its other layers (they may use only what is left of it). */
   budget?: ImageBudget;
   warn: (message: string) => void;
-  /** Threads creating files per layer (default 2); 0 = inline. */
+  /** Threads creating files, shared by the layers unpacked at once, at least one each (default 2); 0 = inline. */
   writerThreads?: number;
   /** Our process id, to name staging directories (their owner's liveness is checked in /proc). */
   pid: number;

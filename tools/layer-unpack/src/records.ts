@@ -43,7 +43,7 @@ export interface UnpackOptions {
   pid: number;
   /** Our uid: a --flatten directory with privileged files should be reachable by no one else (exposureWarning). */
   uid: number;
-  /** Threads creating files per layer (default 2); 0 = inline. */
+  /** Threads creating files, shared by the layers unpacked at once, at least one each (default 2); 0 = inline. */
   writerThreads?: number;
   log: { warn(message: string): void; info(message: string): void; error(error: ConveyorError): void };
   progress?: Progress;
