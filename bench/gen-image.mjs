@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Writes an OCI image layout for the scale benchmarks, cheaply and deterministically:
-//   node bench/gen-image.mjs DIR TAG LAYERS BYTES_PER_LAYER [gzip|tar]
+//   node bench/gen-image.mjs DIR TAG LAYERS BYTES_PER_LAYER [gzip|tar] [FILES_PER_LAYER]
 // Each layer is a tar holding one file /layer-N of BYTES_PER_LAYER bytes (a repeated 1 MiB block
 // that differs per layer), gzip level 1 or uncompressed (`tar`: the 1 GB layer, where gzip would cost
 // more than the fetch it feeds). Layers stream to disk: memory stays flat at any size.
+// FILES_PER_LAYER > 1: the layer's bytes are split into that many files instead, 100 to a directory
+// (/d-N-K/f-I: what a node_modules or a Python tree makes a layer unpacker hold per entry).
 // Exits 2 on bad arguments; any write error ends it with the error (the layout is then incomplete).
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -11,27 +13,29 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { createGzip } from 'node:zlib';
 
-const [dir, tag, layersText, bytesText, compression = 'gzip'] = process.argv.slice(2);
+const [dir, tag, layersText, bytesText, compression = 'gzip', filesText = '1'] = process.argv.slice(2);
 const layers = Number(layersText);
 const bytes = Number(bytesText);
-if (!dir || !tag || !Number.isInteger(layers) || layers < 1 || !Number.isInteger(bytes) || bytes < 0 || !['gzip', 'tar'].includes(compression)) {
-  process.stderr.write('usage: gen-image.mjs DIR TAG LAYERS BYTES_PER_LAYER [gzip|tar]\n');
+const files = Number(filesText);
+const badCount = (n, min) => !Number.isInteger(n) || n < min;
+if (!dir || !tag || badCount(layers, 1) || badCount(bytes, 0) || badCount(files, 1) || files > bytes + 1 || !['gzip', 'tar'].includes(compression)) {
+  process.stderr.write('usage: gen-image.mjs DIR TAG LAYERS BYTES_PER_LAYER [gzip|tar] [FILES_PER_LAYER]\n');
   process.exit(2);
 }
 const blobs = join(dir, 'blobs', 'sha256');
 mkdirSync(blobs, { recursive: true });
 
 const octal = (n, width) => n.toString(8).padStart(width - 1, '0') + '\0';
-function header(name, size) {
+function header(name, size, type = '0') {
   const b = Buffer.alloc(512);
   b.write(name, 0, 'latin1');
-  b.write(octal(0o644, 8), 100, 'latin1');
+  b.write(octal(type === '5' ? 0o755 : 0o644, 8), 100, 'latin1');
   b.write(octal(0, 8), 108, 'latin1');
   b.write(octal(0, 8), 116, 'latin1');
   b.write(octal(size, 12), 124, 'latin1');
   b.write(octal(1700000000, 12), 136, 'latin1');
   b.write('        ', 148, 'latin1');
-  b.write('0', 156, 'latin1');
+  b.write(type, 156, 'latin1');
   b.write('ustar\x0000', 257, 'latin1');
   let sum = 0;
   for (const byte of b) sum += byte;
@@ -74,14 +78,31 @@ async function writeLayer(index) {
     if (!target.write(chunk)) await once(target, 'drain');
   };
   const block = randomBytes(1 << 20);
-  await put(header(`layer-${index}`, bytes));
-  for (let left = bytes; left > 0; ) {
-    block.writeUInt32LE(left, 0);
-    const n = Math.min(left, block.length);
-    await put(n === block.length ? Buffer.from(block) : block.subarray(0, n));
-    left -= n;
+  const padding = (n) => Buffer.alloc((512 - (n % 512)) % 512);
+  if (files > 1) {
+    const each = Math.floor(bytes / files);
+    // A directory's entries in one write (40,000 small writes cost seconds of system time); each file's
+    // bytes from another place in the block, so gzip finds no repeat within its window.
+    for (let first = 0; first < files; first += 100) {
+      const dirName = `d-${index}-${first / 100}`;
+      const parts = [header(`${dirName}/`, 0, '5')];
+      for (let f = first; f < Math.min(first + 100, files); f++) {
+        const at = (f * 9973) % (block.length - each + 1);
+        parts.push(header(`${dirName}/f-${f}`, each), block.subarray(at, at + each), padding(each));
+      }
+      await put(Buffer.concat(parts));
+    }
+    await put(Buffer.alloc(1024));
+  } else {
+    await put(header(`layer-${index}`, bytes));
+    for (let left = bytes; left > 0; ) {
+      block.writeUInt32LE(left, 0);
+      const n = Math.min(left, block.length);
+      await put(n === block.length ? Buffer.from(block) : block.subarray(0, n));
+      left -= n;
+    }
+    await put(Buffer.concat([padding(bytes), Buffer.alloc(1024)]));
   }
-  await put(Buffer.alloc(((512 - (bytes % 512)) % 512) + 1024));
   target.end();
   await once(file, 'close');
   const digest = blobHash.digest('hex');

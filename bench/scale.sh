@@ -3,9 +3,10 @@
 #   img-ls with 1,000 images in the store (one image tagged ~1,000 times plus distinct small images);
 #   a 200-layer image: img-fetch, layer-unpack, overlay-mount beside a 20-layer one (time per layer flat?);
 #   a 1 GB layer: img-fetch and layer-unpack, peak RSS (goal: under 150 MB);
+#   two layers of 20,000 small files unpacked at once: peak RSS (goal: under 150 MB);
 #   50 containers started at once (ctr-spawn -d): wall time, peak RSS per supervisor.
 # bash bench/scale.sh REGISTRY (run.sh passes its registry and $results; alone it starts its own).
-# BENCH_QUICK=1: 200 images, 50 layers, a 200 MB layer, 10 containers. Asserts nothing; a step that
+# BENCH_QUICK=1: 200 images, 50 layers, a 200 MB layer, 5,000 files a layer, 10 containers. Asserts nothing; a step that
 # fails prints why and the others still run.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -15,9 +16,9 @@ own_results=""
 if [ -z "${results:-}" ]; then results="$work/results"; own_results=1; mkdir -p "$results"; fi
 quick=${BENCH_QUICK:-}
 if [ -n "$quick" ]; then
-  images=200; layers=50; big=$((200 << 20)); containers=10; runs=2
+  images=200; layers=50; big=$((200 << 20)); files=5000; containers=10; runs=2
 else
-  images=1000; layers=200; big=$((1 << 30)); containers=50; runs=${BENCH_RUNS:-5}
+  images=1000; layers=200; big=$((1 << 30)); files=20000; containers=50; runs=${BENCH_RUNS:-5}
 fi
 fetch=$(tool img-fetch); unpack=$(tool layer-unpack); spawn=$(tool ctr-spawn); mount_=$(tool overlay-mount)
 store="$work/store"
@@ -90,6 +91,19 @@ if r=$(timed bash -c "$fetch --root $store $ref > $work/big.json"); then
 fi
 if r=$(timed bash -c "$unpack --root $store < $work/big.json > $work/big-rootfs.json"); then
   note big "layer-unpack $mb MB layer" ${r% *} ${r#* } "layer-unpack --root STORE < layer-records"
+fi
+node "$bench_root/tools/img-rm/bin/img-rm.js" -q --root "$store" "$ref" >/dev/null 2>&1 || true
+node "$bench_root/tools/img-prune/bin/img-prune.js" -q --root "$store" >/dev/null 2>&1 || true
+
+# ---- many small files: two layers unpacked at once (layer-unpack's default --jobs 2)
+echo "== two layers of $files files each (1,000 bytes a file), unpacked at once (goal: peak RSS under 150 MB)"
+node gen-image.mjs "$work/files" latest 2 $((files * 1000)) gzip "$files"
+skopeo copy -q --dest-tls-verify=false "oci:$work/files:latest" "docker://$registry/scale/files:latest"
+rm -rf "$work/files"
+ref="$registry/scale/files:latest"
+$fetch --root "$store" "$ref" > "$work/files.json" 2>/dev/null
+if r=$(timed bash -c "$unpack --root $store < $work/files.json > $work/files-rootfs.json"); then
+  note files "layer-unpack 2 x $files files" ${r% *} ${r#* } "layer-unpack --root STORE < layer-records (2 layers of $files files)"
 fi
 node "$bench_root/tools/img-rm/bin/img-rm.js" -q --root "$store" "$ref" >/dev/null 2>&1 || true
 node "$bench_root/tools/img-prune/bin/img-prune.js" -q --root "$store" >/dev/null 2>&1 || true

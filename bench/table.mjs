@@ -181,6 +181,17 @@ const scale = [];
   ]);
 }
 {
+  const f = rss.files ?? {};
+  const names = Object.keys(f);
+  const worst = Math.max(0, ...names.map((n) => f[n]));
+  scale.push([
+    'many small files: two layers of 20,000 files each, unpacked at once, peak RSS',
+    names.map((n) => fig('files', n)).join(', ') || '—',
+    names.length ? `peak ${mb(worst)}` : '',
+    `< 150 MB${names.length ? (worst <= 150 * 1024 ? ' **met**' : ' **missed**') : ''}`,
+  ]);
+}
+{
   const m = medians.many ?? {};
   const names = Object.keys(m);
   scale.push([
