@@ -126,7 +126,8 @@ cmds=('node -e 0' "node -e 0")
 for t in "$bench_root"/tools/*/; do
   t=$(basename "$t"); cmds+=("$t" "$(tool "$t") --help")
 done
-measure startup "$((runs * 2))" 2 "" "${cmds[@]}"
+# 30 runs each: a --help run is Node plus a few ms, and the worst of 28 tools is the figure, so 10 runs let noise decide.
+measure startup "$((runs * 6))" 3 "" "${cmds[@]}"
 
 echo "== scale: img-ls with many images, a many-layer image, a big layer, many containers (bench/scale.sh)"
 results=$results bash scale.sh "$registry" | tee "$results/scale.txt"

@@ -238,7 +238,7 @@ writeFileSync(
 # Performance
 
 Measured by \`make bench\` on ${before.date ?? '?'}${quickFlag === 'quick' ? ' with BENCH_QUICK=1 (fewer runs, smaller scale: a check of the scripts, not the figures)' : ''}:
-medians of ${runs} hyperfine runs (twice that for the run, re-pull and start-up rows), conveyor and its peers side by side in one run.
+medians of ${runs} hyperfine runs (twice that for the run and re-pull rows, six times for start-up), conveyor and its peers side by side in one run.
 Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same command: the largest single process
 (a pipeline's biggest stage, not the sum; for docker, the client's: dockerd does the work and is not counted). The whole run took ${seconds} s.
 
