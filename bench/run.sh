@@ -123,11 +123,14 @@ echo "== tool start-up: --help of every tool beside node -e 0"
 cmds=('node -e 0' "node -e 0")
 # What every Node process here would pay with the environment's NODE_EXTRA_CA_CERTS (lib.sh unsets it).
 [ -n "$bench_extra_ca_certs" ] && cmds+=('node -e 0 with NODE_EXTRA_CA_CERTS' "env NODE_EXTRA_CA_CERTS=$bench_extra_ca_certs node -e 0")
+measure startup "$((runs * 4))" 3 "" "${cmds[@]}"
+# Each tool beside its own `node -e 0`, measured just before it: a --help run is Node plus a few ms, the row's
+# figure is the worst of 28 ratios, and in one hyperfine run of all 28 the machine drifted over its minutes
+# (the tools measured last were 10-15% slower whatever they were).
 for t in "$bench_root"/tools/*/; do
-  t=$(basename "$t"); cmds+=("$t" "$(tool "$t") --help")
+  t=$(basename "$t")
+  measure "startup-$t" "$((runs * 4))" 3 "" 'node -e 0' "node -e 0" "$t" "$(tool "$t") --help"
 done
-# 30 runs each: a --help run is Node plus a few ms, and the worst of 28 tools is the figure, so 10 runs let noise decide.
-measure startup "$((runs * 6))" 3 "" "${cmds[@]}"
 
 echo "== scale: img-ls with many images, a many-layer image, a big layer, many containers (bench/scale.sh)"
 results=$results bash scale.sh "$registry" | tee "$results/scale.txt"

@@ -126,16 +126,25 @@ const rows = [
   }),
 ];
 {
+  // Each tool was measured beside its own `node -e 0` (key startup-TOOL): its ratio is to that one.
   const startup = medians.startup ?? {};
-  const node = startup['node -e 0'];
-  const tools = Object.keys(startup).filter((n) => !n.startsWith('node -e 0'));
-  const worst = Math.max(...tools.map((n) => startup[n]));
+  const tools = Object.keys(medians)
+    .filter((key) => key.startsWith('startup-'))
+    .map((key) => key.slice('startup-'.length))
+    .filter((tool) => get(`startup-${tool}`, tool) && get(`startup-${tool}`, 'node -e 0'))
+    .sort();
+  const ratio = (tool) => get(`startup-${tool}`, tool) / get(`startup-${tool}`, 'node -e 0');
+  const worst = Math.max(...tools.map(ratio));
+  const figure = (tool) => {
+    const mem = mb(rss[`startup-${tool}`]?.[tool]);
+    return `${tool} ${get(`startup-${tool}`, tool).toFixed(3)} s = ${ratio(tool).toFixed(2)}x${mem ? ` (${mem})` : ''}`;
+  };
   rows.push([
-    'tool start-up (`--help`)',
-    tools.map((n) => `${n} ${startup[n].toFixed(3)}${rss.startup?.[n] ? ` (${mb(rss.startup[n])})` : ''}`).join(', ') + (tools.length ? ' s' : '—'),
+    'tool start-up (`--help`), each tool beside a `node -e 0` measured just before it',
+    tools.map(figure).join(', ') || '—',
     ['node -e 0', ...(startup['node -e 0 with NODE_EXTRA_CA_CERTS'] ? ['node -e 0 with NODE_EXTRA_CA_CERTS'] : [])].map((n) => fig('startup', n)).join(', '),
-    node && tools.length ? `up to ${(worst / node).toFixed(2)}x` : '',
-    `<= 1.2x${verdict(worst, node && node * 1.2)}`,
+    tools.length ? `up to ${worst.toFixed(2)}x` : '',
+    `<= 1.2x${tools.length ? verdict(worst, 1.2) : ''}`,
   ]);
 }
 {
@@ -238,7 +247,7 @@ writeFileSync(
 # Performance
 
 Measured by \`make bench\` on ${before.date ?? '?'}${quickFlag === 'quick' ? ' with BENCH_QUICK=1 (fewer runs, smaller scale: a check of the scripts, not the figures)' : ''}:
-medians of ${runs} hyperfine runs (twice that for the run and re-pull rows, six times for start-up), conveyor and its peers side by side in one run.
+medians of ${runs} hyperfine runs (twice that for the run and re-pull rows, four times for start-up), conveyor and its peers side by side in one run.
 Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same command: the largest single process
 (a pipeline's biggest stage, not the sum; for docker, the client's: dockerd does the work and is not counted). The whole run took ${seconds} s.
 

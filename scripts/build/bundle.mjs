@@ -175,15 +175,12 @@ export function start(toolUrl, options) {
 }
 `;
 
+/** How a head and the heads' parser are built: one CommonJS file each, read from memory. */
+const SMALL_FILE = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', write: false, logLevel: 'warning', legalComments: 'none' };
+
 /** The heads' parser: args.ts (with minimist), tagged with this build's id. */
 const parser = await build({
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  write: false,
-  logLevel: 'warning',
-  legalComments: 'none',
+  ...SMALL_FILE,
   stdin: {
     contents: `export { parseArgs } from ${JSON.stringify(join(REPO, 'lib-common', 'dist', 'args.js'))};\nexport const buildId = ${JSON.stringify(buildId)};\n`,
     resolveDir: REPO,
@@ -195,13 +192,7 @@ const parser = await build({
 const heads = await Promise.all(
   tools.map(async (tool) =>
     build({
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      write: false,
-      logLevel: 'warning',
-      legalComments: 'none',
+      ...SMALL_FILE,
       stdin: { contents: headSource(tool, await headOf(tool)), resolveDir: REPO, sourcefile: `${tool}-head.js`, loader: 'js' },
       external: ['./parse.cjs'],
     }),

@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { toolPath } from '../../../test/helpers/tools.js';
@@ -43,6 +43,19 @@ function bigTar(path: string, size: number): void {
  * frees them only when asked for room, as the writer frees them when its
  * thread has written them. The peak shows how much the reader queued.
  */
+/** Unpacks the uncompressed layer `tar` into a new directory `root` as layer-unpack's applier does (flat, as root). */
+async function unpackTar(tar: string, root: string, maxEntries: number): Promise<void> {
+  mkdirSync(root);
+  const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries, warn: () => undefined });
+  try {
+    applier.beginLayer(true);
+    await applyLayer({ path: tar, compression: 'none', label: basename(root) }, applier);
+    await applier.finish();
+  } finally {
+    await applier.close();
+  }
+}
+
 function countingApplier(cap: number, roomDelayMs?: number) {
   const seen = { inflight: 0, peak: 0, total: 0, rooms: 0 };
   const applier = {
@@ -205,15 +218,7 @@ t.test('two layers unpacked at once (--jobs 2) share the threads: never more wri
     const tar = join(dir, `${name}.tar`);
     writeFileSync(tar, layerTar(name));
     const root = join(dir, name);
-    mkdirSync(root);
-    const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 10000, warn: () => undefined });
-    try {
-      applier.beginLayer(true);
-      await applyLayer({ path: tar, compression: 'none', label: name }, applier);
-      await applier.finish();
-    } finally {
-      await applier.close();
-    }
+    await unpackTar(tar, root, 10000);
     return root;
   };
   let most = 0;
@@ -323,15 +328,7 @@ t.test('an inflate thread that read a blob to its end is kept for the next; one 
   bigTar(tar, 2 * MiB);
   const unpackOnce = async (name: string) => {
     const root = join(dir, name);
-    mkdirSync(root);
-    const applier = new RealApplier({ root, mode: 'flat', rootless: false, maxBytes: 2 ** 40, maxEntries: 1000, warn: () => undefined });
-    try {
-      applier.beginLayer(true);
-      await applyLayer({ path: tar, compression: 'none', label: name }, applier);
-      await applier.finish();
-    } finally {
-      await applier.close();
-    }
+    await unpackTar(tar, root, 1000);
     return statSync(join(root, 'big')).size;
   };
   t.equal(await unpackOnce('one'), 2 * MiB);
