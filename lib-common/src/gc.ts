@@ -6,7 +6,10 @@
  * others' references are removed first, as `docker image prune -a`), the
  * images containers use (running or stopped, given by the caller, since the
  * container folder is not core), and the layer directories mounted as overlay
- * lower dirs right now (/proc/self/mountinfo). From a root the mark follows
+ * lower dirs right now (/proc/self/mountinfo), or named as lower dirs of the
+ * root mount in a container's bundle (config.json: the runtime mounts that one
+ * in the container's mount namespace, out of our sight; mountedChains), so a
+ * container whose state cannot be read still keeps its layers. From a root the mark follows
  * index → child manifests → config and layer blobs, and config diff IDs →
  * chain IDs → layers/<chain hex>.
  *
@@ -39,7 +42,8 @@
  * stays; the next run goes on). A blob that cannot be read or parsed while
  * marking is kept (and warned about), never a reason to delete more.
  */
-import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { chainIDs, randomHex, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
@@ -239,15 +243,78 @@ async function fuseOverlayLowerdirs(store: Store, mountinfo: string): Promise<{ 
   return found;
 }
 
+/** The largest bundle config.json read for its root mount; ctr-spawn writes a few KiB. */
+export const MAX_BUNDLE_CONFIG_BYTES = 1024 * 1024;
+
 /**
- * Chain hexes of the store's layer dirs mounted as lower dirs now. Relative
- * lower dirs are short links under l/ (overlay/mount.ts mounts from there).
+ * The lower dirs of an OCI runtime spec's root mount: the `lowerdir=` option
+ * of the first mount whose destination is "/" (overlay/mount.ts
+ * runtimeRootMount), [] for anything else (not JSON, no such mount). Pure.
+ */
+export function specRootLowerdirs(text: string): string[] {
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const mounts = (spec as { mounts?: unknown } | null)?.mounts;
+  if (!Array.isArray(mounts)) return [];
+  const root = mounts.find((m) => (m as { destination?: unknown } | null)?.destination === '/') as { options?: unknown } | undefined;
+  if (!Array.isArray(root?.options)) return [];
+  const option = root.options.find((o): o is string => typeof o === 'string' && o.startsWith('lowerdir='));
+  return option === undefined ? [] : splitLowerdir(option.slice('lowerdir='.length));
+}
+
+/** A small regular file's text; undefined when it is missing, not a regular file (never followed) or larger than `max`. */
+async function readSmallFile(path: string, max: number): Promise<string | undefined> {
+  // O_NONBLOCK: a FIFO planted under the name must not hang the collection.
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const info = await handle.stat();
+    if (!info.isFile() || info.size > max) return undefined;
+    return await handle.readFile('utf8');
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The lower dirs of the overlays the OCI runtime mounts itself (ctr-spawn's
+ * foreground run: runc mounts the root inside the container's mount
+ * namespace, where /proc/self/mountinfo does not show it), from each
+ * container's bundle config.json. Read as hostile: a container entry that is
+ * not a directory, a config.json that is not a small regular file or not a
+ * spec names nothing; what it names counts only inside layers/ (mountedChains).
+ */
+async function bundleLowerdirs(store: Store): Promise<{ target: string; lowerdirs: string[] }[]> {
+  const found: { target: string; lowerdirs: string[] }[] = [];
+  for (const name of await names(store.containersDir).catch(() => [] as string[])) {
+    const dir = join(store.containersDir, name);
+    if (!(await lstat(dir).catch(() => undefined))?.isDirectory()) continue;
+    const text = await readSmallFile(join(dir, 'config.json'), MAX_BUNDLE_CONFIG_BYTES);
+    if (text !== undefined) found.push({ target: dir, lowerdirs: specRootLowerdirs(text) });
+  }
+  return found;
+}
+
+/**
+ * Chain hexes of the store's layer dirs mounted as lower dirs now: overlays in
+ * the mount table, fuse-overlayfs mounts (their lowerdirs.json), and the root
+ * mounts containers' bundles hand to the runtime (config.json; mounted out of
+ * our sight, see bundleLowerdirs). Relative lower dirs are short links under
+ * l/ (overlay/mount.ts mounts from there). A lower dir that does not resolve
+ * inside layers/ names nothing.
  */
 export async function mountedChains(store: Store, mountinfo?: string): Promise<Set<string>> {
   const text = mountinfo ?? (await readFile('/proc/self/mountinfo', 'utf8').catch(() => ''));
   const layersReal = await realpath(store.layersDir).catch(() => resolve(store.layersDir));
   const chains = new Set<string>();
-  for (const { lowerdirs } of [...overlayLowerdirs(text), ...(await fuseOverlayLowerdirs(store, text))]) {
+  const mounts = [...overlayLowerdirs(text), ...(await fuseOverlayLowerdirs(store, text)), ...(await bundleLowerdirs(store))];
+  for (const { lowerdirs } of mounts) {
     for (const dir of lowerdirs) {
       const real = await realpath(resolve(store.linksDir, dir)).catch(() => resolve(store.linksDir, dir));
       if (!real.startsWith(`${layersReal}/`)) continue;

@@ -1,13 +1,15 @@
 /**
  * gc.ts's pure parts, table-driven: overlay lowerdir options split on their
- * unescaped colons, overlay mounts read from mountinfo text, and which layer
- * dirs of a store a mount table keeps (named directly or through l/ links).
+ * unescaped colons, overlay mounts read from mountinfo text, a runtime spec's
+ * root-mount lower dirs, and which layer dirs of a store a mount table or the
+ * containers' bundles (config.json, forged ones included) keep.
  * The collection itself runs in tools/img-prune/test.
  */
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mountedChains, overlayLowerdirs, splitLowerdir } from '../src/gc.js';
+import { MAX_BUNDLE_CONFIG_BYTES, mountedChains, overlayLowerdirs, specRootLowerdirs, splitLowerdir } from '../src/gc.js';
 import { Store } from '../src/store.js';
 
 // [lowerdir option, dirs]
@@ -63,4 +65,73 @@ t.test('mountedChains keeps the layers of a fuse-overlayfs mount from its lowerd
     `51 1 0:51 / /elsewhere/merged rw - fuse.fuse-overlayfs fuse-overlayfs rw`,
   ].join('\n');
   t.strictSame([...(await mountedChains(new Store(root), text))].sort(), [a, b]);
+});
+
+// [config.json text, the root mount's lower dirs]
+const specs: [string, string[]][] = [
+  [
+    JSON.stringify({ mounts: [{ destination: '/', type: 'overlay', options: ['lowerdir=/s/a:/s/b', 'upperdir=/u', 'workdir=/w', 'volatile'] }] }),
+    ['/s/a', '/s/b'],
+  ],
+  // The first mount on "/" counts; a later one does not.
+  [
+    JSON.stringify({ mounts: [{ destination: '/proc' }, { destination: '/', options: ['lowerdir=/s/a'] }, { destination: '/', options: ['lowerdir=/s/z'] }] }),
+    ['/s/a'],
+  ],
+  [JSON.stringify({ mounts: [{ destination: '/', options: ['ro', 42, 'lowerdir=/s/a'] }] }), ['/s/a']],
+  [JSON.stringify({ mounts: [{ destination: '/', options: 'lowerdir=/s/a' }] }), []],
+  [JSON.stringify({ mounts: [{ destination: '/tmp', options: ['lowerdir=/s/a'] }] }), []],
+  [JSON.stringify({ mounts: [null, 'x', { destination: '/', options: ['upperdir=/u'] }] }), []],
+  [JSON.stringify({ mounts: {} }), []],
+  [JSON.stringify({ root: { path: 'rootfs' } }), []],
+  ['null', []],
+  ['[]', []],
+  ['{"mounts": [', []],
+  ['', []],
+];
+for (const [text, dirs] of specs) t.strictSame(specRootLowerdirs(text), dirs, `specRootLowerdirs ${text.slice(0, 60)}`);
+
+t.test('mountedChains keeps the layers a bundle hands the runtime to mount (config.json), inside layers/ only; forged bundles keep nothing more', async (t) => {
+  const root = join(mkdtempSync('/tmp/conveyor-gc-'), 'store');
+  t.teardown(() => rmSync(join(root, '..'), { recursive: true, force: true }));
+  const [a, b, c, d, e] = ['a', 'b', 'c', 'd', 'e'].map((x) => x.repeat(64));
+  for (const hex of [a, b, c, d, e]) mkdirSync(join(root, 'layers', hex, 'diff'), { recursive: true });
+  const outside = join(root, '..', 'outside', 'layers', d);
+  mkdirSync(join(outside, 'diff'), { recursive: true });
+  const spec = (...lower: string[]) =>
+    JSON.stringify({ mounts: [{ destination: '/', type: 'overlay', source: 'overlay', options: [`lowerdir=${lower.join(':')}`, 'upperdir=u', 'workdir=w'] }] });
+  const bundle = (id: string, text: string) => {
+    mkdirSync(join(root, 'containers', id), { recursive: true });
+    writeFileSync(join(root, 'containers', id, 'config.json'), text);
+  };
+  bundle('running', spec(join(root, 'layers', a, 'diff'), join(root, 'layers', b, 'diff')));
+  // Forged: paths that leave layers/ (.., outside the store, a symlink out), not JSON, too large.
+  bundle('dotdot', spec(`${root}/layers/../layers/../../outside/layers/${d}/diff`, '/etc'));
+  symlinkSync(outside, join(root, 'layers', 'escape'));
+  bundle('via-link', spec(join(root, 'layers', 'escape', 'diff')));
+  bundle('garbage', '{"mounts": [{"destination": "/", "options": ["lowerdir=');
+  bundle('huge', spec(join(root, 'layers', c, 'diff')) + ' '.repeat(MAX_BUNDLE_CONFIG_BYTES));
+  // Not files: a symlink to a real spec (never followed), a FIFO (must not hang), a directory.
+  const real = join(root, '..', 'real.json');
+  writeFileSync(real, spec(join(root, 'layers', c, 'diff')));
+  mkdirSync(join(root, 'containers', 'linked'));
+  symlinkSync(real, join(root, 'containers', 'linked', 'config.json'));
+  mkdirSync(join(root, 'containers', 'fifo'));
+  execFileSync('mkfifo', [join(root, 'containers', 'fifo', 'config.json')]);
+  mkdirSync(join(root, 'containers', 'dir', 'config.json'), { recursive: true });
+  // A container entry that is a symlink to a directory elsewhere names nothing either.
+  mkdirSync(join(root, '..', 'elsewhere'));
+  writeFileSync(join(root, '..', 'elsewhere', 'config.json'), spec(join(root, 'layers', e, 'diff')));
+  symlinkSync(join(root, '..', 'elsewhere'), join(root, 'containers', 'sneaky'));
+  writeFileSync(join(root, 'containers', 'plain-file'), spec(join(root, 'layers', e, 'diff')));
+  t.strictSame([...(await mountedChains(new Store(root), ''))].sort(), [a, b]);
+});
+
+t.test('mountedChains of a store with no containers/ (or an unreadable entry) is the mount table alone', async (t) => {
+  const root = join(mkdtempSync('/tmp/conveyor-gc-'), 'store');
+  t.teardown(() => rmSync(join(root, '..'), { recursive: true, force: true }));
+  mkdirSync(join(root, 'layers', 'a'.repeat(64), 'diff'), { recursive: true });
+  t.strictSame([...(await mountedChains(new Store(root), ''))], []);
+  writeFileSync(join(root, 'containers'), 'not a directory');
+  t.strictSame([...(await mountedChains(new Store(root), ''))], []);
 });
