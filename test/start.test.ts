@@ -7,7 +7,8 @@
  * dist/cli.js; the entries a tool starts as a process or thread (ctr-spawn's supervisor and relay,
  * layer-unpack's workers) are bundled where the bundled code looks for them and import only
  * builtins; the supervisor and relay start alone (layer-unpack's and ctr-spawn's own tests run them
- * all from the bundles, which are what their bins run).
+ * all from the bundles, which are what their bins run); the runs the build trains the warm
+ * pipeline's caches with run whole and leave nothing behind.
  */
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
@@ -86,6 +87,45 @@ t.test('real runs go through the head to the body', async (t) => {
   const inspect = runBin(toolPath('img-inspect'), ['--root', root, '--log-format', 'json', 'no-such-image']);
   t.equal(inspect.code, 1, 'img-inspect of an unknown image exits 1');
   t.match(inspect.stderr, /"code":"ERR_IMAGE_NOT_FOUND"/, 'its error, logged as JSON: --log-format reached the body');
+});
+
+t.test("the build's training runs (scripts/build/training.mjs) run whole on the built tools, and leave nothing behind", async (t) => {
+  // Each is what bundle.mjs runs to make a tool's cache from its real path (a failure there falls back to --help quietly).
+  const { trainingPlan, TRAINING_REF } = await import(pathToFileURL(join(REPO_ROOT, 'scripts', 'build', 'training.mjs')).href);
+  const plan: { dir: string; runs: { tool: string; args: string[]; stdin?: string; stdout?: string; train: boolean }[] } = trainingPlan();
+  t.teardown(() => removeStore(join(plan.dir, 'store')));
+  t.same(
+    plan.runs.filter((run) => run.train).map((run) => run.tool),
+    ['img-import', 'img-ls', 'img-fetch', 'layer-unpack', 'ctr-spawn'],
+    'the warm pipeline and its neighbours are trained',
+  );
+  const outputs: Record<string, string> = {};
+  for (const run of plan.runs) {
+    const input = run.stdin ? readFileSync(join(plan.dir, run.stdin)) : '';
+    const result = spawnSync(process.execPath, [toolPath(run.tool), ...run.args], { input, encoding: 'utf8', timeout: 60_000 });
+    t.equal(result.status, 0, `${run.tool} ${run.args.join(' ')} exits 0 (${result.stderr})`);
+    if (run.stdout) {
+      writeFileSync(join(plan.dir, run.stdout), result.stdout);
+      outputs[run.stdout] = result.stdout;
+    }
+  }
+  const records = (name: string) =>
+    (outputs[name] ?? '')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+  t.match(records('ls.ndjson'), [{ type: 'image', ref: TRAINING_REF }], 'img-ls lists the imported image');
+  t.match(
+    records('image.ndjson').find((record) => record.type === 'image'),
+    { ref: TRAINING_REF },
+    'img-fetch --pull=missing finds it present (no registry)',
+  );
+  t.match(records('rootfs.ndjson'), [{ type: 'rootfs', ref: TRAINING_REF }], 'layer-unpack makes its rootfs record');
+  // ctr-spawn ran its whole path with `true` as the runtime: no container is left, nothing is mounted.
+  const containers = join(plan.dir, 'store', 'containers');
+  t.same(existsSync(containers) ? readdirSync(containers) : [], [], 'no container left in the store');
+  t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), plan.dir, 'nothing mounted under the training directory');
 });
 
 t.test('a cache V8 does not take still runs the tool', async (t) => {

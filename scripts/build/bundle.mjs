@@ -7,7 +7,9 @@
 //   starts the body for every other run;
 // - the BODY, bundle/cli.cjs: tools/<name>/dist/cli.js and everything it imports (lib-common,
 //   minimist, split2, tar-fs), the whole tool, which start.ts compiles with a V8 code cache
-//   (bundle/cli.cache) made here by a warm-up `--help` run (scripts/build/code-cache.mjs).
+//   (bundle/cli.cache) made here by a warm-up run (scripts/build/code-cache.mjs): the warm
+//   pipeline's tools by a training run of their real path on a tiny image in a temporary store
+//   (scripts/build/training.mjs), the others by `--help`.
 // Both carry this build's id (the body on its first line): start.ts runs a head only with the body of
 // its build.
 //
@@ -21,14 +23,16 @@
 // One esbuild service builds all of it (two builds, bodies and ES module entries, at once, then the
 // heads); the warm-ups run two at a time. Failure: esbuild's errors (a top-level await other
 // than `await runCli(...)` in a cli.ts, an import.meta.url outside a tool), a body that does not print
-// its flags and a warm-up that exits non-zero fail the build with exit 1.
+// its flags and a `--help` warm-up that exits non-zero fail the build with exit 1; a training run
+// that fails is said on stderr, and its tool and the rest of the training warmed up with --help.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
+import { trainingPlan } from './training.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TOOLS = join(REPO, 'tools');
@@ -215,18 +219,72 @@ for (const tool of tools) {
   }
 }
 
-/** Runs the warm-up that writes a tool's code cache; rejects when it fails. */
-function warmUp(tool) {
+/** Runs `command` with stdin and stdout from/to files in `dir` (or none); resolves to whether it exited 0. */
+function runWith(command, args, { dir, stdin, stdout }) {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [join(REPO, 'scripts', 'build', 'code-cache.mjs'), join(TOOLS, tool)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const input = stdin ? openSync(join(dir, stdin), 'r') : 'ignore';
+    const output = stdout ? openSync(join(dir, stdout), 'w') : 'ignore';
+    const env = { ...process.env };
+    delete env.NODE_EXTRA_CA_CERTS;
+    delete env.CONVEYOR_TRACE;
+    const child = spawn(command, args, { stdio: [input, output, 'inherit'], env });
+    for (const fd of [input, output]) if (typeof fd === 'number') closeSync(fd);
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`bundle: the code cache warm-up of ${tool} exited ${code}`))));
+    child.on('exit', (code) => resolvePromise(code === 0));
   });
 }
 
-const queue = [...tools];
-await Promise.all(
-  [0, 1].map(async () => {
-    for (let tool = queue.shift(); tool; tool = queue.shift()) await warmUp(tool);
-  }),
-);
+/** Runs the warm-up that writes a tool's code cache (a `--help` run unless `run` is a training run); resolves to whether it succeeded. */
+function warmUp(tool, run) {
+  const codeCache = join(REPO, 'scripts', 'build', 'code-cache.mjs');
+  return runWith(process.execPath, [codeCache, join(TOOLS, tool), ...(run?.args ?? [])], { dir: run?.dir, stdin: run?.stdin, stdout: run?.stdout });
+}
+
+/** Tools warmed up with --help: those the training (scripts/build/training.mjs) does not run, and those whose training failed. */
+const plan = trainingPlan();
+const trained = new Set(plan.runs.filter((run) => run.train).map((run) => run.tool));
+const queue = tools.filter((tool) => !trained.has(tool));
+const failures = [];
+
+/** The training runs, in order; at the first that fails, that tool and the rest are warmed up with --help. */
+async function train() {
+  try {
+    for (const [i, run] of plan.runs.entries()) {
+      const ok = tools.includes(run.tool)
+        ? run.train
+          ? await warmUp(run.tool, { ...run, dir: plan.dir })
+          : await runWith(process.execPath, [join(TOOLS, run.tool, 'bin', `${run.tool}.js`), ...run.args], { ...run, dir: plan.dir })
+        : false;
+      if (ok) continue;
+      const rest = [
+        ...new Set(
+          plan.runs
+            .slice(i)
+            .filter((r) => r.train && tools.includes(r.tool))
+            .map((r) => r.tool),
+        ),
+      ];
+      process.stderr.write(`bundle: the code cache training stopped at ${run.tool} ${run.args.join(' ')}: ${rest.join(', ')} warmed up with --help\n`);
+      queue.push(...rest);
+      return;
+    }
+  } finally {
+    try {
+      rmSync(plan.dir, { recursive: true, force: true });
+    } catch (error) {
+      process.stderr.write(`bundle: could not remove the training directory ${plan.dir}: ${error.message}\n`);
+    }
+  }
+}
+
+/** Warms up the queued tools one at a time. */
+async function drain() {
+  for (let tool = queue.shift(); tool; tool = queue.shift()) if (!(await warmUp(tool))) failures.push(tool);
+}
+
+// Two at a time: the training (then the queue) beside the queue.
+await Promise.all([train().then(drain), drain()]);
+if (failures.length) {
+  process.stderr.write(`bundle: the code cache warm-up of ${failures.join(', ')} failed\n`);
+  process.exit(1);
+}

@@ -1,0 +1,110 @@
+// The runs scripts/build/bundle.mjs trains the code caches of the warm pipeline's tools with (issue
+// 17): V8's cache made after a run holds the functions that run compiled, so a tool whose cache was
+// made by its real path compiles nothing more on that path, and deserializes no function it does not
+// run (a `--help` warm-up misses the run path; an eager cache holds the whole body: 0.5 MB for
+// ctr-spawn, which each start deserializes).
+//
+// The runs share one temporary store (0700, removed at the end) holding a tiny image made here as an
+// OCI layout (one gzip layer: /etc/passwd, /etc/group, /bin/true), in the order a pipeline runs:
+// img-import of the layout, img-ls, img-fetch --pull=missing of the present image (no registry: the
+// name is under .invalid), layer-unpack of the present layer (a first run unpacks it, unrecorded) and
+// ctr-spawn of its rootfs record with `true` as the runtime: the whole run path, the spec, bundle,
+// state and cleanup, but no container.
+//
+// Failure: a training run that exits non-zero (no root for ctr-spawn's path, a tool's change) is
+// reported by bundle.mjs, which warms that tool up with --help instead: the build does not depend on
+// what the training can reach.
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+
+/** The tiny image's reference: under .invalid (RFC 2606), so that nothing could ever fetch it. */
+export const TRAINING_REF = 'conveyor.invalid/build/train:latest';
+
+/** One ustar member: a directory (content undefined) or a file. */
+function tarMember(name, mode, content) {
+  const header = Buffer.alloc(512);
+  const field = (offset, length, value) => header.write(value, offset, length, 'latin1');
+  const octal = (offset, length, value) => field(offset, length, `${value.toString(8).padStart(length - 1, '0')}\0`);
+  field(0, 100, name);
+  octal(100, 8, mode);
+  octal(108, 8, 0);
+  octal(116, 8, 0);
+  octal(124, 12, content?.length ?? 0);
+  octal(136, 12, 1_700_000_000);
+  field(148, 8, '        ');
+  field(156, 1, content === undefined ? '5' : '0');
+  field(257, 8, 'ustar\u000000');
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  field(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
+  if (content === undefined) return header;
+  return Buffer.concat([header, content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
+}
+
+const sha256 = (bytes) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/** This host's platform in OCI's words (img-import takes an image of this platform without --platform). */
+const ARCH = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/** Writes the tiny image as an OCI layout directory at `dir`. */
+function writeLayout(dir) {
+  const tar = Buffer.concat([
+    tarMember('etc/', 0o755),
+    tarMember('etc/passwd', 0o644, Buffer.from('root:x:0:0:root:/root:/bin/sh\n')),
+    tarMember('etc/group', 0o644, Buffer.from('root:x:0:\n')),
+    tarMember('bin/', 0o755),
+    tarMember('bin/true', 0o755, Buffer.from('#!/bin/sh\n')),
+    Buffer.alloc(1024),
+  ]);
+  const layer = gzipSync(tar);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: ARCH[process.arch] ?? process.arch,
+      os: 'linux',
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/true'] },
+      rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
+    }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length }],
+    }),
+  );
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  for (const blob of [layer, config, manifest]) writeFileSync(join(dir, 'blobs', 'sha256', sha256(blob).slice(7)), blob);
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const entry = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length };
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...entry, annotations: { 'io.containerd.image.name': TRAINING_REF } }] }),
+  );
+}
+
+/**
+ * The training plan in a new temporary directory `dir` (the caller removes it): runs in order, each
+ * `{ tool, args, stdin?, stdout?, train }` (stdin/stdout: files in `dir`; `train`: its cache is
+ * written, else the run only prepares the next one's input).
+ */
+export function trainingPlan() {
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-train-'));
+  const store = join(dir, 'store');
+  mkdirSync(store, { mode: 0o700 });
+  writeLayout(join(dir, 'layout'));
+  const root = ['-q', '--root', store];
+  const runs = [
+    { tool: 'img-import', args: [...root, join(dir, 'layout')], stdout: 'import.ndjson', train: true },
+    { tool: 'img-ls', args: ['--root', store], stdout: 'ls.ndjson', train: true },
+    { tool: 'img-fetch', args: [...root, '--pull=missing', TRAINING_REF], stdout: 'image.ndjson', train: true },
+    // The first unpacks the layer; the pipeline's warm path, trained, finds it present.
+    { tool: 'layer-unpack', args: root, stdin: 'image.ndjson', stdout: 'first.ndjson', train: false },
+    { tool: 'layer-unpack', args: root, stdin: 'image.ndjson', stdout: 'rootfs.ndjson', train: true },
+    { tool: 'ctr-spawn', args: [...root, '--net', 'none', '--runtime', 'true', '--', '/bin/true'], stdin: 'rootfs.ndjson', train: true },
+  ];
+  return { dir, runs };
+}
