@@ -106,7 +106,8 @@ function nestedDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
-function parseRecord(text: string, source: string, line: number): Record<string, unknown> {
+/** One input line (trimmed, not blank) as readLines parses it: ERR_INPUT_JSON naming `source:line` when it is not a JSON object. */
+export function parseRecord(text: string, source: string, line: number): Record<string, unknown> {
   if (nestedDeeperThan(text, MAX_RECORD_DEPTH)) {
     throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: JSON nested deeper than ${MAX_RECORD_DEPTH} levels`, {
       hint: 'records are flat objects; this line is not one',

@@ -112,6 +112,8 @@ await runCli({
       await ctx.out.write(await unpackFiles(files, flatten!, opts));
       return 0;
     }
-    return unpackRecords(ctx.stdin, ctx.out, opts);
+    const { inputLines } = await import('./input.js');
+    // Read from fd 0 while idle, process.stdin (made only then) once work is pending: input.ts.
+    return unpackRecords((idle) => inputLines({ fd: 0, stream: () => ctx.stdin, idle }), ctx.out, opts);
   },
 });

@@ -8,13 +8,12 @@
  * Records may be forged (docs/security.md): every chain ID is recomputed
  * before it names a directory (see layer-cache.ts for why that is enough).
  */
-import type { Readable } from 'node:stream';
 import { resolve } from 'node:path';
 import { assertDigest } from '@conveyor/lib-common/digest';
 import { ConveyorError, EXIT, toConveyorError } from '@conveyor/lib-common/errors';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
 import type { Progress } from '@conveyor/lib-common/log';
-import { readLines, type RecordSink } from '@conveyor/lib-common/ndjson';
+import type { InputLine, RecordSink } from '@conveyor/lib-common/ndjson';
 import { pipeline } from '@conveyor/lib-common/pipeline';
 import { badRecord, RECORD_VERSION, type ImageRecord, type LayerInfo, type RootfsRecord } from '@conveyor/lib-common/records';
 import { assertTrustedStore, Store } from '@conveyor/lib-common/store';
@@ -160,8 +159,24 @@ async function trustStore(path: string, where: string): Promise<void> {
   }
 }
 
-export async function unpackRecords(input: Readable, out: RecordSink, opts: UnpackOptions): Promise<number> {
+/**
+ * The input lines, given `idle`: true when nothing started by earlier lines is pending (input.ts reads
+ * synchronously only then).
+ */
+export type LineInput = (idle: () => boolean) => AsyncIterable<InputLine>;
+
+export async function unpackRecords(input: LineInput, out: RecordSink, opts: UnpackOptions): Promise<number> {
   const limiter = new Limiter(opts.jobs);
+  /** Promises started by input lines and not settled yet (layer jobs, images, output, staging sweeps). */
+  let pending = 0;
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    pending++;
+    const settled = () => {
+      pending--;
+    };
+    work.then(settled, settled);
+    return work;
+  };
   const defaultRoot = resolve(opts.defaultRoot);
   const stores = new Map<string, Promise<Store>>();
   const jobs = new Map<string, Promise<EnsuredLayer>>();
@@ -181,7 +196,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
         if (path !== defaultRoot) await trustStore(path, where);
         const s = new Store(path);
         // Sweep staging dirs left by dead processes; harmless to race.
-        void cleanStaging(s).catch(() => undefined);
+        void track(cleanStaging(s)).catch(() => undefined);
         return s;
       })();
       store.catch(() => undefined);
@@ -230,6 +245,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
         return result;
       });
       job.catch(() => undefined);
+      track(job);
       jobs.set(key, job);
       // A failed unpack may be retried by a later record.
       job.catch(() => jobs.delete(key));
@@ -296,12 +312,14 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
 
   const enqueue = (produce: Promise<object | undefined>) => {
     produce.catch(() => undefined);
+    track(produce);
     inFlight.add(produce);
     produce.finally(() => inFlight.delete(produce)).catch(() => undefined);
     output = output.then(async () => {
       const record = await produce;
       if (record) await out.write(record);
     });
+    track(output);
     output.catch((error) => {
       fatal ??= toConveyorError(error);
     });
@@ -309,7 +327,7 @@ export async function unpackRecords(input: Readable, out: RecordSink, opts: Unpa
 
   try {
     // Error records come as records to pass on in their place, behind the images before them.
-    for await (const line of readLines(input, { yieldErrorRecords: true })) {
+    for await (const line of input(() => pending === 0)) {
       if (fatal) break;
       const record = line.record!;
       const where = `${line.source}:${line.line}`;
