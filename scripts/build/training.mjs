@@ -7,11 +7,11 @@
 // The runs share one temporary store (0700, removed at the end) holding a tiny image made here as an
 // OCI layout (one gzip layer: /etc/passwd, /etc/group, /bin/true), in the order a pipeline runs:
 // img-import of the layout, img-ls, img-fetch --pull=missing of the present image (no registry: the
-// name is under .invalid), layer-unpack of the present layer (a first run unpacks it, unrecorded) and
-// ctr-spawn of its rootfs record with `true` as the runtime: the whole run path, the spec, bundle,
-// state and cleanup, but no container.
+// name is under .invalid) and, as root, layer-unpack of the present layer (a first run unpacks it,
+// unrecorded) and ctr-spawn of its rootfs record with `true` as the runtime: the whole run path, the
+// spec, bundle, state and cleanup, but no container.
 //
-// Failure: a training run that exits non-zero (no root for ctr-spawn's path, a tool's change) is
+// Failure: a training run that exits non-zero (a tool's change, a store it cannot make) is
 // reported by bundle.mjs, which warms that tool up with --help instead: the build does not depend on
 // what the training can reach.
 import { createHash } from 'node:crypto';
@@ -101,10 +101,15 @@ export function trainingPlan() {
     { tool: 'img-import', args: [...root, join(dir, 'layout')], stdout: 'import.ndjson', train: true },
     { tool: 'img-ls', args: ['--root', store], stdout: 'ls.ndjson', train: true },
     { tool: 'img-fetch', args: [...root, '--pull=missing', TRAINING_REF], stdout: 'image.ndjson', train: true },
-    // The first unpacks the layer; the pipeline's warm path, trained, finds it present.
-    { tool: 'layer-unpack', args: root, stdin: 'image.ndjson', stdout: 'first.ndjson', train: false },
-    { tool: 'layer-unpack', args: root, stdin: 'image.ndjson', stdout: 'rootfs.ndjson', train: true },
-    { tool: 'ctr-spawn', args: [...root, '--net', 'none', '--runtime', 'true', '--', '/bin/true'], stdin: 'rootfs.ndjson', train: true },
   ];
+  // Run by a user, these two re-run themselves in the store's user namespace (lib-common/rootless), under a keeper
+  // process the training would leave behind, and train only the part before: they keep their --help warm-up.
+  if (process.getuid?.() === 0)
+    runs.push(
+      // The first unpacks the layer; the pipeline's warm path, trained, finds it present.
+      { tool: 'layer-unpack', args: root, stdin: 'image.ndjson', stdout: 'first.ndjson', train: false },
+      { tool: 'layer-unpack', args: root, stdin: 'image.ndjson', stdout: 'rootfs.ndjson', train: true },
+      { tool: 'ctr-spawn', args: [...root, '--net', 'none', '--runtime', 'true', '--', '/bin/true'], stdin: 'rootfs.ndjson', train: true },
+    );
   return { dir, runs };
 }
