@@ -12,15 +12,16 @@
  * (never for a one-layer image), for all its layers at once.
  *
  * The layers are trusted (the store's, through record-paths.ts) and do not
- * change while they are looked at. A path that does not exist maps to the
+ * change while they are looked at. Their lstat and readlink calls are
+ * synchronous: a lookup is a chain of a few calls on cached directories, each
+ * far cheaper than a trip through libuv's thread pool (issue 17). A path that does not exist maps to the
  * same path under `empty` (an empty directory, the unmounted merged dir), so
  * that opening it fails as opening a missing file does.
  *
  * Failure: lstat's errors other than ENOENT and ENOTDIR are thrown as they
  * are; getfattr that cannot run is ERR_MOUNT_FAILED.
  */
-import type { Stats } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { ConveyorError } from '../errors.js';
 import { runProcess } from '../subprocess.js';
@@ -100,7 +101,7 @@ export class LayeredRoot implements RootTree {
   async readlink(rel: string): Promise<string> {
     const entry = await this.entry(rel);
     if (!entry) throw Object.assign(new Error(`${rel}: no such file or directory`), { code: 'ENOENT' });
-    return readlink(entry.host);
+    return readlinkSync(entry.host);
   }
 
   /** Where `rel` is on the host: its layer's file once looked up, else a path that does not exist. */
@@ -136,14 +137,14 @@ export class LayeredRoot implements RootTree {
 
   /** `rel` in the layers `candidates` (top first), where its parent is a visible directory. */
   private async merge(rel: string, candidates: number[]): Promise<Entry | undefined> {
-    const stats = await Promise.all(
-      candidates.map((index) =>
-        lstat(rel === '' ? this.layers[index] : join(this.layers[index], rel)).catch((error) => {
-          if (missing(error)) return undefined;
-          throw error;
-        }),
-      ),
-    );
+    const stats = candidates.map((index) => {
+      try {
+        return lstatSync(rel === '' ? this.layers[index] : join(this.layers[index], rel));
+      } catch (error) {
+        if (missing(error)) return undefined;
+        throw error;
+      }
+    });
     // What overlayfs stops at, top down: a whiteout, or anything not a directory.
     let end = stats.findIndex((st) => st !== undefined && !st.isDirectory());
     if (end < 0) end = stats.length;

@@ -26,7 +26,7 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
-import { chmod, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { digestHex, randomHex, sha256 } from '../digest.js';
 import { ConveyorError } from '../errors.js';
@@ -399,7 +399,7 @@ export async function mountsUnder(dir: string): Promise<string[]> {
  * container directory. Refuses to remove the directory while anything below it
  * is still mounted. Missing directories are not an error (idempotent).
  */
-export async function removeContainer(store: Store, id: string, options: { keepDir?: boolean } = {}): Promise<void> {
+export async function removeContainer(store: Store, id: string, options: { keepDir?: boolean; trash?: boolean } = {}): Promise<void> {
   const paths = containerPaths(store, id);
   let mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
   // One umount(8) for them all (the root and a network namespace file: one process, not one each);
@@ -422,7 +422,56 @@ export async function removeContainer(store: Store, id: string, options: { keepD
   }
   const left = await mountsUnder(paths.containerDir);
   if (left.length > 0) throw new ConveyorError('ERR_MOUNT_FAILED', `still mounted after unmount: ${left.join(', ')}`);
-  if (!options.keepDir) await removeTree(paths.containerDir);
+  if (options.keepDir) return;
+  if (options.trash && (await moveToTrash(store, paths.containerDir, id))) return;
+  await removeTree(paths.containerDir);
+}
+
+/**
+ * Trash: a removed container's directory, unmounted, renamed to `<store>/tmp/trash-<id>` and deleted
+ * later (sweepTrash), so that a run's exit does not wait for it: on ext4 with online discard each
+ * freed directory block is discarded before rmdir(2) returns. tmp/ is on the containers' filesystem
+ * (both in the store) and seen by no tool as a container (ctr-ls, ctr-rm, gc and img-fsck look in
+ * containers/). A crash leaves a directory that the next sweep removes: nothing in it is kept.
+ */
+const TRASH = /^trash-[0-9a-f]{64}$/;
+
+/** Renames `containerDir` into the trash; false when it cannot (another filesystem, an error): then remove it in place. */
+async function moveToTrash(store: Store, containerDir: string, id: string): Promise<boolean> {
+  const target = join(store.tmpDir, `trash-${id}`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await rename(containerDir, target);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) return false;
+      // Gone already (removal is idempotent), or no tmp/ yet: made closed, as the store's other dirs.
+      if (!(await stat(containerDir).catch(() => undefined))) return true;
+      await mkdirClosed(store.tmpDir).catch(() => undefined);
+    }
+  }
+  return false;
+}
+
+/**
+ * Deletes what is in the trash (moveToTrash): each entry that is a real directory with nothing mounted
+ * below it (never followed through a symlink, never into a mount). Safe beside another sweep (a tree
+ * removed by both is removed). Resolves to what it could not remove; never throws.
+ */
+export async function sweepTrash(store: Store): Promise<string[]> {
+  const names = (await readdir(store.tmpDir).catch(() => [] as string[])).filter((name) => TRASH.test(name));
+  if (names.length === 0) return [];
+  const mounts = await mountPoints().catch(() => undefined);
+  const left: string[] = [];
+  await Promise.all(
+    names.map(async (name) => {
+      const dir = join(store.tmpDir, name);
+      const busy = mounts === undefined || mounts.some((p) => p === dir || p.startsWith(`${dir}/`));
+      if (busy || !(await lstat(dir).catch(() => undefined))?.isDirectory()) return void left.push(dir);
+      await removeTree(dir).catch(() => left.push(dir));
+    }),
+  );
+  return left;
 }
 
 /**

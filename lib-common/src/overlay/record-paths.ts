@@ -25,15 +25,22 @@ import { assertTrustedStore, isContainerId, Store, type StoreOptions } from '../
  * no symlink on the way). A store named by a record that fails the check is
  * ERR_INPUT_RECORD; the --root store fails with ERR_STORE_UNSAFE. The store is
  * then closed to other users (warning through options.warn when it was open).
+ * `rootChecked`: assertTrustedStore(resolve(root)) begun earlier (ctr-spawn, while it waits for
+ * the record): used instead of a second check when the record's store is `root`.
  */
-export async function trustedRecordStore(record: Record<string, unknown>, root: string, options: StoreOptions = {}): Promise<Store> {
+export async function trustedRecordStore(
+  record: Record<string, unknown>,
+  root: string,
+  options: StoreOptions = {},
+  rootChecked?: Promise<void>,
+): Promise<Store> {
   const named = record.store;
   if (named !== undefined && (typeof named !== 'string' || !isAbsolute(named) || normalize(named) !== named || (named.endsWith('/') && named !== '/'))) {
     throw badRecord(undefined, `store is not a normalised absolute path: ${JSON.stringify(named)}`);
   }
   const path = named === undefined ? resolve(root) : named;
   try {
-    await assertTrustedStore(path);
+    await (rootChecked !== undefined && path === resolve(root) ? rootChecked : assertTrustedStore(path));
   } catch (error) {
     const err = error as ConveyorError;
     if (named === undefined || err.code !== 'ERR_STORE_UNSAFE') throw error;

@@ -5,7 +5,9 @@
  * this run started the runtime: never another run's container of the same
  * id), the cgroups it left, and then, beside the name's release, either the
  * network helper and the ephemeral overlay with its container directory (a
- * rootfs record: the root and the namespace file in one umount) or the
+ * rootfs record: the root and the namespace file in one umount, then the
+ * directory renamed into the store's trash, removed by a later run:
+ * lib-common overlay/mount.ts sweepTrash) or the
  * network and just the files of the run (a mount record, whose overlay and
  * upper dir stay). --keep keeps the
  * container directory (and the name); the anonymous volumes it made go with
@@ -91,7 +93,8 @@ export async function cleanUp(target: CleanupTarget): Promise<void> {
   const removed = async () => {
     if (target.ephemeral) {
       const warnings = await trace.span('cleanup-helper', stopNetworkHelper(containerDir, target.signal));
-      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep }));
+      // Into the trash (a rename): the run's exit waits for no directory removal; a later run sweeps it (sweepTrash).
+      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep, trash: true }));
       // Kept (--keep): the namespace's empty file goes, as tearDownNetwork's removeNetns does.
       if (target.keep) await rm(join(containerDir, NETNS_FILE), { force: true });
       return networkWarnings(warnings);

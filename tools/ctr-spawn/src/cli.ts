@@ -316,7 +316,9 @@ await runCli({
     const { spawnContainer } = await import('./spawn.js');
     trace.mark('spawn-loaded');
     return spawnContainer(runOptions, {
-      input: recordFile ? createReadStream(recordFile) : ctx.stdin,
+      // A getter's stream (process.stdin is made on first use): a file is read without one (spawn.ts).
+      input: () => (recordFile ? createReadStream(recordFile) : ctx.stdin),
+      inputFile: recordFile ? { path: recordFile } : { fd: 0 },
       inputIsStdin: !recordFile,
       fds: { stdin: 0, stdout: 1, stderr: 2 },
       out: ctx.out,

@@ -1,7 +1,8 @@
 /**
  * The record to run and the overlay it runs on: the first `rootfs` or
  * `mount` record of the input (taken as soon as its line arrives: the input's
- * end is not awaited); for a rootfs record a new container directory and an
+ * end is not awaited; a regular file is read without a stream:
+ * firstRecordSync); for a rootfs record a new container directory and an
  * ephemeral overlay of its layers, mounted when the caller asks (beside the
  * network) or, where nothing needs it on the host (hostMountReason), left to
  * the runtime as the spec's first mount and looked into through its layers
@@ -17,13 +18,13 @@
  * ERR_SPAWN_FAILED (a container already runs on that mount),
  * ERR_CONTAINER_NAME_IN_USE (--name is taken: nothing is made).
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
-import { readLines } from '@conveyor/lib-common/ndjson';
-import { pipeline } from '@conveyor/lib-common/pipeline';
+import { parseRecord, readLines } from '@conveyor/lib-common/ndjson';
+import { type Pipeline, pipeline } from '@conveyor/lib-common/pipeline';
 import { mountedDriver, type OverlayDriver } from '@conveyor/lib-common/overlay/driver';
 import { release } from 'node:os';
 import {
@@ -41,18 +42,101 @@ import { LayeredRoot } from '@conveyor/lib-common/overlay/layered';
 import type { Root } from '@conveyor/lib-common/container/rootfs';
 import { trustedLowerDirs, trustedMountPaths, trustedRecordStore } from '@conveyor/lib-common/overlay/record-paths';
 import type { RootfsRecord } from '@conveyor/lib-common/records';
-import type { Store } from '@conveyor/lib-common/store';
+import { assertTrustedStore, type Store } from '@conveyor/lib-common/store';
 import { claimName, holdsName, isRunning, readState, releaseName } from '@conveyor/lib-common/container/state';
 
 /** The first rootfs or mount record of the input; records before it are reported and skipped. */
-export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>): Promise<Record<string, unknown>> {
-  for await (const { record, source, line } of readLines(input)) {
+export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>, failures: Pipeline = pipeline): Promise<Record<string, unknown>> {
+  for await (const { record, source, line } of readLines(input, { pipeline: failures })) {
     if (record?.type === 'rootfs' || record?.type === 'mount') return record;
     log.warn(`${source}:${line}: skipping a ${JSON.stringify(record?.type)} record: ctr-spawn runs rootfs and mount records`);
   }
+  throw noRecord(failures);
+}
+
+/** Longest input line accepted, as readLines: longer fails as bad input instead of exhausting memory. */
+const MAX_LINE_BYTES = 16 * 1024 * 1024;
+const NEWLINE = 0x0a;
+
+/**
+ * firstRecord for input that never blocks (a regular file: stdin redirected from one, --record FILE):
+ * read with readSync, no stream, no split2. The same lines as readLines sees (blank ones skipped, the
+ * last one without its newline too), the same errors (`source:N` bad JSON, a line too long, a read
+ * error), `error` records passed on to the pipeline, records before the first rootfs or mount record
+ * reported and skipped, and reading stops at that record. Not for a pipe, socket or terminal: a read
+ * there waits for the producer with the event loop (and its signal handlers) stopped.
+ */
+export async function firstRecordSync(
+  fd: number,
+  log: Pick<Logger, 'warn'>,
+  options: { source?: string; pipeline?: Pick<Pipeline, 'passUpstream' | 'nothingButUpstreamFailure'>; chunkBytes?: number; maxLineBytes?: number } = {},
+): Promise<Record<string, unknown>> {
+  const source = options.source ?? 'stdin';
+  const failures = options.pipeline ?? pipeline;
+  const maxLength = options.maxLineBytes ?? MAX_LINE_BYTES;
+  const chunk = Buffer.allocUnsafe(options.chunkBytes ?? 64 * 1024);
+  let line = 0;
+  // The bytes of the line read so far (no newline in them yet).
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  // One complete line: the record to run, or undefined to read on.
+  const take = async (bytes: Buffer): Promise<Record<string, unknown> | undefined> => {
+    line++;
+    if (bytes.length > maxLength) {
+      throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: line longer than ${maxLength} bytes`, { details: { source, line } });
+    }
+    const text = bytes.toString('utf8').trim();
+    if (text === '') return undefined;
+    const record = parseRecord(text, source, line);
+    if (record.type === 'error') {
+      await failures.passUpstream(record);
+      return undefined;
+    }
+    if (record.type === 'rootfs' || record.type === 'mount') return record;
+    log.warn(`${source}:${line}: skipping a ${JSON.stringify(record.type)} record: ctr-spawn runs rootfs and mount records`);
+    return undefined;
+  };
+  for (;;) {
+    let read: number;
+    try {
+      read = readSync(fd, chunk, 0, chunk.length, null);
+    } catch (error) {
+      throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line + 1}: cannot read input: ${(error as Error).message}`, {
+        details: { source, line: line + 1 },
+      });
+    }
+    if (read === 0) break;
+    let start = 0;
+    for (let end = chunk.indexOf(NEWLINE, 0); end !== -1 && end < read; end = chunk.indexOf(NEWLINE, start)) {
+      const piece = chunk.subarray(start, end);
+      const bytes = pendingBytes === 0 ? piece : Buffer.concat([...pending, piece]);
+      pending = [];
+      pendingBytes = 0;
+      start = end + 1;
+      const record = await take(bytes);
+      if (record) return record;
+    }
+    if (start < read) {
+      // Copied: the chunk is read into again.
+      pending.push(Buffer.from(chunk.subarray(start, read)));
+      pendingBytes += read - start;
+      if (pendingBytes > maxLength) {
+        throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line + 1}: line longer than ${maxLength} bytes`, { details: { source, line: line + 1 } });
+      }
+    }
+  }
+  if (pendingBytes > 0) {
+    const record = await take(Buffer.concat(pending));
+    if (record) return record;
+  }
+  throw noRecord(failures);
+}
+
+/** The failure of input that ended without a record to run. */
+function noRecord(failures: Pick<Pipeline, 'nothingButUpstreamFailure'>): Error {
   // A failure upstream left nothing to run: its message was said, its exit code is ours.
-  throw (
-    pipeline.nothingButUpstreamFailure() ??
+  return (
+    failures.nothingButUpstreamFailure() ??
     new ConveyorError('ERR_INPUT_RECORD', 'no rootfs or mount record on input', {
       hint: 'pipe in layer-unpack or overlay-mount output, e.g. img-ls busybox | layer-unpack | ctr-spawn -- sh',
     })
@@ -120,12 +204,33 @@ export function hostMountReason(facts: RootMountFacts): string | undefined {
   return undefined;
 }
 
+/**
+ * The --root store's safety check (assertTrustedStore), begun before the record is read: it reads
+ * and changes nothing, and a record of that store (layer-unpack's, as a rule) then waits for no
+ * check of its own (openContainerRoot `rootChecked`). Its failure is the record's, when one comes.
+ */
+export function checkRootStore(root: string): Promise<void> {
+  const checked = assertTrustedStore(resolve(root));
+  checked.catch(() => undefined); // awaited, and reported, only once a record names this store
+  return checked;
+}
+
 export async function openContainerRoot(
   record: Record<string, unknown>,
-  options: { root: string; runtimeRoot: string; name?: string; rootless?: boolean; overlayDriver?: OverlayDriver; keep?: boolean; hostMount?: boolean },
+  options: {
+    root: string;
+    runtimeRoot: string;
+    name?: string;
+    rootless?: boolean;
+    overlayDriver?: OverlayDriver;
+    keep?: boolean;
+    hostMount?: boolean;
+    /** checkRootStore(root), begun earlier. */
+    rootChecked?: Promise<void>;
+  },
   log: Pick<Logger, 'warn'>,
 ): Promise<ContainerRoot> {
-  const store = await trustedRecordStore(record, options.root, { warn: (message) => log.warn(message) });
+  const store = await trustedRecordStore(record, options.root, { warn: (message) => log.warn(message) }, options.rootChecked);
   const ephemeral = record.type === 'rootfs';
   if (!ephemeral) {
     const paths = await existingMount(store, record, options.runtimeRoot);

@@ -6,19 +6,23 @@
  * the OCI runtime (runtime.ts, `run`: one call) in the foreground or hand it
  * to a supervisor (detach.ts, supervisor/) while forwarding signals (signals.ts),
  * report an OOM kill (oom.ts), and clean up whatever happened (cleanup.ts),
- * before the exit code is returned. Each phase is marked in the trace
+ * before the exit code is returned. What needs no record (the --root store's
+ * check, the network module) begins before it is read; earlier runs' trash is
+ * swept while the runtime runs. Each phase is marked in the trace
  * (trace.ts, CONVEYOR_TRACE=1). Library code: streams, fds, a signal source
  * and a kill function come in from cli.ts.
  *
  * Failure: a ConveyorError (exit 125/126/127 in cli.ts) after cleaning up; a
  * failed clean-up is a warning, never the answer.
  */
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
 import type { RecordSink } from '@conveyor/lib-common/ndjson';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
+import { sweepTrash } from '@conveyor/lib-common/overlay/mount';
 import { adoptSpec, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
 import { cleanUp } from './cleanup.js';
 import { type PendingSupervisor, prestartSupervisor } from './detach.js';
@@ -26,7 +30,7 @@ import { oomWarning } from './oom.js';
 import type { Forwarder } from './ports/forwarder.js';
 import { combineMappings, publishAll } from './ports/publish.js';
 import type { SpawnOptions } from './options.js';
-import { firstRecord, hostMountReason, openContainerRoot } from './record.js';
+import { checkRootStore, firstRecord, firstRecordSync, hostMountReason, openContainerRoot } from './record.js';
 import { seedsVolumes } from './volumes.js';
 import { settleAll } from './settle.js';
 import { NO_TRACE, type Trace } from './trace.js';
@@ -38,12 +42,44 @@ import { endOf, exitedState, initialState } from './state.js';
 import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
 import type { SignalSender } from '@conveyor/lib-common/container/network';
 
+/**
+ * The fd of `input` when it is a regular file (opened here for a path: `close` then), else undefined:
+ * the stream reads it. A --record file that cannot be opened is ERR_INPUT_RECORD.
+ */
+function regularFile(input: SpawnIO['inputFile']): { fd: number; close: boolean } | undefined {
+  if (input === undefined) return undefined;
+  let fd: number;
+  try {
+    fd = 'fd' in input ? input.fd : openSync(input.path, 'r');
+  } catch (error) {
+    if ('fd' in input) return undefined;
+    throw new ConveyorError('ERR_INPUT_RECORD', `cannot read --record ${input.path}: ${(error as Error).message}`, {
+      hint: 'give a file of layer-unpack or overlay-mount output',
+    });
+  }
+  const close = !('fd' in input);
+  let isFile = false;
+  try {
+    isFile = fstatSync(fd).isFile();
+  } catch {
+    // not looked at: the stream's read says why
+  }
+  if (isFile) return { fd, close };
+  if (close) closeSync(fd);
+  return undefined;
+}
+
 /** The flag behind each field of SpawnOptions.limits, for messages. */
 const LIMIT_FLAGS: Record<string, string> = { memory: '--memory', memorySwap: '--memory-swap', cpus: '--cpus', pids: '--pids-limit' };
 
 export interface SpawnIO {
-  /** Where the record comes from (stdin, or the --record file). */
-  input: Readable;
+  /** Where the record comes from (stdin, or the --record file) as a stream: made only when it is not read as a file (inputFile). */
+  input: () => Readable;
+  /**
+   * The same input as a file to read without a stream when it is a regular one: stdin's fd (redirected
+   * from a file) or the --record path. A pipe, socket or terminal is read through `input`.
+   */
+  inputFile?: { fd: number } | { path: string };
   /** True when input is our stdin, which then cannot also be the container's. */
   inputIsStdin: boolean;
   /** Our stdin, stdout and stderr as fds; the container's stdio is taken from them. */
@@ -79,25 +115,41 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   let cleanup: (() => Promise<void>) | undefined;
   let supervisor: PendingSupervisor | undefined;
   let forwarder: Forwarder | undefined;
+  // The trash of earlier runs (their directories, renamed at their clean-up), removed while the runtime runs.
+  let swept: Promise<unknown> | undefined;
   // Loaded while the record is awaited: in a pipeline it comes when the tool upstream is done.
   const networkModule = import('./network/index.js');
   networkModule.catch(() => undefined); // a failure surfaces where it is awaited
+  // And the --root store checked meanwhile (read-only: nothing is made before the record).
+  const rootChecked = checkRootStore(options.root);
   try {
     let record: Record<string, unknown>;
-    try {
-      record = await signals.unlessInterrupted(firstRecord(io.input, io.log));
-    } catch (error) {
-      if (signals.pending) {
-        io.input.destroy();
-        return signalExit(signals.pending);
+    const file = regularFile(io.inputFile);
+    if (file !== undefined) {
+      // A file: read at once (no stream, no line splitter), and never waits on a producer.
+      try {
+        record = await firstRecordSync(file.fd, io.log);
+      } finally {
+        if (file.close) closeSync(file.fd);
       }
-      throw error;
+      if (signals.pending) return signalExit(signals.pending);
+    } else {
+      const input = io.input();
+      try {
+        record = await signals.unlessInterrupted(firstRecord(input, io.log));
+      } catch (error) {
+        if (signals.pending) {
+          input.destroy();
+          return signalExit(signals.pending);
+        }
+        throw error;
+      }
+      // One container per run: stop reading, so a producer that keeps writing
+      // (or never closes) does not keep us alive after the container exits.
+      input.unpipe();
+      input.destroy();
     }
     trace.mark('record');
-    // One container per run: stop reading, so a producer that keeps writing
-    // (or never closes) does not keep us alive after the container exits.
-    io.input.unpipe();
-    io.input.destroy();
     // Started now so that its start-up overlaps the mount and the bundle.
     if (options.detach && !options.printSpec) supervisor = prestartSupervisor(io.execPath, { pauseAt: io.detachPause, say: (m) => io.log.warn(m) });
 
@@ -111,7 +163,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
           options.tmpfs.map((t) => t.destination),
         ),
       }) !== undefined;
-    const root = await openContainerRoot(record, { ...options, hostMount }, io.log);
+    const root = await openContainerRoot(record, { ...options, hostMount, rootChecked }, io.log);
     const { store, paths, ephemeral } = root;
     const id = paths.id;
     trace.mark('container-dir');
@@ -246,6 +298,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
           trace.mark('runtime-started');
           runtimeStarted = true;
           signals.attach(child, true);
+          swept = sweepTrash(store);
         },
       });
     } finally {
@@ -271,6 +324,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       io.log.warn(`clean-up failed: ${(error as Error).message}`);
     } finally {
       signals.close();
+      // Never a failure: what it could not remove waits for the next sweep.
+      await swept;
     }
   }
 }
