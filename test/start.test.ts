@@ -96,7 +96,7 @@ t.test("the build's training runs (scripts/build/training.mjs) run whole on the 
   t.teardown(() => removeStore(join(plan.dir, 'store')));
   t.same(
     plan.runs.filter((run) => run.train).map((run) => run.tool),
-    ['img-import', 'img-ls', 'img-fetch', 'layer-unpack', 'ctr-spawn'],
+    ['img-import', 'img-ls', 'img-fetch', 'img-inspect', 'img-history', 'img-tag', 'img-df', 'layer-unpack', 'ctr-spawn'],
     'the warm pipeline and its neighbours are trained',
   );
   const outputs: Record<string, string> = {};
@@ -121,6 +121,9 @@ t.test("the build's training runs (scripts/build/training.mjs) run whole on the 
     { ref: TRAINING_REF },
     'img-fetch --pull=missing finds it present (no registry)',
   );
+  t.match(records('inspect.ndjson'), [{ type: 'inspect', ref: TRAINING_REF }], 'img-inspect shows it');
+  t.ok(records('history.ndjson').length > 0, 'img-history shows its history');
+  t.ok(records('df.ndjson').length > 0, 'img-df counts the store');
   t.match(records('rootfs.ndjson'), [{ type: 'rootfs', ref: TRAINING_REF }], 'layer-unpack makes its rootfs record');
   // ctr-spawn ran its whole path with `true` as the runtime: no container is left, nothing is mounted.
   const containers = join(plan.dir, 'store', 'containers');

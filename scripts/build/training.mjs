@@ -7,7 +7,7 @@
 // The runs share one temporary store (0700, removed at the end) holding a tiny image made here as an
 // OCI layout (one gzip layer: /etc/passwd, /etc/group, /bin/true), in the order a pipeline runs:
 // img-import of the layout, img-ls, img-fetch --pull=missing of the present image (no registry: the
-// name is under .invalid) and, as root, layer-unpack of the present layer (a first run unpacks it,
+// name is under .invalid), the store's readers (img-inspect, img-history, img-tag, img-df) and, as root, layer-unpack of the present layer (a first run unpacks it,
 // unrecorded) and ctr-spawn of its rootfs record with `true` as the runtime: the whole run path, the
 // spec, bundle, state and cleanup, but no container.
 //
@@ -101,6 +101,11 @@ export function trainingPlan() {
     { tool: 'img-import', args: [...root, join(dir, 'layout')], stdout: 'import.ndjson', train: true },
     { tool: 'img-ls', args: ['--root', store], stdout: 'ls.ndjson', train: true },
     { tool: 'img-fetch', args: [...root, '--pull=missing', TRAINING_REF], stdout: 'image.ndjson', train: true },
+    // The store's readers, on the same image.
+    { tool: 'img-inspect', args: ['--root', store, TRAINING_REF], stdout: 'inspect.ndjson', train: true },
+    { tool: 'img-history', args: ['--root', store, TRAINING_REF], stdout: 'history.ndjson', train: true },
+    { tool: 'img-tag', args: [...root, TRAINING_REF, `${TRAINING_REF.replace(/:latest$/, '')}:tagged`], stdout: 'tag.ndjson', train: true },
+    { tool: 'img-df', args: ['--root', store], stdout: 'df.ndjson', train: true },
   ];
   // Run by a user, these two re-run themselves in the store's user namespace (lib-common/rootless), under a keeper
   // process the training would leave behind, and train only the part before: they keep their --help warm-up.
