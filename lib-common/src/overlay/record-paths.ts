@@ -8,8 +8,8 @@
  * chain order, a flattened dir the store registered, container paths derived
  * from the id. Every refusal is ERR_INPUT_RECORD and happens before a mount.
  */
-import { constants as fsConstants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { isAbsolute, join, normalize, relative, resolve } from 'node:path';
 import { SHA256_DIGEST, SHA256_HEX } from '../digest.js';
 import { ConveyorError } from '../errors.js';
@@ -71,7 +71,8 @@ async function assertRealDirsUnder(store: Store, path: string, what: string, mus
     current = join(current, part);
     let info;
     try {
-      info = await lstat(current);
+      // Synchronous: a few calls per layer on cached directories, cheaper than trips through libuv's thread pool.
+      info = lstatSync(current);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (!mustExist) return;
@@ -107,14 +108,14 @@ async function assertLayerDir(store: Store, dir: unknown): Promise<TrustedLayer>
   const metaPath = join(store.root, 'layers', match[1], 'meta.json');
   let meta: unknown;
   try {
-    // O_NOFOLLOW: a meta.json symlink is not layer-unpack's.
-    const handle = await open(metaPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    // O_NOFOLLOW: a meta.json symlink is not layer-unpack's. Read synchronously, as the lstats above.
+    const fd = openSync(metaPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     try {
-      const info = await handle.stat();
+      const info = fstatSync(fd);
       if (!info.isFile() || info.size > MAX_META_BYTES) throw new Error('not a small regular file');
-      meta = JSON.parse(await handle.readFile('utf8'));
+      meta = JSON.parse(readFileSync(fd, 'utf8'));
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   } catch (error) {
     refuse(
