@@ -330,30 +330,39 @@ export class Transport {
 
   /**
    * Whether the server at `url` answers a TLS hello: the scheme probe of a
-   * registry that may fall back to plain HTTP. Unverified and carrying no
-   * request (the real request after it verifies the certificate), it costs a
-   * handshake but no CA certificates, which only a TLS registry needs: not
-   * SSL_CERT_FILE's bundle (35 ms of CPU in a fresh process) and, with an
-   * empty `ca`, not Node's built-in roots either (its default context parses
-   * them: 30 ms of CPU, measured on a plain-HTTP loopback registry's probe).
-   * Rejects with the socket's error when that is not a "not TLS" answer
-   * (refused, unreachable, timed out).
+   * registry that may fall back to plain HTTP. A ClientHello written on a
+   * plain socket (tls-hello.ts), whose answer's first byte tells: no
+   * request goes out on it (the real request after it makes a verified
+   * handshake). So a plain-HTTP registry costs neither node:tls nor
+   * node:crypto, nor CA certificates: not SSL_CERT_FILE's bundle (35 ms of
+   * CPU in a fresh process) nor Node's built-in roots (30 ms), which only a
+   * TLS registry needs. A connection closed or reset without an answer is
+   * not TLS, as before; other socket errors (refused, unreachable, timed
+   * out) reject.
    */
   async speaksTls(url: URL): Promise<boolean> {
-    const tls = await import('node:tls');
+    const [{ connect }, { clientHello, answersTls }, { randomHex }] = await Promise.all([
+      import('node:net'),
+      import('./tls-hello.js'),
+      import('@conveyor/lib-common/digest'),
+    ]);
     const timeout = this.options.timeoutMs ?? 60_000;
     const host = socketHost(url);
     const { servername } = await this.tlsOptionsFor(url, true);
+    const hello = clientHello((bytes) => Buffer.from(randomHex(bytes), 'hex'), servername);
     return new Promise<boolean>((resolve, reject) => {
-      const socket = tls.connect({ host, port: Number(url.port) || 443, servername, rejectUnauthorized: false, ca: [] });
+      const socket = connect({ host, port: Number(url.port) || 443 });
+      const answer = (tls: boolean) => {
+        socket.destroy();
+        resolve(tls);
+      };
       socket.setTimeout(timeout, () =>
         socket.destroy(Object.assign(new Error(`no answer from ${url.host} in ${timeout} ms`), { code: 'ERR_CONVEYOR_TIMEOUT' })),
       );
-      socket.once('secureConnect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', (error) => (isNotTlsError(error) ? resolve(false) : reject(error)));
+      socket.once('connect', () => socket.write(hello));
+      socket.once('data', (first: Buffer) => answer(answersTls(first)));
+      socket.once('end', () => answer(false));
+      socket.once('error', (error: NodeJS.ErrnoException) => (isNotTlsError(error) || error.code === 'EPIPE' ? answer(false) : reject(error)));
     });
   }
 
