@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
-import { parseRecord, readLines } from '@conveyor/lib-common/ndjson';
+import { parseRecord } from '@conveyor/lib-common/ndjson';
 import { type Pipeline, pipeline } from '@conveyor/lib-common/pipeline';
 import { mountedDriver, type OverlayDriver } from '@conveyor/lib-common/overlay/driver';
 import { release } from 'node:os';
@@ -45,90 +45,144 @@ import type { RootfsRecord } from '@conveyor/lib-common/records';
 import { assertTrustedStore, type Store } from '@conveyor/lib-common/store';
 import { claimName, holdsName, isRunning, readState, releaseName } from '@conveyor/lib-common/container/state';
 
-/** The first rootfs or mount record of the input; records before it are reported and skipped. */
-export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>, failures: Pipeline = pipeline): Promise<Record<string, unknown>> {
-  for await (const { record, source, line } of readLines(input, { pipeline: failures })) {
-    if (record?.type === 'rootfs' || record?.type === 'mount') return record;
-    log.warn(`${source}:${line}: skipping a ${JSON.stringify(record?.type)} record: ctr-spawn runs rootfs and mount records`);
-  }
-  throw noRecord(failures);
-}
-
 /** Longest input line accepted, as readLines: longer fails as bad input instead of exhausting memory. */
 const MAX_LINE_BYTES = 16 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
+interface ReadRecordOptions {
+  /** For messages: `stdin:N`. */
+  source?: string;
+  /** Where upstream `error` records go (the process's pipeline; tests give their own). */
+  pipeline?: Pick<Pipeline, 'passUpstream' | 'nothingButUpstreamFailure' | 'waitingOn'>;
+  maxLineBytes?: number;
+}
+
+/**
+ * The lines of the input as readLines sees them (split at newlines, trimmed, blank ones skipped, the
+ * last one without its newline too), each checked as it completes: bad JSON or a line too long is
+ * ERR_INPUT_JSON naming `source:N`, an `error` record is passed on to the pipeline, a record of
+ * another type is reported and skipped, and the first rootfs or mount record is the answer. Fed
+ * chunks of bytes (a line's UTF-8 may be split across them); the chunk may be reused once fed.
+ */
+class RecordScanner {
+  private line = 0;
+  // The bytes of the line read so far (no newline in them yet).
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly log: Pick<Logger, 'warn'>,
+    private readonly failures: Pick<Pipeline, 'passUpstream'>,
+    readonly source: string,
+    private readonly maxLength: number,
+  ) {}
+
+  /** The line a read error is reported at: the one being read. */
+  get nextLine(): number {
+    return this.line + 1;
+  }
+
+  /** Scans `chunk[0, length)`; resolves to the record once its line is complete. */
+  async feed(chunk: Buffer, length = chunk.length): Promise<Record<string, unknown> | undefined> {
+    let start = 0;
+    for (let end = chunk.indexOf(NEWLINE, 0); end !== -1 && end < length; end = chunk.indexOf(NEWLINE, start)) {
+      const piece = chunk.subarray(start, end);
+      const bytes = this.pendingBytes === 0 ? piece : Buffer.concat([...this.pending, piece]);
+      this.pending = [];
+      this.pendingBytes = 0;
+      start = end + 1;
+      const record = await this.take(bytes);
+      if (record) return record;
+    }
+    if (start < length) {
+      // Copied: the caller may read into the chunk again.
+      this.pending.push(Buffer.from(chunk.subarray(start, length)));
+      this.pendingBytes += length - start;
+      if (this.pendingBytes > this.maxLength) throw this.tooLong(this.line + 1);
+    }
+    return undefined;
+  }
+
+  /** The input ended: its last line, if it had no newline. */
+  async end(): Promise<Record<string, unknown> | undefined> {
+    return this.pendingBytes > 0 ? this.take(Buffer.concat(this.pending)) : undefined;
+  }
+
+  private tooLong(line: number): ConveyorError {
+    const source = this.source;
+    return new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: line longer than ${this.maxLength} bytes`, { details: { source, line } });
+  }
+
+  private async take(bytes: Buffer): Promise<Record<string, unknown> | undefined> {
+    const line = ++this.line;
+    if (bytes.length > this.maxLength) throw this.tooLong(line);
+    const text = bytes.toString('utf8').trim();
+    if (text === '') return undefined;
+    const record = parseRecord(text, this.source, line);
+    if (record.type === 'error') {
+      await this.failures.passUpstream(record);
+      return undefined;
+    }
+    if (record.type === 'rootfs' || record.type === 'mount') return record;
+    this.log.warn(`${this.source}:${line}: skipping a ${JSON.stringify(record.type)} record: ctr-spawn runs rootfs and mount records`);
+    return undefined;
+  }
+}
+
+function readFailure(scanner: RecordScanner, error: unknown): ConveyorError {
+  const { source, nextLine: line } = scanner;
+  return new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: cannot read input: ${(error as Error).message}`, { details: { source, line } });
+}
+
+/**
+ * The first rootfs or mount record of the input stream (a pipe, socket or terminal; records before it
+ * are reported and skipped): its chunks scanned as they arrive (RecordScanner), with no line-splitting
+ * stream in between, and the stream's end not awaited once the record is there.
+ */
+export async function firstRecord(input: Readable, log: Pick<Logger, 'warn'>, options: ReadRecordOptions = {}): Promise<Record<string, unknown>> {
+  const failures = options.pipeline ?? pipeline;
+  const scanner = new RecordScanner(log, failures, options.source ?? 'stdin', options.maxLineBytes ?? MAX_LINE_BYTES);
+  failures.waitingOn(input);
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer | string>) {
+      const record = await scanner.feed(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      if (record) return record;
+    }
+  } catch (error) {
+    if (error instanceof ConveyorError) throw error;
+    throw readFailure(scanner, error);
+  }
+  const record = await scanner.end();
+  if (record) return record;
+  throw noRecord(failures);
+}
+
 /**
  * firstRecord for input that never blocks (a regular file: stdin redirected from one, --record FILE):
- * read with readSync, no stream, no split2. The same lines as readLines sees (blank ones skipped, the
- * last one without its newline too), the same errors (`source:N` bad JSON, a line too long, a read
- * error), `error` records passed on to the pipeline, records before the first rootfs or mount record
- * reported and skipped, and reading stops at that record. Not for a pipe, socket or terminal: a read
- * there waits for the producer with the event loop (and its signal handlers) stopped.
+ * read with readSync, no stream at all. Not for a pipe, socket or terminal: a read there waits for the
+ * producer with the event loop (and its signal handlers) stopped.
  */
 export async function firstRecordSync(
   fd: number,
   log: Pick<Logger, 'warn'>,
-  options: { source?: string; pipeline?: Pick<Pipeline, 'passUpstream' | 'nothingButUpstreamFailure'>; chunkBytes?: number; maxLineBytes?: number } = {},
+  options: ReadRecordOptions & { chunkBytes?: number } = {},
 ): Promise<Record<string, unknown>> {
-  const source = options.source ?? 'stdin';
   const failures = options.pipeline ?? pipeline;
-  const maxLength = options.maxLineBytes ?? MAX_LINE_BYTES;
+  const scanner = new RecordScanner(log, failures, options.source ?? 'stdin', options.maxLineBytes ?? MAX_LINE_BYTES);
   const chunk = Buffer.allocUnsafe(options.chunkBytes ?? 64 * 1024);
-  let line = 0;
-  // The bytes of the line read so far (no newline in them yet).
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  // One complete line: the record to run, or undefined to read on.
-  const take = async (bytes: Buffer): Promise<Record<string, unknown> | undefined> => {
-    line++;
-    if (bytes.length > maxLength) {
-      throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: line longer than ${maxLength} bytes`, { details: { source, line } });
-    }
-    const text = bytes.toString('utf8').trim();
-    if (text === '') return undefined;
-    const record = parseRecord(text, source, line);
-    if (record.type === 'error') {
-      await failures.passUpstream(record);
-      return undefined;
-    }
-    if (record.type === 'rootfs' || record.type === 'mount') return record;
-    log.warn(`${source}:${line}: skipping a ${JSON.stringify(record.type)} record: ctr-spawn runs rootfs and mount records`);
-    return undefined;
-  };
   for (;;) {
     let read: number;
     try {
       read = readSync(fd, chunk, 0, chunk.length, null);
     } catch (error) {
-      throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line + 1}: cannot read input: ${(error as Error).message}`, {
-        details: { source, line: line + 1 },
-      });
+      throw readFailure(scanner, error);
     }
     if (read === 0) break;
-    let start = 0;
-    for (let end = chunk.indexOf(NEWLINE, 0); end !== -1 && end < read; end = chunk.indexOf(NEWLINE, start)) {
-      const piece = chunk.subarray(start, end);
-      const bytes = pendingBytes === 0 ? piece : Buffer.concat([...pending, piece]);
-      pending = [];
-      pendingBytes = 0;
-      start = end + 1;
-      const record = await take(bytes);
-      if (record) return record;
-    }
-    if (start < read) {
-      // Copied: the chunk is read into again.
-      pending.push(Buffer.from(chunk.subarray(start, read)));
-      pendingBytes += read - start;
-      if (pendingBytes > maxLength) {
-        throw new ConveyorError('ERR_INPUT_JSON', `${source}:${line + 1}: line longer than ${maxLength} bytes`, { details: { source, line: line + 1 } });
-      }
-    }
-  }
-  if (pendingBytes > 0) {
-    const record = await take(Buffer.concat(pending));
+    const record = await scanner.feed(chunk, read);
     if (record) return record;
   }
+  const record = await scanner.end();
+  if (record) return record;
   throw noRecord(failures);
 }
 

@@ -1,10 +1,11 @@
 /**
- * The record read from a file without a stream (record.ts firstRecordSync, issue 17): for every input
- * of the table it takes the record the stream reader (firstRecord: readLines and split2) takes, says
- * the same warnings, fails with the same code naming the same `stdin:N`, and passes on the same
- * upstream `error` records; read in one chunk and in 5-byte chunks (lines and a UTF-8 character split
- * across reads). And the built ctr-spawn run with stdin redirected from a file (the path it takes) runs
- * the record, and a bad or missing one leaves nothing behind.
+ * The record read without readLines (issue 17): from a file with readSync (firstRecordSync) and from a
+ * stream by its chunks (firstRecord), both through record.ts's RecordScanner. For every input of the
+ * table each takes the record that ctr-spawn's reader before them (readLines and split2, kept here as
+ * the reference) took, says the same warnings, fails with the same code naming the same `stdin:N`, and
+ * passes on the same upstream `error` records; read in one chunk and in 5-byte chunks (lines and a
+ * UTF-8 character split across reads). And the built ctr-spawn run with stdin redirected from a file
+ * (the path it takes) runs the record, and a bad or missing one leaves nothing behind.
  */
 import t from 'tap';
 import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,7 +13,9 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConveyorError } from '@conveyor/lib-common/errors';
+import { readLines } from '@conveyor/lib-common/ndjson';
 import { Pipeline } from '@conveyor/lib-common/pipeline';
+import type { Readable } from 'node:stream';
 import { firstRecord, firstRecordSync } from '../src/record.js';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { toolPath } from '../../../test/helpers/tools.js';
@@ -26,6 +29,15 @@ const mount = { type: 'mount', v: 1, id: 'a'.repeat(64) };
 const layer = { type: 'layer', v: 1 };
 const upstream = { type: 'error', v: 1, code: 'ERR_NOT_FOUND', message: 'no such image', exitCode: 4, tool: 'img-fetch' };
 const line = (record: object) => `${JSON.stringify(record)}\n`;
+
+/** ctr-spawn's reader before issue 17's: readLines (split2), the first rootfs or mount record. The reference. */
+async function readLinesFirstRecord(input: Readable, log: { warn: (m: string) => void }, failures: Pipeline): Promise<Record<string, unknown>> {
+  for await (const { record, source, line } of readLines(input, { pipeline: failures })) {
+    if (record?.type === 'rootfs' || record?.type === 'mount') return record;
+    log.warn(`${source}:${line}: skipping a ${JSON.stringify(record?.type)} record: ctr-spawn runs rootfs and mount records`);
+  }
+  throw failures.nothingButUpstreamFailure() ?? Object.assign(new Error('no rootfs or mount record on input'), { code: 'ERR_INPUT_RECORD' });
+}
 
 interface Outcome {
   record?: Record<string, unknown>;
@@ -74,21 +86,40 @@ const cases: { name: string; input: string; expect: { type?: string; code?: stri
   { name: 'an upstream failure, then a record', input: line(upstream) + line(rootfs), expect: { type: 'rootfs' } },
 ];
 
-t.test('firstRecordSync reads what firstRecord reads, errors and all', async (t) => {
+t.test('firstRecordSync and firstRecord read what readLines read, errors and all', async (t) => {
   for (const [index, c] of cases.entries()) {
     const path = join(dir, `case-${index}`);
     writeFileSync(path, c.input);
-    const streamed = await outcome((failures, log) => firstRecord(createReadStream(path), log, failures));
+    const reference = await outcome((failures, log) => readLinesFirstRecord(createReadStream(path), log, failures));
+    if (reference.code === 'ERR_INPUT_RECORD') reference.message = 'no rootfs or mount record on input';
     for (const chunkBytes of [64 * 1024, 5]) {
       const fd = openSync(path, 'r');
       const read = await outcome((failures, log) => firstRecordSync(fd, log, { pipeline: failures, chunkBytes })).finally(() => closeSync(fd));
-      const name = `${c.name} (chunks of ${chunkBytes})`;
-      t.strictSame(read, streamed, `${name}: as the stream reader`);
-      if (c.expect.type) t.equal(read.record?.type, c.expect.type, name);
-      if (c.expect.code) t.equal(read.code, c.expect.code, name);
-      if (c.expect.message) t.match(read.message, c.expect.message, name);
+      const streamed = await outcome((failures, log) => firstRecord(createReadStream(path, { highWaterMark: chunkBytes }), log, { pipeline: failures }));
+      for (const [how, got] of [
+        ['readSync', read],
+        ['stream', streamed],
+      ] as const) {
+        const name = `${c.name} (${how}, chunks of ${chunkBytes})`;
+        t.strictSame(got, reference, `${name}: as readLines`);
+        if (c.expect.type) t.equal(got.record?.type, c.expect.type, name);
+        if (c.expect.code) t.equal(got.code, c.expect.code, name);
+        if (c.expect.message) t.match(got.message, c.expect.message, name);
+      }
     }
   }
+});
+
+t.test('firstRecord: a stream that fails is bad input naming the line being read', async (t) => {
+  const { PassThrough } = await import('node:stream');
+  const input = new PassThrough();
+  input.write(line(layer));
+  input.write('{"type":');
+  setImmediate(() => input.destroy(new Error('boom')));
+  const read = await outcome((failures, log) => firstRecord(input, log, { pipeline: failures }));
+  t.equal(read.code, 'ERR_INPUT_JSON');
+  t.match(read.message, /^stdin:2: cannot read input: boom/);
+  t.match(read.warnings, [/^stdin:1: skipping a "layer" record/]);
 });
 
 t.test('the UTF-8 of a line split across reads, a warning naming its line, an error record passed on', async (t) => {
@@ -111,8 +142,13 @@ t.test('a line longer than the limit is bad input naming its line, ended or not'
       const read = await outcome((failures, log) => firstRecordSync(fd, log, { pipeline: failures, chunkBytes, maxLineBytes: 64 })).finally(() =>
         closeSync(fd),
       );
-      t.equal(read.code, 'ERR_INPUT_JSON');
-      t.match(read.message, /^stdin:2: line longer than 64 bytes/);
+      const streamed = await outcome((failures, log) =>
+        firstRecord(createReadStream(path, { highWaterMark: chunkBytes }), log, { pipeline: failures, maxLineBytes: 64 }),
+      );
+      for (const got of [read, streamed]) {
+        t.equal(got.code, 'ERR_INPUT_JSON');
+        t.match(got.message, /^stdin:2: line longer than 64 bytes/);
+      }
     }
   }
 });
