@@ -117,7 +117,7 @@ t.test("the build's training runs (scripts/build/training.mjs) run whole on the 
       .map((line) => JSON.parse(line));
   t.match(records('ls.ndjson'), [{ type: 'image', ref: TRAINING_REF }], 'img-ls lists the imported image');
   t.match(
-    records('image.ndjson').find((record) => record.type === 'image'),
+    records('fetch.ndjson').find((record) => record.type === 'image'),
     { ref: TRAINING_REF },
     'img-fetch --pull=missing finds it present (no registry)',
   );

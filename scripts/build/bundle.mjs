@@ -24,7 +24,7 @@
 // heads); the warm-ups run two at a time. Failure: esbuild's errors (a top-level await other
 // than `await runCli(...)` in a cli.ts, an import.meta.url outside a tool), a body that does not print
 // its flags and a `--help` warm-up that exits non-zero fail the build with exit 1; a training run
-// that fails is said on stderr, and its tool and the rest of the training warmed up with --help.
+// that fails is said on stderr, and its tool (and one whose input it was to make) warmed up with --help.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -246,31 +246,27 @@ const trained = new Set(plan.runs.filter((run) => run.train).map((run) => run.to
 const queue = tools.filter((tool) => !trained.has(tool));
 const failures = [];
 
-/** The training runs, in order; at the first that fails, that tool and the rest are warmed up with --help. */
+/** The training runs, in order; a tool whose run fails, or whose input a failed run was to make, is warmed up with --help. */
 async function train() {
+  const made = new Set();
   try {
-    for (const [i, run] of plan.runs.entries()) {
-      const ok = tools.includes(run.tool)
-        ? run.train
+    for (const run of plan.runs) {
+      const ready = tools.includes(run.tool) && (!run.stdin || made.has(run.stdin));
+      const ok =
+        ready &&
+        (run.train
           ? await warmUp(run.tool, { ...run, dir: plan.dir })
-          : await runWith(process.execPath, [join(TOOLS, run.tool, 'bin', `${run.tool}.js`), ...run.args], { ...run, dir: plan.dir })
-        : false;
-      if (ok) continue;
-      const rest = [
-        ...new Set(
-          plan.runs
-            .slice(i)
-            .filter((r) => r.train && tools.includes(r.tool))
-            .map((r) => r.tool),
-        ),
-      ];
-      process.stderr.write(`bundle: the code cache training stopped at ${run.tool} ${run.args.join(' ')}: ${rest.join(', ')} warmed up with --help\n`);
-      queue.push(...rest);
-      return;
+          : await runWith(process.execPath, [join(TOOLS, run.tool, 'bin', `${run.tool}.js`), ...run.args], { ...run, dir: plan.dir }));
+      if (ok && run.stdout) made.add(run.stdout);
+      if (ok || !run.train || !tools.includes(run.tool)) continue;
+      process.stderr.write(
+        `bundle: the code cache training of ${run.tool} ${ready ? 'failed' : 'had no input'} (${run.args.join(' ')}): warmed up with --help\n`,
+      );
+      queue.push(run.tool);
     }
   } finally {
     try {
-      rmSync(plan.dir, { recursive: true, force: true });
+      plan.close();
     } catch (error) {
       process.stderr.write(`bundle: could not remove the training directory ${plan.dir}: ${error.message}\n`);
     }
