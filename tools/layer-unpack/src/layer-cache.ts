@@ -24,8 +24,9 @@
  * anything else under that name is debris or a plant and is replaced.
  *
  * A layer is unpacked into a staging directory under layers/, synced to disk
- * (syncfs, one shared by the layers that finish together: durable.ts
- * syncFilesystemShared) and renamed into place: the rename is the commit point, so `layers/<chain hex>` existing with
+ * (its tree by a syncfs started once its last entry is written, one shared by
+ * the layers that finish together: durable.ts syncFilesystemShared; its
+ * meta.json by fsync) and renamed into place: the rename is the commit point, so `layers/<chain hex>` existing with
  * a valid meta.json means complete. A staging directory left by a crash or
  * kill -9 is never used and is removed by the next unpack of that chain ID
  * (or by any run, once its pid is gone). A lock per chain ID makes concurrent
@@ -35,7 +36,7 @@
 import { existsSync, lstatSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chainIDs, digestHex } from '@conveyor/lib-common/digest';
-import { syncDirShared, syncFilesystemShared } from '@conveyor/lib-common/durable';
+import { syncDir, syncDirShared, syncFile, syncFilesystemShared } from '@conveyor/lib-common/durable';
 import { ConveyorError, isConveyorError, isStorageErrno } from '@conveyor/lib-common/errors';
 import { withLock } from '@conveyor/lib-common/lock';
 import { layerCompression } from '@conveyor/lib-common/mediatypes';
@@ -270,6 +271,11 @@ async function unpackLocked(
     await applier.finish();
     await applier.close();
     const stats = applier.stats();
+    // The tree's writeback starts as soon as its last entry is written (one syncfs, shared with the
+    // layers finishing meanwhile: cheaper than an fsync per file) and runs while the tree digest is
+    // taken and meta.json written; the commit below waits for it (lib-common/src/durable.ts).
+    const treeSynced = syncFilesystemShared(store.layersDir);
+    treeSynced.catch(() => undefined); // awaited below; a failure first elsewhere must not be an unhandled rejection
     // Taken once the tree is complete, before the commit: img-fsck recomputes it to find a layer changed since.
     const tree = await treeDigest(diff);
     const meta: LayerMeta = {
@@ -288,16 +294,18 @@ async function unpackLocked(
       ...(opts.rootless ? { owners: stats.owners } : {}),
       tree,
     };
-    await fsp.writeFile(join(staging, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    const metaPath = join(staging, 'meta.json');
+    await fsp.writeFile(metaPath, JSON.stringify(meta, null, 2) + '\n');
+    // Written after the syncfs started: made durable on its own (the file, then its name in the staging dir).
+    const metaSynced = Promise.all([syncFile(metaPath), syncDir(staging)]);
+    metaSynced.catch(() => undefined);
     // Its final usage counts for the image before the next layer starts (onApplied): with --jobs 1
     // that one sees the exact budget, as when layers ran strictly one after another.
     opts.budget?.settle(layer.chainID, { bytes: stats.bytes, entries: stats.entries });
     opts.onApplied?.();
-    // Durable before it is complete: the tree and meta.json reach the disk (one syncfs
-    // started after they were written, shared with the layers finishing meanwhile: cheaper
-    // than an fsync per file), then the rename marks it complete and the fsync of layers/
-    // keeps the rename (lib-common/src/durable.ts).
-    await syncFilesystemShared(store.layersDir);
+    // Durable before it is complete: the tree and meta.json are on disk, then the rename marks it
+    // complete and the fsync of layers/ keeps the rename.
+    await Promise.all([treeSynced, metaSynced]);
     // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
     // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
     const broken = `${staging}-old`;

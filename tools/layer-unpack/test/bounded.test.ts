@@ -3,9 +3,10 @@
  * by time: a large file's data is held back while the writer has too much in
  * flight (a 1 GB file is never queued whole), the writer threads start only
  * for a layer that needs them, a small blob is inflated without a thread, and
- * a layer is renamed into place only after a sync that started once its files
- * and meta.json were written (strace), while the next layer may already
- * unpack (the --jobs place is given up before that sync).
+ * a layer is renamed into place only once its tree is on disk (a syncfs that
+ * started once its files were written) and its meta.json too (fsync of the
+ * file and its directory), with layers/ fsynced after (strace), while the next
+ * layer may already unpack (the --jobs place is given up before that sync).
  */
 import { execFile } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -245,7 +246,21 @@ t.test('two layers unpacked at once (--jobs 2) share the threads: never more wri
   t.ok(reading <= 1, `one inflate thread read both blobs (most reading at once: ${reading})`);
 });
 
-t.test('a layer is renamed into place only after a sync that started once it was written (strace)', async (t) => {
+/** The system calls of one name in an `strace -f -y` log: the line each started on (its arguments) and the line it ended on. */
+function calls(lines: string[], name: string): { start: number; end: number; text: string }[] {
+  const found: { start: number; end: number; text: string }[] = [];
+  lines.forEach((line, i) => {
+    if (!line.includes(`${name}(`) || line.includes('resumed')) return;
+    // strace -f interleaves threads and processes: a call started in one line and finished in another
+    // shows as `<unfinished ...>`, then `<... NAME resumed>` on a later line of the same pid.
+    const pid = line.split(' ')[0];
+    const end = line.includes('<unfinished') ? lines.findIndex((l, j) => j > i && l.startsWith(`${pid} `) && l.includes(`${name} resumed`)) : i;
+    found.push({ start: i, end, text: line });
+  });
+  return found;
+}
+
+t.test('a layer is renamed into place only once its tree (a syncfs started after its files) and meta.json (fsync) are on disk (strace)', async (t) => {
   const dir = t.testdir({});
   const root = join(dir, 'store');
   mkdirSync(root);
@@ -257,7 +272,7 @@ t.test('a layer is renamed into place only after a sync that started once it was
   const log = join(dir, 'strace.log');
   await run('bash', [
     '-c',
-    `strace -f -qq -e trace=syncfs,openat,rename,renameat,renameat2 -o ${log} node ${toolPath('layer-unpack')} --root ${root} < ${input} > ${join(dir, 'out')}`,
+    `strace -f -qq -y -e trace=syncfs,fsync,openat,close,rename,renameat,renameat2 -o ${log} node ${toolPath('layer-unpack')} --root ${root} < ${input} > ${join(dir, 'out')}`,
   ]);
   const out = readFileSync(join(dir, 'out'), 'utf8')
     .trim()
@@ -265,18 +280,35 @@ t.test('a layer is renamed into place only after a sync that started once it was
     .map((l) => JSON.parse(l));
   t.equal(out.length, 1);
   t.equal(out[0].layerDirs.length, 4);
-  // strace -f interleaves threads and processes: a call started in one line and finished in another shows as `<unfinished ...>` / `resumed`.
   const lines = readFileSync(log, 'utf8').split('\n');
-  const syncStarts = lines.flatMap((l, i) => (/syncfs\(/.test(l) && !l.includes('resumed') ? [i] : []));
-  t.ok(syncStarts.length >= 1, 'syncfs ran');
-  t.ok(syncStarts.length <= 4, `at most one syncfs per layer (${syncStarts.length} for 4)`);
+  const syncfs = calls(lines, 'syncfs');
+  const fsyncs = calls(lines, 'fsync');
+  t.ok(syncfs.length >= 1, 'syncfs ran');
+  t.ok(syncfs.length <= 4, `at most one syncfs per layer (${syncfs.length} for 4)`);
+  const layers = join(root, 'layers');
   for (const [i] of tars.entries()) {
     const hex = out[0].layerDirs[i].split('/').at(-2);
-    const metaWritten = lines.findIndex((l) => l.includes(`.tmp-${hex}-`) && l.includes('meta.json') && /openat\(/.test(l));
+    const staging = new RegExp(`<${layers}/\\.tmp-${hex}-\\d+-[0-9a-f]+`);
+    const written = lines.findIndex((l) => /^\d+ +close\(/.test(l) && staging.test(l) && l.includes(`/diff/layer-${i}>`));
+    const metaOpened = lines.findIndex((l) => /openat\(/.test(l) && l.includes(`.tmp-${hex}-`) && l.includes('meta.json'));
     const renamed = lines.findIndex((l) => /rename/.test(l) && l.includes(`.tmp-${hex}-`) && !l.includes('-old"') && l.includes(`/layers/${hex}"`));
-    t.ok(metaWritten >= 0 && renamed > metaWritten, `layer ${i}: meta.json written, then renamed`);
-    const synced = syncStarts.some((s) => s > metaWritten && s < renamed);
-    t.ok(synced, `layer ${i}: a syncfs started between its meta.json and its rename`);
+    t.ok(written >= 0 && renamed > written, `layer ${i}: its file written (closed), then the layer renamed`);
+    t.ok(
+      syncfs.some((c) => c.start > written && c.end >= 0 && c.end < renamed),
+      `layer ${i}: a syncfs started after its file was written and ended before its rename`,
+    );
+    t.ok(
+      fsyncs.some((c) => c.start > metaOpened && c.end >= 0 && c.end < renamed && staging.test(c.text) && c.text.includes('/meta.json>')),
+      `layer ${i}: meta.json fsynced after it was written, before the rename`,
+    );
+    t.ok(
+      fsyncs.some((c) => c.start > metaOpened && c.end >= 0 && c.end < renamed && new RegExp(`${staging.source}>[) ]`).test(c.text)),
+      `layer ${i}: the staging dir (meta.json's name) fsynced before the rename`,
+    );
+    t.ok(
+      fsyncs.some((c) => c.start > renamed && (c.text.includes(`<${layers}>)`) || c.text.includes(`<${layers}> `))),
+      `layer ${i}: layers/ fsynced after the rename`,
+    );
   }
 });
 
