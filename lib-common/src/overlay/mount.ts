@@ -26,6 +26,7 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
+import { chmodSync, mkdirSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { digestHex, randomHex, sha256 } from '../digest.js';
@@ -233,26 +234,26 @@ export async function makeContainerDir(store: Store, paths: ContainerPaths): Pro
   // as much as its layers do: containers/ and containers/<id> are owner-only,
   // whatever the store root's mode.
   // containers/ is made when the first mkdir finds it missing, not looked for on every run.
+  // Synchronous calls: the directories are made in one parent, whose lock serialises them anyway,
+  // and seven calls cost less than their trips through libuv's thread pool.
   try {
-    await mkdir(paths.containerDir, { mode: 0o700 });
+    mkdirSync(paths.containerDir, { mode: 0o700 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     await mkdirClosedTop(store.containersDir);
-    await mkdir(paths.containerDir, { mode: 0o700 });
+    mkdirSync(paths.containerDir, { mode: 0o700 });
   }
   try {
     // upper becomes the mode of / inside the container (merged is covered by
     // the mount): 0755 so non-root users in the container can use /, chmod'ed
-    // because a umask such as 027 would mask mkdir's mode. The directories
-    // are made beside the container directory's own chmod: a umask can only
-    // have narrowed its 0700.
-    await Promise.all([
-      chmod(paths.containerDir, 0o700),
-      mkdir(paths.upper, { mode: 0o755 }),
-      mkdir(paths.work, { mode: 0o700 }),
-      mkdir(paths.merged, { mode: 0o755 }),
-    ]);
-    await Promise.all([chmod(paths.upper, 0o755), chmod(paths.merged, 0o755)]);
+    // because a umask such as 027 would mask mkdir's mode. The container
+    // directory is chmod'ed too: a umask can only have narrowed its 0700.
+    chmodSync(paths.containerDir, 0o700);
+    mkdirSync(paths.upper, { mode: 0o755 });
+    mkdirSync(paths.work, { mode: 0o700 });
+    mkdirSync(paths.merged, { mode: 0o755 });
+    chmodSync(paths.upper, 0o755);
+    chmodSync(paths.merged, 0o755);
   } catch (error) {
     await rm(paths.containerDir, { recursive: true, force: true }).catch(() => undefined);
     throw error;
