@@ -53,6 +53,12 @@ export interface CleanupTarget {
   runtimeStarted: () => boolean;
   /** A restart follows: the network (namespace, pasta/slirp4netns) stays for it. */
   keepNetwork?: boolean;
+  /**
+   * Whether this run's network may have a helper (pasta, slirp4netns) to stop: false for the modes
+   * that never start one (--net none/private, host, container:X), whose clean-up then does not look
+   * for its file (an ephemeral directory goes whole). Default true.
+   */
+  networkHelper?: boolean;
   /** Signals the network helper (lib-common container/network SignalSender: ctr-spawn's process.kill); kill(1) without. */
   signal?: SignalSender;
   /** The run's phase trace (trace.ts): cleanUp's steps are spans of it. */
@@ -92,7 +98,10 @@ export async function cleanUp(target: CleanupTarget): Promise<void> {
   };
   const removed = async () => {
     if (target.ephemeral) {
-      const warnings = await trace.span('cleanup-helper', stopNetworkHelper(containerDir, target.signal));
+      const warnings = await trace.span(
+        'cleanup-helper',
+        target.networkHelper === false ? Promise.resolve([]) : stopNetworkHelper(containerDir, target.signal),
+      );
       // Into the trash (a rename): the run's exit waits for no directory removal; a later run sweeps it (sweepTrash).
       await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep, trash: true }));
       // Kept (--keep): the namespace's empty file goes, as tearDownNetwork's removeNetns does.

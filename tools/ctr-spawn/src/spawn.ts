@@ -181,6 +181,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
         name: options.name,
         runtimeStarted: () => runtimeStarted,
         signal: io.kill,
+        networkHelper: options.network.mode === 'pasta' || options.network.mode === 'slirp4netns',
         trace,
       });
     if (options.rootless) {
