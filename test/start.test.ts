@@ -92,7 +92,7 @@ t.test('real runs go through the head to the body', async (t) => {
 t.test("the build's training runs (scripts/build/training.mjs) run whole on the built tools, and leave nothing behind", async (t) => {
   // Each is what bundle.mjs runs to make a tool's cache from its real path (a failure there falls back to --help quietly).
   const { trainingPlan, TRAINING_REF } = await import(pathToFileURL(join(REPO_ROOT, 'scripts', 'build', 'training.mjs')).href);
-  const plan: { dir: string; runs: { tool: string; args: string[]; stdin?: string; stdout?: string; train: boolean }[] } = trainingPlan();
+  const plan: { dir: string; runs: { tool: string; args: string[]; stdin?: string; stdout?: string; train: boolean }[] } = await trainingPlan();
   t.teardown(() => removeStore(join(plan.dir, 'store')));
   t.same(
     plan.runs.filter((run) => run.train).map((run) => run.tool),

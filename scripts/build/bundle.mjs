@@ -241,7 +241,7 @@ function warmUp(tool, run) {
 }
 
 /** Tools warmed up with --help: those the training (scripts/build/training.mjs) does not run, and those whose training failed. */
-const plan = trainingPlan();
+const plan = await trainingPlan();
 const trained = new Set(plan.runs.filter((run) => run.train).map((run) => run.tool));
 const queue = tools.filter((tool) => !trained.has(tool));
 const failures = [];

@@ -24,25 +24,18 @@ import { gzipSync } from 'node:zlib';
 /** The tiny image's reference: under .invalid (RFC 2606), so that nothing could ever fetch it. */
 export const TRAINING_REF = 'conveyor.invalid/build/train:latest';
 
-/** One ustar member: a directory (content undefined) or a file. */
-function tarMember(name, mode, content) {
-  const header = Buffer.alloc(512);
-  const field = (offset, length, value) => header.write(value, offset, length, 'latin1');
-  const octal = (offset, length, value) => field(offset, length, `${value.toString(8).padStart(length - 1, '0')}\0`);
-  field(0, 100, name);
-  octal(100, 8, mode);
-  octal(108, 8, 0);
-  octal(116, 8, 0);
-  octal(124, 12, content?.length ?? 0);
-  octal(136, 12, 1_700_000_000);
-  field(148, 8, '        ');
-  field(156, 1, content === undefined ? '5' : '0');
-  field(257, 8, 'ustar\u000000');
-  let sum = 0;
-  for (const byte of header) sum += byte;
-  field(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
-  if (content === undefined) return header;
-  return Buffer.concat([header, content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
+/** The layer's tar, packed by tar-stream (tar-fs's packer; no hand-made headers): `[name, mode, content?]` members, a directory without content. */
+async function packTar(members) {
+  const { pack: newPack } = await import('tar-stream');
+  const pack = newPack();
+  const chunks = [];
+  pack.on('data', (chunk) => chunks.push(chunk));
+  const done = new Promise((resolve, reject) => pack.on('end', resolve).on('error', reject));
+  for (const [name, mode, content] of members)
+    pack.entry({ name, mode, mtime: new Date(1_700_000_000_000), type: content === undefined ? 'directory' : 'file' }, content);
+  pack.finalize();
+  await done;
+  return Buffer.concat(chunks);
 }
 
 const sha256 = (bytes) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -51,15 +44,14 @@ const sha256 = (bytes) => `sha256:${createHash('sha256').update(bytes).digest('h
 const ARCH = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
 
 /** Writes the tiny image (`name`'s, under the reference `ref`) as an OCI layout directory at `dir`; */
-function writeLayout(dir, name, ref) {
-  const tar = Buffer.concat([
-    tarMember('etc/hostname', 0o644, Buffer.from(`${name}\n`)),
-    tarMember('etc/', 0o755),
-    tarMember('etc/passwd', 0o644, Buffer.from('root:x:0:0:root:/root:/bin/sh\n')),
-    tarMember('etc/group', 0o644, Buffer.from('root:x:0:\n')),
-    tarMember('bin/', 0o755),
-    tarMember('bin/true', 0o755, Buffer.from('#!/bin/sh\n')),
-    Buffer.alloc(1024),
+async function writeLayout(dir, name, ref) {
+  const tar = await packTar([
+    ['etc/hostname', 0o644, Buffer.from(`${name}\n`)],
+    ['etc/', 0o755],
+    ['etc/passwd', 0o644, Buffer.from('root:x:0:0:root:/root:/bin/sh\n')],
+    ['etc/group', 0o644, Buffer.from('root:x:0:\n')],
+    ['bin/', 0o755],
+    ['bin/true', 0o755, Buffer.from('#!/bin/sh\n')],
   ]);
   const layer = gzipSync(tar);
   const config = Buffer.from(
@@ -86,16 +78,16 @@ function writeLayout(dir, name, ref) {
 }
 
 /**
- * The training plan in a new temporary directory `dir`: runs in order,
+ * The training plan (a promise) in a new temporary directory `dir`: runs in order,
  * each `{ tool, args, stdin?, stdout?, train }` (stdin/stdout: files in `dir`; `train`: its cache is
  * written, else the run only prepares another's input). A run whose stdin was not made (its maker
  * failed) is not run. `close()` removes `dir`.
  */
-export function trainingPlan() {
+export async function trainingPlan() {
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-train-'));
   const store = join(dir, 'store');
   mkdirSync(store, { mode: 0o700 });
-  writeLayout(join(dir, 'layout'), 'train', TRAINING_REF);
+  await writeLayout(join(dir, 'layout'), 'train', TRAINING_REF);
   const root = ['-q', '--root', store];
   const runs = [
     { tool: 'img-import', args: [...root, join(dir, 'layout')], stdout: 'import.ndjson', train: true },
