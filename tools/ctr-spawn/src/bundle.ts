@@ -47,6 +47,29 @@ function rootlessSpecFacts(): { ttyGroupMapped: boolean; highestGid: number } {
   return { ttyGroupMapped: isMapped(gidMap, 5), highestGid: highestMapped(gidMap) };
 }
 
+/** What of the spec comes from the host and the flags alone: known before the record (hostSpecFacts). */
+export interface HostSpecFacts {
+  capabilities: string[];
+  seccomp: Record<string, unknown> | undefined;
+  nofile: number;
+}
+
+/**
+ * The spec's parts that depend on no record (capabilities, the seccomp filter, the nofile limit):
+ * ctr-spawn works them out while it waits for the record, off the path after it. Undefined when one
+ * fails: prepareSpec then works them out in its place, and its failure is reported there.
+ */
+export function hostSpecFacts(options: SpawnOptions): HostSpecFacts | undefined {
+  try {
+    const available = boundingCaps();
+    const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
+    const seccomp = options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile);
+    return { capabilities, seccomp, nofile: nofileHardLimit() };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface PreparedSpec {
   spec: Record<string, unknown>;
   hostname: string;
@@ -116,6 +139,7 @@ export async function prepareSpec(
   cgroupsPath: string,
   network: NetworkSetup,
   root: { tree: Root; runtimeMount?: RuntimeRootMount } = { tree: paths.merged },
+  facts?: HostSpecFacts,
 ): Promise<PreparedSpec> {
   const config = (record.config && typeof record.config === 'object' ? record.config : {}) as RootfsRecord['config'];
   const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((s) => typeof s === 'string') ? (v as string[]) : undefined);
@@ -208,8 +232,14 @@ export async function prepareSpec(
   // joiner shares System V IPC and message queues, not /dev/shm.
   const shmSource = ipc.mode === 'host' ? '/dev/shm' : undefined;
   const devices = options.privileged ? hostDevices() : (options.devices ?? []).map((d) => hostDevice(d.hostPath, d.containerPath, d.access));
-  const available = boundingCaps();
-  const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
+  const host = facts ?? hostSpecFacts(options);
+  let capabilities: string[];
+  if (host) capabilities = host.capabilities;
+  else {
+    // Worked out again, to throw what hostSpecFacts could not.
+    const available = boundingCaps();
+    capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
+  }
   const spec = buildSpec({
     rootfs: paths.merged,
     rootMount: root.runtimeMount,
@@ -230,7 +260,7 @@ export async function prepareSpec(
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
     cgroupsPath,
     rootless: options.rootless ? rootlessSpecFacts() : undefined,
-    nofile: nofileHardLimit(),
+    nofile: host?.nofile ?? nofileHardLimit(),
     noNewPrivileges: options.noNewPrivileges,
     sysctls: options.sysctls,
     devices,
@@ -242,7 +272,11 @@ export async function prepareSpec(
     uts: options.uts?.mode === 'host' ? { mode: 'host' } : { mode: 'private' },
     noShm: options.ipc?.mode === 'none',
     shmSource,
-    seccomp: options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile),
+    seccomp: host
+      ? host.seccomp
+      : options.privileged || options.seccompUnconfined
+        ? undefined
+        : defaultSeccomp(capabilities, options.arch, options.seccompProfile),
     annotations: {
       'org.opencontainers.image.ref.name': typeof record.ref === 'string' ? record.ref : '',
       'org.opencontainers.image.digest': typeof record.digest === 'string' ? record.digest : '',

@@ -23,7 +23,7 @@ import type { Logger } from '@conveyor/lib-common/log';
 import type { RecordSink } from '@conveyor/lib-common/ndjson';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { sweepTrash } from '@conveyor/lib-common/overlay/mount';
-import { adoptSpec, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
+import { adoptSpec, hostSpecFacts, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
 import { cleanUp } from './cleanup.js';
 import { type PendingSupervisor, prestartSupervisor } from './detach.js';
 import { oomWarning } from './oom.js';
@@ -120,8 +120,9 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   // Loaded while the record is awaited: in a pipeline it comes when the tool upstream is done.
   const networkModule = import('./network/index.js');
   networkModule.catch(() => undefined); // a failure surfaces where it is awaited
-  // And the --root store checked meanwhile (read-only: nothing is made before the record).
+  // And the --root store checked meanwhile (read-only: nothing is made before the record), and the spec's host parts.
   const rootChecked = checkRootStore(options.root);
+  const specFacts = options.specFile ? undefined : hostSpecFacts(options);
   try {
     let record: Record<string, unknown>;
     const file = regularFile(io.inputFile);
@@ -221,7 +222,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       'spec',
       options.specFile
         ? readSpecFile(options.specFile).then((edited) => adoptSpec(edited, paths, store, cgroupsPath, options, network))
-        : prepareSpec(record, paths, options, cgroupsPath, network, root).then((prepared) => prepared.spec),
+        : prepareSpec(record, paths, options, cgroupsPath, network, root, specFacts).then((prepared) => prepared.spec),
     );
     if (options.printSpec) {
       await io.out.write(spec);
