@@ -8,7 +8,7 @@
  * report an OOM kill (oom.ts), and clean up whatever happened (cleanup.ts),
  * before the exit code is returned. What needs no record (the --root store's
  * check, the network module) begins before it is read; earlier runs' trash is
- * swept while the runtime runs. Each phase is marked in the trace
+ * swept while a pipe's record is awaited, or else while the runtime runs. Each phase is marked in the trace
  * (trace.ts, CONVEYOR_TRACE=1). Library code: streams, fds, a signal source
  * and a kill function come in from cli.ts.
  *
@@ -16,13 +16,14 @@
  * failed clean-up is a warning, never the answer.
  */
 import { closeSync, fstatSync, openSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
 import type { RecordSink } from '@conveyor/lib-common/ndjson';
 import { uptimeMicros } from '@conveyor/lib-common/kmsg';
 import { sweepTrash } from '@conveyor/lib-common/overlay/mount';
+import { Store } from '@conveyor/lib-common/store';
 import { adoptSpec, hostSpecFacts, prepareSpec, readSpecFile, writeConfig } from './bundle.js';
 import { cleanUp } from './cleanup.js';
 import { type PendingSupervisor, prestartSupervisor } from './detach.js';
@@ -126,6 +127,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   try {
     let record: Record<string, unknown>;
     const file = regularFile(io.inputFile);
+    // Waiting on a producer (a pipe): the trash is swept now, while nothing else runs here, rather than beside the runtime.
+    if (file === undefined) swept = rootChecked.then(() => sweepTrash(new Store(resolve(options.root)))).catch(() => undefined);
     if (file !== undefined) {
       // A file: read at once (no stream, no line splitter), and never waits on a producer.
       try {
@@ -300,7 +303,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
           trace.mark('runtime-started');
           runtimeStarted = true;
           signals.attach(child, true);
-          swept = sweepTrash(store);
+          swept ??= sweepTrash(store);
         },
       });
     } finally {

@@ -1,18 +1,19 @@
 /**
  * A foreground run's clean-up that does not wait for the directory's removal (issue 17): the container
  * directory is unmounted and renamed into the store's trash (tmp/trash-<id>), and removed by a later
- * run while its runtime runs (sweepTrash). The name is released as before; ctr-ls, ctr-rm and img-fsck
+ * run (sweepTrash): while it waits on a pipe for its record, or, with the record in a file, while its
+ * runtime runs. The name is released as before; ctr-ls, ctr-rm and img-fsck
  * never see trash as a container; a trash left by a crash is swept; a sweep never follows a symlink
  * nor removes what is mounted below a trash entry.
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '@conveyor/lib-common/store';
 import { sweepTrash } from '@conveyor/lib-common/overlay/mount';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
-import { runTool } from '../../../test/helpers/tools.js';
+import { runTool, toolPath } from '../../../test/helpers/tools.js';
 import { containerDirs, ctrSpawn, mountsUnder } from './helpers.js';
 
 const root = tempStore('conveyor-ctrbin-');
@@ -53,6 +54,20 @@ t.test('a run leaves its directory in the trash, the next run sweeps it; names r
   t.not(after[0], left, "the first run's is swept");
   t.notOk(existsSync(crashed), "a crashed run's trash is swept");
   t.strictSame(containerDirs(root), []);
+
+  // stdin a file (read without a stream): swept while the runtime runs, rather than while the record is awaited.
+  const recordFile = join(root, '..', 'record.json');
+  writeFileSync(recordFile, `${JSON.stringify(rootfs)}\n`);
+  const fd = openSync(recordFile, 'r');
+  const third = spawnSync(process.execPath, [toolPath('ctr-spawn'), '--root', root, '--net', 'none', '--', 'true'], {
+    stdio: [fd, 'pipe', 'pipe'],
+    encoding: 'utf8',
+  });
+  closeSync(fd);
+  t.equal(third.status, 0, third.stderr);
+  const last = trash();
+  t.equal(last.length, 1, "only the third run's own directory is left");
+  t.not(last[0], after[0], "the second run's is swept");
 });
 
 t.test('--keep keeps the directory where it is: nothing goes to the trash', async (t) => {
