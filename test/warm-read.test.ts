@@ -3,7 +3,9 @@
  * and img-ls, answer from the store alone (no registry is reachable here) with the records they gave before,
  * without loading what only a pull or an unpack needs: node:crypto (small blobs are hashed in JavaScript,
  * lib-common digest.ts), node:child_process, node:worker_threads. A preload (NODE_OPTIONS) writes the builtins
- * each tool loaded when it exits. A blob corrupted in the store is still refused.
+ * each tool loaded when it exits. A blob corrupted in the store is still refused. With stdout and stderr
+ * pipes (sockets here), records and log lines are written without process.stdout/stderr (lib-common
+ * fd-output.ts): no node:net or node:stream either.
  */
 import t from 'tap';
 import type tap from 'tap';
@@ -13,6 +15,8 @@ import { busyboxRootfs, removeStore, tempStore } from './helpers/rootfs.js';
 import { runTool } from './helpers/tools.js';
 
 const HEAVY = ['crypto', 'child_process', 'worker_threads'];
+/** What a pipe's process.stdout or process.stderr (a net.Socket) would load. */
+const STREAMS = ['net', 'stream'];
 
 t.test('a warm read loads no crypto, child process or worker module, and answers as before', async (t) => {
   const root = tempStore('conveyor-warm-');
@@ -35,6 +39,7 @@ t.test('a warm read loads no crypto, child process or worker module, and answers
   };
   const unloaded = (t: typeof tap, builtins: string[], tool: string) => {
     for (const name of HEAVY) t.notOk(builtins.includes(name), `${tool} did not load node:${name}`);
+    for (const name of STREAMS) t.notOk(builtins.includes(name), `${tool} did not load node:${name} (no stdio stream)`);
   };
 
   const fetched = await traced('img-fetch', ['--root', root, '--pull=missing', ref]);

@@ -8,6 +8,7 @@
 import { COMMON_FLAGS, parseArgs, flag, type ArgSpec, type ParsedArgs } from './args.js';
 import { earlyText, writeAtOnce } from './cli-head.js';
 import { ConveyorError, EXIT, toConveyorError } from './errors.js';
+import { stdOutput, streamOf } from './fd-output.js';
 import { Logger, Progress, type LogFormat, type ProgressMode } from './log.js';
 import { RecordWriter } from './ndjson.js';
 import { resolve } from 'node:path';
@@ -20,8 +21,12 @@ export interface ToolContext {
   progress: Progress;
   out: RecordWriter;
   stdin: NodeJS.ReadStream;
-  stdout: NodeJS.WriteStream;
-  stderr: NodeJS.WriteStream;
+  /**
+   * process.stdout and process.stderr, made when first read (fd-output.ts: records and log lines
+   * are written without them); read them only to pipe into them or write what a tool prints itself.
+   */
+  readonly stdout: NodeJS.WriteStream;
+  readonly stderr: NodeJS.WriteStream;
   env: NodeJS.ProcessEnv;
   /** The store root from --root, CONVEYOR_ROOT, or the default for this user; always absolute (records carry it). */
   root: string;
@@ -110,17 +115,20 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     const early = args ? earlyText(def, args) : undefined;
     if (early !== undefined) return writeStdoutAtOnce(early);
   }
-  let log = new Logger(def.name, process.stderr, argv.includes('--log-format=json') ? 'json' : 'text');
+  // Written without a stream on a pipe, file or socket (fd-output.ts): a stream loads node:net and node:stream.
+  const stdout = stdOutput(1, () => process.stdout);
+  const stderr = stdOutput(2, () => process.stderr);
+  let log = new Logger(def.name, stderr, argv.includes('--log-format=json') ? 'json' : 'text');
   let progress: Progress | undefined;
-  const out = new RecordWriter(process.stdout);
+  const out = new RecordWriter(stdout);
   // Error records are for the programs reading our stdout; a human on a terminal has the message on stderr.
-  pipeline.attach({ tool: def.name, sink: process.stdout.isTTY ? undefined : out });
-  process.stdout.on('error', exitOnClosedStdout);
+  pipeline.attach({ tool: def.name, sink: stdout.isTTY ? undefined : out });
+  stdout.on('error', exitOnClosedStdout);
   // Named in the message of a write the store's file system refused (full, read-only).
   let storeRoot: string | undefined;
   try {
     if (dumpFlags) {
-      process.stdout.write(`${JSON.stringify({ name: def.name, spec: def.spec ?? {}, common: COMMON_FLAGS, help: def.help })}\n`);
+      stdout.write(`${JSON.stringify({ name: def.name, spec: def.spec ?? {}, common: COMMON_FLAGS, help: def.help })}\n`);
       return;
     }
     if (usageError !== undefined || args === undefined) throw usageError;
@@ -130,8 +138,8 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     if (!['auto', 'json', 'bar', 'none'].includes(progressMode)) {
       throw new ConveyorError('ERR_USAGE', `--progress must be auto, json, bar or none, got ${JSON.stringify(progressMode)}`);
     }
-    log = new Logger(def.name, process.stderr, format as LogFormat, Boolean(args.quiet));
-    progress = new Progress(def.name, process.stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
+    log = new Logger(def.name, stderr, format as LogFormat, Boolean(args.quiet));
+    progress = new Progress(def.name, stderr, args.quiet ? 'none' : (progressMode as ProgressMode));
     // paths.js loads node:os: only a run without --root or CONVEYOR_ROOT needs it.
     const given = flag(args, 'root') ?? (process.env.CONVEYOR_ROOT || undefined);
     const storeRootFor = given === undefined ? (await import('./paths.js')).defaultStoreRoot : () => given;
@@ -145,7 +153,7 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     const terminalLog = log;
     pipeline.attach({
       tool: def.name,
-      sink: process.stdout.isTTY || def.recordsOnStdout?.(args) === false ? undefined : out,
+      sink: stdout.isTTY || def.recordsOnStdout?.(args) === false ? undefined : out,
       onTerminalInput: () => terminalLog.info('reading records from stdin; pipe img-fetch into me, or Ctrl-D'),
     });
     const ctx: ToolContext = {
@@ -158,12 +166,17 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
       get stdin() {
         return process.stdin;
       },
-      stdout: process.stdout,
-      stderr: process.stderr,
+      // Getters, as stdin: a stream is made only for a tool that asks for one.
+      get stdout() {
+        return streamOf(stdout);
+      },
+      get stderr() {
+        return streamOf(stderr);
+      },
       env: process.env,
       // Relative to where we were started: records carry it to tools that may run elsewhere, and insist on an absolute store.
       root: rootFor(process.getuid?.() ?? 0),
-      humanOutput: Boolean(process.stdout.isTTY),
+      humanOutput: Boolean(stdout.isTTY),
     };
     storeRoot = ctx.root;
     const code = await def.main(ctx);
@@ -180,7 +193,7 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
     const code = def.exitCodeFor ? def.exitCodeFor(err) : err.exitCode;
     if (code !== err.exitCode) err = new ConveyorError(err.code, err.message, { hint: err.hint, details: err.details, exitCode: code, cause: error });
     log.error(err);
-    if (err.code === 'ERR_INTERNAL' && process.env.CONVEYOR_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+    if (err.code === 'ERR_INTERNAL' && process.env.CONVEYOR_DEBUG) stderr.write(`${(error as Error).stack}\n`);
     await pipeline.reportOwn(err);
     process.exitCode = pipeline.exitCode(code);
   }

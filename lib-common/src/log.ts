@@ -3,16 +3,16 @@
  * `tool: what failed: why (hint)`; with `--log-format=json` each message is
  * one JSON object per line carrying the stable error code.
  */
-import type { Writable } from 'node:stream';
 import { formatBytes } from './bytes.js';
 import type { ConveyorError } from './errors.js';
+import type { TextOutput } from './fd-output.js';
 
 export type LogFormat = 'text' | 'json';
 
 export class Logger {
   constructor(
     readonly tool: string,
-    private readonly stream: Writable,
+    private readonly stream: Pick<TextOutput, 'write'>,
     readonly format: LogFormat = 'text',
     private readonly quiet = false,
   ) {}
@@ -56,7 +56,7 @@ export function printable(text: string): string {
 }
 
 /** The Progress drawing live lines on a stream, so a Logger on the same stream writes above them. */
-const liveProgress = new WeakMap<Writable, Progress>();
+const liveProgress = new WeakMap<object, Progress>();
 
 export type ProgressMode = 'auto' | 'json' | 'bar' | 'none';
 
@@ -93,7 +93,7 @@ export class Progress {
 
   constructor(
     private readonly tool: string,
-    private readonly stream: Writable & { isTTY?: boolean; columns?: number },
+    private readonly stream: Pick<TextOutput, 'write' | 'isTTY' | 'columns'>,
     mode: ProgressMode = 'auto',
     private readonly intervalMs = 200,
     private readonly clock: () => number = Date.now,

@@ -3,8 +3,9 @@
  * line is reported as `stdin:N` and never silently dropped; a closed stdout
  * (EPIPE, `| head`) ends output quietly.
  */
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { ConveyorError } from './errors.js';
+import type { TextOutput } from './fd-output.js';
 import { type Pipeline, pipeline } from './pipeline.js';
 
 export interface InputLine {
@@ -139,10 +140,14 @@ export interface RecordSink {
   write(record: object): Promise<void>;
 }
 
-/** Writes records as NDJSON, honouring backpressure. A closed reader (EPIPE) makes writes no-ops. */
+/**
+ * Writes records as NDJSON, honouring backpressure. A closed reader (EPIPE)
+ * makes writes no-ops. Its output is a stream, or runCli's FdOutput
+ * (fd-output.ts: stdout written without a stream).
+ */
 export class RecordWriter implements RecordSink {
   private closed = false;
-  constructor(private readonly output: Writable) {
+  constructor(private readonly output: TextOutput) {
     output.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closed = true;
       else throw error;
