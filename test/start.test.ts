@@ -323,3 +323,33 @@ t.test('--help into a pipe already closed ends quietly with 0', async (t) => {
   t.equal(code, 0, 'exit 0');
   t.equal(stderr, '', 'nothing on stderr');
 });
+
+// runCli writes records with writeSync when stdout is a pipe or a file (lib-common fd-output.ts): all of them arrive, in
+// order, and a reader that leaves early (`| head -c 1`) ends the run quietly with 0, as the stream's EPIPE did.
+t.test('a run writing records to a file, to a pipe, and to a reader that leaves early', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'store');
+  // img-inspect passes records it does not act on through: 20,000 lines, more than a pipe holds.
+  const lines = Array.from({ length: 20_000 }, (_, n) => `{"type":"note","v":1,"n":${n}}`);
+  writeFileSync(join(dir, 'in.ndjson'), `${lines.join('\n')}\n`);
+  const bash = (script: string) =>
+    spawnSync('bash', ['-c', script], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      maxBuffer: 64 << 20,
+      env: { ...process.env, TOOL: toolPath('img-inspect'), ROOT: root, DIR: dir },
+    });
+  const toFile = bash('"$TOOL" --root "$ROOT" < "$DIR/in.ndjson" > "$DIR/out.ndjson"');
+  t.equal(toFile.status, 0, toFile.stderr);
+  t.equal(readFileSync(join(dir, 'out.ndjson'), 'utf8'), `${lines.join('\n')}\n`, 'a file gets every record, in order');
+  const toPipe = bash('"$TOOL" --root "$ROOT" < "$DIR/in.ndjson" | cat');
+  t.equal(toPipe.status, 0, toPipe.stderr);
+  t.equal(toPipe.stdout, `${lines.join('\n')}\n`, 'a pipe gets every record, in order');
+  const early = bash('"$TOOL" --root "$ROOT" < "$DIR/in.ndjson" 2> "$DIR/err" | head -c 1; echo " ${PIPESTATUS[0]}"');
+  t.equal(early.stdout, '{ 0\n', 'the reader got its byte; the tool exited 0');
+  t.equal(readFileSync(join(dir, 'err'), 'utf8'), '', 'nothing on stderr');
+  // A failure's exit code stands when its error record meets a closed stdout.
+  const usage = bash('"$TOOL" --no-such-flag 2> "$DIR/err" | (exec <&-; sleep 0.3); echo "${PIPESTATUS[0]}"');
+  t.equal(usage.stdout, '2\n', 'a usage error still exits 2');
+  t.match(readFileSync(join(dir, 'err'), 'utf8'), 'img-inspect: unknown flag --no-such-flag');
+});
