@@ -345,11 +345,11 @@ t.test('a run writing records to a file, to a pipe, and to a reader that leaves 
   const toPipe = bash('"$TOOL" --root "$ROOT" < "$DIR/in.ndjson" | cat');
   t.equal(toPipe.status, 0, toPipe.stderr);
   t.equal(toPipe.stdout, `${lines.join('\n')}\n`, 'a pipe gets every record, in order');
-  const early = bash('"$TOOL" --root "$ROOT" < "$DIR/in.ndjson" 2> "$DIR/err" | head -c 1; echo " ${PIPESTATUS[0]}"');
+  const early = bash('"$TOOL" --root "$ROOT" < "$DIR/in.ndjson" 2> "$DIR/err" | head -c 1; echo " $PIPESTATUS"');
   t.equal(early.stdout, '{ 0\n', 'the reader got its byte; the tool exited 0');
   t.equal(readFileSync(join(dir, 'err'), 'utf8'), '', 'nothing on stderr');
   // A failure's exit code stands when its error record meets a closed stdout.
-  const usage = bash('"$TOOL" --no-such-flag 2> "$DIR/err" | (exec <&-; sleep 0.3); echo "${PIPESTATUS[0]}"');
+  const usage = bash('"$TOOL" --no-such-flag 2> "$DIR/err" | (exec <&-; sleep 0.3); echo "$PIPESTATUS"');
   t.equal(usage.stdout, '2\n', 'a usage error still exits 2');
   t.match(readFileSync(join(dir, 'err'), 'utf8'), 'img-inspect: unknown flag --no-such-flag');
 });
