@@ -4,9 +4,12 @@
  * net.Socket, which loads node:net, node:stream and their bindings, about
  * 5-7 ms of CPU in every tool of a pipeline that writes a record or a log
  * line. runCli writes records and log lines to a pipe, socket, file or
- * /dev/null with fs.writeSync instead (Node writes to pipes and files
- * synchronously on Linux anyway: same blocking, same order); a terminal or
- * any other device keeps the process's stream. A tool that asks for the
+ * /dev/null with fs.writeSync instead; a terminal or any other device keeps
+ * the process's stream. Node's stream writes a file synchronously too, and a
+ * pipe at once as far as it has room; past that it queues, and RecordWriter
+ * waited for 'drain' anyway: here a full pipe blocks the write until its
+ * reader takes more (records and log lines are small; a reader that stops
+ * reading stalls its writer either way). A tool that asks for the
  * stream (to pipe a tar, a container's logs) gets it, made then, and every
  * later write goes through it, after what was written before.
  *
