@@ -17,7 +17,8 @@
  * (`layers/.tmp-*`) and temporary blob files whose process is gone, ingest/
  * partial downloads whose lock no live process holds, l/ short links whose
  * target is gone, flattened/ registrations whose tree is gone, layers
- * img-build was packing in tmp/ when it died (`tmp/layer-<owner token>.tmp`),
+ * img-build was packing in tmp/ when it died (`tmp/layer-<owner token>.tmp`), finished
+ * containers ctr-spawn left in its trash (`tmp/trash-<id>`),
  * temporary files of index.json, oci-layout and flattened/ registrations whose
  * process is gone, and leftovers of an earlier interrupted collection (`layers/.gc-*`).
  *
@@ -110,6 +111,8 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Remove every build-cache entry (img-build's step cache) before the mark. */
   buildCache?: boolean;
+  /** Leave ctr-spawn's trash (`tmp/trash-<id>`) alone: img-fsck's, for which it is the normal state between runs, not damage. */
+  keepTrash?: boolean;
   containerRoots: () => Promise<ContainerRoots>;
   onUntagged?: (record: UntaggedRecord) => Promise<void>;
   onFreed?: (record: FreedRecord) => Promise<void>;
@@ -423,7 +426,7 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
       await sweepIngest(store, freed);
       await sweepLinks(store, removedChains, freed);
       await sweepFlattened(store, freed);
-      await sweepTmp(store, freed);
+      await sweepTmp(store, freed, options.keepTrash);
       await sweepAtomicTemps(store, freed);
       return total;
     });
@@ -594,7 +597,13 @@ async function sweepLinks(store: Store, removedChains: Set<string>, free: Free):
 }
 
 /** tmp/layer-<owner token>.tmp: a layer img-build was packing when its process died. */
-async function sweepTmp(store: Store, free: Free): Promise<void> {
+async function sweepTmp(store: Store, free: Free, keepTrash = false): Promise<void> {
+  // A foreground ctr-spawn's finished container dir, renamed into tmp/trash-<id> at its clean-up: a later ctr-spawn
+  // sweeps it too, but gc must give its space back now (an upper dir can be large).
+  if (!keepTrash) {
+    const { removeTree, sweepTrash } = await import('./overlay/mount.js');
+    await sweepTrash(store, async (dir) => free({ kind: 'temp', path: `tmp/${basename(dir)}`, size: await diskUsage(dir) }, () => removeTree(dir)));
+  }
   for (const name of await names(store.tmpDir)) {
     const packing = /^layer-(.+)\.tmp$/.exec(name);
     if (!packing || tokenAlive(packing[1])) continue;

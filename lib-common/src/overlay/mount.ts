@@ -457,9 +457,10 @@ async function moveToTrash(store: Store, containerDir: string, id: string): Prom
 /**
  * Deletes what is in the trash (moveToTrash): each entry that is a real directory with nothing mounted
  * below it (never followed through a symlink, never into a mount). Safe beside another sweep (a tree
- * removed by both is removed). Resolves to what it could not remove; never throws.
+ * removed by both is removed). Resolves to what it could not remove; never throws. `remove` replaces
+ * the removal of one trash dir (gc reports what it frees through it).
  */
-export async function sweepTrash(store: Store): Promise<string[]> {
+export async function sweepTrash(store: Store, remove: (dir: string) => Promise<void> = removeTree): Promise<string[]> {
   const names = (await readdir(store.tmpDir).catch(() => [] as string[])).filter((name) => TRASH.test(name));
   if (names.length === 0) return [];
   const mounts = await mountPoints().catch(() => undefined);
@@ -469,7 +470,7 @@ export async function sweepTrash(store: Store): Promise<string[]> {
       const dir = join(store.tmpDir, name);
       const busy = mounts === undefined || mounts.some((p) => p === dir || p.startsWith(`${dir}/`));
       if (busy || !(await lstat(dir).catch(() => undefined))?.isDirectory()) return void left.push(dir);
-      await removeTree(dir).catch(() => left.push(dir));
+      await remove(dir).catch(() => left.push(dir));
     }),
   );
   return left;

@@ -118,7 +118,11 @@ export async function checkLayers(store: Store, report: Report, options: LayerCh
       await rename(dir, aside);
       await rm(aside, { recursive: true, force: true });
     }
-    const outcome = repaired ? ': removed, the next unpack redoes it' : busy && report.repair ? ': kept, a mounted overlay uses it (remove its container first)' : '';
+    const outcome = repaired
+      ? ': removed, the next unpack redoes it'
+      : busy && report.repair
+        ? ': kept, a mounted overlay uses it (remove its container first)'
+        : '';
     await report.problem({ code: found.code, path: `layers/${hex}`, chainID: `sha256:${hex}`, message: `layers/${hex}: ${found.why}${outcome}`, repaired });
   }
 }

@@ -71,6 +71,12 @@ t.test('a store with garbage of every kind', async (t) => {
       join(root, 'flattened', `${createHash('sha256').update(gone).digest('hex')}.json`),
       JSON.stringify({ dir: gone, dev: '1', ino: '2', birth: '3' }),
     );
+    // ctr-spawn's trash (a finished container dir renamed at its clean-up) goes; a symlink named like one is not followed.
+    mkdirSync(join(root, 'tmp', `trash-${'a'.repeat(64)}`, 'upper', 'etc'), { recursive: true });
+    writeFileSync(join(root, 'tmp', `trash-${'a'.repeat(64)}`, 'upper', 'etc', 'written'), 'y'.repeat(5000));
+    mkdirSync(join(root, '..', 'not-trash'), { recursive: true });
+    writeFileSync(join(root, '..', 'not-trash', 'keep'), 'outside the store');
+    symlinkSync(join(root, '..', 'not-trash'), join(root, 'tmp', `trash-${'b'.repeat(64)}`));
   };
   plant();
   const kinds = ['blob', 'flattened', 'ingest', 'layer', 'link', 'staging', 'temp'];
@@ -91,9 +97,10 @@ t.test('a store with garbage of every kind', async (t) => {
       'l/toorphan',
       `layers/.tmp-${'f'.repeat(64)}-999999999-1234`,
       `layers/${'e'.repeat(64)}`,
+      `tmp/trash-${'a'.repeat(64)}`,
     ]);
     const total = run.records.at(-1)!;
-    t.match(total, { type: 'total', v: 1, count: 9, dryRun: true, untagged: 0, store: root });
+    t.match(total, { type: 'total', v: 1, count: 10, dryRun: true, untagged: 0, store: root });
     t.equal(
       total.size,
       freed.reduce((sum, r) => sum + r.size, 0),
@@ -107,7 +114,9 @@ t.test('a store with garbage of every kind', async (t) => {
   await t.test('prune removes exactly the garbage; the images stay whole and unpack from the cache', async (t) => {
     const run = await prune(root);
     t.equal(run.code, 0, run.stderr);
-    t.equal(run.records.filter((r) => r.type === 'freed').length, 9);
+    t.equal(run.records.filter((r) => r.type === 'freed').length, 10);
+    t.notOk(existsSync(join(root, 'tmp', `trash-${'a'.repeat(64)}`)), "ctr-spawn's trash is gone");
+    t.ok(existsSync(join(root, '..', 'not-trash', 'keep')), 'nothing behind a symlink named as trash is removed');
     t.notOk(existsSync(join(root, 'index.json.999999999.abcd.tmp')), "a dead writer's index.json temp file is gone");
     t.ok(existsSync(join(root, `index.json.${process.pid}.abcd.tmp`)), "a live writer's stays");
     rmSync(join(root, `index.json.${process.pid}.abcd.tmp`));
