@@ -29,6 +29,16 @@ function fifo(t: typeof tap): string {
   return path;
 }
 
+/** A FIFO's write end whose reader has come and gone: a write fails with EPIPE. */
+function readerGoneFifo(t: typeof tap): number {
+  const path = fifo(t);
+  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writer = openSync(path, constants.O_WRONLY);
+  t.teardown(() => closeSync(writer));
+  closeSync(reader);
+  return writer;
+}
+
 // [what, open it, plain]
 const cases: [string, (dir: string) => number, boolean][] = [
   ['a regular file', (dir) => openSync(join(dir, 'file'), 'w'), true],
@@ -108,12 +118,7 @@ t.test('a full non-blocking pipe (EAGAIN): the rest and every later write go to 
 });
 
 t.test('a reader gone (EPIPE): reported to the error listeners later, as a stream does; later writes dropped', async (t) => {
-  const path = fifo(t);
-  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const writer = openSync(path, constants.O_WRONLY);
-  t.teardown(() => closeSync(writer));
-  closeSync(reader);
-  const output = new FdOutput(writer, never);
+  const output = new FdOutput(readerGoneFifo(t), never);
   const errors: NodeJS.ErrnoException[] = [];
   output.on('error', (error: NodeJS.ErrnoException) => errors.push(error));
   t.equal(output.write('{"a":1}\n'), true);
@@ -129,12 +134,7 @@ t.test('a reader gone (EPIPE): reported to the error listeners later, as a strea
 });
 
 t.test('a listener removed is not called', async (t) => {
-  const path = fifo(t);
-  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const writer = openSync(path, constants.O_WRONLY);
-  t.teardown(() => closeSync(writer));
-  closeSync(reader);
-  const output = new FdOutput(writer, never);
+  const output = new FdOutput(readerGoneFifo(t), never);
   let called = 0;
   const listener = () => called++;
   output.on('error', listener);
