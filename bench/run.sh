@@ -14,6 +14,12 @@ for t in hyperfine skopeo umoci runc; do
   command -v "$t" >/dev/null || { echo "bench: $t missing (make setup)" >&2; exit 1; }
 done
 [ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing (make setup: GNU time)" >&2; exit 1; }
+# A bundle older than the code tsc compiled falls back to dist/cli.js (lib-common/src/start.ts), which is slower:
+# measure the bundles and their code caches, or say why not.
+for t in img-fetch layer-unpack ctr-spawn img-ls; do
+  said=$(CONVEYOR_START_DEBUG=1 $(tool "$t") --no-such-flag 2>&1 >/dev/null || true)
+  [[ $said == *'(cache accepted)'* ]] || { echo "bench: $t does not run its bundle with its code cache (make build): $said" >&2; exit 1; }
+done
 quick=${BENCH_QUICK:-}
 if [ -n "$quick" ]; then runs=${BENCH_RUNS:-2}; else runs=${BENCH_RUNS:-5}; fi
 out=$(mktemp -d /tmp/conveyor-bench.XXXXXX)

@@ -255,6 +255,8 @@ Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same comma
 A loaded machine makes every figure noisy; the ratios (same run) are what to compare.
 Node processes run without this machine's \`NODE_EXTRA_CA_CERTS\` (bench/lib.sh says why; Node parses that file at
 every start, a cost of the environment that no Go peer pays); the start-up row shows \`node -e 0\` with it too.
+Each tool runs its bundle from \`make build\` (run.sh checks): a head that answers \`--help\` alone, and a body with a V8
+code cache the build trained on the tool's real run path (scripts/build/training.mjs) for the warm pipeline's tools.
 
 ${mainTable}
 
