@@ -23,6 +23,7 @@ import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { Logger } from '@conveyor/lib-common/log';
+import { LineCutter } from '@conveyor/lib-common/line-cutter';
 import { parseRecord } from '@conveyor/lib-common/ndjson';
 import { type Pipeline, pipeline } from '@conveyor/lib-common/pipeline';
 import { mountedDriver, type OverlayDriver } from '@conveyor/lib-common/overlay/driver';
@@ -47,7 +48,6 @@ import { claimName, holdsName, isRunning, readState, releaseName } from '@convey
 
 /** Longest input line accepted, as readLines: longer fails as bad input instead of exhausting memory. */
 const MAX_LINE_BYTES = 16 * 1024 * 1024;
-const NEWLINE = 0x0a;
 
 interface ReadRecordOptions {
   /** For messages: `stdin:N`. */
@@ -65,57 +65,39 @@ interface ReadRecordOptions {
  * chunks of bytes (a line's UTF-8 may be split across them); the chunk may be reused once fed.
  */
 class RecordScanner {
-  private line = 0;
-  // The bytes of the line read so far (no newline in them yet).
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly lines: LineCutter;
 
   constructor(
     private readonly log: Pick<Logger, 'warn'>,
     private readonly failures: Pick<Pipeline, 'passUpstream'>,
     readonly source: string,
-    private readonly maxLength: number,
-  ) {}
+    maxLength: number,
+  ) {
+    this.lines = new LineCutter(source, maxLength);
+  }
 
   /** The line a read error is reported at: the one being read. */
   get nextLine(): number {
-    return this.line + 1;
+    return this.lines.count + 1;
   }
 
   /** Scans `chunk[0, length)`; resolves to the record once its line is complete. */
   async feed(chunk: Buffer, length = chunk.length): Promise<Record<string, unknown> | undefined> {
-    let start = 0;
-    for (let end = chunk.indexOf(NEWLINE, 0); end !== -1 && end < length; end = chunk.indexOf(NEWLINE, start)) {
-      const piece = chunk.subarray(start, end);
-      const bytes = this.pendingBytes === 0 ? piece : Buffer.concat([...this.pending, piece]);
-      this.pending = [];
-      this.pendingBytes = 0;
-      start = end + 1;
+    for (const bytes of this.lines.cut(chunk.subarray(0, length))) {
       const record = await this.take(bytes);
       if (record) return record;
-    }
-    if (start < length) {
-      // Copied: the caller may read into the chunk again.
-      this.pending.push(Buffer.from(chunk.subarray(start, length)));
-      this.pendingBytes += length - start;
-      if (this.pendingBytes > this.maxLength) throw this.tooLong(this.line + 1);
     }
     return undefined;
   }
 
   /** The input ended: its last line, if it had no newline. */
   async end(): Promise<Record<string, unknown> | undefined> {
-    return this.pendingBytes > 0 ? this.take(Buffer.concat(this.pending)) : undefined;
-  }
-
-  private tooLong(line: number): ConveyorError {
-    const source = this.source;
-    return new ConveyorError('ERR_INPUT_JSON', `${source}:${line}: line longer than ${this.maxLength} bytes`, { details: { source, line } });
+    for (const bytes of this.lines.rest()) return this.take(bytes);
+    return undefined;
   }
 
   private async take(bytes: Buffer): Promise<Record<string, unknown> | undefined> {
-    const line = ++this.line;
-    if (bytes.length > this.maxLength) throw this.tooLong(line);
+    const line = this.lines.count;
     const text = bytes.toString('utf8').trim();
     if (text === '') return undefined;
     const record = parseRecord(text, this.source, line);

@@ -19,6 +19,7 @@
 import { fstatSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ConveyorError } from '@conveyor/lib-common/errors';
+import { LineCutter } from '@conveyor/lib-common/line-cutter';
 import { type InputLine, parseRecord, readLines } from '@conveyor/lib-common/ndjson';
 import { type Pipeline, pipeline } from '@conveyor/lib-common/pipeline';
 
@@ -38,8 +39,6 @@ export interface InputOptions {
   chunkBytes?: number;
 }
 
-const NEWLINE = 0x0a;
-
 /** Whether a blocking read of `fd` waits only for its producer: a pipe, a socket or a file (not a terminal). */
 function readableAtOnce(fd: number): boolean {
   try {
@@ -55,54 +54,6 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Cuts bytes into lines (without their newline), holding a partial last line; refuses one longer than `max` bytes. */
-class Lines {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  /** Lines cut so far: the next one's number is this plus one. */
-  count = 0;
-
-  constructor(
-    private readonly max: number,
-    private readonly source: string,
-  ) {}
-
-  /** The complete lines in `chunk` (which may be reused after: each line is copied or decoded at once). */
-  *cut(chunk: Buffer): Generator<string> {
-    let start = 0;
-    for (let end = chunk.indexOf(NEWLINE); end !== -1; end = chunk.indexOf(NEWLINE, start)) {
-      const piece = chunk.subarray(start, end);
-      start = end + 1;
-      const bytes = this.pendingBytes === 0 ? piece : Buffer.concat([...this.pending, piece]);
-      this.pending = [];
-      this.pendingBytes = 0;
-      yield this.take(bytes);
-    }
-    if (start < chunk.length) {
-      this.pending.push(Buffer.from(chunk.subarray(start)));
-      this.pendingBytes += chunk.length - start;
-      if (this.pendingBytes > this.max) throw this.tooLong(this.count + 1);
-    }
-  }
-
-  /** The last line when the input did not end with a newline. */
-  *rest(): Generator<string> {
-    if (this.pendingBytes > 0) yield this.take(Buffer.concat(this.pending));
-    this.pending = [];
-    this.pendingBytes = 0;
-  }
-
-  private take(bytes: Buffer): string {
-    this.count++;
-    if (bytes.length > this.max) throw this.tooLong(this.count);
-    return bytes.toString('utf8');
-  }
-
-  private tooLong(line: number): ConveyorError {
-    return new ConveyorError('ERR_INPUT_JSON', `${this.source}:${line}: line longer than ${this.max} bytes`, { details: { source: this.source, line } });
-  }
-}
-
 /** Reads input lines as described above; `error` records are noted with the pipeline and yielded in their place. */
 export async function* inputLines(options: InputOptions): AsyncGenerator<InputLine> {
   const source = options.source ?? 'stdin';
@@ -111,9 +62,9 @@ export async function* inputLines(options: InputOptions): AsyncGenerator<InputLi
     yield* readLines(options.stream(), { source, maxLineBytes: options.maxLineBytes, yieldErrorRecords: true, pipeline: failures as Pipeline });
     return;
   }
-  const lines = new Lines(options.maxLineBytes ?? 16 * 1024 * 1024, source);
-  const record = (text: string): InputLine | undefined => {
-    const trimmed = text.trim();
+  const lines = new LineCutter(source, options.maxLineBytes ?? 16 * 1024 * 1024);
+  const record = (bytes: Buffer): InputLine | undefined => {
+    const trimmed = bytes.toString('utf8').trim();
     if (trimmed === '') return undefined;
     const parsed = parseRecord(trimmed, source, lines.count);
     return {
@@ -140,14 +91,14 @@ export async function* inputLines(options: InputOptions): AsyncGenerator<InputLi
       throw readFailed(error);
     }
     if (read === 0) {
-      for (const text of lines.rest()) {
-        const line = record(text);
+      for (const bytes of lines.rest()) {
+        const line = record(bytes);
         if (line) yield line;
       }
       return;
     }
-    for (const text of lines.cut(chunk.subarray(0, read))) {
-      const line = record(text);
+    for (const bytes of lines.cut(chunk.subarray(0, read))) {
+      const line = record(bytes);
       if (line) yield line;
     }
   }
@@ -157,8 +108,8 @@ export async function* inputLines(options: InputOptions): AsyncGenerator<InputLi
   failures.waitingOn(stream);
   try {
     for await (const data of stream as AsyncIterable<Buffer | string>) {
-      for (const text of lines.cut(typeof data === 'string' ? Buffer.from(data) : data)) {
-        const line = record(text);
+      for (const bytes of lines.cut(typeof data === 'string' ? Buffer.from(data) : data)) {
+        const line = record(bytes);
         if (line) yield line;
       }
     }
@@ -166,8 +117,8 @@ export async function* inputLines(options: InputOptions): AsyncGenerator<InputLi
     if (error instanceof ConveyorError) throw error;
     throw readFailed(error);
   }
-  for (const text of lines.rest()) {
-    const line = record(text);
+  for (const bytes of lines.rest()) {
+    const line = record(bytes);
     if (line) yield line;
   }
 }
