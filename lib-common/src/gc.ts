@@ -104,6 +104,12 @@ export interface TotalRecord {
   store: string;
 }
 
+/** How gc sweeps ctr-spawn's trash: `sweep` calls `remove` for each trash dir it may remove (nothing mounted below, no symlink). */
+export interface TrashSweeper {
+  sweep(remove: (dir: string) => Promise<void>): Promise<unknown>;
+  remove(dir: string): Promise<void>;
+}
+
 export interface GcOptions {
   /** Also remove the references of images no container uses. */
   all?: boolean;
@@ -111,8 +117,12 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Remove every build-cache entry (img-build's step cache) before the mark. */
   buildCache?: boolean;
-  /** Leave ctr-spawn's trash (`tmp/trash-<id>`) alone: img-fsck's, for which it is the normal state between runs, not damage. */
-  keepTrash?: boolean;
+  /**
+   * ctr-spawn's trash (`tmp/trash-<id>`: overlay/mount.ts sweepTrash and removeTree, overlay code the core
+   * does not import), swept as temps when given: img-prune's. Without it the trash is left alone (img-fsck:
+   * it is the normal state between runs, not damage).
+   */
+  trash?: TrashSweeper;
   containerRoots: () => Promise<ContainerRoots>;
   onUntagged?: (record: UntaggedRecord) => Promise<void>;
   onFreed?: (record: FreedRecord) => Promise<void>;
@@ -426,7 +436,7 @@ export async function collectGarbage(store: Store, options: GcOptions): Promise<
       await sweepIngest(store, freed);
       await sweepLinks(store, removedChains, freed);
       await sweepFlattened(store, freed);
-      await sweepTmp(store, freed, options.keepTrash);
+      await sweepTmp(store, freed, options.trash);
       await sweepAtomicTemps(store, freed);
       return total;
     });
@@ -597,13 +607,10 @@ async function sweepLinks(store: Store, removedChains: Set<string>, free: Free):
 }
 
 /** tmp/layer-<owner token>.tmp: a layer img-build was packing when its process died. */
-async function sweepTmp(store: Store, free: Free, keepTrash = false): Promise<void> {
+async function sweepTmp(store: Store, free: Free, trash?: TrashSweeper): Promise<void> {
   // A foreground ctr-spawn's finished container dir, renamed into tmp/trash-<id> at its clean-up: a later ctr-spawn
-  // sweeps it too, but gc must give its space back now (an upper dir can be large).
-  if (!keepTrash) {
-    const { removeTree, sweepTrash } = await import('./overlay/mount.js');
-    await sweepTrash(store, async (dir) => free({ kind: 'temp', path: `tmp/${basename(dir)}`, size: await diskUsage(dir) }, () => removeTree(dir)));
-  }
+  // sweeps it too, but a prune gives its space back now (an upper dir can be large).
+  await trash?.sweep(async (dir) => free({ kind: 'temp', path: `tmp/${basename(dir)}`, size: await diskUsage(dir) }, () => trash.remove(dir)));
   for (const name of await names(store.tmpDir)) {
     const packing = /^layer-(.+)\.tmp$/.exec(name);
     if (!packing || tokenAlive(packing[1])) continue;

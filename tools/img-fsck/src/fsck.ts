@@ -145,7 +145,6 @@ export async function fsck(store: Store, report: Report, options: FsckOptions): 
   }
   await collectGarbage(store, {
     dryRun: !report.repair,
-    keepTrash: true,
     timeoutMs: options.timeoutMs,
     containerRoots: async () => imageRoots(await listContainers(store, { warn: options.warn })),
     warn: options.warn,

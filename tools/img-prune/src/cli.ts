@@ -61,6 +61,7 @@ await runCli({
     const { collectGarbage } = await import('@conveyor/lib-common/gc');
     const { formatBytes } = await import('@conveyor/lib-common/bytes');
     const { containerRoots } = await import('./roots.js');
+    const { removeTree, sweepTrash } = await import('@conveyor/lib-common/overlay/mount');
     const store = new Store(ctx.root, { warn: (message) => ctx.log.warn(message) });
     const human = ctx.humanOutput;
     const total = await collectGarbage(store, {
@@ -69,6 +70,7 @@ await runCli({
       dryRun: Boolean(ctx.args['dry-run']),
       timeoutMs: seconds * 1000,
       containerRoots: () => containerRoots(store, (message) => ctx.log.warn(message)),
+      trash: { sweep: (remove) => sweepTrash(store, remove), remove: removeTree },
       onUntagged: async (record) => (human ? void ctx.stdout.write(`untagged: ${record.ref}\n`) : ctx.out.write(record)),
       onFreed: async (record) =>
         human ? void ctx.stdout.write(`deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.key ?? record.path}\n`) : ctx.out.write(record),
