@@ -6,8 +6,8 @@
  * id), the cgroups it left, and then, beside the name's release, either the
  * network helper and the ephemeral overlay with its container directory (a
  * rootfs record: the root and the namespace file in one umount, then the
- * directory renamed into the store's trash, removed by a later run:
- * lib-common overlay/mount.ts sweepTrash) or the
+ * directory removed, or renamed into the store's trash when asked, removed by a
+ * later run: lib-common overlay/mount.ts sweepTrash) or the
  * network and just the files of the run (a mount record, whose overlay and
  * upper dir stay). --keep keeps the
  * container directory (and the name); the anonymous volumes it made go with
@@ -59,6 +59,8 @@ export interface CleanupTarget {
    * for its file (an ephemeral directory goes whole). Default true.
    */
   networkHelper?: boolean;
+  /** The ephemeral container's directory renamed into the store's trash (a later run removes it) instead of removed now. */
+  trash?: boolean;
   /** Signals the network helper (lib-common container/network SignalSender: ctr-spawn's process.kill); kill(1) without. */
   signal?: SignalSender;
   /** The run's phase trace (trace.ts): cleanUp's steps are spans of it. */
@@ -102,8 +104,8 @@ export async function cleanUp(target: CleanupTarget): Promise<void> {
         'cleanup-helper',
         target.networkHelper === false ? Promise.resolve([]) : stopNetworkHelper(containerDir, target.signal),
       );
-      // Into the trash (a rename): the run's exit waits for no directory removal; a later run sweeps it (sweepTrash).
-      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep, trash: true }));
+      // Into the trash (a rename) when asked: the run's exit waits for no directory removal; a later run sweeps it (sweepTrash).
+      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep, trash: target.trash === true }));
       // Kept (--keep): the namespace's empty file goes, as tearDownNetwork's removeNetns does.
       if (target.keep) await rm(join(containerDir, NETNS_FILE), { force: true });
       return networkWarnings(warnings);

@@ -8,7 +8,8 @@
  * report an OOM kill (oom.ts), and clean up whatever happened (cleanup.ts),
  * before the exit code is returned. What needs no record (the --root store's
  * check, the network module) begins before it is read; earlier runs' trash is
- * swept while a pipe's record is awaited, or else while the runtime runs. Each phase is marked in the trace
+ * swept while a pipe's record is awaited (a run that read a file removes its own
+ * directory, and sweeps after its clean-up). Each phase is marked in the trace
  * (trace.ts, CONVEYOR_TRACE=1). Library code: streams, fds, a signal source
  * and a kill function come in from cli.ts.
  *
@@ -116,7 +117,7 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
   let cleanup: (() => Promise<void>) | undefined;
   let supervisor: PendingSupervisor | undefined;
   let forwarder: Forwarder | undefined;
-  // The trash of earlier runs (their directories, renamed at their clean-up), removed while the runtime runs.
+  // The trash of earlier runs (their directories, renamed at their clean-up): swept while a pipe's record is awaited.
   let swept: Promise<unknown> | undefined;
   // Loaded while the record is awaited: in a pipeline it comes when the tool upstream is done.
   const networkModule = import('./network/index.js');
@@ -174,8 +175,8 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
     let cgroupsPath = `/conveyor/${id}`;
     let runtimeStarted = false;
     // From here the directory is ours to remove, whatever else is set up in it by then.
-    cleanup = () =>
-      cleanUp({
+    cleanup = async () => {
+      await cleanUp({
         runtime: options,
         store,
         paths,
@@ -186,8 +187,14 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
         runtimeStarted: () => runtimeStarted,
         signal: io.kill,
         networkHelper: options.network.mode === 'pasta' || options.network.mode === 'slirp4netns',
+        // A run that waited on a pipe leaves its directory to the next such run's wait; one that read a file
+        // removes it in place (measured: a sweep beside the runtime slowed it by more than the removal costs).
+        trash: file === undefined,
         trace,
       });
+      // Read from a file, with no wait to sweep in: the trash of pipe runs that no pipe run followed (usually none).
+      swept ??= sweepTrash(store);
+    };
     if (options.rootless) {
       // Under the user's delegated cgroup, or none; a limit without one is refused (ERR_CGROUP), never ignored.
       const { readRootlessFacts, rootlessCgroupsPath } = await import('./rootless.js');
@@ -303,7 +310,6 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
           trace.mark('runtime-started');
           runtimeStarted = true;
           signals.attach(child, true);
-          swept ??= sweepTrash(store);
         },
       });
     } finally {
