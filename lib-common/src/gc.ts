@@ -43,14 +43,13 @@
  * stays; the next run goes on). A blob that cannot be read or parsed while
  * marking is kept (and warned about), never a reason to delete more.
  */
-import { constants } from 'node:fs';
-import { lstat, open, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { chainIDs, randomHex, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { acquireGcLock } from './lease.js';
 import { processAlive, tokenAlive, withLock } from './lock.js';
 import type { Descriptor } from './records.js';
-import { FUSE_LOWERDIRS_FILE, IMPORT_STAGING_PREFIX, isReadOnlyStore, REF_NAME_ANNOTATION, type Store } from './store.js';
+import { FUSE_LOWERDIRS_FILE, IMPORT_STAGING_PREFIX, isReadOnlyStore, readSmallRegularFile, REF_NAME_ANNOTATION, type Store } from './store.js';
 
 /** What the containers of the store need: read by the caller once the gc holds its locks. */
 export interface ContainerRoots {
@@ -279,22 +278,6 @@ export function specRootLowerdirs(text: string): string[] {
   return option === undefined ? [] : splitLowerdir(option.slice('lowerdir='.length));
 }
 
-/** A small regular file's text; undefined when it is missing, not a regular file (never followed) or larger than `max`. */
-async function readSmallFile(path: string, max: number): Promise<string | undefined> {
-  // O_NONBLOCK: a FIFO planted under the name must not hang the collection.
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
-  if (!handle) return undefined;
-  try {
-    const info = await handle.stat();
-    if (!info.isFile() || info.size > max) return undefined;
-    return await handle.readFile('utf8');
-  } catch {
-    return undefined;
-  } finally {
-    await handle.close().catch(() => undefined);
-  }
-}
-
 /**
  * The lower dirs of the overlays the OCI runtime mounts itself (ctr-spawn's
  * foreground run: runc mounts the root inside the container's mount
@@ -308,7 +291,7 @@ async function bundleLowerdirs(store: Store): Promise<{ target: string; lowerdir
   for (const name of await names(store.containersDir).catch(() => [] as string[])) {
     const dir = join(store.containersDir, name);
     if (!(await lstat(dir).catch(() => undefined))?.isDirectory()) continue;
-    const text = await readSmallFile(join(dir, 'config.json'), MAX_BUNDLE_CONFIG_BYTES);
+    const text = await readSmallRegularFile(join(dir, 'config.json'), MAX_BUNDLE_CONFIG_BYTES);
     if (text !== undefined) found.push({ target: dir, lowerdirs: specRootLowerdirs(text) });
   }
   return found;

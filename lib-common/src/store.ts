@@ -379,6 +379,25 @@ export function indexEntryProblem(entry: unknown): string | undefined {
 }
 
 /**
+ * A small regular file's text, for files in the store that anyone who can write there may have planted:
+ * undefined when it is missing, not a regular file (a symlink is never followed; a FIFO does not block the
+ * open: O_NONBLOCK), larger than `max` bytes, or unreadable.
+ */
+export async function readSmallRegularFile(path: string, max: number): Promise<string | undefined> {
+  const handle = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const info = await handle.stat();
+    if (!info.isFile() || info.size > max) return undefined;
+    return await handle.readFile('utf8');
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/**
  * mkdir with the store's closed mode, chmod'ed since mkdir's mode is masked by the umask. Existing dirs are left alone.
  * True when it made the directory.
  */

@@ -13,11 +13,10 @@
  * enrol /etc; the identity check refuses a directory put at a registered path
  * after the flattened one was removed.
  */
-import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, sha256 } from '../digest.js';
-import { mkdirClosed, type Store } from '../store.js';
+import { mkdirClosed, readSmallRegularFile, type Store } from '../store.js';
 
 interface Registration {
   dir: string;
@@ -53,16 +52,10 @@ export async function registerFlattened(store: Store, dir: string): Promise<void
  * registration is false, never an error.
  */
 export async function isRegisteredFlattened(store: Store, dir: string): Promise<boolean> {
-  let registration: Partial<Registration>;
   try {
-    const handle = await open(registrationPath(store, dir), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    try {
-      const info = await handle.stat();
-      if (!info.isFile() || info.size > MAX_REGISTRATION_BYTES) return false;
-      registration = JSON.parse(await handle.readFile('utf8')) as Partial<Registration>;
-    } finally {
-      await handle.close();
-    }
+    const text = await readSmallRegularFile(registrationPath(store, dir), MAX_REGISTRATION_BYTES);
+    if (text === undefined) return false;
+    const registration = JSON.parse(text) as Partial<Registration>;
     const now = await stat(dir, { bigint: true });
     return (
       registration.dir === dir && registration.dev === String(now.dev) && registration.ino === String(now.ino) && registration.birth === String(now.birthtimeNs)
