@@ -54,17 +54,22 @@ export interface HostSpecFacts {
   nofile: number;
 }
 
+/** The spec's parts that depend on no record (capabilities, the seccomp filter, the nofile limit); throws what they throw. */
+function workOutHostSpecFacts(options: SpawnOptions): HostSpecFacts {
+  const available = boundingCaps();
+  const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
+  const seccomp = options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile);
+  return { capabilities, seccomp, nofile: nofileHardLimit() };
+}
+
 /**
- * The spec's parts that depend on no record (capabilities, the seccomp filter, the nofile limit):
- * ctr-spawn works them out while it waits for the record, off the path after it. Undefined when one
- * fails: prepareSpec then works them out in its place, and its failure is reported there.
+ * The spec's host parts, which ctr-spawn works out while it waits for the record, off the path
+ * after it. Undefined when one fails: prepareSpec then works them out in its place, and its
+ * failure is reported there.
  */
 export function hostSpecFacts(options: SpawnOptions): HostSpecFacts | undefined {
   try {
-    const available = boundingCaps();
-    const capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
-    const seccomp = options.privileged || options.seccompUnconfined ? undefined : defaultSeccomp(capabilities, options.arch, options.seccompProfile);
-    return { capabilities, seccomp, nofile: nofileHardLimit() };
+    return workOutHostSpecFacts(options);
   } catch {
     return undefined;
   }
@@ -232,14 +237,9 @@ export async function prepareSpec(
   // joiner shares System V IPC and message queues, not /dev/shm.
   const shmSource = ipc.mode === 'host' ? '/dev/shm' : undefined;
   const devices = options.privileged ? hostDevices() : (options.devices ?? []).map((d) => hostDevice(d.hostPath, d.containerPath, d.access));
-  const host = facts ?? hostSpecFacts(options);
-  let capabilities: string[];
-  if (host) capabilities = host.capabilities;
-  else {
-    // Worked out again, to throw what hostSpecFacts could not.
-    const available = boundingCaps();
-    capabilities = options.privileged ? available : applyCaps(DEFAULT_CAPS, options.capAdd, options.capDrop, available);
-  }
+  // Worked out here when they were not before the record (or failed then): a failure is thrown in its place.
+  const host = facts ?? workOutHostSpecFacts(options);
+  const { capabilities } = host;
   const spec = buildSpec({
     rootfs: paths.merged,
     rootMount: root.runtimeMount,
@@ -260,7 +260,7 @@ export async function prepareSpec(
     limits: { ...options.limits, swapLimit: options.limits.memory !== undefined && swapLimitSupported() },
     cgroupsPath,
     rootless: options.rootless ? rootlessSpecFacts() : undefined,
-    nofile: host?.nofile ?? nofileHardLimit(),
+    nofile: host.nofile,
     noNewPrivileges: options.noNewPrivileges,
     sysctls: options.sysctls,
     devices,
@@ -272,11 +272,7 @@ export async function prepareSpec(
     uts: options.uts?.mode === 'host' ? { mode: 'host' } : { mode: 'private' },
     noShm: options.ipc?.mode === 'none',
     shmSource,
-    seccomp: host
-      ? host.seccomp
-      : options.privileged || options.seccompUnconfined
-        ? undefined
-        : defaultSeccomp(capabilities, options.arch, options.seccompProfile),
+    seccomp: host.seccomp,
     annotations: {
       'org.opencontainers.image.ref.name': typeof record.ref === 'string' ? record.ref : '',
       'org.opencontainers.image.digest': typeof record.digest === 'string' ? record.digest : '',
