@@ -92,7 +92,26 @@ export interface ConveyorErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/**
+ * The brand every ConveyorError carries, by a registry symbol: the same in every copy of this
+ * module. A tool can load lib-common twice (a stale bundle's fall-back to dist/cli.js reaches it
+ * through node_modules/@conveyor/lib-common and through its real path), and an error made by one
+ * copy must still be recognised by the other, or a store's ERR_STORE_CORRUPT turns into ERR_INTERNAL.
+ */
+const BRAND = Symbol.for('conveyor.ConveyorError');
+
 export class ConveyorError extends Error {
+  /**
+   * `x instanceof ConveyorError` is true for a ConveyorError of any copy of this module (the brand),
+   * so every place that recognises errors so need not know of copies. A subclass keeps the ordinary
+   * test (its prototype chain).
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof asks about, a subclass's own
+    if (this !== ConveyorError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return isConveyorError(value);
+  }
+
   readonly code: ErrorCode;
   readonly hint?: string;
   readonly exitCode: number;
@@ -108,8 +127,12 @@ export class ConveyorError extends Error {
   }
 }
 
+// On the prototype, not enumerable: not among an error's own fields (JSON, logs, tap's comparisons).
+Object.defineProperty(ConveyorError.prototype, BRAND, { value: true });
+
+/** Whether `error` is a ConveyorError made by any copy of this module (its brand, not its class's identity). */
 export function isConveyorError(error: unknown): error is ConveyorError {
-  return error instanceof ConveyorError;
+  return typeof error === 'object' && error !== null && (error as { [BRAND]?: unknown })[BRAND] === true;
 }
 
 /**
