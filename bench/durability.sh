@@ -6,16 +6,25 @@
 #   build:         cold img-build of a small Dockerfile (FROM busybox, RUN, COPY)
 #   layer sync:    the unpacked debian tree (4,203 entries, written with eatmydata so it is all
 #                  dirty) made durable by one `sync -f` (what layer-unpack does) or by an fsync per file
-# Prints hyperfine medians and the ratios (target: under 1.10x on pull + unpack). Asserts nothing.
+# Prints medians, quartiles and ratios (target: under 1.10x on pull + unpack). Asserts nothing.
+# Method (bench/ab.mjs): the two sides of each figure alternate round by round (each round in a random order),
+# every run writes into a directory of its own, and what it wrote is removed and synced (`rm -rf; sync`, then a
+# settle) after its clock stopped. The old method freed the previous tree in hyperfine's --prepare, right before
+# the timed run: on this ext4 (online discard) the durable side's syncfs then waited behind those discards and
+# behind the eatmydata side's dirty pages, while the eatmydata side never synced, and the figure moved from +3%
+# to +118% over five runs of the same code.
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh
 require_shared_images
-for t in hyperfine eatmydata; do
+for t in eatmydata cc; do
   command -v "$t" >/dev/null || { echo "durability: $t is not installed (make setup)" >&2; exit 1; }
 done
 RUNS=${RUNS:-5}
+# Each side runs twice RUNS times (interleaved), after one warm-up round; SETTLE seconds after each clean-up.
+rounds=$((RUNS * 2)); settle=${SETTLE:-1}
 out=$(mktemp -d /tmp/conveyor-bench-durability.XXXXXX)
+results=$out
 start_registry
 trap 'rm -rf "$out"; stop_registry' EXIT
 seed_image "$shared_images/debian:bookworm-slim" bench/debian:bookworm-slim
@@ -23,23 +32,25 @@ seed_image "$shared_images/busybox:latest" bench/busybox:latest
 image="$registry/bench/debian:bookworm-slim"
 fetch=$(tool img-fetch); unpack=$(tool layer-unpack); build=$(tool img-build)
 
-pull="bash -c '$fetch -q --root $out/cold $image | $unpack -q --root $out/cold >/dev/null'"
+mkdir -p "$out/runs"
+# Nothing left dirty or freed by what ran before this script reaches the first timed run.
+sync; sleep "$settle"
+clean="rm -rf $out/runs/{run}; sync"
+pull="bash -c '$fetch -q --root $out/runs/{run} $image | $unpack -q --root $out/runs/{run} >/dev/null'"
 echo "== cold pull + unpack of the 30 MB debian, without and with fsync"
-hyperfine -N -w 1 -r "$RUNS" --export-json "$out/pull.json" --prepare "rm -rf $out/cold" \
+measure_ab pull "$rounds" 1 --cleanup "$clean" --settle "$settle" \
   -n 'pull + unpack (eatmydata: no fsync)' "eatmydata $pull" \
-  -n 'pull + unpack (durable)' "$pull" >/dev/null
-report "$out/pull.json"
+  -n 'pull + unpack (durable)' "$pull"
 
 ctx="$out/context"
 mkdir -p "$ctx"
 head -c 1000000 /dev/urandom > "$ctx/data"
 printf 'FROM %s\nRUN echo built > /built && mkdir -p /app\nCOPY data /app/data\nCMD ["cat", "/built"]\n' "$registry/bench/busybox:latest" > "$ctx/Dockerfile"
-b="$build -q --root $out/build -t bench $ctx"
+b="$build -q --root $out/runs/{run} -t bench $ctx"
 echo "== cold img-build of a small Dockerfile (FROM busybox, RUN, COPY), without and with fsync"
-hyperfine -N -w 1 -r "$RUNS" --export-json "$out/build.json" --prepare "rm -rf $out/build" \
+measure_ab build "$rounds" 1 --cleanup "$clean" --settle "$settle" \
   -n 'img-build (eatmydata: no fsync)' "eatmydata $b" \
-  -n 'img-build (durable)' "$b" >/dev/null
-report "$out/build.json"
+  -n 'img-build (durable)' "$b"
 
 # The tree of one unpacked layer, written without any sync; each run syncs a fresh copy.
 echo "== making an unpacked debian tree durable: one syncfs vs an fsync per file"
@@ -61,11 +72,11 @@ const walk = (dir) => {
 walk(process.argv[2]);
 EOF
 $fetch -q --root "$out/tree" "$image" > "$out/records"
-fresh="bash -c 'rm -rf $out/tree/layers && eatmydata $unpack -q --root $out/tree < $out/records >/dev/null'"
-hyperfine -N -w 1 -r "$RUNS" --export-json "$out/sync.json" --prepare "$fresh" \
+# The old tree is removed and synced before the fresh one is written, not inside the timed sync.
+fresh="rm -rf $out/tree/layers && sync && eatmydata $unpack -q --root $out/tree < $out/records >/dev/null"
+measure_ab sync "$rounds" 1 --prepare "$fresh" \
   -n 'sync -f (syncfs, one child)' "sync -f $out/tree/layers" \
-  -n 'fsync per file and directory' "node $fsync_each $out/tree/layers" >/dev/null
-report "$out/sync.json"
+  -n 'fsync per file and directory' "node $fsync_each $out/tree/layers"
 
 # What the waits themselves cost, immune to the machine's load: the time spent inside fsync,
 # fdatasync and syncfs during one durable pull + unpack (strace -T), beside that run's wall time.
@@ -86,10 +97,19 @@ if command -v strace >/dev/null; then
   ' "$out/fetch.trace" "$out/unpack.trace" "$wall"
 fi
 
+# The ratio of the medians, and the spread of the ratio round by round (each round ran both sides).
 node -e '
   const fs = require("fs");
-  const ratio = (file) => { const r = JSON.parse(fs.readFileSync(file, "utf8")).results; return r[1].median / r[0].median; };
+  const load = (file) => JSON.parse(fs.readFileSync(file, "utf8")).results;
+  const q = (xs, p) => { const s = [...xs].sort((a, b) => a - b); const at = (s.length - 1) * p, lo = Math.floor(at); return s[lo] + ((s[lo + 1] ?? s[lo]) - s[lo]) * (at - lo); };
   const pct = (x) => `${x >= 1 ? "+" : ""}${((x - 1) * 100).toFixed(1)}%`;
-  const pull = ratio(process.argv[1]);
-  console.log(`durable writes cost: pull + unpack ${pct(pull)} (target under +10%), img-build ${pct(ratio(process.argv[2]))}`);
+  const cost = (file) => {
+    const [fast, durable] = load(file);
+    if (!fast?.median || !durable?.median) return "not measured";
+    const pairs = fast.times.length === durable.times.length ? durable.times.map((t, i) => t / fast.times[i]) : [];
+    const spread = pairs.length ? ` (round by round: median ${pct(q(pairs, 0.5))}, quartiles ${pct(q(pairs, 0.25))} to ${pct(q(pairs, 0.75))}, range ${pct(q(pairs, 0))} to ${pct(q(pairs, 1))}; ${pairs.length} rounds)` : "";
+    return `${pct(durable.median / fast.median)}${spread}`;
+  };
+  console.log(`durable writes cost: pull + unpack ${cost(process.argv[1])} (target under +10%)`);
+  console.log(`durable writes cost: img-build ${cost(process.argv[2])}`);
 ' "$out/pull.json" "$out/build.json"

@@ -45,23 +45,39 @@ report() { # JSON_FILE [RSS_TSV KEY]
 # measure KEY RUNS WARMUP PREPARE NAME CMD [NAME CMD]...: hyperfine (-N) of the commands into
 # $results/KEY.json, then each command once more under GNU time for its peak RSS (of the largest
 # process it ran; a pipeline's figure is its biggest stage) into $results/rss.tsv. Prints the medians.
+# PREPARE runs before every run of every command; with PREPARE empty, a command NAME with a script in
+# prepare_for[NAME] gets that one before each of its runs alone (hyperfine's --prepare once per command).
+declare -A prepare_for=()
 measure() {
   local key=$1 runs=$2 warm=$3 prep=$4; shift 4
-  local args=() names=() cmds=()
+  local args=() names=() cmds=() preps=() each=""
   # hyperfine -N runs --prepare without a shell too: a script file keeps `;` and redirections working.
   if [ -n "$prep" ]; then printf '%s\n' "$prep" > "$results/$key.prepare.sh"; args+=(--prepare "bash $results/$key.prepare.sh"); fi
   while [ $# -gt 0 ]; do
     args+=(-n "$1" "$2"); names+=("$1"); cmds+=("$2")
+    preps+=("${prep:-${prepare_for[$1]:-}}")
+    [ -z "$prep" ] && [ -n "${prepare_for[$1]:-}" ] && each=1
     printf '%s\t%s\t%s\n' "$key" "$1" "$2" >> "$results/commands.tsv"
     shift 2
   done
+  if [ -n "$each" ]; then
+    local i
+    for i in "${!names[@]}"; do
+      if [ -n "${preps[$i]}" ]; then
+        printf '%s\n' "${preps[$i]}" > "$results/$key.prepare-$i.sh"
+        args+=(--prepare "bash $results/$key.prepare-$i.sh")
+      else
+        args+=(--prepare true)
+      fi
+    done
+  fi
   if ! hyperfine -N -i -w "$warm" -r "$runs" --export-json "$results/$key.json" "${args[@]}" >/dev/null 2>"$results/$key.err"; then
     echo "  $key: hyperfine failed: $(tail -3 "$results/$key.err")"
     return 0
   fi
   local i kb
   for i in "${!names[@]}"; do
-    if [ -n "$prep" ]; then bash -c "$prep" >/dev/null 2>&1 || true; fi
+    if [ -n "${preps[$i]}" ]; then bash -c "${preps[$i]}" >/dev/null 2>&1 || true; fi
     # hyperfine -i keeps going past a failing command: this run says whether it failed (failed.tsv).
     if ! /usr/bin/time -f %M -o "$results/rss.tmp" bash -c "${cmds[$i]}" >/dev/null 2>"$results/cmd.err"; then
       echo "  ${names[$i]}: FAILED: $(tail -2 "$results/cmd.err" | tr '\n' ' ')"
@@ -86,4 +102,40 @@ timed() {
     tail -1 "$results/timed.tmp" | sed 's/^Command exited.*//'; return 1
   }
   tail -1 "$results/timed.tmp"
+}
+
+# rusage_bin DIR: bench/rusage.c compiled into DIR (once), for measure_ab; prints its path.
+rusage_bin() {
+  if [ ! -x "$1/rusage" ]; then
+    command -v cc >/dev/null || { echo "bench: cc missing (make setup: gcc, libc6-dev)" >&2; return 1; }
+    cc -O2 -o "$1/rusage" "$bench_root/bench/rusage.c" || return 1
+  fi
+  echo "$1/rusage"
+}
+
+# measure_ab KEY ROUNDS WARMUP [ab.mjs options] [-x K] -n NAME CMD [...]: the commands interleaved run by run
+# (bench/ab.mjs: each round in a new random order; wall and CPU of each run) into $results/KEY.json, with
+# each command's median peak RSS in $results/rss.tsv, its command in commands.tsv and its failures in
+# failed.tsv, as measure does. Prints the runner's lines.
+measure_ab() {
+  local key=$1 rounds=$2 warm=$3; shift 3
+  local rusage
+  rusage=$(rusage_bin "$results") || return 0
+  local args=("$@") i
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    if [ "${args[$i]}" = -n ]; then printf '%s\t%s\t%s\n' "$key" "${args[$((i + 1))]}" "${args[$((i + 2))]}" >> "$results/commands.tsv"; i=$((i + 2)); fi
+  done
+  if ! node "$bench_root/bench/ab.mjs" --out "$results/$key.json" --rusage "$rusage" --rounds "$rounds" --warmup "$warm" "$@"; then
+    echo "  $key: bench/ab.mjs failed"
+    rm -f "$results/$key.json"
+    return 0
+  fi
+  node -e '
+    const fs = require("fs");
+    const [file, key, dir] = process.argv.slice(1);
+    for (const r of JSON.parse(fs.readFileSync(file, "utf8")).results) {
+      if (r.rss_median_kb !== undefined) fs.appendFileSync(`${dir}/rss.tsv`, `${key}\t${r.command}\t${Math.round(r.rss_median_kb)}\n`);
+      if (r.failed) fs.appendFileSync(`${dir}/failed.tsv`, `${key}\t${r.command}\n`);
+    }
+  ' "$results/$key.json" "$key" "$results"
 }

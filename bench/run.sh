@@ -36,7 +36,7 @@ cleanup() {
     umount -R "$out/docker/data/overlay2" 2>/dev/null || true
   fi
   stop_registry
-  rm -rf "$out"
+  rm -rf "$out" "${ours_root:-/nonexistent}"
   return "$status"
 }
 
@@ -104,6 +104,23 @@ $fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/roo
 mkdir -p "$out/bundle"
 umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
 (cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
+# runc run of the very config.json ctr-spawn writes (what its runs give runc: Docker's seccomp profile for two
+# architectures, a cgroup, masked and read-only paths, the overlay rootfs runc mounts itself, the same --root on a
+# tmpfs and --log), taken from one --keep run: runc's own share of a ctr-spawn run, where `runc spec`'s default
+# bundle above has none of that. Each timed run gets a fresh upper and work dir and cgroupsPath (untimed: hyperfine
+# --prepare), as each ctr-spawn container does; --net none's new, empty network namespace is kept.
+kept_before=$(ls "$out/store/containers" 2>/dev/null || true)
+$spawn --root "$out/store" --net none --keep -- /bin/true < "$out/rootfs.json"
+kept_id=$(comm -13 <(printf '%s\n' "$kept_before" | sort) <(ls "$out/store/containers" | sort) | head -1)
+kept="$out/store/containers/$kept_id"
+ours="$out/ours"; ours_root=/run/conveyor-bench-runc.$$
+mkdir -p "$ours/merged"
+cp "$kept/hostname" "$kept/hosts" "$kept/resolv.conf" "$ours/"
+cp -a "$kept/upper" "$ours/upper-template"
+sed "s|$kept|$ours|g; s|\"/conveyor/$kept_id\"|\"/conveyor/@CGROUP@\"|" "$kept/config.json" > "$ours/config.template"
+grep -q '@CGROUP@' "$ours/config.template" && ! grep -q "$kept_id\"" "$ours/config.template" || { echo "bench: ctr-spawn's config.json (from $kept) is not what run.sh expects" >&2; exit 1; }
+$(tool ctr-rm) -q --root "$out/store" "$kept_id" >/dev/null
+prepare_for['runc run (ctr-spawn'"'"'s config.json)']="cd $ours && rm -rf upper work && cp -a upper-template upper && mkdir work && sed \"s|@CGROUP@|bench-\$RANDOM\$RANDOM|\" config.template > config.json"
 # Like for like: docker run's pull policy is `missing` (no registry request for a present image), as is conveyor-run's
 # (scripts/run.mjs: img-fetch --pull=missing | layer-unpack | ctr-spawn); `--pull=always` on both sides asks the
 # registry for the manifest first (img-fetch's own default, docker pull's behaviour).
@@ -111,6 +128,7 @@ cmds=('img-fetch --pull=missing | layer-unpack | ctr-spawn' "bash -c '$fetch -q 
       'img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
       'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'"
       'runc run' "runc run --bundle $out/bundle bench-$$"
+      "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$"
       'node -e 0' "node -e 0"
       # The floor of any pipeline of three Node tools on this machine, before any of them does work.
       '3 piped node -e 0' "bash -c 'node -e 0 | node -e 0 | node -e 0'")
@@ -125,18 +143,23 @@ if [ -z "$podman_reason" ]; then
 fi
 measure run "$((runs * 2))" 2 "" "${cmds[@]}"
 
-echo "== tool start-up: --help of every tool beside node -e 0"
-cmds=('node -e 0' "node -e 0")
+echo "== tool start-up: --help of every tool beside node -e 0, interleaved run by run (bench/ab.mjs)"
+# A --help run is Node plus a few ms: on a ~40 ms base, the 3-8 ms of noise between runs decided which tools came
+# out over 1.2x when each was measured in its own hyperfine block. Here every round runs all 28 tools once and
+# `node -e 0` ten times (a baseline next to every few tools) in a new random order, so that drift lands on both
+# sides alike; each run's CPU (user+sys, bench/rusage.c) is reported beside its wall time, as it is far less
+# disturbed by the other jobs on the machine. About two minutes at the default 5 runs (60 rounds).
+startup_rounds=${BENCH_STARTUP_ROUNDS:-$([ -n "$quick" ] && echo 4 || echo $((runs * 12)))}
+cmds=(-x 10 -n 'node -e 0' "node -e 0")
 # What every Node process here would pay with the environment's NODE_EXTRA_CA_CERTS (lib.sh unsets it).
-[ -n "$bench_extra_ca_certs" ] && cmds+=('node -e 0 with NODE_EXTRA_CA_CERTS' "env NODE_EXTRA_CA_CERTS=$bench_extra_ca_certs node -e 0")
-measure startup "$((runs * 4))" 3 "" "${cmds[@]}"
-# Each tool beside its own `node -e 0`, measured just before it: a --help run is Node plus a few ms, the row's
-# figure is the worst of 28 ratios, and in one hyperfine run of all 28 the machine drifted over its minutes
-# (the tools measured last were 10-15% slower whatever they were).
+[ -n "$bench_extra_ca_certs" ] && cmds+=(-n 'node -e 0 with NODE_EXTRA_CA_CERTS' "env NODE_EXTRA_CA_CERTS=$bench_extra_ca_certs node -e 0")
 for t in "$bench_root"/tools/*/; do
   t=$(basename "$t")
-  measure "startup-$t" "$((runs * 4))" 3 "" 'node -e 0' "node -e 0" "$t" "$(tool "$t") --help"
+  cmds+=(-n "$t" "$(tool "$t") --help")
 done
+started=$(date +%s)
+measure_ab startup "$startup_rounds" 1 "${cmds[@]}"
+echo "  (start-up took $(( $(date +%s) - started )) s)"
 
 echo "== scale: img-ls with many images, a many-layer image, a big layer, many containers (bench/scale.sh)"
 results=$results bash scale.sh "$registry" | tee "$results/scale.txt"
