@@ -30,6 +30,8 @@ export interface AuthorizerOptions {
   credentials?: (registry: string) => Promise<Credentials | undefined>;
   /** Whether plain HTTP is accepted for a registry (then its http:// token realm gets credentials too). */
   acceptsPlainHttp: (registry: string) => boolean;
+  /** Token GETs on the transport's raw path (sendRaw: no node:http); the refresh-token POST always goes through send. */
+  rawTokenGets?: boolean;
   retry: RetryPolicy;
 }
 
@@ -129,7 +131,9 @@ export class Authorizer {
       if (creds?.username !== undefined) headers.authorization = basic(creds.username, creds.password ?? '');
     }
     // Retried silently: the request that needs the token reports its own retries.
-    const res = await retryRequest(() => this.transport.send(url, method, headers, signal, body), this.options.retry, {
+    const send = (): Promise<HttpResponse> =>
+      method === 'GET' && this.options.rawTokenGets ? this.transport.sendRaw(url, headers, signal) : this.transport.send(url, method, headers, signal, body);
+    const res = await retryRequest(send, this.options.retry, {
       signal,
       fail: (error) => networkError(error, url.host),
     });

@@ -58,9 +58,11 @@ export interface RegistryClientOptions extends TransportOptions, RetryPolicy {
   onRetry?: (message: string) => void;
   /**
    * Blob bodies on a socket of our own read into one reused buffer
-   * (raw-exchange.ts; default true); false reads them through node:http like
-   * every other answer (CONVEYOR_RAW_BLOBS=0, for a comparison or a registry
-   * the raw path mishandles).
+   * (raw-exchange.ts; default true), and so the pull's other bodiless
+   * requests (manifest GETs and HEADs, configs, token GETs), which then load
+   * no node:http; false reads them all through node:http like every other
+   * answer (CONVEYOR_RAW_BLOBS=0, for a comparison or a registry the raw path
+   * mishandles).
    */
   rawBlobs?: boolean;
 }
@@ -85,7 +87,7 @@ export interface RequestOptions {
   retry?: boolean;
   /** The request body; sent again as it is on a retry, a redirect or an answered 401. */
   body?: RequestBody;
-  /** A GET whose answers are read off a socket of our own (RawResponse): blob downloads. */
+  /** A GET or HEAD (no body) whose answers are read off a socket of our own (RawResponse): a pull's requests. */
   raw?: boolean;
 }
 
@@ -113,6 +115,7 @@ export class RegistryClient {
     this.schemer = new Schemer(this.transport, Boolean(options.plainHttp));
     this.authorizer = new Authorizer(this.transport, {
       credentials: options.credentials,
+      rawTokenGets: options.rawBlobs !== false,
       acceptsPlainHttp: (registry) => this.schemer.acceptsPlainHttp(registry),
       retry: this.retryPolicy,
     });
@@ -131,7 +134,7 @@ export class RegistryClient {
   /** GETs a manifest or index by tag or digest, verified against the digest when one was asked for. */
   async getManifest(ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestResponse> {
     const what = `manifest ${ref.registry}/${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
-    const res = await this.request(ref, `/v2/${ref.repository}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT }, signal });
+    const res = await this.requestAny(ref, `/v2/${ref.repository}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT }, signal, raw: this.raw });
     if (res.statusCode !== 200) await responseError(res, ref, what);
     const body = await readBody(res, MAX_MANIFEST_BYTES, what);
     const digest = sha256(body);
@@ -161,7 +164,12 @@ export class RegistryClient {
    */
   async headManifest(ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<{ digest: string; mediaType: string; size?: number } | undefined> {
     const what = `manifest ${ref.registry}/${ref.repository}:${reference}`;
-    const res = await this.request(ref, `/v2/${ref.repository}/manifests/${reference}`, { method: 'HEAD', headers: { accept: MANIFEST_ACCEPT }, signal });
+    const res = await this.requestAny(ref, `/v2/${ref.repository}/manifests/${reference}`, {
+      method: 'HEAD',
+      headers: { accept: MANIFEST_ACCEPT },
+      signal,
+      raw: this.raw,
+    });
     if (res.statusCode === 405 || res.statusCode === 400) {
       drain(res);
       return undefined;
@@ -178,7 +186,7 @@ export class RegistryClient {
   async getSmallBlob(ref: RepositoryRef, digest: string, size: number, max: number, signal?: AbortSignal): Promise<Buffer> {
     const what = `blob ${digest}`;
     if (size > max) throw new ConveyorError('ERR_MANIFEST_INVALID', `${what} is declared as ${size} bytes, more than the ${max} accepted`);
-    const res = await this.request(ref, `/v2/${ref.repository}/blobs/${digest}`, { signal });
+    const res = await this.requestAny(ref, `/v2/${ref.repository}/blobs/${digest}`, { signal, raw: this.raw });
     if (res.statusCode !== 200) await responseError(res, ref, what);
     const body = await readBody(res, max, what);
     const actual = sha256(body);
@@ -197,13 +205,13 @@ export class RegistryClient {
    * the range. Getting the response head is retried like any request; a body
    * that breaks off is the caller's to resume from what it has (blob.ts).
    * Unless `rawBlobs` is false the answers come off a socket of our own
-   * (a RawResponse: its body read with `consume`), registry and blob host alike.
+   * (a RawResponse: its body read with `consume`), registry and blob host
+   * alike, as do getManifest's, headManifest's and getSmallBlob's.
    */
   async openBlob(ref: RepositoryRef, digest: string, offset: number, signal?: AbortSignal): Promise<HttpResponse> {
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const raw = this.options.rawBlobs !== false;
-    const res = await this.requestAny(ref, `/v2/${ref.repository}/blobs/${digest}`, { headers, signal, raw });
+    const res = await this.requestAny(ref, `/v2/${ref.repository}/blobs/${digest}`, { headers, signal, raw: this.raw });
     if (res.statusCode === 200 || res.statusCode === 206) return res;
     if (res.statusCode === 416) {
       drain(res);
@@ -224,7 +232,12 @@ export class RegistryClient {
     return (await this.requestAny(ref, path, { ...options, raw: false })) as IncomingMessage;
   }
 
-  /** `request`, with raw-socket answers where `options.raw` asks for them. */
+  /** Whether a pull's bodiless requests go over raw-exchange.ts (rawBlobs, default true). */
+  private get raw(): boolean {
+    return this.options.rawBlobs !== false;
+  }
+
+  /** `request`, with raw-socket answers where `options.raw` asks for them (a GET or HEAD without a body). */
   private async requestAny(ref: RepositoryRef, path: string, options: RequestOptions): Promise<HttpResponse> {
     const policy = options.retry === false ? { ...this.retryPolicy, retries: 0 } : this.retryPolicy;
     return retryRequest(() => this.exchange(ref, path, options), policy, {
@@ -264,8 +277,8 @@ export class RegistryClient {
       // An absolute URL elsewhere (a Location off the registry) never gets the credentials.
       if (!onRegistry) delete headers.authorization;
       const send = (to: URL): Promise<HttpResponse> =>
-        options.raw && method === 'GET' && options.body === undefined
-          ? this.transport.sendRaw(to, headers, options.signal)
+        options.raw && (method === 'GET' || method === 'HEAD') && options.body === undefined
+          ? this.transport.sendRaw(to, headers, options.signal, method)
           : this.transport.send(to, method, headers, options.signal, options.body);
       let res: HttpResponse;
       if (onRegistry && known === undefined) {

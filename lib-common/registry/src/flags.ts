@@ -68,7 +68,7 @@ export function registryClientOptions(
     },
     userAgent: options.userAgent,
     minRate: limits.minRate,
-    // The raw-socket blob path is the default; 0 goes back to node:http for blob bodies.
+    // The raw-socket path is the default (a pull's GETs and HEADs); 0 goes back to node:http for them.
     rawBlobs: env.CONVEYOR_RAW_BLOBS !== '0',
     rateWindowMs: limits.rateWindowMs,
     onRetry: options.onRetry,

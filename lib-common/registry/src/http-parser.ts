@@ -1,5 +1,5 @@
 /**
- * An HTTP/1.1 response parser for the raw-socket blob path (raw-exchange.ts).
+ * An HTTP/1.1 response parser for the raw-socket path (raw-exchange.ts).
  * `HeadParser` is fed a connection's bytes as they arrive and finds the
  * response head (status line and headers, capped at MAX_HEAD_BYTES, interim
  * 1xx answers skipped); `BodyDecoder` then frames the body by Content-Length,
@@ -71,10 +71,20 @@ export function parseHead(text: string): ResponseHead {
   return { httpVersion: status[1] === '1' ? '1.1' : '1.0', statusCode: Number(status[2]), statusMessage: status[3] ?? '', headers };
 }
 
-/** How the body of a response to a GET is delimited; throws ERR_REGISTRY_PROTOCOL for lengths that do not add up. */
-export function framingOf(head: ResponseHead): Framing {
+/**
+ * How the body of a response to `method` is delimited; throws
+ * ERR_REGISTRY_PROTOCOL for lengths that do not add up. A HEAD's answer has
+ * no body whatever its Content-Length says (that is the GET's length), but
+ * its framing headers are checked all the same: a smuggling-shaped answer is
+ * refused whatever was asked.
+ */
+export function framingOf(head: ResponseHead, method: 'GET' | 'HEAD' = 'GET'): Framing {
   const { statusCode, headers } = head;
   if (statusCode < 200 || statusCode === 204 || statusCode === 304) return { kind: 'none' };
+  if (method === 'HEAD') {
+    framingOf(head, 'GET');
+    return { kind: 'none' };
+  }
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];
   if (te !== undefined) {

@@ -1,11 +1,14 @@
 /**
- * The raw-socket blob GET: one HTTP/1.1 exchange on a net or tls socket of
- * our own, read with `onread` into ONE reused buffer per connection, so a
- * large body costs no fresh memory per read (node:http hands each 64 KB read
- * over in a new Buffer: about 8,000 page faults for a 30 MB blob in a fresh
- * process). Transport.sendRaw sets it up with the same TLS rules as its
- * node:http requests; the client's auth, redirects and retries and blob.ts's
- * resume, size and digest checks sit above it unchanged.
+ * The raw-socket exchange: one bodiless HTTP/1.1 request (a GET, or a HEAD)
+ * on a net or tls socket of our own, read with `onread` into ONE reused
+ * buffer per connection, so a large body costs no fresh memory per read
+ * (node:http hands each 64 KB read over in a new Buffer: about 8,000 page
+ * faults for a 30 MB blob in a fresh process), and a small answer (a
+ * manifest, its HEAD, a config, a token) costs no node:http (about 7 ms of
+ * CPU to load in a fresh process). Transport.sendRaw sets it up with the
+ * same TLS rules as its node:http requests; the client's auth, redirects and
+ * retries and blob.ts's resume, size and digest checks sit above it
+ * unchanged.
  *
  * Connections are kept alive between exchanges to the same host and port
  * (a `RawSocketPool`, one per transport): a socket goes back to the pool
@@ -14,7 +17,7 @@
  * the body), never after an error, an abort or a body left unread. A pooled
  * socket the server closed meanwhile is noticed (it is read while idle), and
  * a request on one that fails before any answer byte is sent again once on a
- * fresh connection: a GET is safe to repeat.
+ * fresh connection: a GET or a HEAD is safe to repeat.
  *
  * The response (`RawResponse`) is a Readable, so the client's code for
  * answers that are not a blob (401, redirects, errors) reads it like an
@@ -31,7 +34,7 @@
  */
 import { connect as netConnect, type NetConnectOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { connect as tlsConnect, type ConnectionOptions, type SecureContext } from 'node:tls';
+import type { ConnectionOptions, SecureContext } from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { BodyDecoder, framingOf, HeadParser } from './http-parser.js';
@@ -58,9 +61,12 @@ function networkFailure(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
+/** The bodiless requests the raw path makes: blob and manifest GETs, token GETs, manifest HEADs. */
+export type RawMethod = 'GET' | 'HEAD';
+
 /** Refuses header values that would split the request (a token server could send a token with CRLF in it). */
-function requestHead(url: URL, headers: Record<string, string>, keepAlive: boolean): string {
-  let text = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+function requestHead(method: RawMethod, url: URL, headers: Record<string, string>, keepAlive: boolean): string {
+  let text = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value))
       throw new ConveyorError('ERR_REGISTRY_PROTOCOL', `header ${JSON.stringify(name)} has a line break in its value`);
@@ -70,8 +76,14 @@ function requestHead(url: URL, headers: Record<string, string>, keepAlive: boole
   return `${text}${keepAlive ? '' : 'connection: close\r\n'}\r\n`;
 }
 
-/** Sends GET `url` on an idle pooled connection or a fresh one; resolves with the response once its head has arrived. */
-export function rawGet(url: URL, headers: Record<string, string>, options: RawExchangeOptions): Promise<RawResponse> {
+/**
+ * Sends `method` `url` on an idle pooled connection or a fresh one; resolves
+ * with the response once its head has arrived. The answer to a HEAD has no
+ * body, whatever its Content-Length says.
+ */
+export async function rawRequest(method: RawMethod, url: URL, headers: Record<string, string>, options: RawExchangeOptions): Promise<RawResponse> {
+  // Loaded for a TLS destination only: a plain-HTTP registry costs no node:tls.
+  if (options.tls) tlsModule ??= await import('node:tls');
   return new Promise<RawResponse>((resolve, reject) => {
     if (options.signal?.aborted) {
       reject(abortError(options.signal));
@@ -79,12 +91,12 @@ export function rawGet(url: URL, headers: Record<string, string>, options: RawEx
     }
     let head: string;
     try {
-      head = requestHead(url, headers, options.pool !== undefined);
+      head = requestHead(method, url, headers, options.pool !== undefined);
     } catch (error) {
       reject(error);
       return;
     }
-    new Connection(url, head, options, resolve, reject);
+    new Connection(method, url, head, options, resolve, reject);
   });
 }
 
@@ -93,6 +105,9 @@ function abortError(signal: AbortSignal): Error {
   if (reason instanceof Error && reason.name === 'AbortError') return reason;
   return Object.assign(new Error('The operation was aborted', { cause: reason }), { name: 'AbortError', code: 'ABORT_ERR' });
 }
+
+/** node:tls, once a TLS destination asked for it. */
+let tlsModule: typeof import('node:tls') | undefined;
 
 /** Idle connections per destination (scheme, host, port and TLS settings), reused by the next GET there. */
 export class RawSocketPool {
@@ -172,7 +187,7 @@ class Channel {
     const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     const onread = { buffer, callback: (n: number, buf: Buffer) => this.onBytes(buf.subarray(0, n)) };
     // @types/node omits onread from these options; Node documents it for both net.connect and tls.connect.
-    this.socket = tls ? tlsConnect({ host, port, onread, ...tls } as ConnectionOptions) : netConnect({ host, port, onread } as NetConnectOpts);
+    this.socket = tls ? tlsModule!.connect({ host, port, onread, ...tls } as ConnectionOptions) : netConnect({ host, port, onread } as NetConnectOpts);
     this.socket.setNoDelay(true);
     this.socket.on('timeout', () => this.exchange?.onTimeout());
     this.socket.on('error', (error) => (this.exchange ? this.exchange.fail(error) : this.drop()));
@@ -233,6 +248,7 @@ class Connection {
   private readonly key: string;
 
   constructor(
+    private readonly method: RawMethod,
     private readonly url: URL,
     private readonly request: string,
     private readonly options: RawExchangeOptions,
@@ -306,7 +322,7 @@ class Connection {
       const found = this.heads.push(data);
       if (!found) return true;
       const { head } = found;
-      const framing = framingOf(head);
+      const framing = framingOf(head, this.method);
       const close = String(head.headers.connection ?? '')
         .split(',')
         .some((token) => token.trim().toLowerCase() === 'close');
@@ -317,7 +333,7 @@ class Connection {
       // The body waits (socket paused) until the caller picks how to read it; what came with the head is kept.
       response.hold(found.rest);
       this.resolve(response);
-      return response.feedPaused();
+      return response.feedPaused(found.rest.length > 0);
     } catch (error) {
       this.fail(error);
       return false;
@@ -422,9 +438,17 @@ export class RawResponse extends Readable {
     if (data.length > 0) this.held.push(Buffer.from(data));
   }
 
-  /** After the head: whether the socket keeps reading now (not until a reader is there). */
-  feedPaused(): boolean {
-    if (this.body.done) this.finish();
+  /**
+   * After the head: whether the socket keeps reading now (not until a reader
+   * is there). A response without a body (a HEAD's, a 204, Content-Length: 0)
+   * is complete at once; bytes that came after its head (`extra`) are an
+   * overrun, so the connection is not used again.
+   */
+  feedPaused(extra: boolean): boolean {
+    if (this.body.done) {
+      if (extra) this.body.overrun = true;
+      this.finish();
+    }
     return false;
   }
 

@@ -34,12 +34,12 @@ import type { Agent as HttpsAgent } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { registryApiHost } from '@conveyor/lib-common/reference';
-import type { RawResponse, RawSocketPool } from './raw-exchange.js';
+import type { RawMethod, RawResponse, RawSocketPool } from './raw-exchange.js';
 
 /**
  * A response as the client's code reads it: node:http's IncomingMessage, or
- * raw-exchange.ts's RawResponse for blob GETs (both Readables with a status
- * and headers).
+ * raw-exchange.ts's RawResponse for bodiless GETs and HEADs (both Readables
+ * with a status and headers).
  */
 export interface HttpResponse extends Readable {
   statusCode?: number;
@@ -367,19 +367,21 @@ export class Transport {
   }
 
   /**
-   * A blob GET on a socket of our own (raw-exchange.ts: one reused read
-   * buffer), with the TLS rules, idle timeout and minimum rate of `send`.
-   * Resolves with the response head, whatever its status.
+   * A bodiless GET or HEAD on a socket of our own (raw-exchange.ts: one
+   * reused read buffer; no node:http), with the TLS rules, idle timeout and
+   * minimum rate of `send`. Resolves with the response head, whatever its
+   * status.
    */
-  async sendRaw(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<RawResponse> {
-    const { rawGet, RawSocketPool } = await import('./raw-exchange.js');
+  async sendRaw(url: URL, headers: Record<string, string>, signal?: AbortSignal, method: RawMethod = 'GET'): Promise<RawResponse> {
+    const { rawRequest, RawSocketPool } = await import('./raw-exchange.js');
     if (!this.rawPool) {
       this.rawPool = new RawSocketPool();
       this.rawConnections.add(this.rawPool);
     }
     const https = url.protocol === 'https:';
     const tls = https ? await this.tlsOptions(url) : undefined;
-    const attempt = rawGet(
+    const attempt = rawRequest(
+      method,
       url,
       { 'user-agent': this.options.userAgent ?? 'conveyor', ...headers },
       {
@@ -393,7 +395,7 @@ export class Transport {
       },
     );
     if (!https || !tls?.rejectUnauthorized || tls.secureContext) return attempt;
-    return this.orWithSystemCa(url, attempt, () => this.sendRaw(url, headers, signal));
+    return this.orWithSystemCa(url, attempt, () => this.sendRaw(url, headers, signal, method));
   }
 
   /** How to verify a host's certificate: off where it is insecure, else against tlsContext's roots. */

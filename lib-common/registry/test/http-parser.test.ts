@@ -89,6 +89,17 @@ t.test('framingOf', async (t) => {
     [{ 'transfer-encoding': 'chunked, identity' }, /unsupported Transfer-Encoding/],
   ];
   for (const [headers, message] of bad) t.throws(() => framingOf(head(200, headers)), { code: 'ERR_REGISTRY_PROTOCOL', message }, JSON.stringify(headers));
+  // A HEAD's answer has no body, whatever says otherwise; its framing headers are still checked.
+  const heads: [number, Record<string, string>][] = [
+    [200, { 'content-length': '42' }],
+    [200, { 'transfer-encoding': 'chunked' }],
+    [200, {}],
+    [401, { 'content-length': '120' }],
+    [307, {}],
+  ];
+  for (const [status, headers] of heads) t.strictSame(framingOf(head(status, headers), 'HEAD'), { kind: 'none' }, `HEAD: ${status} ${JSON.stringify(headers)}`);
+  for (const [headers, message] of bad)
+    t.throws(() => framingOf(head(200, headers), 'HEAD'), { code: 'ERR_REGISTRY_PROTOCOL', message }, `HEAD: ${JSON.stringify(headers)}`);
 });
 
 t.test('BodyDecoder.overrun: bytes past a complete body are noticed (the connection is not reused), not handed on', async (t) => {

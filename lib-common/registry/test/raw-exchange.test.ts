@@ -16,74 +16,18 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { createServer as createTlsServer } from 'node:tls';
 import { Store } from '@conveyor/lib-common/store';
 import { fetchBlobToStore } from '../src/blob.js';
 import { RegistryClient, type RegistryClientOptions } from '../src/client.js';
-import { rawGet } from '../src/raw-exchange.js';
+import { rawRequest } from '../src/raw-exchange.js';
 import { isRawResponse } from '../src/transport.js';
+import { keepAliveServer, scripted, type Seen } from './scripted-server.js';
 
 const blob = randomBytes(300 * 1024 + 7);
 const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
 const desc = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: blob.length };
-
-interface Seen {
-  head: string;
-  headers: Record<string, string>;
-}
-type Script = (socket: Socket, req: Seen, n: number) => void;
-
-/** A request head (without its blank line): the request line and the headers, names lower-cased. */
-function parseRequestHead(text: string): Seen {
-  const lines = text.split('\r\n');
-  const headers = Object.fromEntries(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
-  return { head: lines[0], headers };
-}
-
-/**
- * Listens on a free loopback port and returns its `host:port`; every connection is tracked (errors ignored: the
- * scripts cut connections on purpose) so the teardown can destroy them before it closes the server.
- */
-async function listenTracked(t: Test, server: Server, sockets: Set<Socket>): Promise<string> {
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-/** A server that reads each request head and lets `script` answer with exact bytes; `n` counts earlier requests. */
-async function scripted(t: Test, script: Script, tls?: { key: Buffer; cert: Buffer }): Promise<{ host: string; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const onSocket = (socket: Socket) => {
-    // The TLS socket too (listenTracked's handler is on the TCP one below it).
-    socket.on('error', () => undefined);
-    let text = '';
-    const onData = (data: Buffer) => {
-      text += data.toString('latin1');
-      const end = text.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      const req = parseRequestHead(text.slice(0, end));
-      seen.push(req);
-      script(socket, req, seen.length - 1);
-    };
-    socket.on('data', onData);
-  };
-  const server: Server = tls ? createTlsServer(tls, onSocket) : createServer(onSocket);
-  return { host: await listenTracked(t, server, new Set<Socket>()), seen };
-}
 
 function makeClient(t: Test, options: RegistryClientOptions = {}): RegistryClient {
   const client = new RegistryClient({ plainHttp: true, retries: 2, retryDelayMs: 5, ...options });
@@ -305,7 +249,7 @@ t.test("the client's close() ends a raw exchange nobody read", async (t) => {
 t.test('a header value with a line break is refused before anything is sent', async (t) => {
   const { host, seen } = await scripted(t, (socket) => socket.end(head200(0)));
   const options = { timeoutMs: 1000, minRate: 0, rateWindowMs: 1000 };
-  await t.rejects(rawGet(new URL(`http://${host}/v2/`), { authorization: 'Bearer x\r\nX-Injected: 1' }, options), {
+  await t.rejects(rawRequest('GET', new URL(`http://${host}/v2/`), { authorization: 'Bearer x\r\nX-Injected: 1' }, options), {
     code: 'ERR_REGISTRY_PROTOCOL',
     message: /line break/,
   });
@@ -328,30 +272,6 @@ t.test('an abort mid-body ends the download and its connection at once', async (
   await closed;
   t.notOk(await store.hasBlob(digest, blob.length), 'nothing stored');
 });
-
-/**
- * A server that answers every request of a connection in turn (keep-alive), counting connections:
- * `script` gets the request, its number over all connections and its connection's number.
- */
-async function keepAliveServer(t: Test, script: (socket: Socket, req: Seen, n: number, connection: number) => void) {
-  const seen: (Seen & { connection: number })[] = [];
-  let connections = 0;
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    const connection = connections++;
-    let text = '';
-    socket.on('data', (data) => {
-      text += data.toString('latin1');
-      for (let end = text.indexOf('\r\n\r\n'); end >= 0; end = text.indexOf('\r\n\r\n')) {
-        const req = parseRequestHead(text.slice(0, end));
-        text = text.slice(end + 4);
-        seen.push({ ...req, connection });
-        script(socket, req, seen.length - 1, connection);
-      }
-    });
-  });
-  return { host: await listenTracked(t, server, sockets), seen, connections: () => connections, sockets };
-}
 
 /** The whole blob as a 200 answer, with `extra` header lines. */
 const whole = (extra = '') => Buffer.concat([Buffer.from(head200(blob.length).replace(/\r\n\r\n$/, `${extra}\r\n\r\n`)), blob]);
