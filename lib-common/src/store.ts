@@ -38,7 +38,7 @@
  * so loosening the root by hand does not open the layers at once.
  */
 // node:fs/promises through node:fs's getter: loaded when first used (a write), not by every reader of the store (issue 17).
-import { constants as fsConstants, promises as fsp, readFileSync, statSync } from 'node:fs';
+import { constants as fsConstants, promises as fsp, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { assertDigest, digestHex, randomHex, sha256, SHA256_DIGEST, SHA256_HEX } from './digest.js';
 import { publishFile, writeFileDurable } from './durable.js';
@@ -230,7 +230,7 @@ export class Store {
     if (this.tightened) return;
     let info;
     try {
-      info = await fsp.stat(this.root);
+      info = statSync(this.root); // no trip through the thread pool for one stat
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       // Root's parents keep the usual modes (they may be shared, like /var/lib); a user's (~/.local/share) are made 0700, as XDG asks.
@@ -465,16 +465,18 @@ export async function assertTrustedStore(root: string): Promise<void> {
   const unsafe = (message: string, hint: string) => new ConveyorError('ERR_STORE_UNSAFE', message, { hint });
   const absolute = resolve(root);
   let existing = absolute;
+  // Synchronous calls: a handful on cached directories cost less than as many trips through libuv's thread pool,
+  // one after another (issue 17: a run's start waits for this check).
   for (;;) {
     try {
-      await fsp.lstat(existing);
+      lstatSync(existing);
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || existing === '/') throw error;
       existing = dirname(existing);
     }
   }
-  const real = await fsp.realpath(existing);
+  const real = realpathSync.native(existing);
   if (real !== existing) {
     throw unsafe(
       `store path ${absolute} passes through a symlink (${existing} is ${real})`,
@@ -483,7 +485,7 @@ export async function assertTrustedStore(root: string): Promise<void> {
   }
   let child: { path: string; uid: number } | undefined;
   for (let dir = existing; ; dir = dirname(dir)) {
-    const info = await fsp.lstat(dir);
+    const info = lstatSync(dir);
     const isStore = dir === absolute;
     const onCheckedPath = checkedOutside !== undefined && (checkedOutside === dir || checkedOutside.startsWith(dir === '/' ? '/' : `${dir}/`));
     const owner = !isStore && info.uid === overflow && onCheckedPath ? 0 : info.uid;

@@ -15,10 +15,10 @@
  * ERR_CONTAINER_AMBIGUOUS; claimName throws ERR_USAGE for a malformed name and
  * ERR_CONTAINER_NAME_IN_USE for a taken one. Missing files are not errors.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SHA256_DIGEST } from '../digest.js';
+import { randomHex, SHA256_DIGEST } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { processAlive, withLock } from '../lock.js';
 import type { ContainerRecord } from '../records.js';
@@ -144,6 +144,25 @@ export async function readState(store: Store, id: string): Promise<ContainerStat
  */
 export async function writeState(store: Store, state: ContainerState, options: { durable?: boolean } = {}): Promise<void> {
   await store.writeFileAtomic(join(store.containerDir(state.id), STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, options);
+}
+
+/**
+ * writeState without the fsyncs (`durable: false`), in synchronous calls: the temporary file beside
+ * state.json (named with `writerPid`, as writeFileAtomic names its own, for the gc) renamed over it.
+ * For a foreground run's first state, which ctr-spawn writes with nothing else to do meanwhile: four
+ * calls cost less than as many trips through libuv's thread pool (issue 17). ERR_STORE_IO naming the
+ * path and the store on failure, with no temporary file left.
+ */
+export function writeStateSync(store: Store, state: ContainerState, writerPid: number): void {
+  const path = join(store.containerDir(state.id), STATE_FILE);
+  const temp = `${path}.${writerPid}.${randomHex(4)}.tmp`;
+  try {
+    writeFileSync(temp, `${JSON.stringify(state, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
+    renameSync(temp, path);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw store.ioError(error, path);
+  }
 }
 
 /**

@@ -26,7 +26,7 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { digestHex, randomHex, sha256 } from '../digest.js';
@@ -207,19 +207,18 @@ export async function checkLowerDirs(lowerDirs: string[]): Promise<void> {
     if (typeof dir !== 'string' || !isAbsolute(dir))
       throw new ConveyorError('ERR_INPUT_RECORD', `layer directory is not an absolute path: ${JSON.stringify(dir)}`);
   }
-  // Looked at together: a deep image's layers are many stats.
-  await Promise.all(
-    lowerDirs.map(async (dir) => {
-      let info;
-      try {
-        info = await stat(dir);
-      } catch {
-        throw new ConveyorError('ERR_MOUNT_FAILED', `layer directory ${dir} does not exist`, { hint: 'unpack the image first: layer-unpack' });
-      }
-      if (!info.isDirectory())
-        throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
-    }),
-  );
+  // Synchronous stats: microseconds each on the layers' cached directories, where each asynchronous one is a
+  // trip through libuv's thread pool (a run's start waits for them; a deep image's layers are many).
+  for (const dir of lowerDirs) {
+    let info;
+    try {
+      info = statSync(dir);
+    } catch {
+      throw new ConveyorError('ERR_MOUNT_FAILED', `layer directory ${dir} does not exist`, { hint: 'unpack the image first: layer-unpack' });
+    }
+    if (!info.isDirectory())
+      throw new ConveyorError('ERR_MOUNT_FAILED', `layer path ${dir} is not a directory`, { hint: 'unpack the image again with layer-unpack' });
+  }
 }
 
 /**
@@ -380,19 +379,36 @@ function unescapeMountPath(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 
-/** Mount points of this mount namespace, from /proc/self/mountinfo. */
-async function mountPoints(): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
+const MOUNTINFO = '/proc/self/mountinfo';
+
+function mountPointsOf(text: string): string[] {
   return text
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => unescapeMountPath(line.split(' ')[4]));
 }
 
+/** Mount points of this mount namespace, from /proc/self/mountinfo. */
+async function mountPoints(): Promise<string[]> {
+  return mountPointsOf(await readFile(MOUNTINFO, 'utf8'));
+}
+
+function under(points: string[], dir: string): string[] {
+  const base = resolve(dir);
+  return points.filter((p) => p === base || p.startsWith(base + '/'));
+}
+
 /** Mount points at or below `dir`. */
 export async function mountsUnder(dir: string): Promise<string[]> {
-  const base = resolve(dir);
-  return (await mountPoints()).filter((p) => p === base || p.startsWith(base + '/'));
+  return under(await mountPoints(), dir);
+}
+
+/**
+ * mountsUnder read with one readFileSync: a procfs file of a few kilobytes, read in four calls that
+ * each cost a trip through libuv's thread pool when read asynchronously (issue 17: ctr-spawn's exit).
+ */
+export function mountsUnderSync(dir: string): string[] {
+  return under(mountPointsOf(readFileSync(MOUNTINFO, 'utf8')), dir);
 }
 
 /**
@@ -400,13 +416,16 @@ export async function mountsUnder(dir: string): Promise<string[]> {
  * container directory. Refuses to remove the directory while anything below it
  * is still mounted. Missing directories are not an error (idempotent).
  */
-export async function removeContainer(store: Store, id: string, options: { keepDir?: boolean; trash?: boolean } = {}): Promise<void> {
+export async function removeContainer(store: Store, id: string, options: { keepDir?: boolean; trash?: boolean; sync?: boolean } = {}): Promise<void> {
   const paths = containerPaths(store, id);
-  let mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
+  const mountedNow = () => (options.sync ? Promise.resolve(mountsUnderSync(paths.containerDir)) : mountsUnder(paths.containerDir));
+  let mounted = (await mountedNow()).sort((a, b) => b.length - a.length);
+  // Nothing mounted (the runtime mounted the root in its own namespace): no unmount, no second look.
+  const unmounting = mounted.length > 0;
   // One umount(8) for them all (the root and a network namespace file: one process, not one each);
   // whatever it could not unmount is tried again one by one below, for the reason.
   if (mounted.length > 1 && !(await runProcess('umount', mounted)).failed) mounted = [];
-  else if (mounted.length > 1) mounted = (await mountsUnder(paths.containerDir)).sort((a, b) => b.length - a.length);
+  else if (mounted.length > 1) mounted = (await mountedNow()).sort((a, b) => b.length - a.length);
   for (const point of mounted) {
     const result = await runProcess('umount', [point]);
     if (result.failed) {
@@ -421,10 +440,12 @@ export async function removeContainer(store: Store, id: string, options: { keepD
       });
     }
   }
-  const left = await mountsUnder(paths.containerDir);
+  const left = unmounting ? await mountedNow() : [];
   if (left.length > 0) throw new ConveyorError('ERR_MOUNT_FAILED', `still mounted after unmount: ${left.join(', ')}`);
   if (options.keepDir) return;
   if (options.trash && (await moveToTrash(store, paths.containerDir, id))) return;
+  // A run's own small directory goes synchronously (sync): one big tree (a container that wrote much) still side by side.
+  if (options.sync && removeSmallTreeSync(paths.containerDir)) return;
   await removeTree(paths.containerDir);
 }
 
@@ -461,7 +482,13 @@ async function moveToTrash(store: Store, containerDir: string, id: string): Prom
  * the removal of one trash dir (gc reports what it frees through it).
  */
 export async function sweepTrash(store: Store, remove: (dir: string) => Promise<void> = removeTree): Promise<string[]> {
-  const names = (await readdir(store.tmpDir).catch(() => [] as string[])).filter((name) => TRASH.test(name));
+  let names: string[];
+  try {
+    // Synchronous: usually empty, and a run that read its record from a file waits for this look at its end.
+    names = readdirSync(store.tmpDir).filter((name) => TRASH.test(name));
+  } catch {
+    return [];
+  }
   if (names.length === 0) return [];
   const mounts = await mountPoints().catch(() => undefined);
   const left: string[] = [];
@@ -491,6 +518,48 @@ export async function removeTree(dir: string): Promise<void> {
     // below that vanished meanwhile, with the rest of the tree still there.
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Above this many entries a tree is removed by removeTree, whose removals overlap. */
+const SMALL_TREE_ENTRIES = 64;
+
+/**
+ * Removes a small directory tree (at most SMALL_TREE_ENTRIES entries) with nothing mounted in it,
+ * synchronously: a freshly run container's directory (its bundle files, the upper dir's name files,
+ * overlayfs's work dir: about fifteen entries five levels deep) costs less in sync calls than in
+ * removeTree's trips through libuv's thread pool, one level after another. The tree is listed first
+ * (readdir's entry types: never a symlink followed) and nothing is removed when it is larger: false,
+ * for removeTree. True once it is gone, or gone already. A failure half-way is finished by rm.
+ */
+export function removeSmallTreeSync(dir: string): boolean {
+  const files: string[] = [];
+  const dirs: string[] = [];
+  const list = (path: string): boolean => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      if (files.length + dirs.length >= SMALL_TREE_ENTRIES) return false;
+      const child = join(path, entry.name);
+      if (entry.isDirectory()) {
+        if (!list(child)) return false;
+      } else files.push(child);
+    }
+    dirs.push(path); // after its entries: removed children first
+    return true;
+  };
+  try {
+    if (!list(dir)) return false;
+  } catch (error) {
+    // Gone already: removal is idempotent. Anything else (an entry below vanished meanwhile): removeTree.
+    const { code, path } = error as NodeJS.ErrnoException;
+    return code === 'ENOENT' && path === dir;
+  }
+  try {
+    for (const file of files) unlinkSync(file);
+    for (const path of dirs) rmdirSync(path);
+  } catch {
+    // Changed meanwhile (an entry type the filesystem did not report, a race): rm finishes it (force: gone is no error).
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return true;
 }
 
 async function removeEntries(dir: string): Promise<void> {

@@ -105,7 +105,8 @@ export async function cleanUp(target: CleanupTarget): Promise<void> {
         target.networkHelper === false ? Promise.resolve([]) : stopNetworkHelper(containerDir, target.signal),
       );
       // Into the trash (a rename) when asked: the run's exit waits for no directory removal; a later run sweeps it (sweepTrash).
-      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep, trash: target.trash === true }));
+      // Else removed in place, synchronously while small (sync: the mount table too): nothing else is left to do meanwhile.
+      await trace.span('cleanup-root', removeContainer(target.store, id, { keepDir: target.keep, trash: target.trash === true, sync: true }));
       // Kept (--keep): the namespace's empty file goes, as tearDownNetwork's removeNetns does.
       if (target.keep) await rm(join(containerDir, NETNS_FILE), { force: true });
       return networkWarnings(warnings);

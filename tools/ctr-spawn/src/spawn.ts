@@ -41,7 +41,7 @@ import { signalExit, SignalForwarder, type SignalSource } from '@conveyor/lib-co
 import { containerStdin } from '@conveyor/lib-common/container/tty';
 import { containerRecordOf } from '@conveyor/lib-common/container/targets';
 import { endOf, exitedState, initialState } from './state.js';
-import { LOG_FILE, type ProcessIdentity, updateState, writeState } from '@conveyor/lib-common/container/state';
+import { LOG_FILE, type ProcessIdentity, updateState, writeState, writeStateSync } from '@conveyor/lib-common/container/state';
 import type { SignalSender } from '@conveyor/lib-common/container/network';
 
 /**
@@ -274,11 +274,10 @@ export async function spawnContainer(options: SpawnOptions, io: SpawnIO): Promis
       log: options.detach ? { path: join(paths.containerDir, LOG_FILE), limits: options.log } : undefined,
     });
     // In the foreground ctr-spawn is the owner and runs it now; a detached container waits for its supervisor.
-    // Durable only for a detached container: a foreground run's state cannot outlive a crash (writeState).
-    await trace.span(
-      'state',
-      writeState(store, options.detach ? state : { ...state, status: 'running', startedAt: state.createdAt }, { durable: options.detach }),
-    );
+    // Durable only for a detached container: a foreground run's state cannot outlive a crash (writeState), and
+    // is written in sync calls (nothing else is under way here).
+    if (options.detach) await trace.span('state', writeState(store, state, { durable: true }));
+    else trace.spanSync('state', () => writeStateSync(store, { ...state, status: 'running', startedAt: state.createdAt }, io.self.pid));
     if (signals.pending) return signalExit(signals.pending);
 
     if (options.detach) {

@@ -18,12 +18,15 @@ export interface Trace {
   mark(phase: string, atMs?: number): void;
   /** Waits for `work` and records `phase` with its duration when it settles (failed or not). */
   span<T>(phase: string, work: Promise<T>): Promise<T>;
+  /** Runs synchronous `work` and records `phase` with its duration (thrown or not). */
+  spanSync<T>(phase: string, work: () => T): T;
 }
 
 /** The trace of a run that is not traced: it costs a call. */
 export const NO_TRACE: Trace = {
   mark: () => undefined,
   span: (_phase, work) => work,
+  spanSync: (_phase, work) => work(),
 };
 
 /** The text of one trace line (without the newline). */
@@ -47,6 +50,14 @@ export function createTrace(tool: string, write: (line: string) => void, now: ()
       const started = now();
       try {
         return await work;
+      } finally {
+        emit(phase, now() - started);
+      }
+    },
+    spanSync: (phase, work) => {
+      const started = now();
+      try {
+        return work();
       } finally {
         emit(phase, now() - started);
       }

@@ -96,6 +96,37 @@ t.test('createTrace: marks, spans (failed ones too) and a lost stderr', async (t
   });
   t.doesNotThrow(() => broken.mark('record'), 'a trace that cannot be written is lost, not fatal');
   t.equal(await NO_TRACE.span('x', Promise.resolve(7)), 7, 'NO_TRACE passes the work through');
+  t.equal(
+    NO_TRACE.spanSync('x', () => 8),
+    8,
+    'and synchronous work',
+  );
+});
+
+t.test('spanSync: the duration of synchronous work, thrown or not', async (t) => {
+  let clock = 1;
+  const lines: string[] = [];
+  const trace = createTrace(
+    'ctr-spawn',
+    (line) => lines.push(line),
+    () => clock,
+  );
+  t.equal(
+    trace.spanSync('state', () => {
+      clock = 1.5;
+      return 'written';
+    }),
+    'written',
+  );
+  t.throws(
+    () =>
+      trace.spanSync('state', () => {
+        clock = 4;
+        throw new Error('ENOSPC');
+      }),
+    /ENOSPC/,
+  );
+  t.strictSame(lines, ['ctr-spawn: trace     1.5 ms state 0.5 ms\n', 'ctr-spawn: trace     4.0 ms state 2.5 ms\n']);
 });
 
 t.test('settleAll: waits for every step and reports the first failure in order', async (t) => {
