@@ -13,7 +13,7 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isBuiltin } from 'node:module';
@@ -191,11 +191,23 @@ t.test('a head older than the last tsc build, a missing body or one of another b
     const stale = runBin(bin, args);
     t.equal(
       stale.stderr.split('\n')[0],
-      `start: dist ${dist} (bundle older than the build)`,
-      `${args}: a tsc build after the bundle: dist/cli.js runs, not stale code`,
+      `start: dist ${dist} (bundle older than the build: ${record} is newer than the bundle; make build remakes it)`,
+      `${args}: a tsc build after the bundle: dist/cli.js runs, not stale code, and the debug line says why`,
     );
     t.equal(stale.code, args[0] === '--version' ? 0 : 2, `${args}: and answers as the tool does`);
   }
+  // Said only when asked (CONVEYOR_START_DEBUG): a stale bundle is a checkout's, and stderr stays the tool's.
+  const quiet = spawnSync(process.execPath, ['--', bin, '--version'], { env: { ...process.env, CONVEYOR_START_DEBUG: '' }, encoding: 'utf8', timeout: 60_000 });
+  t.equal(quiet.stderr, '', 'without CONVEYOR_START_DEBUG a stale bundle says nothing');
+  t.equal(quiet.stdout, 'img-ls 0.1.0\n', 'and the tool answers');
+  // A failure of the store is reported with its own code from dist/cli.js too (not ERR_INTERNAL: errors.ts's brand).
+  const corrupt = join(dir, 'corrupt-store');
+  mkdirSync(corrupt, { mode: 0o700 });
+  writeFileSync(join(corrupt, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(corrupt, 'index.json'), '{not json');
+  const failed = runBin(bin, ['--root', corrupt, '--json']);
+  t.equal(failed.code, 1, 'a corrupt store: exit 1 from dist/cli.js');
+  t.match(JSON.parse(failed.stdout), { type: 'error', code: 'ERR_STORE_CORRUPT' }, 'its error record says ERR_STORE_CORRUPT');
   rmSync(record);
 
   // A body of another build (a build in progress wrote the head first): never run with this head.

@@ -61,7 +61,7 @@ export interface StartOptions {
 export type StartPath =
   | { entry: 'head'; file: string }
   | { entry: 'bundle'; file: string; cache: 'accepted' | 'rejected' | 'absent' }
-  | { entry: 'dist'; file: string; reason: 'bundle older than the build' | 'no body' | 'head and body of different builds' };
+  | { entry: 'dist'; file: string; reason: 'bundle older than the build' | 'no body' | 'head and body of different builds'; newer?: string };
 
 /** The CommonJS wrapper the body runs in; the build's warm-up compiles the same text, or V8 rejects its cache. */
 const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname) {';
@@ -85,14 +85,15 @@ function modifiedMs(file: string): number | undefined {
 }
 
 /**
- * Why the bundle file `bundle`, made from the tsc build records `builtFrom`, is not current: a tsc
- * build came after it. Undefined when it is (outside a checkout there are no build records: current).
+ * Whether the bundle file `bundle`, made from the tsc build records `builtFrom`, is not current: the
+ * first record a tsc build wrote after it (its path), which says why. Undefined when it is current
+ * (outside a checkout there are no build records: current).
  */
-export function staleness(toolDir: string, bundle: string, builtFrom: string[]): 'bundle older than the build' | undefined {
+export function staleness(toolDir: string, bundle: string, builtFrom: string[]): string | undefined {
   const built = modifiedMs(bundle) ?? 0;
   for (const record of builtFrom) {
     const compiled = modifiedMs(join(toolDir, record));
-    if (compiled !== undefined && compiled > built) return 'bundle older than the build';
+    if (compiled !== undefined && compiled > built) return join(toolDir, record);
   }
   return undefined;
 }
@@ -105,10 +106,20 @@ function readOrUndefined(file: string): Buffer | undefined {
   }
 }
 
-/** Runs dist/cli.js, the tsc build: always current. */
-async function runDist(toolDir: string, reason: Extract<StartPath, { entry: 'dist' }>['reason'], options: StartOptions): Promise<StartPath> {
-  const path: StartPath = { entry: 'dist', file: join(toolDir, 'dist', 'cli.js'), reason };
-  if (options.env.CONVEYOR_START_DEBUG === '1') options.stderr.write(`start: ${path.entry} ${path.file} (${path.reason})\n`);
+/**
+ * Runs dist/cli.js, the tsc build: always current. Why the bundle was not used is said under
+ * CONVEYOR_START_DEBUG only, not as a warning on every run: only a checkout has build records, a
+ * stale bundle there is a developer's `tsc -b` after `make build` (the tool still answers right,
+ * tens of milliseconds slower), and a line on stderr from every tool of every pipeline would break
+ * what reads stderr (tests compare it) more than it helps; bench/run.sh refuses stale bundles itself.
+ */
+async function runDist(toolDir: string, reason: Extract<StartPath, { entry: 'dist' }>['reason'], options: StartOptions, newer?: string): Promise<StartPath> {
+  const path: StartPath = { entry: 'dist', file: join(toolDir, 'dist', 'cli.js'), reason, ...(newer === undefined ? {} : { newer }) };
+  if (options.env.CONVEYOR_START_DEBUG === '1') {
+    // The build record that is newer names what to do: `make build` remakes the bundle from it.
+    const why = newer === undefined ? path.reason : `${path.reason}: ${newer} is newer than the bundle; make build remakes it`;
+    options.stderr.write(`start: ${path.entry} ${path.file} (${why})\n`);
+  }
   await import(pathToFileURL(path.file).href);
   return path;
 }
@@ -118,8 +129,8 @@ export async function startTool(toolUrl: URL, head: Head, options: StartOptions)
   const toolDir = fileURLToPath(toolUrl);
   const debug = options.env.CONVEYOR_START_DEBUG === '1';
   const headFile = join(toolDir, 'bundle', 'head.cjs');
-  const stale = options.warmUp ? undefined : staleness(toolDir, headFile, head.builtFrom);
-  if (stale) return runDist(toolDir, stale, options);
+  const newer = options.warmUp ? undefined : staleness(toolDir, headFile, head.builtFrom);
+  if (newer !== undefined) return runDist(toolDir, 'bundle older than the build', options, newer);
   // The build's warm-up runs the body whatever the head would answer (it warms the body up with --help).
   if (!options.warmUp && head.answered()) {
     if (debug) options.stderr.write(`start: head ${headFile}\n`);
