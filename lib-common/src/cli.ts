@@ -22,11 +22,17 @@ export interface ToolContext {
   out: RecordWriter;
   stdin: NodeJS.ReadStream;
   /**
-   * process.stdout and process.stderr, made when first read (fd-output.ts: records and log lines
-   * are written without them); read them only to pipe into them or write what a tool prints itself.
+   * process.stdout and process.stderr, made when first read (fd-output.ts: records, log lines and
+   * `print`'s text are written without them); read them only to pipe into them (a tar, a container's logs).
    */
   readonly stdout: NodeJS.WriteStream;
   readonly stderr: NodeJS.WriteStream;
+  /**
+   * Prints text that is no record (a -q line, a table) on stdout as records are written (fd-output.ts):
+   * in order with them, at once on a pipe or file (a full pipe waits for its reader) without making
+   * process.stdout, through the stream on a terminal; a reader gone (EPIPE) ends the run quietly.
+   */
+  print(text: string): void;
   env: NodeJS.ProcessEnv;
   /** The store root from --root, CONVEYOR_ROOT, or the default for this user; always absolute (records carry it). */
   root: string;
@@ -173,6 +179,7 @@ export async function runCli(def: ToolDefinition, argv = process.argv.slice(2)):
       get stderr() {
         return streamOf(stderr);
       },
+      print: (text) => void stdout.write(text),
       env: process.env,
       // Relative to where we were started: records carry it to tools that may run elsewhere, and insist on an absolute store.
       root: rootFor(process.getuid?.() ?? 0),

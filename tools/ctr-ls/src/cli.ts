@@ -52,12 +52,12 @@ await runCli({
     const containers = await listContainerRecords(store, { all: Boolean(ctx.args.all), filters, warn: (message) => ctx.log.warn(message) });
     const noTrunc = ctx.args.trunc === false;
     if (ctx.args.quiet) {
-      for (const c of containers) ctx.stdout.write(`${noTrunc ? c.id : c.id.slice(0, 12)}\n`);
+      for (const c of containers) ctx.print(`${noTrunc ? c.id : c.id.slice(0, 12)}\n`);
       return;
     }
     if (ctx.args.table || (ctx.humanOutput && !ctx.args.json)) {
       const { containerTable } = await import('./table.js');
-      ctx.stdout.write(containerTable(containers, { noTrunc }));
+      ctx.print(containerTable(containers, { noTrunc }));
       return;
     }
     for (const c of containers) await ctx.out.write(c);

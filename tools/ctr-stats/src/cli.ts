@@ -63,7 +63,7 @@ await runCli({
           return;
         }
         // Streaming to a terminal: redraw in place, as docker stats does.
-        ctx.stdout.write((stream && ctx.humanOutput ? '\x1b[2J\x1b[H' : '') + statsTable(records));
+        ctx.print((stream && ctx.humanOutput ? '\x1b[2J\x1b[H' : '') + statsTable(records));
       },
     });
   },

@@ -173,7 +173,7 @@ await runCli(
           const { writeFile } = await import('node:fs/promises');
           await writeFile(iidfile, result.digest);
         }
-        if (args.quiet) ctx.stdout.write(`${result.digest}\n`);
+        if (args.quiet) ctx.print(`${result.digest}\n`);
         else for (const record of result.records) await ctx.out.write(record);
       } finally {
         await lease.release();

@@ -62,7 +62,7 @@ await runCli({
     });
     if (ctx.args.table || (ctx.humanOutput && !ctx.args.json)) {
       const { dfTable } = await import('./table.js');
-      ctx.stdout.write(dfTable(records));
+      ctx.print(dfTable(records));
       return;
     }
     for (const record of records) await ctx.out.write(record);

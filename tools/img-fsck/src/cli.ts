@@ -77,7 +77,7 @@ await runCli({
     const human = ctx.humanOutput;
     const repair = Boolean(ctx.args.repair);
     const report = new Report(ctx.root, repair, async (record) => {
-      if (human) ctx.stdout.write(problemLine(record));
+      if (human) ctx.print(problemLine(record));
       else await ctx.out.write(record);
     });
     const summary = await fsck(store, report, {
@@ -100,7 +100,7 @@ await runCli({
       },
     });
     ctx.progress.finish();
-    if (human) ctx.stdout.write(summaryLine(summary));
+    if (human) ctx.print(summaryLine(summary));
     else await ctx.out.write(summary);
     if (!human && !ctx.args.quiet) ctx.stderr.write(summaryLine(summary));
     return report.unclean ? 1 : 0;

@@ -55,7 +55,7 @@ await runCli({
           return;
         }
         const { historyRows, historyTable } = await import('./table.js');
-        ctx.stdout.write(historyTable(historyRows(records, image.record.configDescriptor.digest.slice(7, 19), { noTrunc: ctx.args.trunc === false })));
+        ctx.print(historyTable(historyRows(records, image.record.configDescriptor.digest.slice(7, 19), { noTrunc: ctx.args.trunc === false })));
       },
       write: (record) => ctx.out.write(record),
       error: (error) => ctx.log.error(error),

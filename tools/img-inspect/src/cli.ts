@@ -58,7 +58,7 @@ await runCli({
       write: (record) => ctx.out.write(record),
       error: (error) => ctx.log.error(error),
     });
-    if (pretty) ctx.stdout.write(`${JSON.stringify(collected, null, 4)}\n`);
+    if (pretty) ctx.print(`${JSON.stringify(collected, null, 4)}\n`);
     return code;
   },
 });

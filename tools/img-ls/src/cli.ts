@@ -55,7 +55,7 @@ await runCli({
       onBroken: (ref, error) => ctx.log.warn(`skipping ${ref}: ${error.message}`),
     });
     if (ctx.args.quiet || ctx.args.refs) {
-      for (const image of images) ctx.stdout.write(`${ctx.args.refs ? image.ref : imageId(image)}\n`);
+      for (const image of images) ctx.print(`${ctx.args.refs ? image.ref : imageId(image)}\n`);
       return;
     }
     const table = ctx.args.table || (ctx.humanOutput && !ctx.args.json);
@@ -63,6 +63,6 @@ await runCli({
       for (const image of images) await ctx.out.write(image);
       return;
     }
-    ctx.stdout.write(imageTable(images, { digests: Boolean(ctx.args.digests) }));
+    ctx.print(imageTable(images, { digests: Boolean(ctx.args.digests) }));
   },
 });

@@ -71,9 +71,9 @@ await runCli({
       timeoutMs: seconds * 1000,
       containerRoots: () => containerRoots(store, (message) => ctx.log.warn(message)),
       trash: { sweep: (remove) => sweepTrash(store, remove), remove: removeTree },
-      onUntagged: async (record) => (human ? void ctx.stdout.write(`untagged: ${record.ref}\n`) : ctx.out.write(record)),
+      onUntagged: async (record) => (human ? void ctx.print(`untagged: ${record.ref}\n`) : ctx.out.write(record)),
       onFreed: async (record) =>
-        human ? void ctx.stdout.write(`deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.key ?? record.path}\n`) : ctx.out.write(record),
+        human ? void ctx.print(`deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.key ?? record.path}\n`) : ctx.out.write(record),
       warn: (message) => ctx.log.warn(message),
       onWait: (pids) =>
         ctx.log.info(

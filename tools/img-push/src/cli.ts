@@ -106,7 +106,7 @@ await runCli({
           // On a terminal, what docker push prints: the reference and its digest.
           write: async (record) => {
             const image = record as { ref: string; digest: string; indexDigest?: string };
-            if (ctx.humanOutput) ctx.stdout.write(`${image.ref}: digest: ${image.indexDigest ?? image.digest}\n`);
+            if (ctx.humanOutput) ctx.print(`${image.ref}: digest: ${image.indexDigest ?? image.digest}\n`);
             else await ctx.out.write(record);
           },
           progress: ctx.progress,

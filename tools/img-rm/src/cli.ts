@@ -59,7 +59,7 @@ await runCli({
     const warn = (message: string) => ctx.log.warn(message);
     const write = async (record: { type: string; ref?: string; digest?: string }) => {
       if (!human) return ctx.out.write(record);
-      ctx.stdout.write(record.type === 'untagged' ? `Untagged: ${record.ref}\n` : `Deleted: ${record.digest}\n`);
+      ctx.print(record.type === 'untagged' ? `Untagged: ${record.ref}\n` : `Deleted: ${record.digest}\n`);
     };
     let exitCode: number = EXIT.OK;
     const fail = (error: unknown) => {
@@ -92,7 +92,7 @@ await runCli({
           return { images: uses.flatMap((u) => (u.image ? [u.image] : [])), refs: uses.flatMap((u) => (!u.image && u.ref ? [u.ref] : [])) };
         },
         onFreed: async (record) =>
-          human ? void ctx.stdout.write(`Deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.path}\n`) : ctx.out.write(record),
+          human ? void ctx.print(`Deleted: ${record.kind} ${record.digest ?? record.chainID ?? record.path}\n`) : ctx.out.write(record),
         warn,
         onWait: () => ctx.log.info('waiting for pulls, unpacks or another prune to finish'),
       });

@@ -87,7 +87,7 @@ await runCli({
     const collected: (RepositoryRecord | TagRecord)[] = [];
     const out = {
       write: async (record: RepositoryRecord | TagRecord) => {
-        if (ctx.args.quiet) ctx.stdout.write(`${record.type === 'tag' ? record.ref : record.name}\n`);
+        if (ctx.args.quiet) ctx.print(`${record.type === 'tag' ? record.ref : record.name}\n`);
         else if (table) collected.push(record);
         else await ctx.out.write(record);
       },
@@ -148,8 +148,8 @@ await runCli({
         const truncate = ctx.args.trunc !== false;
         const repositories = collected.filter((r): r is RepositoryRecord => r.type === 'repository');
         const tagRecords = collected.filter((r): r is TagRecord => r.type === 'tag');
-        if (repositories.length > 0) ctx.stdout.write(repositoryTable(repositories, truncate));
-        if (tagRecords.length > 0) ctx.stdout.write(tagTable(tagRecords, truncate));
+        if (repositories.length > 0) ctx.print(repositoryTable(repositories, truncate));
+        if (tagRecords.length > 0) ctx.print(tagTable(tagRecords, truncate));
       }
     }
     return code;

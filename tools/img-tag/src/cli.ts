@@ -43,7 +43,7 @@ await runCli({
     const records = await tagImage(store, source, targets, () => ctx.log.info('waiting for img-prune to finish'));
     if (ctx.args.quiet) return;
     for (const record of records) {
-      if (ctx.humanOutput) ctx.stdout.write(`${record.ref}\n`);
+      if (ctx.humanOutput) ctx.print(`${record.ref}\n`);
       else await ctx.out.write(record);
     }
   },

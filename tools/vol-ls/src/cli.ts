@@ -46,12 +46,12 @@ await runCli({
     const { Store } = await import('@conveyor/lib-common/store');
     const records = await listVolumeRecords(new Store(ctx.root), { filters, size, warn: (message) => ctx.log.warn(message) });
     if (ctx.args.quiet) {
-      for (const r of records) ctx.stdout.write(`${r.name}\n`);
+      for (const r of records) ctx.print(`${r.name}\n`);
       return;
     }
     if (ctx.args.table || (ctx.humanOutput && !ctx.args.json)) {
       const { volumeTable } = await import('./table.js');
-      ctx.stdout.write(volumeTable(records, { size }));
+      ctx.print(volumeTable(records, { size }));
       return;
     }
     for (const r of records) await ctx.out.write(r);
