@@ -167,12 +167,15 @@ export type LineInput = (idle: () => boolean) => AsyncIterable<InputLine>;
 
 export async function unpackRecords(input: LineInput, out: RecordSink, opts: UnpackOptions): Promise<number> {
   const limiter = new Limiter(opts.jobs);
-  /** Promises started by input lines and not settled yet (layer jobs, images, output, staging sweeps). */
-  let pending = 0;
+  /**
+   * Work started by input lines and not settled yet (layer jobs, images, output, staging sweeps): the
+   * input is read synchronously only while it is empty, and the run ends once it is.
+   */
+  const pending = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
-    pending++;
+    pending.add(work);
     const settled = () => {
-      pending--;
+      pending.delete(work);
     };
     work.then(settled, settled);
     return work;
@@ -182,7 +185,6 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
   const jobs = new Map<string, Promise<EnsuredLayer>>();
   /** Inflate budgets of the images being unpacked, by store and reference. */
   const budgets = new Map<string, ImageBudget>();
-  const inFlight = new Set<Promise<unknown>>();
   let exitCode: number = EXIT.OK;
   let flattened = false;
   let fatal: ConveyorError | undefined;
@@ -313,8 +315,6 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
   const enqueue = (produce: Promise<object | undefined>) => {
     produce.catch(() => undefined);
     track(produce);
-    inFlight.add(produce);
-    produce.finally(() => inFlight.delete(produce)).catch(() => undefined);
     output = output.then(async () => {
       const record = await produce;
       if (record) await out.write(record);
@@ -327,7 +327,7 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
 
   try {
     // Error records come as records to pass on in their place, behind the images before them.
-    for await (const line of input(() => pending === 0)) {
+    for await (const line of input(() => pending.size === 0)) {
       if (fatal) break;
       const record = line.record!;
       const where = `${line.source}:${line.line}`;
@@ -355,8 +355,8 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
   } catch (error) {
     fatal ??= toConveyorError(error);
   }
-  // Let layer jobs that are still running finish (or clean up) before we exit.
-  await Promise.allSettled([...jobs.values(), ...inFlight]);
+  // Let work that is still running (layer jobs, staging sweeps) finish or clean up before we exit.
+  await Promise.allSettled(pending);
   if (fatal) throw fatal;
   return exitCode;
 }
