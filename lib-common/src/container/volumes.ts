@@ -21,7 +21,7 @@
  * Creation is idempotent under the volume's lock; a volume dir without
  * meta.json (a crash mid-create) is completed by the next create.
  */
-import { constants, existsSync } from 'node:fs';
+import { constants, existsSync, readdirSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomHex } from '../digest.js';
@@ -205,6 +205,9 @@ export async function removeVolume(store: Store, name: string): Promise<void> {
  * keeps a volume in use). Resolves to the names removed.
  */
 export async function removeAnonymousVolumes(store: Store, id: string): Promise<string[]> {
+  // Most stores hold no anonymous volume: one synchronous look at the names spares every run's clean-up
+  // the metadata reads (and a foreground run's its only trips through libuv's thread pool).
+  if (!hasAnonymousVolumes(store)) return [];
   const own = (await listVolumes(store)).filter((v) => v.anonymous && v.container === id && ANONYMOUS_NAME.test(v.name));
   if (own.length === 0) return [];
   const users = await volumeUsers(store);
@@ -215,6 +218,15 @@ export async function removeAnonymousVolumes(store: Store, id: string): Promise<
     removed.push(volume.name);
   }
   return removed;
+}
+
+/** Whether any volume has an anonymous volume's name (64 hex); false when there is no volumes/ to read. */
+function hasAnonymousVolumes(store: Store): boolean {
+  try {
+    return readdirSync(volumesDir(store)).some((name) => ANONYMOUS_NAME.test(name));
+  } catch {
+    return false;
+  }
 }
 
 /**
