@@ -8,7 +8,13 @@
  *     first), size and digest checked, fsynced, renamed into blobs/, and
  *     blobs/ fsynced (Store.commitIngest). A write the disk refuses (full,
  *     read-only) is ERR_STORE_IO naming the file, not retried, and the partial
- *     file is removed.
+ *     file is removed. While the body arrives, a datasync every
+ *     WRITE_BACK_BYTES starts the disk on what is written so far (on the
+ *     thread pool, at most MAX_WRITE_BACKS at once), so the fsync before the
+ *     commit has only the tail left; it is a head start, not the durability
+ *     point, which stays commitIngest's fsync. A failed one is ERR_STORE_IO
+ *     like a failed write (a later fsync on another descriptor might not
+ *     report the error again).
  *
  * A connection that drops mid-body is resumed with `Range: bytes=N-`; a
  * registry that ignores Range (200) restarts the file. When resumed content
@@ -105,6 +111,16 @@ export interface BlobFetchResult {
 }
 
 const WRITE_BATCH = 1024 * 1024;
+/** Bytes written between two early datasyncs (see the header): a few, so a blob's last one leaves little behind. */
+export const WRITE_BACK_BYTES = 4 * 1024 * 1024;
+/**
+ * Early datasyncs started and not yet seen to end, per blob. A completion is
+ * seen only between libuv's read bursts (up to 32 full reads of the 1 MiB
+ * buffer), so a smaller cap starts only that many per 32 MiB; this one keeps
+ * a 30 MB layer at one per WRITE_BACK_BYTES, and a larger one from filling
+ * the thread pool with more.
+ */
+export const MAX_WRITE_BACKS = 8;
 const MAX_ATTEMPTS = 50;
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 
@@ -298,6 +314,7 @@ async function receive(job: Receiving): Promise<number> {
     let writeError: unknown;
     let batch: Buffer[] = [];
     let batchBytes = 0;
+    const writeBack = new WriteBack(file);
     const flush = () => {
       if (batchBytes === 0) return;
       const chunks = batch;
@@ -307,6 +324,7 @@ async function receive(job: Receiving): Promise<number> {
       inFlight += bytes;
       writing = writing.then(async () => {
         await writeAll(file, chunks, bytes);
+        writeBack.wrote(bytes);
         written += bytes;
         inFlight -= bytes;
         options.onProgress?.(written, size);
@@ -345,6 +363,11 @@ async function receive(job: Receiving): Promise<number> {
     } catch {
       // writeError holds it, as ERR_STORE_IO.
     }
+    try {
+      await writeBack.settle(path);
+    } catch (error) {
+      writeError ??= error;
+    }
     // A failed write wins over whatever the socket did meanwhile: a full disk
     // is not a dropped connection to resume (nor the registry's fault).
     if (writeError !== undefined) throw writeError;
@@ -372,6 +395,7 @@ async function receiveRaw(res: RawResponse, file: FileHandle, job: Receiving): P
   const { path, hash, size, digest, options } = job;
   let { written } = job;
   let unreported = 0;
+  const writeBack = new WriteBack(file);
   try {
     await res.consume((view) => {
       if (written + view.length > size) throw tooLong(digest, size);
@@ -385,6 +409,7 @@ async function receiveRaw(res: RawResponse, file: FileHandle, job: Receiving): P
         }
       }
       written += view.length;
+      writeBack.wrote(view.length);
       unreported += view.length;
       if (unreported >= WRITE_BATCH) {
         unreported = 0;
@@ -393,8 +418,52 @@ async function receiveRaw(res: RawResponse, file: FileHandle, job: Receiving): P
     });
   } finally {
     if (unreported > 0) options.onProgress?.(written, size);
+    // Before the file is closed: a datasync still running holds it.
+    await writeBack.settle(path);
   }
   return written;
+}
+
+/**
+ * Early datasyncs of a file being written (see the header): `wrote` counts
+ * bytes and starts one every WRITE_BACK_BYTES, without waiting for the one
+ * before (up to MAX_WRITE_BACKS: a loop busy with the socket sees a
+ * completion late, so one at a time started only one or two per 30 MB blob);
+ * `settle` waits for all of them and throws the first failure as ERR_STORE_IO.
+ */
+export class WriteBack {
+  private pending = 0;
+  private running = 0;
+  private all: Promise<void> = Promise.resolve();
+  private failure: unknown;
+
+  constructor(private readonly file: FileHandle) {}
+
+  wrote(bytes: number): void {
+    this.pending += bytes;
+    if (this.pending < WRITE_BACK_BYTES || this.running >= MAX_WRITE_BACKS) return;
+    this.pending = 0;
+    this.running++;
+    const sync = this.file.datasync().then(
+      () => {
+        this.running--;
+      },
+      (error) => {
+        this.running--;
+        this.failure ??= error;
+      },
+    );
+    this.all = Promise.all([this.all, sync]).then(() => undefined);
+  }
+
+  async settle(path: string): Promise<void> {
+    // Again while one started meanwhile (a write after settle was called).
+    for (let all = this.all; ; all = this.all) {
+      await all;
+      if (all === this.all) break;
+    }
+    if (this.failure !== undefined) throw storeIoError(this.failure, { path, doing: 'cannot write' });
+  }
 }
 
 /** writev without copying the chunks together; loops on short writes. */

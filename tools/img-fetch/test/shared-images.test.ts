@@ -3,13 +3,18 @@
  * into a test registry and pulled by img-fetch: busybox, busybox-index (an
  * OCI index), debian:bookworm-slim, and app:v1 + app:v2 (shared lower layers:
  * the second pull downloads only its top layer). Skips when the folder is absent.
+ * Under strace, debian's 30 MB layer: datasyncs started while it downloads
+ * (blob.ts's early write-back), and the durability order of docs/protocol.md
+ * unchanged: the ingest file fsynced after its last write and before its
+ * rename into blobs/, blobs/ fsynced after that, then the layer record.
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasSharedImages, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
+import { toolPath } from '../../../test/helpers/tools.js';
 import { pushImage, startRegistry, type TestRegistry } from '../../../test/helpers/registry.js';
 import { runFetch } from './run.js';
 
@@ -85,5 +90,63 @@ if (!hasSharedImages) {
     );
     t.equal(reg.blobGets(v2.layers[2].digest), 1, 'the top layer was downloaded once');
     t.match(r2.stderr, /1 of 3 layers downloaded/);
+  });
+
+  t.test("debian's layer: datasyncs while it downloads; fsynced after its last write, renamed, blobs/ fsynced, then its record (strace)", async (t) => {
+    const dir = t.testdir();
+    const root = join(dir, 'store');
+    const log = join(dir, 'strace.log');
+    const run = spawnSync(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-y',
+        '-s',
+        '48',
+        '-e',
+        'trace=write,fsync,fdatasync,rename',
+        '-o',
+        log,
+        process.execPath,
+        toolPath('img-fetch'),
+        '--root',
+        root,
+        `${reg.host}/debian:bookworm-slim`,
+      ],
+      { env: { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: '/nonexistent-docker-config' }, encoding: 'utf8' },
+    );
+    t.equal(run.status, 0, run.stderr);
+    const layer = JSON.parse(run.stdout.split('\n')[0]);
+    t.equal(layer.type, 'layer');
+    t.ok(layer.size > 8 * 1024 * 1024, 'a layer of several write-back steps');
+    const hex = layer.digest.slice(7);
+    const lines = readFileSync(log, 'utf8').split('\n');
+    // strace -f: a call another thread interrupts ends on a later `<... NAME resumed>` line of the same pid.
+    const ended = (i: number, name: string) => {
+      if (!lines[i].includes('<unfinished')) return i;
+      const pid = lines[i].split(' ')[0];
+      return lines.findIndex((l, j) => j > i && l.startsWith(`${pid} `) && l.includes(`${name} resumed`));
+    };
+    const ingest = `<${root}/ingest/${hex}>`;
+    const writes = lines.flatMap((l, i) => (/ write\(/.test(l) && l.includes(ingest) ? [i] : []));
+    const lastWrite = writes.at(-1) ?? -1;
+    const renamed = lines.findIndex((l) => / rename\(/.test(l) && l.includes(`"${root}/ingest/${hex}", "${root}/blobs/sha256/${hex}"`));
+    const datasyncs = lines.flatMap((l, i) => (/ fdatasync\(/.test(l) && l.includes(ingest) ? [i] : []));
+    const fsync = lines.findIndex((l, i) => i > lastWrite && / fsync\(/.test(l) && l.includes(ingest));
+    const blobsSynced = lines.findIndex((l, i) => i > renamed && / fsync\(/.test(l) && l.includes(`<${root}/blobs/sha256>`));
+    const record = lines.findIndex((l) => / write\(1</.test(l) && l.includes('type\\":\\"layer'));
+    t.ok(writes.length > 1 && renamed > lastWrite, `written (${writes.length} writes), then renamed into blobs/`);
+    t.ok(
+      datasyncs.some((i) => i < lastWrite),
+      `a datasync started before the last write (${datasyncs.length} in all)`,
+    );
+    t.ok(fsync > lastWrite && ended(fsync, 'fsync') < renamed, 'fsynced after the last write, done before the rename');
+    t.ok(
+      datasyncs.every((i) => ended(i, 'fdatasync') >= 0 && ended(i, 'fdatasync') < renamed),
+      'every datasync done before the rename',
+    );
+    t.ok(blobsSynced > renamed && ended(blobsSynced, 'fsync') < record, 'blobs/ fsynced after the rename, before the layer record');
+    t.ok(record > renamed, 'the record printed after');
   });
 }
