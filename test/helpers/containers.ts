@@ -39,6 +39,29 @@ export async function waitForState(root: string, id: string, done: (state: Recor
   return state;
 }
 
+/**
+ * Polls the container's log (ctr.log) until its output has a line `line` or about `ms` pass; resolves
+ * to whether it came. For a shell that traps a signal and then says so: a namespace's pid 1 drops the
+ * signals it has no handler for, and ctr-spawn -d returns before the shell has run its `trap`.
+ */
+export async function waitForLogLine(root: string, id: string, line: string, ms = 10_000): Promise<boolean> {
+  const path = join(root, 'containers', id, 'ctr.log');
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+    const said = text.split('\n').some((entry) => {
+      try {
+        return JSON.parse(entry).log === `${line}\n`;
+      } catch {
+        return false; // a line still being written
+      }
+    });
+    if (said) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Everything of container `id` still on the host: mounts, cgroup dirs, runc state, its directory, names held. */
 export function leftoversOf(root: string, id: string): string[] {
   const found: string[] = [];

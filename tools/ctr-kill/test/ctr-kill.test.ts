@@ -4,7 +4,7 @@
  * a stopped container refused; bad signals and bad input.
  */
 import t from 'tap';
-import { deleteAllContainers, startDetached, waitForState } from '../../../test/helpers/containers.js';
+import { deleteAllContainers, startDetached, waitForLogLine, waitForState } from '../../../test/helpers/containers.js';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool } from '../../../test/helpers/tools.js';
 
@@ -18,11 +18,12 @@ const kill = (args: string[], input?: string) => runTool('ctr-kill', ['--root', 
 const ended = (s: Record<string, any> | undefined) => s?.status === 'exited';
 
 const [hup, sleeper] = await Promise.all([
-  startDetached(root, rootfs, ['--name', 'hup'], ['sh', '-c', 'trap "exit 5" HUP; while true; do sleep 0.1; done']),
+  startDetached(root, rootfs, ['--name', 'hup'], ['sh', '-c', 'trap "exit 5" HUP; echo ready; while true; do sleep 0.1; done']),
   startDetached(root, rootfs, ['--name', 'sleeper']),
 ]);
 
 t.test('-s sends that signal, by name', async (t) => {
+  t.ok(await waitForLogLine(root, hup.id, 'ready'), 'its trap is set');
   const run = await kill(['-s', 'SIGHUP', 'hup']);
   t.equal(run.code, 0, run.stderr);
   t.match(run.records, [{ type: 'container', id: hup.id, name: 'hup' }], 'the record of the container signalled');

@@ -9,7 +9,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deleteAllContainers, startDetached, stateOf } from '../../../test/helpers/containers.js';
+import { deleteAllContainers, startDetached, stateOf, waitForLogLine } from '../../../test/helpers/containers.js';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool, toolPath } from '../../../test/helpers/tools.js';
 
@@ -21,7 +21,7 @@ t.teardown(async () => {
 const rootfs = busyboxRootfs(root);
 const stop = (args: string[], input?: string) => runTool('ctr-stop', ['--root', root, ...args], { input });
 /** A container that ends with `code` on SIGTERM (a shell as pid 1 ignores signals it does not trap). */
-const trapping = (signal: string, code: number) => ['sh', '-c', `trap "exit ${code}" ${signal}; while true; do sleep 0.1; done`];
+const trapping = (signal: string, code: number) => ['sh', '-c', `trap "exit ${code}" ${signal}; echo ready; while true; do sleep 0.1; done`];
 
 const sleeper = await startDetached(root, rootfs, ['--name', 'sleeper']);
 
@@ -38,8 +38,9 @@ t.test('SIGTERM ignored (sleep as pid 1): SIGKILL after -t, exit 137 recorded', 
 
 t.test("the image's StopSignal, and -s overriding it", async (t) => {
   const usr1 = { ...rootfs, config: { ...rootfs.config, StopSignal: 'SIGUSR1' } };
-  const command = ['sh', '-c', 'trap "exit 7" USR1; trap "exit 8" HUP; while true; do sleep 0.1; done'];
+  const command = ['sh', '-c', 'trap "exit 7" USR1; trap "exit 8" HUP; echo ready; while true; do sleep 0.1; done'];
   const [c, d] = await Promise.all([startDetached(root, usr1, [], command), startDetached(root, usr1, [], command)]);
+  t.ok((await Promise.all([c, d].map((x) => waitForLogLine(root, x.id, 'ready')))).every(Boolean), 'their traps are set');
   t.equal(stateOf(root, c.id)!.stopSignal, 'SIGUSR1');
   const run = await stop([c.id.slice(0, 10)]);
   t.match(run.records, [{ id: c.id, status: 'exited', exitCode: 7 }], 'USR1 from the image, trapped (the container named by a unique id prefix)');
@@ -54,6 +55,7 @@ t.test('the pipeline verbatim: ctr-ls | jq -c \'select(.image|test("busybox"))\'
     startDetached(root, rootfs, ['--name', 'pipe-a'], trapping('TERM', 0)),
     startDetached(root, rootfs, ['--name', 'pipe-b'], trapping('TERM', 0)),
   ]);
+  t.ok((await Promise.all([a, b].map((x) => waitForLogLine(root, x.id, 'ready')))).every(Boolean), 'their traps are set');
   const out = execFileSync('bash', ['-o', 'pipefail', '-c', `ctr-ls | jq -c 'select(.image|test("busybox"))' | ctr-stop`], {
     env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, CONVEYOR_ROOT: root },
     encoding: 'utf8',
