@@ -9,18 +9,8 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxLayout } from '../../../test/helpers/fixtures.js';
-import {
-  pushImage,
-  rawManifest,
-  startBlobHost,
-  startFaultProxy,
-  startRegistry,
-  type FaultAction,
-  type FaultProxy,
-  type ProxiedRequest,
-  type TestRegistry,
-} from '../../../test/helpers/registry.js';
+import { rawManifest, startBlobHost, type FaultAction, type FaultProxy, type ProxiedRequest, type TestRegistry } from '../../../test/helpers/registry.js';
+import { startAuthProxy, withRule as withProxyRule, type AuthProxy } from './auth-proxy.js';
 import { runFetch } from './run.js';
 
 let reg: TestRegistry;
@@ -31,24 +21,19 @@ let layerDigest: string;
 let layerSize: number;
 let dockerConfig: string;
 
+let setup: AuthProxy;
+
 t.before(async () => {
-  reg = await startRegistry({ htpasswd: { carol: 'pa55' } });
-  await pushImage(`${busyboxLayout()}:latest`, reg, 'bb:latest');
+  setup = await startAuthProxy();
+  ({ reg, proxy, dockerConfig } = setup);
   const raw = await rawManifest(reg, 'bb:latest');
   const manifest = JSON.parse(raw.body.toString('utf8'));
   manifestDigest = raw.digest;
   configDigest = manifest.config.digest;
   layerDigest = manifest.layers[0].digest;
   layerSize = manifest.layers[0].size;
-  proxy = await startFaultProxy(`http://${reg.host}`);
-  dockerConfig = join(reg.dir, 'docker');
-  mkdirSync(dockerConfig, { recursive: true });
-  writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from('carol:pa55').toString('base64') } } }));
 });
-t.teardown(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+t.teardown(() => setup?.stop());
 
 const ref = () => `${proxy.host}/bb:latest`;
 const isLayerGet = (r: ProxiedRequest) => r.method === 'GET' && r.url === `/v2/bb/blobs/${layerDigest}`;
@@ -58,21 +43,7 @@ const errorCode = (logs: Record<string, any>[]) => logs.find((l) => l.level === 
 const fileDigest = (path: string) => `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
 
 /** Installs a rule for one test and returns the requests the proxy sees meanwhile. */
-function withRule(t: { teardown(fn: () => void): void }, rule: (req: ProxiedRequest, n: number) => FaultAction): () => ProxiedRequest[] {
-  const start = proxy.requests.length;
-  // `n` counts from the rule's installation, per method and URL.
-  const counts = new Map<string, number>();
-  proxy.rule = (req) => {
-    const key = `${req.method} ${req.url}`;
-    const n = counts.get(key) ?? 0;
-    counts.set(key, n + 1);
-    return rule(req, n);
-  };
-  t.teardown(() => {
-    proxy.rule = () => ({ kind: 'pass' });
-  });
-  return () => proxy.requests.slice(start);
-}
+const withRule = (t: { teardown(fn: () => void): void }, rule: (req: ProxiedRequest, n: number) => FaultAction) => withProxyRule(proxy, t, rule);
 
 t.test('a download cut midway resumes with Range in the same run', async (t) => {
   const root = t.testdir();

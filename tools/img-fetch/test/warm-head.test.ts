@@ -10,41 +10,22 @@
  * answered with a body are in lib-common/registry/test/raw-head.test.ts.
  */
 import t from 'tap';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxLayout } from '../../../test/helpers/fixtures.js';
-import {
-  pushImage,
-  startFaultProxy,
-  startRegistry,
-  type FaultAction,
-  type FaultProxy,
-  type ProxiedRequest,
-  type TestRegistry,
-} from '../../../test/helpers/registry.js';
+import type { FaultAction, ProxiedRequest } from '../../../test/helpers/registry.js';
+import { startAuthProxy, withRule, type AuthProxy } from './auth-proxy.js';
 import { runFetch } from './run.js';
 
-let reg: TestRegistry;
-let proxy: FaultProxy;
-let dockerConfig: string;
+let setup: AuthProxy;
 let store: string;
 
 t.before(async () => {
-  reg = await startRegistry({ htpasswd: { carol: 'pa55' } });
-  await pushImage(`${busyboxLayout()}:latest`, reg, 'bb:latest');
-  proxy = await startFaultProxy(`http://${reg.host}`);
-  dockerConfig = join(reg.dir, 'docker');
-  mkdirSync(dockerConfig, { recursive: true });
-  const auth = Buffer.from('carol:pa55').toString('base64');
-  writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth }, [proxy.host]: { auth } } }));
+  setup = await startAuthProxy();
   store = t.testdir();
-  const cold = await runFetch(['--root', store, `${reg.host}/bb:latest`], { env: { DOCKER_CONFIG: dockerConfig } });
+  const cold = await runFetch(['--root', store, `${setup.reg.host}/bb:latest`], { env: { DOCKER_CONFIG: setup.dockerConfig } });
   if (cold.code !== 0) throw new Error(`the first pull failed: ${cold.stderr}`);
 });
-t.teardown(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+t.teardown(() => setup?.stop());
 
 const heads = (logs: string) => logs.split('\n').filter((l) => /"HEAD \/v2\/bb\/manifests\/latest/.test(l)).length;
 const errorCode = (logs: Record<string, any>[]) => logs.find((l) => l.level === 'error')?.code;
@@ -57,35 +38,21 @@ t.test('a warm --pull=always asks the registry with a HEAD and loads neither nod
     preload,
     "process.on('exit', () => require('node:fs').writeFileSync(process.env.BUILTINS_OUT, process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join('\\n')));\n",
   );
-  const ref = `${reg.host}/bb:latest`;
-  const missing = await runFetch(['--root', store, '--pull=missing', ref], { env: { DOCKER_CONFIG: dockerConfig } });
+  const ref = `${setup.reg.host}/bb:latest`;
+  const missing = await runFetch(['--root', store, '--pull=missing', ref], { env: { DOCKER_CONFIG: setup.dockerConfig } });
   t.equal(missing.code, 0, missing.stderr);
-  const before = heads(reg.logs());
+  const before = heads(setup.reg.logs());
   // Our preload only: the test runner's NODE_OPTIONS would load its own hooks into the tool.
   const warm = await runFetch(['--root', store, '--pull=always', ref], {
-    env: { DOCKER_CONFIG: dockerConfig, NODE_OPTIONS: `--require ${preload}`, BUILTINS_OUT: out },
+    env: { DOCKER_CONFIG: setup.dockerConfig, NODE_OPTIONS: `--require ${preload}`, BUILTINS_OUT: out },
   });
   t.equal(warm.code, 0, warm.stderr);
   t.strictSame(warm.records, missing.records, 'the records of a --pull=missing run');
-  t.ok(heads(reg.logs()) > before, 'the registry was asked (HEAD)');
+  t.ok(heads(setup.reg.logs()) > before, 'the registry was asked (HEAD)');
   const builtins = readFileSync(out, 'utf8').split('\n');
   t.ok(builtins.includes('net'), 'the HEAD went out on a socket of our own (node:net)');
   for (const name of ['http', 'https', '_http_client', 'tls']) t.notOk(builtins.includes(name), `node:${name} not loaded`);
 });
-
-/** Installs a rule on the proxy for one test; `n` counts requests per method and URL from here. */
-function withRule(t: { teardown(fn: () => void): void }, rule: (req: ProxiedRequest, n: number) => FaultAction): void {
-  const counts = new Map<string, number>();
-  proxy.rule = (req) => {
-    const key = `${req.method} ${req.url}`;
-    const n = counts.get(key) ?? 0;
-    counts.set(key, n + 1);
-    return rule(req, n);
-  };
-  t.teardown(() => {
-    proxy.rule = () => ({ kind: 'pass' });
-  });
-}
 
 t.test('a HEAD through the fault proxy ends the same over the raw path as over node:http', async (t) => {
   const isHead = (req: ProxiedRequest) => req.method === 'HEAD';
@@ -105,10 +72,13 @@ t.test('a HEAD through the fault proxy ends the same over the raw path as over n
   for (const [name, rule, code, error] of cases) {
     const outcomes: unknown[] = [];
     for (const raw of ['1', '0']) {
-      withRule(t, rule);
-      const r = await runFetch(['--root', store, '--pull=always', '--log-format=json', '--min-rate', '1k', '--rate-window', '0.2', `${proxy.host}/bb:latest`], {
-        env: { DOCKER_CONFIG: dockerConfig, CONVEYOR_RAW_BLOBS: raw },
-      });
+      withRule(setup.proxy, t, rule);
+      const r = await runFetch(
+        ['--root', store, '--pull=always', '--log-format=json', '--min-rate', '1k', '--rate-window', '0.2', `${setup.proxy.host}/bb:latest`],
+        {
+          env: { DOCKER_CONFIG: setup.dockerConfig, CONVEYOR_RAW_BLOBS: raw },
+        },
+      );
       t.equal(r.code, code, `${name} (CONVEYOR_RAW_BLOBS=${raw}): exit ${code}; ${r.stderr.slice(0, 400)}`);
       t.equal(errorCode(r.logs), error, `${name} (CONVEYOR_RAW_BLOBS=${raw}): ${error ?? 'no error'}`);
       outcomes.push([r.code, errorCode(r.logs), r.records.map((x) => [x.type, x.digest])]);
