@@ -1,9 +1,9 @@
 /**
- * The synchronous clean-up of a foreground run (overlay/mount.ts, issue 17):
- * removeSmallTreeSync removes a container-like tree whole (nested and mode-000
- * directories, a symlink as a link: what it points to stays), leaves a tree
- * larger than its limit untouched for removeTree, and takes a missing
- * directory as removed; mountsUnderSync reads the mount table as mountsUnder
+ * The clean-up of a foreground run (overlay/mount.ts, issue 17):
+ * removeSmallTree removes a container-like tree whole (nested and mode-000
+ * directories, a symlink as a link: what it points to stays, no renamed
+ * directory left), leaves a tree larger than its limit untouched for
+ * removeTree, and takes a missing directory as removed; mountsUnderSync reads the mount table as mountsUnder
  * does; removeContainer with `sync` removes an unmounted container directory
  * and refuses one with something mounted below it, as without.
  */
@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { containerPaths, mountsUnder, mountsUnderSync, removeContainer, removeSmallTreeSync } from '@conveyor/lib-common/overlay/mount';
+import { containerPaths, mountsUnder, mountsUnderSync, removeContainer, removeSmallTree } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 
 const base = mkdtempSync(join(tmpdir(), 'conveyor-rmsync-'));
@@ -33,14 +33,15 @@ t.test('a small container-like tree goes whole; a symlink goes, its target stays
   containerLike(dir);
   symlinkSync(outside, join(dir, 'upper', 'link-to-outside'));
   symlinkSync(join(outside, 'keep'), join(dir, 'file-link'));
-  t.equal(removeSmallTreeSync(dir), true, 'removed here');
+  t.equal(await removeSmallTree(dir), true, 'removed here');
   t.notOk(existsSync(dir), 'the directory is gone');
+  t.strictSame(readdirSync(base).sort(), ['outside'], 'nothing renamed out of it is left');
   t.strictSame(readdirSync(outside), ['keep'], 'the linked directory keeps its entries');
   t.equal(readFileSync(join(outside, 'keep'), 'utf8'), 'host file', 'what a link pointed to is untouched');
 });
 
 t.test('a missing directory is removed already', async (t) => {
-  t.equal(removeSmallTreeSync(join(base, 'never-made')), true);
+  t.equal(await removeSmallTree(join(base, 'never-made')), true);
 });
 
 t.test('a large tree is left whole to removeTree', async (t) => {
@@ -48,7 +49,7 @@ t.test('a large tree is left whole to removeTree', async (t) => {
   containerLike(dir);
   mkdirSync(join(dir, 'upper', 'many'));
   for (let i = 0; i < 100; i++) writeFileSync(join(dir, 'upper', 'many', `f${i}`), String(i));
-  t.equal(removeSmallTreeSync(dir), false, 'not removed here');
+  t.equal(await removeSmallTree(dir), false, 'not removed here');
   t.equal(readdirSync(join(dir, 'upper', 'many')).length, 100, 'nothing was removed');
   t.ok(existsSync(join(dir, 'config.json')));
 });

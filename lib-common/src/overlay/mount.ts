@@ -26,9 +26,9 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { digestHex, randomHex, sha256 } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
@@ -444,9 +444,8 @@ export async function removeContainer(store: Store, id: string, options: { keepD
   if (left.length > 0) throw new ConveyorError('ERR_MOUNT_FAILED', `still mounted after unmount: ${left.join(', ')}`);
   if (options.keepDir) return;
   if (options.trash && (await moveToTrash(store, paths.containerDir, id))) return;
-  // A run's own small directory goes synchronously (sync): one big tree (a container that wrote much) still side by side.
-  if (options.sync && removeSmallTreeSync(paths.containerDir)) return;
-  await removeTree(paths.containerDir);
+  // A run's own small directory in a few rounds (sync: the caller has nothing else to do); a big tree side by side.
+  await (options.sync ? removeRunDir(paths.containerDir) : removeTree(paths.containerDir));
 }
 
 /**
@@ -481,7 +480,7 @@ async function moveToTrash(store: Store, containerDir: string, id: string): Prom
  * removed by both is removed). Resolves to what it could not remove; never throws. `remove` replaces
  * the removal of one trash dir (gc reports what it frees through it).
  */
-export async function sweepTrash(store: Store, remove: (dir: string) => Promise<void> = removeTree): Promise<string[]> {
+export async function sweepTrash(store: Store, remove: (dir: string) => Promise<void> = removeRunDir): Promise<string[]> {
   let names: string[];
   try {
     // Synchronous: usually empty, and a run that read its record from a file waits for this look at its end.
@@ -520,18 +519,27 @@ export async function removeTree(dir: string): Promise<void> {
   }
 }
 
+/** A run's directory (a container's, or one in the trash): removeSmallTree, or removeTree when it is not small. */
+async function removeRunDir(dir: string): Promise<void> {
+  if (!(await removeSmallTree(dir))) await removeTree(dir);
+}
+
 /** Above this many entries a tree is removed by removeTree, whose removals overlap. */
 const SMALL_TREE_ENTRIES = 64;
 
 /**
- * Removes a small directory tree (at most SMALL_TREE_ENTRIES entries) with nothing mounted in it,
- * synchronously: a freshly run container's directory (its bundle files, the upper dir's name files,
- * overlayfs's work dir: about fifteen entries five levels deep) costs less in sync calls than in
- * removeTree's trips through libuv's thread pool, one level after another. The tree is listed first
- * (readdir's entry types: never a symlink followed) and nothing is removed when it is larger: false,
- * for removeTree. True once it is gone, or gone already. A failure half-way is finished by rm.
+ * Removes a small directory tree (at most SMALL_TREE_ENTRIES entries) with nothing mounted in it, a
+ * freshly run container's directory (its bundle files, the upper dir's name files, overlayfs's
+ * work/work/incompat/volatile), in few rounds whatever its depth: listed synchronously (readdir's
+ * entry types: never a symlink followed; no thread-pool trip per level), its files unlinked all at
+ * once, every directory below the top renamed to a direct child of it (renames free no block) and all
+ * of them removed at once, then the top. On ext4 with online discard each freed block waits for the
+ * disk: removed level by level, or one by one in sync calls, those waits add up (measured on a busy
+ * disk: 14 ms in sync calls, 5 ms level by level, 4.4 ms so; on a quiet one 2.2, 3.4 and 2.7 ms).
+ * False, with nothing removed, for a tree that is not small (removeTree then); true once it is gone,
+ * or gone already. A failure half-way is finished by rm.
  */
-export function removeSmallTreeSync(dir: string): boolean {
+export async function removeSmallTree(dir: string): Promise<boolean> {
   const files: string[] = [];
   const dirs: string[] = [];
   const list = (path: string): boolean => {
@@ -542,22 +550,34 @@ export function removeSmallTreeSync(dir: string): boolean {
         if (!list(child)) return false;
       } else files.push(child);
     }
-    dirs.push(path); // after its entries: removed children first
+    dirs.push(path); // after its entries: the deepest first
     return true;
   };
   try {
     if (!list(dir)) return false;
   } catch (error) {
-    // Gone already: removal is idempotent. Anything else (an entry below vanished meanwhile): removeTree.
     const { code, path } = error as NodeJS.ErrnoException;
     return code === 'ENOENT' && path === dir;
   }
+  // Each round settled whole before the next (or rm): nothing races a removal still under way.
+  const settled = async (work: Promise<unknown>[]) => {
+    const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
   try {
-    for (const file of files) unlinkSync(file);
-    for (const path of dirs) rmdirSync(path);
+    await settled(files.map((file) => unlink(file)));
+    const below = dirs.slice(0, -1);
+    // Deepest first, so a directory's path still holds when its turn comes: each becomes an empty child of the top.
+    const flat = below.map((path, index) => {
+      if (dirname(path) === dir) return path;
+      const target = join(dir, `.removing-${index}`);
+      renameSync(path, target);
+      return target;
+    });
+    await settled(flat.map((path) => rmdir(path)));
+    rmdirSync(dir); // the last one: nothing to wait beside it
   } catch {
-    // Changed meanwhile (an entry type the filesystem did not report, a race): rm finishes it (force: gone is no error).
-    rmSync(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
   return true;
 }
