@@ -4,12 +4,13 @@
 // picks the winner. This runs the commands round by round, each round in a new random order, and takes
 // each timed run's wall and CPU (user+sys of the command and its descendants) with bench/rusage.c.
 //   node bench/ab.mjs --out FILE --rusage BIN --rounds N [--warmup N] [--prepare SH] [--cleanup SH]
-//        [--settle S] [--seed N] [-x K] -n NAME COMMAND [[-x K] -n NAME COMMAND]...
+//        [--settle S] [--seed N] [-x K] [-p SH] -n NAME COMMAND [[-x K] [-p SH] -n NAME COMMAND]...
 // COMMAND is split into words as hyperfine -N does (quotes, backslashes; no shell); `{run}` in COMMAND,
 // --prepare and --cleanup is the run's number (each run its own: a fresh directory per run). --prepare
 // (bash, untimed) runs before each timed run, --cleanup (bash, untimed) after it, then --settle seconds
 // of sleep, so that what a run leaves behind (a tree to free, dirty pages) is dealt with before the next
-// run's clock starts. -x K runs the next command K times per round (a baseline shared by many commands).
+// run's clock starts. -x K runs the next command K times per round (a baseline shared by many commands);
+// -p SH is the next command's own --prepare (in place of the common one).
 // Writes FILE: hyperfine's shape for bench/table.mjs (results[].command, .median) plus the CPU figures and
 // every sample; prints a line per command (medians, quartiles, ratios to the first command).
 // Failure: bad arguments exit 2; a command that fails is counted (`failed`) and its last stderr shown; a
@@ -58,6 +59,7 @@ const commands = [];
 {
   const argv = process.argv.slice(2);
   let times = 1;
+  let prepare;
   for (let i = 0; i < argv.length; i++) {
     const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${argv[i]} needs a value`));
     switch (argv[i]) {
@@ -76,10 +78,14 @@ const commands = [];
       case '-x':
         times = Number(value());
         break;
+      case '-p':
+        prepare = value();
+        break;
       case '-n': {
         const name = value();
-        commands.push({ name, command: value(), times });
+        commands.push({ name, command: value(), times, prepare });
         times = 1;
+        prepare = undefined;
         break;
       }
       default:
@@ -124,7 +130,7 @@ let run = 0;
 /** One timed run of command `i`; `keep` false for a warm-up. */
 const timed = (i, keep) => {
   run++;
-  shell('prepare', options.prepare, run);
+  shell('prepare', commands[i].prepare ?? options.prepare, run);
   const argv = splitWords(commands[i].command.replaceAll('{run}', String(run)));
   const r = spawnSync(options.rusage, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
   const report = String(r.output?.[3] ?? '').trim();

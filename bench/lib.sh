@@ -45,39 +45,23 @@ report() { # JSON_FILE [RSS_TSV KEY]
 # measure KEY RUNS WARMUP PREPARE NAME CMD [NAME CMD]...: hyperfine (-N) of the commands into
 # $results/KEY.json, then each command once more under GNU time for its peak RSS (of the largest
 # process it ran; a pipeline's figure is its biggest stage) into $results/rss.tsv. Prints the medians.
-# PREPARE runs before every run of every command; with PREPARE empty, a command NAME with a script in
-# prepare_for[NAME] gets that one before each of its runs alone (hyperfine's --prepare once per command).
-declare -A prepare_for=()
 measure() {
   local key=$1 runs=$2 warm=$3 prep=$4; shift 4
-  local args=() names=() cmds=() preps=() each=""
+  local args=() names=() cmds=()
   # hyperfine -N runs --prepare without a shell too: a script file keeps `;` and redirections working.
   if [ -n "$prep" ]; then printf '%s\n' "$prep" > "$results/$key.prepare.sh"; args+=(--prepare "bash $results/$key.prepare.sh"); fi
   while [ $# -gt 0 ]; do
     args+=(-n "$1" "$2"); names+=("$1"); cmds+=("$2")
-    preps+=("${prep:-${prepare_for[$1]:-}}")
-    [ -z "$prep" ] && [ -n "${prepare_for[$1]:-}" ] && each=1
     printf '%s\t%s\t%s\n' "$key" "$1" "$2" >> "$results/commands.tsv"
     shift 2
   done
-  if [ -n "$each" ]; then
-    local i
-    for i in "${!names[@]}"; do
-      if [ -n "${preps[$i]}" ]; then
-        printf '%s\n' "${preps[$i]}" > "$results/$key.prepare-$i.sh"
-        args+=(--prepare "bash $results/$key.prepare-$i.sh")
-      else
-        args+=(--prepare true)
-      fi
-    done
-  fi
   if ! hyperfine -N -i -w "$warm" -r "$runs" --export-json "$results/$key.json" "${args[@]}" >/dev/null 2>"$results/$key.err"; then
     echo "  $key: hyperfine failed: $(tail -3 "$results/$key.err")"
     return 0
   fi
   local i kb
   for i in "${!names[@]}"; do
-    if [ -n "${preps[$i]}" ]; then bash -c "${preps[$i]}" >/dev/null 2>&1 || true; fi
+    if [ -n "$prep" ]; then bash -c "$prep" >/dev/null 2>&1 || true; fi
     # hyperfine -i keeps going past a failing command: this run says whether it failed (failed.tsv).
     if ! /usr/bin/time -f %M -o "$results/rss.tmp" bash -c "${cmds[$i]}" >/dev/null 2>"$results/cmd.err"; then
       echo "  ${names[$i]}: FAILED: $(tail -2 "$results/cmd.err" | tr '\n' ' ')"

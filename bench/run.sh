@@ -120,7 +120,7 @@ cp -a "$kept/upper" "$ours/upper-template"
 sed "s|$kept|$ours|g; s|\"/conveyor/$kept_id\"|\"/conveyor/@CGROUP@\"|" "$kept/config.json" > "$ours/config.template"
 grep -q '@CGROUP@' "$ours/config.template" && ! grep -q "$kept_id\"" "$ours/config.template" || { echo "bench: ctr-spawn's config.json (from $kept) is not what run.sh expects" >&2; exit 1; }
 $(tool ctr-rm) -q --root "$out/store" "$kept_id" >/dev/null
-prepare_for['runc run (ctr-spawn'"'"'s config.json)']="cd $ours && rm -rf upper work && cp -a upper-template upper && mkdir work && sed \"s|@CGROUP@|bench-\$RANDOM\$RANDOM|\" config.template > config.json"
+ours_prepare="cd $ours && rm -rf upper work && cp -a upper-template upper && mkdir work && sed 's|@CGROUP@|bench-{run}-'\$RANDOM'|' config.template > config.json"
 # Like for like: docker run's pull policy is `missing` (no registry request for a present image), as is conveyor-run's
 # (scripts/run.mjs: img-fetch --pull=missing | layer-unpack | ctr-spawn); `--pull=always` on both sides asks the
 # registry for the manifest first (img-fetch's own default, docker pull's behaviour).
@@ -128,7 +128,6 @@ cmds=('img-fetch --pull=missing | layer-unpack | ctr-spawn' "bash -c '$fetch -q 
       'img-fetch | layer-unpack | ctr-spawn' "bash -c '$fetch -q --root $out/store $bb | $unpack -q --root $out/store | $spawn --root $out/store --net none -- /bin/true'"
       'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'"
       'runc run' "runc run --bundle $out/bundle bench-$$"
-      "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$"
       'node -e 0' "node -e 0"
       # The floor of any pipeline of three Node tools on this machine, before any of them does work.
       '3 piped node -e 0' "bash -c 'node -e 0 | node -e 0 | node -e 0'")
@@ -142,6 +141,16 @@ if [ -z "$podman_reason" ]; then
   cmds+=('podman run' "podman --runtime runc --root $out/podman2 --runroot $out/podman2-run run --rm --network none $bb /bin/true")
 fi
 measure run "$((runs * 2))" 2 "" "${cmds[@]}"
+
+echo "== ctr-spawn alone beside runc (runc spec's default bundle, ctr-spawn's own config.json) and node -e 0, interleaved (bench/ab.mjs)"
+# The goal "node start + runc + 20 ms" adds up three figures a few tens of ms each: measured in hyperfine blocks one
+# after another, a loaded machine moved each block (runc's default bundle came out slower than the full spec):
+# here they alternate run by run, each round in a new random order, with CPU (user+sys) beside wall time.
+measure_ab spawn "$((runs * 4))" 2 \
+  -n 'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'" \
+  -n 'runc run' "runc run --bundle $out/bundle bench-$$" \
+  -p "$ours_prepare" -n "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$" \
+  -n 'node -e 0' "node -e 0"
 
 echo "== tool start-up: --help of every tool beside node -e 0, interleaved run by run (bench/ab.mjs)"
 # A --help run is Node plus a few ms: on a ~40 ms base, the 3-8 ms of noise between runs decided which tools came

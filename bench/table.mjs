@@ -94,21 +94,33 @@ const rows = [
   }),
   (() => {
     // The goal "node start + runc + 20 ms" two ways: with runc running `runc spec`'s default bundle (no seccomp,
-    // no cgroup, no overlay: the old row) and with runc running the config.json ctr-spawn writes (run.sh).
+    // no cgroup, no overlay: the old row) and with runc running the config.json ctr-spawn writes (run.sh), all four
+    // commands interleaved run by run (key spawn, bench/ab.mjs), each with its median CPU (user+sys) too.
+    const key = 'spawn';
     const ours = "runc run (ctr-spawn's config.json)";
-    const spawn = get('run', 'ctr-spawn < rootfs record');
-    const node = get('run', 'node -e 0');
+    let cpu = {};
+    try {
+      cpu = Object.fromEntries(JSON.parse(read(`${key}.json`)).results.map((r) => [r.command, r.cpu_median]));
+    } catch {
+      // not measured: no CPU figures
+    }
+    const figure = (name) => {
+      const f = fig(key, name);
+      return get(key, name) !== undefined && cpu[name] !== undefined ? `${f}, CPU ${cpu[name].toFixed(3)} s` : f;
+    };
+    const spawn = get(key, 'ctr-spawn < rootfs record');
+    const node = get(key, 'node -e 0');
     const goal = (runc, label) => {
       const target = node && runc ? node + runc + 0.02 : undefined;
       return `node + ${label} + 20 ms${target ? ` = ${target.toFixed(3)} s` : ''}${verdict(spawn, target)}`;
     };
     const ratio = (runc, label) => (spawn && runc ? `${(spawn / runc).toFixed(1)}x ${label}` : '');
     return [
-      "`ctr-spawn < rootfs record` alone; runc twice: `runc spec`'s default bundle (`runc run`) and the config.json ctr-spawn itself writes (seccomp, cgroup, masked paths, the overlay runc mounts; a fresh upper dir and cgroup each run)",
-      fig('run', 'ctr-spawn < rootfs record'),
-      ['runc run', ours, 'node -e 0'].map((n) => fig('run', n)).join(', '),
-      [ratio(get('run', 'runc run'), 'runc (default spec)'), ratio(get('run', ours), "runc (ctr-spawn's spec)")].filter(Boolean).join(', '),
-      `<= node start + runc + 20 ms: ${goal(get('run', 'runc run'), 'runc(default spec)')}; ${goal(get('run', ours), "runc(ctr-spawn's spec)")}`,
+      "`ctr-spawn < rootfs record` alone, beside runc twice: `runc spec`'s default bundle (`runc run`) and the config.json ctr-spawn itself writes (Docker's seccomp profile, a cgroup, masked paths, the overlay runc mounts; a fresh upper dir and cgroup each run); the four interleaved run by run (bench/ab.mjs)",
+      figure('ctr-spawn < rootfs record'),
+      ['runc run', ours, 'node -e 0'].map(figure).join(', '),
+      [ratio(get(key, 'runc run'), 'runc (default spec)'), ratio(get(key, ours), "runc (ctr-spawn's spec)")].filter(Boolean).join(', '),
+      `<= node start + runc + 20 ms: ${goal(get(key, 'runc run'), 'runc(default spec)')}; ${goal(get(key, ours), "runc(ctr-spawn's spec)")}`,
     ];
   })(),
   goalRow({
