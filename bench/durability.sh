@@ -98,7 +98,9 @@ if command -v strace >/dev/null; then
   ' "$out/fetch.trace" "$out/unpack.trace" "$wall"
 fi
 
-# The ratio of the medians, and the spread of the ratio round by round (each round ran both sides).
+# The cost round by round (each round ran both sides next to each other, so what drifts between rounds cancels):
+# the median of the rounds' durable/eatmydata ratios is the figure, with their quartiles and range as its spread,
+# and the ratio of the two sides' medians beside it.
 node -e '
   const fs = require("fs");
   const load = (file) => JSON.parse(fs.readFileSync(file, "utf8")).results;
@@ -108,8 +110,9 @@ node -e '
     const [fast, durable] = load(file);
     if (!fast?.median || !durable?.median) return "not measured";
     const pairs = fast.times.length === durable.times.length ? durable.times.map((t, i) => t / fast.times[i]) : [];
-    const spread = pairs.length ? ` (round by round: median ${pct(q(pairs, 0.5))}, quartiles ${pct(q(pairs, 0.25))} to ${pct(q(pairs, 0.75))}, range ${pct(q(pairs, 0))} to ${pct(q(pairs, 1))}; ${pairs.length} rounds)` : "";
-    return `${pct(durable.median / fast.median)}${spread}`;
+    const ofMedians = `ratio of the medians ${pct(durable.median / fast.median)}`;
+    if (!pairs.length) return ofMedians;
+    return `${pct(q(pairs, 0.5))} (median of ${pairs.length} rounds; quartiles ${pct(q(pairs, 0.25))} to ${pct(q(pairs, 0.75))}, range ${pct(q(pairs, 0))} to ${pct(q(pairs, 1))}; ${ofMedians})`;
   };
   console.log(`durable writes cost: pull + unpack ${cost(process.argv[1])} (target under +10%)`);
   console.log(`durable writes cost: img-build ${cost(process.argv[2])}`);
