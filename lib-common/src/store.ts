@@ -75,6 +75,15 @@ export function isContainerId(id: unknown): id is string {
 /** Mode of the store root and of every directory we create in it: owner only. */
 const STORE_DIR_MODE = 0o700;
 
+/**
+ * The temporary name writeFileAtomic writes `path` under before its rename: `<path>.<pid>.<rand>.tmp`.
+ * The writer's pid lets the gc tell a dead writer's leftover from a live one's; every atomic write in
+ * the store names its temporary file so (container/state.ts writeStateSync too).
+ */
+export function atomicTempPath(path: string, writerPid: number): string {
+  return `${path}.${writerPid}.${randomHex(4)}.tmp`;
+}
+
 export interface StoreOptions {
   /** Called with a message for things the user should know but that do not stop the work (a loose store tightened, a malformed index entry skipped). */
   warn?: (message: string) => void;
@@ -167,7 +176,7 @@ export class Store {
    * the path and the store on failure, with nothing left behind.
    */
   async writeFileAtomic(path: string, data: string | Buffer, options: { durable?: boolean } = {}): Promise<void> {
-    const temp = `${path}.${process.pid}.${randomHex(4)}.tmp`;
+    const temp = atomicTempPath(path, process.pid);
     await writeFileDurable(path, data, { temp, sync: options.durable !== false }).catch((error) => {
       throw this.ioError(error, path);
     });

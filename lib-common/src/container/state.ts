@@ -18,11 +18,11 @@
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomHex, SHA256_DIGEST } from '../digest.js';
+import { SHA256_DIGEST } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { processAlive, withLock } from '../lock.js';
 import type { ContainerRecord } from '../records.js';
-import { isContainerId, mkdirClosed, type Store } from '../store.js';
+import { atomicTempPath, isContainerId, mkdirClosed, type Store } from '../store.js';
 
 export const STATE_FILE = 'state.json';
 export const LOG_FILE = 'ctr.log';
@@ -155,7 +155,7 @@ export async function writeState(store: Store, state: ContainerState, options: {
  */
 export function writeStateSync(store: Store, state: ContainerState, writerPid: number): void {
   const path = join(store.containerDir(state.id), STATE_FILE);
-  const temp = `${path}.${writerPid}.${randomHex(4)}.tmp`;
+  const temp = atomicTempPath(path, writerPid);
   try {
     writeFileSync(temp, `${JSON.stringify(state, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
     renameSync(temp, path);
