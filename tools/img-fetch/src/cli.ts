@@ -119,7 +119,7 @@ await runCli({
           mirrors,
           maxBlobSize,
         });
-        if (summary) ctx.stdout.write(summary(result));
+        if (summary) ctx.print(summary(result));
         return result;
       },
       write: (record: Record<string, unknown>) => ctx.out.write(record),
