@@ -123,3 +123,31 @@ measure_ab() {
     }
   ' "$results/$key.json" "$key" "$results"
 }
+
+# prepare_spawn_bundles (needs $out, $bb, $fetch, $unpack, $spawn): $out/rootfs.json (busybox pulled and unpacked
+# into $out/store), $out/bundle (`runc spec`'s default bundle running /bin/true) and $out/ours with $ours_prepare and
+# $ours_root: the config.json ctr-spawn itself writes, for runc alone. Used by run.sh and spawn.sh.
+prepare_spawn_bundles() {
+  local kept_before kept_id kept
+  $fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/rootfs.json"
+  mkdir -p "$out/bundle"
+  umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
+  (cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
+  # runc run of the very config.json ctr-spawn writes (what its runs give runc: Docker's seccomp profile for two
+  # architectures, a cgroup, masked and read-only paths, the overlay rootfs runc mounts itself, the same --root on a
+  # tmpfs and --log), taken from one --keep run: runc's own share of a ctr-spawn run, where `runc spec`'s default
+  # bundle above has none of that. Each timed run gets a fresh upper and work dir and cgroupsPath (untimed: hyperfine
+  # --prepare), as each ctr-spawn container does; --net none's new, empty network namespace is kept.
+  kept_before=$(ls "$out/store/containers" 2>/dev/null || true)
+  $spawn --root "$out/store" --net none --keep -- /bin/true < "$out/rootfs.json"
+  kept_id=$(comm -13 <(printf '%s\n' "$kept_before" | sort) <(ls "$out/store/containers" | sort) | head -1)
+  kept="$out/store/containers/$kept_id"
+  ours="$out/ours"; ours_root=/run/conveyor-bench-runc.$$
+  mkdir -p "$ours/merged"
+  cp "$kept/hostname" "$kept/hosts" "$kept/resolv.conf" "$ours/"
+  cp -a "$kept/upper" "$ours/upper-template"
+  sed "s|$kept|$ours|g; s|\"/conveyor/$kept_id\"|\"/conveyor/@CGROUP@\"|" "$kept/config.json" > "$ours/config.template"
+  grep -q '@CGROUP@' "$ours/config.template" && ! grep -q "$kept_id\"" "$ours/config.template" || { echo "bench: ctr-spawn's config.json (from $kept) is not what bench/lib.sh expects" >&2; return 1; }
+  $(tool ctr-rm) -q --root "$out/store" "$kept_id" >/dev/null
+  ours_prepare="cd $ours && rm -rf upper work && cp -a upper-template upper && mkdir work && sed 's|@CGROUP@|bench-{run}-'\$RANDOM'|' config.template > config.json"
+}

@@ -100,27 +100,7 @@ measure cold "$runs" 1 "$prep" "${cmds[@]}"
 echo "== run /bin/true from a present image"
 # --net none on every side: docker run's --network none (the private dockerd has no bridge) and runc's default spec
 # (a new network namespace, nothing in it); ctr-spawn's default (pasta, outbound access) is not what the peers do.
-$fetch -q --root "$out/store" "$bb" | $unpack -q --root "$out/store" > "$out/rootfs.json"
-mkdir -p "$out/bundle"
-umoci raw unpack --image "$shared_images/busybox:latest" "$out/bundle/rootfs" 2>/dev/null
-(cd "$out/bundle" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"\/bin\/true"/' config.json)
-# runc run of the very config.json ctr-spawn writes (what its runs give runc: Docker's seccomp profile for two
-# architectures, a cgroup, masked and read-only paths, the overlay rootfs runc mounts itself, the same --root on a
-# tmpfs and --log), taken from one --keep run: runc's own share of a ctr-spawn run, where `runc spec`'s default
-# bundle above has none of that. Each timed run gets a fresh upper and work dir and cgroupsPath (untimed: hyperfine
-# --prepare), as each ctr-spawn container does; --net none's new, empty network namespace is kept.
-kept_before=$(ls "$out/store/containers" 2>/dev/null || true)
-$spawn --root "$out/store" --net none --keep -- /bin/true < "$out/rootfs.json"
-kept_id=$(comm -13 <(printf '%s\n' "$kept_before" | sort) <(ls "$out/store/containers" | sort) | head -1)
-kept="$out/store/containers/$kept_id"
-ours="$out/ours"; ours_root=/run/conveyor-bench-runc.$$
-mkdir -p "$ours/merged"
-cp "$kept/hostname" "$kept/hosts" "$kept/resolv.conf" "$ours/"
-cp -a "$kept/upper" "$ours/upper-template"
-sed "s|$kept|$ours|g; s|\"/conveyor/$kept_id\"|\"/conveyor/@CGROUP@\"|" "$kept/config.json" > "$ours/config.template"
-grep -q '@CGROUP@' "$ours/config.template" && ! grep -q "$kept_id\"" "$ours/config.template" || { echo "bench: ctr-spawn's config.json (from $kept) is not what run.sh expects" >&2; exit 1; }
-$(tool ctr-rm) -q --root "$out/store" "$kept_id" >/dev/null
-ours_prepare="cd $ours && rm -rf upper work && cp -a upper-template upper && mkdir work && sed 's|@CGROUP@|bench-{run}-'\$RANDOM'|' config.template > config.json"
+prepare_spawn_bundles
 # Like for like: docker run's pull policy is `missing` (no registry request for a present image), as is conveyor-run's
 # (scripts/run.mjs: img-fetch --pull=missing | layer-unpack | ctr-spawn); `--pull=always` on both sides asks the
 # registry for the manifest first (img-fetch's own default, docker pull's behaviour).

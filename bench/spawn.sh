@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The ctr-spawn goal row of make bench alone, in a minute or two: `ctr-spawn --net none -- /bin/true` from a
+# rootfs record beside runc (runc spec's default bundle, and the config.json ctr-spawn itself writes) and
+# node -e 0, interleaved run by run (bench/ab.mjs), with the goal "node start + runc + 20 ms" computed both ways.
+# SPAWN_ROUNDS=N rounds (default 40). Asserts nothing; for A/B work on ctr-spawn's own time.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./lib.sh
+require_shared_images
+out=$(mktemp -d /tmp/conveyor-bench-spawn.XXXXXX)
+results="$out/results"; mkdir -p "$results"
+cleanup() {
+  local status=$?
+  stop_registry
+  [ -n "${SPAWN_KEEP:-}" ] && { echo "kept $out (registry stopped)" >&2; return "$status"; }
+  rm -rf "$out" "${ours_root:-/nonexistent}"
+  return "$status"
+}
+start_registry
+trap cleanup EXIT
+seed_image "$shared_images/busybox:latest" bench/busybox:latest
+bb="$registry/bench/busybox:latest"
+fetch=$(tool img-fetch); unpack=$(tool layer-unpack); spawn=$(tool ctr-spawn)
+prepare_spawn_bundles
+measure_ab spawn "${SPAWN_ROUNDS:-40}" 2 \
+  -n 'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'" \
+  -n 'runc run' "runc run --bundle $out/bundle bench-$$" \
+  -p "$ours_prepare" -n "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$" \
+  -n 'node -e 0' "node -e 0"
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;
+  const m = (n) => r.find((x) => x.command === n)?.median;
+  const spawn = m("ctr-spawn < rootfs record"), node = m("node -e 0");
+  for (const runc of ["runc run", "runc run (ctr-spawn\x27s config.json)"]) {
+    const target = node + m(runc) + 0.02;
+    console.log(`  goal with ${runc}: ${target.toFixed(3)} s; ctr-spawn ${spawn.toFixed(3)} s, ${((spawn - target) * 1000).toFixed(1)} ms ${spawn <= target ? "under" : "over"}`);
+  }
+' "$results/spawn.json"
