@@ -4,19 +4,20 @@
 // picks the winner. This runs the commands round by round, each round in a new random order, and takes
 // each timed run's wall and CPU (user+sys of the command and its descendants) with bench/rusage.c.
 //   node bench/ab.mjs --out FILE --rusage BIN --rounds N [--warmup N] [--prepare SH] [--cleanup SH]
-//        [--settle S] [--seed N] [-x K] [-p SH] -n NAME COMMAND [[-x K] [-p SH] -n NAME COMMAND]...
+//        [--settle S] [--seed N] [-x K] [-p SH] [-i FILE] -n NAME COMMAND [[-x K] [-p SH] [-i FILE] -n NAME COMMAND]...
 // COMMAND is split into words as hyperfine -N does (quotes, backslashes; no shell); `{run}` in COMMAND,
 // --prepare and --cleanup is the run's number (each run its own: a fresh directory per run). --prepare
 // (bash, untimed) runs before each timed run, --cleanup (bash, untimed) after it, then --settle seconds
 // of sleep, so that what a run leaves behind (a tree to free, dirty pages) is dealt with before the next
 // run's clock starts. -x K runs the next command K times per round (a baseline shared by many commands);
-// -p SH is the next command's own --prepare (in place of the common one).
+// -p SH is the next command's own --prepare (in place of the common one); -i FILE is the next command's stdin
+// (opened for each run; without it stdin is /dev/null): a record redirected with no shell in between.
 // Writes FILE: hyperfine's shape for bench/table.mjs (results[].command, .median) plus the CPU figures and
 // every sample; prints a line per command (medians, quartiles, ratios to the first command).
 // Failure: bad arguments exit 2; a command that fails is counted (`failed`) and its last stderr shown; a
 // failing --prepare or --cleanup stops the run (exit 1).
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 
 const usage = (why) => {
   process.stderr.write(`ab.mjs: ${why}\n`);
@@ -60,6 +61,7 @@ const commands = [];
   const argv = process.argv.slice(2);
   let times = 1;
   let prepare;
+  let stdin;
   for (let i = 0; i < argv.length; i++) {
     const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${argv[i]} needs a value`));
     switch (argv[i]) {
@@ -81,11 +83,15 @@ const commands = [];
       case '-p':
         prepare = value();
         break;
+      case '-i':
+        stdin = value();
+        break;
       case '-n': {
         const name = value();
-        commands.push({ name, command: value(), times, prepare });
+        commands.push({ name, command: value(), times, prepare, stdin });
         times = 1;
         prepare = undefined;
+        stdin = undefined;
         break;
       }
       default:
@@ -132,7 +138,13 @@ const timed = (i, keep) => {
   run++;
   shell('prepare', commands[i].prepare ?? options.prepare, run);
   const argv = splitWords(commands[i].command.replaceAll('{run}', String(run)));
-  const r = spawnSync(options.rusage, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  const input = commands[i].stdin === undefined ? 'ignore' : openSync(commands[i].stdin, 'r');
+  let r;
+  try {
+    r = spawnSync(options.rusage, argv, { stdio: [input, 'ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  } finally {
+    if (typeof input === 'number') closeSync(input);
+  }
   const report = String(r.output?.[3] ?? '').trim();
   shell('cleanup', options.cleanup, run);
   sleep(options.settle);

@@ -97,7 +97,7 @@ rusage_bin() {
   echo "$1/rusage"
 }
 
-# measure_ab KEY ROUNDS WARMUP [ab.mjs options] [-x K] -n NAME CMD [...]: the commands interleaved run by run
+# measure_ab KEY ROUNDS WARMUP [ab.mjs options] [-x K] [-p SH] [-i FILE] -n NAME CMD [...]: the commands interleaved run by run
 # (bench/ab.mjs: each round in a new random order; wall and CPU of each run) into $results/KEY.json, with
 # each command's median peak RSS in $results/rss.tsv, its command in commands.tsv and its failures in
 # failed.tsv, as measure does. Prints the runner's lines.
@@ -105,9 +105,11 @@ measure_ab() {
   local key=$1 rounds=$2 warm=$3; shift 3
   local rusage
   rusage=$(rusage_bin "$results") || return 0
-  local args=("$@") i
+  local args=("$@") i stdin=""
   for ((i = 0; i < ${#args[@]}; i++)); do
-    if [ "${args[$i]}" = -n ]; then printf '%s\t%s\t%s\n' "$key" "${args[$((i + 1))]}" "${args[$((i + 2))]}" >> "$results/commands.tsv"; i=$((i + 2)); fi
+    # -i FILE: the next command's stdin, shown as a redirection in the document's command.
+    if [ "${args[$i]}" = -i ]; then stdin=" < ${args[$((i + 1))]}"; i=$((i + 1)); fi
+    if [ "${args[$i]}" = -n ]; then printf '%s\t%s\t%s\n' "$key" "${args[$((i + 1))]}" "${args[$((i + 2))]}$stdin" >> "$results/commands.tsv"; i=$((i + 2)); stdin=""; fi
   done
   if ! node "$bench_root/bench/ab.mjs" --out "$results/$key.json" --rusage "$rusage" --rounds "$rounds" --warmup "$warm" "$@"; then
     echo "  $key: bench/ab.mjs failed"

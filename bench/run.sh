@@ -126,8 +126,10 @@ echo "== ctr-spawn alone beside runc (runc spec's default bundle, ctr-spawn's ow
 # The goal "node start + runc + 20 ms" adds up three figures a few tens of ms each: measured in hyperfine blocks one
 # after another, a loaded machine moved each block (runc's default bundle came out slower than the full spec):
 # here they alternate run by run, each round in a new random order, with CPU (user+sys) beside wall time.
+# The record is ctr-spawn's stdin by ab.mjs -i, not through `bash -c '... < file'`: runc and node -e 0 are run with
+# no shell either (bash's start-up was 3-15 ms of the row's figure on this VM).
 measure_ab spawn "$((runs * 4))" 2 \
-  -n 'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'" \
+  -i "$out/rootfs.json" -n 'ctr-spawn < rootfs record' "$spawn --root $out/store --net none -- /bin/true" \
   -n 'runc run' "runc run --bundle $out/bundle bench-$$" \
   -p "$ours_prepare" -n "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$" \
   -n 'node -e 0' "node -e 0"

@@ -23,7 +23,7 @@ bb="$registry/bench/busybox:latest"
 fetch=$(tool img-fetch); unpack=$(tool layer-unpack); spawn=$(tool ctr-spawn)
 prepare_spawn_bundles
 measure_ab spawn "${SPAWN_ROUNDS:-40}" 2 \
-  -n 'ctr-spawn < rootfs record' "bash -c '$spawn --root $out/store --net none -- /bin/true < $out/rootfs.json'" \
+  -i "$out/rootfs.json" -n 'ctr-spawn < rootfs record' "$spawn --root $out/store --net none -- /bin/true" \
   -n 'runc run' "runc run --bundle $out/bundle bench-$$" \
   -p "$ours_prepare" -n "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$" \
   -n 'node -e 0' "node -e 0"
