@@ -29,7 +29,6 @@ import { ConveyorError } from '../errors.js';
 import { RECORD_VERSION } from '../records.js';
 import { withLock } from '../lock.js';
 import { isContainerId, mkdirClosed, mkdirClosedTop, type Store } from '../store.js';
-import { runProcess } from '../subprocess.js';
 import { resolveInRoot } from './rootfs.js';
 import { listContainers, observe } from './state.js';
 
@@ -251,6 +250,8 @@ export async function seedVolume(rootfs: string, path: string, data: string): Pr
   const dir = await open(source, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(() => undefined);
   if (!dir) throw new ConveyorError('ERR_SPAWN_FAILED', `cannot mount a volume at ${path}: it changed while being read`);
   try {
+    // Loaded here: child_process (with net, dgram and stream) is only for seeding and --size, not vol-ls's listing.
+    const { runProcess } = await import('../subprocess.js');
     const result = await runProcess('cp', ['-a', '--no-dereference', '--', '/proc/self/fd/0/.', `${data}/`], { stdin: dir.fd });
     if (result.failed)
       throw new ConveyorError('ERR_SPAWN_FAILED', `seeding the volume at ${path} from the image: ${String(result.stderr).trim() || result.shortMessage}`);
@@ -262,6 +263,7 @@ export async function seedVolume(rootfs: string, path: string, data: string): Pr
 
 /** Bytes under a volume's `_data` (`du -s`, vol-ls --size); undefined when du fails. */
 export async function volumeSize(store: Store, name: string): Promise<number | undefined> {
+  const { runProcess } = await import('../subprocess.js');
   const result = await runProcess('du', ['-s', '-B1', '--', volumeDataDir(store, name)]);
   if (result.failed) return undefined;
   const bytes = Number(String(result.stdout).split(/\s/)[0]);
