@@ -210,8 +210,8 @@ t.test(
 );
 
 /** Starts ctr-spawn -d (not waited for) with `env` added, a record on its stdin; its stderr is collected. */
-function startDetached(name: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, [toolPath('ctr-spawn'), '-d', '--name', name, '--', 'sleep', '30'], {
+function startDetached(name: string, env: Record<string, string>, flags: string[] = [], command = ['sleep', '30']) {
+  const child = spawn(process.execPath, [toolPath('ctr-spawn'), '-d', '--name', name, ...flags, '--', ...command], {
     stdio: ['pipe', 'ignore', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -352,6 +352,61 @@ t.test('a removal racing the supervisor (test hook): before its claim nothing is
     });
   }
 });
+
+t.test(
+  'a removal racing a restart (test hook): before the restart takes the lock nothing is started again; during its start the removal waits for it',
+  async (t) => {
+    for (const [point, remover] of [
+      ['restarting', 'lib'],
+      ['restarting', 'ctr-rm'],
+      ['restart-starting', 'lib'],
+    ] as const) {
+      await t.test(`${point}, removed by ${remover === 'lib' ? 'removeContainerFully' : 'ctr-rm -f'}`, async (t) => {
+        const name = `held-${point}-${remover}`;
+        const before = new Set(containerDirs(root));
+        // `true` ends at once: the supervisor records the end, waits its backoff and holds at the point.
+        const run = startDetached(name, { CONVEYOR_TEST_SUPERVISOR_PAUSE: point }, ['--restart', 'always'], ['true']);
+        await run.closed;
+        const held = await until(() => {
+          const dir = containerDirs(root).find((d) => !before.has(d));
+          const file = dir && join(root, 'containers', dir, 'test-pause');
+          const pid = file && existsSync(file) ? Number.parseInt(readFileSync(file, 'utf8'), 10) : 0;
+          return pid > 0 ? { id: dir!, supervisorPid: pid } : undefined;
+        });
+        t.ok(held, `the supervisor holds at ${point} (ctr-spawn said: ${run.stderr().trim()})`);
+        const { id, supervisorPid } = held!;
+        const state = await readState(store, id);
+        const entry = (await listContainers(store)).find((e) => e.id === id)!;
+        if (point === 'restarting') {
+          t.equal(state?.status, 'exited', 'the first run is recorded as ended');
+          t.notOk(state?.restartCount, 'not restarted yet');
+          // ctr-rm -f waits (5 s at most) for the supervisor of a stopped container to finish, then removes it anyway.
+          if (remover === 'lib') await removeContainerFully(store, entry);
+          else {
+            const r = await runTool('ctr-rm', ['--root', root, '-f', id]);
+            t.equal(r.code, 0, r.stderr);
+            t.match(r.records, [{ type: 'removed', id, name }]);
+          }
+          // The hold went with the directory: the supervisor takes the lock, finds no state and starts nothing.
+          t.ok(await processGone(supervisorPid), 'the supervisor exits');
+          t.notOk(existsSync(join('/run/conveyor-runc', id)), 'the runtime did not run it again');
+        } else {
+          t.match(state, { status: 'running', restartCount: 1, statusDetail: 'restarting' }, 'decided on under the lock');
+          let removed = false;
+          const removal = removeContainerFully(store, entry).finally(() => (removed = true));
+          // The restart holds the container's lock through its start: the removal cannot go ahead.
+          await sleep(300);
+          t.notOk(removed, 'the removal waits for the restart');
+          t.ok(existsSync(join(root, 'containers', id, 'state.json')), 'the container is still there');
+          rmSync(join(root, 'containers', id, 'test-pause'));
+          await removal;
+          t.ok(await processGone(supervisorPid), 'the supervisor exits once its container is removed');
+        }
+        await assertNothingLeft(t, id, name);
+      });
+    }
+  },
+);
 
 t.test('a detached start that fails exits 125/126/127 as in the foreground and leaves nothing', async (t) => {
   const before = containerDirs(root).length;

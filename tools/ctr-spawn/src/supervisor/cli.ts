@@ -10,8 +10,8 @@
  * the container directory. Not a tool of its own: ctr-spawn's code, run as
  * a process that outlives ctr-spawn.
  *
- * Tests only: CONVEYOR_TEST_SUPERVISOR_PAUSE=before-claim|starting holds the
- * start at that point (supervise.ts SuperviseIO.pause) while the file
+ * Tests only: CONVEYOR_TEST_SUPERVISOR_PAUSE=before-claim|starting|restarting|restart-starting
+ * holds the start (or a restart) at that point (supervise.ts SuperviseIO.pause) while the file
  * `test-pause` exists in the container directory: made at the point, and
  * removed by the test (or with the container) to let it go on.
  */

@@ -39,7 +39,7 @@ import { startTime, withLock } from '@conveyor/lib-common/lock';
 import type { ContainerPaths } from '@conveyor/lib-common/overlay/mount';
 import { Store } from '@conveyor/lib-common/store';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, LogWriter } from '@conveyor/lib-common/container/log';
-import { type Runtime, runtimeErrors, runtimeFailure, runtimeKill, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
+import { type Runtime, runtimeErrors, runtimeFailure, runtimeLogArgs, signalExit } from '@conveyor/lib-common/container/runtime';
 import { type ContainerState, LOG_FILE, type ProcessIdentity, readState, updateState, writeState } from '@conveyor/lib-common/container/state';
 import { startProcess, type Subprocess, type SubprocessResult } from '@conveyor/lib-common/subprocess';
 import type { CleanupTarget } from '../cleanup.js';
@@ -98,13 +98,18 @@ export interface SuperviseIO {
   /**
    * Tests only (CONVEYOR_TEST_SUPERVISOR_PAUSE, cli.ts): holds the start at
    * `before-claim` (the order taken, the container's lock not yet) or
-   * `starting` (claimed under the lock, the runtime not yet run).
+   * `starting` (claimed under the lock, the runtime not yet run), and a
+   * restart at `restarting` (decided on, the container's lock not yet taken)
+   * or `restart-starting` (under the lock, the runtime not yet run again).
    */
-  pause?: (point: 'before-claim' | 'starting') => Promise<void>;
+  pause?: (point: 'before-claim' | 'starting' | 'restarting' | 'restart-starting') => Promise<void>;
 }
 
 /** How a start went: the container's pid (the runtime wrote its pid file), or the runtime's result when it ended first. */
 type StartResult = { pid: number } | { result: SubprocessResult };
+
+/** The outcome of a restart: not wanted any more (removed or stopped meanwhile: undefined), failed, or running. */
+type Restarted = undefined | { error: ConveyorError } | { restarted: StartResult; running: ContainerState };
 
 /** The outcome of the claim and start: not waiting (removed), failed, or running. */
 type Begun = { refused: true } | { error: ConveyorError } | { state: ContainerState; start: StartResult; child: Subprocess; target: CleanupTarget };
@@ -220,35 +225,46 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     if (!shouldRestart(ended.restartPolicy, { exitCode, restartCount, stoppedByUser: Boolean(ended.stoppedByUser) })) break;
     backoff = nextBackoff(backoff, ranMs);
     await sleep(backoff);
-    // Decided under the state's lock, so a ctr-stop that marks stoppedByUser either comes first (no restart) or sees it running.
-    const again = await updateState(store, id, (s) =>
-      s.stoppedByUser || s.status !== 'exited' ? undefined : { ...s, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' },
-    ).catch(() => undefined);
-    if (again?.status !== 'running') break;
-    const { cleanUpStopped } = await import('../cleanup.js');
-    try {
-      // The runtime's state and cgroups of the last run; the overlay stays for the next.
-      await cleanUpStopped({ ...target, ephemeral: false, keep: true, keepNetwork: true });
-    } catch (error) {
-      io.warn(`clean-up before restart failed: ${(error as Error).message}`);
-    }
-    io.warn(`restarting (${restartCount + 1}) after exit code ${exitCode}, waited ${backoff} ms`);
-    // Errors logged by an earlier run must not be taken for this start's.
-    await rm(runtimeLog, { force: true }).catch(() => undefined);
-    startedMicros = uptimeMicros();
-    child = runRuntime(runtime);
-    const restarted = await startedOrEnded(child, pidFile);
-    const restartError = await startFailure(runtime, restarted);
-    if (restartError) {
-      io.warn(`restart failed: ${restartError.message}`);
-      await updateState(store, id, (s) => ({ ...exitedState(s, endOf(125)), statusDetail: `restart failed: ${restartError.message}` })).catch(() => undefined);
+    await io.pause?.('restarting');
+    // The decision, the clean-up of the last run and the new start under the container's lock, as the first start:
+    // a removal (ctr-rm -f) comes before (no state: nothing is started) or after (the runtime's state and cgroups exist
+    // by then, for it to remove), never while runc creates them; a ctr-stop that marks stoppedByUser comes before (no
+    // restart) or finds the new run's pid.
+    const lastRun = target;
+    const restart = await withLock(store.lockPath(`container-${id}`), async (): Promise<Restarted> => {
+      const last = await readState(store, id);
+      if (!last || last.stoppedByUser || last.status !== 'exited') return undefined;
+      await writeState(store, { ...last, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' });
+      const { cleanUpStopped } = await import('../cleanup.js');
+      try {
+        // The runtime's state and cgroups of the last run; the overlay stays for the next.
+        await cleanUpStopped({ ...lastRun, ephemeral: false, keep: true, keepNetwork: true });
+      } catch (error) {
+        io.warn(`clean-up before restart failed: ${(error as Error).message}`);
+      }
+      io.warn(`restarting (${restartCount + 1}) after exit code ${exitCode}, waited ${backoff} ms`);
+      // Errors logged by an earlier run must not be taken for this start's.
+      await rm(runtimeLog, { force: true }).catch(() => undefined);
+      await io.pause?.('restart-starting');
+      startedMicros = uptimeMicros();
+      child = runRuntime(runtime);
+      const restarted = await startedOrEnded(child, pidFile);
+      const error = await startFailure(runtime, restarted);
+      if (error) {
+        await writeState(store, { ...exitedState(last, endOf(125)), restartCount: restartCount + 1, statusDetail: `restart failed: ${error.message}` });
+        return { error };
+      }
+      const running = runningState({ ...last, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' }, restarted);
+      await writeState(store, running);
+      return { restarted, running };
+    }).catch((error: unknown) => ({ error: toConveyorError(error) }));
+    if (restart === undefined) break; // removed, or stopped by the user, meanwhile
+    if ('error' in restart) {
+      io.warn(`restart failed: ${restart.error.message}`);
       break;
     }
-    const running = await recordRunning(restarted);
-    if (running) state = running;
-    // A ctr-stop that came between the decision and the pid: it found no process to signal.
-    // (Through the runtime: runc cannot pass on a SIGKILL sent to itself.)
-    if (running?.stoppedByUser && child.exitCode === null) await runtimeKill(runtime, id, 'KILL').catch(() => undefined);
+    const { restarted } = restart;
+    state = restart.running;
     result = 'result' in restarted ? restarted.result : await child.result;
   }
   try {
@@ -306,11 +322,6 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
       if (errors.length > 0) return runtimeFailure(errors.at(-1)!);
     }
     return undefined;
-  }
-
-  /** Records the run as running, with its pid when the runtime wrote one. */
-  function recordRunning(start: StartResult): Promise<ContainerState | undefined> {
-    return updateState(store, id, (s) => runningState(s, start));
   }
 
   /** What is cleaned up after the container of `state`. */
