@@ -53,9 +53,9 @@ export function isRootless(): boolean {
   return cached;
 }
 
-/** Whether this process is in a user namespace other than the initial one. */
+/** Whether this process is in a user namespace other than the initial one (its uid_map alone: every store check asks). */
 export function inUserNamespace(): boolean {
-  return !isInitialUidMap(readIdentity().uidMap);
+  return !isInitialUidMap(readOr('/proc/self/uid_map', ''));
 }
 
 /** The uid an id unmapped in our user namespace reads as (/proc/sys/kernel/overflowuid, default 65534). */

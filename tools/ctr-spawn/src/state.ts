@@ -54,6 +54,19 @@ function imageFields(record: Record<string, unknown>): { image?: string; imageDi
   return { ...(image ? { image } : {}), ...(digest ? { imageDigest: digest } : {}) };
 }
 
+/**
+ * `date` as Date#toISOString writes it (`2026-11-30T20:07:56.123Z`), from its UTC fields: V8 loads the local time
+ * zone (/etc/localtime, ICU) at a process's first toISOString, about 1 ms of ctr-spawn's start (issue 17), where
+ * these fields need none. Years outside 0-9999 (and an invalid date, which throws) are toISOString's own.
+ */
+export function isoTimestamp(date: Date): string {
+  const year = date.getUTCFullYear();
+  if (!(year >= 0 && year <= 9999)) return date.toISOString();
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  const day = `${pad(year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}`;
+  return `${day}T${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${pad(date.getUTCMilliseconds(), 3)}Z`;
+}
+
 /** The state.json written before the runtime runs. */
 export function initialState(input: StateInput): ContainerState {
   const { record, spec, paths } = input;
@@ -66,7 +79,7 @@ export function initialState(input: StateInput): ContainerState {
     ...(input.name ? { name: input.name } : {}),
     ...imageFields(record),
     status: 'created',
-    createdAt: (input.now ?? new Date()).toISOString(),
+    createdAt: isoTimestamp(input.now ?? new Date()),
     bundle: paths.containerDir,
     store: input.store.root,
     runtime: input.runtime.runtime,
@@ -112,5 +125,5 @@ export function endOf(exitCode: number, oomKilled = false): ContainerEnd {
 /** The state after the container ended: exited, with its code, and without a pid that may be recycled. */
 export function exitedState(state: ContainerState, end: ContainerEnd, now = new Date()): ContainerState {
   const { pid: _pid, pidStartTime: _start, statusDetail: _detail, ...rest } = state;
-  return { ...rest, status: 'exited', ...end, finishedAt: now.toISOString() };
+  return { ...rest, status: 'exited', ...end, finishedAt: isoTimestamp(now) };
 }

@@ -10,7 +10,7 @@ import { parseGroup, parsePasswd, resolveUser, resolveUserIn } from '@conveyor/l
 import { Store } from '@conveyor/lib-common/store';
 import { PID_FILE } from '../src/cleanup.js';
 import { containerRecordOf } from '@conveyor/lib-common/container/targets';
-import { endOf, exitedState, initialState } from '../src/state.js';
+import { endOf, exitedState, initialState, isoTimestamp } from '../src/state.js';
 
 const passwd = parsePasswd('root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nbroken line\nbad:x:notnum:1:::\n# comment\n');
 const groups = parseGroup('root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:app\n');
@@ -224,6 +224,27 @@ t.test('how a container ended, from the exit code', async (t) => {
     [255, false, { exitCode: 255 }],
   ];
   for (const [code, oom, expected] of cases) t.strictSame(endOf(code, oom), expected, `${code}${oom ? ' oom' : ''}`);
+});
+
+t.test('isoTimestamp writes what Date#toISOString writes', async (t) => {
+  const dates = [
+    0,
+    1,
+    999,
+    Date.UTC(2026, 10, 30, 20, 7, 56, 123),
+    Date.UTC(2024, 1, 29, 23, 59, 59, 999),
+    Date.UTC(2000, 0, 1),
+    Date.UTC(1969, 11, 31, 23, 59, 59, 5),
+    Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+    Date.UTC(0, 0, 1) - 0, // Date.UTC maps 0 to 1900
+    new Date('0000-01-01T00:00:00.000Z').getTime(),
+    new Date('0042-03-04T05:06:07.089Z').getTime(),
+    new Date('+010000-01-01T00:00:00.000Z').getTime(),
+    new Date('-000001-12-31T23:59:59.999Z').getTime(),
+    Date.now(),
+  ].map((ms) => new Date(ms));
+  for (const date of dates) t.equal(isoTimestamp(date), date.toISOString(), date.toISOString());
+  t.throws(() => isoTimestamp(new Date(Number.NaN)), RangeError, 'an invalid date throws, as toISOString');
 });
 
 t.test('initial, exited state and the container record', async (t) => {
