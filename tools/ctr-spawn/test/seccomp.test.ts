@@ -4,6 +4,7 @@
  * what a process inside a real container can and cannot call.
  */
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,8 +227,12 @@ const PROBES = [
 // The raw x32 and i386 syscalls exist on x86_64 only (the probe answers "unknown" elsewhere).
 const onX64 = process.arch === 'x64';
 const probe = (flags: string[]) => ctrSpawn(latest, ['-v', `${probeDir}:/probe:ro`, ...flags, '--', '/probe/seccomp-probe', ...PROBES]);
+// What an i386 syscall gives outside any filter: 'ok' where the kernel runs i386 code, a fault where it does not (a
+// kernel without IA-32 emulation, or a PVM guest's: int $0x80 ends in SIGSEGV). The filter lets it through to that.
+const hostI386 = onX64 ? probeResults(execFileSync(join(probeDir, 'seccomp-probe'), ['i386_getpid'], { encoding: 'utf8' })).i386_getpid : 'unknown';
 
 t.test('inside a container: namespaces refused, ordinary calls allowed', async (t) => {
+  if (onX64 && hostI386 !== 'ok') t.comment(`i386 syscalls fail on this kernel outside any filter (${hostI386}): the filter's i386 arch is not exercised`);
   const r = await probe([]);
   t.equal(r.code, 0, r.stderr);
   t.strictSame(probeResults(r.stdout), {
@@ -243,7 +248,7 @@ t.test('inside a container: namespaces refused, ordinary calls allowed', async (
     personality_bad: 'EPERM',
     // Not in the filter's architectures: libseccomp kills the caller (unfiltered: ENOSYS without the x32 ABI, ok with it).
     x32_getpid: onX64 ? 'SIGSYS' : 'unknown',
-    i386_getpid: onX64 ? 'ok' : 'unknown',
+    i386_getpid: hostI386,
   });
   const shell = await ctrSpawn(latest, [
     '--',
