@@ -56,6 +56,14 @@ t.test('every head answers --help and --version as its tool does; every body run
     t.equal(usage.code, tool === 'ctr-spawn' ? 125 : 2, `${tool} --no-such-flag exits 2 (ctr-spawn 125)`);
     t.match(usage.stderr, `start: bundle ${body} (cache accepted)\n`, `${tool}: the body ran with its cache (make build made both)`);
     t.match(usage.stderr, `${tool}: unknown flag --no-such-flag`, `${tool}: the usage error is reported`);
+    // What start.ts compiles as it is: the build id's line, then CommonJS's wrapper around the bundle.
+    const text = readFileSync(body, 'utf8');
+    t.match(
+      text,
+      /^\/\/ conveyor-bundle [0-9a-f]{16} built-from: [^\n]*\n\(function \(exports, require, module, __filename, __dirname\) \{/,
+      `${tool}: the body opens the wrapper`,
+    );
+    t.ok(text.endsWith('\n})'), `${tool}: and closes it`);
   }
 });
 

@@ -5,9 +5,9 @@
  *   cli-head and the tool's name, help and flag spec. startTool runs in it, on
  *   every start: it checks that the bundle is current and lets the head answer
  *   --help and --version (cli-head), which ends the run;
- * - else (a run, a usage error) the BODY, bundle/cli.cjs: the whole tool,
- *   compiled with V8's code cache (bundle/cli.cache, made at build time by a
- *   warm-up), whose runCli parses the arguments again.
+ * - else (a run, a usage error) the BODY, bundle/cli.cjs: the whole tool in
+ *   CommonJS's function wrapper, compiled with V8's code cache (bundle/cli.cache,
+ *   made at build time by a warm-up), whose runCli parses the arguments again.
  * So --help compiles a few kilobytes, and a run pays the head's fraction of a
  * millisecond more.
  *
@@ -62,10 +62,6 @@ export type StartPath =
   | { entry: 'head'; file: string }
   | { entry: 'bundle'; file: string; cache: 'accepted' | 'rejected' | 'absent' }
   | { entry: 'dist'; file: string; reason: 'bundle older than the build' | 'no body' | 'head and body of different builds'; newer?: string };
-
-/** The CommonJS wrapper the body runs in; the build's warm-up compiles the same text, or V8 rejects its cache. */
-const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname) {';
-const WRAPPER_TAIL = '\n})';
 
 /**
  * The body's first line: `// conveyor-bundle BUILD_ID built-from: RECORD...`. Its build id is also
@@ -143,7 +139,9 @@ export async function startTool(toolUrl: URL, head: Head, options: StartOptions)
   options.warmUp?.compiling();
   const file = options.warmUp ? undefined : readOrUndefined(join(toolDir, 'bundle', 'cli.cache'));
   const ours = file !== undefined && file.subarray(0, BUILD_ID_BYTES).toString('latin1') === head.buildId;
-  const script = new Script(WRAPPER_HEAD + source + WRAPPER_TAIL, { filename: bodyFile, cachedData: ours ? file.subarray(BUILD_ID_BYTES) : undefined });
+  // The body is CommonJS's wrapper around the tool, `(function (exports, require, module, __filename, __dirname) {...})`
+  // as the build writes it: compiled as it was read (a wrapper added here would be a copy of the whole text).
+  const script = new Script(source, { filename: bodyFile, cachedData: ours ? file.subarray(BUILD_ID_BYTES) : undefined });
   const cache = file === undefined ? 'absent' : !ours || script.cachedDataRejected ? 'rejected' : 'accepted';
   if (debug) options.stderr.write(`start: bundle ${bodyFile} (cache ${cache})\n`);
   options.warmUp?.compiled(() => Buffer.concat([Buffer.from(head.buildId, 'latin1'), script.createCachedData()]));

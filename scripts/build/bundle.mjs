@@ -6,7 +6,8 @@
 //   --help and --version (with bundle/parse.cjs, args.ts and minimist, when it must parse), and
 //   starts the body for every other run;
 // - the BODY, bundle/cli.cjs: tools/<name>/dist/cli.js and everything it imports (lib-common,
-//   minimist, split2, tar-fs), the whole tool, which start.ts compiles with a V8 code cache
+//   minimist, split2, tar-fs), the whole tool in
+//   CommonJS's function wrapper, which start.ts compiles as it is with a V8 code cache
 //   (bundle/cli.cache) made here by a warm-up run (scripts/build/code-cache.mjs): the warm
 //   pipeline's tools by a training run of their real path on a tiny image in a temporary store
 //   (scripts/build/training.mjs), the others by `--help`.
@@ -129,6 +130,16 @@ function writeWhole(file, contents) {
   renameSync(temp, file);
 }
 
+/**
+ * A body is a function expression, CommonJS's wrapper written around the bundle: start.ts compiles the file's
+ * text as it is, which V8 would otherwise copy whole (316 KB for ctr-spawn) into a wrapped string on every start.
+ */
+const BODY_OPEN = '(function (exports, require, module, __filename, __dirname) {';
+const BODY_CLOSE = '\n})';
+/** Runs a body in a plain Node (`node -e RUN_BODY BODY`), as start.ts does without a cache: for its CONVEYOR_DUMP_FLAGS output. */
+const RUN_BODY =
+  "const file = process.argv[1]; require('node:vm').runInThisContext(require('node:fs').readFileSync(file, 'utf8'), { filename: file })(exports, require, module, file, require('node:path').dirname(file));";
+
 const written = new Set();
 for (const [result, format] of [
   [mains, 'cjs'],
@@ -141,10 +152,10 @@ for (const [result, format] of [
     const up = '../'.repeat(place.length - 1) || './';
     const head =
       format === 'cjs'
-        ? `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\nconst ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
+        ? `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\n${BODY_OPEN}const ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
         : `import { createRequire as __conveyorCreateRequire } from 'node:module';\nconst require = __conveyorCreateRequire(import.meta.url);\nconst ${ROOT} = new URL(${JSON.stringify(up)}, import.meta.url).href;\n`;
     mkdirSync(dirname(target), { recursive: true });
-    writeWhole(target, head + output.text);
+    writeWhole(target, head + output.text + (format === 'cjs' ? BODY_CLOSE : ''));
     written.add(target);
   }
 }
@@ -152,7 +163,7 @@ for (const [result, format] of [
 async function headOf(tool) {
   const env = { ...process.env, CONVEYOR_DUMP_FLAGS: '1' };
   delete env.NODE_EXTRA_CA_CERTS;
-  const { stdout } = await promisify(execFile)(process.execPath, [join(TOOLS, tool, 'bundle', 'cli.cjs')], { env, maxBuffer: 1 << 24 });
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', RUN_BODY, join(TOOLS, tool, 'bundle', 'cli.cjs')], { env, maxBuffer: 1 << 24 });
   const { name, help, spec } = JSON.parse(stdout);
   return { name, help, spec };
 }
