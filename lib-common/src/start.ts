@@ -74,7 +74,8 @@ const BUILD_ID_BYTES = 16;
 
 function modifiedMs(file: string): number | undefined {
   try {
-    return statSync(file).mtimeMs;
+    // A missing file (every build record outside a checkout) without an exception made and thrown for it.
+    return statSync(file, { throwIfNoEntry: false })?.mtimeMs;
   } catch {
     return undefined;
   }
