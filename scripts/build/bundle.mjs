@@ -6,7 +6,7 @@
 //   --help and --version (with bundle/parse.cjs, args.ts and minimist, when it must parse), and
 //   starts the body for every other run;
 // - the BODY, bundle/cli.cjs: tools/<name>/dist/cli.js and everything it imports (lib-common,
-//   minimist, split2, tar-fs), the whole tool in
+//   minimist, split2, tar-fs; some Node builtins bound lazily, LAZY_BUILTINS), the whole tool in
 //   CommonJS's function wrapper, which start.ts compiles as it is with a V8 code cache
 //   (bundle/cli.cache) made here by a warm-up run (scripts/build/code-cache.mjs): the warm
 //   pipeline's tools by a training run of their real path on a tiny image in a temporary store
@@ -29,6 +29,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -94,6 +95,35 @@ const rewrite = {
   },
 };
 
+/**
+ * Node builtins a body binds lazily: loaded on the first use of one of their exports, not when a module that
+ * imports them is initialised. Node compiles a builtin and all it requires on its first load (fs/promises brings
+ * readline, fs/dir and the watchers, 1.5 ms; net brings stream, 5 ms), and many runs use them late or not at all
+ * (a foreground ctr-spawn: fs/promises in its clean-up only, timers/promises never; ctr-spawn --check-flags:
+ * neither net nor child_process). A stand-in module has a getter per export of the builtin, which loads it and
+ * reads the export when it is used: the same function or object, and a class extended at a module's top level
+ * loads its builtin there, as before.
+ */
+const LAZY_BUILTINS = ['node:fs/promises', 'node:timers/promises', 'node:os', 'node:net', 'node:child_process', 'node:dgram'];
+const nodeRequire = createRequire(import.meta.url);
+const lazyBuiltins = {
+  name: 'conveyor-lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(${LAZY_BUILTINS.join('|')})$`);
+    // Static imports only: a dynamic import is lazy already, and the stand-in's own require must reach Node.
+    b.onResolve({ filter }, (args) => (args.kind === 'import-statement' ? { path: args.path, namespace: 'conveyor-lazy' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'conveyor-lazy' }, (args) => {
+      // The names of the Node that builds, which is the one the bins run (the bins' `node`, the build's process.execPath).
+      const names = Object.keys(nodeRequire(args.path));
+      const contents = `let loaded;
+const get = (name) => () => (loaded ??= require(${JSON.stringify(args.path)}))[name];
+module.exports = Object.defineProperties({}, Object.fromEntries(${JSON.stringify(names)}.map((name) => [name, { get: get(name), enumerable: true }])));
+`;
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -117,6 +147,7 @@ const [mains, entries] = await Promise.all([
     outExtension: { '.js': '.cjs' },
     // A vm.Script has no module loader: `await import('node:zlib')` becomes a require (still lazy).
     supported: { 'dynamic-import': false },
+    plugins: [rewrite, lazyBuiltins],
   }),
   started.length ? build({ ...common, format: 'esm', entryPoints: started }) : { outputFiles: [] },
 ]);
