@@ -188,25 +188,16 @@ await runCli({
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
     // Loaded here, not at the top: --help and --version need none of them (the store, lock and option modules bring
     // crypto, child_process, dgram and net with them).
-    const [
-      { existsSync, createReadStream },
-      { join },
-      { isatty },
-      { readEnvFile, resolveEnvEntries },
-      { CONTAINER_NAME },
-      { startTime },
-      driver,
-      { isRootless },
-    ] = await Promise.all([
-      import('node:fs'),
-      import('node:path'),
-      import('node:tty'),
-      import('@conveyor/lib-common/container/env'),
-      import('@conveyor/lib-common/container/state'),
-      import('@conveyor/lib-common/lock'),
-      import('@conveyor/lib-common/overlay/driver'),
-      import('@conveyor/lib-common/rootless/detect'),
-    ]);
+    const [{ existsSync, createReadStream }, { join }, { readEnvFile, resolveEnvEntries }, { CONTAINER_NAME }, { startTime }, driver, { isRootless }] =
+      await Promise.all([
+        import('node:fs'),
+        import('node:path'),
+        import('@conveyor/lib-common/container/env'),
+        import('@conveyor/lib-common/container/state'),
+        import('@conveyor/lib-common/lock'),
+        import('@conveyor/lib-common/overlay/driver'),
+        import('@conveyor/lib-common/rootless/detect'),
+      ]);
     const {
       loadSeccompProfile,
       parseCpus,
@@ -325,8 +316,9 @@ await runCli({
     const recordFile = flag(args, 'record');
     const runOptions = { ...options, restart };
     trace.mark('flags');
-    // Loaded after the flags are checked: --check-flags (conveyor-run, before it pulls) never needs it.
-    const { spawnContainer } = await import('./spawn.js');
+    // Loaded after the flags are checked: --check-flags (conveyor-run, before it pulls) never needs them (node:tty
+    // loads node:net and node:stream, which a run's child_process loads anyway).
+    const [{ spawnContainer }, { isatty }] = await Promise.all([import('./spawn.js'), import('node:tty')]);
     trace.mark('spawn-loaded');
     return spawnContainer(runOptions, {
       // A getter's stream (process.stdin is made on first use): a file is read without one (spawn.ts).
