@@ -1,3 +1,7 @@
+// node:fs and node:path are loaded with Node itself: imported here they cost nothing, where an `await import()`
+// of them made a copy of each of their exports (node:fs: some 100) in the bundle.
+import { createReadStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
@@ -188,16 +192,13 @@ await runCli({
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
     // Loaded here, not at the top: --help and --version need none of them (the store, lock and option modules bring
     // crypto, child_process, dgram and net with them).
-    const [{ existsSync, createReadStream }, { join }, { readEnvFile, resolveEnvEntries }, { CONTAINER_NAME }, { startTime }, driver, { isRootless }] =
-      await Promise.all([
-        import('node:fs'),
-        import('node:path'),
-        import('@conveyor/lib-common/container/env'),
-        import('@conveyor/lib-common/container/state'),
-        import('@conveyor/lib-common/lock'),
-        import('@conveyor/lib-common/overlay/driver'),
-        import('@conveyor/lib-common/rootless/detect'),
-      ]);
+    const [{ readEnvFile, resolveEnvEntries }, { CONTAINER_NAME }, { startTime }, driver, { isRootless }] = await Promise.all([
+      import('@conveyor/lib-common/container/env'),
+      import('@conveyor/lib-common/container/state'),
+      import('@conveyor/lib-common/lock'),
+      import('@conveyor/lib-common/overlay/driver'),
+      import('@conveyor/lib-common/rootless/detect'),
+    ]);
     const {
       loadSeccompProfile,
       parseCpus,
