@@ -29,7 +29,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -100,12 +99,11 @@ const rewrite = {
  * imports them is initialised. Node compiles a builtin and all it requires on its first load (fs/promises brings
  * readline, fs/dir and the watchers, 1.5 ms; net brings stream, 5 ms), and many runs use them late or not at all
  * (a foreground ctr-spawn: fs/promises in its clean-up only, timers/promises never; ctr-spawn --check-flags:
- * neither net nor child_process). A stand-in module has a getter per export of the builtin, which loads it and
- * reads the export when it is used: the same function or object, and a class extended at a module's top level
- * loads its builtin there, as before.
+ * neither net nor child_process). A stand-in module takes the builtin's place, and loads it when a name is read
+ * of it: the same function or object, read when the code uses it (a class extended at a module's top level loads
+ * its builtin there, as before).
  */
 const LAZY_BUILTINS = ['node:fs/promises', 'node:timers/promises', 'node:os', 'node:net', 'node:child_process', 'node:dgram'];
-const nodeRequire = createRequire(import.meta.url);
 const lazyBuiltins = {
   name: 'conveyor-lazy-builtins',
   setup(b) {
@@ -113,14 +111,12 @@ const lazyBuiltins = {
     // Static imports only: a dynamic import is lazy already, and the stand-in's own require must reach Node.
     b.onResolve({ filter }, (args) => (args.kind === 'import-statement' ? { path: args.path, namespace: 'conveyor-lazy' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'conveyor-lazy' }, (args) => {
-      // The names of the Node that builds, which is the one the bins run (the bins' `node`, the build's process.execPath).
-      const names = Object.keys(nodeRequire(args.path));
-      // The getters are on the exports' prototype: an importer's namespace (esbuild's __toESM) is made with the
-      // exports' prototype and gets copies of their own properties only, so it inherits them instead of copying
-      // each (a copy per export and importer: 1.5 ms for a foreground ctr-spawn).
+      // What an importer reads of it is looked up on the exports' prototype, a proxy that loads the builtin and reads
+      // the name there: an importer's namespace (esbuild's __toESM) is made with the exports' prototype and copies
+      // their own properties, of which there are none, so nothing is copied per export and importer, nor made per
+      // export. __esModule is the one name esbuild's helpers read of it before any use (the builtin has none).
       const contents = `let loaded;
-const get = (name) => () => (loaded ??= require(${JSON.stringify(args.path)}))[name];
-module.exports = Object.create(Object.defineProperties({}, Object.fromEntries(${JSON.stringify(names)}.map((name) => [name, { get: get(name) }]))));
+module.exports = Object.create(new Proxy({}, { get: (_, name) => (name === '__esModule' ? undefined : (loaded ??= require(${JSON.stringify(args.path)}))[name]) }));
 `;
       return { contents, loader: 'js' };
     });
