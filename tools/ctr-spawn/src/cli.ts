@@ -317,9 +317,8 @@ await runCli({
     const recordFile = flag(args, 'record');
     const runOptions = { ...options, restart };
     trace.mark('flags');
-    // Loaded after the flags are checked: --check-flags (conveyor-run, before it pulls) never needs them (node:tty
-    // loads node:net and node:stream, which a run's child_process loads anyway).
-    const [{ spawnContainer }, { isatty }] = await Promise.all([import('./spawn.js'), import('node:tty')]);
+    // Loaded after the flags are checked: --check-flags (conveyor-run, before it pulls) never needs it.
+    const { spawnContainer } = await import('./spawn.js');
     trace.mark('spawn-loaded');
     return spawnContainer(runOptions, {
       // A getter's stream (process.stdin is made on first use): a file is read without one (spawn.ts).
@@ -329,8 +328,9 @@ await runCli({
       fds: { stdin: 0, stdout: 1, stderr: 2 },
       out: ctx.out,
       log: ctx.log,
-      // isatty(0), not process.stdin.isTTY: that getter makes process.stdin, a stream, on every run.
-      stdinIsTTY: isatty(0),
+      // isatty(0), not process.stdin.isTTY: that getter makes process.stdin, a stream, on every run. Asked only with -i
+      // or -t, the only runs that read it (container/tty.ts containerStdin): node:tty loads node:net and node:stream.
+      stdinIsTTY: options.interactive || options.tty ? (await import('node:tty')).isatty(0) : false,
       self: { pid: process.pid, startTime: startTime('self') },
       execPath: process.execPath,
       detachPause: ctx.env.CONVEYOR_TEST_DETACH_PAUSE,
