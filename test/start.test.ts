@@ -56,6 +56,14 @@ t.test('every head answers --help and --version as its tool does; every body run
     t.equal(usage.code, tool === 'ctr-spawn' ? 125 : 2, `${tool} --no-such-flag exits 2 (ctr-spawn 125)`);
     t.match(usage.stderr, `start: bundle ${body} (cache accepted)\n`, `${tool}: the body ran with its cache (make build made both)`);
     t.match(usage.stderr, `${tool}: unknown flag --no-such-flag`, `${tool}: the usage error is reported`);
+    // What start.ts compiles as it is: the build id's line, then CommonJS's wrapper around the bundle.
+    const text = readFileSync(body, 'utf8');
+    t.match(
+      text,
+      /^\/\/ conveyor-bundle [0-9a-f]{16} built-from: [^\n]*\n\(function \(exports, require, module, __filename, __dirname\) \{/,
+      `${tool}: the body opens the wrapper`,
+    );
+    t.ok(text.endsWith('\n})'), `${tool}: and closes it`);
   }
 });
 
@@ -292,6 +300,39 @@ t.test('the bundled supervisor and relay run on their own; the bundled entries n
 
 /** Preloaded into a run (a -r module is no V8 flag: the cache is still taken): the builtins it loaded, on stderr at exit. */
 const MODULE_LIST = `process.on('exit', () => require('node:fs').writeSync(2, JSON.stringify(process.moduleLoadList) + '\\n'));\n`;
+
+t.test('a body loads the builtins it binds lazily (bundle.mjs LAZY_BUILTINS) when it uses them, not when it loads a module importing them', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const preload = join(dir, 'module-list.cjs');
+  writeFileSync(preload, MODULE_LIST);
+  // ctr-spawn's flag checks evaluate its option, volume and store modules, which import these at their top.
+  const run = spawnSync(process.execPath, ['-r', preload, toolPath('ctr-spawn'), '--check-flags', '--net', 'none', '--', '/bin/true'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.equal(run.status, 0, `ctr-spawn --check-flags exits 0 (${run.stderr})`);
+  const loaded: string[] = JSON.parse(run.stderr);
+  t.same(
+    loaded.filter((name) => /^NativeModule (fs\/promises|timers\/promises|dgram|net|child_process|tty|stream)$/.test(name)),
+    [],
+    'none of fs/promises, timers/promises, dgram, net, child_process (nor tty, nor stream) is loaded',
+  );
+  // A seccomp profile is read with fs/promises' readFile: the stand-in loads it then, and gives the real function.
+  const profile = join(dir, 'seccomp.json');
+  writeFileSync(profile, '{"defaultAction":"SCMP_ACT_ALLOW"}');
+  const check = (file: string) =>
+    spawnSync(process.execPath, ['-r', preload, toolPath('ctr-spawn'), '--check-flags', '--security-opt', `seccomp=${file}`, '--net', 'none'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  const used = check(profile);
+  t.equal(used.status, 0, `a seccomp profile: exits 0 (${used.stderr})`);
+  t.ok(JSON.parse(used.stderr).includes('NativeModule fs/promises'), 'a seccomp profile: fs/promises loaded to read it');
+  const missing = check(join(dir, 'no-such-file.json'));
+  t.equal(missing.status, 125, 'a missing profile: exit 125, as before');
+  t.match(missing.stderr, `ctr-spawn: --security-opt seccomp=${join(dir, 'no-such-file.json')}: ENOENT`, "with fs/promises' own error");
+});
 
 t.test('--help and --version make no stdio stream (node:stream is most of a start-up) and print all of their text', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'conveyor-start-'));

@@ -6,7 +6,8 @@
 //   --help and --version (with bundle/parse.cjs, args.ts and minimist, when it must parse), and
 //   starts the body for every other run;
 // - the BODY, bundle/cli.cjs: tools/<name>/dist/cli.js and everything it imports (lib-common,
-//   minimist, split2, tar-fs), the whole tool, which start.ts compiles with a V8 code cache
+//   minimist, split2, tar-fs; some Node builtins bound lazily, LAZY_BUILTINS), the whole tool in
+//   CommonJS's function wrapper, which start.ts compiles as it is with a V8 code cache
 //   (bundle/cli.cache) made here by a warm-up run (scripts/build/code-cache.mjs): the warm
 //   pipeline's tools by a training run of their real path on a tiny image in a temporary store
 //   (scripts/build/training.mjs), the others by `--help`.
@@ -93,6 +94,35 @@ const rewrite = {
   },
 };
 
+/**
+ * Node builtins a body binds lazily: loaded on the first use of one of their exports, not when a module that
+ * imports them is initialised. Node compiles a builtin and all it requires on its first load (fs/promises brings
+ * readline, fs/dir and the watchers, 1.5 ms; net brings stream, 5 ms), and many runs use them late or not at all
+ * (a foreground ctr-spawn: fs/promises in its clean-up only, timers/promises never; ctr-spawn --check-flags:
+ * neither net nor child_process). A stand-in module takes the builtin's place, and loads it when a name is read
+ * of it: the same function or object, read when the code uses it (a class extended at a module's top level loads
+ * its builtin there, as before).
+ */
+const LAZY_BUILTINS = ['node:fs/promises', 'node:timers/promises', 'node:os', 'node:net', 'node:child_process', 'node:dgram'];
+const lazyBuiltins = {
+  name: 'conveyor-lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(${LAZY_BUILTINS.join('|')})$`);
+    // Static imports only: a dynamic import is lazy already, and the stand-in's own require must reach Node.
+    b.onResolve({ filter }, (args) => (args.kind === 'import-statement' ? { path: args.path, namespace: 'conveyor-lazy' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'conveyor-lazy' }, (args) => {
+      // What an importer reads of it is looked up on the exports' prototype, a proxy that loads the builtin and reads
+      // the name there: an importer's namespace (esbuild's __toESM) is made with the exports' prototype and copies
+      // their own properties, of which there are none, so nothing is copied per export and importer, nor made per
+      // export. __esModule is the one name esbuild's helpers read of it before any use (the builtin has none).
+      const contents = `let loaded;
+module.exports = Object.create(new Proxy({}, { get: (_, name) => (name === '__esModule' ? undefined : (loaded ??= require(${JSON.stringify(args.path)}))[name]) }));
+`;
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -116,6 +146,7 @@ const [mains, entries] = await Promise.all([
     outExtension: { '.js': '.cjs' },
     // A vm.Script has no module loader: `await import('node:zlib')` becomes a require (still lazy).
     supported: { 'dynamic-import': false },
+    plugins: [rewrite, lazyBuiltins],
   }),
   started.length ? build({ ...common, format: 'esm', entryPoints: started }) : { outputFiles: [] },
 ]);
@@ -129,6 +160,16 @@ function writeWhole(file, contents) {
   renameSync(temp, file);
 }
 
+/**
+ * A body is a function expression, CommonJS's wrapper written around the bundle: start.ts compiles the file's
+ * text as it is, which V8 would otherwise copy whole (316 KB for ctr-spawn) into a wrapped string on every start.
+ */
+const BODY_OPEN = '(function (exports, require, module, __filename, __dirname) {';
+const BODY_CLOSE = '\n})';
+/** Runs a body in a plain Node (`node -e RUN_BODY BODY`), as start.ts does without a cache: for its CONVEYOR_DUMP_FLAGS output. */
+const RUN_BODY =
+  "const file = process.argv[1]; require('node:vm').runInThisContext(require('node:fs').readFileSync(file, 'utf8'), { filename: file })(exports, require, module, file, require('node:path').dirname(file));";
+
 const written = new Set();
 for (const [result, format] of [
   [mains, 'cjs'],
@@ -141,10 +182,10 @@ for (const [result, format] of [
     const up = '../'.repeat(place.length - 1) || './';
     const head =
       format === 'cjs'
-        ? `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\nconst ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
+        ? `// conveyor-bundle ${buildId} built-from: ${buildRecords(tool).join(' ')}\n${BODY_OPEN}const ${ROOT} = require('node:url').pathToFileURL(__dirname + '/').href;\n`
         : `import { createRequire as __conveyorCreateRequire } from 'node:module';\nconst require = __conveyorCreateRequire(import.meta.url);\nconst ${ROOT} = new URL(${JSON.stringify(up)}, import.meta.url).href;\n`;
     mkdirSync(dirname(target), { recursive: true });
-    writeWhole(target, head + output.text);
+    writeWhole(target, head + output.text + (format === 'cjs' ? BODY_CLOSE : ''));
     written.add(target);
   }
 }
@@ -152,7 +193,7 @@ for (const [result, format] of [
 async function headOf(tool) {
   const env = { ...process.env, CONVEYOR_DUMP_FLAGS: '1' };
   delete env.NODE_EXTRA_CA_CERTS;
-  const { stdout } = await promisify(execFile)(process.execPath, [join(TOOLS, tool, 'bundle', 'cli.cjs')], { env, maxBuffer: 1 << 24 });
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', RUN_BODY, join(TOOLS, tool, 'bundle', 'cli.cjs')], { env, maxBuffer: 1 << 24 });
   const { name, help, spec } = JSON.parse(stdout);
   return { name, help, spec };
 }

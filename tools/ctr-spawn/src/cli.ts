@@ -1,3 +1,7 @@
+// node:fs and node:path are loaded with Node itself: imported here they cost nothing, where an `await import()`
+// of them made a copy of each of their exports (node:fs: some 100) in the bundle.
+import { createReadStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { flag, intFlag, parseBytes } from '@conveyor/lib-common/args';
 import { runCli } from '@conveyor/lib-common/cli';
 import { ConveyorError, EXIT } from '@conveyor/lib-common/errors';
@@ -188,19 +192,7 @@ await runCli({
       throw new ConveyorError('ERR_USAGE', '--net and --network disagree', { hint: '--network is --net: give one' });
     // Loaded here, not at the top: --help and --version need none of them (the store, lock and option modules bring
     // crypto, child_process, dgram and net with them).
-    const [
-      { existsSync, createReadStream },
-      { join },
-      { isatty },
-      { readEnvFile, resolveEnvEntries },
-      { CONTAINER_NAME },
-      { startTime },
-      driver,
-      { isRootless },
-    ] = await Promise.all([
-      import('node:fs'),
-      import('node:path'),
-      import('node:tty'),
+    const [{ readEnvFile, resolveEnvEntries }, { CONTAINER_NAME }, { startTime }, driver, { isRootless }] = await Promise.all([
       import('@conveyor/lib-common/container/env'),
       import('@conveyor/lib-common/container/state'),
       import('@conveyor/lib-common/lock'),
@@ -336,8 +328,9 @@ await runCli({
       fds: { stdin: 0, stdout: 1, stderr: 2 },
       out: ctx.out,
       log: ctx.log,
-      // isatty(0), not process.stdin.isTTY: that getter makes process.stdin, a stream, on every run.
-      stdinIsTTY: isatty(0),
+      // isatty(0), not process.stdin.isTTY: that getter makes process.stdin, a stream, on every run. Asked only with -i
+      // or -t, the only runs that read it (container/tty.ts containerStdin): node:tty loads node:net and node:stream.
+      stdinIsTTY: options.interactive || options.tty ? (await import('node:tty')).isatty(0) : false,
       self: { pid: process.pid, startTime: startTime('self') },
       execPath: process.execPath,
       detachPause: ctx.env.CONVEYOR_TEST_DETACH_PAUSE,

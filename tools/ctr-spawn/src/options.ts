@@ -8,8 +8,8 @@
  * container/rootfs), shared with ctr-exec.
  */
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { isAbsolute, posix } from 'node:path';
+import { isIP } from '@conveyor/lib-common/ip';
 import { parseBytes } from '@conveyor/lib-common/args';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import { DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, type LogLimits } from '@conveyor/lib-common/container/log';

@@ -301,6 +301,21 @@ t.test('-i passes stdin when the record comes from --record', async (t) => {
   t.equal(noStdin.stdout, 'end\n', 'without -i, stdin is /dev/null');
 });
 
+t.test('a run without -i or -t does not ask whether stdin is a terminal: node:tty (with net and stream) is not loaded for it', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'rootfs.json');
+  writeFileSync(file, JSON.stringify(latest) + '\n');
+  // A -r module is no V8 flag: the body's cache is still taken. The builtins the run loaded, on stderr at exit.
+  const preload = join(dir, 'module-list.cjs');
+  writeFileSync(preload, "process.on('exit', () => require('node:fs').writeSync(2, JSON.stringify(process.moduleLoadList) + '\\n'));\n");
+  const { spawnSync } = await import('node:child_process');
+  const run = spawnSync(process.execPath, ['-r', preload, toolPath('ctr-spawn'), '--record', file, '--', 'true'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(run.status, 0, run.stderr);
+  const loaded: string[] = JSON.parse(run.stderr.trim().split('\n').pop() ?? '[]');
+  t.ok(loaded.includes('NativeModule vm'), 'the module list is read');
+  t.notOk(loaded.includes('NativeModule tty'), 'node:tty is not loaded');
+});
+
 t.test('-t gives the container a terminal (under script(1), which provides one)', async (t) => {
   const file = join(t.testdir(), 'rootfs.json');
   writeFileSync(file, JSON.stringify(latest) + '\n');

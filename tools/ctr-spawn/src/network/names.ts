@@ -8,8 +8,8 @@
  * container's; when none remain, the network helper's resolver, else
  * Docker's fallback 8.8.8.8 and 8.8.4.4). Pure functions.
  */
-import { isIP } from 'node:net';
 import type { HostEntry } from '../options.js';
+import { isIP } from '@conveyor/lib-common/ip';
 
 /** Docker's fallback when the host has no resolver a container can use (libnetwork resolvconf). */
 export const FALLBACK_DNS = ['8.8.8.8', '8.8.4.4'];

@@ -17,9 +17,9 @@
  * MAX_RANGE ports, all mappings of a run at MAX_MAPPINGS, since each is a
  * socket held open for the container's life.
  */
-import { isIP } from 'node:net';
 import { ConveyorError } from '@conveyor/lib-common/errors';
 import type { PortMapping, PortProtocol } from '@conveyor/lib-common/records';
+import { isIP } from '@conveyor/lib-common/ip';
 
 export type { PortProtocol };
 
