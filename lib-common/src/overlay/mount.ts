@@ -26,7 +26,7 @@
  * The lower dirs given here are trusted: paths from a record come through
  * record-paths.ts first.
  */
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdir as rmdirCallback, rmdirSync, statSync, unlink as unlinkCallback } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { digestHex, randomHex, sha256 } from '../digest.js';
@@ -524,6 +524,14 @@ async function removeRunDir(dir: string): Promise<void> {
   if (!(await removeSmallTree(dir))) await removeTree(dir);
 }
 
+/**
+ * node:fs's callback unlink and rmdir as promises: removeSmallTree is a foreground run's only user of file
+ * operations that overlap, and node:fs/promises, which the bundle loads on first use, is a few ms of module loading
+ * there (issue 17). Same errors as fs/promises's.
+ */
+const unlinkQueued = (path: string) => new Promise<void>((resolve, reject) => unlinkCallback(path, (error) => (error ? reject(error) : resolve())));
+const rmdirQueued = (path: string) => new Promise<void>((resolve, reject) => rmdirCallback(path, (error) => (error ? reject(error) : resolve())));
+
 /** Above this many entries a tree is removed by removeTree, whose removals overlap. */
 const SMALL_TREE_ENTRIES = 64;
 
@@ -565,7 +573,7 @@ export async function removeSmallTree(dir: string): Promise<boolean> {
     if (failed) throw failed.reason;
   };
   try {
-    await settled(files.map((file) => unlink(file)));
+    await settled(files.map((file) => unlinkQueued(file)));
     const below = dirs.slice(0, -1);
     // Deepest first, so a directory's path still holds when its turn comes: each becomes an empty child of the top.
     const flat = below.map((path, index) => {
@@ -574,7 +582,7 @@ export async function removeSmallTree(dir: string): Promise<boolean> {
       renameSync(path, target);
       return target;
     });
-    await settled(flat.map((path) => rmdir(path)));
+    await settled(flat.map((path) => rmdirQueued(path)));
     rmdirSync(dir); // the last one: nothing to wait beside it
   } catch {
     await rm(dir, { recursive: true, force: true });
