@@ -53,6 +53,10 @@ const PROCESS_ALLOWED: Record<string, Record<string, string>> = {
   'lib-common/src/digest.ts': {
     getBuiltinModule: 'node:crypto loaded synchronously on first use, not at start-up (issue 17: a warm read hashes in JavaScript)',
   },
+  'lib-common/src/subprocess.ts': {
+    getBuiltinModule: 'node:child_process loaded on first use, not at start-up (issue 17: the runtime starts without it)',
+    binding: "Node's process handle (process_wrap), which node:child_process wraps: a child without pipes starts without loading it",
+  },
   'lib-common/src/platform.ts': {
     arch: 'hostPlatform: the platform this machine runs',
     platform: 'hostPlatform: the platform this machine runs',

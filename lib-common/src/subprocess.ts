@@ -12,10 +12,20 @@
  * keeps execa's result shape on node:child_process, so callers read like
  * execa callers and could move to it unchanged.
  *
- * Library code: no `process.*` (the child's environment is ours unless `env`
- * is given, as node:child_process does).
+ * A program whose standard streams are all fds or nothing (the OCI runtime's
+ * `run`, whose stdio are ours: ctr-spawn's one start on its warm path) is
+ * started on Node's process handle itself (startDirect), which
+ * node:child_process wraps: loading node:child_process (with node:dgram and
+ * its socket plumbing) costs about 3 ms of a run that needs none of it
+ * (issue 17). The handle is process.binding('process_wrap')'s, a binding
+ * Node lists as deprecated (DEP0111, a warning only under
+ * --pending-deprecation) but keeps; where it is missing, and for every
+ * program with a pipe, node:child_process is loaded on first use.
+ *
+ * Library code: no `process.*` but those two loads (the child's environment
+ * is ours unless `env` is given, as node:child_process does).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 
@@ -90,11 +100,136 @@ export interface Subprocess {
 
 const DEFAULT_MAX_BUFFER = 100_000_000;
 
+let childProcess: typeof import('node:child_process') | undefined;
+/** node:child_process, loaded on first use (process.getBuiltinModule, Node 20.16: synchronous from an ES module, as digest.ts). */
+function nodeChildProcess(): typeof import('node:child_process') {
+  childProcess ??= process.getBuiltinModule('node:child_process') as typeof import('node:child_process');
+  return childProcess;
+}
+
+/** The slice of Node's process handle (process_wrap's Process, what node:child_process's ChildProcess drives) used here. */
+interface ProcessHandle {
+  pid?: number;
+  /** Called with the exit code and the name of the signal that ended it ('' for none). */
+  onexit: (exitCode: number, signalCode: string) => void;
+  /** 0, or a negative errno (uv's) when the program could not be started. */
+  spawn(options: {
+    file: string;
+    args: string[];
+    cwd?: string;
+    envPairs?: string[];
+    stdio: ({ type: 'ignore' } | { type: 'fd'; fd: number })[];
+    detached: boolean;
+  }): number;
+  kill(signal: number): number;
+  close(): void;
+  unref(): void;
+}
+
+let processHandle: (new () => ProcessHandle) | null | undefined;
+/** Node's process handle class; null where this Node has none to give. */
+function processHandleClass(): (new () => ProcessHandle) | null {
+  if (processHandle === undefined) {
+    try {
+      // @ts-expect-error: deprecated (DEP0111), so @types/node leaves it out; there in Node 20 and 22 (and null-checked).
+      const wrap = process.binding('process_wrap') as { Process?: new () => ProcessHandle } | undefined;
+      processHandle = wrap?.Process ?? null;
+    } catch {
+      processHandle = null;
+    }
+  }
+  return processHandle;
+}
+
+/** The errno name of a negative uv error (-2: ENOENT), as Node's spawn errors carry it. */
+function errnoName(err: number): string {
+  return Object.entries(osConstants.errno).find(([, n]) => n === -err)?.[0] ?? `Unknown system error ${err}`;
+}
+
+/** A child's stdio slot as the process handle takes it; undefined for one it cannot (a pipe, 'inherit' past fd 2). */
+function directSlot(slot: StdioSlot, fd: number): { type: 'ignore' } | { type: 'fd'; fd: number } | undefined {
+  if (slot === 'ignore') return { type: 'ignore' };
+  if (slot === 'inherit') return { type: 'fd', fd };
+  return typeof slot === 'number' ? { type: 'fd', fd: slot } : undefined;
+}
+
+/**
+ * startProcess on Node's process handle (see the header), for a child without pipes: undefined when it has one or
+ * there is no handle to use. What it does is what node:child_process's spawn does for such a child: argv[0] is
+ * `file`, found on PATH by libuv; the environment is ours (the process's own, which process.env writes through to)
+ * unless `env` is given; errors that child_process reports as an `error` event (EACCES, EAGAIN, EMFILE, ENFILE,
+ * ENOENT) arrive in `result` with its message (`spawn runc ENOENT`), and any other is thrown, as spawn throws it.
+ */
+function startDirect(file: string, args: string[], options: SubprocessOptions, command: string): Subprocess | undefined {
+  if (options.input !== undefined || (options.extraStdio ?? []).length > 0) return undefined;
+  const stdio = [directSlot(options.stdin ?? 'ignore', 0), directSlot(options.stdout ?? 'pipe', 1), directSlot(options.stderr ?? 'pipe', 2)];
+  if (stdio.some((slot) => slot === undefined)) return undefined;
+  const Handle = processHandleClass();
+  if (!Handle) return undefined;
+  const handle = new Handle();
+  let exitCode: number | null = null;
+  let running = false;
+  let resolveResult!: (result: SubprocessResult) => void;
+  const result = new Promise<SubprocessResult>((resolve) => (resolveResult = resolve));
+  const settle = (end: Omit<SubprocessResult, 'command' | 'stdout' | 'stderr'>) => resolveResult({ command, stdout: '', stderr: '', ...end });
+  handle.onexit = (code, signalName) => {
+    running = false;
+    handle.close();
+    if (signalName) {
+      const signal = signalName as NodeJS.Signals;
+      settle({ failed: true, signal, shortMessage: `Command was killed with ${signal} (signal ${osConstants.signals[signal] ?? 0}): ${command}` });
+    } else {
+      exitCode = code;
+      settle({ failed: code !== 0, exitCode: code, shortMessage: code === 0 ? '' : `Command failed with exit code ${code}: ${command}` });
+    }
+  };
+  const err = handle.spawn({
+    file,
+    args: [file, ...args],
+    cwd: options.cwd,
+    envPairs: options.env ? Object.entries(options.env).flatMap(([key, value]) => (value === undefined ? [] : [`${key}=${value}`])) : undefined,
+    stdio: stdio as ({ type: 'ignore' } | { type: 'fd'; fd: number })[],
+    detached: options.detached ?? false,
+  });
+  if (err !== 0) {
+    handle.close();
+    const code = errnoName(err);
+    const message = `spawn ${file} ${code}`;
+    if (!['EACCES', 'EAGAIN', 'EMFILE', 'ENFILE', 'ENOENT'].includes(code)) {
+      throw Object.assign(new Error(`spawn ${code}`), { errno: err, code, syscall: 'spawn' });
+    }
+    settle({ failed: true, code, shortMessage: `Command failed with ${code}: ${command}\n${message}`, originalMessage: message });
+    return { pid: undefined, exitCode: null, stdin: null, stdout: null, stderr: null, extra: [], kill: () => false, unref: () => undefined, result };
+  }
+  running = true;
+  const subprocess: Subprocess = {
+    pid: handle.pid,
+    get exitCode() {
+      return exitCode;
+    },
+    stdin: null,
+    stdout: null,
+    stderr: null,
+    extra: [],
+    kill: (signal = 'SIGTERM') => {
+      const number = osConstants.signals[signal];
+      // Gone already (its exit not yet seen, or seen): nothing to deliver, as ChildProcess.kill answers.
+      return running && number !== undefined && handle.kill(number) === 0;
+    },
+    unref: () => handle.unref(),
+    result,
+  };
+  options.onSpawn?.(subprocess);
+  return subprocess;
+}
+
 /** Starts `file` with `args` (no shell). Errors, including "not found", arrive in `result`. */
 export function startProcess(file: string, args: string[], options: SubprocessOptions = {}): Subprocess {
   const command = [file, ...args].join(' ');
+  const direct = startDirect(file, args, options, command);
+  if (direct) return direct;
   const stdin = options.input !== undefined ? 'pipe' : (options.stdin ?? 'ignore');
-  const child: ChildProcess = spawn(file, args, {
+  const child: ChildProcess = nodeChildProcess().spawn(file, args, {
     cwd: options.cwd,
     env: options.env,
     detached: options.detached ?? false,
