@@ -22,9 +22,12 @@ import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { dirname, join } from 'node:path';
 import { busyboxLayout, REPO_ROOT } from './helpers/fixtures.js';
 import { pushImage, startRegistry } from './helpers/registry.js';
+import { userDevicesAsDistributions } from './helpers/rootless-image.js';
 import { NOSUB_USER, type RootlessUser, runAs, SUB_USER, ownedByRoot, rootlessUser, userCheckout, userStore, userToolPath } from './helpers/rootless.js';
 import { jsonLines } from './helpers/tools.js';
 
+// pasta opens /dev/net/tun as the users (test/run.sh sets it up too, for the whole suite).
+userDevicesAsDistributions();
 const registry = await startRegistry();
 t.teardown(() => registry.stop());
 await pushImage(`${busyboxLayout()}:latest`, registry, 'library/alpine:latest');

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 mkdir -p test/.fixtures
 # The rootless tests' users, made now: a test file making them mid-run would change /etc/passwd under hostile.test.ts.
 sh test/helpers/rootless-users.sh
+# pasta, slirp4netns and fuse-overlayfs open these as the rootless test users. Some VM images make them 0600 at boot,
+# where devtmpfs and the distributions make them 0666: set as those do, before any test file runs (a file run alone
+# does the same: test/helpers/rootless-image.ts userDevicesAsDistributions).
+if [ "$(id -u)" = 0 ]; then for device in /dev/net/tun /dev/fuse; do [ -e "$device" ] && chmod 0666 "$device"; done; fi
 files=$(ls lib-common/test/*.test.ts lib-common/*/test/*.test.ts tools/*/test/*.test.ts test/*.test.ts 2>/dev/null)
 log=test/.fixtures/tap-output.txt
 # shellcheck disable=SC2086
