@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive } from '@conveyor/lib-common/lock';
 import { Store } from '@conveyor/lib-common/store';
 import { removeContainerFully } from '@conveyor/lib-common/container/remove';
-import { type ContainerState, listContainers, nameHolder, observe, processRuns, readState } from '@conveyor/lib-common/container/state';
+import { type ContainerEntry, type ContainerState, listContainers, nameHolder, observe, processRuns, readState } from '@conveyor/lib-common/container/state';
 import { busyboxRootfs, removeStore, tempStore } from '../../../test/helpers/rootfs.js';
 import { runTool, toolPath } from '../../../test/helpers/tools.js';
 import { containerDirs, conveyorCgroups, ctrSpawn, mountsUnder } from './helpers.js';
@@ -238,6 +238,27 @@ async function processGone(pid: number): Promise<boolean> {
   return (await until(() => (processRuns(pid) ? undefined : true))) === true;
 }
 
+/** The supervisor held by CONVEYOR_TEST_SUPERVISOR_PAUSE in a container made since `before`: its id and pid (20 s at most). */
+async function heldSupervisor(before: Set<string>): Promise<{ id: string; supervisorPid: number } | undefined> {
+  return until(() => {
+    const dir = containerDirs(root).find((d) => !before.has(d));
+    const file = dir && join(root, 'containers', dir, 'test-pause');
+    const pid = file && existsSync(file) ? Number.parseInt(readFileSync(file, 'utf8'), 10) : 0;
+    return pid > 0 ? { id: dir!, supervisorPid: pid } : undefined;
+  });
+}
+
+/** Removes `entry` by removeContainerFully ('lib') or by `ctr-rm -f`, whose answer is checked. */
+async function removeBy(t: Tap.Test, remover: 'lib' | 'ctr-rm', entry: ContainerEntry, name: string): Promise<void> {
+  if (remover === 'lib') {
+    await removeContainerFully(store, entry);
+    return;
+  }
+  const r = await runTool('ctr-rm', ['--root', root, '-f', entry.id]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.records, [{ type: 'removed', id: entry.id, name }]);
+}
+
 /** Nothing of container `id` is left: no directory, mount, cgroup, runtime state or name. */
 async function assertNothingLeft(t: Tap.Test, id: string, name: string) {
   t.notOk(existsSync(join(root, 'containers', id)), 'no container directory');
@@ -310,12 +331,7 @@ t.test('a removal racing the supervisor (test hook): before its claim nothing is
       const before = new Set(containerDirs(root));
       const run = startDetached(name, { CONVEYOR_TEST_SUPERVISOR_PAUSE: point });
       // The hold's file names the supervisor's pid once written.
-      const held = await until(() => {
-        const dir = containerDirs(root).find((d) => !before.has(d));
-        const file = dir && join(root, 'containers', dir, 'test-pause');
-        const pid = file && existsSync(file) ? Number.parseInt(readFileSync(file, 'utf8'), 10) : 0;
-        return pid > 0 ? { id: dir!, supervisorPid: pid } : undefined;
-      });
+      const held = await heldSupervisor(before);
       t.ok(held, `the supervisor holds at ${point}`);
       const { id, supervisorPid } = held!;
       const markerPath = join(root, 'containers', id, 'test-pause');
@@ -328,13 +344,8 @@ t.test('a removal racing the supervisor (test hook): before its claim nothing is
       const entry = (await listContainers(store)).find((e) => e.id === id)!;
       if (point === 'before-claim') {
         // The removal takes the directory (and the hold with it): the supervisor finds nothing waiting.
-        if (remover === 'lib') await removeContainerFully(store, entry);
-        else {
-          // Nothing runs yet, nothing to kill: ctr-rm -f removes it at once.
-          const r = await runTool('ctr-rm', ['--root', root, '-f', id]);
-          t.equal(r.code, 0, r.stderr);
-          t.match(r.records, [{ type: 'removed', id, name }]);
-        }
+        // Nothing runs yet, nothing to kill: ctr-rm -f removes it at once.
+        await removeBy(t, remover, entry, name);
         t.ok(await processGone(supervisorPid), 'the supervisor exits');
         t.notOk(existsSync(join('/run/conveyor-runc', id)), 'the runtime never ran it');
       } else {
@@ -367,12 +378,7 @@ t.test(
         // `true` ends at once: the supervisor records the end, waits its backoff and holds at the point.
         const run = startDetached(name, { CONVEYOR_TEST_SUPERVISOR_PAUSE: point }, ['--restart', 'always'], ['true']);
         await run.closed;
-        const held = await until(() => {
-          const dir = containerDirs(root).find((d) => !before.has(d));
-          const file = dir && join(root, 'containers', dir, 'test-pause');
-          const pid = file && existsSync(file) ? Number.parseInt(readFileSync(file, 'utf8'), 10) : 0;
-          return pid > 0 ? { id: dir!, supervisorPid: pid } : undefined;
-        });
+        const held = await heldSupervisor(before);
         t.ok(held, `the supervisor holds at ${point} (ctr-spawn said: ${run.stderr().trim()})`);
         const { id, supervisorPid } = held!;
         const state = await readState(store, id);
@@ -381,12 +387,7 @@ t.test(
           t.equal(state?.status, 'exited', 'the first run is recorded as ended');
           t.notOk(state?.restartCount, 'not restarted yet');
           // ctr-rm -f waits (5 s at most) for the supervisor of a stopped container to finish, then removes it anyway.
-          if (remover === 'lib') await removeContainerFully(store, entry);
-          else {
-            const r = await runTool('ctr-rm', ['--root', root, '-f', id]);
-            t.equal(r.code, 0, r.stderr);
-            t.match(r.records, [{ type: 'removed', id, name }]);
-          }
+          await removeBy(t, remover, entry, name);
           // The hold went with the directory: the supervisor takes the lock, finds no state and starts nothing.
           t.ok(await processGone(supervisorPid), 'the supervisor exits');
           t.notOk(existsSync(join('/run/conveyor-runc', id)), 'the runtime did not run it again');
