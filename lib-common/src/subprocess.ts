@@ -100,6 +100,20 @@ export interface Subprocess {
 
 const DEFAULT_MAX_BUFFER = 100_000_000;
 
+/** What ended a program, without the command and its output: both ways of starting one settle with it. */
+type Ending = Omit<SubprocessResult, 'command' | 'stdout' | 'stderr'>;
+
+/** A started program's end: its exit code, or the signal that killed it, with execa's message. */
+function ended(command: string, exitCode: number, signal: NodeJS.Signals | null | undefined): Ending {
+  if (signal) return { failed: true, signal, shortMessage: `Command was killed with ${signal} (signal ${osConstants.signals[signal] ?? 0}): ${command}` };
+  return { failed: exitCode !== 0, exitCode, shortMessage: exitCode === 0 ? '' : `Command failed with exit code ${exitCode}: ${command}` };
+}
+
+/** A program that could not be started (`code`: ENOENT, EACCES, ...), with Node's own message. */
+function notStarted(command: string, code: string, message: string): Ending {
+  return { failed: true, code, shortMessage: `Command failed with ${code}: ${command}\n${message}`, originalMessage: message };
+}
+
 let childProcess: typeof import('node:child_process') | undefined;
 /** node:child_process, loaded on first use (process.getBuiltinModule, Node 20.16: synchronous from an ES module, as digest.ts). */
 function nodeChildProcess(): typeof import('node:child_process') {
@@ -171,17 +185,12 @@ function startDirect(file: string, args: string[], options: SubprocessOptions, c
   let running = false;
   let resolveResult!: (result: SubprocessResult) => void;
   const result = new Promise<SubprocessResult>((resolve) => (resolveResult = resolve));
-  const settle = (end: Omit<SubprocessResult, 'command' | 'stdout' | 'stderr'>) => resolveResult({ command, stdout: '', stderr: '', ...end });
+  const settle = (end: Ending) => resolveResult({ command, stdout: '', stderr: '', ...end });
   handle.onexit = (code, signalName) => {
     running = false;
     handle.close();
-    if (signalName) {
-      const signal = signalName as NodeJS.Signals;
-      settle({ failed: true, signal, shortMessage: `Command was killed with ${signal} (signal ${osConstants.signals[signal] ?? 0}): ${command}` });
-    } else {
-      exitCode = code;
-      settle({ failed: code !== 0, exitCode: code, shortMessage: code === 0 ? '' : `Command failed with exit code ${code}: ${command}` });
-    }
+    if (!signalName) exitCode = code;
+    settle(ended(command, code, (signalName || null) as NodeJS.Signals | null));
   };
   const err = handle.spawn({
     file,
@@ -198,7 +207,7 @@ function startDirect(file: string, args: string[], options: SubprocessOptions, c
     if (!['EACCES', 'EAGAIN', 'EMFILE', 'ENFILE', 'ENOENT'].includes(code)) {
       throw Object.assign(new Error(`spawn ${code}`), { errno: err, code, syscall: 'spawn' });
     }
-    settle({ failed: true, code, shortMessage: `Command failed with ${code}: ${command}\n${message}`, originalMessage: message });
+    settle(notStarted(command, code, message));
     return { pid: undefined, exitCode: null, stdin: null, stdout: null, stderr: null, extra: [], kill: () => false, unref: () => undefined, result };
   }
   running = true;
@@ -275,7 +284,7 @@ export function startProcess(file: string, args: string[], options: SubprocessOp
     unref: () => child.unref(),
     result: new Promise<SubprocessResult>((resolve) => {
       let settled = false;
-      const settle = (result: Omit<SubprocessResult, 'command' | 'stdout' | 'stderr'>) => {
+      const settle = (result: Ending) => {
         if (settled) return;
         settled = true;
         resolve({ command, stdout: stripFinalNewline(collected.stdout), stderr: stripFinalNewline(collected.stderr), ...result });
@@ -283,18 +292,9 @@ export function startProcess(file: string, args: string[], options: SubprocessOp
       child.on('error', (error: NodeJS.ErrnoException) => {
         // Not started (ENOENT, EACCES), or a failed kill of one that is: only the first counts.
         if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) return;
-        const code = error.code ?? 'ERROR';
-        settle({ failed: true, code, shortMessage: `Command failed with ${code}: ${command}\n${error.message}`, originalMessage: error.message });
+        settle(notStarted(command, error.code ?? 'ERROR', error.message));
       });
-      child.on('close', (exitCode, signal) => {
-        if (signal) {
-          const number = osConstants.signals[signal] ?? 0;
-          settle({ failed: true, signal, shortMessage: `Command was killed with ${signal} (signal ${number}): ${command}` });
-        } else {
-          const code = exitCode ?? 1;
-          settle({ failed: code !== 0, exitCode: code, shortMessage: code === 0 ? '' : `Command failed with exit code ${code}: ${command}` });
-        }
-      });
+      child.on('close', (exitCode, signal) => settle(ended(command, exitCode ?? 1, signal)));
     }),
   };
   if (options.onSpawn) child.once('spawn', () => options.onSpawn!(handle));
