@@ -234,7 +234,8 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
     const restart = await withLock(store.lockPath(`container-${id}`), async (): Promise<Restarted> => {
       const last = await readState(store, id);
       if (!last || last.stoppedByUser || last.status !== 'exited') return undefined;
-      await writeState(store, { ...last, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' });
+      const restarting: ContainerState = { ...last, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' };
+      await writeState(store, restarting);
       const { cleanUpStopped } = await import('../cleanup.js');
       try {
         // The runtime's state and cgroups of the last run; the overlay stays for the next.
@@ -251,10 +252,10 @@ export async function supervise(storeRoot: string, id: string, io: SuperviseIO):
       const restarted = await startedOrEnded(child, pidFile);
       const error = await startFailure(runtime, restarted);
       if (error) {
-        await writeState(store, { ...exitedState(last, endOf(125)), restartCount: restartCount + 1, statusDetail: `restart failed: ${error.message}` });
+        await writeState(store, { ...exitedState(restarting, endOf(125)), statusDetail: `restart failed: ${error.message}` });
         return { error };
       }
-      const running = runningState({ ...last, status: 'running', restartCount: restartCount + 1, statusDetail: 'restarting' }, restarted);
+      const running = runningState(restarting, restarted);
       await writeState(store, running);
       return { restarted, running };
     }).catch((error: unknown) => ({ error: toConveyorError(error) }));
