@@ -29,6 +29,7 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdir as rmdirCallback, rmdirSync, statSync, unlink as unlinkCallback } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { digestHex, randomHex, sha256 } from '../digest.js';
 import { ConveyorError } from '../errors.js';
 import { readKernelLog, uptimeMicros } from '../kmsg.js';
@@ -525,12 +526,12 @@ async function removeRunDir(dir: string): Promise<void> {
 }
 
 /**
- * node:fs's callback unlink and rmdir as promises: removeSmallTree is a foreground run's only user of file
+ * node:fs's callback unlink and rmdir, promisified: removeSmallTree is a foreground run's only user of file
  * operations that overlap, and node:fs/promises, which the bundle loads on first use, is a few ms of module loading
- * there (issue 17). Same errors as fs/promises's.
+ * there (issue 17); node:util is loaded with Node itself.
  */
-const unlinkQueued = (path: string) => new Promise<void>((resolve, reject) => unlinkCallback(path, (error) => (error ? reject(error) : resolve())));
-const rmdirQueued = (path: string) => new Promise<void>((resolve, reject) => rmdirCallback(path, (error) => (error ? reject(error) : resolve())));
+const unlinkQueued = promisify(unlinkCallback);
+const rmdirQueued = promisify(rmdirCallback);
 
 /** Above this many entries a tree is removed by removeTree, whose removals overlap. */
 const SMALL_TREE_ENTRIES = 64;
