@@ -112,9 +112,11 @@ export async function liveLeases(store: Store): Promise<LeaseHolder[]> {
   const live: LeaseHolder[] = [];
   for (const name of names) {
     const path = join(dir, name);
-    // A taker's staging dir: `.<name>.lock.<token>`; gone once renamed, debris when its owner died.
+    // A taker's staging dir: `.<name>.<token>` (lock.ts; a lease's name is 16 hex, without a dot); gone once
+    // renamed, debris when its owner died. Read as `.<name>.lock.<token>` before, a live taker's token was not
+    // found, and its staging dir was removed under it (its rename then failed with ENOENT).
     if (name.startsWith('.')) {
-      const token = name.slice(name.indexOf('.lock.') + '.lock.'.length);
+      const token = name.slice(name.indexOf('.', 1) + 1);
       if (!tokenAlive(token)) await rm(path, { recursive: true, force: true });
       continue;
     }
