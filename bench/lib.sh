@@ -4,6 +4,8 @@
 bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared_images="$bench_root/../shared/images"
 tool() { echo "node $bench_root/tools/$1/bin/$1.js"; }
+# Node spawning runc and nothing else (bench/spawn-floor.cjs): the floor of any ctr-spawn written in Node.
+spawn_floor="node $bench_root/bench/spawn-floor.cjs"
 
 # This machine's environment sets NODE_EXTRA_CA_CERTS (to the system CA bundle, next to a dozen other
 # tools' CA variables), and Node parses that file at every process start: node -e 0 took 0.105-0.118 s
@@ -95,6 +97,23 @@ rusage_bin() {
     cc -O2 -o "$1/rusage" "$bench_root/bench/rusage.c" || return 1
   fi
   echo "$1/rusage"
+}
+
+# measure_interleaved KEY ROUNDS WARMUP PREP NAME CMD [NAME CMD]...: measure's arguments, measured as measure_ab does
+# (interleaved run by run, each round in a new order, wall and CPU), with PREP (bash, untimed) before every run as
+# hyperfine's --prepare. For the rows whose ratio is a goal: in hyperfine's blocks, one command's runs all came
+# after another's, and a machine that drifted in between (load, writeback, dockerd's own work) moved the ratio.
+# PREP (removing what a run pulled) also runs after each run, then a sync and a second's rest: the removal's
+# discards and writeback would otherwise land in the next run, whichever command that is.
+measure_interleaved() {
+  local key=$1 rounds=$2 warm=$3 prep=$4; shift 4
+  local args=()
+  if [ -n "$prep" ]; then
+    printf '%s\n' "$prep" > "$results/$key.prepare.sh"
+    args+=(--prepare "bash $results/$key.prepare.sh" --cleanup "bash $results/$key.prepare.sh; sync" --settle 1)
+  fi
+  while [ $# -gt 0 ]; do args+=(-n "$1" "$2"); shift 2; done
+  measure_ab "$key" "$rounds" "$warm" "${args[@]}"
 }
 
 # measure_ab KEY ROUNDS WARMUP [ab.mjs options] [-x K] [-p SH] [-i FILE] -n NAME CMD [...]: the commands interleaved run by run

@@ -73,7 +73,7 @@ command -v podman >/dev/null || podman_reason="not installed"
 printf '%s\n%s\n' "$docker_reason" "$podman_reason" > "$results/skips.txt"
 
 echo "== pull 30 MB debian into an empty store (cold) beside skopeo copy"
-measure fetch "$runs" 1 "rm -rf $out/skopeo $out/store" \
+measure_interleaved fetch "$((runs * 2))" 1 "rm -rf $out/skopeo $out/store" \
   skopeo "skopeo copy -q --src-tls-verify=false docker://$image oci:$out/skopeo:bench" \
   img-fetch "$fetch -q --root $out/store $image"
 
@@ -95,7 +95,7 @@ fi
 if [ -z "$podman_reason" ]; then
   cmds+=('podman pull' "podman --runtime runc --root $out/podman --runroot $out/podman-run pull -q --tls-verify=false $image")
 fi
-measure cold "$runs" 1 "$prep" "${cmds[@]}"
+measure_interleaved cold "$((runs + 3))" 1 "$prep" "${cmds[@]}"
 
 echo "== run /bin/true from a present image"
 # --net none on every side: docker run's --network none (the private dockerd has no bridge) and runc's default spec
@@ -120,7 +120,7 @@ if [ -z "$podman_reason" ]; then
   podman --runtime runc --root "$out/podman2" --runroot "$out/podman2-run" pull -q --tls-verify=false "$bb" >/dev/null
   cmds+=('podman run' "podman --runtime runc --root $out/podman2 --runroot $out/podman2-run run --rm --network none $bb /bin/true")
 fi
-measure run "$((runs * 2))" 2 "" "${cmds[@]}"
+measure_interleaved run "$((runs * 3))" 2 "" "${cmds[@]}"
 
 echo "== ctr-spawn alone beside runc (runc spec's default bundle, ctr-spawn's own config.json) and node -e 0, interleaved (bench/ab.mjs)"
 # The goal "node start + runc + 20 ms" adds up three figures a few tens of ms each: measured in hyperfine blocks one
@@ -132,6 +132,7 @@ measure_ab spawn "$((runs * 4))" 2 \
   -i "$out/rootfs.json" -n 'ctr-spawn < rootfs record' "$spawn --root $out/store --net none -- /bin/true" \
   -n 'runc run' "runc run --bundle $out/bundle bench-$$" \
   -p "$ours_prepare" -n "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$" \
+  -p "$ours_prepare" -n 'node spawning runc (floor)' "$spawn_floor runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-floor-$$" \
   -n 'node -e 0' "node -e 0"
 
 echo "== tool start-up: --help of every tool beside node -e 0, interleaved run by run (bench/ab.mjs)"

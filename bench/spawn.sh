@@ -26,13 +26,18 @@ measure_ab spawn "${SPAWN_ROUNDS:-40}" 2 \
   -i "$out/rootfs.json" -n 'ctr-spawn < rootfs record' "$spawn --root $out/store --net none -- /bin/true" \
   -n 'runc run' "runc run --bundle $out/bundle bench-$$" \
   -p "$ours_prepare" -n "runc run (ctr-spawn's config.json)" "runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-ours-$$" \
+  -p "$ours_prepare" -n 'node spawning runc (floor)' "$spawn_floor runc --root $ours_root --log $ours/runtime.log --log-format json run --bundle $ours bench-floor-$$" \
   -n 'node -e 0' "node -e 0"
-node -e '
-  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;
-  const m = (n) => r.find((x) => x.command === n)?.median;
-  const spawn = m("ctr-spawn < rootfs record"), node = m("node -e 0");
-  for (const runc of ["runc run", "runc run (ctr-spawn\x27s config.json)"]) {
-    const target = node + m(runc) + 0.02;
-    console.log(`  goal with ${runc}: ${target.toFixed(3)} s; ctr-spawn ${spawn.toFixed(3)} s, ${((spawn - target) * 1000).toFixed(1)} ms ${spawn <= target ? "under" : "over"}`);
+node --input-type=module -e '
+  import { readFileSync } from "node:fs";
+  import { SPAWN, spawnSplit, spawnTarget } from "./spawn-goal.mjs";
+  const results = JSON.parse(readFileSync(process.argv[1], "utf8")).results;
+  const median = (name) => results.find((r) => r.command === name)?.median;
+  const spawn = median(SPAWN.ours), target = spawnTarget(median);
+  for (const runc of [SPAWN.runcDefault, SPAWN.runcOurs]) {
+    const goal = target(median(runc));
+    console.log(`  goal with ${runc}: ${goal.toFixed(3)} s; ctr-spawn ${spawn.toFixed(3)} s, ${((spawn - goal) * 1000).toFixed(1)} ms ${spawn <= goal ? "under" : "over"}`);
   }
+  const split = spawnSplit(median);
+  if (split) console.log(`  beyond node + runc: Node spawning runc ${split.node.toFixed(1)} ms (the floor), ctr-spawn\x27s own work ${split.own.toFixed(1)} ms`);
 ' "$results/spawn.json"

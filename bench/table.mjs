@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Turns what bench/run.sh measured into the issue-17 table (printed) and docs/performance.md (written):
 //   node bench/table.mjs RESULTS_DIR DOC SECONDS [quick] RUNS
-// RESULTS_DIR holds hyperfine's KEY.json files, rss.tsv (key, name, kB), commands.tsv (key, name,
+// RESULTS_DIR holds KEY.json files (hyperfine's, or bench/ab.mjs's in the same shape), rss.tsv (key, name, kB), commands.tsv (key, name,
 // command), notes.tsv (the scale figures: key, name, s, kB, command), skips.txt (why docker, podman
 // were not run), facts-{before,after}.json and extra-*.txt (the older bench scripts' output).
 // A figure that was not measured shows as "—"; nothing here fails the run but an unreadable dir.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { SPAWN, spawnSplit, spawnTarget } from './spawn-goal.mjs';
 
 const [dir, doc, seconds, quickFlag, runs] = process.argv.slice(2);
 const read = (name) => (existsSync(join(dir, name)) ? readFileSync(join(dir, name), 'utf8') : '');
@@ -57,7 +58,7 @@ const get = (key, name) => (failed.has(`${key}\t${name}`) ? undefined : medians[
 const verdict = (value, target) => (value === undefined || target === undefined || Number.isNaN(target) ? '' : value <= target ? ' **met**' : ' **missed**');
 
 /**
- * A goal row: our figure beside its peers (one hyperfine run, `key`), the ratio to `versus` (shown as `label`),
+ * A goal row: our figure beside its peers (one measured run of commands, `key`), the ratio to `versus` (shown as `label`),
  * and the goal: `goal(versus median)` gives its text and the target our median must not exceed.
  */
 const goalRow = ({ job, key, ours, peers, versus, label, digits = 2, goal }) => {
@@ -94,10 +95,10 @@ const rows = [
   }),
   (() => {
     // The goal "node start + runc + 20 ms" two ways: with runc running `runc spec`'s default bundle (no seccomp,
-    // no cgroup, no overlay: the old row) and with runc running the config.json ctr-spawn writes (run.sh), all four
-    // commands interleaved run by run (key spawn, bench/ab.mjs), each with its median CPU (user+sys) too.
+    // no cgroup, no overlay: the old row) and with runc running the config.json ctr-spawn writes (run.sh), all five
+    // commands (the floor, bench/spawn-floor.cjs, and node -e 0 too) interleaved run by run (key spawn, bench/ab.mjs),
+    // each with its median CPU (user+sys) too; spawn-goal.mjs does the arithmetic.
     const key = 'spawn';
-    const ours = "runc run (ctr-spawn's config.json)";
     let cpu = {};
     try {
       cpu = Object.fromEntries(JSON.parse(read(`${key}.json`)).results.map((r) => [r.command, r.cpu_median]));
@@ -108,19 +109,22 @@ const rows = [
       const f = fig(key, name);
       return get(key, name) !== undefined && cpu[name] !== undefined ? `${f}, CPU ${cpu[name].toFixed(3)} s` : f;
     };
-    const spawn = get(key, 'ctr-spawn < rootfs record');
-    const node = get(key, 'node -e 0');
+    const median = (name) => get(key, name);
+    const spawn = median(SPAWN.ours);
+    const target = spawnTarget(median);
     const goal = (runc, label) => {
-      const target = node && runc ? node + runc + 0.02 : undefined;
-      return `node + ${label} + 20 ms${target ? ` = ${target.toFixed(3)} s` : ''}${verdict(spawn, target)}`;
+      const t = target(runc);
+      return `node + ${label} + 20 ms${t ? ` = ${t.toFixed(3)} s` : ''}${verdict(spawn, t)}`;
     };
     const ratio = (runc, label) => (spawn && runc ? `${(spawn / runc).toFixed(1)}x ${label}` : '');
+    const split = spawnSplit(median);
     return [
-      "`ctr-spawn < rootfs record` alone, beside runc twice: `runc spec`'s default bundle (`runc run`) and the config.json ctr-spawn itself writes (Docker's seccomp profile, a cgroup, masked paths, the overlay runc mounts; a fresh upper dir and cgroup each run); the four interleaved run by run (bench/ab.mjs)",
-      figure('ctr-spawn < rootfs record'),
-      ['runc run', ours, 'node -e 0'].map(figure).join(', '),
-      [ratio(get(key, 'runc run'), 'runc (default spec)'), ratio(get(key, ours), "runc (ctr-spawn's spec)")].filter(Boolean).join(', '),
-      `<= node start + runc + 20 ms: ${goal(get(key, 'runc run'), 'runc(default spec)')}; ${goal(get(key, ours), "runc(ctr-spawn's spec)")}`,
+      "`ctr-spawn < rootfs record` alone, beside runc twice: `runc spec`'s default bundle (`runc run`) and the config.json ctr-spawn itself writes (Docker's seccomp profile, a cgroup, masked paths, the overlay runc mounts; a fresh upper dir and cgroup each run), and the floor of a Node wrapper, bench/spawn-floor.cjs starting that same runc and nothing else; the five interleaved run by run (bench/ab.mjs)",
+      figure(SPAWN.ours),
+      [SPAWN.runcDefault, SPAWN.runcOurs, SPAWN.floor, SPAWN.node].map(figure).join(', '),
+      [ratio(median(SPAWN.runcDefault), 'runc (default spec)'), ratio(median(SPAWN.runcOurs), "runc (ctr-spawn's spec)")].filter(Boolean).join(', '),
+      `<= node start + runc + 20 ms: ${goal(median(SPAWN.runcDefault), 'runc(default spec)')}; ${goal(median(SPAWN.runcOurs), "runc(ctr-spawn's spec)")}` +
+        (split ? `. Beyond node + runc: ${split.node.toFixed(1)} ms is Node's spawning runc (floor), ${split.own.toFixed(1)} ms ctr-spawn's own` : ''),
     ];
   })(),
   goalRow({
@@ -272,11 +276,14 @@ writeFileSync(
 # Performance
 
 Measured by \`make bench\` on ${before.date ?? '?'}${quickFlag === 'quick' ? ' with BENCH_QUICK=1 (fewer runs, smaller scale: a check of the scripts, not the figures)' : ''}:
-medians of ${runs} hyperfine runs (twice that for the run and re-pull rows), conveyor and its peers side by side in one run;
-the start-up row's runs are interleaved instead (bench/ab.mjs, see its row).
-Peak RSS (in parentheses) is GNU time's \`%M\` of one more run of the same command: the largest single process
-(a pipeline's biggest stage, not the sum; for docker, the client's: dockerd does the work and is not counted). The whole run took ${seconds} s.
-For the start-up row, peak RSS is the median over its runs of the same figure (wait4's, bench/rusage.c).
+medians, conveyor and its peers side by side in one run. The goal rows (cold pull, cold pull + unpack, warm run,
+ctr-spawn alone, start-up) are interleaved run by run (bench/ab.mjs: each round runs every command once, in a new
+random order, so a machine that drifts moves all sides alike): ${runs * 2} rounds for the cold pull, ${Number(runs) + 3} for
+cold pull + unpack (each cold run followed, untimed, by the removal of what it pulled, a sync and a second's rest),
+${runs * 3} for the warm run, ${runs * 4} for ctr-spawn alone; the re-pull row is ${runs * 2} hyperfine runs.
+Peak RSS (in parentheses) is the largest single process of a run (wait4's, bench/rusage.c; GNU time's \`%M\` for
+hyperfine's rows): a pipeline's biggest stage, not the sum; for docker, the client's: dockerd does the work and is
+not counted. Interleaved rows give the median over their runs. The whole run took ${seconds} s.
 
 | machine | |
 |---|---|
