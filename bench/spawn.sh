@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ctr-spawn goal row of make bench alone, in a minute or two: `ctr-spawn --net none -- /bin/true` from a
-# rootfs record beside runc (runc spec's default bundle, and the config.json ctr-spawn itself writes) and
-# node -e 0, interleaved run by run (bench/ab.mjs), with the goal "node start + runc + 20 ms" computed both ways.
+# rootfs record beside runc (runc spec's default bundle, and the config.json ctr-spawn itself writes), node -e 0
+# and the floor of a Node wrapper (bench/spawn-floor.cjs), interleaved run by run (bench/ab.mjs), with the goal
+# "node start + runc + 20 ms" computed both ways and the time over node + runc split into Node's and ctr-spawn's own.
 # SPAWN_ROUNDS=N rounds (default 40). Asserts nothing; for A/B work on ctr-spawn's own time.
 set -euo pipefail
 cd "$(dirname "$0")"
