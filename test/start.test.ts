@@ -273,29 +273,61 @@ t.test('the entries a bundle starts are bundled where it looks for them', async 
   for (const entry of expected) t.ok(found.has(entry), `${entry} is started from a bundle`);
 });
 
-t.test('every bundled file is ASCII (bundle.mjs asciiOnly: V8 keeps it a one-byte string), and an escaped character means what it did', async (t) => {
-  for (const tool of TOOLS) {
-    const root = join(REPO_ROOT, 'tools', tool, 'bundle');
-    for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => /\.c?js$/.test(f))) {
-      const bytes = readFileSync(join(root, file));
-      const at = bytes.findIndex((b) => b > 0x7f);
-      t.equal(
-        at,
-        -1,
-        `${tool}/bundle/${file} is ASCII${at < 0 ? '' : `: byte ${at} is not (${JSON.stringify(bytes.subarray(Math.max(0, at - 30), at + 10).toString())})`}`,
-      );
+t.test(
+  'every bundled file is ASCII (scripts/build/ascii.mjs asciiOnly: V8 keeps it a one-byte string), and an escaped character means what it did',
+  async (t) => {
+    for (const tool of TOOLS) {
+      const root = join(REPO_ROOT, 'tools', tool, 'bundle');
+      for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => /\.c?js$/.test(f))) {
+        const bytes = readFileSync(join(root, file));
+        const at = bytes.findIndex((b) => b > 0x7f);
+        t.equal(
+          at,
+          -1,
+          `${tool}/bundle/${file} is ASCII${at < 0 ? '' : `: byte ${at} is not (${JSON.stringify(bytes.subarray(Math.max(0, at - 30), at + 10).toString())})`}`,
+        );
+      }
     }
-  }
-  // ctr-logs' duration units include µs, in a regular expression that esbuild leaves as written and asciiOnly escapes.
-  const store = tempStore();
-  t.teardown(() => removeStore(store));
-  const good = spawnSync(process.execPath, [toolPath('ctr-logs'), '--root', store, '--since', '5µs', 'nosuch'], { encoding: 'utf8' });
-  t.match(good.stderr, /no such container: nosuch/, '--since 5µs is a duration');
-  t.equal(good.status, 1);
-  const bad = spawnSync(process.execPath, [toolPath('ctr-logs'), '--root', store, '--since', '5xs', 'nosuch'], { encoding: 'utf8' });
-  t.match(bad.stderr, /--since: not a time or duration/, 'and 5xs is not');
-  t.equal(bad.status, 2);
-});
+    // asciiOnly (scripts/build/ascii.mjs) on a table of sources: each evaluates to what it did before.
+    const sources = [
+      "'aµb'",
+      "'a\\µb'", // an identity escape: the backslash goes, or it would escape the new one
+      "'a\\\\µb'", // an escaped backslash, then the character
+      "/µs/.test('5µs')",
+      "/\\µ/.test('µ')",
+      '`µ${1}`',
+      "'😀'.length", // beyond U+FFFF: a surrogate pair
+      "/^[😀]$/u.test('😀')",
+      '/* → */ 1',
+    ];
+    const check = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { asciiOnly } from ${JSON.stringify(pathToFileURL(join(REPO_ROOT, 'scripts', 'build', 'ascii.mjs')).href)};
+       const sources = JSON.parse(process.argv[1]);
+       console.log(JSON.stringify(sources.map((s) => { const out = asciiOnly(s); return [out, /^[\\x00-\\x7f]*$/.test(out), JSON.stringify(eval(s)) === JSON.stringify(eval(out))]; })));`,
+        JSON.stringify(sources),
+      ],
+      { encoding: 'utf8' },
+    );
+    t.equal(check.status, 0, check.stderr);
+    (JSON.parse(check.stdout) as [string, boolean, boolean][]).forEach(([out, ascii, same], i) => {
+      t.ok(ascii, `${sources[i]} -> ${out} is ASCII`);
+      t.ok(same, `${sources[i]} -> ${out} means the same`);
+    });
+    // ctr-logs' duration units include µs, in a regular expression that esbuild leaves as written and asciiOnly escapes.
+    const store = tempStore();
+    t.teardown(() => removeStore(store));
+    const good = spawnSync(process.execPath, [toolPath('ctr-logs'), '--root', store, '--since', '5µs', 'nosuch'], { encoding: 'utf8' });
+    t.match(good.stderr, /no such container: nosuch/, '--since 5µs is a duration');
+    t.equal(good.status, 1);
+    const bad = spawnSync(process.execPath, [toolPath('ctr-logs'), '--root', store, '--since', '5xs', 'nosuch'], { encoding: 'utf8' });
+    t.match(bad.stderr, /--since: not a time or duration/, 'and 5xs is not');
+    t.equal(bad.status, 2);
+  },
+);
 
 t.test('the bundled supervisor and relay run on their own; the bundled entries need nothing but builtins', async (t) => {
   const spawnDir = join(REPO_ROOT, 'tools', 'ctr-spawn', 'bundle');

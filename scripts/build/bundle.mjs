@@ -33,6 +33,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
+import { asciiOnly } from './ascii.mjs';
 import { trainingPlan } from './training.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -169,20 +170,6 @@ const BODY_CLOSE = '\n})';
 /** Runs a body in a plain Node (`node -e RUN_BODY BODY`), as start.ts does without a cache: for its CONVEYOR_DUMP_FLAGS output. */
 const RUN_BODY =
   "const file = process.argv[1]; require('node:vm').runInThisContext(require('node:fs').readFileSync(file, 'utf8'), { filename: file })(exports, require, module, file, require('node:path').dirname(file));";
-
-/**
- * `text` with every character outside ASCII written as a \u escape (UTF-16 units, so a pair for one beyond U+FFFF).
- * V8 keeps a source with none as a one-byte string: half the memory, and less to decode at each start (img-build's
- * 437 KB body, with three such characters in a regular expression and comments, took 7.5 ms to decode, 5.0 ms once
- * ASCII: profiles of six cached builds each). esbuild's ASCII output leaves regular expression literals and the
- * comments it keeps as written. The escape stands for the same character in a string, a template's cooked text,
- * a regular expression and a comment; only a template's raw text would differ, so a text using String.raw is left
- * as it is.
- */
-function asciiOnly(text) {
-  if (text.includes('String.raw')) return text;
-  return text.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 const written = new Set();
 for (const [result, format] of [
