@@ -35,6 +35,7 @@ cleanup() {
     for _ in $(seq 150); do kill -0 "$docker_pid" 2>/dev/null || break; sleep 0.1; done
     umount -R "$out/docker/data/overlay2" 2>/dev/null || true
   fi
+  [ -n "${slow_pid:-}" ] && kill "$slow_pid" 2>/dev/null
   stop_registry
   rm -rf "$out" "${ours_root:-/nonexistent}"
   return "$status"
@@ -96,6 +97,26 @@ if [ -z "$podman_reason" ]; then
   cmds+=('podman pull' "podman --runtime runc --root $out/podman --runroot $out/podman-run pull -q --tls-verify=false $image")
 fi
 measure_interleaved cold "$((runs + 3))" 1 "$prep" "${cmds[@]}"
+
+slow_mbit=100
+echo "== fetch + unpack of a cold image over a $slow_mbit Mbit/s link (bench/slow-link.mjs in front of the registry)"
+# Where the download takes seconds, as from a registry across the internet, layer-unpack unpacking a layer while it
+# downloads (img-fetch's download records) shows; `img-fetch, then layer-unpack` is the same tools without that.
+node "$bench_root/bench/slow-link.mjs" --to "$registry" --rate "$slow_mbit" > "$out/slow-link.port" &
+slow_pid=$!
+for _ in $(seq 50); do [ -s "$out/slow-link.port" ] && break; sleep 0.1; done
+slow_image="127.0.0.1:$(cat "$out/slow-link.port")/bench/debian:bookworm-slim"
+cmds=('img-fetch | layer-unpack' "bash -c '$fetch -q --root $out/cold $slow_image | $unpack -q --root $out/cold >/dev/null'"
+      'img-fetch, then layer-unpack' "bash -c '$fetch -q --root $out/cold $slow_image > $out/fetched.ndjson && $unpack -q --root $out/cold < $out/fetched.ndjson >/dev/null'"
+      'skopeo + umoci unpack' "bash -c 'skopeo copy -q --src-tls-verify=false docker://$slow_image oci:$out/sk:b && umoci raw unpack --image $out/sk:b $out/umoci-rootfs'")
+prep="rm -rf $out/sk $out/umoci-rootfs $out/cold; mkdir -p $out/cold"
+if [ -z "$docker_reason" ]; then
+  # A loopback registry is insecure to dockerd without saying so (127.0.0.0/8).
+  cmds+=('docker pull' "$docker_ pull -q $slow_image")
+  prep="$prep; $docker_ rmi -f $slow_image >/dev/null 2>&1; true"
+fi
+measure_interleaved slow "$runs" 1 "$prep" "${cmds[@]}"
+kill "$slow_pid" 2>/dev/null; slow_pid=""
 
 echo "== run /bin/true from a present image"
 # --net none on every side: docker run's --network none (the private dockerd has no bridge) and runc's default spec

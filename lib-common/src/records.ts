@@ -92,6 +92,17 @@ export interface LayerRecord extends RecordBase, LayerInfo {
   store: string;
 }
 
+/**
+ * Emitted by img-fetch when a layer blob starts downloading into the store's
+ * `ingest/<hex>` (the image's config known), before its `layer` record: an
+ * unpacker may read the file as it grows, and keep what it made only once the
+ * `layer` (or `image`) record says the blob is verified. The fields are a
+ * `layer` record's.
+ */
+export interface DownloadRecord extends Omit<LayerRecord, 'type'> {
+  type: 'download';
+}
+
 /** An image made usable as a filesystem: emitted by layer-unpack. */
 export interface RootfsRecord extends Omit<ImageRecord, 'type'> {
   type: 'rootfs';

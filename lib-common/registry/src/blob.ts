@@ -49,6 +49,8 @@ export interface BlobFetchOptions {
   onProgress?: (current: number, total: number) => void;
   /** Called when another process holds this blob's lock. */
   onWait?: () => void;
+  /** Called when the blob's partial file (the store's ingest/<hex>) is open and a body starts into it (each attempt). */
+  onReceiving?: () => void;
   /** Called before each retry with a human message. */
   onRetry?: (message: string) => void;
   /** Attempts that fail without making progress (or too slowly) before giving up (default 5). */
@@ -304,6 +306,7 @@ async function receive(job: Receiving): Promise<number> {
       res.destroy();
       throw error;
     }
+    options.onReceiving?.();
     if (isRawResponse(res)) return await receiveRaw(res, handle, job);
     const file = handle;
     // Writes are chained behind the reads (up to MAX_IN_FLIGHT bytes), so the

@@ -10,8 +10,9 @@ const HELP = `Usage: img-fetch [OPTIONS] [REFERENCE...]
 
 Pull images (manifest, config and layers) from an OCI or Docker registry into
 the local store, and print one \`image\` record per image. Each layer is
-announced with a \`layer\` record as soon as it is verified in the store, so
-\`img-fetch | layer-unpack\` unpacks while later layers still download.
+announced with a \`layer\` record as soon as it is verified in the store, and
+one it downloads with a \`download\` record as the download starts, so
+\`img-fetch | layer-unpack\` unpacks while the layers still download.
 
 With no REFERENCE, references are read from stdin: one bare reference per
 line, or records with \`ref\` (or \`name\` [+ \`tag\`]); other records pass
@@ -26,7 +27,7 @@ Options:
       --pull POLICY        always (default): ask the registry for the tag's current manifest;
                            missing: use the store when the image is there; never: store only
   -j, --jobs N             parallel layer downloads (default 3)
-      --no-layers          do not print \`layer\` records, only \`image\` records
+      --no-layers          do not print \`download\` and \`layer\` records, only \`image\` records
       --json               records even on a terminal (there, a docker-pull-like summary by default)
       --insecure           do not verify TLS certificates (and allow plain HTTP), any registry
       --insecure-registry HOST  the same for this registry only (repeatable; also

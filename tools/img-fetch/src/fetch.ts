@@ -15,7 +15,15 @@ import { ConveyorError, toConveyorError } from '@conveyor/lib-common/errors';
 import { digestHex } from '@conveyor/lib-common/digest';
 import { acquireLock } from '@conveyor/lib-common/lock';
 import { formatPlatform, platformMatches } from '@conveyor/lib-common/platform';
-import { RECORD_VERSION, type Descriptor, type ImageRecord, type LayerInfo, type LayerRecord, type Platform } from '@conveyor/lib-common/records';
+import {
+  RECORD_VERSION,
+  type Descriptor,
+  type DownloadRecord,
+  type ImageRecord,
+  type LayerInfo,
+  type LayerRecord,
+  type Platform,
+} from '@conveyor/lib-common/records';
 import { DEFAULT_REGISTRY, formatReference, parseReference } from '@conveyor/lib-common/reference';
 import type { Store } from '@conveyor/lib-common/store';
 import type { RegistryClient, RepositoryRef } from '@conveyor/registry/client';
@@ -54,7 +62,7 @@ export interface FetchOptions {
   pull?: PullPolicy;
   /** Parallel layer downloads. */
   jobs?: number;
-  /** Emit a `layer` record per layer before the `image` record. */
+  /** Emit a `layer` record per layer before the `image` record, and a `download` record as each missing one starts downloading. */
   emitLayers?: boolean;
   write: (record: object) => Promise<void>;
   progress?: ProgressSink;
@@ -282,6 +290,13 @@ async function pullLeased(
     if (options.emitLayers === false) return;
     await options.write(layerRecord(name, layers, index, store.root));
   };
+  // Said as the blob starts into ingest/, so that layer-unpack reads it as it grows (protocol.md `download`).
+  const emitDownload = async (index: number) => {
+    const { layers } = await configReady;
+    if (options.emitLayers === false) return;
+    const record: DownloadRecord = { ...layerRecord(name, layers, index, store.root), type: 'download' };
+    await options.write(record);
+  };
 
   const announcePresent = (async () => {
     for (const i of present) await emitLayer(i);
@@ -295,12 +310,18 @@ async function pullLeased(
       const layer = manifest.layers[i];
       const label = `${layer.digest.slice(7, 19)}`;
       const event = { id: layer.digest, action: 'download', current: 0, total: layer.size, label };
+      let announced: Promise<void> | undefined;
       try {
         options.progress?.start(event);
         const result = await fetchBlobToStore(client, store, repo, layer, {
           signal: abort.signal,
           onProgress: (current) => options.progress?.update({ ...event, current }),
           onWait: () => options.info?.(`waiting for another process downloading ${layer.digest}`),
+          onReceiving: () => {
+            if (announced) return;
+            announced = emitDownload(i);
+            announced.catch(() => undefined);
+          },
           onRetry: options.onRetry,
           maxSize,
           freeSpace: options.freeSpace,
@@ -310,6 +331,8 @@ async function pullLeased(
           downloadedDigests.push(layer.digest);
         }
         options.progress?.done({ ...event, current: layer.size });
+        // Its `download` record first, if it has one.
+        await announced;
         await emitLayer(i);
       } catch (error) {
         fail(error);

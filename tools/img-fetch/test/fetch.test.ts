@@ -43,16 +43,17 @@ function requestsIn(logs: string): number {
   return logs.split('\n').filter((l) => /"(GET|HEAD) \/v2\//.test(l)).length;
 }
 
-t.test('pulls an OCI image: layer records first, verified blobs, a store skopeo and umoci read', async (t) => {
+t.test('pulls an OCI image: download and layer records first, verified blobs, a store skopeo and umoci read', async (t) => {
   const root = t.testdir();
   const ref = `${reg.host}/bb:latest`;
   const r = await runFetch(['--root', root, ref]);
   t.equal(r.code, 0, r.stderr);
   t.strictSame(
     r.records.map((x) => x.type),
-    ['layer', 'image'],
+    ['download', 'layer', 'image'],
   );
-  const [layer, image] = r.records;
+  const [download, layer, image] = r.records;
+  t.strictSame({ ...download, type: 'layer' }, layer, 'the download record is the layer record said as the blob starts');
   t.equal(image.ref, ref);
   t.equal(image.digest, latest.digest);
   t.equal(image.mediaType, OCI_MANIFEST);
@@ -186,6 +187,11 @@ t.test('dedupe: a second image sharing a layer downloads only the new one', asyn
   t.ok(reg.blobGets(image.layers[1].digest) >= 1, 'the new layer was downloaded');
   const layerRecords = r2.records.filter((x) => x.type === 'layer');
   t.equal(layerRecords[0].index, 0, 'the present layer is announced first, before any download');
+  t.strictSame(
+    r2.records.filter((x) => x.type === 'download').map((x) => x.index),
+    [1],
+    'a download record for the layer downloaded, none for the present one',
+  );
 });
 
 t.test('two processes pulling the same image into one store download each blob once', async (t) => {
@@ -354,7 +360,7 @@ t.test('progress events on stderr with --progress=json; stdout stays data', asyn
   const done = events.filter((e) => e.phase === 'done' && e.action === 'download');
   t.equal(done.length, 2);
   t.ok(events.some((e) => e.phase === 'start'));
-  t.ok(r.records.every((x) => x.type === 'layer' || x.type === 'image'));
+  t.ok(r.records.every((x) => x.type === 'download' || x.type === 'layer' || x.type === 'image'));
 });
 
 t.test('usage errors', async (t) => {

@@ -117,8 +117,15 @@ if (!hasSharedImages) {
       { env: { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CONFIG: '/nonexistent-docker-config' }, encoding: 'utf8' },
     );
     t.equal(run.status, 0, run.stderr);
-    const layer = JSON.parse(run.stdout.split('\n')[0]);
-    t.equal(layer.type, 'layer');
+    const records = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    t.strictSame(
+      records.map((r) => r.type),
+      ['download', 'layer', 'image'],
+    );
+    const layer = records[1];
     t.ok(layer.size > 8 * 1024 * 1024, 'a layer of several write-back steps');
     const hex = layer.digest.slice(7);
     const lines = readFileSync(log, 'utf8').split('\n');
@@ -148,5 +155,7 @@ if (!hasSharedImages) {
     );
     t.ok(blobsSynced > renamed && ended(blobsSynced, 'fsync') < record, 'blobs/ fsynced after the rename, before the layer record');
     t.ok(record > renamed, 'the record printed after');
+    const announced = lines.findIndex((l) => / write\(1</.test(l) && l.includes('type\\":\\"download'));
+    t.ok(announced >= 0 && announced < record, 'the download record printed before the layer record');
   });
 }

@@ -14,8 +14,10 @@ first in \`layerDirs\`. With --flatten, all layers go into one directory with
 whiteouts applied, and the record carries \`dir\`.
 
 \`layer\` records (img-fetch emits one per layer as soon as its blob is
-verified) start unpacking at once, so unpacking overlaps the download; they
-are consumed. Other records pass through unchanged.
+verified) start unpacking at once, so unpacking overlaps the download, and
+\`download\` records (one as a layer starts downloading) start it from the
+growing file in the store's ingest/, committed once its blob is verified;
+both are consumed. Other records pass through unchanged.
 
 Layers are hostile input: nothing is ever written outside the target, no
 symlink is followed, device nodes and trusted.* xattrs are skipped, and every

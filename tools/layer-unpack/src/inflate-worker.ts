@@ -18,14 +18,18 @@
  * message either way; a thread reads up to two at once (layers unpacked at
  * once share it: each thread costs ~10 MB), each on its own streams, and one
  * that finished a blob is kept by the main thread for the next (read-layer.ts).
+ * A blob still downloading is read as it grows (follow-file.ts); a `commit`
+ * message says it is complete in the store.
  * A read or inflate error is posted once and ends that blob's streams; an
  * `abort` ends them too, and no message for that blob follows. The main thread
  * ends a thread whose failed blob was its only one.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
+import { type FollowedFile, followFile } from './follow-file.js';
 import { collectEvery, keepYoungGenerationSmall } from './young-gc.js';
 
 // Setting up this thread's heap put the process's young-generation growth back (young-gc.ts).
@@ -47,8 +51,8 @@ interface Job {
   ended: boolean;
   blobBytes: number;
   diffID?: string;
-  input: import('node:fs').ReadStream;
-  output: NodeJS.ReadableStream;
+  input: Readable;
+  output: Readable;
 }
 
 /** The blobs being read, by id. */
@@ -86,10 +90,18 @@ function pump(current: Job): void {
   }
 }
 
-function start(id: number, path: string, gzip: boolean): void {
-  const input = createReadStream(path, { highWaterMark: 256 * 1024 });
+/** A blob to read: `follow` (its declared size) when it is still being downloaded (follow-file.ts). */
+interface StartMessage {
+  id: number;
+  path: string;
+  gzip: boolean;
+  follow?: { size: number };
+}
+
+function start({ id, path, gzip, follow }: StartMessage): void {
+  const input: Readable = follow ? followFile(path, follow.size) : createReadStream(path, { highWaterMark: 256 * 1024 });
   const hash = createHash('sha256');
-  const output = gzip ? input.pipe(createGunzip({ chunkSize: 256 * 1024 })) : input;
+  const output: Readable = gzip ? input.pipe(createGunzip({ chunkSize: 256 * 1024 })) : input;
   const current: Job = { id, queue: [], queued: 0, inMain: 0, paused: false, ended: false, blobBytes: 0, input, output };
   jobs.set(id, current);
   input.on('data', (chunk) => {
@@ -128,18 +140,22 @@ function stop(current: Job): void {
   jobs.delete(current.id);
   current.queue = [];
   current.input.destroy();
-  if (current.output !== current.input) (current.output as import('node:stream').Readable).destroy();
+  if (current.output !== current.input) current.output.destroy();
 }
 
-parentPort!.on('message', (msg: { start?: { id: number; path: string; gzip: boolean }; id?: number; ack?: number; abort?: boolean }) => {
+parentPort!.on('message', (msg: { start?: StartMessage; id?: number; ack?: number; abort?: boolean; commit?: boolean }) => {
   if (msg.start) {
-    start(msg.start.id, msg.start.path, msg.start.gzip);
+    start(msg.start);
     return;
   }
   const current = msg.id === undefined ? undefined : jobs.get(msg.id);
   if (!current) return;
   if (msg.abort) {
     stop(current);
+    return;
+  }
+  if (msg.commit) {
+    (current.input as FollowedFile).commit?.();
     return;
   }
   if (msg.ack === undefined) return;

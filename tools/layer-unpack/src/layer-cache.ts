@@ -44,6 +44,7 @@ import type { LayerInfo } from '@conveyor/lib-common/records';
 import { mkdirClosedTop, type Store } from '@conveyor/lib-common/store';
 import type { TreeDigest } from '@conveyor/lib-common/tree-digest';
 import type { Applier } from './apply/applier.js';
+import type { LayerSource } from './read-layer.js';
 import { explainTooLarge, layerLimits, withLimits, type ImageBudget } from './budget.js';
 
 /** A layer and its place in the chain: what its directory's key is computed from. */
@@ -102,6 +103,12 @@ export interface EnsureOptions {
    * whose commit then shares the next sync.
    */
   onApplied?: () => void;
+  /**
+   * The layer's blob is still downloading into the store's ingest/ (img-fetch's `download` record):
+   * `committed` resolves once it is in blobs/, rejects when it never will be (the input ended
+   * without it). See ensureLayer.
+   */
+  growing?: { committed: Promise<void> };
 }
 
 export interface EnsuredLayer {
@@ -196,6 +203,14 @@ export async function cleanStaging(store: Store, hex?: string): Promise<void> {
  * meta.json matches. Refuses (ERR_INPUT_RECORD) a layer whose chain ID does
  * not follow from its parent and diff ID: callers check records first and
  * name the line; this is the last guard before the key is used.
+ *
+ * With `growing` (a gzip or plain tar blob over 1 MiB that is not in blobs/
+ * yet) the layer is unpacked from img-fetch's ingest file as it downloads,
+ * and committed only once the blob is in (`committed`). If that read fails
+ * in any way (the download started over, or its file is not the layer), the
+ * staging dir is dropped and the layer is unpacked from the committed blob
+ * as usual, whose failure is the one reported. If `committed` rejects, the
+ * layer fails with its error and nothing is committed.
  */
 export async function ensureLayer(store: Store, layer: ChainedLayer, opts: EnsureOptions): Promise<EnsuredLayer> {
   const expected = expectedChainID(layer.parentChainID, layer.diffID);
@@ -235,6 +250,44 @@ async function unpackLocked(
   if (again && 'meta' in again) return done(again.meta, true);
   if (again) opts.warn(`layers/${hex} is not this layer (${again.stale}): unpacking it again`);
   await cleanStaging(store, hex);
+  const compression = layerCompression(layer.mediaType);
+  const blob: LayerSource = { path: store.blobPath(layer.digest), compression, diffID: layer.diffID, label: layer.digest };
+  const { growing } = opts;
+  if (growing) {
+    const { canReadGrowing } = await import('./read-layer.js');
+    if (canReadGrowing(compression, layer.size) && !(await store.hasBlob(layer.digest, layer.size))) {
+      // Read as it downloads: nothing of it is trusted but its diff ID, and the commit waits for the blob.
+      let abandoned = false;
+      growing.committed.catch(() => (abandoned = true));
+      const following: LayerSource = { ...blob, path: store.ingestPath(layer.digest), growing: { size: layer.size, committed: growing.committed } };
+      try {
+        return await unpackFrom(store, layer, opts, dir, following, done, growing.committed);
+      } catch (error) {
+        if (abandoned) throw error;
+        // Whatever went wrong with the download's file (started over, replaced, short, not the layer),
+        // the committed blob decides: it is read as any other once it is in.
+      }
+    }
+    await growing.committed;
+  }
+  return unpackFrom(store, layer, opts, dir, blob, done);
+}
+
+/**
+ * One unpack of `source` into a fresh staging directory, committed as `dir` once it is durable
+ * (and, given `ready`, once that resolves). Failure: the staging directory is removed and the
+ * error thrown (a full or read-only disk as ERR_STORE_IO naming the layer).
+ */
+async function unpackFrom(
+  store: Store,
+  layer: ChainedLayer,
+  opts: EnsureOptions,
+  dir: string,
+  source: LayerSource,
+  done: (meta: LayerMeta, reused: boolean) => EnsuredLayer,
+  ready?: Promise<void>,
+): Promise<EnsuredLayer> {
+  const hex = digestHex(layer.chainID);
   const staging = join(store.layersDir, `${STAGING_PREFIX}${hex}-${opts.pid}-${Math.random().toString(16).slice(2, 10)}`);
   const diff = join(staging, 'diff');
   // The layer dir (staging, then renamed) is 0700 so no other user reaches what it holds;
@@ -258,7 +311,6 @@ async function unpackLocked(
     () => opts.budget?.others(layer.chainID) ?? { bytes: 0, entries: 0 },
   );
   try {
-    const compression = layerCompression(layer.mediaType);
     // `limits` is passed by reference: the Applier reads its caps at every entry, so the
     // image budget it sees shrinks as the image's other layers unpack (see budget.ts).
     applier = new Applier(
@@ -267,7 +319,7 @@ async function unpackLocked(
     const counted = applier;
     if (opts.budget) stopCounting = opts.budget.watch(layer.chainID, () => counted.stats());
     applier.beginLayer(true);
-    const result = await applyLayer({ path: store.blobPath(layer.digest), compression, diffID: layer.diffID, label: layer.digest }, applier, opts.onProgress);
+    const result = await applyLayer(source, applier, opts.onProgress);
     await applier.finish();
     await applier.close();
     const stats = applier.stats();
@@ -303,9 +355,9 @@ async function unpackLocked(
     // that one sees the exact budget, as when layers ran strictly one after another.
     opts.budget?.settle(layer.chainID, { bytes: stats.bytes, entries: stats.entries });
     opts.onApplied?.();
-    // Durable before it is complete: the tree and meta.json are on disk, then the rename marks it
-    // complete and the fsync of layers/ keeps the rename.
-    await Promise.all([treeSynced, metaSynced]);
+    // Durable before it is complete: the tree and meta.json are on disk (and a growing blob in the
+    // store), then the rename marks it complete and the fsync of layers/ keeps the rename.
+    await Promise.all([treeSynced, metaSynced, ready]);
     // Whatever else is at the final name (no meta.json, another layer's meta, a symlink) is
     // debris or a plant, not ours to trust: move it aside (rename never follows a symlink) and clear it.
     const broken = `${staging}-old`;

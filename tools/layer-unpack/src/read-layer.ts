@@ -35,6 +35,12 @@ export interface LayerSource {
   diffID?: string;
   /** Name for messages (the digest or the file name). */
   label: string;
+  /**
+   * The blob is still being downloaded to `path` (img-fetch's ingest file): read as it grows, up to
+   * `size` bytes (follow-file.ts). `committed` resolves once the blob is in the store (no byte more
+   * will come), rejects when it never will be; the read then fails with that error.
+   */
+  growing?: { size: number; committed: Promise<void> };
 }
 
 export interface LayerResult {
@@ -74,6 +80,8 @@ function toLayerError(error: unknown, label: string): ConveyorError {
 
 interface Decompressor {
   stream: Readable;
+  /** A growing blob's read (inflate thread): the blob is complete in the store. */
+  commit?(): void;
   /** Resolves when the decompressor process (zstd) exited cleanly; at once for the inflate thread. */
   done: Promise<void>;
   kill(): void;
@@ -89,7 +97,13 @@ interface Decompressor {
  * thread is told what was consumed (read() calls): it posts only so far ahead
  * of that (IN_MAIN), and keeps what it inflated further ahead in its own queue.
  */
-function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('node:worker_threads').Worker, onBlobBytes: (n: number) => void): Decompressor {
+function inflateOnThread(
+  path: string,
+  gzip: boolean,
+  Worker: typeof import('node:worker_threads').Worker,
+  onBlobBytes: (n: number) => void,
+  follow?: { size: number },
+): Decompressor {
   const thread = takeInflater(Worker);
   const worker = thread.worker;
   const id = nextInflateJob++;
@@ -155,9 +169,12 @@ function inflateOnThread(path: string, gzip: boolean, Worker: typeof import('nod
     },
   });
   worker.ref();
-  worker.postMessage({ start: { id, path, gzip } });
+  worker.postMessage({ start: { id, path, gzip, follow } });
   return {
     stream,
+    commit: () => {
+      if (!ended) worker.postMessage({ id, commit: true });
+    },
     done: Promise.resolve(),
     diffID,
     peakBuffered: () => peakBuffered,
@@ -247,6 +264,15 @@ function newInflater(Worker: typeof import('node:worker_threads').Worker): Infla
 /** Blobs up to this size are inflated on the calling thread (see the top of this file). */
 const INLINE_BLOB_BYTES = 1024 * 1024;
 
+/**
+ * Whether a blob can be read while it downloads (LayerSource.growing): gzip and plain tar on the
+ * inflate thread. A small blob is not worth it (it is in soon after it starts), nor is zstd (its
+ * program would need the follower as its input).
+ */
+export function canReadGrowing(compression: Compression | undefined, size: number): boolean {
+  return (compression === 'gzip' || compression === 'none') && size > INLINE_BLOB_BYTES;
+}
+
 /** gzip and plain tar, small blobs: read and inflated on this thread; the caller hashes. */
 function inflateHere(path: string, gzip: boolean, zlib: typeof import('node:zlib'), onBlobBytes: (n: number) => void): Decompressor {
   const input = createReadStream(path, { highWaterMark: 256 * 1024 });
@@ -320,9 +346,11 @@ function inflateZstd(source: Readable, label: string, { startProcess }: typeof i
  * batch steps. Progress is reported in compressed bytes read.
  */
 export async function applyLayer(source: LayerSource, applier: Applier, onProgress?: (blobBytes: number) => void): Promise<LayerResult> {
+  const { growing } = source;
+  if (growing && !canReadGrowing(source.compression, growing.size)) throw new Error(`layer ${source.label}: cannot be read while it downloads`);
   let blobSize: number;
   try {
-    blobSize = (await stat(source.path)).size;
+    blobSize = growing ? growing.size : (await stat(source.path)).size;
   } catch {
     throw new ConveyorError('ERR_IMAGE_NOT_FOUND', `layer ${source.label}: ${source.path} is missing`, { hint: 'pull the image again with img-fetch' });
   }
@@ -350,7 +378,9 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
       onProgress?.(n);
     };
     const gzip = compression === 'gzip';
-    dec = inline ? inflateHere(source.path, gzip, modules.zlib!, onBlobBytes) : inflateOnThread(source.path, gzip, modules.workerThreads!.Worker, onBlobBytes);
+    dec = inline
+      ? inflateHere(source.path, gzip, modules.zlib!, onBlobBytes)
+      : inflateOnThread(source.path, gzip, modules.workerThreads!.Worker, onBlobBytes, growing && { size: growing.size });
     input = dec.stream;
   }
   const hash = createHash('sha256');
@@ -369,6 +399,10 @@ export async function applyLayer(source: LayerSource, applier: Applier, onProgre
     dec.kill();
     extract.destroy(failure);
   };
+  growing?.committed.then(
+    () => dec.commit?.(),
+    (error) => fail(error),
+  );
 
   // tar-stream may finish while the last entry's data is still being delivered: track it.
   let entryDone: Promise<void> = Promise.resolve();

@@ -1,6 +1,9 @@
 /**
  * The record stream: `layer` records start unpacking at once (so unpacking
- * overlaps img-fetch's download of later layers) and are consumed; `image`
+ * overlaps img-fetch's download of later layers) and are consumed, and so
+ * are `download` records, which start a layer from its blob's ingest file
+ * while it downloads (committed once a `layer` or `image` record says the
+ * blob is in the store: layer-cache.ts ensureLayer); `image`
  * records become `rootfs` records once all their layers are unpacked; every
  * other record passes through unchanged. Output keeps input order.
  * Independent layers unpack in parallel, at most `jobs` at a time.
@@ -219,8 +222,38 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
   };
 
   const progress = opts.progress;
+  /**
+   * Blobs announced by `download` records, by store and digest: resolved when a `layer` or `image`
+   * record says the blob is in the store, rejected when the input ends first.
+   */
+  const blobsIn = new Map<string, { committed: Promise<void>; resolve(): void; reject(error: Error): void }>();
+  const blobKey = (root: string, digest: string) => `${root}\0${digest}`;
+  const blobIn = (store: Store, digest: string) => {
+    let entry = blobsIn.get(blobKey(store.root, digest));
+    if (!entry) {
+      let resolve!: () => void;
+      let reject!: (error: Error) => void;
+      const committed = new Promise<void>((yes, no) => {
+        resolve = yes;
+        reject = no;
+      });
+      committed.catch(() => undefined);
+      entry = { committed, resolve, reject };
+      blobsIn.set(blobKey(store.root, digest), entry);
+    }
+    return entry;
+  };
+  /** No record will say that the blobs still awaited are in: the layers reading them give up, keeping nothing. */
+  const abandonDownloads = (why: string) => {
+    for (const [key, blob] of blobsIn) {
+      const digest = key.slice(key.indexOf('\0') + 1);
+      blob.reject(new ConveyorError('ERR_INPUT_RECORD', `${why} before blob ${digest} was in the store: its layer is not kept`));
+    }
+    blobsIn.clear();
+  };
+
   /** Unpacks (or reuses) a layer once per store; each image's budget counts it when it is there. */
-  const startLayer = (store: Store, layer: ChainedLayer, budget: ImageBudget): Promise<EnsuredLayer> => {
+  const startLayer = (store: Store, layer: ChainedLayer, budget: ImageBudget, growing?: { committed: Promise<void> }): Promise<EnsuredLayer> => {
     // The chain ID was recomputed from the parent and diff ID, so one key is one layer.
     const key = `${store.root}\0${layer.chainID}`;
     let job = jobs.get(key);
@@ -241,6 +274,7 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
           pid: opts.pid,
           writerThreads: opts.writerThreads,
           onApplied: release,
+          growing,
           onProgress: (n) => progress?.update({ id, action: 'unpack', current: n, total: layer.size, label }),
         });
         progress?.done({ id, action: 'unpack', current: layer.size, total: layer.size, label: result.reused ? `${label} (reused)` : label });
@@ -331,25 +365,36 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
       if (fatal) break;
       const record = line.record!;
       const where = `${line.source}:${line.line}`;
-      if (record.type === 'layer') {
+      if (record.type === 'layer' || record.type === 'download') {
         const layer = checkLayerRecord(record, where);
         // With --flatten the layers are applied in order when the image record arrives.
         if (opts.flatten === undefined) {
           const store = await storeFor(record.store as string | undefined, where);
-          startLayer(store, layer, budgetFor(budgetKey(store, record.ref, where))).catch(() => undefined);
+          const budget = budgetFor(budgetKey(store, record.ref, where));
+          if (record.type === 'download') startLayer(store, layer, budget, blobIn(store, layer.digest)).catch(() => undefined);
+          else {
+            blobIn(store, layer.digest).resolve();
+            startLayer(store, layer, budget).catch(() => undefined);
+          }
         }
         continue;
       }
       if (record.type === 'image') {
         const image = checkImage(record, where);
+        // img-fetch writes it once every blob is in: so are those of layers started from a download.
+        const root = image.store === undefined ? defaultRoot : resolve(image.store);
+        for (const l of image.layers) blobsIn.get(blobKey(root, l.digest))?.resolve();
         enqueue(handleImage(image, where));
         continue;
       }
+      // img-fetch pulls one reference at a time: its failure is that of the blobs it was downloading.
+      if (record.type === 'error') abandonDownloads(`${where}: the producer failed`);
       enqueue(Promise.resolve(record));
     }
   } catch (error) {
     fatal ??= toConveyorError(error);
   }
+  abandonDownloads('the input ended');
   try {
     await output;
   } catch (error) {
