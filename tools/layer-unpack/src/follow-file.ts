@@ -22,14 +22,21 @@
  *
  * The error of the first four has code ERR_FOLLOW_CHANGED: the caller then
  * unpacks from the committed blob instead. Until the file exists, and at its
- * end, it is polled every POLL_MS: a download outruns an unpack, so the
- * reader is rarely there.
+ * end, it is polled (every POLL_MS at first, less often the longer it waits:
+ * each poll is a round of thread wake-ups), and read on once 1 MiB (or the
+ * rest of the blob) is there: a download outruns an unpack on a fast link,
+ * so the reader is rarely there; on a slow one it takes the bytes in 1 MiB
+ * steps, not in whatever trickled in since the last read.
  */
 import { close, constants, fstat, open, read, stat } from 'node:fs';
 import { Readable } from 'node:stream';
 
+/** The first wait at the file's end; each further one doubles, up to MAX_POLL_MS, until it grows. */
 export const POLL_MS = 4;
+const MAX_POLL_MS = 32;
 const CHUNK_BYTES = 256 * 1024;
+/** At its end, the file is read on once this much more is there (or the rest of the blob). */
+const STEP_BYTES = 1024 * 1024;
 
 export type FollowedFile = Readable & {
   /** The blob is committed: whatever this file lacks now, it will never get. */
@@ -48,6 +55,7 @@ export function followFile(path: string, size: number): FollowedFile {
   let committed = false;
   let timer: NodeJS.Timeout | undefined;
   let busy = false;
+  let wait = POLL_MS;
 
   const stream = new Readable({
     highWaterMark: CHUNK_BYTES,
@@ -72,7 +80,9 @@ export function followFile(path: string, size: number): FollowedFile {
       timer = undefined;
       busy = false;
       if (!stream.destroyed) step();
-    }, POLL_MS);
+    }, wait);
+    // Each wake-up costs every thread of the unpack a turn: on a slow link, fewer of them.
+    wait = Math.min(wait * 2, MAX_POLL_MS);
   };
   const fail = (error: Error) => {
     busy = false;
@@ -110,10 +120,12 @@ export function followFile(path: string, size: number): FollowedFile {
       if (stream.destroyed) return;
       if (error) return fail(error);
       if (own.size < position) return fail(changed(path, `shrank to ${own.size} bytes after ${position} were read`));
-      if (own.size > position) {
+      // Read on in steps while the download trickles in: fewer, larger reads for the same bytes.
+      if (own.size >= Math.min(size, position + STEP_BYTES) || (wasCommitted && own.size > position)) {
         busy = false;
         return step();
       }
+      if (own.size > position) return later();
       if (wasCommitted) return fail(changed(path, `ended at ${position} of ${size} bytes when the blob was committed`));
       stat(path, (pathError, named) => {
         if (stream.destroyed) return;
@@ -138,6 +150,7 @@ export function followFile(path: string, size: number): FollowedFile {
       if (error) return fail(error);
       if (n === 0) return atEnd();
       busy = false;
+      wait = POLL_MS;
       position += n;
       if (stream.push(n === buffer.length ? buffer : buffer.subarray(0, n))) step();
     });
