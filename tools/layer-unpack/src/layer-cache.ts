@@ -105,8 +105,8 @@ export interface EnsureOptions {
   onApplied?: () => void;
   /**
    * The layer's blob is still downloading into the store's ingest/ (img-fetch's `download` record):
-   * `committed` resolves once it is in blobs/, rejects when it never will be (the input ended
-   * without it). See ensureLayer.
+   * `committed` resolves once it is in blobs/, rejects when it never will be (an `error` record or
+   * the input's end came first). See ensureLayer.
    */
   growing?: { committed: Promise<void> };
 }

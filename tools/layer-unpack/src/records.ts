@@ -224,7 +224,7 @@ export async function unpackRecords(input: LineInput, out: RecordSink, opts: Unp
   const progress = opts.progress;
   /**
    * Blobs announced by `download` records, by store and digest: resolved when a `layer` or `image`
-   * record says the blob is in the store, rejected when the input ends first.
+   * record says the blob is in the store, rejected when an `error` record or the input's end comes first.
    */
   const blobsIn = new Map<string, { committed: Promise<void>; resolve(): void; reject(error: Error): void }>();
   const blobKey = (root: string, digest: string) => `${root}\0${digest}`;
