@@ -35,7 +35,8 @@ cleanup() {
     for _ in $(seq 150); do kill -0 "$docker_pid" 2>/dev/null || break; sleep 0.1; done
     umount -R "$out/docker/data/overlay2" 2>/dev/null || true
   fi
-  [ -n "${slow_pid:-}" ] && kill "$slow_pid" 2>/dev/null
+  # An if, not `[ ] && kill`: stop_registry takes the status of the command before it as the run's.
+  if [ -n "${slow_pid:-}" ]; then kill "$slow_pid" 2>/dev/null || true; fi
   stop_registry
   rm -rf "$out" "${ours_root:-/nonexistent}"
   return "$status"
