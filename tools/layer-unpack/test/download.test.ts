@@ -133,12 +133,18 @@ t.test('the image record alone says the blob is in', async (t) => {
   t.ok(readFileSync(join(f.layerDir, 'diff', 'big')).equals(big));
 });
 
-t.test('input that ends before the blob is in: nothing is kept, and that is no error of ours', async (t) => {
-  const f = await fixture(t.testdir({}));
+/** layer-unpack unpacking from half of the blob, announced by a download record, the rest not yet written. */
+async function halfDownloaded(dir: string) {
+  const f = await fixture(dir);
   const run = start(f.root);
   run.stdin.write(f.record('download'));
   writeFileSync(f.ingestPath, f.blob.subarray(0, f.blob.length >> 1));
   await poll(() => existsSync(join(f.root, 'layers')) && staging(f.root).length > 0, 'the unpack to start');
+  return { f, run };
+}
+
+t.test('input that ends before the blob is in: nothing is kept, and that is no error of ours', async (t) => {
+  const { f, run } = await halfDownloaded(t.testdir({}));
   // img-fetch failed (its error record would go on down the pipe) or was killed: its output ends.
   run.stdin.end();
   const { code, records, stderr } = await run.exited;
@@ -150,11 +156,7 @@ t.test('input that ends before the blob is in: nothing is kept, and that is no e
 });
 
 t.test("the producer's error record: the layer it was downloading is dropped at once, the record passed on", async (t) => {
-  const f = await fixture(t.testdir({}));
-  const run = start(f.root);
-  run.stdin.write(f.record('download'));
-  writeFileSync(f.ingestPath, f.blob.subarray(0, f.blob.length >> 1));
-  await poll(() => existsSync(join(f.root, 'layers')) && staging(f.root).length > 0, 'the unpack to start');
+  const { f, run } = await halfDownloaded(t.testdir({}));
   const error = {
     type: 'error',
     v: 1,
