@@ -7,7 +7,9 @@
  * start than such a blob to inflate.
  * zstd is inflated by the `zstd` program and hashed here. The uncompressed
  * stream feeds tar-stream (tarparser.ts) and each entry is applied as it
- * arrives. No temporary copy of the layer is made.
+ * arrives. No temporary copy of the layer is made. A blob still downloading
+ * (LayerSource.growing: img-fetch's ingest file) is read as it grows by the
+ * inflate thread (follow-file.ts), which is told when the blob is committed.
  *
  * The diff ID is checked when the stream ends, before this layer's batch
  * steps (mknod, setfattr) run; on a mismatch the layer fails with
