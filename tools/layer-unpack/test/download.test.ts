@@ -21,7 +21,7 @@ import { jsonLines, toolPath } from '../../../test/helpers/tools.js';
 import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 async function poll(check: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 3000; i++) {

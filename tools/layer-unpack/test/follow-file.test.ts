@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { followFile, POLL_MS } from '../dist/follow-file.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Everything the follower yields, or its error. */
 function drain(stream: NodeJS.ReadableStream): Promise<{ bytes: Buffer; error?: NodeJS.ErrnoException }> {
