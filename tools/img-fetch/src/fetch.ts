@@ -285,16 +285,12 @@ async function pullLeased(
     throw error;
   });
   manifestStored.catch(() => undefined);
-  const emitLayer = async (index: number) => {
+  // A `download` record is said as the blob starts into ingest/, so that layer-unpack reads it as it grows
+  // (protocol.md `download`); the `layer` record once it is in.
+  const emitLayer = async (index: number, type: 'layer' | 'download' = 'layer') => {
     const { layers } = await configReady;
     if (options.emitLayers === false) return;
-    await options.write(layerRecord(name, layers, index, store.root));
-  };
-  // Said as the blob starts into ingest/, so that layer-unpack reads it as it grows (protocol.md `download`).
-  const emitDownload = async (index: number) => {
-    const { layers } = await configReady;
-    if (options.emitLayers === false) return;
-    const record: DownloadRecord = { ...layerRecord(name, layers, index, store.root), type: 'download' };
+    const record: LayerRecord | DownloadRecord = { ...layerRecord(name, layers, index, store.root), type };
     await options.write(record);
   };
 
@@ -319,7 +315,7 @@ async function pullLeased(
           onWait: () => options.info?.(`waiting for another process downloading ${layer.digest}`),
           onReceiving: () => {
             if (announced) return;
-            announced = emitDownload(i);
+            announced = emitLayer(i, 'download');
             announced.catch(() => undefined);
           },
           onRetry: options.onRetry,
