@@ -18,18 +18,11 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { jsonLines, toolPath } from '../../../test/helpers/tools.js';
+import { poll } from './helpers/poll.js';
 import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function poll(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (check()) return;
-    await sleep(10);
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 /** Random content: its gzip is as large as it is, past the 1 MiB below which a blob is not followed. */
 const big = randomBytes(3 * 1024 * 1024);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { busyboxLayout, hasSharedImages, importToStore, SHARED_IMAGES } from '../../../test/helpers/fixtures.js';
 import { jsonLines, runTool, runToolSync, type ToolResult, toolPath } from '../../../test/helpers/tools.js';
+import { poll } from './helpers/poll.js';
 import { imageRecords, storeImage } from './helpers/store.js';
 import { makeTar } from './helpers/tars.js';
 import { diffTrees } from './helpers/tree.js';
@@ -29,14 +30,6 @@ function unpack(root: string, input: string, extra: string[] = [], opts: { user?
 
 const layersDir = (root: string) => join(root, 'layers');
 const staging = (root: string) => (existsSync(layersDir(root)) ? readdirSync(layersDir(root)).filter((n) => n.startsWith('.tmp-')) : []);
-
-async function poll(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 t.test('busybox fixture: per-layer dirs keyed by chain ID, meta.json, reuse', async (t) => {
   const root = join(t.testdir({}), 'store');
